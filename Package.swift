@@ -1,0 +1,20 @@
+// swift-tools-version:6.0
+// lb — an nginx-compatible load balancer. Toolchain only: no package dependencies.
+import PackageDescription
+
+let package = Package(
+    name: "lb",
+    products: [
+        .executable(name: "lb", targets: ["lb"]),
+    ],
+    targets: [
+        // Our own C shim: epoll/eventfd/accept4 (not in Glibc's Swift overlay) and PCRE2 through dlopen.
+        .target(name: "CLBShim", cSettings: [.define("_GNU_SOURCE")]),
+        // The config language: lexer, parser, schema table, validator, routing table. No I/O but file reads.
+        .target(name: "LBConfig", dependencies: ["CLBShim"]),
+        .executableTarget(name: "lb", dependencies: ["LBConfig"]),
+        .testTarget(name: "LBConfigTests", dependencies: ["LBConfig"]),
+        // Black-box tests: the built executables run as real processes over real loopback sockets.
+        .testTarget(name: "EndToEndTests", dependencies: ["lb"]),
+    ]
+)

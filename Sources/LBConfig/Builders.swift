@@ -1,0 +1,85 @@
+/// Mutable builders the compiler fills while walking the directive tree; `Compiler.finish`
+/// freezes them into the immutable `RoutingTable`.
+final class SettingsBox {
+    var s = HTTPSettings()
+}
+
+final class ServerBuilder {
+    let location: SourceLocation
+    var listens: [ListenSpec] = []
+    var names: [String] = []
+    let settings = SettingsBox()
+    var returnAction: ReturnAction?
+    var tryFiles: [String]?
+    var locations: [LocationBuilder] = []
+
+    init(location: SourceLocation) { self.location = location }
+}
+
+struct ListenSpec {
+    var address: HostPort
+    var defaultServer: Bool
+    var reuseport: Bool
+    var backlog: Int?
+    var ipv6only: Bool?
+    var location: SourceLocation
+    var hasOptions: Bool { reuseport || backlog != nil || ipv6only != nil }
+}
+
+final class LocationBuilder {
+    let match: Location.Match
+    let regex: PCRE?
+    let location: SourceLocation
+    let settings = SettingsBox()
+    var proxyPass: (url: String, location: SourceLocation)?
+    var returnAction: ReturnAction?
+    var tryFiles: [String]?
+    var internalOnly = false
+    var special: Handler?
+    var children: [LocationBuilder] = []
+
+    init(match: Location.Match, regex: PCRE?, location: SourceLocation) {
+        self.match = match
+        self.regex = regex
+        self.location = location
+    }
+}
+
+final class UpstreamBuilder {
+    let name: String
+    let location: SourceLocation
+    var peers: [Peer] = []
+    var policy: UpstreamGroup.Policy = .roundRobin
+    var policyLocation: SourceLocation?
+    var keepalive: Int?
+    var keepaliveTimeoutMs = 60_000
+    var keepaliveRequests = 1000
+    var service: (name: String, location: SourceLocation, weight: Int, maxFails: Int, failTimeoutMs: Int)?
+
+    init(name: String, location: SourceLocation) {
+        self.name = name
+        self.location = location
+    }
+}
+
+final class ServiceBuilder {
+    let name: String
+    let location: SourceLocation
+    var command: [String] = []
+    var scale = 1
+    var basePort: Int?
+    var environment: [(String, String)] = []
+    var ready: String?
+    var directory: String?
+
+    init(name: String, location: SourceLocation) {
+        self.name = name
+        self.location = location
+    }
+}
+
+/// Resolves upstream and listen host names at load time (never on an event loop).
+public protocol HostResolver: Sendable {
+    /// Every address of `host`, as IP literals; empty when the name does not resolve.
+    func resolve(_ host: String) -> [String]
+}

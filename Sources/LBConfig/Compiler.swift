@@ -1,0 +1,159 @@
+/// Walks the directive tree with the schema table and builds the `RoutingTable`.
+public final class Compiler {
+    let prefix: String
+    let resolver: any HostResolver
+    var files: [ConfigFile] = []
+    /// Non-fatal findings, printed as `[warn]` (nginx: conflicting server names, …).
+    public internal(set) var warnings: [ConfigError] = []
+
+    // Main context.
+    var workerProcesses: Int? = 1
+    var pid: String?
+    var mainErrorLogs: [ErrorLog] = []
+    var workerConnections = 512
+    var daemon = false
+    var masterProcess = true
+    var user: String?
+    var workerRlimitNofile: Int?
+    var workerShutdownTimeoutMs: Int?
+    var sawHTTP = false
+
+    // http context.
+    let httpSettings = SettingsBox()
+    var logFormats: [String: LogFormat] = ["combined": .combined]
+    var upstreams: [UpstreamBuilder] = []
+    var cacheZones: [CacheZone] = []
+    var servers: [ServerBuilder] = []
+    var maps: [MapBlock] = []
+    var services: [ServiceBuilder] = []
+    var sawStack = false
+    /// Cache references checked once all zones are known.
+    var cacheReferences: [(String, SourceLocation)] = []
+    /// Variables used anywhere, checked at the end against map and named-capture names.
+    var usedVariables: [(String, SourceLocation)] = []
+    var definedVariables: Set<String> = []
+
+    // Where we are.
+    var context: Contexts = .main
+    var settings: SettingsBox
+    var server: ServerBuilder?
+    var locationStack: [LocationBuilder] = []
+    var upstream: UpstreamBuilder?
+    var service: ServiceBuilder?
+
+    public init(prefix: String, resolver: any HostResolver = SystemResolver()) {
+        self.prefix = prefix
+        self.resolver = resolver
+        self.settings = httpSettings
+    }
+
+    // MARK: - Walking
+
+    /// Applies every directive of one level, running the generic checks of the schema table.
+    func walk(_ directives: [Directive], in ctx: Contexts) throws {
+        let saved = context
+        context = ctx
+        defer { context = saved }
+        var seen: Set<String> = []
+        for d in directives {
+            guard let specs = Compiler.table[d.name] else {
+                if let why = unsupportedDirectives[d.name] { throw ConfigError(why, at: d.location) }
+                var msg = "unknown directive \"\(d.name)\""
+                if let hint = Compiler.suggestion(for: d.name) { msg += " (did you mean \"\(hint)\"?)" }
+                throw ConfigError(msg, at: d.location)
+            }
+            guard let spec = specs.first(where: { $0.contexts.contains(ctx) }) else {
+                throw ConfigError("\"\(d.name)\" directive is not allowed here", at: d.location)
+            }
+            if spec.block && d.block == nil {
+                throw ConfigError("directive \"\(d.name)\" has no opening \"{\"", at: d.location)
+            }
+            if !spec.block && d.block != nil {
+                throw ConfigError("directive \"\(d.name)\" is not terminated by \";\"", at: d.location)
+            }
+            guard spec.args.accepts(d.args.count) else {
+                throw ConfigError("invalid number of arguments in \"\(d.name)\" directive", at: d.location)
+            }
+            if case .flag = spec.args, Values.flag(d.args[0].text) == nil {
+                throw ConfigError("invalid value \"\(d.args[0].text)\" in \"\(d.name)\" directive, it must be \"on\" or \"off\"", at: d.args[0].location)
+            }
+            if !spec.repeatable {
+                if seen.contains(d.name) { throw ConfigError("\"\(d.name)\" directive is duplicate", at: d.location) }
+                seen.insert(d.name)
+            }
+            do {
+                try spec.apply(self, d)
+            } catch var e as ConfigError {
+                if e.location == nil { e.location = d.location }
+                throw e
+            }
+        }
+    }
+
+    /// The closest known directive name, for "did you mean" hints.
+    static func suggestion(for name: String) -> String? {
+        var best: (String, Int)? = nil
+        for known in table.keys {
+            let d = editDistance(name, known)
+            if d <= max(1, min(3, known.count / 4)), best == nil || d < best!.1 || (d == best!.1 && known < best!.0) {
+                best = (known, d)
+            }
+        }
+        return best?.0
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a.utf8), b = Array(b.utf8)
+        if a.isEmpty { return b.count }
+        if b.isEmpty { return a.count }
+        var prev = Array(0...b.count)
+        var cur = [Int](repeating: 0, count: b.count + 1)
+        for i in 1...a.count {
+            cur[0] = i
+            for j in 1...b.count {
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            swap(&prev, &cur)
+        }
+        return prev[b.count]
+    }
+
+    // MARK: - Value helpers (nginx's wording)
+
+    func invalidValue(_ d: Directive, _ t: Token? = nil) -> ConfigError {
+        ConfigError("\"\(d.name)\" directive invalid value", at: (t ?? d.args.first)?.location ?? d.location)
+    }
+
+    func size(_ d: Directive, _ i: Int = 0) throws -> Int {
+        guard let v = Values.size(d.args[i].text) else { throw invalidValue(d, d.args[i]) }
+        return v
+    }
+
+    func time(_ d: Directive, _ i: Int = 0) throws -> Int {
+        guard let v = Values.milliseconds(d.args[i].text) else { throw invalidValue(d, d.args[i]) }
+        return v
+    }
+
+    func number(_ d: Directive, _ i: Int = 0) throws -> Int {
+        guard let v = Values.number(d.args[i].text) else {
+            throw ConfigError("invalid value \"\(d.args[i].text)\" in \"\(d.name)\" directive", at: d.args[i].location)
+        }
+        return v
+    }
+
+    func flag(_ d: Directive, _ i: Int = 0) -> Bool { Values.flag(d.args[i].text) ?? false }
+
+    func template(_ t: Token) throws -> Template {
+        let tpl: Template
+        do { tpl = try Template(parsing: t.text) } catch { throw ConfigError(error.message, at: t.location) }
+        for case .named(let n) in tpl.variables { usedVariables.append((n, t.location)) }
+        return tpl
+    }
+
+    /// A path relative to the prefix (nginx's `ngx_conf_full_name`).
+    func fullPath(_ p: String) -> String { joinPath(prefix, p) }
+
+    func defineNamedCaptures(_ re: PCRE) {
+        for (n, _) in re.names { definedVariables.insert(n) }
+    }
+}

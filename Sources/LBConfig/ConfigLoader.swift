@@ -1,0 +1,56 @@
+/// Loads a configuration file into a `RoutingTable`: the one entry point for `lb`, reload and tests.
+public struct ConfigLoader {
+    /// The directory that relative paths (root, logs, cache, pid) resolve against; nginx's `-p`.
+    public var prefix: String
+    /// Directives given with `-g`, applied before the file as nginx does.
+    public var globalDirectives: String?
+    public var fileSystem: any ConfigFileSystem
+    public var resolver: any HostResolver
+
+    public init(prefix: String, globalDirectives: String? = nil, fileSystem: any ConfigFileSystem = DiskFileSystem(),
+                resolver: any HostResolver = SystemResolver()) {
+        self.prefix = prefix
+        self.globalDirectives = globalDirectives
+        self.fileSystem = fileSystem
+        self.resolver = resolver
+    }
+
+    /// The result of a successful load.
+    public struct Loaded: Sendable {
+        public var table: RoutingTable
+        public var warnings: [ConfigError]
+    }
+
+    /// Reads, parses, validates and compiles `path`. Includes resolve against the file's directory.
+    public func load(path: String) throws(ConfigError) -> Loaded {
+        let fullPath = path.hasPrefix("/") ? path : joinPath(prefix, path)
+        var parser = Parser(fileSystem: fileSystem, includeBase: directoryOf(fullPath))
+        var directives: [Directive] = []
+        if let g = globalDirectives {
+            directives = try parser.parseText(g, file: "command line")
+        }
+        directives += try parser.parseFile(fullPath)
+        return try compile(directives, files: parser.files)
+    }
+
+    /// Parses and compiles config text (tests, `-g` only configs).
+    public func load(text: String, file: String = "test.conf") throws(ConfigError) -> Loaded {
+        var parser = Parser(fileSystem: fileSystem, includeBase: prefix)
+        let directives = try parser.parseText(text, file: file)
+        return try compile(directives, files: [ConfigFile(path: file, text: text)] + parser.files)
+    }
+
+    private func compile(_ directives: [Directive], files: [ConfigFile]) throws(ConfigError) -> Loaded {
+        let c = Compiler(prefix: prefix, resolver: resolver)
+        c.files = files
+        do {
+            try c.walk(directives, in: .main)
+            let table = try c.finish()
+            return Loaded(table: table, warnings: c.warnings)
+        } catch let e as ConfigError {
+            throw e
+        } catch {
+            throw ConfigError("\(error)")
+        }
+    }
+}

@@ -1,0 +1,282 @@
+/// The directive table: one row per directive and context, as nginx's module command arrays.
+extension Compiler {
+    static let table: [String: [DirectiveSpec]] = {
+        var rows: [DirectiveSpec] = mainDirectives + httpDirectives + serverDirectives + proxyDirectives
+            + cacheDirectives + upstreamDirectives + stackDirectives
+        for (name, ctx, args) in acceptedNoOps {
+            rows.append(DirectiveSpec(name, ctx, args, repeatable: true, note: "accepted for compatibility; no effect in lb") { _, _ in })
+        }
+        var t: [String: [DirectiveSpec]] = [:]
+        for r in rows { t[r.name, default: []].append(r) }
+        return t
+    }()
+
+    /// Every row, for documentation.
+    public static var allDirectives: [DirectiveSpec] { table.values.flatMap { $0 }.sorted { $0.name < $1.name } }
+
+    /// An inheritable setting written into the current level's `HTTPSettings`.
+    static func setting<T>(_ name: String, _ ctx: Contexts = .hsl, _ args: ArgumentShape, default def: String?,
+                           _ kp: WritableKeyPath<HTTPSettings, T?>,
+                           _ parse: @escaping @Sendable (Compiler, Directive) throws -> T) -> DirectiveSpec {
+        nonisolated(unsafe) let kp = kp
+        return DirectiveSpec(name, ctx, args, default: def) { c, d in c.settings.s[keyPath: kp] = try parse(c, d) }
+    }
+
+    static func setting<T>(_ name: String, _ args: ArgumentShape, default def: String?,
+                           _ kp: WritableKeyPath<HTTPSettings, T?>,
+                           _ parse: @escaping @Sendable (Compiler, Directive) throws -> T) -> DirectiveSpec {
+        setting(name, .hsl, args, default: def, kp, parse)
+    }
+
+    static func flagSetting(_ name: String, _ ctx: Contexts = .hsl, default def: String, _ kp: WritableKeyPath<HTTPSettings, Bool?>) -> DirectiveSpec {
+        setting(name, ctx, .flag, default: def, kp) { c, d in c.flag(d) }
+    }
+
+    static func timeSetting(_ name: String, _ ctx: Contexts = .hsl, default def: String, _ kp: WritableKeyPath<HTTPSettings, Int?>) -> DirectiveSpec {
+        setting(name, ctx, .exactly(1), default: def, kp) { c, d in try c.time(d) }
+    }
+
+    static func sizeSetting(_ name: String, _ ctx: Contexts = .hsl, default def: String, _ kp: WritableKeyPath<HTTPSettings, Int?>) -> DirectiveSpec {
+        setting(name, ctx, .exactly(1), default: def, kp) { c, d in try c.size(d) }
+    }
+
+    static func numberSetting(_ name: String, _ ctx: Contexts = .hsl, default def: String, _ kp: WritableKeyPath<HTTPSettings, Int?>) -> DirectiveSpec {
+        setting(name, ctx, .exactly(1), default: def, kp) { c, d in try c.number(d) }
+    }
+
+    /// A directive whose arguments must each come from a fixed set of words.
+    static func wordSet(_ d: Directive, allowed: Set<String>) throws -> Set<String> {
+        var out: Set<String> = []
+        for a in d.args {
+            guard allowed.contains(a.text) else { throw ConfigError("invalid value \"\(a.text)\"", at: a.location) }
+            out.insert(a.text)
+        }
+        if out.contains("off") && out.count > 1 { throw ConfigError("invalid value \"off\"", at: d.location) }
+        return out.contains("off") ? [] : out
+    }
+
+    // MARK: main and events
+
+    static let mainDirectives: [DirectiveSpec] = [
+        DirectiveSpec("worker_processes", .main, .exactly(1), default: "1") { c, d in
+            if d.args[0].text == "auto" { c.workerProcesses = nil; return }
+            let n = try c.number(d)
+            guard n >= 1 else { throw c.invalidValue(d) }
+            c.workerProcesses = n
+        },
+        DirectiveSpec("pid", .main, .exactly(1), default: "none (lb writes no pid file unless asked)") { c, d in
+            c.pid = d.args[0].text == "off" ? nil : c.fullPath(d.args[0].text)
+        },
+        DirectiveSpec("error_log", [.main, .http, .server, .location], .between(1, 2), repeatable: true, default: "stderr error") { c, d in
+            let log = try c.errorLog(d)
+            if c.context == .main { c.mainErrorLogs.append(log) } else { c.settings.s.errorLog = log }
+        },
+        DirectiveSpec("daemon", .main, .flag, default: "off", note: "lb always runs in the foreground; \"on\" is accepted and ignored") { c, d in c.daemon = c.flag(d) },
+        DirectiveSpec("master_process", .main, .flag, default: "on", note: "accepted; lb is always one process with worker threads") { c, d in c.masterProcess = c.flag(d) },
+        DirectiveSpec("user", .main, .between(1, 2), note: "accepted; lb does not change user") { c, d in c.user = d.args[0].text },
+        DirectiveSpec("worker_rlimit_nofile", .main, .exactly(1)) { c, d in c.workerRlimitNofile = try c.number(d) },
+        DirectiveSpec("worker_shutdown_timeout", .main, .exactly(1)) { c, d in c.workerShutdownTimeoutMs = try c.time(d) },
+        DirectiveSpec("events", .main, .none, block: true) { c, d in try c.walk(d.block!, in: .events) },
+        DirectiveSpec("worker_connections", .events, .exactly(1), default: "512") { c, d in
+            let n = try c.number(d)
+            guard n >= 1 else { throw c.invalidValue(d) }
+            c.workerConnections = n
+        },
+        DirectiveSpec("http", .main, .none, block: true) { c, d in
+            c.sawHTTP = true
+            c.settings = c.httpSettings
+            try c.walk(d.block!, in: .http)
+        },
+    ]
+
+    func errorLog(_ d: Directive) throws -> ErrorLog {
+        var level = ErrorLog.Level.error
+        if d.args.count == 2 {
+            guard let l = ErrorLog.Level.allCases.first(where: { $0.name == d.args[1].text }) else {
+                throw ConfigError("invalid log level \"\(d.args[1].text)\"", at: d.args[1].location)
+            }
+            level = l
+        }
+        let p = d.args[0].text
+        return ErrorLog(path: p == "stderr" || p.hasPrefix("syslog:") ? p : fullPath(p), level: level)
+    }
+
+    // MARK: http-wide settings
+
+    static let httpDirectives: [DirectiveSpec] = [
+        DirectiveSpec("types", .hsl, .none, block: true, default: "text/html html; image/gif gif; image/jpeg jpg;") { c, d in
+            var t: [String: String] = [:]
+            for e in d.block! {
+                if e.block != nil { throw ConfigError("unexpected \"{\"", at: e.location) }
+                if e.args.isEmpty { throw ConfigError("invalid number of arguments in \"types\" directive", at: e.location) }
+                for ext in e.args { t[ext.text.lowercased()] = e.name }
+            }
+            c.settings.s.types = t
+        },
+        setting("default_type", .exactly(1), default: "text/plain", \.defaultType) { _, d in d.args[0].text },
+        DirectiveSpec("log_format", .http, .atLeast(2), repeatable: true) { c, d in
+            let name = d.args[0].text
+            if c.logFormats[name] != nil { throw ConfigError("duplicate \"log_format\" name \"\(name)\"", at: d.args[0].location) }
+            var parts = Array(d.args.dropFirst())
+            var escape = LogFormat.Escape.default
+            if let f = parts.first, f.text.hasPrefix("escape=") {
+                switch f.text.dropFirst(7) {
+                case "default": escape = .default
+                case "json": escape = .json
+                case "none": escape = .none
+                default: throw ConfigError("unknown log format escaping \"\(f.text.dropFirst(7))\"", at: f.location)
+                }
+                parts.removeFirst()
+            }
+            guard !parts.isEmpty else { throw ConfigError("invalid number of arguments in \"log_format\" directive", at: d.location) }
+            var tpl = Template(literal: "")
+            tpl.source = parts.map(\.text).joined()
+            for p in parts { tpl.parts += try c.template(p).parts }
+            c.logFormats[name] = LogFormat(name: name, escape: escape, template: tpl)
+        },
+        DirectiveSpec("access_log", .hsl, .atLeast(1), repeatable: true, default: "logs/access.log combined") { c, d in
+            if d.args[0].text == "off" {
+                guard d.args.count == 1 else { throw ConfigError("invalid parameter \"\(d.args[1].text)\"", at: d.args[1].location) }
+                c.settings.s.accessLogOff = true
+                c.settings.s.accessLogs = []
+                return
+            }
+            var format = "combined"
+            var buffer: Int? = nil, flush: Int? = nil, cond: Template? = nil
+            for (i, a) in d.args.enumerated().dropFirst() {
+                if a.text.hasPrefix("buffer=") {
+                    guard let b = Values.size(String(a.text.dropFirst(7))) else { throw ConfigError("invalid buffer size \"\(a.text)\"", at: a.location) }
+                    buffer = b
+                } else if a.text.hasPrefix("flush=") {
+                    guard let f = Values.milliseconds(String(a.text.dropFirst(6))) else { throw ConfigError("invalid flush time \"\(a.text)\"", at: a.location) }
+                    flush = f
+                } else if a.text.hasPrefix("if=") {
+                    var t = a
+                    t.text = String(a.text.dropFirst(3))
+                    cond = try c.template(t)
+                } else if a.text == "gzip" || a.text.hasPrefix("gzip=") {
+                    throw ConfigError("gzip-compressed access logs are not supported by lb", at: a.location)
+                } else if i == 1 {
+                    format = a.text
+                } else {
+                    throw ConfigError("invalid parameter \"\(a.text)\"", at: a.location)
+                }
+            }
+            guard c.logFormats[format] != nil else { throw ConfigError("unknown log format \"\(format)\"", at: d.args[1].location) }
+            let p = d.args[0].text
+            let log = AccessLog(path: p == "stderr" || p == "/dev/stdout" || p.hasPrefix("syslog:") ? p : c.fullPath(p),
+                                format: format, bufferSize: buffer, flushMs: flush, condition: cond)
+            if c.settings.s.accessLogOff == true { c.settings.s.accessLogOff = nil; c.settings.s.accessLogs = [] }
+            c.settings.s.accessLogs = (c.settings.s.accessLogs ?? []) + [log]
+        },
+        flagSetting("sendfile", default: "off", \.sendfile),
+        flagSetting("tcp_nopush", default: "off", \.tcpNopush),
+        flagSetting("tcp_nodelay", default: "on", \.tcpNodelay),
+        DirectiveSpec("keepalive_timeout", .hsl, .between(1, 2), default: "75s") { c, d in
+            c.settings.s.keepaliveTimeoutMs = try c.time(d)
+            if d.args.count == 2 { c.settings.s.keepaliveHeaderSeconds = try c.time(d, 1) / 1000 }
+        },
+        numberSetting("keepalive_requests", default: "1000", \.keepaliveRequests),
+        timeSetting("send_timeout", default: "60s", \.sendTimeoutMs),
+        timeSetting("client_body_timeout", default: "60s", \.clientBodyTimeoutMs),
+        timeSetting("client_header_timeout", .hs, default: "60s", \.clientHeaderTimeoutMs),
+        sizeSetting("client_max_body_size", default: "1m", \.clientMaxBodySize),
+        sizeSetting("client_body_buffer_size", default: "16k", \.clientBodyBufferSize),
+        sizeSetting("client_header_buffer_size", .hs, default: "1k", \.clientHeaderBufferSize),
+        DirectiveSpec("large_client_header_buffers", .hs, .exactly(2), default: "4 8k") { c, d in
+            let n = try c.number(d), s = try c.size(d, 1)
+            guard n >= 1, s >= 16 else { throw c.invalidValue(d) }
+            c.settings.s.largeClientHeaderBuffers = (n, s)
+        },
+        DirectiveSpec("server_tokens", .hsl, .exactly(1), default: "on") { c, d in
+            switch d.args[0].text {
+            case "on", "build": c.settings.s.serverTokens = true
+            case "off": c.settings.s.serverTokens = false
+            default: throw ConfigError("invalid value \"\(d.args[0].text)\" in \"server_tokens\" directive, it must be \"on\", \"off\" or \"build\"", at: d.args[0].location)
+            }
+        },
+        flagSetting("gzip", default: "off", \.gzip),
+        setting("gzip_types", .atLeast(1), default: "text/html", \.gzipTypes) { _, d in d.values },
+        sizeSetting("gzip_min_length", default: "20", \.gzipMinLength),
+        setting("gzip_comp_level", .exactly(1), default: "1", \.gzipCompLevel) { c, d in
+            let n = try c.number(d)
+            guard (1...9).contains(n) else { throw ConfigError("the \"gzip_comp_level\" value must be between 1 and 9", at: d.args[0].location) }
+            return n
+        },
+        flagSetting("gzip_vary", default: "off", \.gzipVary),
+        setting("gzip_proxied", .atLeast(1), default: "off", \.gzipProxied) { _, d in
+            Array(try wordSet(d, allowed: ["off", "expired", "no-cache", "no-store", "private", "no_last_modified", "no_etag", "auth", "any"]))
+        },
+        setting("gzip_static", .exactly(1), default: "off", \.gzipStatic) { _, d in
+            guard ["on", "off", "always"].contains(d.args[0].text) else { throw ConfigError("invalid value \"\(d.args[0].text)\"", at: d.args[0].location) }
+            return d.args[0].text != "off"
+        },
+        setting("open_file_cache", .between(1, 2), default: "off", \.openFileCache) { _, d in d.args[0].text != "off" },
+        setting("disable_symlinks", .between(1, 2), default: "off", \.disableSymlinks) { _, d in
+            guard ["on", "off", "if_not_owner"].contains(d.args[0].text) else { throw ConfigError("invalid value \"\(d.args[0].text)\"", at: d.args[0].location) }
+            return d.args[0].text != "off"
+        },
+        DirectiveSpec("map", .http, .exactly(2), block: true, repeatable: true) { c, d in try c.compileMap(d) },
+        DirectiveSpec("upstream", .http, .exactly(1), block: true, repeatable: true) { c, d in
+            let name = d.args[0].text
+            if c.upstreams.contains(where: { $0.name == name }) { throw ConfigError("duplicate upstream \"\(name)\"", at: d.location) }
+            let u = UpstreamBuilder(name: name, location: d.location)
+            c.upstreams.append(u)
+            c.upstream = u
+            defer { c.upstream = nil }
+            try c.walk(d.block!, in: .upstream)
+        },
+        DirectiveSpec("server", .http, .none, block: true, repeatable: true) { c, d in
+            let s = ServerBuilder(location: d.location)
+            c.servers.append(s)
+            c.server = s
+            let saved = c.settings
+            c.settings = s.settings
+            defer { c.server = nil; c.settings = saved }
+            try c.walk(d.block!, in: .server)
+        },
+    ]
+
+    func compileMap(_ d: Directive) throws {
+        let source = try template(d.args[0])
+        var v = d.args[1].text
+        guard v.hasPrefix("$"), v.count > 1 else { throw ConfigError("invalid variable name \"\(v)\"", at: d.args[1].location) }
+        v.removeFirst()
+        if definedVariables.contains(v) && maps.contains(where: { $0.variable == v }) {
+            throw ConfigError("duplicate map variable \"$\(v)\"", at: d.args[1].location)
+        }
+        definedVariables.insert(v)
+        var def = Template(literal: "")
+        var exact: [String: Template] = [:]
+        var regexes: [(PCRE, Template)] = []
+        var hostnames = false
+        for e in d.block! {
+            if e.block != nil { throw ConfigError("unexpected \"{\"", at: e.location) }
+            if e.args.isEmpty {
+                switch e.name {
+                case "hostnames": hostnames = true; continue
+                case "volatile": continue
+                default: throw ConfigError("invalid number of the map parameters", at: e.location)
+                }
+            }
+            guard e.args.count == 1 else { throw ConfigError("invalid number of the map parameters", at: e.location) }
+            var valTok = e.args[0]
+            valTok.location = e.location
+            let value = try template(valTok)
+            if e.name == "include" { throw ConfigError("include inside map is not supported", at: e.location) }
+            if e.name == "default" {
+                def = value
+            } else if e.name.hasPrefix("~") {
+                let caseless = e.name.hasPrefix("~*")
+                let re = try compileRegex(String(e.name.dropFirst(caseless ? 2 : 1)), caseless: caseless, at: e.location)
+                defineNamedCaptures(re)
+                regexes.append((re, value))
+            } else {
+                let key = e.name.hasPrefix("\\") ? String(e.name.dropFirst()) : e.name
+                if exact[key] != nil { throw ConfigError("duplicate parameter \"\(key)\"", at: e.location) }
+                exact[key] = value
+            }
+        }
+        maps.append(MapBlock(source: source, variable: v, defaultValue: def, exact: exact, regexes: regexes, hostnames: hostnames))
+    }
+}

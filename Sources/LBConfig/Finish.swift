@@ -1,0 +1,215 @@
+/// Freezing the builders into the immutable `RoutingTable`, with the checks that need the whole
+/// configuration (unknown cache zones, empty upstreams, listen conflicts, undefined variables).
+extension Compiler {
+    func finish() throws -> RoutingTable {
+        for (z, loc) in cacheReferences where !cacheZones.contains(where: { $0.name == z }) {
+            throw ConfigError("\"proxy_cache\" zone \"\(z)\" is unknown", at: loc)
+        }
+        for (name, loc) in usedVariables where !definedVariables.contains(name) {
+            throw ConfigError("unknown \"\(name)\" variable", at: loc)
+        }
+        let stack = try buildStack()
+        var groups = try buildUpstreams(stack)
+        var groupIndex: [String: Int] = [:]
+        for (i, g) in groups.enumerated() { groupIndex[g.name] = i }
+
+        var nextID = 0
+        var vservers: [VirtualServer] = []
+        for (si, sb) in servers.enumerated() {
+            var ss = sb.settings.s
+            ss.inherit(from: httpSettings.s)
+            var tree = LocationTree()
+            var named: [String: Location] = [:]
+            for lb in sb.locations {
+                let loc = try buildLocation(lb, parent: ss, groups: &groups, index: &groupIndex, nextID: &nextID)
+                if case .named(let n) = lb.match { named[n] = loc; continue }
+                _ = tree.add(loc)
+            }
+            let fallback = Location(match: .prefix(""), regex: nil, handler: .static, settings: ss, tryFiles: sb.tryFiles,
+                                    internalOnly: false, nested: LocationTree(), location: sb.location, autoRedirect: false, id: -1)
+            vservers.append(VirtualServer(index: si, names: sb.names.isEmpty ? [""] : sb.names, location: sb.location, settings: ss,
+                                          serverReturn: sb.returnAction, serverTryFiles: sb.tryFiles, locations: tree,
+                                          named: named, fallback: fallback))
+        }
+        let listeners = try buildListeners()
+        let main = MainSettings(workerProcesses: workerProcesses, pid: pid, errorLogs: mainErrorLogs,
+                                workerConnections: workerConnections, daemon: daemon, masterProcess: masterProcess,
+                                user: user, workerRlimitNofile: workerRlimitNofile,
+                                workerShutdownTimeoutMs: workerShutdownTimeoutMs, prefix: prefix)
+        return RoutingTable(main: main, listeners: listeners, servers: vservers, upstreams: groups, cacheZones: cacheZones,
+                            logFormats: logFormats, maps: maps, stack: stack, files: files)
+    }
+
+    private func buildStack() throws -> StackSpec? {
+        guard sawStack else { return nil }
+        var used: [Int: String] = [:]
+        for s in services {
+            guard let base = s.basePort else { continue }
+            for p in base..<(base + s.scale) {
+                if let other = used[p] { throw ConfigError("port \(p) of service \"\(s.name)\" is already used by service \"\(other)\"", at: s.location) }
+                used[p] = s.name
+            }
+        }
+        return StackSpec(services: services.map {
+            ServiceSpec(name: $0.name, command: $0.command, scale: $0.scale, basePort: $0.basePort, environment: $0.environment,
+                        ready: $0.ready, directory: $0.directory, location: $0.location)
+        })
+    }
+
+    private func buildUpstreams(_ stack: StackSpec?) throws -> [UpstreamGroup] {
+        var out: [UpstreamGroup] = []
+        for u in upstreams {
+            var peers = u.peers
+            if let svc = u.service {
+                guard let s = stack?.services.first(where: { $0.name == svc.name }) else {
+                    throw ConfigError("unknown service \"\(svc.name)\" in upstream \"\(u.name)\"", at: svc.location)
+                }
+                guard let base = s.basePort else {
+                    throw ConfigError("service \"\(svc.name)\" has no \"port\" for upstream \"\(u.name)\"", at: svc.location)
+                }
+                for i in 0..<s.scale {
+                    peers.append(Peer(address: HostPort(host: "127.0.0.1", port: base + i), name: "127.0.0.1:\(base + i)",
+                                      weight: svc.weight, maxFails: svc.maxFails, failTimeoutMs: svc.failTimeoutMs,
+                                      maxConns: 0, backup: false, down: false))
+                }
+            }
+            if peers.isEmpty { throw ConfigError("no servers are inside upstream", at: u.location) }
+            switch u.policy {
+            case .ipHash, .hash, .random:
+                if peers.contains(where: \.backup) {
+                    throw ConfigError("balancing method does not support \"backup\" servers in upstream \"\(u.name)\"", at: u.policyLocation ?? u.location)
+                }
+            default: break
+            }
+            out.append(UpstreamGroup(name: u.name, peers: peers, policy: u.policy, keepalive: u.keepalive,
+                                     keepaliveTimeoutMs: u.keepaliveTimeoutMs, keepaliveRequests: u.keepaliveRequests,
+                                     location: u.location, implicit: false, service: u.service?.name))
+        }
+        return out
+    }
+
+    private func buildLocation(_ b: LocationBuilder, parent: HTTPSettings, groups: inout [UpstreamGroup],
+                               index: inout [String: Int], nextID: inout Int) throws -> Location {
+        var s = b.settings.s
+        s.inherit(from: parent)
+        let id = nextID
+        nextID += 1
+        var nested = LocationTree()
+        for c in b.children {
+            _ = nested.add(try buildLocation(c, parent: s, groups: &groups, index: &index, nextID: &nextID))
+        }
+        var handler: Handler = .static
+        var autoRedirect = false
+        if let r = b.returnAction {
+            handler = .return(r)
+        } else if let special = b.special {
+            handler = special
+        } else if let pp = b.proxyPass {
+            let target = try proxyTarget(pp.url, at: pp.location, for: b, groups: &groups, index: &index)
+            handler = .proxy(target)
+            if case .prefix(let p) = b.match, p.hasSuffix("/"), p.count > 1 { autoRedirect = true }
+            if case .prefixNoRegex(let p) = b.match, p.hasSuffix("/"), p.count > 1 { autoRedirect = true }
+        }
+        return Location(match: b.match, regex: b.regex, handler: handler, settings: s, tryFiles: b.tryFiles,
+                        internalOnly: b.internalOnly, nested: nested, location: b.location, autoRedirect: autoRedirect, id: id)
+    }
+
+    private func proxyTarget(_ url: String, at loc: SourceLocation, for b: LocationBuilder, groups: inout [UpstreamGroup],
+                             index: inout [String: Int]) throws -> ProxyTarget {
+        if url.hasPrefix("https://") {
+            throw ConfigError("TLS to upstreams (\"https://\" in \"proxy_pass\") is not supported by lb", at: loc)
+        }
+        guard url.hasPrefix("http://") else { throw ConfigError("invalid URL prefix in \"\(url)\"", at: loc) }
+        if url.contains("$") {
+            throw ConfigError("variables in \"proxy_pass\" are not supported by lb; name an upstream instead", at: loc)
+        }
+        let rest = url.dropFirst(7)
+        let slash = rest.firstIndex(of: "/")
+        let hostPart = String(slash.map { rest[..<$0] } ?? rest)
+        let uri = slash.map { String(rest[$0...]) }
+        if uri != nil {
+            switch b.match {
+            case .regex, .named:
+                throw ConfigError("\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block", at: loc)
+            default: break
+            }
+        }
+        guard let hp = HostPort.parse(hostPart, portOnlyAllowed: false), hp.host != "*" else {
+            throw ConfigError("invalid host in \"\(url)\"", at: loc)
+        }
+        if hp.port == nil, let i = index[hp.host], !groups[i].implicit {
+            return ProxyTarget(upstream: i, hostHeader: hp.host, port: 80, uri: uri)
+        }
+        let port = hp.port ?? 80
+        let key = "\(hp.host):\(port)"
+        let header = port == 80 ? hp.description : HostPort(host: hp.host, port: port).description
+        if let i = index[key] { return ProxyTarget(upstream: i, hostHeader: header, port: port, uri: uri) }
+        let addrs = isIPLiteral(hp.host) ? [hp.host] : resolver.resolve(hp.host)
+        guard !addrs.isEmpty else { throw ConfigError("host not found in upstream \"\(hostPart)\"", at: loc) }
+        let peers = addrs.map {
+            Peer(address: HostPort(host: $0, port: port), name: hostPart, weight: 1, maxFails: 1, failTimeoutMs: 10_000,
+                 maxConns: 0, backup: false, down: false)
+        }
+        groups.append(UpstreamGroup(name: key, peers: peers, policy: .roundRobin, keepalive: nil, keepaliveTimeoutMs: 60_000,
+                                    keepaliveRequests: 1000, location: loc, implicit: true, service: nil))
+        index[key] = groups.count - 1
+        return ProxyTarget(upstream: groups.count - 1, hostHeader: header, port: port, uri: uri)
+    }
+
+    private func buildListeners() throws -> [Listener] {
+        struct Entry {
+            var address: HostPort
+            var servers: [Int] = []
+            var defaultServer: Int?
+            var options: ListenSpec?
+        }
+        var entries: [Entry] = []
+        var byAddr: [HostPort: Int] = [:]
+        for (si, s) in servers.enumerated() {
+            let listens = s.listens.isEmpty
+                ? [ListenSpec(address: HostPort(host: "0.0.0.0", port: 80), defaultServer: false, reuseport: false, backlog: nil, ipv6only: nil, location: s.location)]
+                : s.listens
+            for l in listens {
+                let ei: Int
+                if let i = byAddr[l.address] { ei = i } else {
+                    entries.append(Entry(address: l.address))
+                    ei = entries.count - 1
+                    byAddr[l.address] = ei
+                }
+                if entries[ei].servers.contains(si) {
+                    throw ConfigError("duplicate listen \(l.address)", at: l.location)
+                }
+                entries[ei].servers.append(si)
+                if l.defaultServer {
+                    if entries[ei].defaultServer != nil { throw ConfigError("a duplicate default server for \(l.address)", at: l.location) }
+                    entries[ei].defaultServer = si
+                }
+                if l.hasOptions {
+                    if entries[ei].options != nil { throw ConfigError("duplicate listen options for \(l.address)", at: l.location) }
+                    entries[ei].options = l
+                }
+            }
+        }
+        var out: [Listener] = []
+        for e in entries {
+            var names = ServerNameTable()
+            var seen: Set<String> = []
+            for si in e.servers {
+                for n in servers[si].names {
+                    let key = n.lowercased()
+                    if key.isEmpty { continue }
+                    if seen.contains(key) {
+                        warnings.append(ConfigError("conflicting server name \"\(n)\" on \(e.address), ignored", at: servers[si].location))
+                        continue
+                    }
+                    seen.insert(key)
+                    do { try names.add(n, server: si) } catch { throw ConfigError(error.message, at: servers[si].location) }
+                }
+            }
+            let o = e.options
+            out.append(Listener(address: e.address, reuseport: o?.reuseport ?? false, backlog: o?.backlog ?? 511,
+                                ipv6only: o?.ipv6only ?? true, defaultServer: e.defaultServer ?? e.servers[0], names: names))
+        }
+        return out
+    }
+}

@@ -1,0 +1,244 @@
+/// proxy_*, proxy_cache_*, upstream and lb's stack directives.
+extension Compiler {
+    static let nextUpstreamWords: Set<String> = ["off", "error", "timeout", "invalid_header", "http_500", "http_502", "http_503",
+                                                "http_504", "http_403", "http_404", "http_429", "non_idempotent", "denied"]
+
+    static let proxyDirectives: [DirectiveSpec] = [
+        DirectiveSpec("proxy_pass", [.location, .limitExcept], .exactly(1)) { c, d in
+            guard let l = c.locationStack.last else { throw ConfigError("\"proxy_pass\" directive is not allowed here", at: d.location) }
+            l.proxyPass = (d.args[0].text, d.args[0].location)
+        },
+        DirectiveSpec("proxy_set_header", .hsl, .exactly(2), repeatable: true,
+                      default: "Host $proxy_host; Connection close;") { c, d in
+            let v = try c.template(d.args[1])
+            c.settings.s.proxySetHeaders = (c.settings.s.proxySetHeaders ?? []) + [(d.args[0].text, v)]
+        },
+        DirectiveSpec("proxy_hide_header", .hsl, .exactly(1), repeatable: true) { c, d in c.appendArray(\.proxyHideHeaders, d.args[0].text.lowercased()) },
+        DirectiveSpec("proxy_pass_header", .hsl, .exactly(1), repeatable: true) { c, d in c.appendArray(\.proxyPassHeaders, d.args[0].text.lowercased()) },
+        setting("proxy_http_version", .exactly(1), default: "1.0", \.proxyHTTPVersion) { _, d in
+            guard ["1.0", "1.1"].contains(d.args[0].text) else { throw ConfigError("invalid value \"\(d.args[0].text)\" in \"proxy_http_version\" directive", at: d.args[0].location) }
+            return d.args[0].text
+        },
+        timeSetting("proxy_connect_timeout", default: "60s", \.proxyConnectTimeoutMs),
+        timeSetting("proxy_read_timeout", default: "60s", \.proxyReadTimeoutMs),
+        timeSetting("proxy_send_timeout", default: "60s", \.proxySendTimeoutMs),
+        setting("proxy_next_upstream", .atLeast(1), default: "error timeout", \.proxyNextUpstream) { _, d in
+            try wordSet(d, allowed: nextUpstreamWords)
+        },
+        numberSetting("proxy_next_upstream_tries", default: "0", \.proxyNextUpstreamTries),
+        timeSetting("proxy_next_upstream_timeout", default: "0", \.proxyNextUpstreamTimeoutMs),
+        flagSetting("proxy_buffering", default: "on", \.proxyBuffering),
+        sizeSetting("proxy_buffer_size", default: "4k", \.proxyBufferSize),
+        flagSetting("proxy_request_buffering", default: "on", \.proxyRequestBuffering),
+        flagSetting("proxy_intercept_errors", default: "off", \.proxyInterceptErrors),
+        flagSetting("proxy_pass_request_headers", default: "on", \.proxyPassRequestHeaders),
+        flagSetting("proxy_pass_request_body", default: "on", \.proxyPassRequestBody),
+        setting("proxy_ignore_headers", .atLeast(1), default: "none", \.proxyIgnoreHeaders) { _, d in
+            Array(try wordSet(d, allowed: ["X-Accel-Redirect", "X-Accel-Expires", "X-Accel-Limit-Rate", "X-Accel-Buffering",
+                                           "X-Accel-Charset", "Expires", "Cache-Control", "Set-Cookie", "Vary"]))
+        },
+    ]
+
+    static let cacheDirectives: [DirectiveSpec] = [
+        DirectiveSpec("proxy_cache_path", .http, .atLeast(2), repeatable: true) { c, d in try c.compileCachePath(d) },
+        DirectiveSpec("proxy_cache", .hsl, .exactly(1), default: "off") { c, d in
+            let z = d.args[0].text
+            if z == "off" { c.settings.s.proxyCache = .some(nil); return }
+            if z.contains("$") { throw ConfigError("variables in \"proxy_cache\" are not supported by lb", at: d.args[0].location) }
+            c.cacheReferences.append((z, d.args[0].location))
+            c.settings.s.proxyCache = .some(z)
+        },
+        setting("proxy_cache_key", .exactly(1), default: "$scheme$proxy_host$request_uri", \.proxyCacheKey) { c, d in try c.template(d.args[0]) },
+        DirectiveSpec("proxy_cache_valid", .hsl, .atLeast(1), repeatable: true) { c, d in
+            let ms = try c.time(d, d.args.count - 1)
+            var codes: [Int] = []
+            for a in d.args.dropLast() {
+                if a.text == "any" { codes = []; break }
+                guard let n = Values.number(a.text), (100...599).contains(n) else { throw ConfigError("invalid value \"\(a.text)\"", at: a.location) }
+                codes.append(n)
+            }
+            if d.args.count == 1 { codes = [200, 301, 302] }
+            c.appendArray(\.proxyCacheValid, CacheValid(codes: codes, ms: ms))
+        },
+        setting("proxy_cache_methods", .atLeast(1), default: "GET HEAD", \.proxyCacheMethods) { _, d in
+            var m = Array(try wordSet(d, allowed: ["GET", "HEAD", "POST"]))
+            for x in ["GET", "HEAD"] where !m.contains(x) { m.append(x) }
+            return m.sorted()
+        },
+        numberSetting("proxy_cache_min_uses", default: "1", \.proxyCacheMinUses),
+        DirectiveSpec("proxy_cache_bypass", .hsl, .atLeast(1), repeatable: true) { c, d in
+            for a in d.args { c.appendArray(\.proxyCacheBypass, try c.template(a)) }
+        },
+        DirectiveSpec("proxy_no_cache", .hsl, .atLeast(1), repeatable: true) { c, d in
+            for a in d.args { c.appendArray(\.proxyNoCache, try c.template(a)) }
+        },
+        flagSetting("proxy_cache_lock", default: "off", \.proxyCacheLock),
+        timeSetting("proxy_cache_lock_timeout", default: "5s", \.proxyCacheLockTimeoutMs),
+        timeSetting("proxy_cache_lock_age", default: "5s", \.proxyCacheLockAgeMs),
+        setting("proxy_cache_use_stale", .atLeast(1), default: "off", \.proxyCacheUseStale) { _, d in
+            try wordSet(d, allowed: ["off", "error", "timeout", "invalid_header", "updating", "http_500", "http_502",
+                                     "http_503", "http_504", "http_403", "http_404", "http_429"])
+        },
+        flagSetting("proxy_cache_revalidate", default: "off", \.proxyCacheRevalidate),
+        flagSetting("proxy_cache_background_update", default: "off", \.proxyCacheBackgroundUpdate),
+    ]
+
+    func compileCachePath(_ d: Directive) throws {
+        let path = fullPath(d.args[0].text)
+        var levels: [Int] = []
+        var zone: (String, Int)? = nil
+        var maxSize: Int? = nil
+        var inactive = 600_000
+        var useTemp = true
+        for a in d.args.dropFirst() {
+            let t = a.text
+            func value(_ p: String) -> String? { t.hasPrefix(p) ? String(t.dropFirst(p.count)) : nil }
+            if let v = value("levels=") {
+                let parts = v.split(separator: ":", omittingEmptySubsequences: false)
+                guard (1...3).contains(parts.count), parts.allSatisfy({ $0 == "1" || $0 == "2" }) else {
+                    throw ConfigError("invalid \"levels\" \"\(v)\"", at: a.location)
+                }
+                levels = parts.map { Int($0)! }
+            } else if let v = value("keys_zone=") {
+                let parts = v.split(separator: ":", omittingEmptySubsequences: false)
+                guard parts.count == 2, !parts[0].isEmpty, let size = Values.size(String(parts[1])), size >= 8192 else {
+                    throw ConfigError("invalid keys zone size \"\(t)\"", at: a.location)
+                }
+                zone = (String(parts[0]), size)
+            } else if let v = value("max_size=") {
+                guard let s = Values.size(v) else { throw ConfigError("invalid max_size value \"\(t)\"", at: a.location) }
+                maxSize = s
+            } else if let v = value("inactive=") {
+                guard let ms = Values.milliseconds(v) else { throw ConfigError("invalid inactive value \"\(t)\"", at: a.location) }
+                inactive = ms
+            } else if let v = value("use_temp_path=") {
+                guard let f = Values.flag(v) else { throw ConfigError("invalid use_temp_path value \"\(v)\", it must be \"on\" or \"off\"", at: a.location) }
+                useTemp = f
+            } else if ["min_free=", "manager_files=", "manager_sleep=", "manager_threshold=", "loader_files=", "loader_sleep=",
+                        "loader_threshold=", "purger=", "purger_files=", "purger_sleep=", "purger_threshold="].contains(where: { t.hasPrefix($0) }) {
+                continue
+            } else {
+                throw ConfigError("invalid parameter \"\(t)\"", at: a.location)
+            }
+        }
+        guard let (name, size) = zone else { throw ConfigError("\"proxy_cache_path\" must have \"keys_zone\" parameter", at: d.location) }
+        if cacheZones.contains(where: { $0.name == name }) { throw ConfigError("duplicate zone \"\(name)\"", at: d.location) }
+        if cacheZones.contains(where: { $0.path == path }) { throw ConfigError("duplicate cache path \"\(path)\"", at: d.location) }
+        cacheZones.append(CacheZone(name: name, path: path, levels: levels, keysZoneSize: size, maxSize: maxSize,
+                                    inactiveMs: inactive, useTempPath: useTemp, location: d.location))
+    }
+
+    static let upstreamDirectives: [DirectiveSpec] = [
+        DirectiveSpec("server", .upstream, .atLeast(1), repeatable: true) { c, d in try c.compileUpstreamServer(d) },
+        DirectiveSpec("least_conn", .upstream, .none) { c, d in try c.setPolicy(.leastConn, d) },
+        DirectiveSpec("ip_hash", .upstream, .none) { c, d in try c.setPolicy(.ipHash, d) },
+        DirectiveSpec("hash", .upstream, .between(1, 2)) { c, d in
+            if d.args.count == 2 && d.args[1].text != "consistent" {
+                throw ConfigError("invalid parameter \"\(d.args[1].text)\"", at: d.args[1].location)
+            }
+            try c.setPolicy(.hash(try c.template(d.args[0]), consistent: d.args.count == 2), d)
+        },
+        DirectiveSpec("random", .upstream, .between(0, 2)) { c, d in
+            if let a = d.args.first, a.text != "two" { throw ConfigError("invalid parameter \"\(a.text)\"", at: a.location) }
+            try c.setPolicy(.random(two: !d.args.isEmpty), d)
+        },
+        DirectiveSpec("keepalive", .upstream, .exactly(1)) { c, d in
+            let n = try c.number(d)
+            guard n >= 1 else { throw c.invalidValue(d) }
+            c.upstream!.keepalive = n
+        },
+        DirectiveSpec("keepalive_timeout", .upstream, .exactly(1), default: "60s") { c, d in c.upstream!.keepaliveTimeoutMs = try c.time(d) },
+        DirectiveSpec("keepalive_requests", .upstream, .exactly(1), default: "1000") { c, d in c.upstream!.keepaliveRequests = try c.number(d) },
+        DirectiveSpec("keepalive_time", .upstream, .exactly(1), note: "accepted; no effect in lb") { c, d in _ = try c.time(d) },
+        DirectiveSpec("service", .upstream, .between(1, 4), note: "lb: the peers are the instances of a stack service") { c, d in
+            var weight = 1, maxFails = 1, failTimeout = 10_000
+            for a in d.args.dropFirst() {
+                if let v = a.text.split(separator: "=", maxSplits: 1).last, a.text.hasPrefix("weight="), let n = Values.number(String(v)), n >= 1 { weight = n }
+                else if a.text.hasPrefix("max_fails="), let n = Values.number(String(a.text.dropFirst(10))) { maxFails = n }
+                else if a.text.hasPrefix("fail_timeout="), let t = Values.milliseconds(String(a.text.dropFirst(13))) { failTimeout = t }
+                else { throw ConfigError("invalid parameter \"\(a.text)\"", at: a.location) }
+            }
+            c.upstream!.service = (d.args[0].text, d.args[0].location, weight, maxFails, failTimeout)
+        },
+    ]
+
+    func setPolicy(_ p: UpstreamGroup.Policy, _ d: Directive) throws {
+        let u = upstream!
+        if u.policyLocation != nil { throw ConfigError("load balancing method redefined", at: d.location) }
+        u.policy = p
+        u.policyLocation = d.location
+    }
+
+    func compileUpstreamServer(_ d: Directive) throws {
+        let a = d.args[0]
+        if a.text.hasPrefix("unix:") { throw ConfigError("unix: sockets are not supported by lb", at: a.location) }
+        guard let hp = HostPort.parse(a.text, portOnlyAllowed: false), hp.host != "*" else {
+            throw ConfigError("invalid host in upstream \"\(a.text)\"", at: a.location)
+        }
+        var weight = 1, maxFails = 1, failTimeout = 10_000, maxConns = 0
+        var backup = false, down = false
+        for p in d.args.dropFirst() {
+            let t = p.text
+            func num(_ prefix: String) throws -> Int {
+                guard let n = Values.number(String(t.dropFirst(prefix.count))) else { throw ConfigError("invalid parameter \"\(t)\"", at: p.location) }
+                return n
+            }
+            if t.hasPrefix("weight=") {
+                weight = try num("weight=")
+                guard weight >= 1 else { throw ConfigError("invalid parameter \"\(t)\"", at: p.location) }
+            } else if t.hasPrefix("max_fails=") {
+                maxFails = try num("max_fails=")
+            } else if t.hasPrefix("fail_timeout=") {
+                guard let ms = Values.milliseconds(String(t.dropFirst(13))) else { throw ConfigError("invalid parameter \"\(t)\"", at: p.location) }
+                failTimeout = ms
+            } else if t.hasPrefix("max_conns=") {
+                maxConns = try num("max_conns=")
+            } else if t == "backup" {
+                backup = true
+            } else if t == "down" {
+                down = true
+            } else if t == "resolve" || t.hasPrefix("slow_start=") || t.hasPrefix("route=") || t.hasPrefix("service=") {
+                continue
+            } else {
+                throw ConfigError("invalid parameter \"\(t)\"", at: p.location)
+            }
+        }
+        let port = hp.port ?? 80
+        let addrs = isIPLiteral(hp.host) ? [hp.host] : resolver.resolve(hp.host)
+        guard !addrs.isEmpty else { throw ConfigError("host not found in upstream \"\(a.text)\"", at: a.location) }
+        for addr in addrs {
+            upstream!.peers.append(Peer(address: HostPort(host: addr, port: port), name: a.text, weight: weight, maxFails: maxFails,
+                                        failTimeoutMs: failTimeout, maxConns: maxConns, backup: backup, down: down))
+        }
+    }
+
+    static let stackDirectives: [DirectiveSpec] = [
+        DirectiveSpec("stack", .main, .none, block: true, note: "lb: the processes lb supervises") { c, d in
+            c.sawStack = true
+            try c.walk(d.block!, in: .stack)
+        },
+        DirectiveSpec("service", .stack, .exactly(1), block: true, repeatable: true) { c, d in
+            let name = d.args[0].text
+            if c.services.contains(where: { $0.name == name }) { throw ConfigError("duplicate service \"\(name)\"", at: d.location) }
+            let s = ServiceBuilder(name: name, location: d.location)
+            c.services.append(s)
+            c.service = s
+            defer { c.service = nil }
+            try c.walk(d.block!, in: .service)
+            if s.command.isEmpty { throw ConfigError("service \"\(name)\" has no \"command\"", at: d.location) }
+        },
+        DirectiveSpec("command", .service, .atLeast(1)) { c, d in c.service!.command = d.values },
+        DirectiveSpec("scale", .service, .exactly(1), default: "1") { c, d in
+            let n = try c.number(d)
+            guard (1...256).contains(n) else { throw c.invalidValue(d) }
+            c.service!.scale = n
+        },
+        DirectiveSpec("port", .service, .exactly(1)) { c, d in
+            guard let p = Values.port(d.args[0].text) else { throw c.invalidValue(d) }
+            c.service!.basePort = p
+        },
+        DirectiveSpec("environment", .service, .exactly(2), repeatable: true) { c, d in c.service!.environment.append((d.args[0].text, d.args[1].text)) },
+        DirectiveSpec("ready", .service, .exactly(1)) { c, d in c.service!.ready = d.args[0].text },
+        DirectiveSpec("directory", .service, .exactly(1)) { c, d in c.service!.directory = c.fullPath(d.args[0].text) },
+    ]
+}

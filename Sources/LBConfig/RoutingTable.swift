@@ -1,0 +1,235 @@
+/// The compiled configuration: typed, immutable, shared by every event loop, swapped whole on reload.
+public final class RoutingTable: Sendable {
+    public let main: MainSettings
+    /// One entry per distinct listening address.
+    public let listeners: [Listener]
+    public let servers: [VirtualServer]
+    public let upstreams: [UpstreamGroup]
+    public let upstreamIndex: [String: Int]
+    public let cacheZones: [CacheZone]
+    public let logFormats: [String: LogFormat]
+    public let maps: [MapBlock]
+    /// The lb-specific `stack { … }` block, when present.
+    public let stack: StackSpec?
+    /// The main config file and every file it included, in reading order.
+    public let files: [ConfigFile]
+
+    init(main: MainSettings, listeners: [Listener], servers: [VirtualServer], upstreams: [UpstreamGroup],
+         cacheZones: [CacheZone], logFormats: [String: LogFormat], maps: [MapBlock], stack: StackSpec?, files: [ConfigFile]) {
+        self.main = main
+        self.listeners = listeners
+        self.servers = servers
+        self.upstreams = upstreams
+        var idx: [String: Int] = [:]
+        for (i, u) in upstreams.enumerated() { idx[u.name] = i }
+        self.upstreamIndex = idx
+        self.cacheZones = cacheZones
+        self.logFormats = logFormats
+        self.maps = maps
+        self.stack = stack
+        self.files = files
+    }
+
+    public func upstream(named name: String) -> UpstreamGroup? {
+        upstreamIndex[name].map { upstreams[$0] }
+    }
+
+    /// Chooses the virtual server for a request that arrived on `listener` with `host` (lowercased,
+    /// port stripped): exact name, longest leading wildcard, longest trailing wildcard, first
+    /// regex, then the listener's default server — nginx's order.
+    public func server(for listener: Int, host: String) -> VirtualServer {
+        let l = listeners[listener]
+        if !host.isEmpty, let i = l.names.find(host) { return servers[i] }
+        return servers[l.defaultServer]
+    }
+}
+
+/// Main-context settings (`worker_processes`, `pid`, `events`, …).
+public struct MainSettings: Sendable {
+    /// nil means `auto` (one per core).
+    public var workerProcesses: Int?
+    public var pid: String?
+    public var errorLogs: [ErrorLog]
+    public var workerConnections: Int
+    public var daemon: Bool
+    public var masterProcess: Bool
+    public var user: String?
+    public var workerRlimitNofile: Int?
+    public var workerShutdownTimeoutMs: Int?
+    public var prefix: String
+}
+
+/// A listening socket and the servers that share it.
+public struct Listener: Sendable {
+    public var address: HostPort
+    public var reuseport: Bool
+    public var backlog: Int
+    public var ipv6only: Bool
+    /// Index into `RoutingTable.servers`.
+    public var defaultServer: Int
+    /// Name lookup for the servers on this listener.
+    public var names: ServerNameTable
+}
+
+/// A `server { }` block.
+public struct VirtualServer: Sendable {
+    public var index: Int
+    public var names: [String]
+    public var location: SourceLocation
+    public var settings: HTTPSettings
+    /// A server-level `return` (runs before location matching, as nginx's rewrite phase does).
+    public var serverReturn: ReturnAction?
+    public var serverTryFiles: [String]?
+    public var locations: LocationTree
+    /// Named locations (`@name`) of this server.
+    public var named: [String: Location]
+    /// What a request for which no location matches gets (the server-level settings).
+    public var fallback: Location
+}
+
+/// `return CODE [TEXT|URL]` or `return URL`.
+public struct ReturnAction: Sendable, Hashable {
+    public var code: Int
+    public var text: Template?
+}
+
+/// A `location` block, with its settings merged from the server and http levels.
+public struct Location: Sendable {
+    public enum Match: Sendable, Hashable {
+        case exact(String)
+        case prefix(String)
+        /// `^~`: a prefix that, when longest, stops the regex search.
+        case prefixNoRegex(String)
+        case regex(String, caseless: Bool)
+        case named(String)
+    }
+
+    public var match: Match
+    public var regex: PCRE?
+    public var handler: Handler
+    public var settings: HTTPSettings
+    public var tryFiles: [String]?
+    public var internalOnly: Bool
+    public var nested: LocationTree
+    public var location: SourceLocation
+    /// nginx's auto redirect: a prefix ending in `/` with proxy_pass answers the slashless URI with 301.
+    public var autoRedirect: Bool
+    /// Stable id (depth-first order) for tests and logs.
+    public var id: Int
+
+    public var pattern: String {
+        switch match {
+        case .exact(let s), .prefix(let s), .prefixNoRegex(let s), .regex(let s, _), .named(let s): s
+        }
+    }
+}
+
+/// What a location does with a request.
+public enum Handler: Sendable {
+    case proxy(ProxyTarget)
+    case `return`(ReturnAction)
+    case `static`
+    /// lb extensions (operations issue): status page, metrics, runtime API.
+    case status
+    case metrics
+    case api
+}
+
+/// A `proxy_pass` target.
+public struct ProxyTarget: Sendable, Hashable {
+    /// Index into `RoutingTable.upstreams` (a direct address gets an implicit group, as nginx).
+    public var upstream: Int
+    /// The `http://host:port` part as written, for `$proxy_host` and `Host`.
+    public var hostHeader: String
+    public var port: Int
+    /// The URI part after the host (`/` or `/v1/`), nil when none: then the request URI passes unchanged.
+    public var uri: String?
+}
+
+/// An `upstream { }` block (or the implicit group of a direct `proxy_pass`).
+public struct UpstreamGroup: Sendable {
+    public enum Policy: Sendable, Hashable {
+        case roundRobin
+        case leastConn
+        case ipHash
+        case hash(Template, consistent: Bool)
+        case random(two: Bool)
+    }
+
+    public var name: String
+    public var peers: [Peer]
+    public var policy: Policy
+    public var keepalive: Int?
+    public var keepaliveTimeoutMs: Int
+    public var keepaliveRequests: Int
+    public var location: SourceLocation
+    public var implicit: Bool
+    /// `stack` service that supplies the peers (`server service:app;`), if any.
+    public var service: String?
+}
+
+/// A server in an upstream group.
+public struct Peer: Sendable, Hashable {
+    /// The resolved address (IP literal and port).
+    public var address: HostPort
+    /// The name as written (`app:5000`), for logs and hashing as nginx does.
+    public var name: String
+    public var weight: Int
+    public var maxFails: Int
+    public var failTimeoutMs: Int
+    public var maxConns: Int
+    public var backup: Bool
+    public var down: Bool
+}
+
+/// `proxy_cache_path … keys_zone=NAME:SIZE`.
+public struct CacheZone: Sendable, Hashable {
+    public var name: String
+    public var path: String
+    public var levels: [Int]
+    public var keysZoneSize: Int
+    public var maxSize: Int?
+    public var inactiveMs: Int
+    public var useTempPath: Bool
+    public var location: SourceLocation
+}
+
+/// `log_format NAME [escape=…] STRING…`.
+public struct LogFormat: Sendable, Hashable {
+    public var name: String
+    public enum Escape: Sendable, Hashable { case `default`, json, none }
+    public var escape: Escape
+    public var template: Template
+
+    public static let combined = LogFormat(
+        name: "combined", escape: .default,
+        template: try! Template(parsing: "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\""))
+}
+
+/// `map SOURCE $VAR { … }`.
+public struct MapBlock: Sendable {
+    public var source: Template
+    public var variable: String
+    public var defaultValue: Template
+    public var exact: [String: Template]
+    public var regexes: [(PCRE, Template)]
+    public var hostnames: Bool
+}
+
+/// The lb-specific `stack { service NAME { … } }` block.
+public struct StackSpec: Sendable {
+    public var services: [ServiceSpec]
+}
+
+/// One supervised service of the stack.
+public struct ServiceSpec: Sendable {
+    public var name: String
+    public var command: [String]
+    public var scale: Int
+    /// First port; instance i listens on `basePort + i`.
+    public var basePort: Int?
+    public var environment: [(String, String)]
+    public var ready: String?
+    public var directory: String?
+    public var location: SourceLocation
+}

@@ -1,0 +1,227 @@
+/// `add_header NAME VALUE [always]`.
+public struct AddHeader: Sendable, Hashable {
+    public var name: String
+    public var value: Template
+    public var always: Bool
+}
+
+/// `error_page CODE… [=[RESPONSE]] URI`.
+public struct ErrorPage: Sendable, Hashable {
+    public var codes: [Int]
+    /// `=` alone: take the status of the target; `=N`: answer with N; nil: keep the original code.
+    public enum Override: Sendable, Hashable { case keep, fromTarget, code(Int) }
+    public var override: Override
+    public var target: Template
+}
+
+/// `access_log PATH [FORMAT] [buffer=] [flush=] [if=]` or `access_log off`.
+public struct AccessLog: Sendable, Hashable {
+    public var path: String
+    public var format: String
+    public var bufferSize: Int?
+    public var flushMs: Int?
+    public var condition: Template?
+}
+
+/// `error_log FILE [LEVEL]`.
+public struct ErrorLog: Sendable, Hashable {
+    public enum Level: Int, Sendable, Comparable, CaseIterable {
+        case debug = 8, info = 7, notice = 6, warn = 5, error = 4, crit = 3, alert = 2, emerg = 1
+        public static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }
+        public var name: String { "\(self)" }
+    }
+    public var path: String
+    public var level: Level
+}
+
+/// `expires` values.
+public enum Expires: Sendable, Hashable {
+    case off
+    case epoch
+    case max
+    /// Relative to now (may be negative).
+    case modified(ms: Int, fromModification: Bool)
+    /// `@15h30m`: a time of day.
+    case timeOfDay(ms: Int)
+}
+
+/// `allow`/`deny` rule.
+public struct AccessRule: Sendable, Hashable {
+    public var allow: Bool
+    /// nil for `all`.
+    public var network: CIDR?
+}
+
+/// An IPv4 or IPv6 network.
+public struct CIDR: Sendable, Hashable, CustomStringConvertible {
+    /// 16 bytes; IPv4 is stored v4-mapped.
+    public var address: [UInt8]
+    public var prefixLength: Int
+    public var description: String
+
+    public func contains(_ addr: [UInt8]) -> Bool {
+        guard addr.count == 16 else { return false }
+        var bits = prefixLength
+        var i = 0
+        while bits > 0 {
+            let mask: UInt8 = bits >= 8 ? 0xFF : ~(0xFF >> UInt8(bits))
+            if addr[i] & mask != address[i] & mask { return false }
+            bits -= 8
+            i += 1
+        }
+        return true
+    }
+}
+
+/// `proxy_cache_valid [code…|any] TIME`.
+public struct CacheValid: Sendable, Hashable {
+    /// Empty means `any`.
+    public var codes: [Int]
+    public var ms: Int
+}
+
+/// The directives that http, server and location blocks share and inherit (nginx's loc_conf).
+/// Each field is nil when not set at its level; `inherit(from:)` fills the gaps from the parent,
+/// and array-valued directives (`proxy_set_header`, `add_header`, `error_page`, …) are replaced
+/// whole when a level sets any of them, never merged, exactly as nginx does.
+public struct HTTPSettings: Sendable {
+    public var docRoot: DocRoot?
+    public var index: [Template]?
+    public var defaultType: String?
+    public var types: [String: String]?
+    public var accessLogs: [AccessLog]?
+    public var accessLogOff: Bool?
+    public var errorLog: ErrorLog?
+    public var sendfile: Bool?
+    public var tcpNopush: Bool?
+    public var tcpNodelay: Bool?
+    public var keepaliveTimeoutMs: Int?
+    public var keepaliveHeaderSeconds: Int?
+    public var keepaliveRequests: Int?
+    public var sendTimeoutMs: Int?
+    public var clientMaxBodySize: Int?
+    public var clientBodyBufferSize: Int?
+    public var clientBodyTimeoutMs: Int?
+    public var clientHeaderTimeoutMs: Int?
+    public var clientHeaderBufferSize: Int?
+    public var largeClientHeaderBuffers: (count: Int, size: Int)?
+    public var serverTokens: Bool?
+    public var addHeaders: [AddHeader]?
+    public var expires: Expires?
+    public var errorPages: [ErrorPage]?
+    public var accessRules: [AccessRule]?
+    public var autoindex: Bool?
+    public var etag: Bool?
+    public var gzip: Bool?
+    public var gzipTypes: [String]?
+    public var gzipMinLength: Int?
+    public var gzipCompLevel: Int?
+    public var gzipVary: Bool?
+    public var gzipProxied: [String]?
+    public var gzipStatic: Bool?
+    public var proxySetHeaders: [(name: String, value: Template)]?
+    public var proxyHideHeaders: [String]?
+    public var proxyPassHeaders: [String]?
+    public var proxyHTTPVersion: String?
+    public var proxyConnectTimeoutMs: Int?
+    public var proxyReadTimeoutMs: Int?
+    public var proxySendTimeoutMs: Int?
+    public var proxyNextUpstream: Set<String>?
+    public var proxyNextUpstreamTries: Int?
+    public var proxyNextUpstreamTimeoutMs: Int?
+    public var proxyBuffering: Bool?
+    public var proxyBufferSize: Int?
+    public var proxyRequestBuffering: Bool?
+    public var proxyInterceptErrors: Bool?
+    public var proxyPassRequestHeaders: Bool?
+    public var proxyPassRequestBody: Bool?
+    public var proxyRedirectOff: Bool?
+    public var proxyIgnoreHeaders: [String]?
+    public var proxyCache: String??
+    public var proxyCacheKey: Template?
+    public var proxyCacheValid: [CacheValid]?
+    public var proxyCacheMethods: [String]?
+    public var proxyCacheMinUses: Int?
+    public var proxyCacheBypass: [Template]?
+    public var proxyNoCache: [Template]?
+    public var proxyCacheLock: Bool?
+    public var proxyCacheLockTimeoutMs: Int?
+    public var proxyCacheLockAgeMs: Int?
+    public var proxyCacheUseStale: Set<String>?
+    public var proxyCacheRevalidate: Bool?
+    public var proxyCacheBackgroundUpdate: Bool?
+    public var openFileCache: Bool?
+    public var disableSymlinks: Bool?
+
+    public init() {}
+
+    /// Fills every unset field from `parent` (nginx's merge of a location with its server and http).
+    public mutating func inherit(from p: HTTPSettings) {
+        func m<T>(_ kp: WritableKeyPath<HTTPSettings, T?>) {
+            if self[keyPath: kp] == nil { self[keyPath: kp] = p[keyPath: kp] }
+        }
+        m(\.docRoot); m(\.index); m(\.defaultType); m(\.types); m(\.errorLog)
+        if accessLogs == nil && accessLogOff == nil { accessLogs = p.accessLogs; accessLogOff = p.accessLogOff }
+        m(\.sendfile); m(\.tcpNopush); m(\.tcpNodelay); m(\.keepaliveTimeoutMs); m(\.keepaliveHeaderSeconds)
+        m(\.keepaliveRequests); m(\.sendTimeoutMs); m(\.clientMaxBodySize); m(\.clientBodyBufferSize)
+        m(\.clientBodyTimeoutMs); m(\.clientHeaderTimeoutMs); m(\.clientHeaderBufferSize)
+        if largeClientHeaderBuffers == nil { largeClientHeaderBuffers = p.largeClientHeaderBuffers }
+        m(\.serverTokens); m(\.addHeaders); m(\.expires); m(\.errorPages); m(\.accessRules); m(\.autoindex); m(\.etag)
+        m(\.gzip); m(\.gzipTypes); m(\.gzipMinLength); m(\.gzipCompLevel); m(\.gzipVary); m(\.gzipProxied); m(\.gzipStatic)
+        if proxySetHeaders == nil { proxySetHeaders = p.proxySetHeaders }
+        m(\.proxyHideHeaders); m(\.proxyPassHeaders); m(\.proxyHTTPVersion)
+        m(\.proxyConnectTimeoutMs); m(\.proxyReadTimeoutMs); m(\.proxySendTimeoutMs); m(\.proxyNextUpstream)
+        m(\.proxyNextUpstreamTries); m(\.proxyNextUpstreamTimeoutMs); m(\.proxyBuffering); m(\.proxyBufferSize)
+        m(\.proxyRequestBuffering); m(\.proxyInterceptErrors); m(\.proxyPassRequestHeaders); m(\.proxyPassRequestBody)
+        m(\.proxyRedirectOff); m(\.proxyIgnoreHeaders)
+        if proxyCache == nil { proxyCache = p.proxyCache }
+        m(\.proxyCacheKey); m(\.proxyCacheValid); m(\.proxyCacheMethods); m(\.proxyCacheMinUses)
+        m(\.proxyCacheBypass); m(\.proxyNoCache); m(\.proxyCacheLock); m(\.proxyCacheLockTimeoutMs)
+        m(\.proxyCacheLockAgeMs); m(\.proxyCacheUseStale); m(\.proxyCacheRevalidate); m(\.proxyCacheBackgroundUpdate)
+        m(\.openFileCache); m(\.disableSymlinks)
+    }
+}
+
+/// `root` or `alias` (they inherit together).
+public enum DocRoot: Sendable, Hashable {
+    case root(Template)
+    case alias(Template)
+}
+
+/// Effective values with nginx's defaults, read by the runtime.
+extension HTTPSettings {
+    public var effectiveIndex: [Template] { index ?? [Template(literal: "index.html")] }
+    public var effectiveDefaultType: String { defaultType ?? "text/plain" }
+    public var effectiveKeepaliveTimeoutMs: Int { keepaliveTimeoutMs ?? 75_000 }
+    public var effectiveKeepaliveRequests: Int { keepaliveRequests ?? 1000 }
+    public var effectiveSendTimeoutMs: Int { sendTimeoutMs ?? 60_000 }
+    public var effectiveClientMaxBodySize: Int { clientMaxBodySize ?? 1024 * 1024 }
+    public var effectiveClientBodyBufferSize: Int { clientBodyBufferSize ?? 16 * 1024 }
+    public var effectiveClientBodyTimeoutMs: Int { clientBodyTimeoutMs ?? 60_000 }
+    public var effectiveClientHeaderTimeoutMs: Int { clientHeaderTimeoutMs ?? 60_000 }
+    public var effectiveClientHeaderBufferSize: Int { clientHeaderBufferSize ?? 1024 }
+    public var effectiveLargeClientHeaderBuffers: (count: Int, size: Int) { largeClientHeaderBuffers ?? (4, 8192) }
+    public var effectiveServerTokens: Bool { serverTokens ?? true }
+    public var effectiveSendfile: Bool { sendfile ?? false }
+    public var effectiveProxyHTTPVersion: String { proxyHTTPVersion ?? "1.0" }
+    public var effectiveProxyConnectTimeoutMs: Int { proxyConnectTimeoutMs ?? 60_000 }
+    public var effectiveProxyReadTimeoutMs: Int { proxyReadTimeoutMs ?? 60_000 }
+    public var effectiveProxySendTimeoutMs: Int { proxySendTimeoutMs ?? 60_000 }
+    public var effectiveProxyNextUpstream: Set<String> { proxyNextUpstream ?? ["error", "timeout"] }
+    public var effectiveProxyNextUpstreamTries: Int { proxyNextUpstreamTries ?? 0 }
+    public var effectiveProxyNextUpstreamTimeoutMs: Int { proxyNextUpstreamTimeoutMs ?? 0 }
+    public var effectiveProxyBuffering: Bool { proxyBuffering ?? true }
+    public var effectiveProxyBufferSize: Int { proxyBufferSize ?? 4096 }
+    public var effectiveProxyCacheKey: Template {
+        proxyCacheKey ?? (try! Template(parsing: "$scheme$proxy_host$request_uri"))
+    }
+    public var effectiveProxyCacheMethods: [String] { proxyCacheMethods ?? ["GET", "HEAD"] }
+    public var effectiveProxyCacheLockTimeoutMs: Int { proxyCacheLockTimeoutMs ?? 5000 }
+    public var effectiveProxyCacheLockAgeMs: Int { proxyCacheLockAgeMs ?? 5000 }
+    public var effectiveGzipTypes: [String] { gzipTypes ?? ["text/html"] }
+    public var effectiveGzipMinLength: Int { gzipMinLength ?? 20 }
+    public var effectiveGzipCompLevel: Int { gzipCompLevel ?? 1 }
+    public var effectiveEtag: Bool { etag ?? true }
+    /// Cache zone name, or nil when caching is off.
+    public var cacheZone: String? { proxyCache ?? nil }
+}

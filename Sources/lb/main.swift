@@ -1,0 +1,99 @@
+import Glibc
+import LBConfig
+
+let version = "0.1.0"
+
+/// Start-up messages go to stderr, or to the `-e` file once options are parsed.
+nonisolated(unsafe) var startupLogFD: Int32 = 2
+
+func printErr(_ s: String) {
+    var s = s
+    if !s.hasSuffix("\n") { s += "\n" }
+    var bytes = Array(s.utf8)[...]
+    while !bytes.isEmpty {
+        let n = bytes.withUnsafeBytes { write(startupLogFD, $0.baseAddress, $0.count) }
+        if n <= 0 { if errno == EINTR { continue } else { return } }
+        bytes = bytes.dropFirst(n)
+    }
+}
+
+func currentDirectory() -> String {
+    var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buf, buf.count) != nil else { return "." }
+    return String(cString: buf)
+}
+
+let options: Options
+do {
+    options = try Options.parse(Array(CommandLine.arguments.dropFirst()))
+} catch {
+    printErr("lb: \(error.message)")
+    printErr(Options.usage)
+    exit(1)
+}
+
+if let e = options.errorLog, e != "stderr" {
+    let fd = open(e, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    if fd < 0 {
+        printErr("lb: [alert] could not open error log file: open() \"\(e)\" failed (\(errno): \(String(cString: strerror(errno))))")
+    } else {
+        startupLogFD = fd
+    }
+}
+
+switch options.action {
+case .help:
+    print("lb version: lb/\(version)")
+    print(Options.usage, terminator: "")
+    exit(0)
+case .version:
+    printErr("lb version: lb/\(version)")
+    exit(0)
+case .versionVerbose:
+    printErr("lb version: lb/\(version)")
+    printErr("built with Swift; PCRE2 \(PCRE.isAvailable ? "available" : "NOT available")")
+    printErr("configure arguments: none (toolchain only, no package dependencies)")
+    exit(0)
+default:
+    break
+}
+
+let prefix: String = {
+    guard let p = options.prefix else { return currentDirectory() }
+    return p.hasPrefix("/") ? p : joinPath(currentDirectory(), p)
+}()
+let configPath = options.configPath ?? "conf/lb.conf"
+let displayPath = configPath.hasPrefix("/") ? configPath : joinPath(prefix, configPath)
+let loader = ConfigLoader(prefix: prefix, globalDirectives: options.globalDirectives)
+
+let loaded: ConfigLoader.Loaded
+do {
+    loaded = try loader.load(path: configPath)
+} catch {
+    printErr("lb: [emerg] \(error)")
+    if case .test = options.action { printErr("lb: configuration file \(displayPath) test failed") }
+    if case .testAndDump = options.action { printErr("lb: configuration file \(displayPath) test failed") }
+    exit(1)
+}
+for w in loaded.warnings { printErr("lb: [warn] \(w)") }
+
+switch options.action {
+case .test, .testAndDump:
+    if !options.quiet {
+        printErr("lb: the configuration file \(displayPath) syntax is ok")
+        printErr("lb: configuration file \(displayPath) test is successful")
+    }
+    if case .testAndDump = options.action {
+        for f in loaded.table.files {
+            print("# configuration file \(f.path):")
+            print(f.text, terminator: f.text.hasSuffix("\n") ? "\n" : "\n\n")
+        }
+    }
+    exit(0)
+case .signal(let s):
+    printErr("lb: [emerg] \"-s \(s)\" needs the runtime, which is not built yet")
+    exit(1)
+default:
+    printErr("lb: [emerg] serving traffic needs the runtime, which is not built yet")
+    exit(1)
+}

@@ -1,0 +1,73 @@
+import Foundation
+import Testing
+
+/// `lb`'s command line, run as a real process: nginx's flags, messages and exit codes.
+@Suite struct CommandLineTests {
+    @Test(arguments: ["stack.conf", "round-robin.conf", "static.conf", "cache.conf"])
+    func everyExamplePassesTest(_ name: String) throws {
+        let r = try Harness.run("lb", ["-t", "-c", "examples/\(name)"])
+        let path = Harness.repositoryRoot.appendingPathComponent("examples/\(name)").path
+        #expect(r.status == 0)
+        #expect(r.stderr == "lb: the configuration file \(path) syntax is ok\nlb: configuration file \(path) test is successful\n")
+    }
+
+    @Test func longTestFlagAndPrefix() throws {
+        let r = try Harness.run("lb", ["--test-config", "-p", Harness.repositoryRoot.path, "-c", "examples/stack.conf"])
+        #expect(r.status == 0 && r.stderr.contains("test is successful"))
+    }
+
+    @Test func failingConfigPrintsEmergWithFileAndLine() throws {
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let conf = dir.appendingPathComponent("bad.conf")
+        try "events {}\nhttp {\n  server {\n    listen 8080;\n    location / { proxy_pas http://x; }\n  }\n}\n".write(to: conf, atomically: true, encoding: .utf8)
+        let r = try Harness.run("lb", ["-t", "-c", conf.path])
+        #expect(r.status == 1)
+        #expect(r.stderr == """
+        lb: [emerg] unknown directive "proxy_pas" (did you mean "proxy_pass"?) in \(conf.path):5
+        lb: configuration file \(conf.path) test failed
+
+        """)
+    }
+
+    @Test func dumpExpandsIncludes() throws {
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("conf.d"), withIntermediateDirectories: true)
+        try "http {\n include conf.d/*.conf;\n}\n".write(to: dir.appendingPathComponent("main.conf"), atomically: true, encoding: .utf8)
+        try "server { listen 8080; }\n".write(to: dir.appendingPathComponent("conf.d/site.conf"), atomically: true, encoding: .utf8)
+        let r = try Harness.run("lb", ["-T", "-c", dir.appendingPathComponent("main.conf").path])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("# configuration file \(dir.path)/main.conf:\nhttp {"))
+        #expect(r.stdout.contains("# configuration file \(dir.path)/conf.d/site.conf:\nserver { listen 8080; }"))
+    }
+
+    @Test func globalDirectivesApplyBeforeTheFile() throws {
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let conf = dir.appendingPathComponent("a.conf")
+        try "worker_processes 2;\n".write(to: conf, atomically: true, encoding: .utf8)
+        let ok = try Harness.run("lb", ["-t", "-q", "-g", "daemon off;", "-c", conf.path])
+        #expect(ok.status == 0 && ok.stderr.isEmpty)
+        let dup = try Harness.run("lb", ["-t", "-g", "worker_processes 1;", "-c", conf.path])
+        #expect(dup.status == 1 && dup.stderr.contains("\"worker_processes\" directive is duplicate in \(conf.path):1"))
+    }
+
+    @Test func missingFileAndBadFlags() throws {
+        let r = try Harness.run("lb", ["-t", "-c", "/nonexistent/lb.conf"])
+        #expect(r.status == 1 && r.stderr.hasPrefix("lb: [emerg] open() \"/nonexistent/lb.conf\" failed (2: No such file or directory)"))
+        let bad = try Harness.run("lb", ["-x"])
+        #expect(bad.status == 1 && bad.stderr.contains("invalid option: \"x\""))
+        let noArg = try Harness.run("lb", ["-c"])
+        #expect(noArg.status == 1 && noArg.stderr.contains("option \"-c\" requires file name"))
+        let sig = try Harness.run("lb", ["-s", "bogus"])
+        #expect(sig.status == 1)
+    }
+
+    @Test func versionAndHelp() throws {
+        let v = try Harness.run("lb", ["-v"])
+        #expect(v.status == 0 && v.stderr.hasPrefix("lb version: lb/"))
+        let h = try Harness.run("lb", ["-h"])
+        #expect(h.status == 0 && h.stdout.contains("-t,--test-config"))
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs lb's whole test suite on a fresh machine: installs the Debian packages the tests use as
+# real clients and peers (only those missing; `apt-get update` once), then `swift test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then sudo="sudo"; fi
+
+need=()
+have_lib() { ldconfig -p 2>/dev/null | grep -q "$1"; }
+command -v curl >/dev/null || need+=(curl)
+have_lib libpcre2-8.so.0 || need+=(libpcre2-8-0)
+have_lib libz.so || need+=(zlib1g-dev)
+[ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)
+
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing test tools: ${need[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+swift build --build-tests
+swift test --skip-build
