@@ -13,6 +13,8 @@ let package = Package(
         // The config language: lexer, parser, schema table, validator, routing table. No I/O but file reads.
         .target(name: "LBConfig", dependencies: ["CLBShim"]),
         .executableTarget(name: "lb", dependencies: ["LBConfig"]),
+        // In-process micro-benchmarks (docs/performance.md).
+        .executableTarget(name: "lb-bench", dependencies: ["LBConfig"]),
         .testTarget(name: "LBConfigTests", dependencies: ["LBConfig"]),
         // Black-box tests: the built executables run as real processes over real loopback sockets.
         .testTarget(name: "EndToEndTests", dependencies: ["lb"]),

@@ -12,6 +12,8 @@ final class ServerBuilder {
     var returnAction: ReturnAction?
     var tryFiles: [String]?
     var locations: [LocationBuilder] = []
+    /// Exact, prefix and named patterns seen, for `duplicate location`.
+    var locationKeys: Set<String> = []
 
     init(location: SourceLocation) { self.location = location }
 }
@@ -37,6 +39,7 @@ final class LocationBuilder {
     var internalOnly = false
     var special: Handler?
     var children: [LocationBuilder] = []
+    var childKeys: Set<String> = []
 
     init(match: Location.Match, regex: PCRE?, location: SourceLocation) {
         self.match = match

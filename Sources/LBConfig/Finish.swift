@@ -25,6 +25,7 @@ extension Compiler {
                 if case .named(let n) = lb.match { named[n] = loc; continue }
                 _ = tree.add(loc)
             }
+            tree.freeze()
             let fallback = Location(match: .prefix(""), regex: nil, handler: .static, settings: ss, tryFiles: sb.tryFiles,
                                     internalOnly: false, nested: LocationTree(), location: sb.location, autoRedirect: false, id: -1)
             vservers.append(VirtualServer(index: si, names: sb.names.isEmpty ? [""] : sb.names, location: sb.location, settings: ss,
@@ -98,6 +99,7 @@ extension Compiler {
         for c in b.children {
             _ = nested.add(try buildLocation(c, parent: s, groups: &groups, index: &index, nextID: &nextID))
         }
+        nested.freeze()
         var handler: Handler = .static
         var autoRedirect = false
         if let r = b.returnAction {

@@ -134,6 +134,32 @@ public struct Lexer {
     }
 
     private mutating func bareWord(location: SourceLocation) throws(ConfigError) -> Token {
+        // Fast path: a word without backslashes is a slice of the input.
+        let start = pos
+        var variable = false
+        while pos < bytes.count {
+            let c = bytes[pos]
+            if c == UInt8(ascii: "{") && variable {
+                pos += 1
+                variable = false
+                // Copy through the closing brace of ${name}.
+                while pos < bytes.count && bytes[pos] != UInt8(ascii: "}") && !Lexer.isSpace(bytes[pos]) { pos += 1 }
+                if pos < bytes.count && bytes[pos] == UInt8(ascii: "}") { pos += 1 }
+                continue
+            }
+            variable = false
+            if c == UInt8(ascii: "\\") {
+                pos = start
+                return try escapedWord(location: location)
+            }
+            if Lexer.isSpace(c) || c == UInt8(ascii: ";") || c == UInt8(ascii: "{") { break }
+            if c == UInt8(ascii: "$") { variable = true }
+            pos += 1
+        }
+        return Token(kind: .word, text: String(decoding: bytes[start..<pos], as: UTF8.self), quoted: false, location: location)
+    }
+
+    private mutating func escapedWord(location: SourceLocation) throws(ConfigError) -> Token {
         var out: [UInt8] = []
         var variable = false
         while pos < bytes.count {
@@ -142,7 +168,6 @@ public struct Lexer {
                 out.append(c)
                 pos += 1
                 variable = false
-                // Copy through the closing brace of ${name}.
                 while pos < bytes.count && bytes[pos] != UInt8(ascii: "}") && !Lexer.isSpace(bytes[pos]) {
                     out.append(bytes[pos])
                     pos += 1

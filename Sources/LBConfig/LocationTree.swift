@@ -67,28 +67,77 @@ public struct PrefixTrie: Sendable {
         return nil
     }
 
-    /// The value of the longest stored prefix of `key`.
+    // Frozen form for lookups: plain arrays of integers, no nested arrays to retain.
+    var labelBytes: [UInt8] = []
+    var flat: [FlatNode] = []
+    var edgeBytes: [UInt8] = []
+    var edgeNodes: [Int32] = []
+
+    struct FlatNode: Sendable {
+        var labelStart: Int32
+        var labelCount: Int32
+        var value: Int32
+        var edgeStart: Int32
+        var edgeCount: Int32
+    }
+
+    /// Builds the lookup form; call after the last insert.
+    public mutating func freeze() {
+        labelBytes = []
+        flat = []
+        edgeBytes = []
+        edgeNodes = []
+        flat.reserveCapacity(nodes.count)
+        for n in nodes {
+            flat.append(FlatNode(labelStart: Int32(labelBytes.count), labelCount: Int32(n.label.count), value: n.value,
+                                 edgeStart: Int32(edgeBytes.count), edgeCount: Int32(n.children.count)))
+            labelBytes += n.label
+            edgeBytes += n.firstBytes
+            edgeNodes += n.children
+        }
+    }
+
+    /// The value of the longest stored prefix of `key` (after `freeze`).
     public func longestPrefix(_ key: UnsafeRawBufferPointer) -> Int? {
-        var best: Int32 = nodes[0].value
-        var n = 0
-        var i = 0
-        while i < key.count {
-            guard let slot = childSlot(n, key[i]) else { break }
-            let c = Int(nodes[n].children[slot])
-            let label = nodes[c].label
-            if key.count - i < label.count { break }
-            var same = true
-            label.withUnsafeBufferPointer { lb in
-                for j in 1..<max(lb.count, 1) where j < lb.count {
-                    if lb[j] != key[i + j] { same = false; break }
+        precondition(flat.count == nodes.count, "PrefixTrie.freeze() was not called")
+        return flat.withUnsafeBufferPointer { fl in
+            labelBytes.withUnsafeBufferPointer { lb in
+                edgeBytes.withUnsafeBufferPointer { eb in
+                    edgeNodes.withUnsafeBufferPointer { en in
+                        var best = fl[0].value
+                        var n = 0
+                        var i = 0
+                        let count = key.count
+                        outer: while i < count {
+                            let b = key[i]
+                            let node = fl[n]
+                            var lo = Int(node.edgeStart), hi = lo + Int(node.edgeCount) - 1
+                            var child = -1
+                            while lo <= hi {
+                                let mid = (lo + hi) >> 1
+                                let e = eb[mid]
+                                if e == b { child = Int(en[mid]); break }
+                                if e < b { lo = mid + 1 } else { hi = mid - 1 }
+                            }
+                            if child < 0 { break }
+                            let c = fl[child]
+                            let len = Int(c.labelCount)
+                            if count - i < len { break }
+                            let start = Int(c.labelStart)
+                            var j = 1
+                            while j < len {
+                                if lb[start + j] != key[i + j] { break outer }
+                                j += 1
+                            }
+                            i += len
+                            n = child
+                            if c.value >= 0 { best = c.value }
+                        }
+                        return best >= 0 ? Int(best) : nil
+                    }
                 }
             }
-            if !same { break }
-            i += label.count
-            n = c
-            if nodes[c].value >= 0 { best = nodes[c].value }
         }
-        return best >= 0 ? Int(best) : nil
     }
 }
 
@@ -104,6 +153,9 @@ public struct LocationTree: Sendable {
     public init() {}
 
     public var isEmpty: Bool { locations.isEmpty }
+
+    /// Prepares the prefix trie for lookups; call after the last `add`.
+    mutating func freeze() { prefixes.freeze() }
 
     /// Adds a location; returns false if the same exact or prefix location already exists.
     mutating func add(_ loc: Location) -> Bool {

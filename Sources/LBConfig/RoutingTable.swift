@@ -72,19 +72,31 @@ public struct Listener: Sendable {
 }
 
 /// A `server { }` block.
-public struct VirtualServer: Sendable {
-    public var index: Int
-    public var names: [String]
-    public var location: SourceLocation
-    public var settings: HTTPSettings
+public final class VirtualServer: Sendable {
+    public let index: Int
+    public let names: [String]
+    public let location: SourceLocation
+    public let settings: HTTPSettings
     /// A server-level `return` (runs before location matching, as nginx's rewrite phase does).
-    public var serverReturn: ReturnAction?
-    public var serverTryFiles: [String]?
-    public var locations: LocationTree
+    public let serverReturn: ReturnAction?
+    public let serverTryFiles: [String]?
+    public let locations: LocationTree
     /// Named locations (`@name`) of this server.
-    public var named: [String: Location]
+    public let named: [String: Location]
     /// What a request for which no location matches gets (the server-level settings).
-    public var fallback: Location
+    public let fallback: Location
+
+    init(index: Int, names: [String], location: SourceLocation, settings: HTTPSettings, serverReturn: ReturnAction?, serverTryFiles: [String]?, locations: LocationTree, named: [String: Location], fallback: Location) {
+        self.index = index
+        self.names = names
+        self.location = location
+        self.settings = settings
+        self.serverReturn = serverReturn
+        self.serverTryFiles = serverTryFiles
+        self.locations = locations
+        self.named = named
+        self.fallback = fallback
+    }
 }
 
 /// `return CODE [TEXT|URL]` or `return URL`.
@@ -94,7 +106,7 @@ public struct ReturnAction: Sendable, Hashable {
 }
 
 /// A `location` block, with its settings merged from the server and http levels.
-public struct Location: Sendable {
+public final class Location: Sendable {
     public enum Match: Sendable, Hashable {
         case exact(String)
         case prefix(String)
@@ -104,23 +116,36 @@ public struct Location: Sendable {
         case named(String)
     }
 
-    public var match: Match
-    public var regex: PCRE?
-    public var handler: Handler
-    public var settings: HTTPSettings
-    public var tryFiles: [String]?
-    public var internalOnly: Bool
-    public var nested: LocationTree
-    public var location: SourceLocation
+    public let match: Match
+    public let regex: PCRE?
+    public let handler: Handler
+    public let settings: HTTPSettings
+    public let tryFiles: [String]?
+    public let internalOnly: Bool
+    public let nested: LocationTree
+    public let location: SourceLocation
     /// nginx's auto redirect: a prefix ending in `/` with proxy_pass answers the slashless URI with 301.
-    public var autoRedirect: Bool
+    public let autoRedirect: Bool
     /// Stable id (depth-first order) for tests and logs.
-    public var id: Int
+    public let id: Int
 
     public var pattern: String {
         switch match {
         case .exact(let s), .prefix(let s), .prefixNoRegex(let s), .regex(let s, _), .named(let s): s
         }
+    }
+
+    init(match: Match, regex: PCRE?, handler: Handler, settings: HTTPSettings, tryFiles: [String]?, internalOnly: Bool, nested: LocationTree, location: SourceLocation, autoRedirect: Bool, id: Int) {
+        self.match = match
+        self.regex = regex
+        self.handler = handler
+        self.settings = settings
+        self.tryFiles = tryFiles
+        self.internalOnly = internalOnly
+        self.nested = nested
+        self.location = location
+        self.autoRedirect = autoRedirect
+        self.id = id
     }
 }
 

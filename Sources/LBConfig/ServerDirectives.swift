@@ -251,16 +251,17 @@ extension Compiler {
             default: break
             }
         }
-        let siblings = locationStack.last?.children ?? server!.locations
-        for s in siblings {
-            switch (s.match, match) {
-            case (.exact(let a), .exact(let b)) where a == b,
-                 (.prefix(let a), .prefix(let b)) where a == b, (.prefix(let a), .prefixNoRegex(let b)) where a == b,
-                 (.prefixNoRegex(let a), .prefix(let b)) where a == b, (.prefixNoRegex(let a), .prefixNoRegex(let b)) where a == b:
-                throw ConfigError("duplicate location \"\(b)\"", at: d.location)
-            case (.named(let a), .named(let b)) where a == b:
-                throw ConfigError("duplicate location \"@\(b)\"", at: d.location)
-            default: break
+        let key: String?
+        switch match {
+        case .exact(let p): key = "=" + p
+        case .prefix(let p), .prefixNoRegex(let p): key = "/" + p
+        case .named(let p): key = "@" + p
+        case .regex: key = nil
+        }
+        if let key {
+            let inserted = locationStack.last.map { $0.childKeys.insert(key).inserted } ?? server!.locationKeys.insert(key).inserted
+            if !inserted {
+                throw ConfigError("duplicate location \"\(key.hasPrefix("@") ? "@" : "")\(pattern.hasPrefix("@") ? String(pattern.dropFirst()) : pattern)\"", at: d.location)
             }
         }
         let l = LocationBuilder(match: match, regex: regex, location: d.location)

@@ -71,3 +71,15 @@ import Testing
         #expect(h.status == 0 && h.stdout.contains("-t,--test-config"))
     }
 }
+
+extension CommandLineTests {
+    @Test func startupErrorsGoToTheDashEFile() throws {
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let log = dir.appendingPathComponent("startup.log")
+        let r = try Harness.run("lb", ["-t", "-e", log.path, "-c", dir.appendingPathComponent("missing.conf").path])
+        #expect(r.status == 1 && r.stderr.isEmpty)
+        let text = try String(contentsOf: log, encoding: .utf8)
+        #expect(text.contains("[emerg] open()") && text.contains("test failed"))
+    }
+}
