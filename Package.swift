@@ -12,10 +12,15 @@ let package = Package(
         .target(name: "CLBShim", cSettings: [.define("_GNU_SOURCE")]),
         // The config language: lexer, parser, schema table, validator, routing table. No I/O but file reads.
         .target(name: "LBConfig", dependencies: ["CLBShim"]),
+        // epoll event loops, sockets, timers, buffers. Knows nothing of HTTP.
+        .target(name: "LBIO", dependencies: ["CLBShim"]),
+        // HTTP/1.1 heads, chunked framing, URIs: pure byte logic, no I/O.
+        .target(name: "LBHTTP"),
         .executableTarget(name: "lb", dependencies: ["LBConfig"]),
         // In-process micro-benchmarks (docs/performance.md).
         .executableTarget(name: "lb-bench", dependencies: ["LBConfig"]),
         .testTarget(name: "LBConfigTests", dependencies: ["LBConfig"]),
+        .testTarget(name: "LBHTTPTests", dependencies: ["LBHTTP"]),
         // Black-box tests: the built executables run as real processes over real loopback sockets.
         .testTarget(name: "EndToEndTests", dependencies: ["lb"]),
     ]

@@ -1,0 +1,87 @@
+/// nginx's URI normalization for location matching: percent-decoding, merged slashes, `.` and
+/// `..` segments resolved. nil means the request is invalid (400): a bad escape, an encoded NUL,
+/// or `..` above the root.
+public enum URI {
+    public static func normalize(_ path: UnsafeRawBufferPointer) -> [UInt8]? {
+        var out: [UInt8] = []
+        out.reserveCapacity(path.count)
+        var i = 0
+        let n = path.count
+        // Decode first, then resolve segments on the decoded bytes (so %2e%2e is "..").
+        var decoded: [UInt8] = []
+        decoded.reserveCapacity(n)
+        var needsWork = false
+        while i < n {
+            let c = path[i]
+            if c == UInt8(ascii: "%") {
+                guard i + 2 < n, let h = hex(path[i + 1]), let l = hex(path[i + 2]) else { return nil }
+                let v = UInt8(h << 4 | l)
+                if v == 0 { return nil }
+                decoded.append(v)
+                i += 3
+                needsWork = true
+                continue
+            }
+            if c == 0 { return nil }
+            if c == UInt8(ascii: ".") || c == UInt8(ascii: "/") { needsWork = true }
+            decoded.append(c)
+            i += 1
+        }
+        guard decoded.first == UInt8(ascii: "/") else { return decoded.isEmpty ? [UInt8(ascii: "/")] : nil }
+        if !needsWork { return decoded }
+        // Resolve segments.
+        var segStarts: [Int] = []
+        var j = 0
+        let m = decoded.count
+        while j < m {
+            // decoded[j] == "/"
+            var k = j + 1
+            while k < m && decoded[k] != UInt8(ascii: "/") { k += 1 }
+            let seg = decoded[(j + 1)..<k]
+            let last = k == m
+            if seg.isEmpty {
+                if last { out.append(UInt8(ascii: "/")) } // trailing slash kept; merged slashes dropped
+            } else if seg.count == 1 && seg.first == UInt8(ascii: ".") {
+                if last { out.append(UInt8(ascii: "/")) }
+            } else if seg.count == 2 && seg.first == UInt8(ascii: ".") && seg.last == UInt8(ascii: ".") {
+                guard let s = segStarts.popLast() else { return nil }
+                out.removeSubrange(s...)
+                if last { out.append(UInt8(ascii: "/")) }
+            } else {
+                segStarts.append(out.count)
+                out.append(UInt8(ascii: "/"))
+                out.append(contentsOf: seg)
+            }
+            j = k
+        }
+        if out.isEmpty { out.append(UInt8(ascii: "/")) }
+        return out
+    }
+
+    @inline(__always)
+    static func hex(_ c: UInt8) -> Int? {
+        switch c {
+        case 0x30...0x39: Int(c - 0x30)
+        case 0x41...0x46: Int(c - 0x41 + 10)
+        case 0x61...0x66: Int(c - 0x61 + 10)
+        default: nil
+        }
+    }
+
+    /// Percent-encodes what a path may not carry raw (nginx's escape for proxy_pass URIs).
+    public static func escapePath(_ p: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(p.count)
+        let digits = Array("0123456789ABCDEF".utf8)
+        for c in p {
+            if c <= 0x20 || c >= 0x7F || c == UInt8(ascii: "%") || c == UInt8(ascii: "?") || c == UInt8(ascii: "#") || c == UInt8(ascii: "\"") {
+                out.append(UInt8(ascii: "%"))
+                out.append(digits[Int(c >> 4)])
+                out.append(digits[Int(c & 15)])
+            } else {
+                out.append(c)
+            }
+        }
+        return out
+    }
+}
