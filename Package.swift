@@ -16,11 +16,14 @@ let package = Package(
         .target(name: "LBIO", dependencies: ["CLBShim"]),
         // HTTP/1.1 heads, chunked framing, URIs: pure byte logic, no I/O.
         .target(name: "LBHTTP"),
-        .executableTarget(name: "lb", dependencies: ["LBConfig"]),
+        // Routing, balancing, proxy, static files, logs, reload: the runtime.
+        .target(name: "LBCore", dependencies: ["LBConfig", "LBIO", "LBHTTP"]),
+        .executableTarget(name: "lb", dependencies: ["LBConfig", "LBCore"]),
         // In-process micro-benchmarks (docs/performance.md).
         .executableTarget(name: "lb-bench", dependencies: ["LBConfig"]),
         .testTarget(name: "LBConfigTests", dependencies: ["LBConfig"]),
         .testTarget(name: "LBHTTPTests", dependencies: ["LBHTTP"]),
+        .testTarget(name: "LBCoreTests", dependencies: ["LBCore"]),
         // Black-box tests: the built executables run as real processes over real loopback sockets.
         .testTarget(name: "EndToEndTests", dependencies: ["lb"]),
     ]

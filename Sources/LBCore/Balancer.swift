@@ -1,0 +1,269 @@
+import LBConfig
+
+/// The peers a request has already tried (nginx's `tried` bitmap).
+public struct TriedSet: Sendable {
+    var low: UInt64 = 0
+    var high: Set<Int> = []
+
+    public init() {}
+
+    @inline(__always) public func contains(_ i: Int) -> Bool { i < 64 ? (low >> UInt64(i)) & 1 == 1 : high.contains(i) }
+    @inline(__always) public mutating func insert(_ i: Int) { if i < 64 { low |= 1 << UInt64(i) } else { high.insert(i) } }
+    public var count: Int { low.nonzeroBitCount + high.count }
+}
+
+/// Mutable health and weight state of one peer (shared by all workers).
+public struct PeerState: Sendable {
+    public var weight: Int
+    public var effectiveWeight: Int
+    public var currentWeight = 0
+    public var fails = 0
+    /// When the failure window started (ms).
+    public var checked: Int64 = 0
+    /// Last failure (ms).
+    public var accessed: Int64 = 0
+    public var conns = 0
+    public var maxFails: Int
+    public var failTimeoutMs: Int
+    public var maxConns: Int
+    public var down: Bool
+    public var backup: Bool
+    /// Counters for status and metrics.
+    public var requests = 0
+    public var failures = 0
+
+    public init(_ p: Peer) {
+        weight = p.weight
+        effectiveWeight = p.weight
+        maxFails = p.maxFails
+        failTimeoutMs = p.failTimeoutMs
+        maxConns = p.maxConns
+        down = p.down
+        backup = p.backup
+    }
+
+    /// Whether passive health checks currently keep this peer out (`max_fails` within `fail_timeout`).
+    @inline(__always)
+    func failedOut(_ now: Int64) -> Bool {
+        maxFails > 0 && fails >= maxFails && now - checked <= Int64(failTimeoutMs)
+    }
+
+    @inline(__always)
+    func usable(_ now: Int64) -> Bool {
+        !down && !failedOut(now) && (maxConns == 0 || conns < maxConns)
+    }
+}
+
+/// Peer choice for one upstream group: nginx's algorithms over `PeerState`s. Pure logic — the
+/// caller holds the lock and supplies the clock.
+public struct BalancerCore: Sendable {
+    public let policy: UpstreamGroup.Policy
+    public var peers: [PeerState]
+    public let peerNames: [String]
+    let primaries: [Int]
+    let backups: [Int]
+    /// Consistent-hash ring: (point, peer) sorted by point.
+    let ring: [(UInt32, Int)]
+    private var rng = SplitMix(seed: 0x5EED)
+
+    public init(_ group: UpstreamGroup) {
+        policy = group.policy
+        peers = group.peers.map(PeerState.init)
+        peerNames = group.peers.map { $0.address.description }
+        primaries = group.peers.indices.filter { !group.peers[$0].backup }
+        backups = group.peers.indices.filter { group.peers[$0].backup }
+        if case .hash(_, true) = group.policy {
+            var r: [(UInt32, Int)] = []
+            for (i, p) in group.peers.enumerated() {
+                // 160 points per unit of weight, as ketama and nginx do.
+                let base = Array("\(p.address.host):\(p.address.port ?? 80)".utf8)
+                var prev: UInt32 = 0
+                for _ in 0..<(160 * p.weight) {
+                    var bytes = base
+                    withUnsafeBytes(of: prev.littleEndian) { bytes += $0 }
+                    prev = CRC32.checksum(bytes)
+                    r.append((prev, i))
+                }
+            }
+            ring = r.sorted { $0.0 < $1.0 }
+        } else {
+            ring = []
+        }
+    }
+
+    /// Chooses a peer not in `tried`; nil means no live peer (502). `clientAddress` (16 bytes) feeds
+    /// ip_hash; `hashKey` feeds `hash`.
+    public mutating func pick(now: Int64, tried: TriedSet, clientAddress: [UInt8] = [], hashKey: [UInt8] = []) -> Int? {
+        var choice: Int?
+        switch policy {
+        case .roundRobin:
+            choice = smoothWeighted(primaries, now, tried)
+        case .leastConn:
+            choice = leastConn(primaries, now, tried)
+        case .ipHash:
+            choice = hashPick(ipHashValue(clientAddress), now, tried, rehash: { h, _ in (h &* 113 &+ 6271) % 6271 })
+        case .hash(_, let consistent):
+            let h = CRC32.checksum(hashKey)
+            choice = consistent ? ringPick(h, now, tried) : hashPick(h, now, tried, rehash: { h, n in CRC32.checksum(Array("\(n)".utf8) + withUnsafeBytes(of: h) { Array($0) }) })
+        case .random(let two):
+            choice = randomPick(now, tried, two: two)
+        }
+        if choice == nil && !backups.isEmpty {
+            choice = policy == .leastConn ? leastConn(backups, now, tried) : smoothWeighted(backups, now, tried)
+        }
+        guard let c = choice else {
+            // All failed: nginx marks them live again for quick recovery and answers 502 now.
+            for i in peers.indices { peers[i].fails = 0 }
+            return nil
+        }
+        if now - peers[c].checked > Int64(peers[c].failTimeoutMs) { peers[c].checked = now }
+        peers[c].conns += 1
+        peers[c].requests += 1
+        return c
+    }
+
+    /// The request on `peer` finished; `failed` per `proxy_next_upstream` rules (nginx's free_peer).
+    /// Returns true when this failure took the peer out (for the "temporarily disabled" log line).
+    @discardableResult
+    public mutating func release(_ peer: Int, failed: Bool, now: Int64) -> Bool {
+        peers[peer].conns -= 1
+        if failed {
+            peers[peer].fails += 1
+            peers[peer].failures += 1
+            peers[peer].accessed = now
+            peers[peer].checked = now
+            let p = peers[peer]
+            if p.maxFails > 0 {
+                peers[peer].effectiveWeight -= p.weight / p.maxFails
+                if peers[peer].effectiveWeight < 0 { peers[peer].effectiveWeight = 0 }
+                return peers[peer].fails == p.maxFails
+            }
+            return false
+        }
+        if peers[peer].accessed < peers[peer].checked { peers[peer].fails = 0 }
+        return false
+    }
+
+    /// nginx's smooth weighted round-robin (`ngx_http_upstream_get_peer`).
+    mutating func smoothWeighted(_ set: [Int], _ now: Int64, _ tried: TriedSet) -> Int? {
+        var best = -1
+        var total = 0
+        for i in set {
+            if tried.contains(i) || !peers[i].usable(now) { continue }
+            peers[i].currentWeight += peers[i].effectiveWeight
+            total += peers[i].effectiveWeight
+            if peers[i].effectiveWeight < peers[i].weight { peers[i].effectiveWeight += 1 }
+            if best < 0 || peers[i].currentWeight > peers[best].currentWeight { best = i }
+        }
+        if best < 0 { return nil }
+        peers[best].currentWeight -= total
+        return best
+    }
+
+    /// Fewest active connections relative to weight; ties broken by smooth weighted round-robin.
+    mutating func leastConn(_ set: [Int], _ now: Int64, _ tried: TriedSet) -> Int? {
+        var best = -1
+        var ties: [Int] = []
+        for i in set {
+            if tried.contains(i) || !peers[i].usable(now) { continue }
+            if best < 0 || peers[i].conns * peers[best].weight < peers[best].conns * peers[i].weight {
+                best = i
+                ties = [i]
+            } else if peers[i].conns * peers[best].weight == peers[best].conns * peers[i].weight {
+                ties.append(i)
+            }
+        }
+        if best < 0 { return nil }
+        if ties.count == 1 { return best }
+        return smoothWeighted(ties, now, tried)
+    }
+
+    /// nginx's ip_hash: the first three octets of IPv4 (all of IPv6).
+    func ipHashValue(_ addr: [UInt8]) -> UInt32 {
+        guard addr.count == 16 else { return 89 }
+        let isV4 = addr[0..<10].allSatisfy { $0 == 0 } && addr[10] == 0xFF && addr[11] == 0xFF
+        let octets = isV4 ? Array(addr[12..<15]) : addr
+        var h: UInt32 = 89
+        for o in octets { h = (h &* 113 &+ UInt32(o)) % 6271 }
+        return h
+    }
+
+    /// Weighted hash choice with up to 20 rehashes, then round-robin, as nginx's ip_hash/hash.
+    mutating func hashPick(_ start: UInt32, _ now: Int64, _ tried: TriedSet, rehash: (UInt32, Int) -> UInt32) -> Int? {
+        let total = primaries.reduce(0) { $0 + peers[$1].weight }
+        guard total > 0 else { return nil }
+        var h = start
+        for attempt in 0..<20 {
+            var w = Int(h % UInt32(total))
+            var chosen = primaries[0]
+            for i in primaries {
+                w -= peers[i].weight
+                if w < 0 { chosen = i; break }
+            }
+            if !tried.contains(chosen) && peers[chosen].usable(now) { return chosen }
+            h = rehash(h, attempt + 1)
+        }
+        return smoothWeighted(primaries, now, tried)
+    }
+
+    /// Consistent hashing: the first usable peer clockwise from the key's point.
+    func ringPick(_ h: UInt32, _ now: Int64, _ tried: TriedSet) -> Int? {
+        guard !ring.isEmpty else { return nil }
+        var lo = 0, hi = ring.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if ring[mid].0 < h { lo = mid + 1 } else { hi = mid }
+        }
+        for k in 0..<ring.count {
+            let p = ring[(lo + k) % ring.count].1
+            if !tried.contains(p) && peers[p].usable(now) { return p }
+        }
+        return nil
+    }
+
+    mutating func randomPick(_ now: Int64, _ tried: TriedSet, two: Bool) -> Int? {
+        let live = primaries.filter { !tried.contains($0) && peers[$0].usable(now) }
+        guard !live.isEmpty else { return nil }
+        func one() -> Int {
+            let total = live.reduce(0) { $0 + peers[$1].weight }
+            var w = Int(rng.next() % UInt64(total))
+            for i in live {
+                w -= peers[i].weight
+                if w < 0 { return i }
+            }
+            return live[0]
+        }
+        let a = one()
+        guard two, live.count > 1 else { return a }
+        var b = one()
+        if b == a { b = live[(live.firstIndex(of: a)! + 1) % live.count] }
+        return peers[a].conns * peers[b].weight <= peers[b].conns * peers[a].weight ? a : b
+    }
+}
+
+struct SplitMix: Sendable {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// CRC-32 (IEEE), as nginx's `ngx_crc32_long` for `hash`.
+public enum CRC32 {
+    static let table: [UInt32] = (0..<256).map { i -> UInt32 in
+        var c = UInt32(i)
+        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        return c
+    }
+
+    public static func checksum(_ bytes: [UInt8]) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in bytes { c = table[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+        return c ^ 0xFFFF_FFFF
+    }
+}
