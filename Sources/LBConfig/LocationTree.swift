@@ -203,6 +203,17 @@ public struct LocationTree: Sendable {
         return (current, false)
     }
 
+    /// nginx's auto redirect: a prefix location `/p/` with proxy_pass, requested as `/p`.
+    public func autoRedirect(_ uri: UnsafeRawBufferPointer) -> Location? {
+        guard uri.count > 0 else { return nil }
+        var key = Array(uri)
+        if !exact.isEmpty && exact[key] != nil { return nil }
+        key.append(UInt8(ascii: "/"))
+        guard let i = key.withUnsafeBytes({ prefixes.longestPrefix($0) }), locations[i].autoRedirect,
+              locations[i].pattern.utf8.count == key.count else { return nil }
+        return locations[i]
+    }
+
     public func find(_ uri: String) -> Location? {
         var u = uri
         return u.withUTF8 { find(UnsafeRawBufferPointer($0)).location }

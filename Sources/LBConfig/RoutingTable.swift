@@ -103,6 +103,11 @@ public final class VirtualServer: Sendable {
 public struct ReturnAction: Sendable, Hashable {
     public var code: Int
     public var text: Template?
+
+    public init(code: Int, text: Template?) {
+        self.code = code
+        self.text = text
+    }
 }
 
 /// A `location` block, with its settings merged from the server and http levels.

@@ -21,6 +21,14 @@ public struct AccessLog: Sendable, Hashable {
     public var bufferSize: Int?
     public var flushMs: Int?
     public var condition: Template?
+
+    public init(path: String, format: String, bufferSize: Int? = nil, flushMs: Int? = nil, condition: Template? = nil) {
+        self.path = path
+        self.format = format
+        self.bufferSize = bufferSize
+        self.flushMs = flushMs
+        self.condition = condition
+    }
 }
 
 /// `error_log FILE [LEVEL]`.
@@ -32,6 +40,11 @@ public struct ErrorLog: Sendable, Hashable {
     }
     public var path: String
     public var level: Level
+
+    public init(path: String, level: Level) {
+        self.path = path
+        self.level = level
+    }
 }
 
 /// `expires` values.

@@ -81,7 +81,7 @@ public struct DateCache {
     }
 
     /// Days-from-civil inverse (Howard Hinnant's algorithm), UTC.
-    static func civil(_ t: Int) -> (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int, weekday: Int) {
+    public static func civil(_ t: Int) -> (year: Int, month: Int, day: Int, hour: Int, minute: Int, second: Int, weekday: Int) {
         let days = t >= 0 ? t / 86400 : (t - 86399) / 86400
         let secs = t - days * 86400
         let z = days + 719_468

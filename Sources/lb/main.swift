@@ -1,5 +1,6 @@
 import Glibc
 import LBConfig
+import LBCore
 
 let version = "0.1.0"
 
@@ -91,9 +92,13 @@ case .test, .testAndDump:
     }
     exit(0)
 case .signal(let s):
-    printErr("lb: [emerg] \"-s \(s)\" needs the runtime, which is not built yet")
-    exit(1)
+    let r = sendSignal(s, table: loaded.table)
+    if !r.ok {
+        printErr("lb: [error] \(r.message)")
+        exit(1)
+    }
+    exit(0)
 default:
-    printErr("lb: [emerg] serving traffic needs the runtime, which is not built yet")
-    exit(1)
+    let runtime = Runtime(table: loaded.table, loader: loader, configPath: configPath)
+    exit(runtime.run())
 }

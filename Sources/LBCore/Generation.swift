@@ -1,0 +1,52 @@
+import LBConfig
+import LBIO
+import Synchronization
+
+/// Shared, locked state of one upstream group: the balancer and its peers' addresses.
+public final class UpstreamRuntime: Sendable {
+    public let group: UpstreamGroup
+    public let addresses: [SocketAddress]
+    public let balancer: Mutex<BalancerCore>
+    /// Identity for connection pools: pooled connections are keyed by (runtime id, peer).
+    public let id: Int
+
+    init(_ group: UpstreamGroup, id: Int) {
+        self.group = group
+        self.id = id
+        addresses = group.peers.map { SocketAddress(ip: $0.address.host, port: $0.address.port ?? 80) ?? SocketAddress() }
+        balancer = Mutex(BalancerCore(group))
+    }
+
+    /// Whether a reload may keep this runtime (same peers, same policy): health state carries over.
+    func sameShape(_ g: UpstreamGroup) -> Bool {
+        g.peers == group.peers && g.policy == group.policy && g.keepalive == group.keepalive
+    }
+}
+
+/// One loaded configuration with its runtime state. Connections keep the generation they were
+/// accepted under until they finish; a reload installs a new one.
+public final class Generation: Sendable {
+    public let id: Int
+    public let table: RoutingTable
+    public let upstreams: [UpstreamRuntime]
+    /// Listener address → index in `table.listeners`.
+    public let listenerIndex: [HostPort: Int]
+
+    init(id: Int, table: RoutingTable, previous: Generation?, nextUpstreamID: inout Int) {
+        self.id = id
+        self.table = table
+        var ups: [UpstreamRuntime] = []
+        for g in table.upstreams {
+            if let old = previous?.upstreams.first(where: { $0.group.name == g.name && $0.sameShape(g) }) {
+                ups.append(old)
+            } else {
+                nextUpstreamID += 1
+                ups.append(UpstreamRuntime(g, id: nextUpstreamID))
+            }
+        }
+        upstreams = ups
+        var idx: [HostPort: Int] = [:]
+        for (i, l) in table.listeners.enumerated() { idx[l.address] = i }
+        listenerIndex = idx
+    }
+}

@@ -1,0 +1,814 @@
+import Glibc
+import LBConfig
+import LBHTTP
+import LBIO
+
+/// The reverse proxy: peer choice, upstream request, response relay, retries (nginx's
+/// ngx_http_upstream). Both sockets are edge-triggered; buffers are bounded, and a full buffer
+/// stops reading from its source (backpressure in both directions).
+extension ClientConnection {
+    static let relayBuffer = 64 * 1024
+
+    func startProxy(_ t: ProxyTarget) {
+        state = .proxy
+        target = t
+        upstreamRuntime = generation.upstreams[t.upstream]
+        upstreamURI = buildUpstreamURI(t)
+        firstTryMillis = worker.loop.now
+        requestBodyForwarded = 0
+        if req.expectContinue && req.hasBody && inBuf.readable == 0 {
+            outBuf.append("HTTP/1.1 100 Continue\r\n\r\n")
+            flushOut()
+        }
+        nextAttempt()
+    }
+
+    /// The URI sent upstream: unchanged without a URI part; else the location prefix replaced.
+    func buildUpstreamURI(_ t: ProxyTarget) -> [UInt8] {
+        let hb = head.readableBytes
+        guard let replacement = t.uri else {
+            if req.absoluteHost != nil {
+                return Array(hb[req.pathRange]) + (req.queryRange.map { [UInt8(ascii: "?")] + hb[$0] } ?? [])
+            }
+            return Array(hb[req.targetRange])
+        }
+        var prefixLen = 0
+        switch location.match {
+        case .prefix(let p), .prefixNoRegex(let p), .exact(let p): prefixLen = min(p.utf8.count, uri.count)
+        default: prefixLen = 0
+        }
+        var out = Array(replacement.utf8) + URI.escapePath(Array(uri[prefixLen...]))
+        if let q = req.queryRange { out += [UInt8(ascii: "?")] + hb[q] }
+        return out
+    }
+
+    func nextAttempt() {
+        guard let rt = upstreamRuntime else { return }
+        let now = worker.loop.now
+        var clientAddr: [UInt8] = []
+        var key: [UInt8] = []
+        switch rt.group.policy {
+        case .ipHash: clientAddr = peer.ipBytes
+        case .hash(let t, _): key = evaluate(t)
+        default: break
+        }
+        let triedNow = tried
+        let chosen = rt.balancer.withLock { $0.pick(now: now, tried: triedNow, clientAddress: clientAddr, hashKey: key) }
+        guard let p = chosen else {
+            peerIndex = -1
+            if tries == 0 { log(.error, "no live upstreams while connecting to upstream") }
+            if upstreamLog.isEmpty || tries == 0 { upstreamLog.append((rt.group.name, "502", 0, -1, -1, 0)) }
+            proxyError(502)
+            return
+        }
+        peerIndex = p
+        tried.insert(p)
+        tries += 1
+        attemptStart = monotonicMicros()
+        connectDone = 0
+        headerDone = 0
+        requestSent = false
+        response = ResponseHead()
+        upScanner.reset()
+        relayable = 0
+        upstreamBodyBytes = 0
+        responseComplete = false
+        // A pooled keep-alive connection first.
+        if rt.group.keepalive != nil, let c = worker.takeIdle(upstream: rt.id, peer: p) {
+            c.pooled = false
+            c.owner = self
+            c.requests += 1
+            up = c
+            connectDone = attemptStart
+            phase = .sending
+            buildUpstreamRequest(c)
+            worker.loop.setDeadline(c, afterMillis: settings.effectiveProxySendTimeoutMs)
+            upstreamEvent()
+            return
+        }
+        let addr = rt.addresses[p]
+        do {
+            let (fd, immediate) = try Socket.connect(addr)
+            let c = UpstreamConnection(worker: worker, fd: fd, upstreamID: rt.id, peerIndex: p, address: addr)
+            c.owner = self
+            c.requests = 1
+            up = c
+            try worker.loop.register(c, events: EventLoop.readable | EventLoop.writable | EventLoop.edge | EventLoop.hangup)
+            phase = .connecting
+            if immediate { c.writable = true }
+            buildUpstreamRequest(c)
+            worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyConnectTimeoutMs)
+            if immediate { upstreamEvent() }
+        } catch {
+            up?.close()
+            up = nil
+            upstreamFailed(.error("connect() failed (\(error.errno): \(String(cString: strerror(error.errno)))) while connecting to upstream"))
+        }
+    }
+
+    /// Writes the request head for the upstream into its out buffer (nginx's header rules).
+    func buildUpstreamRequest(_ c: UpstreamConnection) {
+        let hb = head.readableBytes
+        let s = settings
+        let http11 = s.effectiveProxyHTTPVersion == "1.1" || req.chunked
+        var o = Buffer()
+        swap(&o, &c.outBuf)
+        o.clear()
+        o.reserve(512 + head.readable)
+        o.append(UnsafeRawBufferPointer(rebasing: hb[req.methodRange]))
+        o.append(byte: 0x20)
+        o.append(upstreamURI)
+        o.append(http11 ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n")
+        // proxy_set_header (or nginx's defaults), then the client's other headers.
+        var overridden: [[UInt8]] = []
+        var setHost = false, setConnection = false
+        if let sets = s.proxySetHeaders {
+            for (name, value) in sets {
+                let lname = Array(name.lowercased().utf8)
+                overridden.append(lname)
+                if lname == Array("host".utf8) { setHost = true }
+                if lname == Array("connection".utf8) { setConnection = true }
+                let v = evaluate(value)
+                if v.isEmpty {
+                    if lname == Array("connection".utf8) { sentConnectionClose = false }
+                    continue
+                }
+                if lname == Array("connection".utf8) { sentConnectionClose = ASCII.containsToken(UnsafeRawBufferPointer(start: v, count: v.count), 0..<v.count, "close") }
+                o.append(string: name)
+                o.append(": ")
+                o.append(v)
+                o.append("\r\n")
+            }
+        }
+        if !setHost {
+            o.append("Host: ")
+            o.append(string: target!.hostHeader)
+            o.append("\r\n")
+        }
+        if !setConnection {
+            o.append("Connection: close\r\n")
+            sentConnectionClose = true
+        }
+        if s.proxyPassRequestHeaders ?? true {
+            for f in req.headers {
+                let n = f.name
+                switch n.count {
+                case 4 where ASCII.equalsLower(hb, n, "host"): continue
+                case 10 where ASCII.equalsLower(hb, n, "connection"), 10 where ASCII.equalsLower(hb, n, "keep-alive"): continue
+                case 2 where ASCII.equalsLower(hb, n, "te"): continue
+                case 6 where ASCII.equalsLower(hb, n, "expect"): continue
+                case 7 where ASCII.equalsLower(hb, n, "upgrade"): continue
+                case 14 where ASCII.equalsLower(hb, n, "content-length"): continue
+                case 17 where ASCII.equalsLower(hb, n, "transfer-encoding"): continue
+                default: break
+                }
+                if !overridden.isEmpty {
+                    var skip = false
+                    for name in overridden where name.count == n.count {
+                        var same = true
+                        for k in 0..<name.count where ASCII.lower(hb[n.lowerBound + k]) != name[k] { same = false; break }
+                        if same { skip = true; break }
+                    }
+                    if skip { continue }
+                }
+                o.append(UnsafeRawBufferPointer(rebasing: hb[n.lowerBound..<f.value.upperBound]))
+                o.append("\r\n")
+            }
+        }
+        if req.chunked {
+            o.append("Transfer-Encoding: chunked\r\n")
+        } else if let cl = req.contentLength, req.method != .get || cl > 0 {
+            o.append("Content-Length: ")
+            o.append(decimal: cl)
+            o.append("\r\n")
+        }
+        o.append("\r\n")
+        swap(&o, &c.outBuf)
+        o.release()
+    }
+
+    // MARK: events from either side
+
+    func proxyClientEvent() {
+        switch phase {
+        case .sending:
+            if readable && !requestBodyComplete { upstreamEvent() }
+        case .relaying:
+            relay()
+        case .waitingHead, .connecting, .idle:
+            // Note a client that went away; the upstream side drives progress.
+            if peerClosed && !readable { abortProxy() }
+        }
+    }
+
+    func upstreamEvent() {
+        if state == .tunnel {
+            pumpTunnel()
+            return
+        }
+        guard let c = up else { return }
+        switch phase {
+        case .connecting:
+            guard c.writable || c.peerClosed else { return }
+            let err = Socket.pendingError(c.fd)
+            if err != 0 {
+                upstreamFailed(.error("connect() failed (\(err): \(String(cString: strerror(err)))) while connecting to upstream"))
+                return
+            }
+            c.connected = true
+            connectDone = monotonicMicros()
+            phase = .sending
+            worker.loop.setDeadline(c, afterMillis: settings.effectiveProxySendTimeoutMs)
+            fallthrough
+        case .sending:
+            sendRequest(c)
+        case .waitingHead:
+            readResponseHead(c)
+        case .relaying:
+            relay()
+        case .idle:
+            break
+        }
+    }
+
+    func upstreamTimedOut() {
+        switch phase {
+        case .connecting:
+            upstreamFailed(.timeout("upstream timed out (110: Connection timed out) while connecting to upstream"))
+        case .sending:
+            upstreamFailed(.timeout("upstream timed out (110: Connection timed out) while sending request to upstream"))
+        case .waitingHead:
+            upstreamFailed(.timeout("upstream timed out (110: Connection timed out) while reading response header from upstream"))
+        case .relaying:
+            log(.error, "upstream timed out (110: Connection timed out) while reading upstream")
+            releasePeer(failed: true)
+            abortProxy()
+        case .idle:
+            break
+        }
+    }
+
+    /// Sends the head and whatever body is available; moves on to waiting for the response.
+    func sendRequest(_ c: UpstreamConnection) {
+        while true {
+            if !c.outBuf.isEmpty {
+                guard c.writable else { return }
+                do {
+                    switch try Socket.write(c.fd, c.outBuf.readPointer, c.outBuf.readable) {
+                    case .done(let n):
+                        c.outBuf.readIndex += n
+                        requestSent = true
+                        worker.loop.setDeadline(c, afterMillis: settings.effectiveProxySendTimeoutMs)
+                    case .wouldBlock:
+                        c.writable = false
+                        return
+                    }
+                } catch {
+                    upstreamFailed(.error("\(error) while sending request to upstream"))
+                    return
+                }
+                continue
+            }
+            if requestBodyComplete { break }
+            // Move request body bytes from the client into the upstream buffer (bounded).
+            if inBuf.isEmpty {
+                if !readable {
+                    worker.loop.setDeadline(self, afterMillis: settings.effectiveClientBodyTimeoutMs)
+                    return
+                }
+                if !readClient(limit: ClientConnection.relayBuffer) && inBuf.isEmpty {
+                    abortProxy()
+                    return
+                }
+                if inBuf.isEmpty { return }
+            }
+            let avail = inBuf.readableBytes
+            var take = 0
+            do {
+                switch requestBody {
+                case .length(let n):
+                    take = min(n, avail.count)
+                    requestBody = .length(n - take)
+                    if n - take == 0 { requestBodyComplete = true }
+                case .chunked(var f):
+                    take = try f.consume(avail)
+                    if f.isDone { requestBodyComplete = true }
+                    requestBody = .chunked(f)
+                default:
+                    requestBodyComplete = true
+                }
+            } catch {
+                log(.info, "client sent invalid chunked body")
+                upstreamFailedFatal(400)
+                return
+            }
+            bodyReceived += take
+            if bodyLimit > 0 && bodyReceived > bodyLimit + 64 && req.chunked {
+                log(.error, "client intended to send too large chunked body")
+                upstreamFailedFatal(413)
+                return
+            }
+            c.outBuf.compact()
+            c.outBuf.append(UnsafeRawBufferPointer(rebasing: avail[0..<take]))
+            inBuf.readIndex += take
+            requestBodyForwarded += take
+            worker.loop.setDeadline(self, afterMillis: 0)
+        }
+        phase = .waitingHead
+        worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs)
+        if c.readable { readResponseHead(c) }
+    }
+
+    /// Reads from the upstream into its buffer; false on EOF or error.
+    func readUpstream(_ c: UpstreamConnection, limit: Int) -> Bool {
+        while c.readable && c.inBuf.readable < limit {
+            if c.inBuf.writableTail < 2048 {
+                c.inBuf.compact()
+                if c.inBuf.writableTail < 2048 { c.inBuf.reserve(min(max(c.inBuf.capacity * 2, 16384), limit + 2048)) }
+            }
+            let room = min(c.inBuf.writableTail, limit - c.inBuf.readable)
+            if room <= 0 { break }
+            do {
+                switch try Socket.read(c.fd, c.inBuf.writePointer, room) {
+                case .done(0):
+                    c.readable = false
+                    c.peerClosed = true
+                    return false
+                case .done(let n):
+                    c.inBuf.writeIndex += n
+                    if n < room { c.readable = false }
+                case .wouldBlock:
+                    c.readable = false
+                }
+            } catch {
+                c.readable = false
+                c.peerClosed = true
+                return false
+            }
+        }
+        return true
+    }
+
+    func readResponseHead(_ c: UpstreamConnection) {
+        while true {
+            let alive = readUpstream(c, limit: ClientConnection.relayBuffer)
+            if c.inBuf.readable > 0 {
+                do {
+                    guard let end = try upScanner.scan(c.inBuf.readableBytes, isRequest: false) else {
+                        if !alive { upstreamFailed(.error("upstream prematurely closed connection while reading response header from upstream")) }
+                        return
+                    }
+                    let h = try HeadParser.response(c.inBuf.readableBytes, start: 0, end: end)
+                    upScanner.reset()
+                    if h.status >= 100 && h.status < 200 && h.status != 101 {
+                        c.inBuf.readIndex += end // interim response: skip it
+                        continue
+                    }
+                    response = h
+                    headerDone = monotonicMicros()
+                    handleResponseHead(c, headLength: end)
+                } catch {
+                    upstreamFailed(.invalidHeader("upstream sent invalid header while reading response header from upstream"))
+                }
+                return
+            }
+            if !alive { upstreamFailed(.error("upstream prematurely closed connection while reading response header from upstream")) }
+            return
+        }
+    }
+
+    func handleResponseHead(_ c: UpstreamConnection, headLength: Int) {
+        let s = settings
+        let code = response.status
+        // proxy_next_upstream http_XXX: only while another try is possible, else the response passes.
+        let next = s.effectiveProxyNextUpstream
+        if code >= 403, next.contains("http_\(code)"), canRetry() {
+            c.inBuf.readIndex += headLength
+            upstreamFailed(.status(code))
+            return
+        }
+        let b = c.inBuf.readableBytes
+        let noBody = req.method == .head || code == 204 || code == 304 || (code >= 100 && code < 200)
+        if code == 101 {
+            if req.upgrade {
+                writeResponseHead(b, headLength: headLength, chunkedOut: false, keepAlive: true, upgrade: true)
+                c.inBuf.readIndex += headLength
+                startTunnel(c)
+                return
+            }
+            upstreamFailed(.invalidHeader("upstream sent unexpected 101 response"))
+            return
+        }
+        var keepAlive = !closeAfterResponse
+        if noBody {
+            responseFraming = .none
+        } else if response.chunked {
+            responseFraming = .chunked(ChunkedFramer())
+            if req.versionMinor == 0 {
+                dechunk = true
+                keepAlive = false
+            }
+        } else if let cl = response.contentLength {
+            responseFraming = .length(cl)
+        } else {
+            responseFraming = .untilClose
+            keepAlive = false
+        }
+        if !keepAlive { closeAfterResponse = true }
+        writeResponseHead(b, headLength: headLength, chunkedOut: response.chunked && !dechunk && !noBody, keepAlive: keepAlive, upgrade: false)
+        c.inBuf.readIndex += headLength
+        if noBody { responseFraming = .none }
+        phase = .relaying
+        relayable = 0
+        worker.loop.setDeadline(c, afterMillis: s.effectiveProxyReadTimeoutMs)
+        relay()
+    }
+
+    /// The client's response head from the upstream's: nginx hides Server, Date, Connection,
+    /// Keep-Alive, X-Accel-*, and what `proxy_hide_header` names; adds its own Server and Date.
+    func writeResponseHead(_ b: UnsafeRawBufferPointer, headLength: Int, chunkedOut: Bool, keepAlive: Bool, upgrade: Bool) {
+        let s = settings
+        outBuf.clear()
+        writeHeadStart(response.status, reason: UnsafeRawBufferPointer(rebasing: b[response.reasonRange]))
+        let hide = s.proxyHideHeaders ?? []
+        let pass = s.proxyPassHeaders ?? []
+        for f in response.headers {
+            let n = f.name
+            switch n.count {
+            case 4 where ASCII.equalsLower(b, n, "date"):
+                if !pass.contains("date") { continue }
+            case 6 where ASCII.equalsLower(b, n, "server"):
+                if !pass.contains("server") { continue }
+            case 10 where ASCII.equalsLower(b, n, "connection"), 10 where ASCII.equalsLower(b, n, "keep-alive"): continue
+            case 17 where ASCII.equalsLower(b, n, "transfer-encoding"): continue
+            case 14 where ASCII.equalsLower(b, n, "content-length"):
+                if response.chunked { continue }
+            case 7 where ASCII.equalsLower(b, n, "upgrade"):
+                if !upgrade { continue }
+            default:
+                if n.count > 8 && ASCII.equalsLower(b, n.lowerBound..<(n.lowerBound + 8), "x-accel-") { continue }
+            }
+            if !hide.isEmpty {
+                let lname = String(decoding: b[n].map { ASCII.lower($0) }, as: UTF8.self)
+                if hide.contains(lname) { continue }
+            }
+            outBuf.append(UnsafeRawBufferPointer(rebasing: b[n.lowerBound..<f.value.upperBound]))
+            outBuf.append("\r\n")
+        }
+        if chunkedOut { outBuf.append("Transfer-Encoding: chunked\r\n") }
+        addConfiguredHeaders()
+        if upgrade {
+            outBuf.append("Connection: upgrade\r\n")
+        } else if !keepAlive {
+            outBuf.append("Connection: close\r\n")
+        } else {
+            outBuf.append("Connection: keep-alive\r\n")
+        }
+        outBuf.append("\r\n")
+        responseHeadBytes = outBuf.readable
+    }
+
+    /// Moves body bytes upstream → client until done, the client stops taking them, or the upstream runs dry.
+    func relay() {
+        guard let c = up else { return }
+        while true {
+            // 1. Validate newly read bytes against the framing.
+            validateRelayable(c)
+            // 2. Write head + validated body in one writev.
+            if !outBuf.isEmpty || relayable > 0 {
+                guard writable else {
+                    worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
+                    return
+                }
+                let body = UnsafeRawBufferPointer(start: c.inBuf.base.map { $0 + c.inBuf.readIndex }, count: relayable)
+                do {
+                    switch try Socket.writev(fd, outBuf.readableBytes, body) {
+                    case .done(let n):
+                        let fromHead = min(n, outBuf.readable)
+                        outBuf.readIndex += fromHead
+                        let fromBody = n - fromHead
+                        c.inBuf.readIndex += fromBody
+                        relayable -= fromBody
+                        bodyBytesSent += fromBody
+                        if outBuf.isEmpty { outBuf.clear() }
+                        worker.loop.setDeadline(self, afterMillis: 0)
+                    case .wouldBlock:
+                        writable = false
+                        worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
+                        return
+                    }
+                } catch {
+                    log(.info, "\(error) while sending to client")
+                    releasePeer(failed: false)
+                    abortProxy()
+                    return
+                }
+                continue
+            }
+            if responseComplete {
+                completeProxy()
+                return
+            }
+            // 3. Read more from the upstream when the buffer has drained.
+            if c.readable {
+                let alive = readUpstream(c, limit: ClientConnection.relayBuffer)
+                worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs)
+                if !alive && c.inBuf.readable == 0 {
+                    if case .untilClose = responseFraming {
+                        responseComplete = true
+                        continue
+                    }
+                    log(.error, "upstream prematurely closed connection while reading upstream")
+                    releasePeer(failed: false)
+                    abortProxy()
+                    return
+                }
+                if c.inBuf.readable > relayable { continue }
+            }
+            if c.peerClosed && c.inBuf.readable == relayable {
+                if case .untilClose = responseFraming {
+                    responseComplete = true
+                    continue
+                }
+                if !responseComplete {
+                    log(.error, "upstream prematurely closed connection while reading upstream")
+                    releasePeer(failed: false)
+                    abortProxy()
+                    return
+                }
+            }
+            return
+        }
+    }
+
+    /// Extends `relayable` over newly read upstream bytes per the response framing.
+    func validateRelayable(_ c: UpstreamConnection) {
+        let pending = c.inBuf.readable - relayable
+        guard pending > 0 || !responseComplete else { return }
+        switch responseFraming {
+        case .none:
+            responseComplete = true
+        case .length(let n):
+            let take = min(n, pending)
+            relayable += take
+            upstreamBodyBytes += take
+            responseFraming = .length(n - take)
+            if n - take == 0 { responseComplete = true }
+        case .untilClose:
+            relayable += pending
+            upstreamBodyBytes += pending
+        case .chunked(var f):
+            guard pending > 0 else { return }
+            let start = c.inBuf.readIndex + relayable
+            let region = UnsafeRawBufferPointer(start: c.inBuf.base! + start, count: pending)
+            do {
+                if dechunk {
+                    var dst = start
+                    let base = c.inBuf.base!
+                    let n = try f.consume(region) { r in
+                        memmove(base + dst, base + start + r.lowerBound, r.count)
+                        dst += r.count
+                    }
+                    let payload = dst - start
+                    // Drop the framing bytes between the payload and the unconsumed rest.
+                    let restStart = start + n
+                    let rest = c.inBuf.writeIndex - restStart
+                    if rest > 0 { memmove(base + dst, base + restStart, rest) }
+                    c.inBuf.writeIndex = dst + rest
+                    relayable += payload
+                    upstreamBodyBytes += payload
+                } else {
+                    let n = try f.consume(region)
+                    relayable += n
+                    upstreamBodyBytes += n
+                }
+            } catch {
+                log(.error, "upstream sent invalid chunked response while reading upstream")
+                responseFraming = .chunked(f)
+                releasePeer(failed: false)
+                abortProxy()
+                return
+            }
+            responseFraming = .chunked(f)
+            if f.isDone { responseComplete = true }
+        }
+    }
+
+    func completeProxy() {
+        guard let c = up, let rt = upstreamRuntime else { return }
+        recordUpstream(status: "\(response.status)")
+        let reusable = rt.group.keepalive != nil && !response.close && response.versionMinor == 1 && !sentConnectionClose
+            && requestBodyComplete && c.inBuf.readable == relayable && !c.peerClosed
+        releasePeer(failed: false)
+        up = nil
+        worker.loop.setDeadline(c, afterMillis: 0)
+        if reusable && relayable == 0 {
+            c.inBuf.clear()
+            c.outBuf.clear()
+            worker.putIdle(c, keepalive: rt.group.keepalive!, timeoutMs: rt.group.keepaliveTimeoutMs)
+        } else {
+            c.close()
+        }
+        phase = .idle
+        dechunk = false
+        finishRequest()
+    }
+
+    func recordUpstream(status: String) {
+        guard let rt = upstreamRuntime, peerIndex >= 0 else { return }
+        let now = monotonicMicros()
+        upstreamLog.append((rt.group.peers[peerIndex].address.description, status, now - attemptStart,
+                            connectDone > 0 ? connectDone - attemptStart : -1, headerDone > 0 ? headerDone - attemptStart : -1,
+                            upstreamBodyBytes))
+    }
+
+    /// Releases the current peer to the balancer (once per attempt).
+    func releasePeer(failed: Bool) {
+        guard let rt = upstreamRuntime, peerIndex >= 0 else { return }
+        let p = peerIndex
+        let now = worker.loop.now
+        let disabled = rt.balancer.withLock { $0.release(p, failed: failed, now: now) }
+        if disabled {
+            worker.runtime.errorLog.log(.warn, "upstream server temporarily disabled while connecting to upstream, client: \(peer.ip), upstream: \"http://\(rt.group.peers[p].address)\"", connection: number, worker: worker.index)
+        }
+        peerIndex = -1
+    }
+
+    /// Whether `proxy_next_upstream` may try another peer now.
+    func canRetry() -> Bool {
+        guard let rt = upstreamRuntime else { return false }
+        let s = settings
+        if tried.count >= rt.group.peers.count { return false }
+        let maxTries = s.effectiveProxyNextUpstreamTries
+        if maxTries > 0 && tries >= maxTries { return false }
+        let limit = s.effectiveProxyNextUpstreamTimeoutMs
+        if limit > 0 && worker.loop.now - firstTryMillis >= Int64(limit) { return false }
+        if requestSent {
+            if !req.method.isIdempotent && !s.effectiveProxyNextUpstream.contains("non_idempotent") { return false }
+            // The body must still be here to send it again.
+            if requestBodyForwarded > 0 && !replayBody() { return false }
+        }
+        return true
+    }
+
+    /// Rewinds the request body for another attempt when it is still in the buffer.
+    func replayBody() -> Bool {
+        guard inBuf.readIndex >= requestBodyForwarded else { return false }
+        inBuf.readIndex -= requestBodyForwarded
+        requestBodyForwarded = 0
+        requestBodyComplete = !req.hasBody
+        requestBody = req.chunked ? .chunked(ChunkedFramer()) : (req.contentLength ?? 0) > 0 ? .length(req.contentLength!) : .none
+        bodyReceived = 0
+        return true
+    }
+
+    /// An attempt failed: log it, count it against the peer, and try the next one or answer 502/504.
+    func upstreamFailed(_ f: UpstreamFailure) {
+        let message: String
+        var countsAsFailure = true
+        switch f {
+        case .error(let m), .timeout(let m), .invalidHeader(let m): message = m
+        case .status(let s):
+            message = ""
+            countsAsFailure = s != 403 && s != 404
+        }
+        if !message.isEmpty { log(.error, message) }
+        let code: Int
+        switch f {
+        case .timeout: code = 504
+        case .status(let s): code = s
+        default: code = 502
+        }
+        recordUpstream(status: headerDone > 0 ? "\(code)" : "\(code == 504 ? 504 : 502)")
+        releasePeer(failed: countsAsFailure)
+        if let c = up {
+            c.close()
+            up = nil
+        }
+        let next = settings.effectiveProxyNextUpstream
+        if next.contains(f.word), canRetry() {
+            nextAttempt()
+            return
+        }
+        proxyError(code >= 500 ? code : 502)
+    }
+
+    /// A client-side fault while proxying (bad body): answer it and close.
+    func upstreamFailedFatal(_ code: Int) {
+        releasePeer(failed: false)
+        up?.close()
+        up = nil
+        closeAfterResponse = true
+        if headerStarted { close() } else { respondError(code) }
+    }
+
+    func proxyError(_ code: Int) {
+        phase = .idle
+        if headerStarted {
+            close()
+            return
+        }
+        if !requestBodyComplete { closeAfterResponse = true }
+        respondError(code)
+    }
+
+    /// The client went away or the stream broke after the head: close both sides.
+    func abortProxy() {
+        if let c = up {
+            c.close()
+            up = nil
+        }
+        releasePeer(failed: false)
+        if status == 0 { status = 499 }
+        finishLog()
+        close()
+    }
+
+    // MARK: Upgrade tunnels (WebSocket)
+
+    func startTunnel(_ c: UpstreamConnection) {
+        state = .tunnel
+        phase = .relaying
+        worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs)
+        worker.loop.setDeadline(self, afterMillis: 0)
+        // Any client bytes after the head belong to the new protocol.
+        if !inBuf.isEmpty {
+            c.outBuf.append(inBuf.readableBytes)
+            inBuf.clear()
+        }
+        pumpTunnel()
+    }
+
+    func pumpTunnel() {
+        guard let c = up else { close(); return }
+        var progress = true
+        while progress {
+            progress = false
+            // upstream → client
+            if !outBuf.isEmpty && writable {
+                if flushOutTunnel() { progress = true }
+            }
+            if outBuf.isEmpty && !c.inBuf.isEmpty {
+                outBuf.append(c.inBuf.readableBytes)
+                c.inBuf.clear()
+                progress = true
+            }
+            if c.inBuf.isEmpty && outBuf.readable < ClientConnection.relayBuffer && c.readable {
+                _ = readUpstream(c, limit: ClientConnection.relayBuffer)
+                if !c.inBuf.isEmpty { progress = true }
+            }
+            // client → upstream
+            if !c.outBuf.isEmpty && c.writable {
+                do {
+                    switch try Socket.write(c.fd, c.outBuf.readPointer, c.outBuf.readable) {
+                    case .done(let n):
+                        c.outBuf.readIndex += n
+                        if c.outBuf.isEmpty { c.outBuf.clear() }
+                        progress = true
+                    case .wouldBlock: c.writable = false
+                    }
+                } catch { abortTunnel(); return }
+            }
+            if c.outBuf.readable < ClientConnection.relayBuffer && readable {
+                _ = readClient(limit: ClientConnection.relayBuffer)
+                if !inBuf.isEmpty {
+                    c.outBuf.append(inBuf.readableBytes)
+                    inBuf.clear()
+                    progress = true
+                }
+            }
+        }
+        if (peerClosed && inBuf.isEmpty && c.outBuf.isEmpty) || (c.peerClosed && c.inBuf.isEmpty && outBuf.isEmpty) {
+            abortTunnel()
+            return
+        }
+        worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs)
+    }
+
+    func flushOutTunnel() -> Bool {
+        do {
+            switch try Socket.write(fd, outBuf.readPointer, outBuf.readable) {
+            case .done(let n):
+                outBuf.readIndex += n
+                bodyBytesSent += n
+                if outBuf.isEmpty { outBuf.clear() }
+                return true
+            case .wouldBlock:
+                writable = false
+                return false
+            }
+        } catch {
+            abortTunnel()
+            return false
+        }
+    }
+
+    func abortTunnel() {
+        recordUpstream(status: "101")
+        releasePeer(failed: false)
+        up?.close()
+        up = nil
+        finishLog()
+        close()
+    }
+}

@@ -1,0 +1,244 @@
+import Glibc
+import LBConfig
+import LBIO
+import Synchronization
+
+/// Starts the worker loops, owns the listening sockets, and handles signals: reload (HUP),
+/// fast stop (TERM, INT), graceful stop (QUIT), log reopening (USR1).
+public final class Runtime: @unchecked Sendable {
+    public let errorLog = ErrorLogger()
+    let loader: ConfigLoader
+    let configPath: String
+    private let generationBox: Mutex<Generation>
+    private var generationCount = 1
+    private var nextUpstreamID = 0
+    public private(set) var workers: [Worker] = []
+    private var listenerFDs: [HostPort: Int32] = [:]
+    private let finishedWorkers = Atomic<Int>(0)
+    let defaultAccessLog: String
+    private var pidPath: String
+
+    public static let hostname: String = {
+        var buf = [CChar](repeating: 0, count: 256)
+        gethostname(&buf, 255)
+        return String(cString: buf)
+    }()
+
+    public var current: Generation { generationBox.withLock { $0 } }
+
+    public init(table: RoutingTable, loader: ConfigLoader, configPath: String) {
+        self.loader = loader
+        self.configPath = configPath
+        var next = 0
+        generationBox = Mutex(Generation(id: 1, table: table, previous: nil, nextUpstreamID: &next))
+        nextUpstreamID = next
+        defaultAccessLog = joinPath(table.main.prefix, "logs/access.log")
+        pidPath = Runtime.pidPath(table)
+    }
+
+    /// The pid file lb writes (`pid` directive, default `logs/lb.pid` under the prefix).
+    public static func pidPath(_ t: RoutingTable) -> String { t.main.pid ?? joinPath(t.main.prefix, "logs/lb.pid") }
+
+    /// Runs until stopped; returns the process exit status.
+    public func run() -> Int32 {
+        let table = current.table
+        errorLog.configure(table.main.errorLogs)
+        blockSignals()
+        if let n = table.main.workerRlimitNofile {
+            var rl = rlimit(rlim_cur: rlim_t(n), rlim_max: rlim_t(n))
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
+        }
+        makeDirectory(directoryOf(defaultAccessLog))
+        for l in table.servers.flatMap({ $0.settings.accessLogs ?? [] }) { makeDirectory(directoryOf(l.path)) }
+        do {
+            try openListeners(table)
+        } catch {
+            errorLog.log(.emerg, error.description)
+            return 1
+        }
+        let count = table.main.workerProcesses ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        do {
+            for i in 0..<max(1, count) { workers.append(try Worker(index: i, runtime: self)) }
+        } catch {
+            errorLog.log(.emerg, "\(error)")
+            return 1
+        }
+        let fds = listenerFDs.map { ($0.value, $0.key) }
+        for w in workers {
+            w.addListeners(fds)
+            startThread { [w] in
+                w.loop.run()
+                self.finishedWorkers.add(1, ordering: .sequentiallyConsistent)
+            }
+        }
+        writePid()
+        errorLog.log(.notice, "lb/0.1.0 started, \(workers.count) worker thread(s), listening on \(listenerFDs.keys.map(\.description).sorted().joined(separator: ", "))")
+        let status = signalLoop()
+        removePid()
+        return status
+    }
+
+    private func makeDirectory(_ path: String) {
+        var st = stat()
+        if stat(path, &st) == 0 { return }
+        makeDirectory(directoryOf(path))
+        mkdir(path, 0o755)
+    }
+
+    private func openListeners(_ table: RoutingTable) throws(IOError) {
+        for l in table.listeners where listenerFDs[l.address] == nil {
+            guard let addr = SocketAddress(ip: l.address.host, port: l.address.port ?? 80) else { continue }
+            do {
+                let fd = try Socket.listen(addr, backlog: Int32(l.backlog), reusePort: l.reuseport, ipv6Only: l.ipv6only)
+                listenerFDs[l.address] = fd
+            } catch {
+                throw IOError("bind() to \(l.address)", errno: error.errno)
+            }
+        }
+    }
+
+    private func writePid() {
+        makeDirectory(directoryOf(pidPath))
+        let text = "\(getpid())\n"
+        let fd = open(pidPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd >= 0 {
+            _ = text.withCString { write(fd, $0, strlen($0)) }
+            close(fd)
+        }
+    }
+
+    private func removePid() { unlink(pidPath) }
+
+    // MARK: signals
+
+    private static let handled: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGCHLD]
+
+    private func blockSignals() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in Runtime.handled { sigaddset(&set, s) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    private func signalLoop() -> Int32 {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in Runtime.handled { sigaddset(&set, s) }
+        var pendingClose: [(Int32, Int64)] = []
+        var stopDeadline: Int64 = 0
+        while true {
+            var ts = timespec(tv_sec: 0, tv_nsec: 200_000_000)
+            let sig = sigtimedwait(&set, nil, &ts)
+            let now = monotonicMillis()
+            // Listener sockets removed by a reload close once workers have let go of them.
+            pendingClose.removeAll { fd, at in
+                if now - at > 1000 { close(fd); return true }
+                return false
+            }
+            if stopDeadline > 0 {
+                if finishedWorkers.load(ordering: .sequentiallyConsistent) == workers.count { return 0 }
+                if now > stopDeadline {
+                    errorLog.log(.notice, "graceful shutdown timed out, exiting")
+                    return 0
+                }
+            }
+            switch sig {
+            case SIGHUP:
+                pendingClose += reload().map { ($0, now) }
+            case SIGTERM, SIGINT:
+                errorLog.log(.notice, "signal \(sig) received, exiting")
+                for w in workers { w.loop.execute { w.flushLogs() } }
+                usleep(50_000)
+                return 0
+            case SIGQUIT:
+                errorLog.log(.notice, "signal \(sig) (SIGQUIT) received, shutting down gracefully")
+                for w in workers { w.loop.execute { w.drain() } }
+                let limit = current.table.main.workerShutdownTimeoutMs ?? 60_000
+                stopDeadline = now + Int64(limit)
+            case SIGUSR1:
+                errorLog.log(.notice, "signal \(sig) (SIGUSR1) received, reopening logs")
+                errorLog.configure(current.table.main.errorLogs)
+                for w in workers { w.loop.execute { w.reopenLogs() } }
+            default:
+                break
+            }
+        }
+    }
+
+    /// Loads the config again; on success installs it and returns listener fds to close.
+    func reload() -> [Int32] {
+        errorLog.log(.notice, "signal 1 (SIGHUP) received from \(configPath), reconfiguring")
+        let loaded: ConfigLoader.Loaded
+        do {
+            loaded = try loader.load(path: configPath)
+        } catch {
+            errorLog.log(.emerg, "\(error)")
+            errorLog.log(.alert, "reload failed, the previous configuration keeps serving")
+            return []
+        }
+        let table = loaded.table
+        let before = Set(listenerFDs.keys)
+        do {
+            try openListeners(table)
+        } catch {
+            errorLog.log(.emerg, error.description)
+            errorLog.log(.alert, "reload failed, the previous configuration keeps serving")
+            return []
+        }
+        let wanted = Set(table.listeners.map(\.address))
+        let added = listenerFDs.filter { !before.contains($0.key) }.map { ($0.value, $0.key) }
+        let removedKeys = listenerFDs.keys.filter { !wanted.contains($0) }
+        let removed = removedKeys.compactMap { listenerFDs[$0] }
+        for k in removedKeys { listenerFDs[k] = nil }
+        generationCount += 1
+        let gen = Generation(id: generationCount, table: table, previous: current, nextUpstreamID: &nextUpstreamID)
+        generationBox.withLock { $0 = gen }
+        errorLog.configure(table.main.errorLogs)
+        for w in workers {
+            w.loop.execute {
+                w.addListeners(added)
+                w.removeListeners(removed)
+            }
+        }
+        errorLog.log(.notice, "configuration reloaded (generation \(gen.id))")
+        return removed
+    }
+}
+
+/// Starts a thread running `body` (from a non-main-actor context, see STYLE.md).
+func startThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box: @unchecked Sendable {
+        let body: @Sendable () -> Void
+        init(_ b: @escaping @Sendable () -> Void) { body = b }
+    }
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    var tid = pthread_t()
+    pthread_create(&tid, nil, { arg in
+        let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+        b.body()
+        return nil
+    }, box)
+    pthread_detach(tid)
+}
+
+/// Sends a signal to the running lb named by the config's pid file (`lb -s`).
+public func sendSignal(_ name: String, table: RoutingTable) -> (ok: Bool, message: String) {
+    let path = Runtime.pidPath(table)
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return (false, "open() \"\(path)\" failed (\(errno): \(String(cString: strerror(errno))))") }
+    var buf = [UInt8](repeating: 0, count: 32)
+    let n = read(fd, &buf, 31)
+    close(fd)
+    let text = String(decoding: buf[0..<max(0, n)], as: UTF8.self).filter { $0.isNumber }
+    guard let pid = Int32(text), pid > 0 else { return (false, "invalid PID number \"\(text)\" in \"\(path)\"") }
+    let sig: Int32
+    switch name {
+    case "stop": sig = SIGTERM
+    case "quit": sig = SIGQUIT
+    case "reopen": sig = SIGUSR1
+    case "reload": sig = SIGHUP
+    default: return (false, "invalid signal \"\(name)\"")
+    }
+    if kill(pid, sig) != 0 { return (false, "kill(\(pid), \(sig)) failed (\(errno): \(String(cString: strerror(errno))))") }
+    return (true, "")
+}

@@ -1,0 +1,232 @@
+import Glibc
+import LBConfig
+import LBHTTP
+import LBIO
+
+/// Variable values for templates (`proxy_set_header`, `add_header`, `return`, logs), read straight
+/// from the request's bytes.
+extension ClientConnection {
+    func evaluate(_ t: Template) -> [UInt8] {
+        var out: [UInt8] = []
+        for p in t.parts {
+            switch p {
+            case .literal(let b): out += b
+            case .variable(let v): append(v, to: &out)
+            }
+        }
+        return out
+    }
+
+    func headerValue(_ lname: String) -> [UInt8]? {
+        let hb = head.readableBytes
+        let name = Array(lname.utf8)
+        var result: [UInt8]? = nil
+        for f in req.headers where f.name.count == name.count {
+            var same = true
+            for k in 0..<name.count where ASCII.lower(hb[f.name.lowerBound + k]) != name[k] { same = false; break }
+            if same {
+                // Repeated headers are joined as nginx does for most (cookies with "; ").
+                if result == nil { result = Array(hb[f.value]) } else { result! += Array((lname == "cookie" ? "; " : ", ").utf8) + hb[f.value] }
+            }
+        }
+        return result
+    }
+
+    func append(_ v: Variable, to out: inout [UInt8]) {
+        let hb = head.readableBytes
+        switch v {
+        case .host:
+            if let r = req.absoluteHost ?? req.host {
+                var e = r.upperBound
+                if hb[r.lowerBound] != UInt8(ascii: "[") {
+                    var k = r.lowerBound
+                    while k < r.upperBound && hb[k] != UInt8(ascii: ":") { k += 1 }
+                    e = k
+                }
+                out += hb[r.lowerBound..<e].map { ASCII.lower($0) }
+            } else if let n = server?.names.first, !n.isEmpty, !n.hasPrefix("~"), !n.contains("*") {
+                out += Array(n.utf8)
+            } else {
+                out += Array(table.listeners[listener].address.host.utf8)
+            }
+        case .remoteAddr, .binaryRemoteAddr: out += Array(peer.ip.utf8)
+        case .remotePort: out += Array("\(peer.port)".utf8)
+        case .remoteUser: break // no auth module: always empty ("-" in logs)
+        case .scheme: out += Array("http".utf8)
+        case .https: break
+        case .requestURI: if head.readable > 0 { out += hb[req.targetRange] }
+        case .uri, .documentURI: out += uri
+        case .args, .queryString: if let q = req.queryRange { out += hb[q] }
+        case .isArgs: if req.queryRange != nil { out.append(UInt8(ascii: "?")) }
+        case .request: out += requestLine()
+        case .requestMethod: if head.readable > 0 { out += hb[req.methodRange] }
+        case .serverName: out += Array((server?.names.first ?? "").utf8)
+        case .serverPort: out += Array("\(table.listeners[listener].address.port ?? 80)".utf8)
+        case .serverAddr: out += Array(Socket.localAddress(fd).ip.utf8)
+        case .serverProtocol: out += Array("HTTP/\(req.versionMajor).\(req.versionMinor)".utf8)
+        case .hostname: out += Array(Runtime.hostname.utf8)
+        case .status: out += Array("\(status)".utf8)
+        case .timeLocal: worker.dates.update(wallClock().seconds); out += worker.dates.logTime
+        case .timeISO8601: worker.dates.update(wallClock().seconds); out += worker.dates.iso8601
+        case .msec:
+            let (s, ms) = wallClock()
+            out += Array("\(s).\(ms < 10 ? "00" : ms < 100 ? "0" : "")\(ms)".utf8)
+        case .requestTime: out += Array(seconds(monotonicMicros() - startMicros).utf8)
+        case .requestLength: out += Array("\(req.length + bodyReceived)".utf8)
+        case .requestID:
+            var g = SystemRandomNumberGenerator()
+            for _ in 0..<2 {
+                let h = String(g.next(), radix: 16)
+                out += Array((String(repeating: "0", count: 16 - h.count) + h).utf8)
+            }
+        case .pid: out += Array("\(getpid())".utf8)
+        case .connection: out += Array("\(number)".utf8)
+        case .connectionRequests: out += Array("\(requestsOnConnection)".utf8)
+        case .bodyBytesSent: out += Array("\(bodyBytesSent)".utf8)
+        case .bytesSent: out += Array("\(bodyBytesSent + responseHeadBytes)".utf8)
+        case .contentLength: if let r = req.contentLength { out += Array("\(r)".utf8) }
+        case .contentType: if let v = headerValue("content-type") { out += v }
+        case .documentRoot, .realpathRoot:
+            if case .root(let t)? = settings.docRoot { out += evaluate(t) }
+        case .requestFilename:
+            if case .root(let t)? = settings.docRoot { out += evaluate(t) + uri }
+        case .pipe: out.append(UInt8(ascii: "."))
+        case .proxyAddXForwardedFor:
+            if let x = headerValue("x-forwarded-for") { out += x + Array(", ".utf8) }
+            out += Array(peer.ip.utf8)
+        case .proxyHost: if let t = target { out += Array(t.hostHeader.utf8) }
+        case .proxyPort: if let t = target { out += Array("\(t.port)".utf8) }
+        case .upstreamAddr: joinUpstream(&out) { $0.addr }
+        case .upstreamStatus: joinUpstream(&out) { $0.status }
+        case .upstreamResponseTime: joinUpstream(&out) { self.seconds($0.time) }
+        case .upstreamConnectTime: joinUpstream(&out) { $0.connect < 0 ? "-" : self.seconds($0.connect) }
+        case .upstreamHeaderTime: joinUpstream(&out) { $0.header < 0 ? "-" : self.seconds($0.header) }
+        case .upstreamResponseLength, .upstreamBytesReceived: joinUpstream(&out) { "\($0.length)" }
+        case .upstreamBytesSent: joinUpstream(&out) { _ in "0" }
+        case .upstreamCacheStatus: out += cacheStatus
+        case .nginxVersion: out += Array("0.1.0".utf8)
+        case .gzipRatio: break
+        case .requestCompletion: if status > 0 && status != 499 { out += Array("OK".utf8) }
+        case .requestBody: break
+        case .httpHeader(let name): if let v = headerValue(name) { out += v }
+        case .sentHeader, .upstreamHeader: break // not recorded yet: empty
+        case .arg(let name):
+            if let q = req.queryRange { out += argument(name, in: Array(hb[q])) }
+        case .cookie(let name):
+            if let c = headerValue("cookie") { out += cookie(name, in: c) }
+        case .capture(let i):
+            if case .regex = location?.match, let re = location?.regex,
+               let caps = uri.withUnsafeBytes({ re.captures($0) }), i < caps.count, let r = caps[i] {
+                out += uri[r]
+            }
+        case .named(let name):
+            if let m = table.maps.first(where: { $0.variable == name }) { out += evaluateMap(m) }
+        }
+    }
+
+    func joinUpstream(_ out: inout [UInt8], _ f: ((addr: String, status: String, time: Int64, connect: Int64, header: Int64, length: Int)) -> String) {
+        if upstreamLog.isEmpty {
+            out.append(UInt8(ascii: "-"))
+            return
+        }
+        out += Array(upstreamLog.map(f).joined(separator: ", ").utf8)
+    }
+
+    func seconds(_ micros: Int64) -> String {
+        let ms = max(0, micros / 1000)
+        let frac = ms % 1000
+        return "\(ms / 1000).\(frac < 10 ? "00" : frac < 100 ? "0" : "")\(frac)"
+    }
+
+    func argument(_ name: String, in query: [UInt8]) -> [UInt8] {
+        for pair in query.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
+            let kv = pair.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
+            if kv.count >= 1, String(decoding: kv[0], as: UTF8.self).lowercased() == name.lowercased() {
+                return kv.count == 2 ? Array(kv[1]) : []
+            }
+        }
+        return []
+    }
+
+    func cookie(_ name: String, in header: [UInt8]) -> [UInt8] {
+        for part in header.split(separator: UInt8(ascii: ";")) {
+            var p = part[...]
+            while p.first == 0x20 { p = p.dropFirst() }
+            let kv = p.split(separator: UInt8(ascii: "="), maxSplits: 1, omittingEmptySubsequences: false)
+            if kv.count == 2, String(decoding: kv[0], as: UTF8.self) == name { return Array(kv[1]) }
+        }
+        return []
+    }
+
+    func evaluateMap(_ m: MapBlock) -> [UInt8] {
+        let src = evaluate(m.source)
+        let key = String(decoding: src, as: UTF8.self)
+        if let v = m.exact[key] ?? (m.hostnames ? m.exact[key.lowercased()] : nil) { return evaluate(v) }
+        for (re, v) in m.regexes where src.withUnsafeBytes({ re.matches($0) }) { return evaluate(v) }
+        return evaluate(m.defaultValue)
+    }
+
+    // MARK: access log
+
+    /// Writes the access log line(s) for the finished request.
+    func finishLog() {
+        let s = settings
+        if s.accessLogOff == true { return }
+        let logs = s.accessLogs ?? [AccessLog(path: worker.runtime.defaultAccessLog, format: "combined")]
+        for l in logs {
+            if let cond = l.condition {
+                let v = evaluate(cond)
+                if v.isEmpty || v == [UInt8(ascii: "0")] { continue }
+            }
+            guard let fmt = table.logFormats[l.format] else { continue }
+            let f = worker.accessLog(l.path)
+            if let size = l.bufferSize { f.bufferLimit = size }
+            if let ms = l.flushMs { f.flushEveryMs = Int64(ms) }
+            for p in fmt.template.parts {
+                switch p {
+                case .literal(let b): f.buf.append(b)
+                case .variable(let v):
+                    var val: [UInt8] = []
+                    append(v, to: &val)
+                    if val.isEmpty {
+                        if fmt.escape != .json { f.buf.append(byte: UInt8(ascii: "-")) }
+                    } else {
+                        appendEscaped(val, fmt.escape, &f.buf)
+                    }
+                }
+            }
+            f.buf.append(byte: 0x0A)
+            if f.buf.readable >= f.bufferLimit { f.flush() }
+        }
+    }
+
+    /// nginx's log escaping: `"`, `\` and bytes outside printable ASCII as `\xHH` (default), or JSON.
+    func appendEscaped(_ v: [UInt8], _ e: LogFormat.Escape, _ out: inout Buffer) {
+        let hex = Array("0123456789ABCDEF".utf8)
+        for c in v {
+            switch e {
+            case .none:
+                out.append(byte: c)
+            case .default:
+                if c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") || c < 0x20 || c >= 0x7F {
+                    out.append("\\x")
+                    out.append(byte: hex[Int(c >> 4)])
+                    out.append(byte: hex[Int(c & 15)])
+                } else {
+                    out.append(byte: c)
+                }
+            case .json:
+                if c == UInt8(ascii: "\"") || c == UInt8(ascii: "\\") {
+                    out.append(byte: UInt8(ascii: "\\"))
+                    out.append(byte: c)
+                } else if c < 0x20 {
+                    out.append("\\u00")
+                    out.append(byte: hex[Int(c >> 4)])
+                    out.append(byte: hex[Int(c & 15)])
+                } else {
+                    out.append(byte: c)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+import Glibc
+import LBConfig
+import LBHTTP
+import LBIO
+
+/// One event-loop thread's state: its connections, its upstream keep-alive pools, its log buffers.
+public final class Worker: @unchecked Sendable {
+    public let loop: EventLoop
+    public let index: Int
+    unowned let runtime: Runtime
+    var dates = DateCache()
+    /// Idle upstream connections by (upstream runtime id, peer index); LIFO.
+    var pools: [PoolKey: [UpstreamConnection]] = [:]
+    var listeners: [Int32: ListenerSocket] = [:]
+    var accessLogs: [String: AccessLogFile] = [:]
+    /// Live client connections (for graceful stop and stats).
+    var clients = 0
+    /// Live client connections by number (graceful stop closes the idle ones).
+    var live: [Int: ClientConnection] = [:]
+    var draining = false
+    var nextConnection = 0
+    public private(set) var accepted = 0
+    public private(set) var handled = 0
+
+    struct PoolKey: Hashable {
+        var upstream: Int
+        var peer: Int
+    }
+
+    init(index: Int, runtime: Runtime) throws(IOError) {
+        self.index = index
+        self.runtime = runtime
+        self.loop = try EventLoop(index: index)
+        loop.onTurn = { [unowned self] in self.endOfTurn() }
+    }
+
+    /// Adds listening sockets (shared fds; EPOLLEXCLUSIVE spreads accepts over workers).
+    func addListeners(_ fds: [(Int32, HostPort)]) {
+        for (fd, addr) in fds where listeners[fd] == nil {
+            let l = ListenerSocket(worker: self, fd: fd, address: addr)
+            do {
+                try loop.register(l, events: EventLoop.readable | EventLoop.exclusive)
+                listeners[fd] = l
+            } catch {
+                runtime.errorLog.log(.emerg, "epoll_ctl for listener \(addr) failed: \(error)", worker: index)
+            }
+        }
+    }
+
+    func removeListeners(_ fds: [Int32]) {
+        for fd in fds {
+            if let l = listeners.removeValue(forKey: fd) { loop.deregister(l) }
+        }
+    }
+
+    /// Stops accepting and lets connections finish; stops the loop when none remain.
+    func drain() {
+        draining = true
+        removeListeners(Array(listeners.keys))
+        for (_, list) in pools { for c in list { c.close() } }
+        pools.removeAll()
+        for c in live.values where c.isIdle { c.close() }
+        checkDrained()
+    }
+
+    func checkDrained() {
+        if draining && clients == 0 {
+            flushLogs()
+            loop.stop()
+        }
+    }
+
+    func accepted(fd: Int32, peer: SocketAddress, listener: ListenerSocket) {
+        accepted += 1
+        nextConnection += 1
+        let gen = runtime.current
+        guard let li = gen.listenerIndex[listener.address] else {
+            Socket.close(fd)
+            return
+        }
+        let c = ClientConnection(worker: self, fd: fd, peer: peer, generation: gen, listener: li,
+                                 number: nextConnection * runtime.workers.count + index)
+        clients += 1
+        c.start()
+    }
+
+    func connectionClosed() {
+        clients -= 1
+        handled += 1
+        if draining { checkDrained() }
+    }
+
+    // MARK: upstream pools
+
+    func takeIdle(upstream: Int, peer: Int) -> UpstreamConnection? {
+        let key = PoolKey(upstream: upstream, peer: peer)
+        while var list = pools[key], let c = list.popLast() {
+            pools[key] = list
+            if c.isUsable { return c }
+            c.close()
+        }
+        return nil
+    }
+
+    func putIdle(_ c: UpstreamConnection, keepalive: Int, timeoutMs: Int) {
+        let key = PoolKey(upstream: c.upstreamID, peer: c.peerIndex)
+        var list = pools[key] ?? []
+        if list.count >= keepalive {
+            // nginx closes the least recently used one.
+            list.removeFirst().close()
+        }
+        c.owner = nil
+        c.pooled = true
+        loop.setDeadline(c, afterMillis: timeoutMs)
+        list.append(c)
+        pools[key] = list
+    }
+
+    func removeIdle(_ c: UpstreamConnection) {
+        let key = PoolKey(upstream: c.upstreamID, peer: c.peerIndex)
+        if var list = pools[key], let i = list.firstIndex(where: { $0 === c }) {
+            list.remove(at: i)
+            pools[key] = list
+        }
+    }
+
+    // MARK: logs
+
+    func accessLog(_ path: String) -> AccessLogFile {
+        if let f = accessLogs[path] { return f }
+        let f = AccessLogFile(path: path)
+        accessLogs[path] = f
+        return f
+    }
+
+    func reopenLogs() {
+        for (_, f) in accessLogs { f.reopen() }
+    }
+
+    func flushLogs() {
+        for (_, f) in accessLogs { f.flush() }
+    }
+
+    private func endOfTurn() {
+        for (_, f) in accessLogs where !f.isEmpty { f.flushIfDue(now: loop.now) }
+    }
+}
+
+/// A listening socket as seen by one worker.
+final class ListenerSocket: Pollable {
+    unowned let worker: Worker
+    let address: HostPort
+
+    init(worker: Worker, fd: Int32, address: HostPort) {
+        self.worker = worker
+        self.address = address
+        super.init()
+        self.fd = fd
+    }
+
+    override func ready(_ events: UInt32) {
+        var peer = SocketAddress()
+        // Accept a bounded batch per event so one busy listener cannot starve the loop.
+        for _ in 0..<64 {
+            do {
+                switch try Socket.accept(fd, peer: &peer) {
+                case .done(let cfd): worker.accepted(fd: cfd, peer: peer, listener: self)
+                case .wouldBlock: return
+                }
+            } catch {
+                if error.errno == EMFILE || error.errno == ENFILE {
+                    worker.runtime.errorLog.log(.alert, "accept4() failed (\(error.errno): \(String(cString: strerror(error.errno))))", worker: worker.index)
+                }
+                return
+            }
+        }
+    }
+}
+
+/// A buffered access log file for one worker: lines are appended in memory and written at the end
+/// of a loop turn (or when the buffer fills), so a slow disk costs one write per turn, not per request.
+final class AccessLogFile {
+    let path: String
+    var fd: Int32 = -1
+    var buf = Buffer()
+    var bufferLimit = 64 * 1024
+    var flushEveryMs: Int64 = 0
+    var lastFlush: Int64 = 0
+
+    init(path: String) {
+        self.path = path
+        reopen()
+    }
+
+    deinit {
+        flush()
+        if fd > 2 { close(fd) }
+    }
+
+    var isEmpty: Bool { buf.isEmpty }
+
+    func reopen() {
+        flush()
+        if fd > 2 { close(fd) }
+        switch path {
+        case "stderr": fd = 2
+        case "/dev/stdout": fd = 1
+        default: fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        }
+    }
+
+    func flushIfDue(now: Int64) {
+        if flushEveryMs == 0 || buf.readable >= bufferLimit || now - lastFlush >= flushEveryMs {
+            lastFlush = now
+            flush()
+        }
+    }
+
+    func flush() {
+        guard !buf.isEmpty else { return }
+        if fd >= 0 {
+            var p = buf.readableBytes
+            while !p.isEmpty {
+                let n = write(fd, p.baseAddress, p.count)
+                if n < 0 { if errno == EINTR { continue } else { break } }
+                p = UnsafeRawBufferPointer(rebasing: p[n...])
+            }
+        }
+        buf.clear()
+    }
+}

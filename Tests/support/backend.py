@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""A test backend for lb's end-to-end tests: an independent HTTP/1.1 implementation (Python's
+http.server), so lb is never tested only against itself.
+
+    backend.py PORT NAME
+
+Routes: /headers (JSON of the request headers), /slow?ms=N, /status/N, /big?bytes=N (streamed),
+/chunked?parts=N, /stats (connections accepted, requests served), /upload (POST: byte count and
+sha256 of the body), anything else: "NAME PATH". Every response carries X-Backend: NAME.
+Prints "ready" once listening. Binds 127.0.0.1 only.
+"""
+import hashlib
+import json
+import socketserver
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse, parse_qs
+
+PORT = int(sys.argv[1])
+NAME = sys.argv[2]
+stats = {"connections": 0, "requests": 0}
+lock = threading.Lock()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without this, Nagle + delayed ACK adds 40 ms.
+    disable_nagle_algorithm = True
+
+    def setup(self):
+        super().setup()
+        with lock:
+            stats["connections"] += 1
+
+    def log_message(self, *args):
+        pass
+
+    def send(self, code, body, ctype="text/plain", extra=None):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Backend", NAME)
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        n = int(self.headers.get("Content-Length") or 0)
+        h = hashlib.sha256()
+        total = 0
+        while total < n:
+            chunk = self.rfile.read(min(1 << 20, n - total))
+            if not chunk:
+                break
+            h.update(chunk)
+            total += len(chunk)
+        self._upload = (total, h.hexdigest())
+        return None
+
+    def route(self):
+        with lock:
+            stats["requests"] += 1
+        u = urlparse(self.path)
+        q = parse_qs(u.query)
+        if u.path == "/headers":
+            hdrs = {k.lower(): v for k, v in self.headers.items()}
+            self.send(200, json.dumps({"headers": hdrs, "path": self.path, "method": self.command,
+                                       "version": self.request_version}).encode(), "application/json")
+        elif u.path == "/slow":
+            time.sleep(int(q.get("ms", ["1000"])[0]) / 1000)
+            self.send(200, f"{NAME} slow".encode())
+        elif u.path.startswith("/status/"):
+            self.send(int(u.path.split("/")[2]), f"{NAME} status".encode())
+        elif u.path == "/big":
+            n = int(q.get("bytes", ["0"])[0])
+            self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.send_header("X-Backend", NAME)
+            self.end_headers()
+            block = b"x" * 65536
+            sent = 0
+            while sent < n:
+                k = min(len(block), n - sent)
+                self.wfile.write(block[:k])
+                sent += k
+        elif u.path == "/chunked":
+            parts = int(q.get("parts", ["3"])[0])
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("X-Backend", NAME)
+            self.end_headers()
+            for i in range(parts):
+                piece = f"part{i};".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+        elif u.path == "/stats":
+            with lock:
+                body = json.dumps(stats).encode()
+            self.send(200, body, "application/json")
+        elif u.path == "/upload":
+            data = self.body()
+            if data is not None:
+                self._upload = (len(data), hashlib.sha256(data).hexdigest())
+            n, digest = self._upload
+            self.send(200, json.dumps({"bytes": n, "sha256": digest}).encode(), "application/json")
+        else:
+            if self.command in ("POST", "PUT", "PATCH"):
+                self.body()
+            self.send(200, f"{NAME} {self.path}".encode())
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = route
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+
+srv = Server(("127.0.0.1", PORT), Handler)
+print("ready", flush=True)
+srv.serve_forever()
