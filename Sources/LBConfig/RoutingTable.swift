@@ -133,6 +133,10 @@ public final class Location: Sendable {
     public let autoRedirect: Bool
     /// Stable id (depth-first order) for tests and logs.
     public let id: Int
+    /// `proxy_set_header` compiled for the request path: names lowercased once, not per request.
+    public let proxyHeaders: [ProxyHeader]
+    public let proxySetsHost: Bool
+    public let proxySetsConnection: Bool
 
     public var pattern: String {
         switch match {
@@ -151,6 +155,28 @@ public final class Location: Sendable {
         self.location = location
         self.autoRedirect = autoRedirect
         self.id = id
+        let sets = settings.proxySetHeaders ?? []
+        proxyHeaders = sets.map { ProxyHeader(name: Array($0.name.utf8), lowerName: Array($0.name.lowercased().utf8), value: $0.value) }
+        proxySetsHost = proxyHeaders.contains { $0.lowerName == Array("host".utf8) }
+        proxySetsConnection = proxyHeaders.contains { $0.lowerName == Array("connection".utf8) }
+    }
+}
+
+/// One `proxy_set_header`, ready for the request path.
+public struct ProxyHeader: Sendable {
+    public let name: [UInt8]
+    public let lowerName: [UInt8]
+    public let value: Template
+    /// The value when it has no variables.
+    public let literal: [UInt8]?
+    public let isConnection: Bool
+
+    init(name: [UInt8], lowerName: [UInt8], value: Template) {
+        self.name = name
+        self.lowerName = lowerName
+        self.value = value
+        literal = value.isLiteral ? value.literalBytes : nil
+        isConnection = lowerName == Array("connection".utf8)
     }
 }
 

@@ -28,6 +28,16 @@ enum UpstreamFailure {
     }
 }
 
+/// One upstream attempt, for `$upstream_*` variables (several are listed comma-separated).
+struct UpstreamAttempt {
+    var addr: String
+    var status: Int
+    var time: Int64
+    var connect: Int64
+    var header: Int64
+    var length: Int
+}
+
 /// One client connection: reads requests, routes them, answers locally or proxies, logs, and keeps
 /// the connection alive. Every step is driven from epoll readiness (edge-triggered); nothing blocks.
 final class ClientConnection: Pollable {
@@ -82,7 +92,7 @@ final class ClientConnection: Pollable {
     var upstreamURI: [UInt8] = []
     var requestSent = false
     var sentConnectionClose = true
-    var upstreamLog: [(addr: String, status: String, time: Int64, connect: Int64, header: Int64, length: Int)] = []
+    var upstreamLog: [UpstreamAttempt] = []
     var attemptStart: Int64 = 0
     var connectDone: Int64 = 0
     var headerDone: Int64 = 0
@@ -105,8 +115,10 @@ final class ClientConnection: Pollable {
         self.number = number
         super.init()
         self.fd = fd
-        let s = table.servers[table.listeners[listener].defaultServer].settings
-        let large = s.effectiveLargeClientHeaderBuffers
+        let defaultServer = generation.table.servers[generation.table.listeners[listener].defaultServer]
+        server = defaultServer
+        location = defaultServer.fallback
+        let large = defaultServer.settings.effectiveLargeClientHeaderBuffers
         scanner = HeadScanner(maxFirstLine: large.size, maxHeaderLine: large.size, maxHead: large.count * large.size)
     }
 
@@ -116,7 +128,11 @@ final class ClientConnection: Pollable {
         head.release()
     }
 
-    var settings: HTTPSettings { location?.settings ?? server?.settings ?? table.servers[table.listeners[listener].defaultServer].settings }
+    /// The settings in force: the matched location's (merged from server and http). Yielded, not
+    /// copied: the struct is large and read many times per request.
+    var settings: HTTPSettings {
+        _read { yield location.settings }
+    }
 
     func start() {
         worker.live[number] = self
@@ -270,7 +286,6 @@ final class ClientConnection: Pollable {
         cacheStatus = []
         tries = 0
         tried = TriedSet()
-        location = nil
         // Server by Host (absolute-form target wins), lowercased, port stripped.
         let hb = head.readableBytes
         var hostBytes: [UInt8] = []
@@ -285,6 +300,7 @@ final class ClientConnection: Pollable {
             while hostBytes.last == UInt8(ascii: ".") { hostBytes.removeLast() }
         }
         server = table.server(for: listener, host: String(decoding: hostBytes, as: UTF8.self))
+        location = server.fallback
         // Keep-alive accounting.
         if !req.keepAlive || requestsOnConnection >= server.settings.effectiveKeepaliveRequests || generation !== worker.runtime.current || worker.draining {
             closeAfterResponse = true
@@ -435,7 +451,6 @@ final class ClientConnection: Pollable {
 
     func writeErrorAndClose(_ code: Int) {
         closeAfterResponse = true
-        if server == nil { server = table.servers[table.listeners[listener].defaultServer] }
         respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.effectiveServerTokens))
     }
 
@@ -543,7 +558,6 @@ final class ClientConnection: Pollable {
         // Ready for the next request (pipelined bytes may already be here).
         state = .head
         phase = .idle
-        location = nil
         target = nil
         upstreamRuntime = nil
         if inBuf.isEmpty {

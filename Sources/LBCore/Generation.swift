@@ -6,6 +6,8 @@ import Synchronization
 public final class UpstreamRuntime: Sendable {
     public let group: UpstreamGroup
     public let addresses: [SocketAddress]
+    /// `127.0.0.1:9001` per peer, for logs (formatted once).
+    public let addressText: [String]
     public let balancer: Mutex<BalancerCore>
     /// Identity for connection pools: pooled connections are keyed by (runtime id, peer).
     public let id: Int
@@ -13,6 +15,7 @@ public final class UpstreamRuntime: Sendable {
     init(_ group: UpstreamGroup, id: Int) {
         self.group = group
         self.id = id
+        addressText = group.peers.map { $0.address.description }
         addresses = group.peers.map { SocketAddress(ip: $0.address.host, port: $0.address.port ?? 80) ?? SocketAddress() }
         balancer = Mutex(BalancerCore(group))
     }

@@ -57,7 +57,7 @@ extension ClientConnection {
         guard let p = chosen else {
             peerIndex = -1
             if tries == 0 { log(.error, "no live upstreams while connecting to upstream") }
-            if upstreamLog.isEmpty || tries == 0 { upstreamLog.append((rt.group.name, "502", 0, -1, -1, 0)) }
+            if upstreamLog.isEmpty || tries == 0 { upstreamLog.append(UpstreamAttempt(addr: rt.group.name, status: 502, time: 0, connect: -1, header: -1, length: 0)) }
             proxyError(502)
             return
         }
@@ -120,34 +120,32 @@ extension ClientConnection {
         o.append(upstreamURI)
         o.append(http11 ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n")
         // proxy_set_header (or nginx's defaults), then the client's other headers.
-        var overridden: [[UInt8]] = []
-        var setHost = false, setConnection = false
-        if let sets = s.proxySetHeaders {
-            for (name, value) in sets {
-                let lname = Array(name.lowercased().utf8)
-                overridden.append(lname)
-                if lname == Array("host".utf8) { setHost = true }
-                if lname == Array("connection".utf8) { setConnection = true }
-                let v = evaluate(value)
-                if v.isEmpty {
-                    if lname == Array("connection".utf8) { sentConnectionClose = false }
-                    continue
-                }
-                if lname == Array("connection".utf8) { sentConnectionClose = ASCII.containsToken(UnsafeRawBufferPointer(start: v, count: v.count), 0..<v.count, "close") }
-                o.append(string: name)
+        let loc = location!
+        sentConnectionClose = !loc.proxySetsConnection
+        for h in loc.proxyHeaders {
+            if let lit = h.literal {
+                if lit.isEmpty { continue }
+                if h.isConnection { sentConnectionClose = lit.withUnsafeBytes { ASCII.containsToken($0, 0..<lit.count, "close") } }
+                o.append(h.name)
+                o.append(": ")
+                o.append(lit)
+            } else {
+                let v = evaluate(h.value)
+                if v.isEmpty { continue }
+                if h.isConnection { sentConnectionClose = v.withUnsafeBytes { ASCII.containsToken($0, 0..<v.count, "close") } }
+                o.append(h.name)
                 o.append(": ")
                 o.append(v)
-                o.append("\r\n")
             }
+            o.append("\r\n")
         }
-        if !setHost {
+        if !loc.proxySetsHost {
             o.append("Host: ")
             o.append(string: target!.hostHeader)
             o.append("\r\n")
         }
-        if !setConnection {
+        if !loc.proxySetsConnection {
             o.append("Connection: close\r\n")
-            sentConnectionClose = true
         }
         if s.proxyPassRequestHeaders ?? true {
             for f in req.headers {
@@ -162,9 +160,10 @@ extension ClientConnection {
                 case 17 where ASCII.equalsLower(hb, n, "transfer-encoding"): continue
                 default: break
                 }
-                if !overridden.isEmpty {
+                if !loc.proxyHeaders.isEmpty {
                     var skip = false
-                    for name in overridden where name.count == n.count {
+                    for h in loc.proxyHeaders where h.lowerName.count == n.count {
+                        let name = h.lowerName
                         var same = true
                         for k in 0..<name.count where ASCII.lower(hb[n.lowerBound + k]) != name[k] { same = false; break }
                         if same { skip = true; break }
@@ -596,7 +595,7 @@ extension ClientConnection {
 
     func completeProxy() {
         guard let c = up, let rt = upstreamRuntime else { return }
-        recordUpstream(status: "\(response.status)")
+        recordUpstream(status: response.status)
         let reusable = rt.group.keepalive != nil && !response.close && response.versionMinor == 1 && !sentConnectionClose
             && requestBodyComplete && c.inBuf.readable == relayable && !c.peerClosed
         releasePeer(failed: false)
@@ -614,12 +613,12 @@ extension ClientConnection {
         finishRequest()
     }
 
-    func recordUpstream(status: String) {
+    func recordUpstream(status: Int) {
         guard let rt = upstreamRuntime, peerIndex >= 0 else { return }
         let now = monotonicMicros()
-        upstreamLog.append((rt.group.peers[peerIndex].address.description, status, now - attemptStart,
-                            connectDone > 0 ? connectDone - attemptStart : -1, headerDone > 0 ? headerDone - attemptStart : -1,
-                            upstreamBodyBytes))
+        upstreamLog.append(UpstreamAttempt(addr: rt.addressText[peerIndex], status: status, time: now - attemptStart,
+                                           connect: connectDone > 0 ? connectDone - attemptStart : -1,
+                                           header: headerDone > 0 ? headerDone - attemptStart : -1, length: upstreamBodyBytes))
     }
 
     /// Releases the current peer to the balancer (once per attempt).
@@ -679,7 +678,7 @@ extension ClientConnection {
         case .status(let s): code = s
         default: code = 502
         }
-        recordUpstream(status: headerDone > 0 ? "\(code)" : "\(code == 504 ? 504 : 502)")
+        recordUpstream(status: headerDone > 0 ? code : (code == 504 ? 504 : 502))
         releasePeer(failed: countsAsFailure)
         if let c = up {
             c.close()
@@ -804,7 +803,7 @@ extension ClientConnection {
     }
 
     func abortTunnel() {
-        recordUpstream(status: "101")
+        recordUpstream(status: 101)
         releasePeer(failed: false)
         up?.close()
         up = nil

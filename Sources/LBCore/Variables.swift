@@ -97,7 +97,7 @@ extension ClientConnection {
         case .proxyHost: if let t = target { out += Array(t.hostHeader.utf8) }
         case .proxyPort: if let t = target { out += Array("\(t.port)".utf8) }
         case .upstreamAddr: joinUpstream(&out) { $0.addr }
-        case .upstreamStatus: joinUpstream(&out) { $0.status }
+        case .upstreamStatus: joinUpstream(&out) { "\($0.status)" }
         case .upstreamResponseTime: joinUpstream(&out) { self.seconds($0.time) }
         case .upstreamConnectTime: joinUpstream(&out) { $0.connect < 0 ? "-" : self.seconds($0.connect) }
         case .upstreamHeaderTime: joinUpstream(&out) { $0.header < 0 ? "-" : self.seconds($0.header) }
@@ -124,7 +124,7 @@ extension ClientConnection {
         }
     }
 
-    func joinUpstream(_ out: inout [UInt8], _ f: ((addr: String, status: String, time: Int64, connect: Int64, header: Int64, length: Int)) -> String) {
+    func joinUpstream(_ out: inout [UInt8], _ f: (UpstreamAttempt) -> String) {
         if upstreamLog.isEmpty {
             out.append(UInt8(ascii: "-"))
             return

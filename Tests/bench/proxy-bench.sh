@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Proxy benchmark: wrk through lb, nginx and HAProxy to the same four fast loopback backends.
+#
+#   bash Tests/bench/proxy-bench.sh [rounds] [seconds] [connections]
+#
+# The proxy under test runs on core 1 with one worker; wrk and the backends share core 0.
+# Rounds are interleaved (lb nginx haproxy lb nginx haproxy ...); the summary gives medians and
+# the lb/nginx and lb/haproxy ratios of each round. Needs: nginx, haproxy, wrk
+# (apt-get install nginx-light haproxy wrk). Traffic stays on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=${1:-5}
+SECS=${2:-8}
+CONNS=${3:-50}
+for t in nginx haproxy wrk taskset; do command -v $t >/dev/null || { echo "missing $t: apt-get install nginx-light haproxy wrk"; exit 1; }; done
+swift build -c release --product lb >/dev/null
+LB=$PWD/.build/release/lb
+W=$(mktemp -d /tmp/lb-bench.XXXXXX)
+mkdir -p "$W/logs" "$W/nginx-b" "$W/nginx-p"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+trap cleanup EXIT
+
+BODY=$(head -c 100 /dev/zero | tr '\0' 'x')
+# Backends: one nginx, four ports, pinned to core 0.
+cat > "$W/nginx-b/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $W/nginx-b/pid;
+error_log $W/nginx-b/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server { listen 127.0.0.1:19101; listen 127.0.0.1:19102; listen 127.0.0.1:19103; listen 127.0.0.1:19104;
+             location / { return 200 "$BODY"; } }
+}
+CONF
+taskset -c 0 nginx -p "$W/nginx-b" -c "$W/nginx-b/nginx.conf" 2>/dev/null & PIDS+=($!)
+
+UPSTREAM='upstream app { server 127.0.0.1:19101; server 127.0.0.1:19102; server 127.0.0.1:19103; server 127.0.0.1:19104; keepalive 64; }'
+LOC='location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }'
+cat > "$W/lb.conf" <<CONF
+worker_processes 1;
+events { worker_connections 20000; }
+http { access_log off; keepalive_requests 1000000; $UPSTREAM
+       server { listen 127.0.0.1:18001; $LOC } }
+CONF
+cat > "$W/nginx-p/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $W/nginx-p/pid;
+error_log $W/nginx-p/error.log;
+events { worker_connections 20000; }
+http { access_log off; keepalive_requests 1000000; $UPSTREAM
+       server { listen 127.0.0.1:18002; $LOC } }
+CONF
+cat > "$W/haproxy.cfg" <<CONF
+global
+    nbthread 1
+    maxconn 8000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    http-reuse always
+frontend f
+    bind 127.0.0.1:18003
+    default_backend b
+backend b
+    balance roundrobin
+    server s1 127.0.0.1:19101
+    server s2 127.0.0.1:19102
+    server s3 127.0.0.1:19103
+    server s4 127.0.0.1:19104
+CONF
+ulimit -n 20000 2>/dev/null || true
+taskset -c 1 "$LB" -p "$W" -c lb.conf 2>"$W/lb.err" & LBPID=$!; PIDS+=($LBPID)
+taskset -c 1 nginx -p "$W/nginx-p" -c "$W/nginx-p/nginx.conf" 2>/dev/null & NGPID=$!; PIDS+=($NGPID)
+taskset -c 1 haproxy -f "$W/haproxy.cfg" 2>/dev/null & HAPID=$!; PIDS+=($HAPID)
+sleep 1
+for port in 18001 18002 18003; do curl -sf -o /dev/null "http://127.0.0.1:$port/" || { echo "proxy on $port not answering"; cat "$W/lb.err"; exit 1; }; done
+
+run() { # name port
+    local out
+    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$2/" 2>&1)
+    local rps p50 p99
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+    p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+    if echo "$out" | grep -q "Non-2xx\|Socket errors"; then echo "$1: $(echo "$out" | grep -E 'Non-2xx|Socket errors')" >&2; fi
+    echo "$1 $rps $p50 $p99"
+}
+cpu_ticks() { # utime+stime of a process and its threads, in clock ticks
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+echo "round proxy req/s p50 p99 rss_kib cpu_us_per_req"
+for r in $(seq 1 "$ROUNDS"); do
+    for spec in "lb 18001 $LBPID" "nginx 18002 $NGPID" "haproxy 18003 $HAPID"; do
+        set -- $spec
+        t0=$(cpu_ticks "$3")
+        line=$(run "$1" "$2")
+        t1=$(cpu_ticks "$3")
+        rss=$(ps -o rss= -p "$3" | tr -d ' ')
+        rps=$(echo "$line" | awk '{print $2}')
+        cpu=$(python3 -c "print(f'{($t1-$t0)*1e6/$(getconf CLK_TCK)/max(1.0,$rps*$SECS):.1f}')")
+        echo "$r $line $rss $cpu"
+    done
+done | tee "$W/results.txt"
+python3 - "$W/results.txt" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l[0].isdigit()]
+by = {}
+for r in rows: by.setdefault(r[1], []).append(r)
+def ms(v): return float(v[:-2]) if v.endswith("ms") else float(v[:-2]) / 1000 if v.endswith("us") else float(v[:-1]) * 1000
+print("\nmedians:")
+for name, rs in by.items():
+    print(f"  {name:8s} {statistics.median(float(r[2]) for r in rs):10.0f} req/s  p50 {statistics.median(ms(r[3]) for r in rs):.3f} ms  p99 {statistics.median(ms(r[4]) for r in rs):.3f} ms  rss {statistics.median(int(r[5]) for r in rs)} KiB  cpu {statistics.median(float(r[6]) for r in rs):.1f} us/req")
+rounds = sorted(set(r[0] for r in rows))
+def ratio(a, b):
+    vals = []
+    for k in rounds:
+        x = [float(r[2]) for r in rows if r[0] == k and r[1] == a]
+        y = [float(r[2]) for r in rows if r[0] == k and r[1] == b]
+        if x and y: vals.append(x[0] / y[0])
+    return vals
+for other in ("nginx", "haproxy"):
+    v = ratio("lb", other)
+    print(f"  lb/{other}: median {statistics.median(v):.2f}  per round {' '.join(f'{x:.2f}' for x in v)}")
+PY
