@@ -210,7 +210,8 @@ extension Compiler {
             }
             let o = e.options
             out.append(Listener(address: e.address, reuseport: o?.reuseport ?? false, backlog: o?.backlog ?? 511,
-                                ipv6only: o?.ipv6only ?? true, defaultServer: e.defaultServer ?? e.servers[0], names: names))
+                                ipv6only: o?.ipv6only ?? true, defaultServer: e.defaultServer ?? e.servers[0], names: names,
+                                serverCount: e.servers.count))
         }
         return out
     }

@@ -149,6 +149,8 @@ public struct LocationTree: Sendable {
     var exact: [[UInt8]: Int] = [:]
     var prefixes = PrefixTrie()
     var regexes: [Int] = []
+    /// Whether any location here redirects its slashless form (skip the check otherwise).
+    var hasAutoRedirect = false
 
     public init() {}
 
@@ -167,6 +169,7 @@ public struct LocationTree: Sendable {
             exact[k] = i
         case .prefix(let s), .prefixNoRegex(let s):
             if prefixes.insert(Array(s.utf8), value: i) != nil { return false }
+            if loc.autoRedirect { hasAutoRedirect = true }
         case .regex:
             regexes.append(i)
         case .named:
@@ -205,7 +208,7 @@ public struct LocationTree: Sendable {
 
     /// nginx's auto redirect: a prefix location `/p/` with proxy_pass, requested as `/p`.
     public func autoRedirect(_ uri: UnsafeRawBufferPointer) -> Location? {
-        guard uri.count > 0 else { return nil }
+        guard hasAutoRedirect, uri.count > 0 else { return nil }
         var key = Array(uri)
         if !exact.isEmpty && exact[key] != nil { return nil }
         key.append(UInt8(ascii: "/"))

@@ -69,6 +69,8 @@ public struct Listener: Sendable {
     public var defaultServer: Int
     /// Name lookup for the servers on this listener.
     public var names: ServerNameTable
+    /// How many servers share this listener (1: no Host lookup needed).
+    public var serverCount: Int
 }
 
 /// A `server { }` block.

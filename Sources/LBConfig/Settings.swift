@@ -248,7 +248,7 @@ public enum DocRoot: Sendable, Hashable {
 
 /// Effective values with nginx's defaults, read by the runtime.
 extension HTTPSettings {
-    public var effectiveIndex: [Template] { index ?? [Template(literal: "index.html")] }
+    public var effectiveIndex: [Template] { index ?? Defaults.index }
     public var effectiveDefaultType: String { defaultType ?? "text/plain" }
     public var effectiveKeepaliveTimeoutMs: Int { keepaliveTimeoutMs ?? 75_000 }
     public var effectiveKeepaliveRequests: Int { keepaliveRequests ?? 1000 }
@@ -265,21 +265,28 @@ extension HTTPSettings {
     public var effectiveProxyConnectTimeoutMs: Int { proxyConnectTimeoutMs ?? 60_000 }
     public var effectiveProxyReadTimeoutMs: Int { proxyReadTimeoutMs ?? 60_000 }
     public var effectiveProxySendTimeoutMs: Int { proxySendTimeoutMs ?? 60_000 }
-    public var effectiveProxyNextUpstream: Set<String> { proxyNextUpstream ?? ["error", "timeout"] }
+    public var effectiveProxyNextUpstream: Set<String> { proxyNextUpstream ?? Defaults.nextUpstream }
     public var effectiveProxyNextUpstreamTries: Int { proxyNextUpstreamTries ?? 0 }
     public var effectiveProxyNextUpstreamTimeoutMs: Int { proxyNextUpstreamTimeoutMs ?? 0 }
     public var effectiveProxyBuffering: Bool { proxyBuffering ?? true }
     public var effectiveProxyBufferSize: Int { proxyBufferSize ?? 4096 }
-    public var effectiveProxyCacheKey: Template {
-        proxyCacheKey ?? (try! Template(parsing: "$scheme$proxy_host$request_uri"))
-    }
-    public var effectiveProxyCacheMethods: [String] { proxyCacheMethods ?? ["GET", "HEAD"] }
+    public var effectiveProxyCacheKey: Template { proxyCacheKey ?? Defaults.cacheKey }
+    public var effectiveProxyCacheMethods: [String] { proxyCacheMethods ?? Defaults.cacheMethods }
     public var effectiveProxyCacheLockTimeoutMs: Int { proxyCacheLockTimeoutMs ?? 5000 }
     public var effectiveProxyCacheLockAgeMs: Int { proxyCacheLockAgeMs ?? 5000 }
-    public var effectiveGzipTypes: [String] { gzipTypes ?? ["text/html"] }
+    public var effectiveGzipTypes: [String] { gzipTypes ?? Defaults.gzipTypes }
     public var effectiveGzipMinLength: Int { gzipMinLength ?? 20 }
     public var effectiveGzipCompLevel: Int { gzipCompLevel ?? 1 }
     public var effectiveEtag: Bool { etag ?? true }
     /// Cache zone name, or nil when caching is off.
     public var cacheZone: String? { proxyCache ?? nil }
+}
+
+/// Default values built once (a literal in an accessor would be rebuilt on every request).
+enum Defaults {
+    static let index = [Template(literal: "index.html")]
+    static let nextUpstream: Set<String> = ["error", "timeout"]
+    static let cacheKey = try! Template(parsing: "$scheme$proxy_host$request_uri")
+    static let cacheMethods = ["GET", "HEAD"]
+    static let gzipTypes = ["text/html"]
 }

@@ -44,7 +44,8 @@ final class ClientConnection: Pollable {
     enum State { case head, local, proxy, tunnel, closed }
     enum Phase { case idle, connecting, sending, waitingHead, relaying }
 
-    unowned let worker: Worker
+    /// The worker outlives every connection it owns: no reference counting on this hot field.
+    unowned(unsafe) let worker: Worker
     let generation: Generation
     let listener: Int
     let peer: SocketAddress
@@ -217,6 +218,7 @@ final class ClientConnection: Pollable {
     @discardableResult
     func readClient(limit: Int) -> Bool {
         while readable && inBuf.readable < limit {
+            if inBuf.base == nil { worker.prepare(&inBuf) }
             if inBuf.writableTail < 1024 {
                 inBuf.compact()
                 if inBuf.writableTail < 1024 { inBuf.reserve(min(max(inBuf.capacity * 2, 4096), max(limit, 4096) + 1024)) }
@@ -257,7 +259,7 @@ final class ClientConnection: Pollable {
                 head.append(UnsafeRawBufferPointer(rebasing: inBuf.readableBytes[startOffset..<end]))
                 inBuf.readIndex += end
                 scanner.reset()
-                req = try HeadParser.request(head.readableBytes, start: 0, end: head.readable)
+                try HeadParser.request(head.readableBytes, start: 0, end: head.readable, into: &req)
                 beginRequest()
             } catch let e as HTTPError {
                 startMicros = monotonicMicros()
@@ -289,7 +291,7 @@ final class ClientConnection: Pollable {
         // Server by Host (absolute-form target wins), lowercased, port stripped.
         let hb = head.readableBytes
         var hostBytes: [UInt8] = []
-        if let r = req.absoluteHost ?? req.host {
+        if table.listeners[listener].serverCount > 1, let r = req.absoluteHost ?? req.host {
             var end = r.upperBound
             if hb[r.lowerBound] != UInt8(ascii: "[") {
                 var k = r.lowerBound
@@ -299,18 +301,18 @@ final class ClientConnection: Pollable {
             hostBytes = hb[r.lowerBound..<end].map { ASCII.lower($0) }
             while hostBytes.last == UInt8(ascii: ".") { hostBytes.removeLast() }
         }
-        server = table.server(for: listener, host: String(decoding: hostBytes, as: UTF8.self))
+        server = hostBytes.isEmpty ? table.servers[table.listeners[listener].defaultServer]
+            : table.server(for: listener, host: String(decoding: hostBytes, as: UTF8.self))
         location = server.fallback
         // Keep-alive accounting.
         if !req.keepAlive || requestsOnConnection >= server.settings.effectiveKeepaliveRequests || generation !== worker.runtime.current || worker.draining {
             closeAfterResponse = true
         }
-        guard let normalized = URI.normalize(UnsafeRawBufferPointer(rebasing: hb[req.pathRange])) else {
+        guard URI.normalize(UnsafeRawBufferPointer(rebasing: hb[req.pathRange]), into: &uri) else {
             log(.info, "client sent invalid request URI")
             writeErrorAndClose(400)
             return
         }
-        uri = normalized
         requestBody = req.chunked ? .chunked(ChunkedFramer()) : (req.contentLength ?? 0) > 0 ? .length(req.contentLength!) : .none
         requestBodyComplete = !req.hasBody
         bodyReceived = 0
@@ -458,6 +460,7 @@ final class ClientConnection: Pollable {
     func writeHeadStart(_ code: Int, reason: UnsafeRawBufferPointer? = nil) {
         status = code
         headerStarted = true
+        worker.prepare(&outBuf)
         worker.dates.update(wallClock().seconds)
         outBuf.append("HTTP/1.1 ")
         outBuf.append(decimal: code)
@@ -561,11 +564,11 @@ final class ClientConnection: Pollable {
         target = nil
         upstreamRuntime = nil
         if inBuf.isEmpty {
-            inBuf.clear()
-            if inBuf.capacity > 16384 { inBuf.release() }
+            // Between requests a connection holds no I/O buffers: they go back to the worker.
+            worker.recycle(&inBuf)
             head.clear()
             if head.capacity > 4096 { head.release() }
-            outBuf.release()
+            worker.recycle(&outBuf)
             worker.loop.setDeadline(self, afterMillis: settings.effectiveKeepaliveTimeoutMs)
         } else {
             worker.loop.setDeadline(self, afterMillis: settings.effectiveClientHeaderTimeoutMs)
@@ -585,8 +588,8 @@ final class ClientConnection: Pollable {
         closeStaticFile()
         worker.loop.deregister(self)
         Socket.close(fd)
-        inBuf.release()
-        outBuf.release()
+        worker.recycle(&inBuf)
+        worker.recycle(&outBuf)
         head.release()
         worker.live[number] = nil
         worker.connectionClosed()

@@ -13,7 +13,7 @@ extension ClientConnection {
         state = .proxy
         target = t
         upstreamRuntime = generation.upstreams[t.upstream]
-        upstreamURI = buildUpstreamURI(t)
+        buildUpstreamURI(t, into: &upstreamURI)
         firstTryMillis = worker.loop.now
         requestBodyForwarded = 0
         if req.expectContinue && req.hasBody && inBuf.readable == 0 {
@@ -24,22 +24,26 @@ extension ClientConnection {
     }
 
     /// The URI sent upstream: unchanged without a URI part; else the location prefix replaced.
-    func buildUpstreamURI(_ t: ProxyTarget) -> [UInt8] {
+    func buildUpstreamURI(_ t: ProxyTarget, into out: inout [UInt8]) {
         let hb = head.readableBytes
         guard let replacement = t.uri else {
+            out.removeAll(keepingCapacity: true)
             if req.absoluteHost != nil {
-                return Array(hb[req.pathRange]) + (req.queryRange.map { [UInt8(ascii: "?")] + hb[$0] } ?? [])
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: hb[req.pathRange]))
+                if let q = req.queryRange { out.append(UInt8(ascii: "?")); out.append(contentsOf: UnsafeRawBufferPointer(rebasing: hb[q])) }
+                if out.isEmpty { out.append(UInt8(ascii: "/")) }
+                return
             }
-            return Array(hb[req.targetRange])
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: hb[req.targetRange]))
+            return
         }
         var prefixLen = 0
         switch location.match {
         case .prefix(let p), .prefixNoRegex(let p), .exact(let p): prefixLen = min(p.utf8.count, uri.count)
         default: prefixLen = 0
         }
-        var out = Array(replacement.utf8) + URI.escapePath(Array(uri[prefixLen...]))
+        out = Array(replacement.utf8) + URI.escapePath(Array(uri[prefixLen...]))
         if let q = req.queryRange { out += [UInt8(ascii: "?")] + hb[q] }
-        return out
     }
 
     func nextAttempt() {
@@ -68,7 +72,7 @@ extension ClientConnection {
         connectDone = 0
         headerDone = 0
         requestSent = false
-        response = ResponseHead()
+        response.status = 0
         upScanner.reset()
         relayable = 0
         upstreamBodyBytes = 0
@@ -357,13 +361,12 @@ extension ClientConnection {
                         if !alive { upstreamFailed(.error("upstream prematurely closed connection while reading response header from upstream")) }
                         return
                     }
-                    let h = try HeadParser.response(c.inBuf.readableBytes, start: 0, end: end)
+                    try HeadParser.response(c.inBuf.readableBytes, start: 0, end: end, into: &response)
                     upScanner.reset()
-                    if h.status >= 100 && h.status < 200 && h.status != 101 {
+                    if response.status >= 100 && response.status < 200 && response.status != 101 {
                         c.inBuf.readIndex += end // interim response: skip it
                         continue
                     }
-                    response = h
                     headerDone = monotonicMicros()
                     handleResponseHead(c, headLength: end)
                 } catch {

@@ -4,7 +4,8 @@ import LBIO
 /// A connection to an upstream peer. While a request uses it, events go to its owner; idle in a
 /// worker's pool, any event (the peer closed it, or sent garbage) closes it.
 final class UpstreamConnection: Pollable {
-    unowned let worker: Worker
+    /// The worker outlives every connection it owns: no reference counting on this hot field.
+    unowned(unsafe) let worker: Worker
     let upstreamID: Int
     let peerIndex: Int
     let address: SocketAddress

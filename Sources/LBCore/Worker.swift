@@ -9,8 +9,14 @@ public final class Worker: @unchecked Sendable {
     public let index: Int
     unowned let runtime: Runtime
     var dates = DateCache()
-    /// Idle upstream connections by (upstream runtime id, peer index); LIFO.
-    var pools: [PoolKey: [UpstreamConnection]] = [:]
+    /// Idle upstream connections by (upstream runtime id, peer index); LIFO. The dictionary maps
+    /// to an index so the hot path mutates `poolLists` in place.
+    var poolIndex: [PoolKey: Int] = [:]
+    var poolLists: [[UpstreamConnection]] = []
+    /// Recycled 16 KiB buffers: connections return theirs when idle instead of freeing them.
+    var spareBuffers: [UnsafeMutableRawPointer] = []
+    static let bufferSize = 16384
+    static let maxSpareBuffers = 256
     var listeners: [Int32: ListenerSocket] = [:]
     var accessLogs: [String: AccessLogFile] = [:]
     /// Live client connections (for graceful stop and stats).
@@ -57,8 +63,8 @@ public final class Worker: @unchecked Sendable {
     func drain() {
         draining = true
         removeListeners(Array(listeners.keys))
-        for (_, list) in pools { for c in list { c.close() } }
-        pools.removeAll()
+        for list in poolLists { for c in list { c.close() } }
+        poolLists = poolLists.map { _ in [] }
         for c in live.values where c.isIdle { c.close() }
         checkDrained()
     }
@@ -72,6 +78,7 @@ public final class Worker: @unchecked Sendable {
 
     func accepted(fd: Int32, peer: SocketAddress, listener: ListenerSocket) {
         accepted += 1
+        try? Socket.setOption(fd, 6 /* IPPROTO_TCP */, 1 /* TCP_NODELAY */, 1)
         nextConnection += 1
         let gen = runtime.current
         guard let li = gen.listenerIndex[listener.address] else {
@@ -93,9 +100,8 @@ public final class Worker: @unchecked Sendable {
     // MARK: upstream pools
 
     func takeIdle(upstream: Int, peer: Int) -> UpstreamConnection? {
-        let key = PoolKey(upstream: upstream, peer: peer)
-        while var list = pools[key], let c = list.popLast() {
-            pools[key] = list
+        guard let i = poolIndex[PoolKey(upstream: upstream, peer: peer)] else { return nil }
+        while let c = poolLists[i].popLast() {
             if c.isUsable { return c }
             c.close()
         }
@@ -104,23 +110,44 @@ public final class Worker: @unchecked Sendable {
 
     func putIdle(_ c: UpstreamConnection, keepalive: Int, timeoutMs: Int) {
         let key = PoolKey(upstream: c.upstreamID, peer: c.peerIndex)
-        var list = pools[key] ?? []
-        if list.count >= keepalive {
+        let i: Int
+        if let existing = poolIndex[key] { i = existing } else {
+            i = poolLists.count
+            poolLists.append([])
+            poolIndex[key] = i
+        }
+        if poolLists[i].count >= keepalive {
             // nginx closes the least recently used one.
-            list.removeFirst().close()
+            poolLists[i].removeFirst().close()
         }
         c.owner = nil
         c.pooled = true
         loop.setDeadline(c, afterMillis: timeoutMs)
-        list.append(c)
-        pools[key] = list
+        poolLists[i].append(c)
     }
 
     func removeIdle(_ c: UpstreamConnection) {
-        let key = PoolKey(upstream: c.upstreamID, peer: c.peerIndex)
-        if var list = pools[key], let i = list.firstIndex(where: { $0 === c }) {
-            list.remove(at: i)
-            pools[key] = list
+        if let i = poolIndex[PoolKey(upstream: c.upstreamID, peer: c.peerIndex)], let j = poolLists[i].firstIndex(where: { $0 === c }) {
+            poolLists[i].remove(at: j)
+        }
+    }
+
+    // MARK: buffers
+
+    /// Gives `b` standard-size storage (from the spare list when possible) when it has none.
+    @inline(__always)
+    func prepare(_ b: inout Buffer) {
+        guard b.base == nil else { return }
+        if let p = spareBuffers.popLast() { b.adopt(p, capacity: Worker.bufferSize) } else { b.reserve(Worker.bufferSize) }
+    }
+
+    /// Takes `b`'s storage back (standard-size ones are kept for reuse); `b` is left empty.
+    @inline(__always)
+    func recycle(_ b: inout Buffer) {
+        if b.capacity == Worker.bufferSize && spareBuffers.count < Worker.maxSpareBuffers, let p = b.disown() {
+            spareBuffers.append(p)
+        } else {
+            b.release()
         }
     }
 
@@ -148,7 +175,8 @@ public final class Worker: @unchecked Sendable {
 
 /// A listening socket as seen by one worker.
 final class ListenerSocket: Pollable {
-    unowned let worker: Worker
+    /// The worker outlives every connection it owns: no reference counting on this hot field.
+    unowned(unsafe) let worker: Worker
     let address: HostPort
 
     init(worker: Worker, fd: Int32, address: HostPort) {

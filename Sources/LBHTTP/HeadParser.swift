@@ -1,3 +1,5 @@
+import Glibc
+
 /// Finds the end of an HTTP head in bytes that arrive in pieces, enforcing nginx's size limits
 /// while waiting, then parses the complete head at once. Feeding the bytes one at a time or all
 /// together gives the same result.
@@ -35,25 +37,28 @@ public struct HeadScanner: Sendable {
         var i = scanned
         let n = b.count
         while i < n {
-            let c = b[i]
-            if c == 0x0A {
-                var lineLen = i - lineStart
-                if lineLen > 0 && b[i - 1] == 0x0D { lineLen -= 1 }
-                if lineLen == 0 {
-                    if lineNumber == 0 {
-                        // Empty lines before the request line are ignored.
-                        lineStart = i + 1
-                        skippedLeading = lineStart
-                        i += 1
-                        continue
-                    }
-                    scanned = i + 1
-                    return i + 1
-                }
-                try checkLine(lineLen)
-                lineNumber += 1
-                lineStart = i + 1
+            // Jump to the next LF with memchr (vectorized) instead of testing every byte.
+            guard let hit = memchr(b.baseAddress! + i, 0x0A, n - i) else {
+                i = n
+                break
             }
+            i = b.baseAddress!.distance(to: UnsafeRawPointer(hit))
+            var lineLen = i - lineStart
+            if lineLen > 0 && b[i - 1] == 0x0D { lineLen -= 1 }
+            if lineLen == 0 {
+                if lineNumber == 0 {
+                    // Empty lines before the request line are ignored.
+                    lineStart = i + 1
+                    skippedLeading = lineStart
+                    i += 1
+                    continue
+                }
+                scanned = i + 1
+                return i + 1
+            }
+            try checkLine(lineLen)
+            lineNumber += 1
+            lineStart = i + 1
             i += 1
         }
         scanned = i
@@ -79,6 +84,17 @@ public enum HeadParser {
     /// Parses `b[start..<end]` (end includes the blank line) as a request head.
     public static func request(_ b: UnsafeRawBufferPointer, start: Int, end: Int) throws(HTTPError) -> RequestHead {
         var h = RequestHead()
+        try request(b, start: start, end: end, into: &h)
+        return h
+    }
+
+    /// Parses into `h`, reusing its header storage (no allocation once warmed up).
+    public static func request(_ b: UnsafeRawBufferPointer, start: Int, end: Int, into h: inout RequestHead) throws(HTTPError) {
+        var headers: [HeaderField] = []
+        swap(&headers, &h.headers)
+        headers.removeAll(keepingCapacity: true)
+        h = RequestHead()
+        swap(&h.headers, &headers)
         h.length = end - start
         var i = start
         // Method.
@@ -111,7 +127,7 @@ public enum HeadParser {
         var sawTE = false
         var upgradeHeader = false
         var connectionUpgrade = false
-        h.headers.reserveCapacity(16)
+        if h.headers.capacity < 16 { h.headers.reserveCapacity(16) }
         while i < end {
             if b[i] == 0x0D || b[i] == 0x0A { break }
             let f = try headerLine(b, &i, end)
@@ -147,12 +163,23 @@ public enum HeadParser {
         if sawTE && h.versionMinor == 0 { throw HTTPError(400, "Transfer-Encoding in HTTP/1.0") }
         if h.host == nil && h.versionMinor >= 1 && h.absoluteHost == nil { throw HTTPError(400, "HTTP/1.1 request without Host header") }
         if let host = h.host, !validHost(b, host) { throw HTTPError(400, "invalid host") }
-        return h
     }
 
     /// Parses `b[start..<end]` as a response head.
     public static func response(_ b: UnsafeRawBufferPointer, start: Int, end: Int) throws(HTTPError) -> ResponseHead {
         var h = ResponseHead()
+        try response(b, start: start, end: end, into: &h)
+        return h
+    }
+
+    /// Parses into `h`, reusing its header storage.
+    public static func response(_ b: UnsafeRawBufferPointer, start: Int, end: Int, into h: inout ResponseHead) throws(HTTPError) {
+        var headers: [HeaderField] = []
+        swap(&headers, &h.headers)
+        headers.removeAll(keepingCapacity: true)
+        h = ResponseHead()
+        swap(&h.headers, &headers)
+        if h.headers.capacity < 16 { h.headers.reserveCapacity(16) }
         h.length = end - start
         var i = start
         guard end - i >= 12, b[i] == 0x48, b[i + 1] == 0x54, b[i + 2] == 0x54, b[i + 3] == 0x50, b[i + 4] == 0x2F,
@@ -190,7 +217,6 @@ public enum HeadParser {
             }
         }
         if sawTE { h.contentLength = nil } // RFC 9112 §6.3: TE overrides CL; the message is then framed by chunks
-        return h
     }
 
     @inline(__always)

@@ -2,6 +2,32 @@
 /// `..` segments resolved. nil means the request is invalid (400): a bad escape, an encoded NUL,
 /// or `..` above the root.
 public enum URI {
+    /// Normalizes into `out`, reusing its storage; false when the URI is invalid. Paths with no
+    /// `%`, no `//` and no `/.` (nearly all) are copied as they are.
+    public static func normalize(_ path: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool {
+        let n = path.count
+        var simple = n > 0 && path[0] == UInt8(ascii: "/")
+        if simple {
+            var prev: UInt8 = 0
+            for i in 0..<n {
+                let c = path[i]
+                if c == UInt8(ascii: "%") || c == 0 || (prev == UInt8(ascii: "/") && (c == UInt8(ascii: "/") || c == UInt8(ascii: "."))) {
+                    simple = false
+                    break
+                }
+                prev = c
+            }
+        }
+        if simple {
+            out.removeAll(keepingCapacity: true)
+            out.append(contentsOf: path)
+            return true
+        }
+        guard let r = normalize(path) else { return false }
+        out = r
+        return true
+    }
+
     public static func normalize(_ path: UnsafeRawBufferPointer) -> [UInt8]? {
         var out: [UInt8] = []
         out.reserveCapacity(path.count)

@@ -37,6 +37,25 @@ public struct Buffer {
         writeIndex = 0
     }
 
+    /// Takes storage that someone else allocated with malloc (a buffer pool).
+    public mutating func adopt(_ p: UnsafeMutableRawPointer, capacity: Int) {
+        precondition(base == nil)
+        base = p
+        self.capacity = capacity
+        readIndex = 0
+        writeIndex = 0
+    }
+
+    /// Gives up the storage without freeing it.
+    public mutating func disown() -> UnsafeMutableRawPointer? {
+        let p = base
+        base = nil
+        capacity = 0
+        readIndex = 0
+        writeIndex = 0
+        return p
+    }
+
     /// Frees the storage (the buffer may be used again later).
     public mutating func release() {
         free(base)

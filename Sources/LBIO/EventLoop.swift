@@ -50,12 +50,13 @@ public final class EventLoop: @unchecked Sendable {
         Glibc.close(wakeFD)
     }
 
-    public static let readable = UInt32(EPOLLIN.rawValue)
-    public static let writable = UInt32(EPOLLOUT.rawValue)
-    public static let edge = UInt32(EPOLLET.rawValue)
-    public static let hangup = UInt32(EPOLLRDHUP.rawValue) | UInt32(EPOLLHUP.rawValue)
-    public static let error = UInt32(EPOLLERR.rawValue)
-    public static let exclusive = UInt32(1) << 28
+    // Literal values (Linux ABI) so they fold into the callers instead of a lazy global.
+    public static var readable: UInt32 { 0x001 }       // EPOLLIN
+    public static var writable: UInt32 { 0x004 }       // EPOLLOUT
+    public static var error: UInt32 { 0x008 }          // EPOLLERR
+    public static var hangup: UInt32 { 0x2010 }        // EPOLLRDHUP | EPOLLHUP
+    public static var exclusive: UInt32 { 1 << 28 }    // EPOLLEXCLUSIVE
+    public static var edge: UInt32 { 1 << 31 }         // EPOLLET
 
     /// Registers `p` (whose `fd` is set) for `events`.
     public func register(_ p: Pollable, events: UInt32) throws(IOError) {

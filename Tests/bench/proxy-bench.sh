@@ -49,6 +49,7 @@ CONF
 cat > "$W/nginx-p/nginx.conf" <<CONF
 worker_processes 1;
 daemon off;
+master_process off;
 pid $W/nginx-p/pid;
 error_log $W/nginx-p/error.log;
 events { worker_connections 20000; }
