@@ -107,6 +107,24 @@ class Handler(BaseHTTPRequestHandler):
                 piece = f"part{i};".encode()
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             self.wfile.write(b"0\r\n\r\n")
+        elif u.path == "/ws":
+            # An Upgrade handshake, then a raw echo of whatever arrives (a tunnel check).
+            import base64
+            key = self.headers.get("Sec-WebSocket-Key", "")
+            accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+            self.send_response(101)
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", accept)
+            self.send_header("X-Backend", NAME)
+            self.end_headers()
+            self.wfile.flush()
+            while True:
+                data = self.connection.recv(65536)
+                if not data:
+                    break
+                self.connection.sendall(data)
+            self.close_connection = True
         elif u.path == "/stats":
             with lock:
                 body = json.dumps(stats).encode()

@@ -1,0 +1,163 @@
+import Foundation
+import Glibc
+import Testing
+
+/// Balancing policies, virtual hosts, logs and connection limits, end to end.
+@Suite(.serialized) struct RuntimeTests {
+    @Test func websocketUpgradeTunnelsBothWays() throws {
+        let b = try Backend(name: "ws")
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+            server {
+                listen 127.0.0.1:{port};
+                location /ws {
+                    proxy_pass http://127.0.0.1:\(b.port);
+                    proxy_http_version 1.1;
+                    proxy_set_header Upgrade $http_upgrade;
+                    proxy_set_header Connection $connection_upgrade;
+                }
+            }
+        }
+        """)
+        let c = try RawClient(port: lb.port)
+        try c.send("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        let r = try c.readResponse(head: true)
+        #expect(r.status == 101)
+        #expect(r.header("Sec-WebSocket-Accept") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        #expect(r.header("Upgrade") == "websocket")
+        for msg in ["hello", String(repeating: "z", count: 100_000), "bye"] {
+            try c.send(msg)
+            var got: [UInt8] = c.buffer
+            c.buffer = []
+            while got.count < msg.utf8.count {
+                guard c.fill() else { break }
+                got += c.buffer
+                c.buffer = []
+            }
+            #expect(String(decoding: got, as: UTF8.self) == msg)
+        }
+    }
+
+    @Test func leastConnAvoidsTheBusyPeer() throws {
+        let a = try Backend(name: "a"), b = try Backend(name: "b")
+        let lb = try LB(ProxyTests.upstreamConfig([a, b], policy: "least_conn;"))
+        // Occupy one peer with a slow request, then the others all go to the idle one.
+        let slow = try RawClient(port: lb.port)
+        try slow.send("GET /slow?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        usleep(200_000)
+        let c = try RawClient(port: lb.port)
+        let names = try (0..<6).map { _ in try c.get("/fast").header("X-Backend") ?? "?" }
+        let busy = try slow.readResponse().header("X-Backend")
+        #expect(Set(names).count == 1)
+        #expect(names.first != busy)
+    }
+
+    @Test func ipHashKeepsAClientOnOnePeer() throws {
+        let backends = try (1...3).map { try Backend(name: "i\($0)") }
+        let lb = try LB(ProxyTests.upstreamConfig(backends, policy: "ip_hash;"))
+        var names: Set<String> = []
+        for _ in 0..<12 { names.insert(try RawClient(port: lb.port).get("/").header("X-Backend") ?? "?") }
+        #expect(names.count == 1)
+    }
+
+    @Test func consistentHashMovesAFifthOfKeysWhenAPeerIsAdded() throws {
+        let backends = try (1...5).map { try Backend(name: "c\($0)") }
+        let lb = try LB(ProxyTests.upstreamConfig(Array(backends.prefix(4)), policy: "hash $request_uri consistent;"))
+        let c = try RawClient(port: lb.port)
+        let before = try (0..<200).map { try c.get("/key/\($0)").header("X-Backend") ?? "?" }
+        try lb.rewrite(ProxyTests.upstreamConfig(backends, policy: "hash $request_uri consistent;"))
+        lb.started.signal(SIGHUP)
+        usleep(500_000)
+        let c2 = try RawClient(port: lb.port)
+        let after = try (0..<200).map { try c2.get("/key/\($0)").header("X-Backend") ?? "?" }
+        let moved = zip(before, after).filter { $0 != $1 }
+        #expect(moved.allSatisfy { $0.1 == "c5" }, "keys may only move to the new peer")
+        #expect(moved.count > 20 && moved.count < 70, "moved \(moved.count) of 200")
+    }
+
+    @Test func virtualServersBySelectedHostAndDefault() throws {
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            server { listen 127.0.0.1:{port}; server_name a.test; return 200 "a"; }
+            server { listen 127.0.0.1:{port} default_server; server_name b.test; return 200 "b"; }
+            server { listen 127.0.0.1:{port}; server_name *.wild.test; return 200 "wild"; }
+            server { listen 127.0.0.1:{port}; server_name ~^api(\\d+)\\.test$; return 200 "regex"; }
+        }
+        """)
+        let c = try RawClient(port: lb.port)
+        #expect(try c.get("/", host: "a.test").text == "a")
+        #expect(try c.get("/", host: "A.TEST:\(lb.port)").text == "a")
+        #expect(try c.get("/", host: "x.wild.test").text == "wild")
+        #expect(try c.get("/", host: "api12.test").text == "regex")
+        #expect(try c.get("/", host: "unknown.test").text == "b")
+        try c.send("GET http://a.test/ HTTP/1.1\r\nHost: b.test\r\n\r\n")
+        #expect(try c.readResponse().text == "a") // absolute-form wins over Host
+    }
+
+    @Test func accessLogFormatListsEveryUpstreamAttempt() throws {
+        let live = try Backend(name: "live")
+        let dead = freePort()
+        let lb = try LB("""
+        events {}
+        http {
+            log_format up '$remote_addr "$request" $status $body_bytes_sent '
+                          'ua="$http_user_agent" up=$upstream_addr us=$upstream_status host=$host';
+            access_log logs/up.log up;
+            upstream app { server 127.0.0.1:\(dead); server 127.0.0.1:\(live.port); }
+            server { listen 127.0.0.1:{port}; location / { proxy_pass http://app; } }
+        }
+        """)
+        let r = try curl(["-A", "tester \"quoted\"", "http://127.0.0.1:\(lb.port)/logged"])
+        #expect(r.out == "live /logged")
+        var log = ""
+        for _ in 0..<50 {
+            log = lb.file("logs/up.log")
+            if !log.isEmpty { break }
+            usleep(20_000)
+        }
+        #expect(log == "127.0.0.1 \"GET /logged HTTP/1.1\" 200 12 ua=\"tester \\x22quoted\\x22\" up=127.0.0.1:\(dead), 127.0.0.1:\(live.port) us=502, 200 host=127.0.0.1\n")
+    }
+
+    @Test func sigusr1ReopensLogFiles() throws {
+        let lb = try LB("events {}\nhttp { access_log logs/a.log; server { listen 127.0.0.1:{port}; return 200 \"ok\"; } }")
+        _ = try RawClient(port: lb.port).get("/one")
+        usleep(100_000)
+        let logs = lb.dir.appendingPathComponent("logs")
+        try FileManager.default.moveItem(at: logs.appendingPathComponent("a.log"), to: logs.appendingPathComponent("a.log.1"))
+        lb.started.signal(SIGUSR1)
+        usleep(300_000)
+        _ = try RawClient(port: lb.port).get("/two")
+        usleep(200_000)
+        #expect(lb.file("logs/a.log.1").contains("GET /one"))
+        #expect(lb.file("logs/a.log").contains("GET /two"))
+        #expect(!lb.file("logs/a.log").contains("GET /one"))
+    }
+
+    @Test func keepaliveRequestsAndBodyLimits() throws {
+        let b = try Backend(name: "lim")
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            keepalive_requests 3;
+            client_max_body_size 1k;
+            server { listen 127.0.0.1:{port}; location / { proxy_pass http://127.0.0.1:\(b.port); } }
+        }
+        """)
+        let c = try RawClient(port: lb.port)
+        #expect(try c.get("/1").header("Connection") == "keep-alive")
+        #expect(try c.get("/2").header("Connection") == "keep-alive")
+        #expect(try c.get("/3").header("Connection") == "close")
+        #expect(c.isClosedByPeer())
+        let big = try RawClient(port: lb.port)
+        try big.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        let r = try big.readResponse()
+        #expect(r.status == 413 && r.text.contains("413 Request Entity Too Large"))
+        #expect(try b.stats().requests == 3 + 1) // the 413 never reached the backend; /stats counts itself
+    }
+}
