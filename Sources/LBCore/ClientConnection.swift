@@ -248,6 +248,11 @@ final class ClientConnection: Pollable {
     func readHead() {
         let limit = scanner.maxHead + 4096
         let alive = readClient(limit: limit)
+        if inBuf.isEmpty {
+            // Nothing arrived: an idle keep-alive connection holds no buffer (the pool makes the
+            // next acquire free of malloc).
+            worker.recycle(&inBuf)
+        }
         if inBuf.readable > 0 {
             do {
                 guard let end = try scanner.scan(inBuf.readableBytes, isRequest: true) else {

@@ -13,9 +13,10 @@ public final class Worker: @unchecked Sendable {
     /// to an index so the hot path mutates `poolLists` in place.
     var poolIndex: [PoolKey: Int] = [:]
     var poolLists: [[UpstreamConnection]] = []
-    /// Recycled 16 KiB buffers: connections return theirs when idle instead of freeing them.
+    /// Recycled 4 KiB client buffers: connections return theirs when idle instead of freeing
+    /// them (larger heads grow past it, like nginx's large_client_header_buffers).
     var spareBuffers: [UnsafeMutableRawPointer] = []
-    static let bufferSize = 16384
+    static let bufferSize = 4096
     static let maxSpareBuffers = 256
     var listeners: [Int32: ListenerSocket] = [:]
     var accessLogs: [String: AccessLogFile] = [:]
