@@ -13,7 +13,10 @@ public final class Runtime: @unchecked Sendable {
     private var generationCount = 1
     private var nextUpstreamID = 0
     public private(set) var workers: [Worker] = []
-    private var listenerFDs: [HostPort: Int32] = [:]
+    /// Listening sockets per address: one shared by every worker (EPOLLEXCLUSIVE), or with
+    /// `reuseport` one per worker (the kernel spreads connections over them).
+    private var listenerFDs: [HostPort: [Int32]] = [:]
+    private var workerCount = 1
     private let finishedWorkers = Atomic<Int>(0)
     let defaultAccessLog: String
     private var pidPath: String
@@ -50,22 +53,21 @@ public final class Runtime: @unchecked Sendable {
         }
         makeDirectory(directoryOf(defaultAccessLog))
         for l in table.servers.flatMap({ $0.settings.accessLogs ?? [] }) { makeDirectory(directoryOf(l.path)) }
+        workerCount = max(1, table.main.workerProcesses ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         do {
             try openListeners(table)
         } catch {
             errorLog.log(.emerg, error.description)
             return 1
         }
-        let count = table.main.workerProcesses ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         do {
-            for i in 0..<max(1, count) { workers.append(try Worker(index: i, runtime: self)) }
+            for i in 0..<workerCount { workers.append(try Worker(index: i, runtime: self)) }
         } catch {
             errorLog.log(.emerg, "\(error)")
             return 1
         }
-        let fds = listenerFDs.map { ($0.value, $0.key) }
         for w in workers {
-            w.addListeners(fds)
+            w.addListeners(listenerFDs(for: w.index, listenerFDs))
             startThread { [w] in
                 w.loop.run()
                 self.finishedWorkers.add(1, ordering: .sequentiallyConsistent)
@@ -88,13 +90,22 @@ public final class Runtime: @unchecked Sendable {
     private func openListeners(_ table: RoutingTable) throws(IOError) {
         for l in table.listeners where listenerFDs[l.address] == nil {
             guard let addr = SocketAddress(ip: l.address.host, port: l.address.port ?? 80) else { continue }
+            var fds: [Int32] = []
             do {
-                let fd = try Socket.listen(addr, backlog: Int32(l.backlog), reusePort: l.reuseport, ipv6Only: l.ipv6only)
-                listenerFDs[l.address] = fd
+                for _ in 0..<(l.reuseport ? workerCount : 1) {
+                    fds.append(try Socket.listen(addr, backlog: Int32(l.backlog), reusePort: l.reuseport, ipv6Only: l.ipv6only))
+                }
+                listenerFDs[l.address] = fds
             } catch {
+                for fd in fds { close(fd) }
                 throw IOError("bind() to \(l.address)", errno: error.errno)
             }
         }
+    }
+
+    /// The sockets worker `i` watches: the shared one, or its own `reuseport` one.
+    private func listenerFDs(for i: Int, _ map: [HostPort: [Int32]]) -> [(Int32, HostPort)] {
+        map.map { addr, fds in (fds.count > 1 ? fds[i % fds.count] : fds[0], addr) }
     }
 
     private func writePid() {
@@ -186,17 +197,18 @@ public final class Runtime: @unchecked Sendable {
             return []
         }
         let wanted = Set(table.listeners.map(\.address))
-        let added = listenerFDs.filter { !before.contains($0.key) }.map { ($0.value, $0.key) }
+        let added = listenerFDs.filter { !before.contains($0.key) }
         let removedKeys = listenerFDs.keys.filter { !wanted.contains($0) }
-        let removed = removedKeys.compactMap { listenerFDs[$0] }
+        let removed = removedKeys.flatMap { listenerFDs[$0] ?? [] }
         for k in removedKeys { listenerFDs[k] = nil }
         generationCount += 1
         let gen = Generation(id: generationCount, table: table, previous: current, nextUpstreamID: &nextUpstreamID)
         generationBox.withLock { $0 = gen }
         errorLog.configure(table.main.errorLogs)
         for w in workers {
+            let mine = listenerFDs(for: w.index, added)
             w.loop.execute {
-                w.addListeners(added)
+                w.addListeners(mine)
                 w.removeListeners(removed)
             }
         }

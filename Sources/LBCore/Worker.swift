@@ -42,7 +42,7 @@ public final class Worker: @unchecked Sendable {
     }
 
     /// Adds listening sockets (shared fds; EPOLLEXCLUSIVE spreads accepts over workers).
-    func addListeners(_ fds: [(Int32, HostPort)]) {
+    func addListeners(_ fds: sending [(Int32, HostPort)]) {
         for (fd, addr) in fds where listeners[fd] == nil {
             let l = ListenerSocket(worker: self, fd: fd, address: addr)
             do {

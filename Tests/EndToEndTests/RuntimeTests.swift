@@ -161,3 +161,26 @@ import Testing
         #expect(try b.stats().requests == 3 + 1) // the 413 never reached the backend; /stats counts itself
     }
 }
+
+extension RuntimeTests {
+    @Test func reuseportGivesEachWorkerItsOwnListener() throws {
+        let b = try Backend(name: "rp")
+        let lb = try LB("""
+        worker_processes 2;
+        events {}
+        http {
+            access_log off;
+            server { listen 127.0.0.1:{port} reuseport; location / { proxy_pass http://127.0.0.1:\(b.port); } }
+        }
+        """)
+        let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(lb.started.pid)/fd")
+        let sockets = fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(lb.started.pid)/fd/\($0)") }
+            .filter { $0.hasPrefix("socket:") }
+        // Two listening sockets for the one address (plus epoll/eventfd, which are not sockets).
+        let listening = try String(contentsOfFile: "/proc/net/tcp", encoding: .utf8).split(separator: "\n")
+            .filter { $0.contains(String(format: ":%04X 00000000:0000 0A", lb.port)) }
+        #expect(listening.count == 2)
+        #expect(sockets.count >= 2)
+        for i in 0..<40 { #expect(try RawClient(port: lb.port).get("/r/\(i)").status == 200) }
+    }
+}
