@@ -23,6 +23,9 @@ let package = Package(
         .target(name: "LBHTTP", swiftSettings: hotPath),
         // Routing, balancing, proxy, static files, logs, reload: the runtime.
         .target(name: "LBCore", dependencies: ["LBConfig", "LBIO", "LBHTTP"], swiftSettings: hotPath),
+        // The Redis-protocol store: RESP codec, keyspace, commands (pure), and its server.
+        .target(name: "LBStore"),
+        .executableTarget(name: "lb-store", dependencies: ["LBStore", "LBIO"]),
         .executableTarget(name: "lb", dependencies: ["LBConfig", "LBCore"]),
         // In-process micro-benchmarks (docs/performance.md).
         .executableTarget(name: "lb-bench", dependencies: ["LBConfig"]),

@@ -1,0 +1,178 @@
+/// The store's data: keys with string, hash, list or set values and optional expiry, and the
+/// commands that act on them, as Redis documents them. Pure: time is passed in.
+public struct Keyspace {
+    public enum Value {
+        case string([UInt8])
+        case hash([[UInt8]: [UInt8]])
+        case list([[UInt8]])
+        case set(Set<[UInt8]>)
+
+        var typeName: String {
+            switch self {
+            case .string: "string"
+            case .hash: "hash"
+            case .list: "list"
+            case .set: "set"
+            }
+        }
+    }
+
+    public struct Entry {
+        public var value: Value
+        /// Absolute expiry in ms (0: none).
+        public var expireAt: Int64
+    }
+
+    public internal(set) var entries: [[UInt8]: Entry] = [:]
+    /// Keys that carry a TTL, for active expiry.
+    var volatile: Set<[UInt8]> = []
+    public var stats = Stats()
+
+    public struct Stats {
+        public var commands = 0
+        public var expired = 0
+        public var hits = 0
+        public var misses = 0
+    }
+
+    public init() {}
+
+    public var count: Int { entries.count }
+    public var expiresCount: Int { volatile.count }
+
+    /// The outcome of a command: the reply, and what to append to the AOF (empty for reads).
+    public struct Outcome {
+        public var reply = ReplyWriter()
+        public var log: [[[UInt8]]] = []
+    }
+
+    static let wrongType = "WRONGTYPE Operation against a key holding the wrong kind of value"
+    static let notInteger = "ERR value is not an integer or out of range"
+    static let syntax = "ERR syntax error"
+
+    // MARK: access with lazy expiry
+
+    mutating func live(_ key: [UInt8], _ now: Int64) -> Entry? {
+        guard let e = entries[key] else { return nil }
+        if e.expireAt != 0 && e.expireAt <= now {
+            entries[key] = nil
+            volatile.remove(key)
+            stats.expired += 1
+            return nil
+        }
+        return e
+    }
+
+    mutating func put(_ key: [UInt8], _ v: Value, keepTTL: Bool = false) {
+        if keepTTL, let e = entries[key] {
+            entries[key] = Entry(value: v, expireAt: e.expireAt)
+        } else {
+            entries[key] = Entry(value: v, expireAt: 0)
+            volatile.remove(key)
+        }
+    }
+
+    mutating func remove(_ key: [UInt8]) -> Bool {
+        volatile.remove(key)
+        return entries.removeValue(forKey: key) != nil
+    }
+
+    mutating func setExpire(_ key: [UInt8], _ at: Int64) {
+        entries[key]?.expireAt = at
+        if at == 0 { volatile.remove(key) } else { volatile.insert(key) }
+    }
+
+    /// Active expiry: removes up to `limit` expired keys; returns them (for the AOF's DELs).
+    public mutating func expireSome(now: Int64, limit: Int = 64) -> [[UInt8]] {
+        var gone: [[UInt8]] = []
+        for k in volatile.prefix(limit * 4) {
+            if let e = entries[k], e.expireAt != 0, e.expireAt <= now {
+                entries[k] = nil
+                volatile.remove(k)
+                gone.append(k)
+                stats.expired += 1
+                if gone.count >= limit { break }
+            }
+        }
+        return gone
+    }
+
+    // MARK: helpers
+
+    static func int(_ b: [UInt8]) -> Int? {
+        guard !b.isEmpty, b.count <= 20 else { return nil }
+        let s = String(decoding: b, as: UTF8.self)
+        guard let v = Int(s), String(v) == s else { return nil }
+        return v
+    }
+
+    static func upper(_ b: [UInt8]) -> String {
+        String(decoding: b.map { $0 >= 0x61 && $0 <= 0x7A ? $0 - 32 : $0 }, as: UTF8.self)
+    }
+
+    /// Glob match as Redis's `stringmatchlen` (`*`, `?`, `[...]`, `\\`).
+    static func glob(_ p: ArraySlice<UInt8>, _ s: ArraySlice<UInt8>) -> Bool {
+        var p = p, s = s
+        while let c = p.first {
+            switch c {
+            case UInt8(ascii: "*"):
+                while p.first == UInt8(ascii: "*") { p = p.dropFirst() }
+                if p.isEmpty { return true }
+                while true {
+                    if glob(p, s) { return true }
+                    if s.isEmpty { return false }
+                    s = s.dropFirst()
+                }
+            case UInt8(ascii: "?"):
+                guard !s.isEmpty else { return false }
+                s = s.dropFirst()
+                p = p.dropFirst()
+            case UInt8(ascii: "["):
+                guard let ch = s.first else { return false }
+                p = p.dropFirst()
+                var not = false
+                if p.first == UInt8(ascii: "^") { not = true; p = p.dropFirst() }
+                var matched = false
+                while let x = p.first, x != UInt8(ascii: "]") {
+                    if x == UInt8(ascii: "\\"), p.count > 1 {
+                        p = p.dropFirst()
+                        if p.first == ch { matched = true }
+                        p = p.dropFirst()
+                    } else if p.count >= 3, p[p.startIndex + 1] == UInt8(ascii: "-") {
+                        let lo = min(x, p[p.startIndex + 2]), hi = max(x, p[p.startIndex + 2])
+                        if ch >= lo && ch <= hi { matched = true }
+                        p = p.dropFirst(3)
+                    } else {
+                        if x == ch { matched = true }
+                        p = p.dropFirst()
+                    }
+                }
+                if p.first == UInt8(ascii: "]") { p = p.dropFirst() }
+                if not { matched.toggle() }
+                guard matched else { return false }
+                s = s.dropFirst()
+            case UInt8(ascii: "\\") where p.count > 1:
+                p = p.dropFirst()
+                guard s.first == p.first else { return false }
+                p = p.dropFirst()
+                s = s.dropFirst()
+            default:
+                guard s.first == c else { return false }
+                p = p.dropFirst()
+                s = s.dropFirst()
+            }
+        }
+        return s.isEmpty
+    }
+
+    /// Keys matching a glob, for KEYS and SCAN.
+    public mutating func keys(matching pattern: [UInt8], now: Int64) -> [[UInt8]] {
+        let all = Array(entries.keys)
+        return all.filter { live($0, now) != nil && Keyspace.glob(pattern[...], $0[...]) }
+    }
+}
+
+extension Keyspace {
+    /// Glob matching for CONFIG GET and friends.
+    public static func matches(pattern: [UInt8], _ s: [UInt8]) -> Bool { glob(pattern[...], s[...]) }
+}

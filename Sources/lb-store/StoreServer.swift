@@ -1,0 +1,325 @@
+import Glibc
+import LBIO
+import LBStore
+
+/// The server: accepts clients, runs their (pipelined) commands against one keyspace, writes the
+/// append-only file before replying, expires keys actively.
+final class StoreServer: @unchecked Sendable {
+    let config: Config
+    let loop: EventLoop
+    var keyspace = Keyspace()
+    var aof: AppendOnlyFile?
+    var clients: [Int32: StoreClient] = [:]
+    var nextClientID = 0
+    var totalConnections = 0
+    let startTime = wallClock().seconds
+    var lastRewrite = 0
+
+    init(config: Config) {
+        self.config = config
+        do { loop = try EventLoop(index: 0) } catch { fail("\(error)") }
+    }
+
+    func start() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        if config.appendOnly {
+            let f = AppendOnlyFile(path: config.appendFilename, policy: config.fsync)
+            do {
+                for w in try f.load(into: &keyspace, now: Int64(wallClock().seconds) * 1000 + Int64(wallClock().millis)) { log(w) }
+            } catch { fail("\(error)") }
+            aof = f
+        }
+        guard let addr = SocketAddress(ip: config.bind, port: config.port) else { fail("invalid bind address \(config.bind)") }
+        let fd: Int32
+        do { fd = try Socket.listen(addr, backlog: 511, reusePort: false) } catch { fail("Could not create server TCP listening socket \(config.bind):\(config.port): \(error)") }
+        let l = StoreListener(server: self)
+        l.fd = fd
+        do { try loop.register(l, events: EventLoop.readable) } catch { fail("\(error)") }
+        loop.schedule(afterMillis: 100) { [self] in self.cron() }
+        if config.fsync == .everysec, let a = aof {
+            let fdCopy = a.fd
+            startSyncThread(fdCopy)
+        }
+        log("lb-store ready to accept connections on \(config.bind):\(config.port)")
+        loop.run()
+    }
+
+    func startSyncThread(_ fd: Int32) {
+        final class Box: @unchecked Sendable { let s: StoreServer; init(_ s: StoreServer) { self.s = s } }
+        let box = Unmanaged.passRetained(Box(self)).toOpaque()
+        var tid = pthread_t()
+        pthread_create(&tid, nil, { arg in
+            let s = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().s
+            while true {
+                sleep(1)
+                s.aof?.sync()
+            }
+        }, box)
+        pthread_detach(tid)
+    }
+
+    /// 10 times a second: active expiry, AOF growth check.
+    func cron() {
+        let gone = keyspace.expireSome(now: nowMillis())
+        if !gone.isEmpty { aof?.append(gone.map { [Array("DEL".utf8), $0] }) }
+        aof?.flush()
+        if let a = aof, a.size > 64 * 1024 * 1024, a.size > 2 * a.baseSize { rewriteAOF() }
+        loop.schedule(afterMillis: 100) { [self] in self.cron() }
+    }
+
+    func rewriteAOF() {
+        guard let a = aof else { return }
+        do {
+            try a.rewrite(keyspace.dump())
+            log("Background append only file rewriting terminated with success (\(a.size) bytes)")
+        } catch {
+            log("AOF rewrite failed: \(error)")
+        }
+    }
+
+    func nowMillis() -> Int64 {
+        let (s, ms) = wallClock()
+        return Int64(s) * 1000 + Int64(ms)
+    }
+
+    func accept(_ fd: Int32) {
+        nextClientID += 1
+        totalConnections += 1
+        let c = StoreClient(server: self, fd: fd, id: nextClientID)
+        clients[fd] = c
+        do { try loop.register(c, events: EventLoop.readable | EventLoop.writable | EventLoop.edge | EventLoop.hangup) } catch {
+            Socket.close(fd)
+            clients[fd] = nil
+            return
+        }
+        c.readable = true
+        c.drive()
+    }
+
+    // MARK: server commands
+
+    func run(_ args: [[UInt8]], client c: StoreClient, into r: inout ReplyWriter) {
+        let name = String(decoding: args[0].map { $0 >= 0x61 && $0 <= 0x7A ? $0 - 32 : $0 }, as: UTF8.self)
+        if let pass = config.requirePass, !c.authenticated, name != "AUTH", name != "QUIT", name != "HELLO" {
+            r.error("NOAUTH Authentication required.")
+            return
+        }
+        switch name {
+        case "PING":
+            if args.count == 1 { r.simple("PONG") } else if args.count == 2 { r.bulk(args[1]) } else { arityError(name, &r) }
+        case "ECHO":
+            if args.count == 2 { r.bulk(args[1]) } else { arityError(name, &r) }
+        case "SELECT":
+            guard args.count == 2 else { arityError(name, &r); return }
+            if String(decoding: args[1], as: UTF8.self) == "0" { r.simple("OK") } else { r.error("ERR DB index is out of range") }
+        case "AUTH":
+            guard args.count == 2 || args.count == 3 else { arityError(name, &r); return }
+            guard let pass = config.requirePass else {
+                r.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+                return
+            }
+            if String(decoding: args.last!, as: UTF8.self) == pass && (args.count == 2 || String(decoding: args[1], as: UTF8.self) == "default") {
+                c.authenticated = true
+                r.simple("OK")
+            } else {
+                r.error("WRONGPASS invalid username-password pair or user is disabled.")
+            }
+        case "QUIT":
+            r.simple("OK")
+            c.closeAfterWrite = true
+        case "INFO":
+            r.bulk(info(args.count > 1 ? String(decoding: args[1], as: UTF8.self).lowercased() : "default"))
+        case "COMMAND":
+            let sub = args.count > 1 ? String(decoding: args[1], as: UTF8.self).uppercased() : ""
+            switch sub {
+            case "COUNT": r.integer(60)
+            case "DOCS", "INFO", "": r.arrayHeader(0)
+            default: r.error("ERR unknown subcommand '\(String(decoding: args[1], as: UTF8.self))'. Try COMMAND HELP.")
+            }
+        case "CONFIG":
+            guard args.count >= 3, String(decoding: args[1], as: UTF8.self).uppercased() == "GET" else {
+                if args.count >= 2 && String(decoding: args[1], as: UTF8.self).uppercased() == "SET" { r.simple("OK"); return }
+                arityError("config|get", &r)
+                return
+            }
+            let settings: [(String, String)] = [("port", "\(config.port)"), ("bind", config.bind), ("dir", config.dir),
+                                                ("appendonly", config.appendOnly ? "yes" : "no"), ("appendfsync", config.fsync.rawValue),
+                                                ("save", ""), ("databases", "1"), ("maxmemory", "0"), ("requirepass", config.requirePass ?? "")]
+            var out: [[UInt8]] = []
+            for p in args[2...] {
+                for (k, v) in settings where Keyspace.matches(pattern: p, Array(k.utf8)) { out += [Array(k.utf8), Array(v.utf8)] }
+            }
+            r.array(out)
+        case "CLIENT":
+            let sub = args.count > 1 ? String(decoding: args[1], as: UTF8.self).uppercased() : ""
+            switch sub {
+            case "SETNAME" where args.count == 3: c.name = args[2]; r.simple("OK")
+            case "GETNAME": if c.name.isEmpty { r.null() } else { r.bulk(c.name) }
+            case "ID": r.integer(c.id)
+            case "SETINFO": r.simple("OK")
+            default: r.error("ERR unknown subcommand or wrong number of arguments for '\(sub.lowercased())'")
+            }
+        case "BGREWRITEAOF":
+            rewriteAOF()
+            r.simple("Background append only file rewriting started")
+        case "SAVE", "BGSAVE":
+            aof?.flush()
+            aof?.sync()
+            r.simple("OK")
+        default:
+            let now = nowMillis()
+            guard let outcome = keyspace.execute(args, now: now) else {
+                var msg = "ERR unknown command '\(String(decoding: args[0], as: UTF8.self))', with args beginning with: "
+                for a in args.dropFirst().prefix(16) { msg += "'\(String(decoding: a.prefix(128), as: UTF8.self))' " }
+                r.error(msg)
+                return
+            }
+            r.bytes += outcome.reply.bytes
+            if !outcome.log.isEmpty { aof?.append(outcome.log) }
+        }
+    }
+
+    func arityError(_ name: String, _ r: inout ReplyWriter) {
+        r.error("ERR wrong number of arguments for '\(name.lowercased())' command")
+    }
+
+    func info(_ section: String) -> String {
+        var s = ""
+        let all = section == "default" || section == "all" || section == "everything"
+        if all || section == "server" {
+            s += "# Server\r\nredis_version:7.0.0\r\nlb_store_version:0.1.0\r\nredis_mode:standalone\r\nos:Linux\r\narch_bits:64\r\nprocess_id:\(getpid())\r\ntcp_port:\(config.port)\r\nuptime_in_seconds:\(wallClock().seconds - startTime)\r\n\r\n"
+        }
+        if all || section == "clients" {
+            s += "# Clients\r\nconnected_clients:\(clients.count)\r\n\r\n"
+        }
+        if all || section == "persistence" {
+            s += "# Persistence\r\nloading:0\r\naof_enabled:\(aof != nil ? 1 : 0)\r\naof_rewrite_in_progress:0\r\naof_current_size:\(aof?.size ?? 0)\r\naof_base_size:\(aof?.baseSize ?? 0)\r\naof_fsync_policy:\(config.fsync.rawValue)\r\n\r\n"
+        }
+        if all || section == "stats" {
+            s += "# Stats\r\ntotal_connections_received:\(totalConnections)\r\ntotal_commands_processed:\(keyspace.stats.commands)\r\nexpired_keys:\(keyspace.stats.expired)\r\nkeyspace_hits:\(keyspace.stats.hits)\r\nkeyspace_misses:\(keyspace.stats.misses)\r\n\r\n"
+        }
+        if all || section == "keyspace" {
+            s += "# Keyspace\r\n"
+            if keyspace.count > 0 { s += "db0:keys=\(keyspace.count),expires=\(keyspace.expiresCount),avg_ttl=0\r\n" }
+            s += "\r\n"
+        }
+        return s
+    }
+}
+
+final class StoreListener: Pollable {
+    unowned(unsafe) let server: StoreServer
+    init(server: StoreServer) { self.server = server }
+    override func ready(_ events: UInt32) {
+        var peer = SocketAddress()
+        for _ in 0..<64 {
+            guard case .done(let fd)? = try? Socket.accept(self.fd, peer: &peer) else { return }
+            try? Socket.setOption(fd, 6, 1, 1)
+            server.accept(fd)
+        }
+    }
+}
+
+/// One client connection: pipelined commands in, replies out, with backpressure.
+final class StoreClient: Pollable {
+    unowned(unsafe) let server: StoreServer
+    let id: Int
+    var inBuf = Buffer()
+    var out = ReplyWriter()
+    var outOffset = 0
+    var readable = false
+    var writable = true
+    var closed = false
+    var closeAfterWrite = false
+    var authenticated = false
+    var name: [UInt8] = []
+
+    init(server: StoreServer, fd: Int32, id: Int) {
+        self.server = server
+        self.id = id
+        super.init()
+        self.fd = fd
+        authenticated = server.config.requirePass == nil
+    }
+
+    deinit { inBuf.release() }
+
+    override func ready(_ events: UInt32) {
+        if events & EventLoop.readable != 0 { readable = true }
+        if events & EventLoop.writable != 0 { writable = true }
+        if events & (EventLoop.hangup | EventLoop.error) != 0 { readable = true }
+        drive()
+    }
+
+    func drive() {
+        while !closed {
+            // Reply backlog bounds reading (a client that does not read its replies stops being read).
+            if out.bytes.count - outOffset < 1 << 20 && readable && !closeAfterWrite {
+                if inBuf.writableTail < 4096 {
+                    inBuf.compact()
+                    if inBuf.writableTail < 4096 { inBuf.reserve(max(inBuf.capacity * 2, 16384)) }
+                }
+                switch try? Socket.read(fd, inBuf.writePointer, inBuf.writableTail) {
+                case .done(0)?, nil:
+                    close()
+                    return
+                case .done(let n)?:
+                    inBuf.writeIndex += n
+                    if n < inBuf.writableTail { readable = false }
+                case .wouldBlock?:
+                    readable = false
+                }
+                process()
+            }
+            // Group commit: the AOF is written (and fsynced under `always`) before any reply.
+            server.aof?.flush()
+            if !flush() { return }
+            if closeAfterWrite && out.bytes.count == outOffset { close(); return }
+            if !readable { return }
+        }
+    }
+
+    func process() {
+        while inBuf.readable > 0 && !closeAfterWrite {
+            let parsed: (args: [[UInt8]], consumed: Int)?
+            do { parsed = try RESP.parseCommand(inBuf.readableBytes) } catch {
+                if case .protocolError(let m) = error { out.error("ERR Protocol error: \(m)") }
+                closeAfterWrite = true
+                inBuf.clear()
+                return
+            }
+            guard let (args, used) = parsed else { return }
+            inBuf.readIndex += used
+            if args.isEmpty { continue }
+            server.run(args, client: self, into: &out)
+        }
+        if inBuf.isEmpty { inBuf.clear() }
+    }
+
+    /// Writes replies; false when the socket is full or closed.
+    func flush() -> Bool {
+        while outOffset < out.bytes.count {
+            guard writable else { return false }
+            let r = out.bytes.withUnsafeBytes { p in try? Socket.write(fd, p.baseAddress! + outOffset, p.count - outOffset) }
+            switch r {
+            case .done(let n)?: outOffset += n
+            case .wouldBlock?: writable = false; return false
+            case nil: close(); return false
+            }
+        }
+        out.bytes.removeAll(keepingCapacity: out.bytes.count < 1 << 16)
+        outOffset = 0
+        return true
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        server.loop.deregister(self)
+        Socket.close(fd)
+        server.clients[fd] = nil
+    }
+}
