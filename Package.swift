@@ -22,11 +22,15 @@ let package = Package(
         // HTTP/1.1 heads, chunked framing, URIs: pure byte logic, no I/O.
         .target(name: "LBHTTP", swiftSettings: hotPath),
         // Routing, balancing, proxy, static files, logs, reload: the runtime.
-        .target(name: "LBCore", dependencies: ["LBConfig", "LBIO", "LBHTTP"], swiftSettings: hotPath),
+        .target(name: "LBCore", dependencies: ["LBConfig", "LBIO", "LBHTTP", "LBStack"], swiftSettings: hotPath),
         // The Redis-protocol store: RESP codec, keyspace, commands (pure), and its server.
         .target(name: "LBStore"),
         .executableTarget(name: "lb-store", dependencies: ["LBStore", "LBIO"]),
-        .executableTarget(name: "lb", dependencies: ["LBConfig", "LBCore"]),
+        // The example app server of the stack.
+        .executableTarget(name: "lb-app", dependencies: ["LBIO", "LBHTTP"]),
+        // Process supervision for the `stack { }` block.
+        .target(name: "LBStack", dependencies: ["LBConfig", "CLBShim"]),
+        .executableTarget(name: "lb", dependencies: ["LBConfig", "LBCore", "LBStack"]),
         // In-process micro-benchmarks (docs/performance.md).
         .executableTarget(name: "lb-bench", dependencies: ["LBConfig"]),
         .testTarget(name: "LBConfigTests", dependencies: ["LBConfig"]),

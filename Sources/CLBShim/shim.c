@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 int lb_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
@@ -30,6 +31,32 @@ int lb_accept4(int fd, struct sockaddr *addr, socklen_t *len) {
 }
 
 int lb_set_pdeathsig(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
+
+#include <fcntl.h>
+#include <unistd.h>
+
+int lb_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int lb_spawn(const char *path, char *const argv[], char *const envp[], const char *dir, int outfd) {
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    /* Child: only async-signal-safe calls until execve. */
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    /* Own process group: a terminal's Ctrl-C reaches lb, which stops the services in order. */
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
+    if (getppid() != parent) _exit(127); /* lb died before prctl took effect */
+    if (dir && dir[0] && chdir(dir) != 0) _exit(126);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) { dup2(devnull, 0); if (devnull > 2) close(devnull); }
+    if (outfd >= 0) { dup2(outfd, 1); dup2(outfd, 2); }
+    execve(path, argv, envp);
+    _exit(127);
+}
 
 /* ---------------- PCRE2 ---------------- */
 #define LB_PCRE2_CASELESS 0x00000008u

@@ -44,6 +44,15 @@ public final class ErrorLogger: Sendable {
         sinks.withLock { s in s.contains { level <= $0.level } }
     }
 
+    /// Writes a stack line (service output, lifecycle) to every sink whatever its level.
+    public func write(raw message: String) {
+        let (sec, _) = wallClock()
+        let bytes = Array("\(DateCache.civilString(sec)) [stack] \(message)\n".utf8)
+        sinks.withLock { s in
+            for sink in s { _ = bytes.withUnsafeBytes { Glibc.write(sink.fd, $0.baseAddress, $0.count) } }
+        }
+    }
+
     /// Logs a line; `connection` is nginx's `*N` connection number (0 for none).
     public func log(_ level: ErrorLog.Level, _ message: String, connection: Int = 0, worker: Int = 0) {
         let (sec, _) = wallClock()
@@ -54,7 +63,7 @@ public final class ErrorLogger: Sendable {
         let bytes = Array(line.utf8)
         sinks.withLock { s in
             for sink in s where level <= sink.level {
-                _ = bytes.withUnsafeBytes { write(sink.fd, $0.baseAddress, $0.count) }
+                _ = bytes.withUnsafeBytes { Glibc.write(sink.fd, $0.baseAddress, $0.count) }
             }
         }
     }

@@ -1,6 +1,7 @@
 import Glibc
 import LBConfig
 import LBIO
+import LBStack
 import Synchronization
 
 /// Starts the worker loops, owns the listening sockets, and handles signals: reload (HUP),
@@ -20,6 +21,10 @@ public final class Runtime: @unchecked Sendable {
     private let finishedWorkers = Atomic<Int>(0)
     let defaultAccessLog: String
     private var pidPath: String
+    /// The processes of the `stack { }` block, when the config has one.
+    private var supervisor: Supervisor?
+    /// Instances a reload made surplus: stopped once traffic has moved off them.
+    private var pendingStops: [([Int32], Int64)] = []
 
     public static let hostname: String = {
         var buf = [CChar](repeating: 0, count: 256)
@@ -54,10 +59,23 @@ public final class Runtime: @unchecked Sendable {
         makeDirectory(directoryOf(defaultAccessLog))
         for l in table.servers.flatMap({ $0.settings.accessLogs ?? [] }) { makeDirectory(directoryOf(l.path)) }
         workerCount = max(1, table.main.workerProcesses ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        if let stack = table.stack {
+            let log = errorLog
+            let sup = Supervisor(prefix: table.main.prefix) { log.write(raw: $0) }
+            supervisor = sup
+            do {
+                try sup.start(stack)
+            } catch {
+                errorLog.log(.emerg, "\(error)")
+                sup.stopAll()
+                return 1
+            }
+        }
         do {
             try openListeners(table)
         } catch {
             errorLog.log(.emerg, error.description)
+            supervisor?.stopAll()
             return 1
         }
         do {
@@ -76,6 +94,7 @@ public final class Runtime: @unchecked Sendable {
         writePid()
         errorLog.log(.notice, "lb/0.1.0 started, \(workers.count) worker thread(s), listening on \(listenerFDs.keys.map(\.description).sorted().joined(separator: ", "))")
         let status = signalLoop()
+        supervisor?.stopAll()
         removePid()
         return status
     }
@@ -146,6 +165,10 @@ public final class Runtime: @unchecked Sendable {
                 if now - at > 1000 { close(fd); return true }
                 return false
             }
+            pendingStops.removeAll { pids, at in
+                if now - at > 2000 { supervisor?.stop(pids: pids); return true }
+                return false
+            }
             if stopDeadline > 0 {
                 if finishedWorkers.load(ordering: .sequentiallyConsistent) == workers.count { return 0 }
                 if now > stopDeadline {
@@ -188,6 +211,20 @@ public final class Runtime: @unchecked Sendable {
             return []
         }
         let table = loaded.table
+        if table.stack != nil || supervisor != nil {
+            if supervisor == nil {
+                let log = errorLog
+                supervisor = Supervisor(prefix: table.main.prefix) { log.write(raw: $0) }
+            }
+            do {
+                let surplus = try supervisor!.apply(table.stack)
+                if !surplus.isEmpty { pendingStops.append((surplus, monotonicMillis())) }
+            } catch {
+                errorLog.log(.emerg, "\(error)")
+                errorLog.log(.alert, "reload failed, the previous configuration keeps serving")
+                return []
+            }
+        }
         let before = Set(listenerFDs.keys)
         do {
             try openListeners(table)

@@ -22,6 +22,13 @@ int lb_set_pdeathsig(int sig);
 uint64_t lb_epoll_event_data(const struct epoll_event *ev);
 uint32_t lb_epoll_event_events(const struct epoll_event *ev);
 
+/* ---- Process supervision ----
+ * Forks and execs `path` with `argv`/`envp` in `dir`; the child gets an empty signal mask, default
+ * SIGPIPE, stdin from /dev/null, stdout and stderr on `outfd`, and PR_SET_PDEATHSIG(SIGTERM) so
+ * it dies with lb even when lb is killed with SIGKILL. Returns the pid or -1. */
+int lb_pipe_cloexec(int fds[2]);
+int lb_spawn(const char *path, char *const argv[], char *const envp[], const char *dir, int outfd);
+
 /* ---- PCRE2 (8-bit), loaded with dlopen so no development headers are needed ----
  * nginx uses PCRE for `location ~`, `server_name ~` and `map`; lb does the same for
  * identical regex semantics. */
