@@ -184,3 +184,52 @@ extension RuntimeTests {
         for i in 0..<40 { #expect(try RawClient(port: lb.port).get("/r/\(i)").status == 200) }
     }
 }
+
+extension RuntimeTests {
+    @Test func namedErrorPagesAndTimeouts() throws {
+        let dead = freePort()
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            keepalive_timeout 400ms;
+            client_body_timeout 400ms;
+            server {
+                listen 127.0.0.1:{port};
+                location / {
+                    proxy_pass http://127.0.0.1:\(dead);
+                    error_page 502 @fallback;
+                }
+                location @fallback { return 200 "fallback page"; }
+                location /upload { proxy_pass http://127.0.0.1:\(dead); }
+            }
+        }
+        """)
+        let c = try RawClient(port: lb.port)
+        let r = try c.get("/anything")
+        #expect(r.status == 200 && r.text == "fallback page")
+        // An idle keep-alive connection is closed after keepalive_timeout.
+        let t0 = Date()
+        #expect(c.isClosedByPeer())
+        #expect(Date().timeIntervalSince(t0) < 2)
+        // A request body that stops arriving: 408 after client_body_timeout.
+        let b = try Backend(name: "body")
+        try lb.rewrite("""
+        events {}
+        http {
+            access_log off;
+            client_body_timeout 400ms;
+            server { listen 127.0.0.1:{port}; location / { proxy_pass http://127.0.0.1:\(b.port); } }
+        }
+        """)
+        lb.started.signal(SIGHUP)
+        usleep(400_000)
+        let slow = try RawClient(port: lb.port)
+        try slow.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part")
+        let t1 = Date()
+        let resp = try slow.readResponse()
+        #expect(resp.status == 408)
+        #expect(Date().timeIntervalSince(t1) < 3)
+        #expect(slow.isClosedByPeer())
+    }
+}
