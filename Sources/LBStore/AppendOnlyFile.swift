@@ -66,7 +66,13 @@ public final class AppendOnlyFile {
 
     /// Buffers records; `flush` writes them (and fsyncs under `always`) before replies go out.
     public func append(_ records: [[[UInt8]]]) {
-        for r in records { pending += encodeCommand(r) }
+        var w = ReplyWriter()
+        swap(&w.bytes, &pending)
+        for r in records {
+            w.arrayHeader(r.count)
+            for a in r { w.bulk(a) }
+        }
+        swap(&w.bytes, &pending)
     }
 
     public var hasPending: Bool { !pending.isEmpty }

@@ -3,27 +3,27 @@
 extension Keyspace {
     /// Runs a data command; nil when `name` is not one (the server handles the rest).
     public mutating func execute(_ args: [[UInt8]], now: Int64) -> Outcome? {
-        let name = Keyspace.upper(args[0])
-        let lname = name.lowercased()
         var o = Outcome()
-        func arity(_ ok: Bool) -> Bool {
-            if !ok { o.reply.error("ERR wrong number of arguments for '\(lname)' command") }
-            return ok
-        }
-        func logIt() { o.log.append(args) }
+        execute(args, name: Keyspace.upper(args[0]), now: now, into: &o)
+        return o.handled ? o : nil
+    }
+
+    /// Runs a data command into `o` (reply appended); `o.handled` is false when `name` is not one.
+    public mutating func execute(_ args: [[UInt8]], name: String, now: Int64, into o: inout Outcome) {
         let n = args.count
         stats.commands += 1
+        o.handled = true
         switch name {
         // MARK: strings
         case "GET":
-            guard arity(n == 2) else { return o }
+            guard n == 2 else { o.arity(args[0]); return }
             switch live(args[1], now)?.value {
             case .string(let v)?: stats.hits += 1; o.reply.bulk(v)
             case nil: stats.misses += 1; o.reply.null()
             default: o.reply.error(Keyspace.wrongType)
             }
         case "SET":
-            guard arity(n >= 3) else { return o }
+            guard n >= 3 else { o.arity(args[0]); return }
             var nx = false, xx = false, get = false, keep = false
             var expireAt: Int64 = 0
             var i = 3
@@ -35,8 +35,8 @@ extension Keyspace {
                 case "GET": get = true
                 case "KEEPTTL": keep = true
                 case "EX", "PX", "EXAT", "PXAT":
-                    guard i + 1 < n, let v = Keyspace.int(args[i + 1]) else { o.reply.error(i + 1 < n ? Keyspace.notInteger : Keyspace.syntax); return o }
-                    guard v > 0 else { o.reply.error("ERR invalid expire time in 'set' command"); return o }
+                    guard i + 1 < n, let v = Keyspace.int(args[i + 1]) else { o.reply.error(i + 1 < n ? Keyspace.notInteger : Keyspace.syntax); return }
+                    guard v > 0 else { o.reply.error("ERR invalid expire time in 'set' command"); return }
                     switch opt {
                     case "EX": expireAt = now + Int64(v) * 1000
                     case "PX": expireAt = now + Int64(v)
@@ -46,82 +46,82 @@ extension Keyspace {
                     i += 1
                 default:
                     o.reply.error(Keyspace.syntax)
-                    return o
+                    return
                 }
                 i += 1
             }
-            if (nx && xx) || (keep && expireAt != 0) { o.reply.error(Keyspace.syntax); return o }
+            if (nx && xx) || (keep && expireAt != 0) { o.reply.error(Keyspace.syntax); return }
             let old = live(args[1], now)
             var oldValue: [UInt8]? = nil
             if get, let old {
-                guard case .string(let v) = old.value else { o.reply.error(Keyspace.wrongType); return o }
+                guard case .string(let v) = old.value else { o.reply.error(Keyspace.wrongType); return }
                 oldValue = v
             }
             if (nx && old != nil) || (xx && old == nil) {
                 if get { if let oldValue { o.reply.bulk(oldValue) } else { o.reply.null() } } else { o.reply.null() }
-                return o
+                return
             }
             put(args[1], .string(args[2]), keepTTL: keep)
             if expireAt != 0 { setExpire(args[1], expireAt) }
             o.log.append([Array("SET".utf8), args[1], args[2]] + (keep ? [Array("KEEPTTL".utf8)] : []))
             if expireAt != 0 { o.log.append([Array("PEXPIREAT".utf8), args[1], Array("\(expireAt)".utf8)]) }
-            if get { if let oldValue { o.reply.bulk(oldValue) } else { o.reply.null() } } else { o.reply.simple("OK") }
+            if get { if let oldValue { o.reply.bulk(oldValue) } else { o.reply.null() } } else { o.reply.ok() }
         case "SETNX":
-            guard arity(n == 3) else { return o }
+            guard n == 3 else { o.arity(args[0]); return }
             if live(args[1], now) != nil { o.reply.integer(0) } else {
                 put(args[1], .string(args[2]))
-                logIt()
+                o.log.append(args)
                 o.reply.integer(1)
             }
         case "GETSET":
-            guard arity(n == 3) else { return o }
+            guard n == 3 else { o.arity(args[0]); return }
             let old = live(args[1], now)
-            if let old, case .string(let v) = old.value { o.reply.bulk(v) } else if old == nil { o.reply.null() } else { o.reply.error(Keyspace.wrongType); return o }
+            if let old, case .string(let v) = old.value { o.reply.bulk(v) } else if old == nil { o.reply.null() } else { o.reply.error(Keyspace.wrongType); return }
             put(args[1], .string(args[2]))
-            logIt()
+            o.log.append(args)
         case "MGET":
-            guard arity(n >= 2) else { return o }
+            guard n >= 2 else { o.arity(args[0]); return }
             o.reply.arrayHeader(n - 1)
             for k in args[1...] {
                 if case .string(let v)? = live(k, now)?.value { o.reply.bulk(v) } else { o.reply.null() }
             }
         case "MSET":
-            guard arity(n >= 3 && n % 2 == 1) else { return o }
+            guard n >= 3 && n % 2 == 1 else { o.arity(args[0]); return }
             for i in stride(from: 1, to: n, by: 2) { put(args[i], .string(args[i + 1])) }
-            logIt()
-            o.reply.simple("OK")
+            o.log.append(args)
+            o.reply.ok()
         case "INCR", "DECR", "INCRBY", "DECRBY":
             let by = name.hasSuffix("BY")
-            guard arity(n == (by ? 3 : 2)) else { return o }
+            guard n == (by ? 3 : 2) else { o.arity(args[0]); return }
             var delta = name.hasPrefix("DECR") ? -1 : 1
             if by {
-                guard let d = Keyspace.int(args[2]) else { o.reply.error(Keyspace.notInteger); return o }
+                guard let d = Keyspace.int(args[2]) else { o.reply.error(Keyspace.notInteger); return }
                 delta *= d
             }
             var cur = 0
             if let e = live(args[1], now) {
-                guard case .string(let v) = e.value else { o.reply.error(Keyspace.wrongType); return o }
-                guard let c = Keyspace.int(v) else { o.reply.error(Keyspace.notInteger); return o }
+                guard case .string(let v) = e.value else { o.reply.error(Keyspace.wrongType); return }
+                guard let c = Keyspace.int(v) else { o.reply.error(Keyspace.notInteger); return }
                 cur = c
             }
             let (r, overflow) = cur.addingReportingOverflow(delta)
-            if overflow { o.reply.error("ERR increment or decrement would overflow"); return o }
+            if overflow { o.reply.error("ERR increment or decrement would overflow"); return }
             put(args[1], .string(Array(String(r).utf8)), keepTTL: true)
-            logIt()
+            o.log.append(args)
             o.reply.integer(r)
         case "APPEND":
-            guard arity(n == 3) else { return o }
+            guard n == 3 else { o.arity(args[0]); return }
             var v: [UInt8] = []
             if let e = live(args[1], now) {
-                guard case .string(let s) = e.value else { o.reply.error(Keyspace.wrongType); return o }
+                guard case .string(let s) = e.value else { o.reply.error(Keyspace.wrongType); return }
                 v = s
             }
             v += args[2]
             put(args[1], .string(v), keepTTL: true)
-            logIt()
+            o.log.append(args)
             o.reply.integer(v.count)
         case "STRLEN":
-            guard arity(n == 2) else { return o }
+            guard n == 2 else { o.arity(args[0]); return }
             switch live(args[1], now)?.value {
             case .string(let v)?: o.reply.integer(v.count)
             case nil: o.reply.integer(0)
@@ -129,18 +129,18 @@ extension Keyspace {
             }
         // MARK: keys
         case "DEL", "UNLINK":
-            guard arity(n >= 2) else { return o }
+            guard n >= 2 else { o.arity(args[0]); return }
             var c = 0
             for k in args[1...] where live(k, now) != nil { if remove(k) { c += 1 } }
-            if c > 0 { logIt() }
+            if c > 0 { o.log.append(args) }
             o.reply.integer(c)
         case "EXISTS":
-            guard arity(n >= 2) else { return o }
+            guard n >= 2 else { o.arity(args[0]); return }
             o.reply.integer(args[1...].filter { live($0, now) != nil }.count)
         case "EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT":
-            guard arity(n >= 3) else { return o }
-            guard let v = Keyspace.int(args[2]) else { o.reply.error(Keyspace.notInteger); return o }
-            guard live(args[1], now) != nil else { o.reply.integer(0); return o }
+            guard n >= 3 else { o.arity(args[0]); return }
+            guard let v = Keyspace.int(args[2]) else { o.reply.error(Keyspace.notInteger); return }
+            guard live(args[1], now) != nil else { o.reply.integer(0); return }
             let at: Int64
             switch name {
             case "EXPIRE": at = now + Int64(v) * 1000
@@ -157,27 +157,27 @@ extension Keyspace {
             }
             o.reply.integer(1)
         case "PERSIST":
-            guard arity(n == 2) else { return o }
+            guard n == 2 else { o.arity(args[0]); return }
             if let e = live(args[1], now), e.expireAt != 0 {
                 setExpire(args[1], 0)
-                logIt()
+                o.log.append(args)
                 o.reply.integer(1)
             } else { o.reply.integer(0) }
         case "TTL", "PTTL":
-            guard arity(n == 2) else { return o }
-            guard let e = live(args[1], now) else { o.reply.integer(-2); return o }
-            if e.expireAt == 0 { o.reply.integer(-1); return o }
+            guard n == 2 else { o.arity(args[0]); return }
+            guard let e = live(args[1], now) else { o.reply.integer(-2); return }
+            if e.expireAt == 0 { o.reply.integer(-1); return }
             let ms = e.expireAt - now
             o.reply.integer(name == "TTL" ? Int((ms + 500) / 1000) : Int(ms))
         case "TYPE":
-            guard arity(n == 2) else { return o }
+            guard n == 2 else { o.arity(args[0]); return }
             o.reply.simple(live(args[1], now)?.value.typeName ?? "none")
         case "KEYS":
-            guard arity(n == 2) else { return o }
+            guard n == 2 else { o.arity(args[0]); return }
             o.reply.array(keys(matching: args[1], now: now))
         case "SCAN":
-            guard arity(n >= 2) else { return o }
-            guard let cursor = Keyspace.int(args[1]), cursor >= 0 else { o.reply.error("ERR invalid cursor"); return o }
+            guard n >= 2 else { o.arity(args[0]); return }
+            guard let cursor = Keyspace.int(args[1]), cursor >= 0 else { o.reply.error("ERR invalid cursor"); return }
             var pattern: [UInt8] = [UInt8(ascii: "*")]
             var countHint = 10
             var typeFilter: String? = nil
@@ -186,14 +186,14 @@ extension Keyspace {
                 switch Keyspace.upper(args[i]) {
                 case "MATCH": pattern = args[i + 1]
                 case "COUNT":
-                    guard let c = Keyspace.int(args[i + 1]), c > 0 else { o.reply.error(Keyspace.notInteger); return o }
+                    guard let c = Keyspace.int(args[i + 1]), c > 0 else { o.reply.error(Keyspace.notInteger); return }
                     countHint = c
                 case "TYPE": typeFilter = String(decoding: args[i + 1], as: UTF8.self).lowercased()
-                default: o.reply.error(Keyspace.syntax); return o
+                default: o.reply.error(Keyspace.syntax); return
                 }
                 i += 2
             }
-            if i != n { o.reply.error(Keyspace.syntax); return o }
+            if i != n { o.reply.error(Keyspace.syntax); return }
             // Sorted key order makes the cursor an index that survives unrelated inserts reasonably.
             let all = entries.keys.sorted { $0.lexicographicallyPrecedes($1) }
             let end = min(all.count, cursor + countHint)
@@ -209,19 +209,19 @@ extension Keyspace {
             o.reply.bulk(Array(String(end >= all.count ? 0 : end).utf8))
             o.reply.array(out)
         case "DBSIZE":
-            guard arity(n == 1) else { return o }
+            guard n == 1 else { o.arity(args[0]); return }
             o.reply.integer(entries.count)
         case "FLUSHDB", "FLUSHALL":
             entries.removeAll()
             volatile.removeAll()
-            logIt()
-            o.reply.simple("OK")
+            o.log.append(args)
+            o.reply.ok()
         // MARK: hashes
         case "HSET", "HMSET":
-            guard arity(n >= 4 && n % 2 == 0) else { return o }
+            guard n >= 4 && n % 2 == 0 else { o.arity(args[0]); return }
             var h: [[UInt8]: [UInt8]] = [:]
             if let e = live(args[1], now) {
-                guard case .hash(let x) = e.value else { o.reply.error(Keyspace.wrongType); return o }
+                guard case .hash(let x) = e.value else { o.reply.error(Keyspace.wrongType); return }
                 h = x
             }
             var added = 0
@@ -229,26 +229,26 @@ extension Keyspace {
                 if h.updateValue(args[i + 1], forKey: args[i]) == nil { added += 1 }
             }
             put(args[1], .hash(h), keepTTL: true)
-            logIt()
-            if name == "HMSET" { o.reply.simple("OK") } else { o.reply.integer(added) }
+            o.log.append(args)
+            if name == "HMSET" { o.reply.ok() } else { o.reply.integer(added) }
         case "HGET":
-            guard arity(n == 3) else { return o }
+            guard n == 3 else { o.arity(args[0]); return }
             switch live(args[1], now)?.value {
             case .hash(let h)?: if let v = h[args[2]] { o.reply.bulk(v) } else { o.reply.null() }
             case nil: o.reply.null()
             default: o.reply.error(Keyspace.wrongType)
             }
         case "HMGET":
-            guard arity(n >= 3) else { return o }
+            guard n >= 3 else { o.arity(args[0]); return }
             var h: [[UInt8]: [UInt8]] = [:]
             if let e = live(args[1], now) {
-                guard case .hash(let x) = e.value else { o.reply.error(Keyspace.wrongType); return o }
+                guard case .hash(let x) = e.value else { o.reply.error(Keyspace.wrongType); return }
                 h = x
             }
             o.reply.arrayHeader(n - 2)
             for f in args[2...] { if let v = h[f] { o.reply.bulk(v) } else { o.reply.null() } }
         case "HGETALL":
-            guard arity(n == 2) else { return o }
+            guard n == 2 else { o.arity(args[0]); return }
             switch live(args[1], now)?.value {
             case .hash(let h)?:
                 o.reply.arrayHeader(h.count * 2)
@@ -257,35 +257,35 @@ extension Keyspace {
             default: o.reply.error(Keyspace.wrongType)
             }
         case "HDEL":
-            guard arity(n >= 3) else { return o }
-            guard let e = live(args[1], now) else { o.reply.integer(0); return o }
-            guard case .hash(var h) = e.value else { o.reply.error(Keyspace.wrongType); return o }
+            guard n >= 3 else { o.arity(args[0]); return }
+            guard let e = live(args[1], now) else { o.reply.integer(0); return }
+            guard case .hash(var h) = e.value else { o.reply.error(Keyspace.wrongType); return }
             var c = 0
             for f in args[2...] where h.removeValue(forKey: f) != nil { c += 1 }
             if h.isEmpty { _ = remove(args[1]) } else { put(args[1], .hash(h), keepTTL: true) }
-            if c > 0 { logIt() }
+            if c > 0 { o.log.append(args) }
             o.reply.integer(c)
         case "HINCRBY":
-            guard arity(n == 4) else { return o }
-            guard let d = Keyspace.int(args[3]) else { o.reply.error(Keyspace.notInteger); return o }
+            guard n == 4 else { o.arity(args[0]); return }
+            guard let d = Keyspace.int(args[3]) else { o.reply.error(Keyspace.notInteger); return }
             var h: [[UInt8]: [UInt8]] = [:]
             if let e = live(args[1], now) {
-                guard case .hash(let x) = e.value else { o.reply.error(Keyspace.wrongType); return o }
+                guard case .hash(let x) = e.value else { o.reply.error(Keyspace.wrongType); return }
                 h = x
             }
             var cur = 0
             if let v = h[args[2]] {
-                guard let c = Keyspace.int(v) else { o.reply.error("ERR hash value is not an integer"); return o }
+                guard let c = Keyspace.int(v) else { o.reply.error("ERR hash value is not an integer"); return }
                 cur = c
             }
             let (r, ov) = cur.addingReportingOverflow(d)
-            if ov { o.reply.error("ERR increment or decrement would overflow"); return o }
+            if ov { o.reply.error("ERR increment or decrement would overflow"); return }
             h[args[2]] = Array(String(r).utf8)
             put(args[1], .hash(h), keepTTL: true)
-            logIt()
+            o.log.append(args)
             o.reply.integer(r)
         case "HLEN":
-            guard arity(n == 2) else { return o }
+            guard n == 2 else { o.arity(args[0]); return }
             switch live(args[1], now)?.value {
             case .hash(let h)?: o.reply.integer(h.count)
             case nil: o.reply.integer(0)
@@ -293,43 +293,43 @@ extension Keyspace {
             }
         // MARK: lists
         case "LPUSH", "RPUSH":
-            guard arity(n >= 3) else { return o }
+            guard n >= 3 else { o.arity(args[0]); return }
             var l: [[UInt8]] = []
             if let e = live(args[1], now) {
-                guard case .list(let x) = e.value else { o.reply.error(Keyspace.wrongType); return o }
+                guard case .list(let x) = e.value else { o.reply.error(Keyspace.wrongType); return }
                 l = x
             }
             if name == "LPUSH" { for v in args[2...] { l.insert(v, at: 0) } } else { l.append(contentsOf: args[2...]) }
             put(args[1], .list(l), keepTTL: true)
-            logIt()
+            o.log.append(args)
             o.reply.integer(l.count)
         case "LPOP", "RPOP":
-            guard arity(n == 2 || n == 3) else { return o }
+            guard n == 2 || n == 3 else { o.arity(args[0]); return }
             var count: Int? = nil
             if n == 3 {
-                guard let c = Keyspace.int(args[2]), c >= 0 else { o.reply.error("ERR value is out of range, must be positive"); return o }
+                guard let c = Keyspace.int(args[2]), c >= 0 else { o.reply.error("ERR value is out of range, must be positive"); return }
                 count = c
             }
-            guard let e = live(args[1], now) else { if count != nil { o.reply.nullArray() } else { o.reply.null() }; return o }
-            guard case .list(var l) = e.value else { o.reply.error(Keyspace.wrongType); return o }
+            guard let e = live(args[1], now) else { if count != nil { o.reply.nullArray() } else { o.reply.null() }; return }
+            guard case .list(var l) = e.value else { o.reply.error(Keyspace.wrongType); return }
             let k = min(count ?? 1, l.count)
             var popped: [[UInt8]] = []
             for _ in 0..<k { popped.append(name == "LPOP" ? l.removeFirst() : l.removeLast()) }
             if l.isEmpty { _ = remove(args[1]) } else { put(args[1], .list(l), keepTTL: true) }
-            if k > 0 { logIt() }
+            if k > 0 { o.log.append(args) }
             if count != nil { o.reply.array(popped) } else { o.reply.bulk(popped[0]) }
         case "LRANGE":
-            guard arity(n == 4) else { return o }
-            guard var a = Keyspace.int(args[2]), var b = Keyspace.int(args[3]) else { o.reply.error(Keyspace.notInteger); return o }
-            guard let e = live(args[1], now) else { o.reply.arrayHeader(0); return o }
-            guard case .list(let l) = e.value else { o.reply.error(Keyspace.wrongType); return o }
+            guard n == 4 else { o.arity(args[0]); return }
+            guard var a = Keyspace.int(args[2]), var b = Keyspace.int(args[3]) else { o.reply.error(Keyspace.notInteger); return }
+            guard let e = live(args[1], now) else { o.reply.arrayHeader(0); return }
+            guard case .list(let l) = e.value else { o.reply.error(Keyspace.wrongType); return }
             if a < 0 { a += l.count }
             if b < 0 { b += l.count }
             a = max(a, 0)
             b = min(b, l.count - 1)
             o.reply.array(a <= b ? Array(l[a...b]) : [])
         case "LLEN":
-            guard arity(n == 2) else { return o }
+            guard n == 2 else { o.arity(args[0]); return }
             switch live(args[1], now)?.value {
             case .list(let l)?: o.reply.integer(l.count)
             case nil: o.reply.integer(0)
@@ -337,42 +337,42 @@ extension Keyspace {
             }
         // MARK: sets
         case "SADD":
-            guard arity(n >= 3) else { return o }
+            guard n >= 3 else { o.arity(args[0]); return }
             var s: Set<[UInt8]> = []
             if let e = live(args[1], now) {
-                guard case .set(let x) = e.value else { o.reply.error(Keyspace.wrongType); return o }
+                guard case .set(let x) = e.value else { o.reply.error(Keyspace.wrongType); return }
                 s = x
             }
             var added = 0
             for m in args[2...] where s.insert(m).inserted { added += 1 }
             put(args[1], .set(s), keepTTL: true)
-            if added > 0 { logIt() }
+            if added > 0 { o.log.append(args) }
             o.reply.integer(added)
         case "SREM":
-            guard arity(n >= 3) else { return o }
-            guard let e = live(args[1], now) else { o.reply.integer(0); return o }
-            guard case .set(var s) = e.value else { o.reply.error(Keyspace.wrongType); return o }
+            guard n >= 3 else { o.arity(args[0]); return }
+            guard let e = live(args[1], now) else { o.reply.integer(0); return }
+            guard case .set(var s) = e.value else { o.reply.error(Keyspace.wrongType); return }
             var c = 0
             for m in args[2...] where s.remove(m) != nil { c += 1 }
             if s.isEmpty { _ = remove(args[1]) } else { put(args[1], .set(s), keepTTL: true) }
-            if c > 0 { logIt() }
+            if c > 0 { o.log.append(args) }
             o.reply.integer(c)
         case "SMEMBERS":
-            guard arity(n == 2) else { return o }
+            guard n == 2 else { o.arity(args[0]); return }
             switch live(args[1], now)?.value {
             case .set(let s)?: o.reply.array(s.sorted { $0.lexicographicallyPrecedes($1) })
             case nil: o.reply.arrayHeader(0)
             default: o.reply.error(Keyspace.wrongType)
             }
         case "SISMEMBER":
-            guard arity(n == 3) else { return o }
+            guard n == 3 else { o.arity(args[0]); return }
             switch live(args[1], now)?.value {
             case .set(let s)?: o.reply.integer(s.contains(args[2]) ? 1 : 0)
             case nil: o.reply.integer(0)
             default: o.reply.error(Keyspace.wrongType)
             }
         case "SCARD":
-            guard arity(n == 2) else { return o }
+            guard n == 2 else { o.arity(args[0]); return }
             switch live(args[1], now)?.value {
             case .set(let s)?: o.reply.integer(s.count)
             case nil: o.reply.integer(0)
@@ -380,9 +380,8 @@ extension Keyspace {
             }
         default:
             stats.commands -= 1
-            return nil
+            o.handled = false
         }
-        return o
     }
 
     /// Commands that rebuild the keyspace (for AOF rewrite): one per key, plus expiry.

@@ -44,6 +44,14 @@ public struct Keyspace {
     public struct Outcome {
         public var reply = ReplyWriter()
         public var log: [[[UInt8]]] = []
+        /// False when the command is not a data command.
+        public var handled = false
+
+        public init() {}
+
+        mutating func arity(_ name: [UInt8]) {
+            reply.error("ERR wrong number of arguments for '\(String(decoding: name, as: UTF8.self).lowercased())' command")
+        }
     }
 
     static let wrongType = "WRONGTYPE Operation against a key holding the wrong kind of value"
@@ -106,7 +114,7 @@ public struct Keyspace {
         return v
     }
 
-    static func upper(_ b: [UInt8]) -> String {
+    public static func upper(_ b: [UInt8]) -> String {
         String(decoding: b.map { $0 >= 0x61 && $0 <= 0x7A ? $0 - 32 : $0 }, as: UTF8.self)
     }
 

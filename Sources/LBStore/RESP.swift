@@ -94,24 +94,62 @@ public enum RESP {
     }
 }
 
-/// Builds replies into a byte array.
+/// Builds replies into a byte array without intermediate strings.
 public struct ReplyWriter {
     public var bytes: [UInt8] = []
 
     public init() {}
 
-    public mutating func simple(_ s: String) { bytes += Array("+\(s)\r\n".utf8) }
-    public mutating func error(_ s: String) { bytes += Array("-\(s)\r\n".utf8) }
-    public mutating func integer(_ v: Int) { bytes += Array(":\(v)\r\n".utf8) }
+    @inline(__always) mutating func raw(_ s: StaticString) {
+        bytes.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+
+    @inline(__always) mutating func decimal(_ v: Int) {
+        if v < 0 { bytes.append(UInt8(ascii: "-")) }
+        var n = v.magnitude
+        var tmp: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        var len = 0
+        withUnsafeMutableBytes(of: &tmp) { t in
+            repeat {
+                t[23 - len] = UInt8(truncatingIfNeeded: 0x30 + n % 10)
+                n /= 10
+                len += 1
+            } while n > 0
+            bytes.append(contentsOf: t[(24 - len)...])
+        }
+    }
+
+    public mutating func simple(_ s: String) {
+        bytes.append(UInt8(ascii: "+"))
+        bytes.append(contentsOf: s.utf8)
+        raw("\r\n")
+    }
+    public mutating func ok() { raw("+OK\r\n") }
+    public mutating func error(_ s: String) {
+        bytes.append(UInt8(ascii: "-"))
+        bytes.append(contentsOf: s.utf8)
+        raw("\r\n")
+    }
+    public mutating func integer(_ v: Int) {
+        bytes.append(UInt8(ascii: ":"))
+        decimal(v)
+        raw("\r\n")
+    }
     public mutating func bulk(_ v: [UInt8]) {
-        bytes += Array("$\(v.count)\r\n".utf8)
-        bytes += v
-        bytes += [0x0D, 0x0A]
+        bytes.append(UInt8(ascii: "$"))
+        decimal(v.count)
+        raw("\r\n")
+        bytes.append(contentsOf: v)
+        raw("\r\n")
     }
     public mutating func bulk(_ s: String) { bulk(Array(s.utf8)) }
-    public mutating func null() { bytes += Array("$-1\r\n".utf8) }
-    public mutating func nullArray() { bytes += Array("*-1\r\n".utf8) }
-    public mutating func arrayHeader(_ n: Int) { bytes += Array("*\(n)\r\n".utf8) }
+    public mutating func null() { raw("$-1\r\n") }
+    public mutating func nullArray() { raw("*-1\r\n") }
+    public mutating func arrayHeader(_ n: Int) {
+        bytes.append(UInt8(ascii: "*"))
+        decimal(n)
+        raw("\r\n")
+    }
     public mutating func array(_ items: [[UInt8]]) {
         arrayHeader(items.count)
         for i in items { bulk(i) }
@@ -120,11 +158,7 @@ public struct ReplyWriter {
 
 /// Encodes a command as a RESP array (for the append-only file and clients).
 public func encodeCommand(_ args: [[UInt8]]) -> [UInt8] {
-    var out = Array("*\(args.count)\r\n".utf8)
-    for a in args {
-        out += Array("$\(a.count)\r\n".utf8)
-        out += a
-        out += [0x0D, 0x0A]
-    }
-    return out
+    var w = ReplyWriter()
+    w.array(args)
+    return w.bytes
 }

@@ -102,7 +102,7 @@ final class StoreServer: @unchecked Sendable {
     // MARK: server commands
 
     func run(_ args: [[UInt8]], client c: StoreClient, into r: inout ReplyWriter) {
-        let name = String(decoding: args[0].map { $0 >= 0x61 && $0 <= 0x7A ? $0 - 32 : $0 }, as: UTF8.self)
+        let name = Keyspace.upper(args[0])
         if let pass = config.requirePass, !c.authenticated, name != "AUTH", name != "QUIT", name != "HELLO" {
             r.error("NOAUTH Authentication required.")
             return
@@ -170,14 +170,17 @@ final class StoreServer: @unchecked Sendable {
             aof?.sync()
             r.simple("OK")
         default:
-            let now = nowMillis()
-            guard let outcome = keyspace.execute(args, now: now) else {
+            // Replies go straight into the client's buffer (no intermediate copy).
+            var outcome = Keyspace.Outcome()
+            swap(&outcome.reply, &r)
+            keyspace.execute(args, name: name, now: nowMillis(), into: &outcome)
+            swap(&outcome.reply, &r)
+            guard outcome.handled else {
                 var msg = "ERR unknown command '\(String(decoding: args[0], as: UTF8.self))', with args beginning with: "
                 for a in args.dropFirst().prefix(16) { msg += "'\(String(decoding: a.prefix(128), as: UTF8.self))' " }
                 r.error(msg)
                 return
             }
-            r.bytes += outcome.reply.bytes
             if !outcome.log.isEmpty { aof?.append(outcome.log) }
         }
     }
