@@ -28,12 +28,31 @@ extension ClientConnection {
             if case .prefixNoRegex(let p) = location.match { prefixLen = p.utf8.count }
             if case .exact(let p) = location.match { prefixLen = p.utf8.count }
             guard u.count >= prefixLen else { return nil }
-            return alias + u[prefixLen...]
+            let path = alias + u[prefixLen...]
+            // `location /i { alias /data/w/; }` with `/i../x` would splice `..` into the path:
+            // the URI was normalized, so any dot segment here comes from the splice. Refuse it.
+            return ClientConnection.hasDotSegment(path) ? nil : path
         case .root(let t)?:
             return evaluate(t) + u
         case nil:
             return Array((table.main.prefix + "/html").utf8) + u
         }
+    }
+
+    static func hasDotSegment(_ p: [UInt8]) -> Bool {
+        var i = 0
+        while i < p.count {
+            if p[i] == UInt8(ascii: "/") || i == 0 {
+                let s = p[i] == UInt8(ascii: "/") ? i + 1 : i
+                var e = s
+                while e < p.count && p[e] != UInt8(ascii: "/") { e += 1 }
+                if (e - s == 1 && p[s] == UInt8(ascii: ".")) || (e - s == 2 && p[s] == UInt8(ascii: ".") && p[s + 1] == UInt8(ascii: ".")) { return true }
+                i = e
+                continue
+            }
+            i += 1
+        }
+        return false
     }
 
     func runTryFiles(_ entries: [String]) {
@@ -120,6 +139,10 @@ extension ClientConnection {
                     return
                 }
             }
+            if settings.autoindex == true {
+                autoindex(path, uri: u)
+                return
+            }
             log(.error, "directory index of \"\(String(decoding: path, as: UTF8.self))\" is forbidden")
             respondError(403)
             return
@@ -128,7 +151,19 @@ extension ClientConnection {
         sendFile(path, st)
     }
 
-    func sendFile(_ path: [UInt8], _ st: stat) {
+    func sendFile(_ requestedPath: [UInt8], _ requestedStat: stat) {
+        var path = requestedPath
+        var st = requestedStat
+        var gzipped = false
+        if settings.gzipStatic == true {
+            let accepts = headerValue("accept-encoding").map { String(decoding: $0, as: UTF8.self).contains("gzip") } ?? false
+            var gst = stat()
+            if accepts, statPath(path + Array(".gz".utf8), &gst), (gst.st_mode & S_IFMT) == S_IFREG {
+                path += Array(".gz".utf8)
+                st = gst
+                gzipped = true
+            }
+        }
         let fd = (path + [0]).withUnsafeBufferPointer { p in
             p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
         }
@@ -162,13 +197,45 @@ extension ClientConnection {
             flushLocal()
             return
         }
-        let code = overrideStatus ?? 200
+        // A single byte range (RFC 9110 §14); several ranges get the whole file, as documented.
+        var range: (start: Int, end: Int)? = nil
+        if overrideStatus == nil, !gzipped, let rh = headerValue("range") {
+            var honour = true
+            if let ir = headerValue("if-range") {
+                let v = String(decoding: ir, as: UTF8.self)
+                honour = v == etag || DateCache.parse(v) == mtime
+            }
+            if honour {
+                switch ClientConnection.parseRange(String(decoding: rh, as: UTF8.self), size: size) {
+                case .satisfiable(let a, let b): range = (a, b)
+                case .unsatisfiable:
+                    Glibc.close(fd)
+                    var extra = Buffer()
+                    extra.append(string: "Content-Range: bytes */\(size)\r\n")
+                    respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.effectiveServerTokens), extraHeaders: extra)
+                    extra.release()
+                    return
+                case .ignore: break
+                }
+            }
+        }
+        let code = range != nil ? 206 : (overrideStatus ?? 200)
         overrideStatus = nil
+        let length = range.map { $0.end - $0.start + 1 } ?? size
         writeHeadStart(code)
         outBuf.append("Content-Type: ")
         outBuf.append(string: contentTypeForURI())
         outBuf.append("\r\nContent-Length: ")
-        outBuf.append(decimal: size)
+        outBuf.append(decimal: length)
+        if let r = range {
+            outBuf.append(string: "\r\nContent-Range: bytes \(r.start)-\(r.end)/\(size)")
+        }
+        if gzipped {
+            outBuf.append("\r\nContent-Encoding: gzip")
+        }
+        if settings.gzipVary == true && settings.gzipStatic == true {
+            outBuf.append("\r\nVary: Accept-Encoding")
+        }
         outBuf.append("\r\nLast-Modified: ")
         outBuf.append(string: DateCache.httpDate(mtime))
         outBuf.append("\r\n")
@@ -181,15 +248,76 @@ extension ClientConnection {
         appendExpires(mtime)
         writeHeadEnd(keepAlive: !closeAfterResponse)
         state = .local
-        if req.method == .head || size == 0 {
+        if req.method == .head || length == 0 {
             Glibc.close(fd)
             flushLocal()
             return
         }
         staticFile = fd
-        staticOffset = 0
-        staticRemaining = size
+        staticOffset = range?.start ?? 0
+        staticRemaining = length
+        bodyBytesSent = 0
         sendStaticBody()
+    }
+
+    enum RangeResult { case satisfiable(Int, Int), unsatisfiable, ignore }
+
+    /// `bytes=a-b`, `bytes=a-`, `bytes=-n`; anything else (or several ranges) is ignored.
+    static func parseRange(_ v: String, size: Int) -> RangeResult {
+        guard v.hasPrefix("bytes="), !v.contains(",") else { return .ignore }
+        let spec = v.dropFirst(6).trimmingCharacters()
+        let parts = spec.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return .ignore }
+        if parts[0].isEmpty {
+            guard let n = Int(parts[1]), n > 0 else { return .ignore }
+            if size == 0 { return .unsatisfiable }
+            return .satisfiable(max(0, size - n), size - 1)
+        }
+        guard let a = Int(parts[0]), a >= 0 else { return .ignore }
+        var b = size - 1
+        if !parts[1].isEmpty {
+            guard let e = Int(parts[1]), e >= a else { return .ignore }
+            b = min(e, size - 1)
+        }
+        if a >= size { return .unsatisfiable }
+        return .satisfiable(a, b)
+    }
+
+    /// nginx-style directory listing for `autoindex on`.
+    func autoindex(_ dirPath: [UInt8], uri u: [UInt8]) {
+        guard let d = (dirPath + [0]).withUnsafeBufferPointer({ p in p.withMemoryRebound(to: CChar.self) { opendir($0.baseAddress!) } }) else {
+            respondError(403)
+            return
+        }
+        var entries: [(name: String, dir: Bool, size: Int, mtime: Int)] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name.hasPrefix(".") { continue }
+            var st = stat()
+            guard statPath(dirPath + Array(name.utf8), &st) else { continue }
+            entries.append((name, (st.st_mode & S_IFMT) == S_IFDIR, Int(st.st_size), Int(st.st_mtim.tv_sec)))
+        }
+        closedir(d)
+        entries.sort { ($0.dir ? 0 : 1, $0.name) < ($1.dir ? 0 : 1, $1.name) }
+        func esc(_ s: String) -> String {
+            s.replacingOccurrences("&", "&amp;").replacingOccurrences("<", "&lt;").replacingOccurrences(">", "&gt;").replacingOccurrences("\"", "&quot;")
+        }
+        let title = esc(String(decoding: u, as: UTF8.self))
+        var html = "<html>\r\n<head><title>Index of \(title)</title></head>\r\n<body>\r\n<h1>Index of \(title)</h1><hr><pre><a href=\"../\">../</a>\r\n"
+        for e in entries {
+            let shown = e.name + (e.dir ? "/" : "")
+            let href = String(decoding: URI.escapePath(Array(shown.utf8)), as: UTF8.self)
+            let pad = String(repeating: " ", count: max(1, 51 - shown.count))
+            let c = DateCache.civil(e.mtime)
+            func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
+            let date = "\(two(c.day))-\(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][c.month - 1])-\(c.year) \(two(c.hour)):\(two(c.minute))"
+            let sizeText = e.dir ? "-" : "\(e.size)"
+            html += "<a href=\"\(href)\">\(esc(shown))</a>\(pad)\(date)\(String(repeating: " ", count: max(1, 20 - sizeText.count)))\(sizeText)\r\n"
+        }
+        html += "</pre><hr></body>\r\n</html>\r\n"
+        respond(200, contentType: "text/html", body: Array(html.utf8))
     }
 
     func appendExpires(_ mtime: Int) {
@@ -251,6 +379,18 @@ extension ClientConnection {
             Glibc.close(f)
             staticFile = nil
         }
+    }
+}
+
+extension String {
+    func replacingOccurrences(_ a: String, _ b: String) -> String {
+        var out = ""
+        var rest = Substring(self)
+        while let r = rest.firstRange(of: a) {
+            out += rest[..<r.lowerBound] + b
+            rest = rest[r.upperBound...]
+        }
+        return out + rest
     }
 }
 
