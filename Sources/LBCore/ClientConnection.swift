@@ -626,4 +626,5 @@ final class ClientConnection: Pollable {
     var staticFile: Int32?
     var staticOffset = 0
     var staticRemaining = 0
+    var corked = false
 }

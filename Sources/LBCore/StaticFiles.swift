@@ -173,7 +173,9 @@ extension ClientConnection {
         }
         let size = Int(st.st_size)
         let mtime = Int(st.st_mtim.tv_sec)
-        let etag = "\"\(String(mtime, radix: 16))-\(String(size, radix: 16))\""
+        // Formatted validators and type, cached per worker for an unchanged (path, mtime, size).
+        let meta = worker.fileMeta(path: path, mtime: mtime, size: size, type: { self.contentTypeForURI() })
+        let etag = meta.etag
         // Conditional requests: If-None-Match, then If-Modified-Since (nginx's order).
         var notModified = false
         if let inm = headerValue("if-none-match") {
@@ -188,7 +190,7 @@ extension ClientConnection {
             Glibc.close(fd)
             writeHeadStart(304)
             outBuf.append("Last-Modified: ")
-            outBuf.append(string: DateCache.httpDate(mtime))
+            outBuf.append(meta.lastModified)
             outBuf.append("\r\nETag: ")
             outBuf.append(string: etag)
             outBuf.append("\r\n")
@@ -224,7 +226,7 @@ extension ClientConnection {
         let length = range.map { $0.end - $0.start + 1 } ?? size
         writeHeadStart(code)
         outBuf.append("Content-Type: ")
-        outBuf.append(string: contentTypeForURI())
+        outBuf.append(string: meta.type)
         outBuf.append("\r\nContent-Length: ")
         outBuf.append(decimal: length)
         if let r = range {
@@ -237,7 +239,7 @@ extension ClientConnection {
             outBuf.append("\r\nVary: Accept-Encoding")
         }
         outBuf.append("\r\nLast-Modified: ")
-        outBuf.append(string: DateCache.httpDate(mtime))
+        outBuf.append(meta.lastModified)
         outBuf.append("\r\n")
         if settings.effectiveEtag {
             outBuf.append("ETag: ")
@@ -257,6 +259,11 @@ extension ClientConnection {
         staticOffset = range?.start ?? 0
         staticRemaining = length
         bodyBytesSent = 0
+        // tcp_nopush: cork the socket so the head and the file go out in full segments (nginx).
+        if settings.tcpNopush == true && settings.effectiveSendfile {
+            try? Socket.setOption(self.fd, 6 /* IPPROTO_TCP */, 3 /* TCP_CORK */, 1)
+            corked = true
+        }
         sendStaticBody()
     }
 
@@ -371,6 +378,10 @@ extension ClientConnection {
         }
         worker.loop.setDeadline(self, afterMillis: 0)
         closeStaticFile()
+        if corked {
+            try? Socket.setOption(fd, 6, 3 /* TCP_CORK */, 0) // uncork: the last partial segment goes now
+            corked = false
+        }
         finishRequest()
     }
 

@@ -133,6 +133,29 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
+    // MARK: static file metadata
+
+    struct FileMeta {
+        var mtime: Int
+        var size: Int
+        var etag: String
+        var lastModified: [UInt8]
+        var type: String
+    }
+
+    /// Per-worker cache of formatted validators, keyed by file path and checked against the
+    /// `stat` the request does anyway (so a changed file is never served with stale validators).
+    var fileMetaCache: [[UInt8]: FileMeta] = [:]
+
+    func fileMeta(path: [UInt8], mtime: Int, size: Int, type: () -> String) -> FileMeta {
+        if let m = fileMetaCache[path], m.mtime == mtime, m.size == size { return m }
+        if fileMetaCache.count >= 4096 { fileMetaCache.removeAll(keepingCapacity: true) }
+        let m = FileMeta(mtime: mtime, size: size, etag: "\"\(String(mtime, radix: 16))-\(String(size, radix: 16))\"",
+                         lastModified: Array(DateCache.httpDate(mtime).utf8), type: type())
+        fileMetaCache[path] = m
+        return m
+    }
+
     // MARK: buffers
 
     /// Gives `b` standard-size storage (from the spare list when possible) when it has none.

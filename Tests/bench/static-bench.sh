@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Static files: wrk fetching a 4 KiB and a 1 MiB file from lb and from nginx serving the same
+# directory, one worker each on core 1, wrk on core 0, rounds interleaved.
+#
+#   bash Tests/bench/static-bench.sh [rounds] [seconds]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROUNDS=${1:-3}
+SECS=${2:-5}
+for t in nginx wrk taskset; do command -v $t >/dev/null || { echo "missing $t: apt-get install nginx-light wrk"; exit 1; }; done
+swift build -c release --product lb >/dev/null
+W=$(mktemp -d /tmp/lb-static.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+trap cleanup EXIT
+mkdir -p "$W/www" "$W/ng"
+head -c 4096 /dev/urandom > "$W/www/4k.bin"
+head -c 1048576 /dev/urandom > "$W/www/1m.bin"
+cat > "$W/lb.conf" <<CONF
+worker_processes 1;
+events { worker_connections 4096; }
+http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;
+       server { listen 127.0.0.1:18301; root $W/www; } }
+CONF
+cat > "$W/ng/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $W/ng/pid;
+error_log $W/ng/error.log;
+events { worker_connections 4096; }
+http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;
+       server { listen 127.0.0.1:18302; root $W/www; } }
+CONF
+taskset -c 1 .build/release/lb -p "$W" -c lb.conf & PIDS+=($!)
+taskset -c 1 nginx -p "$W/ng" -c "$W/ng/nginx.conf" 2>/dev/null & PIDS+=($!)
+sleep 1
+for r in $(seq 1 "$ROUNDS"); do
+  for f in 4k.bin 1m.bin; do
+    for spec in "lb 18301" "nginx 18302"; do
+      set -- $spec
+      rps=$(taskset -c 0 wrk -t1 -c20 -d"${SECS}s" "http://127.0.0.1:$2/$f" | awk '/Requests\/sec/ {print $2}')
+      echo "$r $f $1 $rps"
+    done
+  done
+done | tee "$W/results.txt"
+python3 - "$W/results.txt" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+print("\nmedians:")
+for f in ("4k.bin", "1m.bin"):
+    lb = [float(r[3]) for r in rows if r[1] == f and r[2] == "lb"]
+    ng = [float(r[3]) for r in rows if r[1] == f and r[2] == "nginx"]
+    print(f"  {f}: lb {statistics.median(lb):.0f} req/s, nginx {statistics.median(ng):.0f} req/s, same-round lb/nginx {statistics.median([a/b for a, b in zip(lb, ng)]):.2f}")
+PY
