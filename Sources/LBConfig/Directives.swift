@@ -214,7 +214,14 @@ extension Compiler {
         setting("open_file_cache", .between(1, 2), default: "off", \.openFileCache) { _, d in d.args[0].text != "off" },
         setting("disable_symlinks", .between(1, 2), default: "off", \.disableSymlinks) { _, d in
             guard ["on", "off", "if_not_owner"].contains(d.args[0].text) else { throw ConfigError("invalid value \"\(d.args[0].text)\"", at: d.args[0].location) }
-            return d.args[0].text != "off"
+            if d.args.count == 2 {
+                guard d.args[1].text.hasPrefix("from=") else { throw ConfigError("invalid parameter \"\(d.args[1].text)\"", at: d.args[1].location) }
+            }
+            switch d.args[0].text {
+            case "on": return .on(from: d.args.count == 2 ? String(d.args[1].text.dropFirst(5)) : nil)
+            case "if_not_owner": return .ifNotOwner(from: d.args.count == 2 ? String(d.args[1].text.dropFirst(5)) : nil)
+            default: return .off
+            }
         },
         DirectiveSpec("map", .http, .exactly(2), block: true, repeatable: true) { c, d in try c.compileMap(d) },
         DirectiveSpec("upstream", .http, .exactly(1), block: true, repeatable: true) { c, d in

@@ -58,6 +58,15 @@ public enum Expires: Sendable, Hashable {
     case timeOfDay(ms: Int)
 }
 
+/// `disable_symlinks`: whether a path with a symbolic link in it may be served.
+public enum SymlinkPolicy: Sendable, Hashable {
+    case off
+    /// Refuse if any component (after `from`, when given) is a symlink.
+    case on(from: String?)
+    /// Refuse a symlink whose owner differs from its target's.
+    case ifNotOwner(from: String?)
+}
+
 /// `allow`/`deny` rule.
 public struct AccessRule: Sendable, Hashable {
     public var allow: Bool
@@ -164,7 +173,7 @@ public struct HTTPSettings: Sendable {
     public var proxyCacheRevalidate: Bool?
     public var proxyCacheBackgroundUpdate: Bool?
     public var openFileCache: Bool?
-    public var disableSymlinks: Bool?
+    public var disableSymlinks: SymlinkPolicy?
 
     public init() {}
 

@@ -151,7 +151,55 @@ extension ClientConnection {
         sendFile(path, st)
     }
 
+    /// nginx's `disable_symlinks`: lstat every component below `from` (the document root when
+    /// `from=$document_root`, else the whole path); any symlink (or one owned by someone else than
+    /// its target, for `if_not_owner`) refuses the request.
+    func symlinkRefused(_ path: [UInt8]) -> Bool {
+        let policy = settings.disableSymlinks ?? .off
+        var from: String?
+        var ownerOnly = false
+        switch policy {
+        case .off: return false
+        case .on(let f): from = f
+        case .ifNotOwner(let f): from = f; ownerOnly = true
+        }
+        var start = 1
+        if let f = from {
+            var rootBytes: [UInt8] = []
+            if f == "$document_root" || f == "$realpath_root" {
+                if case .root(let t)? = settings.docRoot { rootBytes = evaluate(t) }
+                if case .alias(let t)? = settings.docRoot { rootBytes = evaluate(t) }
+            } else {
+                rootBytes = Array(f.utf8)
+            }
+            if path.starts(with: rootBytes) { start = rootBytes.count }
+        }
+        var i = start
+        while i <= path.count {
+            if i == path.count || path[i] == UInt8(ascii: "/") {
+                if i > 0 {
+                    var ls = stat()
+                    let prefixPath = Array(path[0..<i]) + [0]
+                    let ok = prefixPath.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { lstat($0.baseAddress!, &ls) == 0 } }
+                    if ok && (ls.st_mode & S_IFMT) == S_IFLNK {
+                        if !ownerOnly { return true }
+                        var ts = stat()
+                        let tok = prefixPath.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { stat($0.baseAddress!, &ts) == 0 } }
+                        if !tok || ts.st_uid != ls.st_uid { return true }
+                    }
+                }
+            }
+            i += 1
+        }
+        return false
+    }
+
     func sendFile(_ requestedPath: [UInt8], _ requestedStat: stat) {
+        if symlinkRefused(requestedPath) {
+            log(.error, "\"\(String(decoding: requestedPath, as: UTF8.self))\" has a symbolic link (disable_symlinks)")
+            respondError(403)
+            return
+        }
         var path = requestedPath
         var st = requestedStat
         var gzipped = false

@@ -30,6 +30,8 @@ import Testing
             try put("private.txt", "PRIVATE-IN-WWW")
             try put("gz/t.txt", "plain text")
             try "TOP-SECRET".write(to: root.appendingPathComponent("secret.txt"), atomically: true, encoding: .utf8)
+            try "linked".write(to: root.appendingPathComponent("linked.txt"), atomically: true, encoding: .utf8)
+            try fm.createSymbolicLink(atPath: www.appendingPathComponent("link.txt").path, withDestinationPath: "../linked.txt")
             var bytes = [UInt8](repeating: 0, count: 1 << 20)
             for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 7 &+ i >> 9) }
             let big = Data(bytes)
@@ -59,6 +61,7 @@ import Testing
                     location /listing/ { alias \(w)/listdir/; autoindex on; }
                     location /gz/ { gzip_static on; gzip_vary on; }
                     location /missing/ { try_files $uri =404; }
+                    location /safe/ { alias \(w)/; disable_symlinks on; }
                 }
             }
             """)
@@ -130,6 +133,13 @@ import Testing
         #expect(try c.get("/spa/deep/route").text == "<h1>home</h1>")
         #expect(try c.get("/named/x").text == "named fallback")
         #expect(try c.get("/missing/x").status == 404)
+    }
+
+    @Test func symlinksAreFollowedUnlessDisabled() throws {
+        let c = try RawClient(port: port)
+        #expect(try c.get("/link.txt").text == "linked") // nginx's default: disable_symlinks off
+        #expect(try c.get("/safe/link.txt").status == 403)
+        #expect(try c.get("/safe/style.css").status == 200)
     }
 
     @Test func oneMebibyteIsByteIdenticalThroughCurl() throws {
