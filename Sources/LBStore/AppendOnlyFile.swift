@@ -11,6 +11,10 @@ public final class AppendOnlyFile {
     /// Size right after the last rewrite (or load): growth beyond 2× triggers a rewrite.
     public var baseSize = 0
     var pending: [UInt8] = []
+    /// While a background rewrite runs: everything written meanwhile, appended to the new file at the end.
+    var rewriteBuffer: [UInt8]?
+
+    public var isRewriting: Bool { rewriteBuffer != nil }
 
     public init(path: String, policy: Fsync) {
         self.path = path
@@ -88,8 +92,74 @@ public final class AppendOnlyFile {
             }
         }
         size += off
+        rewriteBuffer?.append(contentsOf: pending)
         pending.removeAll(keepingCapacity: true)
         if policy == .always { fdatasync(fd) }
+    }
+
+    /// Starts a rewrite: from now on writes are also kept for the new file.
+    public func beginRewrite() -> String {
+        flush()
+        rewriteBuffer = []
+        return path + ".rewrite.tmp"
+    }
+
+    /// Writes a snapshot to `tmp` (on any thread: touches nothing shared). Returns bytes written.
+    public static func writeSnapshot(_ records: [[[UInt8]]], to tmp: String) throws -> Int {
+        let t = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard t >= 0 else { throw StoreError("rewrite: can't open \(tmp)") }
+        defer { close(t) }
+        var w = ReplyWriter()
+        var written = 0
+        func out() throws {
+            try w.bytes.withUnsafeBytes { p in
+                var o = 0
+                while o < p.count {
+                    let n = write(t, p.baseAddress! + o, p.count - o)
+                    if n < 0 { if errno == EINTR { continue }; throw StoreError("rewrite: write failed (\(errno))") }
+                    o += n
+                }
+                written += o
+            }
+            w.bytes.removeAll(keepingCapacity: true)
+        }
+        for r in records {
+            w.array(r)
+            if w.bytes.count > 1 << 20 { try out() }
+        }
+        try out()
+        fdatasync(t)
+        return written
+    }
+
+    /// Completes a rewrite on the owning thread: appends what arrived meanwhile, fsyncs, renames.
+    public func finishRewrite(tmp: String, snapshotBytes: Int) throws {
+        flush()
+        guard let tail = rewriteBuffer else { return }
+        rewriteBuffer = nil
+        let t = open(tmp, O_WRONLY | O_APPEND | O_CLOEXEC)
+        guard t >= 0 else { throw StoreError("rewrite: can't reopen \(tmp)") }
+        tail.withUnsafeBytes { p in
+            var o = 0
+            while o < p.count {
+                let n = write(t, p.baseAddress! + o, p.count - o)
+                if n <= 0 { if errno == EINTR { continue }; break }
+                o += n
+            }
+        }
+        fdatasync(t)
+        close(t)
+        guard rename(tmp, path) == 0 else { throw StoreError("rewrite: rename failed (\(errno))") }
+        close(fd)
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        size = snapshotBytes + tail.count
+        baseSize = max(size, 1)
+    }
+
+    /// Abandons a failed rewrite.
+    public func abortRewrite(tmp: String) {
+        rewriteBuffer = nil
+        unlink(tmp)
     }
 
     public func sync() { if fd >= 0 { fdatasync(fd) } }

@@ -70,14 +70,39 @@ final class StoreServer: @unchecked Sendable {
         loop.schedule(afterMillis: 100) { [self] in self.cron() }
     }
 
+    /// Background rewrite: the snapshot is taken here (copy-on-write values make it cheap), written
+    /// on its own thread, and swapped in on the loop with everything written meanwhile.
     func rewriteAOF() {
-        guard let a = aof else { return }
-        do {
-            try a.rewrite(keyspace.dump())
-            log("Background append only file rewriting terminated with success (\(a.size) bytes)")
-        } catch {
-            log("AOF rewrite failed: \(error)")
+        guard let a = aof, !a.isRewriting else { return }
+        let snapshot = keyspace.dump()
+        let tmp = a.beginRewrite()
+        log("Background append only file rewriting started")
+        final class Job: @unchecked Sendable {
+            let server: StoreServer
+            let snapshot: [[[UInt8]]]
+            let tmp: String
+            init(_ s: StoreServer, _ r: [[[UInt8]]], _ t: String) { server = s; snapshot = r; tmp = t }
         }
+        let job = Unmanaged.passRetained(Job(self, snapshot, tmp)).toOpaque()
+        var tid = pthread_t()
+        pthread_create(&tid, nil, { arg in
+            let job = Unmanaged<Job>.fromOpaque(arg!).takeRetainedValue()
+            let result: Result<Int, Error> = Result { try AppendOnlyFile.writeSnapshot(job.snapshot, to: job.tmp) }
+            let server = job.server, tmp = job.tmp
+            server.loop.execute {
+                guard let a = server.aof else { return }
+                do {
+                    let bytes = try result.get()
+                    try a.finishRewrite(tmp: tmp, snapshotBytes: bytes)
+                    log("Background append only file rewriting terminated with success (\(a.size) bytes)")
+                } catch {
+                    a.abortRewrite(tmp: tmp)
+                    log("Background AOF rewrite failed: \(error)")
+                }
+            }
+            return nil
+        }, job)
+        pthread_detach(tid)
     }
 
     func nowMillis() -> Int64 {
@@ -163,8 +188,12 @@ final class StoreServer: @unchecked Sendable {
             default: r.error("ERR unknown subcommand or wrong number of arguments for '\(sub.lowercased())'")
             }
         case "BGREWRITEAOF":
-            rewriteAOF()
-            r.simple("Background append only file rewriting started")
+            if aof?.isRewriting == true {
+                r.error("ERR Background append only file rewriting already in progress")
+            } else {
+                rewriteAOF()
+                r.simple("Background append only file rewriting started")
+            }
         case "SAVE", "BGSAVE":
             aof?.flush()
             aof?.sync()
@@ -199,7 +228,7 @@ final class StoreServer: @unchecked Sendable {
             s += "# Clients\r\nconnected_clients:\(clients.count)\r\n\r\n"
         }
         if all || section == "persistence" {
-            s += "# Persistence\r\nloading:0\r\naof_enabled:\(aof != nil ? 1 : 0)\r\naof_rewrite_in_progress:0\r\naof_current_size:\(aof?.size ?? 0)\r\naof_base_size:\(aof?.baseSize ?? 0)\r\naof_fsync_policy:\(config.fsync.rawValue)\r\n\r\n"
+            s += "# Persistence\r\nloading:0\r\naof_enabled:\(aof != nil ? 1 : 0)\r\naof_rewrite_in_progress:\(aof?.isRewriting == true ? 1 : 0)\r\naof_current_size:\(aof?.size ?? 0)\r\naof_base_size:\(aof?.baseSize ?? 0)\r\naof_fsync_policy:\(config.fsync.rawValue)\r\n\r\n"
         }
         if all || section == "stats" {
             s += "# Stats\r\ntotal_connections_received:\(totalConnections)\r\ntotal_commands_processed:\(keyspace.stats.commands)\r\nexpired_keys:\(keyspace.stats.expired)\r\nkeyspace_hits:\(keyspace.stats.hits)\r\nkeyspace_misses:\(keyspace.stats.misses)\r\n\r\n"

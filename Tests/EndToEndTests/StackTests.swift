@@ -280,3 +280,62 @@ extension StackTests {
         #expect(dom.contains("app-1") || dom.contains("app-2"))
     }
 }
+
+extension StoreTests {
+    @Test func backgroundRewriteCompactsTheAOFAndKeepsConcurrentWrites() throws {
+        let dir = try Harness.tempDirectory()
+        let port = freePort()
+        let s = try Self.startStore(dir, port: port, fsync: "everysec")
+        let c = try RawClient(port: port)
+        func cmd(_ parts: [String]) throws {
+            try c.send("*\(parts.count)\r\n" + parts.map { "$\($0.utf8.count)\r\n\($0)\r\n" }.joined())
+            while !c.buffer.contains(0x0A) { guard c.fill() else { break } }
+            if let nl = c.buffer.firstIndex(of: 0x0A) { c.buffer.removeSubrange(...nl) }
+        }
+        for i in 0..<3000 { try cmd(["SET", "same", "value-\(i)"]) }
+        for i in 0..<50 { try cmd(["SET", "k\(i)", "\(i)"]) }
+        let aof = dir.appendingPathComponent("appendonly.aof").path
+        usleep(200_000)
+        let before = (try FileManager.default.attributesOfItem(atPath: aof)[.size] as? Int) ?? 0
+        #expect(try Self.redisCLI(port, ["BGREWRITEAOF"]) == "Background append only file rewriting started")
+        for i in 0..<100 { try cmd(["INCR", "during"]); _ = i }
+        var done = false
+        for _ in 0..<50 {
+            usleep(100_000)
+            if s.stderr.contains("rewriting terminated with success") { done = true; break }
+        }
+        #expect(done)
+        try cmd(["SET", "after", "yes"])
+        usleep(200_000)
+        let after = (try FileManager.default.attributesOfItem(atPath: aof)[.size] as? Int) ?? 0
+        #expect(after < before / 10, "AOF \(before) → \(after) bytes")
+        s.signal(SIGKILL)
+        s.wait(timeout: 5)
+        let again = try Self.startStore(dir, port: port)
+        defer { again.stop() }
+        #expect(try Self.redisCLI(port, ["MGET", "same", "k49", "during", "after"]) == "value-2999\n49\n100\nyes")
+    }
+}
+
+extension StackTests {
+    @Test func killingLbWithSIGKILLLeavesNoServicesBehind() throws {
+        let storePort = freePort(), appPort = 37000 + Int.random(in: 0..<300) * 10
+        let lb = try LB(Self.stackConfig(storePort: storePort, appPort: appPort, scale: 2))
+        let pid = lb.started.pid
+        let children = Self.processes(named: "lb-app", parent: pid) + Self.processes(named: "lb-store", parent: pid)
+        #expect(children.count == 3)
+        kill(pid, SIGKILL)
+        lb.started.wait(timeout: 5)
+        var gone = false
+        for _ in 0..<50 {
+            usleep(100_000)
+            if children.allSatisfy({ kill($0, 0) != 0 || Self.isZombie($0) }) { gone = true; break }
+        }
+        #expect(gone, "services outlived a SIGKILLed lb")
+    }
+
+    static func isZombie(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return true }
+        return stat[stat.index(close, offsetBy: 2)...].hasPrefix("Z")
+    }
+}
