@@ -357,7 +357,7 @@ extension ClientConnection {
         closedir(d)
         entries.sort { ($0.dir ? 0 : 1, $0.name) < ($1.dir ? 0 : 1, $1.name) }
         func esc(_ s: String) -> String {
-            s.replacingOccurrences("&", "&amp;").replacingOccurrences("<", "&lt;").replacingOccurrences(">", "&gt;").replacingOccurrences("\"", "&quot;")
+            s.replacing("&", with: "&amp;").replacing("<", with: "&lt;").replacing(">", with: "&gt;").replacing("\"", with: "&quot;")
         }
         let title = esc(String(decoding: u, as: UTF8.self))
         var html = "<html>\r\n<head><title>Index of \(title)</title></head>\r\n<body>\r\n<h1>Index of \(title)</h1><hr><pre><a href=\"../\">../</a>\r\n"
@@ -438,18 +438,6 @@ extension ClientConnection {
             Glibc.close(f)
             staticFile = nil
         }
-    }
-}
-
-extension String {
-    func replacingOccurrences(_ a: String, _ b: String) -> String {
-        var out = ""
-        var rest = Substring(self)
-        while let r = rest.firstRange(of: a) {
-            out += rest[..<r.lowerBound] + b
-            rest = rest[r.upperBound...]
-        }
-        return out + rest
     }
 }
 

@@ -36,7 +36,7 @@ public struct ChunkedFramer: Sendable {
             i += 1
             switch state {
             case .size:
-                if let v = hexValue(c) {
+                if let v = URI.hex(c) {
                     digits += 1
                     if digits > 15 { throw HTTPError(400, "chunk size too large") }
                     remaining = remaining << 4 | v
@@ -77,13 +77,4 @@ public struct ChunkedFramer: Sendable {
         return i
     }
 
-    @inline(__always)
-    private func hexValue(_ c: UInt8) -> Int? {
-        switch c {
-        case 0x30...0x39: Int(c - 0x30)
-        case 0x41...0x46: Int(c - 0x41 + 10)
-        case 0x61...0x66: Int(c - 0x61 + 10)
-        default: nil
-        }
-    }
 }

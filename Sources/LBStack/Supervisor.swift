@@ -116,9 +116,9 @@ public final class Supervisor: @unchecked Sendable {
     private func launch(_ inst: Instance, wait: Bool, replacing: Bool = false) throws {
         let s = inst.spec
         func expand(_ a: String) -> String {
-            var r = a.replacingAll("$instance", "\(inst.index + 1)")
-            r = r.replacingAll("$name", s.name)
-            if let p = inst.port { r = r.replacingAll("$port", "\(p)") }
+            var r = a.replacing("$instance", with: "\(inst.index + 1)")
+            r = r.replacing("$name", with: s.name)
+            if let p = inst.port { r = r.replacing("$port", with: "\(p)") }
             return r
         }
         let args = s.command.map(expand)
@@ -296,18 +296,6 @@ public final class Supervisor: @unchecked Sendable {
 public struct StackError: Error, CustomStringConvertible {
     public var description: String
     init(_ d: String) { description = d }
-}
-
-extension String {
-    func replacingAll(_ a: String, _ b: String) -> String {
-        var out = ""
-        var rest = Substring(self)
-        while let r = rest.firstRange(of: a) {
-            out += rest[..<r.lowerBound] + b
-            rest = rest[r.upperBound...]
-        }
-        return out + rest
-    }
 }
 
 /// Calls `body` with a NULL-terminated C array of strings.

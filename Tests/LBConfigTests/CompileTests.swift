@@ -182,7 +182,7 @@ import Testing
         location /up/ { proxy_pass http://pool/; }
         location /direct { proxy_pass http://127.0.0.1:9009; }
         location /v2/ { proxy_pass http://127.0.0.1:9009/api/v2/; }
-        """).replacingOccurrences(of: "http {", with: "http {\nupstream pool { server 127.0.0.1:7000; }"))
+        """).replacing("http {", with: "http {\nupstream pool { server 127.0.0.1:7000; }"))
         let s = t.servers[0]
         guard case .proxy(let up) = s.locations.find("/up/x")?.handler,
               case .proxy(let direct) = s.locations.find("/direct")?.handler,
@@ -267,17 +267,5 @@ import Testing
                             .literal(Array("b".utf8)), .variable(.capture(1)), .variable(.httpHeader("x-custom-header"))])
         #expect(throws: ConfigError.self) { try Template(parsing: "x$") }
         #expect(throws: ConfigError.self) { try Template(parsing: "${unclosed") }
-    }
-}
-
-extension String {
-    func replacingOccurrences(of a: String, with b: String) -> String {
-        var out = ""
-        var rest = Substring(self)
-        while let r = rest.firstRange(of: a) {
-            out += rest[..<r.lowerBound] + b
-            rest = rest[r.upperBound...]
-        }
-        return out + rest
     }
 }
