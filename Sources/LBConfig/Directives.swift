@@ -76,6 +76,9 @@ extension Compiler {
         DirectiveSpec("user", .main, .between(1, 2), note: "accepted; lb does not change user") { c, d in c.user = d.args[0].text },
         DirectiveSpec("worker_rlimit_nofile", .main, .exactly(1)) { c, d in c.workerRlimitNofile = try c.number(d) },
         DirectiveSpec("worker_shutdown_timeout", .main, .exactly(1)) { c, d in c.workerShutdownTimeoutMs = try c.time(d) },
+        DirectiveSpec("load_module", .main, .exactly(1), repeatable: true, note: "lb has no dynamic modules: a warning, and the module's directives stay unknown") { c, d in
+            c.warnings.append(ConfigError("module \"\(d.args[0].text)\" is not loaded: lb has no dynamic modules", at: d.location))
+        },
         DirectiveSpec("events", .main, .none, block: true) { c, d in try c.walk(d.block!, in: .events) },
         DirectiveSpec("worker_connections", .events, .exactly(1), default: "512") { c, d in
             let n = try c.number(d)

@@ -269,3 +269,59 @@ import Testing
         #expect(throws: ConfigError.self) { try Template(parsing: "${unclosed") }
     }
 }
+
+/// The configuration Debian's nginx package installs, loaded unchanged.
+@Suite struct StockConfigTests {
+    static let debianMain = """
+    user www-data;
+    worker_processes auto;
+    pid /run/nginx.pid;
+    include /etc/nginx/modules-enabled/*.conf;
+
+    events {
+    \tworker_connections 768;
+    \t# multi_accept on;
+    }
+
+    http {
+    \tsendfile on;
+    \ttcp_nopush on;
+    \ttypes_hash_max_size 2048;
+    \t# server_tokens off;
+    \tinclude /etc/nginx/mime.types;
+    \tdefault_type application/octet-stream;
+    \tssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3; # Dropping SSLv3, ref: POODLE
+    \tssl_prefer_server_ciphers on;
+    \taccess_log /var/log/nginx/access.log;
+    \terror_log /var/log/nginx/error.log;
+    \tgzip on;
+    \tinclude /etc/nginx/conf.d/*.conf;
+    \tinclude /etc/nginx/sites-enabled/*;
+    }
+    """
+
+    static let debianSite = """
+    server {
+    \tlisten 80 default_server;
+    \tlisten [::]:80 default_server;
+    \troot /var/www/html;
+    \tindex index.html index.htm index.nginx-debian.html;
+    \tserver_name _;
+    \tlocation / {
+    \t\ttry_files $uri $uri/ =404;
+    \t}
+    }
+    """
+
+    @Test func debianDefaultLoadsWithAWarningForItsModule() throws {
+        let fs = MemoryFS(files: ["/etc/nginx/nginx.conf": Self.debianMain, "/etc/nginx/mime.types": CompileTests.mime,
+                                  "/etc/nginx/modules-enabled/50-mod-http-echo.conf": "load_module modules/ngx_http_echo_module.so;\n",
+                                  "/etc/nginx/sites-enabled/default": Self.debianSite])
+        let loaded = try ConfigLoader(prefix: "/usr/share/nginx", fileSystem: fs, resolver: FixedResolver()).load(path: "/etc/nginx/nginx.conf")
+        #expect(loaded.warnings.map(\.message) == ["module \"modules/ngx_http_echo_module.so\" is not loaded: lb has no dynamic modules"])
+        let t = loaded.table
+        #expect(t.listeners.map(\.address.description) == ["0.0.0.0:80", "[::]:80"])
+        #expect(t.servers[0].settings.effectiveIndex.map(\.source) == ["index.html", "index.htm", "index.nginx-debian.html"])
+        #expect(t.servers[0].locations.find("/x")?.tryFiles == ["$uri", "$uri/", "=404"])
+    }
+}
