@@ -32,6 +32,9 @@ public final class Compiler {
     /// Variables used anywhere, checked at the end against map and named-capture names.
     var usedVariables: [(String, SourceLocation)] = []
     var definedVariables: Set<String> = []
+    /// Whether any template reads `$sent_http_*` or `$upstream_http_*` (the runtime then keeps
+    /// copies of response heads for the log).
+    var usesResponseHeaderVariables = false
 
     // Where we are.
     var context: Contexts = .main
@@ -146,7 +149,13 @@ public final class Compiler {
     func template(_ t: Token) throws -> Template {
         let tpl: Template
         do { tpl = try Template(parsing: t.text) } catch { throw ConfigError(error.message, at: t.location) }
-        for case .named(let n) in tpl.variables { usedVariables.append((n, t.location)) }
+        for v in tpl.variables {
+            switch v {
+            case .named(let n): usedVariables.append((n, t.location))
+            case .sentHeader, .upstreamHeader: usesResponseHeaderVariables = true
+            default: break
+            }
+        }
         return tpl
     }
 

@@ -38,7 +38,8 @@ extension Compiler {
                                 user: user, workerRlimitNofile: workerRlimitNofile,
                                 workerShutdownTimeoutMs: workerShutdownTimeoutMs, prefix: prefix)
         return RoutingTable(main: main, listeners: listeners, servers: vservers, upstreams: groups, cacheZones: cacheZones,
-                            logFormats: logFormats, maps: maps, stack: stack, files: files)
+                            logFormats: logFormats, maps: maps, stack: stack, files: files,
+                            usesResponseHeaderVariables: usesResponseHeaderVariables)
     }
 
     private func buildStack() throws -> StackSpec? {

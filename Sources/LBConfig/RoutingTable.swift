@@ -11,11 +11,15 @@ public final class RoutingTable: Sendable {
     public let maps: [MapBlock]
     /// The lb-specific `stack { … }` block, when present.
     public let stack: StackSpec?
+    /// Some template reads `$sent_http_*` or `$upstream_http_*`.
+    public let usesResponseHeaderVariables: Bool
     /// The main config file and every file it included, in reading order.
     public let files: [ConfigFile]
 
     init(main: MainSettings, listeners: [Listener], servers: [VirtualServer], upstreams: [UpstreamGroup],
-         cacheZones: [CacheZone], logFormats: [String: LogFormat], maps: [MapBlock], stack: StackSpec?, files: [ConfigFile]) {
+         cacheZones: [CacheZone], logFormats: [String: LogFormat], maps: [MapBlock], stack: StackSpec?, files: [ConfigFile],
+         usesResponseHeaderVariables: Bool = false) {
+        self.usesResponseHeaderVariables = usesResponseHeaderVariables
         self.main = main
         self.listeners = listeners
         self.servers = servers

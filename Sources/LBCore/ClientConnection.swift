@@ -291,6 +291,10 @@ final class ClientConnection: Pollable {
         headerStarted = false
         upstreamLog.removeAll(keepingCapacity: true)
         cacheStatus = []
+        if table.usesResponseHeaderVariables {
+            sentHead.removeAll(keepingCapacity: true)
+            upstreamHead.removeAll(keepingCapacity: true)
+        }
         tries = 0
         tried = TriedSet()
         // Server by Host (absolute-form target wins), lowercased, port stripped.
@@ -481,6 +485,14 @@ final class ClientConnection: Pollable {
         if !keepAlive { outBuf.append("Connection: close\r\n") } else if req.versionMinor == 0 { outBuf.append("Connection: keep-alive\r\n") } else { outBuf.append("Connection: keep-alive\r\n") }
         outBuf.append("\r\n")
         responseHeadBytes = outBuf.readable
+        keepSentHead()
+    }
+
+    /// Keeps the head just written (for `$sent_http_*`) when the config needs it.
+    func keepSentHead() {
+        guard table.usesResponseHeaderVariables else { return }
+        sentHead.removeAll(keepingCapacity: true)
+        sentHead.append(contentsOf: outBuf.readableBytes)
     }
 
     func addConfiguredHeaders() {
@@ -627,4 +639,8 @@ final class ClientConnection: Pollable {
     var staticOffset = 0
     var staticRemaining = 0
     var corked = false
+    /// Copies of the response heads (client-facing and upstream's), kept only when a template
+    /// reads `$sent_http_*` or `$upstream_http_*`.
+    var sentHead: [UInt8] = []
+    var upstreamHead: [UInt8] = []
 }

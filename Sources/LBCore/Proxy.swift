@@ -468,6 +468,11 @@ extension ClientConnection {
         }
         outBuf.append("\r\n")
         responseHeadBytes = outBuf.readable
+        keepSentHead()
+        if table.usesResponseHeaderVariables {
+            upstreamHead.removeAll(keepingCapacity: true)
+            upstreamHead.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
+        }
     }
 
     /// Moves body bytes upstream → client until done, the client stops taking them, or the upstream runs dry.

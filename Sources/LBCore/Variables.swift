@@ -109,7 +109,8 @@ extension ClientConnection {
         case .requestCompletion: if status > 0 && status != 499 { out += Array("OK".utf8) }
         case .requestBody: break
         case .httpHeader(let name): if let v = headerValue(name) { out += v }
-        case .sentHeader, .upstreamHeader: break // not recorded yet: empty
+        case .sentHeader(let name): if let v = ClientConnection.header(name, in: sentHead) { out += v }
+        case .upstreamHeader(let name): if let v = ClientConnection.header(name, in: upstreamHead) { out += v }
         case .arg(let name):
             if let q = req.queryRange { out += argument(name, in: Array(hb[q])) }
         case .cookie(let name):
@@ -122,6 +123,23 @@ extension ClientConnection {
         case .named(let name):
             if let m = table.maps.first(where: { $0.variable == name }) { out += evaluateMap(m) }
         }
+    }
+
+    /// A header's value in a raw response head (status line first), or nil.
+    static func header(_ lname: String, in head: [UInt8]) -> [UInt8]? {
+        let name = Array(lname.utf8)
+        var lines = head.split(separator: 0x0A, omittingEmptySubsequences: true).dropFirst()
+        while let line = lines.popFirst() {
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon - line.startIndex == name.count else { continue }
+            var same = true
+            for (k, c) in line[line.startIndex..<colon].enumerated() where ASCII.lower(c) != name[k] { same = false; break }
+            guard same else { continue }
+            var v = line[(colon + 1)...]
+            while v.first == 0x20 || v.first == 0x09 { v = v.dropFirst() }
+            while v.last == 0x0D || v.last == 0x20 { v = v.dropLast() }
+            return Array(v)
+        }
+        return nil
     }
 
     func joinUpstream(_ out: inout [UInt8], _ f: (UpstreamAttempt) -> String) {

@@ -233,3 +233,31 @@ extension RuntimeTests {
         #expect(slow.isClosedByPeer())
     }
 }
+
+extension RuntimeTests {
+    @Test func logsSeeSentAndUpstreamResponseHeaders() throws {
+        let b = try Backend(name: "hdr")
+        let lb = try LB("""
+        events {}
+        http {
+            log_format h '$status type=$sent_http_content_type backend=$upstream_http_x_backend len=$sent_http_content_length';
+            access_log logs/h.log h;
+            server {
+                listen 127.0.0.1:{port};
+                location / { proxy_pass http://127.0.0.1:\(b.port); }
+                location = /local { return 200 "x"; }
+            }
+        }
+        """)
+        let c = try RawClient(port: lb.port)
+        _ = try c.get("/p")
+        _ = try c.get("/local")
+        var log = ""
+        for _ in 0..<50 {
+            log = lb.file("logs/h.log")
+            if log.split(separator: "\n").count >= 2 { break }
+            usleep(20_000)
+        }
+        #expect(log == "200 type=text/plain backend=hdr len=6\n200 type=text/plain backend=- len=1\n")
+    }
+}
