@@ -31,6 +31,17 @@ extension Compiler {
         sizeSetting("proxy_buffer_size", default: "4k", \.proxyBufferSize),
         flagSetting("proxy_request_buffering", default: "on", \.proxyRequestBuffering),
         flagSetting("proxy_intercept_errors", default: "off", \.proxyInterceptErrors),
+        DirectiveSpec("proxy_redirect", .hsl, .between(1, 2), repeatable: true, default: "default") { c, d in
+            if d.args.count == 1 {
+                switch d.args[0].text {
+                case "off": c.settings.s.proxyRedirectOff = true
+                case "default": c.settings.s.proxyRedirectOff = false
+                default: throw ConfigError("invalid parameter \"\(d.args[0].text)\"", at: d.args[0].location)
+                }
+                return
+            }
+            c.settings.s.proxyRedirects = (c.settings.s.proxyRedirects ?? []) + [(d.args[0].text, d.args[1].text)]
+        },
         flagSetting("proxy_pass_request_headers", default: "on", \.proxyPassRequestHeaders),
         flagSetting("proxy_pass_request_body", default: "on", \.proxyPassRequestBody),
         setting("proxy_ignore_headers", .atLeast(1), default: "none", \.proxyIgnoreHeaders) { _, d in

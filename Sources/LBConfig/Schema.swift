@@ -123,7 +123,7 @@ let acceptedNoOps: [(String, Contexts, ArgumentShape)] = [
     ("keepalive_disable", .hsl, .atLeast(1)), ("chunked_transfer_encoding", .hsl, .flag),
     ("recursive_error_pages", .hsl, .flag), ("aio", .hsl, .exactly(1)), ("directio", .hsl, .exactly(1)),
     ("send_lowat", .hsl, .exactly(1)), ("limit_rate", .hsl, .exactly(1)), ("charset", .hsl, .exactly(1)),
-    ("source_charset", .hsl, .exactly(1)), ("merge_slashes", .hs, .flag), ("proxy_redirect", .hsl, .between(1, 2)),
+    ("source_charset", .hsl, .exactly(1)), ("merge_slashes", .hs, .flag),
     ("proxy_cookie_domain", .hsl, .between(1, 2)), ("proxy_cookie_path", .hsl, .between(1, 2)),
     ("proxy_cache_lock_age_ignored", .hsl, .exactly(1)), ("zone", .upstream, .between(1, 2)),
     ("pcre_jit", .main, .flag), ("lock_file", .main, .exactly(1)), ("timer_resolution", .main, .exactly(1)),

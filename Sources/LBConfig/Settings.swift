@@ -158,6 +158,8 @@ public struct HTTPSettings: Sendable {
     public var proxyPassRequestHeaders: Bool?
     public var proxyPassRequestBody: Bool?
     public var proxyRedirectOff: Bool?
+    /// Explicit `proxy_redirect FROM TO` pairs (replacing the default rule when present).
+    public var proxyRedirects: [(from: String, to: String)]?
     public var proxyIgnoreHeaders: [String]?
     public var proxyCache: String??
     public var proxyCacheKey: Template?
@@ -227,6 +229,7 @@ public struct HTTPSettings: Sendable {
         m(&proxyPassRequestHeaders, p.proxyPassRequestHeaders)
         m(&proxyPassRequestBody, p.proxyPassRequestBody)
         m(&proxyRedirectOff, p.proxyRedirectOff)
+        if proxyRedirects == nil { proxyRedirects = p.proxyRedirects }
         m(&proxyIgnoreHeaders, p.proxyIgnoreHeaders)
         m(&proxyCacheKey, p.proxyCacheKey)
         m(&proxyCacheValid, p.proxyCacheValid)

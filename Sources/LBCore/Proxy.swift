@@ -454,6 +454,12 @@ extension ClientConnection {
                 let lname = String(decoding: b[n].map { ASCII.lower($0) }, as: UTF8.self)
                 if hide.contains(lname) { continue }
             }
+            if n.count == 8, ASCII.equalsLower(b, n, "location"), let rewritten = redirectedLocation(Array(b[f.value])) {
+                outBuf.append("Location: ")
+                outBuf.append(rewritten)
+                outBuf.append("\r\n")
+                continue
+            }
             outBuf.append(UnsafeRawBufferPointer(rebasing: b[n.lowerBound..<f.value.upperBound]))
             outBuf.append("\r\n")
         }
@@ -473,6 +479,28 @@ extension ClientConnection {
             upstreamHead.removeAll(keepingCapacity: true)
             upstreamHead.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
         }
+    }
+
+    /// `proxy_redirect`: explicit pairs, or nginx's `default` — the proxy_pass URL (with its URI
+    /// part, or `/`) replaced by the location's prefix. nil leaves the header as it is.
+    func redirectedLocation(_ value: [UInt8]) -> [UInt8]? {
+        let s = settings
+        if s.proxyRedirectOff == true { return nil }
+        let text = String(decoding: value, as: UTF8.self)
+        if let pairs = s.proxyRedirects {
+            for (from, to) in pairs where text.hasPrefix(from) { return Array((to + text.dropFirst(from.count)).utf8) }
+            return nil
+        }
+        guard let t = target else { return nil }
+        var prefix = ""
+        switch location.match {
+        case .prefix(let p), .prefixNoRegex(let p), .exact(let p): prefix = p
+        default: break
+        }
+        let from = "http://" + t.hostHeader + (t.uri ?? "/")
+        let to = t.uri == nil ? "/" : prefix
+        guard text.hasPrefix(from) else { return nil }
+        return Array((to + text.dropFirst(from.count)).utf8)
     }
 
     /// Moves body bytes upstream → client until done, the client stops taking them, or the upstream runs dry.

@@ -261,3 +261,29 @@ extension RuntimeTests {
         #expect(log == "200 type=text/plain backend=hdr len=6\n200 type=text/plain backend=- len=1\n")
     }
 }
+
+extension RuntimeTests {
+    @Test func proxyRedirectRewritesUpstreamLocations() throws {
+        let b = try Backend(name: "rd")
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            upstream app { server 127.0.0.1:\(b.port); }
+            server {
+                listen 127.0.0.1:{port};
+                location / { proxy_pass http://app; }
+                location /sub/ { proxy_pass http://app/; }
+                location /off/ { proxy_pass http://app/; proxy_redirect off; }
+                location /pair/ { proxy_pass http://app/; proxy_redirect http://elsewhere/ /moved/; }
+            }
+        }
+        """)
+        let c = try RawClient(port: lb.port)
+        #expect(try c.get("/redirect?to=http://app/next").header("Location") == "/next")
+        #expect(try c.get("/sub/redirect?to=http://app/next").header("Location") == "/sub/next")
+        #expect(try c.get("/off/redirect?to=http://app/next").header("Location") == "http://app/next")
+        #expect(try c.get("/pair/redirect?to=http://elsewhere/x").header("Location") == "/moved/x")
+        #expect(try c.get("/redirect?to=https://example.org/").header("Location") == "https://example.org/")
+    }
+}
