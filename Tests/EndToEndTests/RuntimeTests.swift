@@ -287,3 +287,56 @@ extension RuntimeTests {
         #expect(try c.get("/redirect?to=https://example.org/").header("Location") == "https://example.org/")
     }
 }
+
+extension RuntimeTests {
+    /// Mutated and truncated requests over real sockets: lb answers or closes, and keeps serving.
+    @Test func mutatedRequestsNeverTakeLbDown() throws {
+        let b = try Backend(name: "fz")
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            client_header_timeout 300ms;
+            client_body_timeout 300ms;
+            server {
+                listen 127.0.0.1:{port};
+                location / { proxy_pass http://127.0.0.1:\(b.port); proxy_read_timeout 2s; }
+                location = /r { return 200 "ok"; }
+                location ~ ^/re/(.*)$ { return 200 "$1"; }
+            }
+        }
+        """)
+        let seeds = [
+            "GET /r HTTP/1.1\r\nHost: x\r\n\r\n",
+            "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+            "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            "GET /re/a%20b?x=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            "GET http://h/chunked?parts=2 HTTP/1.1\r\nHost: y\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        ]
+        let specials = Array(" \r\n:%/.?#\0\t\u{7f}-;".utf8)
+        let port = lb.port
+        // Four clients at once: truncated requests each wait out a 300 ms timeout.
+        DispatchQueue.concurrentPerform(iterations: 4) { lane in
+          var rng = SystemRandomNumberGenerator()
+          for i in stride(from: lane, to: 300, by: 4) {
+            var bytes = Array(seeds[i % seeds.count].utf8)
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                let k = Int.random(in: 0..<bytes.count, using: &rng)
+                switch Int.random(in: 0..<4, using: &rng) {
+                case 0: bytes[k] = UInt8.random(in: 0...255, using: &rng)
+                case 1: bytes.insert(specials.randomElement(using: &rng)!, at: k)
+                case 2: bytes.remove(at: k)
+                default: bytes = Array(bytes[0..<k])
+                }
+                if bytes.isEmpty { bytes = [0x47] }
+            }
+            guard let c = try? RawClient(port: port, timeout: 2) else { continue }
+            try? c.send(bytes)
+            _ = try? c.readResponse()
+            c.close()
+          }
+        }
+        #expect(lb.started.isRunning)
+        #expect(try RawClient(port: lb.port).get("/r").text == "ok")
+    }
+}
