@@ -36,6 +36,7 @@ struct UpstreamAttempt {
     var connect: Int64
     var header: Int64
     var length: Int
+    var sent: Int
 }
 
 /// One client connection: reads requests, routes them, answers locally or proxies, logs, and keeps
@@ -106,6 +107,8 @@ final class ClientConnection: Pollable {
     var dechunk = false
     var responseComplete = false
     var upstreamBodyBytes = 0
+    /// Bytes written to the upstream in this attempt (`$upstream_bytes_sent`).
+    var upstreamBytesSent = 0
     var cacheStatus: [UInt8] = []
 
     init(worker: Worker, fd: Int32, peer: SocketAddress, generation: Generation, listener: Int, number: Int) {

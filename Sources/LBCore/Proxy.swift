@@ -61,7 +61,7 @@ extension ClientConnection {
         guard let p = chosen else {
             peerIndex = -1
             if tries == 0 { log(.error, "no live upstreams while connecting to upstream") }
-            if upstreamLog.isEmpty || tries == 0 { upstreamLog.append(UpstreamAttempt(addr: rt.group.name, status: 502, time: 0, connect: -1, header: -1, length: 0)) }
+            if upstreamLog.isEmpty || tries == 0 { upstreamLog.append(UpstreamAttempt(addr: rt.group.name, status: 502, time: 0, connect: -1, header: -1, length: 0, sent: 0)) }
             proxyError(502)
             return
         }
@@ -76,6 +76,7 @@ extension ClientConnection {
         upScanner.reset()
         relayable = 0
         upstreamBodyBytes = 0
+        upstreamBytesSent = 0
         responseComplete = false
         // A pooled keep-alive connection first.
         if rt.group.keepalive != nil, let c = worker.takeIdle(upstream: rt.id, peer: p) {
@@ -260,6 +261,7 @@ extension ClientConnection {
                     switch try Socket.write(c.fd, c.outBuf.readPointer, c.outBuf.readable) {
                     case .done(let n):
                         c.outBuf.readIndex += n
+                        upstreamBytesSent += n
                         requestSent = true
                         worker.loop.setDeadline(c, afterMillis: settings.effectiveProxySendTimeoutMs)
                     case .wouldBlock:
@@ -654,7 +656,8 @@ extension ClientConnection {
         let now = monotonicMicros()
         upstreamLog.append(UpstreamAttempt(addr: rt.addressText[peerIndex], status: status, time: now - attemptStart,
                                            connect: connectDone > 0 ? connectDone - attemptStart : -1,
-                                           header: headerDone > 0 ? headerDone - attemptStart : -1, length: upstreamBodyBytes))
+                                           header: headerDone > 0 ? headerDone - attemptStart : -1, length: upstreamBodyBytes,
+                                           sent: upstreamBytesSent))
     }
 
     /// Releases the current peer to the balancer (once per attempt).

@@ -102,7 +102,7 @@ extension ClientConnection {
         case .upstreamConnectTime: joinUpstream(&out) { $0.connect < 0 ? "-" : self.seconds($0.connect) }
         case .upstreamHeaderTime: joinUpstream(&out) { $0.header < 0 ? "-" : self.seconds($0.header) }
         case .upstreamResponseLength, .upstreamBytesReceived: joinUpstream(&out) { "\($0.length)" }
-        case .upstreamBytesSent: joinUpstream(&out) { _ in "0" }
+        case .upstreamBytesSent: joinUpstream(&out) { "\($0.sent)" }
         case .upstreamCacheStatus: out += cacheStatus
         case .nginxVersion: out += Array("0.1.0".utf8)
         case .gzipRatio: break
