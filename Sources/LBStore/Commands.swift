@@ -195,7 +195,7 @@ extension Keyspace {
             }
             if i != n { o.reply.error(Keyspace.syntax); return }
             // Sorted key order makes the cursor an index that survives unrelated inserts reasonably.
-            let all = entries.keys.sorted { $0.lexicographicallyPrecedes($1) }
+            let all = entries.keys.map(\.bytes).sorted { $0.lexicographicallyPrecedes($1) }
             let end = min(all.count, cursor + countHint)
             var out: [[UInt8]] = []
             if cursor < all.count {
@@ -387,7 +387,8 @@ extension Keyspace {
     /// Commands that rebuild the keyspace (for AOF rewrite): one per key, plus expiry.
     public func dump() -> [[[UInt8]]] {
         var out: [[[UInt8]]] = []
-        for (k, e) in entries {
+        for (key, e) in entries {
+            let k = key.bytes
             switch e.value {
             case .string(let v): out.append([Array("SET".utf8), k, v])
             case .hash(let h): out.append([Array("HSET".utf8), k] + h.flatMap { [$0.key, $0.value] })

@@ -1,3 +1,16 @@
+/// A key: bytes hashed in one call (an `[UInt8]` would feed the hasher byte by byte).
+public struct Key: Hashable, Sendable {
+    public let bytes: [UInt8]
+
+    @inline(__always) public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    @inline(__always) public func hash(into h: inout Hasher) {
+        bytes.withUnsafeBytes { h.combine(bytes: $0) }
+    }
+
+    @inline(__always) public static func == (a: Key, b: Key) -> Bool { a.bytes == b.bytes }
+}
+
 /// The store's data: keys with string, hash, list or set values and optional expiry, and the
 /// commands that act on them, as Redis documents them. Pure: time is passed in.
 public struct Keyspace {
@@ -23,9 +36,9 @@ public struct Keyspace {
         public var expireAt: Int64
     }
 
-    public internal(set) var entries: [[UInt8]: Entry] = [:]
+    public internal(set) var entries: [Key: Entry] = [:]
     /// Keys that carry a TTL, for active expiry.
-    var volatile: Set<[UInt8]> = []
+    var volatile: Set<Key> = []
     public var stats = Stats()
 
     public struct Stats {
@@ -61,6 +74,7 @@ public struct Keyspace {
     // MARK: access with lazy expiry
 
     mutating func live(_ key: [UInt8], _ now: Int64) -> Entry? {
+        let key = Key(key)
         guard let e = entries[key] else { return nil }
         if e.expireAt != 0 && e.expireAt <= now {
             entries[key] = nil
@@ -72,6 +86,7 @@ public struct Keyspace {
     }
 
     mutating func put(_ key: [UInt8], _ v: Value, keepTTL: Bool = false) {
+        let key = Key(key)
         if keepTTL, let e = entries[key] {
             entries[key] = Entry(value: v, expireAt: e.expireAt)
         } else {
@@ -81,11 +96,13 @@ public struct Keyspace {
     }
 
     mutating func remove(_ key: [UInt8]) -> Bool {
+        let key = Key(key)
         volatile.remove(key)
         return entries.removeValue(forKey: key) != nil
     }
 
     mutating func setExpire(_ key: [UInt8], _ at: Int64) {
+        let key = Key(key)
         entries[key]?.expireAt = at
         if at == 0 { volatile.remove(key) } else { volatile.insert(key) }
     }
@@ -97,7 +114,7 @@ public struct Keyspace {
             if let e = entries[k], e.expireAt != 0, e.expireAt <= now {
                 entries[k] = nil
                 volatile.remove(k)
-                gone.append(k)
+                gone.append(k.bytes)
                 stats.expired += 1
                 if gone.count >= limit { break }
             }
@@ -175,7 +192,7 @@ public struct Keyspace {
 
     /// Keys matching a glob, for KEYS and SCAN.
     public mutating func keys(matching pattern: [UInt8], now: Int64) -> [[UInt8]] {
-        let all = Array(entries.keys)
+        let all = entries.keys.map(\.bytes)
         return all.filter { live($0, now) != nil && Keyspace.glob(pattern[...], $0[...]) }
     }
 }

@@ -24,7 +24,7 @@ public enum RESP {
             if len < 0 || len > 512 * 1024 * 1024 { throw .protocolError("invalid bulk length") }
             guard afterLen + len + 2 <= b.count else { return nil }
             guard b[afterLen + len] == 0x0D, b[afterLen + len + 1] == 0x0A else { throw .protocolError("invalid bulk terminator") }
-            args.append(Array(b[afterLen..<(afterLen + len)]))
+            args.append(Array(UnsafeRawBufferPointer(rebasing: b[afterLen..<(afterLen + len)])))
             i = afterLen + len + 2
         }
         return (args, i)

@@ -129,7 +129,17 @@ final class StoreServer: @unchecked Sendable {
     func run(_ args: [[UInt8]], client c: StoreClient, into r: inout ReplyWriter) {
         let name = Keyspace.upper(args[0])
         if let pass = config.requirePass, !c.authenticated, name != "AUTH", name != "QUIT", name != "HELLO" {
+            _ = pass
             r.error("NOAUTH Authentication required.")
+            return
+        }
+        // Data commands first (the common case); replies go straight into the client's buffer.
+        var outcome = Keyspace.Outcome()
+        swap(&outcome.reply, &r)
+        keyspace.execute(args, name: name, now: nowMillis(), into: &outcome)
+        swap(&outcome.reply, &r)
+        if outcome.handled {
+            if !outcome.log.isEmpty { aof?.append(outcome.log) }
             return
         }
         switch name {
@@ -199,18 +209,9 @@ final class StoreServer: @unchecked Sendable {
             aof?.sync()
             r.simple("OK")
         default:
-            // Replies go straight into the client's buffer (no intermediate copy).
-            var outcome = Keyspace.Outcome()
-            swap(&outcome.reply, &r)
-            keyspace.execute(args, name: name, now: nowMillis(), into: &outcome)
-            swap(&outcome.reply, &r)
-            guard outcome.handled else {
-                var msg = "ERR unknown command '\(String(decoding: args[0], as: UTF8.self))', with args beginning with: "
-                for a in args.dropFirst().prefix(16) { msg += "'\(String(decoding: a.prefix(128), as: UTF8.self))' " }
-                r.error(msg)
-                return
-            }
-            if !outcome.log.isEmpty { aof?.append(outcome.log) }
+            var msg = "ERR unknown command '\(String(decoding: args[0], as: UTF8.self))', with args beginning with: "
+            for a in args.dropFirst().prefix(16) { msg += "'\(String(decoding: a.prefix(128), as: UTF8.self))' " }
+            r.error(msg)
         }
     }
 
