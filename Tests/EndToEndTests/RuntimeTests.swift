@@ -346,3 +346,100 @@ extension RuntimeTests {
         #expect(try RawClient(port: lb.port).get("/r").text == "ok")
     }
 }
+
+/// A raw IPv6 loopback client (the harness's RawClient is IPv4).
+func getOverIPv6(port: Int, path: String) throws -> String {
+    let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var tv = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var a = sockaddr_in6()
+    a.sin6_family = sa_family_t(AF_INET6)
+    a.sin6_port = UInt16(port).bigEndian
+    inet_pton(AF_INET6, "::1", &a.sin6_addr)
+    let ok = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+    guard ok == 0 else { throw HarnessError("connect [::1]:\(port) failed") }
+    let req = "GET \(path) HTTP/1.0\r\nHost: v6\r\n\r\n"
+    _ = req.withCString { send(fd, $0, strlen($0), 0) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = recv(fd, &buf, buf.count, 0)
+        if n <= 0 { break }
+        out += buf[0..<n]
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+extension RuntimeTests {
+    @Test func ipv6ListenerAndIPv6Upstream() throws {
+        let v6port = freePort()
+        let upstream = try LB("events {}\nhttp { access_log off; server { listen [::1]:{port}; return 200 \"from v6 upstream\"; } }", port: v6port, waitReady: false)
+        usleep(300_000)
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            server { listen 127.0.0.1:{port}; listen [::1]:{port}; location / { proxy_pass http://[::1]:\(v6port); } }
+        }
+        """)
+        #expect(try RawClient(port: lb.port).get("/").text == "from v6 upstream")
+        #expect(try getOverIPv6(port: lb.port, path: "/").hasSuffix("from v6 upstream"))
+        _ = upstream
+    }
+
+    @Test func expectContinueGetsAnInterimResponseBeforeTheBody() throws {
+        let b = try Backend(name: "ec")
+        let lb = try LB("events {}\nhttp { access_log off; server { listen 127.0.0.1:{port}; location / { proxy_pass http://127.0.0.1:\(b.port); } } }")
+        let c = try RawClient(port: lb.port)
+        try c.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        let interim = try c.readResponse(head: true)
+        #expect(interim.status == 100)
+        try c.send("hello")
+        let r = try c.readResponse()
+        #expect(r.status == 200 && r.text.contains("\"bytes\": 5"))
+    }
+
+    @Test func maxConnsAndNextUpstreamTries() throws {
+        let a = try Backend(name: "a"), b = try Backend(name: "b")
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            upstream capped { server 127.0.0.1:\(a.port) max_conns=1; server 127.0.0.1:\(b.port); }
+            upstream once { server 127.0.0.1:\(a.port); server 127.0.0.1:\(b.port); }
+            server {
+                listen 127.0.0.1:{port};
+                location /capped/ { proxy_pass http://capped/; }
+                location /once/ { proxy_pass http://once/; proxy_next_upstream error timeout http_503; proxy_next_upstream_tries 1; }
+                location /twice/ { proxy_pass http://once/; proxy_next_upstream error timeout http_503; }
+            }
+        }
+        """)
+        // While `a` holds its one allowed connection, every other request goes to `b`. Which peer
+        // the held request lands on depends on the rotation, so try until it is `a`.
+        let c = try RawClient(port: lb.port)
+        var checked = false
+        for _ in 0..<4 where !checked {
+            let hold = try RawClient(port: lb.port)
+            try hold.send("GET /capped/slow?ms=800 HTTP/1.1\r\nHost: x\r\n\r\n")
+            usleep(150_000)
+            let during = try (0..<4).map { _ in try c.get("/capped/x").header("X-Backend") ?? "?" }
+            if try hold.readResponse().header("X-Backend") == "a" {
+                #expect(during == ["b", "b", "b", "b"], "\(during)")
+                checked = true
+            }
+        }
+        #expect(checked)
+        // With tries 1, a 503 passes through without asking the second peer.
+        let before = try a.stats().requests + b.stats().requests
+        #expect(try c.get("/once/status/503").status == 503)
+        let after = try a.stats().requests + b.stats().requests
+        #expect(after - before == 1 + 2) // one proxied request; the two /stats calls count themselves
+        // Without the limit the same 503 is retried on the other peer.
+        let before2 = try a.stats().requests + b.stats().requests
+        #expect(try c.get("/twice/status/503").status == 503)
+        let after2 = try a.stats().requests + b.stats().requests
+        #expect(after2 - before2 == 2 + 2)
+    }
+}
