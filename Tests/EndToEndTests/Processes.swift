@@ -20,6 +20,27 @@ func freePort() -> Int {
     return Int(UInt16(bigEndian: addr.sin_port))
 }
 
+/// `count` consecutive free ports below the kernel's ephemeral range (so ports that other tests
+/// get from `freePort()` cannot collide with them).
+func freePortRange(_ count: Int) -> Int {
+    for _ in 0..<200 {
+        let base = Int.random(in: 20000..<(32000 - count))
+        var ok = true
+        for p in base..<(base + count) {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = UInt16(p).bigEndian
+            let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            close(fd)
+            if r != 0 { ok = false; break }
+        }
+        if ok { return base }
+    }
+    return 20000
+}
+
 /// Waits until something accepts TCP connections on the port.
 func waitForPort(_ port: Int, timeout: TimeInterval = 10) -> Bool {
     let deadline = Date().addingTimeInterval(timeout)

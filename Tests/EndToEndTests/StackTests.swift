@@ -59,7 +59,7 @@ import Testing
     }
 
     @Test func theStackComesUpBalancesCountsAndStopsCleanly() throws {
-        let storePort = freePort(), appPort = 21000 + Int.random(in: 0..<400) * 10
+        let storePort = freePort(), appPort = freePortRange(4)
         let lb = try LB(Self.stackConfig(storePort: storePort, appPort: appPort))
         let ids = try Self.instanceIDs(lb.port, 8)
         #expect(Set(ids).count == 4)
@@ -91,28 +91,29 @@ import Testing
     }
 
     @Test func counterSurvivesAFullStackRestart() throws {
-        let storePort = freePort(), appPort = 25000 + Int.random(in: 0..<400) * 10
+        let storePort = freePort(), appPort = freePortRange(4)
         let dir = try Harness.tempDirectory()
         let config = Self.stackConfig(storePort: storePort, appPort: appPort, scale: 2)
+        let lbPort = freePort()
         func start() throws -> Started {
-            try config.replacingOccurrences(of: "{port}", with: "\(storePort + 1)").write(to: dir.appendingPathComponent("lb.conf"), atomically: true, encoding: .utf8)
+            try config.replacingOccurrences(of: "{port}", with: "\(lbPort)").write(to: dir.appendingPathComponent("lb.conf"), atomically: true, encoding: .utf8)
             let s = try Started(Harness.productsDirectory.appendingPathComponent("lb"), ["-p", dir.path, "-c", "lb.conf"], cwd: dir)
-            guard waitForPort(storePort + 1) else { throw HarnessError("stack did not start: \(s.stderr)") }
+            guard waitForPort(lbPort, timeout: 20) else { throw HarnessError("stack did not start: \(s.stderr)") }
             return s
         }
         var s = try start()
         var last = 0
-        for _ in 0..<5 { last = try Self.count(storePort + 1) }
+        for _ in 0..<5 { last = try Self.count(lbPort) }
         s.signal(SIGTERM)
         #expect(s.wait(timeout: 10))
         s = try start()
-        #expect(try Self.count(storePort + 1) == last + 1)
+        #expect(try Self.count(lbPort) == last + 1)
         s.signal(SIGTERM)
         #expect(s.wait(timeout: 10))
     }
 
     @Test func scalingUpByReloadAddsInstancesWithoutDroppingRequests() throws {
-        let storePort = freePort(), appPort = 29000 + Int.random(in: 0..<300) * 10
+        let storePort = freePort(), appPort = freePortRange(4)
         let lb = try LB(Self.stackConfig(storePort: storePort, appPort: appPort, scale: 2))
         #expect(Set(try Self.instanceIDs(lb.port, 4)).count == 2)
         let stop = Atomic(false), failures = Atomic(0), total = Atomic(0)
@@ -261,7 +262,7 @@ extension StackTests {
             Issue.record("chromium is not installed (Tests/run.sh installs it)")
             return
         }
-        let storePort = freePort(), appPort = 33000 + Int.random(in: 0..<300) * 10
+        let storePort = freePort(), appPort = freePortRange(4)
         let www = Harness.repositoryRoot.appendingPathComponent("examples/www").path
         let config = Self.stackConfig(storePort: storePort, appPort: appPort, scale: 2)
             .replacingOccurrences(of: "location = /health-check", with: "location /api/ { proxy_pass http://app; }\n location = /index.html { root \(www); }\n location ~ \\.(css|js)$ { root \(www); }\n location = /health-check")
@@ -319,7 +320,7 @@ extension StoreTests {
 
 extension StackTests {
     @Test func killingLbWithSIGKILLLeavesNoServicesBehind() throws {
-        let storePort = freePort(), appPort = 37000 + Int.random(in: 0..<300) * 10
+        let storePort = freePort(), appPort = freePortRange(4)
         let lb = try LB(Self.stackConfig(storePort: storePort, appPort: appPort, scale: 2))
         let pid = lb.started.pid
         let children = Self.processes(named: "lb-app", parent: pid) + Self.processes(named: "lb-store", parent: pid)
