@@ -46,8 +46,8 @@ import Testing
         let lb = try LB(ProxyTests.upstreamConfig([a, b], policy: "least_conn;"))
         // Occupy one peer with a slow request, then the others all go to the idle one.
         let slow = try RawClient(port: lb.port)
-        try slow.send("GET /slow?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
-        usleep(200_000)
+        try slow.send("GET /slow?ms=2500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        usleep(500_000)
         let c = try RawClient(port: lb.port)
         let names = try (0..<6).map { _ in try c.get("/fast").header("X-Backend") ?? "?" }
         let busy = try slow.readResponse().header("X-Backend")
