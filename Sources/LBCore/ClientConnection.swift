@@ -294,6 +294,7 @@ final class ClientConnection: Pollable {
         headerStarted = false
         upstreamLog.removeAll(keepingCapacity: true)
         cacheStatus = []
+        expiresMtime = nil
         if table.usesResponseHeaderVariables {
             sentHead.removeAll(keepingCapacity: true)
             upstreamHead.removeAll(keepingCapacity: true)
@@ -498,9 +499,24 @@ final class ClientConnection: Pollable {
         sentHead.append(contentsOf: outBuf.readableBytes)
     }
 
+    /// Statuses that `add_header` (without `always`) and `expires` apply to, as nginx.
+    static func isHeaderFilterStatus(_ s: Int) -> Bool {
+        switch s {
+        case 200, 201, 204, 206, 301, 302, 303, 304, 307, 308: true
+        default: false
+        }
+    }
+
+    /// Whether `expires` adds its headers to this response (then the upstream's are dropped).
+    var expiresApplies: Bool {
+        guard let e = settings.expires, e != .off else { return false }
+        return ClientConnection.isHeaderFilterStatus(status)
+    }
+
     func addConfiguredHeaders() {
+        if expiresApplies { appendExpires(expiresMtime ?? wallClock().seconds) }
         guard let adds = settings.addHeaders else { return }
-        let always = [200, 201, 204, 206, 301, 302, 303, 304, 307, 308].contains(status)
+        let always = ClientConnection.isHeaderFilterStatus(status)
         for h in adds where always || h.always {
             let v = evaluate(h.value)
             if v.isEmpty { continue }
@@ -642,6 +658,8 @@ final class ClientConnection: Pollable {
     var staticOffset = 0
     var staticRemaining = 0
     var corked = false
+    /// The file's modification time for `expires modified …` (static responses only).
+    var expiresMtime: Int?
     /// Copies of the response heads (client-facing and upstream's), kept only when a template
     /// reads `$sent_http_*` or `$upstream_http_*`.
     var sentHead: [UInt8] = []

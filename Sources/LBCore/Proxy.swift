@@ -449,6 +449,10 @@ extension ClientConnection {
                 if response.chunked { continue }
             case 7 where ASCII.equalsLower(b, n, "upgrade"):
                 if !upgrade { continue }
+            case 7 where ASCII.equalsLower(b, n, "expires"):
+                if expiresApplies { continue } // replaced by ours, as nginx's expires does
+            case 13 where ASCII.equalsLower(b, n, "cache-control"):
+                if expiresApplies { continue }
             default:
                 if n.count > 8 && ASCII.equalsLower(b, n.lowerBound..<(n.lowerBound + 8), "x-accel-") { continue }
             }

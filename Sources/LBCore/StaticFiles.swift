@@ -295,7 +295,7 @@ extension ClientConnection {
             outBuf.append("\r\n")
         }
         outBuf.append("Accept-Ranges: bytes\r\n")
-        appendExpires(mtime)
+        expiresMtime = mtime // `expires` is added with the other configured headers
         writeHeadEnd(keepAlive: !closeAfterResponse)
         state = .local
         if req.method == .head || length == 0 {

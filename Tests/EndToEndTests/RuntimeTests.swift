@@ -443,3 +443,32 @@ extension RuntimeTests {
         #expect(after2 - before2 == 2 + 2)
     }
 }
+
+extension RuntimeTests {
+    @Test func expiresAppliesToLocalAndProxiedResponses() throws {
+        let b = try Backend(name: "ex")
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            server {
+                listen 127.0.0.1:{port};
+                location = /local { expires 1h; return 200 "x"; }
+                location = /nocache { expires -1; return 200 "x"; }
+                location = /missing { expires 1h; return 404; }
+                location / { expires 30s; proxy_pass http://127.0.0.1:\(b.port); }
+            }
+        }
+        """)
+        let c = try RawClient(port: lb.port)
+        let local = try c.get("/local")
+        #expect(local.header("Cache-Control") == "max-age=3600" && local.header("Expires") != nil)
+        #expect(try c.get("/nocache").header("Cache-Control") == "no-cache")
+        let missing = try c.get("/missing")
+        #expect(missing.status == 404 && missing.header("Cache-Control") == nil)
+        let proxied = try c.get("/cc")
+        #expect(proxied.headers.filter { $0.0.lowercased() == "cache-control" }.map(\.1) == ["max-age=30"])
+        #expect(proxied.headers.filter { $0.0.lowercased() == "expires" }.count == 1)
+        #expect(proxied.header("Expires") != "Thu, 01 Jan 2037 00:00:00 GMT")
+    }
+}

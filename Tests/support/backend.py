@@ -83,6 +83,8 @@ class Handler(BaseHTTPRequestHandler):
         elif u.path == "/slow":
             time.sleep(int(q.get("ms", ["1000"])[0]) / 1000)
             self.send(200, f"{NAME} slow".encode())
+        elif u.path == "/cc":
+            self.send(200, b"cc", extra={"Cache-Control": "private, max-age=5", "Expires": "Thu, 01 Jan 2037 00:00:00 GMT"})
         elif u.path.endswith("/redirect"):
             self.send(302, b"moved", extra={"Location": q.get("to", ["/"])[0]})
         elif u.path.startswith("/status/"):
