@@ -318,7 +318,7 @@ final class ClientConnection: Pollable {
             : table.server(for: listener, host: String(decoding: hostBytes, as: UTF8.self))
         location = server.fallback
         // Keep-alive accounting.
-        if !req.keepAlive || requestsOnConnection >= server.settings.effectiveKeepaliveRequests || generation !== worker.runtime.current || worker.draining {
+        if !req.keepAlive || requestsOnConnection >= server.settings.effectiveKeepaliveRequests || generation !== worker.generation || worker.draining {
             closeAfterResponse = true
         }
         guard URI.normalize(UnsafeRawBufferPointer(rebasing: hb[req.pathRange]), into: &uri) else {

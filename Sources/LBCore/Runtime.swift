@@ -245,6 +245,7 @@ public final class Runtime: @unchecked Sendable {
         for w in workers {
             let mine = listenerFDs(for: w.index, added)
             w.loop.execute {
+                w.generation = gen
                 w.addListeners(mine)
                 w.removeListeners(removed)
             }

@@ -25,6 +25,9 @@ public final class Worker: @unchecked Sendable {
     /// Live client connections by number (graceful stop closes the idle ones).
     var live: [Int: ClientConnection] = [:]
     var draining = false
+    /// The newest generation, as this worker last heard (set at start and by every reload's
+    /// message to the loop), so the request path reads it without the runtime's lock.
+    var generation: Generation
     var nextConnection = 0
     public private(set) var accepted = 0
     public private(set) var handled = 0
@@ -37,6 +40,7 @@ public final class Worker: @unchecked Sendable {
     init(index: Int, runtime: Runtime) throws(IOError) {
         self.index = index
         self.runtime = runtime
+        self.generation = runtime.current
         self.loop = try EventLoop(index: index)
         loop.onTurn = { [unowned self] in self.endOfTurn() }
     }
@@ -81,7 +85,7 @@ public final class Worker: @unchecked Sendable {
         accepted += 1
         try? Socket.setOption(fd, 6 /* IPPROTO_TCP */, 1 /* TCP_NODELAY */, 1)
         nextConnection += 1
-        let gen = runtime.current
+        let gen = generation
         guard let li = gen.listenerIndex[listener.address] else {
             Socket.close(fd)
             return
