@@ -332,14 +332,22 @@ import Testing
                 }
             }
         }
-        usleep(300_000)
+        /// Lets traffic run until `n` more requests completed (bounded), so every reload happens
+        /// under load however slow the machine is.
+        func awaitTraffic(_ n: Int) {
+            let target = total.value + n
+            for _ in 0..<200 where total.value < target { usleep(20_000) }
+        }
+        awaitTraffic(40)
         // Add the second backend and reload, twice, under load.
         try lb.rewrite(Self.upstreamConfig([a, b]))
         lb.started.signal(SIGHUP)
-        usleep(400_000)
+        usleep(300_000)
+        awaitTraffic(30)
         try lb.rewrite("this is { not valid")
         lb.started.signal(SIGHUP)
-        usleep(400_000)
+        usleep(300_000)
+        awaitTraffic(31)
         stop.value = true
         group.wait()
         #expect(failures.value == 0, "\(failures.value) failed of \(total.value)")
