@@ -11,6 +11,8 @@ import Testing
         let lb: LB
         let big: Data
 
+        deinit { try? FileManager.default.removeItem(at: root) }
+
         init() throws {
             let root = try Harness.tempDirectory()
             let www = root.appendingPathComponent("www")
@@ -68,8 +70,11 @@ import Testing
         }
     }
 
-    static let site = try! Site()
-    var port: Int { Self.site.lb.port }
+    /// A fixture per test (Swift Testing makes a suite instance per test), so the lb it starts
+    /// is stopped when the test ends; a static fixture would outlive the test process.
+    let site: Site
+    init() throws { site = try Site() }
+    var port: Int { site.lb.port }
 
     @Test(arguments: [("/", "text/html", "<h1>home</h1>"), ("/style.css", "text/css", "body{}"), ("/app.js", "text/javascript", "let x=1"),
                       ("/img.png", "image/png", nil), ("/data.unknownext", "application/octet-stream", "?"), ("/sub/", "text/html", "sub index")])
@@ -94,7 +99,7 @@ import Testing
 
     @Test func rangesAndIfRange() throws {
         let c = try RawClient(port: port)
-        let all = [UInt8](Self.site.big)
+        let all = [UInt8](site.big)
         let a = try c.get("/big.bin", headers: ["Range: bytes=0-9"])
         #expect(a.status == 206 && a.body == Array(all[0..<10]) && a.header("Content-Range") == "bytes 0-9/1048576")
         let b = try c.get("/big.bin", headers: ["Range: bytes=-5"])
@@ -147,7 +152,7 @@ import Testing
         let out = dir.appendingPathComponent("big.bin")
         let r = try curl(["-o", out.path, "http://127.0.0.1:\(port)/big.bin"])
         #expect(r.status == 0)
-        #expect(try Data(contentsOf: out) == Self.site.big)
+        #expect(try Data(contentsOf: out) == site.big)
     }
 
     @Test func gzipStaticServesThePrecompressedFile() throws {
