@@ -92,6 +92,17 @@ extension Compiler {
         },
         flagSetting("proxy_cache_revalidate", default: "off", \.proxyCacheRevalidate),
         flagSetting("proxy_cache_background_update", default: "off", \.proxyCacheBackgroundUpdate),
+        flagSetting("proxy_cache_convert_head", default: "on", \.proxyCacheConvertHead),
+        // lb extension: `proxy_cache_purge ADDRESS|CIDR|all … | off` — PURGE requests from these
+        // clients remove entries; everyone else gets 403.
+        setting("proxy_cache_purge", .atLeast(1), default: "off", \.proxyCachePurge) { _, d in
+            if d.args.count == 1 && d.args[0].text == "off" { return [] }
+            return try d.args.map { a -> AccessRule in
+                if a.text == "all" { return AccessRule(allow: true, network: nil) }
+                guard let n = parseCIDR(a.text) else { throw ConfigError("invalid address \"\(a.text)\" in \"proxy_cache_purge\"", at: a.location) }
+                return AccessRule(allow: true, network: n)
+            }
+        },
     ]
 
     func compileCachePath(_ d: Directive) throws {

@@ -174,6 +174,9 @@ public struct HTTPSettings: Sendable {
     public var proxyCacheUseStale: Set<String>?
     public var proxyCacheRevalidate: Bool?
     public var proxyCacheBackgroundUpdate: Bool?
+    public var proxyCacheConvertHead: Bool?
+    /// Clients allowed to PURGE (empty: PURGE is not handled, it is proxied like any method).
+    public var proxyCachePurge: [AccessRule]?
     public var openFileCache: Bool?
     public var disableSymlinks: SymlinkPolicy?
 
@@ -243,6 +246,8 @@ public struct HTTPSettings: Sendable {
         m(&proxyCacheUseStale, p.proxyCacheUseStale)
         m(&proxyCacheRevalidate, p.proxyCacheRevalidate)
         m(&proxyCacheBackgroundUpdate, p.proxyCacheBackgroundUpdate)
+        m(&proxyCacheConvertHead, p.proxyCacheConvertHead)
+        m(&proxyCachePurge, p.proxyCachePurge)
         m(&openFileCache, p.openFileCache)
         m(&disableSymlinks, p.disableSymlinks)
         if accessLogs == nil && accessLogOff == nil { accessLogs = p.accessLogs; accessLogOff = p.accessLogOff }

@@ -43,7 +43,7 @@ struct UpstreamAttempt {
 /// the connection alive. Every step is driven from epoll readiness (edge-triggered); nothing blocks.
 final class ClientConnection: Pollable {
     enum State { case head, local, proxy, tunnel, closed }
-    enum Phase { case idle, connecting, sending, waitingHead, relaying }
+    enum Phase { case idle, connecting, sending, waitingHead, relaying, cacheWait }
 
     /// The worker outlives every connection it owns: no reference counting on this hot field.
     unowned(unsafe) let worker: Worker
@@ -110,6 +110,15 @@ final class ClientConnection: Pollable {
     /// Bytes written to the upstream in this attempt (`$upstream_bytes_sent`).
     var upstreamBytesSent = 0
     var cacheStatus: [UInt8] = []
+    // Cache (Cache/ProxyCache.swift).
+    var cache: CacheRequest?
+    var cacheWriter: CacheWriter?
+    /// A stale response is going out; the update is fetched after it on this connection.
+    var backgroundUpdatePending = false
+    /// Fetching a background update: nothing is written to the client, nothing logged.
+    var inBackground = false
+    /// HEAD sent upstream as GET (`proxy_cache_convert_head`): the body is read, stored, not sent.
+    var headConverted: Bool { cache != nil && req.method == .head && settings.proxyCacheConvertHead != false }
 
     init(worker: Worker, fd: Int32, peer: SocketAddress, generation: Generation, listener: Int, number: Int) {
         self.worker = worker
@@ -165,6 +174,11 @@ final class ClientConnection: Pollable {
     }
 
     override func timedOut() {
+        if inBackground { return } // the upstream side has its own deadlines
+        if state == .proxy && phase == .cacheWait {
+            cacheWaitTick()
+            return
+        }
         switch state {
         case .head:
             if inBuf.readable > 0 {
@@ -358,9 +372,18 @@ final class ClientConnection: Pollable {
             return
         }
         bodyLimit = maxBody
+        if let purge = location.settings.proxyCachePurge, !purge.isEmpty, isPurgeRequest() {
+            handlePurge(purge)
+            return
+        }
         switch location.handler {
         case .return(let r): runReturn(r)
-        case .proxy(let t): startProxy(t)
+        case .proxy(let t):
+            if let name = location.settings.cacheZone, let zone = generation.cacheZones[name] {
+                startCachedProxy(t, zone: zone)
+            } else {
+                startProxy(t)
+            }
         case .static: serveStatic()
         case .status, .metrics, .api: respondError(404)
         }
@@ -589,7 +612,14 @@ final class ClientConnection: Pollable {
     // MARK: finishing
 
     func finishRequest() {
-        finishLog()
+        if !inBackground { finishLog() }
+        if backgroundUpdatePending {
+            backgroundUpdatePending = false
+            startBackgroundUpdate()
+            return
+        }
+        inBackground = false
+        if cache != nil { endCacheRequest() }
         if closeAfterResponse || peerClosed || worker.draining {
             close()
             return
@@ -616,6 +646,8 @@ final class ClientConnection: Pollable {
     func close() {
         guard state != .closed else { return }
         state = .closed
+        inBackground = false
+        if cache != nil { endCacheRequest() }
         if let u = up {
             releasePeer(failed: false)
             u.close()

@@ -34,6 +34,8 @@ public final class Generation: Sendable {
     public let upstreams: [UpstreamRuntime]
     /// Listener address → index in `table.listeners`.
     public let listenerIndex: [HostPort: Int]
+    /// Cache zones by name (kept from the previous generation when unchanged).
+    public let cacheZones: [String: CacheZoneRuntime]
 
     init(id: Int, table: RoutingTable, previous: Generation?, nextUpstreamID: inout Int) {
         self.id = id
@@ -48,6 +50,11 @@ public final class Generation: Sendable {
             }
         }
         upstreams = ups
+        var zones: [String: CacheZoneRuntime] = [:]
+        for z in table.cacheZones {
+            if let old = previous?.cacheZones[z.name], old.sameShape(z) { zones[z.name] = old } else { zones[z.name] = CacheZoneRuntime(z) }
+        }
+        cacheZones = zones
         var idx: [HostPort: Int] = [:]
         for (i, l) in table.listeners.enumerated() { idx[l.address] = i }
         listenerIndex = idx

@@ -62,6 +62,7 @@ extension ClientConnection {
             peerIndex = -1
             if tries == 0 { log(.error, "no live upstreams while connecting to upstream") }
             if upstreamLog.isEmpty || tries == 0 { upstreamLog.append(UpstreamAttempt(addr: rt.group.name, status: 502, time: 0, connect: -1, header: -1, length: 0, sent: 0)) }
+            if cache != nil && serveStaleOnFailure("error") { return }
             proxyError(502)
             return
         }
@@ -120,7 +121,7 @@ extension ClientConnection {
         swap(&o, &c.outBuf)
         o.clear()
         o.reserve(512 + head.readable)
-        o.append(UnsafeRawBufferPointer(rebasing: hb[req.methodRange]))
+        if headConverted { o.append("GET") } else { o.append(UnsafeRawBufferPointer(rebasing: hb[req.methodRange])) }
         o.append(byte: 0x20)
         o.append(upstreamURI)
         o.append(http11 ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n")
@@ -152,9 +153,25 @@ extension ClientConnection {
         if !loc.proxySetsConnection {
             o.append("Connection: close\r\n")
         }
+        let caching = cache != nil
+        if caching, let cr = cache, cr.revalidating, let e = cr.entry {
+            // proxy_cache_revalidate: ask the upstream whether the stale entry is still good.
+            if let tag = e.etag { o.append("If-None-Match: "); o.append(tag); o.append("\r\n") }
+            if let lm = e.lastModified { o.append("If-Modified-Since: "); o.append(lm); o.append("\r\n") }
+        }
         if s.proxyPassRequestHeaders ?? true {
             for f in req.headers {
                 let n = f.name
+                if caching {
+                    // The client's validators and ranges are answered from the cache, not passed
+                    // (nginx's proxy cache headers).
+                    switch n.count {
+                    case 17 where ASCII.equalsLower(hb, n, "if-modified-since"), 19 where ASCII.equalsLower(hb, n, "if-unmodified-since"),
+                         13 where ASCII.equalsLower(hb, n, "if-none-match"), 8 where ASCII.equalsLower(hb, n, "if-match"),
+                         5 where ASCII.equalsLower(hb, n, "range"), 8 where ASCII.equalsLower(hb, n, "if-range"): continue
+                    default: break
+                    }
+                }
                 switch n.count {
                 case 4 where ASCII.equalsLower(hb, n, "host"): continue
                 case 10 where ASCII.equalsLower(hb, n, "connection"), 10 where ASCII.equalsLower(hb, n, "keep-alive"): continue
@@ -199,9 +216,9 @@ extension ClientConnection {
             if readable && !requestBodyComplete { upstreamEvent() }
         case .relaying:
             relay()
-        case .waitingHead, .connecting, .idle:
+        case .waitingHead, .connecting, .idle, .cacheWait:
             // Note a client that went away; the upstream side drives progress.
-            if peerClosed && !readable { abortProxy() }
+            if peerClosed && !readable && !inBackground { abortProxy() }
         }
     }
 
@@ -230,7 +247,7 @@ extension ClientConnection {
             readResponseHead(c)
         case .relaying:
             relay()
-        case .idle:
+        case .idle, .cacheWait:
             break
         }
     }
@@ -247,7 +264,7 @@ extension ClientConnection {
             log(.error, "upstream timed out (110: Connection timed out) while reading upstream")
             releasePeer(failed: true)
             abortProxy()
-        case .idle:
+        case .idle, .cacheWait:
             break
         }
     }
@@ -391,8 +408,9 @@ extension ClientConnection {
             upstreamFailed(.status(code))
             return
         }
+        if cache != nil && cacheResponseHead(c, headLength: headLength) { return }
         let b = c.inBuf.readableBytes
-        let noBody = req.method == .head || code == 204 || code == 304 || (code >= 100 && code < 200)
+        let noBody = (req.method == .head && !headConverted) || code == 204 || code == 304 || (code >= 100 && code < 200)
         if code == 101 {
             if req.upgrade {
                 writeResponseHead(b, headLength: headLength, chunkedOut: false, keepAlive: true, upgrade: true)
@@ -430,10 +448,11 @@ extension ClientConnection {
 
     /// The client's response head from the upstream's: nginx hides Server, Date, Connection,
     /// Keep-Alive, X-Accel-*, and what `proxy_hide_header` names; adds its own Server and Date.
-    func writeResponseHead(_ b: UnsafeRawBufferPointer, headLength: Int, chunkedOut: Bool, keepAlive: Bool, upgrade: Bool) {
+    func writeResponseHead(_ b: UnsafeRawBufferPointer, headLength: Int, chunkedOut: Bool, keepAlive: Bool, upgrade: Bool,
+                           contentLength: Int? = nil, extra: String? = nil, reasonOverride: Bool = false) {
         let s = settings
         outBuf.clear()
-        writeHeadStart(response.status, reason: UnsafeRawBufferPointer(rebasing: b[response.reasonRange]))
+        writeHeadStart(response.status, reason: reasonOverride ? nil : UnsafeRawBufferPointer(rebasing: b[response.reasonRange]))
         let hide = s.proxyHideHeaders ?? []
         let pass = s.proxyPassHeaders ?? []
         for f in response.headers {
@@ -470,6 +489,12 @@ extension ClientConnection {
             outBuf.append("\r\n")
         }
         if chunkedOut { outBuf.append("Transfer-Encoding: chunked\r\n") }
+        if let n = contentLength {
+            outBuf.append("Content-Length: ")
+            outBuf.append(decimal: n)
+            outBuf.append("\r\n")
+        }
+        if let e = extra { outBuf.append(string: e) }
         addConfiguredHeaders()
         if upgrade {
             outBuf.append("Connection: upgrade\r\n")
@@ -513,15 +538,30 @@ extension ClientConnection {
     func relay() {
         guard let c = up else { return }
         while true {
-            // 1. Validate newly read bytes against the framing.
+            // 1. Validate newly read bytes against the framing (and copy them into the cache entry).
+            let before = relayable
             validateRelayable(c)
+            if cacheWriter != nil {
+                teeToCache(c, from: before)
+                // Published before the last bytes reach the client: a client that has the whole
+                // response and asks again finds the entry.
+                if responseComplete { commitCacheWriter() }
+            }
+            guard up != nil else { return }
+            if inBackground { outBuf.clear() }
+            if (inBackground || headConverted) && relayable > 0 && outBuf.isEmpty {
+                // Read for the cache only: consumed without being sent.
+                c.inBuf.readIndex += relayable
+                relayable = 0
+            }
             // 2. Write head + validated body in one writev.
             if !outBuf.isEmpty || relayable > 0 {
                 guard writable else {
                     worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
                     return
                 }
-                let body = UnsafeRawBufferPointer(start: c.inBuf.base.map { $0 + c.inBuf.readIndex }, count: relayable)
+                let body = UnsafeRawBufferPointer(start: c.inBuf.base.map { $0 + c.inBuf.readIndex },
+                                                  count: inBackground || headConverted ? 0 : relayable)
                 do {
                     switch try Socket.writev(fd, outBuf.readableBytes, body) {
                     case .done(let n):
@@ -652,6 +692,7 @@ extension ClientConnection {
         }
         phase = .idle
         dechunk = false
+        if cacheWriter != nil { commitCacheWriter() }
         finishRequest()
     }
 
@@ -732,11 +773,13 @@ extension ClientConnection {
             nextAttempt()
             return
         }
+        if cache != nil && serveStaleOnFailure(f.word) { return }
         proxyError(code >= 500 ? code : 502)
     }
 
     /// A client-side fault while proxying (bad body): answer it and close.
     func upstreamFailedFatal(_ code: Int) {
+        if inBackground { endBackground(); return }
         releasePeer(failed: false)
         up?.close()
         up = nil
@@ -745,6 +788,7 @@ extension ClientConnection {
     }
 
     func proxyError(_ code: Int) {
+        if inBackground { endBackground(); return }
         phase = .idle
         if headerStarted {
             close()
@@ -756,6 +800,7 @@ extension ClientConnection {
 
     /// The client went away or the stream broke after the head: close both sides.
     func abortProxy() {
+        if inBackground { endBackground(); return }
         if let c = up {
             c.close()
             up = nil

@@ -92,11 +92,29 @@ public final class Runtime: @unchecked Sendable {
             }
         }
         writePid()
+        startCacheManager()
         errorLog.log(.notice, "lb/0.1.0 started, \(workers.count) worker thread(s), listening on \(listenerFDs.keys.map(\.description).sorted().joined(separator: ", "))")
         let status = signalLoop()
         supervisor?.stopAll()
         removePid()
         return status
+    }
+
+    /// nginx's cache loader and manager in one thread: loads each zone's entries from disk in the
+    /// background (start-up is not delayed), then once a second removes `inactive` entries and
+    /// unlinks the files of removed ones. No worker loop ever walks a cache directory.
+    private func startCacheManager() {
+        guard !current.table.cacheZones.isEmpty else { return }
+        let log = errorLog
+        startThread { [self] in
+            while true {
+                for z in current.cacheZones.values.sorted(by: { $0.zone.name < $1.zone.name }) {
+                    if !z.loaded.load(ordering: .acquiring) { z.load { log.log($0, $1) } }
+                    z.maintain()
+                }
+                usleep(200_000)
+            }
+        }
     }
 
     private func makeDirectory(_ path: String) {

@@ -5,7 +5,9 @@ http.server), so lb is never tested only against itself.
     backend.py PORT NAME
 
 Routes: /headers (JSON of the request headers), /slow?ms=N, /status/N, /big?bytes=N (streamed),
-/chunked?parts=N, /stats (connections accepted, requests served), /upload (POST: byte count and
+/chunked?parts=N, /stats (connections accepted, requests served), /gen… (cache tests: headers
+from the query — cc, xae, exp, etag, cookie, vary, status, ms, size, chunked — and a per-URL
+request count in the body), /counts (those counts as JSON), /upload (POST: byte count and
 sha256 of the body), anything else: "NAME PATH". Every response carries X-Backend: NAME.
 Prints "ready" once listening. Binds 127.0.0.1 only.
 """
@@ -21,6 +23,7 @@ from urllib.parse import urlparse, parse_qs
 PORT = int(sys.argv[1])
 NAME = sys.argv[2]
 stats = {"connections": 0, "requests": 0}
+paths = {}
 lock = threading.Lock()
 
 
@@ -83,6 +86,56 @@ class Handler(BaseHTTPRequestHandler):
         elif u.path == "/slow":
             time.sleep(int(q.get("ms", ["1000"])[0]) / 1000)
             self.send(200, f"{NAME} slow".encode())
+        elif u.path.startswith("/gen"):
+            # Cache tests: the query sets the caching headers; the body counts requests per URL.
+            with lock:
+                paths[self.path] = paths.get(self.path, 0) + 1
+                n = paths[self.path]
+            ms = int(q.get("ms", ["0"])[0])
+            if ms:
+                time.sleep(ms / 1000)
+            extra = {}
+            if "cc" in q: extra["Cache-Control"] = q["cc"][0]
+            if "xae" in q: extra["X-Accel-Expires"] = q["xae"][0]
+            if "exp" in q:
+                extra["Expires"] = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + int(q["exp"][0])))
+            if "cookie" in q: extra["Set-Cookie"] = "session=" + str(n)
+            if "vary" in q: extra["Vary"] = q["vary"][0]
+            etag = q.get("etag", [None])[0]
+            if etag:
+                extra["ETag"] = '"%s"' % etag
+                if self.headers.get("If-None-Match") == '"%s"' % etag:
+                    self.send_response(304)
+                    for k, v in extra.items():
+                        self.send_header(k, v)
+                    self.send_header("X-Backend", NAME)
+                    self.end_headers()
+                    return
+            varied = ""
+            if "vary" in q:
+                varied = " " + q["vary"][0] + "=" + str(self.headers.get(q["vary"][0]))
+            body = f"{NAME} {self.path} n={n}{varied}\n".encode()
+            size = int(q.get("size", ["0"])[0])
+            if size > len(body):
+                body += b"." * (size - len(body))
+            status = int(q.get("status", ["200"])[0])
+            if "chunked" in q:
+                self.send_response(status)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("X-Backend", NAME)
+                for k, v in extra.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                for i in range(0, len(body), 1000):
+                    piece = body[i:i + 1000]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.write(b"0\r\n\r\n")
+            else:
+                self.send(status, body, extra=extra)
+        elif u.path == "/counts":
+            with lock:
+                body = json.dumps(paths).encode()
+            self.send(200, body, "application/json")
         elif u.path == "/cc":
             self.send(200, b"cc", extra={"Cache-Control": "private, max-age=5", "Expires": "Thu, 01 Jan 2037 00:00:00 GMT"})
         elif u.path.endswith("/redirect"):

@@ -1,0 +1,196 @@
+import Glibc
+
+/// The on-disk format of a cache entry. One file per entry, named by the MD5 of its key (hex)
+/// under nginx's `levels` directories:
+///
+///     0   "LBCACHE1"
+///     8   header length (u32): bytes before the stored head (fixed part + key + vary names)
+///     12  head length (u32)
+///     16  body length (u64) — written last, when the body is complete
+///     24  valid until (i64, wall-clock seconds) — rewritten in place by a revalidation
+///     32  stale-while-revalidate (u32), 36 stale-if-error (u32)
+///     40  created (i64, wall-clock seconds)
+///     48  status (u16), 50 key length (u16), 52 vary names length (u16), 54 reserved (u16)
+///     56  primary hash (16 bytes)
+///     72  key, vary names ("\n"-separated), then the head, then the body.
+///
+/// A file is written under a temporary name and renamed into place only when complete, so a
+/// reader never sees a partial entry under the final name; the loader also checks that the
+/// file's size is exactly header + head + body and that its key hashes to its name.
+public enum CacheFile {
+    static let magic = Array("LBCACHE1".utf8)
+    static let fixedLength = 72
+    static let bodyLengthOffset = 16
+    static let validUntilOffset = 24
+
+    public static func encodeHeader(_ e: CacheEntry, created: Int) -> [UInt8] {
+        let vary = Array(e.varyNames.joined(separator: "\n").utf8)
+        var b = magic
+        b.reserveCapacity(fixedLength + e.key.count + vary.count + e.head.count)
+        func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { b.append(contentsOf: $0) } }
+        put(UInt32(fixedLength + e.key.count + vary.count))
+        put(UInt32(e.head.count))
+        put(UInt64(e.bodyLength))
+        put(Int64(e.validUntil))
+        put(UInt32(e.staleWhileRevalidate))
+        put(UInt32(e.staleIfError))
+        put(Int64(created))
+        put(UInt16(e.status))
+        put(UInt16(e.key.count))
+        put(UInt16(vary.count))
+        put(UInt16(0))
+        b += e.primary.bytes
+        b += e.key
+        b += vary
+        b += e.head
+        return b
+    }
+
+    /// Decodes a file's beginning (`bytes`, at least header + head) into an entry; nil when the
+    /// bytes are not a complete, consistent lb cache file of `fileSize` bytes.
+    public static func decode(_ bytes: [UInt8], fileSize: Int, inode: UInt64) -> CacheEntry? {
+        guard bytes.count >= fixedLength, Array(bytes[0..<8]) == magic else { return nil }
+        func get<T: FixedWidthInteger>(_ o: Int, _: T.Type) -> T {
+            var v: T = 0
+            for i in 0..<MemoryLayout<T>.size { v |= T(truncatingIfNeeded: bytes[o + i]) << (8 * i) }
+            return v
+        }
+        let headerLength = Int(get(8, UInt32.self))
+        let headLength = Int(get(12, UInt32.self))
+        let bodyLength = Int(get(16, UInt64.self))
+        let keyLength = Int(get(50, UInt16.self))
+        let varyLength = Int(get(52, UInt16.self))
+        guard headerLength == fixedLength + keyLength + varyLength, keyLength > 0,
+              bytes.count >= headerLength + headLength, headLength >= 16,
+              bodyLength >= 0, headerLength + headLength + bodyLength == fileSize else { return nil }
+        let key = Array(bytes[fixedLength..<(fixedLength + keyLength)])
+        let varyText = String(decoding: bytes[(fixedLength + keyLength)..<headerLength], as: UTF8.self)
+        let head = Array(bytes[headerLength..<(headerLength + headLength)])
+        let primary = CacheHash(digest: Array(bytes[56..<72]))
+        let varyNames = varyText.isEmpty ? [] : varyText.split(separator: "\n").map(String.init)
+        guard CacheHash(key: key) == primary else { return nil }
+        return CacheEntry(hash: primary, primary: primary, key: key, varyNames: varyNames, head: head,
+                          status: Int(get(48, UInt16.self)), bodyOffset: headerLength + headLength, bodyLength: bodyLength,
+                          validUntil: Int(get(24, Int64.self)), staleWhileRevalidate: Int(get(32, UInt32.self)),
+                          staleIfError: Int(get(36, UInt32.self)), inode: inode)
+    }
+
+    /// The hash of a variant: the key plus the request's values of the Vary headers.
+    public static func variantHash(key: [UInt8], names: [String], value: (String) -> [UInt8]) -> CacheHash {
+        var b = key
+        for n in names {
+            b.append(0x0A)
+            b += Array(n.utf8)
+            b.append(UInt8(ascii: ":"))
+            b += value(n)
+        }
+        return CacheHash(key: b)
+    }
+
+    /// Reads and validates the entry file at `path`, expecting it to hold `hash`.
+    public static func read(path: String, expecting hash: CacheHash) -> CacheEntry? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size >= fixedLength else { return nil }
+        let want = min(Int(st.st_size), 256 * 1024)
+        var buf = [UInt8](repeating: 0, count: want)
+        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, 0) }
+        guard n == want else { return nil }
+        guard var e = decode(buf, fileSize: Int(st.st_size), inode: UInt64(st.st_ino)) else { return nil }
+        if e.primary != hash {
+            // A variant: its name is the variant hash, recomputed from the key and vary names
+            // is not possible without the request, so the name is trusted once the key checks out.
+            guard !e.varyNames.isEmpty else { return nil }
+        }
+        e.hash = hash
+        return e
+    }
+}
+
+/// Writes one response into a temporary file while it is relayed, then renames it into place.
+final class CacheWriter {
+    let zone: CacheZoneRuntime
+    var entry: CacheEntry
+    let tempPath: String
+    var fd: Int32
+    var failed = false
+    var bodyBytes = 0
+    /// De-chunks a chunked upstream body on its way to the file (the client may still get chunks).
+    var framer: ChunkedFramerBox?
+
+    init?(zone: CacheZoneRuntime, entry: CacheEntry, created: Int) {
+        self.zone = zone
+        self.entry = entry
+        tempPath = zone.tempPath()
+        fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        if fd < 0 {
+            zone.makeDirectory(zone.tempDirectory)
+            fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            if fd < 0 { return nil }
+        }
+        let header = CacheFile.encodeHeader(entry, created: created)
+        self.entry.bodyOffset = header.count
+        if !write(header) { abort(); return nil }
+    }
+
+    @discardableResult
+    func write(_ bytes: [UInt8]) -> Bool { bytes.withUnsafeBytes { write($0) } }
+
+    @discardableResult
+    func write(_ b: UnsafeRawBufferPointer) -> Bool {
+        guard !failed, b.count > 0 else { return !failed }
+        var off = 0
+        while off < b.count {
+            let n = Glibc.write(fd, b.baseAddress! + off, b.count - off)
+            if n <= 0 {
+                if n < 0 && errno == EINTR { continue }
+                failed = true
+                return false
+            }
+            off += n
+        }
+        return true
+    }
+
+    func appendBody(_ b: UnsafeRawBufferPointer) {
+        if write(b) { bodyBytes += b.count }
+    }
+
+    /// Finishes the file and publishes it; returns the entry as indexed, or nil on failure.
+    func commit() -> CacheEntry? {
+        defer { fd = -1 }
+        guard !failed else { abort(); return nil }
+        var len = UInt64(bodyBytes).littleEndian
+        let ok = withUnsafeBytes(of: &len) { pwrite(fd, $0.baseAddress, 8, off_t(CacheFile.bodyLengthOffset)) } == 8
+        var st = stat()
+        guard ok, fstat(fd, &st) == 0 else { abort(); return nil }
+        close(fd)
+        entry.bodyLength = bodyBytes
+        entry.inode = UInt64(st.st_ino)
+        guard Int(st.st_size) == entry.fileSize else { unlink(tempPath); return nil }
+        let final = zone.path(for: entry.hash)
+        if rename(tempPath, final) != 0 {
+            zone.makeDirectory(zone.directory(for: entry.hash))
+            if rename(tempPath, final) != 0 { unlink(tempPath); return nil }
+        }
+        return entry
+    }
+
+    func abort() {
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
+        unlink(tempPath)
+    }
+}
+
+/// A class box so a writer can carry a mutable chunk framer.
+final class ChunkedFramerBox {
+    var framer: ChunkedFramer
+    init() { framer = ChunkedFramer() }
+}
+
+import LBHTTP

@@ -1,0 +1,489 @@
+import Glibc
+import LBConfig
+import LBHTTP
+import LBIO
+
+/// What a request does with its cache zone (nginx's ngx_http_upstream_cache and
+/// ngx_http_file_cache): look up, serve a hit with sendfile, wait on the lock, serve stale,
+/// revalidate, update in the background, store while relaying, purge.
+struct CacheRequest {
+    var zone: CacheZoneRuntime
+    var key: [UInt8]
+    var primary: CacheHash
+    /// The hash looked up and stored under (a variant's when the key varies).
+    var hash: CacheHash
+    /// The entry found, fresh or stale.
+    var entry: CacheEntry?
+    /// Holds the zone's lock (or updating mark) for `lockHash`.
+    var lockHash: CacheHash?
+    /// The response must not be stored (`proxy_no_cache`, a lock wait that timed out).
+    var noStore = false
+    var revalidating = false
+    var waitUntil: Int64 = 0
+}
+
+extension ClientConnection {
+    static let statusHit = Array("HIT".utf8), statusMiss = Array("MISS".utf8), statusExpired = Array("EXPIRED".utf8)
+    static let statusStale = Array("STALE".utf8), statusUpdating = Array("UPDATING".utf8)
+    static let statusRevalidated = Array("REVALIDATED".utf8), statusBypass = Array("BYPASS".utf8)
+
+    /// Entry point for a proxied location with `proxy_cache`.
+    func startCachedProxy(_ t: ProxyTarget, zone: CacheZoneRuntime) {
+        let s = settings
+        target = t
+        let methodName = String(decoding: head.readableBytes[req.methodRange], as: UTF8.self)
+        guard s.effectiveProxyCacheMethods.contains(methodName) else {
+            startProxy(t)
+            return
+        }
+        let key = evaluate(s.effectiveProxyCacheKey)
+        let primary = CacheHash(key: key)
+        var cr = CacheRequest(zone: zone, key: key, primary: primary, hash: primary)
+        if let nc = s.proxyNoCache, nc.contains(where: { truthy(evaluate($0)) }) { cr.noStore = true }
+        cache = cr
+        if let b = s.proxyCacheBypass, b.contains(where: { truthy(evaluate($0)) }) {
+            cacheStatus = ClientConnection.statusBypass
+            zone.bypassed.add(1, ordering: .relaxed)
+            startProxy(t)
+            return
+        }
+        lookupAndDispatch(firstTime: true)
+    }
+
+    func truthy(_ v: [UInt8]) -> Bool { !v.isEmpty && v != [UInt8(ascii: "0")] }
+
+    /// Finds the entry for the request (its variant when the key varies).
+    func lookupCacheEntry() -> CacheEntry? {
+        guard var cr = cache else { return nil }
+        let now = worker.loop.now
+        let (names, found) = cr.zone.index.withLock { ix -> ([String]?, CacheEntry?) in
+            let names = ix.varyNames(cr.primary)
+            if names == nil { return (nil, ix.lookup(cr.primary, now: now)) }
+            return (names, nil)
+        }
+        var entry = found
+        if let names {
+            cr.hash = CacheFile.variantHash(key: cr.key, names: names) { headerValue($0) ?? [] }
+            let h = cr.hash
+            entry = cr.zone.index.withLock { $0.lookup(h, now: now) }
+        } else {
+            cr.hash = cr.primary
+        }
+        // Until the loader has finished, a file on disk may not be indexed yet: check it.
+        if entry == nil && !cr.zone.loaded.load(ordering: .acquiring),
+           let e = CacheFile.read(path: cr.zone.path(for: cr.hash), expecting: cr.hash), e.key == cr.key {
+            cr.zone.index.withLock { _ = $0.insert(e, now: now, onlyIfAbsent: true) }
+            entry = e
+        }
+        // Never an entry for another key (an MD5 collision or a foreign file).
+        if let e = entry, e.key != cr.key { entry = nil }
+        cr.entry = entry
+        cache = cr
+        return entry
+    }
+
+    func lookupAndDispatch(firstTime: Bool) {
+        guard let t = target, let zone = cache?.zone else { return }
+        let s = settings
+        let now = worker.loop.now
+        let nowSec = wallClock().seconds
+        let entry = lookupCacheEntry()
+        let lockOn = s.proxyCacheLock == true
+        let lockAge = Int64(s.effectiveProxyCacheLockAgeMs)
+        let hash = cache!.hash
+        if let e = entry {
+            if e.validUntil > nowSec {
+                if serveCached(e, status: ClientConnection.statusHit) { zone.hits.add(1, ordering: .relaxed); return }
+                return lookupAndDispatch(firstTime: firstTime) // the file vanished: look again
+            }
+            // Expired. Another request updating it: serve stale if allowed.
+            let useStale = s.proxyCacheUseStale ?? []
+            let staleUpdating = useStale.contains("updating") || nowSec < e.validUntil + e.staleWhileRevalidate
+            let locked = zone.index.withLock { $0.tryLock(hash, now: now, maxAgeMs: lockAge) }
+            if !locked {
+                if staleUpdating, serveCached(e, status: ClientConnection.statusUpdating) { zone.updating.add(1, ordering: .relaxed); return }
+                if lockOn && firstTime { return waitForCache() }
+                if lockOn && now < cache!.waitUntil { return waitForCache() }
+            } else {
+                cache!.lockHash = hash
+                if s.proxyCacheBackgroundUpdate == true && staleUpdating && !req.hasBody {
+                    // The client gets the stale entry now; this connection fetches the update after it.
+                    backgroundUpdatePending = true
+                    if serveCached(e, status: ClientConnection.statusStale) { zone.stale.add(1, ordering: .relaxed); return }
+                    backgroundUpdatePending = false
+                }
+            }
+            cacheStatus = ClientConnection.statusExpired
+            zone.expired.add(1, ordering: .relaxed)
+            cache!.revalidating = s.proxyCacheRevalidate == true && (e.etag != nil || e.lastModified != nil)
+            startProxy(t)
+            return
+        }
+        // A miss.
+        if let minUses = s.proxyCacheMinUses, minUses > 1, firstTime {
+            let uses = zone.index.withLock { $0.countUse(hash, now: now) }
+            if uses < minUses { cache!.noStore = true }
+        }
+        let locked = zone.index.withLock { $0.tryLock(hash, now: now, maxAgeMs: lockAge) }
+        if locked {
+            cache!.lockHash = hash
+        } else if lockOn {
+            if firstTime { return waitForCache() }
+            if now < cache!.waitUntil { return waitForCache() }
+            // proxy_cache_lock_timeout: go upstream, but do not store the response (nginx).
+            cache!.noStore = true
+        }
+        cacheStatus = ClientConnection.statusMiss
+        zone.misses.add(1, ordering: .relaxed)
+        startProxy(t)
+    }
+
+    /// Waits for the request holding the lock (polled: the holder may be on another worker).
+    func waitForCache() {
+        state = .proxy
+        phase = .cacheWait
+        if cache!.waitUntil == 0 { cache!.waitUntil = worker.loop.now + Int64(settings.effectiveProxyCacheLockTimeoutMs) }
+        worker.loop.setDeadline(self, afterMillis: 10)
+    }
+
+    func cacheWaitTick() {
+        phase = .idle
+        lookupAndDispatch(firstTime: false)
+    }
+
+    // MARK: serving entries
+
+    /// Sends a stored entry (head from memory, body with sendfile). False when its file is gone
+    /// or is no longer the indexed one (nothing has been written then).
+    func serveCached(_ e: CacheEntry, status cs: [UInt8]) -> Bool {
+        guard let zone = cache?.zone else { return false }
+        let f = open(zone.path(for: e.hash), O_RDONLY | O_CLOEXEC)
+        var st = stat()
+        if f < 0 || fstat(f, &st) != 0 || UInt64(st.st_ino) != e.inode || Int(st.st_size) != e.fileSize {
+            if f >= 0 { Glibc.close(f) }
+            zone.index.withLock { $0.forget(e.hash, inode: e.inode) }
+            cache?.entry = nil
+            return false
+        }
+        let parsed: ResponseHead? = e.head.withUnsafeBytes { try? HeadParser.response($0, start: 0, end: $0.count) }
+        guard let parsedHead = parsed else {
+            Glibc.close(f)
+            zone.index.withLock { $0.remove(e.hash) }
+            return false
+        }
+        if let u = up {
+            u.close()
+            up = nil
+        }
+        releasePeer(failed: false)
+        phase = .idle
+        state = .local
+        cacheStatus = cs
+        response = parsedHead
+        if !requestBodyComplete { closeAfterResponse = true }
+        // Conditional requests and ranges are answered from the entry (nginx's filters).
+        var length = e.bodyLength
+        var offset = e.bodyOffset
+        var code = e.status
+        var contentRange: String?
+        if code == 200, notModified(e) {
+            code = 304
+        } else if code == 200, let rv = headerValue("range"), headerValue("if-range") == nil {
+            switch ClientConnection.parseRange(String(decoding: rv, as: UTF8.self), size: length) {
+            case .satisfiable(let a, let b):
+                code = 206
+                contentRange = "bytes \(a)-\(b)/\(length)"
+                offset += a
+                length = b - a + 1
+            case .unsatisfiable:
+                Glibc.close(f)
+                respondError(416)
+                return true
+            case .ignore: break
+            }
+        }
+        response.status = code
+        e.head.withUnsafeBytes { b in
+            writeResponseHead(b, headLength: b.count, chunkedOut: false, keepAlive: !closeAfterResponse, upgrade: false,
+                              contentLength: code == 304 ? nil : length, extra: contentRange.map { "Content-Range: " + $0 + "\r\n" },
+                              reasonOverride: code != e.status)
+        }
+        if req.method == .head || code == 304 || length == 0 {
+            Glibc.close(f)
+            flushLocal()
+            return true
+        }
+        staticFile = f
+        staticOffset = offset
+        staticRemaining = length
+        bodyBytesSent = 0
+        sendStaticBody()
+        return true
+    }
+
+    /// If-None-Match / If-Modified-Since against the entry's validators.
+    func notModified(_ e: CacheEntry) -> Bool {
+        if let inm = headerValue("if-none-match") {
+            guard let tag = e.etag else { return false }
+            let t = String(decoding: tag, as: UTF8.self)
+            let bare = t.hasPrefix("W/") ? String(t.dropFirst(2)) : t
+            return String(decoding: inm, as: UTF8.self).split(separator: ",").contains {
+                let v = $0.trimmed
+                return v == "*" || v == t || v == bare || v == "W/" + bare
+            }
+        }
+        if let ims = headerValue("if-modified-since"), let lm = e.lastModified { return ims == lm }
+        return false
+    }
+
+    /// Serves the stale entry for an upstream failure when `proxy_cache_use_stale` (or the
+    /// response's `stale-if-error`) allows it.
+    func serveStaleOnFailure(_ word: String) -> Bool {
+        guard !inBackground, let cr = cache, let e = cr.entry, !headerStarted else { return false }
+        let nowSec = wallClock().seconds
+        let allowed = (settings.proxyCacheUseStale ?? []).contains(word)
+            || (nowSec < e.validUntil + e.staleIfError && ["error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504"].contains(word))
+        guard allowed else { return false }
+        if serveCached(e, status: ClientConnection.statusStale) {
+            cr.zone.stale.add(1, ordering: .relaxed)
+            return true
+        }
+        return false
+    }
+
+    // MARK: storing
+
+    /// After the upstream head: a 304 to our revalidation refreshes the entry; a cacheable
+    /// response starts a writer. Returns true when the response was answered from the cache.
+    func cacheResponseHead(_ c: UpstreamConnection, headLength: Int) -> Bool {
+        guard let cr = cache else { return false }
+        let s = settings
+        let b = c.inBuf.readableBytes
+        let info = CachePolicy.ResponseInfo(response, UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
+        let nowSec = wallClock().seconds
+        if response.status == 304, cr.revalidating, var e = cr.entry {
+            let fresh = CachePolicy.freshness(CachePolicy.ResponseInfo(status: 200, xAccelExpires: info.xAccelExpires,
+                                                                       cacheControl: info.cacheControl, expires: info.expires),
+                                              now: nowSec, valid: s.proxyCacheValid ?? [], ignore: s.proxyIgnoreHeaders ?? [])
+                ?? CachePolicy.Freshness(validUntil: nowSec + (CachePolicy.validSeconds(e.status, s.proxyCacheValid ?? []) ?? 0))
+            e.validUntil = fresh.validUntil
+            e.staleWhileRevalidate = fresh.staleWhileRevalidate
+            e.staleIfError = fresh.staleIfError
+            if fresh.validUntil > nowSec { storeFreshness(e) }
+            c.inBuf.readIndex += headLength
+            finishUpstreamWithoutBody(c)
+            cr.zone.revalidated.add(1, ordering: .relaxed)
+            if inBackground { endBackground(); return true }
+            if serveCached(e, status: ClientConnection.statusRevalidated) { return true }
+            // The file went away meanwhile: nothing to send but an error.
+            proxyError(502)
+            return true
+        }
+        if let e = cr.entry, (s.proxyCacheUseStale ?? []).contains("http_\(response.status)") || (response.status >= 500 && nowSec < e.validUntil + e.staleIfError && [500, 502, 503, 504].contains(response.status)) {
+            c.inBuf.readIndex += headLength
+            recordUpstream(status: response.status)
+            releasePeer(failed: false)
+            c.close()
+            up = nil
+            if inBackground { endBackground(); return true }
+            if serveStaleOnFailure("http_\(response.status)") || serveStaleOnFailure("error") { return true }
+            proxyError(502)
+            return true
+        }
+        guard !cr.noStore, response.status != 304,
+              let fresh = CachePolicy.freshness(info, now: nowSec, valid: s.proxyCacheValid ?? [], ignore: s.proxyIgnoreHeaders ?? []) else {
+            return false
+        }
+        // The head as stored: the upstream's, without framing and hop-by-hop headers.
+        var stored: [UInt8] = []
+        stored.reserveCapacity(headLength)
+        var lineEnd = 0
+        while lineEnd < headLength && b[lineEnd] != 0x0A { lineEnd += 1 }
+        stored += b[0...lineEnd]
+        if stored.count < 2 || stored[stored.count - 2] != 0x0D { stored.insert(0x0D, at: stored.count - 1) }
+        for f in response.headers {
+            let n = f.name
+            switch n.count {
+            case 10 where ASCII.equalsLower(b, n, "connection"), 10 where ASCII.equalsLower(b, n, "keep-alive"): continue
+            case 17 where ASCII.equalsLower(b, n, "transfer-encoding"): continue
+            case 14 where ASCII.equalsLower(b, n, "content-length"): continue
+            default: break
+            }
+            stored += b[n.lowerBound..<f.value.upperBound]
+            stored += [0x0D, 0x0A]
+        }
+        stored += [0x0D, 0x0A]
+        var hash = cr.primary
+        var names: [String] = []
+        if let v = info.vary, !(s.proxyIgnoreHeaders ?? []).contains(where: { $0.lowercased() == "vary" }) {
+            names = CachePolicy.varyHeaderNames(v)
+            if !names.isEmpty { hash = CacheFile.variantHash(key: cr.key, names: names) { headerValue($0) ?? [] } }
+        }
+        let entry = CacheEntry(hash: hash, primary: cr.primary, key: cr.key, varyNames: names, head: stored, status: response.status,
+                               bodyOffset: 0, bodyLength: 0, validUntil: fresh.validUntil, staleWhileRevalidate: fresh.staleWhileRevalidate,
+                               staleIfError: fresh.staleIfError, inode: 0)
+        if let w = CacheWriter(zone: cr.zone, entry: entry, created: nowSec) {
+            if response.chunked && !dechunk { w.framer = ChunkedFramerBox() }
+            cacheWriter = w
+        }
+        return false
+    }
+
+    /// Rewrites an entry's freshness in its file and in the index (a revalidation).
+    func storeFreshness(_ e: CacheEntry) {
+        guard let zone = cache?.zone else { return }
+        let f = open(zone.path(for: e.hash), O_WRONLY | O_CLOEXEC)
+        if f >= 0 {
+            var v = Int64(e.validUntil).littleEndian
+            _ = withUnsafeBytes(of: &v) { pwrite(f, $0.baseAddress, 8, off_t(CacheFile.validUntilOffset)) }
+            Glibc.close(f)
+        }
+        zone.index.withLock { $0.refresh(e.hash, validUntil: e.validUntil, staleWhileRevalidate: e.staleWhileRevalidate, staleIfError: e.staleIfError) }
+    }
+
+    /// The upstream's answer had no body (a 304): release the connection as a completed exchange.
+    func finishUpstreamWithoutBody(_ c: UpstreamConnection) {
+        guard let rt = upstreamRuntime else { return }
+        recordUpstream(status: response.status)
+        let reusable = rt.group.keepalive != nil && !response.close && response.versionMinor == 1 && !sentConnectionClose
+            && c.inBuf.readable == 0 && !c.peerClosed && requestBodyComplete
+        releasePeer(failed: false)
+        up = nil
+        worker.loop.setDeadline(c, afterMillis: 0)
+        if reusable {
+            c.inBuf.clear()
+            c.outBuf.clear()
+            worker.putIdle(c, keepalive: rt.group.keepalive!, timeoutMs: rt.group.keepaliveTimeoutMs)
+        } else {
+            c.close()
+        }
+    }
+
+    /// Copies newly validated body bytes (`from` ..< `relayable` of the upstream buffer) into the entry file.
+    func teeToCache(_ c: UpstreamConnection, from: Int) {
+        guard let w = cacheWriter, relayable > from, let base = c.inBuf.base else { return }
+        let region = UnsafeRawBufferPointer(start: base + c.inBuf.readIndex + from, count: relayable - from)
+        if let box = w.framer {
+            do {
+                _ = try box.framer.consume(region) { r in w.appendBody(UnsafeRawBufferPointer(rebasing: region[r])) }
+            } catch {
+                w.failed = true
+            }
+        } else {
+            w.appendBody(region)
+        }
+        if w.failed {
+            w.abort()
+            cacheWriter = nil
+        }
+    }
+
+    /// The response is complete: publish the entry.
+    func commitCacheWriter() {
+        guard let w = cacheWriter else { return }
+        cacheWriter = nil
+        guard let zone = cache?.zone else { w.abort(); return }
+        if case .length(let n) = responseFraming, n != 0 { w.abort(); return }
+        guard let e = w.commit() else { return }
+        let now = worker.loop.now
+        let victims = zone.index.withLock { ix -> [CacheEntry] in
+            ix.insert(e, now: now)
+            ix.clearUses(e.primary)
+            // Evictions are unlinked by the cache manager; many at once are left to it too.
+            return []
+        }
+        _ = victims
+        zone.stores.add(1, ordering: .relaxed)
+    }
+
+    /// Releases the lock and drops an unfinished entry file (every end of a cached request).
+    func endCacheRequest() {
+        if let w = cacheWriter {
+            w.abort()
+            cacheWriter = nil
+        }
+        if let cr = cache, let h = cr.lockHash {
+            cr.zone.index.withLock { $0.unlock(h) }
+        }
+        cache = nil
+        backgroundUpdatePending = false
+    }
+
+    // MARK: background update
+
+    /// After the stale response went out: fetch the update on this connection (nginx does it as a
+    /// subrequest of the same connection). Nothing more is written to the client.
+    func startBackgroundUpdate() {
+        guard let t = target, cache != nil else { return }
+        inBackground = true
+        cacheStatus = ClientConnection.statusExpired
+        cache!.revalidating = settings.proxyCacheRevalidate == true && (cache!.entry?.etag != nil || cache!.entry?.lastModified != nil)
+        tries = 0
+        tried = TriedSet()
+        startProxy(t)
+    }
+
+    /// The background update ended (stored, refused or failed): carry on with the connection.
+    func endBackground() {
+        if let c = up {
+            c.close()
+            up = nil
+        }
+        releasePeer(failed: false)
+        phase = .idle
+        outBuf.clear()
+        finishRequest()
+    }
+
+    // MARK: purge
+
+    func isPurgeRequest() -> Bool {
+        req.method == .other && ASCII.equalsLower(head.readableBytes, req.methodRange, "purge")
+    }
+
+    /// `PURGE /uri`: removes the entry for the request's key (all its variants), or every key
+    /// starting with the key when it ends in `*`. Only clients `proxy_cache_purge` lists.
+    func handlePurge(_ rules: [AccessRule]) {
+        let addr = peer.ipBytes
+        guard rules.contains(where: { $0.network?.contains(addr) ?? true }) else {
+            log(.error, "purge forbidden by proxy_cache_purge")
+            respondError(403)
+            return
+        }
+        guard let name = settings.cacheZone, let zone = generation.cacheZones[name] else {
+            respondError(404)
+            return
+        }
+        if case .proxy(let t) = location.handler { target = t }
+        var key = evaluate(settings.effectiveProxyCacheKey)
+        var n = 0
+        if key.last == UInt8(ascii: "*") {
+            key.removeLast()
+            let prefix = key
+            n = zone.index.withLock { $0.removeAll { $0.key.starts(with: prefix) } }
+        } else {
+            let primary = CacheHash(key: key)
+            n = zone.index.withLock { $0.removeAll { $0.primary == primary } }
+        }
+        var body = Array("{\"purged\": \(n), \"key\": \"".utf8)
+        for b in key {
+            if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") { body.append(UInt8(ascii: "\\")) }
+            if b >= 0x20 { body.append(b) }
+        }
+        body += Array("\"}\n".utf8)
+        respond(n > 0 ? 200 : 404, contentType: "application/json", body: body)
+    }
+}
+
+extension CacheEntry {
+    /// A header value of the stored head (lowercase name).
+    func headValue(_ lname: StaticString) -> [UInt8]? {
+        head.withUnsafeBytes { b -> [UInt8]? in
+            guard let h = try? HeadParser.response(b, start: 0, end: b.count) else { return nil }
+            for f in h.headers where ASCII.equalsLower(b, f.name, lname) { return Array(b[f.value]) }
+            return nil
+        }
+    }
+    var etag: [UInt8]? { headValue("etag") }
+    var lastModified: [UInt8]? { headValue("last-modified") }
+}
