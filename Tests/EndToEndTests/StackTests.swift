@@ -340,3 +340,35 @@ extension StackTests {
         return stat[stat.index(close, offsetBy: 2)...].hasPrefix("Z")
     }
 }
+
+extension StackTests {
+    /// examples/stack.conf itself (only its ports and paths moved): /cache-me is generated once
+    /// by an app instance and then served by lb's cache, as the front-end's cache card shows.
+    @Test func theExampleStackCachesTheHotPage() throws {
+        let storePort = freePort(), appPort = freePortRange(4)
+        let examples = Harness.repositoryRoot.appendingPathComponent("examples").path
+        let text = try String(contentsOfFile: examples + "/stack.conf", encoding: .utf8)
+            .replacingOccurrences(of: "6380", with: "\(storePort)")
+            .replacingOccurrences(of: "port 9001;", with: "port \(appPort);")
+            .replacingOccurrences(of: "listen 8000 default_server;", with: "listen 127.0.0.1:{port} default_server;")
+            .replacingOccurrences(of: "include       mime.types;", with: "include \(examples)/mime.types;")
+            .replacingOccurrences(of: "root  examples/www;", with: "root \(examples)/www;")
+            .replacingOccurrences(of: "worker_processes auto;", with: "worker_processes 2;")
+        let lb = try LB(text)
+        let first = try RawClient(port: lb.port).get("/cache-me")
+        #expect(first.status == 200)
+        #expect(first.header("X-Cache-Status") == "MISS")
+        #expect(first.text.contains("This response was generated at"))
+        for _ in 0..<4 {
+            let r = try RawClient(port: lb.port).get("/cache-me")
+            #expect(r.header("X-Cache-Status") == "HIT")
+            #expect(r.body == first.body)
+        }
+        // The rest of the stack is unaffected: round-robin, static front-end, lb's own answer.
+        #expect(Set(try Self.instanceIDs(lb.port, 8)).count == 4)
+        #expect(try RawClient(port: lb.port).get("/").text.contains("<html"))
+        #expect(try RawClient(port: lb.port).get("/health-check").text == "success")
+        lb.started.signal(SIGINT)
+        #expect(lb.started.wait(timeout: 10))
+    }
+}
