@@ -579,14 +579,14 @@ final class ClientConnection: Pollable {
 
     /// Writes `outBuf` to the client; returns true when it is empty. Closes on error.
     @discardableResult
-    func flushOut() -> Bool {
+    func flushOut(more: Bool = false) -> Bool {
         while !outBuf.isEmpty {
             guard writable else {
                 worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
                 return false
             }
             do {
-                switch try Socket.write(fd, outBuf.readPointer, outBuf.readable) {
+                switch try (more ? Socket.writeMore(fd, outBuf.readPointer, outBuf.readable) : Socket.write(fd, outBuf.readPointer, outBuf.readable)) {
                 case .done(let n):
                     outBuf.readIndex += n
                 case .wouldBlock:
@@ -687,6 +687,8 @@ final class ClientConnection: Pollable {
 
     // Static file state (StaticFiles.swift).
     var staticFile: Int32?
+    /// Set when `staticFile` belongs to the worker's shared cache-file table (not closed here).
+    var staticShared: SharedFile?
     var staticOffset = 0
     var staticRemaining = 0
     var corked = false

@@ -400,7 +400,8 @@ extension ClientConnection {
     }
 
     func sendStaticBody() {
-        guard flushOut() else { return }
+        // The head goes with MSG_MORE: it leaves in the same segment as the first file bytes.
+        guard flushOut(more: staticRemaining > 0 && !corked) else { return }
         guard let f = staticFile else { finishRequest(); return }
         while staticRemaining > 0 {
             guard writable else {
@@ -434,6 +435,12 @@ extension ClientConnection {
     }
 
     func closeStaticFile() {
+        if let shared = staticShared {
+            worker.releaseSharedFile(shared)
+            staticShared = nil
+            staticFile = nil
+            return
+        }
         if let f = staticFile {
             Glibc.close(f)
             staticFile = nil

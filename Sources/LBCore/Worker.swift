@@ -164,6 +164,69 @@ public final class Worker: @unchecked Sendable {
 
     /// Gives `b` standard-size storage (from the spare list when possible) when it has none.
     @inline(__always)
+    // MARK: open cache files
+
+    /// Cache entry files kept open per worker, so a hit costs no open/close. Keyed by zone and
+    /// hash; a file is used only while its inode is the indexed one, is shared by concurrent
+    /// responses (sendfile takes an explicit offset), and closed only when no response uses it.
+    var sharedFiles: [SharedFileKey: SharedFile] = [:]
+    static let maxSharedFiles = 1024
+    var sharedFileSweep = false
+
+    func sharedFile(zone: CacheZoneRuntime, hash: CacheHash, inode: UInt64, open: () -> Int32?) -> SharedFile? {
+        let key = SharedFileKey(zone: ObjectIdentifier(zone), hash: hash)
+        if let f = sharedFiles[key] {
+            if f.inode == inode {
+                f.lastUse = loop.now
+                return f
+            }
+            retire(f)
+            sharedFiles[key] = nil
+        }
+        guard let fd = open() else { return nil }
+        if sharedFiles.count >= Worker.maxSharedFiles {
+            for f in sharedFiles.values { retire(f) }
+            sharedFiles.removeAll(keepingCapacity: true)
+        }
+        let f = SharedFile(fd: fd, inode: inode, now: loop.now)
+        sharedFiles[key] = f
+        if !sharedFileSweep {
+            sharedFileSweep = true
+            loop.schedule(afterMillis: 5000) { [unowned self] in self.sweepSharedFiles() }
+        }
+        return f
+    }
+
+    /// Drops a file from the table (closing it once no response uses it).
+    func forgetSharedFile(zone: CacheZoneRuntime, hash: CacheHash) {
+        let key = SharedFileKey(zone: ObjectIdentifier(zone), hash: hash)
+        if let f = sharedFiles.removeValue(forKey: key) { retire(f) }
+    }
+
+    func releaseSharedFile(_ f: SharedFile) {
+        f.users -= 1
+        if f.retired && f.users == 0 { Glibc.close(f.fd) }
+    }
+
+    private func retire(_ f: SharedFile) {
+        f.retired = true
+        if f.users == 0 { Glibc.close(f.fd) }
+    }
+
+    /// Closes files unused for 5 s (an evicted or purged entry's disk space is freed soon).
+    private func sweepSharedFiles() {
+        let now = loop.now
+        for (k, f) in sharedFiles where now - f.lastUse >= 5000 {
+            retire(f)
+            sharedFiles[k] = nil
+        }
+        if sharedFiles.isEmpty {
+            sharedFileSweep = false
+        } else {
+            loop.schedule(afterMillis: 5000) { [unowned self] in self.sweepSharedFiles() }
+        }
+    }
+
     func prepare(_ b: inout Buffer) {
         guard b.base == nil else { return }
         if let p = spareBuffers.popLast() { b.adopt(p, capacity: Worker.bufferSize) } else { b.reserve(Worker.bufferSize) }
@@ -283,5 +346,25 @@ final class AccessLogFile {
             }
         }
         buf.clear()
+    }
+}
+
+struct SharedFileKey: Hashable {
+    var zone: ObjectIdentifier
+    var hash: CacheHash
+}
+
+/// An open cache entry file shared by the responses of one worker.
+final class SharedFile {
+    let fd: Int32
+    let inode: UInt64
+    var users = 0
+    var retired = false
+    var lastUse: Int64
+
+    init(fd: Int32, inode: UInt64, now: Int64) {
+        self.fd = fd
+        self.inode = inode
+        lastUse = now
     }
 }

@@ -77,6 +77,13 @@ public enum Socket {
         try syscall("send") { Glibc.send(fd, buf, count, Int32(MSG_NOSIGNAL)) }
     }
 
+    /// Writes with MSG_MORE: the kernel holds a partial segment for what follows (a response head
+    /// before its sendfile body goes out in one segment instead of two).
+    @inline(__always)
+    public static func writeMore(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int) throws(IOError) -> IOResult<Int> {
+        try syscall("send") { Glibc.send(fd, buf, count, Int32(MSG_NOSIGNAL) | Int32(MSG_MORE)) }
+    }
+
     /// Writes two buffers in one call.
     @inline(__always)
     public static func writev(_ fd: Int32, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) throws(IOError) -> IOResult<Int> {

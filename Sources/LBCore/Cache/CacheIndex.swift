@@ -1,3 +1,5 @@
+import LBHTTP
+
 /// A cache key's MD5, as two words (cheap to hash and compare).
 public struct CacheHash: Hashable, Sendable, CustomStringConvertible {
     public var hi: UInt64
@@ -12,7 +14,12 @@ public struct CacheHash: Hashable, Sendable, CustomStringConvertible {
         lo = l
     }
 
-    public init(key: some Collection<UInt8>) { self.init(digest: MD5.digest(key)) }
+    public init(key: [UInt8]) {
+        let w = key.withUnsafeBytes { MD5.words($0) }
+        // The digest's bytes, big-endian into two words (byte 0 is the high byte of `hi`).
+        hi = UInt64(w.0.byteSwapped) << 32 | UInt64(w.1.byteSwapped)
+        lo = UInt64(w.2.byteSwapped) << 32 | UInt64(w.3.byteSwapped)
+    }
 
     /// Parses 32 lowercase hex digits (a cache file's name); nil for anything else.
     public init?(hex: some StringProtocol) {
@@ -66,6 +73,8 @@ public struct CacheEntry: Sendable {
     /// The file's inode: a hit checks it, so a file replaced since the lookup is never served
     /// with another entry's head.
     public var inode: UInt64
+    /// `head` parsed once (a hit does not parse it again).
+    public var parsed = ResponseHead()
 
     public var fileSize: Int { bodyOffset + bodyLength }
     /// What the entry costs in the keys zone (bounded by its size, as nginx's shared zone is).
@@ -85,6 +94,7 @@ public struct CacheEntry: Sendable {
         self.staleWhileRevalidate = staleWhileRevalidate
         self.staleIfError = staleIfError
         self.inode = inode
+        head.withUnsafeBytes { b in if let p = try? HeadParser.response(b, start: 0, end: b.count) { parsed = p } }
     }
 }
 

@@ -29,19 +29,22 @@ extension ClientConnection {
 
     /// Entry point for a proxied location with `proxy_cache`.
     func startCachedProxy(_ t: ProxyTarget, zone: CacheZoneRuntime) {
-        let s = settings
+        let loc = location!
         target = t
-        let methodName = String(decoding: head.readableBytes[req.methodRange], as: UTF8.self)
-        guard s.effectiveProxyCacheMethods.contains(methodName) else {
-            startProxy(t)
-            return
+        // GET and HEAD are always cacheable methods; others only when proxy_cache_methods says so.
+        if req.method != .get && req.method != .head {
+            let methodName = String(decoding: head.readableBytes[req.methodRange], as: UTF8.self)
+            guard loc.settings.effectiveProxyCacheMethods.contains(methodName) else {
+                startProxy(t)
+                return
+            }
         }
-        let key = evaluate(s.effectiveProxyCacheKey)
+        let key = evaluate(loc.settings.effectiveProxyCacheKey)
         let primary = CacheHash(key: key)
         var cr = CacheRequest(zone: zone, key: key, primary: primary, hash: primary)
-        if let nc = s.proxyNoCache, nc.contains(where: { truthy(evaluate($0)) }) { cr.noStore = true }
+        if let nc = loc.settings.proxyNoCache, nc.contains(where: { truthy(evaluate($0)) }) { cr.noStore = true }
         cache = cr
-        if let b = s.proxyCacheBypass, b.contains(where: { truthy(evaluate($0)) }) {
+        if let b = loc.settings.proxyCacheBypass, b.contains(where: { truthy(evaluate($0)) }) {
             cacheStatus = ClientConnection.statusBypass
             zone.bypassed.add(1, ordering: .relaxed)
             startProxy(t)
@@ -84,12 +87,12 @@ extension ClientConnection {
 
     func lookupAndDispatch(firstTime: Bool) {
         guard let t = target, let zone = cache?.zone else { return }
-        let s = settings
+        let s = location!
         let now = worker.loop.now
         let nowSec = wallClock().seconds
         let entry = lookupCacheEntry()
-        let lockOn = s.proxyCacheLock == true
-        let lockAge = Int64(s.effectiveProxyCacheLockAgeMs)
+        let lockOn = s.settings.proxyCacheLock == true
+        let lockAge = Int64(s.settings.effectiveProxyCacheLockAgeMs)
         let hash = cache!.hash
         if let e = entry {
             if e.validUntil > nowSec {
@@ -97,7 +100,7 @@ extension ClientConnection {
                 return lookupAndDispatch(firstTime: firstTime) // the file vanished: look again
             }
             // Expired. Another request updating it: serve stale if allowed.
-            let useStale = s.proxyCacheUseStale ?? []
+            let useStale = s.settings.proxyCacheUseStale ?? []
             let staleUpdating = useStale.contains("updating") || nowSec < e.validUntil + e.staleWhileRevalidate
             let locked = zone.index.withLock { $0.tryLock(hash, now: now, maxAgeMs: lockAge) }
             if !locked {
@@ -106,7 +109,7 @@ extension ClientConnection {
                 if lockOn && now < cache!.waitUntil { return waitForCache() }
             } else {
                 cache!.lockHash = hash
-                if s.proxyCacheBackgroundUpdate == true && staleUpdating && !req.hasBody {
+                if s.settings.proxyCacheBackgroundUpdate == true && staleUpdating && !req.hasBody {
                     // The client gets the stale entry now; this connection fetches the update after it.
                     backgroundUpdatePending = true
                     if serveCached(e, status: ClientConnection.statusStale) { zone.stale.add(1, ordering: .relaxed); return }
@@ -115,12 +118,12 @@ extension ClientConnection {
             }
             cacheStatus = ClientConnection.statusExpired
             zone.expired.add(1, ordering: .relaxed)
-            cache!.revalidating = s.proxyCacheRevalidate == true && (e.etag != nil || e.lastModified != nil)
+            cache!.revalidating = s.settings.proxyCacheRevalidate == true && (e.etag != nil || e.lastModified != nil)
             startProxy(t)
             return
         }
         // A miss.
-        if let minUses = s.proxyCacheMinUses, minUses > 1, firstTime {
+        if let minUses = s.settings.proxyCacheMinUses, minUses > 1, firstTime {
             let uses = zone.index.withLock { $0.countUse(hash, now: now) }
             if uses < minUses { cache!.noStore = true }
         }
@@ -157,20 +160,27 @@ extension ClientConnection {
     /// or is no longer the indexed one (nothing has been written then).
     func serveCached(_ e: CacheEntry, status cs: [UInt8]) -> Bool {
         guard let zone = cache?.zone else { return false }
-        let f = open(zone.path(for: e.hash), O_RDONLY | O_CLOEXEC)
+        let path = zone.path(for: e.hash)
+        let file = worker.sharedFile(zone: zone, hash: e.hash, inode: e.inode) {
+            let f = open(path, O_RDONLY | O_CLOEXEC)
+            return f >= 0 ? f : nil
+        }
+        // The file must be the indexed one, whole: same inode (checked when opened) and size.
         var st = stat()
-        if f < 0 || fstat(f, &st) != 0 || UInt64(st.st_ino) != e.inode || Int(st.st_size) != e.fileSize {
-            if f >= 0 { Glibc.close(f) }
+        guard let file, fstat(file.fd, &st) == 0, UInt64(st.st_ino) == e.inode, Int(st.st_size) == e.fileSize else {
+            worker.forgetSharedFile(zone: zone, hash: e.hash)
             zone.index.withLock { $0.forget(e.hash, inode: e.inode) }
             cache?.entry = nil
             return false
         }
-        let parsed: ResponseHead? = e.head.withUnsafeBytes { try? HeadParser.response($0, start: 0, end: $0.count) }
-        guard let parsedHead = parsed else {
-            Glibc.close(f)
+        guard e.parsed.status != 0 else {
+            worker.forgetSharedFile(zone: zone, hash: e.hash)
             zone.index.withLock { $0.remove(e.hash) }
             return false
         }
+        file.users += 1
+        staticShared = file
+        let f = file.fd
         if let u = up {
             u.close()
             up = nil
@@ -179,16 +189,24 @@ extension ClientConnection {
         phase = .idle
         state = .local
         cacheStatus = cs
-        response = parsedHead
+        response = e.parsed
         if !requestBodyComplete { closeAfterResponse = true }
         // Conditional requests and ranges are answered from the entry (nginx's filters).
         var length = e.bodyLength
         var offset = e.bodyOffset
         var code = e.status
         var contentRange: String?
-        if code == 200, notModified(e) {
+        // One pass to see whether any If-* or Range header is there at all (usually none is).
+        var conditional = false, ranged = false
+        let hb = head.readableBytes
+        for h in req.headers where h.name.count >= 5 {
+            let c = ASCII.lower(hb[h.name.lowerBound])
+            if c == UInt8(ascii: "i") && hb[h.name.lowerBound + 2] == UInt8(ascii: "-") { conditional = true }
+            if c == UInt8(ascii: "r") && h.name.count == 5 { ranged = true }
+        }
+        if code == 200, conditional, notModified(e) {
             code = 304
-        } else if code == 200, let rv = headerValue("range"), headerValue("if-range") == nil {
+        } else if code == 200, ranged, let rv = headerValue("range"), headerValue("if-range") == nil {
             switch ClientConnection.parseRange(String(decoding: rv, as: UTF8.self), size: length) {
             case .satisfiable(let a, let b):
                 code = 206
@@ -196,7 +214,7 @@ extension ClientConnection {
                 offset += a
                 length = b - a + 1
             case .unsatisfiable:
-                Glibc.close(f)
+                closeStaticFile()
                 respondError(416)
                 return true
             case .ignore: break
@@ -209,7 +227,7 @@ extension ClientConnection {
                               reasonOverride: code != e.status)
         }
         if req.method == .head || code == 304 || length == 0 {
-            Glibc.close(f)
+            closeStaticFile()
             flushLocal()
             return true
         }
@@ -479,8 +497,7 @@ extension CacheEntry {
     /// A header value of the stored head (lowercase name).
     func headValue(_ lname: StaticString) -> [UInt8]? {
         head.withUnsafeBytes { b -> [UInt8]? in
-            guard let h = try? HeadParser.response(b, start: 0, end: b.count) else { return nil }
-            for f in h.headers where ASCII.equalsLower(b, f.name, lname) { return Array(b[f.value]) }
+            for f in parsed.headers where ASCII.equalsLower(b, f.name, lname) { return Array(b[f.value]) }
             return nil
         }
     }
