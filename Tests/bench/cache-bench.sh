@@ -2,7 +2,8 @@
 # Cache hits: wrk fetching a cached 4 KiB and 100 KiB object through lb's proxy_cache and through
 # nginx's proxy_cache (same zone settings, same origin), one worker each on core 1, wrk and the
 # origin on core 0, rounds interleaved. Each object is fetched once first, so every measured
-# request is a HIT (checked: the origin's request count must not move during the rounds).
+# request is a HIT (checked: the origin's request count must not move during the rounds). Reports
+# req/s and the server's CPU time per request (utime+stime over the run), both same-round ratios.
 #
 #   bash Tests/bench/cache-bench.sh [rounds] [seconds]
 set -euo pipefail
@@ -40,8 +41,9 @@ http { access_log off; keepalive_requests 1000000; sendfile on;
        upstream origin { server 127.0.0.1:$ORIGIN; keepalive 16; }
        server { listen 127.0.0.1:18312; location / { proxy_pass http://origin; proxy_cache z; $common } } }
 CONF
-taskset -c 1 .build/release/lb -p "$W" -c lb.conf & PIDS+=($!)
-taskset -c 1 nginx -p "$W/ng" -c "$W/ng/nginx.conf" 2>/dev/null & PIDS+=($!)
+taskset -c 1 .build/release/lb -p "$W" -c lb.conf & LBPID=$!; PIDS+=($LBPID)
+taskset -c 1 nginx -p "$W/ng" -c "$W/ng/nginx.conf" 2>/dev/null & NGPID=$!; PIDS+=($NGPID)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 sleep 1
 for port in 18311 18312; do
   for size in 4096 102400; do curl -s -o /dev/null "http://127.0.0.1:$port/gen?size=$size"; done
@@ -49,10 +51,13 @@ done
 before=$(curl -s "http://127.0.0.1:$ORIGIN/stats")
 for r in $(seq 1 "$ROUNDS"); do
   for size in 4096 102400; do
-    for spec in "lb 18311" "nginx 18312"; do
+    for spec in "lb 18311 $LBPID" "nginx 18312 $NGPID"; do
       set -- $spec
+      t0=$(cpu_ticks "$3")
       rps=$(taskset -c 0 wrk -t1 -c20 -d"${SECS}s" "http://127.0.0.1:$2/gen?size=$size" | awk '/Requests\/sec/ {print $2}')
-      echo "$r $size $1 $rps"
+      t1=$(cpu_ticks "$3")
+      cpu=$(python3 -c "print(f'{($t1-$t0)*1e6/$(getconf CLK_TCK)/max(1.0,$rps*$SECS):.1f}')")
+      echo "$r $size $1 $rps $cpu"
     done
   done
 done | tee "$W/results.txt"
@@ -66,5 +71,8 @@ print("\nmedians:")
 for size in ("4096", "102400"):
     lb = [float(r[3]) for r in rows if r[1] == size and r[2] == "lb"]
     ng = [float(r[3]) for r in rows if r[1] == size and r[2] == "nginx"]
-    print(f"  {size} B: lb {statistics.median(lb):.0f} req/s, nginx {statistics.median(ng):.0f} req/s, same-round lb/nginx {statistics.median([a/b for a, b in zip(lb, ng)]):.2f}")
+    lbc = [float(r[4]) for r in rows if r[1] == size and r[2] == "lb"]
+    ngc = [float(r[4]) for r in rows if r[1] == size and r[2] == "nginx"]
+    print(f"  {size} B: lb {statistics.median(lb):.0f} req/s ({statistics.median(lbc):.1f} us CPU/req), nginx {statistics.median(ng):.0f} req/s ({statistics.median(ngc):.1f} us CPU/req); "
+          f"same-round lb/nginx req/s {statistics.median([a/b for a, b in zip(lb, ng)]):.2f}, nginx/lb CPU per request {statistics.median([b/a for a, b in zip(lbc, ngc)]):.2f}")
 PY

@@ -160,9 +160,8 @@ extension ClientConnection {
     /// or is no longer the indexed one (nothing has been written then).
     func serveCached(_ e: CacheEntry, status cs: [UInt8]) -> Bool {
         guard let zone = cache?.zone else { return false }
-        let path = zone.path(for: e.hash)
         let file = worker.sharedFile(zone: zone, hash: e.hash, inode: e.inode) {
-            let f = open(path, O_RDONLY | O_CLOEXEC)
+            let f = open(zone.path(for: e.hash), O_RDONLY | O_CLOEXEC)
             return f >= 0 ? f : nil
         }
         // The file must be the indexed one, whole: same inode (checked when opened) and size.
