@@ -429,4 +429,81 @@ import Testing
         #expect(try client.readResponse().status == 403)
         #expect(try get(lb, "/locked/gen?l=1").header("X-Cache") == "HIT")
     }
+
+    @Test func bypassNoCacheMinUsesInactiveAndRanges() throws {
+        let b = try Backend(name: "c")
+        let dir = try cacheDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let lb = try LB(Self.config(b, cacheDir: dir.path, zone: "keys_zone=z:1m inactive=1s", location: """
+            proxy_cache_bypass $http_x_refresh;
+            proxy_no_cache $http_x_private;
+        """, extra: """
+            location /twice/ {
+                proxy_pass http://app/;
+                proxy_cache z;
+                proxy_cache_valid 200 1m;
+                proxy_cache_min_uses 2;
+                add_header X-Cache $upstream_cache_status;
+            }
+        """))
+        // proxy_cache_bypass: fetched anyway (BYPASS), and the fresh response replaces the entry.
+        let first = try get(lb, "/gen?b=1")
+        #expect(first.header("X-Cache") == "MISS")
+        let bypassed = try get(lb, "/gen?b=1", headers: ["X-Refresh: 1"])
+        #expect(bypassed.header("X-Cache") == "BYPASS")
+        #expect(bypassed.text.contains("n=2"))
+        let after = try get(lb, "/gen?b=1")
+        #expect(after.header("X-Cache") == "HIT")
+        #expect(after.text.contains("n=2"))
+        // "0" does not bypass.
+        #expect(try get(lb, "/gen?b=1", headers: ["X-Refresh: 0"]).header("X-Cache") == "HIT")
+        // proxy_no_cache: not stored.
+        #expect(try get(lb, "/gen?nc=1", headers: ["X-Private: yes"]).header("X-Cache") == "MISS")
+        #expect(try get(lb, "/gen?nc=1").header("X-Cache") == "MISS")
+        // proxy_cache_min_uses 2: stored on the second request.
+        #expect(try get(lb, "/twice/gen?m=1").header("X-Cache") == "MISS")
+        #expect(try get(lb, "/twice/gen?m=1").header("X-Cache") == "MISS")
+        #expect(try get(lb, "/twice/gen?m=1").header("X-Cache") == "HIT")
+        // A single range is answered from the entry (the upstream never sees the Range header).
+        let full = try get(lb, "/gen?rg=1&size=1000")
+        let part = try get(lb, "/gen?rg=1&size=1000", headers: ["Range: bytes=10-19"])
+        #expect(part.status == 206)
+        #expect(part.header("Content-Range") == "bytes 10-19/1000")
+        #expect(part.body == Array(full.body[10..<20]))
+        #expect(try get(lb, "/gen?rg=1&size=1000", headers: ["Range: bytes=5000-"]).status == 416)
+        // inactive=1s: an entry nobody asked for in a second is removed (and its file unlinked).
+        Thread.sleep(forTimeInterval: 1.8)
+        #expect(try get(lb, "/gen?rg=1&size=1000").header("X-Cache") == "MISS")
+        #expect(try counts(b)["/gen?rg=1&size=1000"] == 2)
+    }
+
+    @Test func aKilledLbLeavesNoEntryForAResponseInFlight() throws {
+        let b = try Backend(name: "c")
+        let dir = try cacheDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let conf = Self.config(b, cacheDir: dir.path)
+        var lb: LB? = try LB(conf)
+        // A client that reads only the head: the 8 MB body stalls in flight (backpressure), half
+        // written to the temporary file.
+        let slow = try RawClient(port: lb!.port)
+        try slow.send("GET /gen?k=1&size=8000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        _ = slow.fill()
+        Thread.sleep(forTimeInterval: 0.5)
+        let temp = dir.appendingPathComponent(".lb-temp")
+        let partial = (try? FileManager.default.contentsOfDirectory(atPath: temp.path)) ?? []
+        #expect(partial.count == 1)
+        #expect(entryFiles(dir).isEmpty)
+        lb!.started.signal(SIGKILL)
+        _ = lb!.started.wait(timeout: 5)
+        lb = nil
+        slow.close()
+        let again = try LB(conf)
+        let r = try get(again, "/gen?k=1&size=8000000")
+        #expect(r.header("X-Cache") == "MISS")
+        #expect(r.body.count == 8_000_000)
+        #expect(try get(again, "/gen?k=1&size=8000000").header("X-Cache") == "HIT")
+        // The leftover temporary file was removed at start-up.
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: temp.path)) ?? []
+        #expect(!left.contains(partial.first ?? "-"))
+    }
 }
