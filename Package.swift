@@ -24,8 +24,8 @@ let package = Package(
         // Routing, balancing, proxy, static files, logs, reload: the runtime.
         .target(name: "LBCore", dependencies: ["LBConfig", "LBIO", "LBHTTP", "LBStack"], swiftSettings: hotPath),
         // The Redis-protocol store: RESP codec, keyspace, commands (pure), and its server.
-        .target(name: "LBStore"),
-        .executableTarget(name: "lb-store", dependencies: ["LBStore", "LBIO"]),
+        .target(name: "LBStore", swiftSettings: hotPath),
+        .executableTarget(name: "lb-store", dependencies: ["LBStore", "LBIO"], swiftSettings: hotPath),
         // The example app server of the stack.
         .executableTarget(name: "lb-app", dependencies: ["LBIO", "LBHTTP"]),
         // Process supervision for the `stack { }` block.

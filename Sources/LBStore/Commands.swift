@@ -63,7 +63,7 @@ extension Keyspace {
             }
             put(args[1], .string(args[2]), keepTTL: keep)
             if expireAt != 0 { setExpire(args[1], expireAt) }
-            o.log.append([Array("SET".utf8), args[1], args[2]] + (keep ? [Array("KEEPTTL".utf8)] : []))
+            if n == 3 { o.log.append(args) } else { o.log.append([Keyspace.setName, args[1], args[2]] + (keep ? [Array("KEEPTTL".utf8)] : [])) }
             if expireAt != 0 { o.log.append([Array("PEXPIREAT".utf8), args[1], Array("\(expireAt)".utf8)]) }
             if get { if let oldValue { o.reply.bulk(oldValue) } else { o.reply.null() } } else { o.reply.ok() }
         case "SETNX":
@@ -91,9 +91,9 @@ extension Keyspace {
             o.log.append(args)
             o.reply.ok()
         case "INCR", "DECR", "INCRBY", "DECRBY":
-            let by = name.hasSuffix("BY")
+            let by = name.utf8.count > 4
             guard n == (by ? 3 : 2) else { o.arity(args[0]); return }
-            var delta = name.hasPrefix("DECR") ? -1 : 1
+            var delta = name.utf8.first == UInt8(ascii: "D") ? -1 : 1
             if by {
                 guard let d = Keyspace.int(args[2]) else { o.reply.error(Keyspace.notInteger); return }
                 delta *= d
@@ -106,7 +106,7 @@ extension Keyspace {
             }
             let (r, overflow) = cur.addingReportingOverflow(delta)
             if overflow { o.reply.error("ERR increment or decrement would overflow"); return }
-            put(args[1], .string(Array(String(r).utf8)), keepTTL: true)
+            put(args[1], .string(Keyspace.digits(r)), keepTTL: true)
             o.log.append(args)
             o.reply.integer(r)
         case "APPEND":
@@ -280,7 +280,7 @@ extension Keyspace {
             }
             let (r, ov) = cur.addingReportingOverflow(d)
             if ov { o.reply.error("ERR increment or decrement would overflow"); return }
-            h[args[2]] = Array(String(r).utf8)
+            h[args[2]] = Keyspace.digits(r)
             put(args[1], .hash(h), keepTTL: true)
             o.log.append(args)
             o.reply.integer(r)

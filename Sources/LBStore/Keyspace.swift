@@ -87,10 +87,10 @@ public struct Keyspace {
 
     mutating func put(_ key: [UInt8], _ v: Value, keepTTL: Bool = false) {
         let key = Key(key)
-        if keepTTL, let e = entries[key] {
-            entries[key] = Entry(value: v, expireAt: e.expireAt)
-        } else {
-            entries[key] = Entry(value: v, expireAt: 0)
+        // One hash lookup in the common cases (the TTL set is touched only if the key had one).
+        if keepTTL, let i = entries.index(forKey: key) {
+            entries.values[i].value = v
+        } else if let old = entries.updateValue(Entry(value: v, expireAt: 0), forKey: key), old.expireAt != 0 {
             volatile.remove(key)
         }
     }
@@ -124,15 +124,44 @@ public struct Keyspace {
 
     // MARK: helpers
 
+    /// A canonical decimal as Redis's `string2ll` accepts it: optional `-`, no `+`, no leading
+    /// zeros, no `-0`, within Int64.
+    static let setName = Array("SET".utf8)
+
     static func int(_ b: [UInt8]) -> Int? {
-        guard !b.isEmpty, b.count <= 20 else { return nil }
-        let s = String(decoding: b, as: UTF8.self)
-        guard let v = Int(s), String(v) == s else { return nil }
-        return v
+        let n = b.count
+        guard n > 0, n <= 20 else { return nil }
+        var i = 0
+        let negative = b[0] == UInt8(ascii: "-")
+        if negative { i = 1; if n == 1 { return nil } }
+        if b[i] == UInt8(ascii: "0") { return n == i + 1 && !negative ? 0 : nil }
+        var v: UInt64 = 0
+        while i < n {
+            let d = b[i] &- 0x30
+            guard d <= 9 else { return nil }
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (s, o2) = m.addingReportingOverflow(UInt64(d))
+            if o1 || o2 { return nil }
+            v = s
+            i += 1
+        }
+        if negative { return v <= UInt64(Int64.max) + 1 ? Int(truncatingIfNeeded: 0 &- v) : nil }
+        return v <= UInt64(Int64.max) ? Int(v) : nil
     }
 
+    /// Decimal digits of an integer, without going through String.
+    static func digits(_ v: Int) -> [UInt8] {
+        var w = ReplyWriter()
+        w.decimal(v)
+        return w.bytes
+    }
+
+    /// The command name uppercased (a small string: no heap allocation for names ≤ 15 bytes).
     public static func upper(_ b: [UInt8]) -> String {
-        String(decoding: b.map { $0 >= 0x61 && $0 <= 0x7A ? $0 - 32 : $0 }, as: UTF8.self)
+        String(unsafeUninitializedCapacity: b.count) { out in
+            for (i, c) in b.enumerated() { out[i] = c >= 0x61 && c <= 0x7A ? c - 32 : c }
+            return b.count
+        }
     }
 
     /// Glob match as Redis's `stringmatchlen` (`*`, `?`, `[...]`, `\\`).

@@ -104,7 +104,7 @@ public struct ReplyWriter {
         bytes.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
     }
 
-    @inline(__always) mutating func decimal(_ v: Int) {
+    @inline(__always) public mutating func decimal(_ v: Int) {
         if v < 0 { bytes.append(UInt8(ascii: "-")) }
         var n = v.magnitude
         var tmp: (UInt64, UInt64, UInt64) = (0, 0, 0)

@@ -110,6 +110,9 @@ final class StoreServer: @unchecked Sendable {
         return Int64(s) * 1000 + Int64(ms)
     }
 
+    /// The time for commands of one read batch (taken once per read, not once per command).
+    var batchNow: Int64 = 0
+
     func accept(_ fd: Int32) {
         nextClientID += 1
         totalConnections += 1
@@ -136,7 +139,7 @@ final class StoreServer: @unchecked Sendable {
         // Data commands first (the common case); replies go straight into the client's buffer.
         var outcome = Keyspace.Outcome()
         swap(&outcome.reply, &r)
-        keyspace.execute(args, name: name, now: nowMillis(), into: &outcome)
+        keyspace.execute(args, name: name, now: batchNow, into: &outcome)
         swap(&outcome.reply, &r)
         if outcome.handled {
             if !outcome.log.isEmpty { aof?.append(outcome.log) }
@@ -316,6 +319,7 @@ final class StoreClient: Pollable {
     }
 
     func process() {
+        server.batchNow = server.nowMillis()
         while inBuf.readable > 0 && !closeAfterWrite {
             let parsed: (args: [[UInt8]], consumed: Int)?
             do { parsed = try RESP.parseCommand(inBuf.readableBytes) } catch {
