@@ -57,6 +57,7 @@ final class UpstreamBuilder {
     var keepalive: Int?
     var keepaliveTimeoutMs = 60_000
     var keepaliveRequests = 1000
+    var healthCheck: HealthCheck?
     var service: (name: String, location: SourceLocation, weight: Int, maxFails: Int, failTimeoutMs: Int)?
 
     init(name: String, location: SourceLocation) {

@@ -42,6 +42,8 @@ public final class Compiler {
     var server: ServerBuilder?
     var locationStack: [LocationBuilder] = []
     var upstream: UpstreamBuilder?
+    var matches: [String: MatchBlock] = [:]
+    var matchReferences: [(String, SourceLocation)] = []
     var service: ServiceBuilder?
 
     public init(prefix: String, resolver: any HostResolver = SystemResolver()) {

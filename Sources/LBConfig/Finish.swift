@@ -5,6 +5,9 @@ extension Compiler {
         for (z, loc) in cacheReferences where !cacheZones.contains(where: { $0.name == z }) {
             throw ConfigError("\"proxy_cache\" zone \"\(z)\" is unknown", at: loc)
         }
+        for (m, loc) in matchReferences where matches[m] == nil {
+            throw ConfigError("match \"\(m)\" not found", at: loc)
+        }
         for (name, loc) in usedVariables where !definedVariables.contains(name) {
             throw ConfigError("unknown \"\(name)\" variable", at: loc)
         }
@@ -39,7 +42,7 @@ extension Compiler {
                                 workerShutdownTimeoutMs: workerShutdownTimeoutMs, prefix: prefix)
         return RoutingTable(main: main, listeners: listeners, servers: vservers, upstreams: groups, cacheZones: cacheZones,
                             logFormats: logFormats, maps: maps, stack: stack, files: files,
-                            usesResponseHeaderVariables: usesResponseHeaderVariables)
+                            usesResponseHeaderVariables: usesResponseHeaderVariables, matches: matches)
     }
 
     private func buildStack() throws -> StackSpec? {
@@ -85,7 +88,7 @@ extension Compiler {
             }
             out.append(UpstreamGroup(name: u.name, peers: peers, policy: u.policy, keepalive: u.keepalive,
                                      keepaliveTimeoutMs: u.keepaliveTimeoutMs, keepaliveRequests: u.keepaliveRequests,
-                                     location: u.location, implicit: false, service: u.service?.name))
+                                     location: u.location, implicit: false, service: u.service?.name, healthCheck: u.healthCheck))
         }
         return out
     }

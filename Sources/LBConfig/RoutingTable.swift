@@ -7,6 +7,8 @@ public final class RoutingTable: Sendable {
     public let upstreams: [UpstreamGroup]
     public let upstreamIndex: [String: Int]
     public let cacheZones: [CacheZone]
+    /// `match` blocks for health checks, by name.
+    public let matches: [String: MatchBlock]
     public let logFormats: [String: LogFormat]
     public let maps: [MapBlock]
     /// The lb-specific `stack { … }` block, when present.
@@ -18,8 +20,9 @@ public final class RoutingTable: Sendable {
 
     init(main: MainSettings, listeners: [Listener], servers: [VirtualServer], upstreams: [UpstreamGroup],
          cacheZones: [CacheZone], logFormats: [String: LogFormat], maps: [MapBlock], stack: StackSpec?, files: [ConfigFile],
-         usesResponseHeaderVariables: Bool = false) {
+         usesResponseHeaderVariables: Bool = false, matches: [String: MatchBlock] = [:]) {
         self.usesResponseHeaderVariables = usesResponseHeaderVariables
+        self.matches = matches
         self.main = main
         self.listeners = listeners
         self.servers = servers
@@ -228,6 +231,8 @@ public struct UpstreamGroup: Sendable {
     public var implicit: Bool
     /// `stack` service that supplies the peers (`server service:app;`), if any.
     public var service: String?
+    /// Active health checks (`health_check`), if configured.
+    public var healthCheck: HealthCheck? = nil
 }
 
 /// A server in an upstream group.

@@ -31,6 +31,28 @@ public struct PeerState: Sendable {
     /// Counters for status and metrics.
     public var requests = 0
     public var failures = 0
+    /// Active health-check state (`unchecked` without `health_check`).
+    public var health: Health = .unchecked
+    public var consecutivePasses = 0
+    public var consecutiveFails = 0
+    public var checkPasses = 0
+    public var checkFails = 0
+    /// The last failed request or check: why, and when (wall-clock ms).
+    public var lastFailure = ""
+    public var lastFailureAt: Int64 = 0
+    /// The most recent health checks, oldest first (at most `CheckRecord.kept`).
+    public var checks: [CheckRecord] = []
+    /// Upstream response times (connect to end of response).
+    public var latency = LatencyHistogram()
+
+    public enum Health: String, Sendable {
+        /// No active checks configured.
+        case unchecked
+        /// Waiting for the first passed check (`mandatory`): no traffic yet.
+        case checking
+        case up
+        case down
+    }
 
     public init(_ p: Peer) {
         weight = p.weight
@@ -50,8 +72,21 @@ public struct PeerState: Sendable {
 
     @inline(__always)
     func usable(_ now: Int64) -> Bool {
-        !down && !failedOut(now) && (maxConns == 0 || conns < maxConns)
+        !down && health != .down && health != .checking && !failedOut(now) && (maxConns == 0 || conns < maxConns)
     }
+
+    /// The state shown on the status page and in metrics.
+    public func state(_ now: Int64) -> String {
+        if down { return "down" }
+        switch health {
+        case .down: return "down"
+        case .checking: return "checking"
+        default: break
+        }
+        if failedOut(now) { return "unavailable" }
+        return backup ? "backup" : "up"
+    }
+
 }
 
 /// Peer choice for one upstream group: nginx's algorithms over `PeerState`s. Pure logic — the
@@ -69,6 +104,9 @@ public struct BalancerCore: Sendable {
     public init(_ group: UpstreamGroup) {
         policy = group.policy
         peers = group.peers.map(PeerState.init)
+        if let hc = group.healthCheck {
+            for i in peers.indices { peers[i].health = hc.mandatory ? .checking : .up }
+        }
         peerNames = group.peers.map { $0.address.description }
         primaries = group.peers.indices.filter { !group.peers[$0].backup }
         backups = group.peers.indices.filter { group.peers[$0].backup }
@@ -125,8 +163,13 @@ public struct BalancerCore: Sendable {
     /// The request on `peer` finished; `failed` per `proxy_next_upstream` rules (nginx's free_peer).
     /// Returns true when this failure took the peer out (for the "temporarily disabled" log line).
     @discardableResult
-    public mutating func release(_ peer: Int, failed: Bool, now: Int64) -> Bool {
+    public mutating func release(_ peer: Int, failed: Bool, now: Int64, micros: Int64 = -1, reason: String = "", wallMs: Int64 = 0) -> Bool {
         peers[peer].conns -= 1
+        if micros >= 0 { peers[peer].latency.observe(micros) }
+        if !reason.isEmpty {
+            peers[peer].lastFailure = reason
+            peers[peer].lastFailureAt = wallMs
+        }
         if failed {
             peers[peer].fails += 1
             peers[peer].failures += 1
@@ -265,5 +308,84 @@ public enum CRC32 {
         var c: UInt32 = 0xFFFF_FFFF
         for b in bytes { c = table[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
         return c ^ 0xFFFF_FFFF
+    }
+}
+
+
+/// One active health check's result.
+public struct CheckRecord: Sendable {
+    public static let kept = 20
+    /// Wall-clock ms.
+    public var at: Int64
+    public var ok: Bool
+    public var detail: String
+    public var micros: Int64
+}
+
+/// Response times in fixed buckets (Prometheus's default buckets, in seconds), with percentiles
+/// estimated within a bucket.
+public struct LatencyHistogram: Sendable {
+    public static let bounds: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+    /// Counts per bucket (not cumulative); the last is +Inf.
+    public var counts = [Int](repeating: 0, count: 12)
+    public var sumMicros: Int64 = 0
+    public var total = 0
+
+    public mutating func observe(_ micros: Int64) {
+        let s = Double(micros) / 1e6
+        var i = 0
+        while i < LatencyHistogram.bounds.count && s > LatencyHistogram.bounds[i] { i += 1 }
+        counts[i] += 1
+        sumMicros += micros
+        total += 1
+    }
+
+    /// The q-quantile in ms (linear within the bucket), nil without observations.
+    public func quantileMs(_ q: Double) -> Double? {
+        guard total > 0 else { return nil }
+        let rank = q * Double(total)
+        var seen = 0.0
+        for (i, c) in counts.enumerated() where c > 0 {
+            if seen + Double(c) >= rank {
+                let lo = i == 0 ? 0 : LatencyHistogram.bounds[i - 1]
+                let hi = i < LatencyHistogram.bounds.count ? LatencyHistogram.bounds[i] : LatencyHistogram.bounds.last! * 2
+                return (lo + (hi - lo) * max(0, min(1, (rank - seen) / Double(c)))) * 1000
+            }
+            seen += Double(c)
+        }
+        return nil
+    }
+}
+
+extension BalancerCore {
+    /// Records an active check; returns the new health when this result changed it (hysteresis:
+    /// `fails` consecutive failures take a peer down, `passes` consecutive passes bring it up).
+    public mutating func recordCheck(_ peer: Int, ok: Bool, detail: String, wallMs: Int64, micros: Int64, fails: Int, passes: Int) -> PeerState.Health? {
+        var p = peers[peer]
+        p.checks.append(CheckRecord(at: wallMs, ok: ok, detail: detail, micros: micros))
+        if p.checks.count > CheckRecord.kept { p.checks.removeFirst(p.checks.count - CheckRecord.kept) }
+        var changed: PeerState.Health?
+        if ok { p.checkPasses += 1 } else { p.checkFails += 1 }
+        if ok {
+            p.consecutivePasses += 1
+            p.consecutiveFails = 0
+            if p.health != .up && p.consecutivePasses >= (p.health == .checking ? 1 : passes) {
+                p.health = .up
+                // Back from an active-check outage: passive failures from before do not count.
+                p.fails = 0
+                changed = .up
+            }
+        } else {
+            p.consecutiveFails += 1
+            p.consecutivePasses = 0
+            p.lastFailure = "health check: " + detail
+            p.lastFailureAt = wallMs
+            if p.health != .down && p.consecutiveFails >= fails {
+                p.health = .down
+                changed = .down
+            }
+        }
+        peers[peer] = p
+        return changed
     }
 }

@@ -110,6 +110,8 @@ final class ClientConnection: Pollable {
     /// Bytes written to the upstream in this attempt (`$upstream_bytes_sent`).
     var upstreamBytesSent = 0
     var cacheStatus: [UInt8] = []
+    /// Why the current upstream attempt failed (for the peer's `last_failure`).
+    var failureReason = ""
     // Cache (Cache/ProxyCache.swift).
     var cache: CacheRequest?
     var cacheWriter: CacheWriter?
@@ -385,7 +387,9 @@ final class ClientConnection: Pollable {
                 startProxy(t)
             }
         case .static: serveStatic()
-        case .status, .metrics, .api: respondError(404)
+        case .status: serveStatus()
+        case .metrics: serveMetrics()
+        case .api: serveAPI()
         }
     }
 

@@ -11,6 +11,10 @@ public final class UpstreamRuntime: Sendable {
     public let balancer: Mutex<BalancerCore>
     /// Identity for connection pools: pooled connections are keyed by (runtime id, peer).
     public let id: Int
+    /// Set when a reload dropped this runtime: its health checks stop.
+    public let retired = Atomic<Bool>(false)
+    /// Whether its health-check probes have been started.
+    let checksStarted = Atomic<Bool>(false)
 
     init(_ group: UpstreamGroup, id: Int) {
         self.group = group
@@ -22,7 +26,7 @@ public final class UpstreamRuntime: Sendable {
 
     /// Whether a reload may keep this runtime (same peers, same policy): health state carries over.
     func sameShape(_ g: UpstreamGroup) -> Bool {
-        g.peers == group.peers && g.policy == group.policy && g.keepalive == group.keepalive
+        g.peers == group.peers && g.policy == group.policy && g.keepalive == group.keepalive && g.healthCheck == group.healthCheck
     }
 }
 
@@ -36,6 +40,9 @@ public final class Generation: Sendable {
     public let listenerIndex: [HostPort: Int]
     /// Cache zones by name (kept from the previous generation when unchanged).
     public let cacheZones: [String: CacheZoneRuntime]
+    /// Per server block (by `VirtualServer.index`): requests by status class. Carried over a
+    /// reload for a server with the same names and listen addresses.
+    public let serverStats: [ServerStats]
 
     init(id: Int, table: RoutingTable, previous: Generation?, nextUpstreamID: inout Int) {
         self.id = id
@@ -55,6 +62,12 @@ public final class Generation: Sendable {
             if let old = previous?.cacheZones[z.name], old.sameShape(z) { zones[z.name] = old } else { zones[z.name] = CacheZoneRuntime(z) }
         }
         cacheZones = zones
+        serverStats = table.servers.map { s in
+            if let prev = previous, let old = prev.table.servers.first(where: { $0.names == s.names && $0.location.line == s.location.line }) {
+                return prev.serverStats[old.index]
+            }
+            return ServerStats()
+        }
         var idx: [HostPort: Int] = [:]
         for (i, l) in table.listeners.enumerated() { idx[l.address] = i }
         listenerIndex = idx

@@ -710,7 +710,11 @@ extension ClientConnection {
         guard let rt = upstreamRuntime, peerIndex >= 0 else { return }
         let p = peerIndex
         let now = worker.loop.now
-        let disabled = rt.balancer.withLock { $0.release(p, failed: failed, now: now) }
+        let micros = attemptStart > 0 ? monotonicMicros() - attemptStart : -1
+        let reason = failureReason
+        failureReason = ""
+        let wall = reason.isEmpty ? 0 : Int64(wallClock().seconds) * 1000
+        let disabled = rt.balancer.withLock { $0.release(p, failed: failed, now: now, micros: micros, reason: reason, wallMs: wall) }
         if disabled {
             worker.runtime.errorLog.log(.warn, "upstream server temporarily disabled while connecting to upstream, client: \(peer.ip), upstream: \"http://\(rt.group.peers[p].address)\"", connection: number, worker: worker.index)
         }
@@ -756,6 +760,7 @@ extension ClientConnection {
             countsAsFailure = s != 403 && s != 404
         }
         if !message.isEmpty { log(.error, message) }
+        failureReason = message.isEmpty ? f.word : message
         let code: Int
         switch f {
         case .timeout: code = 504

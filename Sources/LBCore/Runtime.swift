@@ -8,6 +8,8 @@ import Synchronization
 /// fast stop (TERM, INT), graceful stop (QUIT), log reopening (USR1).
 public final class Runtime: @unchecked Sendable {
     public let errorLog = ErrorLogger()
+    /// Wall-clock second lb started (status page uptime).
+    public let startedAt = wallClock().seconds
     let loader: ConfigLoader
     let configPath: String
     private let generationBox: Mutex<Generation>
@@ -93,6 +95,7 @@ public final class Runtime: @unchecked Sendable {
         }
         writePid()
         startCacheManager()
+        startHealthChecks(current)
         errorLog.log(.notice, "lb/0.1.0 started, \(workers.count) worker thread(s), listening on \(listenerFDs.keys.map(\.description).sorted().joined(separator: ", "))")
         let status = signalLoop()
         supervisor?.stopAll()
@@ -258,7 +261,11 @@ public final class Runtime: @unchecked Sendable {
         for k in removedKeys { listenerFDs[k] = nil }
         generationCount += 1
         let gen = Generation(id: generationCount, table: table, previous: current, nextUpstreamID: &nextUpstreamID)
+        for old in current.upstreams where !gen.upstreams.contains(where: { $0 === old }) {
+            old.retired.store(true, ordering: .relaxed)
+        }
         generationBox.withLock { $0 = gen }
+        startHealthChecks(gen)
         errorLog.configure(table.main.errorLogs)
         for w in workers {
             let mine = listenerFDs(for: w.index, added)

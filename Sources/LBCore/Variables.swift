@@ -188,6 +188,8 @@ extension ClientConnection {
 
     /// Writes the access log line(s) for the finished request.
     func finishLog() {
+        generation.serverStats[server.index].count(status)
+        worker.stats.requests.add(1, ordering: .relaxed)
         let s = settings
         if s.accessLogOff == true { return }
         let logs = s.accessLogs ?? [AccessLog(path: worker.runtime.defaultAccessLog, format: "combined")]

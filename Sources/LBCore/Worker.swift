@@ -1,3 +1,4 @@
+import Synchronization
 import Glibc
 import LBConfig
 import LBHTTP
@@ -30,6 +31,8 @@ public final class Worker: @unchecked Sendable {
     var generation: Generation
     var nextConnection = 0
     public private(set) var accepted = 0
+    /// Counters other threads read (status page, metrics).
+    public let stats = WorkerStats()
     public private(set) var handled = 0
 
     struct PoolKey: Hashable {
@@ -83,6 +86,8 @@ public final class Worker: @unchecked Sendable {
 
     func accepted(fd: Int32, peer: SocketAddress, listener: ListenerSocket) {
         accepted += 1
+        stats.accepted.add(1, ordering: .relaxed)
+        stats.connections.add(1, ordering: .relaxed)
         try? Socket.setOption(fd, 6 /* IPPROTO_TCP */, 1 /* TCP_NODELAY */, 1)
         nextConnection += 1
         let gen = generation
@@ -98,6 +103,7 @@ public final class Worker: @unchecked Sendable {
 
     func connectionClosed() {
         clients -= 1
+        stats.connections.subtract(1, ordering: .relaxed)
         handled += 1
         if draining { checkDrained() }
     }
@@ -366,5 +372,32 @@ final class SharedFile {
         self.fd = fd
         self.inode = inode
         lastUse = now
+    }
+}
+
+/// A worker's counters, readable from any thread.
+public final class WorkerStats: Sendable {
+    public let connections = Atomic<Int>(0)
+    public let accepted = Atomic<Int>(0)
+    public let requests = Atomic<Int>(0)
+}
+
+/// Requests of one server block by status class, readable from any thread.
+public final class ServerStats: Sendable {
+    public let c1 = Atomic<Int>(0), c2 = Atomic<Int>(0), c3 = Atomic<Int>(0), c4 = Atomic<Int>(0), c5 = Atomic<Int>(0)
+
+    @inline(__always) func count(_ status: Int) {
+        switch status {
+        case 100..<200: c1.add(1, ordering: .relaxed)
+        case 200..<300: c2.add(1, ordering: .relaxed)
+        case 300..<400: c3.add(1, ordering: .relaxed)
+        case 400..<500: c4.add(1, ordering: .relaxed)
+        default: c5.add(1, ordering: .relaxed)
+        }
+    }
+
+    public var byClass: [(String, Int)] {
+        [("1xx", c1.load(ordering: .relaxed)), ("2xx", c2.load(ordering: .relaxed)), ("3xx", c3.load(ordering: .relaxed)),
+         ("4xx", c4.load(ordering: .relaxed)), ("5xx", c5.load(ordering: .relaxed))]
     }
 }

@@ -1,0 +1,209 @@
+import Glibc
+import LBConfig
+import LBHTTP
+import LBIO
+
+/// Active health checks (`health_check` in an upstream): one probe per peer, run on a worker's
+/// event loop (peers are spread over the workers), first runs spread over the interval so the
+/// peers are not all probed at once. A probe connects, sends `GET uri`, reads the response (at most
+/// 64 KiB) and judges it by the `match` block (default: status 200–399). Results go into the
+/// shared balancer state under its lock, so every worker sees a state change at once.
+final class HealthProbe: Pollable {
+    unowned(unsafe) let worker: Worker
+    let runtime: UpstreamRuntime
+    let peer: Int
+    let spec: HealthCheck
+    let match: MatchBlock?
+    let address: SocketAddress
+    let request: [UInt8]
+    var buf: [UInt8] = []
+    var sent = 0
+    var connected = false
+    var inFlight = false
+    var started: Int64 = 0
+    static let maxResponse = 64 * 1024
+
+    init(worker: Worker, runtime: UpstreamRuntime, peer: Int, spec: HealthCheck, match: MatchBlock?) {
+        self.worker = worker
+        self.runtime = runtime
+        self.peer = peer
+        self.spec = spec
+        self.match = match
+        var a = runtime.addresses[peer]
+        let p = runtime.group.peers[peer]
+        if let port = spec.port, let alt = SocketAddress(ip: p.address.host, port: port) { a = alt }
+        address = a
+        let host = p.address.port.map { "\(p.address.host):\($0)" } ?? p.address.host
+        request = Array("GET \(spec.uri) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: lb-health-check/0.1.0\r\nAccept: */*\r\nConnection: close\r\n\r\n".utf8)
+        super.init()
+        fd = -1
+    }
+
+    /// Schedules the first probe `offsetMs` from now.
+    func start(offsetMs: Int) {
+        worker.loop.schedule(afterMillis: offsetMs) { [self] in probe() }
+    }
+
+    func probe() {
+        if runtime.retired.load(ordering: .relaxed) { return }
+        buf.removeAll(keepingCapacity: true)
+        sent = 0
+        connected = false
+        inFlight = true
+        started = monotonicMicros()
+        do {
+            let (fd, immediate) = try Socket.connect(address)
+            self.fd = fd
+            try worker.loop.register(self, events: EventLoop.readable | EventLoop.writable | EventLoop.edge | EventLoop.hangup)
+            worker.loop.setDeadline(self, afterMillis: spec.timeoutMs)
+            if immediate { connected = true; send() }
+        } catch {
+            finish(ok: false, detail: "connect() failed (\(error.errno): \(String(cString: strerror(error.errno))))")
+        }
+    }
+
+    override func ready(_ events: UInt32) {
+        guard inFlight else { return }
+        if !connected && events & (EventLoop.writable | EventLoop.error | EventLoop.hangup) != 0 {
+            let err = Socket.pendingError(fd)
+            if err != 0 {
+                finish(ok: false, detail: "connect() failed (\(err): \(String(cString: strerror(err))))")
+                return
+            }
+            connected = true
+        }
+        if connected && sent < request.count { send() }
+        if inFlight && events & (EventLoop.readable | EventLoop.hangup) != 0 { receive() }
+    }
+
+    override func timedOut() {
+        guard inFlight else { return }
+        finish(ok: false, detail: "timed out after \(spec.timeoutMs) ms")
+    }
+
+    func send() {
+        while sent < request.count {
+            let r = request.withUnsafeBytes { p in try? Socket.write(fd, p.baseAddress! + sent, p.count - sent) }
+            switch r {
+            case .done(let n)?: sent += n
+            case .wouldBlock?: return
+            case nil:
+                finish(ok: false, detail: "send() failed")
+                return
+            }
+        }
+    }
+
+    func receive() {
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while inFlight {
+            let r = chunk.withUnsafeMutableBytes { p in try? Socket.read(fd, p.baseAddress!, p.count) }
+            switch r {
+            case .done(0)?:
+                evaluate(complete: true)
+                return
+            case .done(let n)?:
+                buf += chunk[0..<n]
+                if buf.count >= HealthProbe.maxResponse || responseComplete() {
+                    evaluate(complete: true)
+                    return
+                }
+            case .wouldBlock?:
+                return
+            case nil:
+                if buf.isEmpty { finish(ok: false, detail: "recv() failed (connection reset)") } else { evaluate(complete: true) }
+                return
+            }
+        }
+    }
+
+    /// Whether a Content-Length response has arrived whole (no need to wait for the close).
+    func responseComplete() -> Bool {
+        buf.withUnsafeBytes { b in
+            var scanner = HeadScanner(maxFirstLine: 8192, maxHeaderLine: 8192, maxHead: 32768)
+            guard let end = try? scanner.scan(b, isRequest: false), let h = try? HeadParser.response(b, start: 0, end: end),
+                  let cl = h.contentLength else { return false }
+            return b.count - end >= cl
+        }
+    }
+
+    func evaluate(complete: Bool) {
+        let verdict: (Bool, String) = buf.withUnsafeBytes { b in
+            var scanner = HeadScanner(maxFirstLine: 8192, maxHeaderLine: 8192, maxHead: 32768)
+            guard let end = try? scanner.scan(b, isRequest: false), let h = try? HeadParser.response(b, start: 0, end: end) else {
+                return (false, b.isEmpty ? "connection closed without a response" : "invalid response header")
+            }
+            let status = h.status
+            let statusOK = match?.statusPasses(status) ?? (200...399).contains(status)
+            if !statusOK { return (false, "status \(status)") }
+            if let m = match {
+                for (name, test) in m.headers {
+                    var value: String?
+                    for f in h.headers where String(decoding: b[f.name], as: UTF8.self).lowercased() == name {
+                        value = String(decoding: b[f.value], as: UTF8.self)
+                    }
+                    let pass: Bool
+                    switch test {
+                    case .present: pass = value != nil
+                    case .absent: pass = value == nil
+                    case .equals(let v): pass = value == v
+                    case .notEquals(let v): pass = value != v
+                    case .matches(let re): pass = value.map { re.matches($0) } ?? false
+                    case .notMatches(let re): pass = !(value.map { re.matches($0) } ?? false)
+                    }
+                    if !pass { return (false, "header \(name) does not match") }
+                }
+                if let (re, negated) = m.body {
+                    let body = UnsafeRawBufferPointer(rebasing: b[end...])
+                    if re.matches(body) == negated { return (false, "body does not match") }
+                }
+            }
+            return (true, "status \(status)")
+        }
+        finish(ok: verdict.0, detail: verdict.1)
+    }
+
+    func finish(ok: Bool, detail: String) {
+        inFlight = false
+        if fd >= 0 {
+            worker.loop.setDeadline(self, afterMillis: 0)
+            worker.loop.deregister(self)
+            Socket.close(fd)
+            fd = -1
+        }
+        let micros = monotonicMicros() - started
+        let wall = Int64(wallClock().seconds) * 1000 + Int64(wallClock().millis)
+        let spec = self.spec, peer = self.peer
+        let change = runtime.balancer.withLock {
+            $0.recordCheck(peer, ok: ok, detail: detail, wallMs: wall, micros: micros, fails: spec.fails, passes: spec.passes)
+        }
+        let name = "upstream \"\(runtime.group.name)\" peer \(runtime.addressText[peer])"
+        switch change {
+        case .down?: worker.runtime.errorLog.log(.warn, "\(name) is down: health check failed \(spec.fails) time(s), last: \(detail)", worker: worker.index)
+        case .up?: worker.runtime.errorLog.log(.notice, "\(name) is up: health check passed (\(detail))", worker: worker.index)
+        default: break
+        }
+        if runtime.retired.load(ordering: .relaxed) { return }
+        worker.loop.schedule(afterMillis: spec.intervalMs) { [self] in probe() }
+    }
+}
+
+extension Runtime {
+    /// Starts the probes of every upstream with `health_check` in `gen` that has none running yet.
+    func startHealthChecks(_ gen: Generation) {
+        guard !workers.isEmpty else { return }
+        for rt in gen.upstreams {
+            guard let spec = rt.group.healthCheck, !rt.checksStarted.exchange(true, ordering: .relaxed) else { continue }
+            let match = spec.match.flatMap { gen.table.matches[$0] }
+            let n = rt.group.peers.count
+            for p in 0..<n {
+                let w = workers[(rt.id + p) % workers.count]
+                // Spread the first probes over the interval (no thundering herd), the first soon.
+                let offset = 50 + spec.intervalMs * p / max(1, n)
+                w.loop.execute { [w] in
+                    HealthProbe(worker: w, runtime: rt, peer: p, spec: spec, match: match).start(offsetMs: offset)
+                }
+            }
+        }
+    }
+}

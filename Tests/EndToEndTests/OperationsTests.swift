@@ -1,0 +1,226 @@
+import Foundation
+import Glibc
+import Synchronization
+import Testing
+
+/// Active health checks, the status page and its JSON, and Prometheus metrics, over real sockets.
+@Suite(.serialized) struct OperationsTests {
+    static func config(_ backends: [Backend], healthCheck: String, extra: String = "") -> String {
+        let servers = backends.map { "server 127.0.0.1:\($0.port);" }.joined(separator: "\n        ")
+        return """
+        worker_processes 2;
+        error_log stderr info;
+        events {}
+        http {
+            access_log off;
+            match hello { status 200; header X-Backend; body ~ "^b[0-9]"; }
+            upstream app {
+                \(servers)
+                \(healthCheck)
+            }
+            server {
+                listen 127.0.0.1:{port};
+                location / { proxy_pass http://app; }
+                location /lb-status { status; }
+                location = /metrics { metrics; }
+                \(extra)
+            }
+        }
+        """
+    }
+
+    func status(_ lb: LB) throws -> [String: Any] {
+        let r = try RawClient(port: lb.port).get("/lb-status?format=json")
+        #expect(r.header("Content-Type") == "application/json")
+        return try JSONSerialization.jsonObject(with: Data(r.body)) as! [String: Any]
+    }
+
+    func peers(_ s: [String: Any]) -> [[String: Any]] {
+        ((s["upstreams"] as! [[String: Any]]).first { $0["name"] as? String == "app" }!["peers"]) as! [[String: Any]]
+    }
+
+    func waitFor(_ what: String, timeout: TimeInterval, _ cond: () throws -> Bool) rethrows -> TimeInterval? {
+        let start = Date()
+        while Date().timeIntervalSince(start) < timeout {
+            if try cond() { return Date().timeIntervalSince(start) }
+            usleep(20_000)
+        }
+        return nil
+    }
+
+    @Test func aKilledBackendIsMarkedDownByActiveChecksAndComesBackAfterPasses() throws {
+        let b1 = try Backend(name: "b1")
+        var b2 = try Backend(name: "b2")
+        let port2 = b2.port
+        let lb = try LB(Self.config([b1, b2], healthCheck: "health_check uri=/hc interval=300ms timeout=200ms fails=2 passes=2 match=hello;"))
+        // Clients keep asking the whole time; none may fail.
+        let stop = Mutex(false)
+        let results = Mutex<[Int]>([])
+        let port = lb.port
+        let client = Thread {
+            while !stop.withLock({ $0 }) {
+                let s = (try? RawClient(port: port).get("/n").status) ?? -1
+                results.withLock { $0.append(s) }
+                usleep(5_000)
+            }
+        }
+        client.start()
+        defer { stop.withLock { $0 = true } }
+        Thread.sleep(forTimeInterval: 0.8)
+        b2.stop()
+        let killed = Date()
+        // Down within interval × fails (+ one timeout and scheduling slack).
+        let down = waitFor("down", timeout: 5) { lb.errorLog.contains("peer 127.0.0.1:\(port2) is down") }
+        #expect(down != nil)
+        let downAfter = Date().timeIntervalSince(killed)
+        #expect(downAfter < 0.3 * 2 + 0.2 + 0.5, "marked down after \(downAfter) s")
+        let s = try status(lb)
+        let p2 = peers(s).first { $0["address"] as? String == "127.0.0.1:\(port2)" }!
+        #expect(p2["state"] as? String == "down")
+        #expect((p2["last_failure"] as? String ?? "").contains("health check"))
+        #expect((p2["health_checks"] as! [[String: Any]]).last?["ok"] as? Bool == false)
+        // Back on the same port: up again after 2 passes.
+        b2 = try Backend(name: "b2", port: port2)
+        let up = waitFor("up", timeout: 5) { lb.errorLog.contains("peer 127.0.0.1:\(port2) is up") }
+        #expect(up != nil)
+        Thread.sleep(forTimeInterval: 0.3)
+        stop.withLock { $0 = true }
+        Thread.sleep(forTimeInterval: 0.1)
+        let all = results.withLock { $0 }
+        #expect(all.count > 20)
+        #expect(all.allSatisfy { $0 == 200 }, "failed client requests: \(all.filter { $0 != 200 }.count)")
+        // Both serve again.
+        let names = try (0..<4).map { _ in try RawClient(port: lb.port).get("/").text.prefix(2) }
+        #expect(Set(names) == ["b1", "b2"])
+        _ = b2
+    }
+
+    @Test func aMatchBlockJudgesStatusHeadersAndBody() throws {
+        let b1 = try Backend(name: "b1")
+        // The check URI answers 503: with the match block (status 200) the peer goes down.
+        let lb = try LB(Self.config([b1], healthCheck: "health_check uri=/status/503 interval=200ms fails=1 match=hello;"))
+        #expect(waitFor("down", timeout: 3) { lb.errorLog.contains("is down") && lb.errorLog.contains("status 503") } != nil)
+        #expect(try RawClient(port: lb.port).get("/").status == 502)
+        let s = try status(lb)
+        #expect(peers(s)[0]["state"] as? String == "down")
+    }
+
+    @Test func mandatoryChecksKeepNewPeersOutUntilTheirFirstPass() throws {
+        let b1 = try Backend(name: "b1")
+        // The check takes 700 ms to answer: until it passes, the peer is "checking" and gets nothing.
+        let lb = try LB(Self.config([b1], healthCheck: "health_check uri=/slow?ms=700 interval=5s timeout=2s mandatory;"))
+        #expect(try RawClient(port: lb.port).get("/").status == 502)
+        #expect(peers(try status(lb))[0]["state"] as? String == "checking")
+        #expect(try b1.stats().requests <= 2) // the probe and this /stats call: no client request reached it
+        let up = waitFor("up", timeout: 3) { lb.errorLog.contains("is up") }
+        #expect(up != nil)
+        #expect(try RawClient(port: lb.port).get("/").status == 200)
+        #expect(peers(try status(lb))[0]["state"] as? String == "up")
+    }
+
+    @Test func statusJSONReflectsTrafficStatesAndCaches() throws {
+        let b1 = try Backend(name: "b1"), b2 = try Backend(name: "b2")
+        let cache = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: cache) }
+        let lb = try LB(Self.config([b1, b2], healthCheck: "", extra: """
+            location /c/ { proxy_pass http://app/; proxy_cache z; proxy_cache_valid 200 1m; }
+        """).replacingOccurrences(of: "access_log off;", with: "access_log off; proxy_cache_path \(cache.path) keys_zone=z:1m;"))
+        let c = try RawClient(port: lb.port)
+        for i in 0..<20 { #expect(try c.get("/r\(i)").status == 200) }
+        for _ in 0..<3 { _ = try c.get("/c/gen?x=1") }
+        _ = try c.get("/status/404")
+        b2.stop()
+        for _ in 0..<4 { _ = try c.get("/after") }
+        let s = try status(lb)
+        let ps = peers(s)
+        let requests = ps.map { $0["requests"] as! Int }.reduce(0, +)
+        #expect(requests >= 20 + 1 + 1 + 4) // cache hits never reach a peer
+        let dead = ps.first { $0["address"] as? String == "127.0.0.1:\(b2.port)" }!
+        #expect((dead["failures"] as! Int) >= 1)
+        #expect((dead["last_failure"] as? String ?? "").contains("connect() failed"))
+        let live = ps.first { $0["address"] as? String == "127.0.0.1:\(b1.port)" }!
+        let rt = live["response_ms"] as! [String: Any]
+        #expect(rt["p50"] is Double || rt["p50"] is Int)
+        let server = (s["servers"] as! [[String: Any]])[0]
+        let classes = server["requests"] as! [String: Int]
+        #expect(classes["2xx"]! >= 27)
+        #expect(classes["4xx"]! >= 1)
+        let zone = (s["caches"] as! [[String: Any]])[0]
+        #expect(zone["zone"] as? String == "z")
+        #expect(zone["hits"] as? Int == 2)
+        #expect(zone["misses"] as? Int == 1)
+        #expect(zone["entries"] as? Int == 1)
+        let workers = s["workers"] as! [[String: Any]]
+        #expect(workers.count == 2)
+        #expect(workers.map { $0["requests"] as! Int }.reduce(0, +) >= 28)
+    }
+
+    @Test func metricsPassPromtoolAfterTraffic() throws {
+        let b1 = try Backend(name: "b1")
+        let lb = try LB(Self.config([b1], healthCheck: "health_check uri=/hc interval=200ms;"))
+        let c = try RawClient(port: lb.port)
+        for _ in 0..<10 { _ = try c.get("/x") }
+        Thread.sleep(forTimeInterval: 0.5)
+        let r = try c.get("/metrics")
+        #expect(r.status == 200)
+        #expect(r.header("Content-Type")?.hasPrefix("text/plain; version=0.0.4") == true)
+        let text = r.text
+        #expect(text.contains("lb_upstream_peer_requests_total{upstream=\"app\",peer=\"127.0.0.1:\(b1.port)\"} 10"))
+        #expect(text.contains("lb_upstream_peer_response_seconds_count{upstream=\"app\",peer=\"127.0.0.1:\(b1.port)\"} 10"))
+        #expect(text.contains("lb_server_requests_total{server=\"\",index=\"0\",class=\"2xx\"} 10"))
+        #expect(text.contains("result=\"pass\"}"))
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/promtool") else {
+            Issue.record("promtool is not installed (Tests/run.sh installs Debian's prometheus package)")
+            return
+        }
+        let file = try Harness.tempDirectory().appendingPathComponent("metrics.txt")
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "promtool check metrics < '\(file.path)'"]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = err
+        try p.run()
+        p.waitUntilExit()
+        let out = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus == 0, "promtool: \(out)")
+        #expect(out.isEmpty, "promtool: \(out)")
+    }
+
+    /// Headless Chromium renders the status page (its script fetches the JSON) and shows the down
+    /// peer; the screenshot is the one docs/operations.md shows (copied there with LB_UPDATE_DOCS=1).
+    @Test func theStatusPageRendersInABrowserAndShowsADownPeer() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium") else {
+            Issue.record("chromium is not installed (Tests/run.sh installs it)")
+            return
+        }
+        let b1 = try Backend(name: "b1"), b2 = try Backend(name: "b2")
+        let lb = try LB(Self.config([b1, b2], healthCheck: "health_check uri=/hc interval=200ms fails=1;"))
+        for i in 0..<30 { _ = try RawClient(port: lb.port).get("/p\(i)") }
+        b2.stop()
+        #expect(waitFor("down", timeout: 3) { lb.errorLog.contains("is down") } != nil)
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = "http://127.0.0.1:\(lb.port)/lb-status"
+        let dom = try Started(URL(fileURLWithPath: "/usr/bin/chromium"),
+                              ["--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=\(dir.path)/u1", "--virtual-time-budget=3000", "--dump-dom", url])
+        #expect(dom.wait(timeout: 60))
+        let html = (try? String(contentsOf: dom.stdoutURL, encoding: .utf8)) ?? ""
+        #expect(html.contains("1 peer down: app 127.0.0.1:\(b2.port)"), "rendered: \(html.prefix(3000))")
+        #expect(html.contains("<span class=\"chip down\">down</span>"))
+        #expect(html.contains("<span class=\"chip up\">up</span>"))
+        let shot = dir.appendingPathComponent("status.png")
+        let png = try Started(URL(fileURLWithPath: "/usr/bin/chromium"),
+                              ["--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=\(dir.path)/u2", "--virtual-time-budget=3000",
+                               "--hide-scrollbars", "--window-size=1200,700", "--screenshot=\(shot.path)", url])
+        #expect(png.wait(timeout: 60))
+        let data = try Data(contentsOf: shot)
+        #expect(data.count > 5000 && data.starts(with: [0x89, 0x50, 0x4E, 0x47]))
+        if ProcessInfo.processInfo.environment["LB_UPDATE_DOCS"] == "1" {
+            let dest = Harness.repositoryRoot.appendingPathComponent("docs/status-page.png")
+            try? FileManager.default.removeItem(at: dest)
+            try data.write(to: dest)
+        }
+    }
+}
