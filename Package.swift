@@ -15,6 +15,8 @@ let package = Package(
     targets: [
         // Our own C shim: epoll/eventfd/accept4 (not in Glibc's Swift overlay) and PCRE2 through dlopen.
         .target(name: "CLBShim", cSettings: [.define("_GNU_SOURCE")]),
+        // The system zlib for gzip (Debian's zlib1g-dev); no Swift package.
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The config language: lexer, parser, schema table, validator, routing table. No I/O but file reads.
         .target(name: "LBConfig", dependencies: ["CLBShim"]),
         // epoll event loops, sockets, timers, buffers. Knows nothing of HTTP.
@@ -22,7 +24,7 @@ let package = Package(
         // HTTP/1.1 heads, chunked framing, URIs: pure byte logic, no I/O.
         .target(name: "LBHTTP", swiftSettings: hotPath),
         // Routing, balancing, proxy, static files, logs, reload: the runtime.
-        .target(name: "LBCore", dependencies: ["LBConfig", "LBIO", "LBHTTP", "LBStack"], swiftSettings: hotPath),
+        .target(name: "LBCore", dependencies: ["LBConfig", "LBIO", "LBHTTP", "LBStack", "CZlib"], swiftSettings: hotPath),
         // The Redis-protocol store: RESP codec, keyspace, commands (pure), and its server.
         .target(name: "LBStore", swiftSettings: hotPath),
         .executableTarget(name: "lb-store", dependencies: ["LBStore", "LBIO"], swiftSettings: hotPath),

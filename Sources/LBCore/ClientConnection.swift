@@ -112,6 +112,9 @@ final class ClientConnection: Pollable {
     var cacheStatus: [UInt8] = []
     /// Why the current upstream attempt failed (for the peer's `last_failure`).
     var failureReason = ""
+    /// The compressor of a gzipped proxied response, and whether its last chunk is out.
+    var gz: GzipStream?
+    var gzFinished = false
     // Cache (Cache/ProxyCache.swift).
     var cache: CacheRequest?
     var cacheWriter: CacheWriter?
@@ -651,6 +654,8 @@ final class ClientConnection: Pollable {
         guard state != .closed else { return }
         state = .closed
         inBackground = false
+        gz?.end()
+        gz = nil
         if cache != nil { endCacheRequest() }
         if let u = up {
             releasePeer(failed: false)

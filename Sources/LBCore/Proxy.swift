@@ -422,22 +422,29 @@ extension ClientConnection {
             return
         }
         var keepAlive = !closeAfterResponse
+        // gzip: the body is compressed as it passes and sent chunked (HTTP/1.1 clients only).
+        let gzipping = !noBody && !inBackground && s.gzip == true && shouldGzipProxied(UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
+        if gzipping, let g = GzipStream(level: s.effectiveGzipCompLevel) {
+            gz = g
+            gzFinished = false
+        }
         if noBody {
             responseFraming = .none
         } else if response.chunked {
             responseFraming = .chunked(ChunkedFramer())
-            if req.versionMinor == 0 {
+            if req.versionMinor == 0 || gz != nil {
                 dechunk = true
-                keepAlive = false
+                if gz == nil { keepAlive = false }
             }
         } else if let cl = response.contentLength {
             responseFraming = .length(cl)
         } else {
             responseFraming = .untilClose
-            keepAlive = false
+            if gz == nil { keepAlive = false }
         }
         if !keepAlive { closeAfterResponse = true }
-        writeResponseHead(b, headLength: headLength, chunkedOut: response.chunked && !dechunk && !noBody, keepAlive: keepAlive, upgrade: false)
+        writeResponseHead(b, headLength: headLength, chunkedOut: gz != nil || (response.chunked && !dechunk && !noBody), keepAlive: keepAlive, upgrade: false,
+                          gzipped: gz != nil)
         c.inBuf.readIndex += headLength
         if noBody { responseFraming = .none }
         phase = .relaying
@@ -449,7 +456,7 @@ extension ClientConnection {
     /// The client's response head from the upstream's: nginx hides Server, Date, Connection,
     /// Keep-Alive, X-Accel-*, and what `proxy_hide_header` names; adds its own Server and Date.
     func writeResponseHead(_ b: UnsafeRawBufferPointer, headLength: Int, chunkedOut: Bool, keepAlive: Bool, upgrade: Bool,
-                           contentLength: Int? = nil, extra: String? = nil, reasonOverride: Bool = false) {
+                           contentLength: Int? = nil, extra: String? = nil, reasonOverride: Bool = false, gzipped: Bool = false) {
         let s = settings
         outBuf.clear()
         writeHeadStart(response.status, reason: reasonOverride ? nil : UnsafeRawBufferPointer(rebasing: b[response.reasonRange]))
@@ -465,7 +472,14 @@ extension ClientConnection {
             case 10 where ASCII.equalsLower(b, n, "connection"), 10 where ASCII.equalsLower(b, n, "keep-alive"): continue
             case 17 where ASCII.equalsLower(b, n, "transfer-encoding"): continue
             case 14 where ASCII.equalsLower(b, n, "content-length"):
-                if response.chunked { continue }
+                if response.chunked || gzipped || contentLength != nil { continue }
+            case 4 where ASCII.equalsLower(b, n, "etag"):
+                if gzipped {
+                    outBuf.append("ETag: ")
+                    outBuf.append(string: GzipPolicy.weakened(String(decoding: b[f.value], as: UTF8.self)))
+                    outBuf.append("\r\n")
+                    continue
+                }
             case 7 where ASCII.equalsLower(b, n, "upgrade"):
                 if !upgrade { continue }
             case 7 where ASCII.equalsLower(b, n, "expires"):
@@ -489,6 +503,10 @@ extension ClientConnection {
             outBuf.append("\r\n")
         }
         if chunkedOut { outBuf.append("Transfer-Encoding: chunked\r\n") }
+        if gzipped {
+            outBuf.append("Content-Encoding: gzip\r\n")
+            if settings.gzipVary == true { outBuf.append("Vary: Accept-Encoding\r\n") }
+        }
         if let n = contentLength {
             outBuf.append("Content-Length: ")
             outBuf.append(decimal: n)
@@ -549,6 +567,7 @@ extension ClientConnection {
             }
             guard up != nil else { return }
             if inBackground { outBuf.clear() }
+            if let g = gz { gzipRelayable(c, g) }
             if (inBackground || headConverted) && relayable > 0 && outBuf.isEmpty {
                 // Read for the cache only: consumed without being sent.
                 c.inBuf.readIndex += relayable
@@ -561,7 +580,7 @@ extension ClientConnection {
                     return
                 }
                 let body = UnsafeRawBufferPointer(start: c.inBuf.base.map { $0 + c.inBuf.readIndex },
-                                                  count: inBackground || headConverted ? 0 : relayable)
+                                                  count: inBackground || headConverted || gz != nil ? 0 : relayable)
                 do {
                     switch try Socket.writev(fd, outBuf.readableBytes, body) {
                     case .done(let n):
@@ -693,6 +712,11 @@ extension ClientConnection {
         phase = .idle
         dechunk = false
         if cacheWriter != nil { commitCacheWriter() }
+        if let g = gz {
+            bodyBytesSent = g.bytesOut
+            g.end()
+            gz = nil
+        }
         finishRequest()
     }
 

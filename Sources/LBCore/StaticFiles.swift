@@ -247,6 +247,35 @@ extension ClientConnection {
             flushLocal()
             return
         }
+        // gzip: a qualifying file is compressed whole in memory (never a range, never twice).
+        if !gzipped, let packed = gzipWholeBody(status: overrideStatus ?? 200, contentType: meta.type, length: size,
+                                               read: { ClientConnection.readFile(fd, offset: 0, length: size) }) {
+            Glibc.close(fd)
+            let code = overrideStatus ?? 200
+            overrideStatus = nil
+            writeHeadStart(code)
+            outBuf.append("Content-Type: ")
+            outBuf.append(string: meta.type)
+            outBuf.append("\r\nContent-Length: ")
+            outBuf.append(decimal: packed.count)
+            outBuf.append("\r\nContent-Encoding: gzip\r\n")
+            if settings.gzipVary == true { outBuf.append("Vary: Accept-Encoding\r\n") }
+            outBuf.append("Last-Modified: ")
+            outBuf.append(meta.lastModified)
+            outBuf.append("\r\n")
+            if settings.effectiveEtag {
+                outBuf.append("ETag: ")
+                outBuf.append(string: GzipPolicy.weakened(etag))
+                outBuf.append("\r\n")
+            }
+            expiresMtime = mtime
+            writeHeadEnd(keepAlive: !closeAfterResponse)
+            outBuf.append(packed)
+            bodyBytesSent = packed.count
+            state = .local
+            flushLocal()
+            return
+        }
         // A single byte range (RFC 9110 §14); several ranges get the whole file, as documented.
         var range: (start: Int, end: Int)? = nil
         if overrideStatus == nil, !gzipped, let rh = headerValue("range") {

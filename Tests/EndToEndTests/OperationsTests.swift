@@ -224,3 +224,139 @@ import Testing
         }
     }
 }
+
+/// gzip with nginx's meaning, checked with curl --compressed (a real client's gzip decoder).
+@Suite(.serialized) struct GzipTests {
+    static func config(_ b: Backend, www: String, cache: String) -> String {
+        """
+        worker_processes 1;
+        error_log stderr info;
+        events {}
+        http {
+            access_log off;
+            types { text/css css; text/html html; application/javascript js; image/png png; }
+            gzip on;
+            gzip_types text/plain text/css application/javascript;
+            gzip_min_length 256;
+            gzip_vary on;
+            gzip_comp_level 5;
+            proxy_cache_path \(cache) keys_zone=z:1m;
+            upstream app { server 127.0.0.1:\(b.port); }
+            server {
+                listen 127.0.0.1:{port};
+                location / { proxy_pass http://app; }
+                location /c/ { proxy_pass http://app/; proxy_cache z; proxy_cache_valid 200 1m; add_header X-Cache $upstream_cache_status; }
+                location /www/ { alias \(www)/; }
+                location /off/ { gzip off; proxy_pass http://app/; }
+            }
+        }
+        """
+    }
+
+    func headers(_ out: String) -> [String: String] {
+        var h: [String: String] = [:]
+        for line in out.split(separator: "\r\n") where line.contains(":") {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            h[parts[0].lowercased()] = parts[1].trimmingCharacters(in: .whitespaces)
+        }
+        return h
+    }
+
+    /// curl with --compressed: (headers, decoded body).
+    func fetch(_ url: String, _ extra: [String] = []) throws -> ([String: String], Data) {
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let body = dir.appendingPathComponent("body")
+        let r = try curl(["--compressed", "-D", "-", "-o", body.path] + extra + [url])
+        return (headers(r.out), (try? Data(contentsOf: body)) ?? Data())
+    }
+
+    @Test func proxiedAndStaticResponsesRoundTrip() throws {
+        let b = try Backend(name: "g")
+        let www = try Harness.tempDirectory(), cache = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: www); try? FileManager.default.removeItem(at: cache) }
+        let css = String(repeating: "body { margin: 0; padding: 0; color: #333; }\n", count: 200)
+        try css.write(to: www.appendingPathComponent("site.css"), atomically: true, encoding: .utf8)
+        try Data(repeating: 7, count: 5000).write(to: www.appendingPathComponent("logo.png"))
+        let lb = try LB(Self.config(b, www: www.path, cache: cache.path))
+        let base = "http://127.0.0.1:\(lb.port)"
+        // Proxied, with a length: compressed, chunked, Vary, and the same bytes after decoding.
+        let plain = try RawClient(port: b.port).get("/gen?size=20000").body
+        let (h1, d1) = try fetch(base + "/gen?size=20000")
+        #expect(h1["content-encoding"] == "gzip")
+        #expect(h1["transfer-encoding"] == "chunked")
+        #expect(h1["content-length"] == nil)
+        #expect(h1["vary"] == "Accept-Encoding")
+        #expect(Array(d1).count == 20000)
+        // The same bytes as the uncompressed response (apart from the backend's request counter).
+        #expect(Array(d1.suffix(19000)) == Array(plain.suffix(19000)))
+        #expect(String(decoding: d1.prefix(18), as: UTF8.self) == "g /gen?size=20000 ")
+        // Proxied, chunked upstream of 300 KB (several compressed chunks).
+        let (h2, d2) = try fetch(base + "/gen?size=300000&chunked=1")
+        #expect(h2["content-encoding"] == "gzip")
+        #expect(d2.count == 300000)
+        #expect(d2.suffix(10) == Data(repeating: UInt8(ascii: "."), count: 10))
+        // What went over the wire really is gzip, and smaller.
+        let raw = try RawClient(port: lb.port).get("/gen?size=20000", headers: ["Accept-Encoding: gzip"])
+        #expect(Array(raw.body.prefix(2)) == [0x1F, 0x8B])
+        #expect(raw.body.count < 2000)
+        // The chunked, compressed response keeps the connection usable: two more on it.
+        let k = try RawClient(port: lb.port)
+        for _ in 0..<2 {
+            let r = try k.get("/gen?size=30000&chunked=1", headers: ["Accept-Encoding: gzip"])
+            #expect(r.status == 200 && Array(r.body.prefix(2)) == [0x1F, 0x8B])
+        }
+        // Static: compressed whole, Content-Length of the compressed bytes, weak ETag.
+        let (h3, d3) = try fetch(base + "/www/site.css")
+        #expect(h3["content-encoding"] == "gzip")
+        #expect(h3["etag"]?.hasPrefix("W/\"") == true)
+        #expect(String(decoding: d3, as: UTF8.self) == css)
+        let rawCSS = try RawClient(port: lb.port).get("/www/site.css", headers: ["Accept-Encoding: gzip"])
+        #expect(Int(rawCSS.header("Content-Length") ?? "") == rawCSS.body.count)
+        #expect(rawCSS.body.count < css.utf8.count / 5)
+        // A cache hit is compressed too, from the stored (uncompressed) entry.
+        _ = try fetch(base + "/c/gen?size=9000")
+        let (h4, d4) = try fetch(base + "/c/gen?size=9000")
+        #expect(h4["x-cache"] == "HIT")
+        #expect(h4["content-encoding"] == "gzip")
+        #expect(d4.count == 9000)
+    }
+
+    @Test func skippedWhenItMustNotApply() throws {
+        let b = try Backend(name: "g")
+        let www = try Harness.tempDirectory(), cache = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: www); try? FileManager.default.removeItem(at: cache) }
+        try String(repeating: "x", count: 10000).write(to: www.appendingPathComponent("big.css"), atomically: true, encoding: .utf8)
+        try Data(repeating: 7, count: 5000).write(to: www.appendingPathComponent("logo.png"))
+        let lb = try LB(Self.config(b, www: www.path, cache: cache.path))
+        let c = try RawClient(port: lb.port)
+        let ae = ["Accept-Encoding: gzip, deflate"]
+        // Small (below gzip_min_length), excluded type, already encoded (never twice), gzip off.
+        #expect(c.get2("/gen?size=100", ae).header("Content-Encoding") == nil)
+        #expect(c.get2("/gen?size=5000&ct=image/png", ae).header("Content-Encoding") == nil)
+        let enc = c.get2("/gen?size=5000&ce=br", ae)
+        #expect(enc.header("Content-Encoding") == "br")
+        #expect(enc.body.count == 5000)
+        #expect(c.get2("/off/gen?size=5000", ae).header("Content-Encoding") == nil)
+        #expect(c.get2("/www/logo.png", ae).header("Content-Encoding") == nil)
+        // No Accept-Encoding, or q=0: identity.
+        #expect(c.get2("/gen?size=5000", []).header("Content-Encoding") == nil)
+        #expect(c.get2("/gen?size=5000", ["Accept-Encoding: gzip;q=0"]).header("Content-Encoding") == nil)
+        // A range is never compressed: 206 with the plain bytes.
+        let r = c.get2("/www/big.css", ae + ["Range: bytes=0-99"])
+        #expect(r.status == 206)
+        #expect(r.header("Content-Encoding") == nil)
+        #expect(r.body.count == 100)
+        // HTTP/1.0 (gzip_http_version 1.1): not compressed.
+        let old = try RawClient(port: lb.port)
+        try old.send("GET /gen?size=5000 HTTP/1.0\r\nAccept-Encoding: gzip\r\n\r\n")
+        #expect(try old.readResponse().header("Content-Encoding") == nil)
+    }
+}
+
+extension RawClient {
+    /// GET with extra headers, failing the test on a transport error.
+    func get2(_ path: String, _ headers: [String]) -> Response {
+        (try? get(path, headers: headers)) ?? Response(status: -1, headers: [], body: [])
+    }
+}

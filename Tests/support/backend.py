@@ -6,7 +6,7 @@ http.server), so lb is never tested only against itself.
 
 Routes: /headers (JSON of the request headers), /slow?ms=N, /status/N, /big?bytes=N (streamed),
 /chunked?parts=N, /stats (connections accepted, requests served), /gen… (cache tests: headers
-from the query — cc, xae, exp, etag, cookie, vary, status, ms, size, chunked — and a per-URL
+from the query — cc, xae, exp, etag, cookie, vary, ce, ct, status, ms, size, chunked — and a per-URL
 request count in the body), /counts (those counts as JSON), /upload (POST: byte count and
 sha256 of the body), anything else: "NAME PATH". Every response carries X-Backend: NAME.
 Prints "ready" once listening. Binds 127.0.0.1 only.
@@ -101,6 +101,7 @@ class Handler(BaseHTTPRequestHandler):
                 extra["Expires"] = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + int(q["exp"][0])))
             if "cookie" in q: extra["Set-Cookie"] = "session=" + str(n)
             if "vary" in q: extra["Vary"] = q["vary"][0]
+            if "ce" in q: extra["Content-Encoding"] = q["ce"][0]
             etag = q.get("etag", [None])[0]
             if etag:
                 extra["ETag"] = '"%s"' % etag
@@ -122,6 +123,7 @@ class Handler(BaseHTTPRequestHandler):
             if "chunked" in q:
                 self.send_response(status)
                 self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("Content-Type", q.get("ct", ["text/plain"])[0])
                 self.send_header("X-Backend", NAME)
                 for k, v in extra.items():
                     self.send_header(k, v)
@@ -131,7 +133,7 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                 self.wfile.write(b"0\r\n\r\n")
             else:
-                self.send(status, body, extra=extra)
+                self.send(status, body, q.get("ct", ["text/plain"])[0], extra=extra)
         elif u.path == "/counts":
             with lock:
                 body = json.dumps(paths).encode()

@@ -220,6 +220,20 @@ extension ClientConnection {
             }
         }
         response.status = code
+        // gzip for a whole 200 entry (read back from its file; bounded in size).
+        if code == 200, contentRange == nil, !hasContentEncoding(e),
+           let packed = gzipWholeBody(status: 200, contentType: entryContentType(e), length: length,
+                                      read: { ClientConnection.readFile(f, offset: offset, length: length) }) {
+            e.head.withUnsafeBytes { b in
+                writeResponseHead(b, headLength: b.count, chunkedOut: false, keepAlive: !closeAfterResponse, upgrade: false,
+                                  contentLength: packed.count, gzipped: true)
+            }
+            closeStaticFile()
+            outBuf.append(packed)
+            bodyBytesSent = packed.count
+            flushLocal()
+            return true
+        }
         e.head.withUnsafeBytes { b in
             writeResponseHead(b, headLength: b.count, chunkedOut: false, keepAlive: !closeAfterResponse, upgrade: false,
                               contentLength: code == 304 ? nil : length, extra: contentRange.map { "Content-Range: " + $0 + "\r\n" },
@@ -501,5 +515,16 @@ extension CacheEntry {
         }
     }
     var etag: [UInt8]? { headValue("etag") }
+    var contentEncoding: [UInt8]? { headValue("content-encoding") }
+    var contentType: [UInt8]? { headValue("content-type") }
     var lastModified: [UInt8]? { headValue("last-modified") }
+}
+
+extension ClientConnection {
+    func entryContentType(_ e: CacheEntry) -> String { e.contentType.map { String(decoding: $0, as: UTF8.self) } ?? "" }
+    func hasContentEncoding(_ e: CacheEntry) -> Bool {
+        guard let v = e.contentEncoding else { return false }
+        let t = String(decoding: v, as: UTF8.self).trimmed.lowercased()
+        return !t.isEmpty && t != "identity"
+    }
 }

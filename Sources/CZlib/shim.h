@@ -1,0 +1,10 @@
+// The system zlib (Debian: zlib1g-dev), reached through a systemLibrary target of our own.
+#include <zlib.h>
+
+// deflateInit2 is a macro in zlib.h; Swift cannot call macros.
+static inline int lb_deflate_init_gzip(z_stream *s, int level) {
+    return deflateInit2(s, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+}
+static inline int lb_inflate_init_gzip(z_stream *s) {
+    return inflateInit2(s, 15 + 16);
+}

@@ -1,0 +1,192 @@
+import CZlib
+import Glibc
+import LBHTTP
+import LBIO
+
+/// A streaming gzip compressor over the system zlib (`gzip_comp_level`), producing output into a
+/// caller's buffer. One per compressed response; freed with `end()`.
+final class GzipStream {
+    private var stream = z_stream()
+    private var open = false
+    private(set) var bytesIn = 0
+    private(set) var bytesOut = 0
+
+    init?(level: Int) {
+        guard lb_deflate_init_gzip(&stream, Int32(max(1, min(9, level)))) == Z_OK else { return nil }
+        open = true
+    }
+
+    deinit { end() }
+
+    func end() {
+        if open { deflateEnd(&stream); open = false }
+    }
+
+    /// Compresses `input` (finishing the stream when `finish`), appending output to `out`.
+    func compress(_ input: UnsafeRawBufferPointer, finish: Bool, into out: inout [UInt8]) {
+        guard open else { return }
+        stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        stream.avail_in = uInt(input.count)
+        bytesIn += input.count
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let produced: Int = chunk.withUnsafeMutableBytes { c in
+                stream.next_out = c.baseAddress!.assumingMemoryBound(to: Bytef.self)
+                stream.avail_out = uInt(c.count)
+                _ = deflate(&stream, finish ? Z_FINISH : Z_NO_FLUSH)
+                return c.count - Int(stream.avail_out)
+            }
+            out += chunk[0..<produced]
+            bytesOut += produced
+            if finish {
+                if produced < chunk.count && stream.avail_in == 0 { break }
+            } else if stream.avail_in == 0 && produced < chunk.count {
+                break
+            }
+        }
+        stream.next_in = nil
+    }
+
+    /// Flushes what is buffered so far (Z_SYNC_FLUSH), so a streamed response is not held back.
+    func flush(into out: inout [UInt8]) {
+        guard open else { return }
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        stream.avail_in = 0
+        while true {
+            let produced: Int = chunk.withUnsafeMutableBytes { c in
+                stream.next_out = c.baseAddress!.assumingMemoryBound(to: Bytef.self)
+                stream.avail_out = uInt(c.count)
+                _ = deflate(&stream, Z_SYNC_FLUSH)
+                return c.count - Int(stream.avail_out)
+            }
+            out += chunk[0..<produced]
+            bytesOut += produced
+            if produced < chunk.count { break }
+        }
+    }
+
+    /// One-shot compression of a whole body.
+    static func compress(_ bytes: [UInt8], level: Int) -> [UInt8]? {
+        guard let g = GzipStream(level: level) else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count / 3 + 64)
+        bytes.withUnsafeBytes { g.compress($0, finish: true, into: &out) }
+        g.end()
+        return out
+    }
+}
+
+extension GzipStream {
+    /// Decompresses a whole gzip member (tests and diagnostics); nil when invalid.
+    static func decompress(_ bytes: [UInt8]) -> [UInt8]? {
+        var s = z_stream()
+        guard lb_inflate_init_gzip(&s) == Z_OK else { return nil }
+        defer { inflateEnd(&s) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        var status: Int32 = Z_OK
+        bytes.withUnsafeBytes { input in
+            s.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+            s.avail_in = uInt(input.count)
+            while status == Z_OK {
+                let produced: Int = chunk.withUnsafeMutableBytes { c in
+                    s.next_out = c.baseAddress!.assumingMemoryBound(to: Bytef.self)
+                    s.avail_out = uInt(c.count)
+                    status = inflate(&s, Z_NO_FLUSH)
+                    return c.count - Int(s.avail_out)
+                }
+                out += chunk[0..<produced]
+                if produced == 0 && status == Z_OK && s.avail_in == 0 { break }
+            }
+        }
+        return status == Z_STREAM_END ? out : nil
+    }
+}
+
+extension ClientConnection {
+    /// Whether the proxied response whose head is `b` (parsed in `response`) is gzipped.
+    func shouldGzipProxied(_ b: UnsafeRawBufferPointer) -> Bool {
+        let s = settings
+        guard GzipPolicy.requestAccepts(acceptEncoding: headerValue("accept-encoding").map { String(decoding: $0, as: UTF8.self) },
+                                        http11: req.versionMinor >= 1, head: req.method == .head, range: false) else { return false }
+        var ce: String?, ct: String?, cc: String?, exp: String?, lm = false, etag = false
+        for f in response.headers {
+            let n = f.name
+            func v() -> String { String(decoding: b[f.value], as: UTF8.self) }
+            switch n.count {
+            case 16 where ASCII.equalsLower(b, n, "content-encoding"): ce = v()
+            case 12 where ASCII.equalsLower(b, n, "content-type"): ct = v()
+            case 13 where ASCII.equalsLower(b, n, "cache-control"): cc = v()
+            case 7 where ASCII.equalsLower(b, n, "expires"): exp = v()
+            case 13 where ASCII.equalsLower(b, n, "last-modified"): lm = true
+            case 4 where ASCII.equalsLower(b, n, "etag"): etag = true
+            default: break
+            }
+        }
+        guard GzipPolicy.responseQualifies(status: response.status, contentEncoding: ce, contentType: ct, contentLength: response.contentLength,
+                                           types: s.effectiveGzipTypes, minLength: s.effectiveGzipMinLength) else { return false }
+        return GzipPolicy.proxiedAllows(requestHasVia: headerValue("via") != nil, requestHasAuthorization: headerValue("authorization") != nil,
+                                        rules: s.gzipProxied ?? [], expires: exp, cacheControl: cc, lastModified: lm, etag: etag,
+                                        now: wallClock().seconds)
+    }
+
+    /// Compresses the validated upstream bytes into `outBuf` as one chunk (bounded: only while the
+    /// client has taken what was there), and closes the stream after the last byte.
+    func gzipRelayable(_ c: UpstreamConnection, _ g: GzipStream) {
+        var out: [UInt8] = []
+        if relayable > 0 && outBuf.readable < ClientConnection.relayBuffer, let base = c.inBuf.base {
+            g.compress(UnsafeRawBufferPointer(start: base + c.inBuf.readIndex, count: relayable), finish: false, into: &out)
+            c.inBuf.readIndex += relayable
+            relayable = 0
+            // Nothing more to read right now: flush, so a slow stream is not held back.
+            if !c.readable && !responseComplete { g.flush(into: &out) }
+        }
+        var finishing = false
+        if responseComplete && relayable == 0 && !gzFinished {
+            g.compress(UnsafeRawBufferPointer(start: nil, count: 0), finish: true, into: &out)
+            gzFinished = true
+            finishing = true
+        }
+        if !out.isEmpty {
+            if outBuf.base == nil { worker.prepare(&outBuf) }
+            outBuf.append(string: String(out.count, radix: 16))
+            outBuf.append("\r\n")
+            outBuf.append(out)
+            outBuf.append("\r\n")
+        }
+        if finishing { outBuf.append("0\r\n\r\n") }
+    }
+}
+
+extension ClientConnection {
+    /// For a body lb has whole (a static file, a cache entry): the compressed bytes when gzip
+    /// applies, else nil. `read` is called only then, and only for bodies up to `maxInMemory`.
+    func gzipWholeBody(status: Int, contentType: String, length: Int, read: () -> [UInt8]?) -> [UInt8]? {
+        let s = settings
+        guard s.gzip == true, length <= GzipPolicy.maxInMemory,
+              GzipPolicy.requestAccepts(acceptEncoding: headerValue("accept-encoding").map { String(decoding: $0, as: UTF8.self) },
+                                        http11: req.versionMinor >= 1, head: req.method == .head, range: headerValue("range") != nil),
+              GzipPolicy.responseQualifies(status: status, contentEncoding: nil, contentType: contentType, contentLength: length,
+                                           types: s.effectiveGzipTypes, minLength: s.effectiveGzipMinLength),
+              GzipPolicy.proxiedAllows(requestHasVia: headerValue("via") != nil, requestHasAuthorization: headerValue("authorization") != nil,
+                                       rules: s.gzipProxied ?? [], expires: nil, cacheControl: nil, lastModified: true, etag: true,
+                                       now: wallClock().seconds),
+              let body = read() else { return nil }
+        return GzipStream.compress(body, level: s.effectiveGzipCompLevel)
+    }
+
+    /// Reads `length` bytes at `offset` of a file (bounded by `GzipPolicy.maxInMemory`).
+    static func readFile(_ fd: Int32, offset: Int, length: Int) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: length)
+        var done = 0
+        let ok = out.withUnsafeMutableBytes { p -> Bool in
+            while done < length {
+                let n = pread(fd, p.baseAddress! + done, length - done, off_t(offset + done))
+                if n <= 0 { if n < 0 && errno == EINTR { continue }; return false }
+                done += n
+            }
+            return true
+        }
+        return ok ? out : nil
+    }
+}

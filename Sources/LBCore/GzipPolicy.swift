@@ -1,0 +1,58 @@
+import LBConfig
+
+/// Whether a response is gzipped, as nginx's gzip filter decides. Pure logic.
+public enum GzipPolicy {
+    /// The largest static file or cached entry compressed in memory; bigger ones go out as they are.
+    public static let maxInMemory = 8 * 1024 * 1024
+
+    /// The request's side: `Accept-Encoding` names gzip (or `*`) with a non-zero q, HTTP/1.1
+    /// (nginx's `gzip_http_version 1.1`), not HEAD, no Range.
+    public static func requestAccepts(acceptEncoding: String?, http11: Bool, head: Bool, range: Bool) -> Bool {
+        guard http11, !head, !range, let ae = acceptEncoding else { return false }
+        for part in ae.split(separator: ",") {
+            let fields = part.split(separator: ";")
+            guard let coding = fields.first?.trimmed.lowercased(), coding == "gzip" || coding == "*" || coding == "x-gzip" else { continue }
+            var q = 1.0
+            for f in fields.dropFirst() {
+                let kv = f.trimmed
+                if kv.lowercased().hasPrefix("q="), let v = Double(kv.dropFirst(2)) { q = v }
+            }
+            return q > 0
+        }
+        return false
+    }
+
+    /// The response's side: status 200/403/404, not already encoded, the type listed (`text/html`
+    /// always; `*` for all), and at least `gzip_min_length` bytes when the length is known.
+    public static func responseQualifies(status: Int, contentEncoding: String?, contentType: String?, contentLength: Int?,
+                                         types: [String], minLength: Int) -> Bool {
+        guard status == 200 || status == 403 || status == 404 else { return false }
+        if let ce = contentEncoding, !ce.trimmed.isEmpty, ce.trimmed.lowercased() != "identity" { return false }
+        if let n = contentLength, n < minLength { return false }
+        guard let ct = contentType else { return false }
+        let bare = (ct.split(separator: ";").first.map { $0.trimmed.lowercased() }) ?? ""
+        return bare == "text/html" || types.contains("*") || types.contains { $0.lowercased() == bare }
+    }
+
+    /// `gzip_proxied` for a request that came through a proxy (has `Via`); without `Via`, true.
+    public static func proxiedAllows(requestHasVia: Bool, requestHasAuthorization: Bool, rules: [String],
+                                     expires: String?, cacheControl: String?, lastModified: Bool, etag: Bool, now: Int) -> Bool {
+        guard requestHasVia else { return true }
+        if rules.isEmpty || rules.contains("off") { return false }
+        if rules.contains("any") { return true }
+        let cc = CachePolicy.directives(cacheControl ?? "")
+        if rules.contains("expired"), let e = expires, let t = DateCache.parse(e.trimmed), t <= now { return true }
+        if rules.contains("no-cache") && cc["no-cache"] != nil { return true }
+        if rules.contains("no-store") && cc["no-store"] != nil { return true }
+        if rules.contains("private") && cc["private"] != nil { return true }
+        if rules.contains("no_last_modified") && !lastModified { return true }
+        if rules.contains("no_etag") && !etag { return true }
+        if rules.contains("auth") && requestHasAuthorization { return true }
+        return false
+    }
+
+    /// A strong ETag made weak (a compressed body is not byte-identical to the original).
+    public static func weakened(_ etag: String) -> String { etag.hasPrefix("W/") ? etag : "W/" + etag }
+}
+
+import LBHTTP

@@ -1,0 +1,71 @@
+@testable import LBCore
+import Testing
+
+@Suite struct GzipPolicyTests {
+    @Test func acceptEncoding() {
+        func ok(_ v: String?, http11: Bool = true, head: Bool = false, range: Bool = false) -> Bool {
+            GzipPolicy.requestAccepts(acceptEncoding: v, http11: http11, head: head, range: range)
+        }
+        #expect(ok("gzip, deflate, br"))
+        #expect(ok("br;q=1.0, GZIP;q=0.5"))
+        #expect(ok("*"))
+        #expect(!ok("gzip;q=0"))
+        #expect(!ok("br, deflate"))
+        #expect(!ok(nil))
+        #expect(!ok("gzip", http11: false))
+        #expect(!ok("gzip", head: true))
+        #expect(!ok("gzip", range: true))
+    }
+
+    @Test func responseSide() {
+        func q(_ status: Int = 200, ce: String? = nil, ct: String? = "text/html; charset=utf-8", len: Int? = 1000, types: [String] = ["text/css"], min: Int = 20) -> Bool {
+            GzipPolicy.responseQualifies(status: status, contentEncoding: ce, contentType: ct, contentLength: len, types: types, minLength: min)
+        }
+        #expect(q())
+        #expect(q(ct: "text/css"))
+        #expect(!q(ct: "image/png"))
+        #expect(q(ct: "image/png", types: ["*"]))
+        #expect(!q(ce: "gzip"))
+        #expect(q(ce: "identity"))
+        #expect(!q(len: 10))
+        #expect(q(len: nil))
+        #expect(q(404))
+        #expect(!q(206))
+        #expect(!q(301))
+        #expect(!q(ct: nil))
+    }
+
+    @Test func gzipProxied() {
+        func p(_ via: Bool, _ rules: [String], auth: Bool = false, expires: String? = nil, cc: String? = nil, lm: Bool = true, etag: Bool = true) -> Bool {
+            GzipPolicy.proxiedAllows(requestHasVia: via, requestHasAuthorization: auth, rules: rules, expires: expires, cacheControl: cc,
+                                     lastModified: lm, etag: etag, now: 2_000_000_000)
+        }
+        #expect(p(false, []))
+        #expect(!p(true, []))
+        #expect(!p(true, ["off"]))
+        #expect(p(true, ["any"]))
+        #expect(p(true, ["no-cache"], cc: "no-cache"))
+        #expect(!p(true, ["no-cache"], cc: "max-age=5"))
+        #expect(p(true, ["private"], cc: "private, max-age=5"))
+        #expect(p(true, ["auth"], auth: true))
+        #expect(p(true, ["no_etag"], etag: false))
+        #expect(p(true, ["expired"], expires: "Thu, 01 Jan 1970 00:00:00 GMT"))
+    }
+
+    @Test func compressedBytesRoundTripThroughZlib() {
+        let text = Array(String(repeating: "lb compresses this line. ", count: 400).utf8)
+        let gz = GzipStream.compress(text, level: 6)!
+        #expect(gz.count < text.count / 10)
+        #expect(Array(gz.prefix(2)) == [0x1F, 0x8B]) // gzip magic
+        #expect(GzipStream.decompress(gz) == text)
+        // Streamed in pieces with a sync flush in the middle: the same bytes come back.
+        let g = GzipStream(level: 1)!
+        var out: [UInt8] = []
+        text[0..<3000].withUnsafeBytes { g.compress($0, finish: false, into: &out) }
+        g.flush(into: &out)
+        text[3000...].withUnsafeBytes { g.compress($0, finish: true, into: &out) }
+        #expect(GzipStream.decompress(out) == text)
+        #expect(GzipPolicy.weakened("\"abc\"") == "W/\"abc\"")
+        #expect(GzipPolicy.weakened("W/\"abc\"") == "W/\"abc\"")
+    }
+}
