@@ -1,4 +1,5 @@
 import LBConfig
+import LBIO
 
 /// The peers a request has already tried (nginx's `tried` bitmap).
 public struct TriedSet: Sendable {
@@ -28,6 +29,16 @@ public struct PeerState: Sendable {
     public var maxConns: Int
     public var down: Bool
     public var backup: Bool
+    /// The peer as configured (or added by the API), its socket address, and `127.0.0.1:9001`.
+    public var config: Peer
+    public var address: SocketAddress
+    public var text: String
+    /// Stable identity for the API (indices never shift: a removed peer stays as a tombstone).
+    public var id: Int
+    /// Removed by the API: never picked again, not listed.
+    public var removed = false
+    /// Draining (API): no new requests; those in flight finish.
+    public var draining = false
     /// Counters for status and metrics.
     public var requests = 0
     public var failures = 0
@@ -54,7 +65,11 @@ public struct PeerState: Sendable {
         case down
     }
 
-    public init(_ p: Peer) {
+    public init(_ p: Peer, id: Int) {
+        config = p
+        self.id = id
+        address = SocketAddress(ip: p.address.host, port: p.address.port ?? 80) ?? SocketAddress()
+        text = p.address.description
         weight = p.weight
         effectiveWeight = p.weight
         maxFails = p.maxFails
@@ -72,12 +87,13 @@ public struct PeerState: Sendable {
 
     @inline(__always)
     func usable(_ now: Int64) -> Bool {
-        !down && health != .down && health != .checking && !failedOut(now) && (maxConns == 0 || conns < maxConns)
+        !down && !removed && !draining && health != .down && health != .checking && !failedOut(now) && (maxConns == 0 || conns < maxConns)
     }
 
     /// The state shown on the status page and in metrics.
     public func state(_ now: Int64) -> String {
         if down { return "down" }
+        if draining { return "draining" }
         switch health {
         case .down: return "down"
         case .checking: return "checking"
@@ -94,25 +110,37 @@ public struct PeerState: Sendable {
 public struct BalancerCore: Sendable {
     public let policy: UpstreamGroup.Policy
     public var peers: [PeerState]
-    public let peerNames: [String]
-    let primaries: [Int]
-    let backups: [Int]
+    var primaries: [Int]
+    var backups: [Int]
     /// Consistent-hash ring: (point, peer) sorted by point.
-    let ring: [(UInt32, Int)]
+    var ring: [(UInt32, Int)]
+    var nextID: Int
+    let healthCheck: HealthCheck?
     private var rng = SplitMix(seed: 0x5EED)
 
     public init(_ group: UpstreamGroup) {
         policy = group.policy
-        peers = group.peers.map(PeerState.init)
+        peers = group.peers.enumerated().map { PeerState($1, id: $0 + 1) }
+        nextID = group.peers.count + 1
+        healthCheck = group.healthCheck
         if let hc = group.healthCheck {
             for i in peers.indices { peers[i].health = hc.mandatory ? .checking : .up }
         }
-        peerNames = group.peers.map { $0.address.description }
-        primaries = group.peers.indices.filter { !group.peers[$0].backup }
-        backups = group.peers.indices.filter { group.peers[$0].backup }
-        if case .hash(_, true) = group.policy {
+        primaries = []
+        backups = []
+        ring = []
+        rebuild()
+    }
+
+    /// Recomputes the primary/backup sets and the consistent-hash ring from the live peers.
+    mutating func rebuild() {
+        let live = peers.indices.filter { !peers[$0].removed }
+        primaries = live.filter { !peers[$0].backup }
+        backups = live.filter { peers[$0].backup }
+        if case .hash(_, true) = policy {
             var r: [(UInt32, Int)] = []
-            for (i, p) in group.peers.enumerated() {
+            for i in live {
+                let p = peers[i].config
                 // 160 points per unit of weight, as ketama and nginx do.
                 let base = Array("\(p.address.host):\(p.address.port ?? 80)".utf8)
                 var prev: UInt32 = 0
@@ -128,6 +156,9 @@ public struct BalancerCore: Sendable {
             ring = []
         }
     }
+
+    /// Peers that are not removed (what `proxy_next_upstream` may try at most).
+    public var liveCount: Int { peers.reduce(0) { $0 + ($1.removed ? 0 : 1) } }
 
     /// Chooses a peer not in `tried`; nil means no live peer (502). `clientAddress` (16 bytes) feeds
     /// ip_hash; `hashKey` feeds `hash`.
@@ -388,4 +419,46 @@ extension BalancerCore {
         peers[peer] = p
         return changed
     }
+}
+
+/// Changes made by the runtime API (all under the upstream's lock, so every worker sees them at
+/// its next pick). Indices never shift: a removed peer stays as a tombstone.
+extension BalancerCore {
+    public func index(ofID id: Int) -> Int? { peers.firstIndex { $0.id == id && !$0.removed } }
+
+    public func index(ofAddress a: String) -> Int? { peers.firstIndex { $0.text == a && !$0.removed } }
+
+    /// Adds a peer; it starts as `checking` when the group has a `health_check` (a new peer gets
+    /// traffic only after its first passed check), else up.
+    public mutating func add(_ p: Peer) -> Int {
+        var s = PeerState(p, id: nextID)
+        nextID += 1
+        if healthCheck != nil { s.health = .checking }
+        peers.append(s)
+        rebuild()
+        return peers.count - 1
+    }
+
+    public mutating func remove(_ i: Int) {
+        peers[i].removed = true
+        rebuild()
+    }
+
+    public mutating func setWeight(_ i: Int, _ w: Int) {
+        peers[i].weight = w
+        peers[i].effectiveWeight = w
+        peers[i].currentWeight = 0
+        peers[i].config.weight = w
+        rebuild()
+    }
+
+    public mutating func setDown(_ i: Int, _ down: Bool) {
+        peers[i].down = down
+        peers[i].config.down = down
+    }
+
+    public mutating func setDraining(_ i: Int, _ draining: Bool) { peers[i].draining = draining }
+
+    /// The live peers as they would be configured (for the `state` file).
+    public var livePeers: [Peer] { peers.filter { !$0.removed }.map(\.config) }
 }

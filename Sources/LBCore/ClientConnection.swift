@@ -112,6 +112,8 @@ final class ClientConnection: Pollable {
     var cacheStatus: [UInt8] = []
     /// Why the current upstream attempt failed (for the peer's `last_failure`).
     var failureReason = ""
+    /// `127.0.0.1:9001` of the peer of the current attempt.
+    var peerText = ""
     /// The compressor of a gzipped proxied response, and whether its last chunk is out.
     var gz: GzipStream?
     var gzFinished = false
@@ -683,7 +685,8 @@ final class ClientConnection: Pollable {
 
     var currentUpstreamText: String? {
         guard let rt = upstreamRuntime, peerIndex >= 0 else { return nil }
-        return "http://\(rt.group.peers[peerIndex].address)\(String(decoding: upstreamURI, as: UTF8.self))"
+        _ = rt
+        return "http://\(peerText)\(String(decoding: upstreamURI, as: UTF8.self))"
     }
 
     func requestLine() -> [UInt8] {

@@ -5,9 +5,7 @@ import Synchronization
 /// Shared, locked state of one upstream group: the balancer and its peers' addresses.
 public final class UpstreamRuntime: Sendable {
     public let group: UpstreamGroup
-    public let addresses: [SocketAddress]
-    /// `127.0.0.1:9001` per peer, for logs (formatted once).
-    public let addressText: [String]
+    /// Peers (with their addresses), health and counters; the runtime API changes them here.
     public let balancer: Mutex<BalancerCore>
     /// Identity for connection pools: pooled connections are keyed by (runtime id, peer).
     public let id: Int
@@ -19,14 +17,14 @@ public final class UpstreamRuntime: Sendable {
     init(_ group: UpstreamGroup, id: Int) {
         self.group = group
         self.id = id
-        addressText = group.peers.map { $0.address.description }
-        addresses = group.peers.map { SocketAddress(ip: $0.address.host, port: $0.address.port ?? 80) ?? SocketAddress() }
         balancer = Mutex(BalancerCore(group))
     }
 
     /// Whether a reload may keep this runtime (same peers, same policy): health state carries over.
     func sameShape(_ g: UpstreamGroup) -> Bool {
-        g.peers == group.peers && g.policy == group.policy && g.keepalive == group.keepalive && g.healthCheck == group.healthCheck
+        // The peers as they are now (the API may have changed them; a `state` file reloads them).
+        let live = balancer.withLock { $0.livePeers }
+        return g.peers == live && g.policy == group.policy && g.keepalive == group.keepalive && g.healthCheck == group.healthCheck
     }
 }
 

@@ -15,6 +15,7 @@ final class HealthProbe: Pollable {
     let spec: HealthCheck
     let match: MatchBlock?
     let address: SocketAddress
+    let text: String
     let request: [UInt8]
     var buf: [UInt8] = []
     var sent = 0
@@ -29,8 +30,9 @@ final class HealthProbe: Pollable {
         self.peer = peer
         self.spec = spec
         self.match = match
-        var a = runtime.addresses[peer]
-        let p = runtime.group.peers[peer]
+        let (addr, p, text) = runtime.balancer.withLock { ($0.peers[peer].address, $0.peers[peer].config, $0.peers[peer].text) }
+        var a = addr
+        self.text = text
         if let port = spec.port, let alt = SocketAddress(ip: p.address.host, port: port) { a = alt }
         address = a
         let host = p.address.port.map { "\(p.address.host):\($0)" } ?? p.address.host
@@ -46,6 +48,8 @@ final class HealthProbe: Pollable {
 
     func probe() {
         if runtime.retired.load(ordering: .relaxed) { return }
+        let peer = self.peer
+        if runtime.balancer.withLock({ $0.peers[peer].removed }) { return }
         buf.removeAll(keepingCapacity: true)
         sent = 0
         connected = false
@@ -177,7 +181,7 @@ final class HealthProbe: Pollable {
         let change = runtime.balancer.withLock {
             $0.recordCheck(peer, ok: ok, detail: detail, wallMs: wall, micros: micros, fails: spec.fails, passes: spec.passes)
         }
-        let name = "upstream \"\(runtime.group.name)\" peer \(runtime.addressText[peer])"
+        let name = "upstream \"\(runtime.group.name)\" peer \(text)"
         switch change {
         case .down?: worker.runtime.errorLog.log(.warn, "\(name) is down: health check failed \(spec.fails) time(s), last: \(detail)", worker: worker.index)
         case .up?: worker.runtime.errorLog.log(.notice, "\(name) is up: health check passed (\(detail))", worker: worker.index)
@@ -194,16 +198,21 @@ extension Runtime {
         guard !workers.isEmpty else { return }
         for rt in gen.upstreams {
             guard let spec = rt.group.healthCheck, !rt.checksStarted.exchange(true, ordering: .relaxed) else { continue }
-            let match = spec.match.flatMap { gen.table.matches[$0] }
-            let n = rt.group.peers.count
+            let n = rt.balancer.withLock { $0.peers.count }
             for p in 0..<n {
-                let w = workers[(rt.id + p) % workers.count]
                 // Spread the first probes over the interval (no thundering herd), the first soon.
-                let offset = 50 + spec.intervalMs * p / max(1, n)
-                w.loop.execute { [w] in
-                    HealthProbe(worker: w, runtime: rt, peer: p, spec: spec, match: match).start(offsetMs: offset)
-                }
+                startProbe(rt, peer: p, table: gen.table, offsetMs: 50 + spec.intervalMs * p / max(1, n))
             }
+        }
+    }
+
+    /// Starts the probe of one peer (also for a peer the API added).
+    func startProbe(_ rt: UpstreamRuntime, peer p: Int, table: RoutingTable, offsetMs: Int) {
+        guard let spec = rt.group.healthCheck, !workers.isEmpty else { return }
+        let match = spec.match.flatMap { table.matches[$0] }
+        let w = workers[(rt.id + p) % workers.count]
+        w.loop.execute { [w] in
+            HealthProbe(worker: w, runtime: rt, peer: p, spec: spec, match: match).start(offsetMs: offsetMs)
         }
     }
 }

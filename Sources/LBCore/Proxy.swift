@@ -57,8 +57,11 @@ extension ClientConnection {
         default: break
         }
         let triedNow = tried
-        let chosen = rt.balancer.withLock { $0.pick(now: now, tried: triedNow, clientAddress: clientAddr, hashKey: key) }
-        guard let p = chosen else {
+        let chosen = rt.balancer.withLock { core -> (Int, SocketAddress, String)? in
+            guard let p = core.pick(now: now, tried: triedNow, clientAddress: clientAddr, hashKey: key) else { return nil }
+            return (p, core.peers[p].address, core.peers[p].text)
+        }
+        guard let (p, addr, text) = chosen else {
             peerIndex = -1
             if tries == 0 { log(.error, "no live upstreams while connecting to upstream") }
             if upstreamLog.isEmpty || tries == 0 { upstreamLog.append(UpstreamAttempt(addr: rt.group.name, status: 502, time: 0, connect: -1, header: -1, length: 0, sent: 0)) }
@@ -67,6 +70,7 @@ extension ClientConnection {
             return
         }
         peerIndex = p
+        peerText = text
         tried.insert(p)
         tries += 1
         attemptStart = monotonicMicros()
@@ -92,7 +96,6 @@ extension ClientConnection {
             upstreamEvent()
             return
         }
-        let addr = rt.addresses[p]
         do {
             let (fd, immediate) = try Socket.connect(addr)
             let c = UpstreamConnection(worker: worker, fd: fd, upstreamID: rt.id, peerIndex: p, address: addr)
@@ -723,7 +726,7 @@ extension ClientConnection {
     func recordUpstream(status: Int) {
         guard let rt = upstreamRuntime, peerIndex >= 0 else { return }
         let now = monotonicMicros()
-        upstreamLog.append(UpstreamAttempt(addr: rt.addressText[peerIndex], status: status, time: now - attemptStart,
+        upstreamLog.append(UpstreamAttempt(addr: peerText, status: status, time: now - attemptStart,
                                            connect: connectDone > 0 ? connectDone - attemptStart : -1,
                                            header: headerDone > 0 ? headerDone - attemptStart : -1, length: upstreamBodyBytes,
                                            sent: upstreamBytesSent))
@@ -740,7 +743,7 @@ extension ClientConnection {
         let wall = reason.isEmpty ? 0 : Int64(wallClock().seconds) * 1000
         let disabled = rt.balancer.withLock { $0.release(p, failed: failed, now: now, micros: micros, reason: reason, wallMs: wall) }
         if disabled {
-            worker.runtime.errorLog.log(.warn, "upstream server temporarily disabled while connecting to upstream, client: \(peer.ip), upstream: \"http://\(rt.group.peers[p].address)\"", connection: number, worker: worker.index)
+            worker.runtime.errorLog.log(.warn, "upstream server temporarily disabled while connecting to upstream, client: \(peer.ip), upstream: \"http://\(peerText)\"", connection: number, worker: worker.index)
         }
         peerIndex = -1
     }
@@ -749,7 +752,7 @@ extension ClientConnection {
     func canRetry() -> Bool {
         guard let rt = upstreamRuntime else { return false }
         let s = settings
-        if tried.count >= rt.group.peers.count { return false }
+        if tried.count >= rt.balancer.withLock({ $0.liveCount }) { return false }
         let maxTries = s.effectiveProxyNextUpstreamTries
         if maxTries > 0 && tries >= maxTries { return false }
         let limit = s.effectiveProxyNextUpstreamTimeoutMs

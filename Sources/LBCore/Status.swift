@@ -87,12 +87,12 @@ extension ClientConnection {
                 j.raw("null")
             }
             j.raw(",\"peers\":[")
-            for (pi, p) in core.peers.enumerated() {
+            for (pi, p) in core.peers.filter({ !$0.removed }).enumerated() {
                 if pi > 0 { j.raw(",") }
-                j.raw("{\"address\":")
-                j.string(u.addressText[pi])
+                j.raw("{\"id\":\(p.id),\"address\":")
+                j.string(p.text)
                 j.raw(",\"name\":")
-                j.string(u.group.peers[pi].name)
+                j.string(p.config.name)
                 j.raw(",\"state\":")
                 j.string(p.state(now))
                 j.raw(",\"health\":")
@@ -196,28 +196,28 @@ extension ClientConnection {
             let name = esc(s.names.first ?? "")
             for (c, n) in gen.serverStats[s.index].byClass { m += "lb_server_requests_total{server=\"\(name)\",index=\"\(s.index)\",class=\"\(c)\"} \(n)\n" }
         }
-        let peers = gen.upstreams.map { u in (u, u.balancer.withLock { $0.peers }) }
+        let peers = gen.upstreams.map { u in (u, u.balancer.withLock { $0.peers.filter { !$0.removed } }) }
         family("lb_upstream_peer_up", "gauge", "1 when the peer can take requests (not down, not failed out, not checking).")
-        for (u, ps) in peers { for (i, p) in ps.enumerated() { m += "lb_upstream_peer_up{upstream=\"\(esc(u.group.name))\",peer=\"\(u.addressText[i])\"} \(p.state(now) == "up" || p.state(now) == "backup" ? 1 : 0)\n" } }
+        for (u, ps) in peers { for (i, p) in ps.enumerated() { m += "lb_upstream_peer_up{upstream=\"\(esc(u.group.name))\",peer=\"\(p.text)\"} \(p.state(now) == "up" || p.state(now) == "backup" ? 1 : 0)\n" } }
         family("lb_upstream_peer_active_connections", "gauge", "Requests in flight to the peer.")
-        for (u, ps) in peers { for (i, p) in ps.enumerated() { m += "lb_upstream_peer_active_connections{upstream=\"\(esc(u.group.name))\",peer=\"\(u.addressText[i])\"} \(p.conns)\n" } }
+        for (u, ps) in peers { for (i, p) in ps.enumerated() { m += "lb_upstream_peer_active_connections{upstream=\"\(esc(u.group.name))\",peer=\"\(p.text)\"} \(p.conns)\n" } }
         family("lb_upstream_peer_weight", "gauge", "Configured weight of the peer.")
-        for (u, ps) in peers { for (i, p) in ps.enumerated() { m += "lb_upstream_peer_weight{upstream=\"\(esc(u.group.name))\",peer=\"\(u.addressText[i])\"} \(p.weight)\n" } }
+        for (u, ps) in peers { for (i, p) in ps.enumerated() { m += "lb_upstream_peer_weight{upstream=\"\(esc(u.group.name))\",peer=\"\(p.text)\"} \(p.weight)\n" } }
         family("lb_upstream_peer_requests_total", "counter", "Requests sent to the peer.")
-        for (u, ps) in peers { for (i, p) in ps.enumerated() { m += "lb_upstream_peer_requests_total{upstream=\"\(esc(u.group.name))\",peer=\"\(u.addressText[i])\"} \(p.requests)\n" } }
+        for (u, ps) in peers { for (i, p) in ps.enumerated() { m += "lb_upstream_peer_requests_total{upstream=\"\(esc(u.group.name))\",peer=\"\(p.text)\"} \(p.requests)\n" } }
         family("lb_upstream_peer_failures_total", "counter", "Failed attempts on the peer (proxy_next_upstream conditions).")
-        for (u, ps) in peers { for (i, p) in ps.enumerated() { m += "lb_upstream_peer_failures_total{upstream=\"\(esc(u.group.name))\",peer=\"\(u.addressText[i])\"} \(p.failures)\n" } }
+        for (u, ps) in peers { for (i, p) in ps.enumerated() { m += "lb_upstream_peer_failures_total{upstream=\"\(esc(u.group.name))\",peer=\"\(p.text)\"} \(p.failures)\n" } }
         family("lb_upstream_peer_health_checks_total", "counter", "Active health checks by result (of the ones kept in memory since start).")
         for (u, ps) in peers where u.group.healthCheck != nil {
             for (i, p) in ps.enumerated() {
-                m += "lb_upstream_peer_health_checks_total{upstream=\"\(esc(u.group.name))\",peer=\"\(u.addressText[i])\",result=\"pass\"} \(p.checkPasses)\n"
-                m += "lb_upstream_peer_health_checks_total{upstream=\"\(esc(u.group.name))\",peer=\"\(u.addressText[i])\",result=\"fail\"} \(p.checkFails)\n"
+                m += "lb_upstream_peer_health_checks_total{upstream=\"\(esc(u.group.name))\",peer=\"\(p.text)\",result=\"pass\"} \(p.checkPasses)\n"
+                m += "lb_upstream_peer_health_checks_total{upstream=\"\(esc(u.group.name))\",peer=\"\(p.text)\",result=\"fail\"} \(p.checkFails)\n"
             }
         }
         family("lb_upstream_peer_response_seconds", "histogram", "Upstream response time (connect to the end of the response).")
         for (u, ps) in peers {
             for (i, p) in ps.enumerated() {
-                let labels = "upstream=\"\(esc(u.group.name))\",peer=\"\(u.addressText[i])\""
+                let labels = "upstream=\"\(esc(u.group.name))\",peer=\"\(p.text)\""
                 var cumulative = 0
                 for (b, bound) in LatencyHistogram.bounds.enumerated() {
                     cumulative += p.latency.counts[b]
