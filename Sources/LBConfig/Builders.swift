@@ -58,6 +58,7 @@ final class UpstreamBuilder {
     var keepaliveTimeoutMs = 60_000
     var keepaliveRequests = 1000
     var healthCheck: HealthCheck?
+    var statePath: (String, SourceLocation)?
     var service: (name: String, location: SourceLocation, weight: Int, maxFails: Int, failTimeoutMs: Int)?
 
     init(name: String, location: SourceLocation) {

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Freezing the builders into the immutable `RoutingTable`, with the checks that need the whole
 /// configuration (unknown cache zones, empty upstreams, listen conflicts, undefined variables).
 extension Compiler {
@@ -65,6 +67,9 @@ extension Compiler {
         var out: [UpstreamGroup] = []
         for u in upstreams {
             var peers = u.peers
+            if let (path, loc) = u.statePath, fileExists(path) {
+                peers = try readStateFile(path, upstream: u.name, at: loc)
+            }
             if let svc = u.service {
                 guard let s = stack?.services.first(where: { $0.name == svc.name }) else {
                     throw ConfigError("unknown service \"\(svc.name)\" in upstream \"\(u.name)\"", at: svc.location)
@@ -88,7 +93,8 @@ extension Compiler {
             }
             out.append(UpstreamGroup(name: u.name, peers: peers, policy: u.policy, keepalive: u.keepalive,
                                      keepaliveTimeoutMs: u.keepaliveTimeoutMs, keepaliveRequests: u.keepaliveRequests,
-                                     location: u.location, implicit: false, service: u.service?.name, healthCheck: u.healthCheck))
+                                     location: u.location, implicit: false, service: u.service?.name, healthCheck: u.healthCheck,
+                                     statePath: u.statePath?.0))
         }
         return out
     }
@@ -219,4 +225,28 @@ extension Compiler {
         }
         return out
     }
+}
+
+extension Compiler {
+    /// Reads an upstream's `state` file: `server` lines in nginx syntax (what the API writes).
+    func readStateFile(_ path: String, upstream name: String, at loc: SourceLocation) throws -> [Peer] {
+        var parser = Parser(includeBase: directoryOf(path))
+        let directives = try parser.parseFile(path, from: loc)
+        let saved = upstream
+        let temp = UpstreamBuilder(name: name, location: loc)
+        upstream = temp
+        defer { upstream = saved }
+        for d in directives {
+            guard d.name == "server", d.block == nil, !d.args.isEmpty else {
+                throw ConfigError("unexpected \"\(d.name)\" in state file (only \"server\" lines)", at: d.location)
+            }
+            try compileUpstreamServer(d)
+        }
+        return temp.peers
+    }
+}
+
+func fileExists(_ path: String) -> Bool {
+    var st = stat()
+    return stat(path, &st) == 0
 }

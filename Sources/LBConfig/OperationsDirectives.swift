@@ -72,6 +72,9 @@ extension Compiler {
             c.upstream!.healthCheck = h
         },
         DirectiveSpec("match", .http, .exactly(1), block: true, repeatable: true) { c, d in try c.compileMatch(d) },
+        DirectiveSpec("state", .upstream, .exactly(1), note: "lb: where the runtime API keeps this upstream's servers") { c, d in
+            c.upstream!.statePath = (c.fullPath(d.args[0].text), d.location)
+        },
         DirectiveSpec("status", .location, .none, note: "lb: the live status page (HTML, and JSON with ?format=json)") { c, d in
             c.locationStack.last!.special = .status
         },

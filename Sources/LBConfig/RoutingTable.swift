@@ -233,6 +233,8 @@ public struct UpstreamGroup: Sendable {
     public var service: String?
     /// Active health checks (`health_check`), if configured.
     public var healthCheck: HealthCheck? = nil
+    /// `state FILE`: the servers as the runtime API left them (read at load when it exists).
+    public var statePath: String? = nil
 }
 
 /// A server in an upstream group.
@@ -247,6 +249,17 @@ public struct Peer: Sendable, Hashable {
     public var maxConns: Int
     public var backup: Bool
     public var down: Bool
+
+    public init(address: HostPort, name: String, weight: Int, maxFails: Int, failTimeoutMs: Int, maxConns: Int, backup: Bool, down: Bool) {
+        self.address = address
+        self.name = name
+        self.weight = weight
+        self.maxFails = maxFails
+        self.failTimeoutMs = failTimeoutMs
+        self.maxConns = maxConns
+        self.backup = backup
+        self.down = down
+    }
 }
 
 /// `proxy_cache_path … keys_zone=NAME:SIZE`.

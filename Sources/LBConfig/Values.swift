@@ -103,6 +103,11 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
 
     public var isIPv6: Bool { host.contains(":") }
 
+    public init(host: String, port: Int?) {
+        self.host = host
+        self.port = port
+    }
+
     public var description: String {
         let h = isIPv6 ? "[\(host)]" : host
         if let port { return "\(h):\(port)" }

@@ -42,7 +42,7 @@ struct UpstreamAttempt {
 /// One client connection: reads requests, routes them, answers locally or proxies, logs, and keeps
 /// the connection alive. Every step is driven from epoll readiness (edge-triggered); nothing blocks.
 final class ClientConnection: Pollable {
-    enum State { case head, local, proxy, tunnel, closed }
+    enum State { case head, local, proxy, tunnel, apiBody, closed }
     enum Phase { case idle, connecting, sending, waitingHead, relaying, cacheWait }
 
     /// The worker outlives every connection it owns: no reference counting on this hot field.
@@ -230,6 +230,7 @@ final class ClientConnection: Pollable {
             case .local: flushLocal()
             case .proxy: proxyClientEvent()
             case .tunnel: pumpTunnel()
+            case .apiBody: readAPIBody()
             case .closed: break
             }
         } while driveAgain && state != .closed
@@ -394,7 +395,7 @@ final class ClientConnection: Pollable {
         case .static: serveStatic()
         case .status: serveStatus()
         case .metrics: serveMetrics()
-        case .api: serveAPI()
+        case .api: startAPI()
         }
     }
 

@@ -242,10 +242,3 @@ extension ClientConnection {
         return m
     }
 }
-
-extension ClientConnection {
-    /// `api;` — the runtime upstream API is not built yet (operations issue, item 4): say so.
-    func serveAPI() {
-        respond(501, contentType: "application/json", body: Array("{\"error\": \"the runtime upstream API is not implemented in this version of lb\"}\n".utf8))
-    }
-}

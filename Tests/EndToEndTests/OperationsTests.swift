@@ -360,3 +360,142 @@ extension RawClient {
         (try? get(path, headers: headers)) ?? Response(status: -1, headers: [], body: [])
     }
 }
+
+/// The runtime upstream API over real sockets (curl and raw clients).
+@Suite(.serialized) struct APITests {
+    static func config(_ first: Backend, statePath: String, allow: String = "allow 127.0.0.1; deny all;") -> String {
+        """
+        worker_processes 2;
+        error_log stderr info;
+        events {}
+        http {
+            access_log off;
+            upstream app {
+                server 127.0.0.1:\(first.port) max_fails=0;
+                state \(statePath);
+            }
+            server {
+                listen 127.0.0.1:{port};
+                location / { proxy_pass http://app; }
+                location /lb-api/ { api; \(allow) }
+                location /no-rules/ { api; }
+            }
+        }
+        """
+    }
+
+    func api(_ lb: LB, _ method: String, _ path: String, _ body: String? = nil, source: String? = nil) throws -> (Int, [String: Any]) {
+        let c = try RawClient(port: lb.port, source: source)
+        var req = "\(method) /lb-api\(path) HTTP/1.1\r\nHost: x\r\n"
+        if let body { req += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)" } else { req += "\r\n" }
+        try c.send(req)
+        let r = try c.readResponse()
+        let obj = (try? JSONSerialization.jsonObject(with: Data(r.body))) as? [String: Any] ?? [:]
+        return (r.status, obj)
+    }
+
+    func rotation(_ lb: LB, _ n: Int) throws -> [String] {
+        let c = try RawClient(port: lb.port)
+        return try (0..<n).map { _ in String(try c.get("/who").text.prefix(2)) }
+    }
+
+    @Test func addDrainRemoveApplyAtOnceAndSurviveReloadAndRestart() throws {
+        let b1 = try Backend(name: "b1"), b2 = try Backend(name: "b2"), b3 = try Backend(name: "b3")
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let state = dir.appendingPathComponent("app.state").path
+        let conf = Self.config(b1, statePath: state)
+        var lb: LB? = try LB(conf)
+        #expect(Set(try rotation(lb!, 4)) == ["b1"])
+        // Add: in the rotation from the next request, on every worker (new connections each time).
+        let (s1, p2) = try api(lb!, "POST", "/upstreams/app/peers", "{\"address\": \"127.0.0.1:\(b2.port)\", \"weight\": 1}")
+        #expect(s1 == 201)
+        let id2 = p2["id"] as! Int
+        let mixed = try (0..<8).map { _ in String(try RawClient(port: lb!.port).get("/who").text.prefix(2)) }
+        #expect(Set(mixed) == ["b1", "b2"])
+        // Weight 3: b2 gets three of every four.
+        #expect(try api(lb!, "PATCH", "/upstreams/app/peers/\(id2)", "{\"weight\": 3}").0 == 200)
+        let weighted = try rotation(lb!, 8)
+        #expect(weighted.filter { $0 == "b2" }.count == 6)
+        // Drain: a request in flight on b2 finishes; new ones avoid b2.
+        #expect(try api(lb!, "PATCH", "/upstreams/app/peers/\(id2)", "{\"weight\": 1}").0 == 200)
+        let slow = try RawClient(port: lb!.port)
+        var inFlight: RawClient.Response?
+        for _ in 0..<4 where inFlight == nil {
+            try slow.send("GET /slow?ms=600 HTTP/1.1\r\nHost: x\r\n\r\n")
+            // Which peer took it shows only at the end; drain b2 while it may be running.
+            usleep(100_000)
+            let (ds, dp) = try api(lb!, "PATCH", "/upstreams/app/peers/\(id2)", "{\"drain\": true}")
+            #expect(ds == 200 && dp["state"] as? String == "draining")
+            let r = try slow.readResponse()
+            #expect(r.status == 200)
+            if r.text.hasPrefix("b2") { inFlight = r }
+            #expect(try api(lb!, "PATCH", "/upstreams/app/peers/\(id2)", "{\"drain\": false}").0 == 200)
+        }
+        #expect(inFlight != nil, "no slow request landed on b2 while it was draining")
+        #expect(try api(lb!, "PATCH", "/upstreams/app/peers/\(id2)", "{\"drain\": true}").0 == 200)
+        #expect(Set(try rotation(lb!, 6)) == ["b1"])
+        // Remove b2, add b3; the state file holds the result.
+        #expect(try api(lb!, "DELETE", "/upstreams/app/peers/\(id2)").0 == 200)
+        #expect(try api(lb!, "POST", "/upstreams/app/peers", "{\"address\": \"127.0.0.1:\(b3.port)\"}").0 == 201)
+        #expect(Set(try rotation(lb!, 6)) == ["b1", "b3"])
+        let saved = try String(contentsOfFile: state, encoding: .utf8)
+        #expect(saved.contains("server 127.0.0.1:\(b3.port)") && !saved.contains("127.0.0.1:\(b2.port)"))
+        // A reload re-reads the config and keeps the API's peers (from the state file).
+        let reload = try Harness.run("lb", ["-p", lb!.dir.path, "-c", "lb.conf", "-s", "reload"], cwd: lb!.dir)
+        #expect(reload.status == 0)
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(Set(try rotation(lb!, 6)) == ["b1", "b3"])
+        // So does a restart.
+        lb!.stop()
+        lb = nil
+        let again = try LB(conf)
+        #expect(Set(try rotation(again, 6)) == ["b1", "b3"])
+        let (ls, list) = try api(again, "GET", "/upstreams/app")
+        #expect(ls == 200)
+        #expect((list["peers"] as! [[String: Any]]).map { $0["address"] as! String }.sorted() == ["127.0.0.1:\(b1.port)", "127.0.0.1:\(b3.port)"].sorted())
+    }
+
+    @Test func badInputIsRefusedAndNothingIsHalfApplied() throws {
+        let b1 = try Backend(name: "b1")
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let lb = try LB(Self.config(b1, statePath: dir.appendingPathComponent("s").path))
+        let (_, list) = try api(lb, "GET", "/upstreams")
+        let peer = ((list["upstreams"] as! [[String: Any]])[0]["peers"] as! [[String: Any]])[0]
+        let id = peer["id"] as! Int
+        // A valid weight with an invalid drain: 400, and the weight is not changed.
+        let (s, e) = try api(lb, "PATCH", "/upstreams/app/peers/\(id)", "{\"weight\": 5, \"drain\": \"yes\"}")
+        #expect(s == 400)
+        #expect(e["error"] is String)
+        let (_, after) = try api(lb, "GET", "/upstreams/app/peers/\(id)")
+        #expect(after["weight"] as? Int == 1)
+        #expect(try api(lb, "POST", "/upstreams/app/peers", "{\"address\": \"example.com:80\"}").0 == 400)
+        #expect(try api(lb, "POST", "/upstreams/app/peers", "{\"address\": \"127.0.0.1:1\", \"bogus\": 1}").0 == 400)
+        #expect(try api(lb, "POST", "/upstreams/app/peers", "not json").0 == 400)
+        #expect(try api(lb, "POST", "/upstreams/app/peers", "{\"address\": \"127.0.0.1:\(b1.port)\"}").0 == 409)
+        #expect(try api(lb, "GET", "/upstreams/nope").0 == 404)
+        #expect(try api(lb, "DELETE", "/upstreams/app/peers/99").0 == 404)
+        #expect(try api(lb, "PUT", "/upstreams/app").0 == 405)
+        // Still one peer, still serving.
+        let (_, final) = try api(lb, "GET", "/upstreams/app")
+        #expect((final["peers"] as! [[String: Any]]).count == 1)
+        #expect(try RawClient(port: lb.port).get("/").status == 200)
+    }
+
+    @Test func refusedFromAnAddressNotAllowedAndWithoutRules() throws {
+        let b1 = try Backend(name: "b1")
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let lb = try LB(Self.config(b1, statePath: dir.appendingPathComponent("s").path))
+        #expect(try api(lb, "GET", "/upstreams", source: "127.0.0.1").0 == 200)
+        // 127.0.0.2 is loopback too, but not allowed.
+        #expect(try api(lb, "GET", "/upstreams", source: "127.0.0.2").0 == 403)
+        #expect(try api(lb, "POST", "/upstreams/app/peers", "{\"address\": \"127.0.0.1:2\"}", source: "127.0.0.2").0 == 403)
+        // An api location without allow/deny refuses everyone.
+        let c = try RawClient(port: lb.port)
+        #expect(try c.get("/no-rules/upstreams").status == 403)
+        let (_, list) = try api(lb, "GET", "/upstreams/app")
+        #expect((list["peers"] as! [[String: Any]]).count == 1)
+    }
+}
