@@ -30,6 +30,44 @@ public enum RESP {
         return (args, i)
     }
 
+    /// Like `parseCommand`, reusing `args`' arrays (no allocation for an argument whose previous
+    /// buffer nobody else holds). Returns the bytes consumed, or nil when more input is needed
+    /// (`args` is then unspecified).
+    public static func parseCommand(_ b: UnsafeRawBufferPointer, into args: inout [[UInt8]]) throws(ParseError) -> Int? {
+        guard !b.isEmpty else { return nil }
+        if b[0] != UInt8(ascii: "*") {
+            guard let (a, used) = try parseInline(b) else { return nil }
+            args = a
+            return used
+        }
+        guard let (count, afterCount) = try readInteger(b, from: 1) else { return nil }
+        if count > 1024 * 1024 { throw .protocolError("invalid multibulk length") }
+        if count <= 0 { args.removeAll(keepingCapacity: true); return afterCount }
+        var i = afterCount
+        var n = 0
+        for _ in 0..<count {
+            guard i < b.count else { return nil }
+            guard b[i] == UInt8(ascii: "$") else {
+                throw .protocolError("expected '$', got '\(String(decoding: [b[i]], as: UTF8.self))'")
+            }
+            guard let (len, afterLen) = try readInteger(b, from: i + 1) else { return nil }
+            if len < 0 || len > 512 * 1024 * 1024 { throw .protocolError("invalid bulk length") }
+            guard afterLen + len + 2 <= b.count else { return nil }
+            guard b[afterLen + len] == 0x0D, b[afterLen + len + 1] == 0x0A else { throw .protocolError("invalid bulk terminator") }
+            let src = UnsafeRawBufferPointer(rebasing: b[afterLen..<(afterLen + len)])
+            if n < args.count {
+                args[n].removeAll(keepingCapacity: true)
+                args[n].append(contentsOf: src)
+            } else {
+                args.append(Array(src))
+            }
+            n += 1
+            i = afterLen + len + 2
+        }
+        if args.count > n { args.removeLast(args.count - n) }
+        return i
+    }
+
     /// `123\r\n` starting at `from`; nil when the line is incomplete.
     static func readInteger(_ b: UnsafeRawBufferPointer, from: Int) throws(ParseError) -> (Int, Int)? {
         var i = from

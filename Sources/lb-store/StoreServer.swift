@@ -318,17 +318,20 @@ final class StoreClient: Pollable {
         }
     }
 
+    /// The current command's arguments; their buffers are reused from command to command.
+    var args: [[UInt8]] = []
+
     func process() {
         server.batchNow = server.nowMillis()
         while inBuf.readable > 0 && !closeAfterWrite {
-            let parsed: (args: [[UInt8]], consumed: Int)?
-            do { parsed = try RESP.parseCommand(inBuf.readableBytes) } catch {
+            let used: Int?
+            do { used = try RESP.parseCommand(inBuf.readableBytes, into: &args) } catch {
                 if case .protocolError(let m) = error { out.error("ERR Protocol error: \(m)") }
                 closeAfterWrite = true
                 inBuf.clear()
                 return
             }
-            guard let (args, used) = parsed else { return }
+            guard let used else { return }
             inBuf.readIndex += used
             if args.isEmpty { continue }
             server.run(args, client: self, into: &out)
