@@ -38,6 +38,7 @@ let package = Package(
         .testTarget(name: "LBConfigTests", dependencies: ["LBConfig"]),
         .testTarget(name: "LBHTTPTests", dependencies: ["LBHTTP"]),
         .testTarget(name: "LBCoreTests", dependencies: ["LBCore"]),
+        .testTarget(name: "LBStoreTests", dependencies: ["LBStore"]),
         // Black-box tests: the built executables run as real processes over real loopback sockets.
         .testTarget(name: "EndToEndTests", dependencies: ["lb"]),
     ]

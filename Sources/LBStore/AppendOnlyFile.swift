@@ -79,6 +79,15 @@ public final class AppendOnlyFile {
         swap(&w.bytes, &pending)
     }
 
+    /// Appends one command as received (RESP array of bulk strings).
+    public func appendCommand(_ args: [[UInt8]]) {
+        var w = ReplyWriter()
+        swap(&w.bytes, &pending)
+        w.arrayHeader(args.count)
+        for a in args { w.bulk(a) }
+        swap(&w.bytes, &pending)
+    }
+
     public var hasPending: Bool { !pending.isEmpty }
 
     public func flush() {

@@ -63,14 +63,14 @@ extension Keyspace {
             }
             put(args[1], .string(args[2]), keepTTL: keep)
             if expireAt != 0 { setExpire(args[1], expireAt) }
-            if n == 3 { o.log.append(args) } else { o.log.append([Keyspace.setName, args[1], args[2]] + (keep ? [Array("KEEPTTL".utf8)] : [])) }
+            if n == 3 { o.logAsReceived = true } else { o.log.append([Keyspace.setName, args[1], args[2]] + (keep ? [Array("KEEPTTL".utf8)] : [])) }
             if expireAt != 0 { o.log.append([Array("PEXPIREAT".utf8), args[1], Array("\(expireAt)".utf8)]) }
             if get { if let oldValue { o.reply.bulk(oldValue) } else { o.reply.null() } } else { o.reply.ok() }
         case "SETNX":
             guard n == 3 else { o.arity(args[0]); return }
             if live(args[1], now) != nil { o.reply.integer(0) } else {
                 put(args[1], .string(args[2]))
-                o.log.append(args)
+                o.logAsReceived = true
                 o.reply.integer(1)
             }
         case "GETSET":
@@ -78,7 +78,7 @@ extension Keyspace {
             let old = live(args[1], now)
             if let old, case .string(let v) = old.value { o.reply.bulk(v) } else if old == nil { o.reply.null() } else { o.reply.error(Keyspace.wrongType); return }
             put(args[1], .string(args[2]))
-            o.log.append(args)
+            o.logAsReceived = true
         case "MGET":
             guard n >= 2 else { o.arity(args[0]); return }
             o.reply.arrayHeader(n - 1)
@@ -88,7 +88,7 @@ extension Keyspace {
         case "MSET":
             guard n >= 3 && n % 2 == 1 else { o.arity(args[0]); return }
             for i in stride(from: 1, to: n, by: 2) { put(args[i], .string(args[i + 1])) }
-            o.log.append(args)
+            o.logAsReceived = true
             o.reply.ok()
         case "INCR", "DECR", "INCRBY", "DECRBY":
             let by = name.utf8.count > 4
@@ -98,16 +98,29 @@ extension Keyspace {
                 guard let d = Keyspace.int(args[2]) else { o.reply.error(Keyspace.notInteger); return }
                 delta *= d
             }
+            // One hash lookup: read, check expiry and type, and write back through the index.
+            let key = Key(args[1])
+            var slot = entries.index(forKey: key)
+            if let i = slot, entries.values[i].expireAt != 0, entries.values[i].expireAt <= now {
+                entries.remove(at: i)
+                volatile.remove(key)
+                stats.expired += 1
+                slot = nil
+            }
             var cur = 0
-            if let e = live(args[1], now) {
-                guard case .string(let v) = e.value else { o.reply.error(Keyspace.wrongType); return }
+            if let i = slot {
+                guard case .string(let v) = entries.values[i].value else { o.reply.error(Keyspace.wrongType); return }
                 guard let c = Keyspace.int(v) else { o.reply.error(Keyspace.notInteger); return }
                 cur = c
             }
             let (r, overflow) = cur.addingReportingOverflow(delta)
             if overflow { o.reply.error("ERR increment or decrement would overflow"); return }
-            put(args[1], .string(Keyspace.digits(r)), keepTTL: true)
-            o.log.append(args)
+            if let i = slot {
+                entries.values[i].value = .string(Keyspace.digits(r))
+            } else {
+                entries[key] = Entry(value: .string(Keyspace.digits(r)), expireAt: 0)
+            }
+            o.logAsReceived = true
             o.reply.integer(r)
         case "APPEND":
             guard n == 3 else { o.arity(args[0]); return }
@@ -118,7 +131,7 @@ extension Keyspace {
             }
             v += args[2]
             put(args[1], .string(v), keepTTL: true)
-            o.log.append(args)
+            o.logAsReceived = true
             o.reply.integer(v.count)
         case "STRLEN":
             guard n == 2 else { o.arity(args[0]); return }
@@ -132,7 +145,7 @@ extension Keyspace {
             guard n >= 2 else { o.arity(args[0]); return }
             var c = 0
             for k in args[1...] where live(k, now) != nil { if remove(k) { c += 1 } }
-            if c > 0 { o.log.append(args) }
+            if c > 0 { o.logAsReceived = true }
             o.reply.integer(c)
         case "EXISTS":
             guard n >= 2 else { o.arity(args[0]); return }
@@ -160,7 +173,7 @@ extension Keyspace {
             guard n == 2 else { o.arity(args[0]); return }
             if let e = live(args[1], now), e.expireAt != 0 {
                 setExpire(args[1], 0)
-                o.log.append(args)
+                o.logAsReceived = true
                 o.reply.integer(1)
             } else { o.reply.integer(0) }
         case "TTL", "PTTL":
@@ -214,7 +227,7 @@ extension Keyspace {
         case "FLUSHDB", "FLUSHALL":
             entries.removeAll()
             volatile.removeAll()
-            o.log.append(args)
+            o.logAsReceived = true
             o.reply.ok()
         // MARK: hashes
         case "HSET", "HMSET":
@@ -229,7 +242,7 @@ extension Keyspace {
                 if h.updateValue(args[i + 1], forKey: args[i]) == nil { added += 1 }
             }
             put(args[1], .hash(h), keepTTL: true)
-            o.log.append(args)
+            o.logAsReceived = true
             if name == "HMSET" { o.reply.ok() } else { o.reply.integer(added) }
         case "HGET":
             guard n == 3 else { o.arity(args[0]); return }
@@ -263,7 +276,7 @@ extension Keyspace {
             var c = 0
             for f in args[2...] where h.removeValue(forKey: f) != nil { c += 1 }
             if h.isEmpty { _ = remove(args[1]) } else { put(args[1], .hash(h), keepTTL: true) }
-            if c > 0 { o.log.append(args) }
+            if c > 0 { o.logAsReceived = true }
             o.reply.integer(c)
         case "HINCRBY":
             guard n == 4 else { o.arity(args[0]); return }
@@ -282,7 +295,7 @@ extension Keyspace {
             if ov { o.reply.error("ERR increment or decrement would overflow"); return }
             h[args[2]] = Keyspace.digits(r)
             put(args[1], .hash(h), keepTTL: true)
-            o.log.append(args)
+            o.logAsReceived = true
             o.reply.integer(r)
         case "HLEN":
             guard n == 2 else { o.arity(args[0]); return }
@@ -301,7 +314,7 @@ extension Keyspace {
             }
             if name == "LPUSH" { for v in args[2...] { l.insert(v, at: 0) } } else { l.append(contentsOf: args[2...]) }
             put(args[1], .list(l), keepTTL: true)
-            o.log.append(args)
+            o.logAsReceived = true
             o.reply.integer(l.count)
         case "LPOP", "RPOP":
             guard n == 2 || n == 3 else { o.arity(args[0]); return }
@@ -316,7 +329,7 @@ extension Keyspace {
             var popped: [[UInt8]] = []
             for _ in 0..<k { popped.append(name == "LPOP" ? l.removeFirst() : l.removeLast()) }
             if l.isEmpty { _ = remove(args[1]) } else { put(args[1], .list(l), keepTTL: true) }
-            if k > 0 { o.log.append(args) }
+            if k > 0 { o.logAsReceived = true }
             if count != nil { o.reply.array(popped) } else { o.reply.bulk(popped[0]) }
         case "LRANGE":
             guard n == 4 else { o.arity(args[0]); return }
@@ -346,7 +359,7 @@ extension Keyspace {
             var added = 0
             for m in args[2...] where s.insert(m).inserted { added += 1 }
             put(args[1], .set(s), keepTTL: true)
-            if added > 0 { o.log.append(args) }
+            if added > 0 { o.logAsReceived = true }
             o.reply.integer(added)
         case "SREM":
             guard n >= 3 else { o.arity(args[0]); return }
@@ -355,7 +368,7 @@ extension Keyspace {
             var c = 0
             for m in args[2...] where s.remove(m) != nil { c += 1 }
             if s.isEmpty { _ = remove(args[1]) } else { put(args[1], .set(s), keepTTL: true) }
-            if c > 0 { o.log.append(args) }
+            if c > 0 { o.logAsReceived = true }
             o.reply.integer(c)
         case "SMEMBERS":
             guard n == 2 else { o.arity(args[0]); return }

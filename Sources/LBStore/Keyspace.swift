@@ -57,6 +57,8 @@ public struct Keyspace {
     public struct Outcome {
         public var reply = ReplyWriter()
         public var log: [[[UInt8]]] = []
+        /// The command is logged to the AOF as it was received (most writes): no record array built.
+        public var logAsReceived = false
         /// False when the command is not a data command.
         public var handled = false
 

@@ -142,6 +142,7 @@ final class StoreServer: @unchecked Sendable {
         keyspace.execute(args, name: name, now: batchNow, into: &outcome)
         swap(&outcome.reply, &r)
         if outcome.handled {
+            if outcome.logAsReceived { aof?.appendCommand(args) }
             if !outcome.log.isEmpty { aof?.append(outcome.log) }
             return
         }
