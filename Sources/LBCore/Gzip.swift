@@ -28,40 +28,31 @@ final class GzipStream {
         stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
         stream.avail_in = uInt(input.count)
         bytesIn += input.count
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let produced: Int = chunk.withUnsafeMutableBytes { c in
-                stream.next_out = c.baseAddress!.assumingMemoryBound(to: Bytef.self)
-                stream.avail_out = uInt(c.count)
-                _ = deflate(&stream, finish ? Z_FINISH : Z_NO_FLUSH)
-                return c.count - Int(stream.avail_out)
-            }
-            out += chunk[0..<produced]
-            bytesOut += produced
-            if finish {
-                if produced < chunk.count && stream.avail_in == 0 { break }
-            } else if stream.avail_in == 0 && produced < chunk.count {
-                break
-            }
-        }
+        drain(finish ? Z_FINISH : Z_NO_FLUSH, into: &out)
         stream.next_in = nil
     }
 
     /// Flushes what is buffered so far (Z_SYNC_FLUSH), so a streamed response is not held back.
     func flush(into out: inout [UInt8]) {
         guard open else { return }
-        var chunk = [UInt8](repeating: 0, count: 16384)
         stream.avail_in = 0
+        drain(Z_SYNC_FLUSH, into: &out)
+    }
+
+    /// Runs deflate until it has consumed the input and has no more output for this flush mode.
+    private func drain(_ mode: Int32, into out: inout [UInt8]) {
+        var chunk = [UInt8](repeating: 0, count: 16384)
         while true {
             let produced: Int = chunk.withUnsafeMutableBytes { c in
                 stream.next_out = c.baseAddress!.assumingMemoryBound(to: Bytef.self)
                 stream.avail_out = uInt(c.count)
-                _ = deflate(&stream, Z_SYNC_FLUSH)
+                _ = deflate(&stream, mode)
                 return c.count - Int(stream.avail_out)
             }
             out += chunk[0..<produced]
             bytesOut += produced
-            if produced < chunk.count { break }
+            // A full output chunk means deflate may have more; otherwise it is done for now.
+            if produced < chunk.count && stream.avail_in == 0 { break }
         }
     }
 

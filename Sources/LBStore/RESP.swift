@@ -7,27 +7,9 @@ public enum RESP {
     /// Parses one command (a RESP array of bulk strings, or an inline command line) from `b`.
     /// Returns the arguments and the bytes consumed, or nil when more input is needed.
     public static func parseCommand(_ b: UnsafeRawBufferPointer) throws(ParseError) -> (args: [[UInt8]], consumed: Int)? {
-        guard !b.isEmpty else { return nil }
-        if b[0] != UInt8(ascii: "*") { return try parseInline(b) }
-        guard let (count, afterCount) = try readInteger(b, from: 1) else { return nil }
-        if count > 1024 * 1024 { throw .protocolError("invalid multibulk length") }
-        if count <= 0 { return ([], afterCount) }
         var args: [[UInt8]] = []
-        args.reserveCapacity(count)
-        var i = afterCount
-        for _ in 0..<count {
-            guard i < b.count else { return nil }
-            guard b[i] == UInt8(ascii: "$") else {
-                throw .protocolError("expected '$', got '\(String(decoding: [b[i]], as: UTF8.self))'")
-            }
-            guard let (len, afterLen) = try readInteger(b, from: i + 1) else { return nil }
-            if len < 0 || len > 512 * 1024 * 1024 { throw .protocolError("invalid bulk length") }
-            guard afterLen + len + 2 <= b.count else { return nil }
-            guard b[afterLen + len] == 0x0D, b[afterLen + len + 1] == 0x0A else { throw .protocolError("invalid bulk terminator") }
-            args.append(Array(UnsafeRawBufferPointer(rebasing: b[afterLen..<(afterLen + len)])))
-            i = afterLen + len + 2
-        }
-        return (args, i)
+        guard let used = try parseCommand(b, into: &args) else { return nil }
+        return (args, used)
     }
 
     /// Like `parseCommand`, reusing `args`' arrays (no allocation for an argument whose previous
