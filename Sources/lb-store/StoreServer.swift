@@ -18,6 +18,25 @@ final class StoreServer: @unchecked Sendable {
     init(config: Config) {
         self.config = config
         do { loop = try EventLoop(index: 0) } catch { fail("\(error)") }
+        loop.onTurn = { [unowned self] in commitAndReply() }
+    }
+
+    /// Clients with replies produced in this loop turn.
+    var pendingReplies: [StoreClient] = []
+
+    /// End of a loop turn (as redis-server's beforeSleep): one AOF write (and fsync under
+    /// `always`) for every client's commands of the turn, then their replies. No reply leaves
+    /// before the write it acknowledges is in the file.
+    func commitAndReply() {
+        guard !pendingReplies.isEmpty else { return }
+        aof?.flush()
+        let clients = pendingReplies
+        pendingReplies.removeAll(keepingCapacity: true)
+        for c in clients {
+            c.pending = false
+            c.committed = c.out.bytes.count
+            c.writeCommitted()
+        }
     }
 
     func start() {
@@ -273,6 +292,9 @@ final class StoreClient: Pollable {
     var closeAfterWrite = false
     var authenticated = false
     var name: [UInt8] = []
+    /// Queued for the end-of-turn commit; replies up to `committed` may be written.
+    var pending = false
+    var committed = 0
 
     init(server: StoreServer, fd: Int32, id: Int) {
         self.server = server
@@ -311,12 +333,22 @@ final class StoreClient: Pollable {
                 }
                 process()
             }
-            // Group commit: the AOF is written (and fsynced under `always`) before any reply.
-            server.aof?.flush()
-            if !flush() { return }
-            if closeAfterWrite && out.bytes.count == outOffset { close(); return }
-            if !readable { return }
+            // Replies wait for the end of the loop turn (group commit with every other client).
+            if out.bytes.count > committed && !pending {
+                pending = true
+                server.pendingReplies.append(self)
+            }
+            // What an earlier turn committed can go now (the socket was full then).
+            if committed > outOffset && !flush(upTo: committed) { return }
+            if !readable || closeAfterWrite { return }
         }
+    }
+
+    /// Writes the committed replies; closes after QUIT once everything is out.
+    func writeCommitted() {
+        guard !closed else { return }
+        if !flush(upTo: committed) { return }
+        if closeAfterWrite && out.bytes.count == outOffset { close() }
     }
 
     /// The current command's arguments; their buffers are reused from command to command.
@@ -340,19 +372,22 @@ final class StoreClient: Pollable {
         if inBuf.isEmpty { inBuf.clear() }
     }
 
-    /// Writes replies; false when the socket is full or closed.
-    func flush() -> Bool {
-        while outOffset < out.bytes.count {
+    /// Writes replies up to `limit`; false when the socket is full or closed.
+    func flush(upTo limit: Int) -> Bool {
+        while outOffset < limit {
             guard writable else { return false }
-            let r = out.bytes.withUnsafeBytes { p in try? Socket.write(fd, p.baseAddress! + outOffset, p.count - outOffset) }
+            let r = out.bytes.withUnsafeBytes { p in try? Socket.write(fd, p.baseAddress! + outOffset, limit - outOffset) }
             switch r {
             case .done(let n)?: outOffset += n
             case .wouldBlock?: writable = false; return false
             case nil: close(); return false
             }
         }
-        out.bytes.removeAll(keepingCapacity: out.bytes.count < 1 << 16)
-        outOffset = 0
+        if outOffset == out.bytes.count {
+            out.bytes.removeAll(keepingCapacity: out.bytes.count < 1 << 16)
+            outOffset = 0
+            committed = 0
+        }
         return true
     }
 
