@@ -10,9 +10,10 @@ import Glibc
 ///     24  valid until (i64, wall-clock seconds) — rewritten in place by a revalidation
 ///     32  stale-while-revalidate (u32), 36 stale-if-error (u32)
 ///     40  created (i64, wall-clock seconds)
-///     48  status (u16), 50 key length (u16), 52 vary names length (u16), 54 reserved (u16)
+///     48  status (u16), 50 key length (u16), 52 vary names length (u16), 54 padding (u16)
 ///     56  primary hash (16 bytes)
-///     72  key, vary names ("\n"-separated), then the head, then the body.
+///     72  key, vary names ("\n"-separated), then the head, `padding` zero bytes (so that the body
+///         starts on a 4 KiB page boundary: `sendfile` then moves whole page-cache pages), then the body.
 ///
 /// A file is written under a temporary name and renamed into place only when complete, so a
 /// reader never sees a partial entry under the final name; the loader also checks that the
@@ -25,6 +26,8 @@ public enum CacheFile {
 
     public static func encodeHeader(_ e: CacheEntry, created: Int) -> [UInt8] {
         let vary = Array(e.varyNames.joined(separator: "\n").utf8)
+        let unpadded = fixedLength + e.key.count + vary.count + e.head.count
+        let padding = (4096 - unpadded % 4096) % 4096
         var b = magic
         b.reserveCapacity(fixedLength + e.key.count + vary.count + e.head.count)
         func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { b.append(contentsOf: $0) } }
@@ -38,11 +41,12 @@ public enum CacheFile {
         put(UInt16(e.status))
         put(UInt16(e.key.count))
         put(UInt16(vary.count))
-        put(UInt16(0))
+        put(UInt16(padding))
         b += e.primary.bytes
         b += e.key
         b += vary
         b += e.head
+        b += [UInt8](repeating: 0, count: padding)
         return b
     }
 
@@ -60,9 +64,10 @@ public enum CacheFile {
         let bodyLength = Int(get(16, UInt64.self))
         let keyLength = Int(get(50, UInt16.self))
         let varyLength = Int(get(52, UInt16.self))
+        let padding = Int(get(54, UInt16.self))
         guard headerLength == fixedLength + keyLength + varyLength, keyLength > 0,
-              bytes.count >= headerLength + headLength, headLength >= 16,
-              bodyLength >= 0, headerLength + headLength + bodyLength == fileSize else { return nil }
+              bytes.count >= headerLength + headLength, headLength >= 16, padding < 4096,
+              bodyLength >= 0, headerLength + headLength + padding + bodyLength == fileSize else { return nil }
         let key = Array(bytes[fixedLength..<(fixedLength + keyLength)])
         let varyText = String(decoding: bytes[(fixedLength + keyLength)..<headerLength], as: UTF8.self)
         let head = Array(bytes[headerLength..<(headerLength + headLength)])
@@ -70,7 +75,7 @@ public enum CacheFile {
         let varyNames = varyText.isEmpty ? [] : varyText.split(separator: "\n").map(String.init)
         guard CacheHash(key: key) == primary else { return nil }
         return CacheEntry(hash: primary, primary: primary, key: key, varyNames: varyNames, head: head,
-                          status: Int(get(48, UInt16.self)), bodyOffset: headerLength + headLength, bodyLength: bodyLength,
+                          status: Int(get(48, UInt16.self)), bodyOffset: headerLength + headLength + padding, bodyLength: bodyLength,
                           validUntil: Int(get(24, Int64.self)), staleWhileRevalidate: Int(get(32, UInt32.self)),
                           staleIfError: Int(get(36, UInt32.self)), inode: inode)
     }
