@@ -368,6 +368,16 @@ extension StackTests {
         #expect(Set(try Self.instanceIDs(lb.port, 8)).count == 4)
         #expect(try RawClient(port: lb.port).get("/").text.contains("<html"))
         #expect(try RawClient(port: lb.port).get("/health-check").text == "success")
+        // Its status page sees the four instances checked and up, and the cache zone's hits.
+        let status = try JSONSerialization.jsonObject(with: Data(try RawClient(port: lb.port).get("/lb-status?format=json").body)) as! [String: Any]
+        let app = (status["upstreams"] as! [[String: Any]]).first { $0["name"] as? String == "app" }!
+        let peers = app["peers"] as! [[String: Any]]
+        #expect(peers.count == 4 && peers.allSatisfy { $0["state"] as? String == "up" })
+        let zone = (status["caches"] as! [[String: Any]]).first!
+        #expect(zone["hits"] as? Int == 4)
+        // Text goes out gzipped to a client that asks for it.
+        let gz = try RawClient(port: lb.port).get("/style.css", headers: ["Accept-Encoding: gzip"])
+        #expect(gz.header("Content-Encoding") == "gzip")
         lb.started.signal(SIGINT)
         #expect(lb.started.wait(timeout: 10))
     }
