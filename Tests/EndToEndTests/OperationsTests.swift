@@ -131,7 +131,15 @@ import Testing
         _ = try c.get("/status/404")
         b2.stop()
         for _ in 0..<4 { _ = try c.get("/after") }
-        let s = try status(lb)
+        // A request is counted when it is logged, just after its response went out (possibly on
+        // the other worker than the status request): wait for the last one to be counted.
+        var s = try status(lb)
+        for _ in 0..<50 {
+            let served = (s["workers"] as! [[String: Any]]).map { $0["requests"] as! Int }.reduce(0, +)
+            if served >= 28 { break }
+            usleep(20_000)
+            s = try status(lb)
+        }
         let ps = peers(s)
         let requests = ps.map { $0["requests"] as! Int }.reduce(0, +)
         #expect(requests >= 20 + 1 + 1 + 4) // cache hits never reach a peer
