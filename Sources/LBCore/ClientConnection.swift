@@ -685,8 +685,7 @@ final class ClientConnection: Pollable {
     }
 
     var currentUpstreamText: String? {
-        guard let rt = upstreamRuntime, peerIndex >= 0 else { return nil }
-        _ = rt
+        guard upstreamRuntime != nil, peerIndex >= 0 else { return nil }
         return "http://\(peerText)\(String(decoding: upstreamURI, as: UTF8.self))"
     }
 

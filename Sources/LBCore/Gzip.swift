@@ -98,8 +98,7 @@ extension ClientConnection {
     /// Whether the proxied response whose head is `b` (parsed in `response`) is gzipped.
     func shouldGzipProxied(_ b: UnsafeRawBufferPointer) -> Bool {
         let s = settings
-        guard GzipPolicy.requestAccepts(acceptEncoding: headerValue("accept-encoding").map { String(decoding: $0, as: UTF8.self) },
-                                        http11: req.versionMinor >= 1, head: req.method == .head, range: false) else { return false }
+        guard requestAcceptsGzip(range: false) else { return false }
         var ce: String?, ct: String?, cc: String?, exp: String?, lm = false, etag = false
         for f in response.headers {
             let n = f.name
@@ -116,9 +115,20 @@ extension ClientConnection {
         }
         guard GzipPolicy.responseQualifies(status: response.status, contentEncoding: ce, contentType: ct, contentLength: response.contentLength,
                                            types: s.effectiveGzipTypes, minLength: s.effectiveGzipMinLength) else { return false }
-        return GzipPolicy.proxiedAllows(requestHasVia: headerValue("via") != nil, requestHasAuthorization: headerValue("authorization") != nil,
-                                        rules: s.gzipProxied ?? [], expires: exp, cacheControl: cc, lastModified: lm, etag: etag,
-                                        now: wallClock().seconds)
+        return proxiedAllowsGzip(expires: exp, cacheControl: cc, lastModified: lm, etag: etag)
+    }
+
+    /// The request's side of gzip (Accept-Encoding, HTTP/1.1, not HEAD, no Range when `range`).
+    func requestAcceptsGzip(range: Bool) -> Bool {
+        GzipPolicy.requestAccepts(acceptEncoding: headerValue("accept-encoding").map { String(decoding: $0, as: UTF8.self) },
+                                  http11: req.versionMinor >= 1, head: req.method == .head, range: range)
+    }
+
+    /// `gzip_proxied` for this request and a response with these headers.
+    func proxiedAllowsGzip(expires: String?, cacheControl: String?, lastModified: Bool, etag: Bool) -> Bool {
+        GzipPolicy.proxiedAllows(requestHasVia: headerValue("via") != nil, requestHasAuthorization: headerValue("authorization") != nil,
+                                 rules: settings.gzipProxied ?? [], expires: expires, cacheControl: cacheControl,
+                                 lastModified: lastModified, etag: etag, now: wallClock().seconds)
     }
 
     /// Compresses the validated upstream bytes into `outBuf` as one chunk (bounded: only while the
@@ -154,14 +164,10 @@ extension ClientConnection {
     /// applies, else nil. `read` is called only then, and only for bodies up to `maxInMemory`.
     func gzipWholeBody(status: Int, contentType: String, length: Int, read: () -> [UInt8]?) -> [UInt8]? {
         let s = settings
-        guard s.gzip == true, length <= GzipPolicy.maxInMemory,
-              GzipPolicy.requestAccepts(acceptEncoding: headerValue("accept-encoding").map { String(decoding: $0, as: UTF8.self) },
-                                        http11: req.versionMinor >= 1, head: req.method == .head, range: headerValue("range") != nil),
+        guard s.gzip == true, length <= GzipPolicy.maxInMemory, requestAcceptsGzip(range: headerValue("range") != nil),
               GzipPolicy.responseQualifies(status: status, contentEncoding: nil, contentType: contentType, contentLength: length,
                                            types: s.effectiveGzipTypes, minLength: s.effectiveGzipMinLength),
-              GzipPolicy.proxiedAllows(requestHasVia: headerValue("via") != nil, requestHasAuthorization: headerValue("authorization") != nil,
-                                       rules: s.gzipProxied ?? [], expires: nil, cacheControl: nil, lastModified: true, etag: true,
-                                       now: wallClock().seconds),
+              proxiedAllowsGzip(expires: nil, cacheControl: nil, lastModified: true, etag: true),
               let body = read() else { return nil }
         return GzipStream.compress(body, level: s.effectiveGzipCompLevel)
     }

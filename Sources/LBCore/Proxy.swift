@@ -724,7 +724,7 @@ extension ClientConnection {
     }
 
     func recordUpstream(status: Int) {
-        guard let rt = upstreamRuntime, peerIndex >= 0 else { return }
+        guard upstreamRuntime != nil, peerIndex >= 0 else { return }
         let now = monotonicMicros()
         upstreamLog.append(UpstreamAttempt(addr: peerText, status: status, time: now - attemptStart,
                                            connect: connectDone > 0 ? connectDone - attemptStart : -1,

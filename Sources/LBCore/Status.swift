@@ -196,37 +196,36 @@ extension ClientConnection {
             let name = esc(s.names.first ?? "")
             for (c, n) in gen.serverStats[s.index].byClass { m += "lb_server_requests_total{server=\"\(name)\",index=\"\(s.index)\",class=\"\(c)\"} \(n)\n" }
         }
-        let peers = gen.upstreams.map { u in (u, u.balancer.withLock { $0.peers.filter { !$0.removed } }) }
-        family("lb_upstream_peer_up", "gauge", "1 when the peer can take requests (not down, not failed out, not checking).")
-        for (u, ps) in peers { for (i, p) in ps.enumerated() { m += "lb_upstream_peer_up{upstream=\"\(esc(u.group.name))\",peer=\"\(p.text)\"} \(p.state(now) == "up" || p.state(now) == "backup" ? 1 : 0)\n" } }
-        family("lb_upstream_peer_active_connections", "gauge", "Requests in flight to the peer.")
-        for (u, ps) in peers { for (i, p) in ps.enumerated() { m += "lb_upstream_peer_active_connections{upstream=\"\(esc(u.group.name))\",peer=\"\(p.text)\"} \(p.conns)\n" } }
-        family("lb_upstream_peer_weight", "gauge", "Configured weight of the peer.")
-        for (u, ps) in peers { for (i, p) in ps.enumerated() { m += "lb_upstream_peer_weight{upstream=\"\(esc(u.group.name))\",peer=\"\(p.text)\"} \(p.weight)\n" } }
-        family("lb_upstream_peer_requests_total", "counter", "Requests sent to the peer.")
-        for (u, ps) in peers { for (i, p) in ps.enumerated() { m += "lb_upstream_peer_requests_total{upstream=\"\(esc(u.group.name))\",peer=\"\(p.text)\"} \(p.requests)\n" } }
-        family("lb_upstream_peer_failures_total", "counter", "Failed attempts on the peer (proxy_next_upstream conditions).")
-        for (u, ps) in peers { for (i, p) in ps.enumerated() { m += "lb_upstream_peer_failures_total{upstream=\"\(esc(u.group.name))\",peer=\"\(p.text)\"} \(p.failures)\n" } }
+        // Every peer of every upstream with its label set, taken once under each upstream's lock.
+        let peers = gen.upstreams.flatMap { u in
+            u.balancer.withLock { $0.peers.filter { !$0.removed } }.map { (labels: "upstream=\"\(esc(u.group.name))\",peer=\"\($0.text)\"", peer: $0, checked: u.group.healthCheck != nil) }
+        }
+        func perPeer(_ name: String, _ type: String, _ help: String, _ value: (PeerState) -> String) {
+            family(name, type, help)
+            for p in peers { m += "\(name){\(p.labels)} \(value(p.peer))\n" }
+        }
+        perPeer("lb_upstream_peer_up", "gauge", "1 when the peer can take requests (not down, not failed out, not checking).") {
+            $0.state(now) == "up" || $0.state(now) == "backup" ? "1" : "0"
+        }
+        perPeer("lb_upstream_peer_active_connections", "gauge", "Requests in flight to the peer.") { "\($0.conns)" }
+        perPeer("lb_upstream_peer_weight", "gauge", "Configured weight of the peer.") { "\($0.weight)" }
+        perPeer("lb_upstream_peer_requests_total", "counter", "Requests sent to the peer.") { "\($0.requests)" }
+        perPeer("lb_upstream_peer_failures_total", "counter", "Failed attempts on the peer (proxy_next_upstream conditions).") { "\($0.failures)" }
         family("lb_upstream_peer_health_checks_total", "counter", "Active health checks by result (of the ones kept in memory since start).")
-        for (u, ps) in peers where u.group.healthCheck != nil {
-            for (i, p) in ps.enumerated() {
-                m += "lb_upstream_peer_health_checks_total{upstream=\"\(esc(u.group.name))\",peer=\"\(p.text)\",result=\"pass\"} \(p.checkPasses)\n"
-                m += "lb_upstream_peer_health_checks_total{upstream=\"\(esc(u.group.name))\",peer=\"\(p.text)\",result=\"fail\"} \(p.checkFails)\n"
-            }
+        for p in peers where p.checked {
+            m += "lb_upstream_peer_health_checks_total{\(p.labels),result=\"pass\"} \(p.peer.checkPasses)\n"
+            m += "lb_upstream_peer_health_checks_total{\(p.labels),result=\"fail\"} \(p.peer.checkFails)\n"
         }
         family("lb_upstream_peer_response_seconds", "histogram", "Upstream response time (connect to the end of the response).")
-        for (u, ps) in peers {
-            for (i, p) in ps.enumerated() {
-                let labels = "upstream=\"\(esc(u.group.name))\",peer=\"\(p.text)\""
-                var cumulative = 0
-                for (b, bound) in LatencyHistogram.bounds.enumerated() {
-                    cumulative += p.latency.counts[b]
-                    m += "lb_upstream_peer_response_seconds_bucket{\(labels),le=\"\(bound)\"} \(cumulative)\n"
-                }
-                m += "lb_upstream_peer_response_seconds_bucket{\(labels),le=\"+Inf\"} \(p.latency.total)\n"
-                m += "lb_upstream_peer_response_seconds_sum{\(labels)} \(Double(p.latency.sumMicros) / 1e6)\n"
-                m += "lb_upstream_peer_response_seconds_count{\(labels)} \(p.latency.total)\n"
+        for (labels, p, _) in peers {
+            var cumulative = 0
+            for (b, bound) in LatencyHistogram.bounds.enumerated() {
+                cumulative += p.latency.counts[b]
+                m += "lb_upstream_peer_response_seconds_bucket{\(labels),le=\"\(bound)\"} \(cumulative)\n"
             }
+            m += "lb_upstream_peer_response_seconds_bucket{\(labels),le=\"+Inf\"} \(p.latency.total)\n"
+            m += "lb_upstream_peer_response_seconds_sum{\(labels)} \(Double(p.latency.sumMicros) / 1e6)\n"
+            m += "lb_upstream_peer_response_seconds_count{\(labels)} \(p.latency.total)\n"
         }
         let zones = gen.cacheZones.values.sorted { $0.zone.name < $1.zone.name }.map(\.snapshot)
         family("lb_cache_requests_total", "counter", "Cache lookups by $upstream_cache_status.")
