@@ -36,6 +36,8 @@ public final class EventLoop: @unchecked Sendable {
     public var onTurn: (() -> Void)?
     public let index: Int
     public private(set) var thread: pthread_t?
+    /// Adaptive busy polling before blocking (off unless set; see `BusyPoll`).
+    public var busyPoll = BusyPoll(maxMicros: 0)
 
     public init(index: Int) throws(IOError) {
         self.index = index
@@ -128,7 +130,9 @@ public final class EventLoop: @unchecked Sendable {
             if let next = timers.peek?.at {
                 timeout = Int32(max(0, min(Int64(1000), next - now)))
             }
-            let n = lb_epoll_wait(epfd, events, Int32(capacity), timeout)
+            let n = busyPoll.enabled && timeout > 0
+                ? pollThenWait(events, capacity, timeout)
+                : lb_epoll_wait(epfd, events, Int32(capacity), timeout)
             now = monotonicMillis()
             if n > 0 {
                 for i in 0..<Int(n) {
@@ -147,6 +151,24 @@ public final class EventLoop: @unchecked Sendable {
             runTimers()
             onTurn?()
         }
+    }
+
+    /// Polls for the current window, yielding the core between polls to anything else runnable on
+    /// it (measured: no throughput cost against polling without the yield), then blocks; how long
+    /// the block took adapts the window.
+    private func pollThenWait(_ events: UnsafeMutablePointer<epoll_event>, _ capacity: Int, _ timeout: Int32) -> Int32 {
+        if busyPoll.windowMicros > 0 {
+            let until = monotonicMicros() + busyPoll.windowMicros
+            repeat {
+                let n = lb_epoll_wait(epfd, events, Int32(capacity), 0)
+                if n != 0 { return n }
+                sched_yield()
+            } while monotonicMicros() < until
+        }
+        let start = monotonicMicros()
+        let n = lb_epoll_wait(epfd, events, Int32(capacity), timeout)
+        busyPoll.blocked(for: monotonicMicros() - start)
+        return n
     }
 
     private func drainTasks() {

@@ -19,6 +19,7 @@ final class StoreServer: @unchecked Sendable {
         self.config = config
         do { loop = try EventLoop(index: 0) } catch { fail("\(error)") }
         loop.onTurn = { [unowned self] in commitAndReply() }
+        loop.busyPoll = BusyPoll(maxMicros: config.busyPollMicros)
     }
 
     /// Clients with replies produced in this loop turn.

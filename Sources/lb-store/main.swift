@@ -12,6 +12,8 @@ struct Config {
     var appendOnly = true
     var fsync = AppendOnlyFile.Fsync.everysec
     var appendFilename = "appendonly.aof"
+    /// Adaptive busy polling window limit in microseconds (0: always block in epoll_wait).
+    var busyPollMicros: Int64 = 50
 }
 
 func fail(_ s: String) -> Never {
@@ -46,8 +48,11 @@ while !argv.isEmpty {
     case "--appendfsync":
         guard let f = AppendOnlyFile.Fsync(rawValue: value()) else { fail("--appendfsync takes always, everysec or no") }
         config.fsync = f
+    case "--busy-poll":
+        guard let us = Int64(value()), (0...10_000).contains(us) else { fail("--busy-poll takes microseconds, 0 to 10000") }
+        config.busyPollMicros = us
     case "-h", "--help":
-        print("usage: lb-store [--port 6379] [--bind 127.0.0.1] [--dir .] [--requirepass PASS] [--appendonly yes|no] [--appendfsync always|everysec|no]")
+        print("usage: lb-store [--port 6379] [--bind 127.0.0.1] [--dir .] [--requirepass PASS] [--appendonly yes|no] [--appendfsync always|everysec|no] [--busy-poll 50]")
         exit(0)
     default: fail("unknown option \(a)")
     }

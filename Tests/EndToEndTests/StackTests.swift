@@ -194,6 +194,24 @@ import Testing
         #expect(p.process.terminationStatus == 0)
         #expect(out.contains("SET:") && out.contains("GET:") && out.contains("INCR:") && out.contains("requests per second"))
         #expect(!out.lowercased().contains("error"), "\(out)")
+        // Busy polling (on by default) stops once the load does: an idle store uses no CPU.
+        func cpuTicks() -> Int {
+            let stat = (try? String(contentsOfFile: "/proc/\(s.pid)/stat", encoding: .utf8)) ?? ""
+            let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
+            return fields.count > 12 ? (Int(fields[11]) ?? 0) + (Int(fields[12]) ?? 0) : -1
+        }
+        usleep(200_000)
+        let before = cpuTicks()
+        usleep(1_000_000)
+        let idle = cpuTicks() - before
+        #expect(before >= 0 && idle <= 5, "idle store used \(idle) of 100 ticks in a second")
+    }
+
+    @Test func busyPollOptionIsValidated() throws {
+        let s = try Started(Harness.productsDirectory.appendingPathComponent("lb-store"), ["--port", "\(freePort())", "--busy-poll", "fast"])
+        #expect(s.wait(timeout: 10))
+        #expect(s.process.terminationStatus == 1)
+        #expect(s.stderr.contains("--busy-poll takes microseconds"))
     }
 
     @Test func sigkillUnderAppendfsyncAlwaysLosesNoAcknowledgedIncr() throws {
