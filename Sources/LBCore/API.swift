@@ -125,8 +125,8 @@ extension ClientConnection {
             body = Array(inBuf.readableBytes[0..<cl])
             inBuf.readIndex += cl
         }
-        requestBodyComplete = true
-        requestBody = .none
+        ex.requestBodyComplete = true
+        ex.requestBody = .none
         handleAPI(body)
     }
 
@@ -147,7 +147,7 @@ extension ClientConnection {
 
     func handleAPI(_ body: [UInt8]) {
         // The path after the location prefix: [upstreams[/NAME[/peers[/ID]]]].
-        let path = String(decoding: uri, as: UTF8.self)
+        let path = String(decoding: ex.uri, as: UTF8.self)
         let parts = path.split(separator: "/").map(String.init)
         guard let at = parts.firstIndex(of: "upstreams") else {
             apiReply(404, error: "unknown API path \"\(path)\" (try …/upstreams)")

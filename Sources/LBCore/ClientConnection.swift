@@ -65,67 +65,11 @@ final class ClientConnection: Pollable {
     var requestsOnConnection = 0
     var closeAfterResponse = false
 
-    // Per request.
-    var server: VirtualServer!
-    var location: Location!
-    var uri: [UInt8] = []
-    var startMicros: Int64 = 0
-    var status = 0
-    var bodyBytesSent = 0
-    var responseHeadBytes = 0
-    var localBodySent = false
-    var headerStarted = false
-    var requestBody: BodyFraming = .none
-    /// Request body bytes forwarded so far; replay is possible only while they are still buffered.
-    var requestBodyForwarded = 0
-    var requestBodyComplete = true
-    var bodyLimit = 0
-    var bodyReceived = 0
+    /// The request in progress; nil between requests (an idle connection holds none).
+    var ex: Exchange!
 
-    // Proxy.
-    var phase: Phase = .idle
-    var target: ProxyTarget?
-    var upstreamRuntime: UpstreamRuntime?
-    var up: UpstreamConnection?
-    var peerIndex = -1
-    var tried = TriedSet()
-    var tries = 0
-    var firstTryMillis: Int64 = 0
-    var upstreamURI: [UInt8] = []
-    var requestSent = false
-    var sentConnectionClose = true
-    var upstreamLog: [UpstreamAttempt] = []
-    var attemptStart: Int64 = 0
-    var connectDone: Int64 = 0
-    var headerDone: Int64 = 0
-    var response = ResponseHead()
-    var responseFraming: BodyFraming = .none
-    var upScanner = HeadScanner(maxFirstLine: 4096, maxHeaderLine: 8192, maxHead: 64 * 1024)
-    /// Bytes at the front of the upstream buffer that are validated body ready for the client.
-    var relayable = 0
-    /// Bytes of the upstream buffer (after `relayable`) already checked by the chunk framer.
-    var dechunk = false
-    var responseComplete = false
-    var upstreamBodyBytes = 0
-    /// Bytes written to the upstream in this attempt (`$upstream_bytes_sent`).
-    var upstreamBytesSent = 0
-    var cacheStatus: [UInt8] = []
-    /// Why the current upstream attempt failed (for the peer's `last_failure`).
-    var failureReason = ""
-    /// `127.0.0.1:9001` of the peer of the current attempt.
-    var peerText = ""
-    /// The compressor of a gzipped proxied response, and whether its last chunk is out.
-    var gz: GzipStream?
-    var gzFinished = false
-    // Cache (Cache/ProxyCache.swift).
-    var cache: CacheRequest?
-    var cacheWriter: CacheWriter?
-    /// A stale response is going out; the update is fetched after it on this connection.
-    var backgroundUpdatePending = false
-    /// Fetching a background update: nothing is written to the client, nothing logged.
-    var inBackground = false
     /// HEAD sent upstream as GET (`proxy_cache_convert_head`): the body is read, stored, not sent.
-    var headConverted: Bool { cache != nil && req.method == .head && settings.proxyCacheConvertHead != false }
+    var headConverted: Bool { ex.cache != nil && req.method == .head && settings.proxyCacheConvertHead != false }
 
     init(worker: Worker, fd: Int32, peer: SocketAddress, generation: Generation, listener: Int, number: Int) {
         self.worker = worker
@@ -135,9 +79,6 @@ final class ClientConnection: Pollable {
         self.number = number
         super.init()
         self.fd = fd
-        let defaultServer = generation.table.servers[generation.table.listeners[listener].defaultServer]
-        server = defaultServer
-        location = defaultServer.fallback
         let large = defaultServer.settings.effectiveLargeClientHeaderBuffers
         scanner = HeadScanner(maxFirstLine: large.size, maxHeaderLine: large.size, maxHead: large.count * large.size)
     }
@@ -151,7 +92,16 @@ final class ClientConnection: Pollable {
     /// The settings in force: the matched location's (merged from server and http). Yielded, not
     /// copied: the struct is large and read many times per request.
     var settings: HTTPSettings {
-        _read { yield location.settings }
+        _read { yield ex.location.settings }
+    }
+
+    /// The listener's default server: its settings rule the connection between requests.
+    var defaultServer: VirtualServer { table.servers[table.listeners[listener].defaultServer] }
+
+    /// Starts a fresh exchange for a request that has begun (or an error answered before one
+    /// could be parsed), on the listener's default server until routing picks another.
+    func beginExchange() {
+        ex = Exchange(server: defaultServer, startMicros: monotonicMicros())
     }
 
     func start() {
@@ -163,7 +113,7 @@ final class ClientConnection: Pollable {
             worker.connectionClosed()
             return
         }
-        worker.loop.setDeadline(self, afterMillis: settings.effectiveClientHeaderTimeoutMs)
+        worker.loop.setDeadline(self, afterMillis: defaultServer.settings.effectiveClientHeaderTimeoutMs)
         readable = true // data may already be waiting
         drive()
     }
@@ -181,8 +131,12 @@ final class ClientConnection: Pollable {
     }
 
     override func timedOut() {
-        if inBackground { return } // the upstream side has its own deadlines
-        if state == .proxy && phase == .cacheWait {
+        turn { clientTimedOut() }
+    }
+
+    func clientTimedOut() {
+        if let ex, ex.inBackground { return } // the upstream side has its own deadlines
+        if state == .proxy && ex.phase == .cacheWait {
             cacheWaitTick()
             return
         }
@@ -190,16 +144,16 @@ final class ClientConnection: Pollable {
         case .head:
             if inBuf.readable > 0 {
                 // nginx answers 408 when a request was started, and closes silently when idle.
-                status = 408
+                beginExchange()
                 log(.info, "client timed out (110: Connection timed out) while reading client request headers")
                 writeErrorAndClose(408)
             } else {
                 close()
             }
         case .proxy:
-            if phase == .sending && !requestBodyComplete && writable && (up?.outBuf.isEmpty ?? true) {
+            if ex.phase == .sending && !ex.requestBodyComplete && writable && (ex.up?.outBuf.isEmpty ?? true) {
                 log(.info, "client timed out (110: Connection timed out) while reading client request body")
-                if !headerStarted { writeErrorAndClose(408) } else { close() }
+                if !ex.headerStarted { writeErrorAndClose(408) } else { close() }
             } else {
                 log(.info, "client timed out (110: Connection timed out) while sending response to client")
                 close()
@@ -214,6 +168,22 @@ final class ClientConnection: Pollable {
 
     var inDrive = false
     var driveAgain = false
+
+    /// Runs an event handler (upstream readiness, a timer) as one turn of the drive loop: a
+    /// request that ends inside it starts the next pipelined one only after it has returned, so no
+    /// handler ever finds a different exchange (or none) when the call below it returns.
+    @inline(__always)
+    func turn(_ handler: () -> Void) {
+        if inDrive {
+            handler()
+            return
+        }
+        inDrive = true
+        driveAgain = false
+        handler()
+        inDrive = false
+        if driveAgain && state != .closed { drive() }
+    }
 
     /// Advances whatever the connection is doing as far as it can without blocking. Re-entrant
     /// calls (a finished request starting the next pipelined one) become loop turns, not recursion.
@@ -292,7 +262,7 @@ final class ClientConnection: Pollable {
                 try HeadParser.request(head.readableBytes, start: 0, end: head.readable, into: &req)
                 beginRequest()
             } catch let e as HTTPError {
-                startMicros = monotonicMicros()
+                beginExchange()
                 req = RequestHead()
                 head.clear()
                 log(.info, "client sent invalid request: \(e.reason)")
@@ -309,20 +279,7 @@ final class ClientConnection: Pollable {
 
     func beginRequest() {
         requestsOnConnection += 1
-        startMicros = monotonicMicros()
-        status = 0
-        bodyBytesSent = 0
-        responseHeadBytes = 0
-        headerStarted = false
-        upstreamLog.removeAll(keepingCapacity: true)
-        cacheStatus = []
-        expiresMtime = nil
-        if table.usesResponseHeaderVariables {
-            sentHead.removeAll(keepingCapacity: true)
-            upstreamHead.removeAll(keepingCapacity: true)
-        }
-        tries = 0
-        tried = TriedSet()
+        beginExchange()
         // Server by Host (absolute-form target wins), lowercased, port stripped.
         let hb = head.readableBytes
         var hostBytes: [UInt8] = []
@@ -336,58 +293,57 @@ final class ClientConnection: Pollable {
             hostBytes = hb[r.lowerBound..<end].map { ASCII.lower($0) }
             while hostBytes.last == UInt8(ascii: ".") { hostBytes.removeLast() }
         }
-        server = hostBytes.isEmpty ? table.servers[table.listeners[listener].defaultServer]
+        ex.server = hostBytes.isEmpty ? table.servers[table.listeners[listener].defaultServer]
             : table.server(for: listener, host: String(decoding: hostBytes, as: UTF8.self))
-        location = server.fallback
+        ex.location = ex.server.fallback
         // Keep-alive accounting.
-        if !req.keepAlive || requestsOnConnection >= server.settings.effectiveKeepaliveRequests || generation !== worker.generation || worker.draining {
+        if !req.keepAlive || requestsOnConnection >= ex.server.settings.effectiveKeepaliveRequests || generation !== worker.generation || worker.draining {
             closeAfterResponse = true
         }
-        guard URI.normalize(UnsafeRawBufferPointer(rebasing: hb[req.pathRange]), into: &uri) else {
+        guard URI.normalize(UnsafeRawBufferPointer(rebasing: hb[req.pathRange]), into: &ex.uri) else {
             log(.info, "client sent invalid request URI")
             writeErrorAndClose(400)
             return
         }
-        requestBody = req.chunked ? .chunked(ChunkedFramer()) : (req.contentLength ?? 0) > 0 ? .length(req.contentLength!) : .none
-        requestBodyComplete = !req.hasBody
-        bodyReceived = 0
-        if let r = server.serverReturn {
-            location = server.fallback
+        ex.requestBody = req.chunked ? .chunked(ChunkedFramer()) : (req.contentLength ?? 0) > 0 ? .length(req.contentLength!) : .none
+        ex.requestBodyComplete = !req.hasBody
+        if let r = ex.server.serverReturn {
+            ex.location = ex.server.fallback
             runReturn(r)
             return
         }
-        if let r = uri.withUnsafeBytes({ server.locations.autoRedirect($0) }) {
-            location = r
+        if let r = ex.uri.withUnsafeBytes({ ex.server.locations.autoRedirect($0) }) {
+            ex.location = r
             redirect(301, to: r.pattern + queryString())
             return
         }
-        let found = uri.withUnsafeBytes { server.locations.find($0).location }
-        location = found ?? server.fallback
-        if location.internalOnly {
+        let found = ex.uri.withUnsafeBytes { ex.server.locations.find($0).location }
+        ex.location = found ?? ex.server.fallback
+        if ex.location.internalOnly {
             respondError(404)
             return
         }
-        if let rules = location.settings.accessRules, !allowed(rules) {
+        if let rules = ex.location.settings.accessRules, !allowed(rules) {
             log(.error, "access forbidden by rule")
             respondError(403)
             return
         }
-        let maxBody = location.settings.effectiveClientMaxBodySize
+        let maxBody = ex.location.settings.effectiveClientMaxBodySize
         if maxBody > 0, let cl = req.contentLength, cl > maxBody {
             log(.error, "client intended to send too large body: \(cl) bytes")
             closeAfterResponse = true
             respondError(413)
             return
         }
-        bodyLimit = maxBody
-        if let purge = location.settings.proxyCachePurge, !purge.isEmpty, isPurgeRequest() {
+        ex.bodyLimit = maxBody
+        if let purge = ex.location.settings.proxyCachePurge, !purge.isEmpty, isPurgeRequest() {
             handlePurge(purge)
             return
         }
-        switch location.handler {
+        switch ex.location.handler {
         case .return(let r): runReturn(r)
         case .proxy(let t):
-            if let name = location.settings.cacheZone, let zone = generation.cacheZones[name] {
+            if let name = ex.location.settings.cacheZone, let zone = generation.cacheZones[name] {
                 startCachedProxy(t, zone: zone)
             } else {
                 startProxy(t)
@@ -416,7 +372,7 @@ final class ClientConnection: Pollable {
 
     func runReturn(_ r: ReturnAction) {
         if r.code == 444 {
-            status = 444
+            ex.status = 444
             finishLog()
             close()
             return
@@ -452,8 +408,8 @@ final class ClientConnection: Pollable {
 
     func contentTypeForURI() -> String {
         let s = settings
-        if let dot = uri.lastIndex(of: UInt8(ascii: ".")), !uri[dot...].contains(UInt8(ascii: "/")) {
-            let ext = String(decoding: uri[(dot + 1)...].map { ASCII.lower($0) }, as: UTF8.self)
+        if let dot = ex.uri.lastIndex(of: UInt8(ascii: ".")), !ex.uri[dot...].contains(UInt8(ascii: "/")) {
+            let ext = String(decoding: ex.uri[(dot + 1)...].map { ASCII.lower($0) }, as: UTF8.self)
             if let t = s.types?[ext] ?? ClientConnection.builtinTypes[ext] { return t }
         }
         return s.effectiveDefaultType
@@ -463,39 +419,53 @@ final class ClientConnection: Pollable {
 
     /// Answers with an error status: `error_page` if configured, else nginx's built-in page.
     func respondError(_ code: Int) {
-        if let pages = settings.errorPages, let page = pages.first(where: { $0.codes.contains(code) }), requestsOnConnection < 100 {
-            let target = evaluate(page.target)
-            if target.first == UInt8(ascii: "@"), let named = server.named[String(decoding: target.dropFirst(), as: UTF8.self)] {
-                location = named
+        // nginx applies error_page once per request, and only while URI changes are left.
+        if !ex.errorPageUsed, ex.uriChangesLeft > 0, let pages = settings.errorPages, let page = pages.first(where: { $0.codes.contains(code) }) {
+            ex.errorPageUsed = true
+            let dest = evaluate(page.target)
+            if dest.first == UInt8(ascii: "@"), let named = ex.server.named[String(decoding: dest.dropFirst(), as: UTF8.self)] {
+                guard internalRedirect(to: dest) else { return }
+                ex.location = named
                 if case .return(let r) = named.handler { runReturn(r); return }
                 if case .proxy(let t) = named.handler { startProxy(t); return }
-            } else if target.first == UInt8(ascii: "/") {
+            } else if dest.first == UInt8(ascii: "/") {
                 // Internal redirect to the URI, keeping the error status unless `=` says otherwise.
-                uri = target
-                if let loc = uri.withUnsafeBytes({ server.locations.find($0).location }) {
-                    location = loc
+                guard internalRedirect(to: dest) else { return }
+                ex.uri = dest
+                if let loc = ex.uri.withUnsafeBytes({ ex.server.locations.find($0).location }) {
+                    ex.location = loc
                     switch loc.handler {
                     case .return(let r):
                         if case .code(let c) = page.override { runReturn(ReturnAction(code: c, text: r.text)); return }
                         runReturn(r)
                         return
                     case .static:
-                        overrideStatus = page.override == .keep ? code : nil
-                        if case .code(let c) = page.override { overrideStatus = c }
+                        ex.overrideStatus = page.override == .keep ? code : nil
+                        if case .code(let c) = page.override { ex.overrideStatus = c }
                         serveStatic()
                         return
                     default: break
                     }
                 }
-            } else if target.starts(with: Array("http".utf8)) {
-                redirect(302, to: String(decoding: target, as: UTF8.self))
+            } else if dest.starts(with: Array("http".utf8)) {
+                redirect(302, to: String(decoding: dest, as: UTF8.self))
                 return
             }
         }
         respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.effectiveServerTokens))
     }
 
-    var overrideStatus: Int?
+    /// Spends one of the request's URI changes on an internal redirect (error_page, try_files,
+    /// index). Out of them, nginx logs the cycle and answers 500; then this returns false.
+    func internalRedirect(to dest: [UInt8]) -> Bool {
+        ex.uriChangesLeft -= 1
+        if ex.uriChangesLeft > 0 { return true }
+        log(.error, "rewrite or internal redirection cycle while internally redirecting to \"\(String(decoding: dest, as: UTF8.self))\"")
+        ex.overrideStatus = nil
+        ex.errorPageUsed = true
+        respondError(500)
+        return false
+    }
 
     func writeErrorAndClose(_ code: Int) {
         closeAfterResponse = true
@@ -504,8 +474,8 @@ final class ClientConnection: Pollable {
 
     /// Starts the response head: status line, Server, Date, Content-Type, Content-Length, Connection.
     func writeHeadStart(_ code: Int, reason: UnsafeRawBufferPointer? = nil) {
-        status = code
-        headerStarted = true
+        ex.status = code
+        ex.headerStarted = true
         worker.prepare(&outBuf)
         worker.dates.update(wallClock().seconds)
         outBuf.append("HTTP/1.1 ")
@@ -521,15 +491,15 @@ final class ClientConnection: Pollable {
         addConfiguredHeaders()
         if !keepAlive { outBuf.append("Connection: close\r\n") } else if req.versionMinor == 0 { outBuf.append("Connection: keep-alive\r\n") } else { outBuf.append("Connection: keep-alive\r\n") }
         outBuf.append("\r\n")
-        responseHeadBytes = outBuf.readable
+        ex.responseHeadBytes = outBuf.readable
         keepSentHead()
     }
 
     /// Keeps the head just written (for `$sent_http_*`) when the config needs it.
     func keepSentHead() {
         guard table.usesResponseHeaderVariables else { return }
-        sentHead.removeAll(keepingCapacity: true)
-        sentHead.append(contentsOf: outBuf.readableBytes)
+        ex.sentHead.removeAll(keepingCapacity: true)
+        ex.sentHead.append(contentsOf: outBuf.readableBytes)
     }
 
     /// Statuses that `add_header` (without `always`) and `expires` apply to, as nginx.
@@ -543,13 +513,13 @@ final class ClientConnection: Pollable {
     /// Whether `expires` adds its headers to this response (then the upstream's are dropped).
     var expiresApplies: Bool {
         guard let e = settings.expires, e != .off else { return false }
-        return ClientConnection.isHeaderFilterStatus(status)
+        return ClientConnection.isHeaderFilterStatus(ex.status)
     }
 
     func addConfiguredHeaders() {
-        if expiresApplies { appendExpires(expiresMtime ?? wallClock().seconds) }
+        if expiresApplies { appendExpires(ex.expiresMtime ?? wallClock().seconds) }
         guard let adds = settings.addHeaders else { return }
-        let always = ClientConnection.isHeaderFilterStatus(status)
+        let always = ClientConnection.isHeaderFilterStatus(ex.status)
         for h in adds where always || h.always {
             let v = evaluate(h.value)
             if v.isEmpty { continue }
@@ -561,13 +531,13 @@ final class ClientConnection: Pollable {
     }
 
     func respond(_ code: Int, contentType: String, body: [UInt8], extraHeaders: Buffer? = nil) {
-        let code = overrideStatus ?? code
-        overrideStatus = nil
+        let code = ex.overrideStatus ?? code
+        ex.overrideStatus = nil
         // A request body that has not fully arrived cannot be skipped cheaply: close after answering.
-        if !requestBodyComplete {
-            if case .length(let n) = requestBody, inBuf.readable >= n {
+        if !ex.requestBodyComplete {
+            if case .length(let n) = ex.requestBody, inBuf.readable >= n {
                 inBuf.readIndex += n
-                requestBodyComplete = true
+                ex.requestBodyComplete = true
             } else {
                 closeAfterResponse = true
             }
@@ -582,7 +552,7 @@ final class ClientConnection: Pollable {
         if let e = extraHeaders { outBuf.append(e.readableBytes) }
         writeHeadEnd(keepAlive: !closeAfterResponse)
         if req.method != .head { outBuf.append(body) }
-        bodyBytesSent = req.method == .head ? 0 : body.count
+        ex.bodyBytesSent = req.method == .head ? 0 : body.count
         state = .local
         flushLocal()
     }
@@ -612,7 +582,7 @@ final class ClientConnection: Pollable {
     }
 
     func flushLocal() {
-        if staticFile != nil {
+        if ex.staticFile != nil {
             sendStaticBody()
             return
         }
@@ -622,32 +592,30 @@ final class ClientConnection: Pollable {
     // MARK: finishing
 
     func finishRequest() {
-        if !inBackground { finishLog() }
-        if backgroundUpdatePending {
-            backgroundUpdatePending = false
+        if !ex.inBackground { finishLog() }
+        if ex.backgroundUpdatePending {
+            ex.backgroundUpdatePending = false
             startBackgroundUpdate()
             return
         }
-        inBackground = false
-        if cache != nil { endCacheRequest() }
+        if ex.cache != nil { endCacheRequest() }
         if closeAfterResponse || peerClosed || worker.draining {
             close()
             return
         }
-        // Ready for the next request (pipelined bytes may already be here).
+        // Ready for the next request (pipelined bytes may already be here); the exchange ends.
+        let keepaliveTimeout = settings.effectiveKeepaliveTimeoutMs
+        ex = nil
         state = .head
-        phase = .idle
-        target = nil
-        upstreamRuntime = nil
         if inBuf.isEmpty {
             // Between requests a connection holds no I/O buffers: they go back to the worker.
             worker.recycle(&inBuf)
             head.clear()
             if head.capacity > 4096 { head.release() }
             worker.recycle(&outBuf)
-            worker.loop.setDeadline(self, afterMillis: settings.effectiveKeepaliveTimeoutMs)
+            worker.loop.setDeadline(self, afterMillis: keepaliveTimeout)
         } else {
-            worker.loop.setDeadline(self, afterMillis: settings.effectiveClientHeaderTimeoutMs)
+            worker.loop.setDeadline(self, afterMillis: defaultServer.settings.effectiveClientHeaderTimeoutMs)
         }
         readable = true
         drive()
@@ -656,16 +624,18 @@ final class ClientConnection: Pollable {
     func close() {
         guard state != .closed else { return }
         state = .closed
-        inBackground = false
-        gz?.end()
-        gz = nil
-        if cache != nil { endCacheRequest() }
-        if let u = up {
-            releasePeer(failed: false)
-            u.close()
-            up = nil
+        if let ex {
+            ex.inBackground = false
+            ex.gz?.end()
+            ex.gz = nil
+            if ex.cache != nil { endCacheRequest() }
+            if let u = ex.up {
+                releasePeer(failed: false)
+                u.close()
+                ex.up = nil
+            }
+            closeStaticFile()
         }
-        closeStaticFile()
         worker.loop.deregister(self)
         Socket.close(fd)
         worker.recycle(&inBuf)
@@ -678,15 +648,15 @@ final class ClientConnection: Pollable {
     func log(_ level: ErrorLog.Level, _ message: String) {
         let el = worker.runtime.errorLog
         guard el.enabled(level) else { return }
-        var m = message + ", client: \(peer.ip), server: \(server?.names.first ?? ""), request: \"\(String(decoding: requestLine(), as: UTF8.self))\""
+        var m = message + ", client: \(peer.ip), server: \((ex?.server ?? defaultServer).names.first ?? ""), request: \"\(String(decoding: requestLine(), as: UTF8.self))\""
         if let u = currentUpstreamText { m += ", upstream: \"\(u)\"" }
         if let h = req.host { m += ", host: \"\(String(decoding: head.readableBytes[h], as: UTF8.self))\"" }
         el.log(level, m, connection: number, worker: worker.index)
     }
 
     var currentUpstreamText: String? {
-        guard upstreamRuntime != nil, peerIndex >= 0 else { return nil }
-        return "http://\(peerText)\(String(decoding: upstreamURI, as: UTF8.self))"
+        guard let ex, ex.upstreamRuntime != nil, ex.attempt.peerIndex >= 0 else { return nil }
+        return "http://\(ex.attempt.peerText)\(String(decoding: ex.upstreamURI, as: UTF8.self))"
     }
 
     func requestLine() -> [UInt8] {

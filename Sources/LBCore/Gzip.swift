@@ -100,7 +100,7 @@ extension ClientConnection {
         let s = settings
         guard requestAcceptsGzip(range: false) else { return false }
         var ce: String?, ct: String?, cc: String?, exp: String?, lm = false, etag = false
-        for f in response.headers {
+        for f in ex.attempt.response.headers {
             let n = f.name
             func v() -> String { String(decoding: b[f.value], as: UTF8.self) }
             switch n.count {
@@ -113,7 +113,7 @@ extension ClientConnection {
             default: break
             }
         }
-        guard GzipPolicy.responseQualifies(status: response.status, contentEncoding: ce, contentType: ct, contentLength: response.contentLength,
+        guard GzipPolicy.responseQualifies(status: ex.attempt.response.status, contentEncoding: ce, contentType: ct, contentLength: ex.attempt.response.contentLength,
                                            types: s.effectiveGzipTypes, minLength: s.effectiveGzipMinLength) else { return false }
         return proxiedAllowsGzip(expires: exp, cacheControl: cc, lastModified: lm, etag: etag)
     }
@@ -135,17 +135,17 @@ extension ClientConnection {
     /// client has taken what was there), and closes the stream after the last byte.
     func gzipRelayable(_ c: UpstreamConnection, _ g: GzipStream) {
         var out: [UInt8] = []
-        if relayable > 0 && outBuf.readable < ClientConnection.relayBuffer, let base = c.inBuf.base {
-            g.compress(UnsafeRawBufferPointer(start: base + c.inBuf.readIndex, count: relayable), finish: false, into: &out)
-            c.inBuf.readIndex += relayable
-            relayable = 0
+        if ex.attempt.relayable > 0 && outBuf.readable < ClientConnection.relayBuffer, let base = c.inBuf.base {
+            g.compress(UnsafeRawBufferPointer(start: base + c.inBuf.readIndex, count: ex.attempt.relayable), finish: false, into: &out)
+            c.inBuf.readIndex += ex.attempt.relayable
+            ex.attempt.relayable = 0
             // Nothing more to read right now: flush, so a slow stream is not held back.
-            if !c.readable && !responseComplete { g.flush(into: &out) }
+            if !c.readable && !ex.attempt.responseComplete { g.flush(into: &out) }
         }
         var finishing = false
-        if responseComplete && relayable == 0 && !gzFinished {
+        if ex.attempt.responseComplete && ex.attempt.relayable == 0 && !ex.gzFinished {
             g.compress(UnsafeRawBufferPointer(start: nil, count: 0), finish: true, into: &out)
-            gzFinished = true
+            ex.gzFinished = true
             finishing = true
         }
         if !out.isEmpty {
@@ -162,10 +162,10 @@ extension ClientConnection {
 extension ClientConnection {
     /// For a body lb has whole (a static file, a cache entry): the compressed bytes when gzip
     /// applies, else nil. `read` is called only then, and only for bodies up to `maxInMemory`.
-    func gzipWholeBody(status: Int, contentType: String, length: Int, read: () -> [UInt8]?) -> [UInt8]? {
+    func gzipWholeBody(status code: Int, contentType: String, length: Int, read: () -> [UInt8]?) -> [UInt8]? {
         let s = settings
         guard s.gzip == true, length <= GzipPolicy.maxInMemory, requestAcceptsGzip(range: headerValue("range") != nil),
-              GzipPolicy.responseQualifies(status: status, contentEncoding: nil, contentType: contentType, contentLength: length,
+              GzipPolicy.responseQualifies(status: code, contentEncoding: nil, contentType: contentType, contentLength: length,
                                            types: s.effectiveGzipTypes, minLength: s.effectiveGzipMinLength),
               proxiedAllowsGzip(expires: nil, cacheControl: nil, lastModified: true, etag: true),
               let body = read() else { return nil }

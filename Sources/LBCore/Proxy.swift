@@ -11,11 +11,11 @@ extension ClientConnection {
 
     func startProxy(_ t: ProxyTarget) {
         state = .proxy
-        target = t
-        upstreamRuntime = generation.upstreams[t.upstream]
-        buildUpstreamURI(t, into: &upstreamURI)
-        firstTryMillis = worker.loop.now
-        requestBodyForwarded = 0
+        ex.target = t
+        ex.upstreamRuntime = generation.upstreams[t.upstream]
+        buildUpstreamURI(t, into: &ex.upstreamURI)
+        ex.firstTryMillis = worker.loop.now
+        ex.requestBodyForwarded = 0
         if req.expectContinue && req.hasBody && inBuf.readable == 0 {
             outBuf.append("HTTP/1.1 100 Continue\r\n\r\n")
             flushOut()
@@ -38,16 +38,16 @@ extension ClientConnection {
             return
         }
         var prefixLen = 0
-        switch location.match {
-        case .prefix(let p), .prefixNoRegex(let p), .exact(let p): prefixLen = min(p.utf8.count, uri.count)
+        switch ex.location.match {
+        case .prefix(let p), .prefixNoRegex(let p), .exact(let p): prefixLen = min(p.utf8.count, ex.uri.count)
         default: prefixLen = 0
         }
-        out = Array(replacement.utf8) + URI.escapePath(Array(uri[prefixLen...]))
+        out = Array(replacement.utf8) + URI.escapePath(Array(ex.uri[prefixLen...]))
         if let q = req.queryRange { out += [UInt8(ascii: "?")] + hb[q] }
     }
 
     func nextAttempt() {
-        guard let rt = upstreamRuntime else { return }
+        guard let rt = ex.upstreamRuntime else { return }
         let now = worker.loop.now
         var clientAddr: [UInt8] = []
         var key: [UInt8] = []
@@ -56,41 +56,30 @@ extension ClientConnection {
         case .hash(let t, _): key = evaluate(t)
         default: break
         }
-        let triedNow = tried
+        let triedNow = ex.tried
         let chosen = rt.balancer.withLock { core -> (Int, SocketAddress, String)? in
             guard let p = core.pick(now: now, tried: triedNow, clientAddress: clientAddr, hashKey: key) else { return nil }
             return (p, core.peers[p].address, core.peers[p].text)
         }
         guard let (p, addr, text) = chosen else {
-            peerIndex = -1
-            if tries == 0 { log(.error, "no live upstreams while connecting to upstream") }
-            if upstreamLog.isEmpty || tries == 0 { upstreamLog.append(UpstreamAttempt(addr: rt.group.name, status: 502, time: 0, connect: -1, header: -1, length: 0, sent: 0)) }
-            if cache != nil && serveStaleOnFailure("error") { return }
+            ex.attempt.peerIndex = -1
+            if ex.tries == 0 { log(.error, "no live upstreams while connecting to upstream") }
+            if ex.upstreamLog.isEmpty || ex.tries == 0 { ex.upstreamLog.append(UpstreamAttempt(addr: rt.group.name, status: 502, time: 0, connect: -1, header: -1, length: 0, sent: 0)) }
+            if ex.cache != nil && serveStaleOnFailure("error") { return }
             proxyError(502)
             return
         }
-        peerIndex = p
-        peerText = text
-        tried.insert(p)
-        tries += 1
-        attemptStart = monotonicMicros()
-        connectDone = 0
-        headerDone = 0
-        requestSent = false
-        response.status = 0
-        upScanner.reset()
-        relayable = 0
-        upstreamBodyBytes = 0
-        upstreamBytesSent = 0
-        responseComplete = false
+        ex.tried.insert(p)
+        ex.tries += 1
+        ex.attempt = Attempt(peer: p, text: text, start: monotonicMicros())
         // A pooled keep-alive connection first.
         if rt.group.keepalive != nil, let c = worker.takeIdle(upstream: rt.id, peer: p) {
             c.pooled = false
             c.owner = self
             c.requests += 1
-            up = c
-            connectDone = attemptStart
-            phase = .sending
+            ex.up = c
+            ex.attempt.connectDone = ex.attempt.attemptStart
+            ex.phase = .sending
             buildUpstreamRequest(c)
             worker.loop.setDeadline(c, afterMillis: settings.effectiveProxySendTimeoutMs)
             upstreamEvent()
@@ -101,16 +90,16 @@ extension ClientConnection {
             let c = UpstreamConnection(worker: worker, fd: fd, upstreamID: rt.id, peerIndex: p, address: addr)
             c.owner = self
             c.requests = 1
-            up = c
+            ex.up = c
             try worker.loop.register(c, events: EventLoop.readable | EventLoop.writable | EventLoop.edge | EventLoop.hangup)
-            phase = .connecting
+            ex.phase = .connecting
             if immediate { c.writable = true }
             buildUpstreamRequest(c)
             worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyConnectTimeoutMs)
             if immediate { upstreamEvent() }
         } catch {
-            up?.close()
-            up = nil
+            ex.up?.close()
+            ex.up = nil
             upstreamFailed(.error("connect() failed (\(error.errno): \(String(cString: strerror(error.errno)))) while connecting to upstream"))
         }
     }
@@ -126,22 +115,22 @@ extension ClientConnection {
         o.reserve(512 + head.readable)
         if headConverted { o.append("GET") } else { o.append(UnsafeRawBufferPointer(rebasing: hb[req.methodRange])) }
         o.append(byte: 0x20)
-        o.append(upstreamURI)
+        o.append(ex.upstreamURI)
         o.append(http11 ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n")
         // proxy_set_header (or nginx's defaults), then the client's other headers.
-        let loc = location!
-        sentConnectionClose = !loc.proxySetsConnection
+        let loc = ex.location
+        ex.sentConnectionClose = !loc.proxySetsConnection
         for h in loc.proxyHeaders {
             if let lit = h.literal {
                 if lit.isEmpty { continue }
-                if h.isConnection { sentConnectionClose = lit.withUnsafeBytes { ASCII.containsToken($0, 0..<lit.count, "close") } }
+                if h.isConnection { ex.sentConnectionClose = lit.withUnsafeBytes { ASCII.containsToken($0, 0..<lit.count, "close") } }
                 o.append(h.name)
                 o.append(": ")
                 o.append(lit)
             } else {
                 let v = evaluate(h.value)
                 if v.isEmpty { continue }
-                if h.isConnection { sentConnectionClose = v.withUnsafeBytes { ASCII.containsToken($0, 0..<v.count, "close") } }
+                if h.isConnection { ex.sentConnectionClose = v.withUnsafeBytes { ASCII.containsToken($0, 0..<v.count, "close") } }
                 o.append(h.name)
                 o.append(": ")
                 o.append(v)
@@ -150,14 +139,14 @@ extension ClientConnection {
         }
         if !loc.proxySetsHost {
             o.append("Host: ")
-            o.append(string: target!.hostHeader)
+            o.append(string: ex.target!.hostHeader)
             o.append("\r\n")
         }
         if !loc.proxySetsConnection {
             o.append("Connection: close\r\n")
         }
-        let caching = cache != nil
-        if caching, let cr = cache, cr.revalidating, let e = cr.entry {
+        let caching = ex.cache != nil
+        if caching, let cr = ex.cache, cr.revalidating, let e = cr.entry {
             // proxy_cache_revalidate: ask the upstream whether the stale entry is still good.
             if let tag = e.etag { o.append("If-None-Match: "); o.append(tag); o.append("\r\n") }
             if let lm = e.lastModified { o.append("If-Modified-Since: "); o.append(lm); o.append("\r\n") }
@@ -214,14 +203,14 @@ extension ClientConnection {
     // MARK: events from either side
 
     func proxyClientEvent() {
-        switch phase {
+        switch ex.phase {
         case .sending:
-            if readable && !requestBodyComplete { upstreamEvent() }
+            if readable && !ex.requestBodyComplete { upstreamEvent() }
         case .relaying:
             relay()
         case .waitingHead, .connecting, .idle, .cacheWait:
             // Note a client that went away; the upstream side drives progress.
-            if peerClosed && !readable && !inBackground { abortProxy() }
+            if peerClosed && !readable && !ex.inBackground { abortProxy() }
         }
     }
 
@@ -230,8 +219,8 @@ extension ClientConnection {
             pumpTunnel()
             return
         }
-        guard let c = up else { return }
-        switch phase {
+        guard let c = ex.up else { return }
+        switch ex.phase {
         case .connecting:
             guard c.writable || c.peerClosed else { return }
             let err = Socket.pendingError(c.fd)
@@ -240,8 +229,8 @@ extension ClientConnection {
                 return
             }
             c.connected = true
-            connectDone = monotonicMicros()
-            phase = .sending
+            ex.attempt.connectDone = monotonicMicros()
+            ex.phase = .sending
             worker.loop.setDeadline(c, afterMillis: settings.effectiveProxySendTimeoutMs)
             fallthrough
         case .sending:
@@ -256,7 +245,7 @@ extension ClientConnection {
     }
 
     func upstreamTimedOut() {
-        switch phase {
+        switch ex.phase {
         case .connecting:
             upstreamFailed(.timeout("upstream timed out (110: Connection timed out) while connecting to upstream"))
         case .sending:
@@ -281,8 +270,8 @@ extension ClientConnection {
                     switch try Socket.write(c.fd, c.outBuf.readPointer, c.outBuf.readable) {
                     case .done(let n):
                         c.outBuf.readIndex += n
-                        upstreamBytesSent += n
-                        requestSent = true
+                        ex.attempt.upstreamBytesSent += n
+                        ex.attempt.requestSent = true
                         worker.loop.setDeadline(c, afterMillis: settings.effectiveProxySendTimeoutMs)
                     case .wouldBlock:
                         c.writable = false
@@ -294,7 +283,7 @@ extension ClientConnection {
                 }
                 continue
             }
-            if requestBodyComplete { break }
+            if ex.requestBodyComplete { break }
             // Move request body bytes from the client into the upstream buffer (bounded).
             if inBuf.isEmpty {
                 if !readable {
@@ -310,25 +299,25 @@ extension ClientConnection {
             let avail = inBuf.readableBytes
             var take = 0
             do {
-                switch requestBody {
+                switch ex.requestBody {
                 case .length(let n):
                     take = min(n, avail.count)
-                    requestBody = .length(n - take)
-                    if n - take == 0 { requestBodyComplete = true }
+                    ex.requestBody = .length(n - take)
+                    if n - take == 0 { ex.requestBodyComplete = true }
                 case .chunked(var f):
                     take = try f.consume(avail)
-                    if f.isDone { requestBodyComplete = true }
-                    requestBody = .chunked(f)
+                    if f.isDone { ex.requestBodyComplete = true }
+                    ex.requestBody = .chunked(f)
                 default:
-                    requestBodyComplete = true
+                    ex.requestBodyComplete = true
                 }
             } catch {
                 log(.info, "client sent invalid chunked body")
                 upstreamFailedFatal(400)
                 return
             }
-            bodyReceived += take
-            if bodyLimit > 0 && bodyReceived > bodyLimit + 64 && req.chunked {
+            ex.bodyReceived += take
+            if ex.bodyLimit > 0 && ex.bodyReceived > ex.bodyLimit + 64 && req.chunked {
                 log(.error, "client intended to send too large chunked body")
                 upstreamFailedFatal(413)
                 return
@@ -336,10 +325,10 @@ extension ClientConnection {
             c.outBuf.compact()
             c.outBuf.append(UnsafeRawBufferPointer(rebasing: avail[0..<take]))
             inBuf.readIndex += take
-            requestBodyForwarded += take
+            ex.requestBodyForwarded += take
             worker.loop.setDeadline(self, afterMillis: 0)
         }
-        phase = .waitingHead
+        ex.phase = .waitingHead
         worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs)
         if c.readable { readResponseHead(c) }
     }
@@ -379,17 +368,17 @@ extension ClientConnection {
             let alive = readUpstream(c, limit: ClientConnection.relayBuffer)
             if c.inBuf.readable > 0 {
                 do {
-                    guard let end = try upScanner.scan(c.inBuf.readableBytes, isRequest: false) else {
+                    guard let end = try ex.attempt.upScanner.scan(c.inBuf.readableBytes, isRequest: false) else {
                         if !alive { upstreamFailed(.error("upstream prematurely closed connection while reading response header from upstream")) }
                         return
                     }
-                    try HeadParser.response(c.inBuf.readableBytes, start: 0, end: end, into: &response)
-                    upScanner.reset()
-                    if response.status >= 100 && response.status < 200 && response.status != 101 {
+                    try HeadParser.response(c.inBuf.readableBytes, start: 0, end: end, into: &ex.attempt.response)
+                    ex.attempt.upScanner.reset()
+                    if ex.attempt.response.status >= 100 && ex.attempt.response.status < 200 && ex.attempt.response.status != 101 {
                         c.inBuf.readIndex += end // interim response: skip it
                         continue
                     }
-                    headerDone = monotonicMicros()
+                    ex.attempt.headerDone = monotonicMicros()
                     handleResponseHead(c, headLength: end)
                 } catch {
                     upstreamFailed(.invalidHeader("upstream sent invalid header while reading response header from upstream"))
@@ -403,7 +392,7 @@ extension ClientConnection {
 
     func handleResponseHead(_ c: UpstreamConnection, headLength: Int) {
         let s = settings
-        let code = response.status
+        let code = ex.attempt.response.status
         // proxy_next_upstream http_XXX: only while another try is possible, else the response passes.
         let next = s.effectiveProxyNextUpstream
         if code >= 403, next.contains("http_\(code)"), canRetry() {
@@ -411,7 +400,7 @@ extension ClientConnection {
             upstreamFailed(.status(code))
             return
         }
-        if cache != nil && cacheResponseHead(c, headLength: headLength) { return }
+        if ex.cache != nil && cacheResponseHead(c, headLength: headLength) { return }
         let b = c.inBuf.readableBytes
         let noBody = (req.method == .head && !headConverted) || code == 204 || code == 304 || (code >= 100 && code < 200)
         if code == 101 {
@@ -426,32 +415,32 @@ extension ClientConnection {
         }
         var keepAlive = !closeAfterResponse
         // gzip: the body is compressed as it passes and sent chunked (HTTP/1.1 clients only).
-        let gzipping = !noBody && !inBackground && s.gzip == true && shouldGzipProxied(UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
+        let gzipping = !noBody && !ex.inBackground && s.gzip == true && shouldGzipProxied(UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
         if gzipping, let g = GzipStream(level: s.effectiveGzipCompLevel) {
-            gz = g
-            gzFinished = false
+            ex.gz = g
+            ex.gzFinished = false
         }
         if noBody {
-            responseFraming = .none
-        } else if response.chunked {
-            responseFraming = .chunked(ChunkedFramer())
-            if req.versionMinor == 0 || gz != nil {
-                dechunk = true
-                if gz == nil { keepAlive = false }
+            ex.attempt.responseFraming = .none
+        } else if ex.attempt.response.chunked {
+            ex.attempt.responseFraming = .chunked(ChunkedFramer())
+            if req.versionMinor == 0 || ex.gz != nil {
+                ex.attempt.dechunk = true
+                if ex.gz == nil { keepAlive = false }
             }
-        } else if let cl = response.contentLength {
-            responseFraming = .length(cl)
+        } else if let cl = ex.attempt.response.contentLength {
+            ex.attempt.responseFraming = .length(cl)
         } else {
-            responseFraming = .untilClose
-            if gz == nil { keepAlive = false }
+            ex.attempt.responseFraming = .untilClose
+            if ex.gz == nil { keepAlive = false }
         }
         if !keepAlive { closeAfterResponse = true }
-        writeResponseHead(b, headLength: headLength, chunkedOut: gz != nil || (response.chunked && !dechunk && !noBody), keepAlive: keepAlive, upgrade: false,
-                          gzipped: gz != nil)
+        writeResponseHead(b, headLength: headLength, chunkedOut: ex.gz != nil || (ex.attempt.response.chunked && !ex.attempt.dechunk && !noBody), keepAlive: keepAlive, upgrade: false,
+                          gzipped: ex.gz != nil)
         c.inBuf.readIndex += headLength
-        if noBody { responseFraming = .none }
-        phase = .relaying
-        relayable = 0
+        if noBody { ex.attempt.responseFraming = .none }
+        ex.phase = .relaying
+        ex.attempt.relayable = 0
         worker.loop.setDeadline(c, afterMillis: s.effectiveProxyReadTimeoutMs)
         relay()
     }
@@ -462,10 +451,10 @@ extension ClientConnection {
                            contentLength: Int? = nil, extra: String? = nil, reasonOverride: Bool = false, gzipped: Bool = false) {
         let s = settings
         outBuf.clear()
-        writeHeadStart(response.status, reason: reasonOverride ? nil : UnsafeRawBufferPointer(rebasing: b[response.reasonRange]))
+        writeHeadStart(ex.attempt.response.status, reason: reasonOverride ? nil : UnsafeRawBufferPointer(rebasing: b[ex.attempt.response.reasonRange]))
         let hide = s.proxyHideHeaders ?? []
         let pass = s.proxyPassHeaders ?? []
-        for f in response.headers {
+        for f in ex.attempt.response.headers {
             let n = f.name
             switch n.count {
             case 4 where ASCII.equalsLower(b, n, "date"):
@@ -475,7 +464,7 @@ extension ClientConnection {
             case 10 where ASCII.equalsLower(b, n, "connection"), 10 where ASCII.equalsLower(b, n, "keep-alive"): continue
             case 17 where ASCII.equalsLower(b, n, "transfer-encoding"): continue
             case 14 where ASCII.equalsLower(b, n, "content-length"):
-                if response.chunked || gzipped || contentLength != nil { continue }
+                if ex.attempt.response.chunked || gzipped || contentLength != nil { continue }
             case 4 where ASCII.equalsLower(b, n, "etag"):
                 if gzipped {
                     outBuf.append("ETag: ")
@@ -525,11 +514,11 @@ extension ClientConnection {
             outBuf.append("Connection: keep-alive\r\n")
         }
         outBuf.append("\r\n")
-        responseHeadBytes = outBuf.readable
+        ex.responseHeadBytes = outBuf.readable
         keepSentHead()
         if table.usesResponseHeaderVariables {
-            upstreamHead.removeAll(keepingCapacity: true)
-            upstreamHead.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
+            ex.upstreamHead.removeAll(keepingCapacity: true)
+            ex.upstreamHead.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
         }
     }
 
@@ -543,9 +532,9 @@ extension ClientConnection {
             for (from, to) in pairs where text.hasPrefix(from) { return Array((to + text.dropFirst(from.count)).utf8) }
             return nil
         }
-        guard let t = target else { return nil }
+        guard let t = ex.target else { return nil }
         var prefix = ""
-        switch location.match {
+        switch ex.location.match {
         case .prefix(let p), .prefixNoRegex(let p), .exact(let p): prefix = p
         default: break
         }
@@ -557,33 +546,33 @@ extension ClientConnection {
 
     /// Moves body bytes upstream → client until done, the client stops taking them, or the upstream runs dry.
     func relay() {
-        guard let c = up else { return }
+        guard let c = ex.up else { return }
         while true {
             // 1. Validate newly read bytes against the framing (and copy them into the cache entry).
-            let before = relayable
+            let before = ex.attempt.relayable
             validateRelayable(c)
-            if cacheWriter != nil {
+            if ex.cacheWriter != nil {
                 teeToCache(c, from: before)
                 // Published before the last bytes reach the client: a client that has the whole
                 // response and asks again finds the entry.
-                if responseComplete { commitCacheWriter() }
+                if ex.attempt.responseComplete { commitCacheWriter() }
             }
-            guard up != nil else { return }
-            if inBackground { outBuf.clear() }
-            if let g = gz { gzipRelayable(c, g) }
-            if (inBackground || headConverted) && relayable > 0 && outBuf.isEmpty {
+            guard ex.up != nil else { return }
+            if ex.inBackground { outBuf.clear() }
+            if let g = ex.gz { gzipRelayable(c, g) }
+            if (ex.inBackground || headConverted) && ex.attempt.relayable > 0 && outBuf.isEmpty {
                 // Read for the cache only: consumed without being sent.
-                c.inBuf.readIndex += relayable
-                relayable = 0
+                c.inBuf.readIndex += ex.attempt.relayable
+                ex.attempt.relayable = 0
             }
             // 2. Write head + validated body in one writev.
-            if !outBuf.isEmpty || relayable > 0 {
+            if !outBuf.isEmpty || ex.attempt.relayable > 0 {
                 guard writable else {
                     worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
                     return
                 }
                 let body = UnsafeRawBufferPointer(start: c.inBuf.base.map { $0 + c.inBuf.readIndex },
-                                                  count: inBackground || headConverted || gz != nil ? 0 : relayable)
+                                                  count: ex.inBackground || headConverted || ex.gz != nil ? 0 : ex.attempt.relayable)
                 do {
                     switch try Socket.writev(fd, outBuf.readableBytes, body) {
                     case .done(let n):
@@ -591,8 +580,8 @@ extension ClientConnection {
                         outBuf.readIndex += fromHead
                         let fromBody = n - fromHead
                         c.inBuf.readIndex += fromBody
-                        relayable -= fromBody
-                        bodyBytesSent += fromBody
+                        ex.attempt.relayable -= fromBody
+                        ex.bodyBytesSent += fromBody
                         if outBuf.isEmpty { outBuf.clear() }
                         worker.loop.setDeadline(self, afterMillis: 0)
                     case .wouldBlock:
@@ -608,7 +597,7 @@ extension ClientConnection {
                 }
                 continue
             }
-            if responseComplete {
+            if ex.attempt.responseComplete {
                 completeProxy()
                 return
             }
@@ -617,8 +606,8 @@ extension ClientConnection {
                 let alive = readUpstream(c, limit: ClientConnection.relayBuffer)
                 worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs)
                 if !alive && c.inBuf.readable == 0 {
-                    if case .untilClose = responseFraming {
-                        responseComplete = true
+                    if case .untilClose = ex.attempt.responseFraming {
+                        ex.attempt.responseComplete = true
                         continue
                     }
                     log(.error, "upstream prematurely closed connection while reading upstream")
@@ -626,14 +615,14 @@ extension ClientConnection {
                     abortProxy()
                     return
                 }
-                if c.inBuf.readable > relayable { continue }
+                if c.inBuf.readable > ex.attempt.relayable { continue }
             }
-            if c.peerClosed && c.inBuf.readable == relayable {
-                if case .untilClose = responseFraming {
-                    responseComplete = true
+            if c.peerClosed && c.inBuf.readable == ex.attempt.relayable {
+                if case .untilClose = ex.attempt.responseFraming {
+                    ex.attempt.responseComplete = true
                     continue
                 }
-                if !responseComplete {
+                if !ex.attempt.responseComplete {
                     log(.error, "upstream prematurely closed connection while reading upstream")
                     releasePeer(failed: false)
                     abortProxy()
@@ -646,26 +635,26 @@ extension ClientConnection {
 
     /// Extends `relayable` over newly read upstream bytes per the response framing.
     func validateRelayable(_ c: UpstreamConnection) {
-        let pending = c.inBuf.readable - relayable
-        guard pending > 0 || !responseComplete else { return }
-        switch responseFraming {
+        let pending = c.inBuf.readable - ex.attempt.relayable
+        guard pending > 0 || !ex.attempt.responseComplete else { return }
+        switch ex.attempt.responseFraming {
         case .none:
-            responseComplete = true
+            ex.attempt.responseComplete = true
         case .length(let n):
             let take = min(n, pending)
-            relayable += take
-            upstreamBodyBytes += take
-            responseFraming = .length(n - take)
-            if n - take == 0 { responseComplete = true }
+            ex.attempt.relayable += take
+            ex.attempt.upstreamBodyBytes += take
+            ex.attempt.responseFraming = .length(n - take)
+            if n - take == 0 { ex.attempt.responseComplete = true }
         case .untilClose:
-            relayable += pending
-            upstreamBodyBytes += pending
+            ex.attempt.relayable += pending
+            ex.attempt.upstreamBodyBytes += pending
         case .chunked(var f):
             guard pending > 0 else { return }
-            let start = c.inBuf.readIndex + relayable
+            let start = c.inBuf.readIndex + ex.attempt.relayable
             let region = UnsafeRawBufferPointer(start: c.inBuf.base! + start, count: pending)
             do {
-                if dechunk {
+                if ex.attempt.dechunk {
                     var dst = start
                     let base = c.inBuf.base!
                     let n = try f.consume(region) { r in
@@ -678,101 +667,100 @@ extension ClientConnection {
                     let rest = c.inBuf.writeIndex - restStart
                     if rest > 0 { memmove(base + dst, base + restStart, rest) }
                     c.inBuf.writeIndex = dst + rest
-                    relayable += payload
-                    upstreamBodyBytes += payload
+                    ex.attempt.relayable += payload
+                    ex.attempt.upstreamBodyBytes += payload
                 } else {
                     let n = try f.consume(region)
-                    relayable += n
-                    upstreamBodyBytes += n
+                    ex.attempt.relayable += n
+                    ex.attempt.upstreamBodyBytes += n
                 }
             } catch {
                 log(.error, "upstream sent invalid chunked response while reading upstream")
-                responseFraming = .chunked(f)
+                ex.attempt.responseFraming = .chunked(f)
                 releasePeer(failed: false)
                 abortProxy()
                 return
             }
-            responseFraming = .chunked(f)
-            if f.isDone { responseComplete = true }
+            ex.attempt.responseFraming = .chunked(f)
+            if f.isDone { ex.attempt.responseComplete = true }
         }
     }
 
     func completeProxy() {
-        guard let c = up, let rt = upstreamRuntime else { return }
-        recordUpstream(status: response.status)
-        let reusable = rt.group.keepalive != nil && !response.close && response.versionMinor == 1 && !sentConnectionClose
-            && requestBodyComplete && c.inBuf.readable == relayable && !c.peerClosed
+        guard let c = ex.up, let rt = ex.upstreamRuntime else { return }
+        recordUpstream(status: ex.attempt.response.status)
+        let reusable = rt.group.keepalive != nil && !ex.attempt.response.close && ex.attempt.response.versionMinor == 1 && !ex.sentConnectionClose
+            && ex.requestBodyComplete && c.inBuf.readable == ex.attempt.relayable && !c.peerClosed
         releasePeer(failed: false)
-        up = nil
+        ex.up = nil
         worker.loop.setDeadline(c, afterMillis: 0)
-        if reusable && relayable == 0 {
+        if reusable && ex.attempt.relayable == 0 {
             c.inBuf.clear()
             c.outBuf.clear()
             worker.putIdle(c, keepalive: rt.group.keepalive!, timeoutMs: rt.group.keepaliveTimeoutMs)
         } else {
             c.close()
         }
-        phase = .idle
-        dechunk = false
-        if cacheWriter != nil { commitCacheWriter() }
-        if let g = gz {
-            bodyBytesSent = g.bytesOut
+        ex.phase = .idle
+        if ex.cacheWriter != nil { commitCacheWriter() }
+        if let g = ex.gz {
+            ex.bodyBytesSent = g.bytesOut
             g.end()
-            gz = nil
+            ex.gz = nil
         }
         finishRequest()
     }
 
-    func recordUpstream(status: Int) {
-        guard upstreamRuntime != nil, peerIndex >= 0 else { return }
+    func recordUpstream(status code: Int) {
+        guard ex.upstreamRuntime != nil, ex.attempt.peerIndex >= 0 else { return }
         let now = monotonicMicros()
-        upstreamLog.append(UpstreamAttempt(addr: peerText, status: status, time: now - attemptStart,
-                                           connect: connectDone > 0 ? connectDone - attemptStart : -1,
-                                           header: headerDone > 0 ? headerDone - attemptStart : -1, length: upstreamBodyBytes,
-                                           sent: upstreamBytesSent))
+        ex.upstreamLog.append(UpstreamAttempt(addr: ex.attempt.peerText, status: code, time: now - ex.attempt.attemptStart,
+                                           connect: ex.attempt.connectDone > 0 ? ex.attempt.connectDone - ex.attempt.attemptStart : -1,
+                                           header: ex.attempt.headerDone > 0 ? ex.attempt.headerDone - ex.attempt.attemptStart : -1, length: ex.attempt.upstreamBodyBytes,
+                                           sent: ex.attempt.upstreamBytesSent))
     }
 
     /// Releases the current peer to the balancer (once per attempt).
     func releasePeer(failed: Bool) {
-        guard let rt = upstreamRuntime, peerIndex >= 0 else { return }
-        let p = peerIndex
+        guard let rt = ex.upstreamRuntime, ex.attempt.peerIndex >= 0 else { return }
+        let p = ex.attempt.peerIndex
         let now = worker.loop.now
-        let micros = attemptStart > 0 ? monotonicMicros() - attemptStart : -1
-        let reason = failureReason
-        failureReason = ""
+        let micros = ex.attempt.attemptStart > 0 ? monotonicMicros() - ex.attempt.attemptStart : -1
+        let reason = ex.attempt.failureReason
+        ex.attempt.failureReason = ""
         let wall = reason.isEmpty ? 0 : Int64(wallClock().seconds) * 1000
         let disabled = rt.balancer.withLock { $0.release(p, failed: failed, now: now, micros: micros, reason: reason, wallMs: wall) }
         if disabled {
-            worker.runtime.errorLog.log(.warn, "upstream server temporarily disabled while connecting to upstream, client: \(peer.ip), upstream: \"http://\(peerText)\"", connection: number, worker: worker.index)
+            worker.runtime.errorLog.log(.warn, "upstream server temporarily disabled while connecting to upstream, client: \(peer.ip), upstream: \"http://\(ex.attempt.peerText)\"", connection: number, worker: worker.index)
         }
-        peerIndex = -1
+        ex.attempt.peerIndex = -1
     }
 
     /// Whether `proxy_next_upstream` may try another peer now.
     func canRetry() -> Bool {
-        guard let rt = upstreamRuntime else { return false }
+        guard let rt = ex.upstreamRuntime else { return false }
         let s = settings
-        if tried.count >= rt.balancer.withLock({ $0.liveCount }) { return false }
+        if ex.tried.count >= rt.balancer.withLock({ $0.liveCount }) { return false }
         let maxTries = s.effectiveProxyNextUpstreamTries
-        if maxTries > 0 && tries >= maxTries { return false }
+        if maxTries > 0 && ex.tries >= maxTries { return false }
         let limit = s.effectiveProxyNextUpstreamTimeoutMs
-        if limit > 0 && worker.loop.now - firstTryMillis >= Int64(limit) { return false }
-        if requestSent {
+        if limit > 0 && worker.loop.now - ex.firstTryMillis >= Int64(limit) { return false }
+        if ex.attempt.requestSent {
             if !req.method.isIdempotent && !s.effectiveProxyNextUpstream.contains("non_idempotent") { return false }
             // The body must still be here to send it again.
-            if requestBodyForwarded > 0 && !replayBody() { return false }
+            if ex.requestBodyForwarded > 0 && !replayBody() { return false }
         }
         return true
     }
 
     /// Rewinds the request body for another attempt when it is still in the buffer.
     func replayBody() -> Bool {
-        guard inBuf.readIndex >= requestBodyForwarded else { return false }
-        inBuf.readIndex -= requestBodyForwarded
-        requestBodyForwarded = 0
-        requestBodyComplete = !req.hasBody
-        requestBody = req.chunked ? .chunked(ChunkedFramer()) : (req.contentLength ?? 0) > 0 ? .length(req.contentLength!) : .none
-        bodyReceived = 0
+        guard inBuf.readIndex >= ex.requestBodyForwarded else { return false }
+        inBuf.readIndex -= ex.requestBodyForwarded
+        ex.requestBodyForwarded = 0
+        ex.requestBodyComplete = !req.hasBody
+        ex.requestBody = req.chunked ? .chunked(ChunkedFramer()) : (req.contentLength ?? 0) > 0 ? .length(req.contentLength!) : .none
+        ex.bodyReceived = 0
         return true
     }
 
@@ -787,58 +775,58 @@ extension ClientConnection {
             countsAsFailure = s != 403 && s != 404
         }
         if !message.isEmpty { log(.error, message) }
-        failureReason = message.isEmpty ? f.word : message
+        ex.attempt.failureReason = message.isEmpty ? f.word : message
         let code: Int
         switch f {
         case .timeout: code = 504
         case .status(let s): code = s
         default: code = 502
         }
-        recordUpstream(status: headerDone > 0 ? code : (code == 504 ? 504 : 502))
+        recordUpstream(status: ex.attempt.headerDone > 0 ? code : (code == 504 ? 504 : 502))
         releasePeer(failed: countsAsFailure)
-        if let c = up {
+        if let c = ex.up {
             c.close()
-            up = nil
+            ex.up = nil
         }
         let next = settings.effectiveProxyNextUpstream
         if next.contains(f.word), canRetry() {
             nextAttempt()
             return
         }
-        if cache != nil && serveStaleOnFailure(f.word) { return }
+        if ex.cache != nil && serveStaleOnFailure(f.word) { return }
         proxyError(code >= 500 ? code : 502)
     }
 
     /// A client-side fault while proxying (bad body): answer it and close.
     func upstreamFailedFatal(_ code: Int) {
-        if inBackground { endBackground(); return }
+        if ex.inBackground { endBackground(); return }
         releasePeer(failed: false)
-        up?.close()
-        up = nil
+        ex.up?.close()
+        ex.up = nil
         closeAfterResponse = true
-        if headerStarted { close() } else { respondError(code) }
+        if ex.headerStarted { close() } else { respondError(code) }
     }
 
     func proxyError(_ code: Int) {
-        if inBackground { endBackground(); return }
-        phase = .idle
-        if headerStarted {
+        if ex.inBackground { endBackground(); return }
+        ex.phase = .idle
+        if ex.headerStarted {
             close()
             return
         }
-        if !requestBodyComplete { closeAfterResponse = true }
+        if !ex.requestBodyComplete { closeAfterResponse = true }
         respondError(code)
     }
 
     /// The client went away or the stream broke after the head: close both sides.
     func abortProxy() {
-        if inBackground { endBackground(); return }
-        if let c = up {
+        if ex.inBackground { endBackground(); return }
+        if let c = ex.up {
             c.close()
-            up = nil
+            ex.up = nil
         }
         releasePeer(failed: false)
-        if status == 0 { status = 499 }
+        if ex.status == 0 { ex.status = 499 }
         finishLog()
         close()
     }
@@ -847,7 +835,7 @@ extension ClientConnection {
 
     func startTunnel(_ c: UpstreamConnection) {
         state = .tunnel
-        phase = .relaying
+        ex.phase = .relaying
         worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs)
         worker.loop.setDeadline(self, afterMillis: 0)
         // Any client bytes after the head belong to the new protocol.
@@ -859,7 +847,7 @@ extension ClientConnection {
     }
 
     func pumpTunnel() {
-        guard let c = up else { close(); return }
+        guard let c = ex.up else { close(); return }
         var progress = true
         while progress {
             progress = false
@@ -909,7 +897,7 @@ extension ClientConnection {
             switch try Socket.write(fd, outBuf.readPointer, outBuf.readable) {
             case .done(let n):
                 outBuf.readIndex += n
-                bodyBytesSent += n
+                ex.bodyBytesSent += n
                 if outBuf.isEmpty { outBuf.clear() }
                 return true
             case .wouldBlock:
@@ -925,8 +913,8 @@ extension ClientConnection {
     func abortTunnel() {
         recordUpstream(status: 101)
         releasePeer(failed: false)
-        up?.close()
-        up = nil
+        ex.up?.close()
+        ex.up = nil
         finishLog()
         close()
     }

@@ -10,11 +10,11 @@ extension ClientConnection {
             respondError(405)
             return
         }
-        if let tf = location.tryFiles ?? (location === server.fallback ? server.serverTryFiles : nil) {
+        if let tf = ex.location.tryFiles ?? (ex.location === ex.server.fallback ? ex.server.serverTryFiles : nil) {
             runTryFiles(tf)
             return
         }
-        serveURI(uri, allowIndex: true)
+        serveURI(ex.uri, allowIndex: true)
     }
 
     /// The file system path for a URI in the current location (root, or alias with the prefix replaced).
@@ -22,11 +22,11 @@ extension ClientConnection {
         switch settings.docRoot {
         case .alias(let t)?:
             let alias = evaluate(t)
-            if case .regex = location.match { return alias }
+            if case .regex = ex.location.match { return alias }
             var prefixLen = 0
-            if case .prefix(let p) = location.match { prefixLen = p.utf8.count }
-            if case .prefixNoRegex(let p) = location.match { prefixLen = p.utf8.count }
-            if case .exact(let p) = location.match { prefixLen = p.utf8.count }
+            if case .prefix(let p) = ex.location.match { prefixLen = p.utf8.count }
+            if case .prefixNoRegex(let p) = ex.location.match { prefixLen = p.utf8.count }
+            if case .exact(let p) = ex.location.match { prefixLen = p.utf8.count }
             guard u.count >= prefixLen else { return nil }
             let path = alias + u[prefixLen...]
             // `location /i { alias /data/w/; }` with `/i../x` would splice `..` into the path:
@@ -65,12 +65,12 @@ extension ClientConnection {
             if statPath(path, &st) {
                 let dir = (st.st_mode & S_IFMT) == S_IFDIR
                 if isDir && dir {
-                    uri = candidate
+                    ex.uri = candidate
                     serveURI(candidate, allowIndex: true)
                     return
                 }
                 if !isDir && (st.st_mode & S_IFMT) == S_IFREG {
-                    uri = candidate
+                    ex.uri = candidate
                     serveURI(candidate, allowIndex: false)
                     return
                 }
@@ -80,28 +80,30 @@ extension ClientConnection {
         if last.hasPrefix("=") {
             respondError(Int(last.dropFirst()) ?? 404)
         } else if last.hasPrefix("@") {
-            guard let named = server.named[String(last.dropFirst())] else { respondError(500); return }
-            location = named
+            guard let named = ex.server.named[String(last.dropFirst())] else { respondError(500); return }
+            guard internalRedirect(to: Array(last.utf8)) else { return }
+            ex.location = named
             switch named.handler {
             case .proxy(let t): startProxy(t)
             case .return(let r): runReturn(r)
-            default: serveURI(uri, allowIndex: true)
+            default: serveURI(ex.uri, allowIndex: true)
             }
         } else {
             // Internal redirect: match locations again with the new URI.
             guard let tpl = try? Template(parsing: last) else { respondError(500); return }
-            let target = evaluate(tpl)
-            uri = Array(target.split(separator: UInt8(ascii: "?"), maxSplits: 1, omittingEmptySubsequences: false).first ?? [])
-            guard let loc = uri.withUnsafeBytes({ server.locations.find($0).location }) else {
-                location = server.fallback
-                serveURI(uri, allowIndex: true)
+            let dest = evaluate(tpl)
+            guard internalRedirect(to: dest) else { return }
+            ex.uri = Array(dest.split(separator: UInt8(ascii: "?"), maxSplits: 1, omittingEmptySubsequences: false).first ?? [])
+            guard let loc = ex.uri.withUnsafeBytes({ ex.server.locations.find($0).location }) else {
+                ex.location = ex.server.fallback
+                serveURI(ex.uri, allowIndex: true)
                 return
             }
-            location = loc
+            ex.location = loc
             switch loc.handler {
             case .proxy(let t): startProxy(t)
             case .return(let r): runReturn(r)
-            case .static: if loc.tryFiles != nil && loc.tryFiles! != entries { runTryFiles(loc.tryFiles!) } else { serveURI(uri, allowIndex: true) }
+            case .static: if loc.tryFiles != nil && loc.tryFiles! != entries { runTryFiles(loc.tryFiles!) } else { serveURI(ex.uri, allowIndex: true) }
             default: respondError(404)
             }
         }
@@ -134,7 +136,7 @@ extension ClientConnection {
                 let name = evaluate(idx)
                 var ist = stat()
                 if statPath(path + name, &ist), (ist.st_mode & S_IFMT) == S_IFREG {
-                    uri = u + name
+                    ex.uri = u + name
                     sendFile(path + name, ist)
                     return
                 }
@@ -224,15 +226,19 @@ extension ClientConnection {
         // Formatted validators and type, cached per worker for an unchanged (path, mtime, size).
         let meta = worker.fileMeta(path: path, mtime: mtime, size: size, type: { self.contentTypeForURI() })
         let etag = meta.etag
-        // Conditional requests: If-None-Match, then If-Modified-Since (nginx's order).
+        // Conditional requests: If-None-Match, then If-Modified-Since (nginx's order); like nginx's
+        // not_modified filter, only for a response that would be a 200 (not an error page).
+        let finalStatus = ex.overrideStatus ?? 200
         var notModified = false
-        if let inm = headerValue("if-none-match") {
+        if finalStatus != 200 {
+            // An error page keeps its status: no 304.
+        } else if let inm = headerValue("if-none-match") {
             let v = String(decoding: inm, as: UTF8.self)
             notModified = v == "*" || v.split(separator: ",").contains { $0.trimmingCharacters() == etag || $0.trimmingCharacters() == "W/" + etag }
         } else if let ims = headerValue("if-modified-since"), let t = DateCache.parse(String(decoding: ims, as: UTF8.self)) {
             notModified = t >= mtime
         }
-        if !requestBodyComplete { closeAfterResponse = true }
+        if !ex.requestBodyComplete { closeAfterResponse = true }
         outBuf.clear()
         if notModified {
             Glibc.close(fd)
@@ -248,11 +254,11 @@ extension ClientConnection {
             return
         }
         // gzip: a qualifying file is compressed whole in memory (never a range, never twice).
-        if !gzipped, let packed = gzipWholeBody(status: overrideStatus ?? 200, contentType: meta.type, length: size,
+        if !gzipped, let packed = gzipWholeBody(status: ex.overrideStatus ?? 200, contentType: meta.type, length: size,
                                                read: { ClientConnection.readFile(fd, offset: 0, length: size) }) {
             Glibc.close(fd)
-            let code = overrideStatus ?? 200
-            overrideStatus = nil
+            let code = ex.overrideStatus ?? 200
+            ex.overrideStatus = nil
             writeHeadStart(code)
             outBuf.append("Content-Type: ")
             outBuf.append(string: meta.type)
@@ -268,17 +274,17 @@ extension ClientConnection {
                 outBuf.append(string: GzipPolicy.weakened(etag))
                 outBuf.append("\r\n")
             }
-            expiresMtime = mtime
+            ex.expiresMtime = mtime
             writeHeadEnd(keepAlive: !closeAfterResponse)
             outBuf.append(packed)
-            bodyBytesSent = packed.count
+            ex.bodyBytesSent = packed.count
             state = .local
             flushLocal()
             return
         }
         // A single byte range (RFC 9110 §14); several ranges get the whole file, as documented.
         var range: (start: Int, end: Int)? = nil
-        if overrideStatus == nil, !gzipped, let rh = headerValue("range") {
+        if finalStatus == 200, !gzipped, let rh = headerValue("range") {
             var honour = true
             if let ir = headerValue("if-range") {
                 let v = String(decoding: ir, as: UTF8.self)
@@ -298,8 +304,8 @@ extension ClientConnection {
                 }
             }
         }
-        let code = range != nil ? 206 : (overrideStatus ?? 200)
-        overrideStatus = nil
+        let code = range != nil ? 206 : (ex.overrideStatus ?? 200)
+        ex.overrideStatus = nil
         let length = range.map { $0.end - $0.start + 1 } ?? size
         writeHeadStart(code)
         outBuf.append("Content-Type: ")
@@ -324,7 +330,7 @@ extension ClientConnection {
             outBuf.append("\r\n")
         }
         outBuf.append("Accept-Ranges: bytes\r\n")
-        expiresMtime = mtime // `expires` is added with the other configured headers
+        ex.expiresMtime = mtime // `expires` is added with the other configured headers
         writeHeadEnd(keepAlive: !closeAfterResponse)
         state = .local
         if req.method == .head || length == 0 {
@@ -332,10 +338,10 @@ extension ClientConnection {
             flushLocal()
             return
         }
-        staticFile = fd
-        staticOffset = range?.start ?? 0
-        staticRemaining = length
-        bodyBytesSent = 0
+        ex.staticFile = fd
+        ex.staticOffset = range?.start ?? 0
+        ex.staticRemaining = length
+        ex.bodyBytesSent = 0
         // tcp_nopush: cork the socket so the head and the file go out in full segments (nginx).
         if settings.tcpNopush == true && settings.effectiveSendfile {
             try? Socket.setOption(self.fd, 6 /* IPPROTO_TCP */, 3 /* TCP_CORK */, 1)
@@ -430,21 +436,21 @@ extension ClientConnection {
 
     func sendStaticBody() {
         // The head goes with MSG_MORE: it leaves in the same segment as the first file bytes.
-        guard flushOut(more: staticRemaining > 0 && !corked) else { return }
-        guard let f = staticFile else { finishRequest(); return }
-        while staticRemaining > 0 {
+        guard flushOut(more: ex.staticRemaining > 0 && !corked) else { return }
+        guard let f = ex.staticFile else { finishRequest(); return }
+        while ex.staticRemaining > 0 {
             guard writable else {
                 worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
                 return
             }
             do {
-                switch try Socket.sendfile(fd, f, offset: &staticOffset, count: min(staticRemaining, 1 << 20)) {
+                switch try Socket.sendfile(fd, f, offset: &ex.staticOffset, count: min(ex.staticRemaining, 1 << 20)) {
                 case .done(0):
-                    staticRemaining = 0 // file shrank
+                    ex.staticRemaining = 0 // file shrank
                     closeAfterResponse = true
                 case .done(let n):
-                    staticRemaining -= n
-                    bodyBytesSent += n
+                    ex.staticRemaining -= n
+                    ex.bodyBytesSent += n
                 case .wouldBlock:
                     writable = false
                 }
@@ -464,15 +470,15 @@ extension ClientConnection {
     }
 
     func closeStaticFile() {
-        if let shared = staticShared {
+        if let shared = ex.staticShared {
             worker.releaseSharedFile(shared)
-            staticShared = nil
-            staticFile = nil
+            ex.staticShared = nil
+            ex.staticFile = nil
             return
         }
-        if let f = staticFile {
+        if let f = ex.staticFile {
             Glibc.close(f)
-            staticFile = nil
+            ex.staticFile = nil
         }
     }
 }

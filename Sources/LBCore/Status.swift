@@ -145,7 +145,7 @@ extension ClientConnection {
 
     /// `status;` — the HTML page, or the JSON with `?format=json` (or a path ending in `.json`).
     func serveStatus() {
-        let wantsJSON = queryString().contains("format=json") || uri.suffix(5) == Array(".json".utf8)
+        let wantsJSON = queryString().contains("format=json") || ex.uri.suffix(5) == Array(".json".utf8)
         if wantsJSON {
             var extra = Buffer()
             extra.append("Cache-Control: no-store\r\n")

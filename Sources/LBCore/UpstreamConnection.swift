@@ -48,7 +48,7 @@ final class UpstreamConnection: Pollable {
             readable = true
         }
         if let o = owner {
-            o.upstreamEvent()
+            o.turn { o.upstreamEvent() }
         } else if pooled && (readable || peerClosed) {
             worker.removeIdle(self)
             close()
@@ -57,7 +57,7 @@ final class UpstreamConnection: Pollable {
 
     override func timedOut() {
         if let o = owner {
-            o.upstreamTimedOut()
+            o.turn { o.upstreamTimedOut() }
         } else if pooled {
             worker.removeIdle(self)
             close()

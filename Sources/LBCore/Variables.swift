@@ -44,7 +44,7 @@ extension ClientConnection {
                     e = k
                 }
                 out += hb[r.lowerBound..<e].map { ASCII.lower($0) }
-            } else if let n = server?.names.first, !n.isEmpty, !n.hasPrefix("~"), !n.contains("*") {
+            } else if let n = ex.server.names.first, !n.isEmpty, !n.hasPrefix("~"), !n.contains("*") {
                 out += Array(n.utf8)
             } else {
                 out += Array(table.listeners[listener].address.host.utf8)
@@ -55,24 +55,24 @@ extension ClientConnection {
         case .scheme: out += Array("http".utf8)
         case .https: break
         case .requestURI: if head.readable > 0 { out += hb[req.targetRange] }
-        case .uri, .documentURI: out += uri
+        case .uri, .documentURI: out += ex.uri
         case .args, .queryString: if let q = req.queryRange { out += hb[q] }
         case .isArgs: if req.queryRange != nil { out.append(UInt8(ascii: "?")) }
         case .request: out += requestLine()
         case .requestMethod: if head.readable > 0 { out += hb[req.methodRange] }
-        case .serverName: out += Array((server?.names.first ?? "").utf8)
+        case .serverName: out += Array((ex.server.names.first ?? "").utf8)
         case .serverPort: out += Array("\(table.listeners[listener].address.port ?? 80)".utf8)
         case .serverAddr: out += Array(Socket.localAddress(fd).ip.utf8)
         case .serverProtocol: out += Array("HTTP/\(req.versionMajor).\(req.versionMinor)".utf8)
         case .hostname: out += Array(Runtime.hostname.utf8)
-        case .status: out += Array("\(status)".utf8)
+        case .status: out += Array("\(ex.status)".utf8)
         case .timeLocal: worker.dates.update(wallClock().seconds); out += worker.dates.logTime
         case .timeISO8601: worker.dates.update(wallClock().seconds); out += worker.dates.iso8601
         case .msec:
             let (s, ms) = wallClock()
             out += Array("\(s).\(ms < 10 ? "00" : ms < 100 ? "0" : "")\(ms)".utf8)
-        case .requestTime: out += Array(seconds(monotonicMicros() - startMicros).utf8)
-        case .requestLength: out += Array("\(req.length + bodyReceived)".utf8)
+        case .requestTime: out += Array(seconds(monotonicMicros() - ex.startMicros).utf8)
+        case .requestLength: out += Array("\(req.length + ex.bodyReceived)".utf8)
         case .requestID:
             var g = SystemRandomNumberGenerator()
             for _ in 0..<2 {
@@ -82,20 +82,20 @@ extension ClientConnection {
         case .pid: out += Array("\(getpid())".utf8)
         case .connection: out += Array("\(number)".utf8)
         case .connectionRequests: out += Array("\(requestsOnConnection)".utf8)
-        case .bodyBytesSent: out += Array("\(bodyBytesSent)".utf8)
-        case .bytesSent: out += Array("\(bodyBytesSent + responseHeadBytes)".utf8)
+        case .bodyBytesSent: out += Array("\(ex.bodyBytesSent)".utf8)
+        case .bytesSent: out += Array("\(ex.bodyBytesSent + ex.responseHeadBytes)".utf8)
         case .contentLength: if let r = req.contentLength { out += Array("\(r)".utf8) }
         case .contentType: if let v = headerValue("content-type") { out += v }
         case .documentRoot, .realpathRoot:
             if case .root(let t)? = settings.docRoot { out += evaluate(t) }
         case .requestFilename:
-            if case .root(let t)? = settings.docRoot { out += evaluate(t) + uri }
+            if case .root(let t)? = settings.docRoot { out += evaluate(t) + ex.uri }
         case .pipe: out.append(UInt8(ascii: "."))
         case .proxyAddXForwardedFor:
             if let x = headerValue("x-forwarded-for") { out += x + Array(", ".utf8) }
             out += Array(peer.ip.utf8)
-        case .proxyHost: if let t = target { out += Array(t.hostHeader.utf8) }
-        case .proxyPort: if let t = target { out += Array("\(t.port)".utf8) }
+        case .proxyHost: if let t = ex.target { out += Array(t.hostHeader.utf8) }
+        case .proxyPort: if let t = ex.target { out += Array("\(t.port)".utf8) }
         case .upstreamAddr: joinUpstream(&out) { $0.addr }
         case .upstreamStatus: joinUpstream(&out) { "\($0.status)" }
         case .upstreamResponseTime: joinUpstream(&out) { self.seconds($0.time) }
@@ -103,22 +103,22 @@ extension ClientConnection {
         case .upstreamHeaderTime: joinUpstream(&out) { $0.header < 0 ? "-" : self.seconds($0.header) }
         case .upstreamResponseLength, .upstreamBytesReceived: joinUpstream(&out) { "\($0.length)" }
         case .upstreamBytesSent: joinUpstream(&out) { "\($0.sent)" }
-        case .upstreamCacheStatus: out += cacheStatus
+        case .upstreamCacheStatus: out += ex.cacheStatus
         case .nginxVersion: out += Array("0.1.0".utf8)
         case .gzipRatio: break
-        case .requestCompletion: if status > 0 && status != 499 { out += Array("OK".utf8) }
+        case .requestCompletion: if ex.status > 0 && ex.status != 499 { out += Array("OK".utf8) }
         case .requestBody: break
         case .httpHeader(let name): if let v = headerValue(name) { out += v }
-        case .sentHeader(let name): if let v = ClientConnection.header(name, in: sentHead) { out += v }
-        case .upstreamHeader(let name): if let v = ClientConnection.header(name, in: upstreamHead) { out += v }
+        case .sentHeader(let name): if let v = ClientConnection.header(name, in: ex.sentHead) { out += v }
+        case .upstreamHeader(let name): if let v = ClientConnection.header(name, in: ex.upstreamHead) { out += v }
         case .arg(let name):
             if let q = req.queryRange { out += argument(name, in: Array(hb[q])) }
         case .cookie(let name):
             if let c = headerValue("cookie") { out += cookie(name, in: c) }
         case .capture(let i):
-            if case .regex = location?.match, let re = location?.regex,
-               let caps = uri.withUnsafeBytes({ re.captures($0) }), i < caps.count, let r = caps[i] {
-                out += uri[r]
+            if case .regex = ex.location.match, let re = ex.location.regex,
+               let caps = ex.uri.withUnsafeBytes({ re.captures($0) }), i < caps.count, let r = caps[i] {
+                out += ex.uri[r]
             }
         case .named(let name):
             if let m = table.maps.first(where: { $0.variable == name }) { out += evaluateMap(m) }
@@ -143,11 +143,11 @@ extension ClientConnection {
     }
 
     func joinUpstream(_ out: inout [UInt8], _ f: (UpstreamAttempt) -> String) {
-        if upstreamLog.isEmpty {
+        if ex.upstreamLog.isEmpty {
             out.append(UInt8(ascii: "-"))
             return
         }
-        out += Array(upstreamLog.map(f).joined(separator: ", ").utf8)
+        out += Array(ex.upstreamLog.map(f).joined(separator: ", ").utf8)
     }
 
     func seconds(_ micros: Int64) -> String {
@@ -188,7 +188,7 @@ extension ClientConnection {
 
     /// Writes the access log line(s) for the finished request.
     func finishLog() {
-        generation.serverStats[server.index].count(status)
+        generation.serverStats[ex.server.index].count(ex.status)
         worker.stats.requests.add(1, ordering: .relaxed)
         let s = settings
         if s.accessLogOff == true { return }

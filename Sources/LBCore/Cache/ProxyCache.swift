@@ -29,8 +29,8 @@ extension ClientConnection {
 
     /// Entry point for a proxied location with `proxy_cache`.
     func startCachedProxy(_ t: ProxyTarget, zone: CacheZoneRuntime) {
-        let loc = location!
-        target = t
+        let loc = ex.location
+        ex.target = t
         // GET and HEAD are always cacheable methods; others only when proxy_cache_methods says so.
         if req.method != .get && req.method != .head {
             let methodName = String(decoding: head.readableBytes[req.methodRange], as: UTF8.self)
@@ -43,9 +43,9 @@ extension ClientConnection {
         let primary = CacheHash(key: key)
         var cr = CacheRequest(zone: zone, key: key, primary: primary, hash: primary)
         if let nc = loc.settings.proxyNoCache, nc.contains(where: { truthy(evaluate($0)) }) { cr.noStore = true }
-        cache = cr
+        ex.cache = cr
         if let b = loc.settings.proxyCacheBypass, b.contains(where: { truthy(evaluate($0)) }) {
-            cacheStatus = ClientConnection.statusBypass
+            ex.cacheStatus = ClientConnection.statusBypass
             zone.bypassed.add(1, ordering: .relaxed)
             startProxy(t)
             return
@@ -57,7 +57,7 @@ extension ClientConnection {
 
     /// Finds the entry for the request (its variant when the key varies).
     func lookupCacheEntry() -> CacheEntry? {
-        guard var cr = cache else { return nil }
+        guard var cr = ex.cache else { return nil }
         let now = worker.loop.now
         let (names, found) = cr.zone.index.withLock { ix -> ([String]?, CacheEntry?) in
             let names = ix.varyNames(cr.primary)
@@ -81,19 +81,19 @@ extension ClientConnection {
         // Never an entry for another key (an MD5 collision or a foreign file).
         if let e = entry, e.key != cr.key { entry = nil }
         cr.entry = entry
-        cache = cr
+        ex.cache = cr
         return entry
     }
 
     func lookupAndDispatch(firstTime: Bool) {
-        guard let t = target, let zone = cache?.zone else { return }
-        let s = location!
+        guard let t = ex.target, let zone = ex.cache?.zone else { return }
+        let s = ex.location
         let now = worker.loop.now
         let nowSec = wallClock().seconds
         let entry = lookupCacheEntry()
         let lockOn = s.settings.proxyCacheLock == true
         let lockAge = Int64(s.settings.effectiveProxyCacheLockAgeMs)
-        let hash = cache!.hash
+        let hash = ex.cache!.hash
         if let e = entry {
             if e.validUntil > nowSec {
                 if serveCached(e, status: ClientConnection.statusHit) { zone.hits.add(1, ordering: .relaxed); return }
@@ -106,37 +106,37 @@ extension ClientConnection {
             if !locked {
                 if staleUpdating, serveCached(e, status: ClientConnection.statusUpdating) { zone.updating.add(1, ordering: .relaxed); return }
                 if lockOn && firstTime { return waitForCache() }
-                if lockOn && now < cache!.waitUntil { return waitForCache() }
+                if lockOn && now < ex.cache!.waitUntil { return waitForCache() }
             } else {
-                cache!.lockHash = hash
+                ex.cache!.lockHash = hash
                 if s.settings.proxyCacheBackgroundUpdate == true && staleUpdating && !req.hasBody {
                     // The client gets the stale entry now; this connection fetches the update after it.
-                    backgroundUpdatePending = true
+                    ex.backgroundUpdatePending = true
                     if serveCached(e, status: ClientConnection.statusStale) { zone.stale.add(1, ordering: .relaxed); return }
-                    backgroundUpdatePending = false
+                    ex.backgroundUpdatePending = false
                 }
             }
-            cacheStatus = ClientConnection.statusExpired
+            ex.cacheStatus = ClientConnection.statusExpired
             zone.expired.add(1, ordering: .relaxed)
-            cache!.revalidating = s.settings.proxyCacheRevalidate == true && (e.etag != nil || e.lastModified != nil)
+            ex.cache!.revalidating = s.settings.proxyCacheRevalidate == true && (e.etag != nil || e.lastModified != nil)
             startProxy(t)
             return
         }
         // A miss.
         if let minUses = s.settings.proxyCacheMinUses, minUses > 1, firstTime {
             let uses = zone.index.withLock { $0.countUse(hash, now: now) }
-            if uses < minUses { cache!.noStore = true }
+            if uses < minUses { ex.cache!.noStore = true }
         }
         let locked = zone.index.withLock { $0.tryLock(hash, now: now, maxAgeMs: lockAge) }
         if locked {
-            cache!.lockHash = hash
+            ex.cache!.lockHash = hash
         } else if lockOn {
             if firstTime { return waitForCache() }
-            if now < cache!.waitUntil { return waitForCache() }
+            if now < ex.cache!.waitUntil { return waitForCache() }
             // proxy_cache_lock_timeout: go upstream, but do not store the response (nginx).
-            cache!.noStore = true
+            ex.cache!.noStore = true
         }
-        cacheStatus = ClientConnection.statusMiss
+        ex.cacheStatus = ClientConnection.statusMiss
         zone.misses.add(1, ordering: .relaxed)
         startProxy(t)
     }
@@ -144,13 +144,13 @@ extension ClientConnection {
     /// Waits for the request holding the lock (polled: the holder may be on another worker).
     func waitForCache() {
         state = .proxy
-        phase = .cacheWait
-        if cache!.waitUntil == 0 { cache!.waitUntil = worker.loop.now + Int64(settings.effectiveProxyCacheLockTimeoutMs) }
+        ex.phase = .cacheWait
+        if ex.cache!.waitUntil == 0 { ex.cache!.waitUntil = worker.loop.now + Int64(settings.effectiveProxyCacheLockTimeoutMs) }
         worker.loop.setDeadline(self, afterMillis: 10)
     }
 
     func cacheWaitTick() {
-        phase = .idle
+        ex.phase = .idle
         lookupAndDispatch(firstTime: false)
     }
 
@@ -159,7 +159,7 @@ extension ClientConnection {
     /// Sends a stored entry (head from memory, body with sendfile). False when its file is gone
     /// or is no longer the indexed one (nothing has been written then).
     func serveCached(_ e: CacheEntry, status cs: [UInt8]) -> Bool {
-        guard let zone = cache?.zone else { return false }
+        guard let zone = ex.cache?.zone else { return false }
         let file = worker.sharedFile(zone: zone, hash: e.hash, inode: e.inode) {
             let f = open(zone.path(for: e.hash), O_RDONLY | O_CLOEXEC)
             return f >= 0 ? f : nil
@@ -169,7 +169,7 @@ extension ClientConnection {
         guard let file, fstat(file.fd, &st) == 0, UInt64(st.st_ino) == e.inode, Int(st.st_size) == e.fileSize else {
             worker.forgetSharedFile(zone: zone, hash: e.hash)
             zone.index.withLock { $0.forget(e.hash, inode: e.inode) }
-            cache?.entry = nil
+            ex.cache?.entry = nil
             return false
         }
         guard e.parsed.status != 0 else {
@@ -178,18 +178,18 @@ extension ClientConnection {
             return false
         }
         file.users += 1
-        staticShared = file
+        ex.staticShared = file
         let f = file.fd
-        if let u = up {
+        if let u = ex.up {
             u.close()
-            up = nil
+            ex.up = nil
         }
         releasePeer(failed: false)
-        phase = .idle
+        ex.phase = .idle
         state = .local
-        cacheStatus = cs
-        response = e.parsed
-        if !requestBodyComplete { closeAfterResponse = true }
+        ex.cacheStatus = cs
+        ex.attempt.response = e.parsed
+        if !ex.requestBodyComplete { closeAfterResponse = true }
         // Conditional requests and ranges are answered from the entry (nginx's filters).
         var length = e.bodyLength
         var offset = e.bodyOffset
@@ -219,7 +219,7 @@ extension ClientConnection {
             case .ignore: break
             }
         }
-        response.status = code
+        ex.attempt.response.status = code
         // gzip for a whole 200 entry (read back from its file; bounded in size).
         if code == 200, contentRange == nil, !hasContentEncoding(e),
            let packed = gzipWholeBody(status: 200, contentType: entryContentType(e), length: length,
@@ -230,7 +230,7 @@ extension ClientConnection {
             }
             closeStaticFile()
             outBuf.append(packed)
-            bodyBytesSent = packed.count
+            ex.bodyBytesSent = packed.count
             flushLocal()
             return true
         }
@@ -244,10 +244,10 @@ extension ClientConnection {
             flushLocal()
             return true
         }
-        staticFile = f
-        staticOffset = offset
-        staticRemaining = length
-        bodyBytesSent = 0
+        ex.staticFile = f
+        ex.staticOffset = offset
+        ex.staticRemaining = length
+        ex.bodyBytesSent = 0
         sendStaticBody()
         return true
     }
@@ -270,7 +270,7 @@ extension ClientConnection {
     /// Serves the stale entry for an upstream failure when `proxy_cache_use_stale` (or the
     /// response's `stale-if-error`) allows it.
     func serveStaleOnFailure(_ word: String) -> Bool {
-        guard !inBackground, let cr = cache, let e = cr.entry, !headerStarted else { return false }
+        guard !ex.inBackground, let cr = ex.cache, let e = cr.entry, !ex.headerStarted else { return false }
         let nowSec = wallClock().seconds
         let allowed = (settings.proxyCacheUseStale ?? []).contains(word)
             || (nowSec < e.validUntil + e.staleIfError && ["error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504"].contains(word))
@@ -287,12 +287,12 @@ extension ClientConnection {
     /// After the upstream head: a 304 to our revalidation refreshes the entry; a cacheable
     /// response starts a writer. Returns true when the response was answered from the cache.
     func cacheResponseHead(_ c: UpstreamConnection, headLength: Int) -> Bool {
-        guard let cr = cache else { return false }
+        guard let cr = ex.cache else { return false }
         let s = settings
         let b = c.inBuf.readableBytes
-        let info = CachePolicy.ResponseInfo(response, UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
+        let info = CachePolicy.ResponseInfo(ex.attempt.response, UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
         let nowSec = wallClock().seconds
-        if response.status == 304, cr.revalidating, var e = cr.entry {
+        if ex.attempt.response.status == 304, cr.revalidating, var e = cr.entry {
             let fresh = CachePolicy.freshness(CachePolicy.ResponseInfo(status: 200, xAccelExpires: info.xAccelExpires,
                                                                        cacheControl: info.cacheControl, expires: info.expires),
                                               now: nowSec, valid: s.proxyCacheValid ?? [], ignore: s.proxyIgnoreHeaders ?? [])
@@ -304,24 +304,24 @@ extension ClientConnection {
             c.inBuf.readIndex += headLength
             finishUpstreamWithoutBody(c)
             cr.zone.revalidated.add(1, ordering: .relaxed)
-            if inBackground { endBackground(); return true }
+            if ex.inBackground { endBackground(); return true }
             if serveCached(e, status: ClientConnection.statusRevalidated) { return true }
             // The file went away meanwhile: nothing to send but an error.
             proxyError(502)
             return true
         }
-        if let e = cr.entry, (s.proxyCacheUseStale ?? []).contains("http_\(response.status)") || (response.status >= 500 && nowSec < e.validUntil + e.staleIfError && [500, 502, 503, 504].contains(response.status)) {
+        if let e = cr.entry, (s.proxyCacheUseStale ?? []).contains("http_\(ex.attempt.response.status)") || (ex.attempt.response.status >= 500 && nowSec < e.validUntil + e.staleIfError && [500, 502, 503, 504].contains(ex.attempt.response.status)) {
             c.inBuf.readIndex += headLength
-            recordUpstream(status: response.status)
+            recordUpstream(status: ex.attempt.response.status)
             releasePeer(failed: false)
             c.close()
-            up = nil
-            if inBackground { endBackground(); return true }
-            if serveStaleOnFailure("http_\(response.status)") || serveStaleOnFailure("error") { return true }
+            ex.up = nil
+            if ex.inBackground { endBackground(); return true }
+            if serveStaleOnFailure("http_\(ex.attempt.response.status)") || serveStaleOnFailure("error") { return true }
             proxyError(502)
             return true
         }
-        guard !cr.noStore, response.status != 304,
+        guard !cr.noStore, ex.attempt.response.status != 304,
               let fresh = CachePolicy.freshness(info, now: nowSec, valid: s.proxyCacheValid ?? [], ignore: s.proxyIgnoreHeaders ?? []) else {
             return false
         }
@@ -332,7 +332,7 @@ extension ClientConnection {
         while lineEnd < headLength && b[lineEnd] != 0x0A { lineEnd += 1 }
         stored += b[0...lineEnd]
         if stored.count < 2 || stored[stored.count - 2] != 0x0D { stored.insert(0x0D, at: stored.count - 1) }
-        for f in response.headers {
+        for f in ex.attempt.response.headers {
             let n = f.name
             switch n.count {
             case 10 where ASCII.equalsLower(b, n, "connection"), 10 where ASCII.equalsLower(b, n, "keep-alive"): continue
@@ -350,19 +350,19 @@ extension ClientConnection {
             names = CachePolicy.varyHeaderNames(v)
             if !names.isEmpty { hash = CacheFile.variantHash(key: cr.key, names: names) { headerValue($0) ?? [] } }
         }
-        let entry = CacheEntry(hash: hash, primary: cr.primary, key: cr.key, varyNames: names, head: stored, status: response.status,
+        let entry = CacheEntry(hash: hash, primary: cr.primary, key: cr.key, varyNames: names, head: stored, status: ex.attempt.response.status,
                                bodyOffset: 0, bodyLength: 0, validUntil: fresh.validUntil, staleWhileRevalidate: fresh.staleWhileRevalidate,
                                staleIfError: fresh.staleIfError, inode: 0)
         if let w = CacheWriter(zone: cr.zone, entry: entry, created: nowSec) {
-            if response.chunked && !dechunk { w.framer = ChunkedFramerBox() }
-            cacheWriter = w
+            if ex.attempt.response.chunked && !ex.attempt.dechunk { w.framer = ChunkedFramerBox() }
+            ex.cacheWriter = w
         }
         return false
     }
 
     /// Rewrites an entry's freshness in its file and in the index (a revalidation).
     func storeFreshness(_ e: CacheEntry) {
-        guard let zone = cache?.zone else { return }
+        guard let zone = ex.cache?.zone else { return }
         let f = open(zone.path(for: e.hash), O_WRONLY | O_CLOEXEC)
         if f >= 0 {
             var v = Int64(e.validUntil).littleEndian
@@ -374,12 +374,12 @@ extension ClientConnection {
 
     /// The upstream's answer had no body (a 304): release the connection as a completed exchange.
     func finishUpstreamWithoutBody(_ c: UpstreamConnection) {
-        guard let rt = upstreamRuntime else { return }
-        recordUpstream(status: response.status)
-        let reusable = rt.group.keepalive != nil && !response.close && response.versionMinor == 1 && !sentConnectionClose
-            && c.inBuf.readable == 0 && !c.peerClosed && requestBodyComplete
+        guard let rt = ex.upstreamRuntime else { return }
+        recordUpstream(status: ex.attempt.response.status)
+        let reusable = rt.group.keepalive != nil && !ex.attempt.response.close && ex.attempt.response.versionMinor == 1 && !ex.sentConnectionClose
+            && c.inBuf.readable == 0 && !c.peerClosed && ex.requestBodyComplete
         releasePeer(failed: false)
-        up = nil
+        ex.up = nil
         worker.loop.setDeadline(c, afterMillis: 0)
         if reusable {
             c.inBuf.clear()
@@ -392,8 +392,8 @@ extension ClientConnection {
 
     /// Copies newly validated body bytes (`from` ..< `relayable` of the upstream buffer) into the entry file.
     func teeToCache(_ c: UpstreamConnection, from: Int) {
-        guard let w = cacheWriter, relayable > from, let base = c.inBuf.base else { return }
-        let region = UnsafeRawBufferPointer(start: base + c.inBuf.readIndex + from, count: relayable - from)
+        guard let w = ex.cacheWriter, ex.attempt.relayable > from, let base = c.inBuf.base else { return }
+        let region = UnsafeRawBufferPointer(start: base + c.inBuf.readIndex + from, count: ex.attempt.relayable - from)
         if let box = w.framer {
             do {
                 _ = try box.framer.consume(region) { r in w.appendBody(UnsafeRawBufferPointer(rebasing: region[r])) }
@@ -405,16 +405,16 @@ extension ClientConnection {
         }
         if w.failed {
             w.abort()
-            cacheWriter = nil
+            ex.cacheWriter = nil
         }
     }
 
     /// The response is complete: publish the entry.
     func commitCacheWriter() {
-        guard let w = cacheWriter else { return }
-        cacheWriter = nil
-        guard let zone = cache?.zone else { w.abort(); return }
-        if case .length(let n) = responseFraming, n != 0 { w.abort(); return }
+        guard let w = ex.cacheWriter else { return }
+        ex.cacheWriter = nil
+        guard let zone = ex.cache?.zone else { w.abort(); return }
+        if case .length(let n) = ex.attempt.responseFraming, n != 0 { w.abort(); return }
         guard let e = w.commit() else { return }
         let now = worker.loop.now
         // Entries this evicts are unlinked by the cache manager, not on this loop.
@@ -427,15 +427,15 @@ extension ClientConnection {
 
     /// Releases the lock and drops an unfinished entry file (every end of a cached request).
     func endCacheRequest() {
-        if let w = cacheWriter {
+        if let w = ex.cacheWriter {
             w.abort()
-            cacheWriter = nil
+            ex.cacheWriter = nil
         }
-        if let cr = cache, let h = cr.lockHash {
+        if let cr = ex.cache, let h = cr.lockHash {
             cr.zone.index.withLock { $0.unlock(h) }
         }
-        cache = nil
-        backgroundUpdatePending = false
+        ex.cache = nil
+        ex.backgroundUpdatePending = false
     }
 
     // MARK: background update
@@ -443,23 +443,21 @@ extension ClientConnection {
     /// After the stale response went out: fetch the update on this connection (nginx does it as a
     /// subrequest of the same connection). Nothing more is written to the client.
     func startBackgroundUpdate() {
-        guard let t = target, cache != nil else { return }
-        inBackground = true
-        cacheStatus = ClientConnection.statusExpired
-        cache!.revalidating = settings.proxyCacheRevalidate == true && (cache!.entry?.etag != nil || cache!.entry?.lastModified != nil)
-        tries = 0
-        tried = TriedSet()
+        guard let t = ex.target, ex.cache != nil else { return }
+        ex = Exchange(backgroundUpdateOf: ex)
+        ex.cacheStatus = ClientConnection.statusExpired
+        ex.cache!.revalidating = settings.proxyCacheRevalidate == true && (ex.cache!.entry?.etag != nil || ex.cache!.entry?.lastModified != nil)
         startProxy(t)
     }
 
     /// The background update ended (stored, refused or failed): carry on with the connection.
     func endBackground() {
-        if let c = up {
+        if let c = ex.up {
             c.close()
-            up = nil
+            ex.up = nil
         }
         releasePeer(failed: false)
-        phase = .idle
+        ex.phase = .idle
         outBuf.clear()
         finishRequest()
     }
@@ -483,7 +481,7 @@ extension ClientConnection {
             respondError(404)
             return
         }
-        if case .proxy(let t) = location.handler { target = t }
+        if case .proxy(let t) = ex.location.handler { ex.target = t }
         var key = evaluate(settings.effectiveProxyCacheKey)
         var n = 0
         if key.last == UInt8(ascii: "*") {

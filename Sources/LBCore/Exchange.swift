@@ -1,0 +1,135 @@
+import LBConfig
+import LBHTTP
+
+/// One request, from its head to its last logged byte (nginx's `ngx_http_request_t`, HAProxy's
+/// stream): the chosen server and location, the URI and its internal redirects, the status and
+/// counters for the log, and the state of whichever responder answers it (proxy, cache, static
+/// file). A connection creates a fresh one for every request and drops it when the request is
+/// logged, so nothing of one request can leak into the next: there is nothing to reset.
+///
+/// The request head itself (`RequestHead` and the bytes it indexes) stays with the HTTP/1.1
+/// connection that parsed it, as nginx keeps `header_in` in the connection's buffer.
+final class Exchange {
+    /// nginx's budget of URI changes per request (`NGX_HTTP_MAX_URI_CHANGES`): internal redirects
+    /// (error_page, try_files, index) beyond it answer 500.
+    static let maxURIChanges = 10
+
+    var server: VirtualServer
+    var location: Location
+    /// The normalized URI; changed by internal redirects.
+    var uri: [UInt8] = []
+    /// Internal redirects left (nginx's `r->uri_changes`).
+    var uriChangesLeft = Exchange.maxURIChanges
+    /// An `error_page` was applied: nginx applies one per request.
+    var errorPageUsed = false
+    let startMicros: Int64
+    var status = 0
+    /// The status an `error_page` redirect keeps (or sets with `=CODE`) for the page it serves.
+    var overrideStatus: Int?
+    var bodyBytesSent = 0
+    var responseHeadBytes = 0
+    var headerStarted = false
+
+    // The request body.
+    var requestBody: BodyFraming = .none
+    /// Request body bytes forwarded so far; replay is possible only while they are still buffered.
+    var requestBodyForwarded = 0
+    var requestBodyComplete = true
+    var bodyLimit = 0
+    var bodyReceived = 0
+
+    // Proxy (Proxy.swift): state of the whole proxied request; per-try state is in `attempt`.
+    var phase: ClientConnection.Phase = .idle
+    var target: ProxyTarget?
+    var upstreamRuntime: UpstreamRuntime?
+    var up: UpstreamConnection?
+    var tried = TriedSet()
+    var tries = 0
+    var firstTryMillis: Int64 = 0
+    var upstreamURI: [UInt8] = []
+    var sentConnectionClose = true
+    /// Every try, for `$upstream_*` (listed comma-separated).
+    var upstreamLog: [UpstreamAttempt] = []
+    /// The current try: created fresh for every peer tried.
+    var attempt = Attempt()
+    /// The compressor of a gzipped proxied response, and whether its last chunk is out.
+    var gz: GzipStream?
+    var gzFinished = false
+
+    // Cache (Cache/ProxyCache.swift).
+    var cacheStatus: [UInt8] = []
+    var cache: CacheRequest?
+    var cacheWriter: CacheWriter?
+    /// A stale response is going out; the update is fetched after it on this connection.
+    var backgroundUpdatePending = false
+    /// Fetching a background update: nothing is written to the client, nothing logged.
+    var inBackground = false
+
+    // Static files (StaticFiles.swift).
+    var staticFile: Int32?
+    /// Set when `staticFile` belongs to the worker's shared cache-file table (not closed here).
+    var staticShared: SharedFile?
+    var staticOffset = 0
+    var staticRemaining = 0
+    /// The file's modification time for `expires modified …` (static responses only).
+    var expiresMtime: Int?
+
+    /// Copies of the response heads (client-facing and upstream's), kept only when a template
+    /// reads `$sent_http_*` or `$upstream_http_*`.
+    var sentHead: [UInt8] = []
+    var upstreamHead: [UInt8] = []
+
+    init(server: VirtualServer, startMicros: Int64) {
+        self.server = server
+        self.location = server.fallback
+        self.startMicros = startMicros
+    }
+
+    /// The background update that follows a stale response: a new exchange for the same request
+    /// and cache entry, logged nowhere and written to no client.
+    init(backgroundUpdateOf e: Exchange) {
+        server = e.server
+        location = e.location
+        uri = e.uri
+        startMicros = e.startMicros
+        target = e.target
+        upstreamRuntime = e.upstreamRuntime
+        upstreamURI = e.upstreamURI
+        cache = e.cache
+        inBackground = true
+    }
+}
+
+/// One try at one upstream peer (nginx's `u->state`): created fresh by every try, so no timing,
+/// framing or parser state of a failed try reaches the next.
+struct Attempt {
+    /// The peer's index in the balancer, or -1 once it was released (or when none was picked).
+    var peerIndex = -1
+    /// `127.0.0.1:9001` of the peer.
+    var peerText = ""
+    var attemptStart: Int64 = 0
+    var connectDone: Int64 = 0
+    var headerDone: Int64 = 0
+    var requestSent = false
+    var response = ResponseHead()
+    var responseFraming: BodyFraming = .none
+    var upScanner = HeadScanner(maxFirstLine: 4096, maxHeaderLine: 8192, maxHead: 64 * 1024)
+    /// Bytes at the front of the upstream buffer that are validated body ready for the client.
+    var relayable = 0
+    /// The upstream's chunked body is decoded as it passes (gzip, HTTP/1.0 clients).
+    var dechunk = false
+    var responseComplete = false
+    var upstreamBodyBytes = 0
+    /// Bytes written to the upstream in this try (`$upstream_bytes_sent`).
+    var upstreamBytesSent = 0
+    /// Why this try failed (for the peer's `last_failure`).
+    var failureReason = ""
+
+    init() {}
+
+    init(peer: Int, text: String, start: Int64) {
+        peerIndex = peer
+        peerText = text
+        attemptStart = start
+    }
+}
