@@ -156,8 +156,12 @@ final class ClientConnection: Pollable {
                 if !ex.headerStarted { writeErrorAndClose(408) } else { close() }
             } else {
                 log(.info, "client timed out (110: Connection timed out) while sending response to client")
-                close()
+                abortProxy() // logged, as nginx logs a response ended by send_timeout
             }
+        case .local:
+            log(.info, "client timed out (110: Connection timed out) while sending response to client")
+            if let ex, ex.headerStarted { finishLog() }
+            close()
         default:
             close()
         }
@@ -379,12 +383,14 @@ final class ClientConnection: Pollable {
         }
         if [301, 302, 303, 307, 308].contains(r.code), let t = r.text {
             var url = evaluate(t)
+            if ex.variableFailed { respondError(500); return }
             if url.first == UInt8(ascii: "/") { url = Array("http://".utf8) + hostForRedirect() + url }
             redirect(r.code, to: String(decoding: url, as: UTF8.self))
             return
         }
         if let t = r.text {
             let body = evaluate(t)
+            if ex.variableFailed { respondError(500); return }
             respond(r.code, contentType: contentTypeForURI(), body: body)
         } else {
             respondError(r.code)

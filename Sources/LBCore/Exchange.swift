@@ -74,6 +74,10 @@ final class Exchange {
     /// The file's modification time for `expires modified …` (static responses only).
     var expiresMtime: Int?
 
+    /// Maps being evaluated (cycle detection), and whether a variable could not be evaluated.
+    var mapsInProgress: [String] = []
+    var variableFailed = false
+
     /// Copies of the response heads (client-facing and upstream's), kept only when a template
     /// reads `$sent_http_*` or `$upstream_http_*`.
     var sentHead: [UInt8] = []

@@ -81,6 +81,7 @@ extension ClientConnection {
             ex.attempt.connectDone = ex.attempt.attemptStart
             ex.phase = .sending
             buildUpstreamRequest(c)
+            if ex.variableFailed { upstreamFailedFatal(500); return }
             worker.loop.setDeadline(c, afterMillis: settings.effectiveProxySendTimeoutMs)
             upstreamEvent()
             return
@@ -95,6 +96,7 @@ extension ClientConnection {
             ex.phase = .connecting
             if immediate { c.writable = true }
             buildUpstreamRequest(c)
+            if ex.variableFailed { upstreamFailedFatal(500); return }
             worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyConnectTimeoutMs)
             if immediate { upstreamEvent() }
         } catch {
@@ -275,6 +277,7 @@ extension ClientConnection {
                         worker.loop.setDeadline(c, afterMillis: settings.effectiveProxySendTimeoutMs)
                     case .wouldBlock:
                         c.writable = false
+                        worker.loop.setDeadline(c, afterMillis: settings.effectiveProxySendTimeoutMs)
                         return
                     }
                 } catch {
@@ -287,7 +290,10 @@ extension ClientConnection {
             // Move request body bytes from the client into the upstream buffer (bounded).
             if inBuf.isEmpty {
                 if !readable {
+                    // Waiting on the client's body: only the client is timed (client_body_timeout);
+                    // a slow upload is never blamed on the upstream.
                     worker.loop.setDeadline(self, afterMillis: settings.effectiveClientBodyTimeoutMs)
+                    worker.loop.setDeadline(c, afterMillis: 0)
                     return
                 }
                 if !readClient(limit: ClientConnection.relayBuffer) && inBuf.isEmpty {
@@ -568,7 +574,7 @@ extension ClientConnection {
             // 2. Write head + validated body in one writev.
             if !outBuf.isEmpty || ex.attempt.relayable > 0 {
                 guard writable else {
-                    worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
+                    waitForClient(c)
                     return
                 }
                 let body = UnsafeRawBufferPointer(start: c.inBuf.base.map { $0 + c.inBuf.readIndex },
@@ -586,7 +592,7 @@ extension ClientConnection {
                         worker.loop.setDeadline(self, afterMillis: 0)
                     case .wouldBlock:
                         writable = false
-                        worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
+                        waitForClient(c)
                         return
                     }
                 } catch {
@@ -629,8 +635,18 @@ extension ClientConnection {
                     return
                 }
             }
+            // Waiting for the upstream: now it is timed (proxy_read_timeout), the client is not.
+            if c.deadline == 0 { worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs) }
             return
         }
+    }
+
+    /// The client is not taking bytes: only the client is timed now (send_timeout), as nginx
+    /// times the upstream only while it waits for the upstream; a slow reader never makes a
+    /// healthy peer look timed out.
+    func waitForClient(_ c: UpstreamConnection) {
+        worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
+        worker.loop.setDeadline(c, afterMillis: 0)
     }
 
     /// Extends `relayable` over newly read upstream bytes per the response framing.

@@ -121,7 +121,17 @@ extension ClientConnection {
                 out += ex.uri[r]
             }
         case .named(let name):
-            if let m = table.maps.first(where: { $0.variable == name }) { out += evaluateMap(m) }
+            guard let m = table.maps.first(where: { $0.variable == name }) else { break }
+            // A map whose value refers back to itself (directly or through other maps): nginx
+            // logs the cycle and fails the request with 500.
+            if ex.mapsInProgress.contains(name) {
+                if !ex.variableFailed { log(.error, "cycle while evaluating variable \"\(name)\"") }
+                ex.variableFailed = true
+                break
+            }
+            ex.mapsInProgress.append(name)
+            out += evaluateMap(m)
+            ex.mapsInProgress.removeLast()
         }
     }
 

@@ -1,0 +1,113 @@
+import Foundation
+import Glibc
+import Testing
+
+/// Hostile or broken clients hurt nobody else: a slow reader is timed by send_timeout and never
+/// blamed on a healthy upstream, a response ended by send_timeout is still logged, and a map
+/// that refers to itself fails its request with 500 instead of taking the process down.
+@Suite(.serialized) struct HostileClientTests {
+    /// A client that will not read for a while: 32 MiB responses are far more than the socket
+    /// buffers hold, so lb's writes block. (Shrinking SO_RCVBUF after connect makes the kernel
+    /// crawl instead, which would measure the kernel, not lb.)
+    func slowClient(port: Int) throws -> RawClient {
+        try RawClient(port: port, timeout: 20)
+    }
+
+    @Test func aSlowReaderIsNotBlamedOnTheUpstream() throws {
+        let b1 = try Backend(name: "b1"), b2 = try Backend(name: "b2")
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            upstream two { server 127.0.0.1:\(b1.port) max_fails=1 fail_timeout=30s; server 127.0.0.1:\(b2.port) max_fails=1 fail_timeout=30s; }
+            server {
+                listen 127.0.0.1:{port};
+                proxy_read_timeout 1s;
+                send_timeout 20s;
+                location / { proxy_pass http://two; }
+            }
+        }
+        """)
+        defer { lb.stop() }
+        let size = 32 << 20
+        let c = try slowClient(port: lb.port)
+        defer { c.close() }
+        try c.send("GET /big?bytes=\(size) HTTP/1.1\r\nHost: x\r\n\r\n")
+        // Read nothing for well over proxy_read_timeout while the upstream has sent all it can.
+        usleep(2_500_000)
+        // Count the bytes without keeping them (RawClient's buffer is for small responses).
+        var got: [UInt8] = []
+        var total = 0
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            if got.count < 256 { got += chunk[0..<min(n, 256)] }
+            total += n
+            if let h = got.firstRange(of: Array("\r\n\r\n".utf8)), total >= h.upperBound + size { break }
+        }
+        let head = String(decoding: got, as: UTF8.self)
+        #expect(head.hasPrefix("HTTP/1.1 200 "))
+        let headLength = got.firstRange(of: Array("\r\n\r\n".utf8))?.upperBound ?? 0
+        #expect(total - headLength == size)
+        #expect(!lb.errorLog.contains("upstream timed out"))
+        #expect(!lb.errorLog.contains("temporarily disabled"))
+        // Both peers still take requests.
+        var seen = Set<String>()
+        for _ in 0..<6 {
+            let n = try RawClient(port: lb.port).get("/who")
+            #expect(n.status == 200)
+            if let b = n.header("X-Backend") { seen.insert(b) }
+        }
+        #expect(seen == ["b1", "b2"])
+    }
+
+    @Test func aResponseEndedBySendTimeoutIsLogged() throws {
+        let b = try Backend(name: "b1")
+        let lb = try LB("""
+        events {}
+        http {
+            log_format short "$request $status";
+            server {
+                listen 127.0.0.1:{port};
+                access_log access.log short;
+                send_timeout 1s;
+                location / { proxy_pass http://127.0.0.1:\(b.port); }
+            }
+        }
+        """)
+        defer { lb.stop() }
+        let c = try slowClient(port: lb.port)
+        defer { c.close() }
+        try c.send("GET /big?bytes=\(32 << 20) HTTP/1.1\r\nHost: x\r\n\r\n")
+        // Never read: lb gives up after send_timeout and must still write the log line.
+        let deadline = Date().addingTimeInterval(10)
+        while !lb.file("access.log").contains("GET /big") && Date() < deadline { usleep(50_000) }
+        #expect(lb.file("access.log").contains("GET /big?bytes=\(32 << 20) HTTP/1.1 200"))
+    }
+
+    @Test func aMapThatRefersToItselfFailsTheRequestNotTheProcess() throws {
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            map $http_x $a { default $a; }
+            map $http_y $b { default "[$c]"; }
+            map $http_y $c { default "<$b>"; }
+            server {
+                listen 127.0.0.1:{port};
+                location /self { return 200 "$a"; }
+                location /pair { return 200 "$b"; }
+                location /ok { return 200 "fine"; }
+            }
+        }
+        """)
+        defer { lb.stop() }
+        #expect(try RawClient(port: lb.port).get("/self").status == 500)
+        #expect(try RawClient(port: lb.port).get("/pair").status == 500)
+        let ok = try RawClient(port: lb.port).get("/ok")
+        #expect(ok.status == 200)
+        #expect(ok.text == "fine")
+        #expect(lb.errorLog.contains("cycle while evaluating variable \"a\""))
+    }
+}
