@@ -45,6 +45,7 @@ public struct RequestHead: Sendable {
     public var queryRange: Range<Int>? = nil
     /// Host from an absolute-form target (`GET http://host/path`), which overrides the Host header.
     public var absoluteHost: Range<Int>? = nil
+    /// HTTP/1.x, or 0.9 (major 0, minor 9) for a request line without a version, as nginx.
     public var versionMinor: Int = 1
     public var versionMajor: Int = 1
     public var headers: [HeaderField] = []
@@ -62,11 +63,15 @@ public struct RequestHead: Sendable {
     public init() {}
 
     public var hasBody: Bool { chunked || (contentLength ?? 0) > 0 }
+
+    /// An HTTP/0.9 request (`GET /path` alone): no headers, and nginx answers with the body only.
+    public var isHTTP09: Bool { versionMajor == 0 }
 }
 
 /// A parsed upstream response head.
 public struct ResponseHead: Sendable {
     public var status = 0
+    /// 1 for HTTP/1.1 and later versions, 0 for HTTP/1.0 (all that framing depends on).
     public var versionMinor = 1
     public var reasonRange: Range<Int> = 0..<0
     public var headers: [HeaderField] = []
@@ -123,6 +128,10 @@ public enum ASCII {
     }()
 
     @inline(__always) public static func isToken(_ c: UInt8) -> Bool { tokenTable[Int(c)] }
+
+    @inline(__always) public static func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
+
+    @inline(__always) public static func isLetter(_ c: UInt8) -> Bool { (c | 0x20) >= 0x61 && (c | 0x20) <= 0x7A }
 
     /// Parses a decimal in the range, nil on any non-digit or overflow.
     public static func decimal(_ bytes: UnsafeRawBufferPointer, _ r: Range<Int>) -> Int? {

@@ -15,6 +15,8 @@ public struct HeadScanner: Sendable {
     private var lineStart = 0
     private var lineNumber = 0
     private var skippedLeading = 0
+    /// The request line's method has been seen whole (its bytes are checked as they arrive).
+    private var methodSeen = false
 
     public init(maxFirstLine: Int = 8192, maxHeaderLine: Int = 8192, maxHead: Int = 32768) {
         self.maxFirstLine = maxFirstLine
@@ -27,15 +29,49 @@ public struct HeadScanner: Sendable {
         lineStart = 0
         lineNumber = 0
         skippedLeading = 0
+        methodSeen = false
     }
 
-    /// Leading empty lines skipped before the first line (RFC 9112 §2.2).
+    /// Bytes before the request line that were skipped: CR and LF, any number, as nginx (and
+    /// RFC 9112 §2.2) allows. They count against no limit; the head starts after them.
     public var leadingBytes: Int { skippedLeading }
 
+    /// Forgets the leading CR/LF bytes skipped so far and returns their count, for a caller that
+    /// drops them from the front of its buffer (`readIndex += discardLeading()`) so that a client
+    /// sending empty lines without end cannot fill it. Scanning then continues on the shortened
+    /// buffer as if those bytes had never arrived.
+    public mutating func discardLeading() -> Int {
+        let k = skippedLeading
+        scanned -= k
+        lineStart -= k
+        skippedLeading = 0
+        return k
+    }
+
     /// Returns the head length (through the blank line) when complete, nil when more is needed.
+    /// An HTTP/0.9 request line (`GET /path` with no version) is a complete head by itself.
+    /// As nginx, a request line is refused as soon as its method or version is seen to be
+    /// invalid (a TLS handshake or `get /` is a 400 at once, not after a timeout).
     public mutating func scan(_ b: UnsafeRawBufferPointer, isRequest: Bool) throws(HTTPError) -> Int? {
         var i = scanned
         let n = b.count
+        if isRequest && lineNumber == 0 {
+            if i == lineStart {
+                // Before the request line: CR and LF bytes are skipped one by one (nginx's sw_start).
+                while i < n && (b[i] == 0x0D || b[i] == 0x0A) { i += 1 }
+                lineStart = i
+                skippedLeading = i
+            }
+            var k = i
+            while !methodSeen && k < n {
+                if b[k] == 0x20 && k > lineStart {
+                    methodSeen = true
+                } else if !HeadParser.isMethodByte(b[k]) {
+                    throw HTTPError(400, "invalid method")
+                }
+                k += 1
+            }
+        }
         while i < n {
             // Jump to the next LF with memchr (vectorized) instead of testing every byte.
             guard let hit = memchr(b.baseAddress! + i, 0x0A, n - i) else {
@@ -46,17 +82,21 @@ public struct HeadScanner: Sendable {
             var lineLen = i - lineStart
             if lineLen > 0 && b[i - 1] == 0x0D { lineLen -= 1 }
             if lineLen == 0 {
-                if lineNumber == 0 {
-                    // Empty lines before the request line are ignored.
-                    lineStart = i + 1
-                    skippedLeading = lineStart
-                    i += 1
-                    continue
-                }
                 scanned = i + 1
                 return i + 1
             }
             try checkLine(lineLen)
+            if isRequest && lineNumber == 0 {
+                let lineEnd = lineStart + lineLen
+                guard let v = HeadParser.versionStart(b, lineStart, lineEnd) else {
+                    // HTTP/0.9 (or a line the parser will refuse): no headers follow, answer now.
+                    scanned = i + 1
+                    return i + 1
+                }
+                var k = try HeadParser.requestVersion(b, v, lineEnd).next
+                while k < lineEnd && b[k] == 0x20 { k += 1 }
+                if k < lineEnd { throw HTTPError(400, "invalid line ending") }
+            }
             lineNumber += 1
             lineStart = i + 1
             i += 1
@@ -97,9 +137,9 @@ public enum HeadParser {
         swap(&h.headers, &headers)
         h.length = end - start
         var i = start
-        // Method.
+        // Method: nginx allows upper-case letters, `_` and `-` only (`get` is refused).
         let m0 = i
-        while i < end && ASCII.isToken(b[i]) { i += 1 }
+        while i < end && isMethodByte(b[i]) { i += 1 }
         guard i > m0, i < end, b[i] == 0x20 else { throw HTTPError(400, "invalid method") }
         h.methodRange = m0..<i
         h.method = method(b, m0..<i)
@@ -107,19 +147,29 @@ public enum HeadParser {
         // Target.
         let t0 = i
         while i < end && b[i] > 0x20 && b[i] != 0x7F { i += 1 }
-        guard i > t0, i < end, b[i] == 0x20 else { throw HTTPError(400, "invalid request target") }
+        guard i > t0, i < end, b[i] == 0x20 || b[i] == 0x0D || b[i] == 0x0A else { throw HTTPError(400, "invalid request target") }
         h.targetRange = t0..<i
         while i < end && b[i] == 0x20 { i += 1 }
-        // Version.
-        guard end - i >= 8, b[i] == 0x48, b[i + 1] == 0x54, b[i + 2] == 0x54, b[i + 3] == 0x50, b[i + 4] == 0x2F else {
-            throw HTTPError(400, "invalid protocol")
+        if i < end && (b[i] == 0x0D || b[i] == 0x0A) {
+            // HTTP/0.9: `GET /path` and the line ends; no headers, and only GET (nginx).
+            guard h.method == .get else { throw HTTPError(400, "invalid method in HTTP/0.9 request") }
+            h.versionMajor = 0
+            h.versionMinor = 9
+            h.keepAlive = false
+            let lineEnd = i
+            i = try endOfLine(b, i, end)
+            h.length = i - start
+            try splitTarget(b, &h)
+            // nginx ends an absolute target's host or port only at a space, `/` or `?`:
+            // `GET http://host` followed by the line end is refused.
+            if h.absoluteHost?.upperBound == lineEnd { throw HTTPError(400, "invalid request") }
+            return
         }
-        let major = b[i + 5], dot = b[i + 6], minor = b[i + 7]
-        guard major >= 0x30 && major <= 0x39, dot == 0x2E, minor >= 0x30 && minor <= 0x39 else { throw HTTPError(400, "invalid version") }
-        h.versionMajor = Int(major - 0x30)
-        h.versionMinor = Int(minor - 0x30)
-        if h.versionMajor != 1 { throw HTTPError(h.versionMajor > 1 ? 505 : 400, "unsupported version") }
-        i += 8
+        let version = try requestVersion(b, i, end)
+        h.versionMajor = 1
+        h.versionMinor = version.minor
+        i = version.next
+        while i < end && b[i] == 0x20 { i += 1 }
         i = try endOfLine(b, i, end)
         try splitTarget(b, &h)
         h.keepAlive = h.versionMinor >= 1
@@ -161,8 +211,12 @@ public enum HeadParser {
         h.upgrade = upgradeHeader && connectionUpgrade
         if sawTE && h.contentLength != nil { throw HTTPError(400, "both Content-Length and Transfer-Encoding") }
         if sawTE && h.versionMinor == 0 { throw HTTPError(400, "Transfer-Encoding in HTTP/1.0") }
-        if h.host == nil && h.versionMinor >= 1 && h.absoluteHost == nil { throw HTTPError(400, "HTTP/1.1 request without Host header") }
+        // nginx wants Host in HTTP/1.1 even when the target is in absolute form.
+        if h.host == nil && h.versionMinor >= 1 { throw HTTPError(400, "HTTP/1.1 request without \"Host\" header") }
         if let host = h.host, !validHost(b, host) { throw HTTPError(400, "invalid host") }
+        // Checked last, as nginx does: a TRACE with a bad header is a 400, not a 405.
+        if h.method == .trace { throw HTTPError(405, "TRACE method") }
+        if h.method == .connect { throw HTTPError(405, "CONNECT method") }
     }
 
     /// Parses `b[start..<end]` as a response head.
@@ -182,14 +236,23 @@ public enum HeadParser {
         if h.headers.capacity < 16 { h.headers.reserveCapacity(16) }
         h.length = end - start
         var i = start
-        guard end - i >= 12, b[i] == 0x48, b[i + 1] == 0x54, b[i + 2] == 0x54, b[i + 3] == 0x50, b[i + 4] == 0x2F,
-              b[i + 5] == 0x31, b[i + 6] == 0x2E, b[i + 8] == 0x20 else { throw HTTPError(502, "invalid status line") }
-        h.versionMinor = b[i + 7] == 0x30 ? 0 : 1
-        i += 9
-        guard let status = ASCII.decimal(b, i..<(i + 3)), status >= 100, status <= 999 else { throw HTTPError(502, "invalid status") }
-        h.status = status
+        // nginx's grammar: `HTTP/` major `.` minor, spaces, exactly three digits, then a space,
+        // `.` (IIS's `403.1`) or the end of the line. Anything else is not an HTTP/1 response.
+        let invalid = HTTPError(502, "upstream sent no valid HTTP/1.0 header")
+        guard end - i >= 5, b[i] == 0x48, b[i + 1] == 0x54, b[i + 2] == 0x54, b[i + 3] == 0x50, b[i + 4] == 0x2F else { throw invalid }
+        i += 5
+        guard i < end, b[i] != 0x30, let major = digits(b, i, end), major.next < end, b[major.next] == 0x2E,
+              let minor = digits(b, major.next + 1, end), minor.next < end, b[minor.next] == 0x20 else { throw invalid }
+        // Only "before 1.1" matters (the connection is then closed after the response).
+        h.versionMinor = major.value * 1000 + minor.value >= 1001 ? 1 : 0
+        i = minor.next
+        while i < end && b[i] == 0x20 { i += 1 }
+        guard end - i >= 3, let status = ASCII.decimal(b, i..<(i + 3)) else { throw invalid }
         i += 3
-        let r0 = i < end && b[i] == 0x20 ? i + 1 : i
+        guard i < end, b[i] == 0x20 || b[i] == 0x2E || b[i] == 0x0D || b[i] == 0x0A else { throw invalid }
+        guard status >= 100 else { throw HTTPError(502, "invalid status") }
+        h.status = status
+        let r0 = b[i] == 0x20 ? i + 1 : i
         var r1 = r0
         while r1 < end && b[r1] != 0x0D && b[r1] != 0x0A { r1 += 1 }
         h.reasonRange = r0..<r1
@@ -248,6 +311,49 @@ public enum HeadParser {
         return true
     }
 
+    /// The bytes nginx allows in a method: `A`–`Z`, `_`, `-`.
+    @inline(__always)
+    static func isMethodByte(_ c: UInt8) -> Bool { (c >= 0x41 && c <= 0x5A) || c == 0x5F || c == 0x2D }
+
+    /// One to three decimal digits at `i` (nginx's limit for version numbers), nil when none.
+    @inline(__always)
+    static func digits(_ b: UnsafeRawBufferPointer, _ i: Int, _ end: Int) -> (value: Int, next: Int)? {
+        var k = i, v = 0
+        while k < end && k - i < 3 && ASCII.isDigit(b[k]) {
+            v = v * 10 + Int(b[k] - 0x30)
+            k += 1
+        }
+        if k < end && ASCII.isDigit(b[k]) { return nil }
+        return k > i ? (v, k) : nil
+    }
+
+    /// Where the third part of a request line (without its line ending) starts: the protocol
+    /// version after the method and the target. nil when there is none: HTTP/0.9 (or invalid),
+    /// which nginx answers at once instead of waiting for headers.
+    static func versionStart(_ b: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> Int? {
+        let base = b.baseAddress!
+        guard let sp1 = memchr(base + start, 0x20, end - start) else { return nil }
+        var i = base.distance(to: UnsafeRawPointer(sp1))
+        while i < end && b[i] == 0x20 { i += 1 }
+        guard i < end, let sp2 = memchr(base + i, 0x20, end - i) else { return nil }
+        i = base.distance(to: UnsafeRawPointer(sp2))
+        while i < end && b[i] == 0x20 { i += 1 }
+        return i < end ? i : nil
+    }
+
+    /// `HTTP/1.x` at `i` as nginx reads it: a major version other than 1 is 505, the minor
+    /// version has one to three digits. Returns the minor version and the index after it.
+    static func requestVersion(_ b: UnsafeRawBufferPointer, _ i: Int, _ end: Int) throws(HTTPError) -> (minor: Int, next: Int) {
+        guard end - i >= 5, b[i] == 0x48, b[i + 1] == 0x54, b[i + 2] == 0x54, b[i + 3] == 0x50, b[i + 4] == 0x2F else {
+            throw HTTPError(400, "invalid protocol")
+        }
+        let d = i + 5
+        guard d < end, b[d] >= 0x31, b[d] <= 0x39 else { throw HTTPError(400, "invalid version") }
+        if b[d] != 0x31 || (d + 1 < end && ASCII.isDigit(b[d + 1])) { throw HTTPError(505, "unsupported version") }
+        guard d + 1 < end, b[d + 1] == 0x2E, let minor = digits(b, d + 2, end) else { throw HTTPError(400, "invalid version") }
+        return (minor.value, minor.next)
+    }
+
     /// Accepts `\r\n` or `\n` at `i`; a bare CR or anything else is an error.
     @inline(__always)
     static func endOfLine(_ b: UnsafeRawBufferPointer, _ i: Int, _ end: Int, status: Int = 400) throws(HTTPError) -> Int {
@@ -277,21 +383,34 @@ public enum HeadParser {
         return HeaderField(nameStart: Int32(n0), nameEnd: Int32(n1), valueStart: Int32(v0), valueEnd: Int32(v1))
     }
 
+    /// Splits the target into path and query. Origin form (`/p?q`) or absolute form as nginx
+    /// reads it: a scheme (`http`, `https`, any letters, digits, `+`, `-`, `.` after a letter),
+    /// `://`, a host of letters, digits, `.` and `-` or an IP literal in brackets, an optional
+    /// `:port`, then `/`, `?` or the end. Userinfo (`user@host`) and anything else is refused.
     static func splitTarget(_ b: UnsafeRawBufferPointer, _ h: inout RequestHead) throws(HTTPError) {
         var t = h.targetRange
         if b[t.lowerBound] != UInt8(ascii: "/") {
-            if t.count == 1 && b[t.lowerBound] == UInt8(ascii: "*") {
-                h.pathRange = t
-                return
-            }
-            // absolute-form: http://host[:port]/path
-            guard t.count > 7, ASCII.equalsLower(b, t.lowerBound..<(t.lowerBound + 7), "http://") else {
-                throw HTTPError(400, "invalid request target")
-            }
-            var p = t.lowerBound + 7
+            let bad = HTTPError(400, "invalid request")
+            var p = t.lowerBound
+            guard ASCII.isLetter(b[p]) else { throw bad }
+            while p < t.upperBound && (ASCII.isLetter(b[p]) || ASCII.isDigit(b[p]) || b[p] == 0x2B || b[p] == 0x2D || b[p] == 0x2E) { p += 1 }
+            guard t.upperBound - p >= 3, b[p] == UInt8(ascii: ":"), b[p + 1] == UInt8(ascii: "/"), b[p + 2] == UInt8(ascii: "/") else { throw bad }
+            p += 3
             let hs = p
-            while p < t.upperBound && b[p] != UInt8(ascii: "/") && b[p] != UInt8(ascii: "?") { p += 1 }
-            guard p > hs else { throw HTTPError(400, "invalid host") }
+            if p < t.upperBound && b[p] == UInt8(ascii: "[") {
+                p += 1
+                while p < t.upperBound && isIPLiteralByte(b[p]) { p += 1 }
+                guard p < t.upperBound, b[p] == UInt8(ascii: "]") else { throw bad }
+                p += 1
+            } else {
+                while p < t.upperBound && (ASCII.isLetter(b[p]) || ASCII.isDigit(b[p]) || b[p] == 0x2E || b[p] == 0x2D) { p += 1 }
+            }
+            guard p > hs else { throw HTTPError(400, "invalid host in request line") }
+            if p < t.upperBound && b[p] == UInt8(ascii: ":") {
+                p += 1
+                while p < t.upperBound && ASCII.isDigit(b[p]) { p += 1 }
+            }
+            guard p == t.upperBound || b[p] == UInt8(ascii: "/") || b[p] == UInt8(ascii: "?") else { throw bad }
             h.absoluteHost = hs..<p
             if p == t.upperBound || b[p] == UInt8(ascii: "?") {
                 // No path: treat as "/".
@@ -305,6 +424,19 @@ public enum HeadParser {
         while q < t.upperBound && b[q] != UInt8(ascii: "?") { q += 1 }
         h.pathRange = t.lowerBound..<q
         if q < t.upperBound { h.queryRange = (q + 1)..<t.upperBound }
+    }
+
+    /// Bytes of an IP literal (`[::1]`): digits, letters, `:` and RFC 3986's unreserved and
+    /// sub-delims characters, as nginx.
+    @inline(__always)
+    static func isIPLiteralByte(_ c: UInt8) -> Bool {
+        if ASCII.isLetter(c) || ASCII.isDigit(c) { return true }
+        switch c {
+        case UInt8(ascii: ":"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"),
+             UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"),
+             UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="): return true
+        default: return false
+        }
     }
 
     static func validHost(_ b: UnsafeRawBufferPointer, _ r: Range<Int>) -> Bool {
