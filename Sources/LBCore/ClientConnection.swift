@@ -255,6 +255,12 @@ final class ClientConnection: Pollable {
         if inBuf.readable > 0 {
             do {
                 guard let end = try scanner.scan(inBuf.readableBytes, isRequest: true) else {
+                    // Empty lines before a request line (nginx skips them) leave the buffer, so
+                    // that any number of them cannot fill it.
+                    if scanner.leadingBytes > 0 {
+                        inBuf.readIndex += scanner.discardLeading()
+                        if readable { driveAgain = true }
+                    }
                     if !alive { close() }
                     return
                 }
@@ -497,6 +503,7 @@ final class ClientConnection: Pollable {
         addConfiguredHeaders()
         if !keepAlive { outBuf.append("Connection: close\r\n") } else if req.versionMinor == 0 { outBuf.append("Connection: keep-alive\r\n") } else { outBuf.append("Connection: keep-alive\r\n") }
         outBuf.append("\r\n")
+        if req.isHTTP09 { outBuf.clear() } // an HTTP/0.9 response is the body alone
         ex.responseHeadBytes = outBuf.readable
         keepSentHead()
     }

@@ -430,7 +430,7 @@ extension ClientConnection {
             ex.attempt.responseFraming = .none
         } else if ex.attempt.response.chunked {
             ex.attempt.responseFraming = .chunked(ChunkedFramer())
-            if req.versionMinor == 0 || ex.gz != nil {
+            if req.versionMinor == 0 || req.isHTTP09 || ex.gz != nil {
                 ex.attempt.dechunk = true
                 if ex.gz == nil { keepAlive = false }
             }
@@ -520,6 +520,7 @@ extension ClientConnection {
             outBuf.append("Connection: keep-alive\r\n")
         }
         outBuf.append("\r\n")
+        if req.isHTTP09 { outBuf.clear() } // an HTTP/0.9 response is the body alone
         ex.responseHeadBytes = outBuf.readable
         keepSentHead()
         if table.usesResponseHeaderVariables {

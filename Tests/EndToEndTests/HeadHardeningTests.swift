@@ -71,15 +71,12 @@ import Testing
         let backend = try Backend(name: "b")
         let lb = try LB(Self.config(backend))
         let request = Array(String(repeating: "\r\n", count: 20480).utf8) + Array("GET /after HTTP/1.1\r\nHost: a\r\n\r\n".utf8)
-        // Needs lb's ClientConnection to drop the skipped bytes (HeadScanner.discardLeading()):
-        // without it the read buffer fills with empty lines and the request waits for
-        // client_header_timeout.
-        withKnownIssue("ClientConnection.readHead does not call HeadScanner.discardLeading() yet") {
-            let c = try RawClient(port: lb.port, timeout: 5)
-            try c.send(request)
-            let r = try c.readResponse()
-            #expect(r.status == 200 && r.text == "b /after")
-        }
+        // lb drops the skipped bytes as they arrive (HeadScanner.discardLeading()): otherwise the
+        // read buffer fills with empty lines and the request waits for client_header_timeout.
+        let c = try RawClient(port: lb.port, timeout: 5)
+        try c.send(request)
+        let r = try c.readResponse()
+        #expect(r.status == 200 && r.text == "b /after")
     }
 
     @Test func http09RequestIsAnsweredAtOnce() throws {
@@ -89,13 +86,10 @@ import Testing
         // Without waiting for headers that an HTTP/0.9 client never sends: the body arrives and
         // the connection is closed.
         #expect(text(all).hasSuffix("b /old"))
-        // nginx answers with the body only (a chunked upstream response decoded); lb still
-        // writes its HTTP/1.1 head.
+        // nginx answers with the body only (a chunked upstream response decoded).
         let chunked = try exchange(lb, Array("GET /chunked?parts=2\r\n".utf8))
-        withKnownIssue("ClientConnection and Proxy write a response head for HTTP/0.9 requests") {
-            #expect(text(all) == "b /old")
-            #expect(text(chunked) == "part0;part1;")
-        }
+        #expect(text(all) == "b /old")
+        #expect(text(chunked) == "part0;part1;")
         let refused = try exchange(lb, Array("POST /old\r\n".utf8))
         #expect(text(refused).contains("<title>400 Bad Request</title>"))
     }
