@@ -56,9 +56,9 @@ extension ClientConnection {
         case .hash(let t, _): key = evaluate(t)
         default: break
         }
-        let triedNow = tried
+        var walk = tried
         let chosen = rt.balancer.withLock { core -> (Int, SocketAddress, String)? in
-            guard let p = core.pick(now: now, tried: triedNow, clientAddress: clientAddr, hashKey: key) else { return nil }
+            guard let p = core.pick(now: now, tried: &walk, clientAddress: clientAddr, hashKey: key) else { return nil }
             return (p, core.peers[p].address, core.peers[p].text)
         }
         guard let (p, addr, text) = chosen else {
@@ -71,7 +71,7 @@ extension ClientConnection {
         }
         peerIndex = p
         peerText = text
-        tried.insert(p)
+        tried = walk
         tries += 1
         attemptStart = monotonicMicros()
         connectDone = 0
