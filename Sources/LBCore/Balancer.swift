@@ -123,6 +123,8 @@ public struct BalancerCore: Sendable {
     var backups: [Int]
     /// The sum of the primaries' weights (down ones included, as nginx's `total_weight`).
     var primaryWeight = 0
+    /// One live primary and no backup (nginx's `peers->single`): it is chosen whatever its failures.
+    var single = false
     /// Consistent-hash ring: points sorted by hash, each naming a server (an index into the distinct
     /// `server` names as written; all addresses of one name share its points).
     var ring: [(hash: UInt32, server: Int)]
@@ -153,6 +155,7 @@ public struct BalancerCore: Sendable {
         primaries = live.filter { !peers[$0].backup }
         backups = live.filter { peers[$0].backup }
         primaryWeight = primaries.reduce(0) { $0 + peers[$1].weight }
+        single = primaries.count == 1 && backups.isEmpty
         ring = []
         ringServer = [Int](repeating: -1, count: peers.count)
         guard case .hash(_, true) = policy else { return }
@@ -194,34 +197,37 @@ public struct BalancerCore: Sendable {
         return (b, [])
     }
 
-    /// Peers that are not removed (what `proxy_next_upstream` may try at most).
-    public var liveCount: Int { peers.reduce(0) { $0 + ($1.removed ? 0 : 1) } }
+    /// Peers neither removed nor down: what `proxy_next_upstream` may try at most (nginx's
+    /// `peers->tries`).
+    public var liveCount: Int { peers.reduce(0) { $0 + ($1.removed || $1.down ? 0 : 1) } }
 
     /// Chooses a peer not in `tried` and adds it there; nil means no live peer (502). `tried` also
     /// carries the request's hash walk, so pass the same value to every try of one request.
     /// `clientAddress` (16 bytes, IPv4 v4-mapped) feeds ip_hash; `hashKey` feeds `hash`.
     public mutating func pick(now: Int64, tried: inout TriedSet, clientAddress: [UInt8] = [], hashKey: [UInt8] = []) -> Int? {
         var choice: Int?
-        switch policy {
-        case .roundRobin:
-            choice = smoothWeighted(primaries, now, tried)
-        case .leastConn:
-            choice = leastConn(primaries, now, tried)
-        case .ipHash:
-            choice = ipHashPick(clientAddress, now, &tried)
-        case .hash(_, let consistent):
-            choice = consistent ? ringPick(hashKey, now, &tried) : hashPick(hashKey, now, &tried)
-        case .random(let two):
-            choice = randomPick(now, tried, two: two)
+        if single {
+            choice = singlePeer(now, tried)
+        } else {
+            switch policy {
+            case .roundRobin:
+                choice = smoothWeighted(primaries, now, tried)
+            case .leastConn:
+                choice = leastConn(primaries, now, tried)
+            case .ipHash:
+                choice = ipHashPick(clientAddress, now, &tried)
+            case .hash(_, let consistent):
+                choice = consistent ? ringPick(hashKey, now, &tried) : hashPick(hashKey, now, &tried)
+            case .random(let two):
+                choice = randomPick(now, tried, two: two)
+            }
+            if choice == nil && !backups.isEmpty {
+                choice = policy == .leastConn ? leastConn(backups, now, tried) : smoothWeighted(backups, now, tried)
+            }
         }
-        if choice == nil && !backups.isEmpty {
-            choice = policy == .leastConn ? leastConn(backups, now, tried) : smoothWeighted(backups, now, tried)
-        }
-        guard let c = choice else {
-            // All failed: nginx marks them live again for quick recovery and answers 502 now.
-            for i in peers.indices { peers[i].fails = 0 }
-            return nil
-        }
+        // All failed: 502 now, and the peers stay out until their fail_timeout (nginx dropped its
+        // "quick recovery" reset in 1.11.5).
+        guard let c = choice else { return nil }
         if now - peers[c].checked > Int64(peers[c].failTimeoutMs) { peers[c].checked = now }
         peers[c].conns += 1
         peers[c].requests += 1
@@ -237,6 +243,7 @@ public struct BalancerCore: Sendable {
 
     /// The request on `peer` finished; `failed` per `proxy_next_upstream` rules (nginx's free_peer).
     /// Returns true when this failure took the peer out (for the "temporarily disabled" log line).
+    /// The only peer of a group is never taken out (nginx: `peers->single`).
     @discardableResult
     public mutating func release(_ peer: Int, failed: Bool, now: Int64, micros: Int64 = -1, reason: String = "", wallMs: Int64 = 0) -> Bool {
         peers[peer].conns -= 1
@@ -246,8 +253,9 @@ public struct BalancerCore: Sendable {
             peers[peer].lastFailureAt = wallMs
         }
         if failed {
-            peers[peer].fails += 1
             peers[peer].failures += 1
+            if single { return false }
+            peers[peer].fails += 1
             peers[peer].accessed = now
             peers[peer].checked = now
             let p = peers[peer]
@@ -260,6 +268,16 @@ public struct BalancerCore: Sendable {
         }
         if peers[peer].accessed < peers[peer].checked { peers[peer].fails = 0 }
         return false
+    }
+
+    /// nginx's round-robin with one peer: it is chosen unless down or full, whatever its failures
+    /// (`max_fails` never takes the only server out).
+    func singlePeer(_ now: Int64, _ tried: TriedSet) -> Int? {
+        let i = primaries[0]
+        let p = peers[i]
+        if tried.contains(i) || p.down || p.draining || p.health == .down || p.health == .checking { return nil }
+        if p.maxConns > 0 && p.conns >= p.maxConns { return nil }
+        return i
     }
 
     /// nginx's smooth weighted round-robin (`ngx_http_upstream_get_peer`).

@@ -175,6 +175,69 @@ func sequence(_ b: inout BalancerCore, _ n: Int, now: Int64 = 1000) -> [Int] {
         #expect(used == Set(set.servers.indices.filter { !set.servers[$0].down && !dead.contains($0) }))
     }
 
+    /// nginx's `peers->single`: one server (an upstream of one, or `proxy_pass http://ADDR`) is
+    /// never taken out by max_fails, so the request after a failure is tried again, not
+    /// answered "no live upstreams".
+    @Test func theOnlyPeerIsTriedAgainAfterItFails() throws {
+        let key = try Template(parsing: "$request_uri")
+        let policies: [UpstreamGroup.Policy] = [.roundRobin, .leastConn, .ipHash, .hash(key, consistent: false),
+                                                .hash(key, consistent: true), .random(two: false)]
+        for policy in policies {
+            var b = BalancerCore(group([1], policy: policy, maxFails: 1))
+            for now: Int64 in [1000, 1001, 1002] {
+                var tried = TriedSet()
+                let p = b.pick(now: now, tried: &tried, clientAddress: clientAddress("10.0.0.1"), hashKey: Array("/k".utf8))
+                #expect(p == 0, "\(policy)")
+                // No "upstream server temporarily disabled", and it stays up.
+                #expect(b.release(0, failed: true, now: now) == false)
+                #expect(b.peers[0].state(now) == "up")
+                // The request itself is not retried on the same peer.
+                #expect(tried.count >= b.liveCount)
+                #expect(b.pick(now: now, tried: &tried) == nil)
+            }
+            #expect(b.peers[0].failures == 3)
+        }
+    }
+
+    @Test func theOnlyPeerStillHonoursDownAndMaxConns() {
+        var g = group([1])
+        g.peers[0].down = true
+        var b = BalancerCore(g)
+        #expect(b.pick(now: 0, tried: TriedSet()) == nil)
+        g.peers[0].down = false
+        g.peers[0].maxConns = 1
+        b = BalancerCore(g)
+        #expect(b.pick(now: 0, tried: TriedSet()) == 0)
+        #expect(b.pick(now: 0, tried: TriedSet()) == nil)
+    }
+
+    @Test func twoPeersAreStillTakenOutByMaxFails() {
+        var b = BalancerCore(group([1, 1], maxFails: 1))
+        var tried = TriedSet()
+        let p = b.pick(now: 1000, tried: &tried)!
+        #expect(b.release(p, failed: true, now: 1000) == true)
+        #expect(sequence(&b, 4, now: 1001).allSatisfy { $0 != p })
+    }
+
+    @Test func allPeersFailedOutStayOutUntilFailTimeout() {
+        // nginx dropped the "quick recovery" reset (1.11.5): no live upstreams until fail_timeout.
+        var b = BalancerCore(group([1, 1], maxFails: 1, failTimeoutMs: 10_000))
+        for p in [0, 1] {
+            var t = TriedSet()
+            t.insert(1 - p)
+            b.release(b.pick(now: 1000, tried: t)!, failed: true, now: 1000)
+        }
+        #expect(b.pick(now: 2000, tried: TriedSet()) == nil)
+        #expect(b.pick(now: 3000, tried: TriedSet()) == nil)
+        #expect(b.pick(now: 11_001, tried: TriedSet()) != nil)
+    }
+
+    @Test func downPeersAreNotCountedAsRetries() {
+        var g = group([1, 1, 1])
+        g.peers[1].down = true
+        #expect(BalancerCore(g).liveCount == 2)
+    }
+
     @Test func consistentRingSplitsServerNamesAsNginxDoes() {
         #expect(BalancerCore.ringHostPort("127.0.0.1:8080") == (Array("127.0.0.1".utf8), Array("8080".utf8)))
         #expect(BalancerCore.ringHostPort("backend") == (Array("backend".utf8), []))
