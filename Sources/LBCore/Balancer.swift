@@ -1,10 +1,19 @@
 import LBConfig
 import LBIO
 
-/// The peers a request has already tried (nginx's `tried` bitmap).
+/// One request's peer-choice state: the peers it has already tried (nginx's `tried` bitmap) and
+/// where its `hash`/`ip_hash` walk stands. nginx keeps the walk in the request's peer data, so a
+/// retry (`proxy_next_upstream`) continues the walk instead of starting it over; so does lb.
 public struct TriedSet: Sendable {
     var low: UInt64 = 0
     var high: Set<Int> = []
+    /// `hash`: the running sum of rehashes; `ip_hash`: the running hash; `consistent`: the ring point.
+    var walkHash: UInt32 = 0
+    /// `hash`: how many times the key has been hashed (the next rehash prefix).
+    var rehash: UInt32 = 0
+    /// Candidates the walk skipped (tried, down, failed out, full); past 20 round-robin decides.
+    var walkTries = 0
+    var walkStarted = false
 
     public init() {}
 
@@ -112,8 +121,15 @@ public struct BalancerCore: Sendable {
     public var peers: [PeerState]
     var primaries: [Int]
     var backups: [Int]
-    /// Consistent-hash ring: (point, peer) sorted by point.
-    var ring: [(UInt32, Int)]
+    /// The sum of the primaries' weights (down ones included, as nginx's `total_weight`).
+    var primaryWeight = 0
+    /// One live primary and no backup (nginx's `peers->single`): it is chosen whatever its failures.
+    var single = false
+    /// Consistent-hash ring: points sorted by hash, each naming a server (an index into the distinct
+    /// `server` names as written; all addresses of one name share its points).
+    var ring: [(hash: UInt32, server: Int)]
+    /// For each peer, its server's index in `ring` terms (-1 for backups and removed peers).
+    var ringServer: [Int]
     var nextID: Int
     let healthCheck: HealthCheck?
     private var rng = SplitMix(seed: 0x5EED)
@@ -129,6 +145,7 @@ public struct BalancerCore: Sendable {
         primaries = []
         backups = []
         ring = []
+        ringServer = []
         rebuild()
     }
 
@@ -137,62 +154,96 @@ public struct BalancerCore: Sendable {
         let live = peers.indices.filter { !peers[$0].removed }
         primaries = live.filter { !peers[$0].backup }
         backups = live.filter { peers[$0].backup }
-        if case .hash(_, true) = policy {
-            var r: [(UInt32, Int)] = []
-            for i in live {
-                let p = peers[i].config
-                // 160 points per unit of weight, as ketama and nginx do.
-                let base = Array("\(p.address.host):\(p.address.port ?? 80)".utf8)
-                var prev: UInt32 = 0
-                for _ in 0..<(160 * p.weight) {
-                    var bytes = base
-                    withUnsafeBytes(of: prev.littleEndian) { bytes += $0 }
-                    prev = CRC32.checksum(bytes)
-                    r.append((prev, i))
-                }
+        primaryWeight = primaries.reduce(0) { $0 + peers[$1].weight }
+        single = primaries.count == 1 && backups.isEmpty
+        ring = []
+        ringServer = [Int](repeating: -1, count: peers.count)
+        guard case .hash(_, true) = policy else { return }
+        // nginx's ngx_http_upstream_update_chash: 160 points per unit of weight for every primary
+        // (down ones too), point = crc32(HOST "\0" PORT PREV_POINT), PREV_POINT little-endian.
+        var names: [String: Int] = [:]
+        var points: [(hash: UInt32, server: Int, order: Int)] = []
+        for i in primaries {
+            let name = peers[i].config.name
+            let server = names[name] ?? names.count
+            names[name] = server
+            ringServer[i] = server
+            let (host, port) = BalancerCore.ringHostPort(name)
+            let base = host + [0] + port
+            var prev: UInt32 = 0
+            for _ in 0..<(160 * peers[i].weight) {
+                var bytes = base
+                withUnsafeBytes(of: prev.littleEndian) { bytes += $0 }
+                prev = CRC32.checksum(bytes)
+                points.append((prev, server, points.count))
             }
-            ring = r.sorted { $0.0 < $1.0 }
-        } else {
-            ring = []
         }
+        points.sort { $0.hash != $1.hash ? $0.hash < $1.hash : $0.order < $1.order }
+        for p in points where ring.last?.hash != p.hash { ring.append((p.hash, p.server)) }
     }
 
-    /// Peers that are not removed (what `proxy_next_upstream` may try at most).
-    public var liveCount: Int { peers.reduce(0) { $0 + ($1.removed ? 0 : 1) } }
+    /// A server as written split as nginx's ring does: `unix:PATH` is all host; else a trailing
+    /// `:DIGITS` is the port; else there is no port.
+    static func ringHostPort(_ name: String) -> (host: [UInt8], port: [UInt8]) {
+        let b = Array(name.utf8)
+        if b.count >= 5 && String(decoding: b[0..<5], as: UTF8.self).lowercased() == "unix:" { return (Array(b[5...]), []) }
+        var j = b.count
+        while j > 0 {
+            let c = b[j - 1]
+            if c == UInt8(ascii: ":") { return (Array(b[..<(j - 1)]), Array(b[j...])) }
+            if c < UInt8(ascii: "0") || c > UInt8(ascii: "9") { break }
+            j -= 1
+        }
+        return (b, [])
+    }
 
-    /// Chooses a peer not in `tried`; nil means no live peer (502). `clientAddress` (16 bytes) feeds
-    /// ip_hash; `hashKey` feeds `hash`.
-    public mutating func pick(now: Int64, tried: TriedSet, clientAddress: [UInt8] = [], hashKey: [UInt8] = []) -> Int? {
+    /// Peers neither removed nor down: what `proxy_next_upstream` may try at most (nginx's
+    /// `peers->tries`).
+    public var liveCount: Int { peers.reduce(0) { $0 + ($1.removed || $1.down ? 0 : 1) } }
+
+    /// Chooses a peer not in `tried` and adds it there; nil means no live peer (502). `tried` also
+    /// carries the request's hash walk, so pass the same value to every try of one request.
+    /// `clientAddress` (16 bytes, IPv4 v4-mapped) feeds ip_hash; `hashKey` feeds `hash`.
+    public mutating func pick(now: Int64, tried: inout TriedSet, clientAddress: [UInt8] = [], hashKey: [UInt8] = []) -> Int? {
         var choice: Int?
-        switch policy {
-        case .roundRobin:
-            choice = smoothWeighted(primaries, now, tried)
-        case .leastConn:
-            choice = leastConn(primaries, now, tried)
-        case .ipHash:
-            choice = hashPick(ipHashValue(clientAddress), now, tried, rehash: { h, _ in (h &* 113 &+ 6271) % 6271 })
-        case .hash(_, let consistent):
-            let h = CRC32.checksum(hashKey)
-            choice = consistent ? ringPick(h, now, tried) : hashPick(h, now, tried, rehash: { h, n in CRC32.checksum(Array("\(n)".utf8) + withUnsafeBytes(of: h) { Array($0) }) })
-        case .random(let two):
-            choice = randomPick(now, tried, two: two)
+        if single {
+            choice = singlePeer(now, tried)
+        } else {
+            switch policy {
+            case .roundRobin:
+                choice = smoothWeighted(primaries, now, tried)
+            case .leastConn:
+                choice = leastConn(primaries, now, tried)
+            case .ipHash:
+                choice = ipHashPick(clientAddress, now, &tried)
+            case .hash(_, let consistent):
+                choice = consistent ? ringPick(hashKey, now, &tried) : hashPick(hashKey, now, &tried)
+            case .random(let two):
+                choice = randomPick(now, tried, two: two)
+            }
+            if choice == nil && !backups.isEmpty {
+                choice = policy == .leastConn ? leastConn(backups, now, tried) : smoothWeighted(backups, now, tried)
+            }
         }
-        if choice == nil && !backups.isEmpty {
-            choice = policy == .leastConn ? leastConn(backups, now, tried) : smoothWeighted(backups, now, tried)
-        }
-        guard let c = choice else {
-            // All failed: nginx marks them live again for quick recovery and answers 502 now.
-            for i in peers.indices { peers[i].fails = 0 }
-            return nil
-        }
+        // All failed: 502 now, and the peers stay out until their fail_timeout (nginx dropped its
+        // "quick recovery" reset in 1.11.5).
+        guard let c = choice else { return nil }
         if now - peers[c].checked > Int64(peers[c].failTimeoutMs) { peers[c].checked = now }
         peers[c].conns += 1
         peers[c].requests += 1
+        tried.insert(c)
         return c
+    }
+
+    /// One try without a retry to follow (the walk state is dropped).
+    public mutating func pick(now: Int64, tried: TriedSet, clientAddress: [UInt8] = [], hashKey: [UInt8] = []) -> Int? {
+        var t = tried
+        return pick(now: now, tried: &t, clientAddress: clientAddress, hashKey: hashKey)
     }
 
     /// The request on `peer` finished; `failed` per `proxy_next_upstream` rules (nginx's free_peer).
     /// Returns true when this failure took the peer out (for the "temporarily disabled" log line).
+    /// The only peer of a group is never taken out (nginx: `peers->single`).
     @discardableResult
     public mutating func release(_ peer: Int, failed: Bool, now: Int64, micros: Int64 = -1, reason: String = "", wallMs: Int64 = 0) -> Bool {
         peers[peer].conns -= 1
@@ -202,8 +253,9 @@ public struct BalancerCore: Sendable {
             peers[peer].lastFailureAt = wallMs
         }
         if failed {
-            peers[peer].fails += 1
             peers[peer].failures += 1
+            if single { return false }
+            peers[peer].fails += 1
             peers[peer].accessed = now
             peers[peer].checked = now
             let p = peers[peer]
@@ -216,6 +268,16 @@ public struct BalancerCore: Sendable {
         }
         if peers[peer].accessed < peers[peer].checked { peers[peer].fails = 0 }
         return false
+    }
+
+    /// nginx's round-robin with one peer: it is chosen unless down or full, whatever its failures
+    /// (`max_fails` never takes the only server out).
+    func singlePeer(_ now: Int64, _ tried: TriedSet) -> Int? {
+        let i = primaries[0]
+        let p = peers[i]
+        if tried.contains(i) || p.down || p.draining || p.health == .down || p.health == .checking { return nil }
+        if p.maxConns > 0 && p.conns >= p.maxConns { return nil }
+        return i
     }
 
     /// nginx's smooth weighted round-robin (`ngx_http_upstream_get_peer`).
@@ -252,47 +314,100 @@ public struct BalancerCore: Sendable {
         return smoothWeighted(ties, now, tried)
     }
 
-    /// nginx's ip_hash: the first three octets of IPv4 (all of IPv6).
-    func ipHashValue(_ addr: [UInt8]) -> UInt32 {
-        guard addr.count == 16 else { return 89 }
-        let isV4 = addr[0..<10].allSatisfy { $0 == 0 } && addr[10] == 0xFF && addr[11] == 0xFF
-        let octets = isV4 ? Array(addr[12..<15]) : addr
-        var h: UInt32 = 89
-        for o in octets { h = (h &* 113 &+ UInt32(o)) % 6271 }
-        return h
+    /// The primary that weight offset `w` (0 ..< primaryWeight) falls on, down ones included.
+    @inline(__always)
+    func primary(atWeight w: Int) -> Int {
+        var w = w
+        for i in primaries {
+            if w < peers[i].weight { return i }
+            w -= peers[i].weight
+        }
+        return primaries[primaries.count - 1]
     }
 
-    /// Weighted hash choice with up to 20 rehashes, then round-robin, as nginx's ip_hash/hash.
-    mutating func hashPick(_ start: UInt32, _ now: Int64, _ tried: TriedSet, rehash: (UInt32, Int) -> UInt32) -> Int? {
-        let total = primaries.reduce(0) { $0 + peers[$1].weight }
-        guard total > 0 else { return nil }
-        var h = start
-        for attempt in 0..<20 {
-            var w = Int(h % UInt32(total))
-            var chosen = primaries[0]
-            for i in primaries {
-                w -= peers[i].weight
-                if w < 0 { chosen = i; break }
+    /// A walk's candidate may take the request: not tried, not down, not failed out, not full.
+    @inline(__always)
+    func candidate(_ i: Int, _ now: Int64, _ tried: TriedSet) -> Bool { !tried.contains(i) && peers[i].usable(now) }
+
+    /// nginx's ip_hash (ngx_http_upstream_get_ip_hash_peer): hash = 89, then for each of the first
+    /// three octets of an IPv4 client (all 16 bytes of IPv6) hash = (hash * 113 + octet) % 6271; the
+    /// weighted peer at hash % total weight. A skipped candidate mixes the address in again; after
+    /// 20 skips round-robin decides. The walk goes on from where it stopped on a retry.
+    mutating func ipHashPick(_ addr: [UInt8], _ now: Int64, _ tried: inout TriedSet) -> Int? {
+        if tried.walkTries > 20 || primaryWeight == 0 { return smoothWeighted(primaries, now, tried) }
+        if !tried.walkStarted {
+            tried.walkHash = 89
+            tried.walkStarted = true
+        }
+        let v4 = addr.count == 16 && addr[10] == 0xFF && addr[11] == 0xFF && (0..<10).allSatisfy { addr[$0] == 0 }
+        // No IP address (a unix socket client): nginx hashes three zero bytes.
+        let range = addr.count != 16 ? 0..<3 : v4 ? 12..<15 : 0..<16
+        var h = tried.walkHash
+        while true {
+            for k in range { h = (h &* 113 &+ UInt32(addr.count == 16 ? addr[k] : 0)) % 6271 }
+            let p = primary(atWeight: Int(h % UInt32(primaryWeight)))
+            if candidate(p, now, tried) {
+                tried.walkHash = h
+                return p
             }
-            if !tried.contains(chosen) && peers[chosen].usable(now) { return chosen }
-            h = rehash(h, attempt + 1)
+            tried.walkTries += 1
+            if tried.walkTries > 20 { return smoothWeighted(primaries, now, tried) }
         }
-        return smoothWeighted(primaries, now, tried)
     }
 
-    /// Consistent hashing: the first usable peer clockwise from the key's point.
-    func ringPick(_ h: UInt32, _ now: Int64, _ tried: TriedSet) -> Int? {
+    /// nginx's `hash KEY` (ngx_http_upstream_get_hash_peer, compatible with Cache::Memcached):
+    /// sum += (crc32([REHASH] KEY) >> 16) & 0x7fff, REHASH being the decimal count of earlier
+    /// hashes (absent the first time); the weighted peer at sum % total weight. After 20 skipped
+    /// candidates, or for an empty key, round-robin decides. A retry continues the walk.
+    mutating func hashPick(_ key: [UInt8], _ now: Int64, _ tried: inout TriedSet) -> Int? {
+        if tried.walkTries > 20 || key.isEmpty || primaryWeight == 0 { return smoothWeighted(primaries, now, tried) }
+        while true {
+            var crc = CRC32.initial
+            if tried.rehash > 0 { crc = CRC32.update(crc, decimal: tried.rehash) }
+            crc = CRC32.update(crc, key)
+            tried.walkHash &+= (CRC32.final(crc) >> 16) & 0x7FFF
+            tried.rehash += 1
+            let p = primary(atWeight: Int(tried.walkHash % UInt32(primaryWeight)))
+            if candidate(p, now, tried) { return p }
+            tried.walkTries += 1
+            if tried.walkTries > 20 { return smoothWeighted(primaries, now, tried) }
+        }
+    }
+
+    /// nginx's `hash KEY consistent` (ngx_http_upstream_get_chash_peer): the first ring point at or
+    /// after crc32(KEY); among that server's usable addresses, smooth weighted round-robin; none:
+    /// the next point. After 20 skipped points, or for an empty key, round-robin decides.
+    mutating func ringPick(_ key: [UInt8], _ now: Int64, _ tried: inout TriedSet) -> Int? {
+        if tried.walkTries > 20 || key.isEmpty { return smoothWeighted(primaries, now, tried) }
         guard !ring.isEmpty else { return nil }
-        var lo = 0, hi = ring.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if ring[mid].0 < h { lo = mid + 1 } else { hi = mid }
+        if !tried.walkStarted {
+            let h = CRC32.checksum(key)
+            var lo = 0, hi = ring.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if ring[mid].hash < h { lo = mid + 1 } else { hi = mid }
+            }
+            tried.walkHash = UInt32(lo)
+            tried.walkStarted = true
         }
-        for k in 0..<ring.count {
-            let p = ring[(lo + k) % ring.count].1
-            if !tried.contains(p) && peers[p].usable(now) { return p }
+        while true {
+            let server = ring[Int(tried.walkHash % UInt32(ring.count))].server
+            var best = -1
+            var total = 0
+            for i in primaries where ringServer[i] == server && candidate(i, now, tried) {
+                peers[i].currentWeight += peers[i].effectiveWeight
+                total += peers[i].effectiveWeight
+                if peers[i].effectiveWeight < peers[i].weight { peers[i].effectiveWeight += 1 }
+                if best < 0 || peers[i].currentWeight > peers[best].currentWeight { best = i }
+            }
+            if best >= 0 {
+                peers[best].currentWeight -= total
+                return best
+            }
+            tried.walkHash &+= 1
+            tried.walkTries += 1
+            if tried.walkTries > 20 { return smoothWeighted(primaries, now, tried) }
         }
-        return nil
     }
 
     mutating func randomPick(_ now: Int64, _ tried: TriedSet, two: Bool) -> Int? {
@@ -327,7 +442,7 @@ struct SplitMix: Sendable {
     }
 }
 
-/// CRC-32 (IEEE), as nginx's `ngx_crc32_long` for `hash`.
+/// CRC-32 (IEEE), as nginx's `ngx_crc32_long` for `hash`, also in steps (init, update, final).
 public enum CRC32 {
     static let table: [UInt32] = (0..<256).map { i -> UInt32 in
         var c = UInt32(i)
@@ -335,11 +450,33 @@ public enum CRC32 {
         return c
     }
 
-    public static func checksum(_ bytes: [UInt8]) -> UInt32 {
-        var c: UInt32 = 0xFFFF_FFFF
-        for b in bytes { c = table[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
-        return c ^ 0xFFFF_FFFF
+    public static let initial: UInt32 = 0xFFFF_FFFF
+
+    @inline(__always)
+    public static func update(_ crc: UInt32, byte b: UInt8) -> UInt32 { table[Int((crc ^ UInt32(b)) & 0xFF)] ^ (crc >> 8) }
+
+    public static func update(_ crc: UInt32, _ bytes: [UInt8]) -> UInt32 {
+        var c = crc
+        for b in bytes { c = update(c, byte: b) }
+        return c
     }
+
+    /// Feeds the decimal digits of `n` (nginx's `%ui`) without building a string.
+    public static func update(_ crc: UInt32, decimal n: UInt32) -> UInt32 {
+        var d: UInt32 = 1
+        while d <= n / 10 { d *= 10 }
+        var c = crc
+        while d > 0 {
+            c = update(c, byte: UInt8(ascii: "0") + UInt8((n / d) % 10))
+            d /= 10
+        }
+        return c
+    }
+
+    @inline(__always)
+    public static func final(_ crc: UInt32) -> UInt32 { crc ^ 0xFFFF_FFFF }
+
+    public static func checksum(_ bytes: [UInt8]) -> UInt32 { final(update(initial, bytes)) }
 }
 
 

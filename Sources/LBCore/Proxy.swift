@@ -56,9 +56,9 @@ extension ClientConnection {
         case .hash(let t, _): key = evaluate(t)
         default: break
         }
-        let triedNow = ex.tried
+        var walk = ex.tried
         let chosen = rt.balancer.withLock { core -> (Int, SocketAddress, String)? in
-            guard let p = core.pick(now: now, tried: triedNow, clientAddress: clientAddr, hashKey: key) else { return nil }
+            guard let p = core.pick(now: now, tried: &walk, clientAddress: clientAddr, hashKey: key) else { return nil }
             return (p, core.peers[p].address, core.peers[p].text)
         }
         guard let (p, addr, text) = chosen else {
@@ -69,7 +69,7 @@ extension ClientConnection {
             proxyError(502)
             return
         }
-        ex.tried.insert(p)
+        ex.tried = walk
         ex.tries += 1
         ex.attempt = Attempt(peer: p, text: text, start: monotonicMicros())
         // A pooled keep-alive connection first.
