@@ -54,6 +54,8 @@ final class ClientConnection: Pollable {
     var table: RoutingTable { generation.table }
 
     var state: State = .head
+    /// How bytes reach the client (plain TCP, or TLS over it): all client I/O goes through it.
+    var transport: Transport = .tcp
     var readable = false
     var writable = true
     var peerClosed = false
@@ -224,7 +226,7 @@ final class ClientConnection: Pollable {
             }
             let room = min(inBuf.writableTail, max(limit - inBuf.readable, 1))
             do {
-                switch try Socket.read(fd, inBuf.writePointer, room) {
+                switch try transport.read(fd, inBuf.writePointer, room) {
                 case .done(0):
                     readable = false
                     peerClosed = true
@@ -579,7 +581,7 @@ final class ClientConnection: Pollable {
                 return false
             }
             do {
-                switch try (more ? Socket.writeMore(fd, outBuf.readPointer, outBuf.readable) : Socket.write(fd, outBuf.readPointer, outBuf.readable)) {
+                switch try transport.write(fd, outBuf.readPointer, outBuf.readable, more: more) {
                 case .done(let n):
                     outBuf.readIndex += n
                 case .wouldBlock:

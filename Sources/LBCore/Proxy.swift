@@ -581,7 +581,7 @@ extension ClientConnection {
                 let body = UnsafeRawBufferPointer(start: c.inBuf.base.map { $0 + c.inBuf.readIndex },
                                                   count: ex.inBackground || headConverted || ex.gz != nil ? 0 : ex.attempt.relayable)
                 do {
-                    switch try Socket.writev(fd, outBuf.readableBytes, body) {
+                    switch try transport.writev(fd, outBuf.readableBytes, body) {
                     case .done(let n):
                         let fromHead = min(n, outBuf.readable)
                         outBuf.readIndex += fromHead
@@ -911,7 +911,7 @@ extension ClientConnection {
 
     func flushOutTunnel() -> Bool {
         do {
-            switch try Socket.write(fd, outBuf.readPointer, outBuf.readable) {
+            switch try transport.write(fd, outBuf.readPointer, outBuf.readable) {
             case .done(let n):
                 outBuf.readIndex += n
                 ex.bodyBytesSent += n

@@ -343,8 +343,8 @@ extension ClientConnection {
         ex.staticRemaining = length
         ex.bodyBytesSent = 0
         // tcp_nopush: cork the socket so the head and the file go out in full segments (nginx).
-        if settings.tcpNopush == true && settings.effectiveSendfile {
-            try? Socket.setOption(self.fd, 6 /* IPPROTO_TCP */, 3 /* TCP_CORK */, 1)
+        if settings.tcpNopush == true && settings.effectiveSendfile && transport.canSendfile {
+            transport.cork(fd, true)
             corked = true
         }
         sendStaticBody()
@@ -443,8 +443,28 @@ extension ClientConnection {
                 worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
                 return
             }
+            if !transport.canSendfile {
+                // A transport that must see the bytes (TLS): the file goes through the out
+                // buffer, one bounded chunk at a time.
+                if outBuf.isEmpty {
+                    worker.prepare(&outBuf)
+                    outBuf.clear()
+                    let n = pread(f, outBuf.writePointer, min(ex.staticRemaining, outBuf.writableTail), off_t(ex.staticOffset))
+                    if n <= 0 {
+                        ex.staticRemaining = 0 // file shrank
+                        closeAfterResponse = true
+                        break
+                    }
+                    outBuf.writeIndex += n
+                    ex.staticOffset += n
+                    ex.staticRemaining -= n
+                    ex.bodyBytesSent += n
+                }
+                guard flushOut() else { return }
+                continue
+            }
             do {
-                switch try Socket.sendfile(fd, f, offset: &ex.staticOffset, count: min(ex.staticRemaining, 1 << 20)) {
+                switch try transport.sendfile(fd, f, offset: &ex.staticOffset, count: min(ex.staticRemaining, 1 << 20)) {
                 case .done(0):
                     ex.staticRemaining = 0 // file shrank
                     closeAfterResponse = true
@@ -463,7 +483,7 @@ extension ClientConnection {
         worker.loop.setDeadline(self, afterMillis: 0)
         closeStaticFile()
         if corked {
-            try? Socket.setOption(fd, 6, 3 /* TCP_CORK */, 0) // uncork: the last partial segment goes now
+            transport.cork(fd, false) // uncork: the last partial segment goes now
             corked = false
         }
         finishRequest()
