@@ -46,6 +46,19 @@ final class LocationBuilder {
         self.regex = regex
         self.location = location
     }
+
+    /// Frees nested builders level by level instead of one recursive deinit per level.
+    deinit {
+        guard !children.isEmpty else { return }
+        var pending = children
+        children = []
+        while var b = pending.popLast() {
+            if isKnownUniquelyReferenced(&b) {
+                pending.append(contentsOf: b.children)
+                b.children = []
+            }
+        }
+    }
 }
 
 final class UpstreamBuilder {

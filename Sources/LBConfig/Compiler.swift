@@ -54,73 +54,129 @@ public final class Compiler {
 
     // MARK: - Walking
 
+    /// One block whose directives are being applied: `walk` keeps these on its own stack so that
+    /// nested `location`s cost heap, not machine stack.
+    struct WalkFrame {
+        let directives: [Directive]
+        let context: Contexts
+        /// Runs when the block's last directive has been applied (or on an error): restores what
+        /// `enter` changed.
+        let leave: (() -> Void)?
+        var next = 0
+        var seen: Set<String> = []
+    }
+
+    /// The block an `apply` asked `walk` to enter next (see `enter`).
+    var enteredBlock: WalkFrame?
+
     /// Applies every directive of one level, running the generic checks of the schema table.
+    /// Blocks handed to `enter` are walked here too, depth first, without recursion.
     func walk(_ directives: [Directive], in ctx: Contexts) throws {
         let saved = context
-        context = ctx
-        defer { context = saved }
-        var seen: Set<String> = []
-        for d in directives {
-            guard let specs = Compiler.table[d.name] else {
-                if let why = unsupportedDirectives[d.name] { throw ConfigError(why, at: d.location) }
-                var msg = "unknown directive \"\(d.name)\""
-                if let hint = Compiler.suggestion(for: d.name) { msg += " (did you mean \"\(hint)\"?)" }
-                throw ConfigError(msg, at: d.location)
+        var frames = [WalkFrame(directives: directives, context: ctx, leave: nil)]
+        defer {
+            for f in frames.reversed() { f.leave?() }
+            enteredBlock = nil
+            context = saved
+        }
+        while let f = frames.last {
+            let top = frames.count - 1
+            guard f.next < f.directives.count else {
+                frames.removeLast()
+                f.leave?()
+                continue
             }
-            guard let spec = specs.first(where: { $0.contexts.contains(ctx) }) else {
-                throw ConfigError("\"\(d.name)\" directive is not allowed here", at: d.location)
-            }
-            if spec.block && d.block == nil {
-                throw ConfigError("directive \"\(d.name)\" has no opening \"{\"", at: d.location)
-            }
-            if !spec.block && d.block != nil {
-                throw ConfigError("directive \"\(d.name)\" is not terminated by \";\"", at: d.location)
-            }
-            guard spec.args.accepts(d.args.count) else {
-                throw ConfigError("invalid number of arguments in \"\(d.name)\" directive", at: d.location)
-            }
-            if case .flag = spec.args, Values.flag(d.args[0].text) == nil {
-                throw ConfigError("invalid value \"\(d.args[0].text)\" in \"\(d.name)\" directive, it must be \"on\" or \"off\"", at: d.args[0].location)
-            }
-            if !spec.repeatable {
-                if seen.contains(d.name) { throw ConfigError("\"\(d.name)\" directive is duplicate", at: d.location) }
-                seen.insert(d.name)
-            }
+            let d = f.directives[f.next]
+            frames[top].next += 1
+            context = f.context
+            let spec = try check(d, in: f.context, seen: &frames[top].seen)
             do {
                 try spec.apply(self, d)
             } catch var e as ConfigError {
                 if e.location == nil { e.location = d.location }
                 throw e
             }
+            if let block = enteredBlock {
+                enteredBlock = nil
+                frames.append(block)
+            }
         }
     }
 
+    /// Asks the running `walk` to apply `block` in `ctx` right after the current directive, then to
+    /// call `leave`. For blocks that nest without bound (`location`); the others may call `walk`.
+    func enter(_ block: [Directive], in ctx: Contexts, leave: @escaping () -> Void) {
+        precondition(enteredBlock == nil, "one block per directive")
+        enteredBlock = WalkFrame(directives: block, context: ctx, leave: leave)
+    }
+
+    /// The generic checks of the schema table; returns the row that applies.
+    private func check(_ d: Directive, in ctx: Contexts, seen: inout Set<String>) throws(ConfigError) -> DirectiveSpec {
+        guard let specs = Compiler.table[d.name] else {
+            if let why = unsupportedDirectives[d.name] { throw ConfigError(why, at: d.location) }
+            var msg = "unknown directive \"\(d.name)\""
+            if let hint = Compiler.suggestion(for: d.name) { msg += " (did you mean \"\(hint)\"?)" }
+            throw ConfigError(msg, at: d.location)
+        }
+        guard let spec = specs.first(where: { $0.contexts.contains(ctx) }) else {
+            throw ConfigError("\"\(d.name)\" directive is not allowed here", at: d.location)
+        }
+        if spec.block && d.block == nil {
+            throw ConfigError("directive \"\(d.name)\" has no opening \"{\"", at: d.location)
+        }
+        if !spec.block && d.block != nil {
+            throw ConfigError("directive \"\(d.name)\" is not terminated by \";\"", at: d.location)
+        }
+        guard spec.args.accepts(d.args.count) else {
+            throw ConfigError("invalid number of arguments in \"\(d.name)\" directive", at: d.location)
+        }
+        if case .flag = spec.args, Values.flag(d.args[0].text) == nil {
+            throw ConfigError("invalid value \"\(d.args[0].text)\" in \"\(d.name)\" directive, it must be \"on\" or \"off\"", at: d.args[0].location)
+        }
+        if !spec.repeatable {
+            if seen.contains(d.name) { throw ConfigError("\"\(d.name)\" directive is duplicate", at: d.location) }
+            seen.insert(d.name)
+        }
+        return spec
+    }
+
+    /// Names longer than this get no "did you mean" hint (no directive name is nearly this long).
+    static let maxSuggestedNameLength = 64
+
     /// The closest known directive name, for "did you mean" hints.
     static func suggestion(for name: String) -> String? {
+        let a = Array(name.utf8)
+        guard a.count <= maxSuggestedNameLength else { return nil }
         var best: (String, Int)? = nil
         for known in table.keys {
-            let d = editDistance(name, known)
-            if d <= max(1, min(3, known.count / 4)), best == nil || d < best!.1 || (d == best!.1 && known < best!.0) {
+            let limit = max(1, min(3, known.count / 4))
+            guard let d = editDistance(a, Array(known.utf8), atMost: limit) else { continue }
+            if best == nil || d < best!.1 || (d == best!.1 && known < best!.0) {
                 best = (known, d)
             }
         }
         return best?.0
     }
 
-    static func editDistance(_ a: String, _ b: String) -> Int {
-        let a = Array(a.utf8), b = Array(b.utf8)
+    /// Levenshtein distance of `a` and `b` when it is at most `limit`, else nil; gives up as soon
+    /// as a whole row exceeds the limit.
+    static func editDistance(_ a: [UInt8], _ b: [UInt8], atMost limit: Int) -> Int? {
+        if abs(a.count - b.count) > limit { return nil }
         if a.isEmpty { return b.count }
         if b.isEmpty { return a.count }
         var prev = Array(0...b.count)
         var cur = [Int](repeating: 0, count: b.count + 1)
         for i in 1...a.count {
             cur[0] = i
+            var rowMin = i
             for j in 1...b.count {
                 cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+                rowMin = min(rowMin, cur[j])
             }
+            if rowMin > limit { return nil }
             swap(&prev, &cur)
         }
-        return prev[b.count]
+        return prev[b.count] <= limit ? prev[b.count] : nil
     }
 
     // MARK: - Value helpers (nginx's wording)

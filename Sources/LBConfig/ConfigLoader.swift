@@ -29,18 +29,25 @@ public struct ConfigLoader {
         if let g = globalDirectives {
             directives = try parser.parseText(g, file: "command line")
         }
-        directives += try parser.parseFile(fullPath)
-        return try compile(directives, files: parser.files)
+        do {
+            directives += try parser.parseFile(fullPath)
+        } catch {
+            Directive.dismantle(&directives)
+            throw error
+        }
+        return try compile(&directives, files: parser.files)
     }
 
     /// Parses and compiles config text (tests, `-g` only configs).
     public func load(text: String, file: String = "test.conf") throws(ConfigError) -> Loaded {
         var parser = Parser(fileSystem: fileSystem, includeBase: prefix)
-        let directives = try parser.parseText(text, file: file)
-        return try compile(directives, files: [ConfigFile(path: file, text: text)] + parser.files)
+        var directives = try parser.parseText(text, file: file)
+        return try compile(&directives, files: [ConfigFile(path: file, text: text)] + parser.files)
     }
 
-    private func compile(_ directives: [Directive], files: [ConfigFile]) throws(ConfigError) -> Loaded {
+    /// Compiles the tree, then frees it level by level (it may be deeply nested).
+    private func compile(_ directives: inout [Directive], files: [ConfigFile]) throws(ConfigError) -> Loaded {
+        defer { Directive.dismantle(&directives) }
         let c = Compiler(prefix: prefix, resolver: resolver)
         c.files = files
         do {

@@ -99,17 +99,43 @@ extension Compiler {
         return out
     }
 
-    private func buildLocation(_ b: LocationBuilder, parent: HTTPSettings, groups: inout [UpstreamGroup],
+    /// Freezes a location and its nested ones, depth first with an explicit stack (nesting has no
+    /// small bound). Ids are given in pre-order; a location is built after its nested ones.
+    private func buildLocation(_ root: LocationBuilder, parent: HTTPSettings, groups: inout [UpstreamGroup],
                                index: inout [String: Int], nextID: inout Int) throws -> Location {
-        var s = b.settings.s
-        s.inherit(from: parent)
-        let id = nextID
-        nextID += 1
-        var nested = LocationTree()
-        for c in b.children {
-            _ = nested.add(try buildLocation(c, parent: s, groups: &groups, index: &index, nextID: &nextID))
+        struct Pending {
+            let builder: LocationBuilder
+            let settings: HTTPSettings
+            let id: Int
+            var nested = LocationTree()
+            var nextChild = 0
         }
-        nested.freeze()
+        func start(_ b: LocationBuilder, inheriting parent: HTTPSettings) -> Pending {
+            var s = b.settings.s
+            s.inherit(from: parent)
+            defer { nextID += 1 }
+            return Pending(builder: b, settings: s, id: nextID)
+        }
+        var stack = [start(root, inheriting: parent)]
+        while true {
+            let top = stack.count - 1
+            let b = stack[top].builder
+            if stack[top].nextChild < b.children.count {
+                let child = b.children[stack[top].nextChild]
+                stack[top].nextChild += 1
+                stack.append(start(child, inheriting: stack[top].settings))
+                continue
+            }
+            var p = stack.removeLast()
+            p.nested.freeze()
+            let loc = try finishLocation(p.builder, settings: p.settings, nested: p.nested, id: p.id, groups: &groups, index: &index)
+            if stack.isEmpty { return loc }
+            _ = stack[stack.count - 1].nested.add(loc)
+        }
+    }
+
+    private func finishLocation(_ b: LocationBuilder, settings s: HTTPSettings, nested: LocationTree, id: Int,
+                                groups: inout [UpstreamGroup], index: inout [String: Int]) throws -> Location {
         var handler: Handler = .static
         var autoRedirect = false
         if let r = b.returnAction {

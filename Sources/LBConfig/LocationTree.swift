@@ -180,30 +180,70 @@ public struct LocationTree: Sendable {
     }
 
     /// Finds the location for a normalized URI path. `final` is true for exact and regex matches.
+    ///
+    /// nginx searches nested locations recursively; nesting has no small bound here, so the levels
+    /// are walked with loops: down the longest prefixes, then the regexes from the deepest level up.
     public func find(_ uri: UnsafeRawBufferPointer) -> (location: Location?, final: Bool) {
-        if !exact.isEmpty, let e = exact[Array(uri)] { return (locations[e], true) }
+        var outcome = search(uri)
+        // A regex location with nested ones: its nested result, or itself.
+        var regexOwner: Location? = nil
+        while case .regexWithNested(let r) = outcome {
+            regexOwner = r
+            outcome = r.nested.search(uri)
+        }
+        guard case .found(let location, let final) = outcome else { return (nil, false) }
+        if let regexOwner { return (location ?? regexOwner, true) }
+        return (location, final)
+    }
+
+    private enum Outcome {
+        case found(Location?, final: Bool)
+        /// A regex matched whose nested locations must be searched in turn.
+        case regexWithNested(Location)
+    }
+
+    /// One search from this level down through the longest prefixes' nested levels.
+    private func search(_ uri: UnsafeRawBufferPointer) -> Outcome {
+        if !exact.isEmpty, let e = exact[Array(uri)] { return .found(locations[e], final: true) }
         var current: Location? = nil
-        var noRegex = false
+        var regexesHere = !regexes.isEmpty
+        var next: Location? = nil
         if let p = prefixes.longestPrefix(uri) {
             let loc = locations[p]
             current = loc
-            if case .prefixNoRegex = loc.match { noRegex = true }
-            if !loc.nested.isEmpty {
-                let (n, final) = loc.nested.find(uri)
-                if let n { current = n }
-                if final { return (current, true) }
-            }
+            if case .prefixNoRegex = loc.match { regexesHere = false }
+            if !loc.nested.isEmpty { next = loc }
         }
-        if !noRegex {
-            for r in regexes {
-                let loc = locations[r]
-                if loc.regex?.matches(uri) == true {
-                    if !loc.nested.isEmpty, let n = loc.nested.find(uri).location { return (n, true) }
-                    return (loc, true)
-                }
+        // Prefix locations whose nested level has regexes to try, outermost first.
+        var regexLevels: [Location] = []
+        while let parent = next {
+            next = nil
+            if !parent.nested.exact.isEmpty, let e = parent.nested.exact[Array(uri)] {
+                return .found(parent.nested.locations[e], final: true)
             }
+            var tryRegexes = !parent.nested.regexes.isEmpty
+            if let p = parent.nested.prefixes.longestPrefix(uri) {
+                let loc = parent.nested.locations[p]
+                current = loc
+                if case .prefixNoRegex = loc.match { tryRegexes = false }
+                if !loc.nested.isEmpty { next = loc }
+            }
+            if tryRegexes { regexLevels.append(parent) }
         }
-        return (current, false)
+        for parent in regexLevels.reversed() {
+            if let r = parent.nested.firstRegex(uri) { return r.nested.isEmpty ? .found(r, final: true) : .regexWithNested(r) }
+        }
+        if regexesHere, let r = firstRegex(uri) { return r.nested.isEmpty ? .found(r, final: true) : .regexWithNested(r) }
+        return .found(current, final: false)
+    }
+
+    /// The first regex location of this level (config order) matching `uri`.
+    private func firstRegex(_ uri: UnsafeRawBufferPointer) -> Location? {
+        for r in regexes {
+            let loc = locations[r]
+            if loc.regex?.matches(uri) == true { return loc }
+        }
+        return nil
     }
 
     /// nginx's auto redirect: a prefix location `/p/` with proxy_pass, requested as `/p`.
@@ -224,7 +264,13 @@ public struct LocationTree: Sendable {
 
     /// Every location of this level and below, depth first.
     public var all: [Location] {
-        locations.flatMap { [$0] + $0.nested.all }
+        var out: [Location] = []
+        var pending = Array(locations.reversed())
+        while let l = pending.popLast() {
+            out.append(l)
+            pending.append(contentsOf: l.nested.locations.reversed())
+        }
+        return out
     }
 }
 

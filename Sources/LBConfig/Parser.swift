@@ -18,6 +18,20 @@ public struct Directive: Sendable {
 
     /// The argument texts.
     public var values: [String] { args.map(\.text) }
+
+    /// Frees a directive tree level by level. Left to Swift, a tree is freed recursively, a chain
+    /// of stack frames per nesting level, which a deep enough tree overflows.
+    /// Leaves `tree` empty.
+    public static func dismantle(_ tree: inout [Directive]) {
+        var pending = [tree]
+        tree = []
+        while var level = pending.popLast() {
+            for i in level.indices where level[i].block != nil {
+                pending.append(level[i].block!)
+                level[i].block = nil
+            }
+        }
+    }
 }
 
 /// A file read while loading a configuration (for `lb -T`).
@@ -26,14 +40,42 @@ public struct ConfigFile: Sendable {
     public var text: String
 }
 
+/// Limits that keep a hostile or broken configuration from exhausting the loader.
+public enum ConfigLimits {
+    /// Blocks nested deeper than this are refused (`too deeply nested blocks`). nginx has no such
+    /// limit but its recursive parser crashes near 13,000 nested `location`s on an 8 MB stack; lb
+    /// accepts more than that and refuses, with a location, what would need an unbounded stack.
+    public static let maxBlockDepth = 16_384
+    /// The most bytes one configuration may read from its files, all `include`s together (and so
+    /// also one file): 64 MiB. nginx has no limit; lb refuses rather than eat memory.
+    public static let maxConfigBytes = 64 << 20
+}
+
 /// Reads files for the parser. Tests may substitute an in-memory file system.
 public protocol ConfigFileSystem: Sendable {
     /// Returns the file's text or throws a `ConfigError` worded like nginx's `open() "x" failed`.
     func read(_ path: String) throws(ConfigError) -> String
+    /// Returns the text of a regular file of at most `limit` bytes; throws `"x" is not a regular
+    /// file` or `"x" is too large` otherwise. The default checks what `read(_:)` returned.
+    func read(_ path: String, limit: Int) throws(ConfigError) -> String
     /// Expands a glob pattern to sorted matching paths.
     func glob(_ pattern: String) -> [String]
     /// Canonical path for cycle detection.
     func canonical(_ path: String) -> String
+}
+
+extension ConfigFileSystem {
+    public func read(_ path: String, limit: Int) throws(ConfigError) -> String {
+        let text = try read(path)
+        if text.utf8.count > limit { throw ConfigError.tooLarge(path, limit: limit) }
+        return text
+    }
+}
+
+extension ConfigError {
+    static func tooLarge(_ path: String, limit: Int) -> ConfigError {
+        ConfigError("\"\(path)\" is too large: the configuration files may hold at most \(ConfigLimits.maxConfigBytes >> 20) MiB together")
+    }
 }
 
 /// The real file system through Glibc.
@@ -41,13 +83,28 @@ public struct DiskFileSystem: ConfigFileSystem {
     public init() {}
 
     public func read(_ path: String) throws(ConfigError) -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        try read(path, limit: ConfigLimits.maxConfigBytes)
+    }
+
+    /// Refuses anything but a regular file (a FIFO would block, `/dev/zero` never ends, a
+    /// directory fails to read) and reads at most `limit` bytes.
+    public func read(_ path: String, limit: Int) throws(ConfigError) -> String {
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 {
             let e = errno
             throw ConfigError("open() \"\(path)\" failed (\(e): \(String(cString: strerror(e))))")
         }
         defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) != 0 {
+            let e = errno
+            throw ConfigError("fstat() \"\(path)\" failed (\(e): \(String(cString: strerror(e))))")
+        }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw ConfigError("\"\(path)\" is not a regular file") }
+        if Int(st.st_size) > limit { throw ConfigError.tooLarge(path, limit: limit) }
         var data: [UInt8] = []
+        data.reserveCapacity(Int(st.st_size))
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
@@ -57,6 +114,8 @@ public struct DiskFileSystem: ConfigFileSystem {
                 throw ConfigError("read() \"\(path)\" failed (\(e): \(String(cString: strerror(e))))")
             }
             if n == 0 { break }
+            // The file may have grown since fstat.
+            if data.count + n > limit { throw ConfigError.tooLarge(path, limit: limit) }
             data.append(contentsOf: chunk[0..<n])
         }
         return String(decoding: data, as: UTF8.self)
@@ -81,94 +140,162 @@ public struct DiskFileSystem: ConfigFileSystem {
 }
 
 /// Builds the directive tree from tokens, expanding `include` in place as nginx does.
+///
+/// The parser keeps its own stacks of open blocks and of files being read instead of recursing,
+/// so nesting depth costs heap, not machine stack; blocks deeper than `ConfigLimits.maxBlockDepth`
+/// are refused with their location.
 public struct Parser {
     let fs: any ConfigFileSystem
     /// Directory against which relative `include` paths resolve (nginx: the main config's directory).
     let includeBase: String
     /// Every file read, in order.
     public private(set) var files: [ConfigFile] = []
-    private var includeStack: [String] = []
+    /// Bytes read from files so far (all against `ConfigLimits.maxConfigBytes`).
+    private var bytesRead = 0
 
     public init(fileSystem: any ConfigFileSystem = DiskFileSystem(), includeBase: String) {
         self.fs = fileSystem
         self.includeBase = includeBase
     }
 
+    /// A block whose `}` has not been seen yet.
+    private struct OpenBlock {
+        var name: Token
+        var args: [Token]
+        var children: [Directive] = []
+    }
+
+    /// A file (or text) being read; `include` pushes one, its end pops it.
+    private struct Source {
+        var tokens: [Token]
+        var index = 0
+        /// Canonical path for cycle detection; nil for text that is not a file.
+        var canonical: String?
+        /// Blocks open when this source started: its `}` may not close them, its end must not
+        /// leave more open.
+        var baseDepth: Int
+        /// Files the same `include` matched that are still to be read, and where it was written.
+        var pendingPaths: ArraySlice<String> = []
+        var includedFrom: SourceLocation?
+    }
+
     /// Parses a file (and its includes) into a directive list.
     public mutating func parseFile(_ path: String, from: SourceLocation? = nil) throws(ConfigError) -> [Directive] {
-        let text: String
-        do {
-            text = try fs.read(path)
-        } catch {
-            throw ConfigError(error.message, at: from)
-        }
-        files.append(ConfigFile(path: path, text: text))
-        includeStack.append(fs.canonical(path))
-        defer { includeStack.removeLast() }
-        return try parseText(text, file: path)
+        let source = try open(path, from: from, baseDepth: 0)
+        return try parse(source)
     }
 
     /// Parses text as if it were a file named `file` (used for `-g` and tests).
     public mutating func parseText(_ text: String, file: String) throws(ConfigError) -> [Directive] {
-        let tokens = try Lexer.tokenize(text, file: file)
-        var index = 0
-        return try parseBlock(tokens, &index, nested: nil)
+        try parse(Source(tokens: try Lexer.tokenize(text, file: file), canonical: nil, baseDepth: 0))
     }
 
-    private mutating func parseBlock(_ tokens: [Token], _ i: inout Int, nested opener: Token?) throws(ConfigError) -> [Directive] {
-        var out: [Directive] = []
+    private mutating func open(_ path: String, from: SourceLocation?, baseDepth: Int) throws(ConfigError) -> Source {
+        let text: String
+        do {
+            text = try fs.read(path, limit: ConfigLimits.maxConfigBytes - bytesRead)
+        } catch {
+            throw ConfigError(error.message, at: from)
+        }
+        bytesRead += text.utf8.count
+        files.append(ConfigFile(path: path, text: text))
+        return Source(tokens: try Lexer.tokenize(text, file: path), canonical: fs.canonical(path), baseDepth: baseDepth,
+                      includedFrom: from)
+    }
+
+    /// The directives parsed so far: the top level, and the blocks still open.
+    private struct Tree {
+        var top: [Directive] = []
+        var blocks: [OpenBlock] = []
+
+        mutating func append(_ d: Directive) {
+            if blocks.isEmpty { top.append(d) } else { blocks[blocks.count - 1].children.append(d) }
+        }
+    }
+
+    private mutating func parse(_ first: Source) throws(ConfigError) -> [Directive] {
+        var tree = Tree()
+        do {
+            try parse(first, into: &tree)
+            return tree.top
+        } catch {
+            Directive.dismantle(&tree.top)
+            for i in tree.blocks.indices { Directive.dismantle(&tree.blocks[i].children) }
+            throw error
+        }
+    }
+
+    private mutating func parse(_ first: Source, into tree: inout Tree) throws(ConfigError) {
+        var sources = [first]
         var args: [Token] = []
         while true {
-            let t = tokens[i]
-            i += 1
+            let s = sources.count - 1
+            let t = sources[s].tokens[sources[s].index]
+            sources[s].index += 1
             switch t.kind {
             case .word:
                 args.append(t)
             case .semicolon:
                 guard let name = args.first else { throw ConfigError("unexpected \";\"", at: t.location) }
                 let rest = Array(args.dropFirst())
+                args.removeAll(keepingCapacity: true)
                 if name.text == "include" && !name.quoted {
                     guard rest.count == 1 else {
                         throw ConfigError("invalid number of arguments in \"include\" directive", at: name.location)
                     }
-                    out.append(contentsOf: try include(rest[0]))
+                    var paths = includePaths(rest[0])[...]
+                    guard let path = paths.popFirst() else { continue }
+                    try checkCycle(path, sources, at: rest[0].location)
+                    var source = try open(path, from: rest[0].location, baseDepth: tree.blocks.count)
+                    source.pendingPaths = paths
+                    sources.append(source)
                 } else {
-                    out.append(Directive(name: name.text, args: rest, block: nil, location: name.location))
+                    tree.append(Directive(name: name.text, args: rest, block: nil, location: name.location))
                 }
-                args.removeAll(keepingCapacity: true)
             case .blockStart:
                 guard let name = args.first else { throw ConfigError("unexpected \"{\"", at: t.location) }
-                let children = try parseBlock(tokens, &i, nested: t)
-                out.append(Directive(name: name.text, args: Array(args.dropFirst()), block: children, location: name.location))
+                if tree.blocks.count >= ConfigLimits.maxBlockDepth {
+                    throw ConfigError("too deeply nested blocks (more than \(ConfigLimits.maxBlockDepth) levels)", at: name.location)
+                }
+                tree.blocks.append(OpenBlock(name: name, args: Array(args.dropFirst())))
                 args.removeAll(keepingCapacity: true)
             case .blockEnd:
-                if !args.isEmpty || opener == nil { throw ConfigError("unexpected \"}\"", at: t.location) }
-                return out
+                if !args.isEmpty || tree.blocks.count == sources[s].baseDepth { throw ConfigError("unexpected \"}\"", at: t.location) }
+                let b = tree.blocks.removeLast()
+                tree.append(Directive(name: b.name.text, args: b.args, block: b.children, location: b.name.location))
             case .endOfFile:
                 if !args.isEmpty {
                     throw ConfigError("unexpected end of file, expecting \";\" or \"}\"", at: t.location)
                 }
-                if opener != nil { throw ConfigError("unexpected end of file, expecting \"}\"", at: t.location) }
-                i -= 1
-                return out
+                if tree.blocks.count > sources[s].baseDepth { throw ConfigError("unexpected end of file, expecting \"}\"", at: t.location) }
+                let done = sources.removeLast()
+                if sources.isEmpty { return }
+                // The next file of the same include, if its glob matched more.
+                var paths = done.pendingPaths
+                if let path = paths.popFirst(), let from = done.includedFrom {
+                    try checkCycle(path, sources, at: from)
+                    var source = try open(path, from: from, baseDepth: tree.blocks.count)
+                    source.pendingPaths = paths
+                    sources.append(source)
+                }
             }
         }
     }
 
-    private mutating func include(_ arg: Token) throws(ConfigError) -> [Directive] {
+    /// The files an `include` names: its glob's sorted matches, or the one path.
+    private func includePaths(_ arg: Token) -> [String] {
         let pattern = arg.text.hasPrefix("/") ? arg.text : joinPath(includeBase, arg.text)
         let isGlob = pattern.contains(where: { $0 == "*" || $0 == "?" || $0 == "[" })
-        let paths = isGlob ? fs.glob(pattern) : [pattern]
-        var out: [Directive] = []
-        for path in paths {
-            let canon = fs.canonical(path)
-            if let first = includeStack.firstIndex(of: canon) {
-                let chain = includeStack[first...].map { "\"\($0)\"" }.joined(separator: " -> ")
-                throw ConfigError("include cycle: \(chain) -> \"\(canon)\"", at: arg.location)
-            }
-            out.append(contentsOf: try parseFile(path, from: arg.location))
+        return isGlob ? fs.glob(pattern) : [pattern]
+    }
+
+    private func checkCycle(_ path: String, _ sources: [Source], at location: SourceLocation) throws(ConfigError) {
+        let canon = fs.canonical(path)
+        let chain = sources.compactMap(\.canonical)
+        if let first = chain.firstIndex(of: canon) {
+            let shown = chain[first...].map { "\"\($0)\"" }.joined(separator: " -> ")
+            throw ConfigError("include cycle: \(shown) -> \"\(canon)\"", at: location)
         }
-        return out
     }
 }
 

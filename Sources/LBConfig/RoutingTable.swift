@@ -136,7 +136,9 @@ public final class Location: Sendable {
     public let settings: HTTPSettings
     public let tryFiles: [String]?
     public let internalOnly: Bool
-    public let nested: LocationTree
+    /// A `var` only so that `deinit` can free deep nesting level by level; never changed otherwise
+    /// (so no exclusivity checks on the request path).
+    @exclusivity(unchecked) public nonisolated(unsafe) private(set) var nested: LocationTree
     public let location: SourceLocation
     /// nginx's auto redirect: a prefix ending in `/` with proxy_pass answers the slashless URI with 301.
     public let autoRedirect: Bool
@@ -168,6 +170,20 @@ public final class Location: Sendable {
         proxyHeaders = sets.map { ProxyHeader(name: Array($0.name.utf8), lowerName: Array($0.name.lowercased().utf8), value: $0.value) }
         proxySetsHost = proxyHeaders.contains { $0.lowerName == Array("host".utf8) }
         proxySetsConnection = proxyHeaders.contains { $0.lowerName == Array("connection".utf8) }
+    }
+
+    /// Frees nested locations level by level: left to Swift, each level of a deeply nested tree
+    /// costs a chain of stack frames on whichever thread drops the last generation.
+    deinit {
+        guard !nested.locations.isEmpty else { return }
+        var pending = nested.locations
+        nested.locations = []
+        while var l = pending.popLast() {
+            if isKnownUniquelyReferenced(&l) {
+                pending.append(contentsOf: l.nested.locations)
+                l.nested.locations = []
+            }
+        }
     }
 }
 

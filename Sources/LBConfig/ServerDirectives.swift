@@ -269,7 +269,10 @@ extension Compiler {
         locationStack.append(l)
         let saved = settings
         settings = l.settings
-        defer { locationStack.removeLast(); settings = saved }
-        try walk(d.block!, in: .location)
+        // Nested locations nest without bound: the walk enters the block itself, no recursion.
+        enter(d.block!, in: .location) { [unowned self] in
+            locationStack.removeLast()
+            settings = saved
+        }
     }
 }
