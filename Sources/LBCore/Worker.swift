@@ -48,28 +48,133 @@ public final class Worker: @unchecked Sendable {
         loop.onTurn = { [unowned self] in self.endOfTurn() }
     }
 
-    /// Adds listening sockets (shared fds; EPOLLEXCLUSIVE spreads accepts over workers).
+    /// Adds listening sockets (shared fds; EPOLLEXCLUSIVE spreads accepts over workers). While
+    /// accepting is paused they join the others when it resumes.
     func addListeners(_ fds: sending [(Int32, HostPort)]) {
         for (fd, addr) in fds where listeners[fd] == nil {
             let l = ListenerSocket(worker: self, fd: fd, address: addr)
-            do {
-                try loop.register(l, events: EventLoop.readable | EventLoop.exclusive)
-                listeners[fd] = l
-            } catch {
-                runtime.errorLog.log(.emerg, "epoll_ctl for listener \(addr) failed: \(error)", worker: index)
-            }
+            if acceptPause == .none && !activate(l) { continue }
+            listeners[fd] = l
+        }
+    }
+
+    /// Puts a listener into the loop; false (logged) when epoll refuses it.
+    private func activate(_ l: ListenerSocket) -> Bool {
+        do {
+            try loop.register(l, events: EventLoop.readable | EventLoop.exclusive)
+            l.active = true
+            return true
+        } catch {
+            runtime.errorLog.log(.emerg, "epoll_ctl for listener \(l.address) failed: \(error)", worker: index)
+            return false
         }
     }
 
     func removeListeners(_ fds: [Int32]) {
         for fd in fds {
-            if let l = listeners.removeValue(forKey: fd) { loop.deregister(l) }
+            if let l = listeners.removeValue(forKey: fd) {
+                loop.deregister(l)
+                l.active = false
+            }
         }
+    }
+
+    // MARK: connection limits
+
+    /// Why this worker's listeners are out of its loop (nginx's `ngx_disable_accept_events`).
+    enum AcceptPause {
+        case none
+        /// `worker_connections` are in use and none was idle: until one of them closes.
+        case full
+        /// accept4() ran out of file descriptors: for `acceptRetryMs`, as nginx's
+        /// `accept_mutex_delay` timer does.
+        case outOfFiles
+    }
+
+    var acceptPause = AcceptPause.none
+    static let acceptRetryMs = 500
+    /// Open upstream connections, in use or pooled (they count against `worker_connections`).
+    var upstreamConnections = 0
+    var reuseWarning = OncePerSecond()
+    var fullAlert = OncePerSecond()
+
+    /// This worker's share of connections: `worker_connections` of the newest configuration.
+    var workerConnections: Int { generation.table.main.workerConnections }
+
+    /// Connections in use as nginx counts them: listeners, clients and upstream connections.
+    var connectionsInUse: Int { listeners.count + clients + upstreamConnections }
+
+    /// Whether one more connection fits in `worker_connections`, after closing idle keep-alive
+    /// client connections when few are free (nginx's `ngx_get_connection`, which client accepts
+    /// and upstream connects both go through). A false answer is the caller's to report.
+    func roomForConnection() -> Bool {
+        let budget = ConnectionBudget(limit: workerConnections)
+        if budget.hasSlack(inUse: connectionsInUse) { return true }
+        reuseIdleConnections(budget)
+        return connectionsInUse < budget.limit
+    }
+
+    /// nginx's `ngx_drain_connections`: closes a few idle client connections (those whose idle
+    /// timeout comes first) so new work gets their slots.
+    private func reuseIdleConnections(_ budget: ConnectionBudget) {
+        var idle: [ClientConnection] = []
+        for c in live.values where c.isIdle { idle.append(c) }
+        let n = budget.reuseCount(reusable: idle.count)
+        guard n > 0 else { return }
+        if reuseWarning.due(nowMillis: loop.now) {
+            runtime.errorLog.log(.warn, "\(budget.limit) worker_connections are not enough, reusing connections", worker: index)
+        }
+        if n < idle.count {
+            idle.sort { $0.deadline < $1.deadline }
+        }
+        for c in idle.prefix(n) { c.close() }
+    }
+
+    /// Admission for the accept loop: when the worker is full, stops accepting until one of its
+    /// connections closes (the backlog, or another worker, holds new clients meanwhile).
+    func mayAccept() -> Bool {
+        if roomForConnection() { return true }
+        if fullAlert.due(nowMillis: loop.now) {
+            runtime.errorLog.log(.alert, "\(workerConnections) worker_connections are not enough", worker: index)
+        }
+        pauseAccepting(.full)
+        return false
+    }
+
+    /// accept4() failed with EMFILE/ENFILE: one line, then no accepts for `acceptRetryMs` (a
+    /// level-triggered listener would otherwise report the same pending client at once, forever).
+    func outOfFiles(_ error: IOError) {
+        runtime.errorLog.log(.crit, error.description, worker: index)
+        pauseAccepting(.outOfFiles)
+        loop.schedule(afterMillis: Worker.acceptRetryMs) { [unowned self] in
+            if self.acceptPause == .outOfFiles { self.resumeAccepting() }
+        }
+    }
+
+    private func pauseAccepting(_ why: AcceptPause) {
+        acceptPause = why
+        for l in listeners.values where l.active {
+            loop.deregister(l)
+            l.active = false
+        }
+    }
+
+    private func resumeAccepting() {
+        acceptPause = .none
+        guard !draining else { return }
+        for l in listeners.values where !l.active { _ = activate(l) }
+    }
+
+    /// A client or upstream connection closed: a full worker accepts again.
+    @inline(__always)
+    func connectionSlotFreed() {
+        if acceptPause == .full && connectionsInUse < workerConnections { resumeAccepting() }
     }
 
     /// Stops accepting and lets connections finish; stops the loop when none remain.
     func drain() {
         draining = true
+        acceptPause = .none
         removeListeners(Array(listeners.keys))
         for list in poolLists { for c in list { c.close() } }
         poolLists = poolLists.map { _ in [] }
@@ -105,7 +210,7 @@ public final class Worker: @unchecked Sendable {
         clients -= 1
         stats.connections.subtract(1, ordering: .relaxed)
         handled += 1
-        if draining { checkDrained() }
+        if draining { checkDrained() } else { connectionSlotFreed() }
     }
 
     // MARK: upstream pools
@@ -275,6 +380,8 @@ final class ListenerSocket: Pollable {
     /// The worker outlives every connection it owns: no reference counting on this hot field.
     unowned(unsafe) let worker: Worker
     let address: HostPort
+    /// Registered with the worker's loop (false while accepting is paused).
+    var active = false
 
     init(worker: Worker, fd: Int32, address: HostPort) {
         self.worker = worker
@@ -287,15 +394,14 @@ final class ListenerSocket: Pollable {
         var peer = SocketAddress()
         // Accept a bounded batch per event so one busy listener cannot starve the loop.
         for _ in 0..<64 {
+            guard active, worker.mayAccept() else { return }
             do {
                 switch try Socket.accept(fd, peer: &peer) {
                 case .done(let cfd): worker.accepted(fd: cfd, peer: peer, listener: self)
                 case .wouldBlock: return
                 }
             } catch {
-                if error.errno == EMFILE || error.errno == ENFILE {
-                    worker.runtime.errorLog.log(.alert, "accept4() failed (\(error.errno): \(String(cString: strerror(error.errno))))", worker: worker.index)
-                }
+                if error.errno == EMFILE || error.errno == ENFILE { worker.outOfFiles(error) }
                 return
             }
         }
@@ -399,5 +505,32 @@ public final class ServerStats: Sendable {
     public var byClass: [(String, Int)] {
         [("1xx", c1.load(ordering: .relaxed)), ("2xx", c2.load(ordering: .relaxed)), ("3xx", c3.load(ordering: .relaxed)),
          ("4xx", c4.load(ordering: .relaxed)), ("5xx", c5.load(ordering: .relaxed))]
+    }
+}
+
+/// nginx's arithmetic for one worker's `worker_connections` (`ngx_get_connection`,
+/// `ngx_drain_connections`): idle connections are reused only when at most a sixteenth of the
+/// connections are free, an eighth of the idle ones at a time, between 1 and 32.
+struct ConnectionBudget {
+    let limit: Int
+
+    /// More than a sixteenth of the connections are free: nothing to reuse yet.
+    func hasSlack(inUse: Int) -> Bool { limit - inUse > limit / 16 }
+
+    /// How many of `reusable` idle connections to close now.
+    func reuseCount(reusable: Int) -> Int {
+        reusable == 0 ? 0 : max(min(32, reusable / 8), 1)
+    }
+}
+
+/// Rate-limits a log line to one per second (nginx's `connections_reuse_time`).
+struct OncePerSecond {
+    private var lastSecond: Int64 = -1
+
+    mutating func due(nowMillis: Int64) -> Bool {
+        let s = nowMillis / 1000
+        if s == lastSecond { return false }
+        lastSecond = s
+        return true
     }
 }
