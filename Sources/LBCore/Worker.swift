@@ -84,7 +84,9 @@ public final class Worker: @unchecked Sendable {
     /// Why this worker's listeners are out of its loop (nginx's `ngx_disable_accept_events`).
     enum AcceptPause {
         case none
-        /// `worker_connections` are in use and none was idle: until one of them closes.
+        /// `worker_connections` were in use and none was idle when a client was accepted: until
+        /// one of them closes, or (checked every `acceptRetryMs`) one is idle to reuse. That
+        /// client waits in `parked`.
         case full
         /// accept4() ran out of file descriptors: for `acceptRetryMs`, as nginx's
         /// `accept_mutex_delay` timer does.
@@ -92,6 +94,11 @@ public final class Worker: @unchecked Sendable {
     }
 
     var acceptPause = AcceptPause.none
+    /// Counts pauses, so a retry timer of an earlier pause does nothing.
+    var pauseNumber = 0
+    /// The client accepted when the worker was full, admitted first when a connection closes
+    /// (nginx closes it; here it waits, as do the clients still in the listen backlog).
+    var parked: (fd: Int32, peer: SocketAddress, listener: ListenerSocket)?
     static let acceptRetryMs = 500
     /// Open upstream connections, in use or pooled (they count against `worker_connections`).
     var upstreamConnections = 0
@@ -130,15 +137,34 @@ public final class Worker: @unchecked Sendable {
         for c in idle.prefix(n) { c.close() }
     }
 
-    /// Admission for the accept loop: when the worker is full, stops accepting until one of its
-    /// connections closes (the backlog, or another worker, holds new clients meanwhile).
-    func mayAccept() -> Bool {
-        if roomForConnection() { return true }
+    /// A client was accepted but the worker is full: it waits, and so does accepting, until one
+    /// of the worker's connections closes (other workers still take clients from the backlog).
+    func full(parking fd: Int32, peer: SocketAddress, listener: ListenerSocket) {
         if fullAlert.due(nowMillis: loop.now) {
             runtime.errorLog.log(.alert, "\(workerConnections) worker_connections are not enough", worker: index)
         }
+        parked = (fd, peer, listener)
         pauseAccepting(.full)
-        return false
+        retryParked(pause: pauseNumber)
+    }
+
+    /// Connections that finish their requests stay open (keep-alive): without a close to wake
+    /// the worker, it looks for idle ones to reuse every `acceptRetryMs`.
+    private func retryParked(pause: Int) {
+        loop.schedule(afterMillis: Worker.acceptRetryMs) { [unowned self] in
+            guard self.acceptPause == .full, self.pauseNumber == pause else { return }
+            if self.roomForConnection() { self.admitParked() } else { self.retryParked(pause: pause) }
+        }
+    }
+
+    /// Takes the parked client (there is room for it) and accepts again; the next accept checks
+    /// room once more.
+    private func admitParked() {
+        if let p = parked {
+            parked = nil
+            accepted(fd: p.fd, peer: p.peer, listener: p.listener)
+        }
+        if acceptPause == .full { resumeAccepting() }
     }
 
     /// accept4() failed with EMFILE/ENFILE: one line, then no accepts for `acceptRetryMs` (a
@@ -146,13 +172,15 @@ public final class Worker: @unchecked Sendable {
     func outOfFiles(_ error: IOError) {
         runtime.errorLog.log(.crit, error.description, worker: index)
         pauseAccepting(.outOfFiles)
+        let pause = pauseNumber
         loop.schedule(afterMillis: Worker.acceptRetryMs) { [unowned self] in
-            if self.acceptPause == .outOfFiles { self.resumeAccepting() }
+            if self.acceptPause == .outOfFiles && self.pauseNumber == pause { self.resumeAccepting() }
         }
     }
 
     private func pauseAccepting(_ why: AcceptPause) {
         acceptPause = why
+        pauseNumber += 1
         for l in listeners.values where l.active {
             loop.deregister(l)
             l.active = false
@@ -165,16 +193,20 @@ public final class Worker: @unchecked Sendable {
         for l in listeners.values where !l.active { _ = activate(l) }
     }
 
-    /// A client or upstream connection closed: a full worker accepts again.
+    /// A client or upstream connection closed: a full worker admits its parked client.
     @inline(__always)
     func connectionSlotFreed() {
-        if acceptPause == .full && connectionsInUse < workerConnections { resumeAccepting() }
+        if acceptPause == .full && connectionsInUse < workerConnections { admitParked() }
     }
 
     /// Stops accepting and lets connections finish; stops the loop when none remain.
     func drain() {
         draining = true
         acceptPause = .none
+        if let p = parked {
+            Socket.close(p.fd)
+            parked = nil
+        }
         removeListeners(Array(listeners.keys))
         for list in poolLists { for c in list { c.close() } }
         poolLists = poolLists.map { _ in [] }
@@ -393,11 +425,18 @@ final class ListenerSocket: Pollable {
     override func ready(_ events: UInt32) {
         var peer = SocketAddress()
         // Accept a bounded batch per event so one busy listener cannot starve the loop.
+        // Room is checked after an accept, as nginx does: idle connections are closed for a client
+        // that is there, never in case one comes.
         for _ in 0..<64 {
-            guard active, worker.mayAccept() else { return }
+            guard active else { return }
             do {
                 switch try Socket.accept(fd, peer: &peer) {
-                case .done(let cfd): worker.accepted(fd: cfd, peer: peer, listener: self)
+                case .done(let cfd):
+                    if worker.roomForConnection() {
+                        worker.accepted(fd: cfd, peer: peer, listener: self)
+                    } else {
+                        worker.full(parking: cfd, peer: peer, listener: self)
+                    }
                 case .wouldBlock: return
                 }
             } catch {
