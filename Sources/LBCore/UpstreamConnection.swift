@@ -28,6 +28,7 @@ final class UpstreamConnection: Pollable {
         self.address = address
         super.init()
         self.fd = fd
+        worker.upstreamConnections += 1
     }
 
     deinit {
@@ -72,5 +73,7 @@ final class UpstreamConnection: Pollable {
         inBuf.release()
         outBuf.release()
         owner = nil
+        worker.upstreamConnections -= 1
+        worker.connectionSlotFreed()
     }
 }

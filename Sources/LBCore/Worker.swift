@@ -48,28 +48,165 @@ public final class Worker: @unchecked Sendable {
         loop.onTurn = { [unowned self] in self.endOfTurn() }
     }
 
-    /// Adds listening sockets (shared fds; EPOLLEXCLUSIVE spreads accepts over workers).
+    /// Adds listening sockets (shared fds; EPOLLEXCLUSIVE spreads accepts over workers). While
+    /// accepting is paused they join the others when it resumes.
     func addListeners(_ fds: sending [(Int32, HostPort)]) {
         for (fd, addr) in fds where listeners[fd] == nil {
             let l = ListenerSocket(worker: self, fd: fd, address: addr)
-            do {
-                try loop.register(l, events: EventLoop.readable | EventLoop.exclusive)
-                listeners[fd] = l
-            } catch {
-                runtime.errorLog.log(.emerg, "epoll_ctl for listener \(addr) failed: \(error)", worker: index)
-            }
+            if acceptPause == .none && !activate(l) { continue }
+            listeners[fd] = l
+        }
+    }
+
+    /// Puts a listener into the loop; false (logged) when epoll refuses it.
+    private func activate(_ l: ListenerSocket) -> Bool {
+        do {
+            try loop.register(l, events: EventLoop.readable | EventLoop.exclusive)
+            l.active = true
+            return true
+        } catch {
+            runtime.errorLog.log(.emerg, "epoll_ctl for listener \(l.address) failed: \(error)", worker: index)
+            return false
         }
     }
 
     func removeListeners(_ fds: [Int32]) {
         for fd in fds {
-            if let l = listeners.removeValue(forKey: fd) { loop.deregister(l) }
+            if let l = listeners.removeValue(forKey: fd) {
+                loop.deregister(l)
+                l.active = false
+            }
         }
+    }
+
+    // MARK: connection limits
+
+    /// Why this worker's listeners are out of its loop (nginx's `ngx_disable_accept_events`).
+    enum AcceptPause {
+        case none
+        /// `worker_connections` were in use and none was idle when a client was accepted: until
+        /// one of them closes, or (checked every `acceptRetryMs`) one is idle to reuse. That
+        /// client waits in `parked`.
+        case full
+        /// accept4() ran out of file descriptors: for `acceptRetryMs`, as nginx's
+        /// `accept_mutex_delay` timer does.
+        case outOfFiles
+    }
+
+    var acceptPause = AcceptPause.none
+    /// Counts pauses, so a retry timer of an earlier pause does nothing.
+    var pauseNumber = 0
+    /// The client accepted when the worker was full, admitted first when a connection closes
+    /// (nginx closes it; here it waits, as do the clients still in the listen backlog).
+    var parked: (fd: Int32, peer: SocketAddress, listener: ListenerSocket)?
+    static let acceptRetryMs = 500
+    /// Open upstream connections, in use or pooled (they count against `worker_connections`).
+    var upstreamConnections = 0
+    var reuseWarning = OncePerSecond()
+    var fullAlert = OncePerSecond()
+
+    /// This worker's share of connections: `worker_connections` of the newest configuration.
+    var workerConnections: Int { generation.table.main.workerConnections }
+
+    /// Connections in use as nginx counts them: listeners, clients and upstream connections.
+    var connectionsInUse: Int { listeners.count + clients + upstreamConnections }
+
+    /// Whether one more connection fits in `worker_connections`, after closing idle keep-alive
+    /// client connections when few are free (nginx's `ngx_get_connection`, which client accepts
+    /// and upstream connects both go through). A false answer is the caller's to report.
+    func roomForConnection() -> Bool {
+        let budget = ConnectionBudget(limit: workerConnections)
+        if budget.hasSlack(inUse: connectionsInUse) { return true }
+        reuseIdleConnections(budget)
+        return connectionsInUse < budget.limit
+    }
+
+    /// nginx's `ngx_drain_connections`: closes a few idle client connections (those whose idle
+    /// timeout comes first) so new work gets their slots.
+    private func reuseIdleConnections(_ budget: ConnectionBudget) {
+        var idle: [ClientConnection] = []
+        for c in live.values where c.isIdle { idle.append(c) }
+        let n = budget.reuseCount(reusable: idle.count)
+        guard n > 0 else { return }
+        if reuseWarning.due(nowMillis: loop.now) {
+            runtime.errorLog.log(.warn, "\(budget.limit) worker_connections are not enough, reusing connections", worker: index)
+        }
+        if n < idle.count {
+            idle.sort { $0.deadline < $1.deadline }
+        }
+        for c in idle.prefix(n) { c.close() }
+    }
+
+    /// A client was accepted but the worker is full: it waits, and so does accepting, until one
+    /// of the worker's connections closes (other workers still take clients from the backlog).
+    func full(parking fd: Int32, peer: SocketAddress, listener: ListenerSocket) {
+        if fullAlert.due(nowMillis: loop.now) {
+            runtime.errorLog.log(.alert, "\(workerConnections) worker_connections are not enough", worker: index)
+        }
+        parked = (fd, peer, listener)
+        pauseAccepting(.full)
+        retryParked(pause: pauseNumber)
+    }
+
+    /// Connections that finish their requests stay open (keep-alive): without a close to wake
+    /// the worker, it looks for idle ones to reuse every `acceptRetryMs`.
+    private func retryParked(pause: Int) {
+        loop.schedule(afterMillis: Worker.acceptRetryMs) { [unowned self] in
+            guard self.acceptPause == .full, self.pauseNumber == pause else { return }
+            if self.roomForConnection() { self.admitParked() } else { self.retryParked(pause: pause) }
+        }
+    }
+
+    /// Takes the parked client (there is room for it) and accepts again; the next accept checks
+    /// room once more.
+    private func admitParked() {
+        if let p = parked {
+            parked = nil
+            accepted(fd: p.fd, peer: p.peer, listener: p.listener)
+        }
+        if acceptPause == .full { resumeAccepting() }
+    }
+
+    /// accept4() failed with EMFILE/ENFILE: one line, then no accepts for `acceptRetryMs` (a
+    /// level-triggered listener would otherwise report the same pending client at once, forever).
+    func outOfFiles(_ error: IOError) {
+        runtime.errorLog.log(.crit, error.description, worker: index)
+        pauseAccepting(.outOfFiles)
+        let pause = pauseNumber
+        loop.schedule(afterMillis: Worker.acceptRetryMs) { [unowned self] in
+            if self.acceptPause == .outOfFiles && self.pauseNumber == pause { self.resumeAccepting() }
+        }
+    }
+
+    private func pauseAccepting(_ why: AcceptPause) {
+        acceptPause = why
+        pauseNumber += 1
+        for l in listeners.values where l.active {
+            loop.deregister(l)
+            l.active = false
+        }
+    }
+
+    private func resumeAccepting() {
+        acceptPause = .none
+        guard !draining else { return }
+        for l in listeners.values where !l.active { _ = activate(l) }
+    }
+
+    /// A client or upstream connection closed: a full worker admits its parked client.
+    @inline(__always)
+    func connectionSlotFreed() {
+        if acceptPause == .full && connectionsInUse < workerConnections { admitParked() }
     }
 
     /// Stops accepting and lets connections finish; stops the loop when none remain.
     func drain() {
         draining = true
+        acceptPause = .none
+        if let p = parked {
+            Socket.close(p.fd)
+            parked = nil
+        }
         removeListeners(Array(listeners.keys))
         for list in poolLists { for c in list { c.close() } }
         poolLists = poolLists.map { _ in [] }
@@ -105,7 +242,7 @@ public final class Worker: @unchecked Sendable {
         clients -= 1
         stats.connections.subtract(1, ordering: .relaxed)
         handled += 1
-        if draining { checkDrained() }
+        if draining { checkDrained() } else { connectionSlotFreed() }
     }
 
     // MARK: upstream pools
@@ -275,6 +412,8 @@ final class ListenerSocket: Pollable {
     /// The worker outlives every connection it owns: no reference counting on this hot field.
     unowned(unsafe) let worker: Worker
     let address: HostPort
+    /// Registered with the worker's loop (false while accepting is paused).
+    var active = false
 
     init(worker: Worker, fd: Int32, address: HostPort) {
         self.worker = worker
@@ -286,16 +425,22 @@ final class ListenerSocket: Pollable {
     override func ready(_ events: UInt32) {
         var peer = SocketAddress()
         // Accept a bounded batch per event so one busy listener cannot starve the loop.
+        // Room is checked after an accept, as nginx does: idle connections are closed for a client
+        // that is there, never in case one comes.
         for _ in 0..<64 {
+            guard active else { return }
             do {
                 switch try Socket.accept(fd, peer: &peer) {
-                case .done(let cfd): worker.accepted(fd: cfd, peer: peer, listener: self)
+                case .done(let cfd):
+                    if worker.roomForConnection() {
+                        worker.accepted(fd: cfd, peer: peer, listener: self)
+                    } else {
+                        worker.full(parking: cfd, peer: peer, listener: self)
+                    }
                 case .wouldBlock: return
                 }
             } catch {
-                if error.errno == EMFILE || error.errno == ENFILE {
-                    worker.runtime.errorLog.log(.alert, "accept4() failed (\(error.errno): \(String(cString: strerror(error.errno))))", worker: worker.index)
-                }
+                if error.errno == EMFILE || error.errno == ENFILE { worker.outOfFiles(error) }
                 return
             }
         }
@@ -399,5 +544,32 @@ public final class ServerStats: Sendable {
     public var byClass: [(String, Int)] {
         [("1xx", c1.load(ordering: .relaxed)), ("2xx", c2.load(ordering: .relaxed)), ("3xx", c3.load(ordering: .relaxed)),
          ("4xx", c4.load(ordering: .relaxed)), ("5xx", c5.load(ordering: .relaxed))]
+    }
+}
+
+/// nginx's arithmetic for one worker's `worker_connections` (`ngx_get_connection`,
+/// `ngx_drain_connections`): idle connections are reused only when at most a sixteenth of the
+/// connections are free, an eighth of the idle ones at a time, between 1 and 32.
+struct ConnectionBudget {
+    let limit: Int
+
+    /// More than a sixteenth of the connections are free: nothing to reuse yet.
+    func hasSlack(inUse: Int) -> Bool { limit - inUse > limit / 16 }
+
+    /// How many of `reusable` idle connections to close now.
+    func reuseCount(reusable: Int) -> Int {
+        reusable == 0 ? 0 : max(min(32, reusable / 8), 1)
+    }
+}
+
+/// Rate-limits a log line to one per second (nginx's `connections_reuse_time`).
+struct OncePerSecond {
+    private var lastSecond: Int64 = -1
+
+    mutating func due(nowMillis: Int64) -> Bool {
+        let s = nowMillis / 1000
+        if s == lastSecond { return false }
+        lastSecond = s
+        return true
     }
 }
