@@ -185,6 +185,14 @@ extension Compiler {
         timeSetting("client_header_timeout", .hs, default: "60s", \.clientHeaderTimeoutMs),
         sizeSetting("client_max_body_size", default: "1m", \.clientMaxBodySize),
         sizeSetting("client_body_buffer_size", default: "16k", \.clientBodyBufferSize),
+        // Request bodies larger than client_body_buffer_size go to anonymous files here (the
+        // levels arguments are accepted; lb's files have no names to spread over directories).
+        setting("client_body_temp_path", .between(1, 4), default: "client_body_temp", \.clientBodyTempPath) { c, d in
+            for a in d.args.dropFirst() where Int(a.text).map({ !(1...2).contains($0) }) ?? true {
+                throw ConfigError("invalid value \"\(a.text)\" in \"client_body_temp_path\" directive", at: a.location)
+            }
+            return d.args[0].text
+        },
         sizeSetting("client_header_buffer_size", .hs, default: "1k", \.clientHeaderBufferSize),
         DirectiveSpec("large_client_header_buffers", .hs, .exactly(2), default: "4 8k") { c, d in
             let n = try c.number(d), s = try c.size(d, 1)

@@ -108,7 +108,7 @@ let acceptedNoOps: [(String, Contexts, ArgumentShape)] = [
     ("variables_hash_max_size", .http, .exactly(1)), ("variables_hash_bucket_size", .http, .exactly(1)),
     ("proxy_headers_hash_max_size", .hsl, .exactly(1)), ("proxy_headers_hash_bucket_size", .hsl, .exactly(1)),
     ("map_hash_max_size", .http, .exactly(1)), ("map_hash_bucket_size", .http, .exactly(1)),
-    ("client_body_temp_path", .hsl, .between(1, 4)), ("proxy_temp_path", .hsl, .between(1, 4)),
+    ("proxy_temp_path", .hsl, .between(1, 4)),
     ("fastcgi_temp_path", .hsl, .between(1, 4)), ("uwsgi_temp_path", .hsl, .between(1, 4)),
     ("scgi_temp_path", .hsl, .between(1, 4)), ("proxy_buffers", .hsl, .exactly(2)),
     ("proxy_busy_buffers_size", .hsl, .exactly(1)), ("proxy_max_temp_file_size", .hsl, .exactly(1)),

@@ -123,6 +123,7 @@ public struct HTTPSettings: Sendable {
     public var sendTimeoutMs: Int?
     public var clientMaxBodySize: Int?
     public var clientBodyBufferSize: Int?
+    public var clientBodyTempPath: String?
     public var clientBodyTimeoutMs: Int?
     public var clientHeaderTimeoutMs: Int?
     public var clientHeaderBufferSize: Int?
@@ -199,6 +200,7 @@ public struct HTTPSettings: Sendable {
         m(&sendTimeoutMs, p.sendTimeoutMs)
         m(&clientMaxBodySize, p.clientMaxBodySize)
         m(&clientBodyBufferSize, p.clientBodyBufferSize)
+        m(&clientBodyTempPath, p.clientBodyTempPath)
         m(&clientBodyTimeoutMs, p.clientBodyTimeoutMs)
         m(&clientHeaderTimeoutMs, p.clientHeaderTimeoutMs)
         m(&clientHeaderBufferSize, p.clientHeaderBufferSize)

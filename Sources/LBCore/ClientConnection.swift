@@ -43,7 +43,7 @@ struct UpstreamAttempt {
 /// the connection alive. Every step is driven from epoll readiness (edge-triggered); nothing blocks.
 final class ClientConnection: Pollable {
     enum State { case head, local, proxy, tunnel, apiBody, closed }
-    enum Phase { case idle, connecting, sending, waitingHead, relaying, cacheWait }
+    enum Phase { case idle, readingBody, connecting, sending, waitingHead, relaying, cacheWait }
 
     /// The worker outlives every connection it owns: no reference counting on this hot field.
     unowned(unsafe) let worker: Worker
@@ -153,7 +153,7 @@ final class ClientConnection: Pollable {
                 close()
             }
         case .proxy:
-            if ex.phase == .sending && !ex.requestBodyComplete && writable && (ex.up?.outBuf.isEmpty ?? true) {
+            if ex.phase == .readingBody || (ex.phase == .sending && !ex.requestBodyComplete && writable && (ex.up?.outBuf.isEmpty ?? true)) {
                 log(.info, "client timed out (110: Connection timed out) while reading client request body")
                 if !ex.headerStarted { writeErrorAndClose(408) } else { close() }
             } else {

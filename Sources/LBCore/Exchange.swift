@@ -37,6 +37,8 @@ final class Exchange {
     var requestBodyComplete = true
     var bodyLimit = 0
     var bodyReceived = 0
+    /// The whole body, when it is read before the upstream is contacted (`proxy_request_buffering`).
+    var body: BufferedBody?
 
     // Proxy (Proxy.swift): state of the whole proxied request; per-try state is in `attempt`.
     var phase: ClientConnection.Phase = .idle
@@ -115,6 +117,10 @@ struct Attempt {
     var connectDone: Int64 = 0
     var headerDone: Int64 = 0
     var requestSent = false
+    /// The whole request (head and body) went out on this try.
+    var requestComplete = false
+    /// Bytes of a buffered request body handed to the upstream's buffer on this try.
+    var bodyOffset = 0
     var response = ResponseHead()
     var responseFraming: BodyFraming = .none
     var upScanner = HeadScanner(maxFirstLine: 4096, maxHeaderLine: 8192, maxHead: 64 * 1024)
@@ -131,9 +137,11 @@ struct Attempt {
 
     init() {}
 
-    init(peer: Int, text: String, start: Int64) {
+    /// - Parameter headLimit: `proxy_buffer_size`, the largest response head accepted.
+    init(peer: Int, text: String, start: Int64, headLimit: Int) {
         peerIndex = peer
         peerText = text
         attemptStart = start
+        upScanner = HeadScanner(maxFirstLine: headLimit, maxHeaderLine: headLimit, maxHead: headLimit)
     }
 }

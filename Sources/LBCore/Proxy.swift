@@ -8,6 +8,26 @@ import LBIO
 /// stops reading from its source (backpressure in both directions).
 extension ClientConnection {
     static let relayBuffer = 64 * 1024
+    /// Bytes of a buffered request body moved to the upstream's buffer at a time.
+    static let bodyChunk = 32 * 1024
+
+    /// Checks, while the request is still going out, whether the upstream already sent a final
+    /// response head; if so the rest of the request is dropped and the response goes to the
+    /// client (nginx relays such an answer at once). Neither connection is kept alive after it.
+    func upstreamAnsweredEarly(_ c: UpstreamConnection) -> Bool {
+        _ = readUpstream(c, limit: ClientConnection.relayBuffer)
+        guard c.inBuf.readable > 0 else { return false }
+        var probe = ex.attempt.upScanner
+        guard let end = try? probe.scan(c.inBuf.readableBytes, isRequest: false),
+              let head = try? HeadParser.response(c.inBuf.readableBytes, start: 0, end: end),
+              head.status >= 200 else { return false }
+        if !ex.requestBodyComplete { closeAfterResponse = true }
+        ex.phase = .waitingHead
+        worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs)
+        worker.loop.setDeadline(self, afterMillis: 0)
+        readResponseHead(c)
+        return true
+    }
 
     func startProxy(_ t: ProxyTarget) {
         state = .proxy
@@ -20,6 +40,79 @@ extension ClientConnection {
             outBuf.append("HTTP/1.1 100 Continue\r\n\r\n")
             flushOut()
         }
+        let s = settings
+        if !ex.requestBodyComplete && (s.proxyRequestBuffering != false || s.proxyPassRequestBody == false) {
+            // nginx's default: the whole body first, then the upstream. A slow upload holds no
+            // upstream connection, and every try can send the body again.
+            ex.body = BufferedBody(memoryLimit: s.effectiveClientBodyBufferSize,
+                                   tempDirectory: joinPath(table.main.prefix, s.clientBodyTempPath ?? "client_body_temp"),
+                                   expected: req.contentLength)
+            ex.phase = .readingBody
+            worker.loop.setDeadline(self, afterMillis: s.effectiveClientBodyTimeoutMs)
+            readRequestBody()
+            return
+        }
+        nextAttempt()
+    }
+
+    /// Reads the request body into `ex.body` (decoded when chunked) until it is complete, then
+    /// starts the first try.
+    func readRequestBody() {
+        guard let body = ex.body else { return }
+        while !ex.requestBodyComplete {
+            if inBuf.isEmpty {
+                if !readable {
+                    worker.loop.setDeadline(self, afterMillis: settings.effectiveClientBodyTimeoutMs)
+                    return
+                }
+                if !readClient(limit: ClientConnection.relayBuffer) && inBuf.isEmpty {
+                    log(.info, "client prematurely closed connection while reading client request body")
+                    abortProxy()
+                    return
+                }
+                if inBuf.isEmpty { return }
+            }
+            let avail = inBuf.readableBytes
+            var take = 0
+            do {
+                switch ex.requestBody {
+                case .length(let n):
+                    take = min(n, avail.count)
+                    try body.append(UnsafeRawBufferPointer(rebasing: avail[0..<take]))
+                    ex.requestBody = .length(n - take)
+                    if n - take == 0 { ex.requestBodyComplete = true }
+                case .chunked(var f):
+                    var failure: BufferedBody.StoreError?
+                    take = try f.consume(avail) { r in
+                        if failure == nil {
+                            do throws(BufferedBody.StoreError) { try body.append(UnsafeRawBufferPointer(rebasing: avail[r])) } catch { failure = error }
+                        }
+                    }
+                    if let failure { throw failure }
+                    if f.isDone { ex.requestBodyComplete = true }
+                    ex.requestBody = .chunked(f)
+                default:
+                    ex.requestBodyComplete = true
+                }
+            } catch let e as BufferedBody.StoreError {
+                log(.crit, e.message)
+                upstreamFailedFatal(500)
+                return
+            } catch {
+                log(.info, "client sent invalid chunked body")
+                upstreamFailedFatal(400)
+                return
+            }
+            inBuf.readIndex += take
+            ex.bodyReceived += take
+            if ex.bodyLimit > 0 && body.length > ex.bodyLimit {
+                log(.error, "client intended to send too large chunked body: \(body.length) bytes")
+                upstreamFailedFatal(413)
+                return
+            }
+        }
+        worker.loop.setDeadline(self, afterMillis: 0)
+        ex.phase = .idle
         nextAttempt()
     }
 
@@ -71,7 +164,7 @@ extension ClientConnection {
         }
         ex.tried = walk
         ex.tries += 1
-        ex.attempt = Attempt(peer: p, text: text, start: monotonicMicros())
+        ex.attempt = Attempt(peer: p, text: text, start: monotonicMicros(), headLimit: settings.effectiveProxyBufferSize)
         // A pooled keep-alive connection first.
         if rt.group.keepalive != nil, let c = worker.takeIdle(upstream: rt.id, peer: p) {
             c.pooled = false
@@ -84,6 +177,12 @@ extension ClientConnection {
             if ex.variableFailed { upstreamFailedFatal(500); return }
             worker.loop.setDeadline(c, afterMillis: settings.effectiveProxySendTimeoutMs)
             upstreamEvent()
+            return
+        }
+        guard worker.roomForConnection() else {
+            log(.alert, "\(worker.workerConnections) worker_connections are not enough while connecting to upstream")
+            releasePeer(failed: false)
+            proxyError(500)
             return
         }
         do {
@@ -190,7 +289,13 @@ extension ClientConnection {
                 o.append("\r\n")
             }
         }
-        if req.chunked {
+        if settings.proxyPassRequestBody == false {
+            // No body upstream, so no framing header either.
+        } else if let body = ex.body {
+            o.append("Content-Length: ")
+            o.append(decimal: body.length)
+            o.append("\r\n")
+        } else if req.chunked {
             o.append("Transfer-Encoding: chunked\r\n")
         } else if let cl = req.contentLength, req.method != .get || cl > 0 {
             o.append("Content-Length: ")
@@ -206,6 +311,8 @@ extension ClientConnection {
 
     func proxyClientEvent() {
         switch ex.phase {
+        case .readingBody:
+            readRequestBody()
         case .sending:
             if readable && !ex.requestBodyComplete { upstreamEvent() }
         case .relaying:
@@ -241,7 +348,7 @@ extension ClientConnection {
             readResponseHead(c)
         case .relaying:
             relay()
-        case .idle, .cacheWait:
+        case .idle, .cacheWait, .readingBody:
             break
         }
     }
@@ -258,13 +365,15 @@ extension ClientConnection {
             log(.error, "upstream timed out (110: Connection timed out) while reading upstream")
             releasePeer(failed: true)
             abortProxy()
-        case .idle, .cacheWait:
+        case .idle, .cacheWait, .readingBody:
             break
         }
     }
 
     /// Sends the head and whatever body is available; moves on to waiting for the response.
     func sendRequest(_ c: UpstreamConnection) {
+        // An upstream may answer before it has the whole request (a 413 to a large upload).
+        if c.readable || c.peerClosed, upstreamAnsweredEarly(c) { return }
         while true {
             if !c.outBuf.isEmpty {
                 guard c.writable else { return }
@@ -281,9 +390,28 @@ extension ClientConnection {
                         return
                     }
                 } catch {
+                    // A peer that answered and closed without reading the rest: its answer may
+                    // be waiting even though no readiness event has told us yet.
+                    c.readable = true
+                    if upstreamAnsweredEarly(c) { return }
                     upstreamFailed(.error("\(error) while sending request to upstream"))
                     return
                 }
+                continue
+            }
+            // A buffered body: from memory or its file, a bounded chunk at a time, from the start
+            // on every try.
+            if let body = ex.body, settings.proxyPassRequestBody != false, ex.attempt.bodyOffset < body.length {
+                c.outBuf.clear()
+                c.outBuf.reserve(ClientConnection.bodyChunk)
+                let n = body.read(at: ex.attempt.bodyOffset, into: c.outBuf.writePointer, max: min(c.outBuf.writableTail, ClientConnection.bodyChunk))
+                guard n > 0 else {
+                    log(.crit, "the buffered request body could not be read back")
+                    upstreamFailedFatal(500)
+                    return
+                }
+                c.outBuf.writeIndex += n
+                ex.attempt.bodyOffset += n
                 continue
             }
             if ex.requestBodyComplete { break }
@@ -335,6 +463,7 @@ extension ClientConnection {
             worker.loop.setDeadline(self, afterMillis: 0)
         }
         ex.phase = .waitingHead
+        ex.attempt.requestComplete = true
         worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs)
         if c.readable { readResponseHead(c) }
     }
@@ -370,8 +499,11 @@ extension ClientConnection {
     }
 
     func readResponseHead(_ c: UpstreamConnection) {
+        // The head must fit proxy_buffer_size (the scanner's limits); read at least one byte more
+        // than that, so a head too big is seen at once instead of waiting for more.
+        let limit = max(ClientConnection.relayBuffer, settings.effectiveProxyBufferSize + 1)
         while true {
-            let alive = readUpstream(c, limit: ClientConnection.relayBuffer)
+            let alive = readUpstream(c, limit: limit)
             if c.inBuf.readable > 0 {
                 do {
                     guard let end = try ex.attempt.upScanner.scan(c.inBuf.readableBytes, isRequest: false) else {
@@ -386,6 +518,8 @@ extension ClientConnection {
                     }
                     ex.attempt.headerDone = monotonicMicros()
                     handleResponseHead(c, headLength: end)
+                } catch let e as HTTPError where e.reason.hasPrefix("too") {
+                    upstreamFailed(.invalidHeader("upstream sent too big header while reading response header from upstream"))
                 } catch {
                     upstreamFailed(.invalidHeader("upstream sent invalid header while reading response header from upstream"))
                 }
@@ -707,7 +841,7 @@ extension ClientConnection {
         guard let c = ex.up, let rt = ex.upstreamRuntime else { return }
         recordUpstream(status: ex.attempt.response.status)
         let reusable = rt.group.keepalive != nil && !ex.attempt.response.close && ex.attempt.response.versionMinor == 1 && !ex.sentConnectionClose
-            && ex.requestBodyComplete && c.inBuf.readable == ex.attempt.relayable && !c.peerClosed
+            && ex.requestBodyComplete && ex.attempt.requestComplete && c.inBuf.readable == ex.attempt.relayable && !c.peerClosed
         releasePeer(failed: false)
         ex.up = nil
         worker.loop.setDeadline(c, afterMillis: 0)

@@ -79,6 +79,20 @@ class Handler(BaseHTTPRequestHandler):
             stats["requests"] += 1
         u = urlparse(self.path)
         q = parse_qs(u.query)
+        if NAME == "closer":
+            # A broken peer: reads the whole request, then closes without an answer.
+            if self.command in ("POST", "PUT", "PATCH"):
+                self.body()
+            self.close_connection = True
+            return
+        if u.path == "/reject":
+            # Answers at once without reading the body (an early 413), then closes.
+            self.close_connection = True
+            self.send(int(q.get("status", ["413"])[0]), b"rejected", extra={"Connection": "close"})
+            return
+        if u.path == "/bighead":
+            self.send(200, b"big head", extra={"X-Big": "b" * int(q.get("bytes", ["6000"])[0])})
+            return
         if u.path == "/headers":
             hdrs = {k.lower(): v for k, v in self.headers.items()}
             self.send(200, json.dumps({"headers": hdrs, "path": self.path, "method": self.command,
@@ -143,6 +157,8 @@ class Handler(BaseHTTPRequestHandler):
         elif u.path.endswith("/redirect"):
             self.send(302, b"moved", extra={"Location": q.get("to", ["/"])[0]})
         elif u.path.startswith("/status/"):
+            if self.command in ("POST", "PUT", "PATCH"):
+                self.body()
             self.send(int(u.path.split("/")[2]), f"{NAME} status".encode())
         elif u.path == "/big":
             n = int(q.get("bytes", ["0"])[0])
@@ -193,7 +209,9 @@ class Handler(BaseHTTPRequestHandler):
             if data is not None:
                 self._upload = (len(data), hashlib.sha256(data).hexdigest())
             n, digest = self._upload
-            self.send(200, json.dumps({"bytes": n, "sha256": digest}).encode(), "application/json")
+            self.send(200, json.dumps({"bytes": n, "sha256": digest,
+                                       "content_length": self.headers.get("Content-Length"),
+                                       "transfer_encoding": self.headers.get("Transfer-Encoding")}).encode(), "application/json")
         else:
             if self.command in ("POST", "PUT", "PATCH"):
                 self.body()
