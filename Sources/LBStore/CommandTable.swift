@@ -5,9 +5,9 @@ public struct CommandFlags: OptionSet, Sendable {
 
     /// May change the keyspace (Redis's `write`): only these commands' outcomes are logged to the
     /// append-only file, and only when they changed something.
-    public static let write = CommandFlags(rawValue: 1 << 0)
+    @inlinable public static var write: CommandFlags { CommandFlags(rawValue: 1 << 0) }
     /// Runs before AUTH when a password is set (Redis's `no_auth`).
-    public static let noAuth = CommandFlags(rawValue: 1 << 1)
+    @inlinable public static var noAuth: CommandFlags { CommandFlags(rawValue: 1 << 1) }
 }
 
 /// One row of a command table, in the manner of Redis's `redisCommand`: the generic checks (name
@@ -66,71 +66,84 @@ public struct CommandTable<Handler> {
 
 extension CommandTable: Sendable where Handler: Sendable {}
 
-/// Command names to table rows, case-insensitively and without allocating: a name of up to 16
-/// bytes is packed into two words with ASCII letters folded to lowercase (`| 0x20`), and looked up
-/// in an open-addressing table sized at build time. Table names are lowercase letters only, and
-/// for those the fold is exact: only `A`–`Z` and `a`–`z` fold onto a lowercase letter.
+/// Command names to table rows, case-insensitively and without allocating: a name of up to 15
+/// bytes is packed into two little-endian words, every byte ORed with 0x20 (ASCII letters fold to
+/// lowercase, the zero padding becomes 0x20) and the length in the top byte, then looked up in an
+/// open-addressing table built once, whose slots hold the packed names themselves. Table names
+/// are lowercase letters only, and for those the fold is exact: only `A`–`Z` and `a`–`z` fold
+/// onto a lowercase letter, and the length keeps `get` apart from `get ` or `get\0`.
 public struct CommandIndex: Sendable {
-    @usableFromInline let slots: [Int16]
-    @usableFromInline let keys: [Packed]
-    @usableFromInline let shift: UInt64
-
-    @usableFromInline struct Packed: Sendable, Equatable {
+    @usableFromInline struct Slot: Sendable {
         @usableFromInline var lo: UInt64 = 0
         @usableFromInline var hi: UInt64 = 0
-        @usableFromInline var count = 0
+        /// The row, or -1 for an empty slot.
+        @usableFromInline var row = -1
         @inlinable init() {}
     }
+
+    @usableFromInline let slots: [Slot]
+    @usableFromInline let shift: UInt64
 
     public init(names: [String]) {
         var bits: UInt64 = 4
         while 1 << bits < names.count * 2 { bits += 1 }
-        var slots = [Int16](repeating: -1, count: 1 << bits)
-        var keys: [Packed] = []
-        for (i, name) in names.enumerated() {
+        var slots = [Slot](repeating: Slot(), count: 1 << bits)
+        for (row, name) in names.enumerated() {
             let b = Array(name.utf8)
-            precondition(b.allSatisfy { $0 >= 0x61 && $0 <= 0x7A }, "command name \(name): lowercase letters only")
-            guard let k = CommandIndex.pack(b) else { preconditionFailure("command name \(name): 1 to 16 letters") }
-            var s = CommandIndex.slot(k, 64 - bits, slots.count)
-            while slots[s] >= 0 {
-                precondition(keys[Int(slots[s])] != k, "command \(name) listed twice")
+            precondition(!b.isEmpty && b.count <= 15 && b.allSatisfy { $0 >= 0x61 && $0 <= 0x7A },
+                         "command name \(name): 1 to 15 lowercase letters")
+            var k = Slot()
+            (k.lo, k.hi) = CommandIndex.pack(b)
+            k.row = row
+            var s = CommandIndex.slot(k.lo, k.hi, 64 - bits)
+            while slots[s].row >= 0 {
+                precondition((slots[s].lo, slots[s].hi) != (k.lo, k.hi), "command \(name) listed twice")
                 s = (s + 1) & (slots.count - 1)
             }
-            slots[s] = Int16(i)
-            keys.append(k)
+            slots[s] = k
         }
         self.slots = slots
-        self.keys = keys
         shift = 64 - bits
     }
 
     /// The row named `name` in any letter case, or nil.
-    @inlinable public func find(_ name: [UInt8]) -> Int? {
-        guard let k = CommandIndex.pack(name) else { return nil }
-        var s = CommandIndex.slot(k, shift, slots.count)
-        while true {
-            let i = Int(slots[s])
-            if i < 0 { return nil }
-            if keys[i] == k { return i }
-            s = (s + 1) & (slots.count - 1)
+    @inlinable @inline(__always) public func find(_ name: [UInt8]) -> Int? {
+        guard name.count > 0 && name.count <= 15 else { return nil }
+        let (lo, hi) = CommandIndex.pack(name)
+        return slots.withUnsafeBufferPointer { slots in
+            let mask = slots.count - 1
+            var s = CommandIndex.slot(lo, hi, shift)
+            while true {
+                let e = slots[s]
+                if e.row < 0 { return nil }
+                if e.lo == lo && e.hi == hi { return e.row }
+                s = (s + 1) & mask
+            }
         }
     }
 
-    @inlinable static func pack(_ b: [UInt8]) -> Packed? {
-        let n = b.count
-        guard n > 0 && n <= 16 else { return nil }
-        var k = Packed()
-        k.count = n
-        b.withUnsafeBufferPointer { p in
-            for i in 0..<min(n, 8) { k.lo |= UInt64(p[i] | 0x20) << (8 * UInt64(i)) }
-            if n > 8 { for i in 8..<n { k.hi |= UInt64(p[i] | 0x20) << (8 * UInt64(i - 8)) } }
+    /// `b` (1 to 15 bytes) packed little-endian into two words, every byte (padding too) | 0x20,
+    /// the length in the last byte.
+    @inlinable @inline(__always) static func pack(_ b: [UInt8]) -> (UInt64, UInt64) {
+        var lo: UInt64 = 0, hi: UInt64 = 0
+        b.withUnsafeBytes { p in
+            let n = p.count
+            if n >= 8 {
+                lo = p.loadUnaligned(as: UInt64.self)
+                var i = n
+                while i > 8 { i -= 1; hi = hi << 8 | UInt64(p[i]) }
+            } else {
+                var i = n
+                while i > 0 { i -= 1; lo = lo << 8 | UInt64(p[i]) }
+            }
         }
-        return k
+        return (lo | 0x2020_2020_2020_2020, (hi | 0x0020_2020_2020_2020) & 0x00FF_FFFF_FFFF_FFFF | UInt64(b.count) << 56)
     }
 
-    @inlinable static func slot(_ k: Packed, _ shift: UInt64, _ size: Int) -> Int {
-        let h = (k.lo &* 0x9E37_79B9_7F4A_7C15) ^ (k.hi &* 0xC2B2_AE3D_27D4_EB4F) ^ UInt64(k.count)
-        return Int(truncatingIfNeeded: (h &* 0x9E37_79B9_7F4A_7C15) >> shift) & (size - 1)
+    /// The home slot: the top bits of a multiplicative hash of the two words.
+    @inlinable @inline(__always) static func slot(_ lo: UInt64, _ hi: UInt64, _ shift: UInt64) -> Int {
+        let h = (lo ^ hi &* 0xC2B2_AE3D_27D4_EB4F) &* 0x9E37_79B9_7F4A_7C15
+        return Int(truncatingIfNeeded: h >> shift)
     }
 }
 

@@ -208,19 +208,19 @@ final class StoreServer: @unchecked Sendable {
     /// password gate, then the row's handler. Keyspace replies go straight into the client's buffer.
     func run(_ args: [[UInt8]], client c: StoreClient, into r: inout ReplyWriter) {
         guard let i = commands.resolve(args, errorInto: &r) else { return }
-        let command = commands.commands[i]
-        if !c.authenticated && !command.flags.contains(.noAuth) {
+        let flags = commands.commands[i].flags
+        if !c.authenticated && !flags.contains(.noAuth) {
             r.error("NOAUTH Authentication required.")
             return
         }
         keyspace.stats.commands += 1
-        switch command.handler {
+        switch commands.commands[i].handler {
         case .keyspace(let handler):
             var outcome = Keyspace.Outcome()
             swap(&outcome.reply, &r)
             handler(&keyspace, args, batchNow, &outcome)
             swap(&outcome.reply, &r)
-            if command.flags.contains(.write) {
+            if flags.contains(.write) {
                 if outcome.logAsReceived { aof?.appendCommand(args) }
                 if !outcome.log.isEmpty { aof?.append(outcome.log) }
             }

@@ -118,8 +118,23 @@ import Testing
             #expect(table.index.find(Array(lower.dropLast())) == rows[String(decoding: lower.dropLast(), as: UTF8.self)])
         }
         #expect(table.index.find([]) == nil)
-        #expect(table.index.find(Array(String(repeating: "a", count: 17).utf8)) == nil)
+        #expect(table.index.find(Array(String(repeating: "a", count: 16).utf8)) == nil)
         #expect(table.index.find(Array(String(repeating: "g", count: 300).utf8)) == nil)
+    }
+
+    @Test func indexTellsApartNamesThatDifferOnlyInLengthOrTheirLastByte() {
+        let names = ["abcdefghijklmno", "abcdefghijklmnp", "abcdefghijklmn", "abcdefgh", "abcdefg", "a"]
+        let index = CommandIndex(names: names)
+        for (i, n) in names.enumerated() {
+            #expect(index.find(Array(n.utf8)) == i)
+            #expect(index.find(Array(n.uppercased().utf8)) == i)
+            #expect(index.find(Array(n.utf8) + [0]) == names.firstIndex(of: n + "\u{0}"))
+        }
+        #expect(index.find(Array("abcdefghijklmnop".utf8)) == nil) // 16 bytes: longer than any name
+        #expect(index.find(Array("abcdefghijklmno ".utf8)) == nil)
+        #expect(index.find(Array("abcdefghi".utf8)) == nil)
+        #expect(index.find(Array("abcdefgh ".utf8)) == nil)
+        #expect(index.find(Array("b".utf8)) == nil)
     }
 
     /// The AOF logs only what `write` rows report; a row without the flag must never change the
