@@ -59,14 +59,8 @@ public struct Keyspace {
         public var log: [[[UInt8]]] = []
         /// The command is logged to the AOF as it was received (most writes): no record array built.
         public var logAsReceived = false
-        /// False when the command is not a data command.
-        public var handled = false
 
         public init() {}
-
-        mutating func arity(_ name: [UInt8]) {
-            reply.error("ERR wrong number of arguments for '\(String(decoding: name, as: UTF8.self).lowercased())' command")
-        }
     }
 
     static let wrongType = "WRONGTYPE Operation against a key holding the wrong kind of value"
@@ -126,11 +120,11 @@ public struct Keyspace {
 
     // MARK: helpers
 
-    /// A canonical decimal as Redis's `string2ll` accepts it: optional `-`, no `+`, no leading
-    /// zeros, no `-0`, within Int64.
     static let setName = Array("SET".utf8)
 
-    static func int(_ b: [UInt8]) -> Int? {
+    /// A canonical decimal as Redis's `string2ll` accepts it: optional `-`, no `+`, no leading
+    /// zeros, no `-0`, within Int64.
+    public static func int(_ b: [UInt8]) -> Int? {
         let n = b.count
         guard n > 0, n <= 20 else { return nil }
         var i = 0

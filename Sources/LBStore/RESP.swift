@@ -150,6 +150,12 @@ public struct ReplyWriter {
         bytes.append(contentsOf: s.utf8)
         raw("\r\n")
     }
+    /// An error reply from bytes (texts that quote what the client sent, byte for byte).
+    public mutating func error(_ b: [UInt8]) {
+        bytes.append(UInt8(ascii: "-"))
+        bytes.append(contentsOf: b)
+        raw("\r\n")
+    }
     public mutating func integer(_ v: Int) {
         bytes.append(UInt8(ascii: ":"))
         decimal(v)

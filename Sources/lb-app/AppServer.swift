@@ -20,7 +20,7 @@ func resolve(_ host: String) -> String? {
         var a = sin.pointee.sin_addr
         inet_ntop(AF_INET, &a, &buf, 64)
     }
-    return String(cString: buf)
+    return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 /// The HTTP side: one event loop, keep-alive, pipelining; routes as the compose stacks' apps have.
@@ -237,11 +237,9 @@ final class AppConnection: Pollable {
             let b = inBuf.readableBytes
             let start = scanner.leadingBytes
             let h = try HeadParser.request(b, start: start, end: end)
-            let s = { (r: Range<Int>) in String(decoding: b[(start + r.lowerBound)..<(start + r.upperBound)], as: UTF8.self) }
             // Ranges are relative to `start`; re-slice the head.
             let head = UnsafeRawBufferPointer(rebasing: b[start..<end])
             func str(_ r: Range<Int>) -> String { String(decoding: head[r], as: UTF8.self) }
-            _ = s
             var headers: [(String, String)] = []
             for f in h.headers { headers.append((str(f.name).lowercased(), str(f.value))) }
             let req = AppRequest(method: str(h.methodRange), path: str(h.pathRange), queryString: h.queryRange.map(str) ?? "",
@@ -261,12 +259,11 @@ final class AppConnection: Pollable {
                 waiting = false
                 drive()
             }
-        } catch let e as HTTPError {
-            write(status: e.status, type: "text/plain", body: "bad request\n", keepAlive: false, head: false)
+        } catch {
+            // The scanner and the head parser throw only HTTPError (typed throws).
+            write(status: error.status, type: "text/plain", body: "bad request\n", keepAlive: false, head: false)
             closeAfter = true
             inBuf.clear()
-        } catch {
-            close()
         }
     }
 

@@ -147,63 +147,117 @@ final class StoreServer: @unchecked Sendable {
         c.drive()
     }
 
-    // MARK: server commands
+    // MARK: commands
 
+    /// A row's meaning: a keyspace command (run against `keyspace`, its outcome logged when the
+    /// row has the `write` flag), or a server command (connection, introspection, persistence).
+    enum Handler: Sendable {
+        case keyspace(Keyspace.Handler)
+        case server(@Sendable (StoreServer, _ args: [[UInt8]], _ client: StoreClient, _ reply: inout ReplyWriter) -> Void)
+    }
+
+    /// Every command, indexed once: the keyspace's rows, then the server's.
+    let commands = CommandTable(Keyspace.commands.map { $0.map(Handler.keyspace) } + StoreServer.serverCommands)
+
+    /// The server commands, with the arity and flags of Redis 7.0's `COMMAND INFO`.
+    static let serverCommands: [CommandSpec<Handler>] = [
+        CommandSpec("ping", -1, [], .server { _, a, _, r in
+            if a.count == 1 { r.simple("PONG") } else if a.count == 2 { r.bulk(a[1]) } else { r.error(CommandError.wrongArity("ping")) }
+        }),
+        CommandSpec("echo", 2, [], .server { _, a, _, r in r.bulk(a[1]) }),
+        CommandSpec("select", 2, [], .server { _, a, _, r in
+            guard let db = Keyspace.int(a[1]) else { r.error("ERR value is not an integer or out of range"); return }
+            if db == 0 { r.ok() } else { r.error("ERR DB index is out of range") }
+        }),
+        CommandSpec("auth", -2, .noAuth, .server { s, a, c, r in s.auth(a, c, &r) }),
+        CommandSpec("quit", -1, .noAuth, .server { _, _, c, r in
+            r.ok()
+            c.closeAfterWrite = true
+        }),
+        CommandSpec("info", -1, [], .server { s, a, _, r in
+            r.bulk(s.info(a.count > 1 ? String(decoding: a[1], as: UTF8.self).lowercased() : "default"))
+        }),
+        CommandSpec("command", -1, [], .server { s, a, _, r in s.command(a, &r) }),
+        CommandSpec("config", -2, [], .server { s, a, _, r in s.config(a, &r) }),
+        CommandSpec("client", -2, [], .server { _, a, c, r in
+            switch Keyspace.upper(a[1]) {
+            case "SETNAME": if a.count == 3 { c.name = a[2]; r.ok() } else { r.error(CommandError.wrongArity("client|setname")) }
+            case "GETNAME": if a.count == 2 { if c.name.isEmpty { r.null() } else { r.bulk(c.name) } } else { r.error(CommandError.wrongArity("client|getname")) }
+            case "ID": if a.count == 2 { r.integer(c.id) } else { r.error(CommandError.wrongArity("client|id")) }
+            // Redis 7.2's client library report (redis-py and others send it); accepted and ignored.
+            case "SETINFO": if a.count == 4 { r.ok() } else { r.error(CommandError.wrongArity("client|setinfo")) }
+            default: r.error(CommandError.unknownSubcommand(a[1], of: "CLIENT"))
+            }
+        }),
+        CommandSpec("bgrewriteaof", 1, [], .server { s, _, _, r in
+            if s.aof?.isRewriting == true {
+                r.error("ERR Background append only file rewriting already in progress")
+            } else {
+                s.rewriteAOF()
+                r.simple("Background append only file rewriting started")
+            }
+        }),
+        CommandSpec("save", 1, [], .server { s, _, _, r in s.save(&r) }),
+        CommandSpec("bgsave", -1, [], .server { s, a, _, r in
+            guard a.count == 1 || (a.count == 2 && Keyspace.upper(a[1]) == "SCHEDULE") else { r.error("ERR syntax error"); return }
+            s.save(&r)
+        }),
+    ]
+
+    /// Runs one command: lookup and arity (Redis's errors) in `CommandTable.resolve`, then the
+    /// password gate, then the row's handler. Keyspace replies go straight into the client's buffer.
     func run(_ args: [[UInt8]], client c: StoreClient, into r: inout ReplyWriter) {
-        let name = Keyspace.upper(args[0])
-        if let pass = config.requirePass, !c.authenticated, name != "AUTH", name != "QUIT", name != "HELLO" {
-            _ = pass
+        guard let i = commands.resolve(args, errorInto: &r) else { return }
+        let flags = commands.commands[i].flags
+        if !c.authenticated && !flags.contains(.noAuth) {
             r.error("NOAUTH Authentication required.")
             return
         }
-        // Data commands first (the common case); replies go straight into the client's buffer.
-        var outcome = Keyspace.Outcome()
-        swap(&outcome.reply, &r)
-        keyspace.execute(args, name: name, now: batchNow, into: &outcome)
-        swap(&outcome.reply, &r)
-        if outcome.handled {
-            if outcome.logAsReceived { aof?.appendCommand(args) }
-            if !outcome.log.isEmpty { aof?.append(outcome.log) }
+        keyspace.stats.commands += 1
+        switch commands.commands[i].handler {
+        case .keyspace(let handler):
+            var outcome = Keyspace.Outcome()
+            swap(&outcome.reply, &r)
+            handler(&keyspace, args, batchNow, &outcome)
+            swap(&outcome.reply, &r)
+            if flags.contains(.write) {
+                if outcome.logAsReceived { aof?.appendCommand(args) }
+                if !outcome.log.isEmpty { aof?.append(outcome.log) }
+            }
+        case .server(let handler):
+            handler(self, args, c, &r)
+        }
+    }
+
+    func auth(_ args: [[UInt8]], _ c: StoreClient, _ r: inout ReplyWriter) {
+        guard args.count <= 3 else { r.error("ERR syntax error"); return }
+        guard let pass = config.requirePass else {
+            r.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
             return
         }
-        switch name {
-        case "PING":
-            if args.count == 1 { r.simple("PONG") } else if args.count == 2 { r.bulk(args[1]) } else { arityError(name, &r) }
-        case "ECHO":
-            if args.count == 2 { r.bulk(args[1]) } else { arityError(name, &r) }
-        case "SELECT":
-            guard args.count == 2 else { arityError(name, &r); return }
-            if String(decoding: args[1], as: UTF8.self) == "0" { r.simple("OK") } else { r.error("ERR DB index is out of range") }
-        case "AUTH":
-            guard args.count == 2 || args.count == 3 else { arityError(name, &r); return }
-            guard let pass = config.requirePass else {
-                r.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
-                return
-            }
-            if String(decoding: args.last!, as: UTF8.self) == pass && (args.count == 2 || String(decoding: args[1], as: UTF8.self) == "default") {
-                c.authenticated = true
-                r.simple("OK")
-            } else {
-                r.error("WRONGPASS invalid username-password pair or user is disabled.")
-            }
-        case "QUIT":
-            r.simple("OK")
-            c.closeAfterWrite = true
-        case "INFO":
-            r.bulk(info(args.count > 1 ? String(decoding: args[1], as: UTF8.self).lowercased() : "default"))
-        case "COMMAND":
-            let sub = args.count > 1 ? String(decoding: args[1], as: UTF8.self).uppercased() : ""
-            switch sub {
-            case "COUNT": r.integer(60)
-            case "DOCS", "INFO", "": r.arrayHeader(0)
-            default: r.error("ERR unknown subcommand '\(String(decoding: args[1], as: UTF8.self))'. Try COMMAND HELP.")
-            }
-        case "CONFIG":
-            guard args.count >= 3, String(decoding: args[1], as: UTF8.self).uppercased() == "GET" else {
-                if args.count >= 2 && String(decoding: args[1], as: UTF8.self).uppercased() == "SET" { r.simple("OK"); return }
-                arityError("config|get", &r)
-                return
-            }
+        if String(decoding: args.last!, as: UTF8.self) == pass && (args.count == 2 || String(decoding: args[1], as: UTF8.self) == "default") {
+            c.authenticated = true
+            r.ok()
+        } else {
+            r.error("WRONGPASS invalid username-password pair or user is disabled.")
+        }
+    }
+
+    /// COMMAND [COUNT | INFO | DOCS]: the count is the table's; INFO and DOCS answer empty.
+    func command(_ args: [[UInt8]], _ r: inout ReplyWriter) {
+        guard args.count > 1 else { r.arrayHeader(0); return }
+        switch Keyspace.upper(args[1]) {
+        case "COUNT": if args.count == 2 { r.integer(commands.commands.count) } else { r.error(CommandError.wrongArity("command|count")) }
+        case "DOCS", "INFO": r.arrayHeader(0)
+        default: r.error(CommandError.unknownSubcommand(args[1], of: "COMMAND"))
+        }
+    }
+
+    /// CONFIG GET pattern... (the settings a client may ask for) and CONFIG SET (accepted, ignored).
+    func config(_ args: [[UInt8]], _ r: inout ReplyWriter) {
+        switch Keyspace.upper(args[1]) {
+        case "GET":
+            guard args.count >= 3 else { r.error(CommandError.wrongArity("config|get")); return }
             let settings: [(String, String)] = [("port", "\(config.port)"), ("bind", config.bind), ("dir", config.dir),
                                                 ("appendonly", config.appendOnly ? "yes" : "no"), ("appendfsync", config.fsync.rawValue),
                                                 ("save", ""), ("databases", "1"), ("maxmemory", "0"), ("requirepass", config.requirePass ?? "")]
@@ -212,35 +266,19 @@ final class StoreServer: @unchecked Sendable {
                 for (k, v) in settings where Keyspace.matches(pattern: p, Array(k.utf8)) { out += [Array(k.utf8), Array(v.utf8)] }
             }
             r.array(out)
-        case "CLIENT":
-            let sub = args.count > 1 ? String(decoding: args[1], as: UTF8.self).uppercased() : ""
-            switch sub {
-            case "SETNAME" where args.count == 3: c.name = args[2]; r.simple("OK")
-            case "GETNAME": if c.name.isEmpty { r.null() } else { r.bulk(c.name) }
-            case "ID": r.integer(c.id)
-            case "SETINFO": r.simple("OK")
-            default: r.error("ERR unknown subcommand or wrong number of arguments for '\(sub.lowercased())'")
-            }
-        case "BGREWRITEAOF":
-            if aof?.isRewriting == true {
-                r.error("ERR Background append only file rewriting already in progress")
-            } else {
-                rewriteAOF()
-                r.simple("Background append only file rewriting started")
-            }
-        case "SAVE", "BGSAVE":
-            aof?.flush()
-            aof?.sync()
-            r.simple("OK")
+        case "SET":
+            guard args.count >= 4 && args.count % 2 == 0 else { r.error(CommandError.wrongArity("config|set")); return }
+            r.ok()
         default:
-            var msg = "ERR unknown command '\(String(decoding: args[0], as: UTF8.self))', with args beginning with: "
-            for a in args.dropFirst().prefix(16) { msg += "'\(String(decoding: a.prefix(128), as: UTF8.self))' " }
-            r.error(msg)
+            r.error(CommandError.unknownSubcommand(args[1], of: "CONFIG"))
         }
     }
 
-    func arityError(_ name: String, _ r: inout ReplyWriter) {
-        r.error("ERR wrong number of arguments for '\(name.lowercased())' command")
+    /// SAVE and BGSAVE: the append-only file is the persistence; both write and fsync it now.
+    func save(_ r: inout ReplyWriter) {
+        aof?.flush()
+        aof?.sync()
+        r.ok()
     }
 
     func info(_ section: String) -> String {

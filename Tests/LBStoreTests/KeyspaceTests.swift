@@ -26,10 +26,7 @@ import Testing
 
 @Suite struct KeyspaceTests {
     func run(_ ks: inout Keyspace, _ words: [String], now: Int64 = 1000) -> String {
-        let args = words.map { Array($0.utf8) }
-        var o = Keyspace.Outcome()
-        ks.execute(args, name: Keyspace.upper(args[0]), now: now, into: &o)
-        return String(decoding: o.reply.bytes, as: UTF8.self)
+        String(decoding: ks.execute(words.map { Array($0.utf8) }, now: now).reply.bytes, as: UTF8.self)
     }
 
     @Test func integersAreCanonicalAsRedisParsesThem() {
@@ -65,8 +62,7 @@ import Testing
         var log: [[[UInt8]]] = []
         for words in [["SET", "a", "1"], ["INCR", "a"], ["SET", "b", "x", "EX", "10"], ["DEL", "missing"], ["GET", "a"]] {
             let args = words.map { Array($0.utf8) }
-            var o = Keyspace.Outcome()
-            ks.execute(args, name: Keyspace.upper(args[0]), now: 1000, into: &o)
+            let o = ks.execute(args, now: 1000)
             if o.logAsReceived { log.append(args) }
             log += o.log
         }
@@ -74,10 +70,7 @@ import Testing
         #expect(!log.contains { String(decoding: $0[0], as: UTF8.self) == "GET" })
         #expect(log.contains { String(decoding: $0[0], as: UTF8.self) == "PEXPIREAT" })
         var replay = Keyspace()
-        for args in log {
-            var o = Keyspace.Outcome()
-            replay.execute(args, name: Keyspace.upper(args[0]), now: 2000, into: &o)
-        }
+        for args in log { replay.execute(args, now: 2000) }
         #expect(run(&replay, ["GET", "a"], now: 2000) == "$1\r\n2\r\n")
         #expect(replay.entries[Key(Array("b".utf8))]?.expireAt == 11_000)
     }
