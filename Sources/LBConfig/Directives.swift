@@ -222,6 +222,16 @@ extension Compiler {
             guard ["on", "off", "always"].contains(d.args[0].text) else { throw ConfigError("invalid value \"\(d.args[0].text)\"", at: d.args[0].location) }
             return d.args[0].text != "off"
         },
+        setting("if_modified_since", .exactly(1), default: "exact", \.ifModifiedSince) { _, d in
+            switch d.args[0].text {
+            case "off": return .off
+            case "exact": return .exact
+            case "before": return .before
+            default: throw ConfigError("invalid value \"\(d.args[0].text)\" in \"if_modified_since\" directive, it must be \"off\", \"exact\" or \"before\"", at: d.args[0].location)
+            }
+        },
+        numberSetting("max_ranges", default: "unlimited", \.maxRanges),
+        flagSetting("proxy_force_ranges", default: "off", \.proxyForceRanges),
         setting("open_file_cache", .between(1, 2), default: "off", \.openFileCache) { _, d in d.args[0].text != "off" },
         setting("disable_symlinks", .between(1, 2), default: "off", \.disableSymlinks) { _, d in
             guard ["on", "off", "if_not_owner"].contains(d.args[0].text) else { throw ConfigError("invalid value \"\(d.args[0].text)\"", at: d.args[0].location) }

@@ -58,6 +58,9 @@ public enum Expires: Sendable, Hashable {
     case timeOfDay(ms: Int)
 }
 
+/// `if_modified_since`: when an If-Modified-Since date answers 304.
+public enum IfModifiedSinceSetting: Sendable, Equatable { case off, exact, before }
+
 /// `disable_symlinks`: whether a path with a symbolic link in it may be served.
 public enum SymlinkPolicy: Sendable, Hashable {
     case off
@@ -135,6 +138,9 @@ public struct HTTPSettings: Sendable {
     public var accessRules: [AccessRule]?
     public var autoindex: Bool?
     public var etag: Bool?
+    public var ifModifiedSince: IfModifiedSinceSetting?
+    public var maxRanges: Int?
+    public var proxyForceRanges: Bool?
     public var gzip: Bool?
     public var gzipTypes: [String]?
     public var gzipMinLength: Int?
@@ -252,6 +258,9 @@ public struct HTTPSettings: Sendable {
         m(&proxyCachePurge, p.proxyCachePurge)
         m(&openFileCache, p.openFileCache)
         m(&disableSymlinks, p.disableSymlinks)
+        m(&ifModifiedSince, p.ifModifiedSince)
+        m(&maxRanges, p.maxRanges)
+        m(&proxyForceRanges, p.proxyForceRanges)
         if accessLogs == nil && accessLogOff == nil { accessLogs = p.accessLogs; accessLogOff = p.accessLogOff }
         if largeClientHeaderBuffers == nil { largeClientHeaderBuffers = p.largeClientHeaderBuffers }
         if proxySetHeaders == nil { proxySetHeaders = p.proxySetHeaders }

@@ -73,6 +73,9 @@ final class Exchange {
     var staticShared: SharedFile?
     var staticOffset = 0
     var staticRemaining = 0
+    /// multipart/byteranges: the parts still to send (head bytes, file range) and the trailer.
+    var staticParts: [([UInt8], Range<Int>)] = []
+    var staticTrailer: [UInt8] = []
     /// The file's modification time for `expires modified …` (static responses only).
     var expiresMtime: Int?
 

@@ -588,7 +588,8 @@ extension ClientConnection {
     /// The client's response head from the upstream's: nginx hides Server, Date, Connection,
     /// Keep-Alive, X-Accel-*, and what `proxy_hide_header` names; adds its own Server and Date.
     func writeResponseHead(_ b: UnsafeRawBufferPointer, headLength: Int, chunkedOut: Bool, keepAlive: Bool, upgrade: Bool,
-                           contentLength: Int? = nil, extra: String? = nil, reasonOverride: Bool = false, gzipped: Bool = false) {
+                           contentLength: Int? = nil, extra: String? = nil, reasonOverride: Bool = false, gzipped: Bool = false,
+                           contentType: String? = nil) {
         let s = settings
         outBuf.clear()
         writeHeadStart(ex.attempt.response.status, reason: reasonOverride ? nil : UnsafeRawBufferPointer(rebasing: b[ex.attempt.response.reasonRange]))
@@ -614,6 +615,13 @@ extension ClientConnection {
                 }
             case 7 where ASCII.equalsLower(b, n, "upgrade"):
                 if !upgrade { continue }
+            case 12 where ASCII.equalsLower(b, n, "content-type"):
+                if let t = contentType {
+                    outBuf.append("Content-Type: ")
+                    outBuf.append(string: t)
+                    outBuf.append("\r\n")
+                    continue
+                }
             case 7 where ASCII.equalsLower(b, n, "expires"):
                 if expiresApplies { continue } // replaced by ours, as nginx's expires does
             case 13 where ASCII.equalsLower(b, n, "cache-control"):

@@ -226,32 +226,37 @@ extension ClientConnection {
         // Formatted validators and type, cached per worker for an unchanged (path, mtime, size).
         let meta = worker.fileMeta(path: path, mtime: mtime, size: size, type: { self.contentTypeForURI() })
         let etag = meta.etag
-        // Conditional requests: If-None-Match, then If-Modified-Since (nginx's order); like nginx's
-        // not_modified filter, only for a response that would be a 200 (not an error page).
+        // The not-modified filter: 304 or 412, only for what would be a 200 (never an error page).
         let finalStatus = ex.overrideStatus ?? 200
-        var notModified = false
-        if finalStatus != 200 {
-            // An error page keeps its status: no 304.
-        } else if let inm = headerValue("if-none-match") {
-            let v = String(decoding: inm, as: UTF8.self)
-            notModified = v == "*" || v.split(separator: ",").contains { $0.trimmingCharacters() == etag || $0.trimmingCharacters() == "W/" + etag }
-        } else if let ims = headerValue("if-modified-since"), let t = DateCache.parse(String(decoding: ims, as: UTF8.self)) {
-            notModified = t >= mtime
-        }
+        let filtering = hasConditionalHeaders
+        let conditions = filtering ? conditionalHeaders() : ConditionalHeaders()
+        let validators = Validators(lastModified: mtime, etag: settings.effectiveEtag ? Array(etag.utf8) : nil)
         if !ex.requestBodyComplete { closeAfterResponse = true }
         outBuf.clear()
-        if notModified {
-            Glibc.close(fd)
-            writeHeadStart(304)
-            outBuf.append("Last-Modified: ")
-            outBuf.append(meta.lastModified)
-            outBuf.append("\r\nETag: ")
-            outBuf.append(string: etag)
-            outBuf.append("\r\n")
-            writeHeadEnd(keepAlive: !closeAfterResponse)
-            state = .local
-            flushLocal()
-            return
+        if filtering {
+            switch NotModifiedFilter.evaluate(status: finalStatus, validators: validators, request: conditions, mode: ifModifiedSinceMode) {
+            case .pass:
+                break
+            case .preconditionFailed:
+                Glibc.close(fd)
+                respond(412, contentType: "text/html", body: Status.page(412, serverTokens: settings.effectiveServerTokens))
+                return
+            case .notModified:
+                Glibc.close(fd)
+                writeHeadStart(304)
+                outBuf.append("Last-Modified: ")
+                outBuf.append(meta.lastModified)
+                outBuf.append("\r\n")
+                if settings.effectiveEtag {
+                    outBuf.append("ETag: ")
+                    outBuf.append(string: etag)
+                    outBuf.append("\r\n")
+                }
+                writeHeadEnd(keepAlive: !closeAfterResponse)
+                state = .local
+                flushLocal()
+                return
+            }
         }
         // gzip: a qualifying file is compressed whole in memory (never a range, never twice).
         if !gzipped, let packed = gzipWholeBody(status: ex.overrideStatus ?? 200, contentType: meta.type, length: size,
@@ -282,34 +287,31 @@ extension ClientConnection {
             flushLocal()
             return
         }
-        // A single byte range (RFC 9110 §14); several ranges get the whole file, as documented.
-        var range: (start: Int, end: Int)? = nil
-        if finalStatus == 200, !gzipped, let rh = headerValue("range") {
-            var honour = true
-            if let ir = headerValue("if-range") {
-                let v = String(decoding: ir, as: UTF8.self)
-                honour = v == etag || DateCache.parse(v) == mtime
-            }
-            if honour {
-                switch ClientConnection.parseRange(String(decoding: rh, as: UTF8.self), size: size) {
-                case .satisfiable(let a, let b): range = (a, b)
-                case .unsatisfiable:
-                    Glibc.close(fd)
-                    var extra = Buffer()
-                    extra.append(string: "Content-Range: bytes */\(size)\r\n")
-                    respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.effectiveServerTokens), extraHeaders: extra)
-                    extra.release()
-                    return
-                case .ignore: break
-                }
+        // The range filter: one range, several as multipart/byteranges, or 416.
+        var ranges: [Range<Int>] = []
+        if filtering, !gzipped {
+            switch RangeFilter.evaluate(status: finalStatus, http10OrLater: req.versionMajor >= 1, contentLength: size,
+                                        validators: validators, request: conditions, maxRanges: settings.maxRanges) {
+            case .whole: break
+            case .single(let r): ranges = [r]
+            case .multipart(let rs): ranges = rs
+            case .unsatisfiable:
+                Glibc.close(fd)
+                var extra = Buffer()
+                extra.append(string: "Content-Range: bytes */\(size)\r\n")
+                respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.effectiveServerTokens), extraHeaders: extra)
+                extra.release()
+                return
             }
         }
-        let code = range != nil ? 206 : (ex.overrideStatus ?? 200)
+        let range: (start: Int, end: Int)? = ranges.count == 1 ? (ranges[0].lowerBound, ranges[0].upperBound - 1) : nil
+        let multipart = ranges.count > 1 ? RangeFilter.Multipart(boundary: ClientConnection.nextBoundary(), contentType: meta.type, total: size) : nil
+        let code = !ranges.isEmpty ? 206 : (ex.overrideStatus ?? 200)
         ex.overrideStatus = nil
-        let length = range.map { $0.end - $0.start + 1 } ?? size
+        let length = multipart?.contentLength(ranges) ?? range.map { $0.end - $0.start + 1 } ?? size
         writeHeadStart(code)
         outBuf.append("Content-Type: ")
-        outBuf.append(string: meta.type)
+        outBuf.append(string: multipart?.headerValue ?? meta.type)
         outBuf.append("\r\nContent-Length: ")
         outBuf.append(decimal: length)
         if let r = range {
@@ -329,7 +331,7 @@ extension ClientConnection {
             outBuf.append(string: etag)
             outBuf.append("\r\n")
         }
-        outBuf.append("Accept-Ranges: bytes\r\n")
+        if code == 200 { outBuf.append("Accept-Ranges: bytes\r\n") } // nginx's range filter, on 200s only
         ex.expiresMtime = mtime // `expires` is added with the other configured headers
         writeHeadEnd(keepAlive: !closeAfterResponse)
         state = .local
@@ -339,38 +341,22 @@ extension ClientConnection {
             return
         }
         ex.staticFile = fd
-        ex.staticOffset = range?.start ?? 0
-        ex.staticRemaining = length
         ex.bodyBytesSent = 0
+        if let m = multipart {
+            // Each part: its head from memory, then its bytes from the file; the trailer last.
+            ex.staticParts = ranges.map { (m.partHead($0), $0) }
+            ex.staticTrailer = m.trailer
+            ex.staticRemaining = 0
+        } else {
+            ex.staticOffset = range?.start ?? 0
+            ex.staticRemaining = length
+        }
         // tcp_nopush: cork the socket so the head and the file go out in full segments (nginx).
         if settings.tcpNopush == true && settings.effectiveSendfile && transport.canSendfile {
             transport.cork(fd, true)
             corked = true
         }
         sendStaticBody()
-    }
-
-    enum RangeResult { case satisfiable(Int, Int), unsatisfiable, ignore }
-
-    /// `bytes=a-b`, `bytes=a-`, `bytes=-n`; anything else (or several ranges) is ignored.
-    static func parseRange(_ v: String, size: Int) -> RangeResult {
-        guard v.hasPrefix("bytes="), !v.contains(",") else { return .ignore }
-        let spec = v.dropFirst(6).trimmingCharacters()
-        let parts = spec.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
-        guard parts.count == 2 else { return .ignore }
-        if parts[0].isEmpty {
-            guard let n = Int(parts[1]), n > 0 else { return .ignore }
-            if size == 0 { return .unsatisfiable }
-            return .satisfiable(max(0, size - n), size - 1)
-        }
-        guard let a = Int(parts[0]), a >= 0 else { return .ignore }
-        var b = size - 1
-        if !parts[1].isEmpty {
-            guard let e = Int(parts[1]), e >= a else { return .ignore }
-            b = min(e, size - 1)
-        }
-        if a >= size { return .unsatisfiable }
-        return .satisfiable(a, b)
     }
 
     /// nginx-style directory listing for `autoindex on`.
@@ -436,9 +422,27 @@ extension ClientConnection {
 
     func sendStaticBody() {
         // The head goes with MSG_MORE: it leaves in the same segment as the first file bytes.
-        guard flushOut(more: ex.staticRemaining > 0 && !corked) else { return }
+        guard flushOut(more: (ex.staticRemaining > 0 || !ex.staticParts.isEmpty) && !corked) else { return }
         guard let f = ex.staticFile else { finishRequest(); return }
-        while ex.staticRemaining > 0 {
+        while ex.staticRemaining > 0 || !ex.staticParts.isEmpty || !ex.staticTrailer.isEmpty {
+            if ex.staticRemaining == 0 {
+                // multipart/byteranges: the next part's head, or the closing boundary.
+                if !ex.staticParts.isEmpty {
+                    let (partHead, r) = ex.staticParts.removeFirst()
+                    worker.prepare(&outBuf)
+                    outBuf.append(partHead)
+                    ex.bodyBytesSent += partHead.count
+                    ex.staticOffset = r.lowerBound
+                    ex.staticRemaining = r.count
+                } else {
+                    worker.prepare(&outBuf)
+                    outBuf.append(ex.staticTrailer)
+                    ex.bodyBytesSent += ex.staticTrailer.count
+                    ex.staticTrailer = []
+                }
+                guard flushOut(more: ex.staticRemaining > 0 && !corked) else { return }
+                continue
+            }
             guard writable else {
                 worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
                 return

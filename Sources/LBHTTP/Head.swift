@@ -59,6 +59,15 @@ public struct RequestHead: Sendable {
     public var upgrade = false
     /// Bytes of the head including the blank line.
     public var length = 0
+    // Known headers found while parsing (the first of each): the filters and handlers read them
+    // without searching the header list or comparing names again.
+    public var ifModifiedSince: Range<Int>? = nil
+    public var ifUnmodifiedSince: Range<Int>? = nil
+    public var ifNoneMatch: Range<Int>? = nil
+    public var ifMatch: Range<Int>? = nil
+    public var range: Range<Int>? = nil
+    public var ifRange: Range<Int>? = nil
+    public var acceptEncoding: Range<Int>? = nil
 
     public init() {}
 

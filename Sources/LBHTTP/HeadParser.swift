@@ -204,6 +204,20 @@ public enum HeadParser {
                 if ASCII.equalsLower(b, value, "100-continue") { h.expectContinue = h.versionMinor >= 1 }
             case 7 where ASCII.equalsLower(b, name, "upgrade"):
                 upgradeHeader = true
+            case 17 where ASCII.equalsLower(b, name, "if-modified-since"):
+                if h.ifModifiedSince == nil { h.ifModifiedSince = value }
+            case 19 where ASCII.equalsLower(b, name, "if-unmodified-since"):
+                if h.ifUnmodifiedSince == nil { h.ifUnmodifiedSince = value }
+            case 13 where ASCII.equalsLower(b, name, "if-none-match"):
+                if h.ifNoneMatch == nil { h.ifNoneMatch = value }
+            case 8 where ASCII.equalsLower(b, name, "if-match"):
+                if h.ifMatch == nil { h.ifMatch = value }
+            case 5 where ASCII.equalsLower(b, name, "range"):
+                if h.range == nil { h.range = value }
+            case 8 where ASCII.equalsLower(b, name, "if-range"):
+                if h.ifRange == nil { h.ifRange = value }
+            case 15 where ASCII.equalsLower(b, name, "accept-encoding"):
+                if h.acceptEncoding == nil { h.acceptEncoding = value }
             default:
                 break
             }

@@ -190,38 +190,54 @@ extension ClientConnection {
         ex.cacheStatus = cs
         ex.attempt.response = e.parsed
         if !ex.requestBodyComplete { closeAfterResponse = true }
-        // Conditional requests and ranges are answered from the entry (nginx's filters).
+        // Conditional requests and ranges are answered from the entry (nginx's filters; a cache
+        // hit allows several ranges).
         var length = e.bodyLength
         var offset = e.bodyOffset
         var code = e.status
         var contentRange: String?
-        // One pass to see whether any If-* or Range header is there at all (usually none is).
-        var conditional = false, ranged = false
-        let hb = head.readableBytes
-        for h in req.headers where h.name.count >= 5 {
-            let c = ASCII.lower(hb[h.name.lowerBound])
-            if c == UInt8(ascii: "i") && hb[h.name.lowerBound + 2] == UInt8(ascii: "-") { conditional = true }
-            if c == UInt8(ascii: "r") && h.name.count == 5 { ranged = true }
-        }
-        if code == 200, conditional, notModified(e) {
-            code = 304
-        } else if code == 200, ranged, let rv = headerValue("range"), headerValue("if-range") == nil {
-            switch ClientConnection.parseRange(String(decoding: rv, as: UTF8.self), size: length) {
-            case .satisfiable(let a, let b):
-                code = 206
-                contentRange = "bytes \(a)-\(b)/\(length)"
-                offset += a
-                length = b - a + 1
-            case .unsatisfiable:
+        var ranges: [Range<Int>] = []
+        var multipart: RangeFilter.Multipart?
+        if hasConditionalHeaders {
+            let conditions = conditionalHeaders()
+            let validators = Validators(lastModified: e.lastModified.flatMap { DateCache.parse(String(decoding: $0, as: UTF8.self)) },
+                                        etag: e.etag)
+            switch NotModifiedFilter.evaluate(status: code, validators: validators, request: conditions, mode: ifModifiedSinceMode) {
+            case .notModified:
+                code = 304
+            case .preconditionFailed:
                 closeStaticFile()
-                respondError(416)
+                respondError(412)
                 return true
-            case .ignore: break
+            case .pass:
+                switch RangeFilter.evaluate(status: code, http10OrLater: req.versionMajor >= 1, contentLength: length,
+                                            validators: validators, request: conditions, maxRanges: settings.maxRanges) {
+                case .whole: break
+                case .single(let r):
+                    code = 206
+                    contentRange = "bytes \(r.lowerBound)-\(r.upperBound - 1)/\(length)"
+                    offset += r.lowerBound
+                    length = r.count
+                case .multipart(let rs):
+                    code = 206
+                    ranges = rs
+                    let m = RangeFilter.Multipart(boundary: ClientConnection.nextBoundary(),
+                                                  contentType: entryContentType(e), total: length)
+                    multipart = m
+                    length = m.contentLength(rs)
+                case .unsatisfiable:
+                    closeStaticFile()
+                    var extra = Buffer()
+                    extra.append(string: "Content-Range: bytes */\(length)\r\n")
+                    respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.effectiveServerTokens), extraHeaders: extra)
+                    extra.release()
+                    return true
+                }
             }
         }
         ex.attempt.response.status = code
         // gzip for a whole 200 entry (read back from its file; bounded in size).
-        if code == 200, contentRange == nil, !hasContentEncoding(e),
+        if code == 200, !hasContentEncoding(e),
            let packed = gzipWholeBody(status: 200, contentType: entryContentType(e), length: length,
                                       read: { ClientConnection.readFile(f, offset: offset, length: length) }) {
             e.head.withUnsafeBytes { b in
@@ -237,7 +253,7 @@ extension ClientConnection {
         e.head.withUnsafeBytes { b in
             writeResponseHead(b, headLength: b.count, chunkedOut: false, keepAlive: !closeAfterResponse, upgrade: false,
                               contentLength: code == 304 ? nil : length, extra: contentRange.map { "Content-Range: " + $0 + "\r\n" },
-                              reasonOverride: code != e.status)
+                              reasonOverride: code != e.status, contentType: multipart?.headerValue)
         }
         if req.method == .head || code == 304 || length == 0 {
             closeStaticFile()
@@ -245,26 +261,17 @@ extension ClientConnection {
             return true
         }
         ex.staticFile = f
-        ex.staticOffset = offset
-        ex.staticRemaining = length
         ex.bodyBytesSent = 0
+        if let m = multipart {
+            ex.staticParts = ranges.map { (m.partHead($0), (e.bodyOffset + $0.lowerBound)..<(e.bodyOffset + $0.upperBound)) }
+            ex.staticTrailer = m.trailer
+            ex.staticRemaining = 0
+        } else {
+            ex.staticOffset = offset
+            ex.staticRemaining = length
+        }
         sendStaticBody()
         return true
-    }
-
-    /// If-None-Match / If-Modified-Since against the entry's validators.
-    func notModified(_ e: CacheEntry) -> Bool {
-        if let inm = headerValue("if-none-match") {
-            guard let tag = e.etag else { return false }
-            let t = String(decoding: tag, as: UTF8.self)
-            let bare = t.hasPrefix("W/") ? String(t.dropFirst(2)) : t
-            return String(decoding: inm, as: UTF8.self).split(separator: ",").contains {
-                let v = $0.trimmed
-                return v == "*" || v == t || v == bare || v == "W/" + bare
-            }
-        }
-        if let ims = headerValue("if-modified-since"), let lm = e.lastModified { return ims == lm }
-        return false
     }
 
     /// Serves the stale entry for an upstream failure when `proxy_cache_use_stale` (or the
