@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs lb's whole test suite on a fresh machine: installs the Debian packages the tests use as
-# real clients and peers (only those missing; `apt-get update` once), then `swift test`.
+# real clients and peers (only those missing; `apt-get update` once), then `swift test` twice (below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,4 +28,21 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 swift build --build-tests
-swift test --skip-build
+
+# Two processes, so the end-to-end tests (which block their threads waiting on real processes and
+# sockets) cannot starve the unit tests of the test runner's threads: first every target but
+# EndToEndTests, then EndToEndTests. `--skip` and `--filter` match the same test IDs
+# (`Module.Suite/test()`), so together they run every test exactly once. Both run even if the
+# first fails; the script fails if either does, and its closing line is a failing summary then.
+unit_log=$(mktemp)
+trap 'rm -f "$unit_log"' EXIT
+unit=0
+swift test --skip-build --skip '^EndToEndTests\.' | tee "$unit_log" || unit=$?
+e2e=0
+swift test --skip-build --filter '^EndToEndTests\.' || e2e=$?
+if [ "$unit" != 0 ]; then
+    echo "unit tests (every target but EndToEndTests) failed, exit status $unit:"
+    grep -a -E 'Executed [0-9]+ tests|Test run with' "$unit_log" | tail -n 2 || true
+    exit "$unit"
+fi
+exit "$e2e"

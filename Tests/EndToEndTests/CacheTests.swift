@@ -182,8 +182,11 @@ import Testing
         let first = try get(lb, "/flip")
         #expect(first.header("X-Cache") == "MISS")
         try lb.rewrite(conf("/gen?status=500"))
+        let reloads = lb.reloadsLogged
         let reload = try Harness.run("lb", ["-p", lb.dir.path, "-c", "lb.conf", "-s", "reload"], cwd: lb.dir)
         #expect(reload.status == 0)
+        lb.waitForReload(since: reloads)
+        // Time for the entry to expire (X-Accel-Expires: 1).
         Thread.sleep(forTimeInterval: 2.2)
         let r = try get(lb, "/flip")
         #expect(r.status == 200)
@@ -211,9 +214,9 @@ import Testing
         let u = try get(lb, "/gen?ms=500")
         #expect(u.header("X-Cache") == "UPDATING")
         #expect(u.text.contains("n=1"))
-        Thread.sleep(forTimeInterval: 1.0)
-        let h = try get(lb, "/gen?ms=500")
-        #expect(h.header("X-Cache") == "HIT")
+        // Until the update lands (the upstream takes 500 ms) the answer stays UPDATING.
+        var h = u
+        #expect(try waitUntil { h = try get(lb, "/gen?ms=500"); return h.header("X-Cache") == "HIT" })
         #expect(h.text.contains("n=2"))
         #expect(try counts(b)["/gen?ms=500"] == 2)
     }
@@ -488,9 +491,9 @@ import Testing
         let slow = try RawClient(port: lb!.port)
         try slow.send("GET /gen?k=1&size=8000000 HTTP/1.1\r\nHost: x\r\n\r\n")
         _ = slow.fill()
-        Thread.sleep(forTimeInterval: 0.5)
         let temp = dir.appendingPathComponent(".lb-temp")
-        let partial = (try? FileManager.default.contentsOfDirectory(atPath: temp.path)) ?? []
+        var partial: [String] = []
+        #expect(waitUntil { partial = (try? FileManager.default.contentsOfDirectory(atPath: temp.path)) ?? []; return !partial.isEmpty })
         #expect(partial.count == 1)
         #expect(entryFiles(dir).isEmpty)
         lb!.started.signal(SIGKILL)

@@ -54,7 +54,7 @@ import Testing
         let port2 = b2.port
         let lb = try LB(Self.config([b1, b2], healthCheck: "health_check uri=/hc interval=300ms timeout=200ms fails=2 passes=2 match=hello;"))
         // Clients keep asking the whole time; none may fail.
-        let stop = Mutex(false)
+        let stop = Mutex(false), finished = Mutex(false)
         let results = Mutex<[Int]>([])
         let port = lb.port
         let client = Thread {
@@ -63,10 +63,13 @@ import Testing
                 results.withLock { $0.append(s) }
                 usleep(5_000)
             }
+            finished.withLock { $0 = true }
         }
         client.start()
         defer { stop.withLock { $0 = true } }
-        Thread.sleep(forTimeInterval: 0.8)
+        // Traffic flows and both peers have passed checks before one is killed.
+        #expect(waitUntil { results.withLock { $0.count } >= 10 })
+        #expect(try waitUntil { try peers(status(lb)).allSatisfy { ($0["health_checks"] as! [[String: Any]]).contains { $0["ok"] as? Bool == true } } })
         b2.stop()
         let killed = Date()
         // Down within interval × fails (+ one timeout and scheduling slack).
@@ -83,9 +86,11 @@ import Testing
         b2 = try Backend(name: "b2", port: port2)
         let up = waitFor("up", timeout: 5) { lb.errorLog.contains("peer 127.0.0.1:\(port2) is up") }
         #expect(up != nil)
-        Thread.sleep(forTimeInterval: 0.3)
+        // Some more traffic with both peers up, then the client stops.
+        let sofar = results.withLock { $0.count }
+        #expect(waitUntil { results.withLock { $0.count } >= sofar + 10 })
         stop.withLock { $0 = true }
-        Thread.sleep(forTimeInterval: 0.1)
+        #expect(waitUntil { finished.withLock { $0 } })
         let all = results.withLock { $0 }
         #expect(all.count > 20)
         #expect(all.allSatisfy { $0 == 200 }, "failed client requests: \(all.filter { $0 != 200 }.count)")
@@ -168,15 +173,21 @@ import Testing
         let lb = try LB(Self.config([b1], healthCheck: "health_check uri=/hc interval=200ms;"))
         let c = try RawClient(port: lb.port)
         for _ in 0..<10 { _ = try c.get("/x") }
-        Thread.sleep(forTimeInterval: 0.5)
-        let r = try c.get("/metrics")
+        // The ten are counted already (logged on this connection before it reads the next request);
+        // a check passes within an interval: poll until one has. Each earlier poll is a 2xx itself.
+        var r = RawClient.Response(status: -1, headers: [], body: [])
+        var polls = 0
+        #expect(try waitUntil {
+            polls += 1
+            r = try c.get("/metrics")
+            return r.text.split(separator: "\n").contains { $0.contains("result=\"pass\"}") && !$0.hasSuffix(" 0") }
+        })
         #expect(r.status == 200)
         #expect(r.header("Content-Type")?.hasPrefix("text/plain; version=0.0.4") == true)
         let text = r.text
         #expect(text.contains("lb_upstream_peer_requests_total{upstream=\"app\",peer=\"127.0.0.1:\(b1.port)\"} 10"))
         #expect(text.contains("lb_upstream_peer_response_seconds_count{upstream=\"app\",peer=\"127.0.0.1:\(b1.port)\"} 10"))
-        #expect(text.contains("lb_server_requests_total{server=\"\",index=\"0\",class=\"2xx\"} 10"))
-        #expect(text.contains("result=\"pass\"}"))
+        #expect(text.contains("lb_server_requests_total{server=\"\",index=\"0\",class=\"2xx\"} \(10 + polls - 1)\n"))
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/promtool") else {
             Issue.record("promtool is not installed (Tests/run.sh installs Debian's prometheus package)")
             return
@@ -430,9 +441,8 @@ extension RawClient {
         let slow = try RawClient(port: lb!.port)
         var inFlight: RawClient.Response?
         for _ in 0..<4 where inFlight == nil {
-            try slow.send("GET /slow?ms=600 HTTP/1.1\r\nHost: x\r\n\r\n")
             // Which peer took it shows only at the end; drain b2 while it may be running.
-            usleep(100_000)
+            try waitForArrival(at: [b1, b2]) { try slow.send("GET /slow?ms=600 HTTP/1.1\r\nHost: x\r\n\r\n") }
             let (ds, dp) = try api(lb!, "PATCH", "/upstreams/app/peers/\(id2)", "{\"drain\": true}")
             #expect(ds == 200 && dp["state"] as? String == "draining")
             let r = try slow.readResponse()
@@ -450,9 +460,10 @@ extension RawClient {
         let saved = try String(contentsOfFile: state, encoding: .utf8)
         #expect(saved.contains("server 127.0.0.1:\(b3.port)") && !saved.contains("127.0.0.1:\(b2.port)"))
         // A reload re-reads the config and keeps the API's peers (from the state file).
+        let reloads = lb!.reloadsLogged
         let reload = try Harness.run("lb", ["-p", lb!.dir.path, "-c", "lb.conf", "-s", "reload"], cwd: lb!.dir)
         #expect(reload.status == 0)
-        Thread.sleep(forTimeInterval: 0.5)
+        lb!.waitForReload(since: reloads)
         #expect(Set(try rotation(lb!, 6)) == ["b1", "b3"])
         // So does a restart.
         lb!.stop()

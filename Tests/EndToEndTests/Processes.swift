@@ -172,3 +172,64 @@ func curl(_ args: [String], timeout: TimeInterval = 30) throws -> (status: Int32
     let out = (try? String(contentsOf: p.stdoutURL, encoding: .utf8)) ?? ""
     return (p.process.terminationStatus, out, p.stderr)
 }
+
+/// Polls `condition` (every `interval` seconds) until it holds or `timeout` seconds passed;
+/// returns whether it held. The bounded wait for readiness that replaces fixed sleeps.
+@discardableResult
+func waitUntil(timeout: TimeInterval = 10, interval: TimeInterval = 0.01, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while true {
+        if try condition() { return true }
+        if Date() >= deadline { return false }
+        usleep(useconds_t(interval * 1_000_000))
+    }
+}
+
+extension LB {
+    /// Reloads the error log has reported as finished, successful ("configuration reloaded
+    /// (generation N)", a notice: the config needs `error_log stderr notice;` or `info`) or not
+    /// ("reload failed", an alert).
+    var reloadsLogged: Int {
+        errorLog.split(separator: "\n").filter {
+            $0.contains("configuration reloaded (generation ") || $0.contains("reload failed, the previous configuration keeps serving")
+        }.count
+    }
+
+    /// Waits until the error log reports more finished reloads than `before` (from
+    /// `reloadsLogged`, read before the reload was asked for); records an issue on timeout.
+    @discardableResult
+    func waitForReload(since before: Int, timeout: TimeInterval = 10, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+        let done = waitUntil(timeout: timeout) { reloadsLogged > before }
+        if !done {
+            Issue.record("no reload reported in the error log within \(timeout) s (does the config log notices?): \(errorLog.suffix(2000))",
+                         sourceLocation: sourceLocation)
+        }
+        return done
+    }
+
+    /// Sends SIGHUP and waits until the error log reports the reload finished (see `reloadsLogged`).
+    @discardableResult
+    func reloadAndWait(timeout: TimeInterval = 10, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+        let before = reloadsLogged
+        started.signal(SIGHUP)
+        return waitForReload(since: before, timeout: timeout, sourceLocation: sourceLocation)
+    }
+}
+
+/// Runs `send` (which starts a request through lb), then waits until one of `backends` has
+/// begun a request that is not one of these polls' own `/stats` requests (each counts itself).
+/// Records an issue and returns false on timeout.
+@discardableResult
+func waitForArrival(at backends: [Backend], timeout: TimeInterval = 10, sourceLocation: SourceLocation = #_sourceLocation,
+                    _ send: () throws -> Void) throws -> Bool {
+    func total() throws -> Int { try backends.reduce(0) { $0 + (try $1.stats().requests) } }
+    let base = try total()
+    try send()
+    var polls = 0
+    let arrived = try waitUntil(timeout: timeout) {
+        polls += 1
+        return try total() - base - polls * backends.count > 0
+    }
+    if !arrived { Issue.record("no request reached the backends within \(timeout) s", sourceLocation: sourceLocation) }
+    return arrived
+}

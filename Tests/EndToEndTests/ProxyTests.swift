@@ -341,12 +341,10 @@ import Testing
         awaitTraffic(40)
         // Add the second backend and reload, twice, under load.
         try lb.rewrite(Self.upstreamConfig([a, b]))
-        lb.started.signal(SIGHUP)
-        usleep(300_000)
+        lb.reloadAndWait()
         awaitTraffic(30)
         try lb.rewrite("this is { not valid")
-        lb.started.signal(SIGHUP)
-        usleep(300_000)
+        lb.reloadAndWait()
         awaitTraffic(31)
         stop.value = true
         group.wait()
@@ -361,8 +359,7 @@ import Testing
         let b = try Backend(name: "q")
         let lb = try LB(Self.upstreamConfig([b]))
         let c = try RawClient(port: lb.port)
-        try c.send("GET /slow?ms=700 HTTP/1.1\r\nHost: x\r\n\r\n")
-        usleep(200_000)
+        try waitForArrival(at: [b]) { try c.send("GET /slow?ms=700 HTTP/1.1\r\nHost: x\r\n\r\n") }
         lb.started.signal(SIGQUIT)
         let r = try c.readResponse()
         #expect(r.status == 200 && r.text == "q slow")

@@ -46,8 +46,7 @@ import Testing
         let lb = try LB(ProxyTests.upstreamConfig([a, b], policy: "least_conn;"))
         // Occupy one peer with a slow request, then the others all go to the idle one.
         let slow = try RawClient(port: lb.port)
-        try slow.send("GET /slow?ms=2500 HTTP/1.1\r\nHost: x\r\n\r\n")
-        usleep(500_000)
+        try waitForArrival(at: [a, b]) { try slow.send("GET /slow?ms=2500 HTTP/1.1\r\nHost: x\r\n\r\n") }
         let c = try RawClient(port: lb.port)
         let names = try (0..<6).map { _ in try c.get("/fast").header("X-Backend") ?? "?" }
         let busy = try slow.readResponse().header("X-Backend")
@@ -69,8 +68,7 @@ import Testing
         let c = try RawClient(port: lb.port)
         let before = try (0..<200).map { try c.get("/key/\($0)").header("X-Backend") ?? "?" }
         try lb.rewrite(ProxyTests.upstreamConfig(backends, policy: "hash $request_uri consistent;"))
-        lb.started.signal(SIGHUP)
-        usleep(500_000)
+        lb.reloadAndWait()
         let c2 = try RawClient(port: lb.port)
         let after = try (0..<200).map { try c2.get("/key/\($0)").header("X-Backend") ?? "?" }
         let moved = zip(before, after).filter { $0 != $1 }
@@ -126,13 +124,14 @@ import Testing
     @Test func sigusr1ReopensLogFiles() throws {
         let lb = try LB("events {}\nhttp { access_log logs/a.log; server { listen 127.0.0.1:{port}; return 200 \"ok\"; } }")
         _ = try RawClient(port: lb.port).get("/one")
-        usleep(100_000)
+        #expect(waitUntil { lb.file("logs/a.log").contains("GET /one") })
         let logs = lb.dir.appendingPathComponent("logs")
         try FileManager.default.moveItem(at: logs.appendingPathComponent("a.log"), to: logs.appendingPathComponent("a.log.1"))
         lb.started.signal(SIGUSR1)
-        usleep(300_000)
+        // The worker reopens by path (creating the file) on its own thread, before it serves anything else.
+        #expect(waitUntil { FileManager.default.fileExists(atPath: logs.appendingPathComponent("a.log").path) })
         _ = try RawClient(port: lb.port).get("/two")
-        usleep(200_000)
+        #expect(waitUntil { lb.file("logs/a.log").contains("GET /two") })
         #expect(lb.file("logs/a.log.1").contains("GET /one"))
         #expect(lb.file("logs/a.log").contains("GET /two"))
         #expect(!lb.file("logs/a.log").contains("GET /one"))
@@ -215,6 +214,7 @@ extension RuntimeTests {
         // A request body that stops arriving: 408 after client_body_timeout.
         let b = try Backend(name: "body")
         try lb.rewrite("""
+        error_log stderr notice;
         events {}
         http {
             access_log off;
@@ -222,8 +222,7 @@ extension RuntimeTests {
             server { listen 127.0.0.1:{port}; location / { proxy_pass http://127.0.0.1:\(b.port); } }
         }
         """)
-        lb.started.signal(SIGHUP)
-        usleep(400_000)
+        lb.reloadAndWait()
         let slow = try RawClient(port: lb.port)
         try slow.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part")
         let t1 = Date()
@@ -375,7 +374,7 @@ extension RuntimeTests {
     @Test func ipv6ListenerAndIPv6Upstream() throws {
         let v6port = freePort()
         let upstream = try LB("events {}\nhttp { access_log off; server { listen [::1]:{port}; return 200 \"from v6 upstream\"; } }", port: v6port, waitReady: false)
-        usleep(300_000)
+        #expect(waitUntil { (try? getOverIPv6(port: v6port, path: "/"))?.hasSuffix("from v6 upstream") == true })
         let lb = try LB("""
         events {}
         http {
@@ -422,8 +421,7 @@ extension RuntimeTests {
         var checked = false
         for _ in 0..<4 where !checked {
             let hold = try RawClient(port: lb.port)
-            try hold.send("GET /capped/slow?ms=800 HTTP/1.1\r\nHost: x\r\n\r\n")
-            usleep(150_000)
+            try waitForArrival(at: [a, b]) { try hold.send("GET /capped/slow?ms=800 HTTP/1.1\r\nHost: x\r\n\r\n") }
             let during = try (0..<4).map { _ in try c.get("/capped/x").header("X-Backend") ?? "?" }
             if try hold.readResponse().header("X-Backend") == "a" {
                 #expect(during == ["b", "b", "b", "b"], "\(during)")

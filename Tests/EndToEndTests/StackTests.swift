@@ -85,9 +85,8 @@ import Testing
         #expect(lb.started.wait(timeout: 10))
         // The services were reparented or reaped: none is left running with lb's PID as parent,
         // and none is left at all with lb's command line (PR_SET_PDEATHSIG, orderly stop).
-        usleep(200_000)
-        #expect(Self.processes(named: "lb-app", parent: lbPID).isEmpty && Self.processes(named: "lb-store", parent: lbPID).isEmpty)
-        #expect(Self.processes(named: "lb-app", parent: 1).isEmpty && Self.processes(named: "lb-store", parent: 1).isEmpty)
+        #expect(waitUntil(timeout: 5) { Self.processes(named: "lb-app", parent: lbPID).isEmpty && Self.processes(named: "lb-store", parent: lbPID).isEmpty })
+        #expect(waitUntil(timeout: 5) { Self.processes(named: "lb-app", parent: 1).isEmpty && Self.processes(named: "lb-store", parent: 1).isEmpty })
     }
 
     @Test func counterSurvivesAFullStackRestart() throws {
@@ -313,8 +312,8 @@ extension StoreTests {
         }
         for i in 0..<3000 { try cmd(["SET", "same", "value-\(i)"]) }
         for i in 0..<50 { try cmd(["SET", "k\(i)", "\(i)"]) }
+        // Every acknowledged command is in the file already (written before its reply goes out).
         let aof = dir.appendingPathComponent("appendonly.aof").path
-        usleep(200_000)
         let before = (try FileManager.default.attributesOfItem(atPath: aof)[.size] as? Int) ?? 0
         #expect(try Self.redisCLI(port, ["BGREWRITEAOF"]) == "Background append only file rewriting started")
         for i in 0..<100 { try cmd(["INCR", "during"]); _ = i }
@@ -325,7 +324,6 @@ extension StoreTests {
         }
         #expect(done)
         try cmd(["SET", "after", "yes"])
-        usleep(200_000)
         let after = (try FileManager.default.attributesOfItem(atPath: aof)[.size] as? Int) ?? 0
         #expect(after < before / 10, "AOF \(before) → \(after) bytes")
         s.signal(SIGKILL)
