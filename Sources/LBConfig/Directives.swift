@@ -231,7 +231,6 @@ extension Compiler {
             }
         },
         numberSetting("max_ranges", default: "unlimited", \.maxRanges),
-        flagSetting("proxy_force_ranges", default: "off", \.proxyForceRanges),
         setting("open_file_cache", .between(1, 2), default: "off", \.openFileCache) { _, d in d.args[0].text != "off" },
         setting("disable_symlinks", .between(1, 2), default: "off", \.disableSymlinks) { _, d in
             guard ["on", "off", "if_not_owner"].contains(d.args[0].text) else { throw ConfigError("invalid value \"\(d.args[0].text)\"", at: d.args[0].location) }

@@ -140,7 +140,6 @@ public struct HTTPSettings: Sendable {
     public var etag: Bool?
     public var ifModifiedSince: IfModifiedSinceSetting?
     public var maxRanges: Int?
-    public var proxyForceRanges: Bool?
     public var gzip: Bool?
     public var gzipTypes: [String]?
     public var gzipMinLength: Int?
@@ -260,7 +259,6 @@ public struct HTTPSettings: Sendable {
         m(&disableSymlinks, p.disableSymlinks)
         m(&ifModifiedSince, p.ifModifiedSince)
         m(&maxRanges, p.maxRanges)
-        m(&proxyForceRanges, p.proxyForceRanges)
         if accessLogs == nil && accessLogOff == nil { accessLogs = p.accessLogs; accessLogOff = p.accessLogOff }
         if largeClientHeaderBuffers == nil { largeClientHeaderBuffers = p.largeClientHeaderBuffers }
         if proxySetHeaders == nil { proxySetHeaders = p.proxySetHeaders }
