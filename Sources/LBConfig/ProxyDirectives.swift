@@ -23,7 +23,7 @@ extension Compiler {
         timeSetting("proxy_read_timeout", default: "60s", \.proxyReadTimeoutMs),
         timeSetting("proxy_send_timeout", default: "60s", \.proxySendTimeoutMs),
         setting("proxy_next_upstream", .atLeast(1), default: "error timeout", \.proxyNextUpstream) { _, d in
-            try wordSet(d, allowed: nextUpstreamWords)
+            UpstreamConditions(words: try wordSet(d, allowed: nextUpstreamWords))
         },
         numberSetting("proxy_next_upstream_tries", default: "0", \.proxyNextUpstreamTries),
         timeSetting("proxy_next_upstream_timeout", default: "0", \.proxyNextUpstreamTimeoutMs),
@@ -87,8 +87,8 @@ extension Compiler {
         timeSetting("proxy_cache_lock_timeout", default: "5s", \.proxyCacheLockTimeoutMs),
         timeSetting("proxy_cache_lock_age", default: "5s", \.proxyCacheLockAgeMs),
         setting("proxy_cache_use_stale", .atLeast(1), default: "off", \.proxyCacheUseStale) { _, d in
-            try wordSet(d, allowed: ["off", "error", "timeout", "invalid_header", "updating", "http_500", "http_502",
-                                     "http_503", "http_504", "http_403", "http_404", "http_429"])
+            UpstreamConditions(words: try wordSet(d, allowed: ["off", "error", "timeout", "invalid_header", "updating", "http_500", "http_502",
+                                                               "http_503", "http_504", "http_403", "http_404", "http_429"]))
         },
         flagSetting("proxy_cache_revalidate", default: "off", \.proxyCacheRevalidate),
         flagSetting("proxy_cache_background_update", default: "off", \.proxyCacheBackgroundUpdate),

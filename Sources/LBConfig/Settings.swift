@@ -154,7 +154,7 @@ public struct HTTPSettings: Sendable {
     public var proxyConnectTimeoutMs: Int?
     public var proxyReadTimeoutMs: Int?
     public var proxySendTimeoutMs: Int?
-    public var proxyNextUpstream: Set<String>?
+    public var proxyNextUpstream: UpstreamConditions?
     public var proxyNextUpstreamTries: Int?
     public var proxyNextUpstreamTimeoutMs: Int?
     public var proxyBuffering: Bool?
@@ -177,7 +177,7 @@ public struct HTTPSettings: Sendable {
     public var proxyCacheLock: Bool?
     public var proxyCacheLockTimeoutMs: Int?
     public var proxyCacheLockAgeMs: Int?
-    public var proxyCacheUseStale: Set<String>?
+    public var proxyCacheUseStale: UpstreamConditions?
     public var proxyCacheRevalidate: Bool?
     public var proxyCacheBackgroundUpdate: Bool?
     public var proxyCacheConvertHead: Bool?
@@ -291,7 +291,7 @@ extension HTTPSettings {
     public var effectiveProxyConnectTimeoutMs: Int { proxyConnectTimeoutMs ?? 60_000 }
     public var effectiveProxyReadTimeoutMs: Int { proxyReadTimeoutMs ?? 60_000 }
     public var effectiveProxySendTimeoutMs: Int { proxySendTimeoutMs ?? 60_000 }
-    public var effectiveProxyNextUpstream: Set<String> { proxyNextUpstream ?? Defaults.nextUpstream }
+    public var effectiveProxyNextUpstream: UpstreamConditions { proxyNextUpstream ?? [.error, .timeout] }
     public var effectiveProxyNextUpstreamTries: Int { proxyNextUpstreamTries ?? 0 }
     public var effectiveProxyNextUpstreamTimeoutMs: Int { proxyNextUpstreamTimeoutMs ?? 0 }
     public var effectiveProxyBuffering: Bool { proxyBuffering ?? true }
@@ -311,7 +311,6 @@ extension HTTPSettings {
 /// Default values built once (a literal in an accessor would be rebuilt on every request).
 enum Defaults {
     static let index = [Template(literal: "index.html")]
-    static let nextUpstream: Set<String> = ["error", "timeout"]
     static let cacheKey = try! Template(parsing: "$scheme$proxy_host$request_uri")
     static let cacheMethods = ["GET", "HEAD"]
     static let gzipTypes = ["text/html"]

@@ -26,6 +26,16 @@ enum UpstreamFailure {
         case .status(let s): "http_\(s)"
         }
     }
+
+    /// The `proxy_next_upstream` / `proxy_cache_use_stale` condition it meets.
+    var condition: UpstreamConditions {
+        switch self {
+        case .error: .error
+        case .timeout: .timeout
+        case .invalidHeader: .invalidHeader
+        case .status(let s): .status(s)
+        }
+    }
 }
 
 /// One upstream attempt, for `$upstream_*` variables (several are listed comma-separated).

@@ -158,7 +158,7 @@ extension ClientConnection {
             ex.attempt.peerIndex = -1
             if ex.tries == 0 { log(.error, "no live upstreams while connecting to upstream") }
             if ex.upstreamLog.isEmpty || ex.tries == 0 { ex.upstreamLog.append(UpstreamAttempt(addr: rt.group.name, status: 502, time: 0, connect: -1, header: -1, length: 0, sent: 0)) }
-            if ex.cache != nil && serveStaleOnFailure("error") { return }
+            if ex.cache != nil && serveStaleOnFailure(.error) { return }
             proxyError(502)
             return
         }
@@ -535,7 +535,8 @@ extension ClientConnection {
         let code = ex.attempt.response.status
         // proxy_next_upstream http_XXX: only while another try is possible, else the response passes.
         let next = s.effectiveProxyNextUpstream
-        if code >= 403, next.contains("http_\(code)"), canRetry() {
+        let statusCondition = UpstreamConditions.status(code)
+        if !statusCondition.isEmpty, next.contains(statusCondition), canRetry() {
             c.inBuf.readIndex += headLength
             upstreamFailed(.status(code))
             return
@@ -553,29 +554,25 @@ extension ClientConnection {
             upstreamFailed(.invalidHeader("upstream sent unexpected 101 response"))
             return
         }
-        var keepAlive = !closeAfterResponse
         // gzip: the body is compressed as it passes and sent chunked (HTTP/1.1 clients only).
         let gzipping = !noBody && !ex.inBackground && s.gzip == true && shouldGzipProxied(UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
         if gzipping, let g = GzipStream(level: s.effectiveGzipCompLevel) {
             ex.gz = g
             ex.gzFinished = false
         }
-        if noBody {
-            ex.attempt.responseFraming = .none
-        } else if ex.attempt.response.chunked {
-            ex.attempt.responseFraming = .chunked(ChunkedFramer())
-            if req.versionMinor == 0 || req.isHTTP09 || ex.gz != nil {
-                ex.attempt.dechunk = true
-                if ex.gz == nil { keepAlive = false }
-            }
-        } else if let cl = ex.attempt.response.contentLength {
-            ex.attempt.responseFraming = .length(cl)
-        } else {
-            ex.attempt.responseFraming = .untilClose
-            if ex.gz == nil { keepAlive = false }
+        let plan = ProxyPolicy.relayPlan(bodyless: noBody, upstreamChunked: ex.attempt.response.chunked,
+                                         contentLength: ex.attempt.response.contentLength,
+                                         http10Client: req.versionMinor == 0 || req.isHTTP09, gzip: ex.gz != nil,
+                                         keepAliveAllowed: !closeAfterResponse)
+        switch plan.framing {
+        case .none: ex.attempt.responseFraming = .none
+        case .length(let n): ex.attempt.responseFraming = .length(n)
+        case .chunked: ex.attempt.responseFraming = .chunked(ChunkedFramer())
+        case .untilClose: ex.attempt.responseFraming = .untilClose
         }
-        if !keepAlive { closeAfterResponse = true }
-        writeResponseHead(b, headLength: headLength, chunkedOut: ex.gz != nil || (ex.attempt.response.chunked && !ex.attempt.dechunk && !noBody), keepAlive: keepAlive, upgrade: false,
+        ex.attempt.dechunk = plan.dechunk
+        if !plan.keepAlive { closeAfterResponse = true }
+        writeResponseHead(b, headLength: headLength, chunkedOut: plan.chunkedOut, keepAlive: plan.keepAlive, upgrade: false,
                           gzipped: ex.gz != nil)
         c.inBuf.readIndex += headLength
         if noBody { ex.attempt.responseFraming = .none }
@@ -848,8 +845,10 @@ extension ClientConnection {
     func completeProxy() {
         guard let c = ex.up, let rt = ex.upstreamRuntime else { return }
         recordUpstream(status: ex.attempt.response.status)
-        let reusable = rt.group.keepalive != nil && !ex.attempt.response.close && ex.attempt.response.versionMinor == 1 && !ex.sentConnectionClose
-            && ex.requestBodyComplete && ex.attempt.requestComplete && c.inBuf.readable == ex.attempt.relayable && !c.peerClosed
+        let reusable = ProxyPolicy.upstreamReusable(pool: rt.group.keepalive != nil, responseClose: ex.attempt.response.close,
+                                                    responseHTTP11: ex.attempt.response.versionMinor == 1, sentConnectionClose: ex.sentConnectionClose,
+                                                    requestComplete: ex.requestBodyComplete && ex.attempt.requestComplete,
+                                                    unreadBytes: c.inBuf.readable != ex.attempt.relayable, peerClosed: c.peerClosed)
         releasePeer(failed: false)
         ex.up = nil
         worker.loop.setDeadline(c, afterMillis: 0)
@@ -896,19 +895,19 @@ extension ClientConnection {
     }
 
     /// Whether `proxy_next_upstream` may try another peer now.
-    func canRetry() -> Bool {
+    func canRetry(_ failure: UpstreamConditions? = nil) -> Bool {
         guard let rt = ex.upstreamRuntime else { return false }
         let s = settings
-        if ex.tried.count >= rt.balancer.withLock({ $0.liveCount }) { return false }
-        let maxTries = s.effectiveProxyNextUpstreamTries
-        if maxTries > 0 && ex.tries >= maxTries { return false }
-        let limit = s.effectiveProxyNextUpstreamTimeoutMs
-        if limit > 0 && worker.loop.now - ex.firstTryMillis >= Int64(limit) { return false }
-        if ex.attempt.requestSent {
-            if !req.method.isIdempotent && !s.effectiveProxyNextUpstream.contains("non_idempotent") { return false }
-            // The body must still be here to send it again.
-            if ex.requestBodyForwarded > 0 && !replayBody() { return false }
-        }
+        // A buffered body is always there again; a streamed one only while still in the buffer.
+        let replayable = ex.requestBodyForwarded == 0 || inBuf.readIndex >= ex.requestBodyForwarded
+        let facts = ProxyPolicy.RetryFacts(failure: failure ?? [], tried: ex.tried.count, live: rt.balancer.withLock { $0.liveCount },
+                                           tries: ex.tries, elapsedMs: worker.loop.now - ex.firstTryMillis,
+                                           requestSent: ex.attempt.requestSent, idempotent: req.method.isIdempotent,
+                                           bodyReplayable: replayable)
+        let limits = ProxyPolicy.RetryLimits(conditions: s.effectiveProxyNextUpstream, maxTries: s.effectiveProxyNextUpstreamTries,
+                                             timeoutMs: s.effectiveProxyNextUpstreamTimeoutMs)
+        guard failure == nil ? ProxyPolicy.canTryAgain(facts, limits) : ProxyPolicy.mayRetry(facts, limits) else { return false }
+        if ex.attempt.requestSent && ex.requestBodyForwarded > 0 { _ = replayBody() }
         return true
     }
 
@@ -948,11 +947,11 @@ extension ClientConnection {
             ex.up = nil
         }
         let next = settings.effectiveProxyNextUpstream
-        if next.contains(f.word), canRetry() {
+        if canRetry(f.condition) {
             nextAttempt()
             return
         }
-        if ex.cache != nil && serveStaleOnFailure(f.word) { return }
+        if ex.cache != nil && serveStaleOnFailure(f.condition) { return }
         proxyError(code >= 500 ? code : 502)
     }
 

@@ -112,7 +112,7 @@ import Testing
         #expect(cache.settings.cacheZone == "my_cache")
         #expect(cache.settings.proxyCacheLock == true)
         #expect(cache.settings.proxyCacheValid == [CacheValid(codes: [200], ms: 10_000)])
-        #expect(cache.settings.proxyCacheUseStale == ["updating"])
+        #expect(cache.settings.proxyCacheUseStale == [.updating])
         #expect(cache.settings.addHeaders?.first?.value.variables == [.upstreamCacheStatus])
         // proxy_set_header is not set in /cache-me and none at server/http level: nginx's defaults apply.
         #expect(cache.settings.proxySetHeaders == nil)

@@ -101,7 +101,7 @@ extension ClientConnection {
             }
             // Expired. Another request updating it: serve stale if allowed.
             let useStale = s.settings.proxyCacheUseStale ?? []
-            let staleUpdating = useStale.contains("updating") || nowSec < e.validUntil + e.staleWhileRevalidate
+            let staleUpdating = useStale.contains(.updating) || nowSec < e.validUntil + e.staleWhileRevalidate
             let locked = zone.index.withLock { $0.tryLock(hash, now: now, maxAgeMs: lockAge) }
             if !locked {
                 if staleUpdating, serveCached(e, status: ClientConnection.statusUpdating) { zone.updating.add(1, ordering: .relaxed); return }
@@ -276,11 +276,13 @@ extension ClientConnection {
 
     /// Serves the stale entry for an upstream failure when `proxy_cache_use_stale` (or the
     /// response's `stale-if-error`) allows it.
-    func serveStaleOnFailure(_ word: String) -> Bool {
+    func serveStaleOnFailure(_ condition: UpstreamConditions) -> Bool {
         guard !ex.inBackground, let cr = ex.cache, let e = cr.entry, !ex.headerStarted else { return false }
         let nowSec = wallClock().seconds
-        let allowed = (settings.proxyCacheUseStale ?? []).contains(word)
-            || (nowSec < e.validUntil + e.staleIfError && ["error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504"].contains(word))
+        // stale-if-error covers errors, timeouts, invalid heads and 5xx (RFC 5861).
+        let staleIfError: UpstreamConditions = [.error, .timeout, .invalidHeader, .http500, .http502, .http503, .http504]
+        let allowed = (settings.proxyCacheUseStale ?? []).contains(condition)
+            || (nowSec < e.validUntil + e.staleIfError && staleIfError.contains(condition))
         guard allowed else { return false }
         if serveCached(e, status: ClientConnection.statusStale) {
             cr.zone.stale.add(1, ordering: .relaxed)
@@ -317,14 +319,15 @@ extension ClientConnection {
             proxyError(502)
             return true
         }
-        if let e = cr.entry, (s.proxyCacheUseStale ?? []).contains("http_\(ex.attempt.response.status)") || (ex.attempt.response.status >= 500 && nowSec < e.validUntil + e.staleIfError && [500, 502, 503, 504].contains(ex.attempt.response.status)) {
+        let statusCondition = UpstreamConditions.status(ex.attempt.response.status)
+        if let e = cr.entry, !statusCondition.isEmpty && (s.proxyCacheUseStale ?? []).contains(statusCondition) || (ex.attempt.response.status >= 500 && nowSec < e.validUntil + e.staleIfError && [500, 502, 503, 504].contains(ex.attempt.response.status)) {
             c.inBuf.readIndex += headLength
             recordUpstream(status: ex.attempt.response.status)
             releasePeer(failed: false)
             c.close()
             ex.up = nil
             if ex.inBackground { endBackground(); return true }
-            if serveStaleOnFailure("http_\(ex.attempt.response.status)") || serveStaleOnFailure("error") { return true }
+            if serveStaleOnFailure(statusCondition) || serveStaleOnFailure(.error) { return true }
             proxyError(502)
             return true
         }
