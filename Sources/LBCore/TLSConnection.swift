@@ -66,15 +66,27 @@ extension ClientConnection {
         }
     }
 
-    /// What a request on a TLS address must be refused with before routing, as nginx's
-    /// `ngx_http_process_request` does: 497 (plain HTTP), 495 (the client certificate failed
-    /// verification), 496 (`ssl_verify_client on` and none was sent). Nil: go on.
+    /// What a request on a TLS address must be refused with before routing, as nginx does: 497
+    /// (plain HTTP), 421 (a Host other than the SNI name on a server that verifies clients), 495
+    /// (the client certificate failed verification), 496 (`ssl_verify_client on` and none was
+    /// sent). Nil: go on.
     func tlsRequestRefusal() -> Int? {
         guard let s = transport.tls else {
             log(.info, "client sent plain HTTP request to HTTPS port")
             return 497
         }
         guard ex.server.index < table.tls.count, let ctx = table.tls[ex.server.index], ctx.verifyClient != .off else { return nil }
+        // A Host other than the SNI name must not reach a server that verifies clients: its
+        // verification happened (or not) under another server's settings.
+        if let sni = s.serverName, let h = req.host {
+            var host = head.readableBytes[h].map { ASCII.lower($0) }
+            if host.first != UInt8(ascii: "["), let colon = host.firstIndex(of: UInt8(ascii: ":")) { host.removeSubrange(colon...) }
+            while host.last == UInt8(ascii: ".") { host.removeLast() }
+            if host != Array(sni.lowercased().utf8) {
+                log(.info, "client attempted to request the server name different from the one that was negotiated")
+                return 421
+            }
+        }
         let (present, code) = s.clientCertificateResult
         if present && code != 0 /* X509_V_OK */ && !(ctx.verifyClient == .optionalNoCA && ClientConnection.optionalVerifyErrors.contains(code)) {
             log(.info, "client SSL certificate verify error: (\(code):\(s.clientVerify.dropFirst(7)))")
@@ -97,6 +109,10 @@ extension ClientConnection {
     /// with the reason. The connection closes after it, as nginx's does.
     func respondTLSRefusal(_ code: Int) {
         closeAfterResponse = true
+        if code == 421 {
+            respondError(421)
+            return
+        }
         if let pages = settings.errorPages, pages.contains(where: { $0.codes.contains(code) }) {
             respondError(code)
             return

@@ -326,6 +326,9 @@ func sClient(_ port: Int, _ extra: [String], path: String = "/v", host: String =
         #expect(none.out.hasPrefix("HTTP/1.1 400") && none.out.contains("<center>No required SSL certificate was sent</center>"))
         let stranger = try https(lb, "a.test", "/", ["-i", "--cert", TestCerts.path("stranger.crt"), "--key", TestCerts.path("stranger.key")])
         #expect(stranger.out.hasPrefix("HTTP/1.1 400") && stranger.out.contains("<center>The SSL certificate error</center>"))
+        // A Host other than the verified SNI name: 421, as nginx.
+        let misdirected = try https(lb, "a.test", "/", client + ["-i", "-H", "Host: b.test"])
+        #expect(misdirected.out.hasPrefix("HTTP/1.1 421 Misdirected Request"), "\(misdirected.out)")
     }
 
     @Test func optionalClientCertificates() throws {
