@@ -87,6 +87,11 @@ extension ClientConnection {
                 return 421
             }
         }
+        // A session resumed from another server's handshake carries that server's verdict.
+        if s.sessionReused && s.sessionServerName?.lowercased() != s.serverName?.lowercased() {
+            log(.info, "client resumed a TLS session of another server name")
+            return 421
+        }
         let (present, code) = s.clientCertificateResult
         if present && code != 0 /* X509_V_OK */ && !(ctx.verifyClient == .optionalNoCA && ClientConnection.optionalVerifyErrors.contains(code)) {
             log(.info, "client SSL certificate verify error: (\(code):\(s.clientVerify.dropFirst(7)))")

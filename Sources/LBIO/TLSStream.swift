@@ -137,6 +137,12 @@ public final class TLSStream {
         guard let n = SSL_get_servername(ssl, Int32(TLSEXT_NAMETYPE_host_name)) else { return nil }
         return String(cString: n)
     }
+    /// The SNI name the session was first established under (differs from `serverName` when a
+    /// client resumes, on one server, a session made on another).
+    public var sessionServerName: String? {
+        guard let sess = SSL_get_session(ssl), let n = SSL_SESSION_get0_hostname(sess) else { return nil }
+        return String(cString: n)
+    }
     /// Whether the session was resumed (session id or ticket).
     public var sessionReused: Bool { lb_SSL_session_reused(ssl) == 1 }
     /// The session id in hex (TLS 1.2 session ids; TLS 1.3 reports its ticket session's id).

@@ -343,6 +343,33 @@ func sClient(_ port: Int, _ extra: [String], path: String = "/v", host: String =
         #expect(r.out.hasPrefix("HTTP/1.1 403") && r.out.hasSuffix("no certificate\n"), "\(r.out)")
     }
 
+    @Test(arguments: ["-tls1_2", "-tls1_3"])
+    func aSessionVerifiedOnOneServerDoesNotOpenAnother(_ version: String) throws {
+        let lb = try LB("""
+        events {}
+        http {
+          access_log off;
+          ssl_session_cache shared:SSL:1m;
+          server { listen 127.0.0.1:{port} ssl; server_name a.test; \(TestCerts.pair("a-ec"))
+                   ssl_verify_client on; ssl_client_certificate \(TestCerts.path("other-ca.crt"));
+                   location / { return 200 "a $ssl_client_verify\\n"; } }
+          server { listen 127.0.0.1:{port} ssl; server_name b.test; ssl_certificate \(TestCerts.path("b-chain.crt")); ssl_certificate_key \(TestCerts.path("b-ec.key"));
+                   ssl_verify_client on; ssl_client_certificate \(TestCerts.path("ca.crt"));
+                   location / { return 200 "b $ssl_client_verify\\n"; } }
+        }
+        """)
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let sess = dir.appendingPathComponent("sess").path
+        let b = try sClient(lb.port, [version, "-cert", TestCerts.path("client.crt"), "-key", TestCerts.path("client.key"), "-sess_out", sess],
+                            path: "/", host: "b.test")
+        #expect(b.out.contains("b SUCCESS"))
+        // The client's certificate is good for b.test only; resuming that session on a.test
+        // must not carry b's verdict over.
+        let a = try sClient(lb.port, [version, "-sess_in", sess], path: "/", host: "a.test")
+        #expect(a.out.contains("HTTP/1.1 421 Misdirected Request") && !a.out.contains("a SUCCESS"), "\(a.out)")
+    }
+
     // MARK: loading
 
     func test(_ config: String) throws -> Harness.Result {
