@@ -297,6 +297,21 @@ func sClient(_ port: Int, _ extra: [String], path: String = "/v", host: String =
         #expect(c.isClosedByPeer())
     }
 
+    @Test func staplesTheOCSPResponseFromAFile() throws {
+        let lb = try LB("""
+        events {}
+        http {
+          access_log off;
+          server { listen 127.0.0.1:{port} ssl; server_name a.test; \(TestCerts.pair("a-ec"))
+                   ssl_stapling on; ssl_stapling_file \(TestCerts.path("a-ocsp.der")); \(TLSTests.variables) }
+        }
+        """)
+        let asked = try sClient(lb.port, ["-status"])
+        #expect(asked.out.contains("OCSP Response Status: successful") && asked.out.contains("Cert Status: good"), "\(asked.out)")
+        // Only to clients that ask.
+        #expect(!(try sClient(lb.port, []).out.contains("OCSP Response")))
+    }
+
     // MARK: client certificates
 
     static func mtls(_ mode: String, _ extra: String = "") -> String {

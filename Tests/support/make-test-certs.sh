@@ -30,6 +30,9 @@ ec client.key; leaf client client.key client.test clientAuth
 ec stranger.key; leaf stranger stranger.key stranger.test clientAuth other-ca
 # A certificate file that carries its chain (leaf, then the CA).
 cat b-ec.crt ca.crt > b-chain.crt
+# A "good" OCSP response for a.test's ECDSA certificate, signed by the CA (for ssl_stapling_file).
+printf 'V\t301231000000Z\t\t%s\tunknown\t/CN=a.test\n' "$(openssl x509 -in a-ec.crt -noout -serial | cut -d= -f2)" > index.txt
+q openssl ocsp -index index.txt -rsigner ca.crt -rkey ca.key -CA ca.crt -issuer ca.crt -cert a-ec.crt -respout a-ocsp.der -ndays 2
 head -c 80 /dev/urandom > ticket1.key
 head -c 80 /dev/urandom > ticket2.key
 head -c 48 /dev/urandom > ticket48.key
