@@ -17,14 +17,17 @@ let package = Package(
         .target(name: "CLBShim", cSettings: [.define("_GNU_SOURCE")]),
         // The system zlib for gzip (Debian's zlib1g-dev); no Swift package.
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        // The config language: lexer, parser, schema table, validator, routing table. No I/O but file reads.
-        .target(name: "LBConfig", dependencies: ["CLBShim"]),
+        // The system OpenSSL 3 for TLS (Debian's libssl-dev); no Swift package, no crypto of our own.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // The config language: lexer, parser, schema table, validator, routing table. No I/O but file
+        // reads; TLS contexts (certificates, keys) are built and checked here, at load, as regexes are compiled.
+        .target(name: "LBConfig", dependencies: ["CLBShim", "COpenSSL"]),
         // epoll event loops, sockets, timers, buffers. Knows nothing of HTTP.
-        .target(name: "LBIO", dependencies: ["CLBShim"], swiftSettings: hotPath),
+        .target(name: "LBIO", dependencies: ["CLBShim", "COpenSSL"], swiftSettings: hotPath),
         // HTTP/1.1 heads, chunked framing, URIs: pure byte logic, no I/O.
         .target(name: "LBHTTP", swiftSettings: hotPath),
         // Routing, balancing, proxy, static files, logs, reload: the runtime.
-        .target(name: "LBCore", dependencies: ["LBConfig", "LBIO", "LBHTTP", "LBStack", "CZlib"], swiftSettings: hotPath),
+        .target(name: "LBCore", dependencies: ["LBConfig", "LBIO", "LBHTTP", "LBStack", "CZlib", "COpenSSL"], swiftSettings: hotPath),
         // The Redis-protocol store: RESP codec, keyspace, commands (pure), and its server.
         .target(name: "LBStore", swiftSettings: hotPath),
         .executableTarget(name: "lb-store", dependencies: ["LBStore", "LBIO"], swiftSettings: hotPath),

@@ -19,6 +19,8 @@ command -v promtool >/dev/null || need+=(prometheus)
 have_lib libpcre2-8.so.0 || need+=(libpcre2-8-0)
 have_lib libz.so || need+=(zlib1g-dev)
 [ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)
+[ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
+command -v openssl >/dev/null || need+=(openssl)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing test tools: ${need[*]}"

@@ -2,6 +2,8 @@
 /// freezes them into the immutable `RoutingTable`.
 final class SettingsBox {
     var s = HTTPSettings()
+    /// The `ssl_*` directives (http and server levels only).
+    var tls = TLSSettings()
 }
 
 final class ServerBuilder {
@@ -25,6 +27,8 @@ struct ListenSpec {
     var backlog: Int?
     var ipv6only: Bool?
     var location: SourceLocation
+    /// `listen … ssl`: TLS on this address (for every server on it, as nginx).
+    var ssl = false
     var hasOptions: Bool { reuseport || backlog != nil || ipv6only != nil }
 }
 

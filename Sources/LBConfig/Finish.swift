@@ -37,14 +37,15 @@ extension Compiler {
                                           serverReturn: sb.returnAction, serverTryFiles: sb.tryFiles, locations: tree,
                                           named: named, fallback: fallback))
         }
-        let listeners = try buildListeners()
+        var listeners = try buildListeners()
+        let tls = try buildTLS(&listeners)
         let main = MainSettings(workerProcesses: workerProcesses, pid: pid, errorLogs: mainErrorLogs,
                                 workerConnections: workerConnections, daemon: daemon, masterProcess: masterProcess,
                                 user: user, workerRlimitNofile: workerRlimitNofile,
                                 workerShutdownTimeoutMs: workerShutdownTimeoutMs, prefix: prefix)
         return RoutingTable(main: main, listeners: listeners, servers: vservers, upstreams: groups, cacheZones: cacheZones,
                             logFormats: logFormats, maps: maps, stack: stack, files: files,
-                            usesResponseHeaderVariables: usesResponseHeaderVariables, matches: matches)
+                            usesResponseHeaderVariables: usesResponseHeaderVariables, matches: matches, tls: tls)
     }
 
     private func buildStack() throws -> StackSpec? {
@@ -200,6 +201,7 @@ extension Compiler {
             var servers: [Int] = []
             var defaultServer: Int?
             var options: ListenSpec?
+            var ssl: SourceLocation?
         }
         var entries: [Entry] = []
         var byAddr: [HostPort: Int] = [:]
@@ -218,6 +220,7 @@ extension Compiler {
                     throw ConfigError("duplicate listen \(l.address)", at: l.location)
                 }
                 entries[ei].servers.append(si)
+                if l.ssl && entries[ei].ssl == nil { entries[ei].ssl = l.location }
                 if l.defaultServer {
                     if entries[ei].defaultServer != nil { throw ConfigError("a duplicate default server for \(l.address)", at: l.location) }
                     entries[ei].defaultServer = si
@@ -247,9 +250,41 @@ extension Compiler {
             let o = e.options
             out.append(Listener(address: e.address, reuseport: o?.reuseport ?? false, backlog: o?.backlog ?? 511,
                                 ipv6only: o?.ipv6only ?? true, defaultServer: e.defaultServer ?? e.servers[0], names: names,
-                                serverCount: e.servers.count))
+                                serverCount: e.servers.count, sslLocation: e.ssl, servers: e.servers))
         }
         return out
+    }
+
+    /// Builds a TLS context for every server on a `listen … ssl` address and every server with
+    /// certificates (so that `-t` checks them all, as nginx does), then gives each TLS listener
+    /// its SNI table. Returns the contexts by server index.
+    private func buildTLS(_ listeners: inout [Listener]) throws -> [TLSContext?] {
+        var onTLSPort = Set<Int>()
+        for l in listeners where l.sslLocation != nil { onTLSPort.formUnion(l.servers) }
+        var contexts: [TLSContext?] = Array(repeating: nil, count: servers.count)
+        for (si, sb) in servers.enumerated() {
+            var t = sb.settings.tls
+            t.inherit(from: httpSettings.tls)
+            let certs = t.certificates ?? []
+            guard onTLSPort.contains(si) || !certs.isEmpty else { continue }
+            if certs.isEmpty && t.rejectHandshake != true {
+                // Only the server whose own listen says ssl must have one (nginx's rule).
+                if let l = sb.listens.first(where: \.ssl) {
+                    throw ConfigError("no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive", at: l.location)
+                }
+                continue
+            }
+            contexts[si] = try TLSContext(t, server: si, at: sb.location)
+        }
+        for i in listeners.indices {
+            guard let at = listeners[i].sslLocation else { continue }
+            let l = listeners[i]
+            guard let ctx = contexts[l.defaultServer] else {
+                throw ConfigError("no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive", at: at)
+            }
+            listeners[i].tls = TLSListener(names: l.names, defaultServer: l.defaultServer, contexts: contexts, defaultContext: ctx)
+        }
+        return contexts
     }
 }
 

@@ -17,10 +17,13 @@ public final class RoutingTable: Sendable {
     public let usesResponseHeaderVariables: Bool
     /// The main config file and every file it included, in reading order.
     public let files: [ConfigFile]
+    /// TLS contexts by server index (nil: the server has no certificate).
+    public let tls: [TLSContext?]
 
     init(main: MainSettings, listeners: [Listener], servers: [VirtualServer], upstreams: [UpstreamGroup],
          cacheZones: [CacheZone], logFormats: [String: LogFormat], maps: [MapBlock], stack: StackSpec?, files: [ConfigFile],
-         usesResponseHeaderVariables: Bool = false, matches: [String: MatchBlock] = [:]) {
+         usesResponseHeaderVariables: Bool = false, matches: [String: MatchBlock] = [:], tls: [TLSContext?] = []) {
+        self.tls = tls
         self.usesResponseHeaderVariables = usesResponseHeaderVariables
         self.matches = matches
         self.main = main
@@ -78,6 +81,12 @@ public struct Listener: Sendable {
     public var names: ServerNameTable
     /// How many servers share this listener (1: no Host lookup needed).
     public var serverCount: Int
+    /// Where `listen … ssl` made this address TLS; nil for plain HTTP.
+    public var sslLocation: SourceLocation? = nil
+    /// The servers on this address, by index.
+    public var servers: [Int] = []
+    /// SNI selection and the handshake's first context, for a TLS address.
+    public var tls: TLSListener? = nil
 }
 
 /// A `server { }` block.

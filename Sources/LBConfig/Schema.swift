@@ -99,6 +99,7 @@ let unsupportedDirectives: [String: String] = [
     "grpc_pass": "\"grpc_pass\" is not supported by lb; only HTTP/1.x upstreams are",
     "stream": "the \"stream\" module is not supported by lb",
     "mail": "the \"mail\" module is not supported by lb",
+    "ssl": "the \"ssl\" directive is not supported by lb, use the \"listen ... ssl\" directive instead",
 ]
 
 /// Directives accepted for compatibility that change nothing in lb (documented in configuration.md).
@@ -133,11 +134,4 @@ let acceptedNoOps: [(String, Contexts, ArgumentShape)] = [
     ("accept_mutex_delay", .events, .exactly(1)), ("worker_aio_requests", .events, .exactly(1)),
     ("gzip_buffers", .hsl, .exactly(2)), ("gzip_http_version", .hsl, .exactly(1)), ("gzip_disable", .hsl, .atLeast(1)),
     ("server_tokens_header", .hsl, .exactly(1)), ("satisfy", .hsl, .exactly(1)),
-    // TLS settings load (stock configs set them at http level) but do nothing: lb has no TLS
-    // listener, and `listen … ssl` is refused with a clear error.
-    ("ssl_protocols", .hs, .atLeast(1)), ("ssl_prefer_server_ciphers", .hs, .flag), ("ssl_ciphers", .hs, .exactly(1)),
-    ("ssl_certificate", .hs, .exactly(1)), ("ssl_certificate_key", .hs, .exactly(1)), ("ssl_session_cache", .hs, .atLeast(1)),
-    ("ssl_session_timeout", .hs, .exactly(1)), ("ssl_session_tickets", .hs, .flag), ("ssl_dhparam", .hs, .exactly(1)),
-    ("ssl_stapling", .hs, .flag), ("ssl_stapling_verify", .hs, .flag), ("ssl_trusted_certificate", .hs, .exactly(1)),
-    ("ssl_ecdh_curve", .hs, .exactly(1)), ("ssl_buffer_size", .hs, .exactly(1)),
 ]

@@ -175,8 +175,10 @@ extension Compiler {
             case "default_server", "default": spec.defaultServer = true
             case "reuseport": spec.reuseport = true
             case "bind", "deferred": break
-            case "ssl": throw ConfigError("TLS (\"ssl\" listen parameter) is not supported by lb; terminate TLS in front of it", at: p.location)
-            case "http2", "quic", "proxy_protocol":
+            case "ssl": spec.ssl = true
+            case "http2":
+                throw ConfigError("the \"http2\" listen parameter is not supported by lb: it speaks HTTP/1.1 (over TLS with \"ssl\")", at: p.location)
+            case "quic", "proxy_protocol":
                 throw ConfigError("the \"\(t)\" listen parameter is not supported by lb", at: p.location)
             default:
                 if t.hasPrefix("backlog=") {

@@ -9,6 +9,9 @@ public enum Variable: Sendable, Hashable {
     case upstreamAddr, upstreamStatus, upstreamResponseTime, upstreamConnectTime, upstreamHeaderTime
     case upstreamResponseLength, upstreamCacheStatus, upstreamBytesReceived, upstreamBytesSent
     case nginxVersion, gzipRatio, requestCompletion, requestBody
+    /// TLS facts of the client connection (empty on plain HTTP).
+    case sslProtocol, sslCipher, sslServerName, sslSessionReused, sslSessionID, sslAlpnProtocol
+    case sslClientVerify, sslClientSDN, sslClientIDN, sslClientSerial, sslClientFingerprint, sslClientEscapedCert, sslClientCert
     /// `$http_NAME`: a request header; the name is lowercased with `_` as `-`.
     case httpHeader(String)
     /// `$sent_http_NAME`: a response header.
@@ -42,6 +45,11 @@ public enum Variable: Sendable, Hashable {
         "upstream_cache_status": .upstreamCacheStatus, "upstream_bytes_received": .upstreamBytesReceived,
         "upstream_bytes_sent": .upstreamBytesSent, "nginx_version": .nginxVersion, "gzip_ratio": .gzipRatio,
         "request_completion": .requestCompletion, "request_body": .requestBody,
+        "ssl_protocol": .sslProtocol, "ssl_cipher": .sslCipher, "ssl_server_name": .sslServerName,
+        "ssl_session_reused": .sslSessionReused, "ssl_session_id": .sslSessionID, "ssl_alpn_protocol": .sslAlpnProtocol,
+        "ssl_client_verify": .sslClientVerify, "ssl_client_s_dn": .sslClientSDN, "ssl_client_i_dn": .sslClientIDN,
+        "ssl_client_serial": .sslClientSerial, "ssl_client_fingerprint": .sslClientFingerprint,
+        "ssl_client_escaped_cert": .sslClientEscapedCert, "ssl_client_cert": .sslClientCert,
     ]
 
     /// Resolves a name written after `$`; `named` for names that only a `map` or a regex can define.

@@ -52,7 +52,7 @@ struct UpstreamAttempt {
 /// One client connection: reads requests, routes them, answers locally or proxies, logs, and keeps
 /// the connection alive. Every step is driven from epoll readiness (edge-triggered); nothing blocks.
 final class ClientConnection: Pollable {
-    enum State { case head, local, proxy, tunnel, apiBody, closed }
+    enum State { case handshake, head, local, proxy, tunnel, apiBody, closed }
     enum Phase { case idle, readingBody, connecting, sending, waitingHead, relaying, cacheWait }
 
     /// The worker outlives every connection it owns: no reference counting on this hot field.
@@ -139,6 +139,8 @@ final class ClientConnection: Pollable {
             peerClosed = true
             readable = true
         }
+        // A TLS read may wait for writability and a write for readability: any event retries both.
+        if case .tls = transport { readable = true; writable = true }
         drive()
     }
 
@@ -212,6 +214,7 @@ final class ClientConnection: Pollable {
         repeat {
             driveAgain = false
             switch state {
+            case .handshake: driveHandshake()
             case .head: readHead()
             case .local: flushLocal()
             case .proxy: proxyClientEvent()
@@ -318,6 +321,10 @@ final class ClientConnection: Pollable {
         ex.server = hostBytes.isEmpty ? table.servers[table.listeners[listener].defaultServer]
             : table.server(for: listener, host: String(decoding: hostBytes, as: UTF8.self))
         ex.location = ex.server.fallback
+        if table.listeners[listener].tls != nil, let refusal = tlsRequestRefusal() {
+            respondTLSRefusal(refusal)
+            return
+        }
         // Keep-alive accounting.
         if !req.keepAlive || requestsOnConnection >= ex.server.settings.effectiveKeepaliveRequests || generation !== worker.generation || worker.draining {
             closeAfterResponse = true
@@ -402,7 +409,7 @@ final class ClientConnection: Pollable {
         if [301, 302, 303, 307, 308].contains(r.code), let t = r.text {
             var url = evaluate(t)
             if ex.variableFailed { respondError(500); return }
-            if url.first == UInt8(ascii: "/") { url = Array("http://".utf8) + hostForRedirect() + url }
+            if url.first == UInt8(ascii: "/") { url = Array((transport.tls == nil ? "http://" : "https://").utf8) + hostForRedirect() + url }
             redirect(r.code, to: String(decoding: url, as: UTF8.self))
             return
         }
@@ -662,6 +669,7 @@ final class ClientConnection: Pollable {
             closeStaticFile()
         }
         worker.loop.deregister(self)
+        transport.tls?.shutdown() // close_notify
         Socket.close(fd)
         worker.recycle(&inBuf)
         worker.recycle(&outBuf)

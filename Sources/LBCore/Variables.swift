@@ -52,8 +52,8 @@ extension ClientConnection {
         case .remoteAddr, .binaryRemoteAddr: out += Array(peer.ip.utf8)
         case .remotePort: out += Array("\(peer.port)".utf8)
         case .remoteUser: break // no auth module: always empty ("-" in logs)
-        case .scheme: out += Array("http".utf8)
-        case .https: break
+        case .scheme: out += transport.tls == nil ? Array("http".utf8) : Array("https".utf8)
+        case .https: if transport.tls != nil { out += Array("on".utf8) }
         case .requestURI: if head.readable > 0 { out += hb[req.targetRange] }
         case .uri, .documentURI: out += ex.uri
         case .args, .queryString: if let q = req.queryRange { out += hb[q] }
@@ -108,6 +108,10 @@ extension ClientConnection {
         case .gzipRatio: break
         case .requestCompletion: if ex.status > 0 && ex.status != 499 { out += Array("OK".utf8) }
         case .requestBody: break
+        case .sslProtocol, .sslCipher, .sslServerName, .sslSessionReused, .sslSessionID, .sslAlpnProtocol,
+             .sslClientVerify, .sslClientSDN, .sslClientIDN, .sslClientSerial, .sslClientFingerprint,
+             .sslClientEscapedCert, .sslClientCert:
+            appendTLSVariable(v, to: &out)
         case .httpHeader(let name): if let v = headerValue(name) { out += v }
         case .sentHeader(let name): if let v = ClientConnection.header(name, in: ex.sentHead) { out += v }
         case .upstreamHeader(let name): if let v = ClientConnection.header(name, in: ex.upstreamHead) { out += v }

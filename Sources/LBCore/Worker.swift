@@ -234,6 +234,7 @@ public final class Worker: @unchecked Sendable {
         }
         let c = ClientConnection(worker: self, fd: fd, peer: peer, generation: gen, listener: li,
                                  number: nextConnection * runtime.workers.count + index)
+        if let tls = gen.table.listeners[li].tls { c.startTLS(tls) }
         clients += 1
         c.start()
     }

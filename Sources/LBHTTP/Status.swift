@@ -30,6 +30,7 @@ public enum Status {
         case 414: "Request-URI Too Large"
         case 415: "Unsupported Media Type"
         case 416: "Requested Range Not Satisfiable"
+        case 421: "Misdirected Request"
         case 429: "Too Many Requests"
         case 431: "Request Header Fields Too Large"
         case 500: "Internal Server Error"

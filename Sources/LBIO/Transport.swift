@@ -10,12 +10,21 @@ import Glibc
 public enum Transport {
     /// Plain TCP on the connection's socket.
     case tcp
+    /// TLS records over the connection's socket (OpenSSL's record layer; `listen … ssl`).
+    case tls(TLSStream)
+
+    /// The TLS stream, when the connection is TLS.
+    public var tls: TLSStream? {
+        if case .tls(let s) = self { return s }
+        return nil
+    }
 
     /// Whether file bytes may go straight from the page cache to the socket (`sendfile`): not
     /// through a record layer that has to encrypt them.
     public var canSendfile: Bool {
         switch self {
         case .tcp: true
+        case .tls: false
         }
     }
 
@@ -24,6 +33,7 @@ public enum Transport {
     public func read(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int) throws(IOError) -> IOResult<Int> {
         switch self {
         case .tcp: try Socket.read(fd, buf, count)
+        case .tls(let s): try s.io { () throws(TLSError) in try s.read(buf, count) }
         }
     }
 
@@ -33,6 +43,7 @@ public enum Transport {
     public func write(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int, more: Bool = false) throws(IOError) -> IOResult<Int> {
         switch self {
         case .tcp: more ? try Socket.writeMore(fd, buf, count) : try Socket.write(fd, buf, count)
+        case .tls(let s): try s.io { () throws(TLSError) in try s.write(buf, count) }
         }
     }
 
@@ -41,6 +52,7 @@ public enum Transport {
     public func writev(_ fd: Int32, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) throws(IOError) -> IOResult<Int> {
         switch self {
         case .tcp: try Socket.writev(fd, a, b)
+        case .tls(let s): try s.io { () throws(TLSError) in try s.writev(a, b) }
         }
     }
 
@@ -49,13 +61,22 @@ public enum Transport {
     public func sendfile(_ fd: Int32, _ file: Int32, offset: inout Int, count: Int) throws(IOError) -> IOResult<Int> {
         switch self {
         case .tcp: try Socket.sendfile(fd, file, offset: &offset, count: count)
+        case .tls: throw IOError("sendfile", errno: EINVAL) // callers check canSendfile
         }
     }
 
     /// Holds partial segments until uncorked (TCP_CORK), around a head + sendfile body.
     public func cork(_ fd: Int32, _ on: Bool) {
-        switch self {
-        case .tcp: try? Socket.setOption(fd, 6 /* IPPROTO_TCP */, 3 /* TCP_CORK */, on ? 1 : 0)
-        }
+        // On TLS too: records written while corked leave in full segments.
+        try? Socket.setOption(fd, 6 /* IPPROTO_TCP */, 3 /* TCP_CORK */, on ? 1 : 0)
+    }
+}
+
+extension TLSStream {
+    /// The stream's calls with their failures as the transport's `IOError` (EPROTO; OpenSSL's
+    /// words stay in `lastError`).
+    @inline(__always)
+    func io(_ body: () throws(TLSError) -> IOResult<Int>) throws(IOError) -> IOResult<Int> {
+        do { return try body() } catch { throw IOError(error.call, errno: EPROTO) }
     }
 }

@@ -1,0 +1,358 @@
+import COpenSSL
+import Glibc
+
+/// One server's TLS context (OpenSSL's `SSL_CTX`): its certificates, protocols, session cache and
+/// ticket keys. Built once per loaded configuration, at load (so `lb -t` and a reload check every
+/// file), and shared by every worker thread (an `SSL_CTX` is thread-safe for `SSL_new`, and its
+/// session cache is locked). A reload builds new ones; connections keep theirs to the end.
+public final class TLSContext: @unchecked Sendable {
+    /// The `SSL_CTX*`.
+    public let ctx: OpaquePointer
+    /// `ssl_reject_handshake on`: handshakes that select this server are refused.
+    public let rejectHandshake: Bool
+    /// `ssl_verify_client`: how requests on this server treat the client's certificate.
+    public let verifyClient: TLSVerifyClient
+    public let settings: TLSSettings
+    /// `ssl_session_ticket_key` material, owned here (the context's app data points at it).
+    private var ticketKeys: UnsafeMutableRawPointer?
+    /// `ssl_stapling_file`: the DER OCSP response handed to clients that ask.
+    private(set) var stapling: [UInt8]?
+
+    deinit {
+        SSL_CTX_free(ctx)
+        free(ticketKeys)
+    }
+
+    /// Builds the context of a server, nginx's order: protocols and options, certificates and
+    /// keys, ciphers, curves, DH, sessions, tickets, client verification, stapling, then
+    /// `ssl_conf_command` last. Errors are worded as nginx's `[emerg]` lines, with FILE:LINE.
+    init(_ s: TLSSettings, server: Int, at location: SourceLocation) throws(ConfigError) {
+        guard let ctx = SSL_CTX_new(TLS_server_method()) else {
+            throw ConfigError("SSL_CTX_new() failed (\(TLSContext.queue()))", at: location)
+        }
+        self.ctx = ctx
+        rejectHandshake = s.rejectHandshake ?? false
+        verifyClient = s.effectiveVerifyClient
+        settings = s
+        var ticketKeys: UnsafeMutableRawPointer? = nil
+        var stapling: [UInt8]? = nil
+        defer {
+            self.ticketKeys = ticketKeys
+            self.stapling = stapling
+        }
+        var options = lb_server_options()
+        let protocols = Set(s.effectiveProtocols)
+        let noProtocol: [(String, lb_op)] = [("SSLv3", LB_OP_NO_SSLv3), ("TLSv1", LB_OP_NO_TLSv1), ("TLSv1.1", LB_OP_NO_TLSv1_1),
+                                             ("TLSv1.2", LB_OP_NO_TLSv1_2), ("TLSv1.3", LB_OP_NO_TLSv1_3)]
+        for (word, op) in noProtocol where !protocols.contains(word) { options |= lb_op(op) }
+        if s.preferServerCiphers == true { options |= lb_op(LB_OP_CIPHER_SERVER_PREFERENCE) }
+        if !s.effectiveSessionTickets { options |= lb_op(LB_OP_NO_TICKET) }
+        _ = lb_SSL_CTX_set_options(ctx, options)
+        // A blocked write consumed nothing and may be retried from wherever the bytes are now;
+        // idle connections give their record buffers back.
+        _ = lb_SSL_CTX_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS))
+
+        let certs = s.certificates ?? []
+        let keys = s.keys ?? []
+        for (i, cert) in certs.enumerated() {
+            guard i < keys.count else {
+                throw ConfigError("no \"ssl_certificate_key\" is defined for certificate \"\(cert.path)\"", at: cert.location)
+            }
+            try TLSContext.useCertificate(ctx, cert, key: keys[i])
+        }
+
+        if SSL_CTX_set_cipher_list(ctx, s.effectiveCiphers) != 1 {
+            throw ConfigError("SSL_CTX_set_cipher_list(\"\(s.effectiveCiphers)\") failed (\(TLSContext.queue()))", at: location)
+        }
+        let curve = s.effectiveEcdhCurve
+        if curve != "auto" && lb_SSL_CTX_set1_groups_list(ctx, curve) != 1 {
+            throw ConfigError("SSL_CTX_set1_curves_list(\"\(curve)\") failed (\(TLSContext.queue()))", at: location)
+        }
+        if let dh = s.dhparam {
+            guard let bio = BIO_new_file(dh.path, "r") else {
+                throw ConfigError("BIO_new_file(\"\(dh.path)\") failed (\(TLSContext.queue()))", at: dh.location)
+            }
+            defer { BIO_free(bio) }
+            guard let pkey = PEM_read_bio_Parameters(bio, nil) else {
+                throw ConfigError("PEM_read_bio_DHparams(\"\(dh.path)\") failed (\(TLSContext.queue()))", at: dh.location)
+            }
+            if SSL_CTX_set0_tmp_dh_pkey(ctx, pkey) != 1 {
+                EVP_PKEY_free(pkey)
+                throw ConfigError("SSL_CTX_set0_tmp_dh_pkey(\"\(dh.path)\") failed (\(TLSContext.queue()))", at: dh.location)
+            }
+        }
+
+        // Sessions. The id context keeps one server's sessions from resuming on another.
+        var sid = Array("lb:\(server)".utf8)
+        _ = SSL_CTX_set_session_id_context(ctx, &sid, UInt32(sid.count))
+        switch s.effectiveSessionCache {
+        case .off:
+            _ = lb_SSL_CTX_set_session_cache_mode(ctx, Int(SSL_SESS_CACHE_OFF))
+        case .none:
+            _ = lb_SSL_CTX_set_session_cache_mode(ctx, Int(SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL_STORE))
+            _ = lb_SSL_CTX_sess_set_cache_size(ctx, 1)
+        case .on(let n):
+            _ = lb_SSL_CTX_set_session_cache_mode(ctx, Int(SSL_SESS_CACHE_SERVER))
+            _ = lb_SSL_CTX_sess_set_cache_size(ctx, max(1, n))
+        }
+        _ = SSL_CTX_set_timeout(ctx, Int(s.effectiveSessionTimeoutSeconds))
+        if s.effectiveSessionTickets, let files = s.ticketKeys, !files.isEmpty {
+            let p = try TLSContext.loadTicketKeys(files)
+            ticketKeys = p
+            _ = lb_SSL_CTX_use_ticket_keys(ctx, p.assumingMemoryBound(to: lb_ticket_keys.self))
+        }
+
+        _ = lb_SSL_CTX_set_max_send_fragment(ctx, min(16384, max(512, s.effectiveBufferSize)))
+        lb_SSL_CTX_use_alpn_http11(ctx)
+        _ = lb_SSL_CTX_set_tlsext_servername_callback(ctx, tlsServerNameCallback)
+
+        try TLSContext.setUpClientVerification(ctx, s, at: location)
+
+        if s.stapling == true, let f = s.staplingFile {
+            guard let der = readWholeFile(f.path) else {
+                throw ConfigError("open() \"\(f.path)\" failed (\(errno): \(String(cString: strerror(errno))))", at: f.location)
+            }
+            let ok = der.withUnsafeBufferPointer { b -> Bool in
+                var p: UnsafePointer<UInt8>? = b.baseAddress
+                guard let resp = d2i_OCSP_RESPONSE(nil, &p, b.count) else { return false }
+                OCSP_RESPONSE_free(resp)
+                return true
+            }
+            guard ok else { throw ConfigError("d2i_OCSP_RESPONSE(\"\(f.path)\") failed (\(TLSContext.queue()))", at: f.location) }
+            stapling = der
+            _ = lb_SSL_CTX_set_tlsext_status_cb(ctx, tlsStatusCallback)
+        }
+
+        if let commands = s.confCommands, !commands.isEmpty {
+            guard let cctx = SSL_CONF_CTX_new() else { throw ConfigError("SSL_CONF_CTX_new() failed", at: location) }
+            defer { SSL_CONF_CTX_free(cctx) }
+            _ = SSL_CONF_CTX_set_flags(cctx, UInt32(SSL_CONF_FLAG_FILE | SSL_CONF_FLAG_SERVER | SSL_CONF_FLAG_CERTIFICATE | SSL_CONF_FLAG_SHOW_ERRORS))
+            SSL_CONF_CTX_set_ssl_ctx(cctx, ctx)
+            for c in commands where SSL_CONF_cmd(cctx, c.name, c.value) <= 0 {
+                throw ConfigError("SSL_CONF_cmd(\"\(c.name)\", \"\(c.value)\") failed (\(TLSContext.queue()))", at: c.location)
+            }
+            if SSL_CONF_CTX_finish(cctx) != 1 {
+                throw ConfigError("SSL_CONF_finish() failed (\(TLSContext.queue()))", at: location)
+            }
+        }
+        ERR_clear_error()
+    }
+
+    /// Loads one certificate (with the chain after it in the file) and its key, in nginx's steps
+    /// and words. A key that does not match its certificate is refused here (nginx would only
+    /// notice when a client picks that certificate).
+    static func useCertificate(_ ctx: OpaquePointer, _ cert: TLSFile, key: TLSFile) throws(ConfigError) {
+        ERR_clear_error()
+        guard let bio = BIO_new_file(cert.path, "r") else {
+            throw ConfigError("cannot load certificate \"\(cert.path)\": BIO_new_file() failed (\(queue()))", at: cert.location)
+        }
+        defer { BIO_free(bio) }
+        guard let x509 = PEM_read_bio_X509_AUX(bio, nil, nil, nil) else {
+            throw ConfigError("cannot load certificate \"\(cert.path)\": PEM_read_bio_X509_AUX() failed (\(queue()))", at: cert.location)
+        }
+        defer { X509_free(x509) }
+        guard SSL_CTX_use_certificate(ctx, x509) == 1 else {
+            throw ConfigError("SSL_CTX_use_certificate(\"\(cert.path)\") failed (\(queue()))", at: cert.location)
+        }
+        // The rest of the file is the chain, for this certificate.
+        while true {
+            guard let extra = PEM_read_bio_X509(bio, nil, nil, nil) else {
+                let e = ERR_peek_last_error()
+                if lb_err_lib(e) == ERR_LIB_PEM && lb_err_reason(e) == PEM_R_NO_START_LINE {
+                    ERR_clear_error()
+                    break
+                }
+                throw ConfigError("cannot load certificate \"\(cert.path)\": PEM_read_bio_X509() failed (\(queue()))", at: cert.location)
+            }
+            guard lb_SSL_CTX_add0_chain_cert(ctx, extra) == 1 else {
+                X509_free(extra)
+                throw ConfigError("cannot load certificate \"\(cert.path)\": SSL_CTX_add0_chain_cert() failed (\(queue()))", at: cert.location)
+            }
+        }
+        guard let kbio = BIO_new_file(key.path, "r") else {
+            throw ConfigError("cannot load certificate key \"\(key.path)\": BIO_new_file() failed (\(queue()))", at: key.location)
+        }
+        defer { BIO_free(kbio) }
+        guard let pkey = PEM_read_bio_PrivateKey(kbio, nil, nil, nil) else {
+            throw ConfigError("cannot load certificate key \"\(key.path)\": PEM_read_bio_PrivateKey() failed (\(queue()))", at: key.location)
+        }
+        defer { EVP_PKEY_free(pkey) }
+        guard X509_check_private_key(x509, pkey) == 1, SSL_CTX_use_PrivateKey(ctx, pkey) == 1 else {
+            throw ConfigError("SSL_CTX_use_PrivateKey(\"\(key.path)\") failed (\(queue()))", at: key.location)
+        }
+    }
+
+    /// `ssl_session_ticket_key` files: 48 bytes (name, AES-128 key, HMAC key) or 80 bytes
+    /// (name, HMAC key, AES-256 key), nginx's layouts.
+    static func loadTicketKeys(_ files: [TLSFile]) throws(ConfigError) -> UnsafeMutableRawPointer {
+        let stride = MemoryLayout<lb_ticket_key>.stride
+        let header = MemoryLayout<lb_ticket_keys>.size
+        let p = calloc(1, header + stride * files.count)!
+        let keys = p.assumingMemoryBound(to: lb_ticket_keys.self)
+        keys.pointee.count = Int32(files.count)
+        for (i, f) in files.enumerated() {
+            guard let b = readWholeFile(f.path) else {
+                let e = errno
+                free(p)
+                throw ConfigError("open() \"\(f.path)\" failed (\(e): \(String(cString: strerror(e))))", at: f.location)
+            }
+            guard b.count == 48 || b.count == 80 else {
+                free(p)
+                throw ConfigError("\"\(f.path)\" must be 48 or 80 bytes", at: f.location)
+            }
+            var k = lb_ticket_key()
+            withUnsafeMutableBytes(of: &k.name) { $0.copyBytes(from: b[0..<16]) }
+            if b.count == 48 {
+                withUnsafeMutableBytes(of: &k.aes) { $0.copyBytes(from: b[16..<32]) }
+                withUnsafeMutableBytes(of: &k.hmac) { $0.copyBytes(from: b[32..<48]) }
+                k.aesLength = 16
+            } else {
+                withUnsafeMutableBytes(of: &k.hmac) { $0.copyBytes(from: b[16..<48]) }
+                withUnsafeMutableBytes(of: &k.aes) { $0.copyBytes(from: b[48..<80]) }
+                k.aesLength = 32
+            }
+            (p + header + i * stride).storeBytes(of: k, as: lb_ticket_key.self)
+        }
+        return p
+    }
+
+    /// `ssl_verify_client`, `ssl_client_certificate`, `ssl_trusted_certificate`, `ssl_verify_depth`, `ssl_crl`.
+    static func setUpClientVerification(_ ctx: OpaquePointer, _ s: TLSSettings, at location: SourceLocation) throws(ConfigError) {
+        let mode = s.effectiveVerifyClient
+        if mode == .off { return }
+        if mode != .optionalNoCA && s.clientCertificate == nil && s.trustedCertificate == nil {
+            throw ConfigError("no ssl_client_certificate for ssl_verify_client", at: s.verifyClientLocation ?? location)
+        }
+        // The handshake never fails on a bad certificate: the request is answered 400 (495/496),
+        // as nginx does, so the callback accepts everything and the result is read later.
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, tlsVerifyCallback)
+        SSL_CTX_set_verify_depth(ctx, Int32(s.effectiveVerifyDepth))
+        if let ca = s.clientCertificate {
+            guard SSL_CTX_load_verify_locations(ctx, ca.path, nil) == 1 else {
+                throw ConfigError("SSL_CTX_load_verify_locations(\"\(ca.path)\") failed (\(queue()))", at: ca.location)
+            }
+            // The names sent in the CertificateRequest.
+            ERR_clear_error()
+            guard let names = SSL_load_client_CA_file(ca.path) else {
+                throw ConfigError("SSL_load_client_CA_file(\"\(ca.path)\") failed (\(queue()))", at: ca.location)
+            }
+            SSL_CTX_set_client_CA_list(ctx, names)
+        }
+        if let t = s.trustedCertificate {
+            guard SSL_CTX_load_verify_locations(ctx, t.path, nil) == 1 else {
+                throw ConfigError("SSL_CTX_load_verify_locations(\"\(t.path)\") failed (\(queue()))", at: t.location)
+            }
+        }
+        if let crl = s.crl {
+            guard let store = SSL_CTX_get_cert_store(ctx), let lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file()) else {
+                throw ConfigError("X509_STORE_add_lookup() failed (\(queue()))", at: crl.location)
+            }
+            guard X509_load_crl_file(lookup, crl.path, X509_FILETYPE_PEM) >= 1 else {
+                throw ConfigError("X509_LOOKUP_load_file(\"\(crl.path)\") failed (\(queue()))", at: crl.location)
+            }
+            _ = X509_STORE_set_flags(store, UInt(X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL))
+        }
+        ERR_clear_error()
+    }
+
+    /// This thread's OpenSSL error queue in nginx's form (`SSL: error:… error:…`).
+    static func queue() -> String {
+        var parts: [String] = []
+        var buf = [CChar](repeating: 0, count: 512)
+        while lb_err_next(&buf, buf.count) != 0 {
+            parts.append(String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+        return parts.isEmpty ? "SSL: unknown error" : "SSL: " + parts.joined(separator: " ")
+    }
+}
+
+/// The TLS side of one listening address: which server (and so which context) a handshake's
+/// SNI name selects, by the same rules as Host — exact, wildcard, regex, default server.
+/// Connections point their `SSL`'s app data at it.
+public final class TLSListener: @unchecked Sendable {
+    public let names: ServerNameTable
+    public let defaultServer: Int
+    /// Contexts by server index (nil: that server has no certificate of its own).
+    public let contexts: [TLSContext?]
+    /// The context a handshake starts with: the default server's.
+    public let defaultContext: TLSContext
+
+    init(names: ServerNameTable, defaultServer: Int, contexts: [TLSContext?], defaultContext: TLSContext) {
+        self.names = names
+        self.defaultServer = defaultServer
+        self.contexts = contexts
+        self.defaultContext = defaultContext
+    }
+
+    /// The context for an SNI name (nil: keep the default server's).
+    func context(for name: String?) -> TLSContext? {
+        var server = defaultServer
+        if var n = name?.lowercased() {
+            while n.hasSuffix(".") { n.removeLast() }
+            if !n.isEmpty, let i = names.find(n) { server = i }
+        }
+        return contexts[server]
+    }
+}
+
+/// SNI: switches the connection to the selected server's context, or refuses the handshake when
+/// that server says `ssl_reject_handshake on`. Also called without SNI (the default server).
+let tlsServerNameCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { ssl, alert, _ in
+    guard let ssl, let p = SSL_get_ex_data(ssl, 0) else { return SSL_TLSEXT_ERR_OK }
+    let listener = Unmanaged<TLSListener>.fromOpaque(p).takeUnretainedValue()
+    let name = SSL_get_servername(ssl, Int32(TLSEXT_NAMETYPE_host_name)).map { String(cString: $0) }
+    guard let chosen = listener.context(for: name) else { return SSL_TLSEXT_ERR_OK }
+    if chosen.rejectHandshake {
+        alert?.pointee = Int32(SSL_AD_UNRECOGNIZED_NAME)
+        return SSL_TLSEXT_ERR_ALERT_FATAL
+    }
+    if chosen.ctx != SSL_get_SSL_CTX(ssl) {
+        _ = SSL_set_SSL_CTX(ssl, chosen.ctx)
+        // What SSL_set_SSL_CTX does not carry over (as nginx does it).
+        SSL_set_verify(ssl, SSL_CTX_get_verify_mode(chosen.ctx), SSL_CTX_get_verify_callback(chosen.ctx))
+        SSL_set_verify_depth(ssl, lb_SSL_CTX_get_verify_depth(chosen.ctx))
+        _ = SSL_clear_options(ssl, SSL_get_options(ssl) & ~SSL_CTX_get_options(chosen.ctx))
+        _ = SSL_set_options(ssl, SSL_CTX_get_options(chosen.ctx))
+    }
+    return SSL_TLSEXT_ERR_OK
+}
+
+/// Client certificates: the handshake goes on whatever the verdict (the request is answered
+/// 400 later, as nginx does); the verdict stays in the connection for `$ssl_client_verify`.
+let tlsVerifyCallback: @convention(c) (Int32, OpaquePointer?) -> Int32 = { _, _ in 1 }
+
+/// OCSP stapling from `ssl_stapling_file`: the response goes to clients that ask for it.
+let tlsStatusCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32 = { ssl, _ in
+    guard let ssl, let ctx = SSL_get_SSL_CTX(ssl), let p = SSL_get_ex_data(ssl, 0) else { return SSL_TLSEXT_ERR_NOACK }
+    let listener = Unmanaged<TLSListener>.fromOpaque(p).takeUnretainedValue()
+    let owner = listener.contexts.first { $0?.ctx == ctx } ?? nil
+    guard let der = owner?.stapling ?? (listener.defaultContext.ctx == ctx ? listener.defaultContext.stapling : nil) else {
+        return SSL_TLSEXT_ERR_NOACK
+    }
+    // OpenSSL frees the copy it is given.
+    guard let copy = OPENSSL_malloc_copy(der) else { return SSL_TLSEXT_ERR_NOACK }
+    _ = lb_SSL_set_tlsext_status_ocsp_resp(ssl, copy, der.count)
+    return SSL_TLSEXT_ERR_OK
+}
+
+func OPENSSL_malloc_copy(_ b: [UInt8]) -> UnsafeMutablePointer<UInt8>? {
+    guard let p = CRYPTO_malloc(b.count, "lb", 0) else { return nil }
+    b.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: b.count) }
+    return p.assumingMemoryBound(to: UInt8.self)
+}
+
+/// A whole small file (certificates' companions: ticket keys, OCSP responses), or nil with errno set.
+func readWholeFile(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = read(fd, &buf, buf.count)
+        if n < 0 { if errno == EINTR { continue } else { return nil } }
+        if n == 0 { return out }
+        out += buf[0..<n]
+        if out.count > 1 << 20 { errno = EFBIG; return nil }
+    }
+}

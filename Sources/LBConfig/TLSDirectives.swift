@@ -1,0 +1,208 @@
+/// A file named by a TLS directive, with where it was named (for `… in FILE:LINE`).
+public struct TLSFile: Sendable, Hashable {
+    public var path: String
+    public var location: SourceLocation
+}
+
+/// `ssl_session_cache`.
+public enum TLSSessionCache: Sendable, Hashable {
+    /// `off`: sessions are not reused (and the client is told so).
+    case off
+    /// `none` (nginx's default): the client is told sessions may be reused, none is stored.
+    case none
+    /// `builtin[:N]` and/or `shared:NAME:SIZE`: one cache per context, shared by every worker
+    /// thread (OpenSSL's internal cache, locked); `sessions` is its capacity.
+    case on(sessions: Int)
+}
+
+/// `ssl_verify_client`.
+public enum TLSVerifyClient: String, Sendable, Hashable {
+    case off, on, optional
+    case optionalNoCA = "optional_no_ca"
+}
+
+/// The TLS settings of an http or server level (nginx's `ngx_http_ssl_srv_conf_t`); a server's
+/// unset fields come from http. Arrays (certificates, keys, commands) are replaced whole.
+public struct TLSSettings: Sendable {
+    public var certificates: [TLSFile]?
+    public var keys: [TLSFile]?
+    public var protocols: [String]?
+    public var ciphers: String?
+    public var preferServerCiphers: Bool?
+    public var ecdhCurve: String?
+    public var dhparam: TLSFile?
+    public var sessionCache: TLSSessionCache?
+    public var sessionTimeoutSeconds: Int?
+    public var sessionTickets: Bool?
+    public var ticketKeys: [TLSFile]?
+    public var bufferSize: Int?
+    public var confCommands: [(name: String, value: String, location: SourceLocation)]?
+    public var rejectHandshake: Bool?
+    public var verifyClient: TLSVerifyClient?
+    public var verifyClientLocation: SourceLocation?
+    public var verifyDepth: Int?
+    public var clientCertificate: TLSFile?
+    public var trustedCertificate: TLSFile?
+    public var crl: TLSFile?
+    public var stapling: Bool?
+    public var staplingFile: TLSFile?
+    public var staplingVerify: Bool?
+
+    public init() {}
+
+    public mutating func inherit(from p: TLSSettings) {
+        @inline(__always) func m<T>(_ a: inout T?, _ b: T?) { if a == nil { a = b } }
+        m(&certificates, p.certificates)
+        m(&keys, p.keys)
+        m(&protocols, p.protocols)
+        m(&ciphers, p.ciphers)
+        m(&preferServerCiphers, p.preferServerCiphers)
+        m(&ecdhCurve, p.ecdhCurve)
+        m(&dhparam, p.dhparam)
+        m(&sessionCache, p.sessionCache)
+        m(&sessionTimeoutSeconds, p.sessionTimeoutSeconds)
+        m(&sessionTickets, p.sessionTickets)
+        m(&ticketKeys, p.ticketKeys)
+        m(&bufferSize, p.bufferSize)
+        if confCommands == nil { confCommands = p.confCommands }
+        m(&rejectHandshake, p.rejectHandshake)
+        if verifyClient == nil { verifyClient = p.verifyClient; verifyClientLocation = p.verifyClientLocation }
+        m(&verifyDepth, p.verifyDepth)
+        m(&clientCertificate, p.clientCertificate)
+        m(&trustedCertificate, p.trustedCertificate)
+        m(&crl, p.crl)
+        m(&stapling, p.stapling)
+        m(&staplingFile, p.staplingFile)
+        m(&staplingVerify, p.staplingVerify)
+    }
+
+    // nginx's defaults.
+    public var effectiveProtocols: [String] { protocols ?? ["TLSv1.2", "TLSv1.3"] }
+    public var effectiveCiphers: String { ciphers ?? "HIGH:!aNULL:!MD5" }
+    public var effectiveEcdhCurve: String { ecdhCurve ?? "auto" }
+    public var effectiveSessionCache: TLSSessionCache { sessionCache ?? .none }
+    public var effectiveSessionTimeoutSeconds: Int { sessionTimeoutSeconds ?? 300 }
+    public var effectiveSessionTickets: Bool { sessionTickets ?? true }
+    public var effectiveBufferSize: Int { bufferSize ?? 16384 }
+    public var effectiveVerifyClient: TLSVerifyClient { verifyClient ?? .off }
+    public var effectiveVerifyDepth: Int { verifyDepth ?? 1 }
+}
+
+/// The `ssl_*` directives (nginx's ngx_http_ssl_module): http and server levels.
+extension Compiler {
+    static let protocolWords = ["SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+
+    static func tls<T>(_ name: String, _ args: ArgumentShape, default def: String?, _ kp: WritableKeyPath<TLSSettings, T?>,
+                       _ parse: @escaping @Sendable (Compiler, Directive) throws -> T) -> DirectiveSpec {
+        nonisolated(unsafe) let kp = kp
+        return DirectiveSpec(name, .hs, args, default: def) { c, d in c.settings.tls[keyPath: kp] = try parse(c, d) }
+    }
+
+    static func tlsFlag(_ name: String, default def: String, _ kp: WritableKeyPath<TLSSettings, Bool?>) -> DirectiveSpec {
+        tls(name, .flag, default: def, kp) { c, d in c.flag(d) }
+    }
+
+    static func tlsFile(_ name: String, _ kp: WritableKeyPath<TLSSettings, TLSFile?>) -> DirectiveSpec {
+        tls(name, .exactly(1), default: nil, kp) { c, d in try c.tlsFile(d.args[0]) }
+    }
+
+    static let tlsDirectives: [DirectiveSpec] = [
+        DirectiveSpec("ssl_certificate", .hs, .exactly(1), repeatable: true, note: "several per server (ECDSA and RSA side by side); the client's signature algorithms choose") { c, d in
+            c.settings.tls.certificates = (c.settings.tls.certificates ?? []) + [try c.tlsFile(d.args[0])]
+        },
+        DirectiveSpec("ssl_certificate_key", .hs, .exactly(1), repeatable: true) { c, d in
+            c.settings.tls.keys = (c.settings.tls.keys ?? []) + [try c.tlsFile(d.args[0])]
+        },
+        tls("ssl_protocols", .atLeast(1), default: "TLSv1.2 TLSv1.3", \.protocols) { _, d in
+            var out: [String] = []
+            for a in d.args {
+                guard protocolWords.contains(a.text) else { throw ConfigError("invalid value \"\(a.text)\"", at: a.location) }
+                out.append(a.text)
+            }
+            return out
+        },
+        tls("ssl_ciphers", .exactly(1), default: "HIGH:!aNULL:!MD5", \.ciphers) { _, d in d.args[0].text },
+        tlsFlag("ssl_prefer_server_ciphers", default: "off", \.preferServerCiphers),
+        tls("ssl_ecdh_curve", .exactly(1), default: "auto", \.ecdhCurve) { _, d in d.args[0].text },
+        tlsFile("ssl_dhparam", \.dhparam),
+        tls("ssl_session_cache", .between(1, 2), default: "none", \.sessionCache) { c, d in try c.sessionCache(d) },
+        tls("ssl_session_timeout", .exactly(1), default: "5m", \.sessionTimeoutSeconds) { c, d in try c.time(d) / 1000 },
+        tlsFlag("ssl_session_tickets", default: "on", \.sessionTickets),
+        DirectiveSpec("ssl_session_ticket_key", .hs, .exactly(1), repeatable: true, note: "48- or 80-byte files; the first encrypts, all decrypt") { c, d in
+            c.settings.tls.ticketKeys = (c.settings.tls.ticketKeys ?? []) + [try c.tlsFile(d.args[0])]
+        },
+        tls("ssl_buffer_size", .exactly(1), default: "16k", \.bufferSize) { c, d in try c.size(d) },
+        DirectiveSpec("ssl_conf_command", .hs, .exactly(2), repeatable: true, note: "OpenSSL SSL_CONF_cmd, applied last (e.g. Options KTLS)") { c, d in
+            c.settings.tls.confCommands = (c.settings.tls.confCommands ?? []) + [(d.args[0].text, d.args[1].text, d.location)]
+        },
+        tlsFlag("ssl_reject_handshake", default: "off", \.rejectHandshake),
+        DirectiveSpec("ssl_verify_client", .hs, .exactly(1), default: "off") { c, d in
+            guard let v = TLSVerifyClient(rawValue: d.args[0].text) else {
+                throw ConfigError("invalid value \"\(d.args[0].text)\"", at: d.args[0].location)
+            }
+            c.settings.tls.verifyClient = v
+            c.settings.tls.verifyClientLocation = d.location
+        },
+        tls("ssl_verify_depth", .exactly(1), default: "1", \.verifyDepth) { c, d in try c.number(d) },
+        tlsFile("ssl_client_certificate", \.clientCertificate),
+        tlsFile("ssl_trusted_certificate", \.trustedCertificate),
+        tlsFile("ssl_crl", \.crl),
+        tlsFlag("ssl_stapling", default: "off", \.stapling),
+        tlsFile("ssl_stapling_file", \.staplingFile),
+        tlsFlag("ssl_stapling_verify", default: "off", \.staplingVerify),
+        DirectiveSpec("ssl_stapling_responder", .hs, .exactly(1), note: "accepted; lb never fetches OCSP responses (use ssl_stapling_file)") { _, _ in },
+        DirectiveSpec("ssl_password_file", .hs, .exactly(1)) { _, d in
+            throw ConfigError("\"ssl_password_file\" is not supported by lb; decrypt the key with the openssl command line", at: d.location)
+        },
+        DirectiveSpec("ssl_early_data", .hs, .flag, default: "off") { _, d in
+            if d.args[0].text == "on" { throw ConfigError("TLS 1.3 early data (\"ssl_early_data on\") is not supported by lb", at: d.location) }
+        },
+        DirectiveSpec("ssl_ocsp", .hs, .exactly(1), default: "off") { _, d in
+            if d.args[0].text != "off" { throw ConfigError("\"ssl_ocsp\" is not supported by lb", at: d.location) }
+        },
+    ]
+
+    /// A file argument: relative paths name files under the configuration's directory, as
+    /// nginx's conf prefix does; variables (nginx's per-SNI certificate loading) are refused.
+    func tlsFile(_ t: Token) throws -> TLSFile {
+        if t.text.contains("$") {
+            throw ConfigError("variables in \"\(t.text)\" are not supported by lb; name each certificate in its server", at: t.location)
+        }
+        let path = t.text.hasPrefix("/") ? t.text : joinPath(confPrefix, t.text)
+        return TLSFile(path: path, location: t.location)
+    }
+
+    /// The directory relative TLS file names resolve against: the main file's (nginx's conf prefix).
+    var confPrefix: String {
+        if let f = files.first, f.path.hasPrefix("/") { return directoryOf(f.path) }
+        return prefix
+    }
+
+    func sessionCache(_ d: Directive) throws -> TLSSessionCache {
+        var sessions = 0
+        for a in d.args {
+            let v = a.text
+            if v == "off" || v == "none" {
+                guard d.args.count == 1 else { throw ConfigError("invalid session cache \"\(v)\"", at: a.location) }
+                return v == "off" ? .off : .none
+            }
+            if v == "builtin" {
+                sessions = max(sessions, 20480) // OpenSSL's (and nginx's) builtin default
+            } else if v.hasPrefix("builtin:") {
+                guard let n = Values.number(String(v.dropFirst(8))) else { throw ConfigError("invalid session cache \"\(v)\"", at: a.location) }
+                sessions = max(sessions, n)
+            } else if v.hasPrefix("shared:") {
+                let parts = v.split(separator: ":", omittingEmptySubsequences: false)
+                guard parts.count == 3, !parts[1].isEmpty, let bytes = Values.size(String(parts[2])) else {
+                    throw ConfigError("invalid session cache \"\(v)\"", at: a.location)
+                }
+                guard bytes >= 8 * 4096 else { throw ConfigError("session cache \"\(v)\" is too small", at: a.location) }
+                // nginx: one megabyte holds about 4000 sessions.
+                sessions = max(sessions, bytes / 256)
+            } else {
+                throw ConfigError("invalid session cache \"\(v)\"", at: a.location)
+            }
+        }
+        return .on(sessions: sessions)
+    }
+}
