@@ -34,8 +34,8 @@ let package = Package(
         // The example app server of the stack.
         .executableTarget(name: "lb-app", dependencies: ["LBIO", "LBHTTP"]),
         // Process supervision for the `stack { }` block.
-        .target(name: "LBStack", dependencies: ["LBConfig", "CLBShim"]),
-        .executableTarget(name: "lb", dependencies: ["LBConfig", "LBCore", "LBStack"]),
+        .target(name: "LBStack", dependencies: ["LBConfig", "LBIO", "CLBShim"]),
+        .executableTarget(name: "lb", dependencies: ["LBConfig", "LBCore", "LBHTTP", "LBStack"]),
         // In-process micro-benchmarks (docs/performance.md).
         .executableTarget(name: "lb-bench", dependencies: ["LBConfig"]),
         .testTarget(name: "LBConfigTests", dependencies: ["LBConfig"]),

@@ -29,7 +29,7 @@ public struct SystemResolver: HostResolver {
                 p = a.pointee.ai_next
                 continue
             }
-            let s = String(cString: buf)
+            let s = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             if !out.contains(s) { out.append(s) }
             p = a.pointee.ai_next
         }

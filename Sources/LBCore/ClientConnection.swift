@@ -192,6 +192,7 @@ final class ClientConnection: Pollable {
     /// handler ever finds a different exchange (or none) when the call below it returns.
     @inline(__always)
     func turn(_ handler: () -> Void) {
+        worker.loop.assertInLoop()
         if inDrive {
             handler()
             return
@@ -206,6 +207,7 @@ final class ClientConnection: Pollable {
     /// Advances whatever the connection is doing as far as it can without blocking. Re-entrant
     /// calls (a finished request starting the next pipelined one) become loop turns, not recursion.
     func drive() {
+        worker.loop.assertInLoop()
         if inDrive {
             driveAgain = true
             return
@@ -286,14 +288,13 @@ final class ClientConnection: Pollable {
                 scanner.reset()
                 try HeadParser.request(head.readableBytes, start: 0, end: head.readable, into: &req)
                 beginRequest()
-            } catch let e as HTTPError {
+            } catch {
+                // Both the scanner and the parser throw only HTTPError (typed throws).
                 beginExchange()
                 req = RequestHead()
                 head.clear()
-                log(.info, "client sent invalid request: \(e.reason)")
-                writeErrorAndClose(e.status)
-            } catch {
-                close()
+                log(.info, "client sent invalid request: \(error.reason)")
+                writeErrorAndClose(error.status)
             }
             return
         }
@@ -446,6 +447,9 @@ final class ClientConnection: Pollable {
         return s.effectiveDefaultType
     }
 
+    /// The Server line with the version (`server_tokens on`), made once.
+    static let serverWithVersion = Array("\r\nServer: \(LBVersion.product)\r\nDate: ".utf8)
+
     static let builtinTypes = ["html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"]
 
     /// Answers with an error status: `error_page` if configured, else nginx's built-in page.
@@ -513,7 +517,7 @@ final class ClientConnection: Pollable {
         outBuf.append(decimal: code)
         outBuf.append(byte: 0x20)
         if let reason { outBuf.append(reason) } else { outBuf.append(string: Status.reason(code)) }
-        outBuf.append(settings.effectiveServerTokens ? "\r\nServer: lb/0.1.0\r\nDate: " : "\r\nServer: lb\r\nDate: ")
+        if settings.effectiveServerTokens { outBuf.append(ClientConnection.serverWithVersion) } else { outBuf.append("\r\nServer: lb\r\nDate: ") }
         outBuf.append(worker.dates.httpDate)
         outBuf.append("\r\n")
     }

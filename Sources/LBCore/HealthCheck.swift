@@ -36,7 +36,7 @@ final class HealthProbe: Pollable {
         if let port = spec.port, let alt = SocketAddress(ip: p.address.host, port: port) { a = alt }
         address = a
         let host = p.address.port.map { "\(p.address.host):\($0)" } ?? p.address.host
-        request = Array("GET \(spec.uri) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: lb-health-check/0.1.0\r\nAccept: */*\r\nConnection: close\r\n\r\n".utf8)
+        request = Array("GET \(spec.uri) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: lb-health-check/\(LBVersion.number)\r\nAccept: */*\r\nConnection: close\r\n\r\n".utf8)
         super.init()
         fd = -1
     }

@@ -518,10 +518,11 @@ extension ClientConnection {
                     }
                     ex.attempt.headerDone = monotonicMicros()
                     handleResponseHead(c, headLength: end)
-                } catch let e as HTTPError where e.reason.hasPrefix("too") {
-                    upstreamFailed(.invalidHeader("upstream sent too big header while reading response header from upstream"))
                 } catch {
-                    upstreamFailed(.invalidHeader("upstream sent invalid header while reading response header from upstream"))
+                    // The scanner's size limits are proxy_buffer_size ("too large head", "too long …").
+                    upstreamFailed(.invalidHeader(error.reason.hasPrefix("too")
+                        ? "upstream sent too big header while reading response header from upstream"
+                        : "upstream sent invalid header while reading response header from upstream"))
                 }
                 return
             }
@@ -946,7 +947,6 @@ extension ClientConnection {
             c.close()
             ex.up = nil
         }
-        let next = settings.effectiveProxyNextUpstream
         if canRetry(f.condition) {
             nextAttempt()
             return

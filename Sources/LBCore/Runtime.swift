@@ -1,5 +1,6 @@
 import Glibc
 import LBConfig
+import LBHTTP
 import LBIO
 import LBStack
 import Synchronization
@@ -31,7 +32,7 @@ public final class Runtime: @unchecked Sendable {
     public static let hostname: String = {
         var buf = [CChar](repeating: 0, count: 256)
         gethostname(&buf, 255)
-        return String(cString: buf)
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }()
 
     public var current: Generation { generationBox.withLock { $0 } }
@@ -86,17 +87,23 @@ public final class Runtime: @unchecked Sendable {
             errorLog.log(.emerg, "\(error)")
             return 1
         }
-        for w in workers {
-            w.addListeners(listenerFDs(for: w.index, listenerFDs))
-            startThread { [w] in
-                w.loop.run()
-                self.finishedWorkers.add(1, ordering: .sequentiallyConsistent)
+        do {
+            for w in workers {
+                w.addListeners(listenerFDs(for: w.index, listenerFDs))
+                try Threads.start { [w] in
+                    w.loop.run()
+                    self.finishedWorkers.add(1, ordering: .sequentiallyConsistent)
+                }
             }
+        } catch {
+            errorLog.log(.emerg, "\(error) while starting worker threads")
+            supervisor?.stopAll()
+            return 1
         }
         writePid()
         startCacheManager()
         startHealthChecks(current)
-        errorLog.log(.notice, "lb/0.1.0 started, \(workers.count) worker thread(s), listening on \(listenerFDs.keys.map(\.description).sorted().joined(separator: ", "))")
+        errorLog.log(.notice, "\(LBVersion.product) started, \(workers.count) worker thread(s), listening on \(listenerFDs.keys.map(\.description).sorted().joined(separator: ", "))")
         let status = signalLoop()
         supervisor?.stopAll()
         removePid()
@@ -109,14 +116,22 @@ public final class Runtime: @unchecked Sendable {
     private func startCacheManager() {
         guard !current.table.cacheZones.isEmpty else { return }
         let log = errorLog
-        startThread { [self] in
-            while true {
-                for z in current.cacheZones.values.sorted(by: { $0.zone.name < $1.zone.name }) {
-                    if !z.loaded.load(ordering: .acquiring) { z.load { log.log($0, $1) } }
-                    z.maintain()
-                }
-                usleep(200_000)
+        do throws(Threads.StartError) {
+            try Threads.start { [self] in
+                cacheManagerLoop(log)
             }
+        } catch {
+            log.log(.alert, "\(error): the cache manager did not start; cache zones stay empty until a restart")
+        }
+    }
+
+    private func cacheManagerLoop(_ log: ErrorLogger) {
+        while true {
+            for z in current.cacheZones.values.sorted(by: { $0.zone.name < $1.zone.name }) {
+                if !z.loaded.load(ordering: .acquiring) { z.load { log.log($0, $1) } }
+                z.maintain()
+            }
+            usleep(200_000)
         }
     }
 
@@ -280,21 +295,6 @@ public final class Runtime: @unchecked Sendable {
     }
 }
 
-/// Starts a thread running `body` (from a non-main-actor context, see STYLE.md).
-func startThread(_ body: @escaping @Sendable () -> Void) {
-    final class Box: @unchecked Sendable {
-        let body: @Sendable () -> Void
-        init(_ b: @escaping @Sendable () -> Void) { body = b }
-    }
-    let box = Unmanaged.passRetained(Box(body)).toOpaque()
-    var tid = pthread_t()
-    pthread_create(&tid, nil, { arg in
-        let b = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
-        b.body()
-        return nil
-    }, box)
-    pthread_detach(tid)
-}
 
 /// Sends a signal to the running lb named by the config's pid file (`lb -s`).
 public func sendSignal(_ name: String, table: RoutingTable) -> (ok: Bool, message: String) {

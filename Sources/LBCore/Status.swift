@@ -47,7 +47,7 @@ extension ClientConnection {
         let now = worker.loop.now
         let wall = wallClock()
         var j = JSONWriter()
-        j.raw("{\"version\":\"lb/0.1.0\",\"generation\":\(gen.id),\"time\":\(wall.seconds),\"uptime_s\":\(wall.seconds - rt.startedAt),")
+        j.raw("{\"version\":\"\(LBVersion.product)\",\"generation\":\(gen.id),\"time\":\(wall.seconds),\"uptime_s\":\(wall.seconds - rt.startedAt),")
         j.raw("\"hostname\":")
         j.string(Runtime.hostname)
         // Workers.

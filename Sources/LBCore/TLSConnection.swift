@@ -127,7 +127,7 @@ extension ClientConnection {
         case 496: "No required SSL certificate was sent"
         default: "The plain HTTP request was sent to HTTPS port"
         }
-        let server = settings.effectiveServerTokens ? "lb/0.1.0" : "lb"
+        let server = settings.effectiveServerTokens ? LBVersion.product : "lb"
         let page = "<html>\r\n<head><title>400 \(reason)</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>\(reason)</center>\r\n<hr><center>\(server)</center>\r\n</body>\r\n</html>\r\n"
         respond(400, contentType: "text/html", body: Array(page.utf8))
     }

@@ -104,7 +104,7 @@ extension ClientConnection {
         case .upstreamResponseLength, .upstreamBytesReceived: joinUpstream(&out) { "\($0.length)" }
         case .upstreamBytesSent: joinUpstream(&out) { "\($0.sent)" }
         case .upstreamCacheStatus: out += ex.cacheStatus
-        case .nginxVersion: out += Array("0.1.0".utf8)
+        case .nginxVersion: out += Array(LBVersion.number.utf8)
         case .gzipRatio: break
         case .requestCompletion: if ex.status > 0 && ex.status != 499 { out += Array("OK".utf8) }
         case .requestBody: break

@@ -46,7 +46,7 @@ public enum Status {
     /// nginx's built-in error page body.
     public static func page(_ code: Int, serverTokens: Bool) -> [UInt8] {
         let title = "\(code) \(reason(code))"
-        let server = serverTokens ? "lb/0.1.0" : "lb"
+        let server = serverTokens ? LBVersion.product : "lb"
         return Array("<html>\r\n<head><title>\(title)</title></head>\r\n<body>\r\n<center><h1>\(title)</h1></center>\r\n<hr><center>\(server)</center>\r\n</body>\r\n</html>\r\n".utf8)
     }
 }

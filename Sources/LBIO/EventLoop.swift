@@ -108,6 +108,13 @@ public final class EventLoop: @unchecked Sendable {
         setDeadline(t, afterMillis: ms)
     }
 
+    /// Traps in debug builds when called off this loop's thread (NIO's `preconditionInEventLoop`):
+    /// a connection never leaves its loop. Free in release builds.
+    @inline(__always)
+    public func assertInLoop(file: StaticString = #fileID, line: UInt = #line) {
+        assert(thread.map { pthread_equal($0, pthread_self()) != 0 } ?? true, "used off its event loop's thread", file: file, line: line)
+    }
+
     /// Runs `task` on this loop's thread (from any thread).
     public func execute(_ task: @escaping @Sendable () -> Void) {
         tasks.withLock { $0.append(task) }

@@ -60,7 +60,7 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
                 }
             }
         }
-        return String(cString: buf)
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// 16 bytes (IPv4 as v4-mapped IPv6), for allow/deny and hashing.

@@ -2,6 +2,7 @@ import CLBShim
 import Glibc
 import LBConfig
 import Synchronization
+import LBIO
 
 /// Runs the processes a `stack { }` block declares: starts them in order and waits until each is
 /// ready, prefixes their output, restarts crashed ones with backoff, scales them on reload, and
@@ -213,16 +214,14 @@ public final class Supervisor: @unchecked Sendable {
     // MARK: monitoring
 
     private func startMonitor() {
-        monitorStarted = true
         final class Box: @unchecked Sendable { let s: Supervisor; init(_ s: Supervisor) { self.s = s } }
-        let box = Unmanaged.passRetained(Box(self)).toOpaque()
-        var tid = pthread_t()
-        pthread_create(&tid, nil, { arg in
-            let s = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().s
-            s.monitor()
-            return nil
-        }, box)
-        pthread_detach(tid)
+        let box = Box(self)
+        do {
+            try Threads.start { box.s.monitor() }
+            monitorStarted = true
+        } catch {
+            log("lb: \(error): services are not monitored (no restarts, no output)\n")
+        }
     }
 
     private func monitor() {

@@ -69,16 +69,18 @@ final class StoreServer: @unchecked Sendable {
 
     func startSyncThread(_ fd: Int32) {
         final class Box: @unchecked Sendable { let s: StoreServer; init(_ s: StoreServer) { self.s = s } }
-        let box = Unmanaged.passRetained(Box(self)).toOpaque()
-        var tid = pthread_t()
-        pthread_create(&tid, nil, { arg in
-            let s = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().s
-            while true {
-                sleep(1)
-                s.aof?.sync()
+        let box = Box(self)
+        do {
+            try Threads.start {
+                while true {
+                    sleep(1)
+                    box.s.aof?.sync()
+                }
             }
-        }, box)
-        pthread_detach(tid)
+        } catch {
+            // Without the thread, everysec becomes "whenever the OS writes back": say so.
+            log("\(error): appendfsync everysec runs without its sync thread")
+        }
     }
 
     /// 10 times a second: active expiry, AOF growth check.
@@ -97,16 +99,16 @@ final class StoreServer: @unchecked Sendable {
         let snapshot = keyspace.dump()
         let tmp = a.beginRewrite()
         log("Background append only file rewriting started")
-        final class Job: @unchecked Sendable {
-            let server: StoreServer
-            let snapshot: [[[UInt8]]]
-            let tmp: String
-            init(_ s: StoreServer, _ r: [[[UInt8]]], _ t: String) { server = s; snapshot = r; tmp = t }
+        let job = RewriteJob(self, snapshot, tmp)
+        do {
+            try Threads.start { Self.runRewrite(job) }
+        } catch {
+            a.abortRewrite(tmp: tmp)
+            log("Background AOF rewrite failed: \(error)")
         }
-        let job = Unmanaged.passRetained(Job(self, snapshot, tmp)).toOpaque()
-        var tid = pthread_t()
-        pthread_create(&tid, nil, { arg in
-            let job = Unmanaged<Job>.fromOpaque(arg!).takeRetainedValue()
+    }
+
+    private static func runRewrite(_ job: RewriteJob) {
             let result: Result<Int, Error> = Result { try AppendOnlyFile.writeSnapshot(job.snapshot, to: job.tmp) }
             let server = job.server, tmp = job.tmp
             server.loop.execute {
@@ -120,9 +122,6 @@ final class StoreServer: @unchecked Sendable {
                     log("Background AOF rewrite failed: \(error)")
                 }
             }
-            return nil
-        }, job)
-        pthread_detach(tid)
     }
 
     func nowMillis() -> Int64 {
@@ -437,4 +436,12 @@ final class StoreClient: Pollable {
         Socket.close(fd)
         server.clients[fd] = nil
     }
+}
+
+/// A background AOF rewrite: the snapshot and where it goes, handed to its thread.
+final class RewriteJob: @unchecked Sendable {
+    let server: StoreServer
+    let snapshot: [[[UInt8]]]
+    let tmp: String
+    init(_ s: StoreServer, _ r: [[[UInt8]]], _ t: String) { server = s; snapshot = r; tmp = t }
 }

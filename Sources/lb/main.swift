@@ -1,8 +1,9 @@
 import Glibc
 import LBConfig
 import LBCore
+import LBHTTP
 
-let version = "0.1.0"
+let version = LBVersion.number
 
 /// Start-up messages go to stderr, or to the `-e` file once options are parsed.
 nonisolated(unsafe) var startupLogFD: Int32 = 2
@@ -21,7 +22,7 @@ func printErr(_ s: String) {
 func currentDirectory() -> String {
     var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
     guard getcwd(&buf, buf.count) != nil else { return "." }
-    return String(cString: buf)
+    return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 let options: Options
