@@ -554,6 +554,9 @@ extension ClientConnection {
             return
         }
         var keepAlive = !closeAfterResponse
+        // chunked_transfer_encoding off: a body of unknown length goes out unframed, then the
+        // connection closes (gzip output included), as nginx.
+        let chunking = s.chunkedTransferEncoding != false
         // gzip: the body is compressed as it passes and sent chunked (HTTP/1.1 clients only).
         let gzipping = !noBody && !ex.inBackground && s.gzip == true && shouldGzipProxied(UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
         if gzipping, let g = GzipStream(level: s.effectiveGzipCompLevel) {
@@ -564,7 +567,7 @@ extension ClientConnection {
             ex.attempt.responseFraming = .none
         } else if ex.attempt.response.chunked {
             ex.attempt.responseFraming = .chunked(ChunkedFramer())
-            if req.versionMinor == 0 || req.isHTTP09 || ex.gz != nil {
+            if req.versionMinor == 0 || req.isHTTP09 || ex.gz != nil || !chunking {
                 ex.attempt.dechunk = true
                 if ex.gz == nil { keepAlive = false }
             }
@@ -574,8 +577,9 @@ extension ClientConnection {
             ex.attempt.responseFraming = .untilClose
             if ex.gz == nil { keepAlive = false }
         }
+        if !chunking && ex.gz != nil { keepAlive = false }
         if !keepAlive { closeAfterResponse = true }
-        writeResponseHead(b, headLength: headLength, chunkedOut: ex.gz != nil || (ex.attempt.response.chunked && !ex.attempt.dechunk && !noBody), keepAlive: keepAlive, upgrade: false,
+        writeResponseHead(b, headLength: headLength, chunkedOut: (ex.gz != nil && chunking) || (ex.attempt.response.chunked && !ex.attempt.dechunk && !noBody), keepAlive: keepAlive, upgrade: false,
                           gzipped: ex.gz != nil)
         c.inBuf.readIndex += headLength
         if noBody { ex.attempt.responseFraming = .none }
@@ -618,9 +622,19 @@ extension ClientConnection {
             case 12 where ASCII.equalsLower(b, n, "content-type"):
                 if let t = contentType {
                     outBuf.append("Content-Type: ")
-                    outBuf.append(string: t)
+                    outBuf.append(string: withCharset(t))
                     outBuf.append("\r\n")
                     continue
+                }
+                if case .some(.some) = s.charset {
+                    let t = String(decoding: b[f.value], as: UTF8.self)
+                    let c = withCharset(t)
+                    if c != t {
+                        outBuf.append("Content-Type: ")
+                        outBuf.append(string: c)
+                        outBuf.append("\r\n")
+                        continue
+                    }
                 }
             case 7 where ASCII.equalsLower(b, n, "expires"):
                 if expiresApplies { continue } // replaced by ours, as nginx's expires does
@@ -635,7 +649,13 @@ extension ClientConnection {
             }
             if n.count == 8, ASCII.equalsLower(b, n, "location"), let rewritten = redirectedLocation(Array(b[f.value])) {
                 outBuf.append("Location: ")
-                outBuf.append(rewritten)
+                outBuf.append(absoluteLocation(rewritten)) // a rewritten `/…` goes through absolute_redirect, as nginx
+                outBuf.append("\r\n")
+                continue
+            }
+            if n.count == 10, ASCII.equalsLower(b, n, "set-cookie"), let cookie = rewrittenCookie(b[f.value]) {
+                outBuf.append("Set-Cookie: ")
+                outBuf.append(string: cookie)
                 outBuf.append("\r\n")
                 continue
             }
@@ -669,6 +689,17 @@ extension ClientConnection {
             ex.upstreamHead.removeAll(keepingCapacity: true)
             ex.upstreamHead.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
         }
+    }
+
+    /// `proxy_cookie_domain` / `proxy_cookie_path` on one upstream Set-Cookie value; nil leaves it.
+    func rewrittenCookie(_ value: Slice<UnsafeRawBufferPointer>) -> String? {
+        let s = settings
+        let domains = s.proxyCookieDomains ?? [], paths = s.proxyCookiePaths ?? []
+        if domains.isEmpty && paths.isEmpty { return nil }
+        func text(_ t: Template) -> String { String(decoding: evaluate(t), as: UTF8.self) }
+        return HeaderRewrites.rewriteSetCookie(String(decoding: value, as: UTF8.self),
+                                               domains: domains.map { (text($0.from), text($0.to)) },
+                                               paths: paths.map { (text($0.from), text($0.to)) })
     }
 
     /// `proxy_redirect`: explicit pairs, or nginx's `default` — the proxy_pass URL (with its URI
