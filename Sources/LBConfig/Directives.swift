@@ -215,6 +215,21 @@ extension Compiler {
             return n
         },
         flagSetting("gzip_vary", default: "off", \.gzipVary),
+        setting("gzip_disable", .atLeast(1), default: "none", \.gzipDisable) { _, d in
+            var g = GzipDisable(regexes: [], msie6: false)
+            for a in d.args {
+                if a.text == "msie6" { g.msie6 = true; continue }
+                g.regexes.append(try compileRegex(a.text, caseless: true, at: a.location))
+            }
+            return g
+        },
+        DirectiveSpec("gzip_http_version", .hsl, .exactly(1), default: "1.1", note: "only 1.1: lb gzips for HTTP/1.1 clients only") { _, d in
+            switch d.args[0].text {
+            case "1.1": return
+            case "1.0": throw ConfigError("\"gzip_http_version 1.0\" is not supported by lb: only HTTP/1.1 responses are gzipped", at: d.location)
+            default: throw ConfigError("invalid value \"\(d.args[0].text)\" in \"gzip_http_version\" directive", at: d.args[0].location)
+            }
+        },
         setting("gzip_proxied", .atLeast(1), default: "off", \.gzipProxied) { _, d in
             Array(try wordSet(d, allowed: ["off", "expired", "no-cache", "no-store", "private", "no_last_modified", "no_etag", "auth", "any"]))
         },
@@ -231,6 +246,30 @@ extension Compiler {
             }
         },
         numberSetting("max_ranges", default: "unlimited", \.maxRanges),
+        flagSetting("absolute_redirect", default: "on", \.absoluteRedirect),
+        flagSetting("port_in_redirect", default: "on", \.portInRedirect),
+        flagSetting("server_name_in_redirect", default: "off", \.serverNameInRedirect),
+        flagSetting("recursive_error_pages", default: "off", \.recursiveErrorPages),
+        flagSetting("log_not_found", default: "on", \.logNotFound),
+        flagSetting("merge_slashes", .hs, default: "on", \.mergeSlashes),
+        flagSetting("chunked_transfer_encoding", default: "on", \.chunkedTransferEncoding),
+        flagSetting("underscores_in_headers", .hs, default: "off", \.underscoresInHeaders),
+        flagSetting("ignore_invalid_headers", .hs, default: "on", \.ignoreInvalidHeaders),
+        DirectiveSpec("charset", .hsl, .exactly(1), default: "off",
+                      note: "adds `; charset=NAME` to Content-Type of text/html, text/xml, text/plain, text/vnd.wap.wml, application/javascript and application/rss+xml responses that name none") { c, d in
+            let v = d.args[0].text
+            if v.contains("$") { throw ConfigError("variables in \"charset\" are not supported by lb", at: d.args[0].location) }
+            c.settings.s.charset = .some(v == "off" ? nil : v)
+        },
+        DirectiveSpec("source_charset", .hsl, .exactly(1)) { _, d in
+            throw ConfigError("\"source_charset\" is not supported by lb: it converts no charsets (\"charset\" only names one in Content-Type)", at: d.location)
+        },
+        DirectiveSpec("limit_rate", .hsl, .exactly(1), default: "0", note: "only 0 (no limit): lb does not throttle responses") { c, d in
+            if try c.size(d) != 0 { throw ConfigError("\"limit_rate\" is not supported by lb: responses are not throttled (only \"limit_rate 0\" is accepted)", at: d.location) }
+        },
+        setting("keepalive_disable", .atLeast(1), default: "msie6", \.keepaliveDisable) { _, d in
+            try wordSet(d, allowed: ["none", "msie6", "safari"]).subtracting(["none"])
+        },
         setting("open_file_cache", .between(1, 2), default: "off", \.openFileCache) { _, d in d.args[0].text != "off" },
         setting("disable_symlinks", .between(1, 2), default: "off", \.disableSymlinks) { _, d in
             guard ["on", "off", "if_not_owner"].contains(d.args[0].text) else { throw ConfigError("invalid value \"\(d.args[0].text)\"", at: d.args[0].location) }

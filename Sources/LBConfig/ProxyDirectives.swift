@@ -1,5 +1,23 @@
 /// proxy_*, proxy_cache_*, upstream and lb's stack directives.
 extension Compiler {
+    /// `proxy_cookie_domain|path off` or `FROM TO` (a leading `.` of a domain pair is dropped, as
+    /// nginx); regex forms are refused.
+    func cookieRewrite(_ d: Directive, _ current: [CookieRewrite]?, domain: Bool) throws -> [CookieRewrite] {
+        if d.args.count == 1 {
+            guard d.args[0].text == "off" else { throw ConfigError("invalid parameter \"\(d.args[0].text)\"", at: d.args[0].location) }
+            if current != nil { throw ConfigError("\"\(d.name)\" directive is duplicate", at: d.location) }
+            return []
+        }
+        if let current, current.isEmpty { throw ConfigError("\"\(d.name)\" directive is duplicate", at: d.location) }
+        if d.args[0].text.hasPrefix("~") {
+            throw ConfigError("regular expressions in \"\(d.name)\" are not supported by lb", at: d.args[0].location)
+        }
+        var from = d.args[0], to = d.args[1]
+        if domain && from.text.hasPrefix(".") { from.text.removeFirst() }
+        if domain && to.text.hasPrefix(".") { to.text.removeFirst() }
+        return (current ?? []) + [CookieRewrite(from: try template(from), to: try template(to))]
+    }
+
     static let nextUpstreamWords: Set<String> = ["off", "error", "timeout", "invalid_header", "http_500", "http_502", "http_503",
                                                 "http_504", "http_403", "http_404", "http_429", "non_idempotent", "denied"]
 
@@ -41,6 +59,12 @@ extension Compiler {
                 return
             }
             c.settings.s.proxyRedirects = (c.settings.s.proxyRedirects ?? []) + [(d.args[0].text, d.args[1].text)]
+        },
+        DirectiveSpec("proxy_cookie_domain", .hsl, .between(1, 2), repeatable: true, default: "off") { c, d in
+            c.settings.s.proxyCookieDomains = try c.cookieRewrite(d, c.settings.s.proxyCookieDomains, domain: true)
+        },
+        DirectiveSpec("proxy_cookie_path", .hsl, .between(1, 2), repeatable: true, default: "off") { c, d in
+            c.settings.s.proxyCookiePaths = try c.cookieRewrite(d, c.settings.s.proxyCookiePaths, domain: false)
         },
         flagSetting("proxy_pass_request_headers", default: "on", \.proxyPassRequestHeaders),
         flagSetting("proxy_pass_request_body", default: "on", \.proxyPassRequestBody),

@@ -70,6 +70,18 @@ public enum SymlinkPolicy: Sendable, Hashable {
     case ifNotOwner(from: String?)
 }
 
+/// `gzip_disable`: regexes matched against User-Agent (case-insensitive), and nginx's `msie6` mask.
+public struct GzipDisable: Sendable {
+    public var regexes: [PCRE]
+    public var msie6: Bool
+}
+
+/// One `proxy_cookie_domain` or `proxy_cookie_path` pair (literal or with variables).
+public struct CookieRewrite: Sendable {
+    public var from: Template
+    public var to: Template
+}
+
 /// `allow`/`deny` rule.
 public struct AccessRule: Sendable, Hashable {
     public var allow: Bool
@@ -185,6 +197,33 @@ public struct HTTPSettings: Sendable {
     public var proxyCachePurge: [AccessRule]?
     public var openFileCache: Bool?
     public var disableSymlinks: SymlinkPolicy?
+    /// Location headers of lb's own redirects (nginx's header filter): made absolute, with the
+    /// listening port, and with the server's first name instead of the Host header.
+    public var absoluteRedirect: Bool?
+    public var portInRedirect: Bool?
+    public var serverNameInRedirect: Bool?
+    /// error_page may apply again to the answer of an error_page target.
+    public var recursiveErrorPages: Bool?
+    /// 404s of missing files are written to the error log.
+    public var logNotFound: Bool?
+    /// Adjacent slashes of the request URI are merged (read from the listener's default server).
+    public var mergeSlashes: Bool?
+    /// Responses of unknown length go chunked to HTTP/1.1 clients; off: unframed, then closed.
+    public var chunkedTransferEncoding: Bool?
+    /// Request header names with `_` are valid (read from the listener's default server).
+    public var underscoresInHeaders: Bool?
+    /// Request headers with invalid names are dropped (on) or kept (off).
+    public var ignoreInvalidHeaders: Bool?
+    /// `charset NAME`: appended to Content-Type of the charset types lacking one; `.some(nil)` is off.
+    public var charset: String??
+    /// `gzip_disable`: User-Agent regexes (and the `msie6` mask) for which gzip is off.
+    public var gzipDisable: GzipDisable?
+    /// `proxy_cookie_domain` / `proxy_cookie_path` rewrites of upstream Set-Cookie attributes;
+    /// empty when `off`.
+    public var proxyCookieDomains: [CookieRewrite]?
+    public var proxyCookiePaths: [CookieRewrite]?
+    /// `keepalive_disable`: the browser classes (`msie6`, `safari`) whose keep-alive is turned off.
+    public var keepaliveDisable: Set<String>?
 
     public init() {}
 
@@ -259,6 +298,20 @@ public struct HTTPSettings: Sendable {
         m(&disableSymlinks, p.disableSymlinks)
         m(&ifModifiedSince, p.ifModifiedSince)
         m(&maxRanges, p.maxRanges)
+        m(&absoluteRedirect, p.absoluteRedirect)
+        m(&portInRedirect, p.portInRedirect)
+        m(&serverNameInRedirect, p.serverNameInRedirect)
+        m(&recursiveErrorPages, p.recursiveErrorPages)
+        m(&logNotFound, p.logNotFound)
+        m(&mergeSlashes, p.mergeSlashes)
+        m(&chunkedTransferEncoding, p.chunkedTransferEncoding)
+        m(&underscoresInHeaders, p.underscoresInHeaders)
+        m(&ignoreInvalidHeaders, p.ignoreInvalidHeaders)
+        if charset == nil { charset = p.charset }
+        m(&gzipDisable, p.gzipDisable)
+        m(&proxyCookieDomains, p.proxyCookieDomains)
+        m(&proxyCookiePaths, p.proxyCookiePaths)
+        m(&keepaliveDisable, p.keepaliveDisable)
         if accessLogs == nil && accessLogOff == nil { accessLogs = p.accessLogs; accessLogOff = p.accessLogOff }
         if largeClientHeaderBuffers == nil { largeClientHeaderBuffers = p.largeClientHeaderBuffers }
         if proxySetHeaders == nil { proxySetHeaders = p.proxySetHeaders }
@@ -304,6 +357,7 @@ extension HTTPSettings {
     public var effectiveGzipMinLength: Int { gzipMinLength ?? 20 }
     public var effectiveGzipCompLevel: Int { gzipCompLevel ?? 1 }
     public var effectiveEtag: Bool { etag ?? true }
+    public var effectiveKeepaliveDisable: Set<String> { keepaliveDisable ?? Defaults.keepaliveDisable }
     /// Cache zone name, or nil when caching is off.
     public var cacheZone: String? { proxyCache ?? nil }
 }
@@ -314,4 +368,5 @@ enum Defaults {
     static let cacheKey = try! Template(parsing: "$scheme$proxy_host$request_uri")
     static let cacheMethods = ["GET", "HEAD"]
     static let gzipTypes = ["text/html"]
+    static let keepaliveDisable: Set<String> = ["msie6"]
 }

@@ -286,7 +286,9 @@ final class ClientConnection: Pollable {
                 head.append(UnsafeRawBufferPointer(rebasing: inBuf.readableBytes[startOffset..<end]))
                 inBuf.readIndex += end
                 scanner.reset()
-                try HeadParser.request(head.readableBytes, start: 0, end: head.readable, into: &req)
+                let names = defaultServer.settings
+                try HeadParser.request(head.readableBytes, start: 0, end: head.readable, into: &req,
+                                       names: HeaderNameRules(underscores: names.underscoresInHeaders == true, ignoreInvalid: names.ignoreInvalidHeaders != false))
                 beginRequest()
             } catch {
                 // Both the scanner and the parser throw only HTTPError (typed throws).
@@ -330,7 +332,7 @@ final class ClientConnection: Pollable {
         if !req.keepAlive || requestsOnConnection >= ex.server.settings.effectiveKeepaliveRequests || generation !== worker.generation || worker.draining {
             closeAfterResponse = true
         }
-        guard URI.normalize(UnsafeRawBufferPointer(rebasing: hb[req.pathRange]), into: &ex.uri) else {
+        guard URI.normalize(UnsafeRawBufferPointer(rebasing: hb[req.pathRange]), into: &ex.uri, mergeSlashes: defaultServer.settings.mergeSlashes != false) else {
             log(.info, "client sent invalid request URI")
             writeErrorAndClose(400)
             return
@@ -349,6 +351,7 @@ final class ClientConnection: Pollable {
         }
         let found = ex.uri.withUnsafeBytes { ex.server.locations.find($0).location }
         ex.location = found ?? ex.server.fallback
+        if !closeAfterResponse && keepaliveDisabledForUserAgent() { closeAfterResponse = true }
         if ex.location.internalOnly {
             respondError(404)
             return
@@ -385,6 +388,15 @@ final class ClientConnection: Pollable {
         }
     }
 
+    /// `keepalive_disable`: no keep-alive after POSTs from MSIE 4–6, or for Safari, as nginx.
+    func keepaliveDisabledForUserAgent() -> Bool {
+        let off = settings.effectiveKeepaliveDisable
+        if off.isEmpty { return false }
+        guard let ua = headerValue("user-agent") else { return false }
+        let c = UserAgentClass(ua)
+        return (c.msie6 && req.method == .post && off.contains("msie6")) || (c.safari && off.contains("safari"))
+    }
+
     func allowed(_ rules: [AccessRule]) -> Bool {
         let addr = peer.ipBytes
         for r in rules {
@@ -408,9 +420,8 @@ final class ClientConnection: Pollable {
             return
         }
         if [301, 302, 303, 307, 308].contains(r.code), let t = r.text {
-            var url = evaluate(t)
+            let url = evaluate(t)
             if ex.variableFailed { respondError(500); return }
-            if url.first == UInt8(ascii: "/") { url = Array((transport.tls == nil ? "http://" : "https://").utf8) + hostForRedirect() + url }
             redirect(r.code, to: String(decoding: url, as: UTF8.self))
             return
         }
@@ -423,16 +434,29 @@ final class ClientConnection: Pollable {
         }
     }
 
+    /// The host of an absolute redirect, as nginx's header filter: the server's first name with
+    /// `server_name_in_redirect`, else the Host header (lowercased, no port), else the local address.
     func hostForRedirect() -> [UInt8] {
-        if let h = req.host { return Array(head.readableBytes[h]) }
-        let l = table.listeners[listener].address
-        return Array("\(l.host == "0.0.0.0" ? "localhost" : l.description)".utf8)
+        if settings.serverNameInRedirect == true { return Array((ex.server.names.first ?? "").utf8) }
+        if let h = req.absoluteHost ?? req.host {
+            let host = HeaderRewrites.hostWithoutPort(head.readableBytes[h])
+            if !host.isEmpty { return host }
+        }
+        return Array(Socket.localAddress(fd).ip.utf8)
+    }
+
+    /// A Location that starts with `/` made absolute (`absolute_redirect`), with the listening
+    /// port unless it is 80 or `port_in_redirect` is off; any other value as it is.
+    func absoluteLocation(_ location: [UInt8]) -> [UInt8] {
+        guard location.first == UInt8(ascii: "/"), settings.absoluteRedirect != false else { return location }
+        return HeaderRewrites.absoluteLocation(location, host: hostForRedirect(), port: table.listeners[listener].address.port ?? 80,
+                                               portInRedirect: settings.portInRedirect != false, https: transport.tls != nil)
     }
 
     func redirect(_ code: Int, to url: String) {
         var extra = Buffer()
         extra.append("Location: ")
-        extra.append(string: url)
+        extra.append(absoluteLocation(Array(url.utf8)))
         extra.append("\r\n")
         respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.effectiveServerTokens), extraHeaders: extra)
         extra.release()
@@ -450,13 +474,21 @@ final class ClientConnection: Pollable {
     /// The Server line with the version (`server_tokens on`), made once.
     static let serverWithVersion = Array("\r\nServer: \(LBVersion.product)\r\nDate: ".utf8)
 
+    /// `charset NAME` applied to a Content-Type (nginx's charset filter, without conversion).
+    func withCharset(_ contentType: String) -> String {
+        guard case .some(.some(let name)) = settings.charset else { return contentType }
+        return HeaderRewrites.contentTypeWithCharset(contentType, charset: name) ?? contentType
+    }
+
     static let builtinTypes = ["html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"]
 
     /// Answers with an error status: `error_page` if configured, else nginx's built-in page.
     func respondError(_ code: Int) {
         // nginx applies error_page once per request, and only while URI changes are left.
+        // With recursive_error_pages, the target's own error_page may apply again (until the URI
+        // changes run out).
         if !ex.errorPageUsed, ex.uriChangesLeft > 0, let pages = settings.errorPages, let page = pages.first(where: { $0.codes.contains(code) }) {
-            ex.errorPageUsed = true
+            if settings.recursiveErrorPages != true { ex.errorPageUsed = true }
             let dest = evaluate(page.target)
             if dest.first == UInt8(ascii: "@"), let named = ex.server.named[String(decoding: dest.dropFirst(), as: UTF8.self)] {
                 guard internalRedirect(to: dest) else { return }
@@ -581,7 +613,7 @@ final class ClientConnection: Pollable {
         outBuf.clear()
         writeHeadStart(code)
         outBuf.append("Content-Type: ")
-        outBuf.append(string: contentType)
+        outBuf.append(string: withCharset(contentType))
         outBuf.append("\r\nContent-Length: ")
         outBuf.append(decimal: body.count)
         outBuf.append("\r\n")

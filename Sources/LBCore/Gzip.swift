@@ -120,7 +120,12 @@ extension ClientConnection {
 
     /// The request's side of gzip (Accept-Encoding, HTTP/1.1, not HEAD, no Range when `range`).
     func requestAcceptsGzip(range: Bool) -> Bool {
-        GzipPolicy.requestAccepts(acceptEncoding: headerValue("accept-encoding").map { String(decoding: $0, as: UTF8.self) },
+        if let off = settings.gzipDisable, let ua = headerValue("user-agent") {
+            // gzip_disable: the msie6 mask, or any regex matching User-Agent.
+            if off.msie6 && UserAgentClass(ua).msie6 { return false }
+            for re in off.regexes where ua.withUnsafeBytes({ re.matches($0) }) { return false }
+        }
+        return GzipPolicy.requestAccepts(acceptEncoding: headerValue("accept-encoding").map { String(decoding: $0, as: UTF8.self) },
                                   http11: req.versionMinor >= 1, head: req.method == .head, range: range)
     }
 
@@ -148,14 +153,18 @@ extension ClientConnection {
             ex.gzFinished = true
             finishing = true
         }
+        // chunked_transfer_encoding off: raw bytes, the end is the connection's close.
+        let chunked = settings.chunkedTransferEncoding != false
         if !out.isEmpty {
             if outBuf.base == nil { worker.prepare(&outBuf) }
-            outBuf.append(string: String(out.count, radix: 16))
-            outBuf.append("\r\n")
+            if chunked {
+                outBuf.append(string: String(out.count, radix: 16))
+                outBuf.append("\r\n")
+            }
             outBuf.append(out)
-            outBuf.append("\r\n")
+            if chunked { outBuf.append("\r\n") }
         }
-        if finishing { outBuf.append("0\r\n\r\n") }
+        if finishing && chunked { outBuf.append("0\r\n\r\n") }
     }
 }
 

@@ -555,6 +555,9 @@ extension ClientConnection {
             upstreamFailed(.invalidHeader("upstream sent unexpected 101 response"))
             return
         }
+        // chunked_transfer_encoding off: a body of unknown length goes out unframed, then the
+        // connection closes (gzip output included), as nginx.
+        let chunking = s.chunkedTransferEncoding != false
         // gzip: the body is compressed as it passes and sent chunked (HTTP/1.1 clients only).
         let gzipping = !noBody && !ex.inBackground && s.gzip == true && shouldGzipProxied(UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
         if gzipping, let g = GzipStream(level: s.effectiveGzipCompLevel) {
@@ -564,7 +567,7 @@ extension ClientConnection {
         let plan = ProxyPolicy.relayPlan(bodyless: noBody, upstreamChunked: ex.attempt.response.chunked,
                                          contentLength: ex.attempt.response.contentLength,
                                          http10Client: req.versionMinor == 0 || req.isHTTP09, gzip: ex.gz != nil,
-                                         keepAliveAllowed: !closeAfterResponse)
+                                         chunking: chunking, keepAliveAllowed: !closeAfterResponse)
         switch plan.framing {
         case .none: ex.attempt.responseFraming = .none
         case .length(let n): ex.attempt.responseFraming = .length(n)
@@ -616,9 +619,19 @@ extension ClientConnection {
             case 12 where ASCII.equalsLower(b, n, "content-type"):
                 if let t = contentType {
                     outBuf.append("Content-Type: ")
-                    outBuf.append(string: t)
+                    outBuf.append(string: withCharset(t))
                     outBuf.append("\r\n")
                     continue
+                }
+                if case .some(.some) = s.charset {
+                    let t = String(decoding: b[f.value], as: UTF8.self)
+                    let c = withCharset(t)
+                    if c != t {
+                        outBuf.append("Content-Type: ")
+                        outBuf.append(string: c)
+                        outBuf.append("\r\n")
+                        continue
+                    }
                 }
             case 7 where ASCII.equalsLower(b, n, "expires"):
                 if expiresApplies { continue } // replaced by ours, as nginx's expires does
@@ -633,7 +646,13 @@ extension ClientConnection {
             }
             if n.count == 8, ASCII.equalsLower(b, n, "location"), let rewritten = redirectedLocation(Array(b[f.value])) {
                 outBuf.append("Location: ")
-                outBuf.append(rewritten)
+                outBuf.append(absoluteLocation(rewritten)) // a rewritten `/…` goes through absolute_redirect, as nginx
+                outBuf.append("\r\n")
+                continue
+            }
+            if n.count == 10, ASCII.equalsLower(b, n, "set-cookie"), let cookie = rewrittenCookie(b[f.value]) {
+                outBuf.append("Set-Cookie: ")
+                outBuf.append(string: cookie)
                 outBuf.append("\r\n")
                 continue
             }
@@ -667,6 +686,17 @@ extension ClientConnection {
             ex.upstreamHead.removeAll(keepingCapacity: true)
             ex.upstreamHead.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
         }
+    }
+
+    /// `proxy_cookie_domain` / `proxy_cookie_path` on one upstream Set-Cookie value; nil leaves it.
+    func rewrittenCookie(_ value: Slice<UnsafeRawBufferPointer>) -> String? {
+        let s = settings
+        let domains = s.proxyCookieDomains ?? [], paths = s.proxyCookiePaths ?? []
+        if domains.isEmpty && paths.isEmpty { return nil }
+        func text(_ t: Template) -> String { String(decoding: evaluate(t), as: UTF8.self) }
+        return HeaderRewrites.rewriteSetCookie(String(decoding: value, as: UTF8.self),
+                                               domains: domains.map { (text($0.from), text($0.to)) },
+                                               paths: paths.map { (text($0.from), text($0.to)) })
     }
 
     /// `proxy_redirect`: explicit pairs, or nginx's `default` — the proxy_pass URL (with its URI

@@ -67,23 +67,26 @@ enum ProxyPolicy {
     /// - Parameters:
     ///   - bodyless: HEAD (not converted to GET for the cache), 204, 304, 1xx: no body follows.
     ///   - http10Client: the client speaks HTTP/1.0 or 0.9 (no chunked encoding).
-    ///   - gzip: the body is compressed on the way (and then always sent chunked).
+    ///   - gzip: the body is compressed on the way (its length is unknown).
+    ///   - chunking: `chunked_transfer_encoding` (off: a body of unknown length goes out unframed
+    ///     and the close ends it).
     ///   - keepAliveAllowed: the connection may stay open as far as the request is concerned.
     static func relayPlan(bodyless: Bool, upstreamChunked: Bool, contentLength: Int?, http10Client: Bool,
-                          gzip: Bool, keepAliveAllowed: Bool) -> RelayPlan {
+                          gzip: Bool, chunking: Bool = true, keepAliveAllowed: Bool) -> RelayPlan {
         if bodyless { return RelayPlan(framing: .none, dechunk: false, chunkedOut: false, keepAlive: keepAliveAllowed) }
+        let canChunk = chunking && !http10Client
         if upstreamChunked {
-            let dechunk = http10Client || gzip
-            // An HTTP/1.0 client learns where a dechunked body ends only by the close.
-            return RelayPlan(framing: .chunked, dechunk: dechunk, chunkedOut: gzip || !dechunk,
-                             keepAlive: keepAliveAllowed && (gzip || !dechunk))
+            // Decoded when the client cannot take chunks or the bytes change (gzip).
+            return RelayPlan(framing: .chunked, dechunk: !canChunk || gzip, chunkedOut: canChunk, keepAlive: keepAliveAllowed && canChunk)
         }
         if let n = contentLength {
-            return RelayPlan(framing: .length(n), dechunk: false, chunkedOut: gzip, keepAlive: keepAliveAllowed)
+            // A compressed body has a new, unknown length: chunked, or ended by the close.
+            return RelayPlan(framing: .length(n), dechunk: false, chunkedOut: gzip && canChunk,
+                             keepAlive: keepAliveAllowed && (!gzip || canChunk))
         }
-        // Until the upstream closes: compressed output is chunked and can keep the connection;
+        // Until the upstream closes: compressed and chunked output can keep the connection;
         // otherwise the close ends the body for the client too.
-        return RelayPlan(framing: .untilClose, dechunk: false, chunkedOut: gzip, keepAlive: keepAliveAllowed && gzip)
+        return RelayPlan(framing: .untilClose, dechunk: false, chunkedOut: gzip && canChunk, keepAlive: keepAliveAllowed && gzip && canChunk)
     }
 
     /// Whether an upstream connection goes back to the keep-alive pool after a response.

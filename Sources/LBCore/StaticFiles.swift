@@ -121,7 +121,7 @@ extension ClientConnection {
         guard statPath(path, &st) else {
             let e = errno
             if e == EACCES { respondError(403) } else {
-                if e == ENOENT || e == ENOTDIR { log(.error, "open() \"\(String(decoding: path, as: UTF8.self))\" failed (2: No such file or directory)") }
+                if (e == ENOENT || e == ENOTDIR) && settings.logNotFound != false { log(.error, "open() \"\(String(decoding: path, as: UTF8.self))\" failed (2: No such file or directory)") }
                 respondError(404)
             }
             return
@@ -226,6 +226,7 @@ extension ClientConnection {
         // Formatted validators and type, cached per worker for an unchanged (path, mtime, size).
         let meta = worker.fileMeta(path: path, mtime: mtime, size: size, type: { self.contentTypeForURI() })
         let etag = meta.etag
+        let type = withCharset(meta.type)
         // The not-modified filter: 304 or 412, only for what would be a 200 (never an error page).
         let finalStatus = ex.overrideStatus ?? 200
         let filtering = hasConditionalHeaders
@@ -266,7 +267,7 @@ extension ClientConnection {
             ex.overrideStatus = nil
             writeHeadStart(code)
             outBuf.append("Content-Type: ")
-            outBuf.append(string: meta.type)
+            outBuf.append(string: type)
             outBuf.append("\r\nContent-Length: ")
             outBuf.append(decimal: packed.count)
             outBuf.append("\r\nContent-Encoding: gzip\r\n")
@@ -305,13 +306,13 @@ extension ClientConnection {
             }
         }
         let range: (start: Int, end: Int)? = ranges.count == 1 ? (ranges[0].lowerBound, ranges[0].upperBound - 1) : nil
-        let multipart = ranges.count > 1 ? RangeFilter.Multipart(boundary: ClientConnection.nextBoundary(), contentType: meta.type, total: size) : nil
+        let multipart = ranges.count > 1 ? RangeFilter.Multipart(boundary: ClientConnection.nextBoundary(), contentType: type, total: size) : nil
         let code = !ranges.isEmpty ? 206 : (ex.overrideStatus ?? 200)
         ex.overrideStatus = nil
         let length = multipart?.contentLength(ranges) ?? range.map { $0.end - $0.start + 1 } ?? size
         writeHeadStart(code)
         outBuf.append("Content-Type: ")
-        outBuf.append(string: multipart?.headerValue ?? meta.type)
+        outBuf.append(string: multipart?.headerValue ?? type)
         outBuf.append("\r\nContent-Length: ")
         outBuf.append(decimal: length)
         if let r = range {

@@ -17,13 +17,19 @@ extension ClientConnection {
         return out
     }
 
-    func headerValue(_ lname: String) -> [UInt8]? {
+    /// `dashOrUnderscore`: a `-` of `lname` also matches `_` in the header's name (nginx's `$http_*`
+    /// for headers it does not know, seen with `underscores_in_headers on`).
+    func headerValue(_ lname: String, dashOrUnderscore: Bool = false) -> [UInt8]? {
         let hb = head.readableBytes
         let name = Array(lname.utf8)
         var result: [UInt8]? = nil
         for f in req.headers where f.name.count == name.count {
             var same = true
-            for k in 0..<name.count where ASCII.lower(hb[f.name.lowerBound + k]) != name[k] { same = false; break }
+            for k in 0..<name.count where ASCII.lower(hb[f.name.lowerBound + k]) != name[k] {
+                if dashOrUnderscore && name[k] == UInt8(ascii: "-") && hb[f.name.lowerBound + k] == UInt8(ascii: "_") { continue }
+                same = false
+                break
+            }
             if same {
                 // Repeated headers are joined as nginx does for most (cookies with "; ").
                 if result == nil { result = Array(hb[f.value]) } else { result! += Array((lname == "cookie" ? "; " : ", ").utf8) + hb[f.value] }
@@ -112,7 +118,7 @@ extension ClientConnection {
              .sslClientVerify, .sslClientSDN, .sslClientIDN, .sslClientSerial, .sslClientFingerprint,
              .sslClientEscapedCert, .sslClientCert:
             appendTLSVariable(v, to: &out)
-        case .httpHeader(let name): if let v = headerValue(name) { out += v }
+        case .httpHeader(let name): if let v = headerValue(name, dashOrUnderscore: true) { out += v }
         case .sentHeader(let name): if let v = ClientConnection.header(name, in: ex.sentHead) { out += v }
         case .upstreamHeader(let name): if let v = ClientConnection.header(name, in: ex.upstreamHead) { out += v }
         case .arg(let name):

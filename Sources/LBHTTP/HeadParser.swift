@@ -1,5 +1,19 @@
 import Glibc
 
+/// How request header names are judged (nginx's `underscores_in_headers` and
+/// `ignore_invalid_headers`).
+public struct HeaderNameRules: Sendable, Equatable {
+    /// `_` is a valid name byte (nginx default: no).
+    public var underscores: Bool
+    /// Headers with invalid names are dropped (nginx default: yes); else kept.
+    public var ignoreInvalid: Bool
+
+    public init(underscores: Bool = false, ignoreInvalid: Bool = true) {
+        self.underscores = underscores
+        self.ignoreInvalid = ignoreInvalid
+    }
+}
+
 /// Finds the end of an HTTP head in bytes that arrive in pieces, enforcing nginx's size limits
 /// while waiting, then parses the complete head at once. Feeding the bytes one at a time or all
 /// together gives the same result.
@@ -122,14 +136,15 @@ public struct HeadScanner: Sendable {
 /// obs-fold, whitespace before the colon, bare CR, control characters.
 public enum HeadParser {
     /// Parses `b[start..<end]` (end includes the blank line) as a request head.
-    public static func request(_ b: UnsafeRawBufferPointer, start: Int, end: Int) throws(HTTPError) -> RequestHead {
+    public static func request(_ b: UnsafeRawBufferPointer, start: Int, end: Int, names: HeaderNameRules = HeaderNameRules()) throws(HTTPError) -> RequestHead {
         var h = RequestHead()
-        try request(b, start: start, end: end, into: &h)
+        try request(b, start: start, end: end, into: &h, names: names)
         return h
     }
 
     /// Parses into `h`, reusing its header storage (no allocation once warmed up).
-    public static func request(_ b: UnsafeRawBufferPointer, start: Int, end: Int, into h: inout RequestHead) throws(HTTPError) {
+    public static func request(_ b: UnsafeRawBufferPointer, start: Int, end: Int, into h: inout RequestHead,
+                               names: HeaderNameRules = HeaderNameRules()) throws(HTTPError) {
         var headers: [HeaderField] = []
         swap(&headers, &h.headers)
         headers.removeAll(keepingCapacity: true)
@@ -180,7 +195,11 @@ public enum HeadParser {
         if h.headers.capacity < 16 { h.headers.reserveCapacity(16) }
         while i < end {
             if b[i] == 0x0D || b[i] == 0x0A { break }
-            let f = try headerLine(b, &i, end)
+            var invalidName = false
+            let f = try headerLine(b, &i, end, names: names, invalidName: &invalidName)
+            // nginx drops a header whose name it finds invalid (ignore_invalid_headers on), or
+            // keeps it as any other (off).
+            if invalidName && names.ignoreInvalid { continue }
             h.headers.append(f)
             let name = f.name, value = f.value
             switch name.count {
@@ -377,9 +396,29 @@ public enum HeadParser {
     }
 
     static func headerLine(_ b: UnsafeRawBufferPointer, _ i: inout Int, _ end: Int, status: Int = 400) throws(HTTPError) -> HeaderField {
+        var unused = false
+        return try headerLine(b, &i, end, status: status, names: nil, invalidName: &unused)
+    }
+
+    /// One header line. Without `names` (responses) the name must be a token. With them (requests),
+    /// as nginx's parser: letters, digits and `-` are valid, `_` when `underscores` allows it;
+    /// a control byte, space or `:` first is a 400; anything else marks the name invalid.
+    static func headerLine(_ b: UnsafeRawBufferPointer, _ i: inout Int, _ end: Int, status: Int = 400,
+                           names: HeaderNameRules?, invalidName: inout Bool) throws(HTTPError) -> HeaderField {
         if b[i] == 0x20 || b[i] == 0x09 { throw HTTPError(status, "obsolete line folding") }
         let n0 = i
-        while i < end && ASCII.isToken(b[i]) { i += 1 }
+        if let names {
+            while i < end && b[i] != UInt8(ascii: ":") {
+                let c = b[i]
+                if c <= 0x20 || c == 0x7F { throw HTTPError(status, "invalid header name") }
+                if !(ASCII.isLetter(c) || ASCII.isDigit(c) || c == UInt8(ascii: "-") || (c == UInt8(ascii: "_") && names.underscores)) {
+                    invalidName = true
+                }
+                i += 1
+            }
+        } else {
+            while i < end && ASCII.isToken(b[i]) { i += 1 }
+        }
         guard i > n0, i < end, b[i] == UInt8(ascii: ":") else { throw HTTPError(status, "invalid header name") }
         let n1 = i
         i += 1

@@ -4,14 +4,14 @@
 public enum URI {
     /// Normalizes into `out`, reusing its storage; false when the URI is invalid. Paths with no
     /// `%`, no `//` and no `/.` (nearly all) are copied as they are.
-    public static func normalize(_ path: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool {
+    public static func normalize(_ path: UnsafeRawBufferPointer, into out: inout [UInt8], mergeSlashes: Bool = true) -> Bool {
         let n = path.count
         var simple = n > 0 && path[0] == UInt8(ascii: "/")
         if simple {
             var prev: UInt8 = 0
             for i in 0..<n {
                 let c = path[i]
-                if c == UInt8(ascii: "%") || c == 0 || (prev == UInt8(ascii: "/") && (c == UInt8(ascii: "/") || c == UInt8(ascii: "."))) {
+                if c == UInt8(ascii: "%") || c == 0 || (prev == UInt8(ascii: "/") && ((mergeSlashes && c == UInt8(ascii: "/")) || c == UInt8(ascii: "."))) {
                     simple = false
                     break
                 }
@@ -23,12 +23,14 @@ public enum URI {
             out.append(contentsOf: path)
             return true
         }
-        guard let r = normalize(path) else { return false }
+        guard let r = normalize(path, mergeSlashes: mergeSlashes) else { return false }
         out = r
         return true
     }
 
-    public static func normalize(_ path: UnsafeRawBufferPointer) -> [UInt8]? {
+    /// With `mergeSlashes` off (nginx's `merge_slashes off`), an empty segment is kept, and `..`
+    /// removes it as it would any other.
+    public static func normalize(_ path: UnsafeRawBufferPointer, mergeSlashes: Bool = true) -> [UInt8]? {
         var out: [UInt8] = []
         out.reserveCapacity(path.count)
         var i = 0
@@ -66,7 +68,12 @@ public enum URI {
             let seg = decoded[(j + 1)..<k]
             let last = k == m
             if seg.isEmpty {
-                if last { out.append(UInt8(ascii: "/")) } // trailing slash kept; merged slashes dropped
+                if last {
+                    out.append(UInt8(ascii: "/")) // trailing slash kept; merged slashes dropped
+                } else if !mergeSlashes {
+                    segStarts.append(out.count)
+                    out.append(UInt8(ascii: "/"))
+                }
             } else if seg.count == 1 && seg.first == UInt8(ascii: ".") {
                 if last { out.append(UInt8(ascii: "/")) }
             } else if seg.count == 2 && seg.first == UInt8(ascii: ".") && seg.last == UInt8(ascii: ".") {

@@ -1,0 +1,131 @@
+/// Pure header rules nginx applies on the way out (header filter, charset filter, proxy cookie
+/// rewrites) and the User-Agent classes its core module keys some behaviour on.
+
+/// The browser classes nginx derives from User-Agent (`ngx_http_user_agent`), for
+/// `keepalive_disable` and `gzip_disable msie6`.
+public struct UserAgentClass: Sendable, Equatable {
+    /// MSIE 4, 5, or 6 without SV1 (and not Opera pretending to be it).
+    public var msie6 = false
+    /// Safari on Mac OS X (not MSIE, Opera, Gecko or Chrome).
+    public var safari = false
+
+    public init(_ ua: some Collection<UInt8>) {
+        let b = Array(ua)
+        var msie = false
+        if let m = UserAgentClass.find(b, "MSIE ", from: 0), m + 7 < b.count {
+            msie = true
+            if b[m + 6] == UInt8(ascii: ".") {
+                switch b[m + 5] {
+                case UInt8(ascii: "4"), UInt8(ascii: "5"): msie6 = true
+                case UInt8(ascii: "6"): msie6 = UserAgentClass.find(b, "SV1", from: m + 8) == nil
+                default: break
+                }
+            }
+        }
+        let opera = UserAgentClass.find(b, "Opera", from: 0) != nil
+        if opera { msie = false; msie6 = false }
+        if !msie && !opera && UserAgentClass.find(b, "Gecko/", from: 0) == nil && UserAgentClass.find(b, "Chrome/", from: 0) == nil {
+            safari = UserAgentClass.find(b, "Safari/", from: 0) != nil && UserAgentClass.find(b, "Mac OS X", from: 0) != nil
+        }
+    }
+
+    static func find(_ b: [UInt8], _ needle: String, from: Int) -> Int? {
+        let n = Array(needle.utf8)
+        guard from <= b.count, b.count - from >= n.count else { return nil }
+        var i = from
+        while i + n.count <= b.count {
+            if b[i] == n[0] && Array(b[i..<(i + n.count)]) == n { return i }
+            i += 1
+        }
+        return nil
+    }
+}
+
+public enum HeaderRewrites {
+    /// nginx's header filter for a Location that starts with `/` (absolute_redirect on):
+    /// `http://HOST[:PORT]PATH`, the port left out when it is 80 or `port_in_redirect` is off.
+    /// - Parameter https: the request came over TLS (`https://`, and 443 is the port left out).
+    public static func absoluteLocation(_ location: [UInt8], host: [UInt8], port: Int, portInRedirect: Bool, https: Bool = false) -> [UInt8] {
+        var out = Array((https ? "https://" : "http://").utf8) + host
+        if portInRedirect && port != (https ? 443 : 80) { out += Array(":\(port)".utf8) }
+        return out + location
+    }
+
+    /// The host part of a Host header as nginx keeps it (`r->headers_in.server`): lowercased,
+    /// without the port and trailing dots.
+    public static func hostWithoutPort(_ h: some Collection<UInt8>) -> [UInt8] {
+        var b = Array(h)
+        if b.first == UInt8(ascii: "[") {
+            if let close = b.firstIndex(of: UInt8(ascii: "]")) { b = Array(b[...close]) }
+        } else if let colon = b.firstIndex(of: UInt8(ascii: ":")) {
+            b = Array(b[..<colon])
+        }
+        while b.last == UInt8(ascii: ".") { b.removeLast() }
+        return b.map { ASCII.lower($0) }
+    }
+
+    /// The types `charset` applies to by default (nginx's `charset_types`).
+    public static let charsetTypes: Set<String> = ["text/html", "text/xml", "text/plain", "text/vnd.wap.wml",
+                                                   "application/javascript", "application/rss+xml"]
+
+    /// nginx's charset filter without conversion: `TYPE; charset=NAME` when the type is one of
+    /// `charsetTypes` and names no charset yet; nil leaves the Content-Type as it is.
+    public static func contentTypeWithCharset(_ contentType: String, charset: String) -> String? {
+        let parts = contentType.split(separator: ";", omittingEmptySubsequences: false)
+        let bare = parts[0].trimmingSpaces.lowercased()
+        guard charsetTypes.contains(bare) else { return nil }
+        for p in parts.dropFirst() where p.trimmingSpaces.lowercased().hasPrefix("charset=") { return nil }
+        return contentType + "; charset=" + charset
+    }
+
+    /// `proxy_cookie_domain` / `proxy_cookie_path` on one Set-Cookie value, as nginx: the cookie
+    /// is split at `;` into trimmed attributes; the first Domain (case-insensitive, ignoring a
+    /// leading dot, which is kept) and Path (a case-sensitive prefix) rule that matches rewrites
+    /// the attribute. Nothing rewritten: nil (the header goes out unchanged); else the attributes
+    /// joined again with `; `.
+    public static func rewriteSetCookie(_ value: String, domains: [(from: String, to: String)], paths: [(from: String, to: String)]) -> String? {
+        var attrs: [(key: Substring, value: Substring?)] = value.split(separator: ";", omittingEmptySubsequences: false).map { a in
+            if let eq = a.firstIndex(of: "=") {
+                return (a[..<eq].trimmingSpaces, a[a.index(after: eq)...].trimmingSpaces)
+            }
+            return (a.trimmingSpaces, nil)
+        }
+        guard attrs.first?.value != nil else { return nil }
+        var changed = false
+        for i in attrs.indices.dropFirst() {
+            guard let v = attrs[i].value else { continue }
+            let key = attrs[i].key.lowercased()
+            if key == "domain" {
+                let dot = v.hasPrefix(".")
+                let name = dot ? v.dropFirst() : v
+                if let r = domains.first(where: { $0.from.lowercased() == name.lowercased() }) {
+                    attrs[i].value = Substring((dot ? "." : "") + r.to)
+                    changed = true
+                }
+            } else if key == "path" {
+                if let r = paths.first(where: { v.hasPrefix($0.from) }) {
+                    attrs[i].value = Substring(r.to + v.dropFirst(r.from.count))
+                    changed = true
+                }
+            }
+        }
+        guard changed else { return nil }
+        var out = ""
+        for (i, a) in attrs.enumerated() {
+            if i > 0 { out += "; " }
+            out += a.key
+            if let v = a.value { out += "=" + v }
+        }
+        return out
+    }
+}
+
+extension Substring {
+    /// Without leading and trailing spaces (nginx trims spaces only, not tabs, in these places).
+    var trimmingSpaces: Substring {
+        var s = self
+        while s.first == " " { s.removeFirst() }
+        while s.last == " " { s.removeLast() }
+        return s
+    }
+}
