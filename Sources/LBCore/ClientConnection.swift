@@ -493,7 +493,13 @@ final class ClientConnection: Pollable {
             if dest.first == UInt8(ascii: "@"), let named = ex.server.named[String(decoding: dest.dropFirst(), as: UTF8.self)] {
                 guard internalRedirect(to: dest) else { return }
                 ex.location = named
-                if case .return(let r) = named.handler { runReturn(r); return }
+                if case .return(let r) = named.handler {
+                    // The page keeps the error's status unless `=` or `=CODE` says otherwise.
+                    ex.overrideStatus = page.override == .keep ? code : nil
+                    if case .code(let c) = page.override { ex.overrideStatus = c }
+                    runReturn(r)
+                    return
+                }
                 if case .proxy(let t) = named.handler { startProxy(t); return }
             } else if dest.first == UInt8(ascii: "/") {
                 // Internal redirect to the URI, keeping the error status unless `=` says otherwise.
@@ -504,6 +510,8 @@ final class ClientConnection: Pollable {
                     switch loc.handler {
                     case .return(let r):
                         if case .code(let c) = page.override { runReturn(ReturnAction(code: c, text: r.text)); return }
+                        // nginx answers with the error's status whatever the target returns.
+                        ex.overrideStatus = page.override == .keep ? code : nil
                         runReturn(r)
                         return
                     case .static:

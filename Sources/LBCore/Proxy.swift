@@ -33,6 +33,9 @@ extension ClientConnection {
         state = .proxy
         ex.target = t
         ex.upstreamRuntime = generation.upstreams[t.upstream]
+        // A new upstream (after an internal redirect too): its peers are all untried.
+        ex.tried = TriedSet()
+        ex.tries = 0
         buildUpstreamURI(t, into: &ex.upstreamURI)
         ex.firstTryMillis = worker.loop.now
         ex.requestBodyForwarded = 0
@@ -540,6 +543,18 @@ extension ClientConnection {
         if !statusCondition.isEmpty, next.contains(statusCondition), canRetry() {
             c.inBuf.readIndex += headLength
             upstreamFailed(.status(code))
+            return
+        }
+        // proxy_intercept_errors: a status of 300 or more that an error_page names is answered by
+        // that error_page instead of the upstream's response (nginx's intercept_errors).
+        if code >= 300, s.proxyInterceptErrors == true, let pages = s.errorPages, pages.contains(where: { $0.codes.contains(code) }) {
+            c.inBuf.readIndex += headLength
+            recordUpstream(status: code)
+            releasePeer(failed: false)
+            c.close()
+            ex.up = nil
+            ex.phase = .idle
+            respondError(code)
             return
         }
         if ex.cache != nil && cacheResponseHead(c, headLength: headLength) { return }

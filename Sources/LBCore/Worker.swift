@@ -225,12 +225,15 @@ public final class Worker: @unchecked Sendable {
         accepted += 1
         stats.accepted.add(1, ordering: .relaxed)
         stats.connections.add(1, ordering: .relaxed)
-        try? Socket.setOption(fd, 6 /* IPPROTO_TCP */, 1 /* TCP_NODELAY */, 1)
         nextConnection += 1
         let gen = generation
         guard let li = gen.listenerIndex[listener.address] else {
             Socket.close(fd)
             return
+        }
+        // tcp_nodelay (on by default, as nginx): small responses leave without Nagle's delay.
+        if gen.table.servers[gen.table.listeners[li].defaultServer].settings.tcpNodelay != false {
+            try? Socket.setOption(fd, 6 /* IPPROTO_TCP */, 1 /* TCP_NODELAY */, 1)
         }
         let c = ClientConnection(worker: self, fd: fd, peer: peer, generation: gen, listener: li,
                                  number: nextConnection * runtime.workers.count + index)

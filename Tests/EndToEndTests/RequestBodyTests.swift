@@ -159,4 +159,32 @@ import Testing
         #expect(o["bytes"] as? Int == 0, "\(r.out)")
         #expect(o["content_length"] is NSNull)
     }
+
+    @Test func proxyInterceptErrorsHandsNamedStatusesToErrorPage() throws {
+        // Expected answers are Debian nginx 1.22.1's for the same config.
+        let b = try Backend(name: "b1")
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            server {
+                listen 127.0.0.1:{port};
+                location / { proxy_pass http://127.0.0.1:\(b.port); proxy_intercept_errors on; error_page 404 /custom404; error_page 502 = @fallback; }
+                location /pass/ { proxy_pass http://127.0.0.1:\(b.port)/; error_page 404 /custom404; }
+                location = /custom404 { return 200 "custom"; }
+                location @fallback { return 200 "fallback"; }
+            }
+        }
+        """)
+        defer { lb.stop() }
+        let c = try RawClient(port: lb.port)
+        let r404 = try c.get("/status/404")
+        #expect(r404.status == 404 && r404.text == "custom")
+        let r500 = try c.get("/status/500")
+        #expect(r500.status == 500 && r500.text == "b1 status")
+        let r502 = try c.get("/status/502")
+        #expect(r502.status == 200 && r502.text == "fallback")
+        let pass = try c.get("/pass/status/404")
+        #expect(pass.status == 404 && pass.text == "b1 status")
+    }
 }
