@@ -10,6 +10,9 @@ public final class Runtime: @unchecked Sendable {
     public let errorLog = ErrorLogger()
     /// Wall-clock second lb started (status page uptime).
     public let startedAt = wallClock().seconds
+    /// DNS lookups of `server … resolve` members (the resolver thread counts them).
+    public let dnsStats = DNSStats()
+    let dnsStarted = Atomic<Bool>(false)
     let loader: ConfigLoader
     let configPath: String
     private let generationBox: Mutex<Generation>
@@ -96,6 +99,7 @@ public final class Runtime: @unchecked Sendable {
         writePid()
         startCacheManager()
         startHealthChecks(current)
+        startResolver()
         errorLog.log(.notice, "lb/0.1.0 started, \(workers.count) worker thread(s), listening on \(listenerFDs.keys.map(\.description).sorted().joined(separator: ", "))")
         let status = signalLoop()
         supervisor?.stopAll()
@@ -266,6 +270,7 @@ public final class Runtime: @unchecked Sendable {
         }
         generationBox.withLock { $0 = gen }
         startHealthChecks(gen)
+        startResolver()
         errorLog.configure(table.main.errorLogs)
         for w in workers {
             let mine = listenerFDs(for: w.index, added)
