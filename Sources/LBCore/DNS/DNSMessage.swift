@@ -10,7 +10,7 @@ public enum DNSType: UInt16, Sendable {
 }
 
 /// The data of one resource record, for the types lb reads; others are kept as `.other`.
-public enum DNSRecordData: Sendable, Equatable {
+public enum DNSRecordData: Sendable, Hashable {
     /// An IPv4 or IPv6 address as text (`127.0.0.1`, `::1`).
     case address(String)
     case cname(String)

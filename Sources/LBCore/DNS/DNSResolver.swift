@@ -176,9 +176,3 @@ public final class DNSResolver {
     /// Drops expired cache entries.
     public func purge() { cache.purge(now: now()) }
 }
-
-/// The DNS name an upstream `server NAME service=SERVICE resolve` asks SRV for, as nginx builds
-/// it: a service without a dot becomes `_SERVICE._tcp.NAME`; one with a dot is joined as is.
-public func srvQueryName(service: String, name: String) -> String {
-    service.contains(".") ? "\(service).\(name)" : "_\(service)._tcp.\(name)"
-}
