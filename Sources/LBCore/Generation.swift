@@ -43,7 +43,17 @@ public final class UpstreamRuntime: Sendable {
                     ResolvedAddress(ip: $0.config.address.host, port: $0.config.address.port ?? s.port, weight: $0.weight,
                                     priority: $0.backup ? 1 : 0, target: $0.config.name)
                 }
-                _ = core.applyResolved(source: k, server: s, addresses: carried)
+                let change = core.applyResolved(source: k, server: s, addresses: carried)
+                // Their health carries over too: a member that was up takes requests at once.
+                for i in change.added {
+                    guard let was = members.first(where: { $0.source == ok && $0.text == core.peers[i].text }) else { continue }
+                    core.peers[i].health = core.healthCheck == nil ? .unchecked : (was.health == .unchecked ? .checking : was.health)
+                    core.peers[i].consecutivePasses = was.consecutivePasses
+                    core.peers[i].consecutiveFails = was.consecutiveFails
+                    core.peers[i].checks = was.checks
+                    core.peers[i].lastFailure = was.lastFailure
+                    core.peers[i].lastFailureAt = was.lastFailureAt
+                }
             }
         }
     }

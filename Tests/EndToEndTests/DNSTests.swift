@@ -199,6 +199,31 @@ final class LoadLoop: @unchecked Sendable {
         #expect(try RawClient(port: lb.port).get("/").status == 502)
     }
 
+    @Test func healthChecksCoverMembersFromDNSAndAReloadKeepsThem() throws {
+        guard DNSServer.installed else { Issue.record("dnsmasq is not installed (Tests/run.sh installs Debian's dnsmasq-base)"); return }
+        let port = freePort()
+        let h1 = try HostBackend(host: "127.0.0.41", port: port, name: "h1")
+        let h2 = try HostBackend(host: "127.0.0.42", port: port, name: "h2")
+        _ = h1
+        let dns = try DNSServer(hosts: "127.0.0.41 app.test\n127.0.0.42 app.test\n")
+        let upstream = "server app.test:\(port) resolve; health_check interval=300ms fails=1 passes=1;"
+        let lb = try LB(config(dns: dns.port, upstream: upstream))
+        let a1 = "127.0.0.41:\(port)", a2 = "127.0.0.42:\(port)"
+        // Both members were probed (a new member waits for its first passed check).
+        #expect(waitUntil(timeout: 10) { peers(lb).mapValues(\.state).sorted { $0.key < $1.key }.map(\.value) == ["up", "up"] },
+                "peers: \(peers(lb)), log: \(lb.errorLog)")
+        h2.started.signal(SIGKILL)
+        #expect(waitUntil(timeout: 10) { peers(lb)[a2]?.state == "down" }, "peers: \(peers(lb))")
+        // A reload that rebuilds the upstream (keepalive added) starts it with the members DNS
+        // gave the old one, in their health (unit-tested in DynamicMembersTests): requests go on
+        // at once, to h1 only, and h2 stays down.
+        try lb.rewrite(config(dns: dns.port, upstream: upstream + " keepalive 2;"))
+        #expect(lb.reloadAndWait())
+        #expect(try RawClient(port: lb.port).get("/").header("X-Backend") == "h1")
+        #expect(peers(lb)[a1]?.state == "up")
+        #expect(waitUntil(timeout: 10) { peers(lb)[a2]?.state == "down" }, "peers: \(peers(lb))")
+    }
+
     @Test func srvRecordsGivePortsAndWeights() throws {
         guard DNSServer.installed else { Issue.record("dnsmasq is not installed (Tests/run.sh installs Debian's dnsmasq-base)"); return }
         let p1 = freePort(), p2 = freePort()

@@ -144,4 +144,27 @@ func ips(_ list: String...) -> [ResolvedAddress] { list.map { ResolvedAddress(ip
         _ = core.applyResolved(source: 0, server: s, addresses: ips("10.0.0.1"))
         #expect(core.livePeers.map(\.address.host) == ["10.9.9.9"])
     }
+
+    @Test func rebuiltUpstreamStartsWithTheOldMembersAndTheirHealth() {
+        let s = dynamicServer()
+        var g = emptyGroup(dynamic: [s, dynamicServer("gone.test")])
+        g.healthCheck = HealthCheck(location: SourceLocation(file: "t", line: 1, column: 1))
+        let old = UpstreamRuntime(g, id: 1)
+        old.balancer.withLock { core in
+            _ = core.applyResolved(source: 0, server: s, addresses: ips("10.0.0.1", "10.0.0.2"))
+            _ = core.applyResolved(source: 1, server: dynamicServer("gone.test"), addresses: ips("10.0.0.3"))
+            core.peers[0].health = .up
+            core.peers[1].health = .down
+        }
+        // The reloaded config keeps the first line (with a new weight) and drops the second.
+        var g2 = emptyGroup(dynamic: [dynamicServer(weight: 4)])
+        g2.healthCheck = g.healthCheck
+        g2.keepalive = 2
+        let new = UpstreamRuntime(g2, id: 2)
+        new.carryDynamicMembers(from: old)
+        let carried = new.balancer.withLock { $0.peers.map { ($0.text, $0.health, $0.weight, $0.source) } }
+        #expect(carried.map(\.0) == ["10.0.0.1:8080", "10.0.0.2:8080"])
+        #expect(carried.map(\.1) == [.up, .down])
+        #expect(carried.allSatisfy { $0.2 == 4 && $0.3 == 0 })
+    }
 }
