@@ -141,6 +141,7 @@ final class LoadLoop: @unchecked Sendable {
                 listen 127.0.0.1:{port};
                 location / { proxy_pass http://pool; }
                 location /lb-api/ { api; allow 127.0.0.1; deny all; }
+                location = /metrics { metrics; }
             }
         }
         """
@@ -222,6 +223,19 @@ final class LoadLoop: @unchecked Sendable {
         #expect(try RawClient(port: lb.port).get("/").header("X-Backend") == "h1")
         #expect(peers(lb)[a1]?.state == "up")
         #expect(waitUntil(timeout: 10) { peers(lb)[a2]?.state == "down" }, "peers: \(peers(lb))")
+    }
+
+    @Test func anAnswerTooBigForUDPIsAskedAgainOverTCP() throws {
+        guard DNSServer.installed else { Issue.record("dnsmasq is not installed (Tests/run.sh installs Debian's dnsmasq-base)"); return }
+        // 40 A records do not fit a 512-byte UDP answer: dnsmasq sends 30 with TC set.
+        let hosts = (1...40).map { "127.0.1.\($0) many.test\n" }.joined()
+        let dns = try DNSServer(hosts: hosts)
+        let lb = try LB(config(dns: dns.port, upstream: "server many.test:9 resolve;"))
+        #expect(waitUntil(timeout: 10) { addresses(lb).count == 40 }, "members: \(addresses(lb).count), log: \(lb.errorLog)")
+        #expect(addresses(lb) == Set((1...40).map { "127.0.1.\($0):9" }))
+        let metrics = try RawClient(port: lb.port).get("/metrics").text
+        let tcp = metrics.split(separator: "\n").first { $0.hasPrefix("lb_dns_tcp_retries_total ") }
+        #expect(tcp.flatMap { Int($0.split(separator: " ")[1]) } ?? 0 >= 1, "\(tcp ?? "no lb_dns_tcp_retries_total")")
     }
 
     @Test func srvRecordsGivePortsAndWeights() throws {
