@@ -158,4 +158,4 @@ public final class UDPTransport: DNSTransport {
 }
 
 /// `111: Connection refused`, as nginx writes an errno.
-func errorText(_ e: Int32) -> String { "\(e): \(String(cString: strerror(e)))" }
+private func errorText(_ e: Int32) -> String { "\(e): \(String(cString: strerror(e)))" }

@@ -54,6 +54,9 @@ final class DynamicMembership: @unchecked Sendable {
         }
         due = due.filter { live.contains($0.key) }
         failing = failing.filter { live.contains($0) }
+        // A reload that changed a `resolver` leaves its old resolver (and cache) unused.
+        let specs = Set(gen.upstreams.compactMap { $0.group.dynamic.isEmpty ? nil : $0.group.resolver })
+        resolvers = resolvers.filter { specs.contains($0.key) }
         let now = monotonicMillis()
         if now - lastPurge > 60_000 {
             lastPurge = now
