@@ -16,6 +16,8 @@ command -v redis-benchmark >/dev/null || need+=(redis-tools)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v chromium >/dev/null || need+=(chromium)
 command -v promtool >/dev/null || need+=(prometheus)
+# dnsmasq-base: the binary only (the dnsmasq package would also start a system DNS service).
+[ -x /usr/sbin/dnsmasq ] || command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 have_lib libpcre2-8.so.0 || need+=(libpcre2-8-0)
 have_lib libz.so || need+=(zlib1g-dev)
 [ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)

@@ -77,6 +77,11 @@ final class UpstreamBuilder {
     var healthCheck: HealthCheck?
     var statePath: (String, SourceLocation)?
     var service: (name: String, location: SourceLocation, weight: Int, maxFails: Int, failTimeoutMs: Int)?
+    /// `server NAME … resolve`: members found through DNS at run time.
+    var dynamic: [DynamicServer] = []
+    var zone: String?
+    var resolver: ResolverSpec?
+    var resolverTimeoutMs: Int?
 
     init(name: String, location: SourceLocation) {
         self.name = name

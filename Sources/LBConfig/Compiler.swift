@@ -22,6 +22,9 @@ public final class Compiler {
     let httpSettings = SettingsBox()
     var logFormats: [String: LogFormat] = ["combined": .combined]
     var upstreams: [UpstreamBuilder] = []
+    /// `resolver` and `resolver_timeout` at http level (upstreams without their own use them).
+    var httpResolver: ResolverSpec?
+    var httpResolverTimeoutMs: Int?
     var cacheZones: [CacheZone] = []
     var servers: [ServerBuilder] = []
     var maps: [MapBlock] = []

@@ -84,10 +84,11 @@ extension Compiler {
                                       maxConns: 0, backup: false, down: false))
                 }
             }
-            if peers.isEmpty { throw ConfigError("no servers are inside upstream", at: u.location) }
+            if peers.isEmpty && u.dynamic.isEmpty { throw ConfigError("no servers are inside upstream", at: u.location) }
+            let resolverSpec = try upstreamResolver(u)
             switch u.policy {
             case .ipHash, .hash, .random:
-                if peers.contains(where: \.backup) {
+                if peers.contains(where: \.backup) || u.dynamic.contains(where: \.backup) {
                     throw ConfigError("balancing method does not support \"backup\" servers in upstream \"\(u.name)\"", at: u.policyLocation ?? u.location)
                 }
             default: break
@@ -95,7 +96,7 @@ extension Compiler {
             out.append(UpstreamGroup(name: u.name, peers: peers, policy: u.policy, keepalive: u.keepalive,
                                      keepaliveTimeoutMs: u.keepaliveTimeoutMs, keepaliveRequests: u.keepaliveRequests,
                                      location: u.location, implicit: false, service: u.service?.name, healthCheck: u.healthCheck,
-                                     statePath: u.statePath?.0))
+                                     statePath: u.statePath?.0, dynamic: u.dynamic, resolver: resolverSpec, zone: u.zone))
         }
         return out
     }

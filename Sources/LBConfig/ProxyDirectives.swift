@@ -222,7 +222,8 @@ extension Compiler {
             throw ConfigError("invalid host in upstream \"\(a.text)\"", at: a.location)
         }
         var weight = 1, maxFails = 1, failTimeout = 10_000, maxConns = 0
-        var backup = false, down = false
+        var backup = false, down = false, resolve = false, weightSet = false
+        var service: String?
         for p in d.args.dropFirst() {
             let t = p.text
             func num(_ prefix: String) throws -> Int {
@@ -231,6 +232,7 @@ extension Compiler {
             }
             if t.hasPrefix("weight=") {
                 weight = try num("weight=")
+                weightSet = true
                 guard weight >= 1 else { throw ConfigError("invalid parameter \"\(t)\"", at: p.location) }
             } else if t.hasPrefix("max_fails=") {
                 maxFails = try num("max_fails=")
@@ -243,13 +245,30 @@ extension Compiler {
                 backup = true
             } else if t == "down" {
                 down = true
-            } else if t == "resolve" || t.hasPrefix("slow_start=") || t.hasPrefix("route=") || t.hasPrefix("service=") {
+            } else if t == "resolve" {
+                resolve = true
+            } else if t.hasPrefix("service=") {
+                guard t.count > 8 else { throw ConfigError("service is empty", at: p.location) }
+                service = String(t.dropFirst(8))
+            } else if t.hasPrefix("slow_start=") || t.hasPrefix("route=") {
                 continue
             } else {
                 throw ConfigError("invalid parameter \"\(t)\"", at: p.location)
             }
         }
+        if service != nil && !resolve {
+            throw ConfigError("service upstream \"\(a.text)\" requires \"resolve\" parameter", at: a.location)
+        }
+        if service != nil && hp.port != nil { throw ConfigError("service upstream \"\(a.text)\" may not have port", at: a.location) }
+        if service != nil && isIPLiteral(hp.host) { throw ConfigError("service upstream \"\(a.text)\" requires domain name", at: a.location) }
         let port = hp.port ?? 80
+        // `resolve` with a name: DNS at run time (an IP literal stays a fixed server, as nginx).
+        if resolve && !isIPLiteral(hp.host) {
+            upstream!.dynamic.append(DynamicServer(name: hp.host, port: port, service: service, written: a.text, weight: weight,
+                                                   weightSet: weightSet, maxFails: maxFails, failTimeoutMs: failTimeout,
+                                                   maxConns: maxConns, backup: backup, down: down))
+            return
+        }
         let addrs = isIPLiteral(hp.host) ? [hp.host] : resolver.resolve(hp.host)
         guard !addrs.isEmpty else { throw ConfigError("host not found in upstream \"\(a.text)\"", at: a.location) }
         for addr in addrs {

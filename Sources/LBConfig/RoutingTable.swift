@@ -260,6 +260,12 @@ public struct UpstreamGroup: Sendable {
     public var healthCheck: HealthCheck? = nil
     /// `state FILE`: the servers as the runtime API left them (read at load when it exists).
     public var statePath: String? = nil
+    /// `server NAME … resolve`: members that follow DNS (their peers are added at run time).
+    public var dynamic: [DynamicServer] = []
+    /// The resolver the dynamic members use (nil without any).
+    public var resolver: ResolverSpec? = nil
+    /// `zone NAME [SIZE]`.
+    public var zone: String? = nil
 }
 
 /// A server in an upstream group.

@@ -48,6 +48,13 @@ public struct PeerState: Sendable {
     public var removed = false
     /// Draining (API): no new requests; those in flight finish.
     public var draining = false
+    /// For a member found through DNS, its `server … resolve` line (an index into the group's
+    /// `dynamic`); -1 for a configured or API-added peer.
+    public var source = -1
+    /// Gone from DNS while requests were in flight: draining until they finish, then removed.
+    public var vanished = false
+    /// Its active health-check probe has been started (one per peer).
+    public var probed = false
     /// Counters for status and metrics.
     public var requests = 0
     public var failures = 0
@@ -596,6 +603,7 @@ extension BalancerCore {
 
     public mutating func setDraining(_ i: Int, _ draining: Bool) { peers[i].draining = draining }
 
-    /// The live peers as they would be configured (for the `state` file).
-    public var livePeers: [Peer] { peers.filter { !$0.removed }.map(\.config) }
+    /// The live peers as they would be configured (for the `state` file); members found through
+    /// DNS are not configured peers and are left out.
+    public var livePeers: [Peer] { peers.filter { !$0.removed && $0.source < 0 }.map(\.config) }
 }

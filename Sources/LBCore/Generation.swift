@@ -25,6 +25,37 @@ public final class UpstreamRuntime: Sendable {
         // The peers as they are now (the API may have changed them; a `state` file reloads them).
         let live = balancer.withLock { $0.livePeers }
         return g.peers == live && g.policy == group.policy && g.keepalive == group.keepalive && g.healthCheck == group.healthCheck
+            && g.dynamic == group.dynamic && g.resolver == group.resolver && g.zone == group.zone
+    }
+
+    /// A reload that rebuilt this upstream starts it with the members DNS gave the old one (for
+    /// the `server … resolve` lines both have), so it serves before its first answer; the resolver
+    /// thread then refreshes them at once (nginx's "preresolve").
+    func carryDynamicMembers(from old: UpstreamRuntime) {
+        let oldDynamic = old.group.dynamic
+        let members = old.balancer.withLock { $0.peers.filter { $0.source >= 0 && !$0.removed && !$0.vanished } }
+        guard !members.isEmpty else { return }
+        balancer.withLock { core in
+            for k in group.dynamic.indices {
+                let s = group.dynamic[k]
+                guard let ok = oldDynamic.firstIndex(where: { $0.name == s.name && $0.port == s.port && $0.service == s.service }) else { continue }
+                let carried = members.filter { $0.source == ok }.map {
+                    ResolvedAddress(ip: $0.config.address.host, port: $0.config.address.port ?? s.port, weight: $0.weight,
+                                    priority: $0.backup ? 1 : 0, target: $0.config.name)
+                }
+                let change = core.applyResolved(source: k, server: s, addresses: carried)
+                // Their health carries over too: a member that was up takes requests at once.
+                for i in change.added {
+                    guard let was = members.first(where: { $0.source == ok && $0.text == core.peers[i].text }) else { continue }
+                    core.peers[i].health = core.healthCheck == nil ? .unchecked : (was.health == .unchecked ? .checking : was.health)
+                    core.peers[i].consecutivePasses = was.consecutivePasses
+                    core.peers[i].consecutiveFails = was.consecutiveFails
+                    core.peers[i].checks = was.checks
+                    core.peers[i].lastFailure = was.lastFailure
+                    core.peers[i].lastFailureAt = was.lastFailureAt
+                }
+            }
+        }
     }
 }
 
@@ -51,7 +82,11 @@ public final class Generation: Sendable {
                 ups.append(old)
             } else {
                 nextUpstreamID += 1
-                ups.append(UpstreamRuntime(g, id: nextUpstreamID))
+                let rt = UpstreamRuntime(g, id: nextUpstreamID)
+                if !g.dynamic.isEmpty, let old = previous?.upstreams.first(where: { $0.group.name == g.name }) {
+                    rt.carryDynamicMembers(from: old)
+                }
+                ups.append(rt)
             }
         }
         upstreams = ups

@@ -209,6 +209,12 @@ extension Runtime {
     /// Starts the probe of one peer (also for a peer the API added).
     func startProbe(_ rt: UpstreamRuntime, peer p: Int, table: RoutingTable, offsetMs: Int) {
         guard let spec = rt.group.healthCheck, !workers.isEmpty else { return }
+        // One probe per peer, whoever asks first (start, the API, DNS membership).
+        guard rt.balancer.withLock({ core -> Bool in
+            if core.peers[p].probed { return false }
+            core.peers[p].probed = true
+            return true
+        }) else { return }
         let match = spec.match.flatMap { table.matches[$0] }
         let w = workers[(rt.id + p) % workers.count]
         w.loop.execute { [w] in

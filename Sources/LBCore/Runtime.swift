@@ -11,6 +11,9 @@ public final class Runtime: @unchecked Sendable {
     public let errorLog = ErrorLogger()
     /// Wall-clock second lb started (status page uptime).
     public let startedAt = wallClock().seconds
+    /// DNS lookups of `server … resolve` members (the resolver thread counts them).
+    public let dnsStats = DNSStats()
+    let dnsStarted = Atomic<Bool>(false)
     let loader: ConfigLoader
     let configPath: String
     private let generationBox: Mutex<Generation>
@@ -103,6 +106,7 @@ public final class Runtime: @unchecked Sendable {
         writePid()
         startCacheManager()
         startHealthChecks(current)
+        startResolver()
         errorLog.log(.notice, "\(LBVersion.product) started, \(workers.count) worker thread(s), listening on \(listenerFDs.keys.map(\.description).sorted().joined(separator: ", "))")
         let status = signalLoop()
         supervisor?.stopAll()
@@ -281,6 +285,7 @@ public final class Runtime: @unchecked Sendable {
         }
         generationBox.withLock { $0 = gen }
         startHealthChecks(gen)
+        startResolver()
         errorLog.configure(table.main.errorLogs)
         for w in workers {
             let mine = listenerFDs(for: w.index, added)

@@ -238,6 +238,15 @@ extension ClientConnection {
         for z in zones { m += "lb_cache_entries{zone=\"\(esc(z.name))\"} \(z.entries)\n" }
         family("lb_cache_size_bytes", "gauge", "Bytes of the zone's entry files on disk.")
         for z in zones { m += "lb_cache_size_bytes{zone=\"\(esc(z.name))\"} \(z.diskBytes)\n" }
+        let dns = rt.dnsStats
+        family("lb_dns_queries_total", "counter", "DNS queries sent for upstream members found through DNS (server … resolve).")
+        m += "lb_dns_queries_total \(dns.queries.load(ordering: .relaxed))\n"
+        family("lb_dns_tcp_retries_total", "counter", "DNS queries asked again over TCP after a truncated UDP answer.")
+        m += "lb_dns_tcp_retries_total \(dns.tcp.load(ordering: .relaxed))\n"
+        family("lb_dns_errors_total", "counter", "DNS lookups that failed, by kind.")
+        m += "lb_dns_errors_total{kind=\"timeout\"} \(dns.timeouts.load(ordering: .relaxed))\n"
+        m += "lb_dns_errors_total{kind=\"nxdomain\"} \(dns.nxdomain.load(ordering: .relaxed))\n"
+        m += "lb_dns_errors_total{kind=\"other\"} \(dns.failures.load(ordering: .relaxed))\n"
         return m
     }
 }

@@ -2,14 +2,14 @@
 """A test backend for lb's end-to-end tests: an independent HTTP/1.1 implementation (Python's
 http.server), so lb is never tested only against itself.
 
-    backend.py PORT NAME
+    backend.py PORT NAME [HOST]
 
 Routes: /headers (JSON of the request headers), /slow?ms=N, /status/N, /big?bytes=N (streamed),
 /chunked?parts=N, /stats (connections accepted, requests served), /gen… (cache tests: headers
 from the query — cc, xae, exp, etag, cookie, vary, ce, ct, status, ms, size, chunked — and a per-URL
 request count in the body), /counts (those counts as JSON), /upload (POST: byte count and
 sha256 of the body), anything else: "NAME PATH". Every response carries X-Backend: NAME.
-Prints "ready" once listening. Binds 127.0.0.1 only.
+Prints "ready" once listening. Binds 127.0.0.1 (or HOST, another loopback address) only.
 """
 import hashlib
 import json
@@ -22,6 +22,7 @@ from urllib.parse import urlparse, parse_qs
 
 PORT = int(sys.argv[1])
 NAME = sys.argv[2]
+HOST = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
 stats = {"connections": 0, "requests": 0}
 paths = {}
 lock = threading.Lock()
@@ -226,6 +227,6 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 256
 
 
-srv = Server(("127.0.0.1", PORT), Handler)
+srv = Server((HOST, PORT), Handler)
 print("ready", flush=True)
 srv.serve_forever()
