@@ -75,28 +75,10 @@ extension ClientConnection {
                 }
                 if inBuf.isEmpty { return }
             }
-            let avail = inBuf.readableBytes
-            var take = 0
+            let take: Int
             do {
-                switch ex.requestBody {
-                case .length(let n):
-                    take = min(n, avail.count)
-                    try body.append(UnsafeRawBufferPointer(rebasing: avail[0..<take]))
-                    ex.requestBody = .length(n - take)
-                    if n - take == 0 { ex.requestBodyComplete = true }
-                case .chunked(var f):
-                    var failure: BufferedBody.StoreError?
-                    take = try f.consume(avail) { r in
-                        if failure == nil {
-                            do throws(BufferedBody.StoreError) { try body.append(UnsafeRawBufferPointer(rebasing: avail[r])) } catch { failure = error }
-                        }
-                    }
-                    if let failure { throw failure }
-                    if f.isDone { ex.requestBodyComplete = true }
-                    ex.requestBody = .chunked(f)
-                default:
-                    ex.requestBodyComplete = true
-                }
+                // Stored decoded: a chunked body goes upstream with a Content-Length.
+                take = try consumeRequestBody(inBuf.readableBytes, decoded: true) { try body.append($0) }
             } catch let e as BufferedBody.StoreError {
                 log(.crit, e.message)
                 upstreamFailedFatal(500)
@@ -117,6 +99,35 @@ extension ClientConnection {
         worker.loop.setDeadline(self, afterMillis: 0)
         ex.phase = .idle
         nextAttempt()
+    }
+
+    /// Advances the request body's framing over `avail` and returns how many of its bytes belong
+    /// to the body; `sink` gets the payload (the decoded chunks when `decoded`). The body is
+    /// complete when `ex.requestBodyComplete` turns true. Throws the framer's HTTPError or what
+    /// `sink` throws.
+    func consumeRequestBody(_ avail: UnsafeRawBufferPointer, decoded: Bool, _ sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        switch ex.requestBody {
+        case .length(let n):
+            let take = min(n, avail.count)
+            try sink(UnsafeRawBufferPointer(rebasing: avail[0..<take]))
+            ex.requestBody = .length(n - take)
+            if n - take == 0 { ex.requestBodyComplete = true }
+            return take
+        case .chunked(var f):
+            var failure: Error?
+            let take = try f.consume(avail) { r in
+                guard decoded, failure == nil else { return }
+                do { try sink(UnsafeRawBufferPointer(rebasing: avail[r])) } catch { failure = error }
+            }
+            if let failure { throw failure }
+            if !decoded { try sink(UnsafeRawBufferPointer(rebasing: avail[0..<take])) }
+            if f.isDone { ex.requestBodyComplete = true }
+            ex.requestBody = .chunked(f)
+            return take
+        default:
+            ex.requestBodyComplete = true
+            return 0
+        }
     }
 
     /// The URI sent upstream: unchanged without a URI part; else the location prefix replaced.
@@ -434,20 +445,10 @@ extension ClientConnection {
                 if inBuf.isEmpty { return }
             }
             let avail = inBuf.readableBytes
-            var take = 0
+            let take: Int
             do {
-                switch ex.requestBody {
-                case .length(let n):
-                    take = min(n, avail.count)
-                    ex.requestBody = .length(n - take)
-                    if n - take == 0 { ex.requestBodyComplete = true }
-                case .chunked(var f):
-                    take = try f.consume(avail)
-                    if f.isDone { ex.requestBodyComplete = true }
-                    ex.requestBody = .chunked(f)
-                default:
-                    ex.requestBodyComplete = true
-                }
+                // Streamed as it came, chunk framing included.
+                take = try consumeRequestBody(avail, decoded: false) { _ in }
             } catch {
                 log(.info, "client sent invalid chunked body")
                 upstreamFailedFatal(400)

@@ -245,14 +245,7 @@ extension ClientConnection {
             case .notModified:
                 Glibc.close(fd)
                 writeHeadStart(304)
-                outBuf.append("Last-Modified: ")
-                outBuf.append(meta.lastModified)
-                outBuf.append("\r\n")
-                if settings.effectiveEtag {
-                    outBuf.append("ETag: ")
-                    outBuf.append(string: etag)
-                    outBuf.append("\r\n")
-                }
+                appendValidators(meta)
                 writeHeadEnd(keepAlive: !closeAfterResponse)
                 state = .local
                 flushLocal()
@@ -324,14 +317,8 @@ extension ClientConnection {
         if settings.gzipVary == true && settings.gzipStatic == true {
             outBuf.append("\r\nVary: Accept-Encoding")
         }
-        outBuf.append("\r\nLast-Modified: ")
-        outBuf.append(meta.lastModified)
         outBuf.append("\r\n")
-        if settings.effectiveEtag {
-            outBuf.append("ETag: ")
-            outBuf.append(string: etag)
-            outBuf.append("\r\n")
-        }
+        appendValidators(meta)
         if code == 200 { outBuf.append("Accept-Ranges: bytes\r\n") } // nginx's range filter, on 200s only
         ex.expiresMtime = mtime // `expires` is added with the other configured headers
         writeHeadEnd(keepAlive: !closeAfterResponse)
@@ -419,6 +406,18 @@ extension ClientConnection {
         outBuf.append(string: DateCache.httpDate(at))
         let maxAge = at - now
         outBuf.append(string: maxAge <= 0 ? "\r\nCache-Control: no-cache\r\n" : "\r\nCache-Control: max-age=\(maxAge)\r\n")
+    }
+
+    /// Last-Modified and (unless `etag off`) ETag of a file.
+    func appendValidators(_ meta: Worker.FileMeta) {
+        outBuf.append("Last-Modified: ")
+        outBuf.append(meta.lastModified)
+        outBuf.append("\r\n")
+        if settings.effectiveEtag {
+            outBuf.append("ETag: ")
+            outBuf.append(string: meta.etag)
+            outBuf.append("\r\n")
+        }
     }
 
     func sendStaticBody() {
