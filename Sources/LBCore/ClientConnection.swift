@@ -278,7 +278,9 @@ final class ClientConnection: Pollable {
                         inBuf.readIndex += scanner.discardLeading()
                         if readable { driveAgain = true }
                     }
-                    if !alive { close() }
+                    // The client closed after part of a head (its FIN came with the bytes): no
+                    // more will come, and no other readiness edge either.
+                    if !alive || (peerClosed && !readable) { close() }
                     return
                 }
                 let startOffset = scanner.leadingBytes

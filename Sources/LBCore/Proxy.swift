@@ -511,7 +511,11 @@ extension ClientConnection {
             if c.inBuf.readable > 0 {
                 do {
                     guard let end = try ex.attempt.upScanner.scan(c.inBuf.readableBytes, isRequest: false) else {
-                        if !alive { upstreamFailed(.error("upstream prematurely closed connection while reading response header from upstream")) }
+                        // A FIN that came with the last bytes (EPOLLRDHUP) ends the head too: the
+                        // short read drained the socket, and no other readiness edge will come.
+                        if !alive || (c.peerClosed && !c.readable) {
+                            upstreamFailed(.error("upstream prematurely closed connection while reading response header from upstream"))
+                        }
                         return
                     }
                     try HeadParser.response(c.inBuf.readableBytes, start: 0, end: end, into: &ex.attempt.response)
@@ -530,7 +534,9 @@ extension ClientConnection {
                 }
                 return
             }
-            if !alive { upstreamFailed(.error("upstream prematurely closed connection while reading response header from upstream")) }
+            if !alive || (c.peerClosed && !c.readable) {
+                upstreamFailed(.error("upstream prematurely closed connection while reading response header from upstream"))
+            }
             return
         }
     }

@@ -110,4 +110,49 @@ import Testing
         #expect(ok.text == "fine")
         #expect(lb.errorLog.contains("cycle while evaluating variable \"a\""))
     }
+
+    @Test func aFinRightAfterAPartialHeadIsNeverMissed() throws {
+        // An upstream that sends half a response head and closes at once (the FIN often arrives
+        // with the bytes): every request gets 502 at once, never a wait for proxy_read_timeout.
+        let port = freePort()
+        let script = """
+        import socket
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", \(port))); s.listen(64); print("ready", flush=True)
+        while True:
+            c, _ = s.accept()
+            c.recv(65536)
+            c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-")
+            c.close()
+        """
+        let half = try Started(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script])
+        defer { half.stop(grace: 0) }
+        #expect(waitForPort(port))
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            server {
+                listen 127.0.0.1:{port};
+                proxy_read_timeout 30s;
+                client_header_timeout 30s;
+                location / { proxy_pass http://127.0.0.1:\(port); }
+            }
+        }
+        """)
+        defer { lb.stop() }
+        for i in 0..<30 {
+            let c = try RawClient(port: lb.port, timeout: 5)
+            #expect(try c.get("/x\(i)").status == 502, "request \(i)")
+        }
+        // A client's partial head followed by its FIN: lb closes at once, not after the timeout.
+        for i in 0..<10 {
+            let c = try RawClient(port: lb.port, timeout: 5)
+            try c.send("GET /partial HTTP/1.1\r\nHost: x\r\nX-Half: ")
+            shutdown(c.fd, Int32(SHUT_WR))
+            let t0 = Date()
+            #expect(c.isClosedByPeer(), "client \(i)")
+            #expect(Date().timeIntervalSince(t0) < 4, "client \(i)")
+        }
+    }
 }
