@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs lb's whole test suite on a fresh machine: installs the Debian packages the tests use as
-# real clients and peers (only those missing; `apt-get update` once), then `swift test`.
+# real clients and peers (only those missing; `apt-get update` once), then `swift test`, then a
+# short libFuzzer run of every parser (Tests/fuzz/run.sh: 5 s each, about 1.5 min with its builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,3 +30,6 @@ fi
 
 swift build --build-tests
 swift test --skip-build
+
+# Unoptimized fuzz builds take a third of the time of -O ones; a smoke run needs no more.
+FUZZ_OPT=-Onone Tests/fuzz/run.sh 5
