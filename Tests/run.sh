@@ -42,11 +42,20 @@ unit_log=$(mktemp)
 trap 'rm -f "$unit_log"' EXIT
 unit=0
 swift test --skip-build --skip '^EndToEndTests\.' | tee "$unit_log" || unit=$?
+# A short run of every libFuzzer target (docs/fuzzing.md); unoptimized fuzz builds take a third
+# of the time of -O ones, and a smoke run needs no more. Before the end-to-end tests, so that the
+# run still closes with swift test's summary.
+fuzz=0
+FUZZ_OPT=-Onone bash Tests/fuzz/run.sh 5 || fuzz=$?
 e2e=0
 swift test --skip-build --filter '^EndToEndTests\.' || e2e=$?
 if [ "$unit" != 0 ]; then
     echo "unit tests (every target but EndToEndTests) failed, exit status $unit:"
     grep -a -E 'Executed [0-9]+ tests|Test run with' "$unit_log" | tail -n 2 || true
     exit "$unit"
+fi
+if [ "$fuzz" != 0 ]; then
+    echo "fuzz smoke run failed, exit status $fuzz (see the output of Tests/fuzz/run.sh above)"
+    exit "$fuzz"
 fi
 exit "$e2e"

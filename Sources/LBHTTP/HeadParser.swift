@@ -77,7 +77,10 @@ public struct HeadScanner: Sendable {
                 skippedLeading = i
             }
             var k = i
-            while !methodSeen && k < n {
+            // Only as far as the line may reach: past it, bytes arriving one at a time meet the
+            // length limit (414) first, and the whole buffer at once must give the same answer.
+            let methodEnd = min(n, lineStart + maxFirstLine + 1)
+            while !methodSeen && k < methodEnd {
                 if b[k] == 0x20 && k > lineStart {
                     methodSeen = true
                 } else if !HeadParser.isMethodByte(b[k]) {
@@ -96,6 +99,8 @@ public struct HeadScanner: Sendable {
             var lineLen = i - lineStart
             if lineLen > 0 && b[i - 1] == 0x0D { lineLen -= 1 }
             if lineLen == 0 {
+                // The same total the checks below apply while the head is incomplete.
+                if lineStart - skippedLeading > maxHead { throw HTTPError(isRequest ? 431 : 502, "too large head") }
                 scanned = i + 1
                 return i + 1
             }
@@ -116,9 +121,11 @@ public struct HeadScanner: Sendable {
             i += 1
         }
         scanned = i
-        let pending = i - lineStart
-        try checkLine(pending)
-        if i - skippedLeading > maxHead { throw HTTPError(isRequest ? 431 : 502, "too large head") }
+        // A CR at the end may start the line ending: it does not count yet (a line of exactly the
+        // limit followed by CRLF passes whether its bytes come together or one at a time).
+        let cr = i > lineStart && b[i - 1] == 0x0D ? 1 : 0
+        try checkLine(i - lineStart - cr)
+        if i - cr - skippedLeading > maxHead { throw HTTPError(isRequest ? 431 : 502, "too large head") }
         return nil
     }
 

@@ -62,10 +62,10 @@ public enum RESP {
             if v > Int(Int32.max) { throw .protocolError("invalid length") }
             i += 1
         }
-        guard i + 1 < b.count else {
-            if i - from > 12 { throw .protocolError("invalid length") }
-            return nil
-        }
+        // Checked before waiting for the line end: a number may not be longer complete than it
+        // may grow while incomplete, or the answer would depend on how the bytes arrived.
+        if i - from > 12 { throw .protocolError("invalid length") }
+        guard i + 1 < b.count else { return nil }
         guard i > start, b[i] == 0x0D, b[i + 1] == 0x0A else { throw .protocolError("invalid length") }
         return (neg ? -v : v, i + 2)
     }
