@@ -88,6 +88,19 @@ extension Compiler {
         },
         DirectiveSpec("internal", .location, .none) { c, _ in c.locationStack.last!.internalOnly = true },
         DirectiveSpec("allow", [.http, .server, .location, .limitExcept], .exactly(1), repeatable: true) { c, d in try c.accessRule(d, allow: true) },
+        // ngx_http_realip_module: the client address from a header sent by trusted proxies.
+        DirectiveSpec("set_real_ip_from", .hsl, .exactly(1), repeatable: true) { c, d in
+            let v = d.args[0].text
+            if v.hasPrefix("unix:") { throw ConfigError("\"set_real_ip_from unix:\" is not supported by lb (no unix sockets yet)", at: d.args[0].location) }
+            guard let n = parseCIDR(v) else { throw ConfigError("invalid parameter \"\(v)\"", at: d.args[0].location) }
+            c.appendArray(\.realIPFrom, n)
+        },
+        setting("real_ip_header", .exactly(1), default: "X-Real-IP", \.realIPHeader) { _, d in
+            let v = d.args[0].text
+            if v == "proxy_protocol" { throw ConfigError("\"real_ip_header proxy_protocol\" is not supported by lb (no PROXY protocol yet)", at: d.args[0].location) }
+            return v.lowercased()
+        },
+        flagSetting("real_ip_recursive", default: "off", \.realIPRecursive),
         DirectiveSpec("deny", [.http, .server, .location, .limitExcept], .exactly(1), repeatable: true) { c, d in try c.accessRule(d, allow: false) },
         flagSetting("autoindex", default: "off", \.autoindex),
         flagSetting("etag", default: "on", \.etag),

@@ -148,6 +148,10 @@ public struct HTTPSettings: Sendable {
     public var expires: Expires?
     public var errorPages: [ErrorPage]?
     public var accessRules: [AccessRule]?
+    /// `set_real_ip_from`, `real_ip_header` (lowercased), `real_ip_recursive`.
+    public var realIPFrom: [CIDR]?
+    public var realIPHeader: String?
+    public var realIPRecursive: Bool?
     public var autoindex: Bool?
     public var etag: Bool?
     public var ifModifiedSince: IfModifiedSinceSetting?
@@ -253,6 +257,9 @@ public struct HTTPSettings: Sendable {
         m(&expires, p.expires)
         m(&errorPages, p.errorPages)
         m(&accessRules, p.accessRules)
+        m(&realIPFrom, p.realIPFrom)
+        m(&realIPHeader, p.realIPHeader)
+        m(&realIPRecursive, p.realIPRecursive)
         m(&autoindex, p.autoindex)
         m(&etag, p.etag)
         m(&gzip, p.gzip)

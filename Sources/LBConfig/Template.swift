@@ -1,6 +1,6 @@
 /// A variable that a value template can name; resolved at load so the runtime never compares names.
 public enum Variable: Sendable, Hashable {
-    case host, remoteAddr, remotePort, remoteUser, binaryRemoteAddr
+    case host, remoteAddr, remotePort, remoteUser, binaryRemoteAddr, realipRemoteAddr, realipRemotePort
     case scheme, https, requestURI, uri, documentURI, args, queryString, isArgs, request, requestMethod
     case serverName, serverPort, serverAddr, serverProtocol, hostname, status
     case timeLocal, timeISO8601, msec, requestTime, requestLength, requestID, pid, connection, connectionRequests
@@ -29,7 +29,8 @@ public enum Variable: Sendable, Hashable {
 
     static let simple: [String: Variable] = [
         "host": .host, "remote_addr": .remoteAddr, "remote_port": .remotePort, "remote_user": .remoteUser,
-        "binary_remote_addr": .binaryRemoteAddr, "scheme": .scheme, "https": .https, "request_uri": .requestURI,
+        "binary_remote_addr": .binaryRemoteAddr, "realip_remote_addr": .realipRemoteAddr,
+        "realip_remote_port": .realipRemotePort, "scheme": .scheme, "https": .https, "request_uri": .requestURI,
         "uri": .uri, "document_uri": .documentURI, "args": .args, "query_string": .queryString, "is_args": .isArgs,
         "request": .request, "request_method": .requestMethod, "server_name": .serverName, "server_port": .serverPort,
         "server_addr": .serverAddr, "server_protocol": .serverProtocol, "hostname": .hostname, "status": .status,

@@ -107,6 +107,10 @@ final class ClientConnection: Pollable {
         _read { yield ex.location.settings }
     }
 
+    /// The client as the request sees it: the address `real_ip_header` gave (from a trusted proxy),
+    /// else the connection's peer. Access rules, logs, `$remote_addr` and `ip_hash` use it.
+    var clientAddress: SocketAddress { ex?.realClient ?? peer }
+
     /// The listener's default server: its settings rule the connection between requests.
     var defaultServer: VirtualServer { table.servers[table.listeners[listener].defaultServer] }
 
@@ -358,6 +362,9 @@ final class ClientConnection: Pollable {
             respondError(404)
             return
         }
+        if let trusted = ex.location.settings.realIPFrom {
+            applyRealIP(trusted)
+        }
         if let rules = ex.location.settings.accessRules, !allowed(rules) {
             log(.error, "access forbidden by rule")
             respondError(403)
@@ -399,8 +406,23 @@ final class ClientConnection: Pollable {
         return (c.msie6 && req.method == .post && off.contains("msie6")) || (c.safari && off.contains("safari"))
     }
 
+    /// realip: the client address from the configured header, when the peer is trusted.
+    func applyRealIP(_ trusted: [CIDR]) {
+        let s = ex.location.settings
+        let name = Array((s.realIPHeader ?? "x-real-ip").utf8)
+        let hb = head.readableBytes
+        // Every field of that name, in order, as one list (nginx joins X-Forwarded-For fields).
+        var value: [UInt8] = []
+        for f in req.headers where f.name.count == name.count && hb[f.name].map(ASCII.lower).elementsEqual(name) {
+            if !value.isEmpty { value.append(UInt8(ascii: ",")) }
+            value += hb[f.value]
+        }
+        guard !value.isEmpty else { return }
+        ex.realClient = RealIP.resolve(connection: peer, trusted: trusted, value: value, recursive: s.realIPRecursive == true)
+    }
+
     func allowed(_ rules: [AccessRule]) -> Bool {
-        let addr = peer.ipBytes
+        let addr = clientAddress.ipBytes
         for r in rules {
             if let n = r.network { if n.contains(addr) { return r.allow } } else { return r.allow }
         }
@@ -727,7 +749,7 @@ final class ClientConnection: Pollable {
     func log(_ level: ErrorLog.Level, _ message: String) {
         let el = worker.runtime.errorLog
         guard el.enabled(level) else { return }
-        var m = message + ", client: \(peer.ip), server: \((ex?.server ?? defaultServer).names.first ?? ""), request: \"\(String(decoding: requestLine(), as: UTF8.self))\""
+        var m = message + ", client: \(clientAddress.ip), server: \((ex?.server ?? defaultServer).names.first ?? ""), request: \"\(String(decoding: requestLine(), as: UTF8.self))\""
         if let u = currentUpstreamText { m += ", upstream: \"\(u)\"" }
         if let h = req.host { m += ", host: \"\(String(decoding: head.readableBytes[h], as: UTF8.self))\"" }
         el.log(level, m, connection: number, worker: worker.index)

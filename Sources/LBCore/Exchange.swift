@@ -1,5 +1,6 @@
 import LBConfig
 import LBHTTP
+import LBIO
 
 /// One request, from its head to its last logged byte (nginx's `ngx_http_request_t`, HAProxy's
 /// stream): the chosen server and location, the URI and its internal redirects, the status and
@@ -78,6 +79,9 @@ final class Exchange {
     var staticTrailer: [UInt8] = []
     /// The file's modification time for `expires modified …` (static responses only).
     var expiresMtime: Int?
+
+    /// The client's address from `real_ip_header` (realip), when a trusted proxy sent one.
+    var realClient: SocketAddress?
 
     /// Maps being evaluated (cycle detection), and whether a variable could not be evaluated.
     var mapsInProgress: [String] = []

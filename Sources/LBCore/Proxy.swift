@@ -159,7 +159,7 @@ extension ClientConnection {
         var clientAddr: [UInt8] = []
         var key: [UInt8] = []
         switch rt.group.policy {
-        case .ipHash: clientAddr = peer.ipBytes
+        case .ipHash: clientAddr = clientAddress.ipBytes
         case .hash(let t, _): key = evaluate(t)
         default: break
         }

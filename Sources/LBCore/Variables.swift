@@ -55,8 +55,10 @@ extension ClientConnection {
             } else {
                 out += Array(table.listeners[listener].address.host.utf8)
             }
-        case .remoteAddr, .binaryRemoteAddr: out += Array(peer.ip.utf8)
-        case .remotePort: out += Array("\(peer.port)".utf8)
+        case .remoteAddr, .binaryRemoteAddr: out += Array(clientAddress.ip.utf8)
+        case .remotePort: let p = clientAddress.port; if p > 0 { out += Array("\(p)".utf8) }
+        case .realipRemoteAddr: out += Array(peer.ip.utf8)
+        case .realipRemotePort: out += Array("\(peer.port)".utf8)
         case .remoteUser: break // no auth module: always empty ("-" in logs)
         case .scheme: out += transport.tls == nil ? Array("http".utf8) : Array("https".utf8)
         case .https: if transport.tls != nil { out += Array("on".utf8) }
@@ -99,7 +101,7 @@ extension ClientConnection {
         case .pipe: out.append(UInt8(ascii: "."))
         case .proxyAddXForwardedFor:
             if let x = headerValue("x-forwarded-for") { out += x + Array(", ".utf8) }
-            out += Array(peer.ip.utf8)
+            out += Array(clientAddress.ip.utf8)
         case .proxyHost: if let t = ex.target { out += Array(t.hostHeader.utf8) }
         case .proxyPort: if let t = ex.target { out += Array("\(t.port)".utf8) }
         case .upstreamAddr: joinUpstream(&out) { $0.addr }

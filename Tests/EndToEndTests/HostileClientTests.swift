@@ -155,4 +155,51 @@ import Testing
             #expect(Date().timeIntervalSince(t0) < 4, "client \(i)")
         }
     }
+
+    @Test func realIPFromTrustedProxiesAsNginx() throws {
+        // Expected answers are Debian nginx 1.22.1's for the same servers (see RealIPTests).
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "hi".write(to: dir.appendingPathComponent("f.txt"), atomically: true, encoding: .utf8)
+        let p2 = freePort(), p3 = freePort()
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            server {
+                listen 127.0.0.1:{port};
+                set_real_ip_from 127.0.0.1; set_real_ip_from 10.0.0.0/8;
+                location /xri { return 200 "$remote_addr|$realip_remote_addr|$remote_port"; }
+            }
+            server {
+                listen 127.0.0.1:\(p2);
+                set_real_ip_from 127.0.0.1; set_real_ip_from 10.0.0.0/8;
+                real_ip_header X-Forwarded-For;
+                location /xff { return 200 "$remote_addr|$realip_remote_addr|$remote_port"; }
+                location /deny2 { deny 203.0.113.9; alias \(dir.path)/; }
+                location /pxff { return 200 "$proxy_add_x_forwarded_for"; }
+            }
+            server {
+                listen 127.0.0.1:\(p3);
+                set_real_ip_from 127.0.0.1; set_real_ip_from 10.0.0.0/8;
+                real_ip_header X-Forwarded-For; real_ip_recursive on;
+                location /rec { return 200 "$remote_addr|$realip_remote_addr"; }
+            }
+        }
+        """)
+        defer { lb.stop() }
+        #expect(waitForPort(p2) && waitForPort(p3))
+        func get(_ port: Int, _ path: String, _ header: String) throws -> RawClient.Response {
+            try RawClient(port: port).get(path, headers: [header])
+        }
+        #expect(try get(lb.port, "/xri", "X-Real-IP: 203.0.113.9").text == "203.0.113.9|127.0.0.1|")
+        #expect(try get(lb.port, "/xri", "X-Real-IP: garbage").text.hasPrefix("127.0.0.1|127.0.0.1|"))
+        #expect(try get(p2, "/xff", "X-Forwarded-For: 1.1.1.1, 10.0.0.5").text == "10.0.0.5|127.0.0.1|")
+        #expect(try get(p2, "/xff", "X-Forwarded-For: 1.1.1.1, 203.0.113.9:8080").text == "203.0.113.9|127.0.0.1|8080")
+        #expect(try get(p3, "/rec", "X-Forwarded-For: 1.1.1.1, 2.2.2.2, 10.0.0.5, 10.1.1.1").text == "2.2.2.2|127.0.0.1")
+        #expect(try get(p3, "/rec", "X-Forwarded-For: 10.0.0.7, 10.0.0.5").text == "10.0.0.7|127.0.0.1")
+        #expect(try get(p2, "/deny2/f.txt", "X-Forwarded-For: 203.0.113.9").status == 403)
+        #expect(try get(p2, "/deny2/f.txt", "X-Forwarded-For: 203.0.113.10").status == 200)
+        #expect(try get(p2, "/pxff", "X-Forwarded-For: 1.1.1.1, 203.0.113.9").text == "1.1.1.1, 203.0.113.9, 203.0.113.9")
+    }
 }

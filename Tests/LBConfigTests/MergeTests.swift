@@ -12,7 +12,7 @@ struct MergeTests {
         "proxy_redirect": "off", "proxy_ignore_headers": "Expires", "proxy_cache": "off",
         "proxy_cache_valid": "200 1m", "proxy_cache_bypass": "$arg_x", "proxy_no_cache": "$arg_x",
         "proxy_cache_purge": "127.0.0.1", "proxy_cache_key": "$uri", "types": "", "error_log": "logs/e.log",
-        "gzip_types": "text/css", "max_ranges": "2", "charset": "utf-8", "try_files": "$uri =404", "limit_except": "",
+        "gzip_types": "text/css", "max_ranges": "2", "charset": "utf-8", "set_real_ip_from": "10.0.0.0/8", "try_files": "$uri =404", "limit_except": "",
         "gzip_proxied": "any", "open_file_cache": "off", "keepalive_timeout": "75s 60",
         "large_client_header_buffers": "4 8k", "client_body_temp_path": "client_body_temp",
         "proxy_cache_use_stale": "error", "proxy_cache_methods": "GET HEAD", "proxy_next_upstream": "error timeout",
