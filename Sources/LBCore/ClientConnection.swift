@@ -114,6 +114,16 @@ final class ClientConnection: Pollable {
     /// could be parsed), on the listener's default server until routing picks another.
     func beginExchange() {
         ex = Exchange(server: defaultServer, startMicros: monotonicMicros())
+        if var storage = worker.spareExchangeStorage.popLast() { ex.adopt(&storage) }
+    }
+
+    /// Ends the exchange; its arrays' capacity goes back to the worker (never their contents).
+    func endExchange() {
+        guard var done = ex else { return }
+        ex = nil
+        if isKnownUniquelyReferenced(&done) && worker.spareExchangeStorage.count < Worker.maxSpareBuffers {
+            worker.spareExchangeStorage.append(done.takeStorage())
+        }
     }
 
     func start() {
@@ -673,7 +683,7 @@ final class ClientConnection: Pollable {
         }
         // Ready for the next request (pipelined bytes may already be here); the exchange ends.
         let keepaliveTimeout = settings.effectiveKeepaliveTimeoutMs
-        ex = nil
+        endExchange()
         state = .head
         if inBuf.isEmpty {
             // Between requests a connection holds no I/O buffers: they go back to the worker.

@@ -164,7 +164,7 @@ extension ClientConnection {
         }
         ex.tried = walk
         ex.tries += 1
-        ex.attempt = Attempt(peer: p, text: text, start: monotonicMicros(), headLimit: settings.effectiveProxyBufferSize)
+        ex.attempt.restart(peer: p, text: text, start: monotonicMicros(), headLimit: settings.effectiveProxyBufferSize)
         // A pooled keep-alive connection first.
         if rt.group.keepalive != nil, let c = worker.takeIdle(upstream: rt.id, peer: p) {
             c.pooled = false
