@@ -351,7 +351,9 @@ extension HTTPSettings {
     public var effectiveProxyConnectTimeoutMs: Int { proxyConnectTimeoutMs ?? 60_000 }
     public var effectiveProxyReadTimeoutMs: Int { proxyReadTimeoutMs ?? 60_000 }
     public var effectiveProxySendTimeoutMs: Int { proxySendTimeoutMs ?? 60_000 }
-    public var effectiveProxyNextUpstream: UpstreamConditions { proxyNextUpstream ?? [.error, .timeout] }
+    /// Inlinable: called through another module's non-inlined getter, the whole struct is copied
+    /// (every reference in it retained) for each read; measured on the proxy path.
+    @inlinable public var effectiveProxyNextUpstream: UpstreamConditions { proxyNextUpstream ?? [.error, .timeout] }
     public var effectiveProxyNextUpstreamTries: Int { proxyNextUpstreamTries ?? 0 }
     public var effectiveProxyNextUpstreamTimeoutMs: Int { proxyNextUpstreamTimeoutMs ?? 0 }
     public var effectiveProxyBuffering: Bool { proxyBuffering ?? true }

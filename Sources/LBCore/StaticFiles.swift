@@ -341,7 +341,7 @@ extension ClientConnection {
         }
         // tcp_nopush: cork the socket so the head and the file go out in full segments (nginx).
         if settings.tcpNopush == true && settings.effectiveSendfile && transport.canSendfile {
-            transport.cork(fd, true)
+            transport.cork(self.fd, true) // self.fd: the socket; `fd` here is the file
             corked = true
         }
         sendStaticBody()

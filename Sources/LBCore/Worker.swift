@@ -19,6 +19,8 @@ public final class Worker: @unchecked Sendable {
     var spareBuffers: [UnsafeMutableRawPointer] = []
     static let bufferSize = 4096
     static let maxSpareBuffers = 256
+    /// Emptied arrays of finished exchanges, for the next ones (ClientConnection.beginExchange).
+    var spareExchangeStorage: [ExchangeStorage] = []
     var listeners: [Int32: ListenerSocket] = [:]
     var accessLogs: [String: AccessLogFile] = [:]
     /// Live client connections (for graceful stop and stats).

@@ -3,10 +3,11 @@
 # proxied location and then stay connected; lb's RSS is read before and after.
 #
 #   bash Tests/bench/idle-connections.sh [connections]
+#   LB=path/to/lb bash Tests/bench/idle-connections.sh ...   (another lb binary; default: this tree's)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-10000}
-swift build -c release --product lb >/dev/null
+if [ -z "${LB:-}" ]; then swift build -c release --product lb >/dev/null; LB=$PWD/.build/release/lb; fi
 W=$(mktemp -d /tmp/lb-idle.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
@@ -20,7 +21,7 @@ http {
     server { listen 127.0.0.1:18201; location / { return 200 "ok"; } }
 }
 CONF
-.build/release/lb -p "$W" -c lb.conf & LBPID=$!; PIDS+=($LBPID)
+"$LB" -p "$W" -c lb.conf & LBPID=$!; PIDS+=($LBPID)
 sleep 0.5
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 echo "lb RSS at start: $(rss $LBPID) KiB"

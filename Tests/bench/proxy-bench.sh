@@ -2,6 +2,12 @@
 # Proxy benchmark: wrk through lb, nginx and HAProxy to the same four fast loopback backends.
 #
 #   bash Tests/bench/proxy-bench.sh [rounds] [seconds] [connections]
+#   LB=path/to/lb LB_BASE=path/to/other/lb BODY_SIZE=4096 bash Tests/bench/proxy-bench.sh ...
+#
+# LB: the lb binary to measure (default: this tree's release build, built first). LB_BASE: a
+# second lb binary (e.g. a build of an earlier commit) measured in the same rounds as "base", with
+# the lb/base ratio of each round. BODY_SIZE: the backends' response body (default 100 bytes;
+# above 1,000 bytes it is a file nginx serves from disk instead of `return 200`).
 #
 # The proxy under test runs on core 1 with one worker; wrk and the backends share core 0.
 # Rounds are interleaved (lb nginx haproxy lb nginx haproxy ...); the summary gives medians and
@@ -13,15 +19,19 @@ ROUNDS=${1:-5}
 SECS=${2:-8}
 CONNS=${3:-50}
 for t in nginx haproxy wrk taskset; do command -v $t >/dev/null || { echo "missing $t: apt-get install nginx-light haproxy wrk"; exit 1; }; done
-swift build -c release --product lb >/dev/null
-LB=$PWD/.build/release/lb
+if [ -z "${LB:-}" ]; then swift build -c release --product lb >/dev/null; LB=$PWD/.build/release/lb; fi
+LB_BASE=${LB_BASE:-}
+BODY_SIZE=${BODY_SIZE:-100}
 W=$(mktemp -d /tmp/lb-bench.XXXXXX)
-mkdir -p "$W/logs" "$W/nginx-b" "$W/nginx-p"
+mkdir -p "$W/logs" "$W/nginx-b" "$W/nginx-p" "$W/www" "$W/base/logs"
+chmod 755 "$W" "$W/www"   # nginx workers run as nobody
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
 trap cleanup EXIT
 
-BODY=$(head -c 100 /dev/zero | tr '\0' 'x')
+BODY=$(head -c "$BODY_SIZE" /dev/zero | tr '\0' 'x')
+if [ "$BODY_SIZE" -le 1000 ]; then BACKEND="return 200 \"$BODY\";"; URLPATH=/
+else printf '%s' "$BODY" > "$W/www/body"; BACKEND="root $W/www;"; URLPATH=/body; fi
 # Backends: one nginx, four ports, pinned to core 0.
 cat > "$W/nginx-b/nginx.conf" <<CONF
 worker_processes 1;
@@ -33,7 +43,7 @@ http {
     access_log off;
     keepalive_requests 1000000;
     server { listen 127.0.0.1:19101; listen 127.0.0.1:19102; listen 127.0.0.1:19103; listen 127.0.0.1:19104;
-             location / { return 200 "$BODY"; } }
+             location / { $BACKEND } }
 }
 CONF
 taskset -c 0 nginx -p "$W/nginx-b" -c "$W/nginx-b/nginx.conf" 2>/dev/null & PIDS+=($!)
@@ -78,14 +88,20 @@ backend b
 CONF
 ulimit -n 20000 2>/dev/null || true
 taskset -c 1 "$LB" -p "$W" -c lb.conf 2>"$W/lb.err" & LBPID=$!; PIDS+=($LBPID)
+SPECS=("lb 18001 $LBPID")
+if [ -n "$LB_BASE" ]; then
+    sed 's/127.0.0.1:18001/127.0.0.1:18004/' "$W/lb.conf" > "$W/base/lb.conf"
+    taskset -c 1 "$LB_BASE" -p "$W/base" -c lb.conf 2>"$W/base.err" & BASEPID=$!; PIDS+=($BASEPID)
+    SPECS+=("base 18004 $BASEPID")
+fi
 taskset -c 1 nginx -p "$W/nginx-p" -c "$W/nginx-p/nginx.conf" 2>/dev/null & NGPID=$!; PIDS+=($NGPID)
 taskset -c 1 haproxy -f "$W/haproxy.cfg" 2>/dev/null & HAPID=$!; PIDS+=($HAPID)
 sleep 1
-for port in 18001 18002 18003; do curl -sf -o /dev/null "http://127.0.0.1:$port/" || { echo "proxy on $port not answering"; cat "$W/lb.err"; exit 1; }; done
+for port in 18001 18002 18003 ${LB_BASE:+18004}; do curl -sf -o /dev/null "http://127.0.0.1:$port$URLPATH" || { echo "proxy on $port not answering"; cat "$W/lb.err"; exit 1; }; done
 
 run() { # name port
     local out
-    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$2/" 2>&1)
+    out=$(taskset -c 0 wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$2$URLPATH" 2>&1)
     local rps p50 p99
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$out" | awk '$1=="50%" {print $2}')
@@ -98,7 +114,7 @@ cpu_ticks() { # utime+stime of a process and its threads, in clock ticks
 }
 echo "round proxy req/s p50 p99 rss_kib cpu_us_per_req"
 for r in $(seq 1 "$ROUNDS"); do
-    for spec in "lb 18001 $LBPID" "nginx 18002 $NGPID" "haproxy 18003 $HAPID"; do
+    for spec in "${SPECS[@]}" "nginx 18002 $NGPID" "haproxy 18003 $HAPID"; do
         set -- $spec
         t0=$(cpu_ticks "$3")
         line=$(run "$1" "$2")
@@ -126,7 +142,19 @@ def ratio(a, b):
         y = [float(r[2]) for r in rows if r[0] == k and r[1] == b]
         if x and y: vals.append(x[0] / y[0])
     return vals
-for other in ("nginx", "haproxy"):
-    v = ratio("lb", other)
-    print(f"  lb/{other}: median {statistics.median(v):.2f}  per round {' '.join(f'{x:.2f}' for x in v)}")
+pairs = [("lb", "nginx"), ("lb", "haproxy")]
+if "base" in by: pairs = [("lb", "base")] + pairs + [("base", "nginx"), ("base", "haproxy")]
+for a, b in pairs:
+    v = ratio(a, b)
+    print(f"  {a}/{b}: median {statistics.median(v):.2f}  per round {' '.join(f'{x:.2f}' for x in v)}")
+def cpu_ratio(a, b):
+    vals = []
+    for k in rounds:
+        x = [float(r[6]) for r in rows if r[0] == k and r[1] == a]
+        y = [float(r[6]) for r in rows if r[0] == k and r[1] == b]
+        if x and y and y[0] > 0: vals.append(x[0] / y[0])
+    return vals
+if "base" in by:
+    v = cpu_ratio("lb", "base")
+    print(f"  CPU per request lb/base: median {statistics.median(v):.3f}  per round {' '.join(f'{x:.3f}' for x in v)}")
 PY
