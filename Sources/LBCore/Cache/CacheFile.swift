@@ -92,6 +92,17 @@ public enum CacheFile {
         return CacheHash(key: b)
     }
 
+    /// A file's modification time in nanoseconds (what a hit compares with `CacheEntry.modified`).
+    static func modifiedTime(_ st: stat) -> Int64 {
+        Int64(st.st_mtim.tv_sec) &* 1_000_000_000 &+ Int64(st.st_mtim.tv_nsec)
+    }
+
+    /// Whether the open file `st` describes is still the entry's: linked (not deleted or renamed
+    /// over), the same inode, size and modification time. One `fstat` per hit answers it.
+    static func isCurrent(_ st: stat, _ e: CacheEntry) -> Bool {
+        st.st_nlink > 0 && UInt64(st.st_ino) == e.inode && Int(st.st_size) == e.fileSize && modifiedTime(st) == e.modified
+    }
+
     /// Reads and validates the entry file at `path`, expecting it to hold `hash`.
     public static func read(path: String, expecting hash: CacheHash) -> CacheEntry? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -104,6 +115,7 @@ public enum CacheFile {
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, 0) }
         guard n == want else { return nil }
         guard var e = decode(buf, fileSize: Int(st.st_size), inode: UInt64(st.st_ino)) else { return nil }
+        e.modified = modifiedTime(st)
         if e.primary != hash {
             // A variant: its name is the variant hash, recomputed from the key and vary names
             // is not possible without the request, so the name is trusted once the key checks out.
@@ -115,17 +127,24 @@ public enum CacheFile {
 }
 
 /// Writes one response into a temporary file while it is relayed, then renames it into place.
+/// A failed system call (a full or read-only disk) stops the writer and leaves `failure`, worded
+/// as nginx words it (`write() "PATH" failed (28: No space left on device)`), for the caller to
+/// log; the response itself goes on to the client.
 final class CacheWriter {
     let zone: CacheZoneRuntime
     var entry: CacheEntry
     let tempPath: String
     var fd: Int32
     var failed = false
+    /// Why the entry could not be stored (logged at `crit` by the caller), nil when nothing failed.
+    var failure: String?
     var bodyBytes = 0
     /// De-chunks a chunked upstream body on its way to the file (the client may still get chunks).
     var framer: ChunkedFramerBox?
 
-    init?(zone: CacheZoneRuntime, entry: CacheEntry, created: Int) {
+    /// Opens the temporary file and writes the entry's header; a writer that failed to
+    /// (`failed`, with `failure` set) has already removed its file.
+    init(zone: CacheZoneRuntime, entry: CacheEntry, created: Int) {
         self.zone = zone
         self.entry = entry
         tempPath = zone.tempPath()
@@ -133,11 +152,19 @@ final class CacheWriter {
         if fd < 0 {
             zone.makeDirectory(zone.tempDirectory)
             fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-            if fd < 0 { return nil }
+            if fd < 0 {
+                fail("open() \"\(tempPath)\" failed", errno)
+                return
+            }
         }
         let header = CacheFile.encodeHeader(entry, created: created)
         self.entry.bodyOffset = header.count
-        if !write(header) { abort(); return nil }
+        if !write(header) { abort() }
+    }
+
+    private func fail(_ what: String, _ err: Int32) {
+        failed = true
+        if failure == nil { failure = what + " (\(err): \(String(cString: strerror(err))))" }
     }
 
     @discardableResult
@@ -149,9 +176,14 @@ final class CacheWriter {
         var off = 0
         while off < b.count {
             let n = Glibc.write(fd, b.baseAddress! + off, b.count - off)
-            if n <= 0 {
-                if n < 0 && errno == EINTR { continue }
+            if n < 0 {
+                if errno == EINTR { continue }
+                fail("write() \"\(tempPath)\" failed", errno)
+                return false
+            }
+            if n == 0 {
                 failed = true
+                failure = failure ?? "write() \"\(tempPath)\" has written only \(off) of \(b.count)"
                 return false
             }
             off += n
@@ -163,22 +195,43 @@ final class CacheWriter {
         if write(b) { bodyBytes += b.count }
     }
 
-    /// Finishes the file and publishes it; returns the entry as indexed, or nil on failure.
+    /// Finishes the file and publishes it; returns the entry as indexed, or nil on failure
+    /// (`failure` says why when a system call failed).
     func commit() -> CacheEntry? {
-        defer { fd = -1 }
-        guard !failed else { abort(); return nil }
+        guard !failed, fd >= 0 else { abort(); return nil }
         var len = UInt64(bodyBytes).littleEndian
-        let ok = withUnsafeBytes(of: &len) { pwrite(fd, $0.baseAddress, 8, off_t(CacheFile.bodyLengthOffset)) } == 8
+        let written = withUnsafeBytes(of: &len) { pwrite(fd, $0.baseAddress, 8, off_t(CacheFile.bodyLengthOffset)) }
+        if written != 8 {
+            fail("pwrite() \"\(tempPath)\" failed", written < 0 ? errno : ENOSPC)
+            abort()
+            return nil
+        }
         var st = stat()
-        guard ok, fstat(fd, &st) == 0 else { abort(); return nil }
-        close(fd)
+        if fstat(fd, &st) != 0 {
+            fail("fstat() \"\(tempPath)\" failed", errno)
+            abort()
+            return nil
+        }
+        // close() is where some file systems (NFS) report a failed write.
+        let closed = close(fd)
+        fd = -1
+        if closed != 0 {
+            fail("close() \"\(tempPath)\" failed", errno)
+            abort()
+            return nil
+        }
         entry.bodyLength = bodyBytes
         entry.inode = UInt64(st.st_ino)
+        entry.modified = CacheFile.modifiedTime(st)
         guard Int(st.st_size) == entry.fileSize else { unlink(tempPath); return nil }
         let final = zone.path(for: entry.hash)
         if rename(tempPath, final) != 0 {
             zone.makeDirectory(zone.directory(for: entry.hash))
-            if rename(tempPath, final) != 0 { unlink(tempPath); return nil }
+            if rename(tempPath, final) != 0 {
+                fail("rename() \"\(tempPath)\" to \"\(final)\" failed", errno)
+                unlink(tempPath)
+                return nil
+            }
         }
         return entry
     }

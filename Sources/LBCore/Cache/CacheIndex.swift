@@ -73,6 +73,9 @@ public struct CacheEntry: Sendable {
     /// The file's inode: a hit checks it, so a file replaced since the lookup is never served
     /// with another entry's head.
     public var inode: UInt64
+    /// The file's modification time (ns since the epoch) when it was written or last refreshed: a
+    /// hit checks it too, so a file rewritten in place (`cp` over it) is never served.
+    public var modified: Int64 = 0
     /// `head` parsed once (a hit does not parse it again).
     public var parsed = ResponseHead()
 
@@ -178,8 +181,9 @@ public struct CacheIndex: Sendable {
     }
 
     /// Updates the freshness of an entry (a 304 revalidation).
-    public mutating func refresh(_ h: CacheHash, validUntil: Int, staleWhileRevalidate: Int, staleIfError: Int) {
+    public mutating func refresh(_ h: CacheHash, validUntil: Int, staleWhileRevalidate: Int, staleIfError: Int, modified: Int64? = nil) {
         guard let i = map[h] else { return }
+        if let m = modified { slots[i].entry!.modified = m }
         slots[i].entry!.validUntil = validUntil
         slots[i].entry!.staleWhileRevalidate = staleWhileRevalidate
         slots[i].entry!.staleIfError = staleIfError

@@ -164,9 +164,11 @@ extension ClientConnection {
             let f = open(zone.path(for: e.hash), O_RDONLY | O_CLOEXEC)
             return f >= 0 ? f : nil
         }
-        // The file must be the indexed one, whole: same inode (checked when opened) and size.
+        // The file must be the indexed one, whole and still in place: a descriptor held since an
+        // earlier hit still reads a file deleted or renamed over since (then it has no links left),
+        // and a file rewritten in place has another size or modification time.
         var st = stat()
-        guard let file, fstat(file.fd, &st) == 0, UInt64(st.st_ino) == e.inode, Int(st.st_size) == e.fileSize else {
+        guard let file, fstat(file.fd, &st) == 0, CacheFile.isCurrent(st, e) else {
             worker.forgetSharedFile(zone: zone, hash: e.hash)
             zone.index.withLock { $0.forget(e.hash, inode: e.inode) }
             ex.cache?.entry = nil
@@ -309,7 +311,7 @@ extension ClientConnection {
             e.validUntil = fresh.validUntil
             e.staleWhileRevalidate = fresh.staleWhileRevalidate
             e.staleIfError = fresh.staleIfError
-            if fresh.validUntil > nowSec { storeFreshness(e) }
+            if fresh.validUntil > nowSec { storeFreshness(&e) }
             c.inBuf.readIndex += headLength
             finishUpstreamWithoutBody(c)
             cr.zone.revalidated.add(1, ordering: .relaxed)
@@ -363,23 +365,50 @@ extension ClientConnection {
         let entry = CacheEntry(hash: hash, primary: cr.primary, key: cr.key, varyNames: names, head: stored, status: ex.attempt.response.status,
                                bodyOffset: 0, bodyLength: 0, validUntil: fresh.validUntil, staleWhileRevalidate: fresh.staleWhileRevalidate,
                                staleIfError: fresh.staleIfError, inode: 0)
-        if let w = CacheWriter(zone: cr.zone, entry: entry, created: nowSec) {
-            if ex.attempt.response.chunked && !ex.attempt.dechunk { w.framer = ChunkedFramerBox() }
-            ex.cacheWriter = w
+        let w = CacheWriter(zone: cr.zone, entry: entry, created: nowSec)
+        if w.failed {
+            cacheWriteFailed(w)
+            return false
         }
+        if ex.attempt.response.chunked && !ex.attempt.dechunk { w.framer = ChunkedFramerBox() }
+        ex.cacheWriter = w
         return false
     }
 
-    /// Rewrites an entry's freshness in its file and in the index (a revalidation).
-    func storeFreshness(_ e: CacheEntry) {
+    /// Rewrites an entry's freshness in its file and in the index (a revalidation). The file's new
+    /// modification time goes into the index with it, so hits keep recognising the file.
+    func storeFreshness(_ e: inout CacheEntry) {
         guard let zone = ex.cache?.zone else { return }
-        let f = open(zone.path(for: e.hash), O_WRONLY | O_CLOEXEC)
+        let path = zone.path(for: e.hash)
+        var modified: Int64?
+        let f = open(path, O_WRONLY | O_CLOEXEC)
         if f >= 0 {
-            var v = Int64(e.validUntil).littleEndian
-            _ = withUnsafeBytes(of: &v) { pwrite(f, $0.baseAddress, 8, off_t(CacheFile.validUntilOffset)) }
+            var st = stat()
+            // Only the indexed file: one replaced since is not rewritten (its hit becomes a miss).
+            if fstat(f, &st) == 0, CacheFile.isCurrent(st, e) {
+                var v = Int64(e.validUntil).littleEndian
+                let n = withUnsafeBytes(of: &v) { pwrite(f, $0.baseAddress, 8, off_t(CacheFile.validUntilOffset)) }
+                if n != 8 {
+                    log(.crit, "pwrite() \"\(path)\" failed (\(n < 0 ? errno : ENOSPC): \(String(cString: strerror(n < 0 ? errno : ENOSPC))))")
+                } else if fstat(f, &st) == 0 {
+                    modified = CacheFile.modifiedTime(st)
+                }
+            }
             Glibc.close(f)
+        } else if errno != ENOENT {
+            log(.crit, "open() \"\(path)\" failed (\(errno): \(String(cString: strerror(errno))))")
         }
-        zone.index.withLock { $0.refresh(e.hash, validUntil: e.validUntil, staleWhileRevalidate: e.staleWhileRevalidate, staleIfError: e.staleIfError) }
+        if let modified { e.modified = modified }
+        let refreshed = e
+        zone.index.withLock { $0.refresh(refreshed.hash, validUntil: refreshed.validUntil, staleWhileRevalidate: refreshed.staleWhileRevalidate,
+                                         staleIfError: refreshed.staleIfError, modified: modified) }
+    }
+
+    /// A cache file could not be written (full or read-only disk): nginx logs the failed call at
+    /// `crit`; the response is still relayed to the client, only not stored.
+    func cacheWriteFailed(_ w: CacheWriter) {
+        w.abort()
+        if let f = w.failure { log(.crit, f + " while reading upstream") }
     }
 
     /// The upstream's answer had no body (a 304): release the connection as a completed exchange.
@@ -414,7 +443,7 @@ extension ClientConnection {
             w.appendBody(region)
         }
         if w.failed {
-            w.abort()
+            cacheWriteFailed(w)
             ex.cacheWriter = nil
         }
     }
@@ -425,7 +454,10 @@ extension ClientConnection {
         ex.cacheWriter = nil
         guard let zone = ex.cache?.zone else { w.abort(); return }
         if case .length(let n) = ex.attempt.responseFraming, n != 0 { w.abort(); return }
-        guard let e = w.commit() else { return }
+        guard let e = w.commit() else {
+            cacheWriteFailed(w)
+            return
+        }
         let now = worker.loop.now
         // Entries this evicts are unlinked by the cache manager, not on this loop.
         zone.index.withLock { ix in
