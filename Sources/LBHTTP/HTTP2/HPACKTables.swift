@@ -118,8 +118,9 @@ public enum HPACKStaticTable {
 
 /// The HPACK dynamic table (RFC 7541 §2.3.2, §4) in one preallocated byte store: entries are
 /// appended at the end, evicted from the front, and the live bytes moved back to the start when
-/// the end is reached (at most one table size of bytes moved per table size inserted). No
-/// allocation after `init`.
+/// the end is reached (at most one table size of bytes moved per table size inserted). The
+/// store is allocated at the first insertion (an idle connection whose peer never indexes
+/// anything holds none), and never again.
 public struct HPACKDynamicTable: Sendable {
     /// One entry: its name then its value, at `start` in `storage`.
     struct Entry: Sendable {
@@ -148,6 +149,12 @@ public struct HPACKDynamicTable: Sendable {
     public init(capacity: Int = 4096) {
         self.capacity = capacity
         self.maxSize = capacity
+        storage = []
+        ring = []
+    }
+
+    /// Allocates the store and the ring (first insertion).
+    mutating func allocate() {
         storage = [UInt8](repeating: 0, count: max(2 * capacity, 64))
         ring = [Entry](repeating: Entry(start: 0, nameLength: 0, valueLength: 0), count: capacity / Self.entryOverhead + 1)
     }
@@ -185,6 +192,7 @@ public struct HPACKDynamicTable: Sendable {
             return
         }
         evict(toFit: needed)
+        if ring.isEmpty { allocate() }
         let bytes = name.count + value.count
         if storageEnd + bytes > storage.count { compact() }
         storage.withUnsafeMutableBytes { s in
