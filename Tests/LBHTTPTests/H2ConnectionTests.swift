@@ -306,6 +306,18 @@ func u32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8
         #expect(fields.count == 2 && fields[1].1 == big)
     }
 
+    @Test func responsesGoOutWhileAClientHeaderBlockIsIncomplete() throws {
+        var c = TestClient()
+        c.send(c.headers(1, TestClient.get()))
+        let block = encodeBlock(&c.encoder, TestClient.get("/next"))
+        #expect(c.send(rawFrame(.headers, flags: H2Flags.endStream, stream: 3, Array(block[0..<3]))).isEmpty)
+        let answered = c.conn.sendHeaders(streamID: 1, status: 200, fields: [], endStream: false)
+        #expect(answered)
+        #expect(c.data(1, Array("x".utf8), end: true) == 1)
+        #expect(c.outputSummary() == ["headers 1", "data 1 END_STREAM"])
+        #expect(c.send(rawFrame(.continuation, flags: H2Flags.endHeaders, stream: 3, Array(block[3...]))) == [.request(3, "GET /next example.com", endStream: true)])
+    }
+
     @Test func cookiesAreJoinedIntoOneField() throws {
         var c = TestClient()
         c.send(c.headers(1, TestClient.get() + [("cookie", "a=1"), ("accept", "*/*"), ("cookie", "b=2"), ("cookie", "c=3")]))

@@ -108,6 +108,8 @@ public struct H2Connection: Sendable {
     }
 
     public let config: H2Config
+    /// The connection's receive window size in force (never below the protocol's default).
+    let connectionWindowTarget: Int
     var state: State = .preface
     var streams: [UInt32: Stream] = [:]
     /// Highest stream id the client opened (GOAWAY's last stream id).
@@ -147,6 +149,7 @@ public struct H2Connection: Sendable {
     /// output at once, as a server may send them before the client's preface arrives.
     public init(config: H2Config = H2Config()) {
         self.config = config
+        connectionWindowTarget = min(max(config.connectionWindowSize, H2.defaultWindow), H2.maxWindow)
         decoder = HPACKDecoder(maxTableSize: config.headerTableSize, maxHeaderListSize: config.maxHeaderListSize)
         encoder = HPACKEncoder(capacity: config.responseTableSize)
         encoder.setPeerTableSize(4096)
@@ -160,9 +163,9 @@ public struct H2Connection: Sendable {
         ]
         if config.headerTableSize != 4096 { settings.append((.headerTableSize, UInt32(config.headerTableSize))) }
         H2FrameWriter.settings(settings, into: &output)
-        if config.connectionWindowSize > H2.defaultWindow {
-            H2FrameWriter.windowUpdate(0, increment: config.connectionWindowSize - H2.defaultWindow, into: &output)
-            connectionRecvWindow = config.connectionWindowSize
+        if connectionWindowTarget > H2.defaultWindow {
+            H2FrameWriter.windowUpdate(0, increment: connectionWindowTarget - H2.defaultWindow, into: &output)
+            connectionRecvWindow = connectionWindowTarget
         }
     }
 
@@ -196,6 +199,10 @@ public struct H2Connection: Sendable {
 
     /// The connection ended with a connection error (GOAWAY sent).
     public var isClosed: Bool { if case .closed = state { true } else { false } }
+
+    /// Whether responses may still be framed: until a connection error (a client's header
+    /// block in progress does not stop our output).
+    var canSend: Bool { !isClosed }
 
     /// Frees buffers grown by earlier requests while no stream is active (idle connections).
     public mutating func releaseIdleMemory() {
@@ -315,9 +322,9 @@ public struct H2Connection: Sendable {
         let length = f.payload.count
         connectionRecvWindow -= length
         if connectionRecvWindow < 0 { throw .connection(.flowControlError, reason: "DATA beyond the connection window") }
-        if connectionRecvWindow < config.connectionWindowSize / 2 {
-            H2FrameWriter.windowUpdate(0, increment: config.connectionWindowSize - connectionRecvWindow, into: &output)
-            connectionRecvWindow = config.connectionWindowSize
+        if connectionRecvWindow < connectionWindowTarget / 2 {
+            H2FrameWriter.windowUpdate(0, increment: connectionWindowTarget - connectionRecvWindow, into: &output)
+            connectionRecvWindow = connectionWindowTarget
         }
         guard var s = streams[sid] else {
             if sid > lastClientStreamID { throw .connection(.protocolError, reason: "DATA on an idle stream") }
@@ -542,7 +549,7 @@ public struct H2Connection: Sendable {
     /// `sendHeaders` in steps, without allocating: `beginHeaders`, `addHeader` per field,
     /// `endHeaders`. Returns false when the stream is gone or already answered.
     public mutating func beginHeaders(streamID sid: UInt32, status: Int) -> Bool {
-        guard let s = streams[sid], !s.headersSent, case .frames = state else { return false }
+        guard let s = streams[sid], !s.headersSent, canSend else { return false }
         encodeBuffer.removeAll(keepingCapacity: true)
         encoder.beginBlock(into: &encodeBuffer)
         encoder.encodeStatus(status, into: &encodeBuffer)
@@ -602,7 +609,7 @@ public struct H2Connection: Sendable {
     /// `.windowOpened` comes when the client opens the window), or nil when the stream is gone.
     /// END_STREAM is sent only with the last octet. An empty final call ends the stream.
     public mutating func sendData(streamID sid: UInt32, _ bytes: UnsafeRawBufferPointer, endStream: Bool) -> Int? {
-        guard var s = streams[sid], s.headersSent, case .frames = state else { return nil }
+        guard var s = streams[sid], s.headersSent, canSend else { return nil }
         let allowed = max(0, min(bytes.count, s.sendWindow, connectionSendWindow))
         let frameSize = min(peerMaxFrameSize, config.chunkSize)
         var sent = 0
@@ -652,7 +659,7 @@ public struct H2Connection: Sendable {
     /// The runtime gives up a stream (upstream failed mid-response, body too large…):
     /// RST_STREAM with `code` (INTERNAL_ERROR, CANCEL…).
     public mutating func reset(streamID sid: UInt32, code: H2ErrorCode) {
-        guard streams.removeValue(forKey: sid) != nil, case .frames = state else { return }
+        guard canSend, streams.removeValue(forKey: sid) != nil else { return }
         H2FrameWriter.rstStream(sid, code: code, into: &output)
         remember(sid, byClient: false)
     }
