@@ -197,11 +197,10 @@ public struct HPACKDecoder: Sendable {
         let start = list.bytes.count
         let nameEnd: Int
         if index >= 1 && index <= HPACKStaticTable.count {
-            let f = HPACKStaticTable.flat
-            let o = f.offsets[index]
+            let r = HPACKStaticTable.raw
             // Static entries are small: the list's cap is checked by add().
-            list.bytes.append(contentsOf: f.bytes[o..<o + f.nameLengths[index] + f.valueLengths[index]])
-            nameEnd = start + f.nameLengths[index]
+            list.bytes.append(contentsOf: UnsafeRawBufferPointer(start: r.bytes + r.offsets[index], count: r.names[index] + r.values[index]))
+            nameEnd = start + r.names[index]
         } else {
             let d = index - HPACKStaticTable.count
             guard d >= 1 && d <= table.count else { throw .invalidIndex }
@@ -219,9 +218,8 @@ public struct HPACKDecoder: Sendable {
 
     mutating func appendName(_ index: Int, into out: inout [UInt8]) throws(HPACKError) {
         if index >= 1 && index <= HPACKStaticTable.count {
-            let f = HPACKStaticTable.flat
-            let o = f.offsets[index]
-            out.append(contentsOf: f.bytes[o..<o + f.nameLengths[index]])
+            let r = HPACKStaticTable.raw
+            out.append(contentsOf: UnsafeRawBufferPointer(start: r.bytes + r.offsets[index], count: r.names[index]))
         } else {
             let d = index - HPACKStaticTable.count
             guard d >= 1 && d <= table.count else { throw .invalidIndex }

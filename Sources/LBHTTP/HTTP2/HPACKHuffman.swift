@@ -95,35 +95,55 @@ public enum HPACKHuffman {
         return table
     }()
 
+    /// The decoder table as an immortal pointer (no array access on the hot path).
+    static let decoder: Immortal = {
+        let p = UnsafeMutablePointer<UInt32>.allocate(capacity: decodeTable.count)
+        p.initialize(from: decodeTable, count: decodeTable.count)
+        return Immortal(table: UnsafePointer(p))
+    }()
+
+    /// A table allocated once and never freed or written again.
+    struct Immortal: @unchecked Sendable { let table: UnsafePointer<UInt32> }
+
     /// Decodes `input`, appending the octets to `out`. Throws on EOS in the string, padding
     /// longer than 7 bits or not made of ones (RFC 7541 §5.2), or when the output would exceed
     /// `limit` octets.
     public static func decode(_ input: UnsafeRawBufferPointer, into out: inout [UInt8], limit: Int = Int.max) throws(HPACKError) {
+        // At most 8/5 octets out per octet in (the shortest code has 5 bits): room is made
+        // first, written through a pointer, and the excess dropped.
+        let natural = input.count * 8 / 5 + 1
+        let bound = limit < natural ? limit + 1 : natural
+        let base = out.count
+        out.append(contentsOf: repeatElement(0, count: bound))
+        let t = decoder.table
         var state = 0
         var accept = true
-        var produced = 0
-        try decodeTable.withUnsafeBufferPointer { (t) throws(HPACKError) in
+        var w = 0
+        var failed = false
+        out.withUnsafeMutableBufferPointer { o in
+            let p = o.baseAddress! + base
             for byte in input {
-                var e = t[state * 16 + Int(byte >> 4)]
-                if e & failFlag != 0 { throw HPACKError.invalidHuffman }
-                if e & emitFlag != 0 {
-                    produced += 1
-                    if produced > limit { throw HPACKError.stringTooLong }
-                    out.append(UInt8(truncatingIfNeeded: e >> 8))
+                var e = t[state &* 16 &+ Int(byte >> 4)]
+                if e & 0x30000 != 0 {
+                    if e & 0x20000 != 0 || w == bound { failed = true; return }  // EOS, or past the limit
+                    p[w] = UInt8(truncatingIfNeeded: e >> 8)
+                    w &+= 1
                 }
                 state = Int(e & 0xFF)
-                e = t[state * 16 + Int(byte & 0x0F)]
-                if e & failFlag != 0 { throw HPACKError.invalidHuffman }
-                if e & emitFlag != 0 {
-                    produced += 1
-                    if produced > limit { throw HPACKError.stringTooLong }
-                    out.append(UInt8(truncatingIfNeeded: e >> 8))
+                e = t[state &* 16 &+ Int(byte & 0x0F)]
+                if e & 0x30000 != 0 {
+                    if e & 0x20000 != 0 || w == bound { failed = true; return }  // EOS, or past the limit
+                    p[w] = UInt8(truncatingIfNeeded: e >> 8)
+                    w &+= 1
                 }
                 state = Int(e & 0xFF)
-                accept = e & acceptFlag != 0
+                accept = e & 0x40000 != 0
             }
         }
-        if !accept { throw HPACKError.invalidHuffman }
+        out.removeLast(bound - w)
+        if failed { throw w == bound && w > limit ? .stringTooLong : .invalidHuffman }
+        if w > limit { throw .stringTooLong }
+        if !accept { throw .invalidHuffman }
     }
 
     /// The length in octets of `input` once Huffman-coded, padding included.

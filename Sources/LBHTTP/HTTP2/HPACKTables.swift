@@ -56,6 +56,25 @@ public enum HPACKStaticTable {
         return (bytes, offsets, names, values)
     }()
 
+    /// `flat` as immortal pointers, for the decoder's hot path: entry i's name and value are
+    /// `bytes[offsets[i]..<offsets[i] + names[i] + values[i]]`.
+    struct Raw: @unchecked Sendable {
+        let bytes: UnsafePointer<UInt8>
+        let offsets: UnsafePointer<Int>
+        let names: UnsafePointer<Int>
+        let values: UnsafePointer<Int>
+    }
+
+    static let raw: Raw = {
+        func copy<T>(_ a: [T]) -> UnsafePointer<T> {
+            let p = UnsafeMutablePointer<T>.allocate(capacity: a.count)
+            p.initialize(from: a, count: a.count)
+            return UnsafePointer(p)
+        }
+        let f = flat
+        return Raw(bytes: copy(f.bytes), offsets: copy(f.offsets), names: copy(f.nameLengths), values: copy(f.valueLengths))
+    }()
+
     /// Open-addressed hash of names → first index with that name (the encoder's name lookup).
     static let nameSlots: [UInt8] = {
         var slots = [UInt8](repeating: 0, count: 256)
