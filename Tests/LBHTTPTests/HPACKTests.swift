@@ -273,6 +273,33 @@ func sameFields(_ a: [(String, String)], _ b: [(String, String)]) -> Bool {
         }
     }
 
+    @Test(arguments: [64, 256, 4096])
+    func dynamicTableMatchesAPlainListModel(_ capacity: Int) {
+        // The table against the RFC's description done naively: a list, newest first, evicted
+        // from the end while the sizes (name + value + 32) exceed the maximum.
+        var t = HPACKDynamicTable(capacity: capacity)
+        var model: [([UInt8], [UInt8])] = []
+        var maxSize = capacity
+        var rng = SplitMix(state: UInt64(capacity))
+        for step in 0..<3000 {
+            if step % 500 == 499 {
+                maxSize = rng.below(capacity + 1)
+                t.setMaxSize(maxSize)
+            }
+            let name = [UInt8](repeating: UInt8(0x61 + step % 26), count: rng.below(capacity / 4) + 1)
+            let value = [UInt8](repeating: UInt8(0x30 + step % 10), count: rng.below(capacity / 2))
+            name.withUnsafeBytes { n in value.withUnsafeBytes { v in t.insert(name: n, value: v) } }
+            model.insert((name, value), at: 0)
+            while model.reduce(0, { $0 + $1.0.count + $1.1.count + 32 }) > maxSize { model.removeLast() }
+            #expect(t.count == model.count)
+            #expect(t.size == model.reduce(0, { $0 + $1.0.count + $1.1.count + 32 }))
+            for i in 0..<model.count {
+                let same = t.withEntry(i + 1) { n, v in Array(n) == model[i].0 && Array(v) == model[i].1 }
+                #expect(same, "entry \(i + 1) after insertion \(step)")
+            }
+        }
+    }
+
     @Test func entryLargerThanTheTableEmptiesIt() throws {
         var t = HPACKDynamicTable(capacity: 64)
         "ab".utf8CString.withUnsafeBytes { n in

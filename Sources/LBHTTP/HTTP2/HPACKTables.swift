@@ -137,7 +137,9 @@ public enum HPACKStaticTable {
 
 /// The HPACK dynamic table (RFC 7541 §2.3.2, §4) in one preallocated byte store: entries are
 /// appended at the end, evicted from the front, and the live bytes moved back to the start when
-/// the end is reached (at most one table size of bytes moved per table size inserted). The
+/// the end is reached. The store is 1.5 table sizes: after evictions the live entries and the
+/// new one always fit in one table size, so a compaction makes room, and it moves at most one
+/// table size of bytes per half table size inserted. The
 /// store is allocated at the first insertion (an idle connection whose peer never indexes
 /// anything holds none), and never again.
 public struct HPACKDynamicTable: Sendable {
@@ -174,7 +176,7 @@ public struct HPACKDynamicTable: Sendable {
 
     /// Allocates the store and the ring (first insertion).
     mutating func allocate() {
-        storage = [UInt8](repeating: 0, count: max(2 * capacity, 64))
+        storage = [UInt8](repeating: 0, count: max(capacity + capacity / 2, 64))
         ring = [Entry](repeating: Entry(start: 0, nameLength: 0, valueLength: 0), count: capacity / Self.entryOverhead + 1)
     }
 
