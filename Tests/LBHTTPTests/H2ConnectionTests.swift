@@ -381,6 +381,14 @@ func u32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8
         // The HPACK state stayed in step through the ignored stream.
         c.conn.goAway()
         #expect(c.outputSummary() == ["headers 1 END_STREAM"])
+        // Body frames of the ignored stream are ignored too.
+        c = TestClient()
+        c.send(c.headers(1, TestClient.get()))
+        c.conn.goAway()
+        _ = c.output()
+        #expect(c.send(c.headers(3, TestClient.post(), endStream: false) + rawFrame(.data, stream: 3, [1, 2])).isEmpty)
+        #expect(c.output().isEmpty)
+        #expect(c.conn.description.contains("going-away"))
     }
 
     @Test func runtimeResetSendsRstStream() {

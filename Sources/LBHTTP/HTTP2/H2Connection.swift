@@ -140,8 +140,10 @@ public struct H2Connection: Sendable {
     // Flood accounting.
     var resetsCharged = 0
     var controlFramesCharged = 0
-    /// We sent GOAWAY for a graceful stop: streams above `lastClientStreamID` are ignored.
+    /// We sent GOAWAY for a graceful stop: streams above `lastClientStreamID` at that moment
+    /// are ignored, and so are their frames.
     public private(set) var goingAway = false
+    var goAwayLastStreamID: UInt32 = .max
     /// The client sent GOAWAY.
     public private(set) var peerWentAway = false
 
@@ -328,7 +330,7 @@ public struct H2Connection: Sendable {
         }
         guard var s = streams[sid] else {
             if sid > lastClientStreamID { throw .connection(.protocolError, reason: "DATA on an idle stream") }
-            if wasReset(sid, byClient: false) { return }
+            if wasReset(sid, byClient: false) || sid > goAwayLastStreamID { return }
             throw .stream(sid, .streamClosed, reason: "DATA on a closed stream")
         }
         if s.remoteClosed { throw .stream(sid, .streamClosed, reason: "DATA after END_STREAM") }
@@ -389,7 +391,7 @@ public struct H2Connection: Sendable {
             return
         }
         if sid <= lastClientStreamID {
-            if wasReset(sid, byClient: false) { return }
+            if wasReset(sid, byClient: false) || sid > goAwayLastStreamID { return }
             if wasReset(sid, byClient: true) { throw .connection(.streamClosed, reason: "HEADERS on a stream the client reset") }
             throw .connection(.protocolError, reason: "HEADERS on a closed stream")
         }
@@ -670,6 +672,25 @@ public struct H2Connection: Sendable {
     public mutating func goAway() {
         guard !goingAway, !isClosed else { return }
         goingAway = true
+        goAwayLastStreamID = lastClientStreamID
         H2FrameWriter.goaway(lastStreamID: lastClientStreamID, code: .noError, into: &output)
+    }
+}
+
+extension H2Connection: CustomStringConvertible {
+    /// One line for debug logs: state, streams, windows, budgets, output.
+    public var description: String {
+        let st: String
+        switch state {
+        case .preface: st = "preface"
+        case .firstSettings: st = "first-settings"
+        case .frames: st = "frames"
+        case .continuation(let b): st = "continuation(\(b.streamID))"
+        case .closed(let c): st = "closed(\(c))"
+        }
+        return "h2 state=\(st) streams=\(streams.count) last=\(lastClientStreamID) send-window=\(connectionSendWindow)"
+            + " recv-window=\(connectionRecvWindow) resets=\(resetsCharged)/\(config.resetBudget)"
+            + " control=\(controlFramesCharged)/\(config.controlFrameBudget) out=\(pendingOutputCount)"
+            + (goingAway ? " going-away" : "") + (peerWentAway ? " peer-went-away" : "") + (settingsAcked ? "" : " settings-unacked")
     }
 }
