@@ -294,6 +294,54 @@ func u32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8
         #expect(c.send(frames, step: 7) == [.request(1, "GET /split example.com", endStream: true)])
     }
 
+    @Test(arguments: [0, 4096])
+    func responseFieldsDecodeWithOrWithoutTheEncodersTable(_ tableSize: Int) throws {
+        var config = H2Config()
+        config.responseTableSize = tableSize
+        var c = TestClient(config: config)
+        var sizes: [Int] = []
+        for id: UInt32 in [1, 3, 5] {
+            c.send(c.headers(id, TestClient.get()))
+            let fields = [("Server", "lb"), ("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "max-age=3600"), ("X-Id", "\(id)")]
+            c.conn.sendHeaders(streamID: id, status: 404, fields: fields, endStream: true)
+            let out = c.output()
+            sizes.append(out[0].1.count)
+            let got = try c.responseFields(out[0].1)
+            #expect(sameFields(got, [(":status", "404"), ("server", "lb"), ("content-type", "text/html; charset=utf-8"),
+                                     ("cache-control", "max-age=3600"), ("x-id", "\(id)")]))
+        }
+        // With a table, the repeated fields shrink to an octet each after the first response.
+        // Without one, the first block tells the client it may free its table (one octet).
+        if tableSize > 0 { #expect(sizes[1] < sizes[0] / 2) } else { #expect(sizes[2] == sizes[1] && sizes[0] == sizes[1] + 1) }
+    }
+
+    @Test(arguments: [0, 4096])
+    func clientLoweringItsTableSizeGetsASizeUpdate(_ tableSize: Int) throws {
+        var config = H2Config()
+        config.responseTableSize = tableSize
+        var c = TestClient(config: config)
+        c.send(c.headers(1, TestClient.get()))
+        c.conn.sendHeaders(streamID: 1, status: 200, fields: [("server", "lb")], endStream: true)
+        _ = try c.responseFields(c.output()[0].1)
+        c.send(rawFrame(.settings, settingsPayload([(.headerTableSize, 100)])))
+        _ = c.output()
+        c.send(c.headers(3, TestClient.get()))
+        c.conn.sendHeaders(streamID: 3, status: 200, fields: [("server", "lb")], endStream: true)
+        let block = c.output()[0].1
+        if tableSize == 0 {
+            // The first response already brought the client's table to 0: nothing to say.
+            #expect(c.decoder.table.maxSize == 0 && block[0] == 0x88)
+        } else {
+            // A dynamic table size update (001xxxxx) of at most 100 opens the block.
+            #expect(block[0] & 0xE0 == 0x20)
+            var i = 0
+            let size = try block.withUnsafeBytes { try HPACKCoding.readInteger($0, &i, prefixBits: 5) }
+            #expect(size <= 100)
+        }
+        _ = try c.responseFields(block)
+        #expect(c.decoder.table.maxSize <= 100)
+    }
+
     @Test func responseHeadersLargerThanAFrameUseContinuation() throws {
         var c = TestClient()
         c.send(c.headers(1, TestClient.get()))

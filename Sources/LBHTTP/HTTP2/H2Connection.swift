@@ -19,8 +19,11 @@ public struct H2Config: Sendable {
     public var maxHeaderBlockSize = 32_768
     /// `http2_chunk_size`: the largest DATA frame we send.
     public var chunkSize = 8192
-    /// The HPACK table our encoder uses for responses (at most what the client allows).
-    public var responseTableSize = 4096
+    /// The HPACK dynamic table our encoder uses for responses (at most what the client
+    /// allows). 0, the default, as nginx and HAProxy: response fields are literals (static
+    /// names indexed, Huffman when shorter), which costs no memory per connection and no table
+    /// search per field; 4096 makes repeated response fields one octet each.
+    public var responseTableSize = 0
     /// Streams the client may reset while we were still working on them (rapid reset,
     /// CVE-2023-44487), net of the streams completed normally; beyond it, GOAWAY
     /// ENHANCE_YOUR_CALM.
@@ -153,8 +156,7 @@ public struct H2Connection: Sendable {
         self.config = config
         connectionWindowTarget = min(max(config.connectionWindowSize, H2.defaultWindow), H2.maxWindow)
         decoder = HPACKDecoder(maxTableSize: config.headerTableSize, maxHeaderListSize: config.maxHeaderListSize)
-        encoder = HPACKEncoder(capacity: config.responseTableSize)
-        encoder.setPeerTableSize(4096)
+        encoder = HPACKEncoder(capacity: config.responseTableSize, peerTableSize: 4096)
         parser = H2FrameParser(maxFrameSize: config.maxFrameSize)
         var settings: [(H2SettingID, UInt32)] = [
             (.maxConcurrentStreams, UInt32(config.maxConcurrentStreams)),
@@ -163,7 +165,7 @@ public struct H2Connection: Sendable {
             (.maxHeaderListSize, UInt32(config.maxHeaderListSize)),
             (.enablePush, 0),
         ]
-        if config.headerTableSize != 4096 { settings.append((.headerTableSize, UInt32(config.headerTableSize))) }
+        if decoder.maxTableSize != 4096 { settings.append((.headerTableSize, UInt32(decoder.maxTableSize))) }
         H2FrameWriter.settings(settings, into: &output)
         if connectionWindowTarget > H2.defaultWindow {
             H2FrameWriter.windowUpdate(0, increment: connectionWindowTarget - H2.defaultWindow, into: &output)

@@ -132,10 +132,13 @@ public struct HPACKDecoder: Sendable {
     /// indexed references that expand to a large list) stops here.
     public var maxHeaderListSize: Int
 
+    /// - Parameters:
+    ///   - maxTableSize: our SETTINGS_HEADER_TABLE_SIZE (at most `HPACKDynamicTable.maxCapacity`).
+    ///   - maxHeaderListSize: the cap on a decoded list.
     public init(maxTableSize: Int = 4096, maxHeaderListSize: Int = 32768) {
-        self.maxTableSize = maxTableSize
-        self.maxHeaderListSize = maxHeaderListSize
         table = HPACKDynamicTable(capacity: maxTableSize)
+        self.maxTableSize = table.capacity
+        self.maxHeaderListSize = maxHeaderListSize
     }
 
     /// Decodes one complete header block, appending the fields to `list` (cleared first).
@@ -231,26 +234,40 @@ public struct HPACKDecoder: Sendable {
 /// Encodes header blocks with its own dynamic table (the peer's decoder mirrors it).
 public struct HPACKEncoder: Sendable {
     public private(set) var table: HPACKDynamicTable
-    /// Smallest and last table size asked for since the last block (§4.2: both are signalled).
+    /// Smallest and last table size to signal at the next block (§4.2: both are signalled).
     var pendingMin: Int? = nil
     var pendingFinal: Int? = nil
+    /// The maximum size the peer's decoder holds now: the one we signalled last, or its
+    /// initial value.
+    public private(set) var signalledSize: Int
     public var huffman: HPACKHuffmanPolicy
 
     /// - Parameters:
     ///   - capacity: the most dynamic table this encoder will use, whatever the peer allows.
     ///   - huffman: when strings are Huffman-coded.
-    public init(capacity: Int = 4096, huffman: HPACKHuffmanPolicy = .whenShorter) {
+    ///   - peerTableSize: the table size the peer's decoder starts with (4096 in HTTP/2); by
+    ///     default `capacity`. When `capacity` is smaller, the first block says so.
+    public init(capacity: Int = 4096, huffman: HPACKHuffmanPolicy = .whenShorter, peerTableSize: Int? = nil) {
         table = HPACKDynamicTable(capacity: capacity)
         self.huffman = huffman
+        let peer = peerTableSize ?? table.capacity
+        signalledSize = peer
+        let desired = min(peer, table.capacity)
+        table.setMaxSize(desired)
+        if desired != peer {
+            pendingMin = desired
+            pendingFinal = desired
+        }
     }
 
-    /// The peer's SETTINGS_HEADER_TABLE_SIZE changed: the table shrinks or grows (up to our
-    /// capacity) at the start of the next block, which says so.
+    /// The peer's SETTINGS_HEADER_TABLE_SIZE changed: the next block signals the size we will
+    /// use (at most our capacity). A peer that lowers its size below what its decoder holds
+    /// must see an update, even if our table was already smaller (RFC 7541 §4.2).
     public mutating func setPeerTableSize(_ size: Int) {
-        let newMax = min(size, table.capacity)
-        if newMax == (pendingFinal ?? table.maxSize) { return }
-        pendingMin = min(pendingMin ?? newMax, newMax)
-        pendingFinal = newMax
+        let desired = min(size, table.capacity)
+        if desired == (pendingFinal ?? signalledSize) { return }
+        pendingMin = min(pendingMin ?? desired, desired)
+        pendingFinal = desired
     }
 
     /// Starts a header block: writes any pending dynamic table size updates.
@@ -262,6 +279,7 @@ public struct HPACKEncoder: Sendable {
         }
         HPACKCoding.writeInteger(final, prefixBits: 5, flags: 0x20, into: &out)
         table.setMaxSize(final)
+        signalledSize = final
         pendingMin = nil
         pendingFinal = nil
     }

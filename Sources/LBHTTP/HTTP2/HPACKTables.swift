@@ -137,17 +137,17 @@ public enum HPACKStaticTable {
 
 /// The HPACK dynamic table (RFC 7541 §2.3.2, §4) in one preallocated byte store: entries are
 /// appended at the end, evicted from the front, and the live bytes moved back to the start when
-/// the end is reached. The store is 1.5 table sizes: after evictions the live entries and the
+/// the end is reached. The store is 1.25 table sizes: after evictions the live entries and the
 /// new one always fit in one table size, so a compaction makes room, and it moves at most one
-/// table size of bytes per half table size inserted. The
+/// table size of bytes per quarter table size inserted. Entries are 6 octets of offsets. The
 /// store is allocated at the first insertion (an idle connection whose peer never indexes
 /// anything holds none), and never again.
 public struct HPACKDynamicTable: Sendable {
     /// One entry: its name then its value, at `start` in `storage`.
     struct Entry: Sendable {
-        var start: Int32
-        var nameLength: Int32
-        var valueLength: Int32
+        var start: UInt16
+        var nameLength: UInt16
+        var valueLength: UInt16
     }
 
     /// RFC 7541 §4.1: each entry counts its name, its value and 32.
@@ -167,16 +167,20 @@ public struct HPACKDynamicTable: Sendable {
     /// The largest `maxSize` this table was built for.
     public let capacity: Int
 
+    /// The largest table this store can hold (its offsets are 16 bits).
+    public static let maxCapacity = 32768
+
+    /// - Parameter capacity: the largest size the table may be given (clamped to `maxCapacity`).
     public init(capacity: Int = 4096) {
-        self.capacity = capacity
-        self.maxSize = capacity
+        self.capacity = min(max(capacity, 0), Self.maxCapacity)
+        self.maxSize = self.capacity
         storage = []
         ring = []
     }
 
     /// Allocates the store and the ring (first insertion).
     mutating func allocate() {
-        storage = [UInt8](repeating: 0, count: max(capacity + capacity / 2, 64))
+        storage = [UInt8](repeating: 0, count: max(capacity + capacity / 4, 64))
         ring = [Entry](repeating: Entry(start: 0, nameLength: 0, valueLength: 0), count: capacity / Self.entryOverhead + 1)
     }
 
@@ -220,7 +224,7 @@ public struct HPACKDynamicTable: Sendable {
             if name.count > 0 { (s.baseAddress! + storageEnd).copyMemory(from: name.baseAddress!, byteCount: name.count) }
             if value.count > 0 { (s.baseAddress! + storageEnd + name.count).copyMemory(from: value.baseAddress!, byteCount: value.count) }
         }
-        ring[(ringHead + count) % ring.count] = Entry(start: Int32(storageEnd), nameLength: Int32(name.count), valueLength: Int32(value.count))
+        ring[(ringHead + count) % ring.count] = Entry(start: UInt16(storageEnd), nameLength: UInt16(name.count), valueLength: UInt16(value.count))
         count += 1
         storageEnd += bytes
         size += needed
@@ -249,7 +253,7 @@ public struct HPACKDynamicTable: Sendable {
         }
         for k in 0..<count {
             let r = (ringHead + k) % ring.count
-            ring[r].start -= Int32(shift)
+            ring[r].start -= UInt16(shift)
         }
         storageStart = 0
         storageEnd = live
