@@ -36,6 +36,7 @@ public struct H2Config: Sendable {
     /// that sends PINGs but does not read the answers cannot grow our buffer).
     public var outboundHighWater = 1 << 20
 
+    /// nginx's defaults.
     public init() {}
 }
 
@@ -110,6 +111,7 @@ public struct H2Connection: Sendable {
         var blocked = false
     }
 
+    /// The limits this connection was made with.
     public let config: H2Config
     /// The connection's receive window size in force (never below the protocol's default).
     let connectionWindowTarget: Int

@@ -14,11 +14,15 @@ public enum H2FrameType: UInt8, Sendable {
 
 /// Frame flags (RFC 9113 §6); which apply depends on the type.
 public enum H2Flags {
+    /// DATA and HEADERS: the last frame of the stream from this side.
     public static let endStream: UInt8 = 0x1
     /// SETTINGS and PING.
     public static let ack: UInt8 = 0x1
+    /// HEADERS and CONTINUATION: the header block is complete.
     public static let endHeaders: UInt8 = 0x4
+    /// DATA and HEADERS: a Pad Length octet and padding.
     public static let padded: UInt8 = 0x8
+    /// HEADERS: the 5 octets of the deprecated priority scheme.
     public static let priority: UInt8 = 0x20
 }
 
@@ -56,6 +60,7 @@ public enum H2Error: Error, Equatable, Sendable {
     case connection(H2ErrorCode, reason: StaticString)
     case stream(UInt32, H2ErrorCode, reason: StaticString)
 
+    /// Equal kind, stream and code (the reason text is not compared).
     public static func == (a: H2Error, b: H2Error) -> Bool {
         switch (a, b) {
         case (.connection(let x, _), .connection(let y, _)): x == y
@@ -64,12 +69,14 @@ public enum H2Error: Error, Equatable, Sendable {
         }
     }
 
+    /// The code sent in RST_STREAM or GOAWAY.
     public var code: H2ErrorCode {
         switch self {
         case .connection(let c, _), .stream(_, let c, _): c
         }
     }
 
+    /// Why, for the error log.
     public var reason: String {
         switch self {
         case .connection(_, let r), .stream(_, _, let r): r.description
@@ -81,10 +88,15 @@ public enum H2Error: Error, Equatable, Sendable {
 public enum H2 {
     /// The client connection preface (RFC 9113 §3.4).
     public static let preface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    /// Octets of a frame header.
     public static let frameHeaderSize = 9
+    /// Initial flow-control window of streams and of the connection (§6.9.2).
     public static let defaultWindow = 65_535
+    /// Largest flow-control window (2^31 − 1).
     public static let maxWindow = Int(Int32.max)
+    /// SETTINGS_MAX_FRAME_SIZE's initial value and minimum.
     public static let defaultMaxFrameSize = 16_384
+    /// SETTINGS_MAX_FRAME_SIZE's maximum.
     public static let maxMaxFrameSize = (1 << 24) - 1
 
     /// How much of `b` matches the preface: `.complete` (all 24 octets), `.partial` (a prefix
@@ -96,17 +108,22 @@ public enum H2 {
         return n == preface.count ? .complete : .partial
     }
 
+    /// Result of `checkPreface`.
     public enum PrefaceCheck: Sendable { case complete, partial, mismatch }
 }
 
 /// The 9-octet frame header (RFC 9113 §4.1).
 public struct H2FrameHeader: Sendable, Equatable {
+    /// Payload length.
     public var length: Int
     /// The raw type octet; `type` is nil for unknown (ignored) types.
     public var rawType: UInt8
+    /// Flags (`H2Flags`).
     public var flags: UInt8
+    /// Stream identifier, 0 for the connection.
     public var streamID: UInt32
 
+    /// A header of a known type.
     public init(length: Int, type: H2FrameType, flags: UInt8 = 0, streamID: UInt32) {
         self.length = length
         self.rawType = type.rawValue
@@ -114,6 +131,7 @@ public struct H2FrameHeader: Sendable, Equatable {
         self.streamID = streamID
     }
 
+    /// A header of any type octet.
     public init(length: Int, rawType: UInt8, flags: UInt8, streamID: UInt32) {
         self.length = length
         self.rawType = rawType
@@ -121,6 +139,7 @@ public struct H2FrameHeader: Sendable, Equatable {
         self.streamID = streamID
     }
 
+    /// The type, nil when unknown (such frames are ignored, §4.1).
     public var type: H2FrameType? { H2FrameType(rawValue: rawType) }
 
     @inline(__always) public func has(_ flag: UInt8) -> Bool { flags & flag != 0 }
@@ -136,6 +155,7 @@ public struct H2FrameHeader: Sendable, Equatable {
 
 /// A complete frame found in the caller's buffer: its header and where its payload lies.
 public struct H2Frame: Sendable, Equatable {
+    /// The 9-octet header.
     public var header: H2FrameHeader
     /// Payload octets as a range of the buffer given to `H2FrameParser.next`.
     public var payload: Range<Int>
@@ -152,6 +172,7 @@ public struct H2FrameParser: Sendable {
     /// Our SETTINGS_MAX_FRAME_SIZE: the largest payload the peer may send.
     public var maxFrameSize: Int
 
+    /// - Parameter maxFrameSize: the SETTINGS_MAX_FRAME_SIZE we advertised.
     public init(maxFrameSize: Int = H2.defaultMaxFrameSize) {
         self.maxFrameSize = maxFrameSize
     }
@@ -297,6 +318,7 @@ public enum H2FrameWriter {
         }
     }
 
+    /// SETTINGS with ACK and no payload.
     public static func settingsAck(into out: inout [UInt8]) {
         header(0, .settings, H2Flags.ack, 0, into: &out)
     }
@@ -307,17 +329,20 @@ public enum H2FrameWriter {
         out.append(contentsOf: opaque.prefix(8))
     }
 
+    /// GOAWAY with the last stream id we processed and the code, no debug data.
     public static func goaway(lastStreamID: UInt32, code: H2ErrorCode, into out: inout [UInt8]) {
         header(8, .goaway, 0, 0, into: &out)
         appendUInt32(lastStreamID & 0x7FFF_FFFF, into: &out)
         appendUInt32(code.rawValue, into: &out)
     }
 
+    /// RST_STREAM of one stream.
     public static func rstStream(_ streamID: UInt32, code: H2ErrorCode, into out: inout [UInt8]) {
         header(4, .rstStream, 0, streamID, into: &out)
         appendUInt32(code.rawValue, into: &out)
     }
 
+    /// WINDOW_UPDATE of a stream, or of the connection on stream 0.
     public static func windowUpdate(_ streamID: UInt32, increment: Int, into out: inout [UInt8]) {
         header(4, .windowUpdate, 0, streamID, into: &out)
         appendUInt32(UInt32(increment) & 0x7FFF_FFFF, into: &out)

@@ -72,6 +72,7 @@ public enum H2Fuzz {
 
     /// What a `connection` run saw (for tests of the harness itself).
     public struct Summary: Sendable {
+        /// Requests received, body octets, trailers, the connection error if any, octets and complete responses written.
         public var requests = 0
         public var bodyOctets = 0
         public var trailers = 0

@@ -4,8 +4,11 @@
 /// joined into one `cookie:` line with `"; "` as RFC 9113 §8.2.3 says). `head.versionMajor`
 /// is 2 and `head.versionMinor` 0.
 public struct H2Request: Sendable {
+    /// The stream the request came on.
     public var streamID: UInt32
+    /// The head, parsed by `HeadParser.request` from `bytes`.
     public var head: RequestHead
+    /// The HTTP/1.1-form head (and `:scheme` after it).
     public var bytes: [UInt8]
     /// `:scheme`'s value (`http` or `https`), as a range of `bytes` after the head.
     public var scheme: Range<Int>
@@ -16,7 +19,9 @@ public struct H2Request: Sendable {
 /// Fields received after the body (RFC 9113 §8.1), already checked: no pseudo-headers, no
 /// upper case, no connection-specific fields.
 public struct H2Trailers: Sendable {
+    /// The stream the request came on.
     public var streamID: UInt32
+    /// The trailer fields.
     public var fields: HPACKHeaderList
 }
 

@@ -8,14 +8,17 @@ public struct HPACKHeaderList: Sendable {
     /// The list's size as RFC 9113 §6.5.2 counts it (name + value + 32 per field).
     public var size = 0
 
+    /// An empty list.
     public init() {}
 
+    /// Empties the list, keeping its capacity.
     public mutating func removeAll() {
         bytes.removeAll(keepingCapacity: true)
         fields.removeAll(keepingCapacity: true)
         size = 0
     }
 
+    /// Number of fields.
     public var count: Int { fields.count }
 
     /// The name and value of field `i`, as text (for tests and logs, not the hot path).
@@ -125,6 +128,7 @@ public enum HPACKCoding {
 /// Decodes header blocks (RFC 7541 §3) with its own dynamic table: one per connection, for the
 /// blocks the peer sends.
 public struct HPACKDecoder: Sendable {
+    /// The peer's entries, as its encoder has them.
     public private(set) var table: HPACKDynamicTable
     /// The largest table size the peer may ask for: our SETTINGS_HEADER_TABLE_SIZE.
     public let maxTableSize: Int
@@ -233,6 +237,7 @@ public struct HPACKDecoder: Sendable {
 
 /// Encodes header blocks with its own dynamic table (the peer's decoder mirrors it).
 public struct HPACKEncoder: Sendable {
+    /// Our entries, as the peer's decoder has them.
     public private(set) var table: HPACKDynamicTable
     /// Smallest and last table size to signal at the next block (§4.2: both are signalled).
     var pendingMin: Int? = nil
@@ -240,6 +245,7 @@ public struct HPACKEncoder: Sendable {
     /// The maximum size the peer's decoder holds now: the one we signalled last, or its
     /// initial value.
     public private(set) var signalledSize: Int
+    /// When strings are Huffman-coded.
     public var huffman: HPACKHuffmanPolicy
 
     /// - Parameters:

@@ -39,6 +39,7 @@ public enum HPACKStaticTable {
         ("user-agent", ""), ("vary", ""), ("via", ""), ("www-authenticate", ""),
     ]
 
+    /// Entries in the static table.
     public static let count = 61
 
     /// The same entries as bytes: `bytes[offsets[i]..<offsets[i] + nameLengths[i]]` is the name
@@ -159,6 +160,7 @@ public struct HPACKDynamicTable: Sendable {
     /// Entries oldest first, as a ring.
     var ring: [Entry]
     var ringHead = 0
+    /// Entries in the table.
     public private(set) var count = 0
     /// Current size as RFC 7541 §4.1 counts it.
     public private(set) var size = 0
