@@ -1,0 +1,350 @@
+/// A decoded header list: names and values as ranges into one byte buffer, in order. Reused
+/// from block to block (`removeAll` keeps the capacity), so decoding allocates nothing once warm.
+public struct HPACKHeaderList: Sendable {
+    /// Names and values, back to back.
+    public var bytes: [UInt8] = []
+    /// Each field's name and value as ranges of `bytes`.
+    public var fields: [HeaderField] = []
+    /// The list's size as RFC 9113 §6.5.2 counts it (name + value + 32 per field).
+    public var size = 0
+
+    /// An empty list.
+    public init() {}
+
+    /// Empties the list, keeping its capacity.
+    public mutating func removeAll() {
+        bytes.removeAll(keepingCapacity: true)
+        fields.removeAll(keepingCapacity: true)
+        size = 0
+    }
+
+    /// Number of fields.
+    public var count: Int { fields.count }
+
+    /// The name and value of field `i`, as text (for tests and logs, not the hot path).
+    public func text(_ i: Int) -> (name: String, value: String) {
+        let f = fields[i]
+        return (String(decoding: bytes[f.name], as: UTF8.self), String(decoding: bytes[f.value], as: UTF8.self))
+    }
+}
+
+/// How the encoder may index a field (RFC 7541 §6.2).
+public enum HPACKIndexing: Sendable {
+    /// Literal with incremental indexing: added to the dynamic table.
+    case incremental
+    /// Literal without indexing.
+    case none
+    /// Literal never indexed: intermediaries must not index it either (credentials).
+    case never
+}
+
+/// When the encoder Huffman-codes a string.
+public enum HPACKHuffmanPolicy: Sendable {
+    case never
+    case always
+    /// Only when the coded form is shorter (the default).
+    case whenShorter
+}
+
+/// HPACK primitive representations (RFC 7541 §5).
+public enum HPACKCoding {
+    /// Integers larger than this are refused (RFC 7541 §5.1 lets implementations limit them).
+    public static let maxInteger = Int(Int32.max)
+
+    /// Reads an integer with an `n`-bit prefix at `b[i]`; advances `i`.
+    @inline(__always)
+    public static func readInteger(_ b: UnsafeRawBufferPointer, _ i: inout Int, prefixBits n: Int) throws(HPACKError) -> Int {
+        guard i < b.count else { throw .truncated }
+        let mask = (1 << n) - 1
+        var v = Int(b[i]) & mask
+        i += 1
+        if v < mask { return v }
+        var shift = 0
+        while true {
+            guard i < b.count else { throw .truncated }
+            let c = Int(b[i])
+            i += 1
+            v += (c & 0x7F) << shift
+            if v > maxInteger { throw .integerOverflow }
+            if c & 0x80 == 0 { return v }
+            shift += 7
+            if shift > 28 { throw .integerOverflow }
+        }
+    }
+
+    /// Appends `value` with an `n`-bit prefix; `flags` holds the bits above the prefix.
+    @inline(__always)
+    public static func writeInteger(_ value: Int, prefixBits n: Int, flags: UInt8, into out: inout [UInt8]) {
+        let mask = (1 << n) - 1
+        if value < mask {
+            out.append(flags | UInt8(value))
+            return
+        }
+        out.append(flags | UInt8(mask))
+        var v = value - mask
+        while v >= 128 {
+            out.append(UInt8(v & 0x7F) | 0x80)
+            v >>= 7
+        }
+        out.append(UInt8(v))
+    }
+
+    /// Reads a string literal (§5.2) at `b[i]` and appends its octets to `out`, Huffman-decoded
+    /// if flagged. `limit` caps the octets produced.
+    @inline(__always)
+    public static func readString(_ b: UnsafeRawBufferPointer, _ i: inout Int, into out: inout [UInt8], limit: Int) throws(HPACKError) -> Int {
+        guard i < b.count else { throw .truncated }
+        let huffman = b[i] & 0x80 != 0
+        let len = try readInteger(b, &i, prefixBits: 7)
+        guard len <= b.count - i else { throw .truncated }
+        let raw = UnsafeRawBufferPointer(rebasing: b[i..<i + len])
+        i += len
+        let before = out.count
+        if huffman {
+            try HPACKHuffman.decode(raw, into: &out, limit: limit)
+        } else {
+            guard len <= limit else { throw .stringTooLong }
+            out.append(contentsOf: raw)
+        }
+        return out.count - before
+    }
+
+    /// Appends a string literal, Huffman-coded according to `policy`.
+    @inline(__always)
+    public static func writeString(_ s: UnsafeRawBufferPointer, huffman policy: HPACKHuffmanPolicy, into out: inout [UInt8]) {
+        if policy != .never {
+            let coded = HPACKHuffman.encodedLength(s)
+            if policy == .always || coded < s.count {
+                writeInteger(coded, prefixBits: 7, flags: 0x80, into: &out)
+                HPACKHuffman.encode(s, into: &out)
+                return
+            }
+        }
+        writeInteger(s.count, prefixBits: 7, flags: 0, into: &out)
+        out.append(contentsOf: s)
+    }
+}
+
+/// Decodes header blocks (RFC 7541 §3) with its own dynamic table: one per connection, for the
+/// blocks the peer sends.
+public struct HPACKDecoder: Sendable {
+    /// The peer's entries, as its encoder has them.
+    public private(set) var table: HPACKDynamicTable
+    /// The largest table size the peer may ask for: our SETTINGS_HEADER_TABLE_SIZE.
+    public let maxTableSize: Int
+    /// Cap on the decoded header list (RFC 9113 §6.5.2 size). An HPACK bomb (a few octets of
+    /// indexed references that expand to a large list) stops here.
+    public var maxHeaderListSize: Int
+
+    /// - Parameters:
+    ///   - maxTableSize: our SETTINGS_HEADER_TABLE_SIZE (at most `HPACKDynamicTable.maxCapacity`).
+    ///   - maxHeaderListSize: the cap on a decoded list.
+    public init(maxTableSize: Int = 4096, maxHeaderListSize: Int = 32768) {
+        table = HPACKDynamicTable(capacity: maxTableSize)
+        self.maxTableSize = table.capacity
+        self.maxHeaderListSize = maxHeaderListSize
+    }
+
+    /// Decodes one complete header block, appending the fields to `list` (cleared first).
+    /// Any error leaves the dynamic table out of step with the peer's: the connection must end.
+    public mutating func decode(_ b: UnsafeRawBufferPointer, into list: inout HPACKHeaderList) throws(HPACKError) {
+        list.removeAll()
+        var i = 0
+        var sawField = false
+        while i < b.count {
+            let c = b[i]
+            if c & 0x80 != 0 {
+                // Indexed field (§6.1).
+                let index = try HPACKCoding.readInteger(b, &i, prefixBits: 7)
+                try appendIndexed(index, into: &list)
+                sawField = true
+            } else if c & 0xE0 == 0x20 {
+                // Dynamic table size update (§6.3), only before the first field.
+                if sawField { throw .lateTableSizeUpdate }
+                let size = try HPACKCoding.readInteger(b, &i, prefixBits: 5)
+                guard size <= maxTableSize else { throw .invalidTableSizeUpdate }
+                table.setMaxSize(size)
+            } else {
+                // Literal (§6.2): with incremental indexing (01), without (0000) or never indexed (0001).
+                let incremental = c & 0xC0 == 0x40
+                let index = try HPACKCoding.readInteger(b, &i, prefixBits: incremental ? 6 : 4)
+                let nameStart = list.bytes.count
+                let room = maxHeaderListSize - list.size - HPACKDynamicTable.entryOverhead
+                guard room >= 0 else { throw .headerListTooLarge }
+                if index == 0 {
+                    _ = try HPACKCoding.readString(b, &i, into: &list.bytes, limit: room)
+                } else {
+                    try appendName(index, into: &list.bytes)
+                }
+                let nameEnd = list.bytes.count
+                let valueRoom = room - (nameEnd - nameStart)
+                guard valueRoom >= 0 else { throw .headerListTooLarge }
+                _ = try HPACKCoding.readString(b, &i, into: &list.bytes, limit: valueRoom)
+                let valueEnd = list.bytes.count
+                try add(&list, nameStart, nameEnd, valueEnd)
+                if incremental {
+                    list.bytes.withUnsafeBytes { lb in
+                        table.insert(name: UnsafeRawBufferPointer(rebasing: lb[nameStart..<nameEnd]),
+                                     value: UnsafeRawBufferPointer(rebasing: lb[nameEnd..<valueEnd]))
+                    }
+                }
+                sawField = true
+            }
+        }
+    }
+
+    @inline(__always)
+    mutating func add(_ list: inout HPACKHeaderList, _ nameStart: Int, _ nameEnd: Int, _ valueEnd: Int) throws(HPACKError) {
+        list.size += valueEnd - nameStart + HPACKDynamicTable.entryOverhead
+        if list.size > maxHeaderListSize { throw .headerListTooLarge }
+        list.fields.append(HeaderField(nameStart: Int32(nameStart), nameEnd: Int32(nameEnd), valueStart: Int32(nameEnd), valueEnd: Int32(valueEnd)))
+    }
+
+    mutating func appendIndexed(_ index: Int, into list: inout HPACKHeaderList) throws(HPACKError) {
+        let start = list.bytes.count
+        let nameEnd: Int
+        if index >= 1 && index <= HPACKStaticTable.count {
+            let r = HPACKStaticTable.raw
+            // Static entries are small: the list's cap is checked by add().
+            list.bytes.append(contentsOf: UnsafeRawBufferPointer(start: r.bytes + r.offsets[index], count: r.names[index] + r.values[index]))
+            nameEnd = start + r.names[index]
+        } else {
+            let d = index - HPACKStaticTable.count
+            guard d >= 1 && d <= table.count else { throw .invalidIndex }
+            // Checked before copying, so that a bomb costs no memory.
+            let len = table.lengths(d)
+            if list.size + len.name + len.value + HPACKDynamicTable.entryOverhead > maxHeaderListSize { throw .headerListTooLarge }
+            table.withEntry(d) { name, value in
+                list.bytes.append(contentsOf: name)
+                list.bytes.append(contentsOf: value)
+            }
+            nameEnd = start + len.name
+        }
+        try add(&list, start, nameEnd, list.bytes.count)
+    }
+
+    mutating func appendName(_ index: Int, into out: inout [UInt8]) throws(HPACKError) {
+        if index >= 1 && index <= HPACKStaticTable.count {
+            let r = HPACKStaticTable.raw
+            out.append(contentsOf: UnsafeRawBufferPointer(start: r.bytes + r.offsets[index], count: r.names[index]))
+        } else {
+            let d = index - HPACKStaticTable.count
+            guard d >= 1 && d <= table.count else { throw .invalidIndex }
+            table.withEntry(d) { name, _ in out.append(contentsOf: name) }
+        }
+    }
+}
+
+/// Encodes header blocks with its own dynamic table (the peer's decoder mirrors it).
+public struct HPACKEncoder: Sendable {
+    /// Our entries, as the peer's decoder has them.
+    public private(set) var table: HPACKDynamicTable
+    /// Smallest and last table size to signal at the next block (§4.2: both are signalled).
+    var pendingMin: Int? = nil
+    var pendingFinal: Int? = nil
+    /// The maximum size the peer's decoder holds now: the one we signalled last, or its
+    /// initial value.
+    public private(set) var signalledSize: Int
+    /// When strings are Huffman-coded.
+    public var huffman: HPACKHuffmanPolicy
+
+    /// - Parameters:
+    ///   - capacity: the most dynamic table this encoder will use, whatever the peer allows.
+    ///   - huffman: when strings are Huffman-coded.
+    ///   - peerTableSize: the table size the peer's decoder starts with (4096 in HTTP/2); by
+    ///     default `capacity`. When `capacity` is smaller, the first block says so.
+    public init(capacity: Int = 4096, huffman: HPACKHuffmanPolicy = .whenShorter, peerTableSize: Int? = nil) {
+        table = HPACKDynamicTable(capacity: capacity)
+        self.huffman = huffman
+        let peer = peerTableSize ?? table.capacity
+        signalledSize = peer
+        let desired = min(peer, table.capacity)
+        table.setMaxSize(desired)
+        if desired != peer {
+            pendingMin = desired
+            pendingFinal = desired
+        }
+    }
+
+    /// The peer's SETTINGS_HEADER_TABLE_SIZE changed: the next block signals the size we will
+    /// use (at most our capacity). A peer that lowers its size below what its decoder holds
+    /// must see an update, even if our table was already smaller (RFC 7541 §4.2).
+    public mutating func setPeerTableSize(_ size: Int) {
+        let desired = min(size, table.capacity)
+        if desired == (pendingFinal ?? signalledSize) { return }
+        pendingMin = min(pendingMin ?? desired, desired)
+        pendingFinal = desired
+    }
+
+    /// Starts a header block: writes any pending dynamic table size updates.
+    public mutating func beginBlock(into out: inout [UInt8]) {
+        guard let final = pendingFinal else { return }
+        if let low = pendingMin, low < final {
+            HPACKCoding.writeInteger(low, prefixBits: 5, flags: 0x20, into: &out)
+            table.setMaxSize(low)
+        }
+        HPACKCoding.writeInteger(final, prefixBits: 5, flags: 0x20, into: &out)
+        table.setMaxSize(final)
+        signalledSize = final
+        pendingMin = nil
+        pendingFinal = nil
+    }
+
+    /// Appends one field: indexed when the table has it whole, else a literal that reuses an
+    /// indexed name when there is one (static names first, as RFC 7541's examples do).
+    public mutating func encode(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, indexing: HPACKIndexing = .incremental,
+                                into out: inout [UInt8]) {
+        let staticName = HPACKStaticTable.nameIndex(name)
+        let staticFull = HPACKStaticTable.fullIndex(name, value, nameIndex: staticName)
+        if staticFull > 0 {
+            HPACKCoding.writeInteger(staticFull, prefixBits: 7, flags: 0x80, into: &out)
+            return
+        }
+        let dynamic: (full: Int, name: Int) = table.count > 0 ? table.find(name: name, value: value) : (0, 0)
+        if dynamic.full > 0 && indexing != .never {
+            HPACKCoding.writeInteger(HPACKStaticTable.count + dynamic.full, prefixBits: 7, flags: 0x80, into: &out)
+            return
+        }
+        let nameIndex = staticName > 0 ? staticName : (dynamic.name > 0 ? HPACKStaticTable.count + dynamic.name : 0)
+        switch indexing {
+        case .incremental: HPACKCoding.writeInteger(nameIndex, prefixBits: 6, flags: 0x40, into: &out)
+        case .none: HPACKCoding.writeInteger(nameIndex, prefixBits: 4, flags: 0x00, into: &out)
+        case .never: HPACKCoding.writeInteger(nameIndex, prefixBits: 4, flags: 0x10, into: &out)
+        }
+        if nameIndex == 0 { HPACKCoding.writeString(name, huffman: huffman, into: &out) }
+        HPACKCoding.writeString(value, huffman: huffman, into: &out)
+        if indexing == .incremental { table.insert(name: name, value: value) }
+    }
+
+    /// `encode` for text (tests, rare headers).
+    public mutating func encode(_ name: String, _ value: String, indexing: HPACKIndexing = .incremental, into out: inout [UInt8]) {
+        var n = name, v = value
+        n.withUTF8 { nb in
+            v.withUTF8 { vb in
+                encode(name: UnsafeRawBufferPointer(nb), value: UnsafeRawBufferPointer(vb), indexing: indexing, into: &out)
+            }
+        }
+    }
+
+    /// Appends `:status`: one octet for the seven statuses of the static table, else a literal
+    /// with the static name, not indexed (statuses vary too much to be worth table room).
+    public mutating func encodeStatus(_ status: Int, into out: inout [UInt8]) {
+        switch status {
+        case 200: out.append(0x88)
+        case 204: out.append(0x89)
+        case 206: out.append(0x8A)
+        case 304: out.append(0x8B)
+        case 400: out.append(0x8C)
+        case 404: out.append(0x8D)
+        case 500: out.append(0x8E)
+        default:
+            // Literal without indexing, name index 8 (:status), raw three digits.
+            out.append(0x08)
+            out.append(3)
+            let s = min(max(status, 100), 999)
+            out.append(UInt8(0x30 + s / 100))
+            out.append(UInt8(0x30 + (s / 10) % 10))
+            out.append(UInt8(0x30 + s % 10))
+        }
+    }
+}
