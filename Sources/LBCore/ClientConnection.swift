@@ -689,7 +689,7 @@ final class ClientConnection: Pollable {
 
     var currentUpstreamText: String? {
         guard let ex, ex.upstreamRuntime != nil, ex.attempt.peerIndex >= 0 else { return nil }
-        return "http://\(ex.attempt.peerText)\(String(decoding: ex.upstreamURI, as: UTF8.self))"
+        return "\(ex.target?.tls == nil ? "http" : "https")://\(ex.attempt.peerText)\(String(decoding: ex.upstreamURI, as: UTF8.self))"
     }
 
     func requestLine() -> [UInt8] {

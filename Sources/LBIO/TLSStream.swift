@@ -63,6 +63,23 @@ public final class TLSStream {
         return p
     }()
 
+    /// Creates the client side of a TLS connection on `fd` (an upstream connection), from a
+    /// client context; `prepare` sets SNI, the session to resume and the callbacks' data before
+    /// the first handshake step.
+    public init?(clientContext: OpaquePointer, fd: Int32, prepare: (OpaquePointer) -> Void) {
+        guard let s = SSL_new(clientContext) else { return nil }
+        ssl = s
+        self.fd = fd
+        guard let sock = TLSStream.attach(s, context: clientContext, fd: fd) else {
+            SSL_free(s)
+            return nil
+        }
+        self.sock = sock
+        detected = true
+        prepare(s)
+        SSL_set_connect_state(s)
+    }
+
     deinit { SSL_free(ssl) }
 
     /// Advances the handshake: `.done(())` once it has completed.
