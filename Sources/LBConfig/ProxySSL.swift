@@ -44,10 +44,12 @@ public struct ProxySSLSettings: Sendable {
     public var effectiveVerifyDepth: Int { verifyDepth ?? 1 }
 }
 
-/// The TLS client side of one `proxy_pass https://…` location: its `SSL_CTX` (protocols,
-/// ciphers, trusted CAs, client certificate), built at load, shared by every worker thread, and
-/// the last session of each peer (`proxy_ssl_session_reuse`), which new connections to that
-/// peer resume. Upstream connections are pooled only with connections of the same `UpstreamTLS`.
+/// The TLS client side of `proxy_pass https://…` locations: an `SSL_CTX` (protocols, ciphers,
+/// trusted CAs, client certificate) built at load and shared by every worker thread, and the
+/// newest session of each peer (`proxy_ssl_session_reuse`), which new connections to that peer
+/// resume. Locations with the same settings (and file contents) share one — across reloads too,
+/// while one is alive — so their kept-alive connections pool together and sessions carry over.
+/// A pooled upstream connection serves only targets with the same `UpstreamTLS`.
 public final class UpstreamTLS: @unchecked Sendable, Hashable {
     public let ctx: OpaquePointer
     /// `proxy_ssl_server_name on`.
@@ -57,16 +59,23 @@ public final class UpstreamTLS: @unchecked Sendable, Hashable {
     /// `proxy_ssl_verify on`: the certificate must verify and match the name.
     public let verify: Bool
     public let sessionReuse: Bool
-    /// The newest session of each peer (by peer index), one reference held here.
-    private let sessions = Mutex<[Int: Session]>([:])
+    /// The newest session of each peer, by a number given to each peer address ("slot"); one
+    /// reference held here.
+    private let sessions = Mutex<Sessions>(Sessions())
 
-    struct Session: @unchecked Sendable { let pointer: OpaquePointer }
+    struct Sessions: @unchecked Sendable {
+        var slots: [String: Int] = [:]
+        var newest: [Int: SessionRef] = [:]
+    }
+
+    /// An `SSL_SESSION*` (OpenSSL counts its references; sessions are immutable once made).
+    struct SessionRef: @unchecked Sendable { let pointer: OpaquePointer }
 
     public static func == (a: UpstreamTLS, b: UpstreamTLS) -> Bool { a === b }
     public func hash(into h: inout Hasher) { h.combine(ObjectIdentifier(self)) }
 
     deinit {
-        sessions.withLock { for s in $0.values { SSL_SESSION_free(s.pointer) } }
+        sessions.withLock { for s in $0.newest.values { SSL_SESSION_free(s.pointer) } }
         SSL_CTX_free(ctx)
     }
 
@@ -139,24 +148,65 @@ public final class UpstreamTLS: @unchecked Sendable, Hashable {
         ERR_clear_error()
     }
 
-    /// Prepares a new connection's `SSL` for `peer`: remembers which peer (for the session
-    /// callback), sends SNI when asked (never for an IP address, as RFC 6066 and nginx say),
-    /// and offers the peer's last session.
-    public func prepare(_ ssl: OpaquePointer, peer: Int, name: String) {
-        SSL_set_ex_data(ssl, 0, Unmanaged.passUnretained(self).toOpaque())
-        SSL_set_ex_data(ssl, 1, UnsafeMutableRawPointer(bitPattern: peer + 1))
+    /// Prepares a new connection's `SSL` for the peer at `address`: sends SNI when asked (never
+    /// for an IP address, as RFC 6066 and nginx say), offers the peer's newest session, and
+    /// remembers the peer's slot for the session callback.
+    public func prepare(_ ssl: OpaquePointer, address: String, name: String) {
         if sendsServerName && !name.isEmpty && !isIPLiteral(name) { _ = lb_SSL_set_tlsext_host_name(ssl, name) }
-        if sessionReuse {
-            sessions.withLock { s in
-                if let sess = s[peer] { _ = SSL_set_session(ssl, sess.pointer) } // takes its own reference
+        guard sessionReuse else { return }
+        let slot = sessions.withLock { s -> Int in
+            let slot: Int
+            if let known = s.slots[address] { slot = known } else {
+                slot = s.slots.count
+                s.slots[address] = slot
             }
+            if let sess = s.newest[slot] { _ = SSL_set_session(ssl, sess.pointer) } // takes its own reference
+            return slot
         }
+        SSL_set_ex_data(ssl, 0, Unmanaged.passUnretained(self).toOpaque())
+        SSL_set_ex_data(ssl, 1, UnsafeMutableRawPointer(bitPattern: slot + 1))
     }
 
-    /// Keeps `session` (whose reference the caller gives) as the newest of `peer`.
-    func store(_ session: OpaquePointer, peer: Int) {
-        let old = sessions.withLock { s in s.updateValue(Session(pointer: session), forKey: peer) }
+    /// Keeps `session` (whose reference the caller gives) as the newest of the peer in `slot`.
+    func store(_ session: OpaquePointer, slot: Int) {
+        let new = SessionRef(pointer: session)
+        let old = sessions.withLock { s in s.newest.updateValue(new, forKey: slot) }
         if let old { SSL_SESSION_free(old.pointer) }
+    }
+
+    /// The context for a location's settings: one alive in this process that was built from
+    /// the same settings and file contents, else a new one.
+    static func shared(_ s: ProxySSLSettings, at location: SourceLocation) throws(ConfigError) -> UpstreamTLS {
+        guard let key = fingerprint(s) else { return try UpstreamTLS(s, at: location) }
+        if let alive = registry.withLock({ $0[key]?.tls }) { return alive }
+        let made = try UpstreamTLS(s, at: location)
+        registry.withLock { r in
+            r = r.filter { $0.value.tls != nil }
+            r[key] = Weak(tls: made)
+        }
+        return made
+    }
+
+    struct Weak: @unchecked Sendable { weak var tls: UpstreamTLS? }
+    static let registry = Mutex<[String: Weak]>([:])
+
+    /// Every setting (not where it was written) and each named file's path and SHA-256; nil
+    /// when a file cannot be read (building the context then reports it).
+    static func fingerprint(_ s: ProxySSLSettings) -> String? {
+        var out = "upstream"
+        for child in Mirror(reflecting: s).children {
+            let text: String?
+            if let f = child.value as? TLSFile {
+                text = TLSContext.digest(f)
+            } else if let commands = child.value as? [(name: String, value: String, location: SourceLocation)] {
+                text = commands.map { "\($0.name)=\($0.value)" }.joined(separator: ",")
+            } else {
+                text = String(describing: child.value)
+            }
+            guard let text else { return nil }
+            out += "\n\(child.label ?? "?") \(text)"
+        }
+        return out
     }
 
     /// After the handshake, with `proxy_ssl_verify on`: nil when the certificate verified and
@@ -186,7 +236,7 @@ public final class UpstreamTLS: @unchecked Sendable, Hashable {
 let upstreamNewSessionCallback: @convention(c) (OpaquePointer?, OpaquePointer?) -> Int32 = { ssl, session in
     guard let ssl, let session, let p = SSL_get_ex_data(ssl, 0), let peer = SSL_get_ex_data(ssl, 1) else { return 0 }
     let tls = Unmanaged<UpstreamTLS>.fromOpaque(p).takeUnretainedValue()
-    tls.store(session, peer: Int(bitPattern: peer) - 1)
+    tls.store(session, slot: Int(bitPattern: peer) - 1)
     return 1 // the reference is ours now
 }
 

@@ -14,8 +14,8 @@ extension ClientConnection {
         guard let tls = t.tls else { return true }
         c.upstreamTLS = tls
         let name = upstreamTLSName(t, tls)
-        let peer = c.peerIndex
-        guard let s = TLSStream(clientContext: tls.ctx, fd: c.fd, prepare: { ssl in tls.prepare(ssl, peer: peer, name: name) }) else {
+        let address = ex.attempt.peerText
+        guard let s = TLSStream(clientContext: tls.ctx, fd: c.fd, prepare: { ssl in tls.prepare(ssl, address: address, name: name) }) else {
             upstreamFailed(.error("SSL_new() failed (\(TLSError.queue())) while SSL handshaking to upstream"))
             return false
         }

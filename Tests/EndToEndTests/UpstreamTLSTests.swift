@@ -157,6 +157,20 @@ final class HTTPSBackend {
         #expect(seen.map { $0?.handshakes } == [1, 1, 1])
     }
 
+    @Test func locationsWithTheSameSettingsShareKeptAliveConnections() throws {
+        let b = try HTTPSBackend("one")
+        let lb = try LB(config("""
+            location /a { proxy_pass https://u; proxy_http_version 1.1; proxy_set_header Connection ""; }
+            location /b { proxy_pass https://u; proxy_http_version 1.1; proxy_set_header Connection ""; }
+            location /c { proxy_pass https://u; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_ssl_protocols TLSv1.2; }
+            """, http: "upstream u { server 127.0.0.1:\(b.port); keepalive 4; }"))
+        let seen = try ["/a", "/b", "/a", "/b"].map { try get(lb, $0).seen }
+        #expect(seen.map { $0?.handshakes } == [1, 1, 1, 1])
+        // Other TLS settings: not that connection (a new one, TLS 1.2).
+        let c = try get(lb, "/c").seen
+        #expect(c?.handshakes == 2 && c?.version == "TLSv1.2")
+    }
+
     @Test func proxySSLProtocolsLimitTheUpstreamVersion() throws {
         let b = try HTTPSBackend("one")
         let lb = try LB(config("location / { proxy_pass https://127.0.0.1:\(b.port); proxy_ssl_protocols TLSv1.2; }"))

@@ -59,6 +59,20 @@ struct ProxySSLTests {
             .hasPrefix("SSL_CTX_set_cipher_list(\"NOSUCHCIPHER\") failed"))
     }
 
+    @Test func locationsWithTheSameSettingsShareOneClientContext() throws {
+        let table = try load(server("""
+            location /a { proxy_pass https://127.0.0.1; }
+            location /b { proxy_pass https://127.0.0.1:8443; }
+            location /c { proxy_pass https://127.0.0.1; proxy_ssl_server_name on; }
+            """))
+        let a = try #require(try target(table, "/a").tls), b = try #require(try target(table, "/b").tls)
+        let c = try #require(try target(table, "/c").tls)
+        #expect(a === b && a !== c)
+        // A second load (a reload) while the first is alive gets the same one: its sessions carry over.
+        let again = try load(server("location /a { proxy_pass https://127.0.0.1; }"))
+        #expect(try target(again, "/a").tls === a)
+    }
+
     @Test func plainTargetsBuildNoContextWhateverTheSettings() throws {
         // proxy_ssl_* on a plain-HTTP location are only settings (nginx checks them only for https).
         let t = try target(try load(server("location / { proxy_pass http://127.0.0.1; proxy_ssl_verify on; }")))
