@@ -145,7 +145,7 @@ extension Compiler {
             handler = special
         } else if let pp = b.proxyPass {
             var target = try proxyTarget(pp.url, at: pp.location, for: b, groups: &groups, index: &index)
-            if pp.url.hasPrefix("https://") { target.tls = try UpstreamTLS(s.proxySSL, at: pp.location) }
+            if pp.url.hasPrefix("https://") { target.tls = try UpstreamTLS.shared(s.proxySSL, at: pp.location) }
             handler = .proxy(target)
             if case .prefix(let p) = b.match, p.hasSuffix("/"), p.count > 1 { autoRedirect = true }
             if case .prefixNoRegex(let p) = b.match, p.hasSuffix("/"), p.count > 1 { autoRedirect = true }
@@ -274,7 +274,7 @@ extension Compiler {
                 }
                 continue
             }
-            contexts[si] = try TLSContext(t, server: si, at: sb.location)
+            contexts[si] = try TLSContext.shared(t, server: si, at: sb.location)
         }
         for i in listeners.indices {
             guard let at = listeners[i].sslLocation else { continue }
