@@ -139,8 +139,12 @@ final class ClientConnection: Pollable {
             peerClosed = true
             readable = true
         }
-        // A TLS read may wait for writability and a write for readability: any event retries both.
-        if case .tls = transport { readable = true; writable = true }
+        // A TLS read may wait for writability and a write for readability (rare: only when
+        // OpenSSL said so); during the handshake any event retries it.
+        if case .tls(let s) = transport {
+            if !s.established || (s.readWantsWrite && events & EventLoop.writable != 0) { readable = true }
+            if !s.established || (s.writeWantsRead && events & EventLoop.readable != 0) { writable = true }
+        }
         drive()
     }
 

@@ -54,6 +54,10 @@ final class UpstreamConnection: Pollable {
             peerClosed = true
             readable = true
         }
+        if case .tls(let s) = transport {
+            if s.readWantsWrite && events & EventLoop.writable != 0 { readable = true }
+            if s.writeWantsRead && events & EventLoop.readable != 0 { writable = true }
+        }
         if let o = owner {
             o.turn { o.upstreamEvent() }
         } else if pooled && (readable || peerClosed) {

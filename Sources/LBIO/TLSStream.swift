@@ -25,6 +25,12 @@ public final class TLSStream {
     public private(set) var failed = false
     /// The last failure, in nginx's words (`SSL_do_handshake() failed (SSL: error:…)`).
     public private(set) var lastError = ""
+    /// The last read stopped because OpenSSL had to write first (a key update or alert into a
+    /// full send buffer): the next writable event must retry the read.
+    public private(set) var readWantsWrite = false
+    /// The last write stopped because OpenSSL had to read first: the next readable event must
+    /// retry the write.
+    public private(set) var writeWantsRead = false
 
     /// Creates the server side of a TLS connection on `fd` with the listener's default context.
     /// `appData` is kept (unretained) for the context's callbacks (SNI selects the server's context).
@@ -112,6 +118,7 @@ public final class TLSStream {
             }
             let e = SSL_get_error(ssl, 0)
             if e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE {
+                readWantsWrite = e == SSL_ERROR_WANT_WRITE
                 return total > 0 ? .done(total) : .wouldBlock
             }
             if e == SSL_ERROR_ZERO_RETURN {
@@ -136,7 +143,8 @@ public final class TLSStream {
         ERR_clear_error()
         let r = SSL_write_ex(ssl, buf, count, &n)
         if r == 1 { return .done(n) }
-        if sock.pointee.drained != 0 && SSL_get_error(ssl, r) == SSL_ERROR_WANT_READ {
+        writeWantsRead = SSL_get_error(ssl, r) == SSL_ERROR_WANT_READ
+        if sock.pointee.drained != 0 && writeWantsRead {
             // A write that needs the peer's bytes (never in practice: renegotiation is off) must
             // not wait on a stale "drained".
             sock.pointee.drained = 0
