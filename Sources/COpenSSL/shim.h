@@ -16,6 +16,9 @@
 #include <openssl/ocsp.h>
 #include <openssl/conf.h>
 #include <string.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
 
 static inline long lb_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_mode(ctx, mode); }
 static inline long lb_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) { return SSL_CTX_set_session_cache_mode(ctx, mode); }
@@ -149,5 +152,120 @@ static inline unsigned long lb_err_next(char *buf, size_t len) {
 
 static inline int lb_err_reason(unsigned long e) { return ERR_GET_REASON(e); }
 static inline int lb_err_lib(unsigned long e) { return ERR_GET_LIB(e); }
+
+/// lb's socket BIO: OpenSSL's socket BIO plus one fact, "the last recv was short, so the socket
+/// is drained". While it holds, a read answers "retry" without a syscall; the stream clears it
+/// at its next call (which follows a readiness event, or a full read). With read-ahead on, a
+/// request that arrives as one record costs one recv instead of three (header, body, EAGAIN).
+typedef struct {
+    int fd;
+    int drained; // the last recv returned less than asked (or EAGAIN)
+    int eof;     // the peer closed (BIO_eof, for SSL_OP_IGNORE_UNEXPECTED_EOF)
+} lb_sock;
+
+static inline int lb_sock_create(BIO *b) {
+    lb_sock *s = (lb_sock *)calloc(1, sizeof(lb_sock));
+    if (s == NULL) return 0;
+    s->fd = -1;
+    BIO_set_data(b, s);
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static inline int lb_sock_destroy(BIO *b) {
+    free(BIO_get_data(b));
+    BIO_set_data(b, NULL);
+    return 1;
+}
+
+static inline int lb_sock_read(BIO *b, char *buf, int len) {
+    lb_sock *s = (lb_sock *)BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (s->drained) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    for (;;) {
+        ssize_t n = recv(s->fd, buf, (size_t)len, 0);
+        if (n > 0) {
+            if (n < len) s->drained = 1;
+            return (int)n;
+        }
+        if (n == 0) {
+            s->eof = 1;
+            return 0;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            s->drained = 1;
+            BIO_set_retry_read(b);
+        }
+        return -1;
+    }
+}
+
+static inline int lb_sock_write(BIO *b, const char *buf, int len) {
+    lb_sock *s = (lb_sock *)BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    for (;;) {
+        ssize_t n = send(s->fd, buf, (size_t)len, MSG_NOSIGNAL);
+        if (n >= 0) return (int)n;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_write(b);
+        return -1;
+    }
+}
+
+static inline long lb_sock_ctrl(BIO *b, int cmd, long num, void *ptr) {
+    lb_sock *s = (lb_sock *)BIO_get_data(b);
+    (void)num;
+    switch (cmd) {
+    case BIO_C_GET_FD:
+        if (ptr != NULL) *(int *)ptr = s->fd;
+        return s->fd;
+    case BIO_CTRL_EOF:
+        return s->eof;
+    case BIO_CTRL_FLUSH:
+    case BIO_CTRL_DUP:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static inline int lb_sock_puts(BIO *b, const char *str) { return lb_sock_write(b, str, (int)strlen(str)); }
+
+/// The method, made once (by the Swift side's lazily initialised global).
+static inline BIO_METHOD *lb_sock_method_new(void) {
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "lb socket");
+    if (m == NULL) return NULL;
+    BIO_meth_set_create(m, lb_sock_create);
+    BIO_meth_set_destroy(m, lb_sock_destroy);
+    BIO_meth_set_read(m, lb_sock_read);
+    BIO_meth_set_write(m, lb_sock_write);
+    BIO_meth_set_puts(m, lb_sock_puts);
+    BIO_meth_set_ctrl(m, lb_sock_ctrl);
+    return m;
+}
+
+/// A socket BIO of lb's for `fd`, set as the SSL's read and write BIO (the SSL owns it). Returns
+/// its state, which the stream re-arms (`drained = 0`) at each call; NULL on failure.
+static inline lb_sock *lb_SSL_set_sock(SSL *ssl, BIO_METHOD *m, int fd) {
+    BIO *b = BIO_new(m);
+    if (b == NULL) return NULL;
+    lb_sock *s = (lb_sock *)BIO_get_data(b);
+    s->fd = fd;
+    SSL_set_bio(ssl, b, b);
+    return s;
+}
+
+static inline int lb_SSL_CTX_uses_ktls(SSL_CTX *ctx) {
+#ifdef SSL_OP_ENABLE_KTLS
+    return (SSL_CTX_get_options(ctx) & SSL_OP_ENABLE_KTLS) != 0;
+#else
+    (void)ctx;
+    return 0;
+#endif
+}
 
 #endif

@@ -145,7 +145,8 @@ extension Compiler {
         } else if let special = b.special {
             handler = special
         } else if let pp = b.proxyPass {
-            let target = try proxyTarget(pp.url, at: pp.location, for: b, groups: &groups, index: &index)
+            var target = try proxyTarget(pp.url, at: pp.location, for: b, groups: &groups, index: &index)
+            if pp.url.hasPrefix("https://") { target.tls = try UpstreamTLS.shared(s.proxySSL, at: pp.location) }
             handler = .proxy(target)
             if case .prefix(let p) = b.match, p.hasSuffix("/"), p.count > 1 { autoRedirect = true }
             if case .prefixNoRegex(let p) = b.match, p.hasSuffix("/"), p.count > 1 { autoRedirect = true }
@@ -156,14 +157,13 @@ extension Compiler {
 
     private func proxyTarget(_ url: String, at loc: SourceLocation, for b: LocationBuilder, groups: inout [UpstreamGroup],
                              index: inout [String: Int]) throws -> ProxyTarget {
-        if url.hasPrefix("https://") {
-            throw ConfigError("TLS to upstreams (\"https://\" in \"proxy_pass\") is not supported by lb", at: loc)
-        }
-        guard url.hasPrefix("http://") else { throw ConfigError("invalid URL prefix in \"\(url)\"", at: loc) }
+        let tls = url.hasPrefix("https://")
+        guard tls || url.hasPrefix("http://") else { throw ConfigError("invalid URL prefix in \"\(url)\"", at: loc) }
         if url.contains("$") {
             throw ConfigError("variables in \"proxy_pass\" are not supported by lb; name an upstream instead", at: loc)
         }
-        let rest = url.dropFirst(7)
+        let defaultPort = tls ? 443 : 80
+        let rest = url.dropFirst(tls ? 8 : 7)
         let slash = rest.firstIndex(of: "/")
         let hostPart = String(slash.map { rest[..<$0] } ?? rest)
         let uri = slash.map { String(rest[$0...]) }
@@ -178,11 +178,11 @@ extension Compiler {
             throw ConfigError("invalid host in \"\(url)\"", at: loc)
         }
         if hp.port == nil, let i = index[hp.host], !groups[i].implicit {
-            return ProxyTarget(upstream: i, hostHeader: hp.host, port: 80, uri: uri)
+            return ProxyTarget(upstream: i, hostHeader: hp.host, port: defaultPort, uri: uri)
         }
-        let port = hp.port ?? 80
+        let port = hp.port ?? defaultPort
         let key = "\(hp.host):\(port)"
-        let header = port == 80 ? hp.description : HostPort(host: hp.host, port: port).description
+        let header = port == defaultPort ? hp.description : HostPort(host: hp.host, port: port).description
         if let i = index[key] { return ProxyTarget(upstream: i, hostHeader: header, port: port, uri: uri) }
         let addrs = isIPLiteral(hp.host) ? [hp.host] : resolver.resolve(hp.host)
         guard !addrs.isEmpty else { throw ConfigError("host not found in upstream \"\(hostPart)\"", at: loc) }
@@ -275,7 +275,7 @@ extension Compiler {
                 }
                 continue
             }
-            contexts[si] = try TLSContext(t, server: si, at: sb.location)
+            contexts[si] = try TLSContext.shared(t, server: si, at: sb.location)
         }
         for i in listeners.indices {
             guard let at = listeners[i].sslLocation else { continue }

@@ -234,6 +234,8 @@ public struct ProxyTarget: Sendable, Hashable {
     public var port: Int
     /// The URI part after the host (`/` or `/v1/`), nil when none: then the request URI passes unchanged.
     public var uri: String?
+    /// `proxy_pass https://…`: the location's TLS client context and `proxy_ssl_*` settings.
+    public var tls: UpstreamTLS? = nil
 }
 
 /// An `upstream { }` block (or the implicit group of a direct `proxy_pass`).

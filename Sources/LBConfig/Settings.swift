@@ -123,6 +123,8 @@ public struct CacheValid: Sendable, Hashable {
 /// whole when a level sets any of them, never merged, exactly as nginx does.
 public struct HTTPSettings: Sendable {
     public var docRoot: DocRoot?
+    /// `proxy_ssl_*` (merged field by field in its own `inherit`).
+    public var proxySSL = ProxySSLSettings()
     public var index: [Template]?
     public var defaultType: String?
     public var types: [String: String]?
@@ -235,6 +237,7 @@ public struct HTTPSettings: Sendable {
     public mutating func inherit(from p: HTTPSettings) {
         @inline(__always) func m<T>(_ a: inout T?, _ b: T?) { if a == nil { a = b } }
         m(&docRoot, p.docRoot)
+        proxySSL.inherit(from: p.proxySSL)
         m(&index, p.index)
         m(&defaultType, p.defaultType)
         m(&types, p.types)

@@ -1,5 +1,6 @@
 import COpenSSL
 import Glibc
+import Synchronization
 
 /// One server's TLS context (OpenSSL's `SSL_CTX`): its certificates, protocols, session cache and
 /// ticket keys. Built once per loaded configuration, at load (so `lb -t` and a reload check every
@@ -263,6 +264,63 @@ public final class TLSContext: @unchecked Sendable {
             parts.append(String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         return parts.isEmpty ? "SSL: unknown error" : "SSL: " + parts.joined(separator: " ")
+    }
+}
+
+extension TLSContext {
+    /// The context for a server: the one already alive in this process when it was built from
+    /// the same settings and the same file contents for the same server, else a new one. So a
+    /// reload that leaves a server's TLS configuration alone keeps its context, and with it the
+    /// session cache and the ticket keys (nginx keeps its shared zone across reloads); a renewed
+    /// certificate file differs in content, so new handshakes get it at once.
+    static func shared(_ s: TLSSettings, server: Int, at location: SourceLocation) throws(ConfigError) -> TLSContext {
+        guard let key = fingerprint(s, server: server) else { return try TLSContext(s, server: server, at: location) }
+        if let alive = registry.withLock({ $0[key]?.context }) { return alive }
+        let made = try TLSContext(s, server: server, at: location)
+        registry.withLock { r in
+            r = r.filter { $0.value.context != nil }
+            r[key] = WeakContext(context: made)
+        }
+        return made
+    }
+
+    /// A file as its path and the SHA-256 of its bytes; nil when it cannot be read.
+    static func digest(_ f: TLSFile) -> String? {
+        guard let bytes = readWholeFile(f.path) else { return nil }
+        var md = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        guard EVP_Digest(bytes, bytes.count, &md, &len, EVP_sha256(), nil) == 1 else { return nil }
+        return f.path + "@" + md.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+
+    struct WeakContext: @unchecked Sendable { weak var context: TLSContext? }
+    static let registry = Mutex<[String: WeakContext]>([:])
+
+    /// What a context is built from: every setting (where directives were written does not
+    /// count), and each named file as its path and the SHA-256 of its bytes. Nil when a file
+    /// cannot be read (building the context then reports it).
+    static func fingerprint(_ s: TLSSettings, server: Int) -> String? {
+        var out = "server \(server)"
+        let file = digest
+        for child in Mirror(reflecting: s).children {
+            let name = child.label ?? "?"
+            let text: String?
+            if let f = child.value as? TLSFile {
+                text = file(f)
+            } else if let files = child.value as? [TLSFile] {
+                let parts = files.map(file)
+                text = parts.contains(nil) ? nil : parts.map { $0! }.joined(separator: ",")
+            } else if let commands = child.value as? [(name: String, value: String, location: SourceLocation)] {
+                text = commands.map { "\($0.name)=\($0.value)" }.joined(separator: ",")
+            } else if child.value is SourceLocation {
+                continue
+            } else {
+                text = String(describing: child.value)
+            }
+            guard let text else { return nil }
+            out += "\n\(name) \(text)"
+        }
+        return out
     }
 }
 

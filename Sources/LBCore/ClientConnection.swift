@@ -153,8 +153,12 @@ final class ClientConnection: Pollable {
             peerClosed = true
             readable = true
         }
-        // A TLS read may wait for writability and a write for readability: any event retries both.
-        if case .tls = transport { readable = true; writable = true }
+        // A TLS read may wait for writability and a write for readability (rare: only when
+        // OpenSSL said so); during the handshake any event retries it.
+        if case .tls(let s) = transport {
+            if !s.established || (s.readWantsWrite && events & EventLoop.writable != 0) { readable = true }
+            if !s.established || (s.writeWantsRead && events & EventLoop.readable != 0) { writable = true }
+        }
         drive()
     }
 
@@ -773,7 +777,7 @@ final class ClientConnection: Pollable {
 
     var currentUpstreamText: String? {
         guard let ex, ex.upstreamRuntime != nil, ex.attempt.peerIndex >= 0 else { return nil }
-        return "http://\(ex.attempt.peerText)\(String(decoding: ex.upstreamURI, as: UTF8.self))"
+        return "\(ex.target?.tls == nil ? "http" : "https")://\(ex.attempt.peerText)\(String(decoding: ex.upstreamURI, as: UTF8.self))"
     }
 
     func requestLine() -> [UInt8] {

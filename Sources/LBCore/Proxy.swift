@@ -180,7 +180,7 @@ extension ClientConnection {
         ex.tries += 1
         ex.attempt.restart(peer: p, text: text, start: monotonicMicros(), headLimit: settings.effectiveProxyBufferSize)
         // A pooled keep-alive connection first.
-        if rt.group.keepalive != nil, let c = worker.takeIdle(upstream: rt.id, peer: p) {
+        if rt.group.keepalive != nil, let c = worker.takeIdle(upstream: rt.id, peer: p), c.suits(ex.target!) {
             c.pooled = false
             c.owner = self
             c.requests += 1
@@ -207,6 +207,7 @@ extension ClientConnection {
             ex.up = c
             try worker.loop.register(c, events: EventLoop.readable | EventLoop.writable | EventLoop.edge | EventLoop.hangup)
             ex.phase = .connecting
+            if !startUpstreamTLS(c, ex.target!) { return }
             if immediate { c.writable = true }
             buildUpstreamRequest(c)
             if ex.variableFailed { upstreamFailedFatal(500); return }
@@ -345,13 +346,16 @@ extension ClientConnection {
         guard let c = ex.up else { return }
         switch ex.phase {
         case .connecting:
-            guard c.writable || c.peerClosed else { return }
-            let err = Socket.pendingError(c.fd)
-            if err != 0 {
-                upstreamFailed(.error("connect() failed (\(err): \(String(cString: strerror(err)))) while connecting to upstream"))
-                return
+            if !c.connected {
+                guard c.writable || c.peerClosed else { return }
+                let err = Socket.pendingError(c.fd)
+                if err != 0 {
+                    upstreamFailed(.error("connect() failed (\(err): \(String(cString: strerror(err)))) while connecting to upstream"))
+                    return
+                }
+                c.connected = true
             }
-            c.connected = true
+            if c.upstreamTLS != nil && !driveUpstreamHandshake(c) { return }
             ex.attempt.connectDone = monotonicMicros()
             ex.phase = .sending
             worker.loop.setDeadline(c, afterMillis: settings.effectiveProxySendTimeoutMs)
@@ -370,7 +374,7 @@ extension ClientConnection {
     func upstreamTimedOut() {
         switch ex.phase {
         case .connecting:
-            upstreamFailed(.timeout("upstream timed out (110: Connection timed out) while connecting to upstream"))
+            upstreamFailed(.timeout("upstream timed out (110: Connection timed out) while \(ex.up?.connected == true ? "SSL handshaking" : "connecting") to upstream"))
         case .sending:
             upstreamFailed(.timeout("upstream timed out (110: Connection timed out) while sending request to upstream"))
         case .waitingHead:
@@ -392,7 +396,7 @@ extension ClientConnection {
             if !c.outBuf.isEmpty {
                 guard c.writable else { return }
                 do {
-                    switch try Socket.write(c.fd, c.outBuf.readPointer, c.outBuf.readable) {
+                    switch try c.transport.write(c.fd, c.outBuf.readPointer, c.outBuf.readable) {
                     case .done(let n):
                         c.outBuf.readIndex += n
                         ex.attempt.upstreamBytesSent += n
@@ -482,7 +486,7 @@ extension ClientConnection {
             let room = min(c.inBuf.writableTail, limit - c.inBuf.readable)
             if room <= 0 { break }
             do {
-                switch try Socket.read(c.fd, c.inBuf.writePointer, room) {
+                switch try c.transport.read(c.fd, c.inBuf.writePointer, room) {
                 case .done(0):
                     c.readable = false
                     c.peerClosed = true
@@ -556,7 +560,7 @@ extension ClientConnection {
         }
         // proxy_intercept_errors: a status of 300 or more that an error_page names is answered by
         // that error_page instead of the upstream's response (nginx's intercept_errors).
-        if code >= 300, s.proxyInterceptErrors == true, let pages = s.errorPages, pages.contains(where: { $0.codes.contains(code) }) {
+        if code >= 300, loc.settings.proxyInterceptErrors == true, let pages = loc.settings.errorPages, pages.contains(where: { $0.codes.contains(code) }) {
             c.inBuf.readIndex += headLength
             recordUpstream(status: code)
             releasePeer(failed: false)
@@ -739,7 +743,7 @@ extension ClientConnection {
         case .prefix(let p), .prefixNoRegex(let p), .exact(let p): prefix = p
         default: break
         }
-        let from = "http://" + t.hostHeader + (t.uri ?? "/")
+        let from = (t.tls == nil ? "http://" : "https://") + t.hostHeader + (t.uri ?? "/")
         let to = t.uri == nil ? "/" : prefix
         guard text.hasPrefix(from) else { return nil }
         return Array((to + text.dropFirst(from.count)).utf8)
@@ -1079,7 +1083,7 @@ extension ClientConnection {
             // client → upstream
             if !c.outBuf.isEmpty && c.writable {
                 do {
-                    switch try Socket.write(c.fd, c.outBuf.readPointer, c.outBuf.readable) {
+                    switch try c.transport.write(c.fd, c.outBuf.readPointer, c.outBuf.readable) {
                     case .done(let n):
                         c.outBuf.readIndex += n
                         if c.outBuf.isEmpty { c.outBuf.clear() }

@@ -1,4 +1,5 @@
 import Glibc
+import LBConfig
 import LBIO
 
 /// A connection to an upstream peer. While a request uses it, events go to its owner; idle in a
@@ -20,6 +21,11 @@ final class UpstreamConnection: Pollable {
     var inBuf = Buffer()
     var outBuf = Buffer()
     var requests = 0
+    /// Every read and write goes through it: plain TCP, or TLS for `proxy_pass https://`.
+    var transport: Transport = .tcp
+    /// The location's TLS client settings this connection was made with (nil: plain); a pooled
+    /// connection serves only requests whose target has the same.
+    var upstreamTLS: UpstreamTLS?
 
     init(worker: Worker, fd: Int32, upstreamID: Int, peerIndex: Int, address: SocketAddress) {
         self.worker = worker
@@ -48,6 +54,10 @@ final class UpstreamConnection: Pollable {
             peerClosed = true
             readable = true
         }
+        if case .tls(let s) = transport {
+            if s.readWantsWrite && events & EventLoop.writable != 0 { readable = true }
+            if s.writeWantsRead && events & EventLoop.readable != 0 { writable = true }
+        }
         if let o = owner {
             o.turn { o.upstreamEvent() }
         } else if pooled && (readable || peerClosed) {
@@ -65,10 +75,19 @@ final class UpstreamConnection: Pollable {
         }
     }
 
+    /// Whether a pooled connection may carry a request to `target`: made with the same TLS
+    /// settings (or both plain). Otherwise it is closed, and the caller connects anew.
+    func suits(_ target: ProxyTarget) -> Bool {
+        if upstreamTLS === target.tls { return true }
+        close()
+        return false
+    }
+
     func close() {
         guard !closed else { return }
         closed = true
         worker.loop.deregister(self)
+        transport.tls?.shutdown() // close_notify, unless the handshake never finished or failed
         Socket.close(fd)
         inBuf.release()
         outBuf.release()

@@ -14,6 +14,9 @@ public final class TLSStream {
     /// The `SSL*`; freed with the stream.
     public let ssl: OpaquePointer
     public let fd: Int32
+    /// The socket BIO's state (owned by the BIO, so by `ssl`): `drained` is cleared at the start
+    /// of every handshake step and read, which follow a readiness event or a full read.
+    let sock: UnsafeMutablePointer<lb_sock>
     /// The handshake has completed.
     public private(set) var established = false
     /// The first byte was seen to start a TLS record (the caller's plain-HTTP test is done).
@@ -22,6 +25,12 @@ public final class TLSStream {
     public private(set) var failed = false
     /// The last failure, in nginx's words (`SSL_do_handshake() failed (SSL: error:…)`).
     public private(set) var lastError = ""
+    /// The last read stopped because OpenSSL had to write first (a key update or alert into a
+    /// full send buffer): the next writable event must retry the read.
+    public private(set) var readWantsWrite = false
+    /// The last write stopped because OpenSSL had to read first: the next readable event must
+    /// retry the write.
+    public private(set) var writeWantsRead = false
 
     /// Creates the server side of a TLS connection on `fd` with the listener's default context.
     /// `appData` is kept (unretained) for the context's callbacks (SNI selects the server's context).
@@ -29,12 +38,52 @@ public final class TLSStream {
         guard let s = SSL_new(context) else { return nil }
         ssl = s
         self.fd = fd
-        guard SSL_set_fd(s, fd) == 1 else {
+        guard let sock = TLSStream.attach(s, context: context, fd: fd) else {
             SSL_free(s)
             return nil
         }
+        self.sock = sock
         SSL_set_ex_data(s, 0, appData)
         SSL_set_accept_state(s)
+    }
+
+    /// lb's socket BIO (see `lb_sock` in the shim), or OpenSSL's own when the context asks for
+    /// kernel TLS (which needs OpenSSL's socket BIO). Read-ahead lets one `recv` take a whole
+    /// record (or several); the BIO's memory of a short `recv` saves the one that would only say
+    /// EAGAIN. Returns the BIO's state (nil: failure); `noSock` with OpenSSL's BIO.
+    static func attach(_ ssl: OpaquePointer, context: OpaquePointer, fd: Int32) -> UnsafeMutablePointer<lb_sock>? {
+        if lb_SSL_CTX_uses_ktls(context) != 0 {
+            return SSL_set_fd(ssl, fd) == 1 ? TLSStream.noSock : nil
+        }
+        guard let m = TLSStream.bioMethod, let sock = lb_SSL_set_sock(ssl, m, fd) else { return nil }
+        SSL_set_read_ahead(ssl, 1)
+        return sock
+    }
+
+    /// The BIO method, made once per process.
+    nonisolated(unsafe) static let bioMethod: OpaquePointer? = lb_sock_method_new()
+    /// Stands for "OpenSSL's socket BIO": a state nobody else reads, so re-arming it is harmless.
+    nonisolated(unsafe) static let noSock: UnsafeMutablePointer<lb_sock> = {
+        let p = UnsafeMutablePointer<lb_sock>.allocate(capacity: 1)
+        p.initialize(to: lb_sock())
+        return p
+    }()
+
+    /// Creates the client side of a TLS connection on `fd` (an upstream connection), from a
+    /// client context; `prepare` sets SNI, the session to resume and the callbacks' data before
+    /// the first handshake step.
+    public init?(clientContext: OpaquePointer, fd: Int32, prepare: (OpaquePointer) -> Void) {
+        guard let s = SSL_new(clientContext) else { return nil }
+        ssl = s
+        self.fd = fd
+        guard let sock = TLSStream.attach(s, context: clientContext, fd: fd) else {
+            SSL_free(s)
+            return nil
+        }
+        self.sock = sock
+        detected = true
+        prepare(s)
+        SSL_set_connect_state(s)
     }
 
     deinit { SSL_free(ssl) }
@@ -42,6 +91,7 @@ public final class TLSStream {
     /// Advances the handshake: `.done(())` once it has completed.
     public func handshake() throws(TLSError) -> IOResult<Void> {
         if established { return .done(()) }
+        sock.pointee.drained = 0
         ERR_clear_error()
         let r = SSL_do_handshake(ssl)
         if r == 1 {
@@ -57,6 +107,7 @@ public final class TLSStream {
     @inline(__always)
     public func read(_ buf: UnsafeMutableRawPointer, _ count: Int) throws(TLSError) -> IOResult<Int> {
         var total = 0
+        sock.pointee.drained = 0
         while total < count {
             var n = 0
             ERR_clear_error()
@@ -67,6 +118,7 @@ public final class TLSStream {
             }
             let e = SSL_get_error(ssl, 0)
             if e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE {
+                readWantsWrite = e == SSL_ERROR_WANT_WRITE
                 return total > 0 ? .done(total) : .wouldBlock
             }
             if e == SSL_ERROR_ZERO_RETURN {
@@ -91,6 +143,16 @@ public final class TLSStream {
         ERR_clear_error()
         let r = SSL_write_ex(ssl, buf, count, &n)
         if r == 1 { return .done(n) }
+        writeWantsRead = SSL_get_error(ssl, r) == SSL_ERROR_WANT_READ
+        if sock.pointee.drained != 0 && writeWantsRead {
+            // A write that needs the peer's bytes (never in practice: renegotiation is off) must
+            // not wait on a stale "drained".
+            sock.pointee.drained = 0
+            ERR_clear_error()
+            let r = SSL_write_ex(ssl, buf, count, &n)
+            if r == 1 { return .done(n) }
+            return try blocked(r, "SSL_write")
+        }
         return try blocked(r, "SSL_write")
     }
 

@@ -441,6 +441,49 @@ func sClient(_ port: Int, _ extra: [String], path: String = "/v", host: String =
         #expect(b.status == 0 && b.out == "https on TLSv1.3 b.test . http/1.1 b.test\n")
     }
 
+    @Test(arguments: [
+        ("-tls1_2", "ssl_session_cache shared:SSL:1m; ssl_session_tickets off;"),
+        ("-tls1_3", ""), // tickets under the random keys the context made at start
+    ])
+    func sessionsSurviveAReloadThatLeavesTLSAlone(_ version: String, _ settings: String) throws {
+        let lb = try LB(TLSTests.sites(settings))
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let sess = dir.appendingPathComponent("sess").path
+        _ = try sClient(lb.port, [version, "-sess_out", sess])
+        // Something else changes; the TLS settings and files do not.
+        try lb.rewrite(TLSTests.sites(settings + " keepalive_timeout 30s;"))
+        lb.started.signal(SIGHUP)
+        #expect(waitForLog(lb, "configuration reloaded (generation 2)"))
+        #expect(try sClient(lb.port, [version, "-sess_in", sess]).out.contains("Reused, TLSv1."))
+        // A changed TLS setting makes a new context: its cache starts empty, its keys are new.
+        try lb.rewrite(TLSTests.sites(settings + " ssl_session_timeout 10m;"))
+        lb.started.signal(SIGHUP)
+        #expect(waitForLog(lb, "configuration reloaded (generation 3)"))
+        #expect(try sClient(lb.port, [version, "-sess_in", sess]).out.contains("New, TLSv1."))
+    }
+
+    @Test func aRenewedCertificateFileIsServedAfterReload() throws {
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let crt = dir.appendingPathComponent("site.crt").path, key = dir.appendingPathComponent("site.key").path
+        func install(_ name: String) throws {
+            try? FileManager.default.removeItem(atPath: crt)
+            try? FileManager.default.removeItem(atPath: key)
+            try FileManager.default.copyItem(atPath: TestCerts.path("\(name).crt"), toPath: crt)
+            try FileManager.default.copyItem(atPath: TestCerts.path("\(name).key"), toPath: key)
+        }
+        try install("a-ec")
+        let conf = "error_log stderr notice; events {} http { server { listen 127.0.0.1:{port} ssl; ssl_certificate \(crt); ssl_certificate_key \(key); location / { return 200; } } }"
+        let lb = try LB(conf)
+        #expect(try sClient(lb.port, ["-tls1_3"], path: "/").out.contains("Server public key is 256 bit"))
+        // Same paths, same directives, new contents (a renewal): the new certificate, at once.
+        try install("a-rsa")
+        lb.started.signal(SIGHUP)
+        #expect(waitForLog(lb, "configuration reloaded (generation 2)"))
+        #expect(try sClient(lb.port, ["-tls1_3"], path: "/").out.contains("Server public key is 2048 bit"))
+    }
+
     func waitForLog(_ lb: LB, _ text: String, timeout: TimeInterval = 30) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {

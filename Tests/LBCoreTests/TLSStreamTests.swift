@@ -127,6 +127,30 @@ import Testing
         #expect(small + rest[0..<9_900] == sent[...])
     }
 
+    @Test func aShortRecvEndsTheReadWithoutAnotherRecv() throws {
+        let p = try Pair()
+        p.clientWrite(Array("ping".utf8))
+        shutdown(p.fds.1, Int32(SHUT_WR)) // the client's FIN is already behind its record
+        var buf = [UInt8](repeating: 0, count: 64)
+        // One recv took the record (and came back short): the read stops there. Had it called
+        // recv again, it would have met the FIN and marked the stream finished.
+        #expect(try p.server.read(&buf, 64) == 4 && buf[0..<4] == Array("ping".utf8)[...])
+        #expect(!p.server.failed)
+        // The next call (after a readiness event) reads the socket again and sees the end.
+        #expect(try p.server.read(&buf, 64) == 0)
+        #expect(p.server.failed)
+    }
+
+    @Test func bytesArrivingAfterAShortReadAreReadAtTheNextCall() throws {
+        let p = try Pair()
+        var buf = [UInt8](repeating: 0, count: 64)
+        for word in ["one", "two", "three"] {
+            p.clientWrite(Array(word.utf8))
+            #expect(try p.server.read(&buf, 64) == word.utf8.count && buf[0..<word.utf8.count] == Array(word.utf8)[...])
+            if case .done = try p.server.read(&buf, 64) { Issue.record("read returned data that was never sent") }
+        }
+    }
+
     @Test func aBlockedWriteIsRetriedWithTheSameBytesAndLosesNothing() throws {
         let p = try Pair(sendBuffer: 8192)
         let head = Array("HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n".utf8)
