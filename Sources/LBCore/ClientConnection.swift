@@ -788,17 +788,6 @@ final class ClientConnection: Pollable {
         return Array(b[0..<e])
     }
 
-    // Static file state (StaticFiles.swift).
-    var staticFile: Int32?
-    /// Set when `staticFile` belongs to the worker's shared cache-file table (not closed here).
-    var staticShared: SharedFile?
-    var staticOffset = 0
-    var staticRemaining = 0
+    /// The socket is corked (TCP_CORK) while a static head and its file go out (`tcp_nopush`).
     var corked = false
-    /// The file's modification time for `expires modified …` (static responses only).
-    var expiresMtime: Int?
-    /// Copies of the response heads (client-facing and upstream's), kept only when a template
-    /// reads `$sent_http_*` or `$upstream_http_*`.
-    var sentHead: [UInt8] = []
-    var upstreamHead: [UInt8] = []
 }
