@@ -134,16 +134,7 @@ public final class UpstreamTLS: @unchecked Sendable, Hashable {
             _ = lb_SSL_CTX_set_options(ctx, lb_op(LB_OP_NO_TICKET))
         }
         if let commands = s.confCommands, !commands.isEmpty {
-            guard let cctx = SSL_CONF_CTX_new() else { throw ConfigError("SSL_CONF_CTX_new() failed", at: location) }
-            defer { SSL_CONF_CTX_free(cctx) }
-            _ = SSL_CONF_CTX_set_flags(cctx, UInt32(SSL_CONF_FLAG_FILE | SSL_CONF_FLAG_CLIENT | SSL_CONF_FLAG_CERTIFICATE | SSL_CONF_FLAG_SHOW_ERRORS))
-            SSL_CONF_CTX_set_ssl_ctx(cctx, ctx)
-            for c in commands where SSL_CONF_cmd(cctx, c.name, c.value) <= 0 {
-                throw ConfigError("SSL_CONF_cmd(\"\(c.name)\", \"\(c.value)\") failed (\(TLSContext.queue()))", at: c.location)
-            }
-            if SSL_CONF_CTX_finish(cctx) != 1 {
-                throw ConfigError("SSL_CONF_finish() failed (\(TLSContext.queue()))", at: location)
-            }
+            try TLSContext.apply(commands, to: ctx, server: false, at: location)
         }
         ERR_clear_error()
     }

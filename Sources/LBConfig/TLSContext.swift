@@ -125,18 +125,26 @@ public final class TLSContext: @unchecked Sendable {
         }
 
         if let commands = s.confCommands, !commands.isEmpty {
-            guard let cctx = SSL_CONF_CTX_new() else { throw ConfigError("SSL_CONF_CTX_new() failed", at: location) }
-            defer { SSL_CONF_CTX_free(cctx) }
-            _ = SSL_CONF_CTX_set_flags(cctx, UInt32(SSL_CONF_FLAG_FILE | SSL_CONF_FLAG_SERVER | SSL_CONF_FLAG_CERTIFICATE | SSL_CONF_FLAG_SHOW_ERRORS))
-            SSL_CONF_CTX_set_ssl_ctx(cctx, ctx)
-            for c in commands where SSL_CONF_cmd(cctx, c.name, c.value) <= 0 {
-                throw ConfigError("SSL_CONF_cmd(\"\(c.name)\", \"\(c.value)\") failed (\(TLSContext.queue()))", at: c.location)
-            }
-            if SSL_CONF_CTX_finish(cctx) != 1 {
-                throw ConfigError("SSL_CONF_finish() failed (\(TLSContext.queue()))", at: location)
-            }
+            try TLSContext.apply(commands, to: ctx, server: true, at: location)
         }
         ERR_clear_error()
+    }
+
+    /// `ssl_conf_command` / `proxy_ssl_conf_command`: OpenSSL configuration commands on a context
+    /// (server or client side), each refused with its own line.
+    static func apply(_ commands: [(name: String, value: String, location: SourceLocation)], to ctx: OpaquePointer,
+                      server: Bool, at location: SourceLocation) throws(ConfigError) {
+        guard let cctx = SSL_CONF_CTX_new() else { throw ConfigError("SSL_CONF_CTX_new() failed", at: location) }
+        defer { SSL_CONF_CTX_free(cctx) }
+        let side = UInt32(server ? SSL_CONF_FLAG_SERVER : SSL_CONF_FLAG_CLIENT)
+        _ = SSL_CONF_CTX_set_flags(cctx, UInt32(SSL_CONF_FLAG_FILE | SSL_CONF_FLAG_CERTIFICATE | SSL_CONF_FLAG_SHOW_ERRORS) | side)
+        SSL_CONF_CTX_set_ssl_ctx(cctx, ctx)
+        for c in commands where SSL_CONF_cmd(cctx, c.name, c.value) <= 0 {
+            throw ConfigError("SSL_CONF_cmd(\"\(c.name)\", \"\(c.value)\") failed (\(TLSContext.queue()))", at: c.location)
+        }
+        if SSL_CONF_CTX_finish(cctx) != 1 {
+            throw ConfigError("SSL_CONF_finish() failed (\(TLSContext.queue()))", at: location)
+        }
     }
 
     /// Loads one certificate (with the chain after it in the file) and its key, in nginx's steps
