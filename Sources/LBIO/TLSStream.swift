@@ -92,7 +92,7 @@ public final class TLSStream {
     public func handshake() throws(TLSError) -> IOResult<Void> {
         if established { return .done(()) }
         sock.pointee.drained = 0
-        ERR_clear_error()
+        lb_err_clear()
         let r = SSL_do_handshake(ssl)
         if r == 1 {
             established = true
@@ -110,10 +110,13 @@ public final class TLSStream {
         sock.pointee.drained = 0
         while total < count {
             var n = 0
-            ERR_clear_error()
+            lb_err_clear()
             let r = SSL_read_ex(ssl, buf + total, count - total, &n)
             if r == 1 {
                 total += n
+                // The socket is drained and OpenSSL holds no bytes: another SSL_read could only
+                // say "want read". Stop here and save the call.
+                if sock.pointee.drained != 0 && SSL_has_pending(ssl) == 0 { return .done(total) }
                 continue
             }
             let e = SSL_get_error(ssl, 0)
@@ -140,7 +143,7 @@ public final class TLSStream {
     public func write(_ buf: UnsafeRawPointer, _ count: Int) throws(TLSError) -> IOResult<Int> {
         if count == 0 { return .done(0) }
         var n = 0
-        ERR_clear_error()
+        lb_err_clear()
         let r = SSL_write_ex(ssl, buf, count, &n)
         if r == 1 { return .done(n) }
         writeWantsRead = SSL_get_error(ssl, r) == SSL_ERROR_WANT_READ
@@ -148,7 +151,7 @@ public final class TLSStream {
             // A write that needs the peer's bytes (never in practice: renegotiation is off) must
             // not wait on a stale "drained".
             sock.pointee.drained = 0
-            ERR_clear_error()
+            lb_err_clear()
             let r = SSL_write_ex(ssl, buf, count, &n)
             if r == 1 { return .done(n) }
             return try blocked(r, "SSL_write")
