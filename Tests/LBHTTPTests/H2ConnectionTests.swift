@@ -491,6 +491,7 @@ func u32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8
         (base + [("x a", "b")], "space in a name"),
         (base + [("content-length", "5")], "content-length on END_STREAM"),
         (base + [("content-length", "x")], "invalid content-length"),
+        ([(":method", "GET"), (":scheme", "https"), (":path", "/"), (":authority", "user@a")], "userinfo in :authority"),
     ]
 
     @Test(arguments: malformed)

@@ -81,6 +81,9 @@ enum H2RequestRules {
         }
         guard let scheme, let path else { throw malformed("no :scheme or :path") }
         guard !path.isEmpty else { throw malformed("empty :path") }
+        if let authority, list.bytes[authority].contains(UInt8(ascii: "@")) {
+            throw malformed(":authority with userinfo") // RFC 9113 §8.3.1
+        }
         if endStream, let cl = contentLength, cl != 0 { throw malformed("content-length without a body") }
 
         // The HTTP/1.1-form head.
