@@ -59,7 +59,7 @@ final class ClientConnection: Pollable {
     unowned(unsafe) let worker: Worker
     let generation: Generation
     let listener: Int
-    let peer: SocketAddress
+    let peer: PeerAddress
     let number: Int
     var table: RoutingTable { generation.table }
 
@@ -71,9 +71,29 @@ final class ClientConnection: Pollable {
     var peerClosed = false
     var inBuf = Buffer()
     var outBuf = Buffer()
-    var head = Buffer()
     var scanner = HeadScanner()
-    var req = RequestHead()
+    /// The current request's head (bytes and parsed form); nil between requests, when it goes
+    /// back to the worker's pool. `head` and `req` read it (empty when there is none).
+    var requestHead: UnsafeMutablePointer<RequestHeadStorage>?
+    // Addressors, not accessors: `req.method` is one load through the pointer, never a copy of
+    // the 340-byte head nor a retain of its header list.
+    /// The bytes of the current request head.
+    var head: Buffer {
+        unsafeAddress { UnsafePointer(RequestHeadStorage.bytes(requestHead ?? ClientConnection.noRequestHead)) }
+        unsafeMutableAddress { RequestHeadStorage.bytes(requestHead ?? takeRequestHead()) }
+    }
+    /// The current request head as parsed (ranges into `head`).
+    var req: RequestHead {
+        unsafeAddress { UnsafePointer(RequestHeadStorage.parsed(requestHead ?? ClientConnection.noRequestHead)) }
+        unsafeMutableAddress { RequestHeadStorage.parsed(requestHead ?? takeRequestHead()) }
+    }
+    /// What `head` and `req` read between requests: empty, never written.
+    nonisolated(unsafe) static let noRequestHead = RequestHeadStorage.allocate()
+    private func takeRequestHead() -> UnsafeMutablePointer<RequestHeadStorage> {
+        let h = worker.takeRequestHead()
+        requestHead = h
+        return h
+    }
     var requestsOnConnection = 0
     var closeAfterResponse = false
 
@@ -85,7 +105,7 @@ final class ClientConnection: Pollable {
 
     init(worker: Worker, fd: Int32, peer: SocketAddress, generation: Generation, listener: Int, number: Int) {
         self.worker = worker
-        self.peer = peer
+        self.peer = PeerAddress(peer)
         self.generation = generation
         self.listener = listener
         self.number = number
@@ -98,7 +118,15 @@ final class ClientConnection: Pollable {
     deinit {
         inBuf.release()
         outBuf.release()
-        head.release()
+        if let h = requestHead { RequestHeadStorage.free(h) }
+    }
+
+    /// The connection is between requests (or closing): its request head goes back to the pool.
+    func releaseRequestHead() {
+        if let h = requestHead {
+            requestHead = nil
+            worker.putRequestHead(h)
+        }
     }
 
     /// The settings in force: the matched location's (merged from server and http). Yielded, not
@@ -109,7 +137,7 @@ final class ClientConnection: Pollable {
 
     /// The client as the request sees it: the address `real_ip_header` gave (from a trusted proxy),
     /// else the connection's peer. Access rules, logs, `$remote_addr` and `ip_hash` use it.
-    var clientAddress: SocketAddress { ex?.realClient ?? peer }
+    var clientAddress: PeerAddress { ex?.realClient ?? peer }
 
     /// The listener's default server: its settings rule the connection between requests.
     var defaultServer: VirtualServer { table.servers[table.listeners[listener].defaultServer] }
@@ -438,7 +466,8 @@ final class ClientConnection: Pollable {
             value += hb[f.value]
         }
         guard !value.isEmpty else { return }
-        ex.realClient = RealIP.resolve(connection: peer, trusted: trusted, value: value, recursive: s.realIPRecursive == true)
+        ex.realClient = RealIP.resolve(connectionBytes: peer.ipBytes, trusted: trusted, value: value,
+                                       recursive: s.realIPRecursive == true).map(PeerAddress.init)
     }
 
     func allowed(_ rules: [AccessRule]) -> Bool {
@@ -730,8 +759,7 @@ final class ClientConnection: Pollable {
         if inBuf.isEmpty {
             // Between requests a connection holds no I/O buffers: they go back to the worker.
             worker.recycle(&inBuf)
-            head.clear()
-            if head.capacity > 4096 { head.release() }
+            releaseRequestHead()
             worker.recycle(&outBuf)
             worker.loop.setDeadline(self, afterMillis: keepaliveTimeout)
         } else {
@@ -761,7 +789,7 @@ final class ClientConnection: Pollable {
         Socket.close(fd)
         worker.recycle(&inBuf)
         worker.recycle(&outBuf)
-        head.release()
+        releaseRequestHead()
         worker.live[number] = nil
         worker.connectionClosed()
     }

@@ -81,7 +81,7 @@ final class Exchange {
     var expiresMtime: Int?
 
     /// The client's address from `real_ip_header` (realip), when a trusted proxy sent one.
-    var realClient: SocketAddress?
+    var realClient: PeerAddress?
 
     /// Maps being evaluated (cycle detection), and whether a variable could not be evaluated.
     var mapsInProgress: [String] = []

@@ -7,7 +7,12 @@ import LBIO
 /// are skipped from the right. nil leaves the connection's address.
 enum RealIP {
     static func resolve(connection: SocketAddress, trusted: [CIDR], value: [UInt8], recursive: Bool) -> SocketAddress? {
-        guard trusted.contains(where: { $0.contains(connection.ipBytes) }) else { return nil }
+        resolve(connectionBytes: connection.ipBytes, trusted: trusted, value: value, recursive: recursive)
+    }
+
+    /// - Parameter connectionBytes: the peer's 16 address bytes (IPv4 v4-mapped).
+    static func resolve(connectionBytes: [UInt8], trusted: [CIDR], value: [UInt8], recursive: Bool) -> SocketAddress? {
+        guard trusted.contains(where: { $0.contains(connectionBytes) }) else { return nil }
         var end = value.count
         var found: SocketAddress?
         while end > 0 {

@@ -21,6 +21,10 @@ public final class Worker: @unchecked Sendable {
     static let maxSpareBuffers = 256
     /// Emptied arrays of finished exchanges, for the next ones (ClientConnection.beginExchange).
     var spareExchangeStorage: [ExchangeStorage] = []
+    /// Request heads of connections that went idle, kept for the next request that arrives (on any
+    /// connection): a keep-alive request after an idle wait takes one without allocating.
+    var spareRequestHeads: [UnsafeMutablePointer<RequestHeadStorage>] = []
+    static let maxSpareRequestHeads = 256
     var listeners: [Int32: ListenerSocket] = [:]
     var accessLogs: [String: AccessLogFile] = [:]
     /// Live client connections (for graceful stop and stats).
@@ -376,6 +380,26 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
+    /// A request head for a connection whose request begins (from the pool when one is there).
+    @inline(__always)
+    func takeRequestHead() -> UnsafeMutablePointer<RequestHeadStorage> {
+        spareRequestHeads.popLast() ?? RequestHeadStorage.allocate()
+    }
+
+    /// Takes back the head of a connection that went idle: its bytes and header list keep their
+    /// storage for the next request (up to the standard size), beyond the pool's bound it is freed.
+    @inline(__always)
+    func putRequestHead(_ h: UnsafeMutablePointer<RequestHeadStorage>) {
+        guard spareRequestHeads.count < Worker.maxSpareRequestHeads else {
+            RequestHeadStorage.free(h)
+            return
+        }
+        h.pointee.bytes.clear()
+        if h.pointee.bytes.capacity > Worker.bufferSize { h.pointee.bytes.release() }
+        if h.pointee.parsed.headers.capacity > 64 { h.pointee.parsed.headers = [] }
+        spareRequestHeads.append(h)
+    }
+
     func prepare(_ b: inout Buffer) {
         guard b.base == nil else { return }
         if let p = spareBuffers.popLast() { b.adopt(p, capacity: Worker.bufferSize) } else { b.reserve(Worker.bufferSize) }
@@ -509,6 +533,38 @@ final class AccessLogFile {
 struct SharedFileKey: Hashable {
     var zone: ObjectIdentifier
     var hash: CacheHash
+}
+
+/// A request's head as a connection holds it while the request lasts: the bytes (copied out of
+/// the read buffer, so that buffer can go back to the pool) and the parsed head pointing into
+/// them. Between requests a connection holds none (`ClientConnection.requestHead` is nil), so an
+/// idle keep-alive connection keeps neither the bytes, the header list nor the 340-byte parsed
+/// head; the worker pools a bounded number for reuse. Allocated by hand (like `Buffer`'s bytes):
+/// the connection's `head` and `req` reach it through a plain pointer, with no reference counting
+/// on the request path.
+struct RequestHeadStorage {
+    var bytes = Buffer()
+    var parsed = RequestHead()
+
+    static func allocate() -> UnsafeMutablePointer<RequestHeadStorage> {
+        let p = UnsafeMutablePointer<RequestHeadStorage>.allocate(capacity: 1)
+        p.initialize(to: RequestHeadStorage())
+        return p
+    }
+
+    @inline(__always) static func bytes(_ p: UnsafeMutablePointer<RequestHeadStorage>) -> UnsafeMutablePointer<Buffer> {
+        p.pointer(to: \.bytes)!
+    }
+
+    @inline(__always) static func parsed(_ p: UnsafeMutablePointer<RequestHeadStorage>) -> UnsafeMutablePointer<RequestHead> {
+        p.pointer(to: \.parsed)!
+    }
+
+    static func free(_ p: UnsafeMutablePointer<RequestHeadStorage>) {
+        p.pointee.bytes.release()
+        p.deinitialize(count: 1)
+        p.deallocate()
+    }
 }
 
 /// An open cache entry file shared by the responses of one worker.

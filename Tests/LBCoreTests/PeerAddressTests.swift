@@ -1,0 +1,26 @@
+@testable import LBCore
+import LBIO
+import Testing
+
+/// The compact client address every connection keeps says what the socket address it came from says.
+@Suite struct PeerAddressTests {
+    @Test(arguments: ["127.0.0.1", "10.1.2.3", "255.255.255.255", "::1", "2001:db8::7", "fe80::1:2:3:4", "::ffff:192.0.2.9", "::"])
+    func peerAddressAgreesWithTheSocketAddress(_ ip: String) throws {
+        let a = try #require(SocketAddress(ip: ip, port: 54321))
+        let p = PeerAddress(a)
+        #expect(p.ip == a.ip)
+        #expect(p.ipBytes == a.ipBytes)
+        #expect(p.port == 54321)
+    }
+
+    @Test func v4MappedAddressesAreShownAsIPv4AsNginxDoes() throws {
+        let p = PeerAddress(try #require(SocketAddress(ip: "::ffff:192.0.2.9", port: 80)))
+        #expect(p.ip == "192.0.2.9")
+        #expect(PeerAddress(try #require(SocketAddress(ip: "192.0.2.9", port: 80))).ipBytes == p.ipBytes)
+    }
+
+    @Test func theAddressIsSmallerThanASocketAddress() {
+        #expect(MemoryLayout<PeerAddress>.size <= 24)
+        #expect(MemoryLayout<SocketAddress>.size > 100)
+    }
+}
