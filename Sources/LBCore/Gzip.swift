@@ -173,7 +173,7 @@ extension ClientConnection {
     /// applies, else nil. `read` is called only then, and only for bodies up to `maxInMemory`.
     func gzipWholeBody(status code: Int, contentType: String, length: Int, read: () -> [UInt8]?) -> [UInt8]? {
         let s = settings
-        guard s.gzip == true, length <= GzipPolicy.maxInMemory, requestAcceptsGzip(range: headerValue("range") != nil),
+        guard s.gzip == true, length <= GzipPolicy.maxInMemory, requestAcceptsGzip(range: req.range != nil),
               GzipPolicy.responseQualifies(status: code, contentEncoding: nil, contentType: contentType, contentLength: length,
                                            types: s.effectiveGzipTypes, minLength: s.effectiveGzipMinLength),
               proxiedAllowsGzip(expires: nil, cacheControl: nil, lastModified: true, etag: true),

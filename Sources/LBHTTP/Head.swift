@@ -67,7 +67,6 @@ public struct RequestHead: Sendable {
     public var ifMatch: Range<Int>? = nil
     public var range: Range<Int>? = nil
     public var ifRange: Range<Int>? = nil
-    public var acceptEncoding: Range<Int>? = nil
 
     public init() {}
 

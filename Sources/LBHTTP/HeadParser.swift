@@ -242,8 +242,6 @@ public enum HeadParser {
                 if h.range == nil { h.range = value }
             case 8 where ASCII.equalsLower(b, name, "if-range"):
                 if h.ifRange == nil { h.ifRange = value }
-            case 15 where ASCII.equalsLower(b, name, "accept-encoding"):
-                if h.acceptEncoding == nil { h.acceptEncoding = value }
             default:
                 break
             }
