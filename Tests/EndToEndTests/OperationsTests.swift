@@ -56,10 +56,15 @@ import Testing
         // Clients keep asking the whole time; none may fail.
         let stop = Mutex(false), finished = Mutex(false)
         let results = Mutex<[Int]>([])
+        let failures = Mutex<[String]>([])
         let port = lb.port
         let client = Thread {
             while !stop.withLock({ $0 }) {
-                let s = (try? RawClient(port: port).get("/n").status) ?? -1
+                var s = -1
+                do { s = try RawClient(port: port).get("/n").status } catch {
+                    failures.withLock { $0.append("\(Date()): \(error)") }
+                }
+                if s != 200 && s != -1 { failures.withLock { $0.append("\(Date()): status \(s)") } }
                 results.withLock { $0.append(s) }
                 usleep(5_000)
             }
@@ -93,7 +98,8 @@ import Testing
         #expect(waitUntil { finished.withLock { $0 } })
         let all = results.withLock { $0 }
         #expect(all.count > 20)
-        #expect(all.allSatisfy { $0 == 200 }, "failed client requests: \(all.filter { $0 != 200 }.count)")
+        #expect(all.allSatisfy { $0 == 200 },
+                "failed client requests: \(failures.withLock { $0 }); error log: \(lb.errorLog.split(separator: "\n").filter { !$0.contains("health check") || $0.contains("down") || $0.contains("up") }.suffix(30).joined(separator: "\n"))")
         // Both serve again.
         let names = try (0..<4).map { _ in try RawClient(port: lb.port).get("/").text.prefix(2) }
         #expect(Set(names) == ["b1", "b2"])

@@ -48,9 +48,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-Backend", NAME)
         for k, v in (extra or {}).items():
             self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        # Head and body in one write: a backend killed by a test (SIGKILL) loses whole responses,
+        # never half of one (a response cut after its head cannot be retried, by lb or nginx).
+        self._headers_buffer.append(b"\r\n")
+        data = b"".join(self._headers_buffer)
+        self._headers_buffer = []
+        self.wfile.write(data if self.command == "HEAD" else data + body)
 
     def body(self):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
