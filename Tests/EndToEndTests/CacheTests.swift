@@ -123,10 +123,11 @@ import Testing
         let b = try Backend(name: "c")
         let dir = try cacheDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let lb = try LB(Self.config(b, cacheDir: dir.path).replacingOccurrences(of: "proxy_cache_valid 200 1m;", with: "proxy_cache_valid 200 1s;"))
+        let lb = try LB(Self.config(b, cacheDir: dir.path).replacingOccurrences(of: "proxy_cache_valid 200 1m;", with: "proxy_cache_valid 200 3s;"))
         #expect(try get(lb, "/gen?e=1").header("X-Cache") == "MISS")
         #expect(try get(lb, "/gen?e=1").header("X-Cache") == "HIT")
-        Thread.sleep(forTimeInterval: 2.2)
+        // 3 s of validity: room for a loaded machine between the MISS and the HIT.
+        Thread.sleep(forTimeInterval: 3.5)
         let r = try get(lb, "/gen?e=1")
         #expect(r.header("X-Cache") == "EXPIRED")
         #expect(r.text.contains("n=2"))
@@ -203,22 +204,22 @@ import Testing
             proxy_cache_use_stale updating;
             proxy_cache_background_update on;
         """).replacingOccurrences(of: "proxy_cache_valid 200 1m;", with: "proxy_cache_valid 200 3s;"))
-        #expect(try get(lb, "/gen?ms=500").header("X-Cache") == "MISS")
+        #expect(try get(lb, "/gen?ms=1500").header("X-Cache") == "MISS")
         Thread.sleep(forTimeInterval: 3.6)
         // The first request after expiry gets the stale entry at once, as nginx answers it
         // (STALE); curl closes its connection right after, and the update goes on …
-        let c = try curl(["-D", "-", "http://127.0.0.1:\(lb.port)/gen?ms=500"])
+        let c = try curl(["-D", "-", "http://127.0.0.1:\(lb.port)/gen?ms=1500"])
         #expect(c.out.contains("X-Cache: STALE"))
         #expect(c.out.contains("n=1"))
         // … and while the update is in flight, others get the stale entry as UPDATING.
-        let u = try get(lb, "/gen?ms=500")
+        let u = try get(lb, "/gen?ms=1500")
         #expect(u.header("X-Cache") == "UPDATING")
         #expect(u.text.contains("n=1"))
-        // Until the update lands (the upstream takes 500 ms) the answer stays UPDATING.
+        // Until the update lands (the upstream takes 1.5 s: room for a loaded machine) the answer stays UPDATING.
         var h = u
-        #expect(try waitUntil { h = try get(lb, "/gen?ms=500"); return h.header("X-Cache") == "HIT" })
+        #expect(try waitUntil { h = try get(lb, "/gen?ms=1500"); return h.header("X-Cache") == "HIT" })
         #expect(h.text.contains("n=2"))
-        #expect(try counts(b)["/gen?ms=500"] == 2)
+        #expect(try counts(b)["/gen?ms=1500"] == 2)
     }
 
     @Test func revalidatedWithA304FromTheUpstream() throws {
