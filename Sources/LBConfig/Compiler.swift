@@ -17,6 +17,10 @@ public final class Compiler {
     var workerRlimitNofile: Int?
     var workerShutdownTimeoutMs: Int?
     var sawHTTP = false
+    var sawEvents = false
+    /// Log files named in the configuration, with where: a file load opens each (nginx opens them
+    /// while reading the configuration, `-t` included) and refuses the configuration if one fails.
+    var logFiles: [(path: String, at: SourceLocation)] = []
 
     // http context.
     let httpSettings = SettingsBox()

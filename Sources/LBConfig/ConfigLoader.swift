@@ -35,7 +35,7 @@ public struct ConfigLoader {
             Directive.dismantle(&directives)
             throw error
         }
-        return try compile(&directives, files: parser.files)
+        return try compile(&directives, files: parser.files, asFile: fullPath)
     }
 
     /// Parses and compiles config text (tests, `-g` only configs).
@@ -46,12 +46,22 @@ public struct ConfigLoader {
     }
 
     /// Compiles the tree, then frees it level by level (it may be deeply nested).
-    private func compile(_ directives: inout [Directive], files: [ConfigFile]) throws(ConfigError) -> Loaded {
+    /// A configuration file (`asFile`, not text from a test) is checked as nginx checks one: it
+    /// has an `events` block, and every log file it names can be opened (created if missing).
+    private func compile(_ directives: inout [Directive], files: [ConfigFile], asFile: String? = nil) throws(ConfigError) -> Loaded {
         defer { Directive.dismantle(&directives) }
         let c = Compiler(prefix: prefix, resolver: resolver)
         c.files = files
         do {
             try c.walk(directives, in: .main)
+            if let path = asFile {
+                guard c.sawEvents else { throw ConfigError("no \"events\" section in configuration file \(path)") }
+                for log in c.logFiles {
+                    if let failure = fileSystem.openForAppend(log.path) {
+                        throw ConfigError("open() \"\(log.path)\" failed (\(failure))", at: log.at)
+                    }
+                }
+            }
             let table = try c.finish()
             return Loaded(table: table, warnings: c.warnings)
         } catch let e as ConfigError {

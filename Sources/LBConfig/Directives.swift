@@ -80,7 +80,10 @@ extension Compiler {
         DirectiveSpec("load_module", .main, .exactly(1), repeatable: true, note: "lb has no dynamic modules: a warning, and the module's directives stay unknown") { c, d in
             c.warnings.append(ConfigError("module \"\(d.args[0].text)\" is not loaded: lb has no dynamic modules", at: d.location))
         },
-        DirectiveSpec("events", .main, .none, block: true) { c, d in try c.walk(d.block!, in: .events) },
+        DirectiveSpec("events", .main, .none, block: true) { c, d in
+            c.sawEvents = true
+            try c.walk(d.block!, in: .events)
+        },
         DirectiveSpec("worker_connections", .events, .exactly(1), default: "512") { c, d in
             let n = try c.number(d)
             guard n >= 1 else { throw c.invalidValue(d) }
@@ -102,7 +105,9 @@ extension Compiler {
             level = l
         }
         let p = d.args[0].text
-        return ErrorLog(path: p == "stderr" || p.hasPrefix("syslog:") ? p : fullPath(p), level: level)
+        if p == "stderr" || p.hasPrefix("syslog:") { return ErrorLog(path: p, level: level) }
+        logFiles.append((fullPath(p), d.args[0].location))
+        return ErrorLog(path: fullPath(p), level: level)
     }
 
     // MARK: http-wide settings
@@ -168,6 +173,9 @@ extension Compiler {
             }
             guard c.logFormats[format] != nil else { throw ConfigError("unknown log format \"\(format)\"", at: d.args[1].location) }
             let p = d.args[0].text
+            if !(p == "stderr" || p == "/dev/stdout" || p.hasPrefix("syslog:") || p.contains("$")) {
+                c.logFiles.append((c.fullPath(p), d.args[0].location))
+            }
             let log = AccessLog(path: p == "stderr" || p == "/dev/stdout" || p.hasPrefix("syslog:") ? p : c.fullPath(p),
                                 format: format, bufferSize: buffer, flushMs: flush, condition: cond)
             if c.settings.s.accessLogOff == true { c.settings.s.accessLogOff = nil; c.settings.s.accessLogs = [] }

@@ -62,9 +62,14 @@ public protocol ConfigFileSystem: Sendable {
     func glob(_ pattern: String) -> [String]
     /// Canonical path for cycle detection.
     func canonical(_ path: String) -> String
+    /// Opens a log file for appending, creating it (and its directories) if missing, as nginx
+    /// opens its logs while reading its configuration; nil on success, else `errno: text`. The default (file systems of tests) succeeds.
+    func openForAppend(_ path: String) -> String?
 }
 
 extension ConfigFileSystem {
+    public func openForAppend(_ path: String) -> String? { nil }
+
     public func read(_ path: String, limit: Int) throws(ConfigError) -> String {
         let text = try read(path)
         if text.utf8.count > limit { throw ConfigError.tooLarge(path, limit: limit) }
@@ -81,6 +86,25 @@ extension ConfigError {
 /// The real file system through Glibc.
 public struct DiskFileSystem: ConfigFileSystem {
     public init() {}
+
+    /// lb creates missing log directories (nginx does not): only a directory that cannot be
+    /// created, or a file that cannot be opened, fails.
+    public func openForAppend(_ path: String) -> String? {
+        func makeDirectory(_ dir: String) {
+            var st = stat()
+            if dir.isEmpty || dir == "/" || stat(dir, &st) == 0 { return }
+            makeDirectory(directoryOf(dir))
+            mkdir(dir, 0o755)
+        }
+        makeDirectory(directoryOf(path))
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0o644)
+        if fd < 0 {
+            let e = errno
+            return "\(e): \(String(cString: strerror(e)))"
+        }
+        close(fd)
+        return nil
+    }
 
     public func read(_ path: String) throws(ConfigError) -> String {
         try read(path, limit: ConfigLimits.maxConfigBytes)

@@ -30,15 +30,70 @@ import Testing
         """)
     }
 
+    /// As `nginx -t`: a configuration file without an `events` block is refused.
+    @Test func aFileWithoutEventsIsRefused() throws {
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let conf = dir.appendingPathComponent("noevents.conf")
+        try "http {\n  server { listen 127.0.0.1:8080; }\n}\n".write(to: conf, atomically: true, encoding: .utf8)
+        let r = try Harness.run("lb", ["-t", "-c", conf.path])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("[emerg] no \"events\" section in configuration file \(conf.path)"))
+        #expect(r.stderr.contains("test failed"))
+    }
+
+    /// Log files are opened while the configuration is read (`-t` too): one that cannot be opened —
+    /// here its directory would have to be made inside a regular file — is an error with FILE:LINE;
+    /// missing directories that can be made are made, as lb's runtime makes them.
+    @Test func logFilesThatCannotBeOpenedFailTheTest() throws {
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("plain")
+        try "x".write(to: file, atomically: true, encoding: .utf8)
+        let conf = dir.appendingPathComponent("logs.conf")
+        for (directive, line) in [("error_log \(file.path)/sub/error.log;", 2), ("http { access_log \(file.path)/sub/access.log; }", 2)] {
+            try "events {}\n\(directive)\n".write(to: conf, atomically: true, encoding: .utf8)
+            let r = try Harness.run("lb", ["-t", "-c", conf.path])
+            #expect(r.status == 1)
+            #expect(r.stderr.contains("[emerg] open() \"\(file.path)/sub/"), "\(r.stderr)")
+            #expect(r.stderr.contains("failed (20: Not a directory) in \(conf.path):\(line)"), "\(r.stderr)")
+        }
+        try "events {}\nhttp { access_log \(dir.path)/new/deeper/access.log; }\n".write(to: conf, atomically: true, encoding: .utf8)
+        let ok = try Harness.run("lb", ["-t", "-c", conf.path])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("new/deeper/access.log").path))
+        // A variable in the path: opened per request, not while reading the configuration.
+        try "events {}\nhttp { access_log \(file.path)/$host.log; }\n".write(to: conf, atomically: true, encoding: .utf8)
+        #expect(try Harness.run("lb", ["-t", "-c", conf.path]).status == 0)
+    }
+
+    /// A reload into a configuration whose log cannot be opened keeps the running one serving.
+    @Test func aReloadIntoAnUnopenableLogKeepsServing() throws {
+        let config = """
+        events {}
+        error_log stderr notice;
+        http { access_log off; server { listen 127.0.0.1:{port}; location / { return 200 "old\\n"; } } }
+        """
+        let lb = try LB(config)
+        let plain = lb.configURL.deletingLastPathComponent().appendingPathComponent("plain")
+        try "x".write(to: plain, atomically: true, encoding: .utf8)
+        try lb.rewrite(config.replacingOccurrences(of: "access_log off;", with: "access_log \(plain.path)/x/a.log;")
+                             .replacingOccurrences(of: "old", with: "new"))
+        lb.reloadAndWait()
+        #expect(lb.errorLog.contains("reload failed, the previous configuration keeps serving"))
+        #expect(lb.errorLog.contains("Not a directory"))
+        #expect(try RawClient(port: lb.port).get("/").text == "old\n")
+    }
+
     @Test func dumpExpandsIncludes() throws {
         let dir = try Harness.tempDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("conf.d"), withIntermediateDirectories: true)
-        try "http {\n include conf.d/*.conf;\n}\n".write(to: dir.appendingPathComponent("main.conf"), atomically: true, encoding: .utf8)
+        try "events {}\nhttp {\n include conf.d/*.conf;\n}\n".write(to: dir.appendingPathComponent("main.conf"), atomically: true, encoding: .utf8)
         try "server { listen 8080; }\n".write(to: dir.appendingPathComponent("conf.d/site.conf"), atomically: true, encoding: .utf8)
         let r = try Harness.run("lb", ["-T", "-c", dir.appendingPathComponent("main.conf").path])
         #expect(r.status == 0)
-        #expect(r.stdout.contains("# configuration file \(dir.path)/main.conf:\nhttp {"))
+        #expect(r.stdout.contains("# configuration file \(dir.path)/main.conf:\nevents {}\nhttp {"))
         #expect(r.stdout.contains("# configuration file \(dir.path)/conf.d/site.conf:\nserver { listen 8080; }"))
     }
 
@@ -46,7 +101,7 @@ import Testing
         let dir = try Harness.tempDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let conf = dir.appendingPathComponent("a.conf")
-        try "worker_processes 2;\n".write(to: conf, atomically: true, encoding: .utf8)
+        try "worker_processes 2;\nevents {}\n".write(to: conf, atomically: true, encoding: .utf8)
         let ok = try Harness.run("lb", ["-t", "-q", "-g", "daemon off;", "-c", conf.path])
         #expect(ok.status == 0 && ok.stderr.isEmpty)
         let dup = try Harness.run("lb", ["-t", "-g", "worker_processes 1;", "-c", conf.path])
