@@ -34,10 +34,19 @@ do {
     exit(1)
 }
 
+let prefix: String = {
+    guard let p = options.prefix else { return currentDirectory() }
+    return p.hasPrefix("/") ? p : joinPath(currentDirectory(), p)
+}()
+
+// `-e FILE`: the log of startup (before the configuration's error_log takes over); a relative
+// path resolves against the prefix, as nginx resolves it.
 if let e = options.errorLog, e != "stderr" {
-    let fd = open(e, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    let path = e.hasPrefix("/") ? e : joinPath(prefix, e)
+    let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
     if fd < 0 {
-        printErr("lb: [alert] could not open error log file: open() \"\(e)\" failed (\(errno): \(String(cString: strerror(errno))))")
+        let err = errno
+        printErr("lb: [alert] could not open error log file: open() \"\(path)\" failed (\(err): \(String(cString: strerror(err))))")
     } else {
         startupLogFD = fd
     }
@@ -60,10 +69,6 @@ default:
     break
 }
 
-let prefix: String = {
-    guard let p = options.prefix else { return currentDirectory() }
-    return p.hasPrefix("/") ? p : joinPath(currentDirectory(), p)
-}()
 let configPath = options.configPath ?? "conf/lb.conf"
 let displayPath = configPath.hasPrefix("/") ? configPath : joinPath(prefix, configPath)
 let loader = ConfigLoader(prefix: prefix, globalDirectives: options.globalDirectives)

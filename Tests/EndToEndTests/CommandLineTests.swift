@@ -137,4 +137,15 @@ extension CommandLineTests {
         let text = try String(contentsOf: log, encoding: .utf8)
         #expect(text.contains("[emerg] open()") && text.contains("test failed"))
     }
+
+    /// `-e` with a relative path (and `-c`) resolve against `-p`, never the current directory.
+    @Test func relativeDashEResolvesAgainstThePrefix() throws {
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("logs"), withIntermediateDirectories: true)
+        let r = try Harness.run("lb", ["-t", "-p", dir.path, "-e", "logs/startup.log", "-c", "missing.conf"])
+        #expect(r.status == 1 && r.stderr.isEmpty, "\(r.stderr)")
+        let text = try String(contentsOf: dir.appendingPathComponent("logs/startup.log"), encoding: .utf8)
+        #expect(text.contains("open() \"\(dir.path)/missing.conf\" failed"), "\(text)")
+    }
 }
