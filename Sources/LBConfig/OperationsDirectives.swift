@@ -78,6 +78,17 @@ extension Compiler {
         DirectiveSpec("status", .location, .none, note: "lb: the live status page (HTML, and JSON with ?format=json)") { c, d in
             c.locationStack.last!.special = .status
         },
+        DirectiveSpec("stub_status", [.server, .location], .between(0, 1)) { c, d in
+            // `stub_status on;` is the form of nginx before 1.7.5, still accepted by it.
+            if d.args.count == 1 && d.args[0].text != "on" && d.args[0].text != "off" {
+                throw ConfigError("invalid value \"\(d.args[0].text)\" in \"stub_status\" directive, it must be \"on\" or \"off\"", at: d.args[0].location)
+            }
+            if d.args.first?.text == "off" { return }
+            guard let l = c.locationStack.last else {
+                throw ConfigError("\"stub_status\" directive is not supported by lb at server level; put it in a location", at: d.location)
+            }
+            l.special = .stubStatus
+        },
         DirectiveSpec("metrics", .location, .none, note: "lb: Prometheus metrics") { c, d in
             c.locationStack.last!.special = .metrics
         },

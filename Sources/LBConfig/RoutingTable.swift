@@ -223,6 +223,8 @@ public enum Handler: Sendable {
     case status
     case metrics
     case api
+    /// nginx's `stub_status`: the connection and request counters, in nginx's exact text.
+    case stubStatus
 }
 
 /// A `proxy_pass` target.

@@ -3,6 +3,8 @@ public enum Variable: Sendable, Hashable {
     case host, remoteAddr, remotePort, remoteUser, binaryRemoteAddr, realipRemoteAddr, realipRemotePort
     case scheme, https, requestURI, uri, documentURI, args, queryString, isArgs, request, requestMethod
     case serverName, serverPort, serverAddr, serverProtocol, hostname, status
+    /// stub_status's counters as variables (nginx's `$connections_*`).
+    case connectionsActive, connectionsReading, connectionsWriting, connectionsWaiting
     case timeLocal, timeISO8601, msec, requestTime, requestLength, requestID, pid, connection, connectionRequests
     case bodyBytesSent, bytesSent, contentLength, contentType, documentRoot, realpathRoot, requestFilename, pipe
     case proxyAddXForwardedFor, proxyHost, proxyPort
@@ -51,6 +53,8 @@ public enum Variable: Sendable, Hashable {
         "ssl_client_verify": .sslClientVerify, "ssl_client_s_dn": .sslClientSDN, "ssl_client_i_dn": .sslClientIDN,
         "ssl_client_serial": .sslClientSerial, "ssl_client_fingerprint": .sslClientFingerprint,
         "ssl_client_escaped_cert": .sslClientEscapedCert, "ssl_client_cert": .sslClientCert,
+        "connections_active": .connectionsActive, "connections_reading": .connectionsReading,
+        "connections_writing": .connectionsWriting, "connections_waiting": .connectionsWaiting,
     ]
 
     /// Resolves a name written after `$`; `named` for names that only a `map` or a regex can define.

@@ -98,7 +98,38 @@ final class ClientConnection: Pollable {
     var closeAfterResponse = false
 
     /// The request in progress; nil between requests (an idle connection holds none).
-    var ex: Exchange!
+    var ex: Exchange! {
+        didSet { countWriting(ex != nil && state != .closed) }
+    }
+    /// Whether this connection is counted in its worker's stub_status "Writing" / "Reading".
+    var countedWriting = false
+    var countedReading = false
+
+    @inline(__always) func countWriting(_ now: Bool) {
+        if now != countedWriting {
+            countedWriting = now
+            worker.stats.adjust(worker.stats.writing, by: now ? 1 : -1)
+        }
+    }
+
+    /// A request begins with its first bytes, as nginx counts it (stub_status, metrics): a
+    /// partial head counts at once, a whole one when it is parsed (`headComplete`).
+    @inline(__always) func countReading(_ now: Bool) {
+        if now != countedReading {
+            countedReading = now
+            worker.stats.adjust(worker.stats.reading, by: now ? 1 : -1)
+            if now { worker.stats.adjust(worker.stats.requests, by: 1) }
+        }
+    }
+
+    /// The head is complete (or refused): the request counts if its head arrived in one piece.
+    @inline(__always) func headComplete() {
+        if countedReading {
+            countReading(false)
+        } else {
+            worker.stats.adjust(worker.stats.requests, by: 1)
+        }
+    }
 
     /// HEAD sent upstream as GET (`proxy_cache_convert_head`): the body is read, stored, not sent.
     var headConverted: Bool { ex.cache != nil && req.method == .head && settings.proxyCacheConvertHead != false }
@@ -324,11 +355,13 @@ final class ClientConnection: Pollable {
                         inBuf.readIndex += scanner.discardLeading()
                         if readable { driveAgain = true }
                     }
+                    countReading(inBuf.readable > 0)
                     // The client closed after part of a head (its FIN came with the bytes): no
                     // more will come, and no other readiness edge either.
                     if !alive || (peerClosed && !readable) { close() }
                     return
                 }
+                headComplete()
                 let startOffset = scanner.leadingBytes
                 head.clear()
                 head.append(UnsafeRawBufferPointer(rebasing: inBuf.readableBytes[startOffset..<end]))
@@ -340,6 +373,7 @@ final class ClientConnection: Pollable {
                 beginRequest()
             } catch {
                 // Both the scanner and the parser throw only HTTPError (typed throws).
+                headComplete()
                 beginExchange()
                 req = RequestHead()
                 head.clear()
@@ -434,6 +468,7 @@ final class ClientConnection: Pollable {
             }
         case .static: serveStatic()
         case .status: serveStatus()
+        case .stubStatus: serveStubStatus()
         case .metrics: serveMetrics()
         case .api: startAPI()
         }
@@ -772,6 +807,8 @@ final class ClientConnection: Pollable {
     func close() {
         guard state != .closed else { return }
         state = .closed
+        countReading(false)
+        countWriting(false)
         if let ex {
             ex.inBackground = false
             ex.gz?.end()

@@ -156,6 +156,35 @@ extension ClientConnection {
         }
     }
 
+    /// nginx's `stub_status` counters, summed over the workers: active connections, accepted and
+    /// handled connections, requests, and the active ones split into reading a request head,
+    /// writing (a request in progress) and waiting (idle keep-alive or not yet sent a byte).
+    func stubStatusCounters() -> (active: Int, accepts: Int, handled: Int, requests: Int, reading: Int, writing: Int, waiting: Int) {
+        var active = 0, accepts = 0, requests = 0, reading = 0, writing = 0
+        for w in worker.runtime.workers {
+            active += w.stats.connections.load(ordering: .relaxed)
+            accepts += w.stats.accepted.load(ordering: .relaxed)
+            requests += w.stats.requests.load(ordering: .relaxed)
+            reading += w.stats.reading.load(ordering: .relaxed)
+            writing += w.stats.writing.load(ordering: .relaxed)
+        }
+        // Each counter is read on its own: clamp what a concurrent change could make negative.
+        let waiting = max(0, active - reading - writing)
+        // lb closes no accepted connection for lack of resources: handled equals accepts.
+        return (active, accepts, accepts, requests, reading, writing, waiting)
+    }
+
+    /// `stub_status;` — nginx's exact text, which monitoring tools parse (GET and HEAD only).
+    func serveStubStatus() {
+        guard req.method == .get || req.method == .head else {
+            respondError(405)
+            return
+        }
+        let c = stubStatusCounters()
+        let text = "Active connections: \(c.active) \nserver accepts handled requests\n \(c.accepts) \(c.handled) \(c.requests) \nReading: \(c.reading) Writing: \(c.writing) Waiting: \(c.waiting) \n"
+        respond(200, contentType: "text/plain", body: Array(text.utf8))
+    }
+
     /// `metrics;` — Prometheus text exposition format 0.0.4.
     func serveMetrics() {
         respond(200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Array(metricsText().utf8))

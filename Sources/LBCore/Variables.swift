@@ -73,6 +73,10 @@ extension ClientConnection {
         case .serverAddr: out += Array(Socket.localAddress(fd).ip.utf8)
         case .serverProtocol: out += Array("HTTP/\(req.versionMajor).\(req.versionMinor)".utf8)
         case .hostname: out += Array(Runtime.hostname.utf8)
+        case .connectionsActive: out += Array(String(stubStatusCounters().active).utf8)
+        case .connectionsReading: out += Array(String(stubStatusCounters().reading).utf8)
+        case .connectionsWriting: out += Array(String(stubStatusCounters().writing).utf8)
+        case .connectionsWaiting: out += Array(String(stubStatusCounters().waiting).utf8)
         case .status: out += Array("\(ex.status)".utf8)
         case .timeLocal: worker.dates.update(wallClock().seconds); out += worker.dates.logTime
         case .timeISO8601: worker.dates.update(wallClock().seconds); out += worker.dates.iso8601
@@ -211,7 +215,6 @@ extension ClientConnection {
     /// Writes the access log line(s) for the finished request.
     func finishLog() {
         generation.serverStats[ex.server.index].count(ex.status)
-        worker.stats.requests.add(1, ordering: .relaxed)
         let s = settings
         if s.accessLogOff == true { return }
         let logs = s.accessLogs ?? [AccessLog(path: worker.runtime.defaultAccessLog, format: "combined")]

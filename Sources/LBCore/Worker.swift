@@ -587,6 +587,15 @@ public final class WorkerStats: Sendable {
     public let connections = Atomic<Int>(0)
     public let accepted = Atomic<Int>(0)
     public let requests = Atomic<Int>(0)
+    /// Connections reading a request head, and requests in progress (nginx's stub_status
+    /// "Reading" and "Writing"). Written by the worker's own thread only (load + store, no
+    /// read-modify-write), read by any.
+    public let reading = Atomic<Int>(0)
+    public let writing = Atomic<Int>(0)
+
+    @inline(__always) func adjust(_ counter: borrowing Atomic<Int>, by n: Int) {
+        counter.store(counter.load(ordering: .relaxed) &+ n, ordering: .relaxed)
+    }
 }
 
 /// Requests of one server block by status class, readable from any thread.
