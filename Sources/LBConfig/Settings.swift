@@ -181,6 +181,10 @@ public struct HTTPSettings: Sendable {
     public var proxyInterceptErrors: Bool?
     public var proxyPassRequestHeaders: Bool?
     public var proxyPassRequestBody: Bool?
+    /// `proxy_method`: the method sent upstream instead of the client's.
+    public var proxyMethod: Template?
+    /// `proxy_set_body`: the body sent upstream instead of the client's (which is read and dropped).
+    public var proxySetBody: Template?
     public var proxyRedirectOff: Bool?
     /// Explicit `proxy_redirect FROM TO` pairs (replacing the default rule when present).
     public var proxyRedirects: [(from: String, to: String)]?
@@ -287,6 +291,8 @@ public struct HTTPSettings: Sendable {
         m(&proxyInterceptErrors, p.proxyInterceptErrors)
         m(&proxyPassRequestHeaders, p.proxyPassRequestHeaders)
         m(&proxyPassRequestBody, p.proxyPassRequestBody)
+        m(&proxyMethod, p.proxyMethod)
+        m(&proxySetBody, p.proxySetBody)
         m(&proxyRedirectOff, p.proxyRedirectOff)
         if proxyRedirects == nil { proxyRedirects = p.proxyRedirects }
         m(&proxyIgnoreHeaders, p.proxyIgnoreHeaders)
@@ -362,6 +368,9 @@ extension HTTPSettings {
     public var effectiveProxyBuffering: Bool { proxyBuffering ?? true }
     public var effectiveProxyBufferSize: Int { proxyBufferSize ?? 4096 }
     public var effectiveProxyCacheKey: Template { proxyCacheKey ?? Defaults.cacheKey }
+    /// Whether the client's request body goes upstream (not with `proxy_pass_request_body off`,
+    /// nor with `proxy_set_body`, whose body replaces it).
+    public var passesClientBody: Bool { proxyPassRequestBody != false && proxySetBody == nil }
     public var effectiveProxyCacheMethods: [String] { proxyCacheMethods ?? Defaults.cacheMethods }
     public var effectiveProxyCacheLockTimeoutMs: Int { proxyCacheLockTimeoutMs ?? 5000 }
     public var effectiveProxyCacheLockAgeMs: Int { proxyCacheLockAgeMs ?? 5000 }

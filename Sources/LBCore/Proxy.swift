@@ -44,7 +44,7 @@ extension ClientConnection {
             flushOut()
         }
         let s = settings
-        if !ex.requestBodyComplete && (s.proxyRequestBuffering != false || s.proxyPassRequestBody == false) {
+        if !ex.requestBodyComplete && (s.proxyRequestBuffering != false || !s.passesClientBody) {
             // nginx's default: the whole body first, then the upstream. A slow upload holds no
             // upstream connection, and every try can send the body again.
             ex.body = BufferedBody(memoryLimit: s.effectiveClientBodyBufferSize,
@@ -229,7 +229,13 @@ extension ClientConnection {
         swap(&o, &c.outBuf)
         o.clear()
         o.reserve(512 + head.readable)
-        if headConverted { o.append("GET") } else { o.append(UnsafeRawBufferPointer(rebasing: hb[req.methodRange])) }
+        if let m = s.proxyMethod {
+            o.append(evaluate(m))
+        } else if headConverted {
+            o.append("GET")
+        } else {
+            o.append(UnsafeRawBufferPointer(rebasing: hb[req.methodRange]))
+        }
         o.append(byte: 0x20)
         o.append(ex.upstreamURI)
         o.append(http11 ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n")
@@ -304,7 +310,17 @@ extension ClientConnection {
                 o.append("\r\n")
             }
         }
-        if settings.proxyPassRequestBody == false {
+        if let setBody = s.proxySetBody {
+            // proxy_set_body: this body, whatever the client sent (read and dropped).
+            let body = evaluate(setBody)
+            o.append("Content-Length: ")
+            o.append(decimal: body.count)
+            o.append("\r\n\r\n")
+            o.append(body)
+            swap(&o, &c.outBuf)
+            o.release()
+            return
+        } else if !s.passesClientBody {
             // No body upstream, so no framing header either.
         } else if let body = ex.body {
             o.append("Content-Length: ")
@@ -419,7 +435,7 @@ extension ClientConnection {
             }
             // A buffered body: from memory or its file, a bounded chunk at a time, from the start
             // on every try.
-            if let body = ex.body, settings.proxyPassRequestBody != false, ex.attempt.bodyOffset < body.length {
+            if let body = ex.body, settings.passesClientBody, ex.attempt.bodyOffset < body.length {
                 c.outBuf.clear()
                 c.outBuf.reserve(ClientConnection.bodyChunk)
                 let n = body.read(at: ex.attempt.bodyOffset, into: c.outBuf.writePointer, max: min(c.outBuf.writableTail, ClientConnection.bodyChunk))

@@ -47,6 +47,33 @@ import Testing
         #expect(order == ["b1", "b2", "b3", "b4", "b1", "b2", "b3", "b4"])
     }
 
+    /// `proxy_method` replaces the method sent upstream; `proxy_set_body` replaces the body (with
+    /// its own Content-Length), whatever the client sent, which is read and dropped — as nginx.
+    @Test func proxyMethodAndSetBodyReplaceWhatGoesUpstream() throws {
+        let b = try Backend(name: "m")
+        let lb = try LB(Self.upstreamConfig([b], extra: "", location: "").replacingOccurrences(of: "        location / {", with: """
+                location /set/ { proxy_method POST; proxy_set_body "name=$arg_n&x=1"; proxy_pass http://app/upload; }
+                location /put/ { proxy_method PUT; proxy_pass http://app/headers; }
+                location / {
+        """))
+        func json(_ r: RawClient.Response) throws -> [String: Any] { try JSONSerialization.jsonObject(with: Data(r.body)) as! [String: Any] }
+        let body = "name=abc&x=1"
+        let digest = "f23bccc5a30df810d1371ba2e5cad2cad1b57277706e75d07db2f5b1e2dd6f86" // sha256 of the body above
+        let g = try json(try RawClient(port: lb.port).get("/set/?n=abc"))
+        #expect(g["bytes"] as? Int == body.utf8.count)
+        #expect(g["sha256"] as? String == digest)
+        #expect(g["content_length"] as? String == "\(body.utf8.count)")
+        // A client body (here 100 KB, chunked) is read and dropped: the set body goes instead.
+        let c = try RawClient(port: lb.port)
+        let big = String(repeating: "z", count: 100_000)
+        try c.send("POST /set/?n=abc HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\(String(big.utf8.count, radix: 16))\r\n\(big)\r\n0\r\n\r\n")
+        let p = try json(try c.readResponse())
+        #expect(p["bytes"] as? Int == body.utf8.count)
+        #expect(p["transfer_encoding"] is NSNull)
+        // The connection stays usable: the dropped body was consumed.
+        #expect(try json(try c.get("/put/"))["method"] as? String == "PUT")
+    }
+
     @Test func weightsAreObserved() throws {
         let backends = try ["a", "b", "c"].map { try Backend(name: $0) }
         let lb = try LB(Self.upstreamConfig(backends, params: ["weight=5", "", ""]))
