@@ -270,6 +270,9 @@ extension Compiler {
             if v.contains("$") { throw ConfigError("variables in \"charset\" are not supported by lb", at: d.args[0].location) }
             c.settings.s.charset = .some(v == "off" ? nil : v)
         },
+        setting("charset_types", .atLeast(1), default: "text/html text/xml text/plain text/vnd.wap.wml application/javascript application/rss+xml", \.charsetTypes) { _, d in
+            Set(d.args.map { $0.text.lowercased() })
+        },
         DirectiveSpec("source_charset", .hsl, .exactly(1)) { _, d in
             throw ConfigError("\"source_charset\" is not supported by lb: it converts no charsets (\"charset\" only names one in Content-Type)", at: d.location)
         },

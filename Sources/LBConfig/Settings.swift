@@ -226,6 +226,8 @@ public struct HTTPSettings: Sendable {
     public var ignoreInvalidHeaders: Bool?
     /// `charset NAME`: appended to Content-Type of the charset types lacking one; `.some(nil)` is off.
     public var charset: String??
+    /// `charset_types`: the MIME types (lowercased) the charset is added to, besides text/html.
+    public var charsetTypes: Set<String>?
     /// `gzip_disable`: User-Agent regexes (and the `msie6` mask) for which gzip is off.
     public var gzipDisable: GzipDisable?
     /// `proxy_cookie_domain` / `proxy_cookie_path` rewrites of upstream Set-Cookie attributes;
@@ -324,6 +326,7 @@ public struct HTTPSettings: Sendable {
         m(&underscoresInHeaders, p.underscoresInHeaders)
         m(&ignoreInvalidHeaders, p.ignoreInvalidHeaders)
         if charset == nil { charset = p.charset }
+        m(&charsetTypes, p.charsetTypes)
         m(&gzipDisable, p.gzipDisable)
         m(&proxyCookieDomains, p.proxyCookieDomains)
         m(&proxyCookiePaths, p.proxyCookiePaths)

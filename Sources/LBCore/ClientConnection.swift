@@ -585,7 +585,7 @@ final class ClientConnection: Pollable {
     /// `charset NAME` applied to a Content-Type (nginx's charset filter, without conversion).
     func withCharset(_ contentType: String) -> String {
         guard case .some(.some(let name)) = settings.charset else { return contentType }
-        return HeaderRewrites.contentTypeWithCharset(contentType, charset: name) ?? contentType
+        return HeaderRewrites.contentTypeWithCharset(contentType, charset: name, types: settings.charsetTypes) ?? contentType
     }
 
     static let builtinTypes = ["html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"]

@@ -70,10 +70,15 @@ public enum HeaderRewrites {
 
     /// nginx's charset filter without conversion: `TYPE; charset=NAME` when the type is one of
     /// `charsetTypes` and names no charset yet; nil leaves the Content-Type as it is.
-    public static func contentTypeWithCharset(_ contentType: String, charset: String) -> String? {
+    /// `types` is `charset_types` when configured (text/html always counts, `*` is any type).
+    public static func contentTypeWithCharset(_ contentType: String, charset: String, types: Set<String>? = nil) -> String? {
         let parts = contentType.split(separator: ";", omittingEmptySubsequences: false)
         let bare = parts[0].trimmingSpaces.lowercased()
-        guard charsetTypes.contains(bare) else { return nil }
+        if let types {
+            guard bare == "text/html" || types.contains(bare) || types.contains("*") else { return nil }
+        } else {
+            guard charsetTypes.contains(bare) else { return nil }
+        }
         for p in parts.dropFirst() where p.trimmingSpaces.lowercased().hasPrefix("charset=") { return nil }
         return contentType + "; charset=" + charset
     }

@@ -77,6 +77,8 @@ import Testing
                 root \(r);
                 charset utf-8;
                 location /t { return 200 "t\\n"; }
+                location /ct/ { charset_types application/json; location /ct/j { default_type application/json; return 200 "{}"; } location /ct/t { return 200 t; } }
+                location /cstar/ { charset_types *; default_type image/x-thing; return 200 i; }
                 location /px { proxy_pass http://127.0.0.1:\(cookies)/; }
                 location /gzd { gzip on; gzip_types text/plain; gzip_disable "curl|foo"; alias \(r)/big.txt; }
                 location /gzm { gzip on; gzip_types text/plain; gzip_disable msie6; alias \(r)/big.txt; }
@@ -197,6 +199,10 @@ import Testing
         #expect(try get("/px", port: p).header("Content-Type") == "text/plain; charset=utf-8")
         #expect(try get("/px/html", port: p).header("Content-Type") == "text/html; charset=utf-8")
         #expect(try get("/px/cs", port: p).header("Content-Type") == "text/html; charset=latin1")
+        // charset_types: the listed types (text/html always), the defaults no longer; `*` is any.
+        #expect(try get("/ct/j", port: p).header("Content-Type") == "application/json; charset=utf-8")
+        #expect(try get("/ct/t", port: p).header("Content-Type") == "text/plain")
+        #expect(try get("/cstar/", port: p).header("Content-Type") == "image/x-thing; charset=utf-8")
         // Not set: nothing added.
         #expect(try get("/ms").header("Content-Type") == "text/plain")
     }

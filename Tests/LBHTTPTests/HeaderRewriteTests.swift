@@ -23,6 +23,11 @@ import Testing
         #expect(HeaderRewrites.contentTypeWithCharset("text/html", charset: "utf-8") == "text/html; charset=utf-8")
         #expect(HeaderRewrites.contentTypeWithCharset("text/plain", charset: "utf-8") == "text/plain; charset=utf-8")
         #expect(HeaderRewrites.contentTypeWithCharset("application/javascript", charset: "koi8-r") == "application/javascript; charset=koi8-r")
+        // charset_types: text/html always, the listed types, `*` for any; the defaults no longer.
+        #expect(HeaderRewrites.contentTypeWithCharset("text/html", charset: "utf-8", types: ["application/json"]) == "text/html; charset=utf-8")
+        #expect(HeaderRewrites.contentTypeWithCharset("application/json", charset: "utf-8", types: ["application/json"]) == "application/json; charset=utf-8")
+        #expect(HeaderRewrites.contentTypeWithCharset("text/plain", charset: "utf-8", types: ["application/json"]) == nil)
+        #expect(HeaderRewrites.contentTypeWithCharset("image/png", charset: "utf-8", types: ["*"]) == "image/png; charset=utf-8")
         // Already named (override_charset off): unchanged. Not a charset type: unchanged.
         #expect(HeaderRewrites.contentTypeWithCharset("text/html; charset=latin1", charset: "utf-8") == nil)
         #expect(HeaderRewrites.contentTypeWithCharset("image/png", charset: "utf-8") == nil)
