@@ -74,6 +74,7 @@ final class UpstreamBuilder {
     var keepalive: Int?
     var keepaliveTimeoutMs = 60_000
     var keepaliveRequests = 1000
+    var keepaliveTimeMs = 3_600_000
     var healthCheck: HealthCheck?
     var statePath: (String, SourceLocation)?
     var service: (name: String, location: SourceLocation, weight: Int, maxFails: Int, failTimeoutMs: Int)?

@@ -189,6 +189,7 @@ extension Compiler {
             if d.args.count == 2 { c.settings.s.keepaliveHeaderSeconds = try c.time(d, 1) / 1000 }
         },
         numberSetting("keepalive_requests", default: "1000", \.keepaliveRequests),
+        timeSetting("keepalive_time", default: "1h", \.keepaliveTimeMs),
         timeSetting("send_timeout", default: "60s", \.sendTimeoutMs),
         timeSetting("client_body_timeout", default: "60s", \.clientBodyTimeoutMs),
         timeSetting("client_header_timeout", .hs, default: "60s", \.clientHeaderTimeoutMs),

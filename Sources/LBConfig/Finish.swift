@@ -93,10 +93,12 @@ extension Compiler {
                 }
             default: break
             }
-            out.append(UpstreamGroup(name: u.name, peers: peers, policy: u.policy, keepalive: u.keepalive,
-                                     keepaliveTimeoutMs: u.keepaliveTimeoutMs, keepaliveRequests: u.keepaliveRequests,
-                                     location: u.location, implicit: false, service: u.service?.name, healthCheck: u.healthCheck,
-                                     statePath: u.statePath?.0, dynamic: u.dynamic, resolver: resolverSpec, zone: u.zone))
+            var group = UpstreamGroup(name: u.name, peers: peers, policy: u.policy, keepalive: u.keepalive,
+                                      keepaliveTimeoutMs: u.keepaliveTimeoutMs, keepaliveRequests: u.keepaliveRequests,
+                                      location: u.location, implicit: false, service: u.service?.name, healthCheck: u.healthCheck,
+                                      statePath: u.statePath?.0, dynamic: u.dynamic, resolver: resolverSpec, zone: u.zone)
+            group.keepaliveTimeMs = u.keepaliveTimeMs
+            out.append(group)
         }
         return out
     }

@@ -197,7 +197,7 @@ extension Compiler {
         },
         DirectiveSpec("keepalive_timeout", .upstream, .exactly(1), default: "60s") { c, d in c.upstream!.keepaliveTimeoutMs = try c.time(d) },
         DirectiveSpec("keepalive_requests", .upstream, .exactly(1), default: "1000") { c, d in c.upstream!.keepaliveRequests = try c.number(d) },
-        DirectiveSpec("keepalive_time", .upstream, .exactly(1), note: "accepted; no effect in lb") { c, d in _ = try c.time(d) },
+        DirectiveSpec("keepalive_time", .upstream, .exactly(1), default: "1h") { c, d in c.upstream!.keepaliveTimeMs = try c.time(d) },
         DirectiveSpec("service", .upstream, .between(1, 4), note: "lb: the peers are the instances of a stack service") { c, d in
             var weight = 1, maxFails = 1, failTimeout = 10_000
             for a in d.args.dropFirst() {

@@ -256,6 +256,8 @@ public struct UpstreamGroup: Sendable {
     public var keepalive: Int?
     public var keepaliveTimeoutMs: Int
     public var keepaliveRequests: Int
+    /// `keepalive_time`: how long one upstream connection may serve requests (default 1h).
+    public var keepaliveTimeMs = 3_600_000
     public var location: SourceLocation
     public var implicit: Bool
     /// `stack` service that supplies the peers (`server service:app;`), if any.

@@ -137,6 +137,8 @@ public struct HTTPSettings: Sendable {
     public var keepaliveTimeoutMs: Int?
     public var keepaliveHeaderSeconds: Int?
     public var keepaliveRequests: Int?
+    /// `keepalive_time`: how long one client connection may serve requests.
+    public var keepaliveTimeMs: Int?
     public var sendTimeoutMs: Int?
     public var clientMaxBodySize: Int?
     public var clientBodyBufferSize: Int?
@@ -254,6 +256,7 @@ public struct HTTPSettings: Sendable {
         m(&keepaliveTimeoutMs, p.keepaliveTimeoutMs)
         m(&keepaliveHeaderSeconds, p.keepaliveHeaderSeconds)
         m(&keepaliveRequests, p.keepaliveRequests)
+        m(&keepaliveTimeMs, p.keepaliveTimeMs)
         m(&sendTimeoutMs, p.sendTimeoutMs)
         m(&clientMaxBodySize, p.clientMaxBodySize)
         m(&clientBodyBufferSize, p.clientBodyBufferSize)

@@ -95,6 +95,8 @@ final class ClientConnection: Pollable {
         return h
     }
     var requestsOnConnection = 0
+    /// When the connection was accepted (loop milliseconds), for `keepalive_time`.
+    var acceptedMillis: Int64 = 0
     var closeAfterResponse = false
 
     /// The request in progress; nil between requests (an idle connection holds none).
@@ -190,6 +192,7 @@ final class ClientConnection: Pollable {
     }
 
     func start() {
+        acceptedMillis = worker.loop.now
         worker.live[number] = self
         do {
             try worker.loop.register(self, events: EventLoop.readable | EventLoop.writable | EventLoop.edge | EventLoop.hangup)
@@ -434,6 +437,10 @@ final class ClientConnection: Pollable {
         let found = ex.uri.withUnsafeBytes { ex.server.locations.find($0).location }
         ex.location = found ?? ex.server.fallback
         if !closeAfterResponse && keepaliveDisabledForUserAgent() { closeAfterResponse = true }
+        // keepalive_time (nginx ≥ 1.19.10): a connection older than this serves no next request.
+        if !closeAfterResponse && worker.loop.now - acceptedMillis > Int64(ex.location.settings.keepaliveTimeMs ?? 3_600_000) {
+            closeAfterResponse = true
+        }
         if ex.location.internalOnly {
             respondError(404)
             return

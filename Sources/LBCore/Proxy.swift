@@ -204,6 +204,7 @@ extension ClientConnection {
             let c = UpstreamConnection(worker: worker, fd: fd, upstreamID: rt.id, peerIndex: p, address: addr)
             c.owner = self
             c.requests = 1
+            c.createdMillis = worker.loop.now
             ex.up = c
             try worker.loop.register(c, events: EventLoop.readable | EventLoop.writable | EventLoop.edge | EventLoop.hangup)
             ex.phase = .connecting
@@ -927,7 +928,10 @@ extension ClientConnection {
         releasePeer(failed: false)
         ex.up = nil
         worker.loop.setDeadline(c, afterMillis: 0)
-        if reusable && ex.attempt.relayable == 0 {
+        // keepalive_requests and keepalive_time of the upstream block: a connection that has
+        // served enough closes instead of going back to the pool.
+        if reusable && ex.attempt.relayable == 0 && c.requests < rt.group.keepaliveRequests
+            && worker.loop.now - c.createdMillis < Int64(rt.group.keepaliveTimeMs) {
             c.inBuf.clear()
             c.outBuf.clear()
             worker.putIdle(c, keepalive: rt.group.keepalive!, timeoutMs: rt.group.keepaliveTimeoutMs)

@@ -21,6 +21,8 @@ final class UpstreamConnection: Pollable {
     var inBuf = Buffer()
     var outBuf = Buffer()
     var requests = 0
+    /// When it was connected (loop milliseconds), for the upstream's `keepalive_time`.
+    var createdMillis: Int64 = 0
     /// Every read and write goes through it: plain TCP, or TLS for `proxy_pass https://`.
     var transport: Transport = .tcp
     /// The location's TLS client settings this connection was made with (nil: plain); a pooled

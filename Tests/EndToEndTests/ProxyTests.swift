@@ -209,6 +209,45 @@ import Testing
         #expect(s.connections <= 3, "expected reuse, got \(s.connections) upstream connections for 50 requests")
     }
 
+    /// The upstream block's keepalive_requests and keepalive_time end a pooled connection's life:
+    /// 5 requests each → 20 requests take 4 connections; a 300 ms lifetime → a new one after it.
+    @Test func upstreamKeepaliveRequestsAndTimeEndPooledConnections() throws {
+        let b = try Backend(name: "kr")
+        let lb = try LB(Self.upstreamConfig([b], extra: "keepalive 8; keepalive_requests 5;",
+                                            location: "proxy_http_version 1.1;\nproxy_set_header Connection \"\";"))
+        // Each /stats call is one connection of its own (as the harness's readiness probe was).
+        let base = try b.stats().connections
+        let c = try RawClient(port: lb.port)
+        for i in 0..<20 { #expect(try c.get("/kr/\(i)").status == 200) }
+        let n = try b.stats().connections - base - 1
+        #expect(n == 4, "20 requests, 5 per upstream connection: \(n) connections")
+        let t = try Backend(name: "kt")
+        let lb2 = try LB(Self.upstreamConfig([t], extra: "keepalive 8; keepalive_time 300ms;",
+                                             location: "proxy_http_version 1.1;\nproxy_set_header Connection \"\";"))
+        let base2 = try t.stats().connections
+        let c2 = try RawClient(port: lb2.port)
+        for i in 0..<5 { #expect(try c2.get("/kt/\(i)").status == 200) }
+        #expect(try t.stats().connections - base2 - 1 == 1)
+        usleep(400_000)
+        for i in 0..<5 { #expect(try c2.get("/kt/\(i)").status == 200) }
+        // The old connection served one more request after its time was up, then closed: one new.
+        let m = try t.stats().connections - base2 - 2
+        #expect(m == 2, "\(m) connections")
+    }
+
+    /// The client side's keepalive_time: a connection older than it gets `Connection: close`.
+    @Test func clientKeepaliveTimeClosesOldConnections() throws {
+        let lb = try LB("""
+        events {}
+        http { access_log off; server { listen 127.0.0.1:{port}; keepalive_time 300ms; location / { return 200 ok; } } }
+        """)
+        let c = try RawClient(port: lb.port)
+        #expect(try c.get("/").header("Connection") == "keep-alive")
+        usleep(400_000)
+        let r = try c.get("/")
+        #expect(r.status == 200 && r.header("Connection") == "close")
+    }
+
     @Test func withoutKeepaliveEachRequestOpensAConnection() throws {
         let b = try Backend(name: "n")
         let lb = try LB(Self.upstreamConfig([b]))
