@@ -61,6 +61,11 @@ final class ProxyProtocolReader: Pollable {
         case .incomplete:
             if hangup { fail("client closed connection while reading PROXY protocol", level: .info) }
         case .invalid(let why):
+            // Read what was peeked, as nginx has when it refuses: the close is then a FIN, not
+            // the reset that unread bytes would cause.
+            _ = withUnsafeTemporaryAllocation(byteCount: ProxyProtocol.maxLength, alignment: 1) { buf in
+                recv(fd, buf.baseAddress, buf.count, Int32(MSG_DONTWAIT))
+            }
             fail(why.isEmpty ? nil : why)
         case .header(let header, let length):
             // Consume exactly the header: the rest stays for the connection (or the handshake).
