@@ -154,6 +154,31 @@ import Testing
         #expect(lb.errorLog.contains("connect() failed (2: No such file or directory)"), "\(lb.errorLog)")
     }
 
+    /// Active health checks probe unix-domain servers too: the one whose check fails goes down and
+    /// traffic stays on the healthy one.
+    @Test func healthChecksProbeUnixServers() throws {
+        let good = try socketPath("good.sock"), bad = try socketPath("bad.sock")
+        let lb = try LB("""
+        worker_processes 1;
+        error_log stderr info;
+        events {}
+        http {
+            upstream app {
+                server unix:\(good);
+                server unix:\(bad);
+                health_check uri=/hc interval=200ms fails=1 passes=1;
+            }
+            server { listen unix:\(good); location / { return 200 "good"; } }
+            server { listen unix:\(bad); location / { return 200 "bad"; } location /hc { return 503; } }
+            server { listen 127.0.0.1:{port}; location / { proxy_pass http://app; } }
+        }
+        """)
+        #expect(waitUntil(timeout: 5) { lb.errorLog.contains("peer unix:\(bad) is down") }, "\(lb.errorLog)")
+        #expect(!lb.errorLog.contains("peer unix:\(good) is down"))
+        let client = try RawClient(port: lb.port)
+        #expect(try (0..<4).map { _ in try client.get("/").text } == ["good", "good", "good", "good"])
+    }
+
     /// `proxy_pass http://unix:PATH:/uri` replaces the location prefix with the URI;
     /// `proxy_pass http://unix:PATH` passes the request URI unchanged. Both send `Host: localhost`.
     @Test func proxyPassToAUnixURLWithAndWithoutURI() throws {
