@@ -29,6 +29,8 @@ struct ListenSpec {
     var location: SourceLocation
     /// `listen … ssl`: TLS on this address (for every server on it, as nginx).
     var ssl = false
+    /// `listen … proxy_protocol`: a PROXY protocol header first (for every server on it, as ssl).
+    var proxyProtocol = false
     var hasOptions: Bool { reuseport || backlog != nil || ipv6only != nil }
 }
 

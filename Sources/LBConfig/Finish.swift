@@ -166,9 +166,19 @@ extension Compiler {
         }
         let defaultPort = tls ? 443 : 80
         let rest = url.dropFirst(tls ? 8 : 7)
-        let slash = rest.firstIndex(of: "/")
-        let hostPart = String(slash.map { rest[..<$0] } ?? rest)
+        // `http://unix:PATH` and `http://unix:PATH:/uri` (nginx's ngx_parse_unix_domain_url: the
+        // path ends at the next colon).
+        let unixEnd = rest.hasPrefix("unix:") ? rest.dropFirst(5).firstIndex(of: ":") ?? rest.endIndex : nil
+        let slash = unixEnd.map { $0 == rest.endIndex ? nil : rest.index(after: $0) } ?? rest.firstIndex(of: "/")
+        let hostPart = String(unixEnd.map { rest[..<$0] } ?? slash.map { rest[..<$0] } ?? rest)
         let uri = slash.map { String(rest[$0...]) }
+        if let unixEnd {
+            let path = rest[rest.index(rest.startIndex, offsetBy: 5)..<unixEnd]
+            guard let hp = HostPort.unix(path) else {
+                throw ConfigError("\(path.isEmpty ? "no" : "too long") path in the unix domain socket in upstream \"\(rest)\"", at: loc)
+            }
+            return try unixProxyTarget(hp, uri: uri, at: loc, for: b, groups: &groups, index: &index)
+        }
         if uri != nil {
             switch b.match {
             case .regex, .named:
@@ -198,6 +208,26 @@ extension Compiler {
         return ProxyTarget(upstream: groups.count - 1, hostHeader: header, port: port, uri: uri)
     }
 
+    /// `proxy_pass http://unix:PATH[:/uri]`: an implicit group of one unix-domain peer, sent
+    /// `Host: localhost` as nginx does.
+    private func unixProxyTarget(_ hp: HostPort, uri: String?, at loc: SourceLocation, for b: LocationBuilder,
+                                 groups: inout [UpstreamGroup], index: inout [String: Int]) throws -> ProxyTarget {
+        if uri != nil {
+            switch b.match {
+            case .regex, .named:
+                throw ConfigError("\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block", at: loc)
+            default: break
+            }
+        }
+        let key = hp.host
+        if let i = index[key] { return ProxyTarget(upstream: i, hostHeader: "localhost", port: 80, uri: uri) }
+        let peer = Peer(address: hp, name: hp.host, weight: 1, maxFails: 1, failTimeoutMs: 10_000, maxConns: 0, backup: false, down: false)
+        groups.append(UpstreamGroup(name: key, peers: [peer], policy: .roundRobin, keepalive: nil, keepaliveTimeoutMs: 60_000,
+                                    keepaliveRequests: 1000, location: loc, implicit: true, service: nil))
+        index[key] = groups.count - 1
+        return ProxyTarget(upstream: groups.count - 1, hostHeader: "localhost", port: 80, uri: uri)
+    }
+
     private func buildListeners() throws -> [Listener] {
         struct Entry {
             var address: HostPort
@@ -205,6 +235,7 @@ extension Compiler {
             var defaultServer: Int?
             var options: ListenSpec?
             var ssl: SourceLocation?
+            var proxyProtocol = false
         }
         var entries: [Entry] = []
         var byAddr: [HostPort: Int] = [:]
@@ -224,6 +255,7 @@ extension Compiler {
                 }
                 entries[ei].servers.append(si)
                 if l.ssl && entries[ei].ssl == nil { entries[ei].ssl = l.location }
+                if l.proxyProtocol { entries[ei].proxyProtocol = true }
                 if l.defaultServer {
                     if entries[ei].defaultServer != nil { throw ConfigError("a duplicate default server for \(l.address)", at: l.location) }
                     entries[ei].defaultServer = si
@@ -253,7 +285,8 @@ extension Compiler {
             let o = e.options
             out.append(Listener(address: e.address, reuseport: o?.reuseport ?? false, backlog: o?.backlog ?? 511,
                                 ipv6only: o?.ipv6only ?? true, defaultServer: e.defaultServer ?? e.servers[0], names: names,
-                                serverCount: e.servers.count, sslLocation: e.ssl, servers: e.servers))
+                                serverCount: e.servers.count, sslLocation: e.ssl, servers: e.servers,
+                                proxyProtocol: e.proxyProtocol))
         }
         return out
     }

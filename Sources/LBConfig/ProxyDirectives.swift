@@ -219,8 +219,15 @@ extension Compiler {
 
     func compileUpstreamServer(_ d: Directive) throws {
         let a = d.args[0]
-        if a.text.hasPrefix("unix:") { throw ConfigError("unix: sockets are not supported by lb", at: a.location) }
-        guard let hp = HostPort.parse(a.text, portOnlyAllowed: false), hp.host != "*" else {
+        var parsed = HostPort.parse(a.text, portOnlyAllowed: false)
+        if a.text.hasPrefix("unix:") {
+            let path = a.text.dropFirst(5)
+            guard let unix = HostPort.unix(path) else {
+                throw ConfigError("\(path.isEmpty ? "no" : "too long") path in the unix domain socket in upstream \"\(a.text)\"", at: a.location)
+            }
+            parsed = unix
+        }
+        guard let hp = parsed, hp.host != "*" else {
             throw ConfigError("invalid host in upstream \"\(a.text)\"", at: a.location)
         }
         var weight = 1, maxFails = 1, failTimeout = 10_000, maxConns = 0
@@ -257,6 +264,12 @@ extension Compiler {
             } else {
                 throw ConfigError("invalid parameter \"\(t)\"", at: p.location)
             }
+        }
+        if hp.isUnix {
+            // A unix-domain member: one fixed address (`resolve` changes nothing, as for an IP).
+            upstream!.peers.append(Peer(address: hp, name: a.text, weight: weight, maxFails: maxFails,
+                                        failTimeoutMs: failTimeout, maxConns: maxConns, backup: backup, down: down))
+            return
         }
         if service != nil && !resolve {
             throw ConfigError("service upstream \"\(a.text)\" requires \"resolve\" parameter", at: a.location)

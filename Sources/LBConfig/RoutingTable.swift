@@ -87,6 +87,9 @@ public struct Listener: Sendable {
     public var servers: [Int] = []
     /// SNI selection and the handshake's first context, for a TLS address.
     public var tls: TLSListener? = nil
+    /// `listen … proxy_protocol`: every connection starts with a PROXY protocol header (before
+    /// TLS on a TLS address); one without is closed.
+    public var proxyProtocol = false
 }
 
 /// A `server { }` block.

@@ -91,13 +91,11 @@ extension Compiler {
         // ngx_http_realip_module: the client address from a header sent by trusted proxies.
         DirectiveSpec("set_real_ip_from", .hsl, .exactly(1), repeatable: true) { c, d in
             let v = d.args[0].text
-            if v.hasPrefix("unix:") { throw ConfigError("\"set_real_ip_from unix:\" is not supported by lb (no unix sockets yet)", at: d.args[0].location) }
             guard let n = parseCIDR(v) else { throw ConfigError("invalid parameter \"\(v)\"", at: d.args[0].location) }
             c.appendArray(\.realIPFrom, n)
         },
         setting("real_ip_header", .exactly(1), default: "X-Real-IP", \.realIPHeader) { _, d in
             let v = d.args[0].text
-            if v == "proxy_protocol" { throw ConfigError("\"real_ip_header proxy_protocol\" is not supported by lb (no PROXY protocol yet)", at: d.args[0].location) }
             return v.lowercased()
         },
         flagSetting("real_ip_recursive", default: "off", \.realIPRecursive),
@@ -118,7 +116,6 @@ extension Compiler {
         let v = d.args[0].text
         var rule = AccessRule(allow: allow, network: nil)
         if v != "all" {
-            if v.hasPrefix("unix:") { throw ConfigError("unix: sockets are not supported by lb", at: d.args[0].location) }
             guard let n = parseCIDR(v) else { throw ConfigError("invalid parameter \"\(v)\"", at: d.args[0].location) }
             rule.network = n
         }
@@ -172,11 +169,18 @@ extension Compiler {
 
     func compileListen(_ d: Directive) throws {
         let a = d.args[0]
-        if a.text.hasPrefix("unix:") { throw ConfigError("unix: sockets are not supported by lb", at: a.location) }
-        guard var hp = HostPort.parse(a.text, portOnlyAllowed: true) else {
+        var parsed = HostPort.parse(a.text, portOnlyAllowed: true)
+        if a.text.hasPrefix("unix:") {
+            let path = a.text.dropFirst(5)
+            guard let unix = HostPort.unix(path) else {
+                throw ConfigError("\(path.isEmpty ? "no" : "too long") path in the unix domain socket in \"\(a.text)\" of the \"listen\" directive", at: a.location)
+            }
+            parsed = unix
+        }
+        guard var hp = parsed else {
             throw ConfigError("invalid port in \"\(a.text)\" of the \"listen\" directive", at: a.location)
         }
-        if hp.port == nil {
+        if hp.port == nil && !hp.isUnix {
             // `listen 127.0.0.1;` means port 80.
             hp.port = 80
         }
@@ -191,7 +195,8 @@ extension Compiler {
             case "ssl": spec.ssl = true
             case "http2":
                 throw ConfigError("the \"http2\" listen parameter is not supported by lb: it speaks HTTP/1.1 (over TLS with \"ssl\")", at: p.location)
-            case "quic", "proxy_protocol":
+            case "proxy_protocol": spec.proxyProtocol = true
+            case "quic":
                 throw ConfigError("the \"\(t)\" listen parameter is not supported by lb", at: p.location)
             default:
                 if t.hasPrefix("backlog=") {
@@ -208,7 +213,7 @@ extension Compiler {
             }
         }
         // A host name listens on every address it resolves to, as nginx does.
-        if !isIPLiteral(hp.host) && hp.host != "0.0.0.0" {
+        if !isIPLiteral(hp.host) && hp.host != "0.0.0.0" && !hp.isUnix {
             let addrs = resolver.resolve(hp.host)
             guard !addrs.isEmpty else { throw ConfigError("host not found in \"\(a.text)\" of the \"listen\" directive", at: a.location) }
             for addr in addrs {

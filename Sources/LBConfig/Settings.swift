@@ -96,8 +96,12 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
     public var prefixLength: Int
     public var description: String
 
+    /// `unix:` in `allow`, `deny` and `set_real_ip_from`: every unix-domain client (whose address
+    /// has no bytes), and nothing else.
+    public static let unix = CIDR(address: [], prefixLength: 0, description: "unix:")
+
     public func contains(_ addr: [UInt8]) -> Bool {
-        guard addr.count == 16 else { return false }
+        guard addr.count == 16, address.count == 16 else { return addr.isEmpty && address.isEmpty }
         var bits = prefixLength
         var i = 0
         while bits > 0 {

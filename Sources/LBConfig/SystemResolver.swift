@@ -46,6 +46,7 @@ public func isIPLiteral(_ s: String) -> Bool {
 
 /// Parses `1.2.3.4`, `10.0.0.0/8`, `::1`, `fd00::/8` into a network (IPv4 as v4-mapped IPv6).
 public func parseCIDR(_ s: String) -> CIDR? {
+    if s == "unix:" { return .unix }
     let parts = s.split(separator: "/", omittingEmptySubsequences: false)
     guard parts.count <= 2, let addrPart = parts.first else { return nil }
     var v4 = in_addr()

@@ -95,13 +95,27 @@ public enum Values {
     }
 }
 
-/// A host and port as written in `listen`, `server` or `proxy_pass`.
+/// A host and port as written in `listen`, `server` or `proxy_pass`, or a unix-domain socket
+/// (`unix:PATH`: `host` is the whole `unix:PATH`, `port` nil).
 public struct HostPort: Sendable, Hashable, CustomStringConvertible {
-    /// The host as written: an IPv4 or IPv6 literal (without brackets), `*`, or a name.
+    /// The host as written: an IPv4 or IPv6 literal (without brackets), `*`, a name, or `unix:PATH`.
     public var host: String
     public var port: Int?
 
-    public var isIPv6: Bool { host.contains(":") }
+    public var isIPv6: Bool { !isUnix && host.contains(":") }
+
+    /// `unix:PATH`.
+    public var isUnix: Bool { host.hasPrefix("unix:") }
+
+    /// The path of `unix:PATH`; nil for an IP address or a name.
+    public var unixPath: String? { isUnix ? String(host.dropFirst(5)) : nil }
+
+    /// `unix:PATH`, with the checks nginx's `ngx_parse_unix_domain_url` makes: a path, no longer
+    /// than `sun_path` holds (107 bytes); nil when it is not.
+    public static func unix(_ path: Substring) -> HostPort? {
+        guard !path.isEmpty, path.utf8.count < 108 else { return nil }
+        return HostPort(host: "unix:" + path, port: nil)
+    }
 
     public init(host: String, port: Int?) {
         self.host = host

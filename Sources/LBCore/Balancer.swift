@@ -84,7 +84,7 @@ public struct PeerState: Sendable {
     public init(_ p: Peer, id: Int) {
         config = p
         self.id = id
-        address = SocketAddress(ip: p.address.host, port: p.address.port ?? 80) ?? SocketAddress()
+        address = SocketAddress(p.address) ?? SocketAddress()
         text = p.address.description
         weight = p.weight
         effectiveWeight = p.weight

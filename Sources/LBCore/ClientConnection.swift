@@ -61,6 +61,8 @@ final class ClientConnection: Pollable {
     let listener: Int
     let peer: PeerAddress
     let number: Int
+    /// The addresses of the PROXY protocol header (`listen … proxy_protocol`); nil without one.
+    var proxyProtocol: ProxyProtocolHeader?
     var table: RoutingTable { generation.table }
 
     var state: State = .head
@@ -499,6 +501,10 @@ final class ClientConnection: Pollable {
     /// realip: the client address from the configured header, when the peer is trusted.
     func applyRealIP(_ trusted: [CIDR]) {
         let s = ex.location.settings
+        if s.realIPHeader == "proxy_protocol" {
+            ex.realClient = RealIP.resolve(connectionBytes: peer.ipBytes, trusted: trusted, proxyProtocol: proxyProtocol).map(PeerAddress.init)
+            return
+        }
         let name = Array((s.realIPHeader ?? "x-real-ip").utf8)
         let hb = head.readableBytes
         // Every field of that name, in order, as one list (nginx joins X-Forwarded-For fields).

@@ -35,7 +35,7 @@ final class HealthProbe: Pollable {
         self.text = text
         if let port = spec.port, let alt = SocketAddress(ip: p.address.host, port: port) { a = alt }
         address = a
-        let host = p.address.port.map { "\(p.address.host):\($0)" } ?? p.address.host
+        let host = p.address.isUnix ? "localhost" : p.address.port.map { "\(p.address.host):\($0)" } ?? p.address.host
         request = Array("GET \(spec.uri) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: lb-health-check/\(LBVersion.number)\r\nAccept: */*\r\nConnection: close\r\n\r\n".utf8)
         super.init()
         fd = -1

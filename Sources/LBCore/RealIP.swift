@@ -1,4 +1,5 @@
 import LBConfig
+import LBHTTP
 import LBIO
 
 /// nginx's realip module (`ngx_http_get_forwarded_addr`) as a pure function: when the connection
@@ -27,6 +28,13 @@ enum RealIP {
             end = start
         }
         return found
+    }
+
+    /// `real_ip_header proxy_protocol`: the header's source address and port, when the connection
+    /// comes from a trusted proxy and had a header with addresses (not LOCAL or UNKNOWN).
+    static func resolve(connectionBytes: [UInt8], trusted: [CIDR], proxyProtocol: ProxyProtocolHeader?) -> SocketAddress? {
+        guard let pp = proxyProtocol, trusted.contains(where: { $0.contains(connectionBytes) }) else { return nil }
+        return SocketAddress(ip: pp.sourceAddress, port: pp.sourcePort)
     }
 
     /// `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]:80` (nginx's `ngx_parse_addr_port`); port 0 when none.

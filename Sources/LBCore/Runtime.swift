@@ -110,6 +110,7 @@ public final class Runtime: @unchecked Sendable {
         errorLog.log(.notice, "\(LBVersion.product) started, \(workers.count) worker thread(s), listening on \(listenerFDs.keys.map(\.description).sorted().joined(separator: ", "))")
         let status = signalLoop()
         supervisor?.stopAll()
+        removeUnixSockets(listenerFDs.keys)
         removePid()
         return status
     }
@@ -148,10 +149,11 @@ public final class Runtime: @unchecked Sendable {
 
     private func openListeners(_ table: RoutingTable) throws(IOError) {
         for l in table.listeners where listenerFDs[l.address] == nil {
-            guard let addr = SocketAddress(ip: l.address.host, port: l.address.port ?? 80) else { continue }
+            guard let addr = SocketAddress(l.address) else { continue }
             var fds: [Int32] = []
             do {
-                for _ in 0..<(l.reuseport ? workerCount : 1) {
+                // A unix-domain path binds once (a second bind of the path is EADDRINUSE).
+                for _ in 0..<(l.reuseport && !l.address.isUnix ? workerCount : 1) {
                     fds.append(try Socket.listen(addr, backlog: Int32(l.backlog), reusePort: l.reuseport, ipv6Only: l.ipv6only))
                 }
                 listenerFDs[l.address] = fds
@@ -178,6 +180,14 @@ public final class Runtime: @unchecked Sendable {
     }
 
     private func removePid() { unlink(pidPath) }
+
+    /// Deletes the files of `listen unix:` sockets, at exit or when a reload drops them (nginx's
+    /// `ngx_close_listening_sockets` and "deleting socket" of `ngx_init_cycle`).
+    private func removeUnixSockets<S: Sequence<HostPort>>(_ addresses: S) {
+        for a in addresses where a.isUnix {
+            if let s = SocketAddress(a) { Socket.removeUnixSocketFile(s) }
+        }
+    }
 
     // MARK: signals
 
@@ -278,6 +288,7 @@ public final class Runtime: @unchecked Sendable {
         let removedKeys = listenerFDs.keys.filter { !wanted.contains($0) }
         let removed = removedKeys.flatMap { listenerFDs[$0] ?? [] }
         for k in removedKeys { listenerFDs[k] = nil }
+        removeUnixSockets(removedKeys)
         generationCount += 1
         let gen = Generation(id: generationCount, table: table, previous: current, nextUpstreamID: &nextUpstreamID)
         for old in current.upstreams where !gen.upstreams.contains(where: { $0 === old }) {

@@ -69,7 +69,7 @@ extension ClientConnection {
         case .request: out += requestLine()
         case .requestMethod: if head.readable > 0 { out += hb[req.methodRange] }
         case .serverName: out += Array((ex.server.names.first ?? "").utf8)
-        case .serverPort: out += Array("\(table.listeners[listener].address.port ?? 80)".utf8)
+        case .serverPort: if let p = table.listeners[listener].address.port { out += Array("\(p)".utf8) } // none on unix:
         case .serverAddr: out += Array(Socket.localAddress(fd).ip.utf8)
         case .serverProtocol: out += Array("HTTP/\(req.versionMajor).\(req.versionMinor)".utf8)
         case .hostname: out += Array(Runtime.hostname.utf8)
@@ -120,6 +120,10 @@ extension ClientConnection {
         case .gzipRatio: break
         case .requestCompletion: if ex.status > 0 && ex.status != 499 { out += Array("OK".utf8) }
         case .requestBody: break
+        case .proxyProtocolAddr: if let pp = proxyProtocol { out += Array(pp.sourceAddress.utf8) }
+        case .proxyProtocolPort: if let pp = proxyProtocol { out += Array("\(pp.sourcePort)".utf8) }
+        case .proxyProtocolServerAddr: if let pp = proxyProtocol { out += Array(pp.destinationAddress.utf8) }
+        case .proxyProtocolServerPort: if let pp = proxyProtocol { out += Array("\(pp.destinationPort)".utf8) }
         case .sslProtocol, .sslCipher, .sslServerName, .sslSessionReused, .sslSessionID, .sslAlpnProtocol,
              .sslClientVerify, .sslClientSDN, .sslClientIDN, .sslClientSerial, .sslClientFingerprint,
              .sslClientEscapedCert, .sslClientCert:

@@ -238,11 +238,25 @@ public final class Worker: @unchecked Sendable {
             return
         }
         // tcp_nodelay (on by default, as nginx): small responses leave without Nagle's delay.
-        if gen.table.servers[gen.table.listeners[li].defaultServer].settings.tcpNodelay != false {
+        if gen.table.servers[gen.table.listeners[li].defaultServer].settings.tcpNodelay != false && !peer.isUnix {
             try? Socket.setOption(fd, 6 /* IPPROTO_TCP */, 1 /* TCP_NODELAY */, 1)
         }
-        let c = ClientConnection(worker: self, fd: fd, peer: peer, generation: gen, listener: li,
-                                 number: nextConnection * runtime.workers.count + index)
+        let number = nextConnection * runtime.workers.count + index
+        if gen.table.listeners[li].proxyProtocol {
+            // The PROXY protocol header first (before any TLS), then the connection as usual.
+            clients += 1
+            ProxyProtocolReader(worker: self, fd: fd, peer: peer, generation: gen, listener: li, number: number).start()
+            return
+        }
+        admit(fd: fd, peer: peer, generation: gen, listener: li, number: number, proxyProtocol: nil)
+    }
+
+    /// Starts the client connection of an accepted socket (after its PROXY protocol header, if
+    /// the listener has `proxy_protocol`).
+    func admit(fd: Int32, peer: SocketAddress, generation gen: Generation, listener li: Int, number: Int,
+               proxyProtocol: ProxyProtocolHeader?) {
+        let c = ClientConnection(worker: self, fd: fd, peer: peer, generation: gen, listener: li, number: number)
+        if proxyProtocol != nil { c.proxyProtocol = proxyProtocol }
         if let tls = gen.table.listeners[li].tls { c.startTLS(tls) }
         clients += 1
         c.start()

@@ -3,25 +3,58 @@ import Glibc
 
 /// Thin, non-blocking socket calls on raw file descriptors, all through `syscall`.
 public enum Socket {
-    /// Opens a listening TCP socket (non-blocking, close-on-exec, SO_REUSEADDR).
+    /// Opens a listening TCP socket (non-blocking, close-on-exec, SO_REUSEADDR), or a unix-domain
+    /// one: its file is made mode 0666 as nginx does, and a stale file (a socket nobody listens on,
+    /// left by a crash) is replaced; a live one is not (`EADDRINUSE`, as nginx).
     public static func listen(_ address: SocketAddress, backlog: Int32, reusePort: Bool, ipv6Only: Bool = true) throws(IOError) -> Int32 {
         let fd = try syscallChecked("socket") { Glibc.socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
-        do {
-            try setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
+        do throws(IOError) {
+            if !address.isUnix { try setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1) }
             if reusePort { try setOption(fd, SOL_SOCKET, SO_REUSEPORT, 1) }
             if address.family == AF_INET6 { try setOption(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, ipv6Only ? 1 : 0) }
-            var addr = address
-            _ = try syscallChecked("bind") {
-                withUnsafePointer(to: &addr.storage) { p in
-                    p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, addr.length) }
-                }
+            do throws(IOError) {
+                try bind(fd, address)
+            } catch where error.errno == EADDRINUSE && address.isUnix && removeStaleUnixSocket(address) {
+                try bind(fd, address)
             }
+            if let path = address.unixPath { _ = chmod(path, 0o666) }
             _ = try syscallChecked("listen") { Glibc.listen(fd, backlog) }
         } catch {
             Glibc.close(fd)
             throw error
         }
         return fd
+    }
+
+    private static func bind(_ fd: Int32, _ address: SocketAddress) throws(IOError) {
+        var addr = address
+        _ = try syscallChecked("bind") {
+            withUnsafePointer(to: &addr.storage) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, addr.length) }
+            }
+        }
+    }
+
+    /// Unlinks the socket file of `address` when it is a socket and nobody accepts on it (a
+    /// blocking connect is refused at once); true when it was removed.
+    private static func removeStaleUnixSocket(_ address: SocketAddress) -> Bool {
+        guard let path = address.unixPath, !path.isEmpty else { return false }
+        var st = stat()
+        guard lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK else { return false }
+        let probe = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard probe >= 0 else { return false }
+        defer { Glibc.close(probe) }
+        var addr = address
+        let r = withUnsafePointer(to: &addr.storage) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(probe, $0, addr.length) }
+        }
+        guard r != 0, errno == ECONNREFUSED else { return false }
+        return unlink(path) == 0
+    }
+
+    /// Removes the file of a unix-domain listening address (at exit, or when a reload drops it).
+    public static func removeUnixSocketFile(_ address: SocketAddress) {
+        if let path = address.unixPath, !path.isEmpty { unlink(path) }
     }
 
     /// Accepts one connection; `.wouldBlock` when the queue is empty.
@@ -35,18 +68,22 @@ public enum Socket {
         }
     }
 
-    /// Starts a non-blocking connect. Returns the fd; completion is signalled by writability.
+    /// Starts a non-blocking connect (TCP, or unix-domain for a `unix:` address). Returns the fd;
+    /// completion is signalled by writability.
     public static func connect(_ address: SocketAddress) throws(IOError) -> (fd: Int32, immediate: Bool) {
         let fd = try syscallChecked("socket") { Glibc.socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         var addr = address
-        do {
-            try setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
+        do throws(IOError) {
+            if !address.isUnix { try setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1) }
             let r = try syscall("connect") {
                 withUnsafePointer(to: &addr.storage) { p in
                     p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, addr.length) }
                 }
             }
             if case .done = r { return (fd, true) }
+            // A unix-domain connect never is in progress: EAGAIN means the listener's backlog is
+            // full, an error (as nginx reports it), not a wait for writability.
+            if address.isUnix { throw IOError("connect", errno: EAGAIN) }
             return (fd, false)
         } catch {
             Glibc.close(fd)

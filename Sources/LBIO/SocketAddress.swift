@@ -1,6 +1,7 @@
 import Glibc
 
-/// An IPv4 or IPv6 socket address, stored inline.
+/// An IPv4, IPv6 or unix-domain socket address, stored inline (a `sockaddr_un` fits in the
+/// `sockaddr_storage`: the type and the TCP paths stay as they were).
 public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     public var storage: sockaddr_storage
     public var length: socklen_t
@@ -32,17 +33,48 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         return nil
     }
 
+    /// A unix-domain address (`listen unix:PATH`, `server unix:PATH`); nil when the path does
+    /// not fit in `sun_path` (107 bytes and a NUL) or is empty.
+    public init?(unixPath path: String) {
+        self.init()
+        let bytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: sockaddr_un().sun_path)
+        guard !bytes.isEmpty, bytes.count < capacity, !bytes.contains(0) else { return nil }
+        var un = sockaddr_un()
+        un.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &un.sun_path) { $0.copyBytes(from: bytes) }
+        withUnsafeMutableBytes(of: &storage) { dst in withUnsafeBytes(of: un) { dst.copyMemory(from: $0) } }
+        length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + 1)
+    }
+
     public var family: Int32 { Int32(storage.ss_family) }
 
-    public var port: Int {
-        withUnsafeBytes(of: storage) { raw in
-            if family == AF_INET6 { return Int(UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self))) }
-            return Int(UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self)))
+    public var isUnix: Bool { family == AF_UNIX }
+
+    /// The path of a unix-domain address ("" for an unnamed one, as a connecting client's);
+    /// nil for IP addresses.
+    public var unixPath: String? {
+        guard isUnix else { return nil }
+        let pathOffset = MemoryLayout<sa_family_t>.size
+        let n = max(0, Int(length) - pathOffset)
+        return withUnsafeBytes(of: storage) { raw in
+            String(decoding: raw[pathOffset..<(pathOffset + n)].prefix { $0 != 0 }, as: UTF8.self)
         }
     }
 
-    /// The IP as text (`127.0.0.1`, `::1`; v4-mapped IPv6 shown as IPv4, as nginx does).
+    /// The port (0 for a unix-domain address).
+    public var port: Int {
+        if isUnix { return 0 }
+        return withUnsafeBytes(of: storage) { raw in
+            Int(UInt16(bigEndian: raw.load(fromByteOffset: 2, as: UInt16.self)))
+        }
+    }
+
+    /// The IP as text (`127.0.0.1`, `::1`; v4-mapped IPv6 shown as IPv4, as nginx does);
+    /// `unix:PATH` for a unix-domain address (`unix:` for an unnamed client, as nginx's
+    /// `$remote_addr`).
     public var ip: String {
+        if let path = unixPath { return "unix:" + path }
         var buf = [CChar](repeating: 0, count: 64)
         withUnsafeBytes(of: storage) { raw in
             if family == AF_INET {
@@ -63,9 +95,10 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// 16 bytes (IPv4 as v4-mapped IPv6), for allow/deny and hashing.
+    /// 16 bytes (IPv4 as v4-mapped IPv6), for allow/deny and hashing; none for unix-domain.
     public var ipBytes: [UInt8] {
-        withUnsafeBytes(of: storage) { raw in
+        if isUnix { return [] }
+        return withUnsafeBytes(of: storage) { raw in
             if family == AF_INET {
                 return [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF] + Array(raw[4..<8])
             }
@@ -73,7 +106,7 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    public var description: String { family == AF_INET6 && !ip.contains(".") ? "[\(ip)]:\(port)" : "\(ip):\(port)" }
+    public var description: String { isUnix ? ip : family == AF_INET6 && !ip.contains(".") ? "[\(ip)]:\(port)" : "\(ip):\(port)" }
 
     public static func == (a: SocketAddress, b: SocketAddress) -> Bool { a.description == b.description }
     public func hash(into h: inout Hasher) { h.combine(description) }

@@ -1,5 +1,6 @@
 @testable import LBCore
 import LBIO
+import Glibc
 import Testing
 
 /// The compact client address every connection keeps says what the socket address it came from says.
@@ -22,5 +23,20 @@ import Testing
     @Test func theAddressIsSmallerThanASocketAddress() {
         #expect(MemoryLayout<PeerAddress>.size <= 24)
         #expect(MemoryLayout<SocketAddress>.size > 100)
+    }
+
+    /// A unix-domain client has no IP: `unix:` and port 0 as nginx's `$remote_addr` and
+    /// `$remote_port`, and no address bytes (no network rule matches it; `unix:` does).
+    @Test func unixClientIsUnixWithoutAddressBytes() throws {
+        var client = SocketAddress()
+        client.storage.ss_family = sa_family_t(AF_UNIX)
+        client.length = socklen_t(MemoryLayout<sa_family_t>.size)
+        let p = PeerAddress(client)
+        #expect(p.ip == "unix:" && p.port == 0 && p.ipBytes.isEmpty)
+        let named = try #require(SocketAddress(unixPath: "/run/x.sock"))
+        #expect(named.ip == "unix:/run/x.sock" && named.description == "unix:/run/x.sock" && named.port == 0)
+        #expect(SocketAddress(unixPath: "") == nil)
+        #expect(SocketAddress(unixPath: "/" + String(repeating: "a", count: 107)) == nil)
+        #expect(SocketAddress(unixPath: "/" + String(repeating: "a", count: 106))?.unixPath?.count == 107)
     }
 }

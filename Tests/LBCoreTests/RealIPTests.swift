@@ -1,6 +1,7 @@
 import Testing
 import LBConfig
 import LBIO
+import LBHTTP
 @testable import LBCore
 
 /// realip's address choice, with answers taken from Debian nginx 1.22.1
@@ -32,5 +33,18 @@ struct RealIPTests {
 
     @Test func anUntrustedPeerIsNeverOverridden() {
         #expect(Self.resolve("203.0.113.9", from: SocketAddress(ip: "192.0.2.1", port: 5)!) == nil)
+    }
+
+    /// `real_ip_header proxy_protocol`: the header's source address and port, from a trusted
+    /// peer only, and nothing for a header without addresses (LOCAL, UNKNOWN).
+    @Test func proxyProtocolSourceFromTrustedPeersOnly() {
+        let pp = ProxyProtocolHeader(sourceAddress: "2001:db8::7", sourcePort: 4242, destinationAddress: "::1", destinationPort: 443)
+        let a = RealIP.resolve(connectionBytes: Self.local.ipBytes, trusted: Self.trusted, proxyProtocol: pp)
+        #expect(a?.description == "[2001:db8::7]:4242")
+        let stranger = SocketAddress(ip: "192.0.2.1", port: 1)!
+        #expect(RealIP.resolve(connectionBytes: stranger.ipBytes, trusted: Self.trusted, proxyProtocol: pp) == nil)
+        #expect(RealIP.resolve(connectionBytes: Self.local.ipBytes, trusted: Self.trusted, proxyProtocol: nil) == nil)
+        let unparsable = ProxyProtocolHeader(sourceAddress: "abc", sourcePort: 1, destinationAddress: "::1", destinationPort: 2)
+        #expect(RealIP.resolve(connectionBytes: Self.local.ipBytes, trusted: Self.trusted, proxyProtocol: unparsable) == nil)
     }
 }
