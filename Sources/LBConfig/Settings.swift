@@ -150,6 +150,8 @@ public struct HTTPSettings: Sendable {
     public var expires: Expires?
     public var errorPages: [ErrorPage]?
     public var accessRules: [AccessRule]?
+    /// limit_req, limit_conn, auth_basic, satisfy (LimitSettings.swift).
+    public var accessPhase = AccessPhaseSettings()
     /// `set_real_ip_from`, `real_ip_header` (lowercased), `real_ip_recursive`.
     public var realIPFrom: [CIDR]?
     public var realIPHeader: String?
@@ -260,6 +262,7 @@ public struct HTTPSettings: Sendable {
         m(&expires, p.expires)
         m(&errorPages, p.errorPages)
         m(&accessRules, p.accessRules)
+        accessPhase.inherit(from: p.accessPhase)
         m(&realIPFrom, p.realIPFrom)
         m(&realIPHeader, p.realIPHeader)
         m(&realIPRecursive, p.realIPRecursive)

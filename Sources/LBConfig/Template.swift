@@ -9,6 +9,8 @@ public enum Variable: Sendable, Hashable {
     case upstreamAddr, upstreamStatus, upstreamResponseTime, upstreamConnectTime, upstreamHeaderTime
     case upstreamResponseLength, upstreamCacheStatus, upstreamBytesReceived, upstreamBytesSent
     case nginxVersion, gzipRatio, requestCompletion, requestBody
+    /// `$limit_req_status`, `$limit_conn_status` (LimitRuntime.swift).
+    case limitReqStatus, limitConnStatus
     /// TLS facts of the client connection (empty on plain HTTP).
     case sslProtocol, sslCipher, sslServerName, sslSessionReused, sslSessionID, sslAlpnProtocol
     case sslClientVerify, sslClientSDN, sslClientIDN, sslClientSerial, sslClientFingerprint, sslClientEscapedCert, sslClientCert
@@ -46,6 +48,7 @@ public enum Variable: Sendable, Hashable {
         "upstream_cache_status": .upstreamCacheStatus, "upstream_bytes_received": .upstreamBytesReceived,
         "upstream_bytes_sent": .upstreamBytesSent, "nginx_version": .nginxVersion, "gzip_ratio": .gzipRatio,
         "request_completion": .requestCompletion, "request_body": .requestBody,
+        "limit_req_status": .limitReqStatus, "limit_conn_status": .limitConnStatus,
         "ssl_protocol": .sslProtocol, "ssl_cipher": .sslCipher, "ssl_server_name": .sslServerName,
         "ssl_session_reused": .sslSessionReused, "ssl_session_id": .sslSessionID, "ssl_alpn_protocol": .sslAlpnProtocol,
         "ssl_client_verify": .sslClientVerify, "ssl_client_s_dn": .sslClientSDN, "ssl_client_i_dn": .sslClientIDN,
