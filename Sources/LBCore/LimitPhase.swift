@@ -38,6 +38,9 @@ extension ClientConnection {
     /// `satisfy` (access), as nginx orders them. Returns true when the content phase may run now;
     /// false when the request was answered, or waits on a timer (limit_req's delay).
     func runAccessPhase() -> Bool {
+        // nginx's `return` ends the request in the rewrite phase, before limits and access checks
+        // run: a location that returns is neither limited nor authenticated there either.
+        if case .return = ex.location.handler { return true }
         let state = AccessPhaseState()
         ex.accessState = state
         let p = ex.location.settings.accessPhase
