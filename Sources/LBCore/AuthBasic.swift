@@ -89,6 +89,13 @@ enum AuthBasic {
         return constantTimeEqual(computed, stored)
     }
 
+    /// Whether `stored` goes to crypt(3) (not one of nginx's own schemes, which cost at most a
+    /// millisecond).
+    static func usesSystemCrypt(_ stored: [UInt8]) -> Bool {
+        for p in ["{PLAIN}", "{SHA}", "{SSHA}", "$apr1$"] where stored.starts(with: Array(p.utf8)) { return false }
+        return true
+    }
+
     /// nginx's `ngx_crypt`: the hash of `password` in the scheme (and with the salt) of `setting`.
     static func hash(password: [UInt8], setting: [UInt8]) -> [UInt8]? {
         func starts(_ p: String) -> Bool { setting.starts(with: Array(p.utf8)) }

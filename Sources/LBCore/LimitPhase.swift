@@ -12,6 +12,9 @@ final class AccessPhaseState {
     var limitConnStatus: LimitConnStatus?
     /// The limit_conn counts this request holds (released when it ends).
     var held: [(zone: LimitZoneRuntime, key: [UInt8])] = []
+    /// A password is being hashed off the loop; the access phase's verdict so far.
+    var hashing = false
+    var pendingAccess: (code: AccessVerdict, any: Bool)?
 
     /// Gives back every limit_conn count (request end; idempotent).
     func release() {
@@ -90,8 +93,10 @@ extension ClientConnection {
         return runLimitConnAndAccess()
     }
 
-    /// limit_req's delay is over: the request goes on through the phases after limit_req.
+    /// limit_req's delay is over: the request goes on through the phases after limit_req. (A
+    /// deadline while a password is hashed is an old one: the hash's answer resumes the request.)
     func limitDelayElapsed() {
+        if ex?.accessState?.hashing == true { return }
         state = .head
         if runLimitConnAndAccess() { runContentPhase() }
     }
@@ -142,29 +147,67 @@ extension ClientConnection {
 
     /// The access phase: allow/deny, then auth_basic; `satisfy all` needs every module that has a
     /// say to allow, `satisfy any` one (401 wins over 403 when none does), as nginx's
-    /// `ngx_http_core_access_phase`.
+    /// `ngx_http_core_access_phase`. A crypt(3) hash (bcrypt, yescrypt: tens to hundreds of
+    /// milliseconds) is computed on the hashing threads, the request waiting as for a delay.
     func runAccess(_ p: AccessPhaseSettings) -> Bool {
         let any = p.satisfyAny == true
         var code: AccessVerdict = .declined
-        for module in 0..<2 {
-            let v = module == 0 ? accessRuleVerdict(any: any) : authBasicVerdict(p)
-            switch v {
-            case .declined:
-                continue
-            case .allowed:
-                if any { return true }
-            case .forbidden, .unauthorized:
-                if !any {
-                    answerAccess(v)
-                    return false
-                }
-                if case .unauthorized = code { continue }
-                code = v
-            case .failed:
+        if let done = combine(accessRuleVerdict(any: any), into: &code, any: any) { return done }
+        let auth: AccessVerdict
+        switch authBasicCheck(p) {
+        case .verdict(let v): auth = v
+        case .hash(let job):
+            guard let state = ex.accessState, AuthHashPool.shared.available else {
+                auth = authBasicVerdict(job, ok: AuthBasic.verify(password: job.password, stored: job.stored))
+                break
+            }
+            state.pendingAccess = (code, any)
+            state.hashing = true
+            self.state = .delayed
+            let loop = worker.loop
+            let me = ConnectionReference(self)
+            let token = ObjectIdentifier(state)
+            AuthHashPool.shared.submit(password: job.password, stored: job.stored) { ok in
+                loop.execute { me.connection.turn { me.connection.authHashed(job, ok: ok, token: token) } }
+            }
+            return false
+        }
+        return finishAccess(auth, code: code, any: any)
+    }
+
+    /// A hash computed off the loop is back: the access phase ends as it would have inline.
+    func authHashed(_ job: AuthBasicJob, ok: Bool?, token: ObjectIdentifier) {
+        guard state == .delayed, let s = ex?.accessState, ObjectIdentifier(s) == token, s.hashing, let pending = s.pendingAccess else { return }
+        s.hashing = false
+        state = .head
+        if finishAccess(authBasicVerdict(job, ok: ok), code: pending.code, any: pending.any) { runContentPhase() }
+    }
+
+    /// Folds one module's verdict into the phase's; returns whether the phase is over (true: go
+    /// on to the content phase; false: answered), nil to ask the next module.
+    func combine(_ v: AccessVerdict, into code: inout AccessVerdict, any: Bool) -> Bool? {
+        switch v {
+        case .declined:
+            return nil
+        case .allowed:
+            return any ? true : nil
+        case .forbidden, .unauthorized:
+            if !any {
                 answerAccess(v)
                 return false
             }
+            if case .unauthorized = code { return nil }
+            code = v
+            return nil
+        case .failed:
+            answerAccess(v)
+            return false
         }
+    }
+
+    func finishAccess(_ auth: AccessVerdict, code: AccessVerdict, any: Bool) -> Bool {
+        var code = code
+        if let done = combine(auth, into: &code, any: any) { return done }
         if code != .declined {
             if code == .forbidden { log(.error, "access forbidden by rule") }
             answerAccess(code)
@@ -205,16 +248,22 @@ extension ClientConnection {
         }
     }
 
-    /// ngx_http_auth_basic_module's handler. The user file is read on every request, as nginx
-    /// does (a changed file applies at once); the hash is computed on the loop thread, as nginx
-    /// does too (bcrypt and yescrypt cost milliseconds of that thread per checked request).
-    func authBasicVerdict(_ p: AccessPhaseSettings) -> AccessVerdict {
-        guard case .some(.some(let realmTemplate)) = p.authBasic, let fileTemplate = p.authBasicUserFile else { return .declined }
+    /// What auth_basic needs: a verdict now, or a password checked against a stored hash.
+    enum AuthBasicStep {
+        case verdict(AccessVerdict)
+        case hash(AuthBasicJob)
+    }
+
+    /// ngx_http_auth_basic_module's handler up to the hash. The user file is read on every
+    /// request, as nginx does (a changed file applies at once), on the loop thread (a small
+    /// local file; nginx reads it there too).
+    func authBasicCheck(_ p: AccessPhaseSettings) -> AuthBasicStep {
+        guard case .some(.some(let realmTemplate)) = p.authBasic, let fileTemplate = p.authBasicUserFile else { return .verdict(.declined) }
         let realm = evaluate(realmTemplate)
-        if realm.elementsEqual("off".utf8) { return .declined }
+        if realm.elementsEqual("off".utf8) { return .verdict(.declined) }
         guard let header = headerValue("authorization"), let cred = AuthBasic.credentials(header) else {
             log(.info, "no user/password was provided for basic authentication")
-            return .unauthorized(realm: realm)
+            return .verdict(.unauthorized(realm: realm))
         }
         let path = String(decoding: evaluate(fileTemplate), as: UTF8.self)
         let file: [UInt8]
@@ -223,17 +272,26 @@ extension ClientConnection {
         case .failure(let e):
             let err = e.code
             log(err == ENOENT ? .error : .crit, "open() \"\(path)\" failed (\(err): \(String(cString: strerror(err))))")
-            return err == ENOENT ? .forbidden : .failed(500)
+            return .verdict(err == ENOENT ? .forbidden : .failed(500))
         }
         let user = String(decoding: cred.user, as: UTF8.self)
         guard let stored = AuthBasic.storedHash(of: cred.user, in: file) else {
             log(.error, "user \"\(user)\" was not found in \"\(path)\"")
-            return .unauthorized(realm: realm)
+            return .verdict(.unauthorized(realm: realm))
         }
-        guard let ok = AuthBasic.verify(password: cred.password, stored: stored) else { return .failed(500) }
+        let job = AuthBasicJob(user: user, password: cred.password, stored: stored, realm: realm)
+        // nginx's own schemes cost at most a millisecond: checked here. crypt(3) goes to the pool.
+        if !AuthBasic.usesSystemCrypt(stored) {
+            return .verdict(authBasicVerdict(job, ok: AuthBasic.verify(password: cred.password, stored: stored)))
+        }
+        return .hash(job)
+    }
+
+    func authBasicVerdict(_ job: AuthBasicJob, ok: Bool?) -> AccessVerdict {
+        guard let ok else { return .failed(500) }
         if !ok {
-            log(.error, "user \"\(user)\": password mismatch")
-            return .unauthorized(realm: realm)
+            log(.error, "user \"\(job.user)\": password mismatch")
+            return .unauthorized(realm: job.realm)
         }
         return .allowed
     }

@@ -95,6 +95,24 @@ import Testing
         #expect(lb.errorLog.contains("user \"nobody\" was not found in \"\(AuthTests.root)/htpasswd\""))
     }
 
+    @Test func aSlowHashDoesNotHoldTheEventLoop() throws {
+        // bcrypt cost 12 (most of a second here) on lb's only worker thread: a request to another
+        // location on the same loop is answered while that check is still running.
+        let dir = try Harness.tempDirectory()
+        let file = dir.appendingPathComponent("users").path
+        try "slow:$2y$12$abcdefghijklmnopqrstuuvhqlfa3SToYAWnpQD0wYcoxAD7y2cEy\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let lb = try LB(AuthTests.config.replacingOccurrences(of: "\(AuthTests.root)/htpasswd", with: file)
+            .replacingOccurrences(of: "worker_processes 2;", with: "worker_processes 1;"))
+        defer { lb.stop() }
+        let slow = try RawClient(port: lb.port)
+        try slow.send("GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic \(Data("slow:slow".utf8).base64EncodedString())\r\n\r\n")
+        #expect(try RawClient(port: lb.port).get("/open/").status == 200)
+        // The slow check had not answered yet: nothing is waiting on its connection.
+        var pending = pollfd(fd: slow.fd, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&pending, 1, 0) == 0)
+        #expect(try slow.readResponse().status == 200)
+    }
+
     @Test func theUserFileIsReadOnEveryRequest() throws {
         let dir = try Harness.tempDirectory()
         let file = dir.appendingPathComponent("users").path
