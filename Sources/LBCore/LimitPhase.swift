@@ -97,6 +97,14 @@ extension ClientConnection {
     /// deadline while a password is hashed is an old one: the hash's answer resumes the request.)
     func limitDelayElapsed() {
         if ex?.accessState?.hashing == true { return }
+        if peerClosed {
+            // nginx's test_reading during the delay: the client went away, the request ends (499).
+            log(.info, "client prematurely closed connection")
+            ex.status = 499
+            finishLog()
+            close()
+            return
+        }
         state = .head
         if runLimitConnAndAccess() { runContentPhase() }
     }

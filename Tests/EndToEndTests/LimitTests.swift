@@ -124,6 +124,31 @@ func simultaneous(_ count: Int, port: Int, path: String = "/", headers: [String]
         #expect(LimitTests.tally(r.lb) == LimitTests.tally(r.nginx))
     }
 
+    @Test func aLocationThatReturnsIsNotLimitedAsInNginx() throws {
+        // nginx's `return` runs in the rewrite phase, before limit_req: every request is answered.
+        let config = LimitTests.config("limit_req_zone $binary_remote_addr zone=one:1m rate=1r/s;", "limit_req zone=one nodelay; return 204;")
+        let lb = try LB(config)
+        defer { lb.stop() }
+        let ours = try simultaneous(5, port: lb.port)
+        #expect(ours == [204, 204, 204, 204, 204])
+        guard NginxPeer.available else { Issue.record("Debian's nginx is not installed"); return }
+        let nginx = try NginxPeer(config.replacingOccurrences(of: "worker_processes 4;", with: "worker_processes 1;"))
+        defer { nginx.stop() }
+        #expect(try simultaneous(5, port: nginx.port) == ours)
+    }
+
+    @Test func aClientThatLeavesDuringItsDelayEndsTheRequest() throws {
+        let lb = try LB(LimitTests.config("limit_req_zone $binary_remote_addr zone=one:1m rate=2r/s;", "limit_req zone=one burst=5;")
+            .replacingOccurrences(of: "access_log off;", with: "access_log stderr;"))
+        defer { lb.stop() }
+        #expect(try RawClient(port: lb.port).get("/").status == 200)
+        let waiting = try RawClient(port: lb.port)
+        try waiting.send("GET /gone HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        #expect(waitUntil { lb.errorLog.contains("delaying request, excess: ") })
+        waiting.close()
+        #expect(waitUntil { lb.errorLog.contains("\"GET /gone HTTP/1.1\" 499 ") })
+    }
+
     @Test func dryRunRejectsNothing() throws {
         let r = try compare("limit_req_zone $binary_remote_addr zone=one:1m rate=1r/s;",
                             "limit_req zone=one burst=1 nodelay; limit_req_dry_run on;", count: 6)
@@ -137,7 +162,7 @@ func simultaneous(_ count: Int, port: Int, path: String = "/", headers: [String]
         defer { lb.stop() }
         let got = try (0..<3).map { _ in try RawClient(port: lb.port).get("/").header("X-Limit-Req") }
         #expect(got == ["PASSED", "PASSED", "REJECTED_DRY_RUN"])
-        #expect(lb.errorLog.contains("limiting requests, dry run, excess: 1.9") && lb.errorLog.contains(" by zone \"one\", client: 127.0.0.1"))
+        #expect(lb.errorLog.contains("limiting requests, dry run, excess: ") && lb.errorLog.contains(" by zone \"one\", client: 127.0.0.1"))
     }
 
     @Test func emptyKeyIsNotLimited() throws {
