@@ -20,6 +20,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The system OpenSSL 3 for TLS (Debian's libssl-dev); no Swift package, no crypto of our own.
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // The system libxcrypt for auth_basic_user_file's crypt(3) hashes (Debian's libcrypt-dev).
+        .systemLibrary(name: "CCrypt", pkgConfig: "libxcrypt", providers: [.apt(["libcrypt-dev"])]),
         // The config language: lexer, parser, schema table, validator, routing table. No I/O but file
         // reads; TLS contexts (certificates, keys) are built and checked here, at load, as regexes are compiled.
         .target(name: "LBConfig", dependencies: ["CLBShim", "COpenSSL"]),
@@ -28,7 +30,7 @@ let package = Package(
         // HTTP/1.1 heads, chunked framing, URIs: pure byte logic, no I/O.
         .target(name: "LBHTTP", swiftSettings: hotPath),
         // Routing, balancing, proxy, static files, logs, reload: the runtime.
-        .target(name: "LBCore", dependencies: ["LBConfig", "LBIO", "LBHTTP", "LBStack", "CZlib", "COpenSSL"], swiftSettings: hotPath),
+        .target(name: "LBCore", dependencies: ["LBConfig", "LBIO", "LBHTTP", "LBStack", "CZlib", "COpenSSL", "CCrypt"], swiftSettings: hotPath),
         // The Redis-protocol store: RESP codec, keyspace, commands (pure), and its server.
         .target(name: "LBStore", swiftSettings: hotPath),
         .executableTarget(name: "lb-store", dependencies: ["LBStore", "LBIO"], swiftSettings: hotPath),

@@ -24,6 +24,8 @@ have_lib libz.so || need+=(zlib1g-dev)
 [ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 command -v openssl >/dev/null || need+=(openssl)
 [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
+[ -e /usr/include/crypt.h ] || need+=(libcrypt-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing test tools: ${need[*]}"

@@ -30,6 +30,8 @@ public final class Compiler {
     var httpResolver: ResolverSpec?
     var httpResolverTimeoutMs: Int?
     var cacheZones: [CacheZone] = []
+    /// `limit_req_zone` / `limit_conn_zone`, and zones referenced before (size 0) (LimitDirectives.swift).
+    var limitZones: [LimitZone] = []
     var servers: [ServerBuilder] = []
     var maps: [MapBlock] = []
     var services: [ServiceBuilder] = []

@@ -13,6 +13,7 @@ extension Compiler {
         for (name, loc) in usedVariables where !definedVariables.contains(name) {
             throw ConfigError("unknown \"\(name)\" variable", at: loc)
         }
+        try checkLimitZones()
         let stack = try buildStack()
         var groups = try buildUpstreams(stack)
         var groupIndex: [String: Int] = [:]
@@ -45,7 +46,8 @@ extension Compiler {
                                 workerShutdownTimeoutMs: workerShutdownTimeoutMs, prefix: prefix)
         return RoutingTable(main: main, listeners: listeners, servers: vservers, upstreams: groups, cacheZones: cacheZones,
                             logFormats: logFormats, maps: maps, stack: stack, files: files,
-                            usesResponseHeaderVariables: usesResponseHeaderVariables, matches: matches, tls: tls)
+                            usesResponseHeaderVariables: usesResponseHeaderVariables, matches: matches, tls: tls,
+                            limitZones: limitZones)
     }
 
     private func buildStack() throws -> StackSpec? {

@@ -7,6 +7,8 @@ public final class RoutingTable: Sendable {
     public let upstreams: [UpstreamGroup]
     public let upstreamIndex: [String: Int]
     public let cacheZones: [CacheZone]
+    /// `limit_req_zone` / `limit_conn_zone`, indexed by `LimitReqRule.zone` / `LimitConnRule.zone`.
+    public let limitZones: [LimitZone]
     /// `match` blocks for health checks, by name.
     public let matches: [String: MatchBlock]
     public let logFormats: [String: LogFormat]
@@ -22,7 +24,8 @@ public final class RoutingTable: Sendable {
 
     init(main: MainSettings, listeners: [Listener], servers: [VirtualServer], upstreams: [UpstreamGroup],
          cacheZones: [CacheZone], logFormats: [String: LogFormat], maps: [MapBlock], stack: StackSpec?, files: [ConfigFile],
-         usesResponseHeaderVariables: Bool = false, matches: [String: MatchBlock] = [:], tls: [TLSContext?] = []) {
+         usesResponseHeaderVariables: Bool = false, matches: [String: MatchBlock] = [:], tls: [TLSContext?] = [], limitZones: [LimitZone] = []) {
+        self.limitZones = limitZones
         self.tls = tls
         self.usesResponseHeaderVariables = usesResponseHeaderVariables
         self.matches = matches

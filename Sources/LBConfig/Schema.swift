@@ -127,7 +127,4 @@ let acceptedNoOps: [(String, Contexts, ArgumentShape)] = [
     ("accept_mutex_delay", .events, .exactly(1)), ("worker_aio_requests", .events, .exactly(1)),
     ("gzip_buffers", .hsl, .exactly(2)),
     ("server_tokens_header", .hsl, .exactly(1)),
-    // lb's only access module is allow/deny: with no auth module to satisfy instead, `any`
-    // answers exactly as `all` does (nginx's access phase gives the same 403).
-    ("satisfy", .hsl, .exactly(1)),
 ]

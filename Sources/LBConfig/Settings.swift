@@ -156,6 +156,8 @@ public struct HTTPSettings: Sendable {
     public var expires: Expires?
     public var errorPages: [ErrorPage]?
     public var accessRules: [AccessRule]?
+    /// limit_req, limit_conn, auth_basic, satisfy (LimitSettings.swift).
+    public var accessPhase = AccessPhaseSettings()
     /// `set_real_ip_from`, `real_ip_header` (lowercased), `real_ip_recursive`.
     public var realIPFrom: [CIDR]?
     public var realIPHeader: String?
@@ -273,6 +275,7 @@ public struct HTTPSettings: Sendable {
         m(&expires, p.expires)
         m(&errorPages, p.errorPages)
         m(&accessRules, p.accessRules)
+        accessPhase.inherit(from: p.accessPhase)
         m(&realIPFrom, p.realIPFrom)
         m(&realIPHeader, p.realIPHeader)
         m(&realIPRecursive, p.realIPRecursive)

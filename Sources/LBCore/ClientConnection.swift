@@ -52,7 +52,8 @@ struct UpstreamAttempt {
 /// One client connection: reads requests, routes them, answers locally or proxies, logs, and keeps
 /// the connection alive. Every step is driven from epoll readiness (edge-triggered); nothing blocks.
 final class ClientConnection: Pollable {
-    enum State { case handshake, head, local, proxy, tunnel, apiBody, closed }
+    /// `delayed`: limit_req holds the request on a timer (LimitPhase.swift).
+    enum State { case handshake, head, local, proxy, tunnel, apiBody, delayed, closed }
     enum Phase { case idle, readingBody, connecting, sending, waitingHead, relaying, cacheWait }
 
     /// The worker outlives every connection it owns: no reference counting on this hot field.
@@ -258,6 +259,8 @@ final class ClientConnection: Pollable {
             log(.info, "client timed out (110: Connection timed out) while sending response to client")
             if let ex, ex.headerStarted { finishLog() }
             close()
+        case .delayed:
+            limitDelayElapsed()
         default:
             close()
         }
@@ -304,7 +307,7 @@ final class ClientConnection: Pollable {
             case .proxy: proxyClientEvent()
             case .tunnel: pumpTunnel()
             case .apiBody: readAPIBody()
-            case .closed: break
+            case .delayed, .closed: break
             }
         } while driveAgain && state != .closed
         inDrive = false
@@ -450,11 +453,18 @@ final class ClientConnection: Pollable {
         if let trusted = ex.location.settings.realIPFrom {
             applyRealIP(trusted)
         }
-        if let rules = ex.location.settings.accessRules, !allowed(rules) {
+        if ex.location.settings.accessPhase.active {
+            guard runAccessPhase() else { return } // limits, auth (LimitPhase.swift)
+        } else if let rules = ex.location.settings.accessRules, !allowed(rules) {
             log(.error, "access forbidden by rule")
             respondError(403)
             return
         }
+        runContentPhase()
+    }
+
+    /// What follows the access phase: the body size check, then the location's handler.
+    func runContentPhase() {
         let maxBody = ex.location.settings.effectiveClientMaxBodySize
         if maxBody > 0, let cl = req.contentLength, cl > maxBody {
             log(.error, "client intended to send too large body: \(cl) bytes")
@@ -790,6 +800,7 @@ final class ClientConnection: Pollable {
 
     func finishRequest() {
         if !ex.inBackground { finishLog() }
+        ex.accessState?.release()
         if ex.backgroundUpdatePending {
             ex.backgroundUpdatePending = false
             startBackgroundUpdate()
@@ -823,6 +834,7 @@ final class ClientConnection: Pollable {
         countReading(false)
         countWriting(false)
         if let ex {
+            ex.accessState?.release()
             ex.inBackground = false
             ex.gz?.end()
             ex.gz = nil

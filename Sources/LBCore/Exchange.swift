@@ -82,6 +82,9 @@ final class Exchange {
 
     /// The client's address from `real_ip_header` (realip), when a trusted proxy sent one.
     var realClient: PeerAddress?
+    /// limit_req / limit_conn / auth_basic results and held counts (LimitPhase.swift); nil when
+    /// the location has none of them.
+    var accessState: AccessPhaseState?
 
     /// Maps being evaluated (cycle detection), and whether a variable could not be evaluated.
     var mapsInProgress: [String] = []

@@ -72,6 +72,8 @@ public final class Generation: Sendable {
     /// Per server block (by `VirtualServer.index`): requests by status class. Carried over a
     /// reload for a server with the same names and listen addresses.
     public let serverStats: [ServerStats]
+    /// limit_req / limit_conn zones, by `LimitZone` index; kept across reloads when unchanged.
+    let limitZones: [LimitZoneRuntime]
 
     init(id: Int, table: RoutingTable, previous: Generation?, nextUpstreamID: inout Int) {
         self.id = id
@@ -95,6 +97,7 @@ public final class Generation: Sendable {
             if let old = previous?.cacheZones[z.name], old.sameShape(z) { zones[z.name] = old } else { zones[z.name] = CacheZoneRuntime(z) }
         }
         cacheZones = zones
+        limitZones = LimitZoneRuntime.zones(for: table, previous: previous?.limitZones ?? [])
         serverStats = table.servers.map { s in
             if let prev = previous, let old = prev.table.servers.first(where: { $0.names == s.names && $0.location.line == s.location.line }) {
                 return prev.serverStats[old.index]

@@ -55,11 +55,12 @@ extension ClientConnection {
             } else {
                 out += Array(table.listeners[listener].address.host.utf8)
             }
-        case .remoteAddr, .binaryRemoteAddr: out += Array(clientAddress.ip.utf8)
+        case .remoteAddr: out += Array(clientAddress.ip.utf8)
+        case .binaryRemoteAddr: clientAddress.appendBinary(to: &out)
         case .remotePort: let p = clientAddress.port; if p > 0 { out += Array("\(p)".utf8) }
         case .realipRemoteAddr: out += Array(peer.ip.utf8)
         case .realipRemotePort: out += Array("\(peer.port)".utf8)
-        case .remoteUser: break // no auth module: always empty ("-" in logs)
+        case .remoteUser: appendRemoteUser(to: &out)
         case .scheme: out += transport.tls == nil ? Array("http".utf8) : Array("https".utf8)
         case .https: if transport.tls != nil { out += Array("on".utf8) }
         case .requestURI: if head.readable > 0 { out += hb[req.targetRange] }
@@ -118,6 +119,7 @@ extension ClientConnection {
         case .upstreamCacheStatus: out += ex.cacheStatus
         case .nginxVersion: out += Array(LBVersion.number.utf8)
         case .gzipRatio: break
+        case .limitReqStatus, .limitConnStatus: appendLimitStatus(v, to: &out)
         case .requestCompletion: if ex.status > 0 && ex.status != 499 { out += Array("OK".utf8) }
         case .requestBody: break
         case .proxyProtocolAddr: if let pp = proxyProtocol { out += Array(pp.sourceAddress.utf8) }
