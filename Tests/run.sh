@@ -30,8 +30,18 @@ command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing test tools: ${need[*]}"
     $sudo apt-get update -qq
+    # Instruments only: packages with a service (nginx, php-fpm, haproxy) must not start it. A
+    # policy-rc.d that denies every start, for the install only, unless the machine has its own.
+    policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod +x "$policy"
+    fi
     # shellcheck disable=SC2046
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
+    status=0
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null || status=$?
+    if [ -n "$policy" ]; then $sudo rm -f "$policy"; fi
+    [ "$status" = 0 ] || exit "$status"
 fi
 
 swift build --build-tests
