@@ -41,8 +41,11 @@ final class RESPClient: Pollable {
             let b = Array(a.utf8)
             out += Array("$\(b.count)\r\n".utf8) + b + [13, 10]
         }
+        // The deadline is the oldest pending command's: arming it again on every command would
+        // push it away for as long as commands keep coming, and a store that stopped answering
+        // (its host cut off) would then hold every request instead of failing it in 2 s.
+        if pending.isEmpty { loop.setDeadline(self, afterMillis: 2000) }
         pending.append(done)
-        loop.setDeadline(self, afterMillis: 2000)
         flush()
     }
 
@@ -116,7 +119,8 @@ final class RESPClient: Pollable {
             cb(reply)
         }
         inBuf.removeFirst(i)
-        if pending.isEmpty { loop.setDeadline(self, afterMillis: 0) }
+        // Replies came: the next pending command gets its own 2 s from now.
+        if i > 0 { loop.setDeadline(self, afterMillis: pending.isEmpty ? 0 : 2000) }
     }
 
     func parse(_ b: [UInt8], _ at: Int) -> (RESPReply, Int)? {

@@ -30,10 +30,9 @@ final class DNSServer {
         let args = ["--keep-in-foreground", "--no-resolv", "--no-hosts", "--port=\(port)", "--listen-address=127.0.0.1",
                     "--bind-interfaces", "--addn-hosts=\(hostsURL.path)", "--local=/test/", "--local-ttl=1", "--pid-file=",
                     "--log-facility=-"] + srv.map { "--srv-host=\($0)" }
-        // The test runner may start children with signals blocked, and dnsmasq does not unblock
-        // them: SIGHUP (read the hosts file again) would never arrive. Exec it with none blocked.
-        let unblock = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])"
-        let s = try Started(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", unblock, "/usr/sbin/dnsmasq"] + args)
+        // Through a keeper that stays its parent (see `dnsmasqKeeper`): started directly, dnsmasq
+        // would stall the reaping of every other child of the test process while it runs.
+        let s = try Started(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", dnsmasqKeeper, "/usr/sbin/dnsmasq"] + args)
         started = s
         guard waitForPort(port) else { throw HarnessError("dnsmasq did not start: \(s.stderr)") }
     }
