@@ -222,6 +222,8 @@ extension ClientConnection {
 
     /// Writes the request head for the upstream into its out buffer (nginx's header rules).
     func buildUpstreamRequest(_ c: UpstreamConnection) {
+        if ex.target!.kind != .http { buildAppServerRequest(c); return }
+        c.fastcgi = nil
         let hb = head.readableBytes
         let s = settings
         let http11 = s.effectiveProxyHTTPVersion == "1.1" || req.chunked
@@ -420,6 +422,14 @@ extension ClientConnection {
             // A buffered body: from memory or its file, a bounded chunk at a time, from the start
             // on every try.
             if let body = ex.body, settings.proxyPassRequestBody != false, ex.attempt.bodyOffset < body.length {
+                if ex.target!.kind == .fastcgi {
+                    guard fillFastCGIStdin(c, body) else {
+                        log(.crit, "the buffered request body could not be read back")
+                        upstreamFailedFatal(500)
+                        return
+                    }
+                    continue
+                }
                 c.outBuf.clear()
                 c.outBuf.reserve(ClientConnection.bodyChunk)
                 let n = body.read(at: ex.attempt.bodyOffset, into: c.outBuf.writePointer, max: min(c.outBuf.writableTail, ClientConnection.bodyChunk))
@@ -478,6 +488,7 @@ extension ClientConnection {
 
     /// Reads from the upstream into its buffer; false on EOF or error.
     func readUpstream(_ c: UpstreamConnection, limit: Int) -> Bool {
+        if let f = c.fastcgi { return readFastCGI(c, f, limit: limit) }
         while c.readable && c.inBuf.readable < limit {
             if c.inBuf.writableTail < 2048 {
                 c.inBuf.compact()
@@ -911,7 +922,7 @@ extension ClientConnection {
         releasePeer(failed: false)
         ex.up = nil
         worker.loop.setDeadline(c, afterMillis: 0)
-        if reusable && ex.attempt.relayable == 0 {
+        if reusable && ex.attempt.relayable == 0 && c.fastcgi?.decoder.ended != false {
             c.inBuf.clear()
             c.outBuf.clear()
             worker.putIdle(c, keepalive: rt.group.keepalive!, timeoutMs: rt.group.keepaliveTimeoutMs)
