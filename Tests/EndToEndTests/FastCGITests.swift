@@ -74,7 +74,7 @@ func md5sum(_ url: URL) -> String {
     static let indexPHP = """
     <?php
     $p = parse_url($_SERVER['REQUEST_URI'], PHP_URL_PATH);
-    if ($p === '/missing') { header('Status: 404 Not Found'); echo "nope\\n"; exit; }
+    if (str_starts_with($p, '/missing')) { header('Status: 404 Not Found'); echo "nope\\n"; exit; }
     if ($p === '/go') { header('Location: /elsewhere'); exit; }
     if ($p === '/err') { error_log("something bad happened"); echo "logged\\n"; exit; }
     if ($p === '/big') { echo str_repeat("0123456789abcdef", 5 * 1024 * 1024 / 16); exit; }
@@ -102,17 +102,21 @@ func md5sum(_ url: URL) -> String {
         let fpm: PHPFPM
         let root: URL
         let lb: LB
+        /// A port nothing listens on: the first server of the `flaky` upstream.
+        let deadPort: Int
     }
 
     func stack() throws -> Stack {
         let fpm = try PHPFPM()
+        let deadPort = freePort()
         let root = try Harness.tempDirectory()
         chmod(root.path, 0o755)
         try Self.indexPHP.write(to: root.appendingPathComponent("index.php"), atomically: true, encoding: .utf8)
         try Self.streamPHP.write(to: root.appendingPathComponent("stream.php"), atomically: true, encoding: .utf8)
         try Self.uniqPHP.write(to: root.appendingPathComponent("uniq.php"), atomically: true, encoding: .utf8)
         try "body { }\n".write(to: root.appendingPathComponent("style.css"), atomically: true, encoding: .utf8)
-        for f in ["index.php", "stream.php", "uniq.php", "style.css"] { chmod(root.appendingPathComponent(f).path, 0o644) }
+        try "custom 404\n".write(to: root.appendingPathComponent("404.html"), atomically: true, encoding: .utf8)
+        for f in ["index.php", "stream.php", "uniq.php", "style.css", "404.html"] { chmod(root.appendingPathComponent(f).path, 0o644) }
         let examples = Harness.repositoryRoot.appendingPathComponent("examples").path
         let lb = try LB("""
         events {}
@@ -120,11 +124,31 @@ func md5sum(_ url: URL) -> String {
             access_log off;
             fastcgi_cache_path cache keys_zone=fc:1m;
             upstream php { server 127.0.0.1:\(fpm.port); keepalive 4; }
+            upstream flaky { server 127.0.0.1:\(deadPort); server 127.0.0.1:\(fpm.port); }
             server {
                 listen 127.0.0.1:{port};
                 root \(root.path);
                 client_max_body_size 64m;
                 location / { try_files $uri /index.php?$args; }
+                location = /404.html { internal; }
+                location = /missing-intercepted {
+                    include \(examples)/fastcgi.conf;
+                    fastcgi_param SCRIPT_FILENAME $document_root/index.php;
+                    fastcgi_intercept_errors on;
+                    error_page 404 /404.html;
+                    fastcgi_pass php;
+                }
+                location = /missing-passed {
+                    include \(examples)/fastcgi.conf;
+                    fastcgi_param SCRIPT_FILENAME $document_root/index.php;
+                    error_page 404 /404.html;
+                    fastcgi_pass php;
+                }
+                location = /retry {
+                    include \(examples)/fastcgi.conf;
+                    fastcgi_param SCRIPT_FILENAME $document_root/index.php;
+                    fastcgi_pass flaky;
+                }
                 location = /uniq.php {
                     include \(examples)/fastcgi.conf;
                     fastcgi_cache fc;
@@ -144,7 +168,7 @@ func md5sum(_ url: URL) -> String {
             }
         }
         """)
-        return Stack(fpm: fpm, root: root, lb: lb)
+        return Stack(fpm: fpm, root: root, lb: lb, deadPort: deadPort)
     }
 
     func url(_ s: Stack, _ path: String) -> String { "http://127.0.0.1:\(s.lb.port)\(path)" }
@@ -200,6 +224,24 @@ func md5sum(_ url: URL) -> String {
         let chunked = try curl(["-H", "Transfer-Encoding: chunked", "-H", "Content-Type: application/octet-stream",
                                 "--data-binary", "@" + file.path, url(s, "/raw")])
         #expect(chunked.out == "6000000 \(md5sum(file)) 6000000\n")
+    }
+
+    @Test func interceptErrorsAnswersWithTheErrorPage() throws {
+        let s = try stack()
+        let intercepted = try curl(["-i", url(s, "/missing-intercepted")])
+        #expect(intercepted.out.hasPrefix("HTTP/1.1 404 ") && intercepted.out.hasSuffix("\r\n\r\ncustom 404\n"))
+        // Without fastcgi_intercept_errors the application's own 404 body passes.
+        let passed = try curl(["-i", url(s, "/missing-passed")])
+        #expect(passed.out.hasPrefix("HTTP/1.1 404 ") && passed.out.hasSuffix("\r\n\r\nnope\n"))
+    }
+
+    @Test func nextUpstreamMovesPastAPeerThatRefuses() throws {
+        let s = try stack()
+        for _ in 0..<4 {
+            #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", url(s, "/retry")]).out == "200")
+        }
+        #expect(waitUntil { s.lb.errorLog.contains("connect() failed (111: Connection refused) while connecting to upstream") })
+        #expect(s.lb.errorLog.contains("upstream: \"fastcgi://127.0.0.1:\(s.deadPort)\""))
     }
 
     @Test func largeResponseArrivesWhole() throws {
