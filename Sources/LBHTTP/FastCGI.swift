@@ -297,6 +297,10 @@ public struct CGIResponseTranslator: Sendable {
             var v = line[(colon + 1)...]
             while let f = v.first, f == 32 || f == 9 { v = v.dropFirst() }
             while let l = v.last, l == 32 || l == 9 { v = v.dropLast() }
+            // Control bytes (NUL, a bare CR) would not survive the HTTP head parser either.
+            guard !v.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) else {
+                throw FastCGIError("upstream sent invalid header: \"\(String(decoding: line.prefix(64), as: UTF8.self))\"")
+            }
             fields.append((line[line.startIndex..<colon], v))
         }
         func named(_ n: String) -> ArraySlice<UInt8>? {
@@ -316,9 +320,10 @@ public struct CGIResponseTranslator: Sendable {
         } else {
             statusLine = Array("200 OK".utf8)
         }
-        out += Array("HTTP/1.1 ".utf8)
-        out += statusLine
-        out += [13, 10]
+        // Built apart and appended whole: a fault in a later line leaves no half head behind.
+        var h = Array("HTTP/1.1 ".utf8)
+        h += statusLine
+        h += [13, 10]
         var hasLength = false
         for f in fields {
             switch f.name.count {
@@ -333,13 +338,14 @@ public struct CGIResponseTranslator: Sendable {
                 hasLength = true
             default: break
             }
-            out += f.name
-            out += [58, 32]
-            out += f.value
-            out += [13, 10]
+            h += f.name
+            h += [58, 32]
+            h += f.value
+            h += [13, 10]
         }
-        if !hasLength { out += Array("Transfer-Encoding: chunked\r\n".utf8) }
-        out += [13, 10]
+        if !hasLength { h += Array("Transfer-Encoding: chunked\r\n".utf8) }
+        h += [13, 10]
+        out += h
         state = hasLength ? .raw : .chunked
         let rest = head[end...]
         head = []

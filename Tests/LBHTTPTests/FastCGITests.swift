@@ -181,4 +181,18 @@ import Testing
         let r = sameForEverySplit(record(6, Array("Bad Header: 1\r\n\r\n".utf8)) + end())
         #expect(r.error?.hasPrefix("upstream sent invalid header") == true)
     }
+
+    /// Found by the fastcgi fuzz target: a header fault after the status line must leave no
+    /// half-written head behind.
+    @Test func aBadContentLengthLeavesNoPartialHead() {
+        let r = sameForEverySplit(record(6, Array("Content-Length: \n\n5hello".utf8)) + end())
+        #expect(r.error == "upstream sent invalid \"Content-Length\" header" && r.http.isEmpty)
+    }
+
+    /// Found by the fastcgi fuzz target: control bytes in a value are refused here, as the HTTP
+    /// head parser would refuse the translated head.
+    @Test func controlBytesInAHeaderValueAreInvalid() {
+        let r = sameForEverySplit(record(6, Array("Location: /e\u{0}x\r\n\r\n".utf8)) + end())
+        #expect(r.error?.hasPrefix("upstream sent invalid header") == true && r.http.isEmpty)
+    }
 }
