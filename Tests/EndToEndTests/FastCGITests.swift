@@ -93,6 +93,13 @@ func md5sum(_ url: URL) -> String {
     echo "second\\n";
     """
 
+    static let waitPHP = """
+    <?php
+    $m = $_GET['marker'] ?? '';
+    for ($i = 0; $i < 2000 && !file_exists($m); $i++) usleep(10000);
+    echo "late\n";
+    """
+
     static let uniqPHP = """
     <?php echo uniqid('', true), "\\n";
     """
@@ -114,9 +121,10 @@ func md5sum(_ url: URL) -> String {
         try Self.indexPHP.write(to: root.appendingPathComponent("index.php"), atomically: true, encoding: .utf8)
         try Self.streamPHP.write(to: root.appendingPathComponent("stream.php"), atomically: true, encoding: .utf8)
         try Self.uniqPHP.write(to: root.appendingPathComponent("uniq.php"), atomically: true, encoding: .utf8)
+        try Self.waitPHP.write(to: root.appendingPathComponent("wait.php"), atomically: true, encoding: .utf8)
         try "body { }\n".write(to: root.appendingPathComponent("style.css"), atomically: true, encoding: .utf8)
         try "custom 404\n".write(to: root.appendingPathComponent("404.html"), atomically: true, encoding: .utf8)
-        for f in ["index.php", "stream.php", "uniq.php", "style.css", "404.html"] { chmod(root.appendingPathComponent(f).path, 0o644) }
+        for f in ["index.php", "stream.php", "uniq.php", "wait.php", "style.css", "404.html"] { chmod(root.appendingPathComponent(f).path, 0o644) }
         let examples = Harness.repositoryRoot.appendingPathComponent("examples").path
         let lb = try LB("""
         events {}
@@ -142,6 +150,12 @@ func md5sum(_ url: URL) -> String {
                     include \(examples)/fastcgi.conf;
                     fastcgi_param SCRIPT_FILENAME $document_root/index.php;
                     error_page 404 /404.html;
+                    fastcgi_pass php;
+                }
+                location = /wait.php {
+                    proxy_read_timeout 60s;
+                    include \(examples)/fastcgi.conf;
+                    fastcgi_read_timeout 1s;
                     fastcgi_pass php;
                 }
                 location = /retry {
@@ -242,6 +256,15 @@ func md5sum(_ url: URL) -> String {
         }
         #expect(waitUntil { s.lb.errorLog.contains("connect() failed (111: Connection refused) while connecting to upstream") })
         #expect(s.lb.errorLog.contains("upstream: \"fastcgi://127.0.0.1:\(s.deadPort)\""))
+    }
+
+    @Test func fastcgiReadTimeoutAnswers504() throws {
+        let s = try stack()
+        let marker = s.root.appendingPathComponent("never")
+        // fastcgi_read_timeout (1s) applies, not the location's proxy_read_timeout (60s).
+        #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", url(s, "/wait.php?marker=\(marker.path)")]).out == "504")
+        #expect(waitUntil { s.lb.errorLog.contains("upstream timed out (110: Connection timed out) while reading response header from upstream") })
+        FileManager.default.createFile(atPath: marker.path, contents: nil) // lets the PHP worker go
     }
 
     @Test func largeResponseArrivesWhole() throws {
