@@ -280,7 +280,7 @@ public struct CGIResponseTranslator: Sendable {
             if head.count > maxHead { throw FastCGIError("upstream sent too big header") }
             return
         }
-        if end > maxHead + 2 { throw FastCGIError("upstream sent too big header") }
+        if end > maxHead { throw FastCGIError("upstream sent too big header") }
         var fields: [(name: ArraySlice<UInt8>, value: ArraySlice<UInt8>)] = []
         var start = 0
         while start < end {

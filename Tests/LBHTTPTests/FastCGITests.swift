@@ -195,4 +195,13 @@ import Testing
         let r = sameForEverySplit(record(6, Array("Location: /e\u{0}x\r\n\r\n".utf8)) + end())
         #expect(r.error?.hasPrefix("upstream sent invalid header") == true && r.http.isEmpty)
     }
+
+    /// Found by the fastcgi fuzz target (-O): a header ending one or two bytes past the limit
+    /// was accepted whole but too big byte at a time; the limit counts the blank line now.
+    @Test func theHeaderLimitIsTheSameHoweverTheBytesArrive() {
+        let head = "X-A: " + String(repeating: "a", count: 91) + "\r\n\r\n" // 100 bytes
+        #expect(sameForEverySplit(record(6, Array(head.utf8)) + end(), maxHead: 100).error == nil)
+        #expect(sameForEverySplit(record(6, Array(head.utf8)) + end(), maxHead: 99).error == "upstream sent too big header")
+        #expect(sameForEverySplit(record(6, Array(head.utf8)) + end(), maxHead: 98).error == "upstream sent too big header")
+    }
 }
