@@ -336,6 +336,12 @@ public struct CGIResponseTranslator: Sendable {
                     throw FastCGIError("upstream sent invalid \"Content-Length\" header")
                 }
                 hasLength = true
+            case 12 where CGIResponseTranslator.equalsLower(f.name, "content-type"):
+                // nginx writes this one itself, so PHP's `Content-type` reaches clients as `Content-Type`.
+                h += Array("Content-Type: ".utf8)
+                h += f.value
+                h += [13, 10]
+                continue
             default: break
             }
             h += f.name

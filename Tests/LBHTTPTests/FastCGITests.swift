@@ -204,4 +204,10 @@ import Testing
         #expect(sameForEverySplit(record(6, Array(head.utf8)) + end(), maxHead: 99).error == "upstream sent too big header")
         #expect(sameForEverySplit(record(6, Array(head.utf8)) + end(), maxHead: 98).error == "upstream sent too big header")
     }
+
+    /// PHP sends `Content-type`; nginx's clients see `Content-Type` (compared with nginx 1.22).
+    @Test func contentTypeIsSpelledAsNginxSendsIt() {
+        let r = sameForEverySplit(record(6, Array("Content-type: text/html; charset=UTF-8\r\n\r\nx".utf8)) + end())
+        #expect(r.http.hasPrefix("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=UTF-8\r\n"))
+    }
 }
