@@ -74,6 +74,7 @@ func md5sum(_ url: URL) -> String {
     static let indexPHP = """
     <?php
     $p = parse_url($_SERVER['REQUEST_URI'], PHP_URL_PATH);
+    if ($p === '/app/') { echo "script ", $_SERVER['X_SCRIPT'], " [", $_SERVER['X_INFO'], "]\n"; exit; }
     if (str_starts_with($p, '/missing')) { header('Status: 404 Not Found'); echo "nope\\n"; exit; }
     if ($p === '/go') { header('Location: /elsewhere'); exit; }
     if ($p === '/err') { error_log("something bad happened"); echo "logged\\n"; exit; }
@@ -156,6 +157,14 @@ func md5sum(_ url: URL) -> String {
                     proxy_read_timeout 60s;
                     include \(examples)/fastcgi.conf;
                     fastcgi_read_timeout 1s;
+                    fastcgi_pass php;
+                }
+                location = /app/ {
+                    include \(examples)/fastcgi.conf;
+                    fastcgi_index index.php;
+                    fastcgi_param SCRIPT_FILENAME $document_root/index.php;
+                    fastcgi_param X_SCRIPT $fastcgi_script_name;
+                    fastcgi_param X_INFO $fastcgi_path_info;
                     fastcgi_pass php;
                 }
                 location = /retry {
@@ -315,6 +324,11 @@ func md5sum(_ url: URL) -> String {
     @Test func splitPathInfoSetsScriptNameAndPathInfo() throws {
         let s = try stack()
         #expect(try curl([url(s, "/index.php/extra/path?q=1")]).out == "front /index.php /index.php/extra/path?q=1 [/extra/path] q=1 GET -\n")
+    }
+
+    @Test func fastcgiIndexCompletesAScriptNameEndingInSlash() throws {
+        let s = try stack()
+        #expect(try curl([url(s, "/app/")]).out == "script /app/index.php []\n")
     }
 
     @Test func fastcgiCacheServesTheSecondRequest() throws {
