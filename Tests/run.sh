@@ -26,6 +26,8 @@ command -v openssl >/dev/null || need+=(openssl)
 [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 [ -x /usr/sbin/nginx ] || need+=(nginx)
 [ -e /usr/include/crypt.h ] || need+=(libcrypt-dev)
+compgen -G "/usr/sbin/php-fpm*" >/dev/null || need+=(php-fpm)
+[ -x /usr/bin/uwsgi ] && [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] || need+=(uwsgi uwsgi-plugin-python3)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing test tools: ${need[*]}"

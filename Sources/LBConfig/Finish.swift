@@ -140,14 +140,17 @@ extension Compiler {
         }
     }
 
-    private func finishLocation(_ b: LocationBuilder, settings s: HTTPSettings, nested: LocationTree, id: Int,
+    private func finishLocation(_ b: LocationBuilder, settings: HTTPSettings, nested: LocationTree, id: Int,
                                 groups: inout [UpstreamGroup], index: inout [String: Int]) throws -> Location {
         var handler: Handler = .static
+        var s = settings
         var autoRedirect = false
         if let r = b.returnAction {
             handler = .return(r)
         } else if let special = b.special {
             handler = special
+        } else if let pp = b.proxyPass, let app = try appServerTarget(pp, for: b, settings: s, groups: &groups, index: &index) {
+            (handler, s) = app
         } else if let pp = b.proxyPass {
             var target = try proxyTarget(pp.url, at: pp.location, for: b, groups: &groups, index: &index)
             if pp.url.hasPrefix("https://") { target.tls = try UpstreamTLS.shared(s.proxySSL, at: pp.location) }
@@ -159,7 +162,7 @@ extension Compiler {
                         internalOnly: b.internalOnly, nested: nested, location: b.location, autoRedirect: autoRedirect, id: id)
     }
 
-    private func proxyTarget(_ url: String, at loc: SourceLocation, for b: LocationBuilder, groups: inout [UpstreamGroup],
+    func proxyTarget(_ url: String, at loc: SourceLocation, for b: LocationBuilder, groups: inout [UpstreamGroup],
                              index: inout [String: Int]) throws -> ProxyTarget {
         let tls = url.hasPrefix("https://")
         guard tls || url.hasPrefix("http://") else { throw ConfigError("invalid URL prefix in \"\(url)\"", at: loc) }

@@ -244,6 +244,8 @@ public struct ProxyTarget: Sendable, Hashable {
     public var uri: String?
     /// `proxy_pass https://…`: the location's TLS client context and `proxy_ssl_*` settings.
     public var tls: UpstreamTLS? = nil
+    /// HTTP, FastCGI (`fastcgi_pass`) or uwsgi (`uwsgi_pass`).
+    public var kind: UpstreamKind = .http
 }
 
 /// An `upstream { }` block (or the implicit group of a direct `proxy_pass`).

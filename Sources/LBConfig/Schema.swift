@@ -94,8 +94,6 @@ public struct DirectiveSpec: Sendable {
 let unsupportedDirectives: [String: String] = [
     "if": "\"if\" is not supported by lb; use map, try_files or separate locations",
     "rewrite": "\"rewrite\" is not supported by lb yet; use return or proxy_pass with a URI",
-    "fastcgi_pass": "\"fastcgi_pass\" is not supported by lb; only HTTP upstreams are",
-    "uwsgi_pass": "\"uwsgi_pass\" is not supported by lb; only HTTP upstreams are",
     "grpc_pass": "\"grpc_pass\" is not supported by lb; only HTTP/1.x upstreams are",
     "stream": "the \"stream\" module is not supported by lb",
     "mail": "the \"mail\" module is not supported by lb",

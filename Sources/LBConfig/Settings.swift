@@ -129,6 +129,9 @@ public struct HTTPSettings: Sendable {
     public var docRoot: DocRoot?
     /// `proxy_ssl_*` (merged field by field in its own `inherit`).
     public var proxySSL = ProxySSLSettings()
+    /// `fastcgi_*` and `uwsgi_*` (merged field by field in their own `inherit`).
+    public var fastcgi = AppServerSettings()
+    public var uwsgi = AppServerSettings()
     public var index: [Template]?
     public var defaultType: String?
     public var types: [String: String]?
@@ -252,6 +255,8 @@ public struct HTTPSettings: Sendable {
         @inline(__always) func m<T>(_ a: inout T?, _ b: T?) { if a == nil { a = b } }
         m(&docRoot, p.docRoot)
         proxySSL.inherit(from: p.proxySSL)
+        fastcgi.inherit(from: p.fastcgi)
+        uwsgi.inherit(from: p.uwsgi)
         m(&index, p.index)
         m(&defaultType, p.defaultType)
         m(&types, p.types)

@@ -8,6 +8,7 @@ public enum Variable: Sendable, Hashable {
     case timeLocal, timeISO8601, msec, requestTime, requestLength, requestID, pid, connection, connectionRequests
     case bodyBytesSent, bytesSent, contentLength, contentType, documentRoot, realpathRoot, requestFilename, pipe
     case proxyAddXForwardedFor, proxyHost, proxyPort
+    case fastcgiScriptName, fastcgiPathInfo
     case upstreamAddr, upstreamStatus, upstreamResponseTime, upstreamConnectTime, upstreamHeaderTime
     case upstreamResponseLength, upstreamCacheStatus, upstreamBytesReceived, upstreamBytesSent
     case nginxVersion, gzipRatio, requestCompletion, requestBody
@@ -46,6 +47,7 @@ public enum Variable: Sendable, Hashable {
         "content_length": .contentLength, "content_type": .contentType, "document_root": .documentRoot,
         "realpath_root": .realpathRoot, "request_filename": .requestFilename, "pipe": .pipe,
         "proxy_add_x_forwarded_for": .proxyAddXForwardedFor, "proxy_host": .proxyHost, "proxy_port": .proxyPort,
+        "fastcgi_script_name": .fastcgiScriptName, "fastcgi_path_info": .fastcgiPathInfo,
         "upstream_addr": .upstreamAddr, "upstream_status": .upstreamStatus,
         "upstream_response_time": .upstreamResponseTime, "upstream_connect_time": .upstreamConnectTime,
         "upstream_header_time": .upstreamHeaderTime, "upstream_response_length": .upstreamResponseLength,

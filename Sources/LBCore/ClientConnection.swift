@@ -867,7 +867,8 @@ final class ClientConnection: Pollable {
 
     var currentUpstreamText: String? {
         guard let ex, ex.upstreamRuntime != nil, ex.attempt.peerIndex >= 0 else { return nil }
-        return "\(ex.target?.tls == nil ? "http" : "https")://\(ex.attempt.peerText)\(String(decoding: ex.upstreamURI, as: UTF8.self))"
+        let kind = ex.target?.kind ?? .http
+        return "\(ex.target?.tls == nil ? kind.scheme : "https")://\(ex.attempt.peerText)\(kind == .http ? String(decoding: ex.upstreamURI, as: UTF8.self) : "")"
     }
 
     func requestLine() -> [UInt8] {

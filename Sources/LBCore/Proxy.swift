@@ -223,6 +223,8 @@ extension ClientConnection {
 
     /// Writes the request head for the upstream into its out buffer (nginx's header rules).
     func buildUpstreamRequest(_ c: UpstreamConnection) {
+        if ex.target!.kind != .http { buildAppServerRequest(c); return }
+        c.fastcgi = nil
         let hb = head.readableBytes
         let s = settings
         let http11 = s.effectiveProxyHTTPVersion == "1.1" || req.chunked
@@ -437,6 +439,14 @@ extension ClientConnection {
             // A buffered body: from memory or its file, a bounded chunk at a time, from the start
             // on every try.
             if let body = ex.body, settings.passesClientBody, ex.attempt.bodyOffset < body.length {
+                if ex.target!.kind == .fastcgi {
+                    guard fillFastCGIStdin(c, body) else {
+                        log(.crit, "the buffered request body could not be read back")
+                        upstreamFailedFatal(500)
+                        return
+                    }
+                    continue
+                }
                 c.outBuf.clear()
                 c.outBuf.reserve(ClientConnection.bodyChunk)
                 let n = body.read(at: ex.attempt.bodyOffset, into: c.outBuf.writePointer, max: min(c.outBuf.writableTail, ClientConnection.bodyChunk))
@@ -495,6 +505,7 @@ extension ClientConnection {
 
     /// Reads from the upstream into its buffer; false on EOF or error.
     func readUpstream(_ c: UpstreamConnection, limit: Int) -> Bool {
+        if let f = c.fastcgi { return readFastCGI(c, f, limit: limit) }
         while c.readable && c.inBuf.readable < limit {
             if c.inBuf.writableTail < 2048 {
                 c.inBuf.compact()
@@ -930,7 +941,7 @@ extension ClientConnection {
         worker.loop.setDeadline(c, afterMillis: 0)
         // keepalive_requests and keepalive_time of the upstream block: a connection that has
         // served enough closes instead of going back to the pool.
-        if reusable && ex.attempt.relayable == 0 && c.requests < rt.group.keepaliveRequests
+        if reusable && ex.attempt.relayable == 0 && c.fastcgi?.decoder.ended != false && c.requests < rt.group.keepaliveRequests
             && worker.loop.now - c.createdMillis < Int64(rt.group.keepaliveTimeMs) {
             c.inBuf.clear()
             c.outBuf.clear()

@@ -6,15 +6,22 @@ import LBIO
 /// The static file handler: root/alias, index, try_files, validators, sendfile.
 extension ClientConnection {
     func serveStatic() {
-        guard req.method == .get || req.method == .head else {
-            respondError(405)
-            return
-        }
+        // try_files runs first (a POST may end in a FastCGI front controller); only a file
+        // served here refuses other methods, as nginx's static module.
         if let tf = ex.location.tryFiles ?? (ex.location === ex.server.fallback ? ex.server.serverTryFiles : nil) {
             runTryFiles(tf)
             return
         }
-        serveURI(ex.uri, allowIndex: true)
+        serveStaticURI(ex.uri, allowIndex: true)
+    }
+
+    /// serveURI for GET and HEAD; 405 for other methods.
+    func serveStaticURI(_ u: [UInt8], allowIndex: Bool) {
+        guard req.method == .get || req.method == .head else {
+            respondError(405)
+            return
+        }
+        serveURI(u, allowIndex: allowIndex)
     }
 
     /// The file system path for a URI in the current location (root, or alias with the prefix replaced).
@@ -66,12 +73,12 @@ extension ClientConnection {
                 let dir = (st.st_mode & S_IFMT) == S_IFDIR
                 if isDir && dir {
                     ex.uri = candidate
-                    serveURI(candidate, allowIndex: true)
+                    serveStaticURI(candidate, allowIndex: true)
                     return
                 }
                 if !isDir && (st.st_mode & S_IFMT) == S_IFREG {
                     ex.uri = candidate
-                    serveURI(candidate, allowIndex: false)
+                    serveStaticURI(candidate, allowIndex: false)
                     return
                 }
             }
@@ -86,7 +93,7 @@ extension ClientConnection {
             switch named.handler {
             case .proxy(let t): startProxy(t)
             case .return(let r): runReturn(r)
-            default: serveURI(ex.uri, allowIndex: true)
+            default: serveStaticURI(ex.uri, allowIndex: true)
             }
         } else {
             // Internal redirect: match locations again with the new URI.
@@ -96,14 +103,14 @@ extension ClientConnection {
             ex.uri = Array(dest.split(separator: UInt8(ascii: "?"), maxSplits: 1, omittingEmptySubsequences: false).first ?? [])
             guard let loc = ex.uri.withUnsafeBytes({ ex.server.locations.find($0).location }) else {
                 ex.location = ex.server.fallback
-                serveURI(ex.uri, allowIndex: true)
+                serveStaticURI(ex.uri, allowIndex: true)
                 return
             }
             ex.location = loc
             switch loc.handler {
             case .proxy(let t): startProxy(t)
             case .return(let r): runReturn(r)
-            case .static: if loc.tryFiles != nil && loc.tryFiles! != entries { runTryFiles(loc.tryFiles!) } else { serveURI(ex.uri, allowIndex: true) }
+            case .static: if loc.tryFiles != nil && loc.tryFiles! != entries { runTryFiles(loc.tryFiles!) } else { serveStaticURI(ex.uri, allowIndex: true) }
             default: respondError(404)
             }
         }

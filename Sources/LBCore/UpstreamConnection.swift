@@ -28,6 +28,8 @@ final class UpstreamConnection: Pollable {
     /// The location's TLS client settings this connection was made with (nil: plain); a pooled
     /// connection serves only requests whose target has the same.
     var upstreamTLS: UpstreamTLS?
+    /// The current request's FastCGI decoding (nil for HTTP and uwsgi upstreams).
+    var fastcgi: FastCGIUpstream?
 
     init(worker: Worker, fd: Int32, upstreamID: Int, peerIndex: Int, address: SocketAddress) {
         self.worker = worker

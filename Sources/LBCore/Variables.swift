@@ -109,6 +109,8 @@ extension ClientConnection {
             out += Array(clientAddress.ip.utf8)
         case .proxyHost: if let t = ex.target { out += Array(t.hostHeader.utf8) }
         case .proxyPort: if let t = ex.target { out += Array("\(t.port)".utf8) }
+        case .fastcgiScriptName: out += fastcgiSplit().scriptName
+        case .fastcgiPathInfo: out += fastcgiSplit().pathInfo
         case .upstreamAddr: joinUpstream(&out) { $0.addr }
         case .upstreamStatus: joinUpstream(&out) { "\($0.status)" }
         case .upstreamResponseTime: joinUpstream(&out) { self.seconds($0.time) }

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 
 seconds="${1:-10}"
 shift || true
-all=(http_request http_response chunked uri config resp proxy_protocol)
+all=(http_request http_response chunked uri config resp proxy_protocol fastcgi)
 if [ $# -gt 0 ]; then targets=("$@"); else targets=("${all[@]}"); fi
 
 opt="${FUZZ_OPT:--O}"
@@ -28,7 +28,7 @@ flags=("$opt" -sanitize=fuzzer,address -parse-as-library)
 # The sources of each target: its module's files, the shared Support.swift and its harness.
 sources() {
     case "$1" in
-        http_request|http_response|chunked|uri|proxy_protocol) echo LBHTTP Sources/LBHTTP/*.swift ;;
+        http_request|http_response|chunked|uri|proxy_protocol|fastcgi) echo LBHTTP Sources/LBHTTP/*.swift ;;
         config) echo LBConfig Sources/LBConfig/*.swift ;;
         resp) echo LBStore Sources/LBStore/*.swift ;;
         *) echo "unknown fuzz target $1" >&2; exit 2 ;;
