@@ -315,6 +315,9 @@ extension Compiler {
             guard let p = Values.port(d.args[0].text) else { throw c.invalidValue(d) }
             c.service!.basePort = p
         },
+        DirectiveSpec("socket", .service, .exactly(1)) { c, d in
+            c.service!.socket = (c.fullPath(d.args[0].text), d.args[0].location)
+        },
         DirectiveSpec("environment", .service, .exactly(2), repeatable: true) { c, d in c.service!.environment.append((d.args[0].text, d.args[1].text)) },
         DirectiveSpec("ready", .service, .exactly(1)) { c, d in c.service!.ready = d.args[0].text },
         DirectiveSpec("directory", .service, .exactly(1)) { c, d in c.service!.directory = c.fullPath(d.args[0].text) },
