@@ -98,6 +98,8 @@ final class ServiceBuilder {
     var command: [String] = []
     var scale = 1
     var basePort: Int?
+    /// `socket PATH`: instances listen on unix-domain sockets (`$instance` in the path).
+    var socket: (path: String, location: SourceLocation)?
     var environment: [(String, String)] = []
     var ready: String?
     var directory: String?

@@ -54,6 +54,16 @@ extension Compiler {
         guard sawStack else { return nil }
         var used: [Int: String] = [:]
         for s in services {
+            if let (path, loc) = s.socket {
+                if s.basePort != nil { throw ConfigError("service \"\(s.name)\" has both \"port\" and \"socket\"", at: loc) }
+                if s.scale > 1 && !path.contains("$instance") {
+                    throw ConfigError("the \"socket\" of service \"\(s.name)\" needs \"$instance\" for \"scale\" \(s.scale)", at: loc)
+                }
+                for i in 0..<s.scale {
+                    let one = path.replacing("$instance", with: "\(i + 1)")
+                    guard HostPort.unix(Substring(one)) != nil else { throw ConfigError("too long path in the unix domain socket \"\(one)\"", at: loc) }
+                }
+            }
             guard let base = s.basePort else { continue }
             for p in base..<(base + s.scale) {
                 if let other = used[p] { throw ConfigError("port \(p) of service \"\(s.name)\" is already used by service \"\(other)\"", at: s.location) }
@@ -62,7 +72,7 @@ extension Compiler {
         }
         return StackSpec(services: services.map {
             ServiceSpec(name: $0.name, command: $0.command, scale: $0.scale, basePort: $0.basePort, environment: $0.environment,
-                        ready: $0.ready, directory: $0.directory, location: $0.location)
+                        ready: $0.ready, directory: $0.directory, location: $0.location, socket: $0.socket?.path)
         })
     }
 
@@ -77,10 +87,16 @@ extension Compiler {
                 guard let s = stack?.services.first(where: { $0.name == svc.name }) else {
                     throw ConfigError("unknown service \"\(svc.name)\" in upstream \"\(u.name)\"", at: svc.location)
                 }
-                guard let base = s.basePort else {
+                // `socket PATH`: the instances' unix-domain sockets.
+                for i in 0..<(s.socket != nil ? s.scale : 0) {
+                    let hp = HostPort.unix(Substring(s.socketPath(instance: i)!))!
+                    peers.append(Peer(address: hp, name: hp.host, weight: svc.weight, maxFails: svc.maxFails,
+                                      failTimeoutMs: svc.failTimeoutMs, maxConns: 0, backup: false, down: false))
+                }
+                guard let base = s.basePort ?? (s.socket != nil ? 0 : nil) else {
                     throw ConfigError("service \"\(svc.name)\" has no \"port\" for upstream \"\(u.name)\"", at: svc.location)
                 }
-                for i in 0..<s.scale {
+                for i in 0..<(s.socket != nil ? 0 : s.scale) {
                     peers.append(Peer(address: HostPort(host: "127.0.0.1", port: base + i), name: "127.0.0.1:\(base + i)",
                                       weight: svc.weight, maxFails: svc.maxFails, failTimeoutMs: svc.failTimeoutMs,
                                       maxConns: 0, backup: false, down: false))

@@ -219,16 +219,10 @@ extension Compiler {
 
     func compileUpstreamServer(_ d: Directive) throws {
         let a = d.args[0]
-        var parsed = HostPort.parse(a.text, portOnlyAllowed: false)
-        if a.text.hasPrefix("unix:") {
-            let path = a.text.dropFirst(5)
-            guard let unix = HostPort.unix(path) else {
-                throw ConfigError("\(path.isEmpty ? "no" : "too long") path in the unix domain socket in upstream \"\(a.text)\"", at: a.location)
-            }
-            parsed = unix
-        }
-        guard let hp = parsed, hp.host != "*" else {
-            throw ConfigError("invalid host in upstream \"\(a.text)\"", at: a.location)
+        let hp: HostPort
+        switch HostPort.upstream(a.text) {
+        case .success(let parsed): hp = parsed
+        case .failure(let why): throw ConfigError("\(why) in upstream \"\(a.text)\"", at: a.location)
         }
         var weight = 1, maxFails = 1, failTimeout = 10_000, maxConns = 0
         var backup = false, down = false, resolve = false, weightSet = false
@@ -316,6 +310,9 @@ extension Compiler {
         DirectiveSpec("port", .service, .exactly(1)) { c, d in
             guard let p = Values.port(d.args[0].text) else { throw c.invalidValue(d) }
             c.service!.basePort = p
+        },
+        DirectiveSpec("socket", .service, .exactly(1)) { c, d in
+            c.service!.socket = (c.fullPath(d.args[0].text), d.args[0].location)
         },
         DirectiveSpec("environment", .service, .exactly(2), repeatable: true) { c, d in c.service!.environment.append((d.args[0].text, d.args[1].text)) },
         DirectiveSpec("ready", .service, .exactly(1)) { c, d in c.service!.ready = d.args[0].text },

@@ -357,4 +357,12 @@ public struct ServiceSpec: Sendable {
     public var ready: String?
     public var directory: String?
     public var location: SourceLocation
+    /// `socket PATH` (absolute, `$instance` not yet filled in): instances listen on unix-domain
+    /// sockets instead of ports.
+    public var socket: String? = nil
+
+    /// The unix-domain socket path of instance `index` (0-based), with `socket PATH`.
+    public func socketPath(instance index: Int) -> String? {
+        socket.map { $0.replacing("$instance", with: "\(index + 1)") }
+    }
 }

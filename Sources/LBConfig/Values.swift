@@ -128,6 +128,19 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
         return h
     }
 
+    /// An upstream address as `server`, `proxy_pass`, `fastcgi_pass` and `uwsgi_pass` take it:
+    /// `unix:PATH`, or `HOST[:PORT]` / `[IPV6][:PORT]` (no `*`). On failure, nginx's reason, to which
+    /// callers add where it was (` in upstream "TEXT"`).
+    public static func upstream(_ s: String) -> Result<HostPort, UpstreamAddressError> {
+        if s.hasPrefix("unix:") {
+            let path = s.dropFirst(5)
+            guard let hp = unix(path) else { return .failure(path.isEmpty ? .noUnixPath : .unixPathTooLong) }
+            return .success(hp)
+        }
+        guard let hp = parse(s, portOnlyAllowed: false), hp.host != "*" else { return .failure(.invalidHost) }
+        return .success(hp)
+    }
+
     /// Parses `host:port`, `[v6]:port`, `host`, `[v6]`, or (when `portOnlyAllowed`) a bare port.
     public static func parse(_ s: String, portOnlyAllowed: Bool) -> HostPort? {
         if s.isEmpty { return nil }
@@ -157,6 +170,19 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
         if h.isEmpty { return false }
         return h.utf8.allSatisfy { c in
             (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x2D || c == 0x5F || c == 0x2A
+        }
+    }
+}
+
+/// Why `HostPort.upstream` refused an address, in nginx's words.
+public enum UpstreamAddressError: Error, Sendable, CustomStringConvertible {
+    case noUnixPath, unixPathTooLong, invalidHost
+
+    public var description: String {
+        switch self {
+        case .noUnixPath: "no path in the unix domain socket"
+        case .unixPathTooLong: "too long path in the unix domain socket"
+        case .invalidHost: "invalid host"
         }
     }
 }

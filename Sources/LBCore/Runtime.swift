@@ -147,7 +147,15 @@ public final class Runtime: @unchecked Sendable {
         mkdir(path, 0o755)
     }
 
-    private func openListeners(_ table: RoutingTable) throws(IOError) {
+    /// nginx's words for a listening socket that could not be opened:
+    /// `bind() to unix:/run/lb.sock failed (98: Address already in use)`.
+    struct ListenError: Error, CustomStringConvertible {
+        let address: HostPort
+        let errno: Int32
+        var description: String { "bind() to \(address) failed (\(errno): \(String(cString: strerror(errno))))" }
+    }
+
+    private func openListeners(_ table: RoutingTable) throws(ListenError) {
         for l in table.listeners where listenerFDs[l.address] == nil {
             guard let addr = SocketAddress(l.address) else { continue }
             var fds: [Int32] = []
@@ -159,7 +167,7 @@ public final class Runtime: @unchecked Sendable {
                 listenerFDs[l.address] = fds
             } catch {
                 for fd in fds { close(fd) }
-                throw IOError("bind() to \(l.address)", errno: error.errno)
+                throw ListenError(address: l.address, errno: error.errno)
             }
         }
     }

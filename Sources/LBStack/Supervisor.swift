@@ -28,6 +28,8 @@ public final class Supervisor: @unchecked Sendable {
 
         var label: String { spec.scale > 1 || index > 0 ? "\(service).\(index + 1)" : service }
         var port: Int? { spec.basePort.map { $0 + index } }
+        /// `socket PATH`: the unix-domain socket this instance listens on.
+        var socketPath: String? { spec.socketPath(instance: index) }
     }
 
     let prefix: String
@@ -57,7 +59,7 @@ public final class Supervisor: @unchecked Sendable {
         let current = state.withLock { $0 }
         for s in wanted {
             let have = current.filter { $0.service == s.name }
-            let changed = have.first.map { $0.spec.command != s.command || $0.spec.basePort != s.basePort } ?? false
+            let changed = have.first.map { $0.spec.command != s.command || $0.spec.basePort != s.basePort || $0.spec.socket != s.socket } ?? false
             for inst in have where changed || inst.index >= s.scale {
                 inst.stopping = true
                 surplus.append(inst.pid)
@@ -120,6 +122,7 @@ public final class Supervisor: @unchecked Sendable {
             var r = a.replacing("$instance", with: "\(inst.index + 1)")
             r = r.replacing("$name", with: s.name)
             if let p = inst.port { r = r.replacing("$port", with: "\(p)") }
+            if let p = inst.socketPath { r = r.replacing("$socket", with: p) }
             return r
         }
         let args = s.command.map(expand)
@@ -134,6 +137,7 @@ public final class Supervisor: @unchecked Sendable {
         }
         for (k, v) in s.environment { env.append("\(k)=\(expand(v))") }
         if let p = inst.port { env.append("PORT=\(p)") }
+        if let p = inst.socketPath { env.append("SOCKET=\(p)") }
         env.append("INSTANCE_NAME=\(s.name)-\(inst.index + 1)")
         var fds: [Int32] = [0, 0]
         guard lb_pipe_cloexec(&fds) == 0 else { throw StackError("pipe2() failed (\(errno))") }
@@ -163,7 +167,7 @@ public final class Supervisor: @unchecked Sendable {
 
     private func waitReady(_ inst: Instance) throws {
         let deadline = monotonic() + 15_000
-        let check = inst.spec.ready ?? (inst.port.map { "tcp:127.0.0.1:\($0)" } ?? "")
+        let check = inst.spec.ready ?? (inst.port.map { "tcp:127.0.0.1:\($0)" } ?? inst.socketPath.map { "unix:\($0)" } ?? "")
         if check.isEmpty { return }
         while monotonic() < deadline {
             drainOutput()
@@ -180,8 +184,14 @@ public final class Supervisor: @unchecked Sendable {
         throw StackError("service \(inst.label) did not become ready within 15 s (\(check))")
     }
 
-    /// `tcp:HOST:PORT` connects; `http:/PATH` must answer 2xx on the instance's port.
+    /// `tcp:HOST:PORT` and `unix:PATH` connect; `http:/PATH` must answer 2xx on the instance's port.
     private func probe(_ check: String, _ inst: Instance) -> Bool {
+        if check.hasPrefix("unix:") {
+            guard let addr = SocketAddress(unixPath: String(check.dropFirst(5))),
+                  let (fd, _) = try? Socket.connect(addr) else { return false }
+            Socket.close(fd)
+            return true
+        }
         if check.hasPrefix("tcp:") {
             let hp = check.dropFirst(4)
             guard let colon = hp.lastIndex(of: ":"), let port = Int(hp[hp.index(after: colon)...]) else { return false }

@@ -27,6 +27,8 @@ func resolve(_ host: String) -> String? {
 final class AppServer: @unchecked Sendable {
     let bind: String
     let port: Int
+    /// `--socket PATH` (or `SOCKET`, as the stack sets for `socket PATH`): listen there instead.
+    var socketPath: String?
     let name: String
     let instanceID: String
     let loop: EventLoop
@@ -51,13 +53,13 @@ final class AppServer: @unchecked Sendable {
         sigemptyset(&set)
         sigaddset(&set, SIGPIPE)
         pthread_sigmask(SIG_BLOCK, &set, nil)
-        guard let addr = SocketAddress(ip: bind, port: port) else { fail("bad address") }
+        guard let addr = socketPath.map({ SocketAddress(unixPath: $0) }) ?? SocketAddress(ip: bind, port: port) else { fail("bad address") }
         let fd: Int32
-        do { fd = try Socket.listen(addr, backlog: 1024, reusePort: false) } catch { fail("can't listen on \(bind):\(port): \(error)") }
+        do { fd = try Socket.listen(addr, backlog: 1024, reusePort: false) } catch { fail("can't listen on \(addr): \(error)") }
         let l = AppListener(app: self)
         l.fd = fd
         do { try loop.register(l, events: EventLoop.readable) } catch { fail("\(error)") }
-        _ = "lb-app \(name) (instance \(instanceID)) listening on \(bind):\(port), store \(store.host):\(store.port)\n".withCString { write(2, $0, strlen($0)) }
+        _ = "lb-app \(name) (instance \(instanceID)) listening on \(addr), store \(store.host):\(store.port)\n".withCString { write(2, $0, strlen($0)) }
         loop.run()
     }
 

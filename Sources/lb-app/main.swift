@@ -11,6 +11,7 @@ func fail(_ s: String) -> Never {
 }
 
 var port = Int(env("PORT") ?? "") ?? 5000
+var socketPath = env("SOCKET")
 var name = env("INSTANCE_NAME") ?? ""
 var bind = "127.0.0.1"
 var storeHost = env("STORE_HOST") ?? env("REDIS_HOST") ?? "127.0.0.1"
@@ -24,17 +25,18 @@ while !args.isEmpty {
     }
     switch a {
     case "--port": port = Int(value()) ?? 0
+    case "--socket": socketPath = value()
     case "--name": name = value()
     case "--bind": bind = value()
     case "--store-host": storeHost = value()
     case "--store-port": storePort = Int(value()) ?? 0
     case "-h", "--help":
-        print("usage: lb-app [--port 5000] [--bind 127.0.0.1] [--name NAME] [--store-host H] [--store-port P]  (env: STORE_HOST/STORE_PORT or REDIS_HOST/REDIS_PORT)")
+        print("usage: lb-app [--port 5000 [--bind 127.0.0.1] | --socket PATH] [--name NAME] [--store-host H] [--store-port P]  (env: STORE_HOST/STORE_PORT or REDIS_HOST/REDIS_PORT)")
         exit(0)
     default: fail("unknown option \(a)")
     }
 }
-guard (1...65535).contains(port) else { fail("invalid port") }
+guard socketPath != nil || (1...65535).contains(port) else { fail("invalid port") }
 guard isIP(bind) else { fail("--bind takes an IP address") }
 if name.isEmpty { name = "app-\(port)" }
 if !isIP(storeHost) {
@@ -43,4 +45,5 @@ if !isIP(storeHost) {
 }
 
 let app = AppServer(bind: bind, port: port, name: name, storeHost: storeHost, storePort: storePort)
+app.socketPath = socketPath
 app.run()

@@ -8,7 +8,12 @@ final class HAProxy {
     let port: Int
     let started: Started
 
-    init(to lbPort: Int, send: String, port: Int = freePort()) throws {
+    convenience init(to lbPort: Int, send: String, port: Int = freePort()) throws {
+        try self.init(server: "127.0.0.1:\(lbPort)", send: send, port: port)
+    }
+
+    /// `server`: `HOST:PORT`, or the path of a unix-domain socket.
+    init(server: String, send: String, port: Int = freePort()) throws {
         self.port = port
         let dir = try Harness.tempDirectory()
         let cfg = dir.appendingPathComponent("haproxy.cfg")
@@ -24,7 +29,7 @@ final class HAProxy {
             bind 127.0.0.1:\(port)
             default_backend b
         backend b
-            server lb 127.0.0.1:\(lbPort) \(send)
+            server lb \(server) \(send)
 
         """.write(to: cfg, atomically: true, encoding: .utf8)
         started = try Started(URL(fileURLWithPath: "/usr/sbin/haproxy"), ["-db", "-f", cfg.path])
@@ -97,6 +102,30 @@ final class HAProxy {
         #expect(r.status == 0, "\(r.err) \(lb.errorLog)")
         #expect(r.out.hasPrefix("pp=127.0.0.1:"), "\(r.out)")
         #expect(r.out.contains(" server=127.0.0.1:\(hap.port) remote=127.0.0.1"))
+    }
+
+    /// HAProxy in front of a unix-domain listener (a common pairing): the header brings the TCP
+    /// client's address over the unix socket, where the connection itself has none.
+    @Test func haproxyToAUnixListener() throws {
+        let sock = try Harness.tempDirectory().appendingPathComponent("pp.sock").path
+        let lb = try LB("""
+        worker_processes 1;
+        events {}
+        http {
+            server {
+                listen 127.0.0.1:{port};
+                listen unix:\(sock) proxy_protocol;
+                set_real_ip_from unix:;
+                real_ip_header proxy_protocol;
+                location / { return 200 "\(Self.show)\\n"; }
+            }
+        }
+        """)
+        _ = lb
+        let hap = try HAProxy(server: sock, send: "send-proxy-v2")
+        let client = try RawClient(port: hap.port, source: "127.0.0.2")
+        let localPort = Self.localPort(client.fd)
+        #expect(try client.get("/").text == "pp=127.0.0.2:\(localPort) server=127.0.0.1:\(hap.port) remote=127.0.0.2 realip=unix:\n")
     }
 
     /// Raw sockets: a header split over several writes is read whole; the bytes after it in the

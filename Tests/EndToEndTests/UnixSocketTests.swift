@@ -199,15 +199,49 @@ import Testing
         #expect(try curl(["http://127.0.0.1:\(lb.port)/plain/y"]).out == "uri=/plain/y host=localhost\n")
     }
 
+    /// The stack's app instances on unix-domain sockets (`socket PATH` with `$instance`, as
+    /// gunicorn's `--bind unix:`): each started on its own socket, ready when it accepts there,
+    /// and the upstream's `service` members are those sockets.
+    @Test func stackInstancesListenOnUnixSockets() throws {
+        let dir = try Harness.tempDirectory().path
+        let lb = try LB("""
+        worker_processes 1;
+        error_log stderr notice;
+        events {}
+        stack {
+            service app {
+                command lb-app --socket $socket --name app-$instance --store-port 1;
+                scale 2;
+                socket \(dir)/app-$instance.sock;
+            }
+        }
+        http {
+            log_format up "$upstream_addr";
+            upstream app { service app; }
+            server { listen 127.0.0.1:{port}; access_log logs/up.log up; location / { proxy_pass http://app; } }
+        }
+        """)
+        let client = try RawClient(port: lb.port)
+        let names = try (0..<4).map { _ in try client.get("/").text }
+        #expect(names.filter { $0.hasPrefix("Hello World! I am app-1 ") }.count == 2, "\(names)")
+        #expect(names.filter { $0.hasPrefix("Hello World! I am app-2 ") }.count == 2, "\(names)")
+        #expect(mode("\(dir)/app-1.sock").map { $0 & S_IFMT == S_IFSOCK } == true)
+        #expect(waitUntil { lb.file("logs/up.log").split(separator: "\n").count == 4 })
+        #expect(Set(lb.file("logs/up.log").split(separator: "\n").map(String.init)) == ["unix:\(dir)/app-1.sock", "unix:\(dir)/app-2.sock"])
+    }
+
     @Test func badUnixAddressesAreRefusedAtLoad() throws {
-        func check(_ line: String) throws -> String {
+        func check(_ line: String, text: String? = nil) throws -> String {
             let dir = try Harness.tempDirectory()
-            try "events {} http { \(line) }".write(to: dir.appendingPathComponent("t.conf"), atomically: true, encoding: .utf8)
+            try (text ?? "events {} http { \(line) }").write(to: dir.appendingPathComponent("t.conf"), atomically: true, encoding: .utf8)
             return try Harness.run("lb", ["-t", "-p", dir.path, "-c", "t.conf"]).stderr
         }
         #expect(try check("server { listen unix:; }").contains("no path in the unix domain socket in \"unix:\" of the \"listen\" directive"))
         let long = "/" + String(repeating: "x", count: 120)
         #expect(try check("server { listen unix:\(long); }").contains("too long path in the unix domain socket"))
         #expect(try check("upstream u { server unix:; } server { listen 1; }").contains("no path in the unix domain socket in upstream \"unix:\""))
+        // A stack service with several instances needs one socket each.
+        let stack = "events {} stack { service a { command lb-app; scale 2; socket /tmp/a.sock; } } http { }"
+        #expect(try check("", text: stack).contains("the \"socket\" of service \"a\" needs \"$instance\" for \"scale\" 2"))
     }
 }
