@@ -35,7 +35,7 @@ extension Compiler {
             } else if kind == .requests && v.hasPrefix("rate=") {
                 var digits = v.dropFirst(5)
                 if digits.hasSuffix("r/s") { digits = digits.dropLast(3) } else if digits.hasSuffix("r/m") { digits = digits.dropLast(3); scale = 60 }
-                guard let r = Values.number(String(digits)), r > 0 else { throw ConfigError("invalid rate \"\(v)\"", at: a.location) }
+                guard let r = Values.number(String(digits)), r > 0, r <= Int.max / 1000 else { throw ConfigError("invalid rate \"\(v)\"", at: a.location) }
                 rate = r
             } else if kind == .requests && v == "sync" {
                 throw ConfigError("\"sync\" is not supported by lb: zones are shared by the worker threads of one lb, not synchronized across a cluster (nginx Plus)", at: a.location)
@@ -79,10 +79,10 @@ extension Compiler {
             if v.hasPrefix("zone=") {
                 zone = try limitZoneIndex(String(v.dropFirst(5)), kind: .requests, at: a.location)
             } else if v.hasPrefix("burst=") {
-                guard let n = Values.number(String(v.dropFirst(6))), n > 0 else { throw ConfigError("invalid burst value \"\(v)\"", at: a.location) }
+                guard let n = Values.number(String(v.dropFirst(6))), n > 0, n <= Int.max / 1000 else { throw ConfigError("invalid burst value \"\(v)\"", at: a.location) }
                 burst = n
             } else if v.hasPrefix("delay=") {
-                guard let n = Values.number(String(v.dropFirst(6))), n > 0 else { throw ConfigError("invalid delay value \"\(v)\"", at: a.location) }
+                guard let n = Values.number(String(v.dropFirst(6))), n > 0, n <= Int.max / 1000 else { throw ConfigError("invalid delay value \"\(v)\"", at: a.location) }
                 delay = n
             } else if v == "nodelay" {
                 delay = Int.max / 1000

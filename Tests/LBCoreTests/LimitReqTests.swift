@@ -1,5 +1,6 @@
 import Testing
 import LBConfig
+import LBIO
 @testable import LBCore
 
 /// The leaky bucket of ngx_http_limit_req_module (lookup, account, expire), with nginx's numbers:
@@ -164,6 +165,14 @@ struct LimitReqTests {
         // 6 pages of 64-byte states: 384 keys, then no room (nginx: no LRU for limit_conn).
         for i in 0..<384 { #expect(t.acquire([0, 0, UInt8(i >> 8), UInt8(i & 0xFF)], limit: 1) == .passed) }
         #expect(t.acquire([7, 7, 7, 7], limit: 1) == .noMemory)
+    }
+
+    @Test func binaryRemoteAddrIsFourBytesForIPv4AndSixteenForIPv6() {
+        var v4: [UInt8] = [], v6: [UInt8] = []
+        PeerAddress(SocketAddress(ip: "192.0.2.7", port: 1)!).appendBinary(to: &v4)
+        PeerAddress(SocketAddress(ip: "2001:db8::1", port: 1)!).appendBinary(to: &v6)
+        #expect(v4 == [192, 0, 2, 7])
+        #expect(v6 == [0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 11) + [1])
     }
 
     @Test func limitStatusTextsAreNginxs() {
