@@ -300,14 +300,9 @@ extension Compiler {
                 throw ConfigError("no port in upstream \"\(addr)\"", at: pp.location)
             }
         }
-        // The address goes through proxy_pass's parser (an upstream name, host:port, and unix:
-        // sockets once that parser takes them); the connection itself is the same for all three.
-        var target: ProxyTarget
-        do {
-            target = try proxyTarget("http://" + addr, at: pp.location, for: b, groups: &groups, index: &index)
-        } catch where addr.hasPrefix("unix:") {
-            throw ConfigError("unix sockets in \"\(kind.scheme)_pass\" are not supported by lb yet", at: pp.location)
-        }
+        // The address goes through proxy_pass's parser (an upstream name, host:port, or
+        // unix:PATH); the connection itself is the same for all three.
+        var target = try proxyTarget("http://" + addr, at: pp.location, for: b, groups: &groups, index: &index)
         target.kind = kind
         let module = kind == .fastcgi ? s.fastcgi : s.uwsgi
         if case .some(.some) = module.cache, module.cacheKey == nil {

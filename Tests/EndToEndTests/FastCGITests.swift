@@ -8,10 +8,13 @@ final class PHPFPM {
     let port: Int
     let dir: URL
     let started: Started
+    /// The unix-domain socket it listens on instead of the port, when asked for one.
+    let socket: String?
 
-    init() throws {
+    init(unixSocket: Bool = false) throws {
         port = freePort()
         dir = try Harness.tempDirectory()
+        socket = unixSocket ? dir.appendingPathComponent("php-fpm.sock").path : nil
         let root = getuid() == 0
         let conf = """
         [global]
@@ -19,7 +22,8 @@ final class PHPFPM {
         daemonize = no
         [www]
         \(root ? "user = nobody\ngroup = nogroup" : "")
-        listen = 127.0.0.1:\(port)
+        listen = \(socket ?? "127.0.0.1:\(port)")
+        \(unixSocket ? "listen.mode = 0666" : "")
         pm = static
         pm.max_children = 2
         php_admin_flag[log_errors] = on
@@ -34,7 +38,11 @@ final class PHPFPM {
         let binary = ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/sbin")) ?? [])
             .filter { $0.hasPrefix("php-fpm") }.sorted().last ?? "php-fpm"
         started = try Started(URL(fileURLWithPath: "/usr/sbin/" + binary), ["-F"] + (root ? ["-R"] : []) + ["-y", path.path, "-p", dir.path])
-        guard waitForPort(port) else { throw HarnessError("php-fpm did not start: \(started.stderr)") }
+        if let socket {
+            guard waitUntil(timeout: 20, { FileManager.default.fileExists(atPath: socket) }) else { throw HarnessError("php-fpm did not start: \(started.stderr)") }
+        } else {
+            guard waitForPort(port) else { throw HarnessError("php-fpm did not start: \(started.stderr)") }
+        }
     }
 
     deinit {
@@ -112,6 +120,34 @@ func md5sum(_ url: URL) -> String {
         let lb: LB
         /// A port nothing listens on: the first server of the `flaky` upstream.
         let deadPort: Int
+    }
+
+    /// `fastcgi_pass unix:PATH`: php-fpm on a unix-domain socket (Debian's own default).
+    @Test func phpFPMOnAUnixSocket() throws {
+        let fpm = try PHPFPM(unixSocket: true)
+        let root = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        chmod(root.path, 0o755)
+        try Self.indexPHP.write(to: root.appendingPathComponent("index.php"), atomically: true, encoding: .utf8)
+        chmod(root.appendingPathComponent("index.php").path, 0o644)
+        let examples = Harness.repositoryRoot.appendingPathComponent("examples").path
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            server {
+                listen 127.0.0.1:{port};
+                root \(root.path);
+                location / { try_files $uri /index.php?$args; }
+                location ~ \\.php$ { include \(examples)/fastcgi.conf; fastcgi_pass unix:\(fpm.socket!); }
+            }
+        }
+        """)
+        let r = try RawClient(port: lb.port).get("/some/route?x=1")
+        #expect(r.status == 200)
+        #expect(r.text.hasPrefix("front /index.php /some/route?x=1"), "\(r.text)")
+        let m = try RawClient(port: lb.port).get("/missing")
+        #expect(m.status == 404 && m.text == "nope\n")
     }
 
     func stack() throws -> Stack {

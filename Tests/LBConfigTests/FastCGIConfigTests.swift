@@ -64,9 +64,10 @@ struct FastCGIConfigTests {
         #expect(loadError(server("location / { fastcgi_cache nope; fastcgi_cache_key $uri; fastcgi_pass 127.0.0.1:9000; }")).contains("nope"))
         #expect(loadError(server("fastcgi_pass 127.0.0.1:9000;")).hasPrefix("\"fastcgi_pass\" directive is not allowed here"))
         #expect(loadError(server("location / { uwsgi_pass suwsgi://127.0.0.1:1; }")).contains("not supported"))
-        // Until upstreams take unix: addresses (then this names the socket's group instead).
-        let unix = loadError(server("location / { fastcgi_pass unix:/run/php/php-fpm.sock; }"))
-        #expect(unix.hasPrefix("unix sockets in \"fastcgi_pass\" are not supported by lb yet") || unix == "no error")
+        // unix: addresses go through proxy_pass's parser, with nginx's words for a bad one.
+        #expect(loadError(server("location / { fastcgi_pass unix:/run/php/php-fpm.sock; }")) == "no error")
+        #expect(loadError(server("location / { uwsgi_pass unix:/run/uwsgi.sock; }")) == "no error")
+        #expect(loadError(server("location / { fastcgi_pass unix:; }")).hasPrefix("no path in the unix domain socket"))
     }
 
     @Test func cacheThroughTheSharedZones() throws {
