@@ -17,13 +17,17 @@ public final class RoutingTable: Sendable {
     public let usesResponseHeaderVariables: Bool
     /// The main config file and every file it included, in reading order.
     public let files: [ConfigFile]
+    /// Variables that `set` assigns somewhere (unset, they read empty with a warning).
+    public let setVariables: Set<String>
     /// TLS contexts by server index (nil: the server has no certificate).
     public let tls: [TLSContext?]
 
     init(main: MainSettings, listeners: [Listener], servers: [VirtualServer], upstreams: [UpstreamGroup],
          cacheZones: [CacheZone], logFormats: [String: LogFormat], maps: [MapBlock], stack: StackSpec?, files: [ConfigFile],
-         usesResponseHeaderVariables: Bool = false, matches: [String: MatchBlock] = [:], tls: [TLSContext?] = []) {
+         usesResponseHeaderVariables: Bool = false, matches: [String: MatchBlock] = [:], tls: [TLSContext?] = [],
+         setVariables: Set<String> = []) {
         self.tls = tls
+        self.setVariables = setVariables
         self.usesResponseHeaderVariables = usesResponseHeaderVariables
         self.matches = matches
         self.main = main
@@ -103,8 +107,16 @@ public final class VirtualServer: Sendable {
     public let named: [String: Location]
     /// What a request for which no location matches gets (the server-level settings).
     public let fallback: Location
+    /// The server level's rewrite directives (run once, before the location search).
+    public let rewrite: RewriteProgram?
+    /// The request path must go through the rewrite module: a rewrite program here or in a
+    /// location, or a regex location with named captures. False costs nothing per request.
+    public let routesWithRewrites: Bool
 
-    init(index: Int, names: [String], location: SourceLocation, settings: HTTPSettings, serverReturn: ReturnAction?, serverTryFiles: [String]?, locations: LocationTree, named: [String: Location], fallback: Location) {
+    init(index: Int, names: [String], location: SourceLocation, settings: HTTPSettings, serverReturn: ReturnAction?, serverTryFiles: [String]?, locations: LocationTree, named: [String: Location], fallback: Location,
+         rewrite: RewriteProgram? = nil) {
+        self.rewrite = rewrite
+        routesWithRewrites = rewrite != nil || locations.all.contains { $0.rewrite != nil || !($0.regex?.names.isEmpty ?? true) }
         self.index = index
         self.names = names
         self.location = location
@@ -157,6 +169,8 @@ public final class Location: Sendable {
     public let proxyHeaders: [ProxyHeader]
     public let proxySetsHost: Bool
     public let proxySetsConnection: Bool
+    /// The location's rewrite directives, run after it is found; nil when it has none.
+    public let rewrite: RewriteProgram?
 
     public var pattern: String {
         switch match {
@@ -164,7 +178,9 @@ public final class Location: Sendable {
         }
     }
 
-    init(match: Match, regex: PCRE?, handler: Handler, settings: HTTPSettings, tryFiles: [String]?, internalOnly: Bool, nested: LocationTree, location: SourceLocation, autoRedirect: Bool, id: Int) {
+    init(match: Match, regex: PCRE?, handler: Handler, settings: HTTPSettings, tryFiles: [String]?, internalOnly: Bool, nested: LocationTree, location: SourceLocation, autoRedirect: Bool, id: Int,
+         rewrite: RewriteProgram? = nil) {
+        self.rewrite = rewrite
         self.match = match
         self.regex = regex
         self.handler = handler

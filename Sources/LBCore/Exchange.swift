@@ -83,6 +83,10 @@ final class Exchange {
     /// The client's address from `real_ip_header` (realip), when a trusted proxy sent one.
     var realClient: PeerAddress?
 
+    /// The rewrite module's state (set variables, captures, changed arguments); nil until a
+    /// rewrite program or a capture needs it.
+    var rewrite: RewriteState?
+
     /// Maps being evaluated (cycle detection), and whether a variable could not be evaluated.
     var mapsInProgress: [String] = []
     var variableFailed = false
