@@ -81,6 +81,7 @@ extension ClientConnection: RewriteHost {
                 return false
             }
             guard let p = found?.rewrite else { return true }
+            guard locationFoundChecks() else { return false }
             let outcome = RewriteEngine.run(p, host: self) { [unowned self] in ex.location = $0 }
             switch outcome {
             case .stop:
@@ -99,6 +100,20 @@ extension ClientConnection: RewriteHost {
                 return answer(outcome)
             }
         }
+    }
+
+    /// What nginx's find-config phase settles before the rewrite phase can answer:
+    /// `keepalive_disable` and `client_max_body_size` of the location found.
+    private func locationFoundChecks() -> Bool {
+        if !closeAfterResponse && keepaliveDisabledForUserAgent() { closeAfterResponse = true }
+        let maxBody = ex.location.settings.effectiveClientMaxBodySize
+        if maxBody > 0, let cl = req.contentLength, cl > maxBody {
+            log(.error, "client intended to send too large body: \(cl) bytes")
+            closeAfterResponse = true
+            respondError(413)
+            return false
+        }
+        return true
     }
 
     /// Answers a `return`, a redirecting rewrite or a failure; always false (answered).

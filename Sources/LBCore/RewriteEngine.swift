@@ -249,14 +249,14 @@ enum URIEscape {
         }
     }
 
-    /// NGX_UNESCAPE_REDIRECT: up to the first `?`, a `%XX` is decoded when it stands for a
-    /// character above `%` and below DEL; everything else is kept as written.
+    /// NGX_UNESCAPE_REDIRECT, byte for byte as `ngx_unescape_uri`: up to the first `?` (written or
+    /// decoded), a `%XX` is decoded when it stands for a character above `%` and below DEL and kept
+    /// as written otherwise; a malformed escape loses its `%` (and a bad second digit, both bytes).
     static func unescapeRedirect(_ s: [UInt8]) -> [UInt8] {
         func hexValue(_ c: UInt8) -> UInt8? {
-            switch c {
+            switch c | 0x20 {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): (c | 0x20) - UInt8(ascii: "a") + 10
             default: nil
             }
         }
@@ -265,17 +265,20 @@ enum URIEscape {
         var i = 0
         while i < s.count {
             let c = s[i]
-            if c == UInt8(ascii: "?") { out += s[i...]; return out }
-            if c == UInt8(ascii: "%"), i + 2 < s.count, let h = hexValue(s[i + 1]), let l = hexValue(s[i + 2]) {
-                let ch = h << 4 | l
-                if ch == UInt8(ascii: "?") { out.append(ch); out += s[(i + 3)...]; return out }
-                if ch > UInt8(ascii: "%") && ch < 0x7F { out.append(ch) } else { out += s[i...(i + 2)] }
-                i += 3
-                continue
-            }
-            out.append(c)
             i += 1
+            if c == UInt8(ascii: "?") { out.append(c); break }
+            guard c == UInt8(ascii: "%") else { out.append(c); continue }
+            guard i < s.count else { break }
+            guard let high = hexValue(s[i]) else { out.append(s[i]); i += 1; continue }
+            i += 1
+            guard i < s.count else { break }
+            guard let low = hexValue(s[i]) else { i += 1; continue }
+            let ch = high << 4 | low
+            i += 1
+            if ch == UInt8(ascii: "?") && s[i - 1] > UInt8(ascii: "9") { out.append(ch); break }
+            if ch > UInt8(ascii: "%") && ch < 0x7F { out.append(ch) } else { out += s[(i - 3)..<i] }
         }
+        if i < s.count { out += s[i...] }
         return out
     }
 }

@@ -36,7 +36,7 @@ import Testing
         ("http {\n upstream u {\n  server 127.0.0.1:1 weight=0;\n }\n}", "invalid parameter \"weight=0\" in t.conf:3"),
         ("http {\n upstream u {\n  server 127.0.0.1:1 wieght=2;\n }\n}", "invalid parameter \"wieght=2\" in t.conf:3"),
         ("http {\n server {\n  location / { return abc; }\n }\n}", "invalid return code \"abc\" in t.conf:3"),
-        ("http {\n server {\n  location ~ \"(unclosed\" { }\n }\n}", "pcre2_compile() failed: missing closing parenthesis in \"(unclosed\" at \"\" in t.conf:3"),
+        ("http {\n server {\n  location ~ \"(unclosed\" { }\n }\n}", "pcre2_compile() failed: missing closing parenthesis in \"(unclosed\" in t.conf:3"),
         ("http {\n upstream u {\n  server nosuchhost:80;\n }\n}", "host not found in upstream \"nosuchhost:80\" in t.conf:3"),
         ("http {\n server {\n  location / {\n   proxy_pass http://nosuch;\n  }\n }\n}", "host not found in upstream \"nosuch\" in t.conf:4"),
         ("http {\n access_log /x nosuchformat;\n}", "unknown log format \"nosuchformat\" in t.conf:2"),
