@@ -155,6 +155,9 @@ extension Compiler {
             handler = special
         } else if let pp = b.proxyPass {
             var target = try proxyTarget(pp.url, at: pp.location, for: b, groups: &groups, index: &index)
+            if target.variableURL != nil, s.cacheZone != nil {
+                throw ConfigError("\"proxy_cache\" with variables in \"proxy_pass\" is not supported by lb", at: pp.location)
+            }
             if pp.url.hasPrefix("https://") { target.tls = try UpstreamTLS.shared(s.proxySSL, at: pp.location) }
             handler = .proxy(target)
             if case .prefix(let p) = b.match, p.hasSuffix("/"), p.count > 1 { autoRedirect = true }
@@ -179,7 +182,10 @@ extension Compiler {
         let tls = url.hasPrefix("https://")
         guard tls || url.hasPrefix("http://") else { throw ConfigError("invalid URL prefix in \"\(url)\"", at: loc) }
         if url.contains("$") {
-            throw ConfigError("variables in \"proxy_pass\" are not supported by lb; name an upstream instead", at: loc)
+            if tls { throw ConfigError("variables in \"proxy_pass https://\" are not supported by lb", at: loc) }
+            // Resolved per request (RewriteProxy.swift in LBCore); a URI part is allowed anywhere.
+            let t = try Template(parsing: url)
+            return ProxyTarget(upstream: -1, hostHeader: "", port: 80, uri: nil, variableURL: t)
         }
         let defaultPort = tls ? 443 : 80
         let rest = url.dropFirst(tls ? 8 : 7)

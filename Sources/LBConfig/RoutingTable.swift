@@ -112,11 +112,19 @@ public final class VirtualServer: Sendable {
     /// The request path must go through the rewrite module: a rewrite program here or in a
     /// location, or a regex location with named captures. False costs nothing per request.
     public let routesWithRewrites: Bool
+    /// The `server_name ~REGEX` names that capture: matched again against the Host once this
+    /// server is chosen, their captures (`$1`, named ones) become the request's.
+    public let capturingNames: [PCRE]
 
     init(index: Int, names: [String], location: SourceLocation, settings: HTTPSettings, serverReturn: ReturnAction?, serverTryFiles: [String]?, locations: LocationTree, named: [String: Location], fallback: Location,
          rewrite: RewriteProgram? = nil) {
         self.rewrite = rewrite
-        routesWithRewrites = rewrite != nil || locations.all.contains { $0.rewrite != nil || !($0.regex?.names.isEmpty ?? true) }
+        capturingNames = names.compactMap { n in
+            guard n.hasPrefix("~"), let re = try? PCRE(String(n.dropFirst()), caseless: true), re.captureCount > 0 else { return nil }
+            return re
+        }
+        routesWithRewrites = rewrite != nil || !capturingNames.isEmpty
+            || locations.all.contains { $0.rewrite != nil || !($0.regex?.names.isEmpty ?? true) }
         self.index = index
         self.names = names
         self.location = location
@@ -252,6 +260,9 @@ public struct ProxyTarget: Sendable, Hashable {
     public var uri: String?
     /// `proxy_pass https://…`: the location's TLS client context and `proxy_ssl_*` settings.
     public var tls: UpstreamTLS? = nil
+    /// `proxy_pass` with variables: the URL, made per request (then `upstream` is -1 until the
+    /// request resolves it).
+    public var variableURL: Template? = nil
 }
 
 /// An `upstream { }` block (or the implicit group of a direct `proxy_pass`).

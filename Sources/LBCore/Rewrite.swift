@@ -55,6 +55,7 @@ extension ClientConnection: RewriteHost {
     /// the request's budget of URI changes). Returns false when the request was answered.
     func routeWithRewrites() -> Bool {
         let server = ex.server
+        if !server.capturingNames.isEmpty { captureServerName(server.capturingNames) }
         if let p = server.rewrite {
             ex.location = server.fallback
             let outcome = RewriteEngine.run(p, host: self) { _ in }
@@ -102,6 +103,27 @@ extension ClientConnection: RewriteHost {
         }
     }
 
+    /// nginx's find-virtual-server: the regex name that chose the server captures from the Host
+    /// (lowercased, without port or trailing dot).
+    private func captureServerName(_ names: [PCRE]) {
+        guard let r = req.absoluteHost ?? req.host else { return }
+        let hb = head.readableBytes
+        var end = r.upperBound
+        if hb[r.lowerBound] != UInt8(ascii: "[") {
+            var k = r.lowerBound
+            while k < r.upperBound && hb[k] != UInt8(ascii: ":") { k += 1 }
+            end = k
+        }
+        var host = hb[r.lowerBound..<end].map { ASCII.lower($0) }
+        while host.last == UInt8(ascii: ".") { host.removeLast() }
+        for re in names {
+            if let caps = host.withUnsafeBytes({ re.captures($0) }) {
+                rewriteState.setCaptures(host, caps, names: re.names)
+                return
+            }
+        }
+    }
+
     /// What nginx's find-config phase settles before the rewrite phase can answer:
     /// `keepalive_disable` and `client_max_body_size` of the location found.
     private func locationFoundChecks() -> Bool {
@@ -131,6 +153,12 @@ extension ClientConnection: RewriteHost {
     /// off): the new URI escaped, the location's prefix replaced only while the location is still
     /// valid (not after `break`), and the current arguments. False: the usual rules apply.
     func rewrittenUpstreamURI(_ t: ProxyTarget, into out: inout [UInt8]) -> Bool {
+        // proxy_pass with variables and a URI part: that URI is sent as it is, arguments and all.
+        if t.variableURL != nil, let u = t.uri {
+            out.removeAll(keepingCapacity: true)
+            out += Array(u.utf8)
+            return true
+        }
         // `set $args` also invalidates the request's own target (nginx's valid_unparsed_uri).
         guard let st = ex.rewrite, st.rewritten || st.args != nil else { return false }
         out.removeAll(keepingCapacity: true)

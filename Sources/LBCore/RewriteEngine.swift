@@ -25,6 +25,7 @@ final class RewriteState {
     init() {}
 
     /// Remembers the captures of a match.
+    /// Every match replaces the captures, one without groups too (nginx 1.22: `$1` is then empty).
     func setCaptures(_ subject: [UInt8], _ ranges: [Range<Int>?], names: [(name: String, group: Int)]) {
         captureSubject = subject
         captures = ranges

@@ -27,7 +27,8 @@ final class Differential {
         var headers: [String] = []
         var method = "GET"
         var expect: Int? = nil
-        var description: String { "\(method) \(target)" }
+        var host = "localhost"
+        var description: String { "\(method) \(target) (Host: \(host))" }
     }
 
     init(_ body: String, files: [String: String] = [:], executable: [String] = [], backend useBackend: Bool = false) throws {
@@ -94,7 +95,7 @@ final class Differential {
     /// Sends one request to a server, on a fresh connection.
     func fetch(_ r: Request, port: Int) throws -> RawClient.Response {
         let c = try RawClient(port: port)
-        try c.send("\(r.method) \(r.target) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" + r.headers.map { $0 + "\r\n" }.joined() + "\r\n")
+        try c.send("\(r.method) \(r.target) HTTP/1.1\r\nHost: \(r.host)\r\nConnection: close\r\n" + r.headers.map { $0 + "\r\n" }.joined() + "\r\n")
         return try c.readResponse(head: r.method == "HEAD")
     }
 

@@ -208,6 +208,48 @@ struct DifferentialRewriteTests {
         ], headers: ["X-Backend"])
     }
 
+    @Test func proxyPassWithVariables() throws {
+        let d = try Differential("""
+        upstream pool { server {backend}; }
+        map $arg_to $dest { default pool; direct {backend}; }
+        server {
+            listen 127.0.0.1:{port};
+            location /group/ { proxy_pass http://$dest; }
+            location /uri/ { proxy_pass http://{backend}/fixed$uri?from=var; }
+            location /full/ { proxy_pass http://{backend}$request_uri; }
+            location ~ ^/re/(.*)$ { proxy_pass http://pool/r/$1; }
+            location /set/ { set $up pool; rewrite ^/set/(.*)$ /s/$1 break; proxy_pass http://$up; }
+            location /bad/ { proxy_pass http://$arg_h; }
+            location /named/ { proxy_pass http://nosuchhost.invalid$uri; }
+        }
+        """, backend: true)
+        try d.compare([
+            R(target: "/group/a?k=1", expect: 200), R(target: "/group/a?to=direct", expect: 200), R(target: "/uri/b?k=2", expect: 200),
+            R(target: "/full/c%20d?k=3", expect: 200), R(target: "/re/x/y?z=1", expect: 200), R(target: "/set/q?w=1", expect: 200),
+            R(target: "/bad/?h=", expect: 500), R(target: "/named/x", expect: 502),
+        ], headers: ["X-Backend"])
+    }
+
+    @Test func serverNameRegexCapturesAreVariables() throws {
+        let d = try Differential("""
+        server {
+            listen 127.0.0.1:{port};
+            server_name ~^(?<sub>[a-z]+)\\.example\\.com$ ~^www\\.(.+)$;
+            location / { return 200 "sub=$sub one=$1\\n"; }
+            location ~ ^/plain/ { return 200 "kept $1\\n"; }
+            location ~ ^/grp/(.*)$ { return 200 "now $1 sub=$sub\\n"; }
+            location /rw/ { rewrite ^/rw/ /x; return 200 "rw $1 sub=$sub\\n"; }
+        }
+        server { listen 127.0.0.1:{port} default_server; return 404; }
+        """)
+        try d.compare([
+            R(target: "/", expect: 200, host: "shop.example.com"), R(target: "/", expect: 200, host: "www.other.org:80"),
+            R(target: "/plain/x", expect: 200, host: "shop.example.com"), R(target: "/grp/y", expect: 200, host: "Shop.Example.Com."),
+            R(target: "/rw/a", expect: 200, host: "shop.example.com"),
+            R(target: "/", expect: 404, host: "nothing.net"),
+        ])
+    }
+
     @Test func rewriteLogAndUninitializedVariables() throws {
         let d = try Differential("""
         server {

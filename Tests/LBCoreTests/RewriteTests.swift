@@ -169,6 +169,15 @@ import LBConfig
         #expect(h.notices.contains("error: the rewritten URI has a zero length"))
     }
 
+    @Test func proxyURLsMadeAtRunTimeSplitIntoHostAndURI() {
+        #expect(ProxyURL.parse("http://pool") == .target(hostPart: "pool", HostPort(host: "pool", port: nil), uri: nil))
+        #expect(ProxyURL.parse("http://10.0.0.1:81/a?b") == .target(hostPart: "10.0.0.1:81", HostPort(host: "10.0.0.1", port: 81), uri: "/a?b"))
+        #expect(ProxyURL.parse("http://h?x=1") == .target(hostPart: "h", HostPort(host: "h", port: nil), uri: "/?x=1"))
+        #expect(ProxyURL.parse("https://h") == .https)
+        #expect(ProxyURL.parse("http://") == .invalid)
+        #expect(ProxyURL.parse("ftp://h") == .invalid)
+    }
+
     @Test func redirectUnescapingKeepsReservedAndControlBytesEncoded() {
         #expect(URIEscape.unescapeRedirect(Array("/a%41%20%25%2F?%41".utf8)) == Array("/aA%20%25/?%41".utf8))
         #expect(URIEscape.unescapeRedirect(Array("/%zz%4z%3f%41".utf8)) == Array("/zz?%41".utf8))
