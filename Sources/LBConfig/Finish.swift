@@ -52,7 +52,7 @@ extension Compiler {
         return RoutingTable(main: main, listeners: listeners, servers: vservers, upstreams: groups, cacheZones: cacheZones,
                             logFormats: logFormats, maps: maps, stack: stack, files: files,
                             usesResponseHeaderVariables: usesResponseHeaderVariables, matches: matches, tls: tls,
-                            setVariables: setVariables)
+                            setVariables: setVariables, variableProxyURLs: variableProxyURLs)
     }
 
     private func buildStack() throws -> StackSpec? {
@@ -155,7 +155,7 @@ extension Compiler {
             handler = special
         } else if let pp = b.proxyPass {
             var target = try proxyTarget(pp.url, at: pp.location, for: b, groups: &groups, index: &index)
-            if target.variableURL != nil, s.cacheZone != nil {
+            if target.variableURLIndex != nil, s.cacheZone != nil {
                 throw ConfigError("\"proxy_cache\" with variables in \"proxy_pass\" is not supported by lb", at: pp.location)
             }
             if pp.url.hasPrefix("https://") { target.tls = try UpstreamTLS.shared(s.proxySSL, at: pp.location) }
@@ -184,8 +184,8 @@ extension Compiler {
         if url.contains("$") {
             if tls { throw ConfigError("variables in \"proxy_pass https://\" are not supported by lb", at: loc) }
             // Resolved per request (RewriteProxy.swift in LBCore); a URI part is allowed anywhere.
-            let t = try Template(parsing: url)
-            return ProxyTarget(upstream: -1, hostHeader: "", port: 80, uri: nil, variableURL: t)
+            variableProxyURLs.append(try Template(parsing: url))
+            return ProxyTarget(upstream: -variableProxyURLs.count, hostHeader: "", port: 80, uri: nil)
         }
         let defaultPort = tls ? 443 : 80
         let rest = url.dropFirst(tls ? 8 : 7)

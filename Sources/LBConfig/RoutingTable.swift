@@ -19,15 +19,18 @@ public final class RoutingTable: Sendable {
     public let files: [ConfigFile]
     /// Variables that `set` assigns somewhere (unset, they read empty with a warning).
     public let setVariables: Set<String>
+    /// The URLs of `proxy_pass` directives with variables (see `ProxyTarget.variableURLIndex`).
+    public let variableProxyURLs: [Template]
     /// TLS contexts by server index (nil: the server has no certificate).
     public let tls: [TLSContext?]
 
     init(main: MainSettings, listeners: [Listener], servers: [VirtualServer], upstreams: [UpstreamGroup],
          cacheZones: [CacheZone], logFormats: [String: LogFormat], maps: [MapBlock], stack: StackSpec?, files: [ConfigFile],
          usesResponseHeaderVariables: Bool = false, matches: [String: MatchBlock] = [:], tls: [TLSContext?] = [],
-         setVariables: Set<String> = []) {
+         setVariables: Set<String> = [], variableProxyURLs: [Template] = []) {
         self.tls = tls
         self.setVariables = setVariables
+        self.variableProxyURLs = variableProxyURLs
         self.usesResponseHeaderVariables = usesResponseHeaderVariables
         self.matches = matches
         self.main = main
@@ -260,9 +263,10 @@ public struct ProxyTarget: Sendable, Hashable {
     public var uri: String?
     /// `proxy_pass https://…`: the location's TLS client context and `proxy_ssl_*` settings.
     public var tls: UpstreamTLS? = nil
-    /// `proxy_pass` with variables: the URL, made per request (then `upstream` is -1 until the
-    /// request resolves it).
-    public var variableURL: Template? = nil
+    /// `proxy_pass` with variables: `upstream` is then `-(k + 1)` for the URL
+    /// `RoutingTable.variableProxyURLs[k]`, made per request (kept out of this struct, which every
+    /// proxied request copies).
+    public var variableURLIndex: Int? { upstream < 0 ? -upstream - 1 : nil }
 }
 
 /// An `upstream { }` block (or the implicit group of a direct `proxy_pass`).

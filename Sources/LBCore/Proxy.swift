@@ -133,7 +133,7 @@ extension ClientConnection {
 
     /// The URI sent upstream: unchanged without a URI part; else the location prefix replaced.
     func buildUpstreamURI(_ t: ProxyTarget, into out: inout [UInt8]) {
-        if (ex.rewrite != nil || t.variableURL != nil) && rewrittenUpstreamURI(t, into: &out) { return } // Rewrite.swift
+        if ex.rewrite != nil && rewrittenUpstreamURI(t, into: &out) { return } // Rewrite.swift
         let hb = head.readableBytes
         guard let replacement = t.uri else {
             out.removeAll(keepingCapacity: true)

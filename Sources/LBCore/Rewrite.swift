@@ -154,7 +154,7 @@ extension ClientConnection: RewriteHost {
     /// valid (not after `break`), and the current arguments. False: the usual rules apply.
     func rewrittenUpstreamURI(_ t: ProxyTarget, into out: inout [UInt8]) -> Bool {
         // proxy_pass with variables and a URI part: that URI is sent as it is, arguments and all.
-        if t.variableURL != nil, let u = t.uri {
+        if ex.rewrite?.proxyURIAsMade == true, let u = t.uri {
             out.removeAll(keepingCapacity: true)
             out += Array(u.utf8)
             return true

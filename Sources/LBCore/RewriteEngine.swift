@@ -21,6 +21,8 @@ final class RewriteState {
     /// False after `rewrite … break` (or `break` after a change): `proxy_pass` then sends the whole
     /// URI without replacing the location's prefix (`r->valid_location`).
     var validLocation = true
+    /// The target came from `proxy_pass` with variables and a URI part: that URI goes as made.
+    var proxyURIAsMade = false
 
     init() {}
 

@@ -8,7 +8,8 @@ import Synchronization
 extension ClientConnection {
     /// Resolves a variable target and starts proxying, or answers 500/502 as nginx.
     func startVariableProxy(_ t: ProxyTarget) {
-        guard let template = t.variableURL else { return }
+        guard let k = t.variableURLIndex, k < table.variableProxyURLs.count else { return }
+        let template = table.variableProxyURLs[k]
         let url = String(decoding: evaluate(template), as: UTF8.self)
         switch ProxyURL.parse(url) {
         case .invalid:
@@ -22,6 +23,7 @@ extension ClientConnection {
             resolved.hostHeader = hostPart
             resolved.port = hp.port ?? 80
             resolved.uri = uri
+            if uri != nil { rewriteState.proxyURIAsMade = true }
             if hp.port == nil, let i = table.upstreamIndex[hp.host], !table.upstreams[i].implicit {
                 resolved.upstream = i
                 resolved.hostHeader = hp.host

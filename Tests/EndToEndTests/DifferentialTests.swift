@@ -155,6 +155,53 @@ struct DifferentialRewriteTests {
         ], headers: ["X-First", "X-Second", "X-Outer", "X-Inner", "X-If", "X-Backend"])
     }
 
+    /// The cases of nginx's "If is evil" page, with what nginx 1.22 answers.
+    @Test func ifIsEvilCasesAsNginxAnswersThem() throws {
+        let d = try Differential("""
+        server {
+            listen 127.0.0.1:{port};
+            root {root};
+            location /only-one-if {
+                set $true 1;
+                if ($true) { add_header X-First 1; }
+                if ($true) { add_header X-Second 2; }
+                return 204;
+            }
+            location /proxy-pass-uri { proxy_pass http://{backend}/; set $true 1; if ($true) { } }
+            location /if-try-files { try_files /file.txt @fallback; set $true 1; if ($true) { } }
+            location @fallback { return 200 "fallback\\n"; }
+            location ~* ^/if-and-alias/(?<file>.*) { alias {root}/$file; set $true 1; if ($true) { } }
+        }
+        """, files: ["file.txt": "the file\n", "a.txt": "aliased\n"], backend: true)
+        try d.compare([
+            R(target: "/only-one-if", expect: 204), R(target: "/proxy-pass-uri/x?y=1", expect: 200),
+            R(target: "/if-try-files"), R(target: "/if-and-alias/a.txt"),
+        ], headers: ["X-First", "X-Second", "X-Backend"])
+    }
+
+    @Test func returnWithoutTextAndWithCodes() throws {
+        let d = try Differential("""
+        server {
+            listen 127.0.0.1:{port};
+            error_page 403 /forbidden;
+            location = /forbidden { return 200 "custom 403 page\\n"; }
+            location /r204 { return 204; }
+            location /r200 { return 200; }
+            location /r302 { return 302 /rel?x=1; }
+            location /r307 { return 307 http://example.com/t; }
+            location /r500text { return 500 "broken $uri\\n"; }
+            location /r403 { return 403; }
+            location /denied { deny all; return 200 "rewrite phase first\\n"; }
+            location /r444 { if ($arg_drop) { return 444; } return 200 "kept\\n"; }
+        }
+        """)
+        try d.compare([
+            R(target: "/r204", expect: 204), R(target: "/r200", expect: 200), R(target: "/r302", expect: 302),
+            R(target: "/r307", expect: 307), R(target: "/r500text", expect: 500), R(target: "/r403", expect: 403),
+            R(target: "/denied", expect: 200), R(target: "/r444"),
+        ])
+    }
+
     @Test func serverLevelRewritesAndTheURIChangeBudget() throws {
         var chain = ""
         for i in 1...11 { chain += "    location = /k\(i) { rewrite ^ /k\(i + 1) last; }\n" }
