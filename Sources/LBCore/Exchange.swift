@@ -86,6 +86,10 @@ final class Exchange {
     /// the location has none of them.
     var accessState: AccessPhaseState?
 
+    /// The rewrite module's state (set variables, captures, changed arguments); nil until a
+    /// rewrite program or a capture needs it.
+    var rewrite: RewriteState?
+
     /// Maps being evaluated (cycle detection), and whether a variable could not be evaluated.
     var mapsInProgress: [String] = []
     var variableFailed = false
