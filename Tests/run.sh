@@ -23,6 +23,7 @@ have_lib libz.so || need+=(zlib1g-dev)
 [ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)
 [ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 command -v openssl >/dev/null || need+=(openssl)
+[ -x /usr/sbin/nginx ] || need+=(nginx-light) # the reference of the differential tests
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing test tools: ${need[*]}"
