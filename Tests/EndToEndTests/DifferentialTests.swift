@@ -277,6 +277,29 @@ struct DifferentialRewriteTests {
         ], headers: ["X-Backend"])
     }
 
+    @Test func setVariablesAreReadWhereverVariablesAre() throws {
+        let d = try Differential("""
+        map $v $m { alpha yes; default no; }
+        server {
+            listen 127.0.0.1:{port};
+            set $v alpha;
+            location /map { return 200 "m=$m\\n"; }
+            location /mapset { set $v beta; return 200 "m=$m\\n"; }
+            location /hdr { add_header X-V "v=$v"; return 200 "ok\\n"; }
+            location /headers {
+                set $tag "t-$arg_t";
+                proxy_pass_request_headers off;
+                proxy_set_header X-Tag $tag;
+                proxy_pass http://{backend};
+            }
+        }
+        """, backend: true)
+        try d.compare([
+            R(target: "/map", expect: 200), R(target: "/mapset", expect: 200), R(target: "/hdr", expect: 200),
+            R(target: "/headers?t=9", expect: 200),
+        ], headers: ["X-V"])
+    }
+
     @Test func serverNameRegexCapturesAreVariables() throws {
         let d = try Differential("""
         server {
