@@ -5,8 +5,8 @@
 #   - lb's memory (VmRSS) with those members, against the same lb with one static member,
 #   - the time from a DNS change (hosts file rewritten, SIGHUP to dnsmasq) until lb has applied it
 #     (the "added"/"removed" line appears in the error log; polled every 5 ms),
-#   - requests/s through lb with wrk, without changes and while changes stream in (every
-#     CHANGE_MS, ROTATE members of one name replaced by new addresses),
+#   - requests/s through lb with wrk and lb's CPU time per request, without changes and while
+#     changes stream in (every CHANGE_MS, ROTATE members of one name replaced by new addresses),
 #   - memory again after the stream of changes.
 #
 #   bash Tests/bench/dns-scale.sh [members] [seconds]
@@ -153,9 +153,19 @@ for k in 1 2 3 4 5; do
 done
 echo "DNS change → applied by lb, ms from SIGHUP/from dnsmasq answering with it (add, remove × 5): ${apply_times[*]}"
 
-run_wrk() { X wrk -t1 -c32 -d"${SECS}s" "http://127.0.0.1:${1:-8080}/" | awk '/Requests\/sec/ {print $2} /Non-2xx/ {print "non-2xx: " $NF}' | tr '\n' ' '; }
-echo "wrk -t1 -c32 -d${SECS}s, no changes: $(run_wrk) req/s"
-echo "same, through the lb with one static member: $(run_wrk 8081) req/s"
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# wrk's req/s, then the lb's CPU time per request (µs; the machine may be busy, that is not).
+run_wrk() {
+  local pid=${2:-$LBPID} t0 t1 out n
+  t0=$(ticks "$pid")
+  out=$(X wrk -t1 -c32 -d"${SECS}s" "http://127.0.0.1:${1:-8080}/")
+  t1=$(ticks "$pid")
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  echo "$(awk '/Requests\/sec/ {print $2} /Non-2xx/ {print "non-2xx: " $NF}' <<<"$out" | tr '\n' ' ')req/s," \
+       "lb CPU $(python3 -c "print(f'{($t1-$t0)*1e6/$(getconf CLK_TCK)/max($n,1):.0f}')") µs per request"
+}
+echo "wrk -t1 -c32 -d${SECS}s, no changes: $(run_wrk)"
+echo "same, through the lb with one static member: $(run_wrk 8081 $SPID)"
 echo "lb RSS after that load: $(rss_kb $LBPID) KiB"
 before=$(grep -c "gone from DNS" "$W/lb.log" || true)
 CHANGE_S=$(python3 -c "print($CHANGE_MS / 1000)")
@@ -172,6 +182,6 @@ kill $CHPID 2>/dev/null || true
 sleep 2.5
 gone=$(( $(grep -c "gone from DNS" "$W/lb.log" || true) - before ))
 failed=$(grep -c "could not be resolved" "$W/lb.log" || true)
-echo "wrk -t1 -c32 -d${SECS}s, $ROTATE members replaced every $CHANGE_MS ms: $out req/s ($gone members left and as many joined while it ran; $failed failed lookups in all)"
+echo "wrk -t1 -c32 -d${SECS}s, $ROTATE members replaced every $CHANGE_MS ms: $out ($gone members left and as many joined while it ran; $failed failed lookups in all)"
 grep "could not be resolved" "$W/lb.log" | tail -3
 echo "lb RSS after the changes: $(rss_kb $LBPID) KiB"
