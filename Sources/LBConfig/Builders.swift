@@ -29,6 +29,9 @@ struct ListenSpec {
     var location: SourceLocation
     /// `listen … ssl`: TLS on this address (for every server on it, as nginx).
     var ssl = false
+    /// `listen … http2`: HTTP/2 on this address (ALPN with ssl, prior knowledge without), for
+    /// every server on it, as nginx.
+    var http2 = false
     var hasOptions: Bool { reuseport || backlog != nil || ipv6only != nil }
 }
 

@@ -143,6 +143,12 @@ public struct HTTPSettings: Sendable {
     public var clientBodyTempPath: String?
     public var clientBodyTimeoutMs: Int?
     public var clientHeaderTimeoutMs: Int?
+    /// `http2 on|off` (nginx ≥ 1.25; http, server) and the `http2_*` limits (docs/http2.md).
+    public var http2: Bool?
+    public var http2MaxConcurrentStreams: Int?
+    public var http2RecvBufferSize: Int?
+    public var http2ChunkSize: Int?
+    public var http2BodyPrereadSize: Int?
     public var clientHeaderBufferSize: Int?
     public var largeClientHeaderBuffers: (count: Int, size: Int)?
     public var serverTokens: Bool?
@@ -254,6 +260,11 @@ public struct HTTPSettings: Sendable {
         m(&clientBodyTempPath, p.clientBodyTempPath)
         m(&clientBodyTimeoutMs, p.clientBodyTimeoutMs)
         m(&clientHeaderTimeoutMs, p.clientHeaderTimeoutMs)
+        m(&http2, p.http2)
+        m(&http2MaxConcurrentStreams, p.http2MaxConcurrentStreams)
+        m(&http2RecvBufferSize, p.http2RecvBufferSize)
+        m(&http2ChunkSize, p.http2ChunkSize)
+        m(&http2BodyPrereadSize, p.http2BodyPrereadSize)
         m(&clientHeaderBufferSize, p.clientHeaderBufferSize)
         m(&serverTokens, p.serverTokens)
         m(&addHeaders, p.addHeaders)

@@ -9,6 +9,8 @@ public enum Variable: Sendable, Hashable {
     case upstreamAddr, upstreamStatus, upstreamResponseTime, upstreamConnectTime, upstreamHeaderTime
     case upstreamResponseLength, upstreamCacheStatus, upstreamBytesReceived, upstreamBytesSent
     case nginxVersion, gzipRatio, requestCompletion, requestBody
+    /// `$http2`: `h2` (over TLS), `h2c` (cleartext) or empty.
+    case http2
     /// TLS facts of the client connection (empty on plain HTTP).
     case sslProtocol, sslCipher, sslServerName, sslSessionReused, sslSessionID, sslAlpnProtocol
     case sslClientVerify, sslClientSDN, sslClientIDN, sslClientSerial, sslClientFingerprint, sslClientEscapedCert, sslClientCert
@@ -45,7 +47,7 @@ public enum Variable: Sendable, Hashable {
         "upstream_header_time": .upstreamHeaderTime, "upstream_response_length": .upstreamResponseLength,
         "upstream_cache_status": .upstreamCacheStatus, "upstream_bytes_received": .upstreamBytesReceived,
         "upstream_bytes_sent": .upstreamBytesSent, "nginx_version": .nginxVersion, "gzip_ratio": .gzipRatio,
-        "request_completion": .requestCompletion, "request_body": .requestBody,
+        "request_completion": .requestCompletion, "request_body": .requestBody, "http2": .http2,
         "ssl_protocol": .sslProtocol, "ssl_cipher": .sslCipher, "ssl_server_name": .sslServerName,
         "ssl_session_reused": .sslSessionReused, "ssl_session_id": .sslSessionID, "ssl_alpn_protocol": .sslAlpnProtocol,
         "ssl_client_verify": .sslClientVerify, "ssl_client_s_dn": .sslClientSDN, "ssl_client_i_dn": .sslClientIDN,

@@ -315,6 +315,8 @@ final class ClientConnection: Pollable {
             // next acquire free of malloc).
             worker.recycle(&inBuf)
         }
+        // Cleartext HTTP/2 (`listen … http2` without ssl): the preface instead of a request line.
+        if inBuf.readable > 0 && requestsOnConnection == 0 && table.listeners[listener].http2Cleartext && takeH2Preface(alive: alive) { return }
         if inBuf.readable > 0 {
             do {
                 guard let end = try scanner.scan(inBuf.readableBytes, isRequest: true) else {
@@ -784,6 +786,7 @@ final class ClientConnection: Pollable {
             }
             closeStaticFile()
         }
+        if case .h2(let p) = transport { return closeH2Stream(p) } // an HTTP/2 stream: the socket is its session's
         worker.loop.deregister(self)
         transport.tls?.shutdown() // close_notify
         Socket.close(fd)

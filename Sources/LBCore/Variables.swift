@@ -66,12 +66,17 @@ extension ClientConnection {
         case .uri, .documentURI: out += ex.uri
         case .args, .queryString: if let q = req.queryRange { out += hb[q] }
         case .isArgs: if req.queryRange != nil { out.append(UInt8(ascii: "?")) }
-        case .request: out += requestLine()
+        case .request:
+            let line = requestLine()
+            out += line
+            if case .h2 = transport, line.count >= 8 { out.replaceSubrange((out.count - 8)..., with: "HTTP/2.0".utf8) }
         case .requestMethod: if head.readable > 0 { out += hb[req.methodRange] }
         case .serverName: out += Array((ex.server.names.first ?? "").utf8)
         case .serverPort: out += Array("\(table.listeners[listener].address.port ?? 80)".utf8)
         case .serverAddr: out += Array(Socket.localAddress(fd).ip.utf8)
-        case .serverProtocol: out += Array("HTTP/\(req.versionMajor).\(req.versionMinor)".utf8)
+        case .serverProtocol:
+            if case .h2 = transport { out += Array("HTTP/2.0".utf8) } else { out += Array("HTTP/\(req.versionMajor).\(req.versionMinor)".utf8) }
+        case .http2: if case .h2(let p) = transport { out += Array((p.tls == nil ? "h2c" : "h2").utf8) }
         case .hostname: out += Array(Runtime.hostname.utf8)
         case .status: out += Array("\(ex.status)".utf8)
         case .timeLocal: worker.dates.update(wallClock().seconds); out += worker.dates.logTime
