@@ -23,6 +23,8 @@ have_lib libz.so || need+=(zlib1g-dev)
 [ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)
 [ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 command -v openssl >/dev/null || need+=(openssl)
+command -v nghttp >/dev/null && command -v h2load >/dev/null || need+=(nghttp2-client)
+/usr/bin/python3 -c 'import h2' 2>/dev/null || need+=(python3-h2)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing test tools: ${need[*]}"
