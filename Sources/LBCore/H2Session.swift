@@ -237,6 +237,12 @@ final class H2Session: Pollable {
 
     /// A new stream: its stream connection, started once the frames read are handled.
     func startStream(_ r: H2Request) {
+        if requests >= keepaliveRequests {
+            // Beyond keepalive_requests (streams that came in the same read as the last one):
+            // refused, so the client retries them on a new connection.
+            conn.reset(streamID: r.streamID, code: .refusedStream)
+            return
+        }
         requests += 1
         let st = H2Stream(session: self, request: r)
         let c = ClientConnection(worker: worker, fd: fd, peer: peerSocketAddress, generation: generation, listener: listener, number: number)
@@ -352,7 +358,12 @@ final class H2Session: Pollable {
         if conn.pendingOutputCount > 0 && !writable {
             worker.loop.setDeadline(self, afterMillis: sendTimeoutMs)
         } else if streams.isEmpty {
-            if conn.pendingOutputCount == 0 { conn.releaseIdleMemory() }
+            if conn.pendingOutputCount == 0 {
+                // An idle connection keeps its HPACK tables and windows, not the arrays grown by requests.
+                conn.releaseIdleMemory()
+                events = []
+                wakes = []
+            }
             worker.loop.setDeadline(self, afterMillis: keepaliveTimeoutMs)
         } else {
             worker.loop.setDeadline(self, afterMillis: 0)
@@ -506,6 +517,14 @@ final class H2Stream: StreamPipe {
         let used = frame(UnsafeRawBufferPointer(start: buf, count: count))
         if used > 0 { session.outputAdded() }
         return used == 0 && count > 0 ? .wouldBlock : .done(used)
+    }
+
+    /// A response head and the body octets after it: framed together, written once.
+    override func writev(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult<Int> {
+        var used = frame(a)
+        if used == a.count && !b.isEmpty { used += frame(b) }
+        if used > 0 { session.outputAdded() }
+        return used == 0 && a.count + b.count > 0 ? .wouldBlock : .done(used)
     }
 
     /// Frames what it can of `b`; returns how many octets it took.

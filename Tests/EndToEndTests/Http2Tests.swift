@@ -179,6 +179,36 @@ import Testing
         #expect(out == "sent\n200 goaway=0 ended closed\n", "\(out) \(c.stderr)")
     }
 
+    @Test func gracefulStopSendsGoAwayAndFinishesTheStreamInFlight() throws {
+        let (lb, backend, _) = try Http2Tests.start()
+        var client: Started?
+        try waitForArrival(at: [backend]) {
+            client = try Started(URL(fileURLWithPath: "/usr/bin/python3"), [Http2Tests.client, "reload-inflight", "\(lb.port)", "/p/slow?ms=800"])
+        }
+        lb.started.signal(SIGQUIT)
+        let c = try #require(client)
+        #expect(c.wait(timeout: 20))
+        let out = (try? String(contentsOf: c.stdoutURL, encoding: .utf8)) ?? ""
+        #expect(out == "sent\n200 goaway=0 ended closed\n", "\(out) \(c.stderr)")
+        #expect(lb.started.wait(timeout: 10), "lb did not stop: \(lb.errorLog)")
+    }
+
+    @Test func aClientThatOpensNoWindowIsCutBySendTimeout() throws {
+        let (lb, backend, _) = try Http2Tests.start(extra: "send_timeout 1s;")
+        defer { withExtendedLifetime(backend) {} }
+        let out = try h2client(["zero-window", "\(lb.port)", "/big.bin"])
+        #expect(out.hasPrefix("reset 2 after "), "\(out)") // INTERNAL_ERROR, the response cut
+        #expect(lb.errorLog.contains("client timed out (110: Connection timed out) while sending response to client"), "\(lb.errorLog)")
+        #expect(try curl(["--http2-prior-knowledge", "http://127.0.0.1:\(lb.port)/v"]).out == "http HTTP/2.0 h2c \n")
+    }
+
+    @Test func keepaliveRequestsEndsTheConnectionWithGoAwayAfterThatManyStreams() throws {
+        let (lb, backend, _) = try Http2Tests.start(extra: "keepalive_requests 2;")
+        defer { withExtendedLifetime(backend) {} }
+        // Streams 1 and 3 are served; 5, read with them, is refused (REFUSED_STREAM: retried elsewhere).
+        #expect(try h2client(["many", "\(lb.port)", "3", "/v"]) == "ok=2 goaway=5/0 closed")
+    }
+
     @Test func idleConnectionsCloseWithGoAwayAfterKeepaliveTimeout() throws {
         let (lb, backend, _) = try Http2Tests.start(extra: "keepalive_timeout 1s;")
         defer { withExtendedLifetime(backend) {} }

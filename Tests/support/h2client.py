@@ -14,6 +14,8 @@ Cases (each prints one result line; every socket read is bounded by a timeout):
                           "ok=K refused=R" (responses, RST_STREAM REFUSED_STREAM)
   reload-inflight PATH    one slow request; prints "sent" at once, then, when the connection ends,
                           "STATUS goaway=CODE closed"
+  many N PATH             N streams at once: "ok=K goaway=LAST/CODE closed"
+  zero-window PATH        a GET that allows no DATA: "reset CODE after Ns" (send_timeout)
   idle                    waits for the server to end an idle connection: "goaway CODE closed|timeout"
 """
 import hashlib
@@ -193,6 +195,35 @@ def case_idle():
     print("goaway", goaway, ENDED)
 
 
-cases = {"get": case_get, "rapid-reset": case_rapid_reset, "continuation-flood": case_continuation_flood,
+def case_zero_window(path):
+    # SETTINGS_INITIAL_WINDOW_SIZE 0: the response can never be sent; send_timeout must end it.
+    s = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+    s.sendall(PREFACE + frame(4, 0, 0, struct.pack(">HI", 4, 0)) + frame(1, 0x5, 1, hpack.Encoder().encode(request_headers(path))))
+    started = time.time()
+    for t, fl, sid, p in raw_frames(s, timeout=20):
+        if t == 4 and not fl & 1:
+            s.sendall(frame(4, 1, 0))
+        if t == 3 and sid == 1:
+            print("reset", int.from_bytes(p[0:4], "big"), "after %.0fs" % (time.time() - started))
+            return
+    print("no reset", ENDED)
+
+
+def case_many(n, path):
+    s = raw_connect()
+    enc = hpack.Encoder()
+    s.sendall(b"".join(frame(1, 0x5, 1 + 2 * i, enc.encode(request_headers(path))) for i in range(int(n))))
+    ok, goaway = 0, None
+    for t, fl, sid, p in raw_frames(s, timeout=20):
+        if t == 4 and not fl & 1:
+            s.sendall(frame(4, 1, 0))
+        if t == 1:
+            ok += 1
+        if t == 7:
+            goaway = "%d/%d" % (int.from_bytes(p[0:4], "big") & 0x7FFFFFFF, int.from_bytes(p[4:8], "big"))
+    print("ok=%d goaway=%s %s" % (ok, goaway, ENDED))
+
+
+cases = {"zero-window": case_zero_window, "many": case_many, "get": case_get, "rapid-reset": case_rapid_reset, "continuation-flood": case_continuation_flood,
          "refuse": case_refuse, "reload-inflight": case_reload_inflight, "idle": case_idle}
 cases[sys.argv[1]](*sys.argv[3:])
