@@ -451,7 +451,11 @@ final class H2Stream: StreamPipe {
         /// END_STREAM sent (or the stream is gone): more octets are dropped.
         case done
     }
-    var response = Response.head
+    var response = Response.head {
+        // The response is complete: the stream connection ends when its request does, as an
+        // HTTP/1.1 connection whose client left (not idle in keep-alive, holding a timer).
+        didSet { if case .done = response { conn?.peerClosed = true } }
+    }
     var headBytes: [UInt8] = []
     var waitingForOutput = false
 
