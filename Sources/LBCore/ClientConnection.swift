@@ -816,7 +816,10 @@ final class ClientConnection: Pollable {
         var e = 0
         let b = head.readableBytes
         while e < b.count && b[e] != 0x0D && b[e] != 0x0A { e += 1 }
-        return Array(b[0..<e])
+        var line = Array(b[0..<e])
+        // An HTTP/2 stream's head was made in HTTP/1.1 form: logs say what the client spoke.
+        if case .h2 = transport, line.count >= 8 { line.replaceSubrange((line.count - 8)..., with: "HTTP/2.0".utf8) }
+        return line
     }
 
     /// The socket is corked (TCP_CORK) while a static head and its file go out (`tcp_nopush`).

@@ -66,10 +66,7 @@ extension ClientConnection {
         case .uri, .documentURI: out += ex.uri
         case .args, .queryString: if let q = req.queryRange { out += hb[q] }
         case .isArgs: if req.queryRange != nil { out.append(UInt8(ascii: "?")) }
-        case .request:
-            let line = requestLine()
-            out += line
-            if case .h2 = transport, line.count >= 8 { out.replaceSubrange((out.count - 8)..., with: "HTTP/2.0".utf8) }
+        case .request: out += requestLine()
         case .requestMethod: if head.readable > 0 { out += hb[req.methodRange] }
         case .serverName: out += Array((ex.server.names.first ?? "").utf8)
         case .serverPort: out += Array("\(table.listeners[listener].address.port ?? 80)".utf8)

@@ -199,6 +199,8 @@ import Testing
         let out = try h2client(["zero-window", "\(lb.port)", "/big.bin"])
         #expect(out.hasPrefix("reset 2 after "), "\(out)") // INTERNAL_ERROR, the response cut
         #expect(lb.errorLog.contains("client timed out (110: Connection timed out) while sending response to client"), "\(lb.errorLog)")
+        // Error-log lines name the protocol the client spoke.
+        #expect(lb.errorLog.contains("request: \"GET /big.bin HTTP/2.0\""), "\(lb.errorLog)")
         #expect(try curl(["--http2-prior-knowledge", "http://127.0.0.1:\(lb.port)/v"]).out == "http HTTP/2.0 h2c \n")
     }
 
