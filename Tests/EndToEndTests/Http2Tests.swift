@@ -36,7 +36,8 @@ import Testing
     static func start(extra: String = "", server: String = "") throws -> (LB, Backend, tlsPort: Int) {
         let backend = try Backend(name: "b1")
         let tlsPort = freePort()
-        let lb = try LB(config(backend: backend.port, tlsPort: tlsPort, extra: extra, server: server), waitReady: false)
+        let lb = try LB(config(backend: backend.port, tlsPort: tlsPort, extra: extra,
+                               server: server.replacingOccurrences(of: "{backend}", with: "\(backend.port)")), waitReady: false)
         let files = lb.dir.appendingPathComponent("files")
         try FileManager.default.createDirectory(at: files, withIntermediateDirectories: true)
         var bytes = [UInt8](repeating: 0, count: 1 << 20)
@@ -125,6 +126,29 @@ import Testing
         // HEAD: headers alone, with the length.
         let head = try curl(["--http2-prior-knowledge", "-sI", "http://127.0.0.1:\(lb.port)/big.bin"])
         #expect(head.out.hasPrefix("HTTP/2 200") && head.out.contains("content-length: 1048576"), "\(head.out)")
+    }
+
+    @Test func cacheGzipErrorPagesAndTheStatusPageAnswerOverHTTP2() throws {
+        let (lb, backend, _) = try Http2Tests.start(extra: "proxy_cache_path cache keys_zone=z:1m;", server: """
+            error_page 404 /oops;
+            location = /oops { return 404 "custom not found\\n"; }
+            location /c/ { proxy_pass http://127.0.0.1:{backend}/; proxy_cache z; proxy_cache_valid 200 1m; add_header X-Cache $upstream_cache_status; }
+            location /g/ { proxy_pass http://127.0.0.1:{backend}/; gzip on; gzip_types application/json; gzip_min_length 1; }
+            location /status { status; }
+            """)
+        defer { withExtendedLifetime(backend) {} }
+        let h2 = ["--http2-prior-knowledge", "-D", "-"]
+        let base = "http://127.0.0.1:\(lb.port)"
+        #expect(try curl(h2 + ["\(base)/c/x"]).out.contains("x-cache: MISS"))
+        let hit = try curl(h2 + ["\(base)/c/x"]).out
+        #expect(hit.hasPrefix("HTTP/2 200") && hit.contains("x-cache: HIT") && hit.hasSuffix("b1 /x"), "\(hit)")
+        let missing = try curl(h2 + ["\(base)/nope"]).out
+        #expect(missing.hasPrefix("HTTP/2 404") && missing.hasSuffix("custom not found\n"), "\(missing)")
+        let status = try curl(["--http2-prior-knowledge", "-w", "|%{http_code}", "\(base)/status"]).out
+        #expect(status.contains("<title>lb status</title>") && status.hasSuffix("|200"))
+        // gzip output is chunked on HTTP/1.1: over HTTP/2 it is DATA frames, decoded by curl.
+        let gz = try curl(["--http2-prior-knowledge", "--compressed", "-D", "-", "\(base)/g/headers"]).out
+        #expect(gz.contains("content-encoding: gzip") && gz.contains("\"headers\": {"), "\(gz)")
     }
 
     @Test func manyConcurrentStreamsOnOneConnection() throws {
