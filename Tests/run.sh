@@ -24,10 +24,12 @@ have_lib libz.so || need+=(zlib1g-dev)
 [ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 command -v openssl >/dev/null || need+=(openssl)
 [ -x /usr/sbin/haproxy ] || need+=(haproxy)
-[ -x /usr/sbin/nginx ] || need+=(nginx-light) # the reference of the differential, limit and auth tests
+[ -x /usr/sbin/nginx ] || need+=(nginx) # the reference of the differential, limit and auth tests
 [ -e /usr/include/crypt.h ] || need+=(libcrypt-dev)
 compgen -G "/usr/sbin/php-fpm*" >/dev/null || need+=(php-fpm)
 [ -x /usr/bin/uwsgi ] && [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] || need+=(uwsgi uwsgi-plugin-python3)
+command -v nghttp >/dev/null && command -v h2load >/dev/null || need+=(nghttp2-client)
+/usr/bin/python3 -c 'import h2' 2>/dev/null || need+=(python3-h2)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing test tools: ${need[*]}"

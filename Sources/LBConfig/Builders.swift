@@ -33,6 +33,9 @@ struct ListenSpec {
     var ssl = false
     /// `listen … proxy_protocol`: a PROXY protocol header first (for every server on it, as ssl).
     var proxyProtocol = false
+    /// `listen … http2`: HTTP/2 on this address (ALPN with ssl, prior knowledge without), for
+    /// every server on it, as nginx.
+    var http2 = false
     var hasOptions: Bool { reuseport || backlog != nil || ipv6only != nil }
 }
 

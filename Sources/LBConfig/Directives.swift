@@ -184,6 +184,11 @@ extension Compiler {
         flagSetting("sendfile", default: "off", \.sendfile),
         flagSetting("tcp_nopush", default: "off", \.tcpNopush),
         flagSetting("tcp_nodelay", default: "on", \.tcpNodelay),
+        flagSetting("http2", .hs, default: "off", \.http2),
+        numberSetting("http2_max_concurrent_streams", .hs, default: "128", \.http2MaxConcurrentStreams),
+        sizeSetting("http2_recv_buffer_size", .http, default: "256k", \.http2RecvBufferSize),
+        sizeSetting("http2_chunk_size", default: "8k", \.http2ChunkSize),
+        sizeSetting("http2_body_preread_size", .hs, default: "64k", \.http2BodyPrereadSize),
         DirectiveSpec("keepalive_timeout", .hsl, .between(1, 2), default: "75s") { c, d in
             c.settings.s.keepaliveTimeoutMs = try c.time(d)
             if d.args.count == 2 { c.settings.s.keepaliveHeaderSeconds = try c.time(d, 1) / 1000 }

@@ -56,6 +56,13 @@ extension Compiler {
                             limitZones: limitZones, setVariables: setVariables, variableProxyURLs: variableProxyURLs)
     }
 
+    /// A server's settings merged with the http level's (what its listen addresses need).
+    func serverSettings(_ si: Int) -> HTTPSettings {
+        var ss = servers[si].settings.s
+        ss.inherit(from: httpSettings.s)
+        return ss
+    }
+
     private func buildStack() throws -> StackSpec? {
         guard sawStack else { return nil }
         var used: [Int: String] = [:]
@@ -281,6 +288,7 @@ extension Compiler {
             var options: ListenSpec?
             var ssl: SourceLocation?
             var proxyProtocol = false
+            var http2 = false
         }
         var entries: [Entry] = []
         var byAddr: [HostPort: Int] = [:]
@@ -301,6 +309,7 @@ extension Compiler {
                 entries[ei].servers.append(si)
                 if l.ssl && entries[ei].ssl == nil { entries[ei].ssl = l.location }
                 if l.proxyProtocol { entries[ei].proxyProtocol = true }
+                if l.http2 { entries[ei].http2 = true }
                 if l.defaultServer {
                     if entries[ei].defaultServer != nil { throw ConfigError("a duplicate default server for \(l.address)", at: l.location) }
                     entries[ei].defaultServer = si
@@ -331,6 +340,8 @@ extension Compiler {
             out.append(Listener(address: e.address, reuseport: o?.reuseport ?? false, backlog: o?.backlog ?? 511,
                                 ipv6only: o?.ipv6only ?? true, defaultServer: e.defaultServer ?? e.servers[0], names: names,
                                 serverCount: e.servers.count, sslLocation: e.ssl, servers: e.servers,
+                                http2: e.http2,
+                                http2Cleartext: e.ssl == nil && (e.http2 || serverSettings(e.defaultServer ?? e.servers[0]).http2 == true),
                                 proxyProtocol: e.proxyProtocol))
         }
         return out
@@ -363,7 +374,9 @@ extension Compiler {
             guard let ctx = contexts[l.defaultServer] else {
                 throw ConfigError("no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive", at: at)
             }
-            listeners[i].tls = TLSListener(names: l.names, defaultServer: l.defaultServer, contexts: contexts, defaultContext: ctx)
+            // ALPN offers h2 for `listen … http2`, or per server (the one SNI selects) with `http2 on`.
+            let h2 = l.servers.count == 0 ? [] : (0..<servers.count).map { l.http2 || serverSettings($0).http2 == true }
+            listeners[i].tls = TLSListener(names: l.names, defaultServer: l.defaultServer, contexts: contexts, defaultContext: ctx, http2: h2)
         }
         return contexts
     }

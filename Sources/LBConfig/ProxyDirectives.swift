@@ -69,6 +69,7 @@ extension Compiler {
         },
         flagSetting("proxy_pass_request_headers", default: "on", \.proxyPassRequestHeaders),
         flagSetting("proxy_pass_request_body", default: "on", \.proxyPassRequestBody),
+        flagSetting("proxy_protocol", default: "off", \.proxyProtocol),
         setting("proxy_method", .exactly(1), default: "the client's method", \.proxyMethod) { c, d in try c.template(d.args[0]) },
         setting("proxy_set_body", .exactly(1), default: "the client's body", \.proxySetBody) { c, d in try c.template(d.args[0]) },
         setting("proxy_ignore_headers", .atLeast(1), default: "none", \.proxyIgnoreHeaders) { _, d in

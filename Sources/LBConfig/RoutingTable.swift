@@ -95,6 +95,12 @@ public struct Listener: Sendable {
     public var sslLocation: SourceLocation? = nil
     /// The servers on this address, by index.
     public var servers: [Int] = []
+    /// `listen … http2` on this address.
+    public var http2 = false
+    /// Cleartext HTTP/2 with prior knowledge (`listen … http2` or the default server's
+    /// `http2 on` on an address without ssl): a connection whose first octets are the HTTP/2
+    /// preface is HTTP/2, any other is HTTP/1.1 (nginx ≥ 1.25.1).
+    public var http2Cleartext = false
     /// SNI selection and the handshake's first context, for a TLS address.
     public var tls: TLSListener? = nil
     /// `listen … proxy_protocol`: every connection starts with a PROXY protocol header (before

@@ -189,8 +189,7 @@ extension Compiler {
             case "reuseport": spec.reuseport = true
             case "bind", "deferred": break
             case "ssl": spec.ssl = true
-            case "http2":
-                throw ConfigError("the \"http2\" listen parameter is not supported by lb: it speaks HTTP/1.1 (over TLS with \"ssl\")", at: p.location)
+            case "http2": spec.http2 = true
             case "proxy_protocol": spec.proxyProtocol = true
             case "quic":
                 throw ConfigError("the \"\(t)\" listen parameter is not supported by lb", at: p.location)

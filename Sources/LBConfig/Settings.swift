@@ -152,6 +152,12 @@ public struct HTTPSettings: Sendable {
     public var clientBodyTempPath: String?
     public var clientBodyTimeoutMs: Int?
     public var clientHeaderTimeoutMs: Int?
+    /// `http2 on|off` (nginx ≥ 1.25; http, server) and the `http2_*` limits (docs/http2.md).
+    public var http2: Bool?
+    public var http2MaxConcurrentStreams: Int?
+    public var http2RecvBufferSize: Int?
+    public var http2ChunkSize: Int?
+    public var http2BodyPrereadSize: Int?
     public var clientHeaderBufferSize: Int?
     public var largeClientHeaderBuffers: (count: Int, size: Int)?
     public var serverTokens: Bool?
@@ -195,6 +201,9 @@ public struct HTTPSettings: Sendable {
     public var proxyInterceptErrors: Bool?
     public var proxyPassRequestHeaders: Bool?
     public var proxyPassRequestBody: Bool?
+    /// `proxy_protocol on`: each new upstream connection starts with a PROXY protocol v1 header
+    /// naming the client (nginx has it in its stream module; lb offers it to HTTP proxying too).
+    public var proxyProtocol: Bool?
     /// `proxy_method`: the method sent upstream instead of the client's.
     public var proxyMethod: Template?
     /// `proxy_set_body`: the body sent upstream instead of the client's (which is read and dropped).
@@ -277,6 +286,11 @@ public struct HTTPSettings: Sendable {
         m(&clientBodyTempPath, p.clientBodyTempPath)
         m(&clientBodyTimeoutMs, p.clientBodyTimeoutMs)
         m(&clientHeaderTimeoutMs, p.clientHeaderTimeoutMs)
+        m(&http2, p.http2)
+        m(&http2MaxConcurrentStreams, p.http2MaxConcurrentStreams)
+        m(&http2RecvBufferSize, p.http2RecvBufferSize)
+        m(&http2ChunkSize, p.http2ChunkSize)
+        m(&http2BodyPrereadSize, p.http2BodyPrereadSize)
         m(&clientHeaderBufferSize, p.clientHeaderBufferSize)
         m(&serverTokens, p.serverTokens)
         m(&addHeaders, p.addHeaders)
@@ -313,6 +327,7 @@ public struct HTTPSettings: Sendable {
         m(&proxyInterceptErrors, p.proxyInterceptErrors)
         m(&proxyPassRequestHeaders, p.proxyPassRequestHeaders)
         m(&proxyPassRequestBody, p.proxyPassRequestBody)
+        m(&proxyProtocol, p.proxyProtocol)
         m(&proxyMethod, p.proxyMethod)
         m(&proxySetBody, p.proxySetBody)
         m(&proxyRedirectOff, p.proxyRedirectOff)

@@ -104,7 +104,7 @@ public final class TLSContext: @unchecked Sendable {
         }
 
         _ = lb_SSL_CTX_set_max_send_fragment(ctx, min(16384, max(512, s.effectiveBufferSize)))
-        lb_SSL_CTX_use_alpn_http11(ctx)
+        SSL_CTX_set_alpn_select_cb(ctx, tlsALPNCallback, nil)
         _ = lb_SSL_CTX_set_tlsext_servername_callback(ctx, tlsServerNameCallback)
 
         try TLSContext.setUpClientVerification(ctx, s, at: location)
@@ -342,23 +342,75 @@ public final class TLSListener: @unchecked Sendable {
     public let contexts: [TLSContext?]
     /// The context a handshake starts with: the default server's.
     public let defaultContext: TLSContext
+    /// Whether ALPN offers h2, by server index (`listen … http2` on this address, or the
+    /// server's `http2 on`); empty: never.
+    public let http2: [Bool]
 
-    init(names: ServerNameTable, defaultServer: Int, contexts: [TLSContext?], defaultContext: TLSContext) {
+    init(names: ServerNameTable, defaultServer: Int, contexts: [TLSContext?], defaultContext: TLSContext, http2: [Bool] = []) {
         self.names = names
         self.defaultServer = defaultServer
         self.contexts = contexts
         self.defaultContext = defaultContext
+        self.http2 = http2
     }
 
-    /// The context for an SNI name (nil: keep the default server's).
-    func context(for name: String?) -> TLSContext? {
+    /// The server an SNI name selects (the default server without one).
+    func server(for name: String?) -> Int {
         var server = defaultServer
         if var n = name?.lowercased() {
             while n.hasSuffix(".") { n.removeLast() }
             if !n.isEmpty, let i = names.find(n) { server = i }
         }
-        return contexts[server]
+        return server
     }
+
+    /// The context for an SNI name (nil: keep the default server's).
+    func context(for name: String?) -> TLSContext? {
+        contexts[server(for: name)]
+    }
+
+    /// Whether h2 may be chosen for a handshake with this SNI name.
+    func offersH2(for name: String?) -> Bool {
+        guard !http2.isEmpty else { return false }
+        let s = server(for: name)
+        return s < http2.count && http2[s]
+    }
+}
+
+/// ALPN (RFC 7301): h2 when the client offers it and HTTP/2 is on for the server the SNI name
+/// selected (the SNI callback runs first), else http/1.1 (or http/1.0); a client that offers
+/// neither is refused, as nginx does.
+let tlsALPNCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?,
+                                     UnsafePointer<UInt8>?, UInt32, UnsafeMutableRawPointer?) -> Int32 = { ssl, out, outlen, input, inlen, _ in
+    guard let ssl, let out, let outlen, let input else { return SSL_TLSEXT_ERR_ALERT_FATAL }
+    var h2 = false
+    if let p = SSL_get_ex_data(ssl, 0) {
+        let listener = Unmanaged<TLSListener>.fromOpaque(p).takeUnretainedValue()
+        if !listener.http2.isEmpty {
+            h2 = listener.offersH2(for: SSL_get_servername(ssl, Int32(TLSEXT_NAMETYPE_host_name)).map { String(cString: $0) })
+        }
+    }
+    // The client's list, in its order of preference: h2 (when on), else the first HTTP/1.x.
+    var i = 0
+    var http1: Int? = nil
+    while i < Int(inlen) {
+        let n = Int(input[i])
+        guard i + 1 + n <= Int(inlen) else { break }
+        let p = input + i + 1
+        if h2 && n == 2 && p[0] == UInt8(ascii: "h") && p[1] == UInt8(ascii: "2") {
+            out.pointee = p
+            outlen.pointee = 2
+            return SSL_TLSEXT_ERR_OK
+        }
+        if http1 == nil && n == 8 && (0..<8).allSatisfy({ p[$0] == Array("http/1.1".utf8)[$0] || p[$0] == Array("http/1.0".utf8)[$0] }) {
+            http1 = i
+        }
+        i += 1 + n
+    }
+    guard let at = http1 else { return SSL_TLSEXT_ERR_ALERT_FATAL }
+    out.pointee = input + at + 1
+    outlen.pointee = 8
+    return SSL_TLSEXT_ERR_OK
 }
 
 /// SNI: switches the connection to the selected server's context, or refuses the handshake when

@@ -16,6 +16,8 @@ public enum Variable: Sendable, Hashable {
     case proxyProtocolAddr, proxyProtocolPort, proxyProtocolServerAddr, proxyProtocolServerPort
     /// `$limit_req_status`, `$limit_conn_status` (LimitRuntime.swift).
     case limitReqStatus, limitConnStatus
+    /// `$http2`: `h2` (over TLS), `h2c` (cleartext) or empty.
+    case http2
     /// TLS facts of the client connection (empty on plain HTTP).
     case sslProtocol, sslCipher, sslServerName, sslSessionReused, sslSessionID, sslAlpnProtocol
     case sslClientVerify, sslClientSDN, sslClientIDN, sslClientSerial, sslClientFingerprint, sslClientEscapedCert, sslClientCert
@@ -57,6 +59,7 @@ public enum Variable: Sendable, Hashable {
         "proxy_protocol_addr": .proxyProtocolAddr, "proxy_protocol_port": .proxyProtocolPort,
         "proxy_protocol_server_addr": .proxyProtocolServerAddr, "proxy_protocol_server_port": .proxyProtocolServerPort,
         "limit_req_status": .limitReqStatus, "limit_conn_status": .limitConnStatus,
+        "http2": .http2,
         "ssl_protocol": .sslProtocol, "ssl_cipher": .sslCipher, "ssl_server_name": .sslServerName,
         "ssl_session_reused": .sslSessionReused, "ssl_session_id": .sslSessionID, "ssl_alpn_protocol": .sslAlpnProtocol,
         "ssl_client_verify": .sslClientVerify, "ssl_client_s_dn": .sslClientSDN, "ssl_client_i_dn": .sslClientIDN,

@@ -354,6 +354,8 @@ final class ClientConnection: Pollable {
             // next acquire free of malloc).
             worker.recycle(&inBuf)
         }
+        // Cleartext HTTP/2 (`listen … http2` without ssl): the preface instead of a request line.
+        if inBuf.readable > 0 && requestsOnConnection == 0 && table.listeners[listener].http2Cleartext && takeH2Preface(alive: alive) { return }
         if inBuf.readable > 0 {
             do {
                 guard let end = try scanner.scan(inBuf.readableBytes, isRequest: true) else {
@@ -429,6 +431,11 @@ final class ClientConnection: Pollable {
         }
         ex.requestBody = req.chunked ? .chunked(ChunkedFramer()) : (req.contentLength ?? 0) > 0 ? .length(req.contentLength!) : .none
         ex.requestBodyComplete = !req.hasBody
+        if let trusted = ex.server.fallback.settings.realIPFrom {
+            // nginx's post-read phase: realip with the server's settings, before any rewrite.
+            ex.realIPChecked = true
+            applyRealIP(trusted)
+        }
         if let r = ex.server.serverReturn {
             ex.location = ex.server.fallback
             runReturn(r)
@@ -445,16 +452,13 @@ final class ClientConnection: Pollable {
             let found = ex.uri.withUnsafeBytes { ex.server.locations.find($0).location }
             ex.location = found ?? ex.server.fallback
         }
-        if !closeAfterResponse && keepaliveDisabledForUserAgent() { closeAfterResponse = true }
-        // keepalive_time (nginx ≥ 1.19.10): a connection older than this serves no next request.
-        if !closeAfterResponse && worker.loop.now - acceptedMillis > Int64(ex.location.settings.keepaliveTimeMs ?? 3_600_000) {
-            closeAfterResponse = true
-        }
+        locationKeepaliveChecks()
         if ex.location.internalOnly && ex.rewrite?.rewritten != true {
             respondError(404)
             return
         }
-        if let trusted = ex.location.settings.realIPFrom {
+        if !ex.realIPChecked, let trusted = ex.location.settings.realIPFrom {
+            ex.realIPChecked = true
             applyRealIP(trusted)
         }
         if ex.location.settings.accessPhase.active {
@@ -494,6 +498,15 @@ final class ClientConnection: Pollable {
         case .stubStatus: serveStubStatus()
         case .metrics: serveMetrics()
         case .api: startAPI()
+        }
+    }
+
+    /// The keep-alive decisions nginx's find-config phase makes for the location found:
+    /// `keepalive_disable` and `keepalive_time` (a connection older than it serves no next request).
+    func locationKeepaliveChecks() {
+        if !closeAfterResponse && keepaliveDisabledForUserAgent() { closeAfterResponse = true }
+        if !closeAfterResponse && worker.loop.now - acceptedMillis > Int64(ex.location.settings.keepaliveTimeMs ?? 3_600_000) {
+            closeAfterResponse = true
         }
     }
 
@@ -853,6 +866,7 @@ final class ClientConnection: Pollable {
             }
             closeStaticFile()
         }
+        if case .h2(let p) = transport { return closeH2Stream(p) } // an HTTP/2 stream: the socket is its session's
         worker.loop.deregister(self)
         transport.tls?.shutdown() // close_notify
         Socket.close(fd)
@@ -883,7 +897,10 @@ final class ClientConnection: Pollable {
         var e = 0
         let b = head.readableBytes
         while e < b.count && b[e] != 0x0D && b[e] != 0x0A { e += 1 }
-        return Array(b[0..<e])
+        var line = Array(b[0..<e])
+        // An HTTP/2 stream's head was made in HTTP/1.1 form: logs say what the client spoke.
+        if case .h2 = transport, line.count >= 8 { line.replaceSubrange((line.count - 8)..., with: "HTTP/2.0".utf8) }
+        return line
     }
 
     /// The socket is corked (TCP_CORK) while a static head and its file go out (`tcp_nopush`).

@@ -82,6 +82,9 @@ final class Exchange {
 
     /// The client's address from `real_ip_header` (realip), when a trusted proxy sent one.
     var realClient: PeerAddress?
+    /// realip has run for this request (once per request, as nginx: in its post-read phase with
+    /// the server's settings, else in preaccess with the location's).
+    var realIPChecked = false
     /// limit_req / limit_conn / auth_basic results and held counts (LimitPhase.swift); nil when
     /// the location has none of them.
     var accessState: AccessPhaseState?

@@ -234,6 +234,12 @@ extension ClientConnection {
         swap(&o, &c.outBuf)
         o.clear()
         o.reserve(512 + head.readable)
+        if s.proxyProtocol == true && c.requests == 1 {
+            // A new connection: the PROXY protocol header first, naming the client (after realip)
+            // and the address it reached.
+            let local = Socket.localAddress(fd), client = clientAddress
+            o.append(string: ProxyProtocolWriter.v1(clientIP: client.ip, clientPort: client.port, localIP: local.ip, localPort: local.port))
+        }
         if let m = s.proxyMethod {
             o.append(evaluate(m))
         } else if headConverted {
@@ -943,7 +949,9 @@ extension ClientConnection {
         worker.loop.setDeadline(c, afterMillis: 0)
         // keepalive_requests and keepalive_time of the upstream block: a connection that has
         // served enough closes instead of going back to the pool.
+        // A connection that began with one client's PROXY protocol header serves no other client.
         if reusable && ex.attempt.relayable == 0 && c.fastcgi?.decoder.ended != false && c.requests < rt.group.keepaliveRequests
+            && settings.proxyProtocol != true
             && worker.loop.now - c.createdMillis < Int64(rt.group.keepaliveTimeMs) {
             c.inBuf.clear()
             c.outBuf.clear()

@@ -125,9 +125,9 @@ extension ClientConnection: RewriteHost {
     }
 
     /// What nginx's find-config phase settles before the rewrite phase can answer:
-    /// `keepalive_disable` and `client_max_body_size` of the location found.
+    /// `keepalive_disable`, `keepalive_time` and `client_max_body_size` of the location found.
     private func locationFoundChecks() -> Bool {
-        if !closeAfterResponse && keepaliveDisabledForUserAgent() { closeAfterResponse = true }
+        locationKeepaliveChecks()
         let maxBody = ex.location.settings.effectiveClientMaxBodySize
         if maxBody > 0, let cl = req.contentLength, cl > maxBody {
             log(.error, "client intended to send too large body: \(cl) bytes")

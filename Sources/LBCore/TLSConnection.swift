@@ -50,6 +50,7 @@ extension ClientConnection {
         do {
             switch try s.handshake() {
             case .done:
+                if s.alpnIsH2 { return becomeH2() } // ALPN chose h2: an HTTP/2 session takes the socket
                 state = .head
                 readable = true
                 driveAgain = true

@@ -74,7 +74,9 @@ extension ClientConnection {
         case .serverName: out += Array((ex.server.names.first ?? "").utf8)
         case .serverPort: if let p = table.listeners[listener].address.port { out += Array("\(p)".utf8) } // none on unix:
         case .serverAddr: out += Array(Socket.localAddress(fd).ip.utf8)
-        case .serverProtocol: out += Array("HTTP/\(req.versionMajor).\(req.versionMinor)".utf8)
+        case .serverProtocol:
+            if case .h2 = transport { out += Array("HTTP/2.0".utf8) } else { out += Array("HTTP/\(req.versionMajor).\(req.versionMinor)".utf8) }
+        case .http2: if case .h2(let p) = transport { out += Array((p.tls == nil ? "h2c" : "h2").utf8) }
         case .hostname: out += Array(Runtime.hostname.utf8)
         case .connectionsActive: out += Array(String(stubStatusCounters().active).utf8)
         case .connectionsReading: out += Array(String(stubStatusCounters().reading).utf8)

@@ -34,7 +34,12 @@ public final class Worker: @unchecked Sendable {
     var draining = false
     /// The newest generation, as this worker last heard (set at start and by every reload's
     /// message to the loop), so the request path reads it without the runtime's lock.
-    var generation: Generation
+    var generation: Generation {
+        // A reload: HTTP/2 connections of older generations say GOAWAY, finish their streams, close.
+        didSet { for s in h2Sessions.values where s.generation !== generation { s.goAway() } }
+    }
+    /// Live HTTP/2 connections by number (reload and graceful stop send them GOAWAY).
+    var h2Sessions: [Int: H2Session] = [:]
     var nextConnection = 0
     public private(set) var accepted = 0
     /// Counters other threads read (status page, metrics).
@@ -217,6 +222,7 @@ public final class Worker: @unchecked Sendable {
         for list in poolLists { for c in list { c.close() } }
         poolLists = poolLists.map { _ in [] }
         for c in live.values where c.isIdle { c.close() }
+        for s in Array(h2Sessions.values) { s.goAway() }
         checkDrained()
     }
 

@@ -217,6 +217,15 @@ public final class TLSStream {
         guard let p = SSL_SESSION_get_id(sess, &len) else { return "" }
         return hex(UnsafeRawBufferPointer(start: p, count: Int(len)))
     }
+    /// ALPN chose h2: the connection speaks HTTP/2.
+    public var alpnIsH2: Bool {
+        var p: UnsafePointer<UInt8>? = nil
+        var len: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &p, &len)
+        guard let p, len == 2 else { return false }
+        return p[0] == UInt8(ascii: "h") && p[1] == UInt8(ascii: "2")
+    }
+
     /// The protocol chosen by ALPN (`http/1.1`), or empty.
     public var alpnProtocol: String {
         var p: UnsafePointer<UInt8>? = nil

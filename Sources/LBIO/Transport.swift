@@ -12,19 +12,26 @@ public enum Transport {
     case tcp
     /// TLS records over the connection's socket (OpenSSL's record layer; `listen … ssl`).
     case tls(TLSStream)
+    /// One HTTP/2 stream of a connection whose socket another object owns: reads give the
+    /// stream's request as HTTP/1.1 octets, writes take an HTTP/1.1 response and frame it
+    /// (LBCore's `H2Stream`). The descriptor passed to the calls is not used.
+    case h2(StreamPipe)
 
-    /// The TLS stream, when the connection is TLS.
+    /// The TLS stream, when the connection is TLS (an HTTP/2 stream's is its connection's).
     public var tls: TLSStream? {
-        if case .tls(let s) = self { return s }
-        return nil
+        switch self {
+        case .tcp: nil
+        case .tls(let s): s
+        case .h2(let p): p.tls
+        }
     }
 
     /// Whether file bytes may go straight from the page cache to the socket (`sendfile`): not
-    /// through a record layer that has to encrypt them.
+    /// through a record layer that has to encrypt them, nor into HTTP/2 frames.
     public var canSendfile: Bool {
         switch self {
         case .tcp: true
-        case .tls: false
+        case .tls, .h2: false
         }
     }
 
@@ -34,6 +41,7 @@ public enum Transport {
         switch self {
         case .tcp: try Socket.read(fd, buf, count)
         case .tls(let s): try s.io { () throws(TLSError) in try s.read(buf, count) }
+        case .h2(let p): p.read(buf, count)
         }
     }
 
@@ -44,6 +52,7 @@ public enum Transport {
         switch self {
         case .tcp: more ? try Socket.writeMore(fd, buf, count) : try Socket.write(fd, buf, count)
         case .tls(let s): try s.io { () throws(TLSError) in try s.write(buf, count) }
+        case .h2(let p): p.write(buf, count)
         }
     }
 
@@ -53,6 +62,7 @@ public enum Transport {
         switch self {
         case .tcp: try Socket.writev(fd, a, b)
         case .tls(let s): try s.io { () throws(TLSError) in try s.writev(a, b) }
+        case .h2(let p): p.writev(a, b)
         }
     }
 
@@ -61,14 +71,43 @@ public enum Transport {
     public func sendfile(_ fd: Int32, _ file: Int32, offset: inout Int, count: Int) throws(IOError) -> IOResult<Int> {
         switch self {
         case .tcp: try Socket.sendfile(fd, file, offset: &offset, count: count)
-        case .tls: throw IOError("sendfile", errno: EINVAL) // callers check canSendfile
+        case .tls, .h2: throw IOError("sendfile", errno: EINVAL) // callers check canSendfile
         }
     }
 
     /// Holds partial segments until uncorked (TCP_CORK), around a head + sendfile body.
     public func cork(_ fd: Int32, _ on: Bool) {
+        if case .h2 = self { return } // the connection's socket is not the stream's to cork
         // On TLS too: records written while corked leave in full segments.
         try? Socket.setOption(fd, 6 /* IPPROTO_TCP */, 3 /* TCP_CORK */, on ? 1 : 0)
+    }
+}
+
+/// A byte stream carried inside a connection (an HTTP/2 stream): what `Transport.h2` reads and
+/// writes. A class with overridable methods (one vtable call), so that LBIO knows nothing of
+/// HTTP/2; LBCore's `H2Stream` is the implementation.
+open class StreamPipe {
+    public init() {}
+
+    /// The TLS stream of the connection carrying this one, if any (`$ssl_*`, `$scheme`).
+    open var tls: TLSStream? { nil }
+
+    /// Request octets; `.done(0)` is the end (no more requests on this stream).
+    open func read(_ buf: UnsafeMutableRawPointer, _ count: Int) -> IOResult<Int> { .done(0) }
+
+    /// Response octets; fewer than `count` (or `.wouldBlock`) when flow control says wait.
+    open func write(_ buf: UnsafeRawPointer, _ count: Int) -> IOResult<Int> { .wouldBlock }
+
+    /// Two buffers as one stream.
+    open func writev(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult<Int> {
+        var total = 0
+        if !a.isEmpty {
+            guard case .done(let n) = write(a.baseAddress!, a.count) else { return .wouldBlock }
+            total = n
+            if n < a.count { return .done(n) }
+        }
+        if !b.isEmpty, case .done(let n) = write(b.baseAddress!, b.count) { total += n }
+        return total == 0 && a.count + b.count > 0 ? .wouldBlock : .done(total)
     }
 }
 

@@ -78,18 +78,25 @@ final class HAProxy {
     /// `real_ip_header proxy_protocol`: from a trusted proxy the client is the header's source
     /// (address and port); from an untrusted one the connection's peer stays.
     @Test func realIPFromTheHeaderOnlyForTrustedProxies() throws {
-        let lb = try LB(Self.config(location: "set_real_ip_from 127.0.0.1; real_ip_header proxy_protocol; add_header X-Port $remote_port;"))
+        // At http level: nginx's realip runs in its post-read phase, before the rewrite phase's
+        // `return` (a location-level realip runs in preaccess, after a `return` has answered).
+        let lb = try LB(Self.config(extra: "set_real_ip_from 127.0.0.1; real_ip_header proxy_protocol;", location: "add_header X-Port $remote_port;"))
         let hap = try HAProxy(to: lb.port, send: "send-proxy-v2")
         let client = try RawClient(port: hap.port, source: "127.0.0.2")
         let localPort = Self.localPort(client.fd)
         let r = try client.get("/")
         #expect(r.text == "pp=127.0.0.2:\(localPort) server=127.0.0.1:\(hap.port) remote=127.0.0.2 realip=127.0.0.1\n")
         #expect(r.header("X-Port") == "\(localPort)")
-        let untrusted = try LB(Self.config(location: "set_real_ip_from 10.0.0.0/8; real_ip_header proxy_protocol;"))
+        let untrusted = try LB(Self.config(extra: "set_real_ip_from 10.0.0.0/8; real_ip_header proxy_protocol;"))
         let hap2 = try HAProxy(to: untrusted.port, send: "send-proxy-v2")
         let u = try RawClient(port: hap2.port, source: "127.0.0.2").get("/")
         #expect(u.text.hasPrefix("pp=127.0.0.2:"))
         #expect(u.text.hasSuffix("remote=127.0.0.1 realip=127.0.0.1\n"), "\(u.text)")
+        // In the location only: the location's `return` answers before realip would run, as nginx.
+        let located = try LB(Self.config(location: "set_real_ip_from 127.0.0.1; real_ip_header proxy_protocol;"))
+        let hap3 = try HAProxy(to: located.port, send: "send-proxy-v2")
+        let l = try RawClient(port: hap3.port, source: "127.0.0.2").get("/")
+        #expect(l.text.hasSuffix("remote=127.0.0.1 realip=127.0.0.1\n"), "\(l.text)")
     }
 
     /// On a TLS listener the header comes before the ClientHello: HAProxy passes the TLS bytes

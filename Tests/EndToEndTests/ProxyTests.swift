@@ -74,6 +74,43 @@ import Testing
         #expect(try json(try c.get("/put/"))["method"] as? String == "PUT")
     }
 
+    /// `proxy_protocol on`: every new upstream connection starts with a PROXY v1 header naming
+    /// the client; such a connection is never reused for another request (keepalive or not). The
+    /// upstream here is lb itself on a `listen … proxy_protocol` address.
+    @Test func proxyProtocolTowardsTheUpstream() throws {
+        let back = freePort()
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            upstream pp { server 127.0.0.1:\(back); keepalive 4; }
+            server {
+                listen 127.0.0.1:{port};
+                location / { proxy_protocol on; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://pp; }
+                location /plain/ { proxy_pass http://127.0.0.1:\(back)/; }
+            }
+            server {
+                listen 127.0.0.1:\(back) proxy_protocol;
+                location / { return 200 "$proxy_protocol_addr $proxy_protocol_port $proxy_protocol_server_port $connection\\n"; }
+            }
+        }
+        """)
+        guard waitForPort(back) else { throw HarnessError("no back port") }
+        let c = try RawClient(port: lb.port)
+        var connections: Set<String> = []
+        for _ in 0..<3 {
+            let f = try c.get("/x").text.split(separator: " ")
+            #expect(f.count == 4)
+            #expect(f.first == "127.0.0.1")
+            #expect(Int(f[1]) ?? 0 > 0)
+            #expect(f[2] == "\(lb.port)", "the address the client reached")
+            connections.insert(String(f[3]))
+        }
+        #expect(connections.count == 3, "a new upstream connection for each request")
+        // Without it, the back server (which expects a header) refuses the connection: 502.
+        #expect(try c.get("/plain/").status == 502)
+    }
+
     @Test func weightsAreObserved() throws {
         let backends = try ["a", "b", "c"].map { try Backend(name: $0) }
         let lb = try LB(Self.upstreamConfig(backends, params: ["weight=5", "", ""]))

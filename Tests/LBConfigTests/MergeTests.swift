@@ -24,6 +24,7 @@ struct MergeTests {
         "docRoot",          // root/alias: set in the test at http (alias is location-only)
         "proxyRedirects",   // proxy_redirect FROM TO pairs; `off` sets proxyRedirectOff instead
         "accessLogOff",     // access_log off; the test sets a path
+        "http2RecvBufferSize", // http2_recv_buffer_size: http level only (the test writes http+server directives)
     ]
 
     @Test func everyInheritableSettingReachesALocation() throws {

@@ -48,7 +48,6 @@ import Testing
         ("http {\n server {\n  location ~ ^/x {\n   proxy_pass http://127.0.0.1:1/y;\n  }\n }\n}", "\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block in t.conf:4"),
         // lb refuses what it does not do, clearly
         ("http {\n server {\n  listen 443 ssl;\n }\n}", "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in t.conf:3"),
-        ("http {\n server {\n  listen 443 ssl http2;\n }\n}", "the \"http2\" listen parameter is not supported by lb: it speaks HTTP/1.1 (over TLS with \"ssl\") in t.conf:3"),
         ("http {\n server {\n  if ($x) { }\n }\n}", "unknown \"x\" variable in t.conf:3"),
     ])
     func errorsAreWordedAsNginxAndPointAtTheLine(_ config: String, _ expected: String) {

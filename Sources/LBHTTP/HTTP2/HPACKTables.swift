@@ -142,7 +142,7 @@ public enum HPACKStaticTable {
 /// new one always fit in one table size, so a compaction makes room, and it moves at most one
 /// table size of bytes per quarter table size inserted. Entries are 6 octets of offsets. The
 /// store is allocated at the first insertion (an idle connection whose peer never indexes
-/// anything holds none), and never again.
+/// anything holds none), small, and doubled as needed up to its full size.
 public struct HPACKDynamicTable: Sendable {
     /// One entry: its name then its value, at `start` in `storage`.
     struct Entry: Sendable {
@@ -180,9 +180,14 @@ public struct HPACKDynamicTable: Sendable {
         ring = []
     }
 
-    /// Allocates the store and the ring (first insertion).
+    /// The store's full size: 1.25 table sizes.
+    var fullStorage: Int { max(capacity + capacity / 4, 64) }
+
+    /// Allocates the ring and a first, small store (first insertion): the store grows by
+    /// doubling up to `fullStorage` as entries need it, so a peer that indexes little (an idle
+    /// HTTP/2 connection after one request) costs little.
     mutating func allocate() {
-        storage = [UInt8](repeating: 0, count: max(capacity + capacity / 4, 64))
+        storage = [UInt8](repeating: 0, count: min(fullStorage, 512))
         ring = [Entry](repeating: Entry(start: 0, nameLength: 0, valueLength: 0), count: capacity / Self.entryOverhead + 1)
     }
 
@@ -221,7 +226,12 @@ public struct HPACKDynamicTable: Sendable {
         evict(toFit: needed)
         if ring.isEmpty { allocate() }
         let bytes = name.count + value.count
-        if storageEnd + bytes > storage.count { compact() }
+        if storageEnd + bytes > storage.count {
+            compact()
+            if storageEnd + bytes > storage.count {
+                storage.append(contentsOf: repeatElement(0, count: min(fullStorage, max(storage.count * 2, storageEnd + bytes)) - storage.count))
+            }
+        }
         storage.withUnsafeMutableBytes { s in
             if name.count > 0 { (s.baseAddress! + storageEnd).copyMemory(from: name.baseAddress!, byteCount: name.count) }
             if value.count > 0 { (s.baseAddress! + storageEnd + name.count).copyMemory(from: value.baseAddress!, byteCount: value.count) }

@@ -1,0 +1,751 @@
+import Glibc
+import LBConfig
+import LBHTTP
+import LBIO
+
+/// One HTTP/2 connection (docs/http2.md): owns the socket and its transport (TCP, or TLS after
+/// ALPN chose h2), the `H2Connection` state machine, and one stream connection per request.
+///
+/// A stream connection is a `ClientConnection` whose transport is `.h2(H2Stream)`: it reads its
+/// request as HTTP/1.1 octets made from the HTTP/2 request, and what it writes as an HTTP/1.1
+/// response is turned back into HEADERS and DATA frames on this session (Apache's mod_http2
+/// does the same). So proxying, the cache, static files, gzip, `return`, `error_page`, the
+/// status page and the API work over HTTP/2 without a second implementation. A stream
+/// connection never touches the socket: it ends after one response.
+final class H2Session: Pollable {
+    /// The worker outlives every connection it owns.
+    unowned(unsafe) let worker: Worker
+    let generation: Generation
+    let listener: Int
+    let peer: PeerAddress
+    let number: Int
+    var table: RoutingTable { generation.table }
+
+    var transport: Transport
+    var conn: H2Connection
+    var inBuf = Buffer()
+    var events: [H2Event] = []
+    /// Open streams (those whose stream connection has not closed).
+    var streams: [UInt32: H2Stream] = [:]
+    /// Streams whose writes wait for the output to drain (`outputHighWater`).
+    var waitingForOutput: [H2Stream] = []
+    /// Stream connections to start or wake once the frames read have been handled.
+    var wakes: [(H2Stream, UInt32)] = []
+
+    var readable = true
+    var writable = true
+    var peerClosed = false
+    var closed = false
+    var inDrive = false
+    /// A write to the socket failed: the session closes at the next chance (never inside a
+    /// stream's write, whose caller goes on with it).
+    var writeFailed = false
+    /// GOAWAY written, write side shut: reading and dropping what the client still sends until
+    /// it closes, so that our last frames are not destroyed by a reset (nginx's lingering close).
+    var lingering = false
+    var requests = 0
+    let keepaliveRequests: Int
+    let keepaliveTimeoutMs: Int
+    let sendTimeoutMs: Int
+    let recvBufferSize: Int
+    /// The peer's address as stream connections take it.
+    lazy var peerSocketAddress: SocketAddress = SocketAddress(ip: peer.ip, port: peer.port) ?? SocketAddress()
+
+    /// A stream's write waits while this much output is not yet written to the socket.
+    static let outputHighWater = 256 * 1024
+
+    /// nginx's `http2_*` directives (of the address's default server) as the state machine's limits.
+    static func config(_ s: HTTPSettings) -> H2Config {
+        var c = H2Config()
+        c.maxConcurrentStreams = max(1, s.http2MaxConcurrentStreams ?? 128)
+        c.initialWindowSize = min(max(0, s.http2BodyPrereadSize ?? 65_536), H2.maxWindow)
+        c.chunkSize = max(1, s.http2ChunkSize ?? 8192)
+        let large = s.effectiveLargeClientHeaderBuffers
+        c.maxHeaderListSize = large.count * large.size
+        c.maxHeaderBlockSize = large.count * large.size
+        return c
+    }
+
+    /// Takes over an accepted connection that turned out to speak HTTP/2 (its socket,
+    /// transport and the octets already read).
+    init(from c: ClientConnection) {
+        worker = c.worker
+        generation = c.generation
+        listener = c.listener
+        peer = c.peer
+        number = c.number
+        transport = c.transport
+        let s = c.defaultServer.settings
+        conn = H2Connection(config: H2Session.config(s))
+        keepaliveRequests = s.effectiveKeepaliveRequests
+        keepaliveTimeoutMs = s.effectiveKeepaliveTimeoutMs
+        sendTimeoutMs = s.effectiveSendTimeoutMs
+        recvBufferSize = max(s.http2RecvBufferSize ?? 256 * 1024, H2.frameHeaderSize + H2.defaultMaxFrameSize + 4096)
+        super.init()
+        fd = c.fd
+        swap(&inBuf, &c.inBuf)
+    }
+
+    func start() {
+        worker.h2Sessions[number] = self
+        do {
+            try worker.loop.register(self, events: EventLoop.readable | EventLoop.writable | EventLoop.edge | EventLoop.hangup)
+        } catch {
+            close()
+            return
+        }
+        readable = true
+        drive()
+    }
+
+    // MARK: events
+
+    override func ready(_ events: UInt32) {
+        if events & EventLoop.readable != 0 { readable = true }
+        if events & EventLoop.writable != 0 { writable = true }
+        if events & (EventLoop.hangup | EventLoop.error) != 0 {
+            peerClosed = true
+            readable = true
+        }
+        if case .tls(let s) = transport {
+            if s.readWantsWrite && events & EventLoop.writable != 0 { readable = true }
+            if s.writeWantsRead && events & EventLoop.readable != 0 { writable = true }
+        }
+        drive()
+    }
+
+    override func timedOut() {
+        guard !closed else { return }
+        if lingering || (conn.pendingOutputCount > 0 && !writable) || conn.isClosed {
+            // send_timeout with output unread, or the end of a lingering close.
+            close()
+            return
+        }
+        if streams.isEmpty {
+            // keepalive_timeout on an idle connection: GOAWAY, then close.
+            conn.goAway()
+            drive()
+        }
+    }
+
+    /// Graceful stop (reload, worker shutdown): GOAWAY; the streams in flight finish.
+    func goAway() {
+        guard !closed else { return }
+        conn.goAway()
+        if !inDrive { drive() }
+    }
+
+    /// Reads, handles frames, starts and wakes streams, writes; as far as the socket allows.
+    func drive() {
+        guard !closed, !inDrive else { return }
+        worker.loop.assertInLoop()
+        inDrive = true
+        while !closed {
+            if lingering {
+                linger()
+                break
+            }
+            var progress = false
+            if readable && !conn.isClosed && readInput() { progress = true }
+            if inBuf.readable > 0 && !conn.isClosed {
+                events.removeAll(keepingCapacity: true)
+                let input = inBuf.readableBytes
+                let used = conn.receive(input, events: &events)
+                for e in events { handle(e, input) }
+                inBuf.readIndex += used
+                if used > 0 { progress = true }
+            }
+            if inBuf.isEmpty && inBuf.base != nil { worker.recycle(&inBuf) }
+            flush()
+            runWakes()
+            flush()
+            if writeFailed || (peerClosed && !readable && inBuf.isEmpty) {
+                close()
+                break
+            }
+            if !progress { break }
+        }
+        inDrive = false
+        if !closed && !lingering { settle() }
+    }
+
+    /// Reads what the socket has (up to the buffer's room). False when nothing came.
+    func readInput() -> Bool {
+        if inBuf.base == nil { worker.prepare(&inBuf) }
+        if inBuf.writableTail < 4096 {
+            inBuf.compact()
+            if inBuf.writableTail < H2.frameHeaderSize + conn.config.maxFrameSize && inBuf.capacity < recvBufferSize {
+                inBuf.reserve(min(recvBufferSize, max(inBuf.capacity * 2, inBuf.readable + H2.frameHeaderSize + conn.config.maxFrameSize + 1024)))
+            }
+        }
+        let room = inBuf.writableTail
+        guard room > 0 else { return false }
+        do {
+            switch try transport.read(fd, inBuf.writePointer, room) {
+            case .done(0):
+                readable = false
+                peerClosed = true
+                return false
+            case .done(let n):
+                inBuf.writeIndex += n
+                if n < room { readable = false }
+                return true
+            case .wouldBlock:
+                readable = false
+                return false
+            }
+        } catch {
+            readable = false
+            peerClosed = true
+            return false
+        }
+    }
+
+    func handle(_ e: H2Event, _ input: UnsafeRawBufferPointer) {
+        switch e {
+        case .request(let r):
+            startStream(r)
+        case .rejected(let sid, let error):
+            answer(sid, status: error.status)
+        case .data(let sid, let payload, let end):
+            guard let st = streams[sid] else {
+                conn.consumed(streamID: sid, payload.count)
+                return
+            }
+            st.appendBody(UnsafeRawBufferPointer(rebasing: input[payload]), end: end)
+            wakes.append((st, EventLoop.readable))
+        case .trailers(let t):
+            if let st = streams[t.streamID] {
+                st.appendBody(UnsafeRawBufferPointer(start: nil, count: 0), end: true)
+                wakes.append((st, EventLoop.readable))
+            }
+        case .reset(let sid, _):
+            // The client gave the stream up: so does its exchange (and its upstream request).
+            if let st = streams[sid] { st.conn?.close() }
+        case .windowOpened(let sid):
+            if let st = streams[sid] { wakes.append((st, EventLoop.writable)) }
+        case .goaway(let code, let reason):
+            let el = worker.runtime.errorLog
+            if el.enabled(.info) {
+                el.log(.info, "client sent an HTTP/2 connection error: \(reason), GOAWAY \(code), client: \(peer.ip)",
+                       connection: number, worker: worker.index)
+            }
+        case .peerGoAway:
+            break // no new streams; the session closes once the open ones are done (settle)
+        }
+    }
+
+    /// A new stream: its stream connection, started once the frames read are handled.
+    func startStream(_ r: H2Request) {
+        if requests >= keepaliveRequests {
+            // Beyond keepalive_requests (streams that came in the same read as the last one):
+            // refused, so the client retries them on a new connection.
+            conn.reset(streamID: r.streamID, code: .refusedStream)
+            return
+        }
+        requests += 1
+        let st = H2Stream(session: self, request: r)
+        let c = ClientConnection(worker: worker, fd: fd, peer: peerSocketAddress, generation: generation, listener: listener, number: number)
+        c.transport = .h2(st)
+        c.state = .head
+        st.conn = c
+        streams[r.streamID] = st
+        wakes.append((st, EventLoop.readable))
+        // keepalive_requests, a reload or a graceful stop: this one is the last stream.
+        if requests >= keepaliveRequests || generation !== worker.generation || worker.draining { conn.goAway() }
+    }
+
+    /// A request nginx's HTTP/1 rules refuse (bad Host, TRACE, CONNECT…): its error page.
+    func answer(_ sid: UInt32, status: Int) {
+        let body = Status.page(status, serverTokens: false)
+        worker.dates.update(wallClock().seconds)
+        let date = String(decoding: worker.dates.httpDate, as: UTF8.self)
+        guard conn.sendHeaders(streamID: sid, status: status, fields: [("server", "lb"), ("date", date), ("content-type", "text/html"),
+                                                                       ("content-length", "\(body.count)")], endStream: false) else { return }
+        _ = body.withUnsafeBytes { conn.sendData(streamID: sid, $0, endStream: true) }
+    }
+
+    /// Starts and wakes the stream connections the frames asked for.
+    func runWakes() {
+        while !wakes.isEmpty {
+            let batch = wakes
+            wakes.removeAll(keepingCapacity: true)
+            for (st, bits) in batch {
+                guard let c = st.conn, c.state != .closed else { continue }
+                c.ready(bits)
+            }
+        }
+        if !waitingForOutput.isEmpty && conn.pendingOutputCount < H2Session.outputHighWater / 2 {
+            let waiting = waitingForOutput
+            waitingForOutput.removeAll()
+            for st in waiting {
+                st.waitingForOutput = false
+                if let c = st.conn, c.state != .closed { c.ready(EventLoop.writable) }
+            }
+        }
+    }
+
+    // MARK: output
+
+    /// Writes the pending frames to the socket as far as it takes them. Never closes nor wakes
+    /// anything (it runs inside streams' writes).
+    func flush() {
+        guard !closed, !writeFailed, writable, conn.pendingOutputCount > 0 else { return }
+        let fd = self.fd
+        let transport = self.transport
+        var blocked = false
+        var failed = false
+        conn.writePendingOutput { bytes in
+            var done = 0
+            while done < bytes.count {
+                do {
+                    switch try transport.write(fd, bytes.baseAddress! + done, bytes.count - done) {
+                    case .done(let n): done += n
+                    case .wouldBlock:
+                        blocked = true
+                        return done
+                    }
+                } catch {
+                    failed = true
+                    return done
+                }
+            }
+            return done
+        }
+        if blocked { writable = false }
+        if failed { writeFailed = true }
+    }
+
+    /// A stream framed output: written now, or by the drive loop that is running.
+    func outputAdded() {
+        if !inDrive { flush() }
+    }
+
+    /// A stream's write found the output above the high-water mark: it is woken when it drains.
+    func waitForOutput(_ st: H2Stream) {
+        guard !st.waitingForOutput else { return }
+        st.waitingForOutput = true
+        waitingForOutput.append(st)
+    }
+
+    /// A stream connection closed: its stream ends (RST_STREAM unless its response was
+    /// complete), and the session may be done.
+    func streamClosed(_ st: H2Stream) {
+        guard streams[st.id] === st else { return }
+        streams[st.id] = nil
+        st.conn = nil
+        st.finishOnClose()
+        if !inDrive && !closed { settle() }
+    }
+
+    /// After a drive or a stream's close: writes, closes when nothing is left to do, arms the
+    /// right timer.
+    func settle() {
+        flush()
+        if writeFailed {
+            close()
+            return
+        }
+        if conn.isClosed && !streams.isEmpty {
+            // Connection error: GOAWAY is out; the streams end here.
+            for st in Array(streams.values) { st.conn?.close() }
+        }
+        let ending = conn.isClosed || conn.goingAway || conn.peerWentAway
+        if ending && streams.isEmpty && conn.pendingOutputCount == 0 {
+            startLingering()
+            return
+        }
+        if conn.pendingOutputCount > 0 && !writable {
+            worker.loop.setDeadline(self, afterMillis: sendTimeoutMs)
+        } else if streams.isEmpty {
+            if conn.pendingOutputCount == 0 {
+                // An idle connection keeps its HPACK tables and windows, not the arrays grown by requests.
+                conn.releaseIdleMemory()
+                events = []
+                wakes = []
+            }
+            worker.loop.setDeadline(self, afterMillis: keepaliveTimeoutMs)
+        } else {
+            worker.loop.setDeadline(self, afterMillis: 0)
+        }
+    }
+
+    /// Everything is written: shut our side and drop what the client still sends, for at most
+    /// a second, so that it reads our GOAWAY before the connection goes.
+    func startLingering() {
+        guard !lingering else { return }
+        lingering = true
+        transport.tls?.shutdown()
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+        worker.loop.setDeadline(self, afterMillis: 1000)
+        readable = true
+        linger()
+    }
+
+    func linger() {
+        var scratch = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        while true {
+            let n = withUnsafeMutableBytes(of: &scratch) { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 { continue }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            close()
+            return
+        }
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        for st in Array(streams.values) { st.conn?.close() }
+        streams.removeAll()
+        waitingForOutput.removeAll()
+        wakes.removeAll()
+        worker.loop.deregister(self)
+        if !lingering { transport.tls?.shutdown() }
+        Socket.close(fd)
+        worker.recycle(&inBuf)
+        worker.h2Sessions[number] = nil
+        worker.connectionClosed()
+    }
+
+    deinit { inBuf.release() }
+}
+
+/// One HTTP/2 stream as its stream connection sees it through `Transport.h2`: reads give the
+/// request as HTTP/1.1 octets (the head made by `H2Request`, then the DATA, with
+/// `Transfer-Encoding: chunked` when the client sent no `content-length`); writes take the
+/// HTTP/1.1 response the exchange writes and frame it: the head as HEADERS, the body (by
+/// Content-Length, dechunked, or until the stream connection closes) as DATA within the flow
+/// control windows. A write that cannot be framed now returns `.wouldBlock`; the stream
+/// connection is woken by `.windowOpened` or when the session's output drains.
+final class H2Stream: StreamPipe {
+    let session: H2Session
+    let id: UInt32
+    /// The stream connection; nil once it closed.
+    var conn: ClientConnection?
+    let isHead: Bool
+    let chunkedRequest: Bool
+
+    // Request side.
+    var input: [UInt8]
+    var inputAt = 0
+    /// Body octets given to the stream connection's buffer but not yet back to the client
+    /// (WINDOW_UPDATE): the stream window bounds what waits here.
+    var uncredited = 0
+
+    // Response side.
+    enum Response {
+        /// Collecting the HTTP/1.1 head.
+        case head
+        /// Content-Length: octets left.
+        case length(Int)
+        /// Chunked: in a size line (value so far; in an extension).
+        case chunkSize(Int, Bool)
+        case chunkData(Int)
+        /// The CRLF after a chunk's data.
+        case chunkDataEnd
+        /// Trailer lines after the last chunk (length of the current line).
+        case trailer(Int)
+        /// No length: the body ends when the stream connection closes.
+        case untilClose
+        /// END_STREAM sent (or the stream is gone): more octets are dropped.
+        case done
+    }
+    var response = Response.head {
+        // The response is complete: the stream connection ends when its request does, as an
+        // HTTP/1.1 connection whose client left (not idle in keep-alive, holding a timer).
+        didSet { if case .done = response { conn?.peerClosed = true } }
+    }
+    var headBytes: [UInt8] = []
+    var waitingForOutput = false
+
+    init(session: H2Session, request r: H2Request) {
+        self.session = session
+        id = r.streamID
+        isHead = r.head.method == .head
+        var head = Array(r.bytes[0..<r.scheme.lowerBound])
+        chunkedRequest = !r.endStream && r.head.contentLength == nil
+        if chunkedRequest {
+            // Before the blank line that ends the head.
+            head.insert(contentsOf: "transfer-encoding: chunked\r\n".utf8, at: head.count - 2)
+        }
+        input = head
+        super.init()
+    }
+
+    override var tls: TLSStream? { session.transport.tls }
+
+    // MARK: request
+
+    func appendBody(_ bytes: UnsafeRawBufferPointer, end: Bool) {
+        if !bytes.isEmpty {
+            if chunkedRequest {
+                input.append(contentsOf: String(bytes.count, radix: 16).utf8)
+                input.append(contentsOf: [0x0D, 0x0A])
+                input.append(contentsOf: bytes)
+                input.append(contentsOf: [0x0D, 0x0A])
+            } else {
+                input.append(contentsOf: bytes)
+            }
+            uncredited += bytes.count
+        }
+        if end && chunkedRequest { input.append(contentsOf: "0\r\n\r\n".utf8) }
+    }
+
+    override func read(_ buf: UnsafeMutableRawPointer, _ count: Int) -> IOResult<Int> {
+        let available = input.count - inputAt
+        if available > 0 {
+            let n = min(available, count)
+            input.withUnsafeBytes { buf.copyMemory(from: $0.baseAddress! + inputAt, byteCount: n) }
+            inputAt += n
+            if inputAt == input.count {
+                input.removeAll(keepingCapacity: true)
+                inputAt = 0
+            }
+            if uncredited > 0 {
+                let c = inputAt == 0 ? uncredited : min(uncredited, n)
+                uncredited -= c
+                session.conn.consumed(streamID: id, c)
+                session.outputAdded()
+            }
+            return .done(n)
+        }
+        // After the response, the stream connection looks for a next request: there is none.
+        if case .done = response { return .done(0) }
+        return .wouldBlock
+    }
+
+    // MARK: response
+
+    override func write(_ buf: UnsafeRawPointer, _ count: Int) -> IOResult<Int> {
+        let used = frame(UnsafeRawBufferPointer(start: buf, count: count))
+        if used > 0 { session.outputAdded() }
+        return used == 0 && count > 0 ? .wouldBlock : .done(used)
+    }
+
+    /// A response head and the body octets after it: framed together, written once.
+    override func writev(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult<Int> {
+        var used = frame(a)
+        if used == a.count && !b.isEmpty { used += frame(b) }
+        if used > 0 { session.outputAdded() }
+        return used == 0 && a.count + b.count > 0 ? .wouldBlock : .done(used)
+    }
+
+    /// Frames what it can of `b`; returns how many octets it took.
+    func frame(_ b: UnsafeRawBufferPointer) -> Int {
+        var at = 0
+        while at < b.count {
+            switch response {
+            case .head:
+                while at < b.count {
+                    headBytes.append(b[at])
+                    at += 1
+                    let n = headBytes.count
+                    if n >= 4 && headBytes[n - 1] == 0x0A && headBytes[n - 2] == 0x0D && headBytes[n - 3] == 0x0A && headBytes[n - 4] == 0x0D {
+                        startResponse()
+                        break
+                    }
+                }
+            case .length(let left):
+                let n = min(left, b.count - at)
+                guard let sent = sendBody(b, at, n, endStream: n == left) else { return b.count }
+                at += sent
+                response = sent == left ? .done : .length(left - sent)
+                if sent < n { return at }
+            case .untilClose:
+                let n = b.count - at
+                guard let sent = sendBody(b, at, n, endStream: false) else { return b.count }
+                at += sent
+                if sent < n { return at }
+            case .chunkSize(let value, let ext):
+                let c = b[at]
+                at += 1
+                if c == 0x0A {
+                    response = value == 0 ? .trailer(0) : .chunkData(value)
+                } else if c == 0x0D || c == 0x20 || c == 0x09 {
+                    continue
+                } else if !ext, let d = H2Stream.hexDigit(c) {
+                    response = .chunkSize(value * 16 + d, false)
+                } else {
+                    response = .chunkSize(value, true)
+                }
+            case .chunkData(let left):
+                let n = min(left, b.count - at)
+                guard let sent = sendBody(b, at, n, endStream: false) else { return b.count }
+                at += sent
+                response = sent == left ? .chunkDataEnd : .chunkData(left - sent)
+                if sent < n { return at }
+            case .chunkDataEnd:
+                if b[at] == 0x0A { response = .chunkSize(0, false) }
+                at += 1
+            case .trailer(let length):
+                let c = b[at]
+                at += 1
+                if c == 0x0A {
+                    if length == 0 {
+                        _ = session.conn.sendData(streamID: id, UnsafeRawBufferPointer(start: nil, count: 0), endStream: true)
+                        response = .done
+                    } else {
+                        response = .trailer(0)
+                    }
+                } else if c != 0x0D {
+                    response = .trailer(length + 1)
+                }
+            case .done:
+                return b.count
+            }
+        }
+        return at
+    }
+
+    static func hexDigit(_ c: UInt8) -> Int? {
+        switch c {
+        case 0x30...0x39: Int(c - 0x30)
+        case 0x41...0x46: Int(c - 0x41 + 10)
+        case 0x61...0x66: Int(c - 0x61 + 10)
+        default: nil
+        }
+    }
+
+    /// DATA for `n` octets of `b` from `at`, as far as the windows and the session's output
+    /// allow. Nil: the stream is gone (reset), its octets are dropped.
+    func sendBody(_ b: UnsafeRawBufferPointer, _ at: Int, _ n: Int, endStream: Bool) -> Int? {
+        if n == 0 && !endStream { return 0 }
+        if session.conn.pendingOutputCount >= H2Session.outputHighWater {
+            session.waitForOutput(self)
+            return 0
+        }
+        guard let sent = session.conn.sendData(streamID: id, UnsafeRawBufferPointer(rebasing: b[at..<(at + n)]), endStream: endStream) else {
+            response = .done
+            return nil
+        }
+        return sent
+    }
+
+    /// The HTTP/1.1 head is complete: HEADERS, and how the body is delimited.
+    func startResponse() {
+        let h = headBytes
+        headBytes = []
+        guard h.count >= 12, h[0] == UInt8(ascii: "H") else {
+            session.conn.reset(streamID: id, code: .internalError)
+            response = .done
+            return
+        }
+        var status = 0
+        for i in 9..<12 {
+            guard let d = H2Stream.hexDigit(h[i]), d < 10 else { break }
+            status = status * 10 + d
+        }
+        if status >= 100 && status < 200 { return } // interim (100 Continue): not relayed
+        guard session.conn.beginHeaders(streamID: id, status: status) else {
+            response = .done
+            return
+        }
+        var chunked = false
+        var length: Int? = nil
+        h.withUnsafeBytes { b in
+            var i = 0
+            while i < b.count && b[i] != 0x0A { i += 1 }
+            i += 1
+            while i < b.count {
+                var e = i
+                while e < b.count && b[e] != 0x0A { e += 1 }
+                var lineEnd = e
+                if lineEnd > i && b[lineEnd - 1] == 0x0D { lineEnd -= 1 }
+                if lineEnd == i { break }
+                var colon = i
+                while colon < lineEnd && b[colon] != UInt8(ascii: ":") { colon += 1 }
+                if colon < lineEnd {
+                    var v = colon + 1
+                    while v < lineEnd && (b[v] == 0x20 || b[v] == 0x09) { v += 1 }
+                    var ve = lineEnd
+                    while ve > v && (b[ve - 1] == 0x20 || b[ve - 1] == 0x09) { ve -= 1 }
+                    let name = UnsafeRawBufferPointer(rebasing: b[i..<colon])
+                    let value = UnsafeRawBufferPointer(rebasing: b[v..<ve])
+                    if H2Stream.equalsLower(name, "transfer-encoding") {
+                        if value.count >= 7 && H2Stream.equalsLower(UnsafeRawBufferPointer(rebasing: value[(value.count - 7)...]), "chunked") { chunked = true }
+                    } else if H2Stream.equalsLower(name, "content-length") {
+                        var n = 0
+                        for c in value { if c >= 0x30 && c <= 0x39 { n = n * 10 + Int(c - 0x30) } }
+                        length = n
+                    }
+                    session.conn.addHeader(name: name, value: value)
+                }
+                i = e + 1
+            }
+        }
+        let noBody = isHead || status == 204 || status == 304 || (!chunked && length == 0)
+        _ = session.conn.endHeaders(streamID: id, endStream: noBody)
+        if noBody {
+            response = .done
+        } else if chunked {
+            response = .chunkSize(0, false)
+        } else if let length {
+            response = .length(length)
+        } else {
+            response = .untilClose
+        }
+    }
+
+    static func equalsLower(_ b: UnsafeRawBufferPointer, _ s: StaticString) -> Bool {
+        guard b.count == s.utf8CodeUnitCount else { return false }
+        let p = s.utf8Start
+        for i in 0..<b.count where ASCII.lower(b[i]) != p[i] { return false }
+        return true
+    }
+
+    /// The stream connection closed: a body delimited by the close ends here; a response cut
+    /// short (an upstream that failed mid-body, a timeout) resets the stream.
+    func finishOnClose() {
+        switch response {
+        case .done: break
+        case .untilClose:
+            _ = session.conn.sendData(streamID: id, UnsafeRawBufferPointer(start: nil, count: 0), endStream: true)
+        default:
+            session.conn.reset(streamID: id, code: .internalError)
+        }
+        response = .done
+        waitingForOutput = false
+    }
+}
+
+extension ClientConnection {
+    /// Hands the connection to an HTTP/2 session (ALPN chose h2, or the cleartext preface came):
+    /// the session takes the socket, the transport and the octets read; this object ends
+    /// without closing anything.
+    func becomeH2() {
+        let s = H2Session(from: self)
+        worker.loop.deregister(self)
+        worker.live[number] = nil
+        transport = .tcp
+        state = .closed
+        worker.recycle(&outBuf)
+        releaseRequestHead()
+        s.start()
+    }
+
+    /// Cleartext HTTP/2 with prior knowledge: true when the connection went to HTTP/2 (or
+    /// waits for the rest of a preface); false for HTTP/1.1.
+    func takeH2Preface(alive: Bool) -> Bool {
+        let b = inBuf.readableBytes
+        let preface = H2.preface
+        for i in 0..<min(b.count, preface.count) where b[i] != preface[i] { return false }
+        if b.count < preface.count {
+            if !alive || (peerClosed && !readable) { close() }
+            return true
+        }
+        becomeH2()
+        return true
+    }
+
+    /// The stream connection of an HTTP/2 stream closes: the socket is the session's; only the
+    /// stream ends.
+    func closeH2Stream(_ p: StreamPipe) {
+        worker.loop.setDeadline(self, afterMillis: 0)
+        worker.recycle(&inBuf)
+        worker.recycle(&outBuf)
+        releaseRequestHead()
+        let st = unsafeDowncast(p, to: H2Stream.self)
+        st.session.streamClosed(st)
+    }
+}

@@ -1,0 +1,229 @@
+#!/usr/bin/python3
+"""Frame-level HTTP/2 clients for lb's end-to-end tests (Debian's python3-h2, its hpack and
+hyperframe): an independent implementation of the protocol, and raw frames where a well-behaved
+library would refuse to misbehave.
+
+    h2client.py CASE PORT [ARGS]
+
+Cases (each prints one result line; every socket read is bounded by a timeout):
+  get PATH [WINDOW]       a GET with the stream window WINDOW (default 65535), WINDOW_UPDATE as
+                          data is read: "STATUS BYTES SHA256"
+  rapid-reset N PATH      N streams opened and reset at once: "goaway CODE served-before-goaway"
+  continuation-flood      HEADERS then 16 KiB CONTINUATION frames without END_HEADERS: "goaway CODE"
+  refuse N PATH           N streams opened at once ignoring SETTINGS_MAX_CONCURRENT_STREAMS:
+                          "ok=K refused=R" (responses, RST_STREAM REFUSED_STREAM)
+  reload-inflight PATH    one slow request; prints "sent" at once, then, when the connection ends,
+                          "STATUS goaway=CODE closed"
+  many N PATH             N streams at once: "ok=K goaway=LAST/CODE closed"
+  zero-window PATH        a GET that allows no DATA: "reset CODE after Ns" (send_timeout)
+  idle                    waits for the server to end an idle connection: "goaway CODE closed|timeout"
+"""
+import hashlib
+import socket
+import struct
+import sys
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import hpack
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+PORT = int(sys.argv[2])
+# How the last raw_frames loop ended: "closed" (by the server) or "timeout".
+ENDED = "timeout"
+
+
+def frame(t, flags, sid, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([t, flags]) + struct.pack(">I", sid) + payload
+
+
+def raw_connect():
+    s = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+    s.sendall(PREFACE + frame(4, 0, 0))
+    return s
+
+
+def raw_frames(s, timeout=10):
+    """Yields (type, flags, stream, payload) until the server closes or the timeout passes."""
+    global ENDED
+    ENDED = "timeout"
+    buf = b""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        while len(buf) >= 9:
+            n = int.from_bytes(buf[0:3], "big")
+            if len(buf) < 9 + n:
+                break
+            t, fl = buf[3], buf[4]
+            sid = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+            yield t, fl, sid, buf[9:9 + n]
+            buf = buf[9 + n:]
+        try:
+            s.settimeout(max(0.01, deadline - time.time()))
+            d = s.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            ENDED = "reset"
+            return
+        except socket.timeout:
+            return
+        if not d:
+            ENDED = "closed"
+            return
+        buf += d
+
+
+def request_headers(path, method="GET"):
+    return [(":method", method), (":path", path), (":scheme", "http"), (":authority", "localhost")]
+
+
+def lib_connect(window=65535):
+    s = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    c.local_settings = h2.settings.Settings(client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+    c.initiate_connection()
+    s.sendall(c.data_to_send())
+    return s, c
+
+
+def case_get(path, window="65535"):
+    s, c = lib_connect(int(window))
+    sid = c.get_next_available_stream_id()
+    c.send_headers(sid, request_headers(path), end_stream=True)
+    s.sendall(c.data_to_send())
+    status, body, done = None, bytearray(), False
+    deadline = time.time() + 30
+    while not done and time.time() < deadline:
+        d = s.recv(65536)
+        if not d:
+            break
+        for e in c.receive_data(d):
+            if isinstance(e, h2.events.ResponseReceived):
+                status = dict(e.headers).get(":status")
+            elif isinstance(e, h2.events.DataReceived):
+                body += e.data
+                c.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+            elif isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)):
+                done = True
+        s.sendall(c.data_to_send())
+    print(status, len(body), hashlib.sha256(body).hexdigest())
+
+
+def case_rapid_reset(n, path):
+    s = raw_connect()
+    enc = hpack.Encoder()
+    out = b""
+    for i in range(int(n)):
+        sid = 1 + 2 * i
+        out += frame(1, 0x5, sid, enc.encode(request_headers(path))) + frame(3, 0, sid, struct.pack(">I", 8))
+    s.sendall(out)
+    served = 0
+    for t, fl, sid, p in raw_frames(s):
+        if t == 1:
+            served += 1
+        if t == 7:
+            print("goaway", int.from_bytes(p[4:8], "big"), served)
+            return
+    print("no goaway", served)
+
+
+def case_continuation_flood():
+    s = raw_connect()
+    enc = hpack.Encoder()
+    block = enc.encode(request_headers("/"))
+    try:
+        s.sendall(frame(1, 0x1, 1, block))  # END_STREAM, no END_HEADERS
+        junk = hpack.Encoder().encode([("x-flood", "a" * 16000)])
+        for _ in range(200):
+            s.sendall(frame(9, 0, 1, junk))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    for t, fl, sid, p in raw_frames(s):
+        if t == 7:
+            print("goaway", int.from_bytes(p[4:8], "big"))
+            return
+    print("no goaway")
+
+
+def case_refuse(n, path):
+    s = raw_connect()
+    enc = hpack.Encoder()
+    s.sendall(b"".join(frame(1, 0x5, 1 + 2 * i, enc.encode(request_headers(path))) for i in range(int(n))))
+    ok = refused = 0
+    for t, fl, sid, p in raw_frames(s, timeout=20):
+        if t == 4 and not fl & 1:
+            s.sendall(frame(4, 1, 0))
+        if t == 1:
+            ok += 1
+        if t == 3 and int.from_bytes(p[0:4], "big") == 7:
+            refused += 1
+        if ok + refused == int(n):
+            break
+    print("ok=%d refused=%d" % (ok, refused))
+
+
+def case_reload_inflight(path):
+    # Raw frames: python-h2 treats a GOAWAY as the end of everything, streams in flight included.
+    s = raw_connect()
+    s.sendall(frame(1, 0x5, 1, hpack.Encoder().encode(request_headers(path))))
+    print("sent", flush=True)
+    dec = hpack.Decoder()
+    status, goaway, ended = None, None, False
+    for t, fl, sid, p in raw_frames(s, timeout=20):
+        if t == 4 and not fl & 1:
+            s.sendall(frame(4, 1, 0))
+        if t == 1 and sid == 1:
+            status = dict(dec.decode(p)).get(":status")
+            ended = ended or bool(fl & 1)
+        if t == 0 and sid == 1:
+            ended = ended or bool(fl & 1)
+        if t == 7:
+            goaway = int.from_bytes(p[4:8], "big")
+    print(status, "goaway=%s" % goaway, "ended" if ended else "cut", ENDED)
+
+
+def case_idle():
+    s = raw_connect()
+    goaway = None
+    for t, fl, sid, p in raw_frames(s, timeout=20):
+        if t == 4 and not fl & 1:
+            s.sendall(frame(4, 1, 0))
+        if t == 7:
+            goaway = int.from_bytes(p[4:8], "big")
+    print("goaway", goaway, ENDED)
+
+
+def case_zero_window(path):
+    # SETTINGS_INITIAL_WINDOW_SIZE 0: the response can never be sent; send_timeout must end it.
+    s = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+    s.sendall(PREFACE + frame(4, 0, 0, struct.pack(">HI", 4, 0)) + frame(1, 0x5, 1, hpack.Encoder().encode(request_headers(path))))
+    started = time.time()
+    for t, fl, sid, p in raw_frames(s, timeout=20):
+        if t == 4 and not fl & 1:
+            s.sendall(frame(4, 1, 0))
+        if t == 3 and sid == 1:
+            print("reset", int.from_bytes(p[0:4], "big"), "after %.0fs" % (time.time() - started))
+            return
+    print("no reset", ENDED)
+
+
+def case_many(n, path):
+    s = raw_connect()
+    enc = hpack.Encoder()
+    s.sendall(b"".join(frame(1, 0x5, 1 + 2 * i, enc.encode(request_headers(path))) for i in range(int(n))))
+    ok, goaway = 0, None
+    for t, fl, sid, p in raw_frames(s, timeout=20):
+        if t == 4 and not fl & 1:
+            s.sendall(frame(4, 1, 0))
+        if t == 1:
+            ok += 1
+        if t == 7:
+            goaway = "%d/%d" % (int.from_bytes(p[0:4], "big") & 0x7FFFFFFF, int.from_bytes(p[4:8], "big"))
+    print("ok=%d goaway=%s %s" % (ok, goaway, ENDED))
+
+
+cases = {"zero-window": case_zero_window, "many": case_many, "get": case_get, "rapid-reset": case_rapid_reset, "continuation-flood": case_continuation_flood,
+         "refuse": case_refuse, "reload-inflight": case_reload_inflight, "idle": case_idle}
+cases[sys.argv[1]](*sys.argv[3:])
