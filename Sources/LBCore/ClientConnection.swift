@@ -724,6 +724,7 @@ final class ClientConnection: Pollable {
     }
 
     func addConfiguredHeaders() {
+        if !ex.keptHeaders.isEmpty { outBuf.append(ex.keptHeaders) }
         if expiresApplies { appendExpires(ex.expiresMtime ?? wallClock().seconds) }
         guard let adds = settings.addHeaders else { return }
         let always = ClientConnection.isHeaderFilterStatus(ex.status)

@@ -145,7 +145,7 @@ extension ClientConnection {
                 out += ex.uri[r]
             }
         case .named(let name):
-            guard let m = table.maps.first(where: { $0.variable == name }) else { break }
+            guard let m = table.maps.first(where: { $0.variable == name }) else { appendAuthRequestVariable(name, to: &out); break }
             // A map whose value refers back to itself (directly or through other maps): nginx
             // logs the cycle and fails the request with 500.
             if ex.mapsInProgress.contains(name) {
