@@ -62,7 +62,7 @@ extension ClientConnection {
     }
 
     /// The subrequest's response head arrived (after proxy_next_upstream had its say): status and
-    /// challenges are kept, the body is not read; the upstream connection closes.
+    /// challenges are kept, the body is not relayed.
     func subrequestAnswered(_ c: UpstreamConnection, headLength: Int) {
         let b = c.inBuf.readableBytes
         ex.upstreamHead.removeAll(keepingCapacity: true)
@@ -71,12 +71,28 @@ extension ClientConnection {
         for f in ex.attempt.response.headers where f.name.count == 16 && ASCII.equalsLower(b, f.name, "www-authenticate") {
             challenges.append(Array(b[f.value]))
         }
-        let status = ex.attempt.response.status
+        let r = ex.attempt.response
+        let status = r.status
         recordUpstream(status: status)
         releasePeer(failed: false)
         worker.loop.setDeadline(c, afterMillis: 0)
-        c.close()
         ex.up = nil
+        // The connection goes back to the upstream's keep-alive pool when the whole answer is
+        // already here (no body, or its Content-Length bytes came with the head); else it closes
+        // rather than wait for a body nobody reads.
+        let rest = c.inBuf.readable - headLength
+        let whole = status == 204 || status == 304 ? rest == 0 : !r.chunked && r.contentLength == rest
+        if whole, let rt = ex.upstreamRuntime, let keepalive = rt.group.keepalive,
+           ProxyPolicy.upstreamReusable(pool: true, responseClose: r.close, responseHTTP11: r.versionMinor == 1,
+                                        sentConnectionClose: ex.sentConnectionClose, requestComplete: ex.attempt.requestComplete,
+                                        unreadBytes: false, peerClosed: c.peerClosed),
+           c.requests < rt.group.keepaliveRequests, worker.loop.now - c.createdMillis < Int64(rt.group.keepaliveTimeMs) {
+            c.inBuf.clear()
+            c.outBuf.clear()
+            worker.putIdle(c, keepalive: keepalive, timeoutMs: rt.group.keepaliveTimeoutMs)
+        } else {
+            c.close()
+        }
         ex.phase = .idle
         endSubrequest(status: status, challenges: challenges)
     }

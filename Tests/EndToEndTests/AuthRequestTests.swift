@@ -156,4 +156,46 @@ final class AuthService {
         try next.send("GET /x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\n\r\n")
         #expect(try next.readResponse().status == 200)
     }
+
+    @Test func theAuthServiceConnectionIsKeptAliveInItsUpstreamPool() throws {
+        let auth = try AuthService()
+        let root = try Harness.tempDirectory()
+        try "x\n".write(to: root.appendingPathComponent("x"), atomically: true, encoding: .utf8)
+        chmod(root.path, 0o755)
+        let lb = try LB("""
+            worker_processes 1;
+            error_log stderr info;
+            events {}
+            http {
+                access_log off;
+                upstream auth { server 127.0.0.1:\(auth.port); keepalive 4; }
+                server {
+                    listen 127.0.0.1:{port};
+                    location / {
+                        auth_request /auth;
+                        auth_request_set $served $upstream_http_x_connection_requests;
+                        add_header X-Served $served always;
+                        root \(root.path);
+                    }
+                    location = /auth {
+                        internal;
+                        proxy_pass http://auth/check;
+                        proxy_http_version 1.1;
+                        proxy_set_header Connection "";
+                    }
+                }
+            }
+            """)
+        defer { lb.stop() }
+        // Each client request makes a subrequest: the count on the pooled connection grows
+        // instead of starting again at 1.
+        let client = try RawClient(port: lb.port)
+        var served: [String] = []
+        for _ in 0..<3 {
+            let r = try client.get("/x", headers: ["Authorization: Bearer good"])
+            #expect(r.status == 200)
+            served.append(r.headers.first { $0.0.lowercased() == "x-served" }?.1 ?? "")
+        }
+        #expect(served == ["1", "2", "3"])
+    }
 }

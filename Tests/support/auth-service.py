@@ -11,8 +11,9 @@ client's request):
   Bearer moved      302 to /login
   Bearer slow-MS    waits MS milliseconds, then 200 (X-User: slow)
   anything else     401 with two WWW-Authenticate headers
-Every answer carries a body (which the proxy must discard) and X-Seen: METHOD PATH
-content-length=… x-original-uri=…, what the service received. Prints "ready" once listening.
+Every answer carries a body (which the proxy must discard), X-Seen: METHOD PATH
+content-length=… x-original-uri=…, what the service received, and X-Connection-Requests, the
+requests served on its connection so far. Prints "ready" once listening.
 """
 import sys
 import time
@@ -49,15 +50,20 @@ class Handler(BaseHTTPRequestHandler):
         else:
             code = 401
             extra += [("WWW-Authenticate", 'Bearer realm="lb"'), ("WWW-Authenticate", 'Basic realm="fallback"')]
+        # Requests served on this connection so far (1 on a new one): shows keep-alive reuse.
+        self.served = getattr(self, "served", 0) + 1
+        extra.append(("X-Connection-Requests", str(self.served)))
         body = b"auth service body, never for the client\n"
         self.send_response(code)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         for k, v in extra:
             self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        # Head and body in one write.
+        self._headers_buffer.append(b"\r\n")
+        data = b"".join(self._headers_buffer)
+        self._headers_buffer = []
+        self.wfile.write(data if self.command == "HEAD" else data + body)
 
     do_GET = answer
     do_POST = answer
