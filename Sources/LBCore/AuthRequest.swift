@@ -16,8 +16,8 @@ enum AccessDecision {
     }
 
     /// The auth subrequest's status as a verdict: 2xx allows, 401 challenges with the
-    /// subrequest's `WWW-Authenticate` values, 403 forbids, anything else (3xx, 404, 5xx, no
-    /// response at all: status 0) is a 500.
+    /// subrequest's `WWW-Authenticate` values, 403 forbids, anything else (3xx, 404, 5xx, the
+    /// 502 or 504 of no response at all) is a 500.
     static func authRequestVerdict(status: Int, challenges: [[UInt8]]) -> AccessVerdict {
         switch status {
         case 200..<300: .allowed

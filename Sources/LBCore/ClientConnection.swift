@@ -861,6 +861,7 @@ final class ClientConnection: Pollable {
         let el = worker.runtime.errorLog
         guard el.enabled(level) else { return }
         var m = message + ", client: \(clientAddress.ip), server: \((ex?.server ?? defaultServer).names.first ?? ""), request: \"\(String(decoding: requestLine(), as: UTF8.self))\""
+        if let ex, ex.parentExchange != nil { m += ", subrequest: \"\(String(decoding: ex.uri, as: UTF8.self))\"" }
         if let u = currentUpstreamText { m += ", upstream: \"\(u)\"" }
         if let h = req.host { m += ", host: \"\(String(decoding: head.readableBytes[h], as: UTF8.self))\"" }
         el.log(level, m, connection: number, worker: worker.index)

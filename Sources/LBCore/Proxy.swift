@@ -1049,7 +1049,7 @@ extension ClientConnection {
     /// A client-side fault while proxying (bad body): answer it and close.
     func upstreamFailedFatal(_ code: Int) {
         if ex.inBackground { endBackground(); return }
-        if ex.parentExchange != nil { subrequestFailed(); return }
+        if ex.parentExchange != nil { subrequestFailed(code); return }
         releasePeer(failed: false)
         ex.up?.close()
         ex.up = nil
@@ -1059,7 +1059,7 @@ extension ClientConnection {
 
     func proxyError(_ code: Int) {
         if ex.inBackground { endBackground(); return }
-        if ex.parentExchange != nil { subrequestFailed(); return }
+        if ex.parentExchange != nil { subrequestFailed(code); return }
         ex.phase = .idle
         if ex.headerStarted {
             close()

@@ -13,7 +13,7 @@ import LBIO
 extension ClientConnection {
     /// What the subrequest left for the main request.
     struct SubrequestResult {
-        /// The response status; 0 when none came (the upstream failed, nginx's unset status).
+        /// The response status; the error's (502, 504) when none came.
         var status: Int
         /// Its `WWW-Authenticate` values, in order.
         var challenges: [[UInt8]]
@@ -97,15 +97,16 @@ extension ClientConnection {
         endSubrequest(status: status, challenges: challenges)
     }
 
-    /// The subrequest got no response (no live peer, every try failed or timed out).
-    func subrequestFailed() {
+    /// The subrequest got no response (no live peer, every try failed or timed out): its status
+    /// is the error's (502, 504), as nginx's.
+    func subrequestFailed(_ code: Int) {
         if let c = ex.up {
             c.close()
             ex.up = nil
         }
         releasePeer(failed: false)
         ex.phase = .idle
-        endSubrequest(status: 0, challenges: [])
+        endSubrequest(status: code, challenges: [])
     }
 
     /// The client went away while the subrequest ran: both end, the main request is logged (499).

@@ -104,6 +104,8 @@ final class AuthService {
         #expect(ours[13].hasPrefix("401 | WWW-Authenticate: Bearer realm=\"lb\" |")) // error_page keeps it
         #expect(lb.errorLog.contains("auth request unexpected status: 302"))
         #expect(lb.errorLog.contains("upstream timed out (110: Connection timed out) while reading response header from upstream"))
+        #expect(lb.errorLog.contains("auth request unexpected status: 502") && lb.errorLog.contains("auth request unexpected status: 504"))
+        #expect(lb.errorLog.contains("while connecting to upstream, client: 127.0.0.1, server: , request: \"GET /down/ HTTP/1.1\", subrequest: \"/auth-down\", upstream: "))
 
         // The user reaches the upstream (proxy_set_header) and the body of the auth answer never
         // reaches the client; every challenge is passed (nginx ≥ 1.23.0; Debian's 1.22 passes one).
