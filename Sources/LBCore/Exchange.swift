@@ -93,6 +93,11 @@ final class Exchange {
     /// Header lines every response head of this request carries (an access phase's
     /// WWW-Authenticate), also the page of an error_page redirect, as nginx keeps `headers_out`.
     var keptHeaders: [UInt8] = []
+    /// The access phase of an internal redirect's target waits (a subrequest, a hash): what the
+    /// redirect does once it passes (AuthRequest.swift, `accessAfterRedirect`).
+    var afterAccess: (() -> Void)?
+    /// The target whose access phase just passed, so the redirect resumed does not check it again.
+    var accessPassed: Location?
 
     /// Maps being evaluated (cycle detection), and whether a variable could not be evaluated.
     var mapsInProgress: [String] = []

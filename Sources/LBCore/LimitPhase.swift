@@ -190,7 +190,7 @@ extension ClientConnection {
         guard state == .delayed, let s = ex?.accessState, ObjectIdentifier(s) == token, s.hashing, let pending = s.pendingAccess else { return }
         s.hashing = false
         state = .head
-        if finishAccess(authBasicVerdict(job, ok: ok), code: pending.code, any: pending.any) { runContentPhase() }
+        if finishAccess(authBasicVerdict(job, ok: ok), code: pending.code, any: pending.any) { resumeAfterAccess() }
     }
 
     /// Folds one module's verdict into the phase's; returns whether the phase is over (true: go

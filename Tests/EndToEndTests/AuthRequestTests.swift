@@ -21,6 +21,16 @@ final class AuthService {
 /// auth_request and auth_request_set against Debian's nginx: the same config, auth service,
 /// backend and requests give the same statuses and headers.
 @Suite(.serialized) struct AuthRequestTests {
+    /// Error pages as static files (a `return` would skip the access phase).
+    static let root: String = {
+        let d = try! Harness.tempDirectory()
+        for name in ["401b.html", "denied.html"] {
+            try! "the \(name) file\n".write(toFile: d.path + "/" + name, atomically: true, encoding: .utf8)
+        }
+        chmod(d.path, 0o755)
+        return d.path
+    }()
+
     /// The protected locations proxy: nginx's `return` ends a request before its access phase.
     static func config(auth: Int, app: Int, down: Int, workers: Int = 2) -> String {
         """
@@ -31,6 +41,7 @@ final class AuthService {
             access_log off;
             server {
                 listen 127.0.0.1:{port};
+                root \(root);
                 auth_request /auth;
                 auth_request_set $user $upstream_http_x_user;
                 auth_request_set $seen $upstream_http_x_seen;
@@ -50,6 +61,12 @@ final class AuthService {
                 location /all-deny/ { deny all; proxy_pass http://127.0.0.1:\(app); }
                 location /page/ { error_page 401 /401.html; proxy_pass http://127.0.0.1:\(app); }
                 location = /401.html { auth_request off; return 200 "please log in\\n"; }
+                # The targets of these error pages are checked again, as every location a
+                # request enters: the service refuses again (the built-in 401 page), or the
+                # address is denied (403).
+                location /page2/ { error_page 401 /401b.html; proxy_pass http://127.0.0.1:\(app); }
+                location /page3/ { error_page 401 /denied.html; proxy_pass http://127.0.0.1:\(app); }
+                location = /denied.html { auth_request off; deny all; }
                 location = /auth {
                     internal;
                     proxy_pass http://127.0.0.1:\(auth)/check;
@@ -83,7 +100,7 @@ final class AuthService {
         ("/x?a=1", "good"), ("/x", "forbidden"), ("/x", "moved"), ("/x", nil), ("/x", "slow-1"),
         ("/open/", nil), ("/down/", "good"), ("/slow/", "slow-2000"),
         ("/any-allow/", "forbidden"), ("/any-deny/", "good"), ("/any-deny/", "forbidden"), ("/any-deny/", nil),
-        ("/all-deny/", "good"), ("/page/", nil), ("/page/", "good"),
+        ("/all-deny/", "good"), ("/page/", nil), ("/page/", "good"), ("/page2/", nil), ("/page3/", nil),
     ]
 
     @Test func answersAsNginxForEveryAuthServiceAnswer() throws {
@@ -102,6 +119,10 @@ final class AuthService {
         #expect(ours[7].hasPrefix("500 |") && ours[7].contains("X-Auth-Status: 504"))
         #expect(ours[8].hasPrefix("200 |  |  |  |  |")) // allowed by address: no subrequest at all
         #expect(ours[13].hasPrefix("401 | WWW-Authenticate: Bearer realm=\"lb\" |")) // error_page keeps it
+        #expect(ours[15].hasPrefix("401 | WWW-Authenticate: Bearer realm=\"lb\" |"))
+        #expect(ours[16].hasPrefix("403 | WWW-Authenticate: Bearer realm=\"lb\" |")) // the challenge stays, as in nginx
+        let page2 = try curl(["http://127.0.0.1:\(lb.port)/page2/"]).out
+        #expect(page2.contains("<title>401 ") && !page2.contains("401b.html file"))
         #expect(lb.errorLog.contains("auth request unexpected status: 302"))
         #expect(lb.errorLog.contains("upstream timed out (110: Connection timed out) while reading response header from upstream"))
         #expect(lb.errorLog.contains("auth request unexpected status: 502") && lb.errorLog.contains("auth request unexpected status: 504"))
