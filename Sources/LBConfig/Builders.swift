@@ -13,6 +13,8 @@ final class ServerBuilder {
     let settings = SettingsBox()
     var returnAction: ReturnAction?
     var tryFiles: [String]?
+    /// rewrite, return, set, break, if of the server level.
+    var rewrite: RewriteBuilder?
     var locations: [LocationBuilder] = []
     /// Exact, prefix and named patterns seen, for `duplicate location`.
     var locationKeys: Set<String> = []
@@ -43,6 +45,10 @@ final class LocationBuilder {
     var returnAction: ReturnAction?
     var tryFiles: [String]?
     var internalOnly = false
+    /// rewrite, return, set, break, if of this location (shared with its `if` blocks).
+    var rewrite: RewriteBuilder?
+    /// The implicit location of an `if` block.
+    var isIfBlock = false
     var special: Handler?
     var children: [LocationBuilder] = []
     var childKeys: Set<String> = []

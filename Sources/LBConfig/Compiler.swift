@@ -41,6 +41,10 @@ public final class Compiler {
     /// Variables used anywhere, checked at the end against map and named-capture names.
     var usedVariables: [(String, SourceLocation)] = []
     var definedVariables: Set<String> = []
+    /// Variables assigned by `set` (read before any `set` ran, they warn as nginx).
+    var setVariables: Set<String> = []
+    /// URLs of `proxy_pass` with variables, in the order met.
+    var variableProxyURLs: [Template] = []
     /// Whether any template reads `$sent_http_*` or `$upstream_http_*` (the runtime then keeps
     /// copies of response heads for the log).
     var usesResponseHeaderVariables = false
@@ -127,7 +131,9 @@ public final class Compiler {
             if let hint = Compiler.suggestion(for: d.name) { msg += " (did you mean \"\(hint)\"?)" }
             throw ConfigError(msg, at: d.location)
         }
-        guard let spec = specs.first(where: { $0.contexts.contains(ctx) }) else {
+        // Inside a location's `if`, the directives nginx allows there apply as in the location.
+        let lookup: Contexts = ctx == .locationIf && Compiler.locationIfDirectives.contains(d.name) ? .location : ctx
+        guard let spec = specs.first(where: { $0.contexts.contains(lookup) }) else {
             throw ConfigError("\"\(d.name)\" directive is not allowed here", at: d.location)
         }
         if spec.block && d.block == nil {

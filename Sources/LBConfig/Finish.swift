@@ -34,9 +34,15 @@ extension Compiler {
             tree.freeze()
             let fallback = Location(match: .prefix(""), regex: nil, handler: .static, settings: ss, tryFiles: sb.tryFiles,
                                     internalOnly: false, nested: LocationTree(), location: sb.location, autoRedirect: false, id: -1)
+            // A server level with only `return` keeps its direct path; anything else is a program.
+            var serverProgram = try finishRewrite(sb.rewrite, parent: ss, parentHandler: .static) { _, pp in
+                throw ConfigError("\"proxy_pass\" directive is not allowed here", at: pp.location)
+            }
+            let serverReturn = sb.returnAction ?? serverProgram?.onlyReturn
+            if serverProgram?.onlyReturn != nil { serverProgram = nil }
             vservers.append(VirtualServer(index: si, names: sb.names.isEmpty ? [""] : sb.names, location: sb.location, settings: ss,
-                                          serverReturn: sb.returnAction, serverTryFiles: sb.tryFiles, locations: tree,
-                                          named: named, fallback: fallback))
+                                          serverReturn: serverReturn, serverTryFiles: sb.tryFiles, locations: tree,
+                                          named: named, fallback: fallback, rewrite: serverProgram))
         }
         var listeners = try buildListeners()
         let tls = try buildTLS(&listeners)
@@ -47,7 +53,7 @@ extension Compiler {
         return RoutingTable(main: main, listeners: listeners, servers: vservers, upstreams: groups, cacheZones: cacheZones,
                             logFormats: logFormats, maps: maps, stack: stack, files: files,
                             usesResponseHeaderVariables: usesResponseHeaderVariables, matches: matches, tls: tls,
-                            limitZones: limitZones)
+                            limitZones: limitZones, setVariables: setVariables, variableProxyURLs: variableProxyURLs)
     }
 
     private func buildStack() throws -> StackSpec? {
@@ -161,7 +167,9 @@ extension Compiler {
         var handler: Handler = .static
         var s = settings
         var autoRedirect = false
-        if let r = b.returnAction {
+        // A location whose only rewrite directive is `return` also answers it as its handler
+        // (error_page and try_files reach it that way); the program runs it in the rewrite phase.
+        if let r = b.returnAction ?? b.rewrite.flatMap({ RewriteProgram(ops: $0.ops).onlyReturn }) {
             handler = .return(r)
         } else if let special = b.special {
             handler = special
@@ -169,13 +177,26 @@ extension Compiler {
             (handler, s) = app
         } else if let pp = b.proxyPass {
             var target = try proxyTarget(pp.url, at: pp.location, for: b, groups: &groups, index: &index)
+            if target.variableURLIndex != nil, s.cacheZone != nil {
+                throw ConfigError("\"proxy_cache\" with variables in \"proxy_pass\" is not supported by lb", at: pp.location)
+            }
             if pp.url.hasPrefix("https://") { target.tls = try UpstreamTLS.shared(s.proxySSL, at: pp.location) }
             handler = .proxy(target)
             if case .prefix(let p) = b.match, p.hasSuffix("/"), p.count > 1 { autoRedirect = true }
             if case .prefixNoRegex(let p) = b.match, p.hasSuffix("/"), p.count > 1 { autoRedirect = true }
         }
+        let program = try finishRewrite(b.rewrite, parent: s, parentHandler: handler) { ib, pp in
+            var target = try proxyTarget(pp.url, at: pp.location, for: ib, groups: &groups, index: &index)
+            if pp.url.hasPrefix("https://") {
+                var si = ib.settings.s
+                si.inherit(from: s)
+                target.tls = try UpstreamTLS.shared(si.proxySSL, at: pp.location)
+            }
+            return target
+        }
         return Location(match: b.match, regex: b.regex, handler: handler, settings: s, tryFiles: b.tryFiles,
-                        internalOnly: b.internalOnly, nested: nested, location: b.location, autoRedirect: autoRedirect, id: id)
+                        internalOnly: b.internalOnly, nested: nested, location: b.location, autoRedirect: autoRedirect, id: id,
+                        rewrite: program)
     }
 
     func proxyTarget(_ url: String, at loc: SourceLocation, for b: LocationBuilder, groups: inout [UpstreamGroup],
@@ -183,7 +204,10 @@ extension Compiler {
         let tls = url.hasPrefix("https://")
         guard tls || url.hasPrefix("http://") else { throw ConfigError("invalid URL prefix in \"\(url)\"", at: loc) }
         if url.contains("$") {
-            throw ConfigError("variables in \"proxy_pass\" are not supported by lb; name an upstream instead", at: loc)
+            if tls { throw ConfigError("variables in \"proxy_pass https://\" are not supported by lb", at: loc) }
+            // Resolved per request (RewriteProxy.swift in LBCore); a URI part is allowed anywhere.
+            variableProxyURLs.append(try Template(parsing: url))
+            return ProxyTarget(upstream: -variableProxyURLs.count, hostHeader: "", port: 80, uri: nil)
         }
         let defaultPort = tls ? 443 : 80
         let rest = url.dropFirst(tls ? 8 : 7)

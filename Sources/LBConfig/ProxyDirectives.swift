@@ -25,6 +25,7 @@ extension Compiler {
         DirectiveSpec("proxy_pass", [.location, .limitExcept], .exactly(1)) { c, d in
             guard let l = c.locationStack.last else { throw ConfigError("\"proxy_pass\" directive is not allowed here", at: d.location) }
             l.proxyPass = (d.args[0].text, d.args[0].location)
+            if d.args[0].text.contains("$") { _ = try c.template(d.args[0]) } // variables checked as everywhere
         },
         DirectiveSpec("proxy_set_header", .hsl, .exactly(2), repeatable: true,
                       default: "Host $proxy_host; Connection close;") { c, d in

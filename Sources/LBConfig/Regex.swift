@@ -23,7 +23,9 @@ public final class PCRE: @unchecked Sendable {
         }
         guard let h else {
             let msg = String(decoding: err.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            let at = offset <= bytes.count ? String(decoding: bytes[offset...], as: UTF8.self) : ""
+            // nginx names the rest of the pattern unless the error is at its end.
+            guard offset < bytes.count else { throw ConfigError("pcre2_compile() failed: \(msg) in \"\(pattern)\"") }
+            let at = String(decoding: bytes[offset...], as: UTF8.self)
             throw ConfigError("pcre2_compile() failed: \(msg) in \"\(pattern)\" at \"\(at)\"")
         }
         self.handle = h

@@ -19,14 +19,21 @@ public final class RoutingTable: Sendable {
     public let usesResponseHeaderVariables: Bool
     /// The main config file and every file it included, in reading order.
     public let files: [ConfigFile]
+    /// Variables that `set` assigns somewhere (unset, they read empty with a warning).
+    public let setVariables: Set<String>
+    /// The URLs of `proxy_pass` directives with variables (see `ProxyTarget.variableURLIndex`).
+    public let variableProxyURLs: [Template]
     /// TLS contexts by server index (nil: the server has no certificate).
     public let tls: [TLSContext?]
 
     init(main: MainSettings, listeners: [Listener], servers: [VirtualServer], upstreams: [UpstreamGroup],
          cacheZones: [CacheZone], logFormats: [String: LogFormat], maps: [MapBlock], stack: StackSpec?, files: [ConfigFile],
-         usesResponseHeaderVariables: Bool = false, matches: [String: MatchBlock] = [:], tls: [TLSContext?] = [], limitZones: [LimitZone] = []) {
+         usesResponseHeaderVariables: Bool = false, matches: [String: MatchBlock] = [:], tls: [TLSContext?] = [], limitZones: [LimitZone] = [],
+         setVariables: Set<String> = [], variableProxyURLs: [Template] = []) {
         self.limitZones = limitZones
         self.tls = tls
+        self.setVariables = setVariables
+        self.variableProxyURLs = variableProxyURLs
         self.usesResponseHeaderVariables = usesResponseHeaderVariables
         self.matches = matches
         self.main = main
@@ -109,8 +116,24 @@ public final class VirtualServer: Sendable {
     public let named: [String: Location]
     /// What a request for which no location matches gets (the server-level settings).
     public let fallback: Location
+    /// The server level's rewrite directives (run once, before the location search).
+    public let rewrite: RewriteProgram?
+    /// The request path must go through the rewrite module: a rewrite program here or in a
+    /// location, or a regex location with named captures. False costs nothing per request.
+    public let routesWithRewrites: Bool
+    /// The `server_name ~REGEX` names that capture: matched again against the Host once this
+    /// server is chosen, their captures (`$1`, named ones) become the request's.
+    public let capturingNames: [PCRE]
 
-    init(index: Int, names: [String], location: SourceLocation, settings: HTTPSettings, serverReturn: ReturnAction?, serverTryFiles: [String]?, locations: LocationTree, named: [String: Location], fallback: Location) {
+    init(index: Int, names: [String], location: SourceLocation, settings: HTTPSettings, serverReturn: ReturnAction?, serverTryFiles: [String]?, locations: LocationTree, named: [String: Location], fallback: Location,
+         rewrite: RewriteProgram? = nil) {
+        self.rewrite = rewrite
+        capturingNames = names.compactMap { n in
+            guard n.hasPrefix("~"), let re = try? PCRE(String(n.dropFirst()), caseless: true), re.captureCount > 0 else { return nil }
+            return re
+        }
+        routesWithRewrites = rewrite != nil || !capturingNames.isEmpty
+            || locations.all.contains { $0.rewrite != nil || !($0.regex?.names.isEmpty ?? true) }
         self.index = index
         self.names = names
         self.location = location
@@ -163,6 +186,8 @@ public final class Location: Sendable {
     public let proxyHeaders: [ProxyHeader]
     public let proxySetsHost: Bool
     public let proxySetsConnection: Bool
+    /// The location's rewrite directives, run after it is found; nil when it has none.
+    public let rewrite: RewriteProgram?
 
     public var pattern: String {
         switch match {
@@ -170,7 +195,9 @@ public final class Location: Sendable {
         }
     }
 
-    init(match: Match, regex: PCRE?, handler: Handler, settings: HTTPSettings, tryFiles: [String]?, internalOnly: Bool, nested: LocationTree, location: SourceLocation, autoRedirect: Bool, id: Int) {
+    init(match: Match, regex: PCRE?, handler: Handler, settings: HTTPSettings, tryFiles: [String]?, internalOnly: Bool, nested: LocationTree, location: SourceLocation, autoRedirect: Bool, id: Int,
+         rewrite: RewriteProgram? = nil) {
+        self.rewrite = rewrite
         self.match = match
         self.regex = regex
         self.handler = handler
@@ -246,6 +273,10 @@ public struct ProxyTarget: Sendable, Hashable {
     public var tls: UpstreamTLS? = nil
     /// HTTP, FastCGI (`fastcgi_pass`) or uwsgi (`uwsgi_pass`).
     public var kind: UpstreamKind = .http
+    /// `proxy_pass` with variables: `upstream` is then `-(k + 1)` for the URL
+    /// `RoutingTable.variableProxyURLs[k]`, made per request (kept out of this struct, which every
+    /// proxied request copies).
+    public var variableURLIndex: Int? { upstream < 0 ? -upstream - 1 : nil }
 }
 
 /// An `upstream { }` block (or the implicit group of a direct `proxy_pass`).

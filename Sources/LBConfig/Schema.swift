@@ -12,6 +12,9 @@ public struct Contexts: OptionSet, Sendable, Hashable {
     public static let stack = Contexts(rawValue: 1 << 6)
     public static let service = Contexts(rawValue: 1 << 7)
     public static let limitExcept = Contexts(rawValue: 1 << 8)
+    /// The block of an `if` in a server (nginx's `NGX_HTTP_SIF_CONF`) and in a location (`LIF`).
+    public static let serverIf = Contexts(rawValue: 1 << 9)
+    public static let locationIf = Contexts(rawValue: 1 << 10)
 
     /// http, server and location: the inheritable directives.
     public static let hsl: Contexts = [.http, .server, .location]
@@ -22,7 +25,8 @@ public struct Contexts: OptionSet, Sendable, Hashable {
         var out: [String] = []
         let all: [(Contexts, String)] = [(.main, "main"), (.events, "events"), (.http, "http"), (.server, "server"),
                                          (.location, "location"), (.upstream, "upstream"), (.stack, "stack"),
-                                         (.service, "service"), (.limitExcept, "limit_except")]
+                                         (.service, "service"), (.limitExcept, "limit_except"),
+                                         (.serverIf, "if in server"), (.locationIf, "if in location")]
         for (c, n) in all where contains(c) { out.append(n) }
         return out
     }
@@ -92,8 +96,6 @@ public struct DirectiveSpec: Sendable {
 /// nginx directives that lb knows but does not implement; they fail with a clear reason rather
 /// than "unknown directive".
 let unsupportedDirectives: [String: String] = [
-    "if": "\"if\" is not supported by lb; use map, try_files or separate locations",
-    "rewrite": "\"rewrite\" is not supported by lb yet; use return or proxy_pass with a URI",
     "grpc_pass": "\"grpc_pass\" is not supported by lb; only HTTP/1.x upstreams are",
     "stream": "the \"stream\" module is not supported by lb",
     "mail": "the \"mail\" module is not supported by lb",

@@ -48,10 +48,6 @@ extension Compiler {
             for a in d.args { _ = try c.template(a) }
             if let l = c.locationStack.last { l.tryFiles = d.values } else { c.server!.tryFiles = d.values }
         },
-        DirectiveSpec("return", .sl, .between(1, 2)) { c, d in
-            let action = try c.compileReturn(d)
-            if let l = c.locationStack.last { l.returnAction = action } else { c.server!.returnAction = action }
-        },
         DirectiveSpec("error_page", .hsl, .atLeast(2), repeatable: true) { c, d in
             var args = d.args
             let target = args.removeLast()

@@ -165,6 +165,9 @@ public struct HTTPSettings: Sendable {
     public var realIPFrom: [CIDR]?
     public var realIPHeader: String?
     public var realIPRecursive: Bool?
+    /// `rewrite_log` (notice-level lines for each rewrite step) and `uninitialized_variable_warn`.
+    public var rewriteLog: Bool?
+    public var uninitializedVariableWarn: Bool?
     public var autoindex: Bool?
     public var etag: Bool?
     public var ifModifiedSince: IfModifiedSinceSetting?
@@ -286,6 +289,8 @@ public struct HTTPSettings: Sendable {
         m(&realIPRecursive, p.realIPRecursive)
         m(&autoindex, p.autoindex)
         m(&etag, p.etag)
+        m(&rewriteLog, p.rewriteLog)
+        m(&uninitializedVariableWarn, p.uninitializedVariableWarn)
         m(&gzip, p.gzip)
         m(&gzipTypes, p.gzipTypes)
         m(&gzipMinLength, p.gzipMinLength)

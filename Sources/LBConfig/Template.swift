@@ -114,6 +114,11 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
         parts.compactMap { if case .variable(let v) = $0 { v } else { nil } }
     }
 
+    public init(parts: [Part], source: String) {
+        self.parts = parts
+        self.source = source
+    }
+
     public init(literal: String) {
         self.source = literal
         self.parts = literal.isEmpty ? [] : [.literal(Array(literal.utf8))]

@@ -143,9 +143,11 @@ extension ClientConnection {
         return true
     }
 
-    /// `$name` of an `auth_request_set` (empty until the subrequest set it).
-    func appendAuthRequestVariable(_ name: String, to out: inout [UInt8]) {
-        guard let ex, let v = ex.authVariables.first(where: { $0.name == name }) else { return }
+    /// `$name` of an `auth_request_set`, when the subrequest set it; returns whether it did.
+    @discardableResult
+    func appendAuthRequestVariable(_ name: String, to out: inout [UInt8]) -> Bool {
+        guard let ex, let v = ex.authVariables.first(where: { $0.name == name }) else { return false }
         out += v.value
+        return true
     }
 }

@@ -434,19 +434,23 @@ final class ClientConnection: Pollable {
             runReturn(r)
             return
         }
-        if let r = ex.uri.withUnsafeBytes({ ex.server.locations.autoRedirect($0) }) {
-            ex.location = r
-            redirect(301, to: r.pattern + queryString())
-            return
+        if ex.server.routesWithRewrites {
+            guard routeWithRewrites() else { return } // Rewrite.swift
+        } else {
+            if let r = ex.uri.withUnsafeBytes({ ex.server.locations.autoRedirect($0) }) {
+                ex.location = r
+                redirect(301, to: r.pattern + queryString())
+                return
+            }
+            let found = ex.uri.withUnsafeBytes { ex.server.locations.find($0).location }
+            ex.location = found ?? ex.server.fallback
         }
-        let found = ex.uri.withUnsafeBytes { ex.server.locations.find($0).location }
-        ex.location = found ?? ex.server.fallback
         if !closeAfterResponse && keepaliveDisabledForUserAgent() { closeAfterResponse = true }
         // keepalive_time (nginx ≥ 1.19.10): a connection older than this serves no next request.
         if !closeAfterResponse && worker.loop.now - acceptedMillis > Int64(ex.location.settings.keepaliveTimeMs ?? 3_600_000) {
             closeAfterResponse = true
         }
-        if ex.location.internalOnly {
+        if ex.location.internalOnly && ex.rewrite?.rewritten != true {
             respondError(404)
             return
         }
@@ -560,6 +564,9 @@ final class ClientConnection: Pollable {
             let body = evaluate(t)
             if ex.variableFailed { respondError(500); return }
             respond(r.code, contentType: contentTypeForURI(), body: body)
+        } else if r.code < 400 {
+            // nginx: below 400, `return CODE` sends an empty body, not an error page.
+            respond(r.code, contentType: contentTypeForURI(), body: [])
         } else {
             respondError(r.code)
         }

@@ -99,6 +99,10 @@ final class Exchange {
     /// The target whose access phase just passed, so the redirect resumed does not check it again.
     var accessPassed: Location?
 
+    /// The rewrite module's state (set variables, captures, changed arguments); nil until a
+    /// rewrite program or a capture needs it.
+    var rewrite: RewriteState?
+
     /// Maps being evaluated (cycle detection), and whether a variable could not be evaluated.
     var mapsInProgress: [String] = []
     var variableFailed = false

@@ -29,10 +29,11 @@ extension ClientConnection {
         return true
     }
 
-    func startProxy(_ t: ProxyTarget) {
+    func startProxy(_ t: ProxyTarget, runtime: UpstreamRuntime? = nil) {
+        if t.upstream < 0 && runtime == nil { startVariableProxy(t); return } // RewriteProxy.swift
         state = .proxy
         ex.target = t
-        ex.upstreamRuntime = generation.upstreams[t.upstream]
+        ex.upstreamRuntime = runtime ?? generation.upstreams[t.upstream]
         // A new upstream (after an internal redirect too): its peers are all untried.
         ex.tried = TriedSet()
         ex.tries = 0
@@ -133,6 +134,7 @@ extension ClientConnection {
     /// The URI sent upstream: unchanged without a URI part; else the location prefix replaced.
     func buildUpstreamURI(_ t: ProxyTarget, into out: inout [UInt8]) {
         if ex.parentExchange != nil { subrequestUpstreamURI(t, into: &out); return }
+        if ex.rewrite != nil && rewrittenUpstreamURI(t, into: &out) { return } // Rewrite.swift
         let hb = head.readableBytes
         guard let replacement = t.uri else {
             out.removeAll(keepingCapacity: true)

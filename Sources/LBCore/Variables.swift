@@ -65,8 +65,10 @@ extension ClientConnection {
         case .https: if transport.tls != nil { out += Array("on".utf8) }
         case .requestURI: if head.readable > 0 { out += hb[req.targetRange] }
         case .uri, .documentURI: out += ex.uri
-        case .args, .queryString: if let q = req.queryRange { out += hb[q] }
-        case .isArgs: if req.queryRange != nil { out.append(UInt8(ascii: "?")) }
+        case .args, .queryString:
+            if let a = ex.rewrite?.args { out += a } else if let q = req.queryRange { out += hb[q] }
+        case .isArgs:
+            if let a = ex.rewrite?.args { if !a.isEmpty { out.append(UInt8(ascii: "?")) } } else if req.queryRange != nil { out.append(UInt8(ascii: "?")) }
         case .request: out += requestLine()
         case .requestMethod: if head.readable > 0 { out += hb[req.methodRange] }
         case .serverName: out += Array((ex.server.names.first ?? "").utf8)
@@ -136,16 +138,24 @@ extension ClientConnection {
         case .sentHeader(let name): if let v = ClientConnection.header(name, in: ex.sentHead) { out += v }
         case .upstreamHeader(let name): if let v = ClientConnection.header(name, in: ex.upstreamHead) { out += v }
         case .arg(let name):
-            if let q = req.queryRange { out += argument(name, in: Array(hb[q])) }
+            if let a = ex.rewrite?.args { out += argument(name, in: a) } else if let q = req.queryRange { out += argument(name, in: Array(hb[q])) }
         case .cookie(let name):
             if let c = headerValue("cookie") { out += cookie(name, in: c) }
         case .capture(let i):
+            if let st = ex.rewrite { out += st.capture(i); break }
             if case .regex = ex.location.match, let re = ex.location.regex,
                let caps = ex.uri.withUnsafeBytes({ re.captures($0) }), i < caps.count, let r = caps[i] {
                 out += ex.uri[r]
             }
         case .named(let name):
-            guard let m = table.maps.first(where: { $0.variable == name }) else { appendAuthRequestVariable(name, to: &out); break }
+            if let v = ex.rewrite?.vars[name] { out += v; break }
+            guard let m = table.maps.first(where: { $0.variable == name }) else {
+                if appendAuthRequestVariable(name, to: &out) { break }
+                if table.setVariables.contains(name), settings.uninitializedVariableWarn != false {
+                    log(.warn, "using uninitialized \"\(name)\" variable")
+                }
+                break
+            }
             // A map whose value refers back to itself (directly or through other maps): nginx
             // logs the cycle and fails the request with 500.
             if ex.mapsInProgress.contains(name) {

@@ -126,6 +126,7 @@ public final class DNSResolver {
     /// for every type asked is NXDOMAIN.
     public func addresses(_ name: String) -> Result<(ips: [String], lifetimeMs: Int64), DNSLookupError> {
         var ips: [String] = []
+        var seen: Set<String> = []  // not `ips.contains`: quadratic in the records (2,500 and more in large pools)
         var life = Int64.max
         var nx = 0
         var asked = 0
@@ -134,7 +135,7 @@ public final class DNSResolver {
             switch lookup(name, type) {
             case .success(let (records, l)):
                 life = min(life, l)
-                for case .address(let ip) in records where !ips.contains(ip) { ips.append(ip) }
+                for case .address(let ip) in records where seen.insert(ip).inserted { ips.append(ip) }
             case .failure(let e):
                 if !e.isNXDomain { return .failure(e) }
                 nx += 1

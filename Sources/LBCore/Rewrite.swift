@@ -1,0 +1,181 @@
+import Glibc
+import LBConfig
+import LBHTTP
+
+/// The rewrite module on a request: nginx's server-rewrite, find-config, rewrite and post-rewrite
+/// phases (`ngx_http_core_module.c`), for servers that use it (`routesWithRewrites`).
+extension ClientConnection: RewriteHost {
+    var rewriteState: RewriteState {
+        if let s = ex.rewrite { return s }
+        let s = RewriteState()
+        ex.rewrite = s
+        return s
+    }
+
+    var currentURI: [UInt8] {
+        get { ex.uri }
+        set { ex.uri = newValue }
+    }
+
+    var currentArgs: [UInt8] {
+        if let a = ex.rewrite?.args { return a }
+        guard let q = req.queryRange else { return [] }
+        return Array(head.readableBytes[q])
+    }
+
+    var requestURIWasQuoted: Bool {
+        head.readableBytes[req.pathRange].contains { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }
+    }
+
+    var rewriteLogEnabled: Bool { settings.rewriteLog == true }
+
+    func evaluateTemplate(_ t: Template) -> [UInt8] { evaluate(t) }
+
+    func fileTest(_ path: [UInt8], _ test: FileTest) -> Bool {
+        var st = stat()
+        let found = path.withUnsafeBufferPointer { b -> Bool in
+            var z = Array(b)
+            z.append(0)
+            return z.withUnsafeBufferPointer { stat(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), &st) == 0 }
+        }
+        guard found else { return false }
+        switch test {
+        case .plain: return st.st_mode & S_IFMT == S_IFREG
+        case .directory: return st.st_mode & S_IFMT == S_IFDIR
+        case .exists: return true
+        case .executable: return st.st_mode & S_IXUSR != 0 // nginx's ngx_is_exec (directories too)
+        }
+    }
+
+    func rewriteNotice(_ message: String) { log(.notice, message) }
+    func rewriteError(_ message: String) { log(.error, message) }
+
+    /// Chooses the location through the rewrite module: the server's program once, then the
+    /// location search and the location's program, again while a rewrite changes the URI (within
+    /// the request's budget of URI changes). Returns false when the request was answered.
+    func routeWithRewrites() -> Bool {
+        let server = ex.server
+        if !server.capturingNames.isEmpty { captureServerName(server.capturingNames) }
+        if let p = server.rewrite {
+            ex.location = server.fallback
+            let outcome = RewriteEngine.run(p, host: self) { _ in }
+            if case .done = outcome {} else if case .stop = outcome {} else { return answer(outcome) }
+            ex.rewrite?.uriChanged = false
+        }
+        while true {
+            if let r = ex.uri.withUnsafeBytes({ server.locations.autoRedirect($0) }) {
+                ex.location = r
+                let args = currentArgs
+                redirect(301, to: r.pattern + (args.isEmpty ? "" : "?" + String(decoding: args, as: UTF8.self)))
+                return false
+            }
+            let found = ex.uri.withUnsafeBytes { server.locations.find($0).location }
+            ex.location = found ?? server.fallback
+            if let loc = found, let re = loc.regex, ex.rewrite != nil || loc.rewrite != nil || !re.names.isEmpty {
+                // The location's regex match gives the captures the directives after it see.
+                if let caps = ex.uri.withUnsafeBytes({ re.captures($0) }) {
+                    rewriteState.setCaptures(ex.uri, caps, names: re.names)
+                }
+            }
+            if ex.location.internalOnly && ex.rewrite?.rewritten != true {
+                respondError(404)
+                return false
+            }
+            guard let p = found?.rewrite else { return true }
+            guard locationFoundChecks() else { return false }
+            let outcome = RewriteEngine.run(p, host: self) { [unowned self] in ex.location = $0 }
+            switch outcome {
+            case .stop:
+                return true
+            case .done:
+                guard let st = ex.rewrite, st.uriChanged else { return true }
+                st.uriChanged = false
+                ex.uriChangesLeft -= 1
+                if ex.uriChangesLeft < 0 {
+                    log(.error, "rewrite or internal redirection cycle while processing \"\(String(decoding: ex.uri, as: UTF8.self))\"")
+                    ex.location = server.fallback
+                    respondError(500)
+                    return false
+                }
+            default:
+                return answer(outcome)
+            }
+        }
+    }
+
+    /// nginx's find-virtual-server: the regex name that chose the server captures from the Host
+    /// (lowercased, without port or trailing dot).
+    private func captureServerName(_ names: [PCRE]) {
+        guard let r = req.absoluteHost ?? req.host else { return }
+        let hb = head.readableBytes
+        var end = r.upperBound
+        if hb[r.lowerBound] != UInt8(ascii: "[") {
+            var k = r.lowerBound
+            while k < r.upperBound && hb[k] != UInt8(ascii: ":") { k += 1 }
+            end = k
+        }
+        var host = hb[r.lowerBound..<end].map { ASCII.lower($0) }
+        while host.last == UInt8(ascii: ".") { host.removeLast() }
+        for re in names {
+            if let caps = host.withUnsafeBytes({ re.captures($0) }) {
+                rewriteState.setCaptures(host, caps, names: re.names)
+                return
+            }
+        }
+    }
+
+    /// What nginx's find-config phase settles before the rewrite phase can answer:
+    /// `keepalive_disable` and `client_max_body_size` of the location found.
+    private func locationFoundChecks() -> Bool {
+        if !closeAfterResponse && keepaliveDisabledForUserAgent() { closeAfterResponse = true }
+        let maxBody = ex.location.settings.effectiveClientMaxBodySize
+        if maxBody > 0, let cl = req.contentLength, cl > maxBody {
+            log(.error, "client intended to send too large body: \(cl) bytes")
+            closeAfterResponse = true
+            respondError(413)
+            return false
+        }
+        return true
+    }
+
+    /// Answers a `return`, a redirecting rewrite or a failure; always false (answered).
+    private func answer(_ outcome: RewriteOutcome) -> Bool {
+        switch outcome {
+        case .respond(let r): runReturn(r)
+        case .redirect(let code, let url): redirect(code, to: String(decoding: url, as: UTF8.self))
+        case .failure: respondError(500)
+        case .done, .stop: return true
+        }
+        return false
+    }
+
+    /// The URI sent upstream after a rewrite (nginx's proxy module once `valid_unparsed_uri` is
+    /// off): the new URI escaped, the location's prefix replaced only while the location is still
+    /// valid (not after `break`), and the current arguments. False: the usual rules apply.
+    func rewrittenUpstreamURI(_ t: ProxyTarget, into out: inout [UInt8]) -> Bool {
+        // proxy_pass with variables and a URI part: that URI is sent as it is, arguments and all.
+        if ex.rewrite?.proxyURIAsMade == true, let u = t.uri {
+            out.removeAll(keepingCapacity: true)
+            out += Array(u.utf8)
+            return true
+        }
+        // `set $args` also invalidates the request's own target (nginx's valid_unparsed_uri).
+        guard let st = ex.rewrite, st.rewritten || st.args != nil else { return false }
+        out.removeAll(keepingCapacity: true)
+        var prefixLen = 0
+        if let u = t.uri, st.validLocation {
+            switch ex.location.match {
+            case .prefix(let p), .prefixNoRegex(let p), .exact(let p): prefixLen = min(p.utf8.count, ex.uri.count)
+            default: prefixLen = 0
+            }
+            out += Array(u.utf8)
+        }
+        out += URI.escapePath(Array(ex.uri[prefixLen...]))
+        let args = currentArgs
+        if !args.isEmpty {
+            out.append(UInt8(ascii: "?"))
+            out += args
+        }
+        return true
+    }
+}
