@@ -178,6 +178,7 @@ final class AuthService {
         let next = try RawClient(port: lb.port)
         try next.send("GET /x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\n\r\n")
         #expect(try next.readResponse().status == 200)
+        #expect(lb.started.isRunning && !lb.errorLog.contains("Fatal error"))
     }
 
     @Test func theAuthServiceConnectionIsKeptAliveInItsUpstreamPool() throws {
@@ -220,5 +221,23 @@ final class AuthService {
             served.append(r.headers.first { $0.0.lowercased() == "x-served" }?.1 ?? "")
         }
         #expect(served == ["1", "2", "3"])
+    }
+
+    @Test func aRequestBodyWaitsForTheVerdictThenReachesTheUpstreamWhole() throws {
+        // curl sends `Expect: 100-continue` for a body this size: the 100 comes from the main
+        // request's proxy, after the verdict; the subrequest is a GET without body or length.
+        let auth = try AuthService()
+        let app = try Backend(name: "app")
+        let lb = try LB(AuthRequestTests.config(auth: auth.port, app: app.port, down: freePort()))
+        defer { lb.stop() }
+        let file = try Harness.tempDirectory().appendingPathComponent("body")
+        let body = Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        try body.write(to: file)
+        let r = try curl(["-D", "-", "-H", "Authorization: Bearer good", "--data-binary", "@" + file.path, "http://127.0.0.1:\(lb.port)/upload"])
+        #expect(r.out.contains("\"bytes\": 300000"))
+        #expect(r.out.contains("X-Seen: GET /check content-length=- x-original-uri=/upload"))
+        let refused = try curl(["-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer forbidden",
+                                "--data-binary", "@" + file.path, "http://127.0.0.1:\(lb.port)/upload"])
+        #expect(refused.out == "403")
     }
 }
