@@ -21,11 +21,29 @@ extension Compiler {
                 throw ConfigError("invalid value \"\(d.args[0].text)\" in \"satisfy\" directive, it must be \"all\" or \"any\"", at: d.args[0].location)
             }
         },
-        DirectiveSpec("auth_request", .hsl, .exactly(1)) { _, d in
-            throw ConfigError("\"auth_request\" is not supported by lb yet (it needs subrequests); use auth_basic or allow/deny", at: d.location)
+        DirectiveSpec("auth_request", .hsl, .exactly(1)) { c, d in
+            c.settings.s.accessPhase.authRequest = d.args[0].text == "off" ? .some(nil) : .some(Array(d.args[0].text.utf8))
         },
-        DirectiveSpec("auth_request_set", .hsl, .exactly(2)) { _, d in
-            throw ConfigError("\"auth_request_set\" is not supported by lb yet (it needs subrequests)", at: d.location)
+        DirectiveSpec("auth_request_set", .hsl, .exactly(2), repeatable: true) { c, d in
+            let name = d.args[0].text
+            guard name.hasPrefix("$"), name.count > 1 else {
+                throw ConfigError("invalid variable name \"\(name)\"", at: d.args[0].location)
+            }
+            let variable = String(name.dropFirst())
+            c.definedVariables.insert(variable)
+            let value = try c.template(d.args[1])
+            c.settings.s.accessPhase.authRequestSet = (c.settings.s.accessPhase.authRequestSet ?? []) + [AuthRequestAssignment(name: variable, value: value)]
         },
     ]
+}
+
+/// One `auth_request_set $name VALUE`: VALUE is evaluated in the auth subrequest (its
+/// `$upstream_*`), and `$name` then reads the result in the main request.
+public struct AuthRequestAssignment: Sendable, Hashable {
+    public var name: String
+    public var value: Template
+    public init(name: String, value: Template) {
+        self.name = name
+        self.value = value
+    }
 }

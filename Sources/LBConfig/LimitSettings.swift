@@ -61,6 +61,10 @@ public struct AccessPhaseSettings: Sendable {
     public var authBasicUserFile: Template?
     /// `satisfy any` (nil or false: `all`).
     public var satisfyAny: Bool?
+    /// `auth_request URI`; `.some(nil)` is `off` (AuthDirectives.swift).
+    public var authRequest: [UInt8]??
+    /// `auth_request_set` of this level (inherited whole, as nginx merges the array).
+    public var authRequestSet: [AuthRequestAssignment]?
 
     public init() {}
 
@@ -77,6 +81,8 @@ public struct AccessPhaseSettings: Sendable {
         if authBasic == nil { authBasic = p.authBasic }
         m(&authBasicUserFile, p.authBasicUserFile)
         m(&satisfyAny, p.satisfyAny)
+        if authRequest == nil { authRequest = p.authRequest }
+        m(&authRequestSet, p.authRequestSet)
     }
 
     /// Whether a request in this location has preaccess or auth work to do: false for a config
@@ -85,6 +91,7 @@ public struct AccessPhaseSettings: Sendable {
         if let r = limitReq, !r.isEmpty { return true }
         if let c = limitConn, !c.isEmpty { return true }
         if case .some(.some) = authBasic, authBasicUserFile != nil { return true }
+        if case .some(.some) = authRequest { return true }
         return false
     }
 

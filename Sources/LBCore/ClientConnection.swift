@@ -639,11 +639,13 @@ final class ClientConnection: Pollable {
         // With recursive_error_pages, the target's own error_page may apply again (until the URI
         // changes run out).
         if !ex.errorPageUsed, ex.uriChangesLeft > 0, let pages = settings.errorPages, let page = pages.first(where: { $0.codes.contains(code) }) {
+            let origin = (location: ex.location, uri: ex.uri)
             if settings.recursiveErrorPages != true { ex.errorPageUsed = true }
             let dest = evaluate(page.target)
             if dest.first == UInt8(ascii: "@"), let named = ex.server.named[String(decoding: dest.dropFirst(), as: UTF8.self)] {
                 guard internalRedirect(to: dest) else { return }
                 ex.location = named
+                guard accessAfterRedirect(from: origin, error: code) else { return }
                 if case .return(let r) = named.handler {
                     // The page keeps the error's status unless `=` or `=CODE` says otherwise.
                     ex.overrideStatus = page.override == .keep ? code : nil
@@ -658,6 +660,7 @@ final class ClientConnection: Pollable {
                 ex.uri = dest
                 if let loc = ex.uri.withUnsafeBytes({ ex.server.locations.find($0).location }) {
                     ex.location = loc
+                    guard accessAfterRedirect(from: origin, error: code) else { return }
                     switch loc.handler {
                     case .return(let r):
                         if case .code(let c) = page.override { runReturn(ReturnAction(code: c, text: r.text)); return }
@@ -744,6 +747,7 @@ final class ClientConnection: Pollable {
     }
 
     func addConfiguredHeaders() {
+        if !ex.keptHeaders.isEmpty { outBuf.append(ex.keptHeaders) }
         if expiresApplies { appendExpires(ex.expiresMtime ?? wallClock().seconds) }
         guard let adds = settings.addHeaders else { return }
         let always = ClientConnection.isHeaderFilterStatus(ex.status)
@@ -881,6 +885,7 @@ final class ClientConnection: Pollable {
         let el = worker.runtime.errorLog
         guard el.enabled(level) else { return }
         var m = message + ", client: \(clientAddress.ip), server: \((ex?.server ?? defaultServer).names.first ?? ""), request: \"\(String(decoding: requestLine(), as: UTF8.self))\""
+        if let ex, ex.parentExchange != nil { m += ", subrequest: \"\(String(decoding: ex.uri, as: UTF8.self))\"" }
         if let u = currentUpstreamText { m += ", upstream: \"\(u)\"" }
         if let h = req.host { m += ", host: \"\(String(decoding: head.readableBytes[h], as: UTF8.self))\"" }
         el.log(level, m, connection: number, worker: worker.index)

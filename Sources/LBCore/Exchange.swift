@@ -88,6 +88,19 @@ final class Exchange {
     /// limit_req / limit_conn / auth_basic results and held counts (LimitPhase.swift); nil when
     /// the location has none of them.
     var accessState: AccessPhaseState?
+    /// An auth_request subrequest (Subrequest.swift): the main request it runs for. Its response
+    /// head is captured, never written to the client; nothing of it is logged.
+    var parentExchange: Exchange?
+    /// `auth_request_set` results (AuthRequest.swift): `$name` reads them when no `map` defines it.
+    var authVariables: [(name: String, value: [UInt8])] = []
+    /// Header lines every response head of this request carries (an access phase's
+    /// WWW-Authenticate), also the page of an error_page redirect, as nginx keeps `headers_out`.
+    var keptHeaders: [UInt8] = []
+    /// The access phase of an internal redirect's target waits (a subrequest, a hash): what the
+    /// redirect does once it passes (AuthRequest.swift, `accessAfterRedirect`).
+    var afterAccess: (() -> Void)?
+    /// The target whose access phase just passed, so the redirect resumed does not check it again.
+    var accessPassed: Location?
 
     /// The rewrite module's state (set variables, captures, changed arguments); nil until a
     /// rewrite program or a capture needs it.
@@ -129,6 +142,17 @@ final class Exchange {
         s.upstreamLog.removeAll(keepingCapacity: true)
         s.responseHeaders.removeAll(keepingCapacity: true)
         return s
+    }
+
+    /// An auth subrequest of `main` for `uri` in `location` (Subrequest.swift): same server and
+    /// client, no request body, its own upstream state.
+    init(subrequestOf main: Exchange, location: Location, uri: [UInt8], startMicros: Int64) {
+        server = main.server
+        self.location = location
+        self.uri = uri
+        self.startMicros = startMicros
+        realClient = main.realClient
+        parentExchange = main
     }
 
     /// The background update that follows a stale response: a new exchange for the same request

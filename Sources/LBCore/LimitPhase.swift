@@ -33,6 +33,8 @@ enum AccessVerdict: Equatable {
     case forbidden
     /// 401 with `WWW-Authenticate: Basic realm="…"`.
     case unauthorized(realm: [UInt8])
+    /// 401 with these `WWW-Authenticate` values (auth_request's subrequest's; maybe none).
+    case challenged([[UInt8]])
     case failed(Int)
 }
 
@@ -188,34 +190,30 @@ extension ClientConnection {
         guard state == .delayed, let s = ex?.accessState, ObjectIdentifier(s) == token, s.hashing, let pending = s.pendingAccess else { return }
         s.hashing = false
         state = .head
-        if finishAccess(authBasicVerdict(job, ok: ok), code: pending.code, any: pending.any) { runContentPhase() }
+        if finishAccess(authBasicVerdict(job, ok: ok), code: pending.code, any: pending.any) { resumeAfterAccess() }
     }
 
     /// Folds one module's verdict into the phase's; returns whether the phase is over (true: go
     /// on to the content phase; false: answered), nil to ask the next module.
     func combine(_ v: AccessVerdict, into code: inout AccessVerdict, any: Bool) -> Bool? {
-        switch v {
-        case .declined:
-            return nil
-        case .allowed:
-            return any ? true : nil
-        case .forbidden, .unauthorized:
-            if !any {
-                answerAccess(v)
-                return false
-            }
-            if case .unauthorized = code { return nil }
-            code = v
-            return nil
-        case .failed:
-            answerAccess(v)
+        switch AccessDecision.fold(v, into: &code, any: any) {
+        case .next: return nil
+        case .pass: return true
+        case .answer(let a):
+            answerAccess(a)
             return false
         }
     }
 
+    /// auth_basic's verdict joins the phase's; auth_request (AuthRequest.swift) comes last.
     func finishAccess(_ auth: AccessVerdict, code: AccessVerdict, any: Bool) -> Bool {
         var code = code
         if let done = combine(auth, into: &code, any: any) { return done }
+        return runAuthRequest(code: code, any: any)
+    }
+
+    /// The end of the access phase: true when nothing refused, else the refusal is answered.
+    func concludeAccess(_ code: AccessVerdict) -> Bool {
         if code != .declined {
             if code == .forbidden { log(.error, "access forbidden by rule") }
             answerAccess(code)
@@ -239,21 +237,27 @@ extension ClientConnection {
     func answerAccess(_ v: AccessVerdict) {
         switch v {
         case .forbidden: respondError(403)
-        case .failed(let c): respondError(c)
-        case .unauthorized(let realm):
-            // error_page for 401 takes over the answer (lb then sends it without the challenge).
-            if settings.errorPages?.contains(where: { $0.codes.contains(401) }) == true {
-                respondError(401)
-                return
-            }
-            var extra = Buffer()
-            extra.append("WWW-Authenticate: Basic realm=\"")
-            extra.append(realm)
-            extra.append("\"\r\n")
-            respond(401, contentType: "text/html", body: Status.page(401, serverTokens: settings.effectiveServerTokens), extraHeaders: extra)
-            extra.release()
+        case .failed(let c):
+            // nginx's own 500 ends the connection too (ngx_http_special_response_handler).
+            if c == 500 { closeAfterResponse = true }
+            respondError(c)
+        case .unauthorized(let realm): answerChallenge([AccessDecision.basicChallenge(realm)])
+        case .challenged(let values): answerChallenge(values)
         case .declined, .allowed: break
         }
+    }
+
+    /// 401 with these WWW-Authenticate values; they stay on the response when an error_page for
+    /// 401 answers instead (nginx keeps headers_out across the redirect).
+    func answerChallenge(_ values: [[UInt8]]) {
+        var kept: [UInt8] = []
+        for v in values {
+            kept += Array("WWW-Authenticate: ".utf8)
+            kept += v
+            kept += [0x0D, 0x0A]
+        }
+        ex.keptHeaders = kept
+        respondError(401)
     }
 
     /// What auth_basic needs: a verdict now, or a password checked against a stored hash.

@@ -40,7 +40,7 @@ extension ClientConnection {
         buildUpstreamURI(t, into: &ex.upstreamURI)
         ex.firstTryMillis = worker.loop.now
         ex.requestBodyForwarded = 0
-        if req.expectContinue && req.hasBody && inBuf.readable == 0 {
+        if req.expectContinue && req.hasBody && inBuf.readable == 0 && ex.parentExchange == nil {
             outBuf.append("HTTP/1.1 100 Continue\r\n\r\n")
             flushOut()
         }
@@ -133,6 +133,7 @@ extension ClientConnection {
 
     /// The URI sent upstream: unchanged without a URI part; else the location prefix replaced.
     func buildUpstreamURI(_ t: ProxyTarget, into out: inout [UInt8]) {
+        if ex.parentExchange != nil { subrequestUpstreamURI(t, into: &out); return }
         if ex.rewrite != nil && rewrittenUpstreamURI(t, into: &out) { return } // Rewrite.swift
         let hb = head.readableBytes
         guard let replacement = t.uri else {
@@ -242,8 +243,8 @@ extension ClientConnection {
         }
         if let m = s.proxyMethod {
             o.append(evaluate(m))
-        } else if headConverted {
-            o.append("GET")
+        } else if headConverted || ex.parentExchange != nil {
+            o.append("GET") // nginx's subrequests are GETs
         } else {
             o.append(UnsafeRawBufferPointer(rebasing: hb[req.methodRange]))
         }
@@ -331,7 +332,7 @@ extension ClientConnection {
             swap(&o, &c.outBuf)
             o.release()
             return
-        } else if !s.passesClientBody {
+        } else if !s.passesClientBody || ex.parentExchange != nil {
             // No body upstream, so no framing header either.
         } else if let body = ex.body {
             o.append("Content-Length: ")
@@ -606,6 +607,7 @@ extension ClientConnection {
             respondError(code)
             return
         }
+        if ex.parentExchange != nil { subrequestAnswered(c, headLength: headLength); return }
         if ex.cache != nil && cacheResponseHead(c, headLength: headLength) { return }
         let b = c.inBuf.readableBytes
         let noBody = (req.method == .head && !headConverted) || code == 204 || code == 304 || (code >= 100 && code < 200)
@@ -1057,6 +1059,7 @@ extension ClientConnection {
     /// A client-side fault while proxying (bad body): answer it and close.
     func upstreamFailedFatal(_ code: Int) {
         if ex.inBackground { endBackground(); return }
+        if ex.parentExchange != nil { subrequestFailed(code); return }
         releasePeer(failed: false)
         ex.up?.close()
         ex.up = nil
@@ -1066,6 +1069,7 @@ extension ClientConnection {
 
     func proxyError(_ code: Int) {
         if ex.inBackground { endBackground(); return }
+        if ex.parentExchange != nil { subrequestFailed(code); return }
         ex.phase = .idle
         if ex.headerStarted {
             close()
@@ -1078,6 +1082,7 @@ extension ClientConnection {
     /// The client went away or the stream broke after the head: close both sides.
     func abortProxy() {
         if ex.inBackground { endBackground(); return }
+        if ex.parentExchange != nil { abortSubrequest(); return }
         if let c = ex.up {
             c.close()
             ex.up = nil

@@ -152,6 +152,7 @@ extension ClientConnection {
         case .named(let name):
             if let v = ex.rewrite?.vars[name] { out += v; break }
             guard let m = table.maps.first(where: { $0.variable == name }) else {
+                if appendAuthRequestVariable(name, to: &out) { break }
                 if table.setVariables.contains(name), settings.uninitializedVariableWarn != false {
                     log(.warn, "using uninitialized \"\(name)\" variable")
                 }

@@ -55,7 +55,9 @@ struct LimitAuthConfigTests {
         ("limit_req_status 200;", "", "value must be between 400 and 599 in t.conf:2"),
         ("", "limit_conn_log_level crit;", "invalid value \"crit\" in \"limit_conn_log_level\" directive, it must be \"info\", \"notice\", \"warn\" or \"error\" in t.conf:6"),
         ("", "satisfy some;", "invalid value \"some\" in \"satisfy\" directive, it must be \"all\" or \"any\" in t.conf:6"),
-        ("", "auth_request /auth;", "\"auth_request\" is not supported by lb yet (it needs subrequests); use auth_basic or allow/deny in t.conf:6"),
+        ("", "auth_request /a; auth_request /b;", "\"auth_request\" directive is duplicate in t.conf:6"),
+        ("", "auth_request_set user $upstream_status;", "invalid variable name \"user\" in t.conf:6"),
+        ("", "auth_request /a; proxy_set_header X-User $user;", "unknown \"user\" variable in t.conf:6"),
     ])
     func refusalsSayWhyAndWhere(top: String, loc: String, expected: String) {
         #expect(loadError(LimitAuthConfigTests.http(top, loc)) == expected)
@@ -79,5 +81,30 @@ struct LimitAuthConfigTests {
         #expect(root.active && root.satisfyAny == true)
         #expect(root.authBasicUserFile?.literalBytes == Array("/p/conf/htpasswd".utf8))
         #expect(!pub.active)
+    }
+
+    @Test func authRequestInheritsItsURIAndAssignmentsAndOffTurnsItOff() throws {
+        let t = try load("""
+            http {
+              auth_request /auth;
+              auth_request_set $user $upstream_http_x_user;
+              server {
+                listen 8080;
+                location / { proxy_set_header X-User $user; return 200; }
+                location /mine/ { auth_request_set $role $upstream_http_x_role; return 200 $role; }
+                location /public/ { auth_request off; }
+                location = /auth { internal; return 204; }
+              }
+            }
+            """)
+        func phase(_ uri: String) -> AccessPhaseSettings {
+            t.servers[0].locations.find(Array(uri.utf8).withUnsafeBytes { $0 }).location!.settings.accessPhase
+        }
+        #expect(phase("/x").active && phase("/x").authRequest == .some(.some(Array("/auth".utf8))))
+        #expect(phase("/x").authRequestSet?.map(\.name) == ["user"])
+        // A level's own assignments replace the inherited ones (nginx merges the array whole).
+        #expect(phase("/mine/x").authRequestSet?.map(\.name) == ["role"])
+        #expect(phase("/mine/x").authRequestSet?.first?.value.variables == [.upstreamHeader("x-role")])
+        #expect(!phase("/public/x").active)
     }
 }
