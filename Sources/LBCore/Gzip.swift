@@ -97,7 +97,6 @@ extension GzipStream {
 extension ClientConnection {
     /// Whether the proxied response whose head is `b` (parsed in `response`) is gzipped.
     func shouldGzipProxied(_ b: UnsafeRawBufferPointer) -> Bool {
-        let s = settings
         guard requestAcceptsGzip(range: false) else { return false }
         var ce: String?, ct: String?, cc: String?, exp: String?, lm = false, etag = false
         for f in ex.attempt.response.headers {
@@ -114,7 +113,7 @@ extension ClientConnection {
             }
         }
         guard GzipPolicy.responseQualifies(status: ex.attempt.response.status, contentEncoding: ce, contentType: ct, contentLength: ex.attempt.response.contentLength,
-                                           types: s.effectiveGzipTypes, minLength: s.effectiveGzipMinLength) else { return false }
+                                           types: settings.effectiveGzipTypes, minLength: settings.effectiveGzipMinLength) else { return false }
         return proxiedAllowsGzip(expires: exp, cacheControl: cc, lastModified: lm, etag: etag)
     }
 
@@ -172,13 +171,12 @@ extension ClientConnection {
     /// For a body lb has whole (a static file, a cache entry): the compressed bytes when gzip
     /// applies, else nil. `read` is called only then, and only for bodies up to `maxInMemory`.
     func gzipWholeBody(status code: Int, contentType: String, length: Int, read: () -> [UInt8]?) -> [UInt8]? {
-        let s = settings
-        guard s.gzip == true, length <= GzipPolicy.maxInMemory, requestAcceptsGzip(range: req.range != nil),
+        guard settings.gzip == true, length <= GzipPolicy.maxInMemory, requestAcceptsGzip(range: req.range != nil),
               GzipPolicy.responseQualifies(status: code, contentEncoding: nil, contentType: contentType, contentLength: length,
-                                           types: s.effectiveGzipTypes, minLength: s.effectiveGzipMinLength),
+                                           types: settings.effectiveGzipTypes, minLength: settings.effectiveGzipMinLength),
               proxiedAllowsGzip(expires: nil, cacheControl: nil, lastModified: true, etag: true),
               let body = read() else { return nil }
-        return GzipStream.compress(body, level: s.effectiveGzipCompLevel)
+        return GzipStream.compress(body, level: settings.effectiveGzipCompLevel)
     }
 
     /// Reads `length` bytes at `offset` of a file (bounded by `GzipPolicy.maxInMemory`).

@@ -44,15 +44,14 @@ extension ClientConnection {
             outBuf.append("HTTP/1.1 100 Continue\r\n\r\n")
             flushOut()
         }
-        let s = settings
-        if !ex.requestBodyComplete && (s.proxyRequestBuffering != false || !s.passesClientBody) {
+        if !ex.requestBodyComplete && (settings.proxyRequestBuffering != false || !settings.passesClientBody) {
             // nginx's default: the whole body first, then the upstream. A slow upload holds no
             // upstream connection, and every try can send the body again.
-            ex.body = BufferedBody(memoryLimit: s.effectiveClientBodyBufferSize,
-                                   tempDirectory: joinPath(table.main.prefix, s.clientBodyTempPath ?? "client_body_temp"),
+            ex.body = BufferedBody(memoryLimit: settings.effectiveClientBodyBufferSize,
+                                   tempDirectory: joinPath(table.main.prefix, settings.clientBodyTempPath ?? "client_body_temp"),
                                    expected: req.contentLength)
             ex.phase = .readingBody
-            worker.loop.setDeadline(self, afterMillis: s.effectiveClientBodyTimeoutMs)
+            worker.loop.setDeadline(self, afterMillis: settings.effectiveClientBodyTimeoutMs)
             readRequestBody()
             return
         }
@@ -229,19 +228,18 @@ extension ClientConnection {
         if ex.target!.kind != .http { buildAppServerRequest(c); return }
         c.fastcgi = nil
         let hb = head.readableBytes
-        let s = settings
-        let http11 = s.effectiveProxyHTTPVersion == "1.1" || req.chunked
+        let http11 = settings.effectiveProxyHTTPVersion == "1.1" || req.chunked
         var o = Buffer()
         swap(&o, &c.outBuf)
         o.clear()
         o.reserve(512 + head.readable)
-        if s.proxyProtocol == true && c.requests == 1 {
+        if settings.proxyProtocol == true && c.requests == 1 {
             // A new connection: the PROXY protocol header first, naming the client (after realip)
             // and the address it reached.
             let local = Socket.localAddress(fd), client = clientAddress
             o.append(string: ProxyProtocolWriter.v1(clientIP: client.ip, clientPort: client.port, localIP: local.ip, localPort: local.port))
         }
-        if let m = s.proxyMethod {
+        if let m = settings.proxyMethod {
             o.append(evaluate(m))
         } else if headConverted || ex.parentExchange != nil {
             o.append("GET") // nginx's subrequests are GETs
@@ -285,7 +283,7 @@ extension ClientConnection {
             if let tag = e.etag { o.append("If-None-Match: "); o.append(tag); o.append("\r\n") }
             if let lm = e.lastModified { o.append("If-Modified-Since: "); o.append(lm); o.append("\r\n") }
         }
-        if s.proxyPassRequestHeaders ?? true {
+        if settings.proxyPassRequestHeaders ?? true {
             for f in req.headers {
                 let n = f.name
                 if caching {
@@ -322,7 +320,7 @@ extension ClientConnection {
                 o.append("\r\n")
             }
         }
-        if let setBody = s.proxySetBody {
+        if let setBody = settings.proxySetBody {
             // proxy_set_body: this body, whatever the client sent (read and dropped).
             let body = evaluate(setBody)
             o.append("Content-Length: ")
@@ -332,7 +330,7 @@ extension ClientConnection {
             swap(&o, &c.outBuf)
             o.release()
             return
-        } else if !s.passesClientBody || ex.parentExchange != nil {
+        } else if !settings.passesClientBody || ex.parentExchange != nil {
             // No body upstream, so no framing header either.
         } else if let body = ex.body {
             o.append("Content-Length: ")
@@ -657,11 +655,10 @@ extension ClientConnection {
     func writeResponseHead(_ b: UnsafeRawBufferPointer, headLength: Int, chunkedOut: Bool, keepAlive: Bool, upgrade: Bool,
                            contentLength: Int? = nil, extra: String? = nil, reasonOverride: Bool = false, gzipped: Bool = false,
                            contentType: String? = nil) {
-        let s = settings
         outBuf.clear()
         writeHeadStart(ex.attempt.response.status, reason: reasonOverride ? nil : UnsafeRawBufferPointer(rebasing: b[ex.attempt.response.reasonRange]))
-        let hide = s.proxyHideHeaders ?? []
-        let pass = s.proxyPassHeaders ?? []
+        let hide = settings.proxyHideHeaders ?? []
+        let pass = settings.proxyPassHeaders ?? []
         for f in ex.attempt.response.headers {
             let n = f.name
             switch n.count {
@@ -689,7 +686,7 @@ extension ClientConnection {
                     outBuf.append("\r\n")
                     continue
                 }
-                if case .some(.some) = s.charset {
+                if case .some(.some) = settings.charset {
                     let t = String(decoding: b[f.value], as: UTF8.self)
                     let c = withCharset(t)
                     if c != t {

@@ -235,9 +235,8 @@ extension ClientConnection {
     /// Writes the access log line(s) for the finished request.
     func finishLog() {
         generation.serverStats[ex.server.index].count(ex.status)
-        let s = settings
-        if s.accessLogOff == true { return }
-        let logs = s.accessLogs ?? [AccessLog(path: worker.runtime.defaultAccessLog, format: "combined")]
+        if settings.accessLogOff == true { return }
+        let logs = settings.accessLogs ?? [AccessLog(path: worker.runtime.defaultAccessLog, format: "combined")]
         for l in logs {
             if let cond = l.condition {
                 let v = evaluate(cond)
