@@ -213,15 +213,7 @@ extension Compiler {
             },
             setting("\(p)_cache_key", .exactly(1), default: nil, field(\.cacheKey)) { c, d in try c.template(d.args[0]) },
             DirectiveSpec("\(p)_cache_valid", .hsl, .atLeast(1), repeatable: true) { c, d in
-                let ms = try c.time(d, d.args.count - 1)
-                var codes: [Int] = []
-                for a in d.args.dropLast() {
-                    if a.text == "any" { codes = []; break }
-                    guard let n = Values.number(a.text), (100...599).contains(n) else { throw ConfigError("invalid value \"\(a.text)\"", at: a.location) }
-                    codes.append(n)
-                }
-                if d.args.count == 1 { codes = [200, 301, 302] }
-                c.settings.s[keyPath: kp].cacheValid = (c.settings.s[keyPath: kp].cacheValid ?? []) + [CacheValid(codes: codes, ms: ms)]
+                c.settings.s[keyPath: kp].cacheValid = (c.settings.s[keyPath: kp].cacheValid ?? []) + [try c.cacheValid(d)]
             },
             setting("\(p)_cache_methods", .atLeast(1), default: "GET HEAD", field(\.cacheMethods)) { _, d in
                 var m = Array(try wordSet(d, allowed: ["GET", "HEAD", "POST"]))

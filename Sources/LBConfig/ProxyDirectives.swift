@@ -89,15 +89,7 @@ extension Compiler {
         },
         setting("proxy_cache_key", .exactly(1), default: "$scheme$proxy_host$request_uri", \.proxyCacheKey) { c, d in try c.template(d.args[0]) },
         DirectiveSpec("proxy_cache_valid", .hsl, .atLeast(1), repeatable: true) { c, d in
-            let ms = try c.time(d, d.args.count - 1)
-            var codes: [Int] = []
-            for a in d.args.dropLast() {
-                if a.text == "any" { codes = []; break }
-                guard let n = Values.number(a.text), (100...599).contains(n) else { throw ConfigError("invalid value \"\(a.text)\"", at: a.location) }
-                codes.append(n)
-            }
-            if d.args.count == 1 { codes = [200, 301, 302] }
-            c.appendArray(\.proxyCacheValid, CacheValid(codes: codes, ms: ms))
+            c.appendArray(\.proxyCacheValid, try c.cacheValid(d))
         },
         setting("proxy_cache_methods", .atLeast(1), default: "GET HEAD", \.proxyCacheMethods) { _, d in
             var m = Array(try wordSet(d, allowed: ["GET", "HEAD", "POST"]))
@@ -320,4 +312,20 @@ extension Compiler {
         DirectiveSpec("ready", .service, .exactly(1)) { c, d in c.service!.ready = d.args[0].text },
         DirectiveSpec("directory", .service, .exactly(1)) { c, d in c.service!.directory = c.fullPath(d.args[0].text) },
     ]
+}
+
+extension Compiler {
+    /// `*_cache_valid [CODE…|any] TIME`: the codes (none for `any`; 200 301 302 when none are
+    /// named) and the time, with nginx's errors.
+    func cacheValid(_ d: Directive) throws -> CacheValid {
+        let ms = try time(d, d.args.count - 1)
+        var codes: [Int] = []
+        for a in d.args.dropLast() {
+            if a.text == "any" { codes = []; break }
+            guard let n = Values.number(a.text), (100...599).contains(n) else { throw ConfigError("invalid value \"\(a.text)\"", at: a.location) }
+            codes.append(n)
+        }
+        if d.args.count == 1 { codes = [200, 301, 302] }
+        return CacheValid(codes: codes, ms: ms)
+    }
 }

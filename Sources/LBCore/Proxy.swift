@@ -146,13 +146,19 @@ extension ClientConnection {
             out.append(contentsOf: UnsafeRawBufferPointer(rebasing: hb[req.targetRange]))
             return
         }
+        out = uriWithLocationPrefixReplaced(by: replacement)
+        if let q = req.queryRange { out += [UInt8(ascii: "?")] + hb[q] }
+    }
+
+    /// The URI with the part the location's prefix matched replaced by `replacement` (a
+    /// `proxy_pass` URI part), escaped; a regex location replaces nothing.
+    func uriWithLocationPrefixReplaced(by replacement: String) -> [UInt8] {
         var prefixLen = 0
         switch ex.location.match {
         case .prefix(let p), .prefixNoRegex(let p), .exact(let p): prefixLen = min(p.utf8.count, ex.uri.count)
         default: prefixLen = 0
         }
-        out = Array(replacement.utf8) + URI.escapePath(Array(ex.uri[prefixLen...]))
-        if let q = req.queryRange { out += [UInt8(ascii: "?")] + hb[q] }
+        return Array(replacement.utf8) + URI.escapePath(Array(ex.uri[prefixLen...]))
     }
 
     func nextAttempt() {

@@ -53,12 +53,7 @@ extension ClientConnection {
             out = URI.escapePath(ex.uri)
             return
         }
-        var prefixLen = 0
-        switch ex.location.match {
-        case .prefix(let p), .prefixNoRegex(let p), .exact(let p): prefixLen = min(p.utf8.count, ex.uri.count)
-        default: prefixLen = 0
-        }
-        out = Array(replacement.utf8) + URI.escapePath(Array(ex.uri[prefixLen...]))
+        out = uriWithLocationPrefixReplaced(by: replacement)
     }
 
     /// The subrequest's response head arrived (after proxy_next_upstream had its say): status and
