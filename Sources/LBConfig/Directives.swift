@@ -277,9 +277,8 @@ extension Compiler {
         DirectiveSpec("source_charset", .hsl, .exactly(1)) { _, d in
             throw ConfigError("\"source_charset\" is not supported by lb: it converts no charsets (\"charset\" only names one in Content-Type)", at: d.location)
         },
-        DirectiveSpec("limit_rate", .hsl, .exactly(1), default: "0", note: "only 0 (no limit): lb does not throttle responses") { c, d in
-            if try c.size(d) != 0 { throw ConfigError("\"limit_rate\" is not supported by lb: responses are not throttled (only \"limit_rate 0\" is accepted)", at: d.location) }
-        },
+        setting("limit_rate", .exactly(1), default: "0", \.limitRate) { c, d in try c.rateSize(d) },
+        setting("limit_rate_after", .exactly(1), default: "0", \.limitRateAfter) { c, d in try c.rateSize(d) },
         setting("keepalive_disable", .atLeast(1), default: "msie6", \.keepaliveDisable) { _, d in
             try wordSet(d, allowed: ["none", "msie6", "safari"]).subtracting(["none"])
         },

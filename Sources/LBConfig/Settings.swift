@@ -147,6 +147,9 @@ public struct HTTPSettings: Sendable {
     /// `keepalive_time`: how long one client connection may serve requests.
     public var keepaliveTimeMs: Int?
     public var sendTimeoutMs: Int?
+    /// `limit_rate` (bytes per second, 0 = none) and `limit_rate_after` (bytes sent unthrottled).
+    public var limitRate: Int?
+    public var limitRateAfter: Int?
     public var clientMaxBodySize: Int?
     public var clientBodyBufferSize: Int?
     public var clientBodyTempPath: String?
@@ -269,6 +272,8 @@ public struct HTTPSettings: Sendable {
         m(&keepaliveRequests, p.keepaliveRequests)
         m(&keepaliveTimeMs, p.keepaliveTimeMs)
         m(&sendTimeoutMs, p.sendTimeoutMs)
+        m(&limitRate, p.limitRate)
+        m(&limitRateAfter, p.limitRateAfter)
         m(&clientMaxBodySize, p.clientMaxBodySize)
         m(&clientBodyBufferSize, p.clientBodyBufferSize)
         m(&clientBodyTempPath, p.clientBodyTempPath)

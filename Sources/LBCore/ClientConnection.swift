@@ -232,6 +232,7 @@ final class ClientConnection: Pollable {
     }
 
     func clientTimedOut() {
+        if rateTimerFired() { return }
         if let ex, ex.inBackground { return } // the upstream side has its own deadlines
         if state == .proxy && ex.phase == .cacheWait {
             cacheWaitTick()
@@ -767,6 +768,7 @@ final class ClientConnection: Pollable {
     /// Writes `outBuf` to the client; returns true when it is empty. Closes on error.
     @discardableResult
     func flushOut(more: Bool = false) -> Bool {
+        if let ex, ex.rate.limit != 0 { return flushOutLimited(more: more) }
         while !outBuf.isEmpty {
             guard writable else {
                 worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)

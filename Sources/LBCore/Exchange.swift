@@ -28,6 +28,8 @@ final class Exchange {
     /// The status an `error_page` redirect keeps (or sets with `=CODE`) for the page it serves.
     var overrideStatus: Int?
     var bodyBytesSent = 0
+    /// `limit_rate` (RateLimit.swift).
+    var rate = ResponseRate()
     var responseHeadBytes = 0
     var headerStarted = false
 

@@ -693,6 +693,9 @@ extension ClientConnection {
                 if expiresApplies { continue } // replaced by ours, as nginx's expires does
             case 13 where ASCII.equalsLower(b, n, "cache-control"):
                 if expiresApplies { continue }
+            case 18 where ASCII.equalsLower(b, n, "x-accel-limit-rate"):
+                acceptAccelLimitRate(b[f.value])
+                continue
             default:
                 if n.count > 8 && ASCII.equalsLower(b, n.lowerBound..<(n.lowerBound + 8), "x-accel-") { continue }
             }
@@ -800,14 +803,20 @@ extension ClientConnection {
             }
             // 2. Write head + validated body in one writev.
             if !outBuf.isEmpty || ex.attempt.relayable > 0 {
+                var cap = Int.max
+                if ex.rate.limit != 0 && !ex.inBackground {
+                    guard let allowed = rateAllowance() else { worker.loop.setDeadline(c, afterMillis: 0); return }
+                    cap = allowed
+                }
                 guard writable else {
                     waitForClient(c)
                     return
                 }
+                let head = cap < outBuf.readable ? UnsafeRawBufferPointer(rebasing: outBuf.readableBytes[..<cap]) : outBuf.readableBytes
                 let body = UnsafeRawBufferPointer(start: c.inBuf.base.map { $0 + c.inBuf.readIndex },
-                                                  count: ex.inBackground || headConverted || ex.gz != nil ? 0 : ex.attempt.relayable)
+                                                  count: min(ex.inBackground || headConverted || ex.gz != nil ? 0 : ex.attempt.relayable, cap - head.count))
                 do {
-                    switch try transport.writev(fd, outBuf.readableBytes, body) {
+                    switch try transport.writev(fd, head, body) {
                     case .done(let n):
                         let fromHead = min(n, outBuf.readable)
                         outBuf.readIndex += fromHead
@@ -817,6 +826,7 @@ extension ClientConnection {
                         ex.bodyBytesSent += fromBody
                         if outBuf.isEmpty { outBuf.clear() }
                         worker.loop.setDeadline(self, afterMillis: 0)
+                        if cap != Int.max { rateSent(n) }
                     case .wouldBlock:
                         writable = false
                         waitForClient(c)

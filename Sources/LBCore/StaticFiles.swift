@@ -474,14 +474,20 @@ extension ClientConnection {
                 guard flushOut() else { return }
                 continue
             }
+            var cap = 1 << 20
+            if ex.rate.limit != 0 {
+                guard let allowed = rateAllowance() else { return }
+                cap = min(cap, allowed)
+            }
             do {
-                switch try transport.sendfile(fd, f, offset: &ex.staticOffset, count: min(ex.staticRemaining, 1 << 20)) {
+                switch try transport.sendfile(fd, f, offset: &ex.staticOffset, count: min(ex.staticRemaining, cap)) {
                 case .done(0):
                     ex.staticRemaining = 0 // file shrank
                     closeAfterResponse = true
                 case .done(let n):
                     ex.staticRemaining -= n
                     ex.bodyBytesSent += n
+                    if ex.rate.limit > 0 { rateSent(n) }
                 case .wouldBlock:
                     writable = false
                 }
