@@ -295,6 +295,7 @@ extension Compiler {
             }
         },
         DirectiveSpec("map", .http, .exactly(2), block: true, repeatable: true) { c, d in try c.compileMap(d) },
+        DirectiveSpec("split_clients", .http, .exactly(2), block: true, repeatable: true) { c, d in try c.compileSplitClients(d) },
         DirectiveSpec("upstream", .http, .exactly(1), block: true, repeatable: true) { c, d in
             let name = d.args[0].text
             if c.upstreams.contains(where: { $0.name == name }) { throw ConfigError("duplicate upstream \"\(name)\"", at: d.location) }

@@ -212,6 +212,7 @@ extension ClientConnection {
 
     func evaluateMap(_ m: MapBlock) -> [UInt8] {
         let src = evaluate(m.source)
+        if let split = m.splitClients { return split.value(for: src) }
         let key = String(decoding: src, as: UTF8.self)
         if let v = m.exact[key] ?? (m.hostnames ? m.exact[key.lowercased()] : nil) { return evaluate(v) }
         for (re, v) in m.regexes where src.withUnsafeBytes({ re.matches($0) }) { return evaluate(v) }

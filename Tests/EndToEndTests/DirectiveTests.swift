@@ -105,4 +105,44 @@ import Testing
             #expect(r.stderr.contains("\(message) in \(conf.path):3"), "\(r.stderr)")
         }
     }
+
+    static let splitConfig = """
+    worker_processes 1;
+    events {}
+    http {
+        access_log off;
+        split_clients "${arg_k}" $variant { 10% a; 20.5% b; 0.25% c; * d; }
+        split_clients "${arg_k}-${http_x_user}" $half { 50% left; 33.33% middle; }
+        server {
+            listen 127.0.0.1:{port};
+            location / { return 200 "$variant|$half"; }
+        }
+    }
+    """
+
+    @Test func splitClientsPicksAsNginxForTwoHundredKeys() throws {
+        guard NginxPeer.available else {
+            Issue.record("Debian's nginx is not installed (apt-get install -y nginx-light)")
+            return
+        }
+        let lb = try LB(Self.splitConfig)
+        let nginx = try NginxPeer(Self.splitConfig)
+        defer { nginx.stop() }
+        let lbClient = try RawClient(port: lb.port)
+        let nginxClient = try RawClient(port: nginx.port)
+        var seen: Set<String> = []
+        for i in 0..<200 {
+            let request = "GET /?k=user\(i) HTTP/1.1\r\nHost: x\r\nX-User: u\(i % 7)\r\n\r\n"
+            try lbClient.send(request)
+            try nginxClient.send(request)
+            let mine = try lbClient.readResponse().text
+            let theirs = try nginxClient.readResponse().text
+            #expect(mine == theirs, "key user\(i)")
+            seen.insert(mine)
+        }
+        // Every part (and the unassigned rest of the second split) occurred: not vacuous.
+        let parts = seen.map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
+        #expect(Set(parts.map { $0[0] }).isSuperset(of: ["a", "b", "d"]), "\(seen)")
+        #expect(Set(parts.map { $0[1] }) == ["left", "middle", ""], "a key outside 83.33% gets the empty value")
+    }
 }
