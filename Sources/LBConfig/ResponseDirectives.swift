@@ -8,3 +8,26 @@ extension Compiler {
         return try size(d)
     }
 }
+
+/// One `sub_filter STRING REPLACEMENT` line (both may hold variables, evaluated per request).
+public struct SubFilterPair: Sendable {
+    public var match: Template
+    public var replacement: Template
+}
+
+extension Compiler {
+    static let responseDirectives: [DirectiveSpec] = [
+        DirectiveSpec("sub_filter", .hsl, .exactly(2), repeatable: true,
+                      note: "static, proxied and local responses of the listed types; the body goes out chunked") { c, d in
+            guard !d.args[0].text.isEmpty else { throw ConfigError("empty search pattern", at: d.location) }
+            if (c.settings.s.subFilters?.count ?? 0) == 255 { throw ConfigError("number of search patterns exceeds 255", at: d.location) }
+            let pair = SubFilterPair(match: try c.template(d.args[0]), replacement: try c.template(d.args[1]))
+            // Settings hold only this level's lines until inheritance: a level's own list
+            // replaces the inherited one, as nginx merges sub_filter.
+            c.settings.s.subFilters = (c.settings.s.subFilters ?? []) + [pair]
+        },
+        flagSetting("sub_filter_once", default: "on", \.subFilterOnce),
+        setting("sub_filter_types", .atLeast(1), default: "text/html", \.subFilterTypes) { _, d in d.values },
+        flagSetting("sub_filter_last_modified", default: "off", \.subFilterLastModified),
+    ]
+}

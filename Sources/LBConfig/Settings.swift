@@ -150,6 +150,12 @@ public struct HTTPSettings: Sendable {
     /// `limit_rate` (bytes per second, 0 = none) and `limit_rate_after` (bytes sent unthrottled).
     public var limitRate: Int?
     public var limitRateAfter: Int?
+    /// `sub_filter` pairs (a level's own list replaces the inherited one), `sub_filter_once`,
+    /// `sub_filter_types` (besides text/html), `sub_filter_last_modified`.
+    public var subFilters: [SubFilterPair]?
+    public var subFilterOnce: Bool?
+    public var subFilterTypes: [String]?
+    public var subFilterLastModified: Bool?
     public var clientMaxBodySize: Int?
     public var clientBodyBufferSize: Int?
     public var clientBodyTempPath: String?
@@ -274,6 +280,10 @@ public struct HTTPSettings: Sendable {
         m(&sendTimeoutMs, p.sendTimeoutMs)
         m(&limitRate, p.limitRate)
         m(&limitRateAfter, p.limitRateAfter)
+        m(&subFilters, p.subFilters)
+        m(&subFilterOnce, p.subFilterOnce)
+        m(&subFilterTypes, p.subFilterTypes)
+        m(&subFilterLastModified, p.subFilterLastModified)
         m(&clientMaxBodySize, p.clientMaxBodySize)
         m(&clientBodyBufferSize, p.clientBodyBufferSize)
         m(&clientBodyTempPath, p.clientBodyTempPath)

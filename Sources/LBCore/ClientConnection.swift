@@ -739,6 +739,7 @@ final class ClientConnection: Pollable {
     }
 
     func respond(_ code: Int, contentType: String, body: [UInt8], extraHeaders: Buffer? = nil) {
+        let body = settings.subFilters == nil ? body : subFilteredLocalBody(body, contentType: contentType) ?? body
         let code = ex.overrideStatus ?? code
         ex.overrideStatus = nil
         // A request body that has not fully arrived cannot be skipped cheaply: close after answering.

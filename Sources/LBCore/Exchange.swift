@@ -60,6 +60,8 @@ final class Exchange {
     /// The compressor of a gzipped proxied response, and whether its last chunk is out.
     var gz: GzipStream?
     var gzFinished = false
+    /// sub_filter on a proxied response (SubFilterResponse.swift).
+    var sub: SubFilterState?
 
     // Cache (Cache/ProxyCache.swift).
     var cacheStatus: [UInt8] = []

@@ -620,9 +620,13 @@ extension ClientConnection {
             ex.gz = g
             ex.gzFinished = false
         }
+        if !noBody && !ex.inBackground && loc.settings.subFilters != nil {
+            ex.sub = subFilterFor(contentType: ClientConnection.header("content-type", in: Array(b[0..<headLength])).map { String(decoding: $0, as: UTF8.self) },
+                                  contentLength: ex.attempt.response.contentLength)
+        }
         let plan = ProxyPolicy.relayPlan(bodyless: noBody, upstreamChunked: ex.attempt.response.chunked,
                                          contentLength: ex.attempt.response.contentLength,
-                                         http10Client: req.versionMinor == 0 || req.isHTTP09, gzip: ex.gz != nil,
+                                         http10Client: req.versionMinor == 0 || req.isHTTP09, gzip: ex.gz != nil || ex.sub != nil,
                                          chunking: chunking, keepAliveAllowed: !closeAfterResponse)
         switch plan.framing {
         case .none: ex.attempt.responseFraming = .none
@@ -662,9 +666,12 @@ extension ClientConnection {
             case 10 where ASCII.equalsLower(b, n, "connection"), 10 where ASCII.equalsLower(b, n, "keep-alive"): continue
             case 17 where ASCII.equalsLower(b, n, "transfer-encoding"): continue
             case 14 where ASCII.equalsLower(b, n, "content-length"):
-                if ex.attempt.response.chunked || gzipped || contentLength != nil { continue }
+                if ex.attempt.response.chunked || gzipped || contentLength != nil || ex.sub != nil { continue }
+            case 13 where ex.sub != nil && ASCII.equalsLower(b, n, "last-modified"):
+                if !subFilterKeepsValidators { continue }
             case 4 where ASCII.equalsLower(b, n, "etag"):
-                if gzipped {
+                if ex.sub != nil && !subFilterKeepsValidators { continue }
+                if gzipped || ex.sub != nil {
                     outBuf.append("ETag: ")
                     outBuf.append(string: GzipPolicy.weakened(String(decoding: b[f.value], as: UTF8.self)))
                     outBuf.append("\r\n")
@@ -795,7 +802,7 @@ extension ClientConnection {
             }
             guard ex.up != nil else { return }
             if ex.inBackground { outBuf.clear() }
-            if let g = ex.gz { gzipRelayable(c, g) }
+            if let s = ex.sub { subFilterRelayable(c, s) } else if let g = ex.gz { gzipRelayable(c, g) }
             if (ex.inBackground || headConverted) && ex.attempt.relayable > 0 && outBuf.isEmpty {
                 // Read for the cache only: consumed without being sent.
                 c.inBuf.readIndex += ex.attempt.relayable
@@ -814,7 +821,7 @@ extension ClientConnection {
                 }
                 let head = cap < outBuf.readable ? UnsafeRawBufferPointer(rebasing: outBuf.readableBytes[..<cap]) : outBuf.readableBytes
                 let body = UnsafeRawBufferPointer(start: c.inBuf.base.map { $0 + c.inBuf.readIndex },
-                                                  count: min(ex.inBackground || headConverted || ex.gz != nil ? 0 : ex.attempt.relayable, cap - head.count))
+                                                  count: min(ex.inBackground || headConverted || ex.gz != nil || ex.sub != nil ? 0 : ex.attempt.relayable, cap - head.count))
                 do {
                     switch try transport.writev(fd, head, body) {
                     case .done(let n):

@@ -259,6 +259,8 @@ extension ClientConnection {
                 return
             }
         }
+        if !gzipped, settings.subFilters != nil,
+           sendStaticSubFiltered(fd: fd, size: size, contentType: type, lastModified: meta.lastModified, etag: settings.effectiveEtag ? etag : nil) { return }
         // gzip: a qualifying file is compressed whole in memory (never a range, never twice).
         if !gzipped, let packed = gzipWholeBody(status: ex.overrideStatus ?? 200, contentType: meta.type, length: size,
                                                read: { ClientConnection.readFile(fd, offset: 0, length: size) }) {

@@ -145,4 +145,77 @@ import Testing
         #expect(Set(parts.map { $0[0] }).isSuperset(of: ["a", "b", "d"]), "\(seen)")
         #expect(Set(parts.map { $0[1] }) == ["left", "middle", ""], "a key outside 83.33% gets the empty value")
     }
+
+    static func subFilterConfig(root: String) -> String {
+        """
+        worker_processes 1;
+        events {}
+        http {
+            access_log off;
+            default_type text/html;
+            types { text/html html; text/plain txt; }
+            server {
+                listen 127.0.0.1:{port};
+                location /origin/ { alias \(root)/; }
+                location /static/ { alias \(root)/; sub_filter needle PIN; sub_filter_once off; sub_filter Hay straw; }
+                location /once/ { alias \(root)/; sub_filter needle PIN; sub_filter hay straw; }
+                location /proxied/ { proxy_pass http://127.0.0.1:{port}/origin/; sub_filter needle PIN; sub_filter_once off; sub_filter hay "$request_method"; }
+                location /kept/ { alias \(root)/; sub_filter needle PIN; sub_filter_last_modified on; }
+                location /plain/ { alias \(root)/; sub_filter needle PIN; }
+                location /typed/ { alias \(root)/; sub_filter needle PIN; sub_filter_types text/plain; }
+                location = /local { sub_filter world there; return 200 "hello World"; }
+            }
+        }
+        """
+    }
+
+    /// A document root with `page.html` (~300 KB: "needle" and "hay" at irregular offsets, so
+    /// matches straddle every buffer boundary) and `note.txt`.
+    static func subFilterRoot() throws -> URL {
+        let dir = try Harness.tempDirectory()
+        var page = "<html><head></head><body>\n"
+        var i = 0
+        while page.utf8.count < 300_000 {
+            page += String(repeating: "ab", count: (i * 7919) % 997) + (i % 3 == 0 ? "NeEdLe" : "hay") + "\n"
+            i += 1
+        }
+        try page.write(to: dir.appendingPathComponent("page.html"), atomically: true, encoding: .utf8)
+        try "a needle in a txt\n".write(to: dir.appendingPathComponent("note.txt"), atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    @Test func subFilterRewritesStaticProxiedAndLocalResponsesAsNginx() throws {
+        guard NginxPeer.available else {
+            Issue.record("Debian's nginx is not installed (apt-get install -y nginx-light)")
+            return
+        }
+        let root = try Self.subFilterRoot()
+        defer { try? FileManager.default.removeItem(at: root) }
+        // nginx's workers may run as nobody: let them read the files.
+        chmod(root.path, 0o755)
+        for f in ["page.html", "note.txt"] { chmod(root.appendingPathComponent(f).path, 0o644) }
+        let lb = try LB(Self.subFilterConfig(root: root.path))
+        let nginx = try NginxPeer(Self.subFilterConfig(root: root.path))
+        defer { nginx.stop() }
+        let original = try RawClient(port: lb.port).get("/origin/page.html").body
+        for path in ["/static/page.html", "/once/page.html", "/proxied/page.html", "/kept/page.html", "/plain/note.txt",
+                     "/typed/note.txt", "/local"] {
+            let mine = try RawClient(port: lb.port).get(path)
+            let theirs = try RawClient(port: nginx.port).get(path)
+            #expect(mine.status == theirs.status, "\(path)")
+            #expect(mine.body == theirs.body, "\(path): \(mine.body.count) bytes, nginx \(theirs.body.count)")
+            for h in ["ETag", "Last-Modified"] {
+                #expect((mine.header(h) != nil) == (theirs.header(h) != nil), "\(path) \(h): \(mine.header(h) ?? "-") vs \(theirs.header(h) ?? "-")")
+            }
+            if path != "/local" {
+                // lb sends a local body whole, with its (filtered) length; nginx chunks it.
+                #expect((mine.header("Content-Length") != nil) == (theirs.header("Content-Length") != nil), "\(path) Content-Length")
+            }
+        }
+        #expect(try RawClient(port: lb.port).get("/kept/page.html").header("ETag")?.hasPrefix("W/") == true)
+        // Not vacuous: the filter changed the page.
+        let filtered = try RawClient(port: lb.port).get("/static/page.html").body
+        #expect(filtered != original && !original.isEmpty)
+    }
 }
+
