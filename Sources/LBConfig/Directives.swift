@@ -3,7 +3,7 @@ extension Compiler {
     static let table: [String: [DirectiveSpec]] = {
         var rows: [DirectiveSpec] = mainDirectives + httpDirectives + serverDirectives + proxyDirectives
             + cacheDirectives + upstreamDirectives + stackDirectives + operationsDirectives + tlsDirectives + resolverDirectives
-            + proxySSLDirectives + limitDirectives + authDirectives + fastcgiDirectives + uwsgiDirectives + responseDirectives
+            + proxySSLDirectives + limitDirectives + authDirectives + fastcgiDirectives + uwsgiDirectives + responseDirectives + requestBodyDirectives
         for (name, ctx, args) in acceptedNoOps {
             rows.append(DirectiveSpec(name, ctx, args, repeatable: true, note: "accepted for compatibility; no effect in lb") { _, _ in })
         }

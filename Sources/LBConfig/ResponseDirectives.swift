@@ -31,3 +31,22 @@ extension Compiler {
         flagSetting("sub_filter_last_modified", default: "off", \.subFilterLastModified),
     ]
 }
+
+/// `client_body_in_file_only`: `on` stores every request body in a named file and keeps it,
+/// `clean` removes it after the request, `off` (the default) stores only large bodies, unnamed.
+public enum BodyFileMode: Sendable {
+    case off, on, clean
+}
+
+extension Compiler {
+    static let requestBodyDirectives: [DirectiveSpec] = [
+        setting("client_body_in_file_only", .exactly(1), default: "off", \.clientBodyInFileOnly) { _, d in
+            switch d.args[0].text {
+            case "on": return .on
+            case "clean": return .clean
+            case "off": return .off
+            default: throw ConfigError("invalid value \"\(d.args[0].text)\"", at: d.args[0].location)
+            }
+        },
+    ]
+}

@@ -156,6 +156,8 @@ public struct HTTPSettings: Sendable {
     public var subFilterOnce: Bool?
     public var subFilterTypes: [String]?
     public var subFilterLastModified: Bool?
+    /// `client_body_in_file_only`: every buffered request body goes to a named file.
+    public var clientBodyInFileOnly: BodyFileMode?
     public var clientMaxBodySize: Int?
     public var clientBodyBufferSize: Int?
     public var clientBodyTempPath: String?
@@ -284,6 +286,7 @@ public struct HTTPSettings: Sendable {
         m(&subFilterOnce, p.subFilterOnce)
         m(&subFilterTypes, p.subFilterTypes)
         m(&subFilterLastModified, p.subFilterLastModified)
+        m(&clientBodyInFileOnly, p.clientBodyInFileOnly)
         m(&clientMaxBodySize, p.clientMaxBodySize)
         m(&clientBodyBufferSize, p.clientBodyBufferSize)
         m(&clientBodyTempPath, p.clientBodyTempPath)

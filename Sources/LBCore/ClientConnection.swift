@@ -841,6 +841,7 @@ final class ClientConnection: Pollable {
             ex.inBackground = false
             ex.gz?.end()
             ex.gz = nil
+            ex.body = nil // its temporary file goes now (client_body_in_file_only clean)
             if ex.cache != nil { endCacheRequest() }
             if let u = ex.up {
                 releasePeer(failed: false)

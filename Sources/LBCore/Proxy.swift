@@ -44,12 +44,13 @@ extension ClientConnection {
             flushOut()
         }
         let s = settings
-        if !ex.requestBodyComplete && (s.proxyRequestBuffering != false || !s.passesClientBody) {
+        let inFileOnly = (s.clientBodyInFileOnly ?? .off) != .off && req.hasBody
+        if (!ex.requestBodyComplete || inFileOnly) && (s.proxyRequestBuffering != false || !s.passesClientBody || inFileOnly) {
             // nginx's default: the whole body first, then the upstream. A slow upload holds no
             // upstream connection, and every try can send the body again.
             ex.body = BufferedBody(memoryLimit: s.effectiveClientBodyBufferSize,
                                    tempDirectory: joinPath(table.main.prefix, s.clientBodyTempPath ?? "client_body_temp"),
-                                   expected: req.contentLength)
+                                   expected: req.contentLength, named: s.clientBodyInFileOnly ?? .off)
             ex.phase = .readingBody
             worker.loop.setDeadline(self, afterMillis: s.effectiveClientBodyTimeoutMs)
             readRequestBody()

@@ -124,6 +124,7 @@ extension ClientConnection {
         case .limitReqStatus, .limitConnStatus: appendLimitStatus(v, to: &out)
         case .requestCompletion: if ex.status > 0 && ex.status != 499 { out += Array("OK".utf8) }
         case .requestBody: break
+        case .requestBodyFile: if let p = ex.body?.path { out += Array(p.utf8) }
         case .proxyProtocolAddr: if let pp = proxyProtocol { out += Array(pp.sourceAddress.utf8) }
         case .proxyProtocolPort: if let pp = proxyProtocol { out += Array("\(pp.sourcePort)".utf8) }
         case .proxyProtocolServerAddr: if let pp = proxyProtocol { out += Array(pp.destinationAddress.utf8) }

@@ -217,5 +217,46 @@ import Testing
         let filtered = try RawClient(port: lb.port).get("/static/page.html").body
         #expect(filtered != original && !original.isEmpty)
     }
+
+    @Test func clientBodyInFileOnlyKeepsOrCleansANamedFile() throws {
+        let backend = try Backend(name: "b1")
+        let lb = try LB("""
+        worker_processes 1;
+        events {}
+        http {
+            access_log off;
+            client_body_temp_path bodies;
+            server {
+                listen 127.0.0.1:{port};
+                location /keep { client_body_in_file_only on; proxy_set_header X-File $request_body_file; proxy_pass http://127.0.0.1:\(backend.port)/headers; }
+                location /clean { client_body_in_file_only clean; proxy_set_header X-File $request_body_file; proxy_pass http://127.0.0.1:\(backend.port)/headers; }
+                location /upload { client_body_in_file_only clean; proxy_pass http://127.0.0.1:\(backend.port)/upload; }
+                location /plain { proxy_set_header X-File "[$request_body_file]"; proxy_pass http://127.0.0.1:\(backend.port)/headers; }
+            }
+        }
+        """)
+        func post(_ path: String, _ body: String) throws -> [String: Any] {
+            let c = try RawClient(port: lb.port)
+            try c.send("POST \(path) HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
+            let r = try c.readResponse()
+            #expect(r.status == 200, "\(path): \(r.text)")
+            return try JSONSerialization.jsonObject(with: Data(r.body)) as? [String: Any] ?? [:]
+        }
+        // on: the file is named under client_body_temp_path and stays, with the body in it.
+        let kept = try #require((try post("/keep", "small body")["headers"] as? [String: String])?["x-file"])
+        #expect(kept.hasPrefix(lb.dir.appendingPathComponent("bodies").path + "/"), "\(kept)")
+        #expect(URL(fileURLWithPath: kept).lastPathComponent.count == 10)
+        #expect(try String(contentsOfFile: kept, encoding: .utf8) == "small body")
+        // clean: named while the request runs, removed after it.
+        let cleaned = try #require((try post("/clean", "other body")["headers"] as? [String: String])?["x-file"])
+        #expect(!cleaned.isEmpty && cleaned != kept)
+        #expect(waitUntil { !FileManager.default.fileExists(atPath: cleaned) }, "\(cleaned) removed")
+        // The body still reaches the upstream whole, from the file.
+        let big = String(repeating: "0123456789", count: 50_000)
+        let up = try post("/upload", big)
+        #expect(up["bytes"] as? Int == big.utf8.count, "\(up)")
+        // Without the directive a small body has no file.
+        #expect((try post("/plain", "x")["headers"] as? [String: String])?["x-file"] == "[]")
+    }
 }
 
