@@ -29,6 +29,13 @@ extension Compiler {
         flagSetting("sub_filter_once", default: "on", \.subFilterOnce),
         setting("sub_filter_types", .atLeast(1), default: "text/html", \.subFilterTypes) { _, d in d.values },
         flagSetting("sub_filter_last_modified", default: "off", \.subFilterLastModified),
+        DirectiveSpec("mirror", .hsl, .exactly(1), repeatable: true, default: "off",
+                      note: "only `off`: lb makes no mirror subrequests, a URI is refused at load") { _, d in
+            guard d.args[0].text == "off" else {
+                throw ConfigError("\"mirror\" is not supported by lb: it makes no mirror subrequests (only \"mirror off\" is accepted)", at: d.location)
+            }
+        },
+        DirectiveSpec("mirror_request_body", .hsl, .flag, default: "on", note: "accepted; no effect (see `mirror`)") { _, _ in },
     ]
 }
 
