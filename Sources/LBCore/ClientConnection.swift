@@ -101,6 +101,9 @@ final class ClientConnection: Pollable {
     /// When the connection was accepted (loop milliseconds), for `keepalive_time`.
     var acceptedMillis: Int64 = 0
     var closeAfterResponse = false
+    /// Whether this request's response is under `limit_rate` (RateLimit.swift); nil until its
+    /// first write. Kept here, one byte, so an unlimited write pays a single compare.
+    var responseLimited: Bool?
 
     /// The request in progress; nil between requests (an idle connection holds none).
     var ex: Exchange! {
@@ -182,6 +185,7 @@ final class ClientConnection: Pollable {
     /// could be parsed), on the listener's default server until routing picks another.
     func beginExchange() {
         ex = Exchange(server: defaultServer, startMicros: monotonicMicros())
+        responseLimited = nil
         if var storage = worker.spareExchangeStorage.popLast() { ex.adopt(&storage) }
     }
 
@@ -769,7 +773,7 @@ final class ClientConnection: Pollable {
     /// Writes `outBuf` to the client; returns true when it is empty. Closes on error.
     @discardableResult
     func flushOut(more: Bool = false) -> Bool {
-        if let ex, ex.rate.limit != 0 { return flushOutLimited(more: more) }
+        if responseLimited != false, responseLimited == true || resolveRate() { return flushOutLimited(more: more) }
         while !outBuf.isEmpty {
             guard writable else {
                 worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)

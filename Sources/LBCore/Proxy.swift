@@ -812,7 +812,7 @@ extension ClientConnection {
             // 2. Write head + validated body in one writev.
             if !outBuf.isEmpty || ex.attempt.relayable > 0 {
                 var cap = Int.max
-                if ex.rate.limit != 0 && !ex.inBackground {
+                if responseLimited != false && !ex.inBackground {
                     guard let allowed = rateAllowance() else { worker.loop.setDeadline(c, afterMillis: 0); return }
                     cap = allowed
                 }

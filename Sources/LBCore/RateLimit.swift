@@ -36,8 +36,8 @@ public enum RateLimit {
 /// is resolved from the location at the first write, as nginx does, unless the upstream's
 /// `X-Accel-Limit-Rate` set it first.
 struct ResponseRate {
-    /// Bytes per second; 0 is unlimited, -1 not yet resolved.
-    var limit = -1
+    /// Bytes per second; 0 is unlimited (resolved at the first write: `responseLimited`).
+    var limit = 0
     var after = 0
     /// Bytes written for this request (head and body) while limited.
     var sent = 0
@@ -47,13 +47,10 @@ struct ResponseRate {
 
 extension ClientConnection {
     /// The bytes the client may be sent now, or nil when the connection is (now) waiting on the
-    /// rate timer. Only called when `ex.rate.limit != 0`.
+    /// rate timer. Only called when `responseLimited != false`.
     func rateAllowance() -> Int? {
-        if ex.rate.limit < 0 {
-            ex.rate.limit = settings.limitRate ?? 0
-            ex.rate.after = settings.limitRateAfter ?? 0
-            if ex.rate.limit == 0 { return Int.max }
-        }
+        if responseLimited == nil && !resolveRate() { return Int.max }
+        if responseLimited == false { return Int.max }
         if ex.rate.delayed { return nil }
         let elapsed = Int(worker.loop.now / 1000 - ex.startMicros / 1_000_000)
         switch RateLimit.allowance(rate: ex.rate.limit, after: ex.rate.after, elapsedSeconds: elapsed, sent: ex.rate.sent) {
@@ -62,6 +59,16 @@ extension ClientConnection {
             rateDelay(ms)
             return nil
         }
+    }
+
+    /// Takes the location's `limit_rate` at the request's first write, as nginx does; true when
+    /// the response is limited.
+    func resolveRate() -> Bool {
+        let s = ex.location
+        ex.rate.limit = s.settings.limitRate ?? 0
+        ex.rate.after = s.settings.limitRateAfter ?? 0
+        responseLimited = ex.rate.limit > 0
+        return ex.rate.limit > 0
     }
 
     /// Counts `n` bytes written while limited and pauses as nginx does after a send.
@@ -91,7 +98,6 @@ extension ClientConnection {
     func flushOutLimited(more: Bool) -> Bool {
         while !outBuf.isEmpty {
             guard let cap = rateAllowance() else { return false }
-            if cap == Int.max && ex.rate.limit == 0 { return flushOut(more: more) }
             guard writable else {
                 worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
                 return false
@@ -123,7 +129,8 @@ extension ClientConnection {
             guard c >= 0x30 && c <= 0x39, n < Int.max / 100 else { return }
             n = n * 10 + Int(c - 0x30)
         }
-        if ex.rate.limit < 0 { ex.rate.after = settings.limitRateAfter ?? 0 }
+        if responseLimited == nil { ex.rate.after = settings.limitRateAfter ?? 0 }
         ex.rate.limit = n
+        responseLimited = n > 0
     }
 }

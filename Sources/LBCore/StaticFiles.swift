@@ -477,7 +477,7 @@ extension ClientConnection {
                 continue
             }
             var cap = 1 << 20
-            if ex.rate.limit != 0 {
+            if responseLimited != false {
                 guard let allowed = rateAllowance() else { return }
                 cap = min(cap, allowed)
             }
@@ -489,7 +489,7 @@ extension ClientConnection {
                 case .done(let n):
                     ex.staticRemaining -= n
                     ex.bodyBytesSent += n
-                    if ex.rate.limit > 0 { rateSent(n) }
+                    if responseLimited == true { rateSent(n) }
                 case .wouldBlock:
                     writable = false
                 }
