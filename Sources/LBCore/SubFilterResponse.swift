@@ -48,10 +48,12 @@ extension ClientConnection {
     /// also applies), and ends the stream after the last byte. The proxied twin of `gzipRelayable`.
     func subFilterRelayable(_ c: UpstreamConnection, _ s: SubFilterState) {
         var out: [UInt8] = []
+        var consumed = false
         if ex.attempt.relayable > 0 && outBuf.readable < ClientConnection.relayBuffer, let base = c.inBuf.base {
             s.matcher.feed(UnsafeRawBufferPointer(start: base + c.inBuf.readIndex, count: ex.attempt.relayable), into: &out)
             c.inBuf.readIndex += ex.attempt.relayable
             ex.attempt.relayable = 0
+            consumed = true
         }
         var finishing = false
         if ex.attempt.responseComplete && ex.attempt.relayable == 0 && !s.finished {
@@ -59,9 +61,10 @@ extension ClientConnection {
             s.finished = true
             finishing = true
         }
-        if let g = ex.gz {
+        if let g = ex.gz, consumed || finishing {
             var z: [UInt8] = []
             out.withUnsafeBytes { g.compress($0, finish: finishing, into: &z) }
+            // Flushed only after new input (an empty flush would emit a block every turn).
             if !finishing && !c.readable { g.flush(into: &z) }
             if finishing { ex.gzFinished = true }
             out = z

@@ -164,6 +164,7 @@ import Testing
                 location /plain/ { alias \(root)/; sub_filter needle PIN; }
                 location /typed/ { alias \(root)/; sub_filter needle PIN; sub_filter_types text/plain; }
                 location = /local { sub_filter world there; return 200 "hello World"; }
+                location /gz/ { proxy_pass http://127.0.0.1:{port}/origin/; gzip on; sub_filter needle PIN; sub_filter_once off; }
             }
         }
         """
@@ -213,6 +214,11 @@ import Testing
             }
         }
         #expect(try RawClient(port: lb.port).get("/kept/page.html").header("ETag")?.hasPrefix("W/") == true)
+        // Filtered, then gzipped (as nginx's filter order): what curl decompresses is what nginx sends.
+        let lbGz = try curl(["--compressed", "-D", "-", "http://127.0.0.1:\(lb.port)/gz/page.html"]).out
+        let nginxGz = try curl(["--compressed", "http://127.0.0.1:\(nginx.port)/gz/page.html"]).out
+        #expect(lbGz.lowercased().contains("content-encoding: gzip"))
+        #expect(lbGz.hasSuffix(nginxGz) && nginxGz.count > 100_000)
         // Not vacuous: the filter changed the page.
         let filtered = try RawClient(port: lb.port).get("/static/page.html").body
         #expect(filtered != original && !original.isEmpty)
