@@ -4,6 +4,7 @@ extension Compiler {
         var rows: [DirectiveSpec] = mainDirectives + httpDirectives + serverDirectives + proxyDirectives
             + cacheDirectives + upstreamDirectives + stackDirectives + operationsDirectives + tlsDirectives + resolverDirectives
             + proxySSLDirectives + limitDirectives + authDirectives + fastcgiDirectives + uwsgiDirectives + rewriteDirectives
+            + responseDirectives + requestBodyDirectives
         for (name, ctx, args) in acceptedNoOps {
             rows.append(DirectiveSpec(name, ctx, args, repeatable: true, note: "accepted for compatibility; no effect in lb") { _, _ in })
         }
@@ -282,9 +283,8 @@ extension Compiler {
         DirectiveSpec("source_charset", .hsl, .exactly(1)) { _, d in
             throw ConfigError("\"source_charset\" is not supported by lb: it converts no charsets (\"charset\" only names one in Content-Type)", at: d.location)
         },
-        DirectiveSpec("limit_rate", .hsl, .exactly(1), default: "0", note: "only 0 (no limit): lb does not throttle responses") { c, d in
-            if try c.size(d) != 0 { throw ConfigError("\"limit_rate\" is not supported by lb: responses are not throttled (only \"limit_rate 0\" is accepted)", at: d.location) }
-        },
+        setting("limit_rate", .exactly(1), default: "0", \.limitRate) { c, d in try c.rateSize(d) },
+        setting("limit_rate_after", .exactly(1), default: "0", \.limitRateAfter) { c, d in try c.rateSize(d) },
         setting("keepalive_disable", .atLeast(1), default: "msie6", \.keepaliveDisable) { _, d in
             try wordSet(d, allowed: ["none", "msie6", "safari"]).subtracting(["none"])
         },
@@ -301,6 +301,7 @@ extension Compiler {
             }
         },
         DirectiveSpec("map", .http, .exactly(2), block: true, repeatable: true) { c, d in try c.compileMap(d) },
+        DirectiveSpec("split_clients", .http, .exactly(2), block: true, repeatable: true) { c, d in try c.compileSplitClients(d) },
         DirectiveSpec("upstream", .http, .exactly(1), block: true, repeatable: true) { c, d in
             let name = d.args[0].text
             if c.upstreams.contains(where: { $0.name == name }) { throw ConfigError("duplicate upstream \"\(name)\"", at: d.location) }

@@ -8,6 +8,8 @@ public struct Directive: Sendable {
     public var block: [Directive]?
     /// The location of the directive's name.
     public var location: SourceLocation
+    /// Where a block's closing `}` is (nginx reports errors found after a block there).
+    public var blockEnd: SourceLocation?
 
     public init(name: String, args: [Token], block: [Directive]?, location: SourceLocation) {
         self.name = name
@@ -286,7 +288,9 @@ public struct Parser {
             case .blockEnd:
                 if !args.isEmpty || tree.blocks.count == sources[s].baseDepth { throw ConfigError("unexpected \"}\"", at: t.location) }
                 let b = tree.blocks.removeLast()
-                tree.append(Directive(name: b.name.text, args: b.args, block: b.children, location: b.name.location))
+                var block = Directive(name: b.name.text, args: b.args, block: b.children, location: b.name.location)
+                block.blockEnd = t.location
+                tree.append(block)
             case .endOfFile:
                 if !args.isEmpty {
                     throw ConfigError("unexpected end of file, expecting \";\" or \"}\"", at: t.location)

@@ -376,6 +376,8 @@ public struct MapBlock: Sendable {
     public var exact: [String: Template]
     public var regexes: [(PCRE, Template)]
     public var hostnames: Bool
+    /// Set for a `split_clients` block (SplitClients.swift): the hash of `source` picks the value.
+    public var splitClients: SplitClients? = nil
 }
 
 /// The lb-specific `stack { service NAME { … } }` block.

@@ -147,6 +147,17 @@ public struct HTTPSettings: Sendable {
     /// `keepalive_time`: how long one client connection may serve requests.
     public var keepaliveTimeMs: Int?
     public var sendTimeoutMs: Int?
+    /// `limit_rate` (bytes per second, 0 = none) and `limit_rate_after` (bytes sent unthrottled).
+    public var limitRate: Int?
+    public var limitRateAfter: Int?
+    /// `sub_filter` pairs (a level's own list replaces the inherited one), `sub_filter_once`,
+    /// `sub_filter_types` (besides text/html), `sub_filter_last_modified`.
+    public var subFilters: [SubFilterPair]?
+    public var subFilterOnce: Bool?
+    public var subFilterTypes: [String]?
+    public var subFilterLastModified: Bool?
+    /// `client_body_in_file_only`: every buffered request body goes to a named file.
+    public var clientBodyInFileOnly: BodyFileMode?
     public var clientMaxBodySize: Int?
     public var clientBodyBufferSize: Int?
     public var clientBodyTempPath: String?
@@ -281,6 +292,13 @@ public struct HTTPSettings: Sendable {
         m(&keepaliveRequests, p.keepaliveRequests)
         m(&keepaliveTimeMs, p.keepaliveTimeMs)
         m(&sendTimeoutMs, p.sendTimeoutMs)
+        m(&limitRate, p.limitRate)
+        m(&limitRateAfter, p.limitRateAfter)
+        m(&subFilters, p.subFilters)
+        m(&subFilterOnce, p.subFilterOnce)
+        m(&subFilterTypes, p.subFilterTypes)
+        m(&subFilterLastModified, p.subFilterLastModified)
+        m(&clientBodyInFileOnly, p.clientBodyInFileOnly)
         m(&clientMaxBodySize, p.clientMaxBodySize)
         m(&clientBodyBufferSize, p.clientBodyBufferSize)
         m(&clientBodyTempPath, p.clientBodyTempPath)

@@ -11,7 +11,7 @@ public enum Variable: Sendable, Hashable {
     case fastcgiScriptName, fastcgiPathInfo
     case upstreamAddr, upstreamStatus, upstreamResponseTime, upstreamConnectTime, upstreamHeaderTime
     case upstreamResponseLength, upstreamCacheStatus, upstreamBytesReceived, upstreamBytesSent
-    case nginxVersion, gzipRatio, requestCompletion, requestBody
+    case nginxVersion, gzipRatio, requestCompletion, requestBody, requestBodyFile
     /// The addresses of the connection's PROXY protocol header (empty without one).
     case proxyProtocolAddr, proxyProtocolPort, proxyProtocolServerAddr, proxyProtocolServerPort
     /// `$limit_req_status`, `$limit_conn_status` (LimitRuntime.swift).
@@ -55,7 +55,7 @@ public enum Variable: Sendable, Hashable {
         "upstream_header_time": .upstreamHeaderTime, "upstream_response_length": .upstreamResponseLength,
         "upstream_cache_status": .upstreamCacheStatus, "upstream_bytes_received": .upstreamBytesReceived,
         "upstream_bytes_sent": .upstreamBytesSent, "nginx_version": .nginxVersion, "gzip_ratio": .gzipRatio,
-        "request_completion": .requestCompletion, "request_body": .requestBody,
+        "request_completion": .requestCompletion, "request_body": .requestBody, "request_body_file": .requestBodyFile,
         "proxy_protocol_addr": .proxyProtocolAddr, "proxy_protocol_port": .proxyProtocolPort,
         "proxy_protocol_server_addr": .proxyProtocolServerAddr, "proxy_protocol_server_port": .proxyProtocolServerPort,
         "limit_req_status": .limitReqStatus, "limit_conn_status": .limitConnStatus,

@@ -101,6 +101,9 @@ final class ClientConnection: Pollable {
     /// When the connection was accepted (loop milliseconds), for `keepalive_time`.
     var acceptedMillis: Int64 = 0
     var closeAfterResponse = false
+    /// Whether this request's response is under `limit_rate` (RateLimit.swift); nil until its
+    /// first write. Kept here, one byte, so an unlimited write pays a single compare.
+    var responseLimited: Bool?
 
     /// The request in progress; nil between requests (an idle connection holds none).
     var ex: Exchange! {
@@ -182,6 +185,7 @@ final class ClientConnection: Pollable {
     /// could be parsed), on the listener's default server until routing picks another.
     func beginExchange() {
         ex = Exchange(server: defaultServer, startMicros: monotonicMicros())
+        responseLimited = nil
         if var storage = worker.spareExchangeStorage.popLast() { ex.adopt(&storage) }
     }
 
@@ -232,6 +236,7 @@ final class ClientConnection: Pollable {
     }
 
     func clientTimedOut() {
+        if rateTimerFired() { return }
         if let ex, ex.inBackground { return } // the upstream side has its own deadlines
         if state == .proxy && ex.phase == .cacheWait {
             cacheWaitTick()
@@ -763,6 +768,7 @@ final class ClientConnection: Pollable {
     }
 
     func respond(_ code: Int, contentType: String, body: [UInt8], extraHeaders: Buffer? = nil) {
+        let body = settings.subFilters == nil ? body : subFilteredLocalBody(body, contentType: contentType) ?? body
         let code = ex.overrideStatus ?? code
         ex.overrideStatus = nil
         // A request body that has not fully arrived cannot be skipped cheaply: close after answering.
@@ -792,6 +798,7 @@ final class ClientConnection: Pollable {
     /// Writes `outBuf` to the client; returns true when it is empty. Closes on error.
     @discardableResult
     func flushOut(more: Bool = false) -> Bool {
+        if responseLimited != false, responseLimited == true || resolveRate() { return flushOutLimited(more: more) }
         while !outBuf.isEmpty {
             guard writable else {
                 worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
@@ -863,6 +870,7 @@ final class ClientConnection: Pollable {
             ex.inBackground = false
             ex.gz?.end()
             ex.gz = nil
+            ex.body = nil // its temporary file goes now (client_body_in_file_only clean)
             if ex.cache != nil { endCacheRequest() }
             if let u = ex.up {
                 releasePeer(failed: false)

@@ -28,6 +28,8 @@ final class Exchange {
     /// The status an `error_page` redirect keeps (or sets with `=CODE`) for the page it serves.
     var overrideStatus: Int?
     var bodyBytesSent = 0
+    /// `limit_rate` (RateLimit.swift).
+    var rate = ResponseRate()
     var responseHeadBytes = 0
     var headerStarted = false
 
@@ -58,6 +60,8 @@ final class Exchange {
     /// The compressor of a gzipped proxied response, and whether its last chunk is out.
     var gz: GzipStream?
     var gzFinished = false
+    /// sub_filter on a proxied response (SubFilterResponse.swift).
+    var sub: SubFilterState?
 
     // Cache (Cache/ProxyCache.swift).
     var cacheStatus: [UInt8] = []

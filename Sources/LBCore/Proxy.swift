@@ -44,12 +44,13 @@ extension ClientConnection {
             outBuf.append("HTTP/1.1 100 Continue\r\n\r\n")
             flushOut()
         }
-        if !ex.requestBodyComplete && (settings.proxyRequestBuffering != false || !settings.passesClientBody) {
+        let inFileOnly = (settings.clientBodyInFileOnly ?? .off) != .off && req.hasBody
+        if (!ex.requestBodyComplete || inFileOnly) && (settings.proxyRequestBuffering != false || !settings.passesClientBody || inFileOnly) {
             // nginx's default: the whole body first, then the upstream. A slow upload holds no
             // upstream connection, and every try can send the body again.
             ex.body = BufferedBody(memoryLimit: settings.effectiveClientBodyBufferSize,
                                    tempDirectory: joinPath(table.main.prefix, settings.clientBodyTempPath ?? "client_body_temp"),
-                                   expected: req.contentLength)
+                                   expected: req.contentLength, named: settings.clientBodyInFileOnly ?? .off)
             ex.phase = .readingBody
             worker.loop.setDeadline(self, afterMillis: settings.effectiveClientBodyTimeoutMs)
             readRequestBody()
@@ -634,9 +635,13 @@ extension ClientConnection {
             ex.gz = g
             ex.gzFinished = false
         }
+        if !noBody && !ex.inBackground && loc.settings.subFilters != nil {
+            ex.sub = subFilterFor(contentType: ClientConnection.header("content-type", in: Array(b[0..<headLength])).map { String(decoding: $0, as: UTF8.self) },
+                                  contentLength: ex.attempt.response.contentLength)
+        }
         let plan = ProxyPolicy.relayPlan(bodyless: noBody, upstreamChunked: ex.attempt.response.chunked,
                                          contentLength: ex.attempt.response.contentLength,
-                                         http10Client: req.versionMinor == 0 || req.isHTTP09, gzip: ex.gz != nil,
+                                         http10Client: req.versionMinor == 0 || req.isHTTP09, gzip: ex.gz != nil || ex.sub != nil,
                                          chunking: chunking, keepAliveAllowed: !closeAfterResponse)
         switch plan.framing {
         case .none: ex.attempt.responseFraming = .none
@@ -675,9 +680,12 @@ extension ClientConnection {
             case 10 where ASCII.equalsLower(b, n, "connection"), 10 where ASCII.equalsLower(b, n, "keep-alive"): continue
             case 17 where ASCII.equalsLower(b, n, "transfer-encoding"): continue
             case 14 where ASCII.equalsLower(b, n, "content-length"):
-                if ex.attempt.response.chunked || gzipped || contentLength != nil { continue }
+                if ex.attempt.response.chunked || gzipped || contentLength != nil || ex.sub != nil { continue }
+            case 13 where ex.sub != nil && ASCII.equalsLower(b, n, "last-modified"):
+                if !subFilterKeepsValidators { continue }
             case 4 where ASCII.equalsLower(b, n, "etag"):
-                if gzipped {
+                if ex.sub != nil && !subFilterKeepsValidators { continue }
+                if gzipped || ex.sub != nil {
                     outBuf.append("ETag: ")
                     outBuf.append(string: GzipPolicy.weakened(String(decoding: b[f.value], as: UTF8.self)))
                     outBuf.append("\r\n")
@@ -706,6 +714,9 @@ extension ClientConnection {
                 if expiresApplies { continue } // replaced by ours, as nginx's expires does
             case 13 where ASCII.equalsLower(b, n, "cache-control"):
                 if expiresApplies { continue }
+            case 18 where ASCII.equalsLower(b, n, "x-accel-limit-rate"):
+                acceptAccelLimitRate(b[f.value])
+                continue
             default:
                 if n.count > 8 && ASCII.equalsLower(b, n.lowerBound..<(n.lowerBound + 8), "x-accel-") { continue }
             }
@@ -805,7 +816,7 @@ extension ClientConnection {
             }
             guard ex.up != nil else { return }
             if ex.inBackground { outBuf.clear() }
-            if let g = ex.gz { gzipRelayable(c, g) }
+            if let s = ex.sub { subFilterRelayable(c, s) } else if let g = ex.gz { gzipRelayable(c, g) }
             if (ex.inBackground || headConverted) && ex.attempt.relayable > 0 && outBuf.isEmpty {
                 // Read for the cache only: consumed without being sent.
                 c.inBuf.readIndex += ex.attempt.relayable
@@ -813,14 +824,20 @@ extension ClientConnection {
             }
             // 2. Write head + validated body in one writev.
             if !outBuf.isEmpty || ex.attempt.relayable > 0 {
+                var cap = Int.max
+                if responseLimited != false && !ex.inBackground {
+                    guard let allowed = rateAllowance() else { worker.loop.setDeadline(c, afterMillis: 0); return }
+                    cap = allowed
+                }
                 guard writable else {
                     waitForClient(c)
                     return
                 }
+                let head = cap < outBuf.readable ? UnsafeRawBufferPointer(rebasing: outBuf.readableBytes[..<cap]) : outBuf.readableBytes
                 let body = UnsafeRawBufferPointer(start: c.inBuf.base.map { $0 + c.inBuf.readIndex },
-                                                  count: ex.inBackground || headConverted || ex.gz != nil ? 0 : ex.attempt.relayable)
+                                                  count: min(ex.inBackground || headConverted || ex.gz != nil || ex.sub != nil ? 0 : ex.attempt.relayable, cap - head.count))
                 do {
-                    switch try transport.writev(fd, outBuf.readableBytes, body) {
+                    switch try transport.writev(fd, head, body) {
                     case .done(let n):
                         let fromHead = min(n, outBuf.readable)
                         outBuf.readIndex += fromHead
@@ -830,6 +847,7 @@ extension ClientConnection {
                         ex.bodyBytesSent += fromBody
                         if outBuf.isEmpty { outBuf.clear() }
                         worker.loop.setDeadline(self, afterMillis: 0)
+                        if cap != Int.max { rateSent(n) }
                     case .wouldBlock:
                         writable = false
                         waitForClient(c)

@@ -1,4 +1,6 @@
 import Glibc
+import LBConfig
+import Synchronization
 
 /// A request body read whole before the upstream is chosen (`proxy_request_buffering on`, nginx's
 /// default): in memory up to `client_body_buffer_size`, then in an anonymous temporary file under
@@ -13,15 +15,26 @@ final class BufferedBody {
     private(set) var fd: Int32 = -1
     /// Body bytes stored so far.
     private(set) var length = 0
+    /// `client_body_in_file_only on|clean`: the body goes to a named file (`$request_body_file`).
+    let named: BodyFileMode
+    private(set) var path: String?
+    nonisolated static let tempNumber = Atomic<UInt32>(UInt32(truncatingIfNeeded: getpid()) &* 100_000)
 
-    init(memoryLimit: Int, tempDirectory: String, expected: Int?) {
-        self.memoryLimit = memoryLimit
+    fileprivate func setNamed(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+    }
+
+    init(memoryLimit: Int, tempDirectory: String, expected: Int?, named: BodyFileMode = .off) {
+        self.memoryLimit = named == .off ? memoryLimit : 0
         self.tempDirectory = tempDirectory
-        if let e = expected, e <= memoryLimit { memory.reserveCapacity(e) }
+        self.named = named
+        if let e = expected, e <= self.memoryLimit { memory.reserveCapacity(e) }
     }
 
     deinit {
         if fd >= 0 { Glibc.close(fd) }
+        if named == .clean, let p = path { unlink(p) }
     }
 
     /// Linux's O_TMPFILE (a macro Swift does not import).
@@ -72,6 +85,10 @@ final class BufferedBody {
 
     private func openFile() throws(StoreError) {
         mkdir(tempDirectory, 0o700)
+        if named != .off {
+            try openNamedFile()
+            return
+        }
         // O_TMPFILE: a file with no name, gone when its descriptor closes (no cleanup on crash).
         let f = open(tempDirectory, BufferedBody.tmpfile | O_RDWR | O_CLOEXEC, 0o600)
         guard f >= 0 else {
@@ -90,5 +107,31 @@ final class BufferedBody {
             }
             off += r
         }
+    }
+}
+
+extension BufferedBody {
+    /// A named file, `DIR/NNNNNNNNNN` as nginx names its temporary files (a 10-digit number; the
+    /// next one on a collision).
+    fileprivate func openNamedFile() throws(StoreError) {
+        for _ in 0..<100 {
+            let n = BufferedBody.nextTempNumber()
+            let digits = String(n)
+            let name = tempDirectory + "/" + String(repeating: "0", count: max(0, 10 - digits.count)) + digits
+            let f = open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+            if f >= 0 {
+                setNamed(fd: f, path: name)
+                return
+            }
+            if errno != EEXIST {
+                throw StoreError(message: "open() \"\(name)\" failed (\(errno): \(String(cString: strerror(errno))))")
+            }
+        }
+        throw StoreError(message: "no free temporary file name in \"\(tempDirectory)\"")
+    }
+
+    /// Process-wide counter for temporary file names (seeded from the pid, so restarts rarely collide).
+    static func nextTempNumber() -> UInt32 {
+        tempNumber.add(1, ordering: .relaxed).newValue
     }
 }

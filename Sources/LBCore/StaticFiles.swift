@@ -259,6 +259,8 @@ extension ClientConnection {
                 return
             }
         }
+        if !gzipped, settings.subFilters != nil,
+           sendStaticSubFiltered(fd: fd, size: size, contentType: type, lastModified: meta.lastModified, etag: settings.effectiveEtag ? etag : nil) { return }
         // gzip: a qualifying file is compressed whole in memory (never a range, never twice).
         if !gzipped, let packed = gzipWholeBody(status: ex.overrideStatus ?? 200, contentType: meta.type, length: size,
                                                read: { ClientConnection.readFile(fd, offset: 0, length: size) }) {
@@ -474,14 +476,20 @@ extension ClientConnection {
                 guard flushOut() else { return }
                 continue
             }
+            var cap = 1 << 20
+            if responseLimited != false {
+                guard let allowed = rateAllowance() else { return }
+                cap = min(cap, allowed)
+            }
             do {
-                switch try transport.sendfile(fd, f, offset: &ex.staticOffset, count: min(ex.staticRemaining, 1 << 20)) {
+                switch try transport.sendfile(fd, f, offset: &ex.staticOffset, count: min(ex.staticRemaining, cap)) {
                 case .done(0):
                     ex.staticRemaining = 0 // file shrank
                     closeAfterResponse = true
                 case .done(let n):
                     ex.staticRemaining -= n
                     ex.bodyBytesSent += n
+                    if responseLimited == true { rateSent(n) }
                 case .wouldBlock:
                     writable = false
                 }

@@ -128,6 +128,7 @@ extension ClientConnection {
         case .limitReqStatus, .limitConnStatus: appendLimitStatus(v, to: &out)
         case .requestCompletion: if ex.status > 0 && ex.status != 499 { out += Array("OK".utf8) }
         case .requestBody: break
+        case .requestBodyFile: if let p = ex.body?.path { out += Array(p.utf8) }
         case .proxyProtocolAddr: if let pp = proxyProtocol { out += Array(pp.sourceAddress.utf8) }
         case .proxyProtocolPort: if let pp = proxyProtocol { out += Array("\(pp.sourcePort)".utf8) }
         case .proxyProtocolServerAddr: if let pp = proxyProtocol { out += Array(pp.destinationAddress.utf8) }
@@ -224,6 +225,7 @@ extension ClientConnection {
 
     func evaluateMap(_ m: MapBlock) -> [UInt8] {
         let src = evaluate(m.source)
+        if let split = m.splitClients { return split.value(for: src) }
         let key = String(decoding: src, as: UTF8.self)
         if let v = m.exact[key] ?? (m.hostnames ? m.exact[key.lowercased()] : nil) { return evaluate(v) }
         for (re, v) in m.regexes where src.withUnsafeBytes({ re.matches($0) }) { return evaluate(v) }

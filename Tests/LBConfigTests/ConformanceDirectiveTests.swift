@@ -5,7 +5,8 @@ import Testing
 /// reason; their defaults (what stock configs write) still load.
 @Suite struct ConformanceDirectiveTests {
     @Test(arguments: [
-        ("limit_rate 100k;", "\"limit_rate\" is not supported by lb: responses are not throttled (only \"limit_rate 0\" is accepted) in t.conf:4"),
+        ("limit_rate $rate;", "variables in \"limit_rate\" are not supported by lb in t.conf:4"),
+        ("mirror /mirror;", "\"mirror\" is not supported by lb: it makes no mirror subrequests (only \"mirror off\" is accepted) in t.conf:4"),
         ("source_charset koi8-r;", "\"source_charset\" is not supported by lb: it converts no charsets (\"charset\" only names one in Content-Type) in t.conf:4"),
         ("gzip_http_version 1.0;", "\"gzip_http_version 1.0\" is not supported by lb: only HTTP/1.1 responses are gzipped in t.conf:4"),
         ("gzip_http_version 2;", "invalid value \"2\" in \"gzip_http_version\" directive in t.conf:4"),

@@ -16,7 +16,7 @@ struct MergeTests {
         "gzip_proxied": "any", "open_file_cache": "off", "keepalive_timeout": "75s 60",
         "large_client_header_buffers": "4 8k", "client_body_temp_path": "client_body_temp",
         "proxy_cache_use_stale": "error", "proxy_cache_methods": "GET HEAD", "proxy_next_upstream": "error timeout",
-        "proxy_method": "POST", "proxy_set_body": "x=$arg_x",
+        "proxy_method": "POST", "proxy_set_body": "x=$arg_x", "sub_filter": "a b",
     ]
 
     /// HTTPSettings fields that no http-level directive sets (documented why).

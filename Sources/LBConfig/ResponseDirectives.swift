@@ -1,0 +1,59 @@
+/// Directives that shape what goes back to the client: `limit_rate`, `limit_rate_after`.
+extension Compiler {
+    /// A `limit_rate` / `limit_rate_after` size. nginx takes variables here too; lb takes constants.
+    func rateSize(_ d: Directive) throws -> Int {
+        if d.args[0].text.contains("$") {
+            throw ConfigError("variables in \"\(d.name)\" are not supported by lb", at: d.args[0].location)
+        }
+        return try size(d)
+    }
+}
+
+/// One `sub_filter STRING REPLACEMENT` line (both may hold variables, evaluated per request).
+public struct SubFilterPair: Sendable {
+    public var match: Template
+    public var replacement: Template
+}
+
+extension Compiler {
+    static let responseDirectives: [DirectiveSpec] = [
+        DirectiveSpec("sub_filter", .hsl, .exactly(2), repeatable: true,
+                      note: "static, proxied and local responses of the listed types; the body goes out chunked") { c, d in
+            guard !d.args[0].text.isEmpty else { throw ConfigError("empty search pattern", at: d.location) }
+            if (c.settings.s.subFilters?.count ?? 0) == 255 { throw ConfigError("number of search patterns exceeds 255", at: d.location) }
+            let pair = SubFilterPair(match: try c.template(d.args[0]), replacement: try c.template(d.args[1]))
+            // Settings hold only this level's lines until inheritance: a level's own list
+            // replaces the inherited one, as nginx merges sub_filter.
+            c.settings.s.subFilters = (c.settings.s.subFilters ?? []) + [pair]
+        },
+        flagSetting("sub_filter_once", default: "on", \.subFilterOnce),
+        setting("sub_filter_types", .atLeast(1), default: "text/html", \.subFilterTypes) { _, d in d.values },
+        flagSetting("sub_filter_last_modified", default: "off", \.subFilterLastModified),
+        DirectiveSpec("mirror", .hsl, .exactly(1), repeatable: true, default: "off",
+                      note: "only `off`: lb makes no mirror subrequests, a URI is refused at load") { _, d in
+            guard d.args[0].text == "off" else {
+                throw ConfigError("\"mirror\" is not supported by lb: it makes no mirror subrequests (only \"mirror off\" is accepted)", at: d.location)
+            }
+        },
+        DirectiveSpec("mirror_request_body", .hsl, .flag, default: "on", note: "accepted; no effect (see `mirror`)") { _, _ in },
+    ]
+}
+
+/// `client_body_in_file_only`: `on` stores every request body in a named file and keeps it,
+/// `clean` removes it after the request, `off` (the default) stores only large bodies, unnamed.
+public enum BodyFileMode: Sendable {
+    case off, on, clean
+}
+
+extension Compiler {
+    static let requestBodyDirectives: [DirectiveSpec] = [
+        setting("client_body_in_file_only", .exactly(1), default: "off", \.clientBodyInFileOnly) { _, d in
+            switch d.args[0].text {
+            case "on": return .on
+            case "clean": return .clean
+            case "off": return .off
+            default: throw ConfigError("invalid value \"\(d.args[0].text)\"", at: d.args[0].location)
+            }
+        },
+    ]
+}
