@@ -5,15 +5,28 @@ import Testing
 @Suite struct CommandLineTests {
     @Test(arguments: ["stack.conf", "round-robin.conf", "static.conf", "cache.conf"])
     func everyExamplePassesTest(_ name: String) throws {
-        let r = try Harness.run("lb", ["-t", "-c", "examples/\(name)"])
+        // Under a temporary prefix: `-t` opens (creates) the examples' relative log files there,
+        // not in the repository.
+        let prefix = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: prefix) }
         let path = Harness.repositoryRoot.appendingPathComponent("examples/\(name)").path
+        let r = try Harness.run("lb", ["-t", "-p", prefix.path, "-c", path])
         #expect(r.status == 0)
         #expect(r.stderr == "lb: the configuration file \(path) syntax is ok\nlb: configuration file \(path) test is successful\n")
     }
 
     @Test func longTestFlagAndPrefix() throws {
-        let r = try Harness.run("lb", ["--test-config", "-p", Harness.repositoryRoot.path, "-c", "examples/stack.conf"])
-        #expect(r.status == 0 && r.stderr.contains("test is successful"))
+        // A relative -c resolves against -p (a copy of the example in a temporary prefix, where
+        // its relative log files are opened).
+        let prefix = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: prefix) }
+        try FileManager.default.createDirectory(at: prefix.appendingPathComponent("examples"), withIntermediateDirectories: true)
+        for f in ["stack.conf", "mime.types"] {
+            try FileManager.default.copyItem(at: Harness.repositoryRoot.appendingPathComponent("examples/\(f)"),
+                                             to: prefix.appendingPathComponent("examples/\(f)"))
+        }
+        let r = try Harness.run("lb", ["--test-config", "-p", prefix.path, "-c", "examples/stack.conf"])
+        #expect(r.status == 0 && r.stderr.contains("test is successful"), "\(r.stderr)")
     }
 
     @Test func failingConfigPrintsEmergWithFileAndLine() throws {
