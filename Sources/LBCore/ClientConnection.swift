@@ -782,15 +782,20 @@ final class ClientConnection: Pollable {
         }
         outBuf.clear()
         writeHeadStart(code)
-        outBuf.append("Content-Type: ")
-        outBuf.append(string: withCharset(contentType))
-        outBuf.append("\r\nContent-Length: ")
-        outBuf.append(decimal: body.count)
-        outBuf.append("\r\n")
+        // 204 has no body (RFC 9110 §15.3.5): as nginx, no Content-Type, no Content-Length and
+        // no body, whatever text `return 204 "…"` names.
+        let noContent = code == 204
+        if !noContent {
+            outBuf.append("Content-Type: ")
+            outBuf.append(string: withCharset(contentType))
+            outBuf.append("\r\nContent-Length: ")
+            outBuf.append(decimal: body.count)
+            outBuf.append("\r\n")
+        }
         if let e = extraHeaders { outBuf.append(e.readableBytes) }
         writeHeadEnd(keepAlive: !closeAfterResponse)
-        if req.method != .head { outBuf.append(body) }
-        ex.bodyBytesSent = req.method == .head ? 0 : body.count
+        if req.method != .head && !noContent { outBuf.append(body) }
+        ex.bodyBytesSent = req.method == .head || noContent ? 0 : body.count
         state = .local
         flushLocal()
     }

@@ -186,6 +186,7 @@ struct DifferentialRewriteTests {
             error_page 403 /forbidden;
             location = /forbidden { return 200 "custom 403 page\\n"; }
             location /r204 { return 204; }
+            location /r204text { return 204 "a body a 204 cannot have\n"; }
             location /r200 { return 200; }
             location /r302 { return 302 /rel?x=1; }
             location /r307 { return 307 http://example.com/t; }
@@ -200,6 +201,8 @@ struct DifferentialRewriteTests {
             R(target: "/r307", expect: 307), R(target: "/r500text", expect: 500), R(target: "/r403", expect: 403),
             R(target: "/denied", expect: 200), R(target: "/r444"),
         ])
+        // 204: no body, no Content-Length, no Content-Type — even with a text.
+        try d.compare([R(target: "/r204", expect: 204), R(target: "/r204text", expect: 204)], headers: ["Content-Length", "Content-Type"])
     }
 
     @Test func serverLevelRewritesAndTheURIChangeBudget() throws {
