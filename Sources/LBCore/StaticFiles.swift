@@ -100,7 +100,11 @@ extension ClientConnection {
             guard let tpl = try? Template(parsing: last) else { respondError(500); return }
             let dest = evaluate(tpl)
             guard internalRedirect(to: dest) else { return }
-            ex.uri = Array(dest.split(separator: UInt8(ascii: "?"), maxSplits: 1, omittingEmptySubsequences: false).first ?? [])
+            // As nginx (ngx_http_split_args): the fallback's `?…` becomes the arguments, and a
+            // fallback without one leaves none (hence `/index.php?$args` in PHP configs).
+            let parts = dest.split(separator: UInt8(ascii: "?"), maxSplits: 1, omittingEmptySubsequences: false)
+            ex.uri = Array(parts.first ?? [])
+            rewriteState.args = parts.count > 1 ? Array(parts[1]) : []
             guard let loc = ex.uri.withUnsafeBytes({ ex.server.locations.find($0).location }) else {
                 ex.location = ex.server.fallback
                 serveStaticURI(ex.uri, allowIndex: true)

@@ -205,6 +205,19 @@ struct DifferentialRewriteTests {
         try d.compare([R(target: "/r204", expect: 204), R(target: "/r204text", expect: 204)], headers: ["Content-Length", "Content-Type"])
     }
 
+    /// try_files' URI fallback takes its own `?…` as the arguments, and none without one.
+    @Test func tryFilesFallbackArguments() throws {
+        let d = try Differential("""
+        server {
+            listen 127.0.0.1:{port};
+            location / { try_files $uri /fallback?from=$uri&$args; }
+            location /noargs/ { try_files $uri /fallback; }
+            location = /fallback { return 200 "args=$args uri=$uri is=$is_args q=$arg_x\\n"; }
+        }
+        """)
+        try d.compare([R(target: "/a/b?x=1", expect: 200), R(target: "/a/b", expect: 200), R(target: "/noargs/z?x=1", expect: 200)])
+    }
+
     @Test func serverLevelRewritesAndTheURIChangeBudget() throws {
         var chain = ""
         for i in 1...11 { chain += "    location = /k\(i) { rewrite ^ /k\(i + 1) last; }\n" }
