@@ -86,6 +86,8 @@ final class UpstreamBuilder {
     var keepaliveTimeoutMs = 60_000
     var keepaliveRequests = 1000
     var keepaliveTimeMs = 3_600_000
+    /// The first `slow_start=` of the block (refused with hash, ip_hash and random, as nginx Plus).
+    var slowStartLocation: SourceLocation?
     var healthCheck: HealthCheck?
     var statePath: (String, SourceLocation)?
     var service: (name: String, location: SourceLocation, weight: Int, maxFails: Int, failTimeoutMs: Int)?

@@ -119,6 +119,9 @@ extension Compiler {
             let resolverSpec = try upstreamResolver(u)
             switch u.policy {
             case .ipHash, .hash, .random:
+                if let at = u.slowStartLocation {
+                    throw ConfigError("balancing method does not support \"slow_start\" in upstream \"\(u.name)\"", at: at)
+                }
                 if peers.contains(where: \.backup) || u.dynamic.contains(where: \.backup) {
                     throw ConfigError("balancing method does not support \"backup\" servers in upstream \"\(u.name)\"", at: u.policyLocation ?? u.location)
                 }

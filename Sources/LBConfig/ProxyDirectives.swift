@@ -219,7 +219,7 @@ extension Compiler {
         case .failure(let why): throw ConfigError("\(why) in upstream \"\(a.text)\"", at: a.location)
         }
         var weight = 1, maxFails = 1, failTimeout = 10_000, maxConns = 0
-        var backup = false, down = false, resolve = false, weightSet = false
+        var backup = false, down = false, resolve = false, weightSet = false, slowStart = 0
         var service: String?
         for p in d.args.dropFirst() {
             let t = p.text
@@ -247,7 +247,11 @@ extension Compiler {
             } else if t.hasPrefix("service=") {
                 guard t.count > 8 else { throw ConfigError("service is empty", at: p.location) }
                 service = String(t.dropFirst(8))
-            } else if t.hasPrefix("slow_start=") || t.hasPrefix("route=") {
+            } else if t.hasPrefix("slow_start=") {
+                guard let ms = Values.milliseconds(String(t.dropFirst(11))) else { throw ConfigError("invalid parameter \"\(t)\"", at: p.location) }
+                slowStart = ms
+                upstream!.slowStartLocation = upstream!.slowStartLocation ?? p.location
+            } else if t.hasPrefix("route=") {
                 continue
             } else {
                 throw ConfigError("invalid parameter \"\(t)\"", at: p.location)
@@ -255,8 +259,10 @@ extension Compiler {
         }
         if hp.isUnix {
             // A unix-domain member: one fixed address (`resolve` changes nothing, as for an IP).
-            upstream!.peers.append(Peer(address: hp, name: a.text, weight: weight, maxFails: maxFails,
-                                        failTimeoutMs: failTimeout, maxConns: maxConns, backup: backup, down: down))
+            var peer = Peer(address: hp, name: a.text, weight: weight, maxFails: maxFails,
+                            failTimeoutMs: failTimeout, maxConns: maxConns, backup: backup, down: down)
+            peer.slowStartMs = slowStart
+            upstream!.peers.append(peer)
             return
         }
         if service != nil && !resolve {
@@ -267,16 +273,20 @@ extension Compiler {
         let port = hp.port ?? 80
         // `resolve` with a name: DNS at run time (an IP literal stays a fixed server, as nginx).
         if resolve && !isIPLiteral(hp.host) {
-            upstream!.dynamic.append(DynamicServer(name: hp.host, port: port, service: service, written: a.text, weight: weight,
-                                                   weightSet: weightSet, maxFails: maxFails, failTimeoutMs: failTimeout,
-                                                   maxConns: maxConns, backup: backup, down: down))
+            var server = DynamicServer(name: hp.host, port: port, service: service, written: a.text, weight: weight,
+                                       weightSet: weightSet, maxFails: maxFails, failTimeoutMs: failTimeout,
+                                       maxConns: maxConns, backup: backup, down: down)
+            server.slowStartMs = slowStart
+            upstream!.dynamic.append(server)
             return
         }
         let addrs = isIPLiteral(hp.host) ? [hp.host] : resolver.resolve(hp.host)
         guard !addrs.isEmpty else { throw ConfigError("host not found in upstream \"\(a.text)\"", at: a.location) }
         for addr in addrs {
-            upstream!.peers.append(Peer(address: HostPort(host: addr, port: port), name: a.text, weight: weight, maxFails: maxFails,
-                                        failTimeoutMs: failTimeout, maxConns: maxConns, backup: backup, down: down))
+            var peer = Peer(address: HostPort(host: addr, port: port), name: a.text, weight: weight, maxFails: maxFails,
+                            failTimeoutMs: failTimeout, maxConns: maxConns, backup: backup, down: down)
+            peer.slowStartMs = slowStart
+            upstream!.peers.append(peer)
         }
     }
 

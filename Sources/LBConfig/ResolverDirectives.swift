@@ -40,6 +40,8 @@ public struct DynamicServer: Sendable, Hashable {
     public var maxConns: Int
     public var backup: Bool
     public var down: Bool
+    /// `slow_start=TIME` for the members found (see `Peer.slowStartMs`).
+    public var slowStartMs = 0
 
     /// The name asked for: SRV (nginx: a service without a dot becomes `_SERVICE._tcp.NAME`, one
     /// with a dot is joined as is) or the host name itself.

@@ -331,6 +331,9 @@ public struct Peer: Sendable, Hashable {
     public var maxConns: Int
     public var backup: Bool
     public var down: Bool
+    /// `slow_start=TIME` (nginx Plus): after coming back (health check passed, fail_timeout over,
+    /// joined through DNS) the weight grows from almost nothing to `weight` over this time.
+    public var slowStartMs = 0
 
     public init(address: HostPort, name: String, weight: Int, maxFails: Int, failTimeoutMs: Int, maxConns: Int, backup: Bool, down: Bool) {
         self.address = address

@@ -81,8 +81,32 @@ public struct PeerState: Sendable {
         case down
     }
 
+    /// `slow_start`: the time its weight takes to grow back, and when that began (loop
+    /// milliseconds; 0: not ramping).
+    public var slowStartMs = 0
+    public var slowStartFrom: Int64 = 0
+
+    /// The weight a pick uses, ×100 (smooth weighted round-robin is scale-invariant, so nginx's
+    /// choices are unchanged): the effective weight, or during a slow start its share of the time
+    /// elapsed (at least 1, so a recovering peer is not starved).
+    @inline(__always)
+    static func pickWeight(_ p: UnsafePointer<PeerState>, _ w: Int, _ now: Int64) -> Int {
+        let scaled = w &* 100
+        let from = p.pointee.slowStartFrom
+        guard from != 0, p.pointee.slowStartMs > 0 else { return scaled }
+        let elapsed = now - from
+        if elapsed >= Int64(p.pointee.slowStartMs) { return scaled }
+        return max(1, Int(Int64(scaled) * max(elapsed, 0) / Int64(p.pointee.slowStartMs)))
+    }
+
+    /// A slow start begins at `now` (when the peer is configured with one).
+    public mutating func beginSlowStart(_ now: Int64) {
+        if slowStartMs > 0 { slowStartFrom = max(now, 1) }
+    }
+
     public init(_ p: Peer, id: Int) {
         config = p
+        slowStartMs = p.slowStartMs
         self.id = id
         address = SocketAddress(p.address) ?? SocketAddress()
         text = p.address.description
@@ -278,6 +302,8 @@ public struct BalancerCore: Sendable {
             if p.maxFails > 0 {
                 peers[peer].effectiveWeight -= p.weight / p.maxFails
                 if peers[peer].effectiveWeight < 0 { peers[peer].effectiveWeight = 0 }
+                // Unavailable for fail_timeout: a slow start begins when it may be tried again.
+                if peers[peer].fails == p.maxFails { peers[peer].beginSlowStart(now + Int64(p.failTimeoutMs)) }
                 return peers[peer].fails == p.maxFails
             }
             return false
@@ -307,8 +333,9 @@ public struct BalancerCore: Sendable {
             var total = 0
             for i in set {
                 if tried.contains(i) || !PeerState.usable(peers.baseAddress! + i, now) { continue }
-                peers[i].currentWeight += peers[i].effectiveWeight
-                total += peers[i].effectiveWeight
+                let w = PeerState.pickWeight(peers.baseAddress! + i, peers[i].effectiveWeight, now)
+                peers[i].currentWeight += w
+                total += w
                 if peers[i].effectiveWeight < peers[i].weight { peers[i].effectiveWeight += 1 }
                 if best < 0 || peers[i].currentWeight > peers[best].currentWeight { best = i }
             }
@@ -325,10 +352,12 @@ public struct BalancerCore: Sendable {
             var ties: [Int] = []
             for i in set {
                 if tried.contains(i) || !PeerState.usable(peers.baseAddress! + i, now) { continue }
-                if best < 0 || peers[i].conns * peers[best].weight < peers[best].conns * peers[i].weight {
+                let wi = PeerState.pickWeight(peers.baseAddress! + i, peers[i].weight, now)
+                let wb = best < 0 ? 1 : PeerState.pickWeight(peers.baseAddress! + best, peers[best].weight, now)
+                if best < 0 || peers[i].conns * wb < peers[best].conns * wi {
                     best = i
                     ties = [i]
-                } else if peers[i].conns * peers[best].weight == peers[best].conns * peers[i].weight {
+                } else if peers[i].conns * wb == peers[best].conns * wi {
                     ties.append(i)
                 }
             }
@@ -563,6 +592,8 @@ extension BalancerCore {
             p.consecutivePasses += 1
             p.consecutiveFails = 0
             if p.health != .up && p.consecutivePasses >= (p.health == .checking ? 1 : passes) {
+                // Back from an active-check outage (not a new peer's first pass): slow start.
+                if p.health == .down { p.beginSlowStart(monotonicMillis()) }
                 p.health = .up
                 // Back from an active-check outage: passive failures from before do not count.
                 p.fails = 0

@@ -1,4 +1,5 @@
 import LBConfig
+import LBIO
 
 /// What one DNS answer changed in an upstream's membership (indices into `BalancerCore.peers`).
 public struct MembershipChange: Sendable, Equatable {
@@ -44,8 +45,10 @@ extension BalancerCore {
             let text = hp.description
             if !seen.insert(text).inserted { continue }
             let weight = isService && !server.weightSet ? a.weight : server.weight
-            wanted.append((text, Peer(address: hp, name: isService ? a.target : server.written, weight: weight, maxFails: server.maxFails,
-                                      failTimeoutMs: server.failTimeoutMs, maxConns: server.maxConns, backup: backup, down: server.down)))
+            var peer = Peer(address: hp, name: isService ? a.target : server.written, weight: weight, maxFails: server.maxFails,
+                            failTimeoutMs: server.failTimeoutMs, maxConns: server.maxConns, backup: backup, down: server.down)
+            peer.slowStartMs = server.slowStartMs
+            wanted.append((text, peer))
         }
         var existing: [String: Int] = [:]
         for i in peers.indices where peers[i].source == source && !peers[i].removed { existing[peers[i].text] = i }
@@ -84,6 +87,8 @@ extension BalancerCore {
             var s = PeerState(p, id: nextID)
             nextID += 1
             s.source = source
+            // A member joining an upstream that already has some ramps up (slow_start).
+            if peers.contains(where: { !$0.removed }) { s.beginSlowStart(monotonicMillis()) }
             if healthCheck != nil { s.health = .checking }
             peers.append(s)
             change.added.append(peers.count - 1)
