@@ -52,9 +52,8 @@ extension ClientConnection {
                 out += hb[r.lowerBound..<e].map { ASCII.lower($0) }
             } else if let n = ex.server.names.first, !n.isEmpty, !n.hasPrefix("~"), !n.contains("*") {
                 out += Array(n.utf8)
-            } else {
-                out += Array(table.listeners[listener].address.host.utf8)
             }
+            // Else empty, as nginx's $host without a Host (HTTP/1.0) on a server with no name.
         case .remoteAddr: out += Array(clientAddress.ip.utf8)
         case .binaryRemoteAddr: clientAddress.appendBinary(to: &out)
         case .remotePort: let p = clientAddress.port; if p > 0 { out += Array("\(p)".utf8) }

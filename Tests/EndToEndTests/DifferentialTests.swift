@@ -205,6 +205,24 @@ struct DifferentialRewriteTests {
         try d.compare([R(target: "/r204", expect: 204), R(target: "/r204text", expect: 204)], headers: ["Content-Length", "Content-Type"])
     }
 
+    /// `$host` of an HTTP/1.0 request without Host: the server's first name, empty without one.
+    @Test func hostWithoutAHostHeader() throws {
+        let d = try Differential("""
+        server {
+            listen 127.0.0.1:{port};
+            location / { return 200 "[$host]\\n"; }
+        }
+        """)
+        func get(_ port: Int) throws -> String {
+            let c = try RawClient(port: port)
+            try c.send("GET / HTTP/1.0\r\n\r\n")
+            return try c.readResponse().text
+        }
+        let n = try get(d.nginxPort), l = try get(d.lb.port)
+        #expect(n == "[]\n")
+        #expect(l == n, "lb \(l.debugDescription), nginx \(n.debugDescription)")
+    }
+
     /// try_files' URI fallback takes its own `?…` as the arguments, and none without one.
     @Test func tryFilesFallbackArguments() throws {
         let d = try Differential("""
