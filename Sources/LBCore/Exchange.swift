@@ -196,6 +196,8 @@ struct Attempt {
     var connectDone: Int64 = 0
     var headerDone: Int64 = 0
     var requestSent = false
+    /// This try is in `upstreamLog` already (`recordUpstream`).
+    var recorded = false
     /// The whole request (head and body) went out on this try.
     var requestComplete = false
     /// Bytes of a buffered request body handed to the upstream's buffer on this try.

@@ -994,11 +994,18 @@ extension ClientConnection {
 
     func recordUpstream(status code: Int) {
         guard ex.upstreamRuntime != nil, ex.attempt.peerIndex >= 0 else { return }
+        ex.upstreamLog.append(currentUpstreamAttempt(status: code))
+        ex.attempt.recorded = true
+    }
+
+    /// The try in progress as `$upstream_*` show it (at header time the variables include it,
+    /// as nginx's do: `add_header X-Upstream $upstream_addr` names the peer that answered).
+    func currentUpstreamAttempt(status code: Int) -> UpstreamAttempt {
         let now = monotonicMicros()
-        ex.upstreamLog.append(UpstreamAttempt(addr: ex.attempt.peerText, status: code, time: now - ex.attempt.attemptStart,
-                                           connect: ex.attempt.connectDone > 0 ? ex.attempt.connectDone - ex.attempt.attemptStart : -1,
-                                           header: ex.attempt.headerDone > 0 ? ex.attempt.headerDone - ex.attempt.attemptStart : -1, length: ex.attempt.upstreamBodyBytes,
-                                           sent: ex.attempt.upstreamBytesSent))
+        return UpstreamAttempt(addr: ex.attempt.peerText, status: code, time: now - ex.attempt.attemptStart,
+                               connect: ex.attempt.connectDone > 0 ? ex.attempt.connectDone - ex.attempt.attemptStart : -1,
+                               header: ex.attempt.headerDone > 0 ? ex.attempt.headerDone - ex.attempt.attemptStart : -1, length: ex.attempt.upstreamBodyBytes,
+                               sent: ex.attempt.upstreamBytesSent)
     }
 
     /// Releases the current peer to the balancer (once per attempt).

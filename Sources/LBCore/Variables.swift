@@ -189,11 +189,15 @@ extension ClientConnection {
     }
 
     func joinUpstream(_ out: inout [UInt8], _ f: (UpstreamAttempt) -> String) {
-        if ex.upstreamLog.isEmpty {
+        var list = ex.upstreamLog
+        if ex.upstreamRuntime != nil && ex.attempt.peerIndex >= 0 && !ex.attempt.recorded {
+            list.append(currentUpstreamAttempt(status: ex.attempt.response.status))
+        }
+        if list.isEmpty {
             out.append(UInt8(ascii: "-"))
             return
         }
-        out += Array(ex.upstreamLog.map(f).joined(separator: ", ").utf8)
+        out += Array(list.map(f).joined(separator: ", ").utf8)
     }
 
     func seconds(_ micros: Int64) -> String {

@@ -111,6 +111,25 @@ import Testing
         #expect(try c.get("/plain/").status == 502)
     }
 
+    /// `$upstream_addr` / `$upstream_status` in add_header include the try that answered (and
+    /// the failed ones before it), as nginx's do at header time.
+    @Test func upstreamVariablesInAddHeaderNameTheAnsweringPeer() throws {
+        let good = try Backend(name: "g")
+        let dead = freePort()
+        let lb = try LB(Self.upstreamConfig([], extra: "server 127.0.0.1:\(dead); server 127.0.0.1:\(good.port);",
+                                            location: "add_header X-Up $upstream_addr; add_header X-St $upstream_status;"))
+        var sawFailover = false
+        for _ in 0..<4 {
+            let r = try RawClient(port: lb.port).get("/u")
+            #expect(r.status == 200)
+            let up = r.header("X-Up") ?? "", st = r.header("X-St") ?? ""
+            #expect(up.hasSuffix("127.0.0.1:\(good.port)"), "\(up)")
+            #expect(st.hasSuffix("200"), "\(st)")
+            if up == "127.0.0.1:\(dead), 127.0.0.1:\(good.port)" { sawFailover = true; #expect(st == "502, 200") }
+        }
+        #expect(sawFailover, "round-robin tried the dead peer first at least once")
+    }
+
     @Test func weightsAreObserved() throws {
         let backends = try ["a", "b", "c"].map { try Backend(name: $0) }
         let lb = try LB(Self.upstreamConfig(backends, params: ["weight=5", "", ""]))
