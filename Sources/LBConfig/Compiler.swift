@@ -225,7 +225,7 @@ public final class Compiler {
         for v in tpl.variables {
             switch v {
             case .named(let n): usedVariables.append((n, t.location))
-            case .sentHeader, .upstreamHeader: usesResponseHeaderVariables = true
+            case .sentHeader, .upstreamHeader, .upstreamCookie: usesResponseHeaderVariables = true
             default: break
             }
         }

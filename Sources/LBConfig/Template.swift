@@ -25,6 +25,8 @@ public enum Variable: Sendable, Hashable {
     case httpHeader(String)
     /// `$sent_http_NAME`: a response header.
     case sentHeader(String)
+    /// `$upstream_cookie_NAME`: the cookie NAME an upstream sets (its Set-Cookie fields).
+    case upstreamCookie(String)
     /// `$upstream_http_NAME`: an upstream response header.
     case upstreamHeader(String)
     /// `$arg_NAME`: a query argument.
@@ -77,6 +79,7 @@ public enum Variable: Sendable, Hashable {
         if let h = suffix("http_") { return .httpHeader(h.lowercased().replacingOccurrences("_", "-")) }
         if let h = suffix("sent_http_") { return .sentHeader(h.lowercased().replacingOccurrences("_", "-")) }
         if let h = suffix("upstream_http_") { return .upstreamHeader(h.lowercased().replacingOccurrences("_", "-")) }
+        if let c = suffix("upstream_cookie_") { return .upstreamCookie(c) }
         if let a = suffix("arg_") { return .arg(a) }
         if let c = suffix("cookie_") { return .cookie(c) }
         return .named(name)

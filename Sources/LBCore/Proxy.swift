@@ -666,6 +666,12 @@ extension ClientConnection {
     func writeResponseHead(_ b: UnsafeRawBufferPointer, headLength: Int, chunkedOut: Bool, keepAlive: Bool, upgrade: Bool,
                            contentLength: Int? = nil, extra: String? = nil, reasonOverride: Bool = false, gzipped: Bool = false,
                            contentType: String? = nil) {
+        // Kept before add_header is evaluated: `$upstream_http_*` and `$upstream_cookie_*` there
+        // read this response's head, as nginx's do.
+        if table.usesResponseHeaderVariables {
+            ex.upstreamHead.removeAll(keepingCapacity: true)
+            ex.upstreamHead.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
+        }
         outBuf.clear()
         writeHeadStart(ex.attempt.response.status, reason: reasonOverride ? nil : UnsafeRawBufferPointer(rebasing: b[ex.attempt.response.reasonRange]))
         let hide = settings.proxyHideHeaders ?? []
@@ -762,10 +768,6 @@ extension ClientConnection {
         if req.isHTTP09 { outBuf.clear() } // an HTTP/0.9 response is the body alone
         ex.responseHeadBytes = outBuf.readable
         keepSentHead()
-        if table.usesResponseHeaderVariables {
-            ex.upstreamHead.removeAll(keepingCapacity: true)
-            ex.upstreamHead.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
-        }
     }
 
     /// `proxy_cookie_domain` / `proxy_cookie_path` on one upstream Set-Cookie value; nil leaves it.

@@ -139,6 +139,7 @@ extension ClientConnection {
         case .httpHeader(let name): if let v = headerValue(name, dashOrUnderscore: true) { out += v }
         case .sentHeader(let name): if let v = ClientConnection.header(name, in: ex.sentHead) { out += v }
         case .upstreamHeader(let name): if let v = ClientConnection.header(name, in: ex.upstreamHead) { out += v }
+        case .upstreamCookie(let name): if let v = ClientConnection.setCookie(name, in: ex.upstreamHead) { out += v }
         case .arg(let name):
             if let a = ex.rewrite?.args { out += argument(name, in: a) } else if let q = req.queryRange { out += argument(name, in: Array(hb[q])) }
         case .cookie(let name):
@@ -169,6 +170,29 @@ extension ClientConnection {
             out += evaluateMap(m)
             ex.mapsInProgress.removeLast()
         }
+    }
+
+    /// The value of cookie `name` (case-sensitive) set by a raw response head's Set-Cookie fields,
+    /// as nginx's `$upstream_cookie_NAME`: the first field whose `NAME=VALUE` pair names it.
+    static func setCookie(_ name: String, in head: [UInt8]) -> [UInt8]? {
+        let key = Array("set-cookie".utf8), want = Array(name.utf8)
+        for line in head.split(separator: 0x0A, omittingEmptySubsequences: true).dropFirst() {
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon - line.startIndex == key.count,
+                  line[line.startIndex..<colon].map(ASCII.lower).elementsEqual(key) else { continue }
+            var v = line[(colon + 1)...]
+            while v.first == 0x20 || v.first == 0x09 { v = v.dropFirst() }
+            let pair = v.prefix { $0 != UInt8(ascii: ";") && $0 != 0x0D }
+            guard let eq = pair.firstIndex(of: UInt8(ascii: "=")) else { continue }
+            var n = pair[pair.startIndex..<eq]
+            while n.last == 0x20 || n.last == 0x09 { n = n.dropLast() }
+            if n.elementsEqual(want) {
+                var value = pair[(eq + 1)...]
+                while value.first == 0x20 { value = value.dropFirst() }
+                while value.last == 0x20 || value.last == 0x09 { value = value.dropLast() }
+                return Array(value)
+            }
+        }
+        return nil
     }
 
     /// A header's value in a raw response head (status line first), or nil.

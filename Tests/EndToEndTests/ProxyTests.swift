@@ -130,6 +130,43 @@ import Testing
         #expect(sawFailover, "round-robin tried the dead peer first at least once")
     }
 
+    /// `$upstream_cookie_NAME` (the cookie NAME the upstream's Set-Cookie fields set) and
+    /// `$upstream_http_NAME` in add_header, as nginx evaluates them at header time.
+    @Test func upstreamCookieVariables() throws {
+        let back = freePort()
+        let lb = try LB("""
+        events {}
+        http {
+            access_log off;
+            server {
+                listen 127.0.0.1:{port};
+                location / {
+                    proxy_pass http://127.0.0.1:\(back);
+                    add_header X-A "[$upstream_cookie_a]";
+                    add_header X-B "[$upstream_cookie_b]";
+                    add_header X-None "[$upstream_cookie_zz]";
+                    add_header X-H "[$upstream_http_x_thing]";
+                }
+            }
+            server {
+                listen 127.0.0.1:\(back);
+                location / {
+                    add_header X-Thing "thing value";
+                    add_header Set-Cookie "a=1; Path=/";
+                    add_header Set-Cookie "b=two; HttpOnly";
+                    return 200 "ok\\n";
+                }
+            }
+        }
+        """)
+        guard waitForPort(back) else { throw HarnessError("no back port") }
+        let r = try RawClient(port: lb.port).get("/x")
+        #expect(r.header("X-A") == "[1]")
+        #expect(r.header("X-B") == "[two]")
+        #expect(r.header("X-None") == "[]")
+        #expect(r.header("X-H") == "[thing value]", "$upstream_http_* in add_header reads this response")
+    }
+
     @Test func weightsAreObserved() throws {
         let backends = try ["a", "b", "c"].map { try Backend(name: $0) }
         let lb = try LB(Self.upstreamConfig(backends, params: ["weight=5", "", ""]))
