@@ -184,6 +184,18 @@ import Testing
         #expect(try curl(["--http2-prior-knowledge", "http://127.0.0.1:\(lb.port)/v"]).out == "http HTTP/2.0 h2c \n")
     }
 
+    /// SETTINGS, PING, WINDOW_UPDATE, PRIORITY and empty-DATA floods (frames that cost work and
+    /// earn no response): GOAWAY ENHANCE_YOUR_CALM once the control-frame budget is spent, and
+    /// other clients are answered meanwhile.
+    @Test(arguments: ["ping", "settings", "window-update", "priority", "empty-data"])
+    func controlFrameFloodsEndWithEnhanceYourCalm(_ kind: String) throws {
+        let (lb, backend, _) = try Http2Tests.start()
+        defer { withExtendedLifetime(backend) {} }
+        // empty-data: on a proxied POST whose body never ends (buffered: no upstream yet).
+        #expect(try h2client(["control-flood", "\(lb.port)", kind, "12000", "/p/upload"]) == "goaway 11")
+        #expect(try curl(["--http2-prior-knowledge", "http://127.0.0.1:\(lb.port)/v"]).out == "http HTTP/2.0 h2c \n")
+    }
+
     @Test func streamsBeyondTheConcurrencyLimitAreRefused() throws {
         let (lb, backend, _) = try Http2Tests.start(server: "http2_max_concurrent_streams 4;")
         defer { withExtendedLifetime(backend) {} }

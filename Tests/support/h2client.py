@@ -147,6 +147,38 @@ def case_continuation_flood():
     print("no goaway")
 
 
+def case_control_flood(kind, count="12000", path="/"):
+    """Floods one kind of frame that costs the server work but earns no response, while draining
+    what it sends: "goaway CODE" once it gives up on the connection."""
+    import threading
+    s = raw_connect()
+    n = int(count)
+    if kind == "empty-data":
+        # A request whose body never ends: the stream stays open while empty DATA frames come.
+        s.sendall(frame(1, 0x4, 1, hpack.Encoder().encode(request_headers(path, "POST"))))  # END_HEADERS only
+    one = {
+        "ping": frame(6, 0, 0, b"\0" * 8),
+        "settings": frame(4, 0, 0),
+        "window-update": frame(8, 0, 0, struct.pack(">I", 1)),
+        "empty-data": frame(0, 0, 1),
+        "priority": frame(2, 0, 3, struct.pack(">IB", 0, 15)),
+    }[kind]
+
+    def send():
+        try:
+            for i in range(0, n, 100):
+                s.sendall(one * 100)
+        except OSError:
+            pass
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    for ty, fl, sid, p in raw_frames(s, timeout=20):
+        if ty == 7:
+            print("goaway", int.from_bytes(p[4:8], "big"))
+            return
+    print("no goaway", ENDED)
+
+
 def case_refuse(n, path):
     s = raw_connect()
     enc = hpack.Encoder()
@@ -225,5 +257,6 @@ def case_many(n, path):
 
 
 cases = {"zero-window": case_zero_window, "many": case_many, "get": case_get, "rapid-reset": case_rapid_reset, "continuation-flood": case_continuation_flood,
+         "control-flood": case_control_flood,
          "refuse": case_refuse, "reload-inflight": case_reload_inflight, "idle": case_idle}
 cases[sys.argv[1]](*sys.argv[3:])
