@@ -152,7 +152,13 @@ extension ClientConnection {
             ex.gzFinished = true
             finishing = true
         }
-        // chunked_transfer_encoding off: raw bytes, the end is the connection's close.
+        appendTransformedBody(out, finishing: finishing)
+    }
+
+    /// Queues body bytes a filter made (gzip, sub_filter) for the client: one chunk, or raw
+    /// bytes with `chunked_transfer_encoding off` (the end is then the connection's close); the
+    /// last chunk when `finishing`.
+    func appendTransformedBody(_ out: [UInt8], finishing: Bool) {
         let chunked = settings.chunkedTransferEncoding != false
         if !out.isEmpty {
             if outBuf.base == nil { worker.prepare(&outBuf) }

@@ -69,18 +69,8 @@ extension ClientConnection {
             if finishing { ex.gzFinished = true }
             out = z
         }
-        let chunked = settings.chunkedTransferEncoding != false
-        if !out.isEmpty {
-            if outBuf.base == nil { worker.prepare(&outBuf) }
-            if chunked {
-                outBuf.append(string: String(out.count, radix: 16))
-                outBuf.append("\r\n")
-            }
-            outBuf.append(out)
-            if chunked { outBuf.append("\r\n") }
-            ex.bodyBytesSent += out.count
-        }
-        if finishing && chunked { outBuf.append("0\r\n\r\n") }
+        appendTransformedBody(out, finishing: finishing)
+        ex.bodyBytesSent += out.count
     }
 
     /// A static file under sub_filter: read whole (up to gzip's in-memory bound), filtered, sent
