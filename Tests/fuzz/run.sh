@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 
 seconds="${1:-10}"
 shift || true
-all=(http_request http_response chunked uri config resp proxy_protocol fastcgi)
+all=(http_request http_response chunked uri config resp proxy_protocol fastcgi h2 hpack)
 if [ $# -gt 0 ]; then targets=("$@"); else targets=("${all[@]}"); fi
 
 opt="${FUZZ_OPT:--O}"
@@ -29,6 +29,7 @@ flags=("$opt" -sanitize=fuzzer,address -parse-as-library)
 sources() {
     case "$1" in
         http_request|http_response|chunked|uri|proxy_protocol|fastcgi) echo LBHTTP Sources/LBHTTP/*.swift ;;
+        h2|hpack) echo LBHTTP Sources/LBHTTP/*.swift Sources/LBHTTP/HTTP2/*.swift ;;
         config) echo LBConfig Sources/LBConfig/*.swift ;;
         resp) echo LBStore Sources/LBStore/*.swift ;;
         *) echo "unknown fuzz target $1" >&2; exit 2 ;;
