@@ -141,7 +141,7 @@ extension ClientConnection {
     func apiReply(_ code: Int, _ body: [UInt8]) {
         var extra = Buffer()
         extra.append("Cache-Control: no-store\r\n")
-        respond(code, contentType: "application/json", body: body, extraHeaders: extra)
+        respond(code, contentType: "application/json", body: body, extraHeaders: extra.readableBytes)
         extra.release()
     }
 

@@ -77,7 +77,7 @@ final class ClientConnection: Pollable {
     var scanner = HeadScanner()
     /// The current request's head (bytes and parsed form); nil between requests, when it goes
     /// back to the worker's pool. `head` and `req` read it (empty when there is none).
-    var requestHead: UnsafeMutablePointer<RequestHeadStorage>?
+    var requestHead: RequestHeadStorage.Pointer?
     // Addressors, not accessors: `req.method` is one load through the pointer, never a copy of
     // the 340-byte head nor a retain of its header list.
     /// The bytes of the current request head.
@@ -92,7 +92,7 @@ final class ClientConnection: Pollable {
     }
     /// What `head` and `req` read between requests: empty, never written.
     nonisolated(unsafe) static let noRequestHead = RequestHeadStorage.allocate()
-    private func takeRequestHead() -> UnsafeMutablePointer<RequestHeadStorage> {
+    private func takeRequestHead() -> RequestHeadStorage.Pointer {
         let h = worker.takeRequestHead()
         requestHead = h
         return h
@@ -616,7 +616,7 @@ final class ClientConnection: Pollable {
         extra.append("Location: ")
         extra.append(absoluteLocation(Array(url.utf8)))
         extra.append("\r\n")
-        respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.effectiveServerTokens), extraHeaders: extra)
+        respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.effectiveServerTokens), extraHeaders: extra.readableBytes)
         extra.release()
     }
 
@@ -767,7 +767,7 @@ final class ClientConnection: Pollable {
         }
     }
 
-    func respond(_ code: Int, contentType: String, body: [UInt8], extraHeaders: Buffer? = nil) {
+    func respond(_ code: Int, contentType: String, body: [UInt8], extraHeaders: UnsafeRawBufferPointer? = nil) {
         let body = settings.subFilters == nil ? body : subFilteredLocalBody(body, contentType: contentType) ?? body
         let code = ex.overrideStatus ?? code
         ex.overrideStatus = nil
@@ -792,7 +792,7 @@ final class ClientConnection: Pollable {
             outBuf.append(decimal: body.count)
             outBuf.append("\r\n")
         }
-        if let e = extraHeaders { outBuf.append(e.readableBytes) }
+        if let e = extraHeaders { outBuf.append(e) }
         writeHeadEnd(keepAlive: !closeAfterResponse)
         if req.method != .head && !noContent { outBuf.append(body) }
         ex.bodyBytesSent = req.method == .head || noContent ? 0 : body.count

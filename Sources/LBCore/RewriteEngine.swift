@@ -82,8 +82,6 @@ enum RewriteOutcome: Equatable {
     case failure
 }
 
-extension ReturnAction: Equatable {}
-
 /// Runs rewrite programs as nginx's script engine does (`ngx_http_script.c`): in order, an `if`
 /// whose condition fails jumping past its block, the captures of each regex match visible to the
 /// directives after it.

@@ -306,7 +306,7 @@ extension ClientConnection {
                 Glibc.close(fd)
                 var extra = Buffer()
                 extra.append(string: "Content-Range: bytes */\(size)\r\n")
-                respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.effectiveServerTokens), extraHeaders: extra)
+                respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.effectiveServerTokens), extraHeaders: extra.readableBytes)
                 extra.release()
                 return
             }

@@ -149,7 +149,7 @@ extension ClientConnection {
         if wantsJSON {
             var extra = Buffer()
             extra.append("Cache-Control: no-store\r\n")
-            respond(200, contentType: "application/json", body: statusJSON(), extraHeaders: extra)
+            respond(200, contentType: "application/json", body: statusJSON(), extraHeaders: extra.readableBytes)
             extra.release()
         } else {
             respond(200, contentType: "text/html; charset=utf-8", body: StatusPage.html)

@@ -23,7 +23,7 @@ public final class Worker: @unchecked Sendable {
     var spareExchangeStorage: [ExchangeStorage] = []
     /// Request heads of connections that went idle, kept for the next request that arrives (on any
     /// connection): a keep-alive request after an idle wait takes one without allocating.
-    var spareRequestHeads: [UnsafeMutablePointer<RequestHeadStorage>] = []
+    var spareRequestHeads: [RequestHeadStorage.Pointer] = []
     static let maxSpareRequestHeads = 256
     var listeners: [Int32: ListenerSocket] = [:]
     var accessLogs: [String: AccessLogFile] = [:]
@@ -402,21 +402,22 @@ public final class Worker: @unchecked Sendable {
 
     /// A request head for a connection whose request begins (from the pool when one is there).
     @inline(__always)
-    func takeRequestHead() -> UnsafeMutablePointer<RequestHeadStorage> {
+    func takeRequestHead() -> RequestHeadStorage.Pointer {
         spareRequestHeads.popLast() ?? RequestHeadStorage.allocate()
     }
 
     /// Takes back the head of a connection that went idle: its bytes and header list keep their
     /// storage for the next request (up to the standard size), beyond the pool's bound it is freed.
     @inline(__always)
-    func putRequestHead(_ h: UnsafeMutablePointer<RequestHeadStorage>) {
+    func putRequestHead(_ h: RequestHeadStorage.Pointer) {
         guard spareRequestHeads.count < Worker.maxSpareRequestHeads else {
             RequestHeadStorage.free(h)
             return
         }
-        h.pointee.bytes.clear()
-        if h.pointee.bytes.capacity > Worker.bufferSize { h.pointee.bytes.release() }
-        if h.pointee.parsed.headers.capacity > 64 { h.pointee.parsed.headers = [] }
+        let bytes = RequestHeadStorage.bytes(h), parsed = RequestHeadStorage.parsed(h)
+        bytes.pointee.clear()
+        if bytes.pointee.capacity > Worker.bufferSize { bytes.pointee.release() }
+        if parsed.pointee.headers.capacity > 64 { parsed.pointee.headers = [] }
         spareRequestHeads.append(h)
     }
 
@@ -562,27 +563,34 @@ struct SharedFileKey: Hashable {
 /// head; the worker pools a bounded number for reuse. Allocated by hand (like `Buffer`'s bytes):
 /// the connection's `head` and `req` reach it through a plain pointer, with no reference counting
 /// on the request path.
-struct RequestHeadStorage {
-    var bytes = Buffer()
-    var parsed = RequestHead()
+enum RequestHeadStorage {
+    /// Where one storage lives: a `Buffer` and, after it, a `RequestHead`, in one allocation.
+    typealias Pointer = UnsafeMutableRawPointer
 
-    static func allocate() -> UnsafeMutablePointer<RequestHeadStorage> {
-        let p = UnsafeMutablePointer<RequestHeadStorage>.allocate(capacity: 1)
-        p.initialize(to: RequestHeadStorage())
+    /// The parsed head's offset: after the buffer, aligned for `RequestHead`.
+    private static let parsedOffset = (MemoryLayout<Buffer>.size + MemoryLayout<RequestHead>.alignment - 1)
+        & ~(MemoryLayout<RequestHead>.alignment - 1)
+
+    static func allocate() -> Pointer {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: parsedOffset + MemoryLayout<RequestHead>.size,
+                                                 alignment: max(MemoryLayout<Buffer>.alignment, MemoryLayout<RequestHead>.alignment))
+        p.initializeMemory(as: Buffer.self, to: Buffer())
+        (p + parsedOffset).initializeMemory(as: RequestHead.self, to: RequestHead())
         return p
     }
 
-    @inline(__always) static func bytes(_ p: UnsafeMutablePointer<RequestHeadStorage>) -> UnsafeMutablePointer<Buffer> {
-        p.pointer(to: \.bytes)!
+    @inline(__always) static func bytes(_ p: Pointer) -> UnsafeMutablePointer<Buffer> {
+        p.assumingMemoryBound(to: Buffer.self)
     }
 
-    @inline(__always) static func parsed(_ p: UnsafeMutablePointer<RequestHeadStorage>) -> UnsafeMutablePointer<RequestHead> {
-        p.pointer(to: \.parsed)!
+    @inline(__always) static func parsed(_ p: Pointer) -> UnsafeMutablePointer<RequestHead> {
+        (p + parsedOffset).assumingMemoryBound(to: RequestHead.self)
     }
 
-    static func free(_ p: UnsafeMutablePointer<RequestHeadStorage>) {
-        p.pointee.bytes.release()
-        p.deinitialize(count: 1)
+    /// Frees the bytes (the buffer's `deinit`), the parsed head and the allocation.
+    static func free(_ p: Pointer) {
+        bytes(p).deinitialize(count: 1)
+        parsed(p).deinitialize(count: 1)
         p.deallocate()
     }
 }

@@ -2,13 +2,19 @@ import Glibc
 
 /// A bounded byte buffer with read and write indices, manually allocated (no ARC, no COW checks).
 /// Owned by exactly one connection; `release()` frees it (idle connections hold none).
-public struct Buffer {
+///
+/// Not copyable: two copies would share one allocation and free it twice, so the compiler refuses
+/// any copy, and the storage is freed when its owner goes away (`deinit`) even if nobody called
+/// `release()`.
+public struct Buffer: ~Copyable {
     public private(set) var base: UnsafeMutableRawPointer?
     public private(set) var capacity: Int = 0
     public var readIndex = 0
     public var writeIndex = 0
 
     public init() {}
+
+    deinit { free(base) }
 
     public var readable: Int { writeIndex - readIndex }
     public var isEmpty: Bool { writeIndex == readIndex }

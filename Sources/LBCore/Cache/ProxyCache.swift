@@ -231,7 +231,7 @@ extension ClientConnection {
                     closeStaticFile()
                     var extra = Buffer()
                     extra.append(string: "Content-Range: bytes */\(length)\r\n")
-                    respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.effectiveServerTokens), extraHeaders: extra)
+                    respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.effectiveServerTokens), extraHeaders: extra.readableBytes)
                     extra.release()
                     return true
                 }
