@@ -8,6 +8,9 @@
 # second lb binary (e.g. a build of an earlier commit) measured in the same rounds as "base", with
 # the lb/base ratio of each round. BODY_SIZE: the backends' response body (default 100 bytes;
 # above 1,000 bytes it is a file nginx serves from disk instead of `return 200`).
+# QUOTA=40: the proxies under test share a CPU cgroup (v1 `cpu` controller, root) limited to 40%
+# of one core, so each is saturated while wrk's core still has room: req/s then compares the
+# servers' work per unit of CPU directly (without QUOTA the load core is usually the limit).
 #
 # The proxy under test runs on core 1 with one worker; wrk and the backends share core 0.
 # Rounds are interleaved (lb nginx haproxy lb nginx haproxy ...); the summary gives medians and
@@ -26,7 +29,13 @@ W=$(mktemp -d /tmp/lb-bench.XXXXXX)
 mkdir -p "$W/logs" "$W/nginx-b" "$W/nginx-p" "$W/www" "$W/base/logs"
 chmod 755 "$W" "$W/www"   # nginx workers run as nobody
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+CG=/sys/fs/cgroup/cpu/lb-bench-$$
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    [ -d "$CG" ] && rmdir "$CG" 2>/dev/null || true
+    rm -rf "$W"
+}
 trap cleanup EXIT
 
 BODY=$(head -c "$BODY_SIZE" /dev/zero | tr '\0' 'x')
@@ -97,6 +106,13 @@ fi
 taskset -c 1 nginx -p "$W/nginx-p" -c "$W/nginx-p/nginx.conf" 2>/dev/null & NGPID=$!; PIDS+=($NGPID)
 taskset -c 1 haproxy -f "$W/haproxy.cfg" 2>/dev/null & HAPID=$!; PIDS+=($HAPID)
 sleep 1
+if [ -n "${QUOTA:-}" ]; then
+    mkdir "$CG" || { echo "QUOTA needs a writable cgroup v1 cpu controller at /sys/fs/cgroup/cpu"; exit 1; }
+    cat /sys/fs/cgroup/cpu/cpu.cfs_period_us > "$CG/cpu.cfs_period_us"
+    echo $(( $(cat "$CG/cpu.cfs_period_us") * QUOTA / 100 )) > "$CG/cpu.cfs_quota_us"
+    for spec in "${SPECS[@]}" "nginx 0 $NGPID" "haproxy 0 $HAPID"; do set -- $spec; echo "$3" > "$CG/cgroup.procs"; done
+    echo "proxies limited to $QUOTA% of core 1 (cgroup $CG)"
+fi
 for port in 18001 18002 18003 ${LB_BASE:+18004}; do curl -sf -o /dev/null "http://127.0.0.1:$port$URLPATH" || { echo "proxy on $port not answering"; cat "$W/lb.err"; exit 1; }; done
 
 run() { # name port
