@@ -60,6 +60,9 @@ final class Exchange {
     /// The compressor of a gzipped proxied response, and whether its last chunk is out.
     var gz: GzipStream?
     var gzFinished = false
+    /// Bytes into and out of the compressor (gzip header and trailer included, as nginx counts)
+    /// once a compressed body is complete (`$gzip_ratio`).
+    var gzipSizes: (input: Int, output: Int)?
     /// sub_filter on a proxied response (SubFilterResponse.swift).
     var sub: SubFilterState?
 

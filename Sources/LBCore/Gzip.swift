@@ -150,6 +150,7 @@ extension ClientConnection {
         if ex.attempt.responseComplete && ex.attempt.relayable == 0 && !ex.gzFinished {
             g.compress(UnsafeRawBufferPointer(start: nil, count: 0), finish: true, into: &out)
             ex.gzFinished = true
+            ex.gzipSizes = (g.bytesIn, g.bytesOut)
             finishing = true
         }
         appendTransformedBody(out, finishing: finishing)
@@ -181,8 +182,9 @@ extension ClientConnection {
               GzipPolicy.responseQualifies(status: code, contentEncoding: nil, contentType: contentType, contentLength: length,
                                            types: settings.effectiveGzipTypes, minLength: settings.effectiveGzipMinLength),
               proxiedAllowsGzip(expires: nil, cacheControl: nil, lastModified: true, etag: true),
-              let body = read() else { return nil }
-        return GzipStream.compress(body, level: settings.effectiveGzipCompLevel)
+              let body = read(), let z = GzipStream.compress(body, level: settings.effectiveGzipCompLevel) else { return nil }
+        ex.gzipSizes = (body.count, z.count)
+        return z
     }
 
     /// Reads `length` bytes at `offset` of a file (bounded by `GzipPolicy.maxInMemory`).

@@ -5,6 +5,19 @@ public enum GzipPolicy {
     /// The largest static file or cached entry compressed in memory; bigger ones go out as they are.
     public static let maxInMemory = 8 * 1024 * 1024
 
+    /// `$gzip_ratio` as nginx prints it: input over deflate output with two decimals, the third
+    /// decimal rounding half up (2.125 → "2.13"); nil when nothing came out.
+    public static func ratio(input: Int, output: Int) -> String? {
+        guard output > 0 else { return nil }
+        var whole = input / output
+        var fraction = input * 100 / output % 100
+        if input * 1000 / output % 10 > 4 {
+            fraction += 1
+            if fraction > 99 { whole += 1; fraction = 0 }
+        }
+        return fraction < 10 ? "\(whole).0\(fraction)" : "\(whole).\(fraction)"
+    }
+
     /// The request's side: `Accept-Encoding` names gzip (or `*`) with a non-zero q, HTTP/1.1
     /// (nginx's `gzip_http_version 1.1`), not HEAD, no Range.
     public static func requestAccepts(acceptEncoding: String?, http11: Bool, head: Bool, range: Bool) -> Bool {

@@ -8,6 +8,9 @@ import Synchronization
 /// Content-Length, as nginx sends them. Every try reads it again from the start, so a retry can
 /// always resend the body. Owned by one exchange; the file goes away with it.
 final class BufferedBody {
+    /// The whole body when it is held in memory (`$request_body`: nginx gives it only then).
+    var inMemory: [UInt8]? { fd < 0 ? memory : nil }
+
     /// Bytes kept in memory before the body moves to a file.
     let memoryLimit: Int
     let tempDirectory: String

@@ -66,7 +66,10 @@ extension ClientConnection {
             out.withUnsafeBytes { g.compress($0, finish: finishing, into: &z) }
             // Flushed only after new input (an empty flush would emit a block every turn).
             if !finishing && !c.readable { g.flush(into: &z) }
-            if finishing { ex.gzFinished = true }
+            if finishing {
+                ex.gzFinished = true
+                ex.gzipSizes = (g.bytesIn, g.bytesOut)
+            }
             out = z
         }
         appendTransformedBody(out, finishing: finishing)

@@ -123,10 +123,10 @@ extension ClientConnection {
         case .upstreamBytesSent: joinUpstream(&out) { "\($0.sent)" }
         case .upstreamCacheStatus: out += ex.cacheStatus
         case .nginxVersion: out += Array(LBVersion.number.utf8)
-        case .gzipRatio: break
+        case .gzipRatio: if let (i, o) = ex.gzipSizes, let r = GzipPolicy.ratio(input: i, output: o) { out += Array(r.utf8) }
         case .limitReqStatus, .limitConnStatus: appendLimitStatus(v, to: &out)
         case .requestCompletion: if ex.status > 0 && ex.status != 499 { out += Array("OK".utf8) }
-        case .requestBody: break
+        case .requestBody: if let b = ex.body, let m = b.inMemory { out += m }
         case .requestBodyFile: if let p = ex.body?.path { out += Array(p.utf8) }
         case .proxyProtocolAddr: if let pp = proxyProtocol { out += Array(pp.sourceAddress.utf8) }
         case .proxyProtocolPort: if let pp = proxyProtocol { out += Array("\(pp.sourcePort)".utf8) }

@@ -2,6 +2,17 @@
 import Testing
 
 @Suite struct GzipPolicyTests {
+    /// nginx's arithmetic (ngx_http_gzip_ratio_variable): integer division, two decimals, the
+    /// third rounding half up, carrying into the whole part.
+    @Test func gzipRatioIsPrintedAsNginxPrintsIt() {
+        #expect(GzipPolicy.ratio(input: 17, output: 8) == "2.13")     // 2.125
+        #expect(GzipPolicy.ratio(input: 1000, output: 1000) == "1.00")
+        #expect(GzipPolicy.ratio(input: 1999, output: 1000) == "2.00")  // 1.999 → 2.00
+        #expect(GzipPolicy.ratio(input: 3, output: 100) == "0.03")
+        #expect(GzipPolicy.ratio(input: 123_456, output: 1_000) == "123.46")
+        #expect(GzipPolicy.ratio(input: 10, output: 0) == nil)
+    }
+
     @Test func acceptEncoding() {
         func ok(_ v: String?, http11: Bool = true, head: Bool = false, range: Bool = false) -> Bool {
             GzipPolicy.requestAccepts(acceptEncoding: v, http11: http11, head: head, range: range)

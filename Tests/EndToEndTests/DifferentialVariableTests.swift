@@ -1,0 +1,53 @@
+import Foundation
+import Testing
+
+/// Variables that only an access log can show, compared with Debian's nginx on the same
+/// configuration (see `Differential`): each server logs to its own file and the lines must match.
+@Suite(.serialized, .enabled(if: Differential.available, "needs Debian's nginx at /usr/sbin/nginx"))
+struct DifferentialVariableTests {
+    /// `$gzip_ratio` (input over deflate output, as nginx prints it) for a compressed static file,
+    /// empty for one that went out uncompressed; `$request_body` of a proxied request whose body
+    /// was read into memory, empty for a request without one.
+    @Test func gzipRatioAndRequestBodyAreLoggedAsNginxLogsThem() throws {
+        var text = ""
+        for i in 0..<700 { text += "line \(i): the quick brown fox \(i * 7919 % 1000) jumps\n" }
+        let d = try Differential("""
+        log_format v 'R=$gzip_ratio B=$request_body U=$uri';
+        server {
+            listen 127.0.0.1:{port};
+            root {root};
+            access_log {root}/../log-{port}.txt v;
+            gzip on;
+            gzip_types text/plain;
+            location /up { proxy_pass http://{backend}; }
+        }
+        """, files: ["big.txt": text], backend: true)
+        /// One request on its own connection, closed before returning (nginx logs a request
+        /// only once its lingering close is over).
+        func send(_ port: Int, _ request: String) throws -> RawClient.Response {
+            let c = try RawClient(port: port)
+            try c.send(request)
+            return try c.readResponse()
+        }
+        func exchange(_ port: Int) throws -> [String] {
+            let zipped = try send(port, "GET /big.txt HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n")
+            #expect(zipped.status == 200 && zipped.header("Content-Encoding") == "gzip", "port \(port): \(zipped.status) \(zipped.header("Content-Encoding") ?? "identity")")
+            #expect(try send(port, "GET /big.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").status == 200)
+            #expect(try send(port, "POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 13\r\nConnection: close\r\n\r\nname=lb&x=1+2").status == 200)
+            let log = d.dir.appendingPathComponent("log-\(port).txt")
+            var lines: [String] = []
+            let deadline = Date().addingTimeInterval(5)
+            while Date() < deadline {
+                lines = ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+                if lines.count >= 3 { break }
+                usleep(50_000)
+            }
+            return lines
+        }
+        let fromNginx = try exchange(d.nginxPort), fromLB = try exchange(d.lb.port)
+        #expect(fromLB == fromNginx, "nginx error log: \(d.nginxErrorLog.suffix(600))")
+        // Pinned, so that both logging nothing cannot pass.
+        #expect(fromNginx.count == 3 && fromNginx[0].hasPrefix("R=") && !fromNginx[0].hasPrefix("R=- "), "\(fromNginx)")
+        #expect(fromNginx.last == "R=- B=name=lb&x=1+2 U=/up", "\(fromNginx)")
+    }
+}
