@@ -11,8 +11,11 @@ final class GzipStream {
     private(set) var bytesIn = 0
     private(set) var bytesOut = 0
 
-    init?(level: Int) {
-        guard lb_deflate_init_gzip(&stream, Int32(max(1, min(9, level)))) == Z_OK else { return nil }
+    /// - Parameter contentLength: the body's length when known: a short body gets a smaller
+    ///   window and hash table, as nginx sizes them (less memory, and the same bytes as nginx's).
+    init?(level: Int, contentLength: Int? = nil) {
+        let (bits, mem) = GzipPolicy.window(contentLength: contentLength)
+        guard lb_deflate_init_gzip(&stream, Int32(max(1, min(9, level))), Int32(bits), Int32(mem)) == Z_OK else { return nil }
         open = true
     }
 
@@ -58,7 +61,7 @@ final class GzipStream {
 
     /// One-shot compression of a whole body.
     static func compress(_ bytes: [UInt8], level: Int) -> [UInt8]? {
-        guard let g = GzipStream(level: level) else { return nil }
+        guard let g = GzipStream(level: level, contentLength: bytes.count) else { return nil }
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count / 3 + 64)
         bytes.withUnsafeBytes { g.compress($0, finish: true, into: &out) }

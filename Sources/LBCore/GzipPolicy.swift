@@ -5,6 +5,17 @@ public enum GzipPolicy {
     /// The largest static file or cached entry compressed in memory; bigger ones go out as they are.
     public static let maxInMemory = 8 * 1024 * 1024
 
+    /// deflate's window bits and memory level for a body of `contentLength` bytes, as nginx's gzip
+    /// filter chooses them (`ngx_http_gzip_filter_memory`): from 15 and 8, one step down each
+    /// while the body is shorter than half the window less 262 bytes; the memory level at least 1.
+    public static func window(contentLength: Int?) -> (bits: Int, memLevel: Int) {
+        var bits = 15, mem = 8
+        if let n = contentLength, n > 0 {
+            while n < (1 << (bits - 1)) - 262 { bits -= 1; mem -= 1 }
+        }
+        return (bits, max(mem, 1))
+    }
+
     /// `$gzip_ratio` as nginx prints it: input over deflate output with two decimals, the third
     /// decimal rounding half up (2.125 → "2.13"); nil when nothing came out.
     public static func ratio(input: Int, output: Int) -> String? {

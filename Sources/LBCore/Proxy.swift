@@ -631,7 +631,7 @@ extension ClientConnection {
         let chunking = loc.settings.chunkedTransferEncoding != false
         // gzip: the body is compressed as it passes and sent chunked (HTTP/1.1 clients only).
         let gzipping = !noBody && !ex.inBackground && loc.settings.gzip == true && shouldGzipProxied(UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
-        if gzipping, let g = GzipStream(level: loc.settings.effectiveGzipCompLevel) {
+        if gzipping, let g = GzipStream(level: loc.settings.effectiveGzipCompLevel, contentLength: ex.attempt.response.contentLength) {
             ex.gz = g
             ex.gzFinished = false
         }

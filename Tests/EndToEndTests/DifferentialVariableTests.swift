@@ -5,8 +5,9 @@ import Testing
 /// configuration (see `Differential`): each server logs to its own file and the lines must match.
 @Suite(.serialized, .enabled(if: Differential.available, "needs Debian's nginx at /usr/sbin/nginx"))
 struct DifferentialVariableTests {
-    /// `$gzip_ratio` (input over deflate output, as nginx prints it) for a compressed static file,
-    /// empty for one that went out uncompressed; `$request_body` of a proxied request whose body
+    /// `$gzip_ratio` (input over compressed output, as nginx prints it) for compressed static
+    /// files — a short one too, which nginx compresses with a smaller window — and empty for one
+    /// that went out uncompressed; `$request_body` of a proxied request whose body
     /// was read into memory, empty for a request without one.
     @Test func gzipRatioAndRequestBodyAreLoggedAsNginxLogsThem() throws {
         var text = ""
@@ -21,7 +22,7 @@ struct DifferentialVariableTests {
             gzip_types text/plain;
             location /up { proxy_pass http://{backend}; }
         }
-        """, files: ["big.txt": text], backend: true)
+        """, files: ["big.txt": text, "small.txt": String(text.prefix(3000))], backend: true)
         /// One request on its own connection, closed before returning (nginx logs a request
         /// only once its lingering close is over).
         func send(_ port: Int, _ request: String) throws -> RawClient.Response {
@@ -33,13 +34,15 @@ struct DifferentialVariableTests {
             let zipped = try send(port, "GET /big.txt HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n")
             #expect(zipped.status == 200 && zipped.header("Content-Encoding") == "gzip", "port \(port): \(zipped.status) \(zipped.header("Content-Encoding") ?? "identity")")
             #expect(try send(port, "GET /big.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").status == 200)
+            // 3,000 bytes: nginx compresses it with a 4 KiB window (bits 12) and a smaller hash.
+            #expect(try send(port, "GET /small.txt HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n").header("Content-Encoding") == "gzip")
             #expect(try send(port, "POST /up HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 13\r\nConnection: close\r\n\r\nname=lb&x=1+2").status == 200)
             let log = d.dir.appendingPathComponent("log-\(port).txt")
             var lines: [String] = []
             let deadline = Date().addingTimeInterval(5)
             while Date() < deadline {
                 lines = ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
-                if lines.count >= 3 { break }
+                if lines.count >= 4 { break }
                 usleep(50_000)
             }
             return lines
@@ -47,7 +50,7 @@ struct DifferentialVariableTests {
         let fromNginx = try exchange(d.nginxPort), fromLB = try exchange(d.lb.port)
         #expect(fromLB == fromNginx, "nginx error log: \(d.nginxErrorLog.suffix(600))")
         // Pinned, so that both logging nothing cannot pass.
-        #expect(fromNginx.count == 3 && fromNginx[0].hasPrefix("R=") && !fromNginx[0].hasPrefix("R=- "), "\(fromNginx)")
+        #expect(fromNginx.count == 4 && !fromNginx[0].hasPrefix("R=- ") && !fromNginx[2].hasPrefix("R=- "), "\(fromNginx)")
         #expect(fromNginx.last == "R=- B=name=lb&x=1+2 U=/up", "\(fromNginx)")
     }
 }

@@ -4,6 +4,15 @@ import Testing
 @Suite struct GzipPolicyTests {
     /// nginx's arithmetic (ngx_http_gzip_ratio_variable): integer division, two decimals, the
     /// third rounding half up, carrying into the whole part.
+    @Test func shortBodiesGetNginxsSmallerWindow() {
+        #expect(GzipPolicy.window(contentLength: nil) == (15, 8))
+        #expect(GzipPolicy.window(contentLength: 100_000) == (15, 8))
+        #expect(GzipPolicy.window(contentLength: 16_384 - 262) == (15, 8))
+        #expect(GzipPolicy.window(contentLength: 16_384 - 263) == (14, 7))
+        #expect(GzipPolicy.window(contentLength: 3_000) == (12, 5))
+        #expect(GzipPolicy.window(contentLength: 1) == (9, 2))
+    }
+
     @Test func gzipRatioIsPrintedAsNginxPrintsIt() {
         #expect(GzipPolicy.ratio(input: 17, output: 8) == "2.13")     // 2.125
         #expect(GzipPolicy.ratio(input: 1000, output: 1000) == "1.00")
