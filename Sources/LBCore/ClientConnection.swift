@@ -534,12 +534,11 @@ final class ClientConnection: Pollable {
 
     /// realip: the client address from the configured header, when the peer is trusted.
     func applyRealIP(_ trusted: [CIDR]) {
-        let s = ex.location.settings
-        if s.realIPHeader == "proxy_protocol" {
+        if settings.realIPHeader == "proxy_protocol" {
             ex.realClient = RealIP.resolve(connectionBytes: peer.ipBytes, trusted: trusted, proxyProtocol: proxyProtocol).map(PeerAddress.init)
             return
         }
-        let name = Array((s.realIPHeader ?? "x-real-ip").utf8)
+        let name = Array((settings.realIPHeader ?? "x-real-ip").utf8)
         let hb = head.readableBytes
         // Every field of that name, in order, as one list (nginx joins X-Forwarded-For fields).
         var value: [UInt8] = []
@@ -549,7 +548,7 @@ final class ClientConnection: Pollable {
         }
         guard !value.isEmpty else { return }
         ex.realClient = RealIP.resolve(connectionBytes: peer.ipBytes, trusted: trusted, value: value,
-                                       recursive: s.realIPRecursive == true).map(PeerAddress.init)
+                                       recursive: settings.realIPRecursive == true).map(PeerAddress.init)
     }
 
     func allowed(_ rules: [AccessRule]) -> Bool {

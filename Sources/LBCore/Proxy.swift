@@ -772,8 +772,7 @@ extension ClientConnection {
 
     /// `proxy_cookie_domain` / `proxy_cookie_path` on one upstream Set-Cookie value; nil leaves it.
     func rewrittenCookie(_ value: Slice<UnsafeRawBufferPointer>) -> String? {
-        let s = settings
-        let domains = s.proxyCookieDomains ?? [], paths = s.proxyCookiePaths ?? []
+        let domains = settings.proxyCookieDomains ?? [], paths = settings.proxyCookiePaths ?? []
         if domains.isEmpty && paths.isEmpty { return nil }
         func text(_ t: Template) -> String { String(decoding: evaluate(t), as: UTF8.self) }
         return HeaderRewrites.rewriteSetCookie(String(decoding: value, as: UTF8.self),
@@ -784,10 +783,9 @@ extension ClientConnection {
     /// `proxy_redirect`: explicit pairs, or nginx's `default` — the proxy_pass URL (with its URI
     /// part, or `/`) replaced by the location's prefix. nil leaves the header as it is.
     func redirectedLocation(_ value: [UInt8]) -> [UInt8]? {
-        let s = settings
-        if s.proxyRedirectOff == true { return nil }
+        if settings.proxyRedirectOff == true { return nil }
         let text = String(decoding: value, as: UTF8.self)
-        if let pairs = s.proxyRedirects {
+        if let pairs = settings.proxyRedirects {
             for (from, to) in pairs where text.hasPrefix(from) { return Array((to + text.dropFirst(from.count)).utf8) }
             return nil
         }
@@ -1029,15 +1027,14 @@ extension ClientConnection {
     /// Whether `proxy_next_upstream` may try another peer now.
     func canRetry(_ failure: UpstreamConditions? = nil) -> Bool {
         guard let rt = ex.upstreamRuntime else { return false }
-        let s = settings
         // A buffered body is always there again; a streamed one only while still in the buffer.
         let replayable = ex.requestBodyForwarded == 0 || inBuf.readIndex >= ex.requestBodyForwarded
         let facts = ProxyPolicy.RetryFacts(failure: failure ?? [], tried: ex.tried.count, live: rt.balancer.withLock { $0.liveCount },
                                            tries: ex.tries, elapsedMs: worker.loop.now - ex.firstTryMillis,
                                            requestSent: ex.attempt.requestSent, idempotent: req.method.isIdempotent,
                                            bodyReplayable: replayable)
-        let limits = ProxyPolicy.RetryLimits(conditions: s.effectiveProxyNextUpstream, maxTries: s.effectiveProxyNextUpstreamTries,
-                                             timeoutMs: s.effectiveProxyNextUpstreamTimeoutMs)
+        let limits = ProxyPolicy.RetryLimits(conditions: settings.effectiveProxyNextUpstream, maxTries: settings.effectiveProxyNextUpstreamTries,
+                                             timeoutMs: settings.effectiveProxyNextUpstreamTimeoutMs)
         guard failure == nil ? ProxyPolicy.canTryAgain(facts, limits) : ProxyPolicy.mayRetry(facts, limits) else { return false }
         if ex.attempt.requestSent && ex.requestBodyForwarded > 0 { _ = replayBody() }
         return true

@@ -299,15 +299,14 @@ extension ClientConnection {
     /// response starts a writer. Returns true when the response was answered from the cache.
     func cacheResponseHead(_ c: UpstreamConnection, headLength: Int) -> Bool {
         guard let cr = ex.cache else { return false }
-        let s = settings
         let b = c.inBuf.readableBytes
         let info = CachePolicy.ResponseInfo(ex.attempt.response, UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
         let nowSec = wallClock().seconds
         if ex.attempt.response.status == 304, cr.revalidating, var e = cr.entry {
             let fresh = CachePolicy.freshness(CachePolicy.ResponseInfo(status: 200, xAccelExpires: info.xAccelExpires,
                                                                        cacheControl: info.cacheControl, expires: info.expires),
-                                              now: nowSec, valid: s.proxyCacheValid ?? [], ignore: s.proxyIgnoreHeaders ?? [])
-                ?? CachePolicy.Freshness(validUntil: nowSec + (CachePolicy.validSeconds(e.status, s.proxyCacheValid ?? []) ?? 0))
+                                              now: nowSec, valid: settings.proxyCacheValid ?? [], ignore: settings.proxyIgnoreHeaders ?? [])
+                ?? CachePolicy.Freshness(validUntil: nowSec + (CachePolicy.validSeconds(e.status, settings.proxyCacheValid ?? []) ?? 0))
             e.validUntil = fresh.validUntil
             e.staleWhileRevalidate = fresh.staleWhileRevalidate
             e.staleIfError = fresh.staleIfError
@@ -322,7 +321,7 @@ extension ClientConnection {
             return true
         }
         let statusCondition = UpstreamConditions.status(ex.attempt.response.status)
-        if let e = cr.entry, !statusCondition.isEmpty && (s.proxyCacheUseStale ?? []).contains(statusCondition) || (ex.attempt.response.status >= 500 && nowSec < e.validUntil + e.staleIfError && [500, 502, 503, 504].contains(ex.attempt.response.status)) {
+        if let e = cr.entry, !statusCondition.isEmpty && (settings.proxyCacheUseStale ?? []).contains(statusCondition) || (ex.attempt.response.status >= 500 && nowSec < e.validUntil + e.staleIfError && [500, 502, 503, 504].contains(ex.attempt.response.status)) {
             c.inBuf.readIndex += headLength
             recordUpstream(status: ex.attempt.response.status)
             releasePeer(failed: false)
@@ -334,7 +333,7 @@ extension ClientConnection {
             return true
         }
         guard !cr.noStore, ex.attempt.response.status != 304,
-              let fresh = CachePolicy.freshness(info, now: nowSec, valid: s.proxyCacheValid ?? [], ignore: s.proxyIgnoreHeaders ?? []) else {
+              let fresh = CachePolicy.freshness(info, now: nowSec, valid: settings.proxyCacheValid ?? [], ignore: settings.proxyIgnoreHeaders ?? []) else {
             return false
         }
         // The head as stored: the upstream's, without framing and hop-by-hop headers.
@@ -358,7 +357,7 @@ extension ClientConnection {
         stored += [0x0D, 0x0A]
         var hash = cr.primary
         var names: [String] = []
-        if let v = info.vary, !(s.proxyIgnoreHeaders ?? []).contains(where: { $0.lowercased() == "vary" }) {
+        if let v = info.vary, !(settings.proxyIgnoreHeaders ?? []).contains(where: { $0.lowercased() == "vary" }) {
             names = CachePolicy.varyHeaderNames(v)
             if !names.isEmpty { hash = CacheFile.variantHash(key: cr.key, names: names) { headerValue($0) ?? [] } }
         }
