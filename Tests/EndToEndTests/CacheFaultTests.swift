@@ -51,7 +51,7 @@ import Testing
     }
 
     func md5Hex(_ s: String) -> String {
-        let p = Process()
+        let p = Harness.process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["md5sum"]
         let input = Pipe(), output = Pipe()

@@ -3,6 +3,17 @@ import Testing
 
 /// Runs the built executables (`lb`, later `lb-app`, `lb-store`) as a user would.
 enum Harness {
+    /// SIGPIPE ignored in the test process: a write to a socket or to the stdin pipe of a tool
+    /// that has already gone (an early answer, an `openssl` that exited) must be an EPIPE error for
+    /// that test, not a signal that ends the whole test run.
+    static let ignoreSIGPIPE: Void = { signal(SIGPIPE, SIG_IGN) }()
+
+    /// A `Process` for a test's child (with SIGPIPE ignored first).
+    static func process() -> Process {
+        _ = ignoreSIGPIPE
+        return Process()
+    }
+
     /// The directory holding the built products (beside the test bundle).
     static let productsDirectory: URL = {
         var url = Bundle.main.bundleURL
@@ -31,15 +42,15 @@ enum Harness {
 
     /// Runs a product to completion (bounded by `timeout` seconds) and captures its output.
     static func run(_ product: String, _ args: [String], cwd: URL? = nil, timeout: TimeInterval = 30) throws -> Result {
-        let p = Process()
+        let p = Harness.process()
         p.executableURL = productsDirectory.appendingPathComponent(product)
         p.arguments = args
         p.currentDirectoryURL = cwd ?? repositoryRoot
         let dir = try tempDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let outURL = dir.appendingPathComponent("stdout"), errURL = dir.appendingPathComponent("stderr")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
         defer { try? out.close(); try? err.close() }
         p.standardOutput = out

@@ -36,7 +36,7 @@ enum NetNS {
     /// Runs `ip ARGS` to completion (bounded); throws with its stderr when it fails.
     @discardableResult
     static func run(_ args: [String], timeout: TimeInterval = 10) throws -> String {
-        let p = Process()
+        let p = Harness.process()
         p.executableURL = URL(fileURLWithPath: ip)
         p.arguments = args
         let out = Pipe(), err = Pipe()

@@ -200,7 +200,7 @@ import Testing
         }
         let file = try Harness.tempDirectory().appendingPathComponent("metrics.txt")
         try text.write(to: file, atomically: true, encoding: .utf8)
-        let p = Process()
+        let p = Harness.process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
         p.arguments = ["-c", "promtool check metrics < '\(file.path)'"]
         let err = Pipe()

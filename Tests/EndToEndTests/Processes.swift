@@ -61,7 +61,7 @@ final class Started {
     let stdoutURL: URL
 
     init(_ executable: URL, _ args: [String], cwd: URL? = nil, env: [String: String]? = nil) throws {
-        process = Process()
+        process = Harness.process()
         process.executableURL = executable
         process.arguments = args
         if let cwd { process.currentDirectoryURL = cwd }

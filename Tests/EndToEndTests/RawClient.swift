@@ -16,6 +16,7 @@ final class RawClient {
     }
 
     init(port: Int, timeout: Int = 10, source: String? = nil, host: String = "127.0.0.1") throws {
+        _ = Harness.ignoreSIGPIPE
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var tv = timeval(tv_sec: timeout, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))

@@ -9,7 +9,7 @@ enum TestCerts {
     static let dir: URL = {
         let d = FileManager.default.temporaryDirectory.appendingPathComponent("lb-tls-certs-\(getpid())")
         if !FileManager.default.fileExists(atPath: d.appendingPathComponent("done").path) {
-            let p = Process()
+            let p = Harness.process()
             p.executableURL = URL(fileURLWithPath: "/bin/bash")
             p.arguments = [Harness.repositoryRoot.appendingPathComponent("Tests/support/make-test-certs.sh").path, d.path]
             try? p.run()
@@ -28,7 +28,7 @@ enum TestCerts {
 
 /// Runs a command with `input` on its stdin; stdout and stderr together.
 func runTool(_ args: [String], input: String = "", timeout: TimeInterval = 20) throws -> (status: Int32, out: String) {
-    let p = Process()
+    let p = Harness.process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     p.arguments = args
     let dir = try Harness.tempDirectory()

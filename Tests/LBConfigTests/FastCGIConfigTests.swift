@@ -5,7 +5,7 @@ import Testing
 /// runtime reads, nginx's inheritance of the param lists, and nginx's errors.
 struct FastCGIConfigTests {
     func location(_ table: RoutingTable, _ path: String = "/") throws -> Location {
-        try #require(table.servers.first?.locations.find(Array(path.utf8).withUnsafeBytes { $0 }).location)
+        try #require(table.servers.first?.locations.find(path))
     }
 
     func target(_ table: RoutingTable, _ path: String = "/") throws -> ProxyTarget {

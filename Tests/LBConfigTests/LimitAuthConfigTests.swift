@@ -22,7 +22,7 @@ struct LimitAuthConfigTests {
             """))
         #expect(t.limitZones.map(\.name) == ["one", "srv", "addr"])
         #expect(t.limitZones[0].rate == 500 && t.limitZones[1].rate == 5000 && t.limitZones[0].size == 10 << 20)
-        let p = t.servers[0].locations.find(Array("/".utf8).withUnsafeBytes { $0 }).location!.settings.accessPhase
+        let p = t.servers[0].locations.find("/")!.settings.accessPhase
         #expect(p.limitReq == [LimitReqRule(zone: 0, burst: 5000, delay: Int.max / 1000 * 1000), LimitReqRule(zone: 1, burst: 2000, delay: 1000)])
         #expect(p.limitConn == [LimitConnRule(zone: 2, limit: 3)])
         #expect(p.effectiveLimitReqStatus == 429 && p.effectiveLimitConnStatus == 503 && p.limitConnDryRun == true)
@@ -32,7 +32,7 @@ struct LimitAuthConfigTests {
 
     @Test func aLocationWithoutLimitsOrAuthHasNoAccessPhaseWork() throws {
         let t = try load(LimitAuthConfigTests.http("limit_req_zone $binary_remote_addr zone=one:1m rate=1r/s;", "return 200;"))
-        #expect(!t.servers[0].locations.find(Array("/".utf8).withUnsafeBytes { $0 }).location!.settings.accessPhase.active)
+        #expect(!t.servers[0].locations.find("/")!.settings.accessPhase.active)
     }
 
     @Test(arguments: [
@@ -76,8 +76,8 @@ struct LimitAuthConfigTests {
               }
             }
             """)
-        let root = t.servers[0].locations.find(Array("/x".utf8).withUnsafeBytes { $0 }).location!.settings.accessPhase
-        let pub = t.servers[0].locations.find(Array("/public/x".utf8).withUnsafeBytes { $0 }).location!.settings.accessPhase
+        let root = t.servers[0].locations.find("/x")!.settings.accessPhase
+        let pub = t.servers[0].locations.find("/public/x")!.settings.accessPhase
         #expect(root.active && root.satisfyAny == true)
         #expect(root.authBasicUserFile?.literalBytes == Array("/p/conf/htpasswd".utf8))
         #expect(!pub.active)
@@ -98,7 +98,7 @@ struct LimitAuthConfigTests {
             }
             """)
         func phase(_ uri: String) -> AccessPhaseSettings {
-            t.servers[0].locations.find(Array(uri.utf8).withUnsafeBytes { $0 }).location!.settings.accessPhase
+            t.servers[0].locations.find(uri)!.settings.accessPhase
         }
         #expect(phase("/x").active && phase("/x").authRequest == .some(.some(Array("/auth".utf8))))
         #expect(phase("/x").authRequestSet?.map(\.name) == ["user"])

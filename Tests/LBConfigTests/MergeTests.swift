@@ -38,7 +38,7 @@ struct MergeTests {
         lines.append("types { text/html html; }")
         let text = "events {}\nhttp {\n" + lines.joined(separator: "\n") + "\nserver { listen 8080; location / { } }\n}\n"
         let table = try load(text)
-        let settings = try #require(table.servers.first?.locations.find(Array("/".utf8).withUnsafeBytes { $0 }).location).settings
+        let settings = try #require(table.servers.first?.locations.find("/")).settings
         var missing: [String] = []
         for child in Mirror(reflecting: settings).children {
             guard let name = child.label, !Self.notFromHTTP.contains(name) else { continue }

@@ -4,7 +4,7 @@ import Testing
 /// `proxy_pass https://…` and `proxy_ssl_*` at load: contexts, defaults, inheritance, errors.
 struct ProxySSLTests {
     func target(_ table: RoutingTable, _ path: String = "/") throws -> ProxyTarget {
-        let loc = try #require(table.servers.first?.locations.find(Array(path.utf8).withUnsafeBytes { $0 }).location)
+        let loc = try #require(table.servers.first?.locations.find(path))
         guard case .proxy(let t) = loc.handler else { throw ConfigError("not a proxy location") }
         return t
     }
@@ -34,7 +34,7 @@ struct ProxySSLTests {
                        location / { proxy_ssl_verify_depth 2; return 200; } }
             }
             """)
-        let loc = try #require(table.servers.first?.locations.find(Array("/".utf8).withUnsafeBytes { $0 }).location)
+        let loc = try #require(table.servers.first?.locations.find("/"))
         let s = loc.settings.proxySSL
         #expect(s.serverName == true && s.verify == false && s.verifyDepth == 2 && s.trustedCertificate?.path == "/ca.crt")
         #expect(s.crl?.path == "/crl.pem" && s.certificate?.path == "/c.crt" && s.certificateKey?.path == "/c.key")
