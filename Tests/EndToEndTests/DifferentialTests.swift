@@ -473,4 +473,36 @@ struct DifferentialRewriteTests {
         #expect(d.nginxErrorLog.contains("cache \"nosuch\" not found"))
         #expect(d.lbErrorLog.contains("cache \"nosuch\" not found"))
     }
+
+    /// `proxy_pass` with variables naming a host that is no upstream: resolved at request time
+    /// through the `resolver` in force (dnsmasq on a loopback port here), every address tried;
+    /// a name that does not exist, or no resolver at all, is a 502 with nginx's log line.
+    @Test(.enabled(if: DNSServer.installed, "needs dnsmasq")) func proxyPassResolvesNamesThroughTheResolver() throws {
+        // multi.test: one address with nothing listening, one with the backend (tried next).
+        let dns = try DNSServer(hosts: "127.0.0.1 app.test\n127.0.0.1 multi.test\n127.0.0.3 multi.test\n")
+        let app = try Backend(name: "app")
+        let d = try Differential("""
+        map $arg_h $dest { default app.test; bad nosuch.test; multi multi.test; }
+        server {
+            listen 127.0.0.1:{port};
+            server_name resolving;
+            resolver 127.0.0.1:\(dns.port) valid=30s;
+            resolver_timeout 5s;
+            location /r/ { proxy_pass http://$dest:\(app.port)$uri$is_args$args; }
+        }
+        server {
+            listen 127.0.0.1:{port} default_server;
+            location /r/ { proxy_pass http://$dest:\(app.port)$uri; }
+        }
+        """)
+        try d.compare([
+            R(target: "/r/a?k=1", expect: 200, host: "resolving"), R(target: "/r/b", expect: 200, host: "resolving"),
+            R(target: "/r/c?h=bad", expect: 502, host: "resolving"), R(target: "/r/d", expect: 502, host: "other"),
+            R(target: "/r/e?h=multi", expect: 200, host: "resolving"), R(target: "/r/f?h=multi", expect: 200, host: "resolving"),
+        ], headers: ["X-Backend"])
+        for line in ["nosuch.test could not be resolved (3: Host not found)", "no resolver defined to resolve app.test"] {
+            #expect(d.nginxErrorLog.contains(line), "nginx log lacks \(line)")
+            #expect(d.lbErrorLog.contains(line), "lb log lacks \(line)")
+        }
+    }
 }
