@@ -64,7 +64,7 @@ extension ClientConnection {
         let me = ConnectionReference(self)
         let loop = worker.loop
         let token = ObjectIdentifier(ex)
-        ProxyNameResolver.shared.resolve(host, spec: spec) { answer in
+        ProxyNameResolver.shared.resolve(host, spec: spec, stats: worker.runtime.dnsStats) { answer in
             loop.execute {
                 me.connection.turn { me.connection.nameResolved(answer, token: token, t, host: host, port: port, hostPart: hostPart) }
             }

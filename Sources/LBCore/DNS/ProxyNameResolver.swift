@@ -30,6 +30,8 @@ final class ProxyNameResolver: Sendable {
         var queue: [Key] = []
         var started = false
         var startFailed = false
+        /// The process's DNS counters (status page, metrics), from the first request that asked.
+        var stats: DNSStats?
     }
 
     /// Beyond this many kept answers, the expired ones go (then all, if none had).
@@ -52,9 +54,11 @@ final class ProxyNameResolver: Sendable {
     }
 
     /// Resolves `name` on the resolver thread; `done` runs there with the addresses or the error.
-    func resolve(_ name: String, spec: ResolverSpec, done: @escaping Done) {
+    /// Lookups count in `stats`.
+    func resolve(_ name: String, spec: ResolverSpec, stats: DNSStats, done: @escaping Done) {
         let key = Key(spec: spec, name: ProxyNameResolver.lowercased(name))
         let start: Bool = state.withLock { s in
+            if s.stats == nil { s.stats = stats }
             if s.startFailed { return false }
             if s.waiting[key] != nil {
                 s.waiting[key]!.append(done)
@@ -91,7 +95,7 @@ final class ProxyNameResolver: Sendable {
     private func run() {
         // Owned by this thread: one DNS client (and its cache) per `resolver` setting.
         var resolvers: [ResolverSpec: DNSResolver] = [:]
-        let stats = DNSStats()
+        let stats = state.withLock { $0.stats } ?? DNSStats()
         while true {
             while sem_wait(ready) != 0 {}
             guard let key = state.withLock({ $0.queue.isEmpty ? nil : $0.queue.removeFirst() }) else { continue }
