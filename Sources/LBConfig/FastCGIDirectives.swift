@@ -136,6 +136,7 @@ public struct AppServerSettings: Sendable {
         o.proxyCookieDomains = nil
         o.proxyCookiePaths = nil
         o.proxyCache = cache ?? .some(nil)
+        o.proxyCacheValue = nil
         o.proxyCacheKey = cacheKey
         o.proxyCacheValid = cacheValid
         o.proxyCacheMethods = cacheMethods

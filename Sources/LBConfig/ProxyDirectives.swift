@@ -83,7 +83,13 @@ extension Compiler {
         DirectiveSpec("proxy_cache", .hsl, .exactly(1), default: "off") { c, d in
             let z = d.args[0].text
             if z == "off" { c.settings.s.proxyCache = .some(nil); return }
-            if z.contains("$") { throw ConfigError("variables in \"proxy_cache\" are not supported by lb", at: d.args[0].location) }
+            let t = try c.template(d.args[0])
+            if !t.variables.isEmpty {
+                // As nginx: the zone is looked up per request (an unknown one is a 500 then).
+                c.settings.s.proxyCache = .some(z)
+                c.settings.s.proxyCacheValue = t
+                return
+            }
             c.cacheReferences.append((z, d.args[0].location))
             c.settings.s.proxyCache = .some(z)
         },

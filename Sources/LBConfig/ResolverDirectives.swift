@@ -58,18 +58,21 @@ extension Compiler {
             let spec = try c.resolverSpec(d)
             switch c.context {
             case .upstream: c.upstream!.resolver = spec
-            case .http: c.httpResolver = spec
-            // Checked, but nothing at server or location level asks it (variables in proxy_pass
-            // are refused): documented in configuration.md.
-            default: break
+            case .http:
+                c.httpResolver = spec
+                c.settings.s.resolver = spec
+            // For `proxy_pass` with variables naming a host at request time.
+            default: c.settings.s.resolver = spec
             }
         },
         DirectiveSpec("resolver_timeout", [.http, .server, .location, .upstream], .exactly(1), default: "30s") { c, d in
             let ms = try c.time(d)
             switch c.context {
             case .upstream: c.upstream!.resolverTimeoutMs = ms
-            case .http: c.httpResolverTimeoutMs = ms
-            default: break
+            case .http:
+                c.httpResolverTimeoutMs = ms
+                c.settings.s.resolverTimeoutMs = ms
+            default: c.settings.s.resolverTimeoutMs = ms
             }
         },
         DirectiveSpec("zone", .upstream, .between(1, 2), note: "required for `server … resolve`; lb's upstream state is always shared by its workers") { c, d in

@@ -89,10 +89,12 @@ public enum FileTest: Sendable, Hashable {
 extension UpstreamGroup {
     /// The group of one address a `proxy_pass` with variables names at run time (nginx connects
     /// to such an address directly, with the defaults of an implicit upstream).
-    public static func adHoc(_ address: HostPort, name: String) -> UpstreamGroup {
-        UpstreamGroup(name: "\(address.host):\(address.port ?? 80)",
-                      peers: [Peer(address: address, name: name, weight: 1, maxFails: 1, failTimeoutMs: 10_000, maxConns: 0,
-                                   backup: false, down: false)],
+    /// Several addresses (a name resolved at request time) are peers of one group, tried in turn.
+    public static func adHoc(_ addresses: [HostPort], name: String) -> UpstreamGroup {
+        UpstreamGroup(name: addresses.count == 1 ? "\(addresses[0].host):\(addresses[0].port ?? 80)" : name,
+                      peers: addresses.map {
+                          Peer(address: $0, name: name, weight: 1, maxFails: 1, failTimeoutMs: 10_000, maxConns: 0, backup: false, down: false)
+                      },
                       policy: .roundRobin, keepalive: nil, keepaliveTimeoutMs: 60_000, keepaliveRequests: 1000,
                       location: SourceLocation(file: "", line: 0, column: 0), implicit: true, service: nil)
     }

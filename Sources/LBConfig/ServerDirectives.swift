@@ -137,30 +137,21 @@ extension Compiler {
         return ReturnAction(code: code, text: try template(d.args[1]))
     }
 
+    /// `expires [modified] TIME|epoch|max|off`; a value with variables is read per response.
     func compileExpires(_ d: Directive) throws -> Expires {
-        var args = d.values
         var modified = false
-        if args.first == "modified" {
+        if d.args.count == 2 {
+            guard d.args[0].text == "modified" else { throw invalidValue(d, d.args[0]) }
             modified = true
-            args.removeFirst()
         }
-        guard args.count == 1 else { throw ConfigError("invalid number of arguments in \"expires\" directive", at: d.location) }
-        let v = args[0]
-        switch v {
-        case "off": return .off
-        case "epoch": return .epoch
-        case "max": return .max
-        default: break
+        let arg = d.args[d.args.count - 1]
+        let t = try template(arg)
+        if !t.variables.isEmpty { return .variable(t, modified: modified) }
+        do {
+            return try Expires.parse(arg.text, modified: modified)
+        } catch {
+            throw ConfigError("\"expires\" directive \(error.reason)", at: arg.location)
         }
-        if v.hasPrefix("@") {
-            guard let ms = Values.milliseconds(String(v.dropFirst())), ms < 86_400_000 else { throw invalidValue(d, d.args.last) }
-            return .timeOfDay(ms: ms)
-        }
-        var s = Substring(v)
-        var sign = 1
-        if s.hasPrefix("-") { sign = -1; s = s.dropFirst() } else if s.hasPrefix("+") { s = s.dropFirst() }
-        guard let ms = Values.milliseconds(String(s)) else { throw invalidValue(d, d.args.last) }
-        return .modified(ms: sign * ms, fromModification: modified)
     }
 
     func compileListen(_ d: Directive) throws {

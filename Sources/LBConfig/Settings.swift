@@ -56,6 +56,48 @@ public enum Expires: Sendable, Hashable {
     case modified(ms: Int, fromModification: Bool)
     /// `@15h30m`: a time of day.
     case timeOfDay(ms: Int)
+    /// A value with variables (nginx ≥ 1.7.9), made per response and read as the literal form
+    /// (`Expires.parse`); `modified` when the directive says so.
+    case variable(Template, modified: Bool)
+
+    /// nginx's `ngx_http_parse_expires`: `epoch`, `max`, `off` (not after `modified`), `@TIME`
+    /// (a time of day below 24 hours, not after `modified`), or `[+|-]TIME`. Throws the reason
+    /// nginx gives for a refused value.
+    public static func parse(_ v: String, modified: Bool) throws(ExpiresError) -> Expires {
+        if !modified {
+            switch v {
+            case "epoch": return .epoch
+            case "max": return .max
+            case "off": return .off
+            default: break
+            }
+        }
+        var s = Substring(v)
+        var daily = false
+        var sign = 1
+        if s.hasPrefix("@") {
+            if modified { throw ExpiresError(reason: "daily time cannot be used with \"modified\" parameter") }
+            daily = true
+            s = s.dropFirst()
+        } else if s.hasPrefix("+") {
+            s = s.dropFirst()
+        } else if s.hasPrefix("-") {
+            sign = -1
+            s = s.dropFirst()
+        }
+        // ngx_parse_time in seconds: no `ms` unit.
+        guard !s.hasSuffix("ms"), let ms = Values.milliseconds(String(s)) else { throw ExpiresError(reason: "invalid value") }
+        if daily {
+            guard ms <= 86_400_000 else { throw ExpiresError(reason: "daily time value must be less than 24 hours") }
+            return .timeOfDay(ms: ms)
+        }
+        return .modified(ms: sign * ms, fromModification: modified)
+    }
+}
+
+/// Why an `expires` value is refused (nginx's wording).
+public struct ExpiresError: Error, Equatable {
+    public let reason: String
 }
 
 /// `if_modified_since`: when an If-Modified-Since date answers 304.
@@ -224,6 +266,14 @@ public struct HTTPSettings: Sendable {
     public var proxyRedirects: [(from: String, to: String)]?
     public var proxyIgnoreHeaders: [String]?
     public var proxyCache: String??
+    /// `proxy_cache $var`: the zone named per request (`proxyCache` then holds the value's
+    /// source); inherited together with `proxyCache`.
+    public var proxyCacheValue: Template?
+    /// `resolver` in force here (http, server, location): names in a `proxy_pass` with variables
+    /// are resolved through it at request time.
+    public var resolver: ResolverSpec?
+    /// `resolver_timeout` in force here (default 30s).
+    public var resolverTimeoutMs: Int?
     public var proxyCacheKey: Template?
     public var proxyCacheValid: [CacheValid]?
     public var proxyCacheMethods: [String]?
@@ -387,7 +437,9 @@ public struct HTTPSettings: Sendable {
         if accessLogs == nil && accessLogOff == nil { accessLogs = p.accessLogs; accessLogOff = p.accessLogOff }
         if largeClientHeaderBuffers == nil { largeClientHeaderBuffers = p.largeClientHeaderBuffers }
         if proxySetHeaders == nil { proxySetHeaders = p.proxySetHeaders }
-        if proxyCache == nil { proxyCache = p.proxyCache }
+        if proxyCache == nil { proxyCache = p.proxyCache; proxyCacheValue = p.proxyCacheValue }
+        m(&resolver, p.resolver)
+        m(&resolverTimeoutMs, p.resolverTimeoutMs)
     }
 }
 

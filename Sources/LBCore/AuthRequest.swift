@@ -106,41 +106,9 @@ extension ClientConnection {
         }
     }
 
-    /// The access phase passed after waiting: the content phase, or the internal redirect that
-    /// was waiting for it.
+    /// The access phase passed after waiting: the content phase.
     func resumeAfterAccess() {
-        guard let then = ex.afterAccess else { return runContentPhase() }
-        ex.afterAccess = nil
-        then()
-    }
-
-    /// The access phase for the location an `error_page` redirect reached: nginx runs it for every
-    /// location a request enters (limit_req and limit_conn count once per request, so only the
-    /// access checks run again). Returns true when the redirect goes on now; false when the
-    /// request was answered (a refusal) or waits, in which case the redirect is made again from
-    /// `origin` once the checks passed, and goes through without them.
-    func accessAfterRedirect(from origin: (location: Location, uri: [UInt8]), error code: Int) -> Bool {
-        let loc: Location = ex.location
-        if ex.accessPassed === loc {
-            ex.accessPassed = nil
-            return true
-        }
-        if case .return = loc.handler { return true } // `return` comes before the access phase
-        let p = loc.settings.accessPhase
-        guard loc.settings.accessRules != nil || p.authBasic != nil || p.authRequest != nil else { return true }
-        if ex.accessState == nil { ex.accessState = AccessPhaseState() }
-        ex.afterAccess = { [unowned self] in
-            // The redirect again, as it was: same page, same URI budget.
-            self.ex.location = origin.location
-            self.ex.uri = origin.uri
-            self.ex.errorPageUsed = false
-            self.ex.uriChangesLeft += 1
-            self.ex.accessPassed = loc
-            self.respondError(code)
-        }
-        guard runAccess(p) else { return false }
-        ex.afterAccess = nil
-        return true
+        runContentPhase()
     }
 
     /// `$name` of an `auth_request_set`, when the subrequest set it; returns whether it did.

@@ -53,7 +53,8 @@ struct UpstreamAttempt {
 /// the connection alive. Every step is driven from epoll readiness (edge-triggered); nothing blocks.
 final class ClientConnection: Pollable {
     /// `delayed`: limit_req holds the request on a timer (LimitPhase.swift).
-    enum State { case handshake, head, local, proxy, tunnel, apiBody, delayed, closed }
+    /// `resolving`: a `proxy_pass` with variables waits for its host's addresses (RewriteProxy.swift).
+    enum State { case handshake, head, local, proxy, tunnel, apiBody, delayed, resolving, closed }
     enum Phase { case idle, readingBody, connecting, sending, waitingHead, relaying, cacheWait }
 
     /// The worker outlives every connection it owns: no reference counting on this hot field.
@@ -266,6 +267,8 @@ final class ClientConnection: Pollable {
             close()
         case .delayed:
             limitDelayElapsed()
+        case .resolving:
+            resolvingTimedOut()
         default:
             close()
         }
@@ -312,7 +315,7 @@ final class ClientConnection: Pollable {
             case .proxy: proxyClientEvent()
             case .tunnel: pumpTunnel()
             case .apiBody: readAPIBody()
-            case .delayed, .closed: break
+            case .delayed, .resolving, .closed: break
             }
         } while driveAgain && state != .closed
         inDrive = false
@@ -443,17 +446,28 @@ final class ClientConnection: Pollable {
             ex.realIPChecked = true
             applyRealIP(trusted)
         }
-        if let r = ex.server.serverReturn {
+        runPhases()
+    }
+
+    /// nginx's phases from the server rewrite phase on (where `ngx_http_internal_redirect` starts
+    /// a request again): the server's rewrite directives, the location search and the location's
+    /// own, then access and content. `named`: a named location entered (`ngx_http_named_location`
+    /// starts at the location's rewrite phase).
+    func runPhases(named: Location? = nil) {
+        if named == nil, let r = ex.server.serverReturn {
             ex.location = ex.server.fallback
             runReturn(r)
             return
         }
         if ex.server.routesWithRewrites {
-            guard routeWithRewrites() else { return } // Rewrite.swift
+            guard routeWithRewrites(named: named) else { return } // Rewrite.swift
+        } else if let named {
+            ex.location = named
         } else {
             if let r = ex.uri.withUnsafeBytes({ ex.server.locations.autoRedirect($0) }) {
                 ex.location = r
-                redirect(301, to: r.pattern + queryString())
+                let args = currentArgs
+                redirect(301, to: r.pattern + (args.isEmpty ? "" : "?" + String(decoding: args, as: UTF8.self)))
                 return
             }
             let found = ex.uri.withUnsafeBytes { ex.server.locations.find($0).location }
@@ -495,11 +509,11 @@ final class ClientConnection: Pollable {
         switch ex.location.handler {
         case .return(let r): runReturn(r)
         case .proxy(let t):
-            if let name = ex.location.settings.cacheZone, let zone = generation.cacheZones[name] {
-                startCachedProxy(t, zone: zone)
-            } else {
-                startProxy(t)
+            if let name = ex.location.settings.cacheZone {
+                if let v = ex.location.settings.proxyCacheValue { return startProxyWithCacheNamed(by: v, t) } // ProxyCache.swift
+                if let zone = generation.cacheZones[name] { return startCachedProxy(t, zone: zone) }
             }
+            startProxy(t)
         case .static: serveStatic()
         case .status: serveStatus()
         case .stubStatus: serveStubStatus()
@@ -639,50 +653,44 @@ final class ClientConnection: Pollable {
     static let builtinTypes = ["html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"]
 
     /// Answers with an error status: `error_page` if configured, else nginx's built-in page.
+    /// As `ngx_http_special_response_handler`: the status becomes this error's (an earlier
+    /// error_page's status no longer holds), and an error_page target is an internal redirect
+    /// that runs every phase again; its response goes out with the error's status unless the
+    /// page says `=` (the target's) or `=CODE`.
     func respondError(_ code: Int) {
+        ex.overrideStatus = nil
         // nginx applies error_page once per request, and only while URI changes are left.
         // With recursive_error_pages, the target's own error_page may apply again (until the URI
         // changes run out).
         if !ex.errorPageUsed, ex.uriChangesLeft > 0, let pages = settings.errorPages, let page = pages.first(where: { $0.codes.contains(code) }) {
-            let origin = (location: ex.location, uri: ex.uri)
             if settings.recursiveErrorPages != true { ex.errorPageUsed = true }
             let dest = evaluate(page.target)
-            if dest.first == UInt8(ascii: "@"), let named = ex.server.named[String(decoding: dest.dropFirst(), as: UTF8.self)] {
-                guard internalRedirect(to: dest) else { return }
-                ex.location = named
-                guard accessAfterRedirect(from: origin, error: code) else { return }
-                if case .return(let r) = named.handler {
-                    // The page keeps the error's status unless `=` or `=CODE` says otherwise.
-                    ex.overrideStatus = page.override == .keep ? code : nil
-                    if case .code(let c) = page.override { ex.overrideStatus = c }
-                    runReturn(r)
+            if dest.first == UInt8(ascii: "@") || dest.first == UInt8(ascii: "/") {
+                switch page.override {
+                case .keep: ex.overrideStatus = code
+                case .fromTarget: ex.overrideStatus = nil
+                case .code(let c): ex.overrideStatus = c
+                }
+            }
+            if dest.first == UInt8(ascii: "@") {
+                guard let named = ex.server.named[String(decoding: dest.dropFirst(), as: UTF8.self)] else {
+                    log(.error, "could not find named location \"\(String(decoding: dest, as: UTF8.self))\"")
+                    ex.overrideStatus = nil
+                    respond(500, contentType: "text/html", body: Status.page(500, serverTokens: settings.effectiveServerTokens))
                     return
                 }
-                if case .proxy(let t) = named.handler { startProxy(t); return }
-            } else if dest.first == UInt8(ascii: "/") {
-                // Internal redirect to the URI, keeping the error status unless `=` says otherwise.
                 guard internalRedirect(to: dest) else { return }
-                ex.uri = dest
-                if let loc = ex.uri.withUnsafeBytes({ ex.server.locations.find($0).location }) {
-                    ex.location = loc
-                    guard accessAfterRedirect(from: origin, error: code) else { return }
-                    switch loc.handler {
-                    case .return(let r):
-                        if case .code(let c) = page.override { runReturn(ReturnAction(code: c, text: r.text)); return }
-                        // nginx answers with the error's status whatever the target returns.
-                        ex.overrideStatus = page.override == .keep ? code : nil
-                        runReturn(r)
-                        return
-                    case .static:
-                        ex.overrideStatus = page.override == .keep ? code : nil
-                        if case .code(let c) = page.override { ex.overrideStatus = c }
-                        serveStatic()
-                        return
-                    default: break
-                    }
-                }
-            } else if dest.starts(with: Array("http".utf8)) {
-                redirect(302, to: String(decoding: dest, as: UTF8.self))
+                enterNamedLocation(named) // Rewrite.swift
+                return
+            } else if dest.first == UInt8(ascii: "/") {
+                guard internalRedirect(to: dest) else { return }
+                let (uri, args) = ClientConnection.splitArgs(dest)
+                redirectInternally(to: uri, args: args) // Rewrite.swift
+                return
+            } else if !dest.isEmpty {
+                var c = 302
+                if case .code(let o) = page.override, [301, 302, 303, 307, 308].contains(o) { c = o }
+                redirect(c, to: String(decoding: dest, as: UTF8.self))
                 return
             }
         }
@@ -694,7 +702,8 @@ final class ClientConnection: Pollable {
     func internalRedirect(to dest: [UInt8]) -> Bool {
         ex.uriChangesLeft -= 1
         if ex.uriChangesLeft > 0 { return true }
-        log(.error, "rewrite or internal redirection cycle while internally redirecting to \"\(String(decoding: dest, as: UTF8.self))\"")
+        let how = dest.first == UInt8(ascii: "@") ? "redirect to named location" : "internally redirecting to"
+        log(.error, "rewrite or internal redirection cycle while \(how) \"\(String(decoding: dest, as: UTF8.self))\"")
         ex.overrideStatus = nil
         ex.errorPageUsed = true
         respondError(500)
@@ -746,14 +755,36 @@ final class ClientConnection: Pollable {
     }
 
     /// Whether `expires` adds its headers to this response (then the upstream's are dropped).
-    var expiresApplies: Bool {
-        guard let e = settings.expires, e != .off else { return false }
-        return ClientConnection.isHeaderFilterStatus(ex.status)
+    var expiresApplies: Bool { responseExpires != nil }
+
+    /// The `expires` of this response, nil when none applies: the configured one, or the value
+    /// of one with variables, evaluated once per response as the head is made (nginx's headers
+    /// filter): `$sent_http_*` then reads the head so far. A value nginx would refuse, or
+    /// `off`, adds nothing and keeps an upstream's own headers.
+    var responseExpires: Expires? { resolveExpires(upstreamHead: nil) }
+
+    /// `responseExpires`, for a proxied response: `$sent_http_*` reads the upstream's head.
+    func resolveExpires(upstreamHead: UnsafeRawBufferPointer?) -> Expires? {
+        guard let e = settings.expires, e != .off, ClientConnection.isHeaderFilterStatus(ex.status) else { return nil }
+        guard case .variable(let t, let modified) = e else { return e }
+        if let done = ex.expiresEvaluated { return done }
+        if table.usesResponseHeaderVariables {
+            if let h = upstreamHead {
+                ex.sentHead.removeAll(keepingCapacity: true)
+                ex.sentHead.append(contentsOf: h)
+            } else {
+                keepSentHead()
+            }
+        }
+        let v = String(decoding: evaluate(t), as: UTF8.self)
+        let r = (try? Expires.parse(v, modified: modified)).flatMap { $0 == .off ? nil : $0 }
+        ex.expiresEvaluated = .some(r)
+        return r
     }
 
     func addConfiguredHeaders() {
         if !ex.keptHeaders.isEmpty { outBuf.append(ex.keptHeaders) }
-        if expiresApplies { appendExpires(ex.expiresMtime ?? wallClock().seconds) }
+        if let e = responseExpires { appendExpires(e, mtime: ex.expiresMtime ?? wallClock().seconds) }
         guard let adds = settings.addHeaders else { return }
         let always = ClientConnection.isHeaderFilterStatus(ex.status)
         for h in adds where always || h.always {

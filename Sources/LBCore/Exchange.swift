@@ -86,6 +86,9 @@ final class Exchange {
     var staticTrailer: [UInt8] = []
     /// The file's modification time for `expires modified …` (static responses only).
     var expiresMtime: Int?
+    /// The value of an `expires` with variables, once evaluated for this response (`.some(nil)`:
+    /// none applies).
+    var expiresEvaluated: Expires??
 
     /// The client's address from `real_ip_header` (realip), when a trusted proxy sent one.
     var realClient: PeerAddress?
@@ -103,11 +106,6 @@ final class Exchange {
     /// Header lines every response head of this request carries (an access phase's
     /// WWW-Authenticate), also the page of an error_page redirect, as nginx keeps `headers_out`.
     var keptHeaders: [UInt8] = []
-    /// The access phase of an internal redirect's target waits (a subrequest, a hash): what the
-    /// redirect does once it passes (AuthRequest.swift, `accessAfterRedirect`).
-    var afterAccess: (() -> Void)?
-    /// The target whose access phase just passed, so the redirect resumed does not check it again.
-    var accessPassed: Location?
 
     /// The rewrite module's state (set variables, captures, changed arguments); nil until a
     /// rewrite program or a capture needs it.

@@ -46,10 +46,13 @@ extension ClientConnection {
         // nginx's `return` ends the request in the rewrite phase, before limits and access checks
         // run: a location that returns is neither limited nor authenticated there either.
         if case .return = ex.location.handler { return true }
-        let state = AccessPhaseState()
+        // An internal redirect runs the phase again with the state so far: limit_req and
+        // limit_conn count once per request (`r->main->limit_req_status`), the access checks
+        // run for every location entered.
+        let state = ex.accessState ?? AccessPhaseState()
         ex.accessState = state
         let p = ex.location.settings.accessPhase
-        guard let rules = p.limitReq, !rules.isEmpty else { return runLimitConnAndAccess() }
+        guard state.limitReqStatus == nil, let rules = p.limitReq, !rules.isEmpty else { return runLimitConnAndAccess() }
         var inputs: [LimitReqDecision.Input] = []
         inputs.reserveCapacity(rules.count)
         for r in rules {
@@ -120,7 +123,7 @@ extension ClientConnection {
     /// limit_conn (the rest of preaccess), then the access phase.
     func runLimitConnAndAccess() -> Bool {
         let p = ex.location.settings.accessPhase
-        if let rules = p.limitConn, !rules.isEmpty, let state = ex.accessState {
+        if let rules = p.limitConn, !rules.isEmpty, let state = ex.accessState, state.limitConnStatus == nil {
             let dry = p.limitConnDryRun == true
             for r in rules {
                 let z = generation.limitZones[r.zone]

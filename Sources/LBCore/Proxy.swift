@@ -673,7 +673,15 @@ extension ClientConnection {
             ex.upstreamHead.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
         }
         outBuf.clear()
-        writeHeadStart(ex.attempt.response.status, reason: reasonOverride ? nil : UnsafeRawBufferPointer(rebasing: b[ex.attempt.response.reasonRange]))
+        // An error_page redirect's status (nginx's `r->err_status`) replaces the upstream's.
+        if let code = ex.overrideStatus {
+            ex.overrideStatus = nil
+            writeHeadStart(code)
+        } else {
+            writeHeadStart(ex.attempt.response.status, reason: reasonOverride ? nil : UnsafeRawBufferPointer(rebasing: b[ex.attempt.response.reasonRange]))
+        }
+        _ = resolveExpires(upstreamHead: UnsafeRawBufferPointer(rebasing: b[0..<headLength])) // `expires $var`, before its headers go
+
         let hide = settings.proxyHideHeaders ?? []
         let pass = settings.proxyPassHeaders ?? []
         for f in ex.attempt.response.headers {

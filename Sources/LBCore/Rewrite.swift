@@ -53,24 +53,37 @@ extension ClientConnection: RewriteHost {
     /// Chooses the location through the rewrite module: the server's program once, then the
     /// location search and the location's program, again while a rewrite changes the URI (within
     /// the request's budget of URI changes). Returns false when the request was answered.
-    func routeWithRewrites() -> Bool {
+    /// A named location (`named`) is entered at its own program, as `ngx_http_named_location`
+    /// does: no server program, no search.
+    func routeWithRewrites(named: Location? = nil) -> Bool {
         let server = ex.server
-        if !server.capturingNames.isEmpty { captureServerName(server.capturingNames) }
-        if let p = server.rewrite {
-            ex.location = server.fallback
-            let outcome = RewriteEngine.run(p, host: self) { _ in }
-            if case .done = outcome {} else if case .stop = outcome {} else { return answer(outcome) }
-            ex.rewrite?.uriChanged = false
-        }
-        while true {
-            if let r = ex.uri.withUnsafeBytes({ server.locations.autoRedirect($0) }) {
-                ex.location = r
-                let args = currentArgs
-                redirect(301, to: r.pattern + (args.isEmpty ? "" : "?" + String(decoding: args, as: UTF8.self)))
-                return false
+        if named == nil {
+            // Once per request: an internal redirect keeps the captures the name gave.
+            if !server.capturingNames.isEmpty && ex.rewrite?.rewritten != true { captureServerName(server.capturingNames) }
+            if let p = server.rewrite {
+                ex.location = server.fallback
+                let outcome = RewriteEngine.run(p, host: self) { _ in }
+                if case .done = outcome {} else if case .stop = outcome {} else { return answer(outcome) }
+                ex.rewrite?.uriChanged = false
             }
-            let found = ex.uri.withUnsafeBytes { server.locations.find($0).location }
-            ex.location = found ?? server.fallback
+        }
+        var entered = named
+        while true {
+            let found: Location?
+            if let n = entered {
+                entered = nil
+                found = n
+                ex.location = n
+            } else {
+                if let r = ex.uri.withUnsafeBytes({ server.locations.autoRedirect($0) }) {
+                    ex.location = r
+                    let args = currentArgs
+                    redirect(301, to: r.pattern + (args.isEmpty ? "" : "?" + String(decoding: args, as: UTF8.self)))
+                    return false
+                }
+                found = ex.uri.withUnsafeBytes { server.locations.find($0).location }
+                ex.location = found ?? server.fallback
+            }
             if let loc = found, let re = loc.regex, ex.rewrite != nil || loc.rewrite != nil || !re.names.isEmpty {
                 // The location's regex match gives the captures the directives after it see.
                 if let caps = ex.uri.withUnsafeBytes({ re.captures($0) }) {
@@ -101,6 +114,38 @@ extension ClientConnection: RewriteHost {
                 return answer(outcome)
             }
         }
+    }
+
+    /// `ngx_http_internal_redirect` once the URI change is spent (`internalRedirect(to:)`): the new
+    /// URI and arguments, the request internal (it reaches `internal` locations, and its own
+    /// target is no longer what is proxied), then every phase again from the server's rewrite
+    /// directives: the location search, the location's rewrite directives, access and content.
+    func redirectInternally(to uri: [UInt8], args: [UInt8]) {
+        ex.uri = uri
+        let st = rewriteState
+        st.args = args
+        st.rewritten = true
+        st.validLocation = true
+        st.uriChanged = false
+        st.proxyURIAsMade = false
+        ex.location = ex.server.fallback
+        runPhases()
+    }
+
+    /// `ngx_http_named_location` once the URI change is spent: the same URI and arguments, the
+    /// named location's rewrite directives, access and content.
+    func enterNamedLocation(_ named: Location) {
+        let st = rewriteState
+        st.rewritten = true
+        st.uriChanged = false
+        st.proxyURIAsMade = false
+        runPhases(named: named)
+    }
+
+    /// A URI with its arguments split off at the first `?` (`ngx_http_split_args`).
+    static func splitArgs(_ dest: [UInt8]) -> (uri: [UInt8], args: [UInt8]) {
+        guard let q = dest.firstIndex(of: UInt8(ascii: "?")) else { return (dest, []) }
+        return (Array(dest[..<q]), Array(dest[(q + 1)...]))
     }
 
     /// nginx's find-virtual-server: the regex name that chose the server captures from the Host

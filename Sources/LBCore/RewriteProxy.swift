@@ -37,13 +37,59 @@ extension ClientConnection {
                 return
             }
             guard isIPLiteral(hp.host) else {
-                // nginx resolves the name through `resolver`; lb has none for proxy_pass yet.
-                log(.error, "no resolver defined to resolve \(hp.host)")
-                respondError(502)
+                resolveThenProxy(resolved, host: hp.host, port: port, hostPart: hostPart)
                 return
             }
-            startProxy(resolved, runtime: AdHocUpstreams.runtime(HostPort(host: hp.host, port: port), name: hostPart))
+            startProxy(resolved, runtime: AdHocUpstreams.runtime([HostPort(host: hp.host, port: port)], name: hostPart))
         }
+    }
+
+    /// A host name that is no upstream: resolved through the `resolver` in force, its addresses
+    /// tried in turn as one implicit group (nginx's `ngx_http_upstream_create_round_robin_peer`).
+    /// A kept answer is used at once; otherwise the request waits (state `.resolving`) while its
+    /// loop serves others. Without a resolver, or when the name cannot be resolved, 502 as nginx.
+    func resolveThenProxy(_ t: ProxyTarget, host: String, port: Int, hostPart: String) {
+        guard var spec = settings.resolver else {
+            log(.error, "no resolver defined to resolve \(host)")
+            respondError(502)
+            return
+        }
+        spec.timeoutMs = settings.resolverTimeoutMs ?? 30_000
+        if let ips = ProxyNameResolver.shared.cached(host, spec: spec) {
+            startProxy(t, runtime: AdHocUpstreams.runtime(ips.map { HostPort(host: $0, port: port) }, name: hostPart))
+            return
+        }
+        state = .resolving
+        worker.loop.setDeadline(self, afterMillis: spec.timeoutMs + 1000)
+        let me = ConnectionReference(self)
+        let loop = worker.loop
+        let token = ObjectIdentifier(ex)
+        ProxyNameResolver.shared.resolve(host, spec: spec, stats: worker.runtime.dnsStats) { answer in
+            loop.execute {
+                me.connection.turn { me.connection.nameResolved(answer, token: token, t, host: host, port: port, hostPart: hostPart) }
+            }
+        }
+    }
+
+    /// The resolver answered for the request waiting on it (if it still is).
+    func nameResolved(_ answer: ProxyNameResolver.Answer, token: ObjectIdentifier, _ t: ProxyTarget, host: String, port: Int,
+                      hostPart: String) {
+        guard state == .resolving, let ex, ObjectIdentifier(ex) == token else { return }
+        state = .head
+        switch answer {
+        case .success(let ips):
+            startProxy(t, runtime: AdHocUpstreams.runtime(ips.map { HostPort(host: $0, port: port) }, name: hostPart))
+        case .failure(let e):
+            log(.error, "\(host) could not be resolved \(e)")
+            respondError(502)
+        }
+    }
+
+    /// `resolver_timeout` passed with no answer (the lookup queued behind others): as nginx, 502.
+    func resolvingTimedOut() {
+        state = .head
+        log(.error, "name could not be resolved (110: Operation timed out)")
+        respondError(502)
     }
 }
 
@@ -70,15 +116,16 @@ enum ProxyURL: Equatable {
 /// peer state and pooled connections last across requests; at most `limit`, then started afresh.
 enum AdHocUpstreams {
     static let limit = 256
-    private static let table = Mutex<(next: Int, runtimes: [HostPort: UpstreamRuntime])>((1 << 40, [:]))
+    private static let table = Mutex<(next: Int, runtimes: [[HostPort]: UpstreamRuntime])>((1 << 40, [:]))
 
-    static func runtime(_ address: HostPort, name: String) -> UpstreamRuntime {
+    /// The runtime of these addresses (one, or every address a name resolved to).
+    static func runtime(_ addresses: [HostPort], name: String) -> UpstreamRuntime {
         table.withLock { t in
-            if let r = t.runtimes[address] { return r }
+            if let r = t.runtimes[addresses] { return r }
             if t.runtimes.count >= limit { t.runtimes.removeAll() }
             t.next += 1
-            let r = UpstreamRuntime(UpstreamGroup.adHoc(address, name: name), id: t.next)
-            t.runtimes[address] = r
+            let r = UpstreamRuntime(UpstreamGroup.adHoc(addresses, name: name), id: t.next)
+            t.runtimes[addresses] = r
             return r
         }
     }

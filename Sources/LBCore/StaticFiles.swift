@@ -16,8 +16,12 @@ extension ClientConnection {
     }
 
     /// serveURI for GET and HEAD; 405 for other methods.
+    /// A POST for a directory may still reach its index file (nginx's index module takes POST:
+    /// `POST /` becomes `/index.php`; without one, 403 as for GET); a POST for anything else,
+    /// and other methods, are answered 405.
     func serveStaticURI(_ u: [UInt8], allowIndex: Bool) {
-        guard req.method == .get || req.method == .head else {
+        let postForIndex = req.method == .post && allowIndex && u.last == UInt8(ascii: "/")
+        guard req.method == .get || req.method == .head || postForIndex else {
             respondError(405)
             return
         }
@@ -87,36 +91,22 @@ extension ClientConnection {
         if last.hasPrefix("=") {
             respondError(Int(last.dropFirst()) ?? 404)
         } else if last.hasPrefix("@") {
-            guard let named = ex.server.named[String(last.dropFirst())] else { respondError(500); return }
-            guard internalRedirect(to: Array(last.utf8)) else { return }
-            ex.location = named
-            switch named.handler {
-            case .proxy(let t): startProxy(t)
-            case .return(let r): runReturn(r)
-            default: serveStaticURI(ex.uri, allowIndex: true)
+            guard let named = ex.server.named[String(last.dropFirst())] else {
+                log(.error, "could not find named location \"\(last)\"")
+                respondError(500)
+                return
             }
+            guard internalRedirect(to: Array(last.utf8)) else { return }
+            enterNamedLocation(named) // Rewrite.swift
         } else {
-            // Internal redirect: match locations again with the new URI.
+            // An internal redirect: every phase again with the new URI. As nginx
+            // (ngx_http_split_args), the fallback's `?…` becomes the arguments, and a fallback
+            // without one leaves none (hence `/index.php?$args` in PHP configs).
             guard let tpl = try? Template(parsing: last) else { respondError(500); return }
             let dest = evaluate(tpl)
             guard internalRedirect(to: dest) else { return }
-            // As nginx (ngx_http_split_args): the fallback's `?…` becomes the arguments, and a
-            // fallback without one leaves none (hence `/index.php?$args` in PHP configs).
-            let parts = dest.split(separator: UInt8(ascii: "?"), maxSplits: 1, omittingEmptySubsequences: false)
-            ex.uri = Array(parts.first ?? [])
-            rewriteState.args = parts.count > 1 ? Array(parts[1]) : []
-            guard let loc = ex.uri.withUnsafeBytes({ ex.server.locations.find($0).location }) else {
-                ex.location = ex.server.fallback
-                serveStaticURI(ex.uri, allowIndex: true)
-                return
-            }
-            ex.location = loc
-            switch loc.handler {
-            case .proxy(let t): startProxy(t)
-            case .return(let r): runReturn(r)
-            case .static: if loc.tryFiles != nil && loc.tryFiles! != entries { runTryFiles(loc.tryFiles!) } else { serveStaticURI(ex.uri, allowIndex: true) }
-            default: respondError(404)
-            }
+            let (uri, args) = ClientConnection.splitArgs(dest)
+            redirectInternally(to: uri, args: args) // Rewrite.swift
         }
     }
 
@@ -128,6 +118,22 @@ extension ClientConnection {
 
     func serveURI(_ u: [UInt8], allowIndex: Bool) {
         guard let path = filePath(for: u) else { respondError(404); return }
+        // nginx's index module runs before the static one, for a URI ending in `/`: the first
+        // index that exists — an absolute one untested, even for a directory that is not there —
+        // is an internal redirect, with the arguments, so that its own location answers it.
+        if allowIndex && u.last == UInt8(ascii: "/") {
+            for idx in settings.effectiveIndex {
+                let name = evaluate(idx)
+                if ex.variableFailed { respondError(500); return }
+                var ist = stat()
+                if name.first == UInt8(ascii: "/") || statPath(path + name, &ist) {
+                    let dest = name.first == UInt8(ascii: "/") ? name : u + name
+                    guard internalRedirect(to: dest) else { return }
+                    redirectInternally(to: dest, args: currentArgs) // Rewrite.swift
+                    return
+                }
+            }
+        }
         var st = stat()
         guard statPath(path, &st) else {
             let e = errno
@@ -143,16 +149,7 @@ extension ClientConnection {
                 return
             }
             guard allowIndex else { respondError(404); return }
-            for idx in settings.effectiveIndex {
-                let name = evaluate(idx)
-                var ist = stat()
-                if statPath(path + name, &ist), (ist.st_mode & S_IFMT) == S_IFREG {
-                    ex.uri = u + name
-                    sendFile(path + name, ist)
-                    return
-                }
-            }
-            if settings.autoindex == true {
+            if settings.autoindex == true && req.method != .post {
                 autoindex(path, uri: u)
                 return
             }
@@ -397,12 +394,16 @@ extension ClientConnection {
         respond(200, contentType: "text/html", body: Array(html.utf8))
     }
 
-    func appendExpires(_ mtime: Int) {
-        guard let e = settings.expires else { return }
+    /// The Expires and Cache-Control of `expires` (nginx's `ngx_http_set_expires`): a relative
+    /// time counts from now, or from the file's modification with `modified`; `0` is now with
+    /// `max-age=0`; a time in the past is `no-cache`.
+    func appendExpires(_ e: Expires, mtime: Int) {
         let now = wallClock().seconds
         var at: Int
+        let maxAge: Int
+        var negative = false
         switch e {
-        case .off: return
+        case .off, .variable: return
         case .epoch:
             outBuf.append("Expires: Thu, 01 Jan 1970 00:00:01 GMT\r\nCache-Control: no-cache\r\n")
             return
@@ -410,15 +411,24 @@ extension ClientConnection {
             outBuf.append("Expires: Thu, 31 Dec 2037 23:55:55 GMT\r\nCache-Control: max-age=315360000\r\n")
             return
         case .modified(let ms, let fromModification):
-            at = (fromModification ? mtime : now) + ms / 1000
+            let t = ms / 1000
+            if t == 0 {
+                outBuf.append("Expires: ")
+                outBuf.append(string: DateCache.httpDate(now))
+                outBuf.append("\r\nCache-Control: max-age=0\r\n")
+                return
+            }
+            negative = t < 0
+            at = (fromModification ? mtime : now) + t
+            maxAge = at - now
         case .timeOfDay(let ms):
             at = now - now % 86400 + ms / 1000
             if at <= now { at += 86400 }
+            maxAge = at - now
         }
         outBuf.append("Expires: ")
         outBuf.append(string: DateCache.httpDate(at))
-        let maxAge = at - now
-        outBuf.append(string: maxAge <= 0 ? "\r\nCache-Control: no-cache\r\n" : "\r\nCache-Control: max-age=\(maxAge)\r\n")
+        outBuf.append(string: negative || maxAge < 0 ? "\r\nCache-Control: no-cache\r\n" : "\r\nCache-Control: max-age=\(maxAge)\r\n")
     }
 
     /// Last-Modified and (unless `etag off`) ETag of a file.

@@ -45,8 +45,9 @@ public enum Status {
 
     /// nginx's built-in error page body.
     public static func page(_ code: Int, serverTokens: Bool) -> [UInt8] {
-        // nginx's built-in 302 page says "Found" though its status line says "Moved Temporarily".
-        let title = code == 302 ? "302 Found" : "\(code) \(reason(code))"
+        // nginx's built-in 302 page says "Found" though its status line says "Moved Temporarily",
+        // and its 401 page "Authorization Required" (ngx_http_special_response.c).
+        let title = code == 302 ? "302 Found" : code == 401 ? "401 Authorization Required" : "\(code) \(reason(code))"
         let server = serverTokens ? LBVersion.product : "lb"
         return Array("<html>\r\n<head><title>\(title)</title></head>\r\n<body>\r\n<center><h1>\(title)</h1></center>\r\n<hr><center>\(server)</center>\r\n</body>\r\n</html>\r\n".utf8)
     }

@@ -373,4 +373,136 @@ struct DifferentialRewriteTests {
         }
         #expect(d.nginxErrorLog.components(separatedBy: "using uninitialized").count == d.lbErrorLog.components(separatedBy: "using uninitialized").count)
     }
+
+    /// error_page, try_files and index redirect internally as nginx's `ngx_http_internal_redirect`:
+    /// the server's rewrite directives, the location search, the target's `set`/`rewrite`/`if`/
+    /// `return` and its access phase all run again; error_page keeps its status for any handler.
+    @Test func internalRedirectsRunEveryPhaseAgain() throws {
+        let d = try Differential("""
+        limit_req_zone $binary_remote_addr zone=once:1m rate=1r/m;
+        server {
+            listen 127.0.0.1:{port};
+            root {root};
+            rewrite ^/srv-old$ /echo/from-server;
+            location /echo/ { return 200 "echo $uri args=$args x=$x\\n"; }
+            location /e1/ { error_page 404 /err404; }
+            location = /err404 { set $x "from-set"; rewrite ^ /echo/err last; }
+            location /e2/ { error_page 404 =200 /errargs?code=404; }
+            location = /errargs { if ($arg_code) { return 200 "code=$arg_code\\n"; } return 200 "none\\n"; }
+            location /e3/ { error_page 404 /srv-old; }
+            location /e4/ { error_page 404 @named; }
+            location /e5/ { error_page 404 /proxied; }
+            location = /proxied { proxy_pass http://{backend}; }
+            location @named { set $x "named"; rewrite ^/e4/(.*)$ /echo/n-$1 last; }
+            location /t/ { try_files $uri /tf?from=$uri; }
+            location = /tf { set $v "tf:$arg_from"; if ($arg_from ~ secret) { return 403; } return 200 "$v\\n"; }
+            location /tn/ { try_files $uri @named2; }
+            location @named2 { if ($uri ~ deny) { return 410; } return 200 "named2 $uri $args\\n"; }
+            location /td/ { try_files $uri /denied.txt; }
+            location = /denied.txt { deny all; }
+            location /ta/ { try_files $uri /secret.txt; }
+            location = /secret.txt { auth_basic "area"; auth_basic_user_file {root}/htpasswd; }
+            location /tl/ { try_files $uri /limited.txt; }
+            location = /limited.txt { limit_req zone=once nodelay; }
+            location /idx/ { index index.html; }
+            location = /idx/index.html { return 200 "index via its location $uri $args\\n"; }
+            location /abs/ { index /echo/absolute; }
+        }
+        """, files: ["denied.txt": "denied\n", "secret.txt": "secret\n", "limited.txt": "limited\n", "htpasswd": "u:{PLAIN}p\n",
+                     "idx/index.html": "file\n", "noindex/x.txt": "x\n"], backend: true)
+        try d.compare([
+            R(target: "/e1/missing?q=1", expect: 404), R(target: "/e2/missing?q=1", expect: 200), R(target: "/e3/missing", expect: 404),
+            R(target: "/e4/missing?k=v", expect: 404), R(target: "/e5/missing", expect: 404),
+            R(target: "/t/a?z=1", expect: 200), R(target: "/t/secret", expect: 403), R(target: "/tn/ok?a=b", expect: 200),
+            R(target: "/tn/deny", expect: 410), R(target: "/td/x", expect: 403), R(target: "/ta/x", expect: 401),
+            R(target: "/ta/x", headers: ["Authorization: Basic dTpw"], expect: 200),
+            R(target: "/tl/x", expect: 200), R(target: "/tl/y", expect: 503),
+            R(target: "/idx/?a=1", expect: 200), R(target: "/idx/", method: "POST", expect: 200), R(target: "/abs/?b=2", expect: 200),
+            R(target: "/noindex/", method: "POST", expect: 403),
+        ], headers: ["WWW-Authenticate", "X-Backend"])
+    }
+
+    /// `expires` with a variable, as h5bp sets it from the response's Content-Type: evaluated per
+    /// response (static, returned and proxied), with the literal form's values; `off` and a value
+    /// nginx cannot read add nothing.
+    @Test func expiresWithVariablesFollowsTheResponse() throws {
+        let d = try Differential("""
+        map $sent_http_content_type $expires { default off; text/html epoch; ~image/gif max; image/jpeg bogus; text/plain 1h; }
+        server {
+            listen 127.0.0.1:{port};
+            root {root};
+            expires $expires;
+            add_header X-CT "ct=$sent_http_content_type";
+            location /p/ { proxy_pass http://{backend}/; }
+            location /m/ { expires modified $arg_e; }
+            location = /ret { return 200 "text\\n"; }
+            location = /missing.html { return 404; }
+        }
+        """, files: ["a.html": "<p>a</p>\n", "b.gif": "GIF89a", "c.jpg": "jpg", "d.txt": "text\n", "m/x.txt": "m\n"], backend: true)
+        try d.compare([
+            R(target: "/a.html", expect: 200), R(target: "/b.gif", expect: 200), R(target: "/c.jpg", expect: 200),
+            R(target: "/ret", expect: 200), R(target: "/missing.html", expect: 404), R(target: "/m/x.txt?e=epoch", expect: 200),
+        ], headers: ["Expires", "Cache-Control", "X-CT"])
+        // Relative times: the Cache-Control is exact, the Expires date may differ by a second.
+        try d.compare([
+            R(target: "/d.txt", expect: 200), R(target: "/p/x", expect: 200), R(target: "/m/x.txt?e=-1h", expect: 200),
+        ], headers: ["Cache-Control", "X-CT"])
+    }
+
+    /// `proxy_cache` naming its zone with a variable: the zone is chosen per request, `off` (or
+    /// empty) proxies without the cache, an unknown name is a 500 ("cache … not found") for a
+    /// cacheable method only.
+    @Test func proxyCacheZoneFromAVariable() throws {
+        let d = try Differential("""
+        proxy_cache_path {root}/cache-{port} levels=1 keys_zone=one:1m;
+        map $arg_c $zone { default off; one one; bad nosuch; }
+        server {
+            listen 127.0.0.1:{port};
+            location / {
+                proxy_cache $zone;
+                proxy_cache_valid 200 1m;
+                add_header X-Cache $upstream_cache_status;
+                proxy_pass http://{backend};
+            }
+        }
+        """, backend: true)
+        try d.compare([
+            R(target: "/a?c=one", expect: 200), R(target: "/a?c=one", expect: 200), R(target: "/a", expect: 200),
+            R(target: "/a?c=bad", expect: 500), R(target: "/a?c=bad", method: "POST", expect: 200),
+        ], headers: ["X-Cache", "X-Backend"])
+        #expect(d.nginxErrorLog.contains("cache \"nosuch\" not found"))
+        #expect(d.lbErrorLog.contains("cache \"nosuch\" not found"))
+    }
+
+    /// `proxy_pass` with variables naming a host that is no upstream: resolved at request time
+    /// through the `resolver` in force (dnsmasq on a loopback port here), every address tried;
+    /// a name that does not exist, or no resolver at all, is a 502 with nginx's log line.
+    @Test(.enabled(if: DNSServer.installed, "needs dnsmasq")) func proxyPassResolvesNamesThroughTheResolver() throws {
+        // multi.test: one address with nothing listening, one with the backend (tried next).
+        let dns = try DNSServer(hosts: "127.0.0.1 app.test\n127.0.0.1 multi.test\n127.0.0.3 multi.test\n")
+        let app = try Backend(name: "app")
+        let d = try Differential("""
+        map $arg_h $dest { default app.test; bad nosuch.test; multi multi.test; }
+        server {
+            listen 127.0.0.1:{port};
+            server_name resolving;
+            resolver 127.0.0.1:\(dns.port) valid=30s;
+            resolver_timeout 5s;
+            location /r/ { proxy_pass http://$dest:\(app.port)$uri$is_args$args; }
+        }
+        server {
+            listen 127.0.0.1:{port} default_server;
+            location /r/ { proxy_pass http://$dest:\(app.port)$uri; }
+        }
+        """)
+        try d.compare([
+            R(target: "/r/a?k=1", expect: 200, host: "resolving"), R(target: "/r/b", expect: 200, host: "resolving"),
+            R(target: "/r/c?h=bad", expect: 502, host: "resolving"), R(target: "/r/d", expect: 502, host: "other"),
+            R(target: "/r/e?h=multi", expect: 200, host: "resolving"), R(target: "/r/f?h=multi", expect: 200, host: "resolving"),
+        ], headers: ["X-Backend"])
+        for line in ["nosuch.test could not be resolved (3: Host not found)", "no resolver defined to resolve app.test"] {
+            #expect(d.nginxErrorLog.contains(line), "nginx log lacks \(line)")
+            #expect(d.lbErrorLog.contains(line), "lb log lacks \(line)")
+        }
+    }
 }

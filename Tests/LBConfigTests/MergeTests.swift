@@ -9,7 +9,7 @@ struct MergeTests {
         "root": "/srv", "alias": "/srv/", "index": "index.html", "error_page": "404 /404.html",
         "access_log": "logs/a.log", "add_header": "X-A b", "expires": "1h", "allow": "127.0.0.1",
         "deny": "all", "proxy_set_header": "X-A b", "proxy_hide_header": "X-A", "proxy_pass_header": "X-A",
-        "proxy_redirect": "off", "proxy_ignore_headers": "Expires", "proxy_cache": "off",
+        "proxy_redirect": "off", "proxy_ignore_headers": "Expires", "proxy_cache": "$arg_zone", "resolver": "127.0.0.1",
         "proxy_cache_valid": "200 1m", "proxy_cache_bypass": "$arg_x", "proxy_no_cache": "$arg_x",
         "proxy_cache_purge": "127.0.0.1", "proxy_cache_key": "$uri", "types": "", "error_log": "logs/e.log",
         "gzip_types": "text/css", "max_ranges": "2", "charset": "utf-8", "set_real_ip_from": "10.0.0.0/8", "try_files": "$uri =404", "limit_except": "",

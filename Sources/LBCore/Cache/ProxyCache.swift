@@ -53,6 +53,23 @@ extension ClientConnection {
         lookupAndDispatch(firstTime: true)
     }
 
+    /// `proxy_cache $var` (`ngx_http_upstream_cache_get`): for a cacheable method, the value names
+    /// the zone; empty or `off` proxies without the cache, an unknown name is logged and a 500.
+    func startProxyWithCacheNamed(by value: Template, _ t: ProxyTarget) {
+        if req.method != .get && req.method != .head {
+            let methodName = String(decoding: head.readableBytes[req.methodRange], as: UTF8.self)
+            guard settings.effectiveProxyCacheMethods.contains(methodName) else { return startProxy(t) }
+        }
+        let name = String(decoding: evaluate(value), as: UTF8.self)
+        if ex.variableFailed { return respondError(500) }
+        if name.isEmpty || name == "off" { return startProxy(t) }
+        guard let zone = generation.cacheZones[name] else {
+            log(.error, "cache \"\(name)\" not found")
+            return respondError(500)
+        }
+        startCachedProxy(t, zone: zone)
+    }
+
     func truthy(_ v: [UInt8]) -> Bool { !v.isEmpty && v != [UInt8(ascii: "0")] }
 
     /// Finds the entry for the request (its variant when the key varies).
