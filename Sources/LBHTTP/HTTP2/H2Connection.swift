@@ -334,10 +334,20 @@ public struct H2Connection: Sendable {
         }
         guard var s = streams[sid] else {
             if sid > lastClientStreamID { throw .connection(.protocolError, reason: "DATA on an idle stream") }
-            if wasReset(sid, byClient: false) || sid > goAwayLastStreamID { return }
+            if wasReset(sid, byClient: false) || sid > goAwayLastStreamID {
+                // In flight when we reset the stream: ignored, but an empty one was never data.
+                if payload.isEmpty { try chargeControlFrame() }
+                return
+            }
+            // Each earns an RST_STREAM: a flood over more closed streams than we remember is
+            // a control-frame flood.
+            try chargeControlFrame()
             throw .stream(sid, .streamClosed, reason: "DATA on a closed stream")
         }
-        if s.remoteClosed { throw .stream(sid, .streamClosed, reason: "DATA after END_STREAM") }
+        if s.remoteClosed {
+            try chargeControlFrame()
+            throw .stream(sid, .streamClosed, reason: "DATA after END_STREAM")
+        }
         s.recvWindow -= length
         if s.recvWindow < 0 { throw .stream(sid, .flowControlError, reason: "DATA beyond the stream window") }
         s.received += payload.count
