@@ -64,6 +64,7 @@ final class H2Session: Pollable {
         let large = s.effectiveLargeClientHeaderBuffers
         c.maxHeaderListSize = large.count * large.size
         c.maxHeaderBlockSize = large.count * large.size
+        c.maxFieldSize = large.size
         return c
     }
 

@@ -20,9 +20,10 @@ extension Http2Tests {
         (try? "5".write(toFile: "/proc/\(pid)/clear_refs", atomically: false, encoding: .utf8)) != nil
     }
 
-    /// nginx stops a header list longer than `large_client_header_buffers` (number × size) with
-    /// GOAWAY ENHANCE_YOUR_CALM, a connection error ("client sent too large header",
-    /// ngx_http_v2_state_process_header). A bomb of one-octet references to a 2,000-octet table
+    /// nginx stops a header list longer than `large_client_header_buffers` (number × size), or one
+    /// field longer than a buffer, with GOAWAY ENHANCE_YOUR_CALM, a connection error ("client sent
+    /// too large header", ngx_http_v2_state_process_header; "… header field",
+    /// ngx_http_v2_state_field_len). A bomb of one-octet references to a 2,000-octet table
     /// entry (30,000 of them: 61 MB decoded) ends the same way, costs lb no memory to speak of,
     /// never reaches the upstream, and other clients are answered meanwhile.
     @Test func hpackBombIsStoppedByLargeClientHeaderBuffersBeforeTheUpstream() throws {
@@ -34,6 +35,10 @@ extension Http2Tests {
         // 17 (34 KB) do not.
         #expect(try h2client(["hpack-bomb", port, "/p/headers", "2000", "16"]) == "goaway 11")
         #expect(lb.errorLog.contains("header list larger than the limit"), "\(lb.errorLog.suffix(2000))")
+        // One field longer than one buffer (8k) as sent: "client sent too large header field" in nginx.
+        #expect(try h2client(["hpack-bomb", port, "/p/headers", "8100", "0"]) == "200")
+        #expect(try h2client(["hpack-bomb", port, "/p/headers", "8200", "0"]) == "goaway 11")
+        #expect(lb.errorLog.contains("header field larger than the limit"), "\(lb.errorLog.suffix(2000))")
 
         let pid = lb.started.pid
         try #require(Http2Tests.resetPeak(pid), "cannot reset VmHWM of lb")
@@ -47,8 +52,8 @@ extension Http2Tests {
         #expect(out == "goaway 11\n", "\(out) \(bomb.stderr)")
         let grown = Http2Tests.peakKiB(pid) - peakBefore
         #expect(grown < 16 * 1024, "lb's peak RSS grew by \(grown) KiB for a 61 MB header list")
-        // Only the request that fitted went upstream (the stats request counts itself).
-        #expect(try backend.stats().requests - before - 1 == 1)
+        // Only the requests that fitted went upstream (the stats request counts itself).
+        #expect(try backend.stats().requests - before - 1 == 2)
     }
 
     /// nginx counts each stream as one more request of the connection (ngx_http_v2_create_stream:
