@@ -54,7 +54,8 @@ final class H2Session: Pollable {
     /// A stream's write waits while this much output is not yet written to the socket.
     static let outputHighWater = 256 * 1024
 
-    /// nginx's `http2_*` directives (of the address's default server) as the state machine's limits.
+    /// nginx's `http2_*` directives (of the server that owns the connection: `connectionServer`)
+    /// as the state machine's limits.
     static func config(_ s: HTTPSettings) -> H2Config {
         var c = H2Config()
         c.maxConcurrentStreams = max(1, s.http2MaxConcurrentStreams ?? 128)
@@ -63,6 +64,7 @@ final class H2Session: Pollable {
         let large = s.effectiveLargeClientHeaderBuffers
         c.maxHeaderListSize = large.count * large.size
         c.maxHeaderBlockSize = large.count * large.size
+        c.maxFieldSize = large.size
         return c
     }
 
@@ -75,7 +77,7 @@ final class H2Session: Pollable {
         peer = c.peer
         number = c.number
         transport = c.transport
-        let s = c.defaultServer.settings
+        let s = H2Session.connectionServer(c).settings
         conn = H2Connection(config: H2Session.config(s))
         keepaliveRequests = s.effectiveKeepaliveRequests
         keepaliveTimeoutMs = s.effectiveKeepaliveTimeoutMs
@@ -84,6 +86,17 @@ final class H2Session: Pollable {
         super.init()
         fd = c.fd
         swap(&inBuf, &c.inBuf)
+    }
+
+    /// The server whose settings the connection takes (SETTINGS, the concurrency and header
+    /// limits, keepalive_timeout and keepalive_requests, send_timeout): on TLS, the one the SNI
+    /// name selected, as nginx's `ngx_http_v2_init` reads `hc->conf_ctx` after
+    /// `ngx_http_ssl_servername` set it; else the address's default server. Each stream's
+    /// request still picks its own server by `:authority`.
+    static func connectionServer(_ c: ClientConnection) -> VirtualServer {
+        guard var name = c.transport.tls?.serverName?.lowercased() else { return c.defaultServer }
+        while name.hasSuffix(".") { name.removeLast() }
+        return c.table.server(for: c.listener, host: name)
     }
 
     func start() {
@@ -246,6 +259,9 @@ final class H2Session: Pollable {
         requests += 1
         let st = H2Stream(session: self, request: r)
         let c = ClientConnection(worker: worker, fd: fd, peer: peerSocketAddress, generation: generation, listener: listener, number: number)
+        // `$connection_requests`: the streams opened on the connection so far, this one
+        // included, as nginx counts them (the stream connection adds its own request).
+        c.requestsOnConnection = requests - 1
         c.transport = .h2(st)
         c.state = .head
         st.conn = c

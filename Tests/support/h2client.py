@@ -17,6 +17,15 @@ Cases (each prints one result line; every socket read is bounded by a timeout):
   many N PATH             N streams at once: "ok=K goaway=LAST/CODE closed"
   zero-window PATH        a GET that allows no DATA: "reset CODE after Ns" (send_timeout)
   idle                    waits for the server to end an idle connection: "goaway CODE closed|timeout"
+  hpack-bomb PATH SIZE REFS  one request whose block adds a SIZE-octet field to the HPACK table and
+                          refers to it REFS times (HEADERS + CONTINUATION): "STATUS" or "goaway CODE"
+  bodies N PATH           N streams at once: each stream's body, "SID BODY" per line, by stream id
+  trailers PATH           a POST of "hello" then trailers (x-trailer: 1): "STATUS BODY" or "goaway CODE"
+  get-trailers PATH       a GET: "STATUS LENGTH trailers=NAME:VALUE,..."
+  closed-data-flood N PATH  40 streams answered in full, then N empty DATA frames spread over them:
+                          "goaway CODE rst=R" or "no goaway ENDED rst=R"
+  tls-settings SNI CA     TLS with ALPN h2 and the SNI name SNI (CA: the file to verify with): the
+                          server's first SETTINGS, "NAME=VALUE ..." by setting id
 """
 import hashlib
 import socket
@@ -256,7 +265,179 @@ def case_many(n, path):
     print("ok=%d goaway=%s %s" % (ok, goaway, ENDED))
 
 
-cases = {"zero-window": case_zero_window, "many": case_many, "get": case_get, "rapid-reset": case_rapid_reset, "continuation-flood": case_continuation_flood,
+def case_hpack_bomb(path, size, refs):
+    # One literal with incremental indexing (dynamic index 62), then REFS one-octet references to it.
+    block = hpack.Encoder().encode(request_headers(path))
+    name = b"x-bomb"
+    value = b"a" * int(size)
+    lit = bytes([0x40]) + hpack_string(name) + hpack_string(value)
+    block += lit + b"\xbe" * int(refs)
+    s = raw_connect()
+    first, rest = block[:16384], block[16384:]
+    try:
+        s.sendall(frame(1, 0x1 | (0 if rest else 0x4), 1, first))
+        while rest:
+            part, rest = rest[:16384], rest[16384:]
+            s.sendall(frame(9, 0 if rest else 0x4, 1, part))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    dec = hpack.Decoder()
+    for t, fl, sid, p in raw_frames(s, timeout=20):
+        if t == 4 and not fl & 1:
+            s.sendall(frame(4, 1, 0))
+        if t == 1 and sid == 1:
+            print(dict(dec.decode(p)).get(":status"))
+            return
+        if t == 7:
+            print("goaway", int.from_bytes(p[4:8], "big"))
+            return
+    print("nothing", ENDED)
+
+
+def hpack_string(b):
+    # A raw (not Huffman) string literal: 7-bit prefix length.
+    n = len(b)
+    if n < 127:
+        return bytes([n]) + b
+    out = bytearray([127])
+    n -= 127
+    while n >= 128:
+        out.append(n % 128 + 128)
+        n //= 128
+    out.append(n)
+    return bytes(out) + b
+
+
+def case_bodies(n, path):
+    s = raw_connect()
+    enc = hpack.Encoder()
+    n = int(n)
+    s.sendall(b"".join(frame(1, 0x5, 1 + 2 * i, enc.encode(request_headers(path))) for i in range(n)))
+    bodies, ended = {}, set()
+    for t, fl, sid, p in raw_frames(s, timeout=20):
+        if t == 4 and not fl & 1:
+            s.sendall(frame(4, 1, 0))
+        if t == 0:
+            bodies[sid] = bodies.get(sid, b"") + p
+        if t in (0, 1) and fl & 1:
+            ended.add(sid)
+        if len(ended) == n:
+            break
+    for sid in sorted(bodies):
+        print(sid, bodies[sid].decode().strip())
+
+
+def case_trailers(path):
+    s = raw_connect()
+    enc = hpack.Encoder()
+    s.sendall(frame(1, 0x4, 1, enc.encode(request_headers(path, "POST") + [("content-type", "text/plain")]))
+              + frame(0, 0, 1, b"hello")
+              + frame(1, 0x5, 1, enc.encode([("x-trailer", "1")])))
+    dec = hpack.Decoder()
+    status, body = None, b""
+    for t, fl, sid, p in raw_frames(s, timeout=20):
+        if t == 4 and not fl & 1:
+            s.sendall(frame(4, 1, 0))
+        if t == 1 and sid == 1:
+            status = dict(dec.decode(p)).get(":status")
+        if t == 0 and sid == 1:
+            body += p
+        if t in (0, 1) and sid == 1 and fl & 1:
+            print(status, body.decode())
+            return
+        if t == 3 and sid == 1:
+            print("reset", int.from_bytes(p[0:4], "big"))
+            return
+        if t == 7:
+            print("goaway", int.from_bytes(p[4:8], "big"))
+            return
+    print("nothing", ENDED)
+
+
+def case_get_trailers(path):
+    s, c = lib_connect()
+    sid = c.get_next_available_stream_id()
+    c.send_headers(sid, request_headers(path), end_stream=True)
+    s.sendall(c.data_to_send())
+    status, body, trailers, done = None, bytearray(), [], False
+    deadline = time.time() + 30
+    while not done and time.time() < deadline:
+        d = s.recv(65536)
+        if not d:
+            break
+        for e in c.receive_data(d):
+            if isinstance(e, h2.events.ResponseReceived):
+                status = dict(e.headers).get(":status")
+            elif isinstance(e, h2.events.DataReceived):
+                body += e.data
+                c.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+            elif isinstance(e, h2.events.TrailersReceived):
+                trailers += ["%s:%s" % (k, v) for k, v in e.headers]
+            elif isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)):
+                done = True
+        s.sendall(c.data_to_send())
+    print(status, len(body), "trailers=" + ",".join(trailers))
+
+
+def case_closed_data_flood(count, path):
+    import threading
+    s = raw_connect()
+    enc = hpack.Encoder()
+    sids = [1 + 2 * i for i in range(40)]
+    s.sendall(b"".join(frame(1, 0x5, sid, enc.encode(request_headers(path))) for sid in sids))
+    ended = set()
+    frames = raw_frames(s, timeout=20)
+    for t, fl, sid, p in frames:
+        if t == 4 and not fl & 1:
+            s.sendall(frame(4, 1, 0))
+        if t in (0, 1) and fl & 1:
+            ended.add(sid)
+        if len(ended) == len(sids):
+            break
+    # Every stream is closed now: empty DATA frames on them, round robin.
+    batch = b"".join(frame(0, 0, sid) for sid in sids)
+    n = int(count)
+
+    def send():
+        try:
+            for i in range(0, n, len(sids)):
+                s.sendall(batch)
+        except OSError:
+            pass
+    threading.Thread(target=send, daemon=True).start()
+    rst = 0
+    for t, fl, sid, p in frames:
+        if t == 3:
+            rst += 1
+        if t == 7:
+            print("goaway", int.from_bytes(p[4:8], "big"), "rst=%d" % rst)
+            return
+    print("no goaway", ENDED, "rst=%d" % rst)
+
+
+def case_tls_settings(sni, ca):
+    import ssl
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.set_alpn_protocols(["h2"])
+    raw = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+    s = ctx.wrap_socket(raw, server_hostname=sni)
+    if s.selected_alpn_protocol() != "h2":
+        print("alpn", s.selected_alpn_protocol())
+        return
+    s.sendall(PREFACE + frame(4, 0, 0))
+    names = {1: "header_table_size", 2: "enable_push", 3: "max_concurrent_streams", 4: "initial_window_size",
+             5: "max_frame_size", 6: "max_header_list_size"}
+    for t, fl, sid, p in raw_frames(s):
+        if t == 4 and not fl & 1:
+            values = [struct.unpack(">HI", p[i:i + 6]) for i in range(0, len(p), 6)]
+            print(" ".join("%s=%d" % (names.get(k, str(k)), v) for k, v in sorted(values)))
+            return
+    print("no settings", ENDED)
+
+
+cases = {"hpack-bomb": case_hpack_bomb, "bodies": case_bodies, "trailers": case_trailers, "get-trailers": case_get_trailers,
+         "closed-data-flood": case_closed_data_flood, "tls-settings": case_tls_settings,
+         "zero-window": case_zero_window, "many": case_many, "get": case_get, "rapid-reset": case_rapid_reset, "continuation-flood": case_continuation_flood,
          "control-flood": case_control_flood,
          "refuse": case_refuse, "reload-inflight": case_reload_inflight, "idle": case_idle}
 cases[sys.argv[1]](*sys.argv[3:])

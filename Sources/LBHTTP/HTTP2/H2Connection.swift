@@ -14,6 +14,10 @@ public struct H2Config: Sendable {
     /// `large_client_header_buffers` (number × size): cap on a decoded request header list
     /// (advertised as SETTINGS_MAX_HEADER_LIST_SIZE); beyond it, GOAWAY ENHANCE_YOUR_CALM as nginx.
     public var maxHeaderListSize = 32_768
+    /// `large_client_header_buffers`'s size: cap on one name or value as sent (HPACK string
+    /// literal); beyond it, GOAWAY ENHANCE_YOUR_CALM as nginx ("client sent too large header
+    /// field").
+    public var maxFieldSize = 8192
     /// Cap on a compressed header block (HEADERS + CONTINUATION) before it is decoded
     /// (CONTINUATION floods, CVE-2024-27316); beyond it, GOAWAY ENHANCE_YOUR_CALM.
     public var maxHeaderBlockSize = 32_768
@@ -157,7 +161,7 @@ public struct H2Connection: Sendable {
     public init(config: H2Config = H2Config()) {
         self.config = config
         connectionWindowTarget = min(max(config.connectionWindowSize, H2.defaultWindow), H2.maxWindow)
-        decoder = HPACKDecoder(maxTableSize: config.headerTableSize, maxHeaderListSize: config.maxHeaderListSize)
+        decoder = HPACKDecoder(maxTableSize: config.headerTableSize, maxHeaderListSize: config.maxHeaderListSize, maxFieldSize: config.maxFieldSize)
         encoder = HPACKEncoder(capacity: config.responseTableSize, peerTableSize: 4096)
         parser = H2FrameParser(maxFrameSize: config.maxFrameSize)
         var settings: [(H2SettingID, UInt32)] = [
@@ -334,10 +338,20 @@ public struct H2Connection: Sendable {
         }
         guard var s = streams[sid] else {
             if sid > lastClientStreamID { throw .connection(.protocolError, reason: "DATA on an idle stream") }
-            if wasReset(sid, byClient: false) || sid > goAwayLastStreamID { return }
+            if wasReset(sid, byClient: false) || sid > goAwayLastStreamID {
+                // In flight when we reset the stream: ignored, but an empty one was never data.
+                if payload.isEmpty { try chargeControlFrame() }
+                return
+            }
+            // Each earns an RST_STREAM: a flood over more closed streams than we remember is
+            // a control-frame flood.
+            try chargeControlFrame()
             throw .stream(sid, .streamClosed, reason: "DATA on a closed stream")
         }
-        if s.remoteClosed { throw .stream(sid, .streamClosed, reason: "DATA after END_STREAM") }
+        if s.remoteClosed {
+            try chargeControlFrame()
+            throw .stream(sid, .streamClosed, reason: "DATA after END_STREAM")
+        }
         s.recvWindow -= length
         if s.recvWindow < 0 { throw .stream(sid, .flowControlError, reason: "DATA beyond the stream window") }
         s.received += payload.count
@@ -380,7 +394,10 @@ public struct H2Connection: Sendable {
         do {
             try decoder.decode(bytes, into: &fields)
         } catch {
-            if error == .headerListTooLarge { throw .connection(.enhanceYourCalm, reason: "header list larger than the limit") }
+            // As nginx: a list or one field beyond large_client_header_buffers is
+            // ENHANCE_YOUR_CALM ("client sent too large header", "… header field").
+            if error == .headerListTooLarge || error == .stringTooLong { throw .connection(.enhanceYourCalm, reason: "header list larger than the limit") }
+            if error == .fieldTooLong { throw .connection(.enhanceYourCalm, reason: "header field larger than the limit") }
             throw .connection(.compressionError, reason: "invalid header block")
         }
         if var s = streams[sid] {

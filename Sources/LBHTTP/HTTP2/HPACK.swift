@@ -92,10 +92,12 @@ public enum HPACKCoding {
     /// Reads a string literal (§5.2) at `b[i]` and appends its octets to `out`, Huffman-decoded
     /// if flagged. `limit` caps the octets produced.
     @inline(__always)
-    public static func readString(_ b: UnsafeRawBufferPointer, _ i: inout Int, into out: inout [UInt8], limit: Int) throws(HPACKError) -> Int {
+    public static func readString(_ b: UnsafeRawBufferPointer, _ i: inout Int, into out: inout [UInt8], limit: Int,
+                                  maxEncoded: Int = .max) throws(HPACKError) -> Int {
         guard i < b.count else { throw .truncated }
         let huffman = b[i] & 0x80 != 0
         let len = try readInteger(b, &i, prefixBits: 7)
+        guard len <= maxEncoded else { throw .fieldTooLong }
         guard len <= b.count - i else { throw .truncated }
         let raw = UnsafeRawBufferPointer(rebasing: b[i..<i + len])
         i += len
@@ -135,14 +137,19 @@ public struct HPACKDecoder: Sendable {
     /// Cap on the decoded header list (RFC 9113 §6.5.2 size). An HPACK bomb (a few octets of
     /// indexed references that expand to a large list) stops here.
     public var maxHeaderListSize: Int
+    /// Cap on one string literal as sent (its encoded length, before Huffman decoding), as
+    /// nginx checks each against one of `large_client_header_buffers`.
+    public var maxFieldSize: Int
 
     /// - Parameters:
     ///   - maxTableSize: our SETTINGS_HEADER_TABLE_SIZE (at most `HPACKDynamicTable.maxCapacity`).
     ///   - maxHeaderListSize: the cap on a decoded list.
-    public init(maxTableSize: Int = 4096, maxHeaderListSize: Int = 32768) {
+    ///   - maxFieldSize: the cap on one string literal as sent.
+    public init(maxTableSize: Int = 4096, maxHeaderListSize: Int = 32768, maxFieldSize: Int = .max) {
         table = HPACKDynamicTable(capacity: maxTableSize)
         self.maxTableSize = table.capacity
         self.maxHeaderListSize = maxHeaderListSize
+        self.maxFieldSize = maxFieldSize
     }
 
     /// Decodes one complete header block, appending the fields to `list` (cleared first).
@@ -172,14 +179,14 @@ public struct HPACKDecoder: Sendable {
                 let room = maxHeaderListSize - list.size - HPACKDynamicTable.entryOverhead
                 guard room >= 0 else { throw .headerListTooLarge }
                 if index == 0 {
-                    _ = try HPACKCoding.readString(b, &i, into: &list.bytes, limit: room)
+                    _ = try HPACKCoding.readString(b, &i, into: &list.bytes, limit: room, maxEncoded: maxFieldSize)
                 } else {
                     try appendName(index, into: &list.bytes)
                 }
                 let nameEnd = list.bytes.count
                 let valueRoom = room - (nameEnd - nameStart)
                 guard valueRoom >= 0 else { throw .headerListTooLarge }
-                _ = try HPACKCoding.readString(b, &i, into: &list.bytes, limit: valueRoom)
+                _ = try HPACKCoding.readString(b, &i, into: &list.bytes, limit: valueRoom, maxEncoded: maxFieldSize)
                 let valueEnd = list.bytes.count
                 try add(&list, nameStart, nameEnd, valueEnd)
                 if incremental {

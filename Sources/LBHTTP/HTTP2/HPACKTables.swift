@@ -15,6 +15,8 @@ public enum HPACKError: Error, Equatable, Sendable {
     case lateTableSizeUpdate
     /// A single string longer than the decoded header list may be.
     case stringTooLong
+    /// A single string literal longer than `maxFieldSize` as sent.
+    case fieldTooLong
     /// The decoded header list exceeded its cap (an HPACK bomb, or simply too large).
     case headerListTooLarge
 }
