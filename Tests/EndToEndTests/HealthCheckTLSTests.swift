@@ -155,4 +155,22 @@ final class HandshakeDropper {
         #expect(waitUntil(timeout: 10) { plainFirst.errorLog.contains("peer 127.0.0.1:\(b.port) is down") })
         #expect(plainFirst.errorLog.contains("its health checks use http as the location in"))
     }
+    @Test func aReloadThatChangesTheLocationsTLSSettingsChangesTheKeptProbes() throws {
+        let b = try HTTPSBackend("one")
+        let wrongName = "proxy_ssl_name b.test; proxy_ssl_verify on; proxy_ssl_trusted_certificate \(TestCerts.path("ca.crt"));"
+        let lb = try LB(config([b.port], location: "location / { proxy_pass https://app; \(wrongName) }",
+                               check: "health_check uri=/hc interval=200ms timeout=1s;"))
+        #expect(waitUntil(timeout: 10) { lb.errorLog.contains("peer 127.0.0.1:\(b.port) is down") })
+        #expect(lb.errorLog.contains("upstream SSL certificate does not match \"b.test\""))
+        // Same peers and health_check: the upstream (and its probes) are kept; the name is new.
+        try lb.rewrite(config([b.port], location: "location / { proxy_pass https://app; \(verifyA) }",
+                              check: "health_check uri=/hc interval=200ms timeout=1s;"))
+        lb.started.signal(SIGHUP)
+        #expect(waitUntil(timeout: 10) { lb.errorLog.contains("configuration reloaded") })
+        #expect(waitUntil(timeout: 10) { lb.errorLog.contains("peer 127.0.0.1:\(b.port) is up") })
+        // The same probes (their history spans the reload: failed before it, passed after).
+        let history = checks(try peers(lb)["127.0.0.1:\(b.port)"])
+        #expect(history.first == false && history.last == true)
+        #expect(try RawClient(port: lb.port).get("/x").status == 200)
+    }
 }
