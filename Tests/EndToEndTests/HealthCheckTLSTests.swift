@@ -173,4 +173,12 @@ final class HandshakeDropper {
         #expect(history.first == false && history.last == true)
         #expect(try RawClient(port: lb.port).get("/x").status == 200)
     }
+    @Test func portProbesAnotherPortOverTLSToo() throws {
+        let b = try HTTPSBackend("checks")
+        let served = freePort() // nothing listens there: only the probes' port answers
+        let lb = try LB(config([served], location: "location / { proxy_pass https://app; \(verifyA) }",
+                               check: "health_check uri=/hc port=\(b.port) interval=200ms timeout=1s match=sni;"))
+        #expect(waitUntil(timeout: 10) { checks((try? peers(lb))?["127.0.0.1:\(served)"]).filter { $0 }.count >= 2 })
+        #expect(!checks(try peers(lb)["127.0.0.1:\(served)"]).contains(false))
+    }
 }
