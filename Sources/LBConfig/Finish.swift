@@ -370,6 +370,7 @@ extension Compiler {
                 continue
             }
             contexts[si] = try TLSContext.shared(t, server: si, at: sb.location)
+            warnings += TLSContext.warnings(t, at: sb.location)
         }
         for i in listeners.indices {
             guard let at = listeners[i].sslLocation else { continue }

@@ -218,6 +218,36 @@ public final class UpstreamTLS: @unchecked Sendable, Hashable {
         return matches ? nil : "upstream SSL certificate does not match \"\(name)\""
     }
 
+    /// A name for SNI and the certificate check without its port (`host:port`, `[v6]:port`,
+    /// `[v6]`), as nginx strips it from `proxy_ssl_name`.
+    public static func nameWithoutPort(_ raw: String) -> String {
+        var name = raw
+        if name.hasPrefix("[") {
+            if let close = name.firstIndex(of: "]") { name = String(name[name.index(after: name.startIndex)..<close]) }
+        } else if let colon = name.lastIndex(of: ":") {
+            name = String(name[..<colon])
+        }
+        return name
+    }
+
+    /// The name a health probe sends in SNI and checks in the certificate, where there is no
+    /// request: `proxy_ssl_name` with `$proxy_host` and `$proxy_port` as the location's
+    /// `proxy_pass` gives them and every other variable empty; without `proxy_ssl_name`,
+    /// `$proxy_host` (the upstream's name for `proxy_pass https://NAME`). Port removed.
+    public func probeName(proxyHost: String, proxyPort: Int) -> String {
+        guard let name else { return UpstreamTLS.nameWithoutPort(proxyHost) }
+        var out: [UInt8] = []
+        for part in name.parts {
+            switch part {
+            case .literal(let b): out += b
+            case .variable(.proxyHost): out += Array(proxyHost.utf8)
+            case .variable(.proxyPort): out += Array(String(proxyPort).utf8)
+            case .variable: break
+            }
+        }
+        return UpstreamTLS.nameWithoutPort(String(decoding: out, as: UTF8.self))
+    }
+
     /// Whether the upstream connection's session was resumed (for tests and logs).
     public static func resumed(_ ssl: OpaquePointer) -> Bool { lb_SSL_session_reused(ssl) == 1 }
 }

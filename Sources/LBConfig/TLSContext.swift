@@ -130,6 +130,16 @@ public final class TLSContext: @unchecked Sendable {
         ERR_clear_error()
     }
 
+    /// The load-time warnings of a server's TLS settings (nginx's `[warn]` lines at load).
+    /// `ssl_stapling on` without `ssl_stapling_file`: nginx would fetch responses from the
+    /// certificate's OCSP responder (and warns, ignoring the directive, when it finds no issuer
+    /// or no responder URL); lb does not fetch, so it says the directive is ignored.
+    static func warnings(_ s: TLSSettings, at location: SourceLocation) -> [ConfigError] {
+        guard s.stapling == true, s.staplingFile == nil else { return [] }
+        return [ConfigError("\"ssl_stapling\" ignored, lb does not fetch OCSP responses (use \"ssl_stapling_file\")",
+                            at: s.staplingLocation ?? location)]
+    }
+
     /// `ssl_conf_command` / `proxy_ssl_conf_command`: OpenSSL configuration commands on a context
     /// (server or client side), each refused with its own line.
     static func apply(_ commands: [(name: String, value: String, location: SourceLocation)], to ctx: OpaquePointer,

@@ -45,6 +45,8 @@ public struct TLSSettings: Sendable {
     public var trustedCertificate: TLSFile?
     public var crl: TLSFile?
     public var stapling: Bool?
+    /// Where `ssl_stapling` was written (for its warning).
+    public var staplingLocation: SourceLocation?
     public var staplingFile: TLSFile?
     public var staplingVerify: Bool?
 
@@ -71,7 +73,7 @@ public struct TLSSettings: Sendable {
         m(&clientCertificate, p.clientCertificate)
         m(&trustedCertificate, p.trustedCertificate)
         m(&crl, p.crl)
-        m(&stapling, p.stapling)
+        if stapling == nil { stapling = p.stapling; staplingLocation = p.staplingLocation }
         m(&staplingFile, p.staplingFile)
         m(&staplingVerify, p.staplingVerify)
     }
@@ -151,8 +153,12 @@ extension Compiler {
         tlsFile("ssl_client_certificate", \.clientCertificate),
         tlsFile("ssl_trusted_certificate", \.trustedCertificate),
         tlsFile("ssl_crl", \.crl),
-        tlsFlag("ssl_stapling", default: "off", \.stapling),
+        DirectiveSpec("ssl_stapling", .hs, .flag, default: "off", note: "with ssl_stapling_file; without it, ignored with a warning (lb does not fetch OCSP responses)") { c, d in
+            c.settings.tls.stapling = c.flag(d)
+            c.settings.tls.staplingLocation = d.location
+        },
         tlsFile("ssl_stapling_file", \.staplingFile),
+        // As in nginx, no effect on a response from ssl_stapling_file (docs/tls.md, OCSP stapling).
         tlsFlag("ssl_stapling_verify", default: "off", \.staplingVerify),
         DirectiveSpec("ssl_stapling_responder", .hs, .exactly(1), note: "accepted; lb never fetches OCSP responses (use ssl_stapling_file)") { _, _ in },
         DirectiveSpec("ssl_password_file", .hs, .exactly(1)) { _, d in

@@ -8,6 +8,11 @@ import LBIO
 /// peers are not all probed at once. A probe connects, sends `GET uri`, reads the response (at most
 /// 64 KiB) and judges it by the `match` block (default: status 200–399). Results go into the
 /// shared balancer state under its lock, so every worker sees a state change at once.
+///
+/// The probes of an upstream that is proxied to over `https://` speak TLS with that location's
+/// `proxy_ssl_*` client settings (see `HealthProbeScheme`): the handshake, driven by the same
+/// readiness events, and the certificate's verdict come before the request; a failed handshake
+/// or verification is a failed probe.
 final class HealthProbe: Pollable {
     unowned(unsafe) let worker: Worker
     let runtime: UpstreamRuntime
@@ -22,6 +27,15 @@ final class HealthProbe: Pollable {
     var connected = false
     var inFlight = false
     var started: Int64 = 0
+    /// How probes speak to the peer (plain, or TLS with a location's settings), as the current
+    /// generation says; looked up again when a reload installs a new one (a kept upstream keeps
+    /// its probes, while the locations' `proxy_ssl_*` settings may have changed).
+    var scheme = HealthProbeScheme.Choice()
+    var schemeGeneration = -1
+    /// The probe's TLS stream while one is open (over `fd`).
+    var stream: TLSStream?
+    /// The address as text, for the TLS client's session slot (the proxy's, for the same peer).
+    let addressText: String
     static let maxResponse = 64 * 1024
 
     init(worker: Worker, runtime: UpstreamRuntime, peer: Int, spec: HealthCheck, match: MatchBlock?) {
@@ -35,6 +49,7 @@ final class HealthProbe: Pollable {
         self.text = text
         if let port = spec.port, let alt = SocketAddress(ip: p.address.host, port: port) { a = alt }
         address = a
+        addressText = spec.port.map { p.address.host.contains(":") ? "[\(p.address.host)]:\($0)" : "\(p.address.host):\($0)" } ?? text
         let host = p.address.isUnix ? "localhost" : p.address.port.map { "\(p.address.host):\($0)" } ?? p.address.host
         request = Array("GET \(spec.uri) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: lb-health-check/\(LBVersion.number)\r\nAccept: */*\r\nConnection: close\r\n\r\n".utf8)
         super.init()
@@ -50,6 +65,11 @@ final class HealthProbe: Pollable {
         if runtime.retired.load(ordering: .relaxed) { return }
         let peer = self.peer
         if runtime.balancer.withLock({ $0.peers[peer].removed }) { return }
+        let gen = worker.runtime.current
+        if gen.id != schemeGeneration, let u = gen.upstreams.firstIndex(where: { $0 === runtime }) {
+            schemeGeneration = gen.id
+            scheme = HealthProbeScheme.choose(gen.table, upstream: u)
+        }
         buf.removeAll(keepingCapacity: true)
         sent = 0
         connected = false
@@ -60,7 +80,10 @@ final class HealthProbe: Pollable {
             self.fd = fd
             try worker.loop.register(self, events: EventLoop.readable | EventLoop.writable | EventLoop.edge | EventLoop.hangup)
             worker.loop.setDeadline(self, afterMillis: spec.timeoutMs)
-            if immediate { connected = true; send() }
+            if immediate {
+                connected = true
+                advance(readable: false)
+            }
         } catch {
             finish(ok: false, detail: "connect() failed (\(error.errno): \(String(cString: strerror(error.errno))))")
         }
@@ -76,18 +99,73 @@ final class HealthProbe: Pollable {
             }
             connected = true
         }
-        if connected && sent < request.count { send() }
-        if inFlight && events & (EventLoop.readable | EventLoop.hangup) != 0 { receive() }
+        if connected { advance(readable: events & (EventLoop.readable | EventLoop.hangup) != 0) }
+    }
+
+    /// After the connection is made: the TLS handshake (when the probe speaks TLS), then the
+    /// request, then the response as it comes.
+    func advance(readable: Bool) {
+        var readable = readable
+        if let tls = scheme.tls {
+            if stream == nil && !startTLS(tls) { return }
+            if let s = stream, !s.established {
+                guard handshake(s, tls) else { return }
+                readable = true // OpenSSL may hold bytes already; a read that finds none is cheap
+            }
+        }
+        if sent < request.count { send() }
+        if inFlight && (readable || stream != nil) { receive() }
+    }
+
+    /// The TLS client stream on the connected socket, with the location's context, SNI and
+    /// the peer's session to resume (shared with the proxy's connections to the same peer).
+    func startTLS(_ tls: UpstreamTLS) -> Bool {
+        let name = scheme.name
+        let address = addressText
+        guard let s = TLSStream(clientContext: tls.ctx, fd: fd, prepare: { ssl in tls.prepare(ssl, address: address, name: name) }) else {
+            finish(ok: false, detail: "SSL_new() failed (\(TLSError.queue())) while SSL handshaking")
+            return false
+        }
+        stream = s
+        return true
+    }
+
+    /// One handshake step; true once the handshake is done and the certificate passed
+    /// `proxy_ssl_verify` (the same verdict as the proxy's). False while it waits, or after
+    /// failing the probe.
+    func handshake(_ s: TLSStream, _ tls: UpstreamTLS) -> Bool {
+        do {
+            guard case .done = try s.handshake() else { return false }
+        } catch {
+            finish(ok: false, detail: "\(error) while SSL handshaking")
+            return false
+        }
+        if let problem = tls.verdict(s.ssl, name: scheme.name) {
+            finish(ok: false, detail: "\(problem) while SSL handshaking")
+            return false
+        }
+        return true
     }
 
     override func timedOut() {
         guard inFlight else { return }
-        finish(ok: false, detail: "timed out after \(spec.timeoutMs) ms")
+        let during = !connected ? " while connecting" : stream.map { $0.established ? "" : " while SSL handshaking" } ?? ""
+        finish(ok: false, detail: "timed out after \(spec.timeoutMs) ms\(during)")
     }
 
     func send() {
         while sent < request.count {
-            let r = request.withUnsafeBytes { p in try? Socket.write(fd, p.baseAddress! + sent, p.count - sent) }
+            let r: IOResult<Int>?
+            if let s = stream {
+                do {
+                    r = try request.withUnsafeBytes { p throws(TLSError) in try s.write(p.baseAddress! + sent, p.count - sent) }
+                } catch {
+                    finish(ok: false, detail: "\(error)")
+                    return
+                }
+            } else {
+                r = request.withUnsafeBytes { p in try? Socket.write(fd, p.baseAddress! + sent, p.count - sent) }
+            }
             switch r {
             case .done(let n)?: sent += n
             case .wouldBlock?: return
@@ -98,10 +176,21 @@ final class HealthProbe: Pollable {
         }
     }
 
+    /// One read from the socket or the TLS stream: nil on an error (a TLS error's words kept
+    /// in `tlsError` for the verdict).
+    func read(_ p: UnsafeMutableRawBufferPointer) -> IOResult<Int>? {
+        guard let s = stream else { return try? Socket.read(fd, p.baseAddress!, p.count) }
+        do { return try s.read(p.baseAddress!, p.count) } catch {
+            tlsError = error.description
+            return nil
+        }
+    }
+    var tlsError = ""
+
     func receive() {
         var chunk = [UInt8](repeating: 0, count: 16384)
         while inFlight {
-            let r = chunk.withUnsafeMutableBytes { p in try? Socket.read(fd, p.baseAddress!, p.count) }
+            let r = chunk.withUnsafeMutableBytes { p in read(p) }
             switch r {
             case .done(0)?:
                 evaluate(complete: true)
@@ -115,7 +204,11 @@ final class HealthProbe: Pollable {
             case .wouldBlock?:
                 return
             case nil:
-                if buf.isEmpty { finish(ok: false, detail: "recv() failed (connection reset)") } else { evaluate(complete: true) }
+                if !buf.isEmpty {
+                    evaluate(complete: true)
+                } else {
+                    finish(ok: false, detail: stream == nil ? "recv() failed (connection reset)" : tlsError)
+                }
                 return
             }
         }
@@ -172,9 +265,12 @@ final class HealthProbe: Pollable {
         if fd >= 0 {
             worker.loop.setDeadline(self, afterMillis: 0)
             worker.loop.deregister(self)
+            stream?.shutdown() // close_notify after a completed exchange
+            stream = nil
             Socket.close(fd)
             fd = -1
         }
+        tlsError = ""
         let micros = monotonicMicros() - started
         let wall = Int64(wallClock().seconds) * 1000 + Int64(wallClock().millis)
         let spec = self.spec, peer = self.peer
@@ -192,6 +288,48 @@ final class HealthProbe: Pollable {
     }
 }
 
+/// How the probes of an upstream speak: `health_check` sits in the upstream block, so the
+/// locations that proxy to the group say it, as NGINX Plus's `health_check` uses the settings of
+/// the location it is written in. The first location, in configuration order (servers in order,
+/// each server's locations depth first, a location's `if` blocks right after it), whose
+/// `proxy_pass` names the group decides: `https://` makes the probes speak TLS with that
+/// location's `proxy_ssl_*` settings (one client context with it, so sessions are shared with
+/// its connections), `http://` plain HTTP, none found (only variables name it) plain HTTP. A
+/// group proxied to over both schemes is probed as that first location says, and `mixed` tells
+/// the runtime to warn once.
+struct HealthProbeScheme {
+    struct Choice {
+        /// The TLS client context, nil: plain HTTP.
+        var tls: UpstreamTLS?
+        /// SNI and certificate name (`proxy_ssl_name` without a request; see `UpstreamTLS.probeName`).
+        var name = ""
+        /// The location block (or `if` block) that decided.
+        var decidedBy: SourceLocation?
+        /// Other locations proxy to the group with the other scheme.
+        var mixed = false
+    }
+
+    static func choose(_ table: RoutingTable, upstream: Int) -> Choice {
+        var choice = Choice()
+        var seenTLS = false, seenPlain = false
+        for server in table.servers {
+            for loc in server.locations.all {
+                for l in [loc] + (loc.rewrite?.ifLocations ?? []) {
+                    guard case .proxy(let t) = l.handler, t.upstream == upstream, t.kind == .http else { continue }
+                    if choice.decidedBy == nil {
+                        choice.decidedBy = l.location
+                        choice.tls = t.tls
+                        if let tls = t.tls { choice.name = tls.probeName(proxyHost: t.hostHeader, proxyPort: t.port) }
+                    }
+                    if t.tls != nil { seenTLS = true } else { seenPlain = true }
+                }
+            }
+        }
+        choice.mixed = seenTLS && seenPlain
+        return choice
+    }
+}
+
 extension Runtime {
     /// Starts the probes of every upstream with `health_check` in `gen` that has none running yet.
     func startHealthChecks(_ gen: Generation) {
@@ -199,6 +337,12 @@ extension Runtime {
         for rt in gen.upstreams {
             guard let spec = rt.group.healthCheck, !rt.checksStarted.exchange(true, ordering: .relaxed) else { continue }
             let n = rt.balancer.withLock { $0.peers.count }
+            if let u = gen.upstreams.firstIndex(where: { $0 === rt }) {
+                let scheme = HealthProbeScheme.choose(gen.table, upstream: u)
+                if scheme.mixed, let at = scheme.decidedBy {
+                    errorLog.log(.warn, "upstream \"\(rt.group.name)\" is proxied to over both http and https: its health checks use \(scheme.tls == nil ? "http" : "https") as the location in \(at.file):\(at.line) does")
+                }
+            }
             for p in 0..<n {
                 // Spread the first probes over the interval (no thundering herd), the first soon.
                 startProbe(rt, peer: p, table: gen.table, offsetMs: 50 + spec.intervalMs * p / max(1, n))

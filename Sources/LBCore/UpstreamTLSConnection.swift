@@ -43,12 +43,6 @@ extension ClientConnection {
 
     /// `proxy_ssl_name` (default `$proxy_host`), without a port, as nginx.
     func upstreamTLSName(_ t: ProxyTarget, _ tls: UpstreamTLS) -> String {
-        var name = tls.name.map { String(decoding: evaluate($0), as: UTF8.self) } ?? t.hostHeader
-        if name.hasPrefix("[") {
-            if let close = name.firstIndex(of: "]") { name = String(name[name.index(after: name.startIndex)..<close]) }
-        } else if let colon = name.lastIndex(of: ":") {
-            name = String(name[..<colon])
-        }
-        return name
+        UpstreamTLS.nameWithoutPort(tls.name.map { String(decoding: evaluate($0), as: UTF8.self) } ?? t.hostHeader)
     }
 }
