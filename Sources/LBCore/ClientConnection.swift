@@ -596,10 +596,10 @@ final class ClientConnection: Pollable {
         if let t = r.text {
             let body = evaluate(t)
             if ex.variableFailed { respondError(500); return }
-            respond(r.code, contentType: contentTypeForURI(), body: body)
+            respond(r.code, contentType: ex.contentTypeOverride ?? contentTypeForURI(), body: body)
         } else if r.code < 400 {
             // nginx: below 400, `return CODE` sends an empty body, not an error page.
-            respond(r.code, contentType: contentTypeForURI(), body: [])
+            respond(r.code, contentType: ex.contentTypeOverride ?? contentTypeForURI(), body: [])
         } else {
             respondError(r.code)
         }
@@ -683,6 +683,7 @@ final class ClientConnection: Pollable {
                 enterNamedLocation(named) // Rewrite.swift
                 return
             } else if dest.first == UInt8(ascii: "/") {
+                changeMethodToGET()
                 guard internalRedirect(to: dest) else { return }
                 let (uri, args) = ClientConnection.splitArgs(dest)
                 redirectInternally(to: uri, args: args) // Rewrite.swift
@@ -695,6 +696,17 @@ final class ClientConnection: Pollable {
             }
         }
         respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.effectiveServerTokens))
+    }
+
+    /// nginx's internal redirects to a URI by `error_page` and `X-Accel-Redirect`: a request other
+    /// than HEAD goes on as GET (`$request_method`, the static handler, a proxied request line).
+    /// The name is laid after the head's bytes, so every reader of the method range sees GET.
+    func changeMethodToGET() {
+        guard head.readable > 0, req.method != .head, req.method != .get else { return }
+        let start = head.readable
+        head.append("GET")
+        req.methodRange = start..<(start + 3)
+        req.method = .get
     }
 
     /// Spends one of the request's URI changes on an internal redirect (error_page, try_files,

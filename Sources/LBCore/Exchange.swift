@@ -103,6 +103,8 @@ final class Exchange {
     var parentExchange: Exchange?
     /// `auth_request_set` results (AuthRequest.swift): `$name` reads them when no `map` defines it.
     var authVariables: [(name: String, value: [UInt8])] = []
+    /// The Content-Type an upstream's X-Accel-Redirect response named, for the file served after it.
+    var contentTypeOverride: String?
     /// Header lines every response head of this request carries (an access phase's
     /// WWW-Authenticate), also the page of an error_page redirect, as nginx keeps `headers_out`.
     var keptHeaders: [UInt8] = []

@@ -613,6 +613,10 @@ extension ClientConnection {
             return
         }
         if ex.parentExchange != nil { subrequestAnswered(c, headLength: headLength); return }
+        if let target = accelRedirectTarget(c.inBuf.readableBytes) {
+            followAccelRedirect(c, headLength: headLength, to: target)
+            return
+        }
         if ex.cache != nil && cacheResponseHead(c, headLength: headLength) { return }
         let b = c.inBuf.readableBytes
         let noBody = (req.method == .head && !headConverted) || code == 204 || code == 304 || (code >= 100 && code < 200)
@@ -659,6 +663,70 @@ extension ClientConnection {
         ex.attempt.relayable = 0
         worker.loop.setDeadline(c, afterMillis: loc.settings.effectiveProxyReadTimeoutMs)
         relay()
+    }
+
+    /// The value of the upstream's `X-Accel-Redirect`, unless `proxy_ignore_headers` (or
+    /// `fastcgi_`/`uwsgi_ignore_headers`) names it.
+    func accelRedirectTarget(_ b: UnsafeRawBufferPointer) -> [UInt8]? {
+        for f in ex.attempt.response.headers where f.name.count == 16 && ASCII.equalsLower(b, f.name, "x-accel-redirect") {
+            if let ignored = settings.proxyIgnoreHeaders, ignored.contains(where: { $0.lowercased() == "x-accel-redirect" }) { return nil }
+            let v = Array(b[f.value])
+            return v.isEmpty ? nil : v
+        }
+        return nil
+    }
+
+    /// `X-Accel-Redirect` (nginx's `ngx_http_upstream_process_headers`): the upstream's answer is
+    /// dropped and its connection closed; Content-Type, Set-Cookie (through proxy_cookie_*),
+    /// Content-Disposition, Cache-Control and Expires are kept for the response that follows, as
+    /// is `X-Accel-Limit-Rate`; then an internal redirect to the URI (a request other than HEAD
+    /// goes on as GET) or to the `@named` location (method kept). An unsafe URI is a 404.
+    func followAccelRedirect(_ c: UpstreamConnection, headLength: Int, to value: [UInt8]) {
+        let b = c.inBuf.readableBytes
+        var kept: [UInt8] = []
+        func keep(_ name: StaticString, _ v: some Sequence<UInt8>) {
+            kept.append(contentsOf: UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            kept += Array(": ".utf8)
+            kept.append(contentsOf: v)
+            kept += Array("\r\n".utf8)
+        }
+        for f in ex.attempt.response.headers {
+            let n = f.name
+            switch n.count {
+            case 12 where ASCII.equalsLower(b, n, "content-type"): ex.contentTypeOverride = String(decoding: b[f.value], as: UTF8.self)
+            case 10 where ASCII.equalsLower(b, n, "set-cookie"): keep("Set-Cookie", rewrittenCookie(b[f.value]).map { Array($0.utf8) } ?? Array(b[f.value]))
+            case 19 where ASCII.equalsLower(b, n, "content-disposition"): keep("Content-Disposition", b[f.value])
+            case 13 where ASCII.equalsLower(b, n, "cache-control"): keep("Cache-Control", b[f.value])
+            case 7 where ASCII.equalsLower(b, n, "expires"): keep("Expires", b[f.value])
+            case 18 where ASCII.equalsLower(b, n, "x-accel-limit-rate"): acceptAccelLimitRate(b[f.value])
+            default: break
+            }
+        }
+        c.inBuf.readIndex += headLength
+        recordUpstream(status: ex.attempt.response.status)
+        releasePeer(failed: false)
+        c.close()
+        ex.up = nil
+        ex.phase = .idle
+        ex.keptHeaders += kept
+        if value.first == UInt8(ascii: "@") {
+            guard let named = ex.server.named[String(decoding: value.dropFirst(), as: UTF8.self)] else {
+                log(.error, "could not find named location \"\(String(decoding: value, as: UTF8.self))\"")
+                respondError(500)
+                return
+            }
+            guard internalRedirect(to: value) else { return }
+            enterNamedLocation(named)
+            return
+        }
+        guard let (uri, args) = AccelRedirect.target(value) else {
+            log(.error, "unsafe URI \"\(String(decoding: value, as: UTF8.self))\" was detected")
+            respondError(404)
+            return
+        }
+        changeMethodToGET()
+        guard internalRedirect(to: uri) else { return }
+        redirectInternally(to: uri, args: args)
     }
 
     /// The client's response head from the upstream's: nginx hides Server, Date, Connection,

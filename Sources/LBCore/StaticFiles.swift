@@ -234,7 +234,10 @@ extension ClientConnection {
         // Formatted validators and type, cached per worker for an unchanged (path, mtime, size).
         let meta = worker.fileMeta(path: path, mtime: mtime, size: size, type: { self.contentTypeForURI() })
         let etag = meta.etag
-        let type = withCharset(meta.type)
+        // An X-Accel-Redirect's Content-Type stands for the file's own (nginx: the upstream's
+        // header is copied before the redirect, and the static module keeps a type already set).
+        let baseType = ex.contentTypeOverride ?? meta.type
+        let type = withCharset(baseType)
         // The not-modified filter: 304 or 412, only for what would be a 200 (never an error page).
         let finalStatus = ex.overrideStatus ?? 200
         let filtering = hasConditionalHeaders
@@ -263,7 +266,7 @@ extension ClientConnection {
         if !gzipped, settings.subFilters != nil,
            sendStaticSubFiltered(fd: fd, size: size, contentType: type, lastModified: meta.lastModified, etag: settings.effectiveEtag ? etag : nil) { return }
         // gzip: a qualifying file is compressed whole in memory (never a range, never twice).
-        if !gzipped, let packed = gzipWholeBody(status: ex.overrideStatus ?? 200, contentType: meta.type, length: size,
+        if !gzipped, let packed = gzipWholeBody(status: ex.overrideStatus ?? 200, contentType: baseType, length: size,
                                                read: { ClientConnection.readFile(fd, offset: 0, length: size) }) {
             Glibc.close(fd)
             let code = ex.overrideStatus ?? 200

@@ -134,3 +134,66 @@ extension Substring {
         return s
     }
 }
+
+/// An upstream's `X-Accel-Redirect` value as nginx reads it (`ngx_http_parse_unsafe_uri`).
+public enum AccelRedirect {
+    /// The URI and arguments of a value that is not `@name`: split at the first `?`, the URI
+    /// `%`-decoded, and nil (nginx: "unsafe URI … was detected", 404) when it is empty, starts with
+    /// `?`, holds a NUL, or has a `..` segment at its start or after a `/` — before or after the
+    /// decoding. Arguments are kept as written.
+    public static func target(_ value: [UInt8]) -> (uri: [UInt8], args: [UInt8])? {
+        guard let first = value.first, first != UInt8(ascii: "?") else { return nil }
+        var uri = value, args: [UInt8] = []
+        if let q = value.firstIndex(of: UInt8(ascii: "?")) {
+            uri = Array(value[..<q])
+            args = Array(value[(q + 1)...])
+        }
+        guard isSafe(uri) else { return nil }
+        if uri.contains(UInt8(ascii: "%")) {
+            uri = unescape(uri)
+            guard !uri.isEmpty, isSafe(uri) else { return nil }
+        }
+        return (uri, args)
+    }
+
+    /// No NUL, and no `..` segment at the start or after a `/` (`../x`, `/../`, a final `/..`).
+    static func isSafe(_ u: [UInt8]) -> Bool {
+        let dot = UInt8(ascii: "."), slash = UInt8(ascii: "/")
+        if u.count >= 2, u[0] == dot, u[1] == dot, u.count == 2 || u[2] == slash { return false }
+        var i = 0
+        while i < u.count {
+            if u[i] == 0 { return false }
+            if u[i] == slash, u.count - i > 2, u[i + 1] == dot, u[i + 2] == dot, u.count - i == 3 || u[i + 3] == slash { return false }
+            i += 1
+        }
+        return true
+    }
+
+    /// `ngx_unescape_uri` with no type flags: every `%XX` decoded; a `%` before a non-hex byte is
+    /// dropped (the byte kept), a `%X` before a non-hex byte is dropped with it, as is a `%` or
+    /// `%X` at the end.
+    static func unescape(_ s: [UInt8]) -> [UInt8] {
+        func hex(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"), UInt8(ascii: "A")...UInt8(ascii: "F"): (c | 0x20) - UInt8(ascii: "a") + 10
+            default: nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(s.count)
+        var i = 0
+        while i < s.count {
+            let c = s[i]
+            i += 1
+            guard c == UInt8(ascii: "%") else { out.append(c); continue }
+            guard i < s.count else { break }
+            guard let high = hex(s[i]) else { out.append(s[i]); i += 1; continue }
+            i += 1
+            guard i < s.count else { break }
+            if let low = hex(s[i]) { out.append(high << 4 | low) }
+            i += 1
+        }
+        return out
+    }
+}

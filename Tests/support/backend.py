@@ -94,6 +94,18 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.send(int(q.get("status", ["413"])[0]), b"rejected", extra={"Connection": "close"})
             return
+        if u.path.endswith("/accel"):
+            # X-Accel-Redirect to the query's `xa`, with the headers nginx keeps across it (and
+            # one it does not); the body must never reach the client.
+            if self.command in ("POST", "PUT", "PATCH"):
+                self.body()
+            extra = {"X-Accel-Redirect": q.get("xa", ["/"])[0], "Set-Cookie": "app=1; Path=/",
+                     "Content-Disposition": "attachment; filename=\"f.txt\"", "Cache-Control": "private",
+                     "X-Other": "dropped"}
+            if "rate" in q:
+                extra["X-Accel-Limit-Rate"] = q["rate"][0]
+            self.send(200, b"app body, not for the client", q.get("ct", ["application/x-app"])[0], extra=extra)
+            return
         if u.path == "/bighead":
             self.send(200, b"big head", extra={"X-Big": "b" * int(q.get("bytes", ["6000"])[0])})
             return
