@@ -525,6 +525,12 @@ final class ClientConnection: Pollable {
     /// The keep-alive decisions nginx's find-config phase makes for the location found:
     /// `keepalive_disable` and `keepalive_time` (a connection older than it serves no next request).
     func locationKeepaliveChecks() {
+        // nginx's ngx_http_update_location_config: the location's keepalive_timeout 0 and
+        // keepalive_requests end keep-alive for this response (`Connection: close`).
+        if !closeAfterResponse && (ex.location.settings.effectiveKeepaliveTimeoutMs == 0
+                                   || requestsOnConnection >= ex.location.settings.effectiveKeepaliveRequests) {
+            closeAfterResponse = true
+        }
         if !closeAfterResponse && keepaliveDisabledForUserAgent() { closeAfterResponse = true }
         if !closeAfterResponse && worker.loop.now - acceptedMillis > Int64(ex.location.settings.keepaliveTimeMs ?? 3_600_000) {
             closeAfterResponse = true

@@ -54,3 +54,37 @@ struct DifferentialVariableTests {
         #expect(fromNginx.last == "R=- B=name=lb&x=1+2 U=/up", "\(fromNginx)")
     }
 }
+
+/// Keep-alive decided by the location, as nginx's ngx_http_update_location_config: a location's
+/// `keepalive_timeout 0` and `keepalive_requests` end the connection after its response, with
+/// `Connection: close` (lb said keep-alive, then closed).
+@Suite(.serialized, .enabled(if: Differential.available, "needs Debian's nginx at /usr/sbin/nginx"))
+struct DifferentialKeepaliveTests {
+    @Test func aLocationsKeepaliveSettingsDecideTheConnectionHeader() throws {
+        let d = try Differential("""
+        server {
+            listen 127.0.0.1:{port};
+            keepalive_requests 100;
+            location /none/ { keepalive_timeout 0; return 200 "none\\n"; }
+            location /two/ { keepalive_requests 2; return 200 "two\\n"; }
+            location / { return 200 "default\\n"; }
+        }
+        """)
+        func connectionHeaders(_ port: Int, _ paths: [String]) throws -> [String] {
+            let c = try RawClient(port: port)
+            var out: [String] = []
+            for p in paths {
+                try c.send("GET \(p) HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                let r = try c.readResponse()
+                out.append("\(r.status) \(r.header("Connection") ?? "-")")
+                if r.header("Connection") == "close" { break }
+            }
+            return out
+        }
+        for paths in [["/", "/none/x", "/"], ["/", "/two/a", "/two/b"], ["/two/a", "/", "/"]] {
+            let n = try connectionHeaders(d.nginxPort, paths), l = try connectionHeaders(d.lb.port, paths)
+            #expect(l == n, "\(paths)")
+            #expect(n.last?.hasSuffix("close") == true || paths == ["/two/a", "/", "/"], "\(paths): nginx \(n)")
+        }
+    }
+}
