@@ -54,22 +54,65 @@ extension ClientConnection: RewriteHost {
     /// location search and the location's program, again while a rewrite changes the URI (within
     /// the request's budget of URI changes). Returns false when the request was answered.
     func routeWithRewrites() -> Bool {
+        switch resolveRoute(trace: nil) {
+        case .found:
+            return true
+        case .answer(let outcome):
+            return answer(outcome)
+        case .autoRedirect(let r):
+            ex.location = r
+            let args = currentArgs
+            redirect(301, to: r.pattern + (args.isEmpty ? "" : "?" + String(decoding: args, as: UTF8.self)))
+        case .internalOnly:
+            respondError(404)
+        case .bodyTooLarge(let cl):
+            log(.error, "client intended to send too large body: \(cl) bytes")
+            closeAfterResponse = true
+            respondError(413)
+        case .cycle:
+            log(.error, "rewrite or internal redirection cycle while processing \"\(String(decoding: ex.uri, as: UTF8.self))\"")
+            ex.location = ex.server.fallback
+            respondError(500)
+        }
+        return false
+    }
+
+    /// How the rewrite and find-config phases ended.
+    enum RouteDecision {
+        /// `ex.location` serves the request.
+        case found
+        /// A `return`, a redirecting rewrite or a failure answers.
+        case answer(RewriteOutcome)
+        /// nginx's auto redirect to the location's `/p/`.
+        case autoRedirect(Location)
+        /// The location is `internal` and the request is not.
+        case internalOnly
+        /// `client_max_body_size` of the location found refuses the declared body.
+        case bodyTooLarge(Int)
+        /// The budget of URI changes ran out.
+        case cycle
+    }
+
+    /// The decisions of `routeWithRewrites`, without answering: `ex.location`, `ex.uri` and the
+    /// rewrite state are left as the request would have them. `trace` (`lb --explain`) hears each step.
+    func resolveRoute(trace: RouteRecorder?) -> RouteDecision {
         let server = ex.server
         if !server.capturingNames.isEmpty { captureServerName(server.capturingNames) }
         if let p = server.rewrite {
             ex.location = server.fallback
-            let outcome = RewriteEngine.run(p, host: self) { _ in }
-            if case .done = outcome {} else if case .stop = outcome {} else { return answer(outcome) }
+            trace?.record(.rewritePhase(location: nil))
+            let outcome = RewriteEngine.run(p, host: self, trace: trace) { _ in }
+            if case .done = outcome {} else if case .stop = outcome {} else { return .answer(outcome) }
             ex.rewrite?.uriChanged = false
         }
         while true {
             if let r = ex.uri.withUnsafeBytes({ server.locations.autoRedirect($0) }) {
-                ex.location = r
-                let args = currentArgs
-                redirect(301, to: r.pattern + (args.isEmpty ? "" : "?" + String(decoding: args, as: UTF8.self)))
-                return false
+                trace?.record(.autoRedirect(r))
+                return .autoRedirect(r)
             }
-            let found = ex.uri.withUnsafeBytes { server.locations.find($0).location }
+            let found = ex.uri.withUnsafeBytes { uri in
+                if let trace { server.locations.find(uri, trace: trace).location } else { server.locations.find(uri).location }
+            }
             ex.location = found ?? server.fallback
             if let loc = found, let re = loc.regex, ex.rewrite != nil || loc.rewrite != nil || !re.names.isEmpty {
                 // The location's regex match gives the captures the directives after it see.
@@ -77,28 +120,24 @@ extension ClientConnection: RewriteHost {
                     rewriteState.setCaptures(ex.uri, caps, names: re.names)
                 }
             }
-            if ex.location.internalOnly && ex.rewrite?.rewritten != true {
-                respondError(404)
-                return false
-            }
-            guard let p = found?.rewrite else { return true }
-            guard locationFoundChecks() else { return false }
-            let outcome = RewriteEngine.run(p, host: self) { [unowned self] in ex.location = $0 }
+            if ex.location.internalOnly && ex.rewrite?.rewritten != true { return .internalOnly }
+            guard let p = found?.rewrite else { return .found }
+            locationKeepaliveChecks()
+            let maxBody = ex.location.settings.effectiveClientMaxBodySize
+            if maxBody > 0, let cl = req.contentLength, cl > maxBody { return .bodyTooLarge(cl) }
+            trace?.record(.rewritePhase(location: found))
+            let outcome = RewriteEngine.run(p, host: self, trace: trace) { [unowned self] in ex.location = $0 }
             switch outcome {
             case .stop:
-                return true
+                return .found
             case .done:
-                guard let st = ex.rewrite, st.uriChanged else { return true }
+                guard let st = ex.rewrite, st.uriChanged else { return .found }
                 st.uriChanged = false
                 ex.uriChangesLeft -= 1
-                if ex.uriChangesLeft < 0 {
-                    log(.error, "rewrite or internal redirection cycle while processing \"\(String(decoding: ex.uri, as: UTF8.self))\"")
-                    ex.location = server.fallback
-                    respondError(500)
-                    return false
-                }
+                if ex.uriChangesLeft < 0 { return .cycle }
+                trace?.record(.searchAgain(uri: ex.uri, changesLeft: ex.uriChangesLeft))
             default:
-                return answer(outcome)
+                return .answer(outcome)
             }
         }
     }
@@ -122,20 +161,6 @@ extension ClientConnection: RewriteHost {
                 return
             }
         }
-    }
-
-    /// What nginx's find-config phase settles before the rewrite phase can answer:
-    /// `keepalive_disable`, `keepalive_time` and `client_max_body_size` of the location found.
-    private func locationFoundChecks() -> Bool {
-        locationKeepaliveChecks()
-        let maxBody = ex.location.settings.effectiveClientMaxBodySize
-        if maxBody > 0, let cl = req.contentLength, cl > maxBody {
-            log(.error, "client intended to send too large body: \(cl) bytes")
-            closeAfterResponse = true
-            respondError(413)
-            return false
-        }
-        return true
     }
 
     /// Answers a `return`, a redirecting rewrite or a failure; always false (answered).

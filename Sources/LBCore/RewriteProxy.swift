@@ -8,16 +8,40 @@ import Synchronization
 extension ClientConnection {
     /// Resolves a variable target and starts proxying, or answers 500/502 as nginx.
     func startVariableProxy(_ t: ProxyTarget) {
-        guard let k = t.variableURLIndex, k < table.variableProxyURLs.count else { return }
+        switch resolveVariableTarget(t) {
+        case .none:
+            return
+        case .failed(let status, let message):
+            log(.error, message)
+            respondError(status)
+        case .group(let resolved):
+            startProxy(resolved)
+        case .address(let resolved, let address):
+            startProxy(resolved, runtime: AdHocUpstreams.runtime(address, name: resolved.hostHeader))
+        }
+    }
+
+    /// Where a `proxy_pass` with variables goes for this request.
+    enum VariableTarget {
+        case none
+        /// nginx answers `status` and logs `message`.
+        case failed(Int, String)
+        /// A configured upstream group (`resolved.upstream`).
+        case group(ProxyTarget)
+        /// An IP address no configuration names.
+        case address(ProxyTarget, HostPort)
+    }
+
+    /// The URL made from the variables, as a target.
+    func resolveVariableTarget(_ t: ProxyTarget) -> VariableTarget {
+        guard let k = t.variableURLIndex, k < table.variableProxyURLs.count else { return .none }
         let template = table.variableProxyURLs[k]
         let url = String(decoding: evaluate(template), as: UTF8.self)
         switch ProxyURL.parse(url) {
         case .invalid:
-            log(.error, "invalid URL prefix in \"\(url)\"")
-            respondError(500)
+            return .failed(500, "invalid URL prefix in \"\(url)\"")
         case .https:
-            log(.error, "\"proxy_pass https://\" with variables is not supported by lb: \"\(url)\"")
-            respondError(500)
+            return .failed(500, "\"proxy_pass https://\" with variables is not supported by lb: \"\(url)\"")
         case .target(let hostPart, let hp, let uri):
             var resolved = t
             resolved.hostHeader = hostPart
@@ -27,22 +51,16 @@ extension ClientConnection {
             if hp.port == nil, let i = table.upstreamIndex[hp.host], !table.upstreams[i].implicit {
                 resolved.upstream = i
                 resolved.hostHeader = hp.host
-                startProxy(resolved)
-                return
+                return .group(resolved)
             }
             let port = hp.port ?? 80
             if let i = table.upstreamIndex["\(hp.host):\(port)"] {
                 resolved.upstream = i
-                startProxy(resolved)
-                return
+                return .group(resolved)
             }
-            guard isIPLiteral(hp.host) else {
-                // nginx resolves the name through `resolver`; lb has none for proxy_pass yet.
-                log(.error, "no resolver defined to resolve \(hp.host)")
-                respondError(502)
-                return
-            }
-            startProxy(resolved, runtime: AdHocUpstreams.runtime(HostPort(host: hp.host, port: port), name: hostPart))
+            // nginx resolves the name through `resolver`; lb has none for proxy_pass yet.
+            guard isIPLiteral(hp.host) else { return .failed(502, "no resolver defined to resolve \(hp.host)") }
+            return .address(resolved, HostPort(host: hp.host, port: port))
         }
     }
 }
