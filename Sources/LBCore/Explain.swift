@@ -521,21 +521,3 @@ public enum RouteExplainer {
 
     static func text(_ s: String) -> String { text(Array(s.utf8)) }
 }
-
-extension ClientConnection {
-    /// The Host as find-virtual-server uses it: absolute-form host first, lowercased, without port
-    /// or trailing dots (ClientConnection.beginRequest).
-    func hostForServerLookup() -> [UInt8] {
-        guard let r = req.absoluteHost ?? req.host else { return [] }
-        let hb = head.readableBytes
-        var end = r.upperBound
-        if hb[r.lowerBound] != UInt8(ascii: "[") {
-            var k = r.lowerBound
-            while k < r.upperBound && hb[k] != UInt8(ascii: ":") { k += 1 }
-            end = k
-        }
-        var host = hb[r.lowerBound..<end].map { ASCII.lower($0) }
-        while host.last == UInt8(ascii: ".") { host.removeLast() }
-        return host
-    }
-}

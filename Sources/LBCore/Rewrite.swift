@@ -145,7 +145,20 @@ extension ClientConnection: RewriteHost {
     /// nginx's find-virtual-server: the regex name that chose the server captures from the Host
     /// (lowercased, without port or trailing dot).
     private func captureServerName(_ names: [PCRE]) {
-        guard let r = req.absoluteHost ?? req.host else { return }
+        guard req.absoluteHost != nil || req.host != nil else { return }
+        let host = hostForServerLookup()
+        for re in names {
+            if let caps = host.withUnsafeBytes({ re.captures($0) }) {
+                rewriteState.setCaptures(host, caps, names: re.names)
+                return
+            }
+        }
+    }
+
+    /// The Host as find-virtual-server uses it: the absolute-form target's host first, lowercased,
+    /// without port or trailing dots (as ClientConnection.beginRequest computes it).
+    func hostForServerLookup() -> [UInt8] {
+        guard let r = req.absoluteHost ?? req.host else { return [] }
         let hb = head.readableBytes
         var end = r.upperBound
         if hb[r.lowerBound] != UInt8(ascii: "[") {
@@ -155,12 +168,7 @@ extension ClientConnection: RewriteHost {
         }
         var host = hb[r.lowerBound..<end].map { ASCII.lower($0) }
         while host.last == UInt8(ascii: ".") { host.removeLast() }
-        for re in names {
-            if let caps = host.withUnsafeBytes({ re.captures($0) }) {
-                rewriteState.setCaptures(host, caps, names: re.names)
-                return
-            }
-        }
+        return host
     }
 
     /// Answers a `return`, a redirecting rewrite or a failure; always false (answered).
