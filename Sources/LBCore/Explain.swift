@@ -173,6 +173,7 @@ public enum RouteExplainer {
             return out.joined(separator: "\n") + "\n"
         }
 
+        let index = DirectiveIndex(table: table)
         // The rewrite and find-config phases: the function real requests run.
         let trace = RouteRecorder()
         let decision = conn.resolveRoute(trace: trace)
@@ -213,10 +214,10 @@ public enum RouteExplainer {
             conn.applyRealIP(trusted)
             say("realip (\(configuration)): client address \(conn.clientAddress.ip)")
         }
-        describeAccess(conn: conn, table: table, where: configuration, say: say)
+        describeAccess(conn: conn, table: table, index: index, where: configuration, say: say)
 
         // The content phase.
-        describeHandler(conn: conn, table: table, say: say, depth: 0)
+        describeHandler(conn: conn, table: table, index: index, say: say, depth: 0)
         return out.joined(separator: "\n") + "\n"
     }
 
@@ -275,8 +276,9 @@ public enum RouteExplainer {
 
     // MARK: the access phase
 
-    static func describeAccess(conn: ClientConnection, table: RoutingTable, where configuration: String, say: (String) -> Void) {
+    static func describeAccess(conn: ClientConnection, table: RoutingTable, index: DirectiveIndex, where configuration: String, say: (String) -> Void) {
         let s = conn.ex.location.settings
+        let blk = block(conn)
         let phase = s.accessPhase
         var any = false
         if let rules = s.accessRules {
@@ -284,31 +286,31 @@ public enum RouteExplainer {
             let ok = conn.allowed(rules)
             let matched = rules.first { r in r.network.map { $0.contains(conn.clientAddress.ipBytes) } ?? true }
             let which = matched.map { "\($0.allow ? "allow" : "deny") \($0.network.map { "\($0)" } ?? "all")" } ?? "no rule matches"
-            say("access: allow/deny (\(configuration)): \(which): client \(conn.clientAddress.ip) is \(ok ? "allowed" : "denied (403)")")
+            say("access: allow/deny\(index.at(["allow", "deny"], from: blk)): \(which): client \(conn.clientAddress.ip) is \(ok ? "allowed" : "denied (403)")")
         }
         if let rules = phase.limitReq, !rules.isEmpty {
             any = true
             for r in rules where r.zone < table.limitZones.count {
                 let z = table.limitZones[r.zone]
                 let key = String(decoding: conn.evaluate(z.key), as: UTF8.self)
-                say("access: limit_req zone=\(z.name) burst=\(r.burst / 1000) (zone at \(z.location.map { "\($0)" } ?? "?"), key \"\(key)\", rate \(Double(z.rate) / 1000) r/s)")
+                say("access: limit_req\(index.at(["limit_req"], from: blk)) zone=\(z.name) burst=\(r.burst / 1000) (zone at \(z.location.map { "\($0)" } ?? "?"), key \"\(key)\", rate \(Double(z.rate) / 1000) r/s)")
             }
         }
         if let rules = phase.limitConn, !rules.isEmpty {
             any = true
             for r in rules where r.zone < table.limitZones.count {
                 let z = table.limitZones[r.zone]
-                say("access: limit_conn zone=\(z.name) (zone at \(z.location.map { "\($0)" } ?? "?"))")
+                say("access: limit_conn\(index.at(["limit_conn"], from: blk)) zone=\(z.name) (zone at \(z.location.map { "\($0)" } ?? "?"))")
             }
         }
         if case .some(.some(let realm)) = phase.authBasic {
             any = true
-            say("access: auth_basic \"\(String(decoding: conn.evaluate(realm), as: UTF8.self))\""
+            say("access: auth_basic\(index.at(["auth_basic"], from: blk)) \"\(String(decoding: conn.evaluate(realm), as: UTF8.self))\""
                 + (phase.authBasicUserFile.map { ", user file \(String(decoding: conn.evaluate($0), as: UTF8.self))" } ?? ""))
         }
         if case .some(.some(let uri)) = phase.authRequest {
             any = true
-            say("access: auth_request \(text(uri)) (a subrequest decides: 2xx allows, 401/403 refuse)")
+            say("access: auth_request\(index.at(["auth_request"], from: blk)) \(text(uri)) (a subrequest decides: 2xx allows, 401/403 refuse)")
         }
         if any && phase.satisfyAny == true { say("access: satisfy any (one passing check is enough)") }
         if !any { say("access: no rules") }
@@ -316,61 +318,63 @@ public enum RouteExplainer {
 
     // MARK: the content phase
 
-    static func describeHandler(conn: ClientConnection, table: RoutingTable, say: (String) -> Void, depth: Int) {
+    static func describeHandler(conn: ClientConnection, table: RoutingTable, index: DirectiveIndex, say: (String) -> Void, depth: Int) {
         let ex = conn.ex!
+        let blk = block(conn)
         let loc = ex.location
         let here = loc === ex.server.fallback ? "the server's own settings (\(ex.server.location))" : describe(loc)
         switch loc.handler {
         case .return(let r):
-            say("handler: return (\(here))")
+            say("handler: return, in \(here)")
             describeReturn(r, conn: conn, say: say)
         case .proxy(var t):
             let directive = t.kind == .http ? "proxy_pass" : "\(t.kind.scheme)_pass"
+            let written = index.at([directive], from: blk)
             if t.variableURLIndex != nil {
                 switch conn.resolveVariableTarget(t) {
-                case .none: say("handler: \(directive) with variables (\(here)): no URL"); return
-                case .failed(let code, let message): say("handler: \(directive) with variables (\(here)): \(message): answer \(code)"); return
+                case .none: say("handler: \(directive)\(written) with variables, in \(here): no URL"); return
+                case .failed(let code, let message): say("handler: \(directive)\(written) with variables, in \(here): \(message): answer \(code)"); return
                 case .group(let resolved): t = resolved
                 case .address(let resolved, let address):
-                    say("handler: \(directive) with variables (\(here)) -> address \(address) (no upstream group has this name)")
+                    say("handler: \(directive)\(written) with variables, in \(here) -> address \(address) (no upstream group has this name)")
                     ex.target = resolved
-                    describeUpstreamRequest(resolved, conn: conn, table: table, say: say)
+                    describeUpstreamRequest(resolved, conn: conn, table: table, index: index, say: say)
                     return
                 }
             }
             let g = table.upstreams[t.upstream]
             if g.implicit {
-                say("handler: \(directive) \(t.hostHeader) (\(here)): address(es) \(g.peers.map(\.name).joined(separator: ", "))")
+                say("handler: \(directive) \(t.hostHeader)\(written), in \(here): address(es) \(g.peers.map(\.name).joined(separator: ", "))")
                 describePeers(g, say: say)
             } else {
-                say("handler: \(directive) (\(here)) -> upstream \"\(g.name)\" (\(g.location)), balancing: \(policy(g.policy, conn: conn))")
+                say("handler: \(directive)\(written), in \(here) -> upstream \"\(g.name)\" (\(g.location)), balancing: \(policy(g.policy, conn: conn))")
                 describePeers(g, say: say)
             }
             ex.target = t
-            describeUpstreamRequest(t, conn: conn, table: table, say: say)
+            describeUpstreamRequest(t, conn: conn, table: table, index: index, say: say)
         case .static:
             let s = loc.settings
             let rootText: String = switch s.docRoot {
-            case .root(let t)?: "root \(String(decoding: conn.evaluate(t), as: UTF8.self))"
-            case .alias(let t)?: "alias \(String(decoding: conn.evaluate(t), as: UTF8.self))"
+            case .root(let t)?: "root \(String(decoding: conn.evaluate(t), as: UTF8.self))\(index.at(["root", "alias"], from: blk))"
+            case .alias(let t)?: "alias \(String(decoding: conn.evaluate(t), as: UTF8.self))\(index.at(["root", "alias"], from: blk))"
             case nil: "root html (the default, under the prefix)"
             }
-            say("handler: static files (\(here)), \(rootText)")
+            say("handler: static files, in \(here), \(rootText)")
             if let tf = loc.tryFiles ?? (loc === ex.server.fallback ? ex.server.serverTryFiles : nil) {
-                describeTryFiles(tf, conn: conn, table: table, say: say, depth: depth)
+                describeTryFiles(tf, conn: conn, table: table, index: index, say: say, depth: depth)
                 return
             }
-            describeStaticURI(ex.uri, allowIndex: true, conn: conn, say: say)
-        case .status: say("handler: status page (\(here))")
-        case .metrics: say("handler: metrics (\(here))")
-        case .api: say("handler: runtime API (\(here))")
-        case .stubStatus: say("handler: stub_status (\(here))")
+            describeStaticURI(ex.uri, allowIndex: true, conn: conn, index: index, say: say)
+        case .status: say("handler: status page, in \(here)")
+        case .metrics: say("handler: metrics, in \(here)")
+        case .api: say("handler: runtime API, in \(here)")
+        case .stubStatus: say("handler: stub_status, in \(here)")
         }
     }
 
-    static func describeTryFiles(_ entries: [String], conn: ClientConnection, table: RoutingTable, say: (String) -> Void, depth: Int) {
+    static func describeTryFiles(_ entries: [String], conn: ClientConnection, table: RoutingTable, index: DirectiveIndex, say: (String) -> Void, depth: Int) {
         let ex = conn.ex!
-        say("  try_files \(entries.joined(separator: " ")):")
+        say("  try_files \(entries.joined(separator: " "))\(index.at(["try_files"], from: block(conn))):")
         let trace = RouteRecorder()
         let choice = conn.tryFilesChoice(entries, trace: trace)
         for case .note(let n) in trace.events { say("    \(n)") }
@@ -378,16 +382,20 @@ public enum RouteExplainer {
         case .file(let candidate, let directory):
             say("  serves \(text(candidate))" + (directory ? " (a directory: its index)" : ""))
             ex.uri = candidate
-            describeStaticURI(candidate, allowIndex: directory, conn: conn, say: say)
+            describeStaticURI(candidate, allowIndex: directory, conn: conn, index: index, say: say)
         case .code(let code):
             say("  none exists: answer \(code)")
         case .named(let name):
             guard let named = ex.server.named[name] else { say("  none exists: named location @\(name) does not exist: answer 500"); return }
+            ex.uriChangesLeft -= 1 // as ClientConnection.internalRedirect
+            guard ex.uriChangesLeft > 0 else { say("  answer: 500: rewrite or internal redirection cycle"); return }
             say("  none exists: internal redirect to \(describe(named))")
             ex.location = named
-            if depth < 3 { describeHandler(conn: conn, table: table, say: say, depth: depth + 1) }
+            if depth < 3 { describeHandler(conn: conn, table: table, index: index, say: say, depth: depth + 1) }
         case .uri(let dest):
             say("  none exists: internal redirect to \(text(dest))")
+            ex.uriChangesLeft -= 1 // as ClientConnection.internalRedirect
+            guard ex.uriChangesLeft > 0 else { say("  answer: 500: rewrite or internal redirection cycle"); return }
             let parts = dest.split(separator: UInt8(ascii: "?"), maxSplits: 1, omittingEmptySubsequences: false)
             ex.uri = Array(parts.first ?? [])
             conn.rewriteState.args = parts.count > 1 ? Array(parts[1]) : []
@@ -397,16 +405,16 @@ public enum RouteExplainer {
             ex.location = found ?? ex.server.fallback
             guard depth < 3 else { return }
             if case .static = ex.location.handler, let tf = ex.location.tryFiles, tf == entries {
-                say("handler: static files (\(describe(ex.location)))")
-                describeStaticURI(ex.uri, allowIndex: true, conn: conn, say: say)
+                say("handler: static files, in \(describe(ex.location))")
+                describeStaticURI(ex.uri, allowIndex: true, conn: conn, index: index, say: say)
                 return
             }
-            describeHandler(conn: conn, table: table, say: say, depth: depth + 1)
+            describeHandler(conn: conn, table: table, index: index, say: say, depth: depth + 1)
         }
     }
 
     /// What the static module does with `u` (StaticFiles.swift's serveStaticURI and serveURI).
-    static func describeStaticURI(_ u: [UInt8], allowIndex: Bool, conn: ClientConnection, say: (String) -> Void) {
+    static func describeStaticURI(_ u: [UInt8], allowIndex: Bool, conn: ClientConnection, index: DirectiveIndex, say: (String) -> Void) {
         guard conn.req.method == .get || conn.req.method == .head else {
             say("  answer: 405 (the static module serves GET and HEAD only)")
             return
@@ -427,7 +435,7 @@ public enum RouteExplainer {
                 let name = conn.evaluate(idx)
                 var ist = stat()
                 let found = conn.statPath(path + name, &ist) && (ist.st_mode & S_IFMT) == S_IFREG
-                say("  index \(text(path + name)): \(found ? "exists: served" : "not found")")
+                say("  index \(text(path + name))\(index.at(["index"], from: block(conn), fallback: " (default)")): \(found ? "exists: served" : "not found")")
                 if found { return }
             }
             say(conn.settings.autoindex == true ? "  no index file: autoindex lists the directory" : "  no index file: answer 403")
@@ -436,8 +444,9 @@ public enum RouteExplainer {
         say("  file \(text(path)): " + ((st.st_mode & S_IFMT) == S_IFREG ? "exists: served" : "not a regular file: answer 404"))
     }
 
-    static func describeUpstreamRequest(_ t: ProxyTarget, conn: ClientConnection, table: RoutingTable, say: (String) -> Void) {
+    static func describeUpstreamRequest(_ t: ProxyTarget, conn: ClientConnection, table: RoutingTable, index: DirectiveIndex, say: (String) -> Void) {
         let ex = conn.ex!
+        let blk = block(conn)
         if t.kind == .http {
             var uri: [UInt8] = []
             conn.buildUpstreamURI(t, into: &uri)
@@ -447,8 +456,8 @@ public enum RouteExplainer {
         if let name = ex.location.settings.cacheZone {
             let zone = table.cacheZones.first { $0.name == name }
             let key = conn.evaluate(ex.location.settings.effectiveProxyCacheKey)
-            say("  cache: zone \"\(name)\"" + (zone.map { " (\($0.location), \($0.path))" } ?? "")
-                + ", key \"\(text(key))\" (proxy_cache_key \(ex.location.settings.effectiveProxyCacheKey.source))")
+            say("  cache: proxy_cache\(index.at(["proxy_cache"], from: blk)) zone \"\(name)\"" + (zone.map { " (\($0.location), \($0.path))" } ?? "")
+                + ", key \"\(text(key))\" (proxy_cache_key \(ex.location.settings.effectiveProxyCacheKey.source)\(index.at(["proxy_cache_key"], from: blk, fallback: ", the default")))")
         }
     }
 
@@ -488,6 +497,11 @@ public enum RouteExplainer {
 
     // MARK: names
 
+    /// The block whose settings the request has: its location, or the server.
+    static func block(_ conn: ClientConnection) -> SourceLocation {
+        conn.ex.location === conn.ex.server.fallback ? conn.ex.server.location : conn.ex.location.location
+    }
+
     static func describe(_ s: VirtualServer) -> String {
         "server \(s.names.map { $0.isEmpty ? "\"\"" : $0 }.joined(separator: " ")) (\(s.location))"
     }
@@ -520,4 +534,67 @@ public enum RouteExplainer {
     }
 
     static func text(_ s: String) -> String { text(Array(s.utf8)) }
+}
+
+/// Where directives were written, for the lines of `--explain` that name a setting rather than a
+/// block: the configuration parsed again from the texts lb read (includes too), directives listed
+/// by the block that holds them. A setting is found in its block or the nearest enclosing one,
+/// where inheritance would find it.
+struct DirectiveIndex {
+    struct Entry {
+        var name: String
+        var args: [String]
+        var location: SourceLocation
+    }
+
+    /// The main context's key.
+    static let top = SourceLocation(file: "", line: 0, column: 0)
+    private var children: [SourceLocation: [Entry]] = [:]
+    private var parent: [SourceLocation: SourceLocation] = [:]
+
+    /// The files lb read, served from memory (includes resolve among them).
+    private struct ReadFiles: ConfigFileSystem {
+        var files: [String: String]
+        func read(_ path: String) throws(ConfigError) -> String {
+            guard let t = files[path] else { throw ConfigError("open() \"\(path)\" failed") }
+            return t
+        }
+        func glob(_ pattern: String) -> [String] { files.keys.filter { fnmatch(pattern, $0, FNM_PATHNAME) == 0 }.sorted() }
+        func canonical(_ path: String) -> String { path }
+    }
+
+    init(table: RoutingTable) {
+        guard let main = table.files.first else { return }
+        var byPath: [String: String] = [:]
+        for f in table.files { byPath[f.path] = f.text }
+        var parser = Parser(fileSystem: ReadFiles(files: byPath), includeBase: directoryOf(main.path))
+        guard var tree = try? parser.parseText(main.text, file: main.path) else { return }
+        var pending: [(block: SourceLocation, directives: [Directive])] = [(Self.top, tree)]
+        while let (block, directives) = pending.popLast() {
+            for d in directives {
+                children[block, default: []].append(Entry(name: d.name, args: d.values, location: d.location))
+                if let inner = d.block {
+                    parent[d.location] = block
+                    pending.append((d.location, inner))
+                }
+            }
+        }
+        pending = []
+        Directive.dismantle(&tree)
+    }
+
+    /// The first directive named one of `names` in `block` or the nearest block around it.
+    func nearest(_ names: Set<String>, from block: SourceLocation) -> Entry? {
+        var b: SourceLocation? = block
+        while let current = b {
+            if let e = children[current]?.first(where: { names.contains($0.name) }) { return e }
+            b = parent[current]
+        }
+        return nil
+    }
+
+    /// ` at FILE:LINE` of that directive, or `fallback` when none is written.
+    func at(_ names: Set<String>, from block: SourceLocation, fallback: String = "") -> String {
+        nearest(names, from: block).map { " at \($0.location)" } ?? fallback
+    }
 }

@@ -196,7 +196,7 @@ extension CommandLineTests {
         for line in ["server: server example.com (\(conf.path):4): host \"example.com\" matches exact name \"example.com\"",
                      "chosen: location /api/ (\(conf.path):8)",
                      "\(conf.path):9: if ($http_x_beta): false: skips its block",
-                     "handler: proxy_pass (location /api/ (\(conf.path):8)) -> upstream \"app\" (\(conf.path):3), balancing: weighted round-robin",
+                     "handler: proxy_pass at \(conf.path):10, in location /api/ (\(conf.path):8) -> upstream \"app\" (\(conf.path):3), balancing: weighted round-robin",
                      "request sent: GET /v1/users?id=7"] {
             #expect(r.stdout.contains(line), "missing \(line) in:\n\(r.stdout)")
         }
