@@ -168,7 +168,7 @@ public enum RouteExplainer {
             say("realip (server level, \(ex.server.location)): client address \(conn.clientAddress.ip)")
         }
         if let r = ex.server.serverReturn {
-            say("server-level return (in \(describe(ex.server))):")
+            say("server-level return\(DirectiveIndex(table: table).at(["return"], from: ex.server.location)), in \(describe(ex.server)):")
             describeReturn(r, conn: conn, say: say)
             return out.joined(separator: "\n") + "\n"
         }
@@ -286,7 +286,7 @@ public enum RouteExplainer {
             let ok = conn.allowed(rules)
             let matched = rules.first { r in r.network.map { $0.contains(conn.clientAddress.ipBytes) } ?? true }
             let which = matched.map { "\($0.allow ? "allow" : "deny") \($0.network.map { "\($0)" } ?? "all")" } ?? "no rule matches"
-            say("access: allow/deny\(index.at(["allow", "deny"], from: blk)): \(which): client \(conn.clientAddress.ip) is \(ok ? "allowed" : "denied (403)")")
+            say("access: allow/deny\(index.at(["allow", "deny"], from: blk)): \(which): client \(conn.clientAddress.ip) is \(ok ? "allowed" : phase.satisfyAny == true ? "denied by this check" : "denied (403)")")
         }
         if let rules = phase.limitReq, !rules.isEmpty {
             any = true
@@ -330,13 +330,21 @@ public enum RouteExplainer {
         case .proxy(var t):
             let directive = t.kind == .http ? "proxy_pass" : "\(t.kind.scheme)_pass"
             let written = index.at([directive], from: blk)
+            var madeURL: String? = nil
             if t.variableURLIndex != nil {
                 switch conn.resolveVariableTarget(t) {
                 case .none: say("handler: \(directive)\(written) with variables, in \(here): no URL"); return
                 case .failed(let code, let message): say("handler: \(directive)\(written) with variables, in \(here): \(message): answer \(code)"); return
-                case .group(let resolved): t = resolved
+                case .group(let resolved):
+                    if let k = t.variableURLIndex, k < table.variableProxyURLs.count {
+                        madeURL = "  with variables: \(table.variableProxyURLs[k].source) is \(text(conn.evaluate(table.variableProxyURLs[k]))), an upstream group"
+                    }
+                    t = resolved
                 case .address(let resolved, let address):
                     say("handler: \(directive)\(written) with variables, in \(here) -> address \(address) (no upstream group has this name)")
+                    if let k = t.variableURLIndex, k < table.variableProxyURLs.count {
+                        say("  \(table.variableProxyURLs[k].source) is \(text(conn.evaluate(table.variableProxyURLs[k])))")
+                    }
                     ex.target = resolved
                     describeUpstreamRequest(resolved, conn: conn, table: table, index: index, say: say)
                     return
@@ -348,6 +356,7 @@ public enum RouteExplainer {
                 describePeers(g, say: say)
             } else {
                 say("handler: \(directive)\(written), in \(here) -> upstream \"\(g.name)\" (\(g.location)), balancing: \(policy(g.policy, conn: conn))")
+                if let madeURL { say(madeURL) }
                 describePeers(g, say: say)
             }
             ex.target = t
@@ -514,6 +523,8 @@ public enum RouteExplainer {
         case .regex(let p, let caseless): "location \(caseless ? "~*" : "~") \(p)"
         case .named(let n): "location @\(n)"
         }
+        // An `if` block of a location: its implicit location (id -1, the `if`'s FILE:LINE).
+        if l.id == -1, !l.pattern.isEmpty { return "the if block (\(l.location)) of \(m)" }
         return "\(m) (\(l.location))"
     }
 

@@ -99,7 +99,39 @@ import LBConfig
         "}",
     ]
 
+    static let variables = [
+        "upstream beta { server 127.0.0.1:9100; }",                                          // 3
+        "map $http_x_backend $target { default 127.0.0.1:9200; b beta; }",                   // 4
+        "server {",                                                                           // 5
+        "  listen 127.0.0.1:18080;",                                                          // 6
+        "  location /a/ {",                                                                   // 7
+        "    if ($http_x_beta) { proxy_pass http://beta; }",                                  // 8
+        "    proxy_pass http://127.0.0.1:9000;",                                              // 9
+        "  }",                                                                                // 10
+        "  location /v/ { proxy_pass http://$target; }",                                      // 11
+        "  location /any/ { satisfy any; allow 127.0.0.1; deny all; auth_basic \"zone\"; auth_basic_user_file /nonexistent; }", // 12
+        "}",
+        "server { listen 127.0.0.1:18081; return 302 /elsewhere$uri; }",                      // 14
+    ]
+
     static let cases: [Case] = [
+        Case(name: "an if that holds gives its block's proxy_pass", http: variables, request: "GET http://h/a/x", headers: ["X-Beta: 1"],
+             expected: ["t.conf:8: if ($http_x_beta): true: the request takes this block's configuration",
+                        "configuration: the if block (t.conf:8) of location /a/",
+                        "handler: proxy_pass at t.conf:8, in the if block (t.conf:8) of location /a/ -> upstream \"beta\" (t.conf:3)"]),
+        Case(name: "an if that fails keeps the location's proxy_pass", http: variables, request: "GET http://h/a/x",
+             expected: ["t.conf:8: if ($http_x_beta): false", "handler: proxy_pass 127.0.0.1:9000 at t.conf:9, in location /a/ (t.conf:7)"]),
+        Case(name: "proxy_pass with variables naming an upstream group", http: variables, request: "GET http://h/v/x", headers: ["X-Backend: b"],
+             expected: ["-> upstream \"beta\" (t.conf:3)", "with variables: http://$target is http://beta, an upstream group"]),
+        Case(name: "proxy_pass with variables naming an address", http: variables, request: "GET http://h/v/x",
+             expected: ["with variables, in location /v/ (t.conf:11) -> address 127.0.0.1:9200", "http://$target is http://127.0.0.1:9200"]),
+        Case(name: "satisfy any: a failed allow/deny is one check of several", http: variables, request: "GET http://h/any/", client: "10.0.0.1",
+             expected: ["access: allow/deny at t.conf:12: deny all: client 10.0.0.1 is denied by this check",
+                        "access: auth_basic at t.conf:12 \"zone\", user file /nonexistent", "access: satisfy any"]),
+        Case(name: "a server-level return answers before any location", http: variables, request: "GET http://h:18081/x",
+             expected: ["server-level return at t.conf:14", "answer: 302 redirect, Location: http://h:18081/elsewhere/x"],
+             absent: ["location search"]),
+
         Case(name: "an exact location ends the search before prefixes and regexes", http: locations, request: "GET http://h/a",
              expected: ["exact: location = /a (t.conf:5) equals the URI: the search ends here", "answer: 200 with body \"exact\""],
              absent: ["regex:", "longest prefix:"]),
