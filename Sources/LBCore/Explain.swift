@@ -232,7 +232,7 @@ public enum RouteExplainer {
             case .rewritePhase(let loc):
                 say("rewrite phase, \(loc.map { describe($0) } ?? "server level"):")
             case .rewriteStep(let origin, let detail, let u, let args):
-                say("  \(origin.location): \(text(origin.text)): \(detail) -> uri \(text(u))" + (args.isEmpty ? "" : "?\(text(args))"))
+                say("  \(origin.location): \(text(origin.text)): \(text(detail)) -> uri \(text(u))" + (args.isEmpty ? "" : "?\(text(args))"))
                 pendingURI = u
             case .enteredIf:
                 break
