@@ -184,12 +184,23 @@ public struct LocationTree: Sendable {
     /// nginx searches nested locations recursively; nesting has no small bound here, so the levels
     /// are walked with loops: down the longest prefixes, then the regexes from the deepest level up.
     public func find(_ uri: UnsafeRawBufferPointer) -> (location: Location?, final: Bool) {
-        var outcome = search(uri)
+        find(uri, observer: NoLocationObserver())
+    }
+
+    /// `find`, telling `trace` each step (`lb --explain`).
+    public func find(_ uri: UnsafeRawBufferPointer, trace: RouteRecorder) -> (location: Location?, final: Bool) {
+        let r = find(uri, observer: trace)
+        trace.record(.chosen(r.location))
+        return r
+    }
+
+    private func find<O: LocationObserver>(_ uri: UnsafeRawBufferPointer, observer: O) -> (location: Location?, final: Bool) {
+        var outcome = search(uri, observer, level: nil)
         // A regex location with nested ones: its nested result, or itself.
         var regexOwner: Location? = nil
         while case .regexWithNested(let r) = outcome {
             regexOwner = r
-            outcome = r.nested.search(uri)
+            outcome = r.nested.search(uri, observer, level: r)
         }
         guard case .found(let location, let final) = outcome else { return (nil, false) }
         if let regexOwner { return (location ?? regexOwner, true) }
@@ -203,45 +214,63 @@ public struct LocationTree: Sendable {
     }
 
     /// One search from this level down through the longest prefixes' nested levels.
-    private func search(_ uri: UnsafeRawBufferPointer) -> Outcome {
-        if !exact.isEmpty, let e = exact[Array(uri)] { return .found(locations[e], final: true) }
+    private func search<O: LocationObserver>(_ uri: UnsafeRawBufferPointer, _ observer: O, level: Location?) -> Outcome {
+        observer.event(.searchLevel(parent: level))
+        if !exact.isEmpty, let e = exact[Array(uri)] {
+            observer.event(.exactMatch(locations[e]))
+            return .found(locations[e], final: true)
+        }
         var current: Location? = nil
         var regexesHere = !regexes.isEmpty
         var next: Location? = nil
         if let p = prefixes.longestPrefix(uri) {
             let loc = locations[p]
             current = loc
-            if case .prefixNoRegex = loc.match { regexesHere = false }
+            if case .prefixNoRegex = loc.match {
+                if regexesHere { observer.event(.regexesSkipped(level: level, because: loc)) }
+                regexesHere = false
+            }
             if !loc.nested.isEmpty { next = loc }
         }
+        observer.event(.longestPrefix(current, level: level))
         // Prefix locations whose nested level has regexes to try, outermost first.
         var regexLevels: [Location] = []
         while let parent = next {
             next = nil
+            observer.event(.searchLevel(parent: parent))
             if !parent.nested.exact.isEmpty, let e = parent.nested.exact[Array(uri)] {
+                observer.event(.exactMatch(parent.nested.locations[e]))
                 return .found(parent.nested.locations[e], final: true)
             }
             var tryRegexes = !parent.nested.regexes.isEmpty
+            var longest: Location? = nil
             if let p = parent.nested.prefixes.longestPrefix(uri) {
                 let loc = parent.nested.locations[p]
                 current = loc
-                if case .prefixNoRegex = loc.match { tryRegexes = false }
+                longest = loc
+                if case .prefixNoRegex = loc.match {
+                    if tryRegexes { observer.event(.regexesSkipped(level: parent, because: loc)) }
+                    tryRegexes = false
+                }
                 if !loc.nested.isEmpty { next = loc }
             }
+            observer.event(.longestPrefix(longest, level: parent))
             if tryRegexes { regexLevels.append(parent) }
         }
         for parent in regexLevels.reversed() {
-            if let r = parent.nested.firstRegex(uri) { return r.nested.isEmpty ? .found(r, final: true) : .regexWithNested(r) }
+            if let r = parent.nested.firstRegex(uri, observer) { return r.nested.isEmpty ? .found(r, final: true) : .regexWithNested(r) }
         }
-        if regexesHere, let r = firstRegex(uri) { return r.nested.isEmpty ? .found(r, final: true) : .regexWithNested(r) }
+        if regexesHere, let r = firstRegex(uri, observer) { return r.nested.isEmpty ? .found(r, final: true) : .regexWithNested(r) }
         return .found(current, final: false)
     }
 
     /// The first regex location of this level (config order) matching `uri`.
-    private func firstRegex(_ uri: UnsafeRawBufferPointer) -> Location? {
+    private func firstRegex<O: LocationObserver>(_ uri: UnsafeRawBufferPointer, _ observer: O) -> Location? {
         for r in regexes {
             let loc = locations[r]
-            if loc.regex?.matches(uri) == true { return loc }
+            let matched = loc.regex?.matches(uri) == true
+            observer.event(.regexTried(loc, matched: matched))
+            if matched { return loc }
         }
         return nil
     }
@@ -305,23 +334,28 @@ public struct ServerNameTable: Sendable {
     }
 
     /// The server for a lowercased host without port.
-    public func find(_ host: String) -> Int? {
-        if let i = exact[host] { return i }
+    public func find(_ host: String) -> Int? { lookup(host)?.server }
+
+    /// The server for a lowercased host without port, and which kind of name matched.
+    public func lookup(_ host: String) -> (server: Int, match: ServerNameMatch)? {
+        if let i = exact[host] { return (i, .exact(host)) }
         if !leading.isEmpty {
             var idx = host.startIndex
             while let dot = host[idx...].firstIndex(of: ".") {
-                if let i = leading[String(host[dot...])] { return i }
+                let key = String(host[dot...])
+                if let i = leading[key] { return (i, .leadingWildcard(key)) }
                 idx = host.index(after: dot)
             }
         }
         if !trailing.isEmpty {
             var end = host.endIndex
             while let dot = host[..<end].lastIndex(of: ".") {
-                if let i = trailing[String(host[...dot])] { return i }
+                let key = String(host[...dot])
+                if let i = trailing[key] { return (i, .trailingWildcard(key)) }
                 end = dot
             }
         }
-        for (re, i) in regexes where re.matches(host) { return i }
+        for (re, i) in regexes where re.matches(host) { return (i, .regex(re.pattern)) }
         return nil
     }
 }

@@ -8,10 +8,13 @@ public struct RewriteProgram: Sendable {
     /// a condition holds, the request takes that block's configuration. Referenced by index from
     /// `RewriteOp.ifBlock`.
     public var ifLocations: [Location]
+    /// Where each op was written, by op index (read only by `lb --explain`).
+    public var origins: [RewriteOrigin]
 
-    public init(ops: [RewriteOp], ifLocations: [Location] = []) {
+    public init(ops: [RewriteOp], ifLocations: [Location] = [], origins: [RewriteOrigin] = []) {
         self.ops = ops
         self.ifLocations = ifLocations
+        self.origins = origins
     }
 
     /// The single `return` of a program that has nothing else: lb answers it as the location's

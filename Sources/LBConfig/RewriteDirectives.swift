@@ -6,13 +6,13 @@ extension Compiler {
 
     static let rewriteDirectives: [DirectiveSpec] = [
         DirectiveSpec("rewrite", rewriteContexts, .between(2, 3), repeatable: true) { c, d in
-            c.rewriteBuilder().ops.append(.rewrite(try c.compileRewrite(d)))
+            c.rewriteBuilder().append(.rewrite(try c.compileRewrite(d)), d)
         },
         DirectiveSpec("return", rewriteContexts, .between(1, 2), repeatable: true) { c, d in
-            c.rewriteBuilder().ops.append(.return(try c.compileReturn(d)))
+            c.rewriteBuilder().append(.return(try c.compileReturn(d)), d)
         },
-        DirectiveSpec("break", rewriteContexts, .none, repeatable: true) { c, _ in
-            c.rewriteBuilder().ops.append(.break)
+        DirectiveSpec("break", rewriteContexts, .none, repeatable: true) { c, d in
+            c.rewriteBuilder().append(.break, d)
         },
         DirectiveSpec("set", rewriteContexts, .exactly(2), repeatable: true) { c, d in
             let name = d.args[0].text
@@ -31,7 +31,7 @@ extension Compiler {
                 c.setVariables.insert(n)
             }
             let value = try c.template(d.args[1])
-            c.rewriteBuilder().ops.append(.set(target, value))
+            c.rewriteBuilder().append(.set(target, value), d)
         },
         DirectiveSpec("if", [.server, .location], .atLeast(1), block: true, repeatable: true) { c, d in
             try c.compileIf(d)
@@ -112,7 +112,7 @@ extension Compiler {
             implicit.isIfBlock = true
             let ifIndex = program.ifBlocks.count
             program.ifBlocks.append(implicit)
-            program.ops.append(.ifBlock(condition, location: ifIndex, end: -1))
+            program.append(.ifBlock(condition, location: ifIndex, end: -1), d)
             locationStack.append(implicit)
             let saved = settings
             settings = implicit.settings
@@ -122,7 +122,7 @@ extension Compiler {
                 program.ops[opIndex] = .ifBlock(condition, location: ifIndex, end: program.ops.count)
             }
         } else {
-            program.ops.append(.ifBlock(condition, location: nil, end: -1))
+            program.append(.ifBlock(condition, location: nil, end: -1), d)
             enter(d.block!, in: .serverIf) {
                 program.ops[opIndex] = .ifBlock(condition, location: nil, end: program.ops.count)
             }
@@ -191,7 +191,7 @@ extension Compiler {
                                         internalOnly: false, nested: LocationTree(), location: ib.location,
                                         autoRedirect: false, id: -1))
         }
-        return RewriteProgram(ops: b.ops, ifLocations: ifLocations)
+        return RewriteProgram(ops: b.ops, ifLocations: ifLocations, origins: b.origins)
     }
 }
 
@@ -199,6 +199,13 @@ extension Compiler {
 /// location's).
 final class RewriteBuilder {
     var ops: [RewriteOp] = []
+    /// Where each op was written (`RewriteProgram.origins`).
+    var origins: [RewriteOrigin] = []
+
+    func append(_ op: RewriteOp, _ d: Directive) {
+        ops.append(op)
+        origins.append(RewriteOrigin(location: d.location, text: ([d.name] + d.args.map(\.text)).joined(separator: " ")))
+    }
     /// The `if` blocks of a location, in order: their implicit locations.
     var ifBlocks: [LocationBuilder] = []
 }

@@ -56,14 +56,57 @@ extension ClientConnection: RewriteHost {
     /// A named location (`named`) is entered at its own program, as `ngx_http_named_location`
     /// does: no server program, no search.
     func routeWithRewrites(named: Location? = nil) -> Bool {
+        switch resolveRoute(named: named, trace: nil) {
+        case .found:
+            return true
+        case .answer(let outcome):
+            return answer(outcome)
+        case .autoRedirect(let r):
+            ex.location = r
+            let args = currentArgs
+            redirect(301, to: r.pattern + (args.isEmpty ? "" : "?" + String(decoding: args, as: UTF8.self)))
+        case .internalOnly:
+            respondError(404)
+        case .bodyTooLarge(let cl):
+            log(.error, "client intended to send too large body: \(cl) bytes")
+            closeAfterResponse = true
+            respondError(413)
+        case .cycle:
+            log(.error, "rewrite or internal redirection cycle while processing \"\(String(decoding: ex.uri, as: UTF8.self))\"")
+            ex.location = ex.server.fallback
+            respondError(500)
+        }
+        return false
+    }
+
+    /// How the rewrite and find-config phases ended.
+    enum RouteDecision {
+        /// `ex.location` serves the request.
+        case found
+        /// A `return`, a redirecting rewrite or a failure answers.
+        case answer(RewriteOutcome)
+        /// nginx's auto redirect to the location's `/p/`.
+        case autoRedirect(Location)
+        /// The location is `internal` and the request is not.
+        case internalOnly
+        /// `client_max_body_size` of the location found refuses the declared body.
+        case bodyTooLarge(Int)
+        /// The budget of URI changes ran out.
+        case cycle
+    }
+
+    /// The decisions of `routeWithRewrites`, without answering: `ex.location`, `ex.uri` and the
+    /// rewrite state are left as the request would have them. `trace` (`lb --explain`) hears each step.
+    func resolveRoute(named: Location? = nil, trace: RouteRecorder?) -> RouteDecision {
         let server = ex.server
         if named == nil {
             // Once per request: an internal redirect keeps the captures the name gave.
             if !server.capturingNames.isEmpty && ex.rewrite?.rewritten != true { captureServerName(server.capturingNames) }
             if let p = server.rewrite {
                 ex.location = server.fallback
-                let outcome = RewriteEngine.run(p, host: self) { _ in }
-                if case .done = outcome {} else if case .stop = outcome {} else { return answer(outcome) }
+                trace?.record(.rewritePhase(location: nil))
+                let outcome = RewriteEngine.run(p, host: self, trace: trace) { _ in }
+                if case .done = outcome {} else if case .stop = outcome {} else { return .answer(outcome) }
                 ex.rewrite?.uriChanged = false
             }
         }
@@ -76,12 +119,12 @@ extension ClientConnection: RewriteHost {
                 ex.location = n
             } else {
                 if let r = ex.uri.withUnsafeBytes({ server.locations.autoRedirect($0) }) {
-                    ex.location = r
-                    let args = currentArgs
-                    redirect(301, to: r.pattern + (args.isEmpty ? "" : "?" + String(decoding: args, as: UTF8.self)))
-                    return false
+                    trace?.record(.autoRedirect(r))
+                    return .autoRedirect(r)
                 }
-                found = ex.uri.withUnsafeBytes { server.locations.find($0).location }
+                found = ex.uri.withUnsafeBytes { uri in
+                    if let trace { server.locations.find(uri, trace: trace).location } else { server.locations.find(uri).location }
+                }
                 ex.location = found ?? server.fallback
             }
             if let loc = found, let re = loc.regex, ex.rewrite != nil || loc.rewrite != nil || !re.names.isEmpty {
@@ -90,28 +133,24 @@ extension ClientConnection: RewriteHost {
                     rewriteState.setCaptures(ex.uri, caps, names: re.names)
                 }
             }
-            if ex.location.internalOnly && ex.rewrite?.rewritten != true {
-                respondError(404)
-                return false
-            }
-            guard let p = found?.rewrite else { return true }
-            guard locationFoundChecks() else { return false }
-            let outcome = RewriteEngine.run(p, host: self) { [unowned self] in ex.location = $0 }
+            if ex.location.internalOnly && ex.rewrite?.rewritten != true { return .internalOnly }
+            guard let p = found?.rewrite else { return .found }
+            locationKeepaliveChecks()
+            let maxBody = ex.location.settings.effectiveClientMaxBodySize
+            if maxBody > 0, let cl = req.contentLength, cl > maxBody { return .bodyTooLarge(cl) }
+            trace?.record(.rewritePhase(location: found))
+            let outcome = RewriteEngine.run(p, host: self, trace: trace) { [unowned self] in ex.location = $0 }
             switch outcome {
             case .stop:
-                return true
+                return .found
             case .done:
-                guard let st = ex.rewrite, st.uriChanged else { return true }
+                guard let st = ex.rewrite, st.uriChanged else { return .found }
                 st.uriChanged = false
                 ex.uriChangesLeft -= 1
-                if ex.uriChangesLeft < 0 {
-                    log(.error, "rewrite or internal redirection cycle while processing \"\(String(decoding: ex.uri, as: UTF8.self))\"")
-                    ex.location = server.fallback
-                    respondError(500)
-                    return false
-                }
+                if ex.uriChangesLeft < 0 { return .cycle }
+                trace?.record(.searchAgain(uri: ex.uri, changesLeft: ex.uriChangesLeft))
             default:
-                return answer(outcome)
+                return .answer(outcome)
             }
         }
     }
@@ -151,7 +190,20 @@ extension ClientConnection: RewriteHost {
     /// nginx's find-virtual-server: the regex name that chose the server captures from the Host
     /// (lowercased, without port or trailing dot).
     private func captureServerName(_ names: [PCRE]) {
-        guard let r = req.absoluteHost ?? req.host else { return }
+        guard req.absoluteHost != nil || req.host != nil else { return }
+        let host = hostForServerLookup()
+        for re in names {
+            if let caps = host.withUnsafeBytes({ re.captures($0) }) {
+                rewriteState.setCaptures(host, caps, names: re.names)
+                return
+            }
+        }
+    }
+
+    /// The Host as find-virtual-server uses it: the absolute-form target's host first, lowercased,
+    /// without port or trailing dots (as ClientConnection.beginRequest computes it).
+    func hostForServerLookup() -> [UInt8] {
+        guard let r = req.absoluteHost ?? req.host else { return [] }
         let hb = head.readableBytes
         var end = r.upperBound
         if hb[r.lowerBound] != UInt8(ascii: "[") {
@@ -161,26 +213,7 @@ extension ClientConnection: RewriteHost {
         }
         var host = hb[r.lowerBound..<end].map { ASCII.lower($0) }
         while host.last == UInt8(ascii: ".") { host.removeLast() }
-        for re in names {
-            if let caps = host.withUnsafeBytes({ re.captures($0) }) {
-                rewriteState.setCaptures(host, caps, names: re.names)
-                return
-            }
-        }
-    }
-
-    /// What nginx's find-config phase settles before the rewrite phase can answer:
-    /// `keepalive_disable`, `keepalive_time` and `client_max_body_size` of the location found.
-    private func locationFoundChecks() -> Bool {
-        locationKeepaliveChecks()
-        let maxBody = ex.location.settings.effectiveClientMaxBodySize
-        if maxBody > 0, let cl = req.contentLength, cl > maxBody {
-            log(.error, "client intended to send too large body: \(cl) bytes")
-            closeAfterResponse = true
-            respondError(413)
-            return false
-        }
-        return true
+        return host
     }
 
     /// Answers a `return`, a redirecting rewrite or a failure; always false (answered).

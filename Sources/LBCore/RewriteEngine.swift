@@ -88,10 +88,15 @@ enum RewriteOutcome: Equatable {
 enum RewriteEngine {
     /// Runs `program`; `enterIf` is called with the implicit location of each `if` whose condition
     /// holds (the request takes that configuration).
-    static func run<H: RewriteHost>(_ program: RewriteProgram, host: H, enterIf: (Location) -> Void) -> RewriteOutcome {
+    /// `trace` (only `lb --explain` passes one) hears every directive run, with the URI after it.
+    static func run<H: RewriteHost>(_ program: RewriteProgram, host: H, trace: RouteRecorder? = nil, enterIf: (Location) -> Void) -> RewriteOutcome {
         let state = host.rewriteState
         var pc = 0
         let ops = program.ops
+        func step(_ detail: String) {
+            guard let trace, pc < program.origins.count else { return }
+            trace.record(.rewriteStep(program.origins[pc], detail: detail, uri: host.currentURI, args: host.currentArgs))
+        }
         while pc < ops.count {
             switch ops[pc] {
             case .rewrite(let rule):
@@ -99,13 +104,16 @@ enum RewriteEngine {
                 guard let caps = uri.withUnsafeBytes({ rule.regex.captures($0) }) else {
                     if host.rewriteLogEnabled { host.rewriteNotice("\"\(rule.pattern)\" does not match \"\(text(uri))\"") }
                     state.clearCaptures()
+                    if trace != nil { step("does not match \"\(text(uri))\"") }
                     pc += 1
                     continue
                 }
                 if host.rewriteLogEnabled { host.rewriteNotice("\"\(rule.pattern)\" matches \"\(text(uri))\"") }
                 state.setCaptures(uri, caps, names: rule.regex.names)
                 if case .redirect(let code) = rule.flag {
-                    return .redirect(code, redirectTarget(rule, host: host))
+                    let target = redirectTarget(rule, host: host)
+                    if trace != nil { step("matches \"\(text(uri))\": redirect \(code) to \"\(text(target))\"") }
+                    return .redirect(code, target)
                 }
                 state.rewritten = true
                 if case .break = rule.flag {
@@ -128,15 +136,25 @@ enum RewriteEngine {
                 }
                 if newURI.isEmpty {
                     host.rewriteError("the rewritten URI has a zero length")
+                    if trace != nil { step("matches \"\(text(uri))\": the rewritten URI has a zero length (500)") }
                     return .failure
                 }
                 host.currentURI = newURI
+                if trace != nil {
+                    let then = switch rule.flag {
+                    case .last: "; last: the locations are searched again"
+                    case .break: "; break: stays in this location, rewrite phase ends"
+                    default: ""
+                    }
+                    step("matches \"\(text(uri))\"\(then)")
+                }
                 switch rule.flag {
                 case .last: return .done
                 case .break: return .stop
                 default: pc += 1
                 }
             case .return(let r):
+                if trace != nil { step("answers \(r.code)") }
                 return .respond(r)
             case .set(let target, let value):
                 let v = host.evaluateTemplate(value)
@@ -144,18 +162,22 @@ enum RewriteEngine {
                 case .user(let name): state.vars[name] = v
                 case .args: state.args = v
                 }
+                if trace != nil { step("= \"\(text(v))\"") }
                 pc += 1
             case .break:
                 if state.uriChanged {
                     state.validLocation = false
                     state.uriChanged = false
                 }
+                if trace != nil { step("rewrite phase ends, stays in this location") }
                 return .stop
             case .ifBlock(let cond, let loc, let end):
                 if test(cond, host: host) {
-                    if let loc { enterIf(program.ifLocations[loc]) }
+                    if trace != nil { step(loc == nil ? "true" : "true: the request takes this block's configuration") }
+                    if let loc { enterIf(program.ifLocations[loc]); trace?.record(.enteredIf(program.ifLocations[loc])) }
                     pc += 1
                 } else {
+                    if trace != nil { step("false: skips its block") }
                     pc = end
                 }
             }

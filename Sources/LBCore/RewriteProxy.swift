@@ -8,16 +8,44 @@ import Synchronization
 extension ClientConnection {
     /// Resolves a variable target and starts proxying, or answers 500/502 as nginx.
     func startVariableProxy(_ t: ProxyTarget) {
-        guard let k = t.variableURLIndex, k < table.variableProxyURLs.count else { return }
+        switch resolveVariableTarget(t) {
+        case .none:
+            return
+        case .failed(let status, let message):
+            log(.error, message)
+            respondError(status)
+        case .group(let resolved):
+            startProxy(resolved)
+        case .address(let resolved, let address, let hostPart):
+            startProxy(resolved, runtime: AdHocUpstreams.runtime([address], name: hostPart))
+        case .name(let resolved, let host, let port, let hostPart):
+            resolveThenProxy(resolved, host: host, port: port, hostPart: hostPart)
+        }
+    }
+
+    /// Where a `proxy_pass` with variables goes for this request.
+    enum VariableTarget {
+        case none
+        /// nginx answers `status` and logs `message`.
+        case failed(Int, String)
+        /// A configured upstream group (`resolved.upstream`).
+        case group(ProxyTarget)
+        /// An IP address no configuration names.
+        case address(ProxyTarget, HostPort, hostPart: String)
+        /// A host name no configuration names: resolved through `resolver` at request time.
+        case name(ProxyTarget, host: String, port: Int, hostPart: String)
+    }
+
+    /// The URL made from the variables, as a target.
+    func resolveVariableTarget(_ t: ProxyTarget) -> VariableTarget {
+        guard let k = t.variableURLIndex, k < table.variableProxyURLs.count else { return .none }
         let template = table.variableProxyURLs[k]
         let url = String(decoding: evaluate(template), as: UTF8.self)
         switch ProxyURL.parse(url) {
         case .invalid:
-            log(.error, "invalid URL prefix in \"\(url)\"")
-            respondError(500)
+            return .failed(500, "invalid URL prefix in \"\(url)\"")
         case .https:
-            log(.error, "\"proxy_pass https://\" with variables is not supported by lb: \"\(url)\"")
-            respondError(500)
+            return .failed(500, "\"proxy_pass https://\" with variables is not supported by lb: \"\(url)\"")
         case .target(let hostPart, let hp, let uri):
             var resolved = t
             resolved.hostHeader = hostPart
@@ -27,20 +55,15 @@ extension ClientConnection {
             if hp.port == nil, let i = table.upstreamIndex[hp.host], !table.upstreams[i].implicit {
                 resolved.upstream = i
                 resolved.hostHeader = hp.host
-                startProxy(resolved)
-                return
+                return .group(resolved)
             }
             let port = hp.port ?? 80
             if let i = table.upstreamIndex["\(hp.host):\(port)"] {
                 resolved.upstream = i
-                startProxy(resolved)
-                return
+                return .group(resolved)
             }
-            guard isIPLiteral(hp.host) else {
-                resolveThenProxy(resolved, host: hp.host, port: port, hostPart: hostPart)
-                return
-            }
-            startProxy(resolved, runtime: AdHocUpstreams.runtime([HostPort(host: hp.host, port: port)], name: hostPart))
+            guard isIPLiteral(hp.host) else { return .name(resolved, host: hp.host, port: port, hostPart: hostPart) }
+            return .address(resolved, HostPort(host: hp.host, port: port), hostPart: hostPart)
         }
     }
 

@@ -66,44 +66,65 @@ extension ClientConnection {
         return false
     }
 
-    func runTryFiles(_ entries: [String]) {
+    /// What try_files settles on (`ngx_http_try_files_handler`).
+    enum TryFilesChoice {
+        /// An entry that exists as a file (or, ending in `/`, as a directory): its URI.
+        case file([UInt8], directory: Bool)
+        /// The last entry `=CODE`.
+        case code(Int)
+        /// The last entry `@name`.
+        case named(String)
+        /// The last entry, a URI (with arguments after `?`) for an internal redirect.
+        case uri([UInt8])
+    }
+
+    /// The first entry that exists as it asks, else the last entry. `trace` (`lb --explain`)
+    /// hears each candidate and whether it exists.
+    func tryFilesChoice(_ entries: [String], trace: RouteRecorder? = nil) -> TryFilesChoice {
         for e in entries.dropLast() {
             guard let tpl = try? Template(parsing: e) else { continue }
             let candidate = evaluate(tpl)
-            guard let path = filePath(for: candidate) else { continue }
+            guard let path = filePath(for: candidate) else {
+                trace?.record(.note("try_files \"\(e)\": \"\(String(decoding: candidate, as: UTF8.self))\" has no file path (alias with ..)"))
+                continue
+            }
             var st = stat()
             let isDir = candidate.last == UInt8(ascii: "/")
-            if statPath(path, &st) {
+            let exists = statPath(path, &st)
+            let kind = !exists ? "not found" : (st.st_mode & S_IFMT) == S_IFDIR ? "a directory" : (st.st_mode & S_IFMT) == S_IFREG ? "a file" : "not a file"
+            trace?.record(.note("try_files \"\(e)\": \(String(decoding: path, as: UTF8.self)) is \(kind)"))
+            if exists {
                 let dir = (st.st_mode & S_IFMT) == S_IFDIR
-                if isDir && dir {
-                    ex.uri = candidate
-                    serveStaticURI(candidate, allowIndex: true)
-                    return
-                }
-                if !isDir && (st.st_mode & S_IFMT) == S_IFREG {
-                    ex.uri = candidate
-                    serveStaticURI(candidate, allowIndex: false)
-                    return
-                }
+                if isDir && dir { return .file(candidate, directory: true) }
+                if !isDir && (st.st_mode & S_IFMT) == S_IFREG { return .file(candidate, directory: false) }
             }
         }
         let last = entries.last!
-        if last.hasPrefix("=") {
-            respondError(Int(last.dropFirst()) ?? 404)
-        } else if last.hasPrefix("@") {
-            guard let named = ex.server.named[String(last.dropFirst())] else {
-                log(.error, "could not find named location \"\(last)\"")
+        if last.hasPrefix("=") { return .code(Int(last.dropFirst()) ?? 404) }
+        if last.hasPrefix("@") { return .named(String(last.dropFirst())) }
+        guard let tpl = try? Template(parsing: last) else { return .code(500) }
+        return .uri(evaluate(tpl))
+    }
+
+    func runTryFiles(_ entries: [String]) {
+        switch tryFilesChoice(entries) {
+        case .file(let candidate, let directory):
+            ex.uri = candidate
+            serveStaticURI(candidate, allowIndex: directory)
+        case .code(let code):
+            respondError(code)
+        case .named(let name):
+            guard let named = ex.server.named[name] else {
+                log(.error, "could not find named location \"@\(name)\"")
                 respondError(500)
                 return
             }
-            guard internalRedirect(to: Array(last.utf8)) else { return }
+            guard internalRedirect(to: Array(("@" + name).utf8)) else { return }
             enterNamedLocation(named) // Rewrite.swift
-        } else {
+        case .uri(let dest):
             // An internal redirect: every phase again with the new URI. As nginx
             // (ngx_http_split_args), the fallback's `?…` becomes the arguments, and a fallback
             // without one leaves none (hence `/index.php?$args` in PHP configs).
-            guard let tpl = try? Template(parsing: last) else { respondError(500); return }
-            let dest = evaluate(tpl)
             guard internalRedirect(to: dest) else { return }
             let (uri, args) = ClientConnection.splitArgs(dest)
             redirectInternally(to: uri, args: args) // Rewrite.swift

@@ -9,9 +9,16 @@ struct Options {
     var errorLog: String?
     var globalDirectives: String?
     var quiet = false
+    /// `--explain REQUEST`: after the test, how that request would be routed.
+    var explain: String?
+    /// `-H 'Name: value'` headers of the explained request.
+    var explainHeaders: [String] = []
+    /// `--client ADDRESS`: the explained request's client address.
+    var explainClient: String?
 
     static let usage = """
     Usage: lb [-?hvVtTq] [-s signal] [-p prefix] [-e filename] [-c filename] [-g directives]
+              [--explain 'METHOD http://host[:port]/path?args' [-H 'Name: value']... [--client address]]
 
     Options:
       -?,-h,--help     : this help
@@ -25,6 +32,10 @@ struct Options {
       -e filename      : set error log file (default: stderr)
       -c filename      : set configuration file (default: conf/lb.conf)
       -g directives    : set global directives out of configuration file
+      --explain request: test configuration, then show how the request would be routed
+                         (listener, server, locations, rewrites, handler), starting nothing
+      -H header        : a header of the explained request ("Name: value"; repeatable)
+      --client address : the explained request's client address (default 127.0.0.1)
 
     """
 
@@ -39,9 +50,20 @@ struct Options {
             guard i < args.count else { throw Failure(message: "option \"-\(flag)\" requires \(flagValueName(flag))") }
             return args[i]
         }
+        func longValue(_ a: String, _ name: String) throws(Failure) -> String {
+            if a.count > name.count + 1 { return String(a.dropFirst(name.count + 1)) } // --name=value
+            i += 1
+            guard i < args.count else { throw Failure(message: "option \"\(name)\" requires a parameter") }
+            return args[i]
+        }
         while i < args.count {
             let a = args[i]
             switch a {
+            case _ where a == "--explain" || a.hasPrefix("--explain="):
+                o.explain = try longValue(a, "--explain")
+                if case .run = o.action { o.action = .test }
+            case _ where a == "--client" || a.hasPrefix("--client="):
+                o.explainClient = try longValue(a, "--client")
             case "--help": o.action = .help
             case "--test-config": if case .run = o.action { o.action = .test }
             case "--version": o.action = .version
@@ -61,6 +83,7 @@ struct Options {
                     case "p": o.prefix = try value(chars, f); break flags
                     case "e": o.errorLog = try value(chars, f); break flags
                     case "g": o.globalDirectives = try value(chars, f); break flags
+                    case "H": o.explainHeaders.append(try value(chars, f)); break flags
                     case "s":
                         let s = try value(chars, f)
                         guard ["stop", "quit", "reopen", "reload"].contains(s) else { throw Failure(message: "invalid option: \"-s \(s)\"") }
@@ -81,6 +104,7 @@ struct Options {
         case "p": "directory name"
         case "e": "file name"
         case "g": "directives"
+        case "H": "a header"
         default: "parameter"
         }
     }

@@ -33,6 +33,18 @@ do {
     printErr(Options.usage)
     exit(1)
 }
+if options.explain == nil && (!options.explainHeaders.isEmpty || options.explainClient != nil) {
+    printErr("lb: options \"-H\" and \"--client\" describe the request of \"--explain\"")
+    exit(1)
+}
+// A malformed request to explain is refused before the configuration is read.
+let explainRequest: ExplainRequest?
+do {
+    explainRequest = try options.explain.map { try ExplainRequest.parse($0, headers: options.explainHeaders, client: options.explainClient) }
+} catch {
+    printErr("lb: [emerg] --explain: \(error)")
+    exit(1)
+}
 
 let prefix: String = {
     guard let p = options.prefix else { return currentDirectory() }
@@ -94,6 +106,14 @@ case .test, .testAndDump:
         for f in loaded.table.files {
             print("# configuration file \(f.path):")
             print(f.text, terminator: f.text.hasSuffix("\n") ? "\n" : "\n\n")
+        }
+    }
+    if let r = explainRequest {
+        do {
+            print(try RouteExplainer.explain(r, table: loaded.table), terminator: "")
+        } catch {
+            printErr("lb: [emerg] --explain: \(error)")
+            exit(1)
         }
     }
     exit(0)

@@ -162,3 +162,61 @@ extension CommandLineTests {
         #expect(text.contains("open() \"\(dir.path)/missing.conf\" failed"), "\(text)")
     }
 }
+
+extension CommandLineTests {
+    /// `lb -t --explain`: after the test's messages, the route of the request on stdout (each
+    /// decision with FILE:LINE), exit 0; nothing is started and nothing is written to the prefix.
+    @Test func explainPrintsTheRouteOfARequest() throws {
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let conf = dir.appendingPathComponent("lb.conf")
+        let port = freePort()
+        try """
+        events {}
+        http {
+            upstream app { server 127.0.0.1:9; }
+            server {
+                listen 127.0.0.1:\(port);
+                server_name example.com;
+                location / { return 404; }
+                location /api/ {
+                    if ($http_x_beta) { rewrite ^/api/(.*)$ /beta/$1 last; }
+                    proxy_pass http://app/v1/;
+                }
+                location /beta/ { proxy_pass http://app; }
+            }
+            server { listen 127.0.0.1:\(port); server_name other.test; return 444; }
+        }
+
+        """.write(to: conf, atomically: true, encoding: .utf8)
+        let before = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        let r = try Harness.run("lb", ["-t", "-p", dir.path, "-c", conf.path, "--explain", "GET http://example.com/api/users?id=7"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("test is successful"))
+        for line in ["server: server example.com (\(conf.path):4): host \"example.com\" matches exact name \"example.com\"",
+                     "chosen: location /api/ (\(conf.path):8)",
+                     "\(conf.path):9: if ($http_x_beta): false: skips its block",
+                     "handler: proxy_pass at \(conf.path):10, in location /api/ (\(conf.path):8) -> upstream \"app\" (\(conf.path):3), balancing: weighted round-robin",
+                     "request sent: GET /v1/users?id=7"] {
+            #expect(r.stdout.contains(line), "missing \(line) in:\n\(r.stdout)")
+        }
+        // A header changes the route: the if holds, the rewrite searches the locations again.
+        let beta = try Harness.run("lb", ["-tq", "-p", dir.path, "-c", conf.path, "--explain", "GET http://example.com/api/users", "-H", "X-Beta: 1"])
+        #expect(beta.status == 0 && beta.stderr.isEmpty, "\(beta.stderr)")
+        #expect(beta.stdout.contains("chosen: location /beta/ (\(conf.path):12)"), "\(beta.stdout)")
+        #expect(beta.stdout.contains("request sent: GET /beta/users"), "\(beta.stdout)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == before)
+    }
+
+    @Test func aMalformedExplainRequestIsAnError() throws {
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let conf = dir.appendingPathComponent("lb.conf")
+        try "events {}\nhttp { server { listen 127.0.0.1:\(freePort()); } }\n".write(to: conf, atomically: true, encoding: .utf8)
+        let r = try Harness.run("lb", ["-t", "-c", conf.path, "--explain", "GET /no-scheme"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("[emerg] --explain: invalid URL \"/no-scheme\": expected http://host/path"), "\(r.stderr)")
+        let port = try Harness.run("lb", ["-t", "-c", conf.path, "--explain", "GET http://h:1/"])
+        #expect(port.status == 1 && port.stderr.contains("no listener on port 1"), "\(port.stderr)")
+    }
+}
