@@ -16,12 +16,12 @@ extension ClientConnection {
     }
 
     /// serveURI for GET and HEAD; 405 for other methods.
-    /// A POST for a directory may still reach its index file (nginx's index module takes POST:
-    /// `POST /` becomes `/index.php`; without one, 403 as for GET); a POST for anything else,
-    /// and other methods, are answered 405.
+    /// As nginx's static and index modules: methods other than GET, HEAD and POST get 405; a POST
+    /// is looked up as a GET (a missing file is a 404, a directory without its slash a 301, a
+    /// directory's index is reached: `POST /` becomes `/index.php`) and refused only when a
+    /// file would be sent.
     func serveStaticURI(_ u: [UInt8], allowIndex: Bool) {
-        let postForIndex = req.method == .post && allowIndex && u.last == UInt8(ascii: "/")
-        guard req.method == .get || req.method == .head || postForIndex else {
+        guard req.method == .get || req.method == .head || req.method == .post || ex.methodIsGET else {
             respondError(405)
             return
         }
@@ -149,7 +149,7 @@ extension ClientConnection {
                 return
             }
             guard allowIndex else { respondError(404); return }
-            if settings.autoindex == true && req.method != .post {
+            if settings.autoindex == true && (req.method != .post || ex.methodIsGET) {
                 autoindex(path, uri: u)
                 return
             }
@@ -158,6 +158,10 @@ extension ClientConnection {
             return
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else { respondError(404); return }
+        if req.method == .post && !ex.methodIsGET {
+            respondError(405)
+            return
+        }
         sendFile(path, st)
     }
 

@@ -392,6 +392,7 @@ struct DifferentialRewriteTests {
             location /e3/ { error_page 404 /srv-old; }
             location /e4/ { error_page 404 @named; }
             location /e5/ { error_page 404 /proxied; }
+            location /e6/ { error_page 404 /page.html; }
             location = /proxied { proxy_pass http://{backend}; }
             location @named { set $x "named"; rewrite ^/e4/(.*)$ /echo/n-$1 last; }
             location /t/ { try_files $uri /tf?from=$uri; }
@@ -408,11 +409,13 @@ struct DifferentialRewriteTests {
             location = /idx/index.html { return 200 "index via its location $uri $args\\n"; }
             location /abs/ { index /echo/absolute; }
         }
-        """, files: ["denied.txt": "denied\n", "secret.txt": "secret\n", "limited.txt": "limited\n", "htpasswd": "u:{PLAIN}p\n",
+        """, files: ["denied.txt": "denied\n", "secret.txt": "secret\n", "limited.txt": "limited\n", "htpasswd": "u:{PLAIN}p\n", "page.html": "the page\n",
                      "idx/index.html": "file\n", "noindex/x.txt": "x\n"], backend: true)
         try d.compare([
             R(target: "/e1/missing?q=1", expect: 404), R(target: "/e2/missing?q=1", expect: 200), R(target: "/e3/missing", expect: 404),
             R(target: "/e4/missing?k=v", expect: 404), R(target: "/e5/missing", expect: 404),
+            R(target: "/e6/missing", method: "POST", expect: 404), R(target: "/e6/missing", method: "DELETE", expect: 405),
+            R(target: "/page.html", method: "POST", expect: 405), R(target: "/idx", method: "POST", expect: 301),
             R(target: "/t/a?z=1", expect: 200), R(target: "/t/secret", expect: 403), R(target: "/tn/ok?a=b", expect: 200),
             R(target: "/tn/deny", expect: 410), R(target: "/td/x", expect: 403), R(target: "/ta/x", expect: 401),
             R(target: "/ta/x", headers: ["Authorization: Basic dTpw"], expect: 200),
