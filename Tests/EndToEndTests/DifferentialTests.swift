@@ -508,4 +508,46 @@ struct DifferentialRewriteTests {
             #expect(d.lbErrorLog.contains(line), "lb log lacks \(line)")
         }
     }
+
+    /// Internal redirects that never end run out of nginx's ten URI changes (500, logged), and
+    /// what a redirect keeps: the captures of the last regex match, `set` variables.
+    @Test func internalRedirectCyclesAndWhatARedirectKeeps() throws {
+        let d = try Differential("""
+        server {
+            listen 127.0.0.1:{port};
+            root {root};
+            location /loop/ { try_files $uri /loop/missing.html; }
+            location /eloop/ { error_page 404 /eloop/again; recursive_error_pages on; }
+            location ~ ^/cap/(\\w+)$ { set $kept "k-$1"; try_files $uri /shown; }
+            location = /shown { return 200 "one=$1 kept=$kept uri=$uri\\n"; }
+            location /named-loop/ { try_files $uri @n; }
+            location @n { rewrite ^ /named-loop/x last; }
+        }
+        """)
+        try d.compare([
+            R(target: "/loop/a", expect: 500), R(target: "/eloop/a", expect: 500), R(target: "/cap/word", expect: 200),
+            R(target: "/named-loop/a", expect: 500),
+        ])
+        #expect(d.nginxErrorLog.contains("rewrite or internal redirection cycle while internally redirecting to \"/loop/missing.html\""))
+        #expect(d.lbErrorLog.contains("rewrite or internal redirection cycle while internally redirecting to \"/loop/missing.html\""))
+    }
+
+    /// An upstream that fails hands its 502 to error_page: a static page keeps the 502, `=` takes
+    /// the status of a proxied target, a named location proxies elsewhere.
+    @Test func errorPagesOfAFailedUpstream() throws {
+        let d = try Differential("""
+        server {
+            listen 127.0.0.1:{port};
+            root {root};
+            location /dead/ { proxy_pass http://127.0.0.1:1; error_page 502 /50x.html; }
+            location /dead2/ { proxy_pass http://127.0.0.1:1; error_page 502 = /alive; }
+            location /dead3/ { proxy_pass http://127.0.0.1:1; error_page 502 =503 @other; }
+            location = /alive { proxy_pass http://{backend}; }
+            location @other { set $why "named"; add_header X-Why $why; proxy_pass http://{backend}; }
+        }
+        """, files: ["50x.html": "sorry\n"], backend: true)
+        try d.compare([
+            R(target: "/dead/x", expect: 502), R(target: "/dead2/x?k=1", expect: 200), R(target: "/dead3/y", expect: 503),
+        ], headers: ["X-Backend", "X-Why"])
+    }
 }
