@@ -788,6 +788,8 @@ final class ClientConnection: Pollable {
         if !ex.keptHeaders.isEmpty { outBuf.append(ex.keptHeaders) }
         if let e = responseExpires { appendExpires(e, mtime: ex.expiresMtime ?? wallClock().seconds) }
         guard let adds = settings.addHeaders else { return }
+        // `$sent_http_*` in a value reads the head made so far, as nginx's headers filter does.
+        if table.usesResponseHeaderVariables { keepSentHead() }
         let always = ClientConnection.isHeaderFilterStatus(ex.status)
         for h in adds where always || h.always {
             let v = evaluate(h.value)

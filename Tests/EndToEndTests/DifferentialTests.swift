@@ -440,8 +440,10 @@ struct DifferentialRewriteTests {
             location /m/ { expires modified $arg_e; }
             location = /ret { return 200 "text\\n"; }
             location = /missing.html { return 404; }
+            location /zero/ { expires 0; }
+            location /past/ { expires -1; }
         }
-        """, files: ["a.html": "<p>a</p>\n", "b.gif": "GIF89a", "c.jpg": "jpg", "d.txt": "text\n", "m/x.txt": "m\n"], backend: true)
+        """, files: ["zero/z.txt": "z\n", "past/p.txt": "p\n", "a.html": "<p>a</p>\n", "b.gif": "GIF89a", "c.jpg": "jpg", "d.txt": "text\n", "m/x.txt": "m\n"], backend: true)
         try d.compare([
             R(target: "/a.html", expect: 200), R(target: "/b.gif", expect: 200), R(target: "/c.jpg", expect: 200),
             R(target: "/ret", expect: 200), R(target: "/missing.html", expect: 404), R(target: "/m/x.txt?e=epoch", expect: 200),
@@ -449,6 +451,7 @@ struct DifferentialRewriteTests {
         // Relative times: the Cache-Control is exact, the Expires date may differ by a second.
         try d.compare([
             R(target: "/d.txt", expect: 200), R(target: "/p/x", expect: 200), R(target: "/m/x.txt?e=-1h", expect: 200),
+            R(target: "/zero/z.txt", expect: 200), R(target: "/past/p.txt", expect: 200),
         ], headers: ["Cache-Control", "X-CT"])
     }
 
