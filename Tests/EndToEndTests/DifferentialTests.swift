@@ -497,6 +497,13 @@ struct DifferentialRewriteTests {
             location /r/ { proxy_pass http://$dest:\(app.port)$uri$is_args$args; add_header X-Up $upstream_addr; }
         }
         server {
+            listen 127.0.0.1:{port};
+            server_name silent;
+            resolver 127.0.0.1:\(freePort()) valid=30s;
+            resolver_timeout 1s;
+            location /r/ { proxy_pass http://$dest:\(app.port)$uri; }
+        }
+        server {
             listen 127.0.0.1:{port} default_server;
             location /r/ { proxy_pass http://$dest:\(app.port)$uri; }
         }
@@ -504,12 +511,14 @@ struct DifferentialRewriteTests {
         try d.compare([
             R(target: "/r/a?k=1", expect: 200, host: "resolving"), R(target: "/r/b", expect: 200, host: "resolving"),
             R(target: "/r/c?h=bad", expect: 502, host: "resolving"), R(target: "/r/d", expect: 502, host: "other"),
+            R(target: "/r/g", expect: 502, host: "silent"),
         ], headers: ["X-Backend", "X-Up"])
         // Which of multi.test's addresses is tried first is nginx's random rotation: not compared.
         try d.compare([
             R(target: "/r/e?h=multi", expect: 200, host: "resolving"), R(target: "/r/f?h=multi", expect: 200, host: "resolving"),
         ], headers: ["X-Backend"])
-        for line in ["nosuch.test could not be resolved (3: Host not found)", "no resolver defined to resolve app.test"] {
+        for line in ["nosuch.test could not be resolved (3: Host not found)", "no resolver defined to resolve app.test",
+                     "app.test could not be resolved (110: Operation timed out)"] {
             #expect(d.nginxErrorLog.contains(line), "nginx log lacks \(line)")
             #expect(d.lbErrorLog.contains(line), "lb log lacks \(line)")
         }
