@@ -671,6 +671,7 @@ final class ClientConnection: Pollable {
         if !ex.errorPageUsed, ex.uriChangesLeft > 0, let pages = settings.errorPages, let page = pages.first(where: { $0.codes.contains(code) }) {
             if settings.recursiveErrorPages != true { ex.errorPageUsed = true }
             let dest = evaluate(page.target)
+            if dest.first == UInt8(ascii: "/") && req.method != .head { ex.methodIsGET = true }
             if dest.first == UInt8(ascii: "@") || dest.first == UInt8(ascii: "/") {
                 switch page.override {
                 case .keep: ex.overrideStatus = code
@@ -804,6 +805,8 @@ final class ClientConnection: Pollable {
         if !ex.keptHeaders.isEmpty { outBuf.append(ex.keptHeaders) }
         if let e = responseExpires { appendExpires(e, mtime: ex.expiresMtime ?? wallClock().seconds) }
         guard let adds = settings.addHeaders else { return }
+        // `$sent_http_*` in a value reads the head made so far, as nginx's headers filter does.
+        if table.usesResponseHeaderVariables { keepSentHead() }
         let always = ClientConnection.isHeaderFilterStatus(ex.status)
         for h in adds where always || h.always {
             let v = evaluate(h.value)

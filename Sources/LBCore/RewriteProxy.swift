@@ -103,7 +103,12 @@ extension ClientConnection {
         case .success(let ips):
             startProxy(t, runtime: AdHocUpstreams.runtime(ips.map { HostPort(host: $0, port: port) }, name: hostPart))
         case .failure(let e):
-            log(.error, "\(host) could not be resolved \(e)")
+            // No server answering at all: nginx keeps asking until resolver_timeout, then says so.
+            if case .unreachable = e {
+                log(.error, "\(host) could not be resolved \(DNSLookupError.timedOut)")
+            } else {
+                log(.error, "\(host) could not be resolved \(e)")
+            }
             respondError(502)
         }
     }

@@ -16,12 +16,12 @@ extension ClientConnection {
     }
 
     /// serveURI for GET and HEAD; 405 for other methods.
-    /// A POST for a directory may still reach its index file (nginx's index module takes POST:
-    /// `POST /` becomes `/index.php`; without one, 403 as for GET); a POST for anything else,
-    /// and other methods, are answered 405.
+    /// As nginx's static and index modules: methods other than GET, HEAD and POST get 405; a POST
+    /// is looked up as a GET (a missing file is a 404, a directory without its slash a 301, a
+    /// directory's index is reached: `POST /` becomes `/index.php`) and refused only when a
+    /// file would be sent.
     func serveStaticURI(_ u: [UInt8], allowIndex: Bool) {
-        let postForIndex = req.method == .post && allowIndex && u.last == UInt8(ascii: "/")
-        guard req.method == .get || req.method == .head || postForIndex else {
+        guard req.method == .get || req.method == .head || req.method == .post || ex.methodIsGET else {
             respondError(405)
             return
         }
@@ -170,7 +170,7 @@ extension ClientConnection {
                 return
             }
             guard allowIndex else { respondError(404); return }
-            if settings.autoindex == true && req.method != .post {
+            if settings.autoindex == true && (req.method != .post || ex.methodIsGET) {
                 autoindex(path, uri: u)
                 return
             }
@@ -179,6 +179,10 @@ extension ClientConnection {
             return
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else { respondError(404); return }
+        if req.method == .post && !ex.methodIsGET {
+            respondError(405)
+            return
+        }
         sendFile(path, st)
     }
 
@@ -418,41 +422,14 @@ extension ClientConnection {
         respond(200, contentType: "text/html", body: Array(html.utf8))
     }
 
-    /// The Expires and Cache-Control of `expires` (nginx's `ngx_http_set_expires`): a relative
-    /// time counts from now, or from the file's modification with `modified`; `0` is now with
-    /// `max-age=0`; a time in the past is `no-cache`.
+    /// The Expires and Cache-Control of `expires` (`ExpiresHeaders`).
     func appendExpires(_ e: Expires, mtime: Int) {
-        let now = wallClock().seconds
-        var at: Int
-        let maxAge: Int
-        var negative = false
-        switch e {
-        case .off, .variable: return
-        case .epoch:
-            outBuf.append("Expires: Thu, 01 Jan 1970 00:00:01 GMT\r\nCache-Control: no-cache\r\n")
-            return
-        case .max:
-            outBuf.append("Expires: Thu, 31 Dec 2037 23:55:55 GMT\r\nCache-Control: max-age=315360000\r\n")
-            return
-        case .modified(let ms, let fromModification):
-            let t = ms / 1000
-            if t == 0 {
-                outBuf.append("Expires: ")
-                outBuf.append(string: DateCache.httpDate(now))
-                outBuf.append("\r\nCache-Control: max-age=0\r\n")
-                return
-            }
-            negative = t < 0
-            at = (fromModification ? mtime : now) + t
-            maxAge = at - now
-        case .timeOfDay(let ms):
-            at = now - now % 86400 + ms / 1000
-            if at <= now { at += 86400 }
-            maxAge = at - now
-        }
+        guard let v = ExpiresHeaders.values(e, now: wallClock().seconds, mtime: mtime) else { return }
         outBuf.append("Expires: ")
-        outBuf.append(string: DateCache.httpDate(at))
-        outBuf.append(string: negative || maxAge < 0 ? "\r\nCache-Control: no-cache\r\n" : "\r\nCache-Control: max-age=\(maxAge)\r\n")
+        outBuf.append(string: v.expires)
+        outBuf.append("\r\nCache-Control: ")
+        outBuf.append(string: v.cacheControl)
+        outBuf.append("\r\n")
     }
 
     /// Last-Modified and (unless `etag off`) ETag of a file.
@@ -566,5 +543,35 @@ extension Substring {
         while s.first == " " { s = s.dropFirst() }
         while s.last == " " { s = s.dropLast() }
         return String(s)
+    }
+}
+
+/// nginx's `ngx_http_set_expires`, without sockets: the Expires date and Cache-Control value of
+/// an `expires` setting at a given time.
+enum ExpiresHeaders {
+    /// A relative time counts from `now`, or from `mtime` with `modified`; `0` is now with
+    /// `max-age=0`; a negative time or one in the past is `no-cache`; `@TIME` is its next
+    /// occurrence (UTC). Nil for `off` (and for a value with variables not yet evaluated).
+    static func values(_ e: Expires, now: Int, mtime: Int) -> (expires: String, cacheControl: String)? {
+        let at: Int
+        let maxAge: Int
+        var negative = false
+        switch e {
+        case .off, .variable: return nil
+        case .epoch: return ("Thu, 01 Jan 1970 00:00:01 GMT", "no-cache")
+        case .max: return ("Thu, 31 Dec 2037 23:55:55 GMT", "max-age=315360000")
+        case .modified(let ms, let fromModification):
+            let t = ms / 1000
+            if t == 0 { return (DateCache.httpDate(now), "max-age=0") }
+            negative = t < 0
+            at = (fromModification ? mtime : now) + t
+            maxAge = at - now
+        case .timeOfDay(let ms):
+            var next = now - now % 86400 + ms / 1000
+            if next <= now { next += 86400 }
+            at = next
+            maxAge = at - now
+        }
+        return (DateCache.httpDate(at), negative || maxAge < 0 ? "no-cache" : "max-age=\(maxAge)")
     }
 }

@@ -535,7 +535,9 @@ extension ClientConnection {
             respondError(403)
             return
         }
-        guard let name = settings.cacheZone, let zone = generation.cacheZones[name] else {
+        var zoneName = settings.cacheZone
+        if let v = settings.proxyCacheValue { zoneName = String(decoding: evaluate(v), as: UTF8.self) } // `proxy_cache $var`
+        guard let name = zoneName, let zone = generation.cacheZones[name] else {
             respondError(404)
             return
         }

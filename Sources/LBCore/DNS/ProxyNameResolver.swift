@@ -5,10 +5,11 @@ import Synchronization
 
 /// Names that a `proxy_pass` with variables gives at request time, resolved through the
 /// `resolver` in force (nginx's `ngx_resolve_start` from `ngx_http_upstream_init_request`).
-/// Lookups block one thread of their own, never a worker loop: a request waits for its answer
+/// Lookups block threads of their own, never a worker loop: a request waits for its answer
 /// while its loop serves others. Answers are kept for their TTL (or `valid=`) and read by the
 /// loops without waiting; a name asked again while its lookup runs waits for the same answer.
-/// Shared by every worker; the thread starts at first use.
+/// Shared by every worker; a thread starts when a lookup finds none idle (at most `maxThreads`,
+/// so that a name whose servers never answer holds up only its own requests).
 final class ProxyNameResolver: Sendable {
     static let shared = ProxyNameResolver()
 
@@ -28,7 +29,8 @@ final class ProxyNameResolver: Sendable {
         var waiting: [Key: [Done]] = [:]
         /// Keys in the order asked (the thread's queue).
         var queue: [Key] = []
-        var started = false
+        var threads = 0
+        var idle = 0
         var startFailed = false
         /// The process's DNS counters (status page, metrics), from the first request that asked.
         var stats: DNSStats?
@@ -36,6 +38,7 @@ final class ProxyNameResolver: Sendable {
 
     /// Beyond this many kept answers, the expired ones go (then all, if none had).
     static let maxAnswers = 4096
+    static let maxThreads = 8
 
     private let state = Mutex(State())
     private nonisolated(unsafe) let ready: UnsafeMutablePointer<sem_t>
@@ -57,20 +60,21 @@ final class ProxyNameResolver: Sendable {
     /// Lookups count in `stats`.
     func resolve(_ name: String, spec: ResolverSpec, stats: DNSStats, done: @escaping Done) {
         let key = Key(spec: spec, name: ProxyNameResolver.lowercased(name))
-        let start: Bool = state.withLock { s in
+        // nil: no thread can run lookups; else whether a thread must start for this one.
+        let start: Bool? = state.withLock { s in
             if s.stats == nil { s.stats = stats }
-            if s.startFailed { return false }
+            if s.startFailed { return nil }
             if s.waiting[key] != nil {
                 s.waiting[key]!.append(done)
                 return false
             }
             s.waiting[key] = [done]
             s.queue.append(key)
-            if s.started { return false }
-            s.started = true
+            if s.queue.count <= s.idle || s.threads >= ProxyNameResolver.maxThreads { return false }
+            s.threads += 1
             return true
         }
-        if state.withLock({ $0.startFailed }) {
+        guard let start else {
             done(.failure(.unreachable("no resolver thread")))
             return
         }
@@ -79,6 +83,8 @@ final class ProxyNameResolver: Sendable {
                 try Threads.start { ProxyNameResolver.shared.run() }
             } catch {
                 let stranded: [Done] = state.withLock { s in
+                    s.threads -= 1
+                    if s.threads > 0 { return [] } // the others will take it
                     s.startFailed = true
                     let all = s.waiting.values.flatMap { $0 }
                     s.waiting.removeAll()
@@ -97,8 +103,13 @@ final class ProxyNameResolver: Sendable {
         var resolvers: [ResolverSpec: DNSResolver] = [:]
         let stats = state.withLock { $0.stats } ?? DNSStats()
         while true {
+            state.withLock { $0.idle += 1 }
             while sem_wait(ready) != 0 {}
-            guard let key = state.withLock({ $0.queue.isEmpty ? nil : $0.queue.removeFirst() }) else { continue }
+            let next: Key? = state.withLock { s in
+                s.idle -= 1
+                return s.queue.isEmpty ? nil : s.queue.removeFirst()
+            }
+            guard let key = next else { continue }
             let r: DNSResolver
             if let have = resolvers[key.spec] {
                 r = have
