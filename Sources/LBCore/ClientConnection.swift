@@ -671,7 +671,6 @@ final class ClientConnection: Pollable {
         if !ex.errorPageUsed, ex.uriChangesLeft > 0, let pages = settings.errorPages, let page = pages.first(where: { $0.codes.contains(code) }) {
             if settings.recursiveErrorPages != true { ex.errorPageUsed = true }
             let dest = evaluate(page.target)
-            if dest.first == UInt8(ascii: "/") && req.method != .head { ex.methodIsGET = true }
             if dest.first == UInt8(ascii: "@") || dest.first == UInt8(ascii: "/") {
                 switch page.override {
                 case .keep: ex.overrideStatus = code

@@ -89,10 +89,6 @@ final class Exchange {
     /// The value of an `expires` with variables, once evaluated for this response (`.some(nil)`:
     /// none applies).
     var expiresEvaluated: Expires??
-    /// An `error_page` redirect made the request a GET (nginx changes any method but HEAD): the
-    /// static handler serves the page to a POST.
-    var methodIsGET = false
-
     /// The client's address from `real_ip_header` (realip), when a trusted proxy sent one.
     var realClient: PeerAddress?
     /// realip has run for this request (once per request, as nginx: in its post-read phase with

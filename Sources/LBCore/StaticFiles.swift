@@ -21,7 +21,7 @@ extension ClientConnection {
     /// directory's index is reached: `POST /` becomes `/index.php`) and refused only when a
     /// file would be sent.
     func serveStaticURI(_ u: [UInt8], allowIndex: Bool) {
-        guard req.method == .get || req.method == .head || req.method == .post || ex.methodIsGET else {
+        guard req.method == .get || req.method == .head || req.method == .post else {
             respondError(405)
             return
         }
@@ -170,7 +170,7 @@ extension ClientConnection {
                 return
             }
             guard allowIndex else { respondError(404); return }
-            if settings.autoindex == true && (req.method != .post || ex.methodIsGET) {
+            if settings.autoindex == true && req.method != .post {
                 autoindex(path, uri: u)
                 return
             }
@@ -179,7 +179,7 @@ extension ClientConnection {
             return
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else { respondError(404); return }
-        if req.method == .post && !ex.methodIsGET {
+        if req.method == .post {
             respondError(405)
             return
         }
