@@ -201,16 +201,7 @@ public final class OCSPStaple: @unchecked Sendable {
     /// What makes two staples the same across a reload (the newer one starts with the older one's response).
     let key: String
 
-    struct State {
-        var response: [UInt8]?
-        /// Until when the response may be stapled (its nextUpdate).
-        var valid = 0
-        /// Not before then is a new fetch started.
-        var refresh = 0
-        var loading = false
-    }
-
-    private let state = Mutex(State())
+    private let state = Mutex(OCSPStapleState())
 
     deinit {
         X509_free(cert)
@@ -236,7 +227,7 @@ public final class OCSPStaple: @unchecked Sendable {
         // A reload that rebuilt the context carries the response over.
         OCSPStaple.registry.withLock { r in
             if let old = r[key]?.staple {
-                let s = old.state.withLock { s in State(response: s.response, valid: s.valid, refresh: s.refresh) }
+                let s = old.state.withLock { s in OCSPStapleState(response: s.response, valid: s.valid, refresh: s.refresh) }
                 state.withLock { $0 = s }
             }
             r = r.filter { $0.value.staple != nil }
@@ -260,40 +251,18 @@ public final class OCSPStaple: @unchecked Sendable {
     /// For a handshake that asked for the status: the response while it is valid (nil: none), and
     /// a fetch queued when one is due (nginx's `ngx_ssl_certificate_status_callback`).
     public func response(now: Int) -> [UInt8]? {
-        var due = false
-        let out = state.withLock { s -> [UInt8]? in
-            let r = s.response != nil && s.valid >= now ? s.response : nil
-            if !s.loading && s.refresh < now && OCSPFetchQueue.running.load(ordering: .relaxed) {
-                s.loading = true
-                due = true
-            }
-            return r
-        }
+        let running = OCSPFetchQueue.running.load(ordering: .relaxed)
+        let (out, due) = state.withLock { $0.handshake(now: now, canFetch: running) }
         if due { OCSPFetchQueue.push(self) }
         return out
     }
 
-    /// The fetch ended: a good response is installed until its nextUpdate and refreshed before,
-    /// but not sooner than in 5 minutes and at least every hour; after a failure the response
-    /// kept (if any) stays until its own nextUpdate, and the next fetch is in 5 minutes.
+    /// The fetch ended (see `OCSPStapleState.finish`).
     public func finish(_ outcome: (response: [UInt8], valid: Int)?, now: Int) {
-        state.withLock { s in
-            s.loading = false
-            s.refresh = OCSPStaple.nextRefresh(valid: outcome?.valid, now: now)
-            if let outcome {
-                s.response = outcome.response
-                s.valid = outcome.valid
-            }
-        }
+        state.withLock { $0.finish(outcome, now: now) }
     }
 
-    /// nginx: `max(min(valid - 300, now + 3600), now + 300)` after a good response, `now + 300`
-    /// after a failure.
-    public static func nextRefresh(valid: Int?, now: Int) -> Int {
-        guard let valid else { return now + 300 }
-        let v = valid == Int.max ? Int.max - 300 : valid
-        return max(min(v - 300, now + 3600), now + 300)
-    }
+    public static func nextRefresh(valid: Int?, now: Int) -> Int { OCSPStapleState.nextRefresh(valid: valid, now: now) }
 
     /// The DER request for this certificate (nil when OpenSSL cannot make one, with its error).
     public func requestDER() -> Result<[UInt8], OCSPError> {
@@ -363,6 +332,53 @@ public final class OCSPStaple: @unchecked Sendable {
             return .failure(.error("certificate status \"\(String(cString: OCSP_cert_status_str(Int(status))))\" in the OCSP response"))
         }
         return .success(valid)
+    }
+}
+
+/// A staple's response and schedule (nginx's `staple->staple`, `valid`, `refresh`, `loading`),
+/// as a value: the staple keeps it under its lock; the clock is the caller's (wall seconds).
+public struct OCSPStapleState: Sendable, Equatable {
+    public var response: [UInt8]?
+    /// Until when the response may be stapled (its nextUpdate).
+    public var valid = 0
+    /// Not before then is a new fetch started.
+    public var refresh = 0
+    /// A fetch is under way.
+    public var loading = false
+
+    public init(response: [UInt8]? = nil, valid: Int = 0, refresh: Int = 0) {
+        self.response = response
+        self.valid = valid
+        self.refresh = refresh
+    }
+
+    /// A handshake asked for the status: the response while it is valid, and whether to start a
+    /// fetch (one is due and none is under way; never without a fetcher).
+    public mutating func handshake(now: Int, canFetch: Bool) -> (response: [UInt8]?, fetch: Bool) {
+        let r = response != nil && valid >= now ? response : nil
+        guard canFetch, !loading, refresh < now else { return (r, false) }
+        loading = true
+        return (r, true)
+    }
+
+    /// The fetch ended: a good response is installed until its nextUpdate and refreshed before,
+    /// but not sooner than in 5 minutes and at least every hour; after a failure the response
+    /// kept (if any) stays until its own nextUpdate, and the next fetch is in 5 minutes.
+    public mutating func finish(_ outcome: (response: [UInt8], valid: Int)?, now: Int) {
+        loading = false
+        refresh = OCSPStapleState.nextRefresh(valid: outcome?.valid, now: now)
+        if let outcome {
+            response = outcome.response
+            valid = outcome.valid
+        }
+    }
+
+    /// nginx: `max(min(valid - 300, now + 3600), now + 300)` after a good response, `now + 300`
+    /// after a failure.
+    public static func nextRefresh(valid: Int?, now: Int) -> Int {
+        guard let valid else { return now + 300 }
+        let v = valid == Int.max ? Int.max - 300 : valid
+        return max(min(v - 300, now + 3600), now + 300)
     }
 }
 

@@ -59,4 +59,41 @@ struct OCSPStaplingTests {
         // After a failure: again in 5 minutes.
         #expect(OCSPStaple.nextRefresh(valid: nil, now: now) == now + 300)
     }
+
+    @Test func theFirstHandshakeThatAsksStartsOneFetchAndGetsNothing() {
+        var s = OCSPStapleState()
+        #expect(s.handshake(now: 100, canFetch: true) == (nil, true))
+        // While it runs, no second fetch; without a fetcher (lb -t), none at all.
+        #expect(s.handshake(now: 101, canFetch: true) == (nil, false))
+        var idle = OCSPStapleState()
+        #expect(idle.handshake(now: 100, canFetch: false) == (nil, false))
+        #expect(!idle.loading)
+    }
+
+    @Test func aGoodResponseIsStapledUntilItsNextUpdateAndFetchedAgainAfterAnHour() {
+        var s = OCSPStapleState()
+        _ = s.handshake(now: 100, canFetch: true)
+        s.finish(([1, 2, 3], valid: 100 + 86400), now: 100)
+        #expect(s.handshake(now: 200, canFetch: true) == ([1, 2, 3], false))
+        #expect(s.handshake(now: 100 + 3600, canFetch: true) == ([1, 2, 3], false))
+        #expect(s.handshake(now: 100 + 3601, canFetch: true) == ([1, 2, 3], true))
+    }
+
+    @Test func afterAFailedFetchTheOldResponseStaysUntilItsNextUpdateAndTheNextFetchIsInFiveMinutes() {
+        var s = OCSPStapleState()
+        _ = s.handshake(now: 0, canFetch: true)
+        s.finish(([7], valid: 1000), now: 0)
+        _ = s.handshake(now: 701, canFetch: true)  // due: valid - 300
+        s.finish(nil, now: 701)
+        #expect(s.handshake(now: 800, canFetch: true) == ([7], false))
+        #expect(s.handshake(now: 1000, canFetch: true) == ([7], false))
+        // Expired: no staple; the next fetch once 701 + 300 has passed.
+        #expect(s.handshake(now: 1001, canFetch: true) == (nil, false))
+        #expect(s.handshake(now: 1002, canFetch: true) == (nil, true))
+        var fresh = OCSPStapleState()
+        _ = fresh.handshake(now: 0, canFetch: true)
+        fresh.finish(nil, now: 0)
+        #expect(fresh.handshake(now: 300, canFetch: true) == (nil, false))
+        #expect(fresh.handshake(now: 301, canFetch: true) == (nil, true))
+    }
 }
