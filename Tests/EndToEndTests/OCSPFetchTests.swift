@@ -264,4 +264,56 @@ import Testing
         #expect(try stapledStatus(nginx.port) == "good")
         #expect(nginx.errorLog.contains(noResolver), "\(nginx.errorLog)")
     }
+
+    /// An HTTP server that answers every request with `answer` and closes (HTTP/1.0); it
+    /// prints "ready" once listening and counts the requests it answered on its stdout.
+    final class NotAResponder {
+        let started: Started
+        let port = freePort()
+        init(_ answer: String) throws {
+            let script = """
+                import socket, sys
+                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); print("ready", flush=True)
+                while True:
+                    c, _ = s.accept(); c.recv(65536); c.sendall(sys.argv[2].encode()); c.close(); print("answered", flush=True)
+                """
+            started = try Started(URL(fileURLWithPath: "/usr/bin/env"), ["python3", "-c", script, "\(port)", answer])
+            let ready = waitUntil(timeout: 10) { [started] in ((try? String(contentsOf: started.stdoutURL, encoding: .utf8)) ?? "").contains("ready") }
+            guard ready else { throw HarnessError("the test server did not start: \(started.stderr)") }
+        }
+        var answered: Int { ((try? String(contentsOf: started.stdoutURL, encoding: .utf8)) ?? "").components(separatedBy: "answered").count - 1 }
+        deinit { started.stop(grace: 0) }
+    }
+
+    @Test func anAnswerThatIsNotAnOCSPResponseIsRefusedAsByNginx() throws {
+        let p = Self.pki
+        // A wrong Content-Type is logged; a status other than 200 is dropped without a line.
+        for (answer, line) in [("HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n<html>", "OCSP responder sent invalid \"Content-Type\" header: \"text/html\""),
+                               ("HTTP/1.0 404 Not Found\r\n\r\n", nil), ("SSH-2.0-OpenSSH\r\n", "OCSP responder sent invalid response")] {
+            let server = try NotAResponder(answer)
+            let lines = "\(verifyOn) ssl_stapling_responder http://127.0.0.1:\(server.port)/;"
+            let lb = try LB(Self.lbConfig(Self.server(lines)))
+            _ = try handshake(lb.port)
+            #expect(waitUntil(timeout: 15) { server.answered == 1 })
+            if let line {
+                #expect(waitUntil(timeout: 15) { lb.errorLog.contains(line + logTail(p, port: server.port)) }, "\(lb.errorLog)")
+            }
+            let after = try handshake(lb.port)
+            #expect(after.status == nil && after.served)
+            #expect(server.answered == 1)
+            guard Differential.available else { continue }
+            let nginx = try TLSStaplingTests.Nginx(Self.server(lines))
+            _ = try handshake(nginx.port)
+            #expect(waitUntil(timeout: 15) { server.answered == 2 })
+            if let line {
+                #expect(waitUntil(timeout: 15) { nginx.errorLog.contains(line + logTail(p, port: server.port)) }, "\(nginx.errorLog)")
+            }
+            #expect(try handshake(nginx.port).status == nil)
+            if line == nil {
+                // Neither logs anything about it.
+                #expect(!lb.errorLog.contains("OCSP") && !nginx.errorLog.contains("OCSP") && !nginx.errorLog.contains("[error]"))
+            }
+        }
+    }
 }
