@@ -164,6 +164,7 @@ public final class TLSContext: @unchecked Sendable {
         func ignored(_ why: String) -> Result<OCSPStaple, ConfigError> { .failure(ConfigError("\"ssl_stapling\" ignored, \(why)")) }
         ERR_clear_error()
         defer { ERR_clear_error() }
+        guard let store = SSL_CTX_get_cert_store(ctx) else { return ignored("SSL_CTX_get_cert_store() failed") }
         let chain = lb_SSL_CTX_chain_of(ctx, cert)
         var issuer: OpaquePointer? = nil
         for i in 0..<lb_sk_X509_num(chain) {
@@ -173,7 +174,6 @@ public final class TLSContext: @unchecked Sendable {
                 break
             }
         }
-        guard let store = SSL_CTX_get_cert_store(ctx) else { return ignored("SSL_CTX_get_cert_store() failed") }
         if issuer == nil, let sctx = X509_STORE_CTX_new() {
             defer { X509_STORE_CTX_free(sctx) }
             if X509_STORE_CTX_init(sctx, store, nil, nil) == 1 {
