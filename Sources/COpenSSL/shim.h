@@ -274,4 +274,31 @@ static inline int lb_SSL_CTX_uses_ktls(SSL_CTX *ctx) {
 #endif
 }
 
+/// OCSP stapling (fetch mode): the macros and stack accessors Swift cannot name.
+/// The chain of one of the context's certificates (owned by the context).
+static inline STACK_OF(X509) *lb_SSL_CTX_chain_of(SSL_CTX *ctx, X509 *cert) {
+    STACK_OF(X509) *chain = NULL;
+    if (SSL_CTX_select_current_cert(ctx, cert) != 1) return NULL;
+    if (SSL_CTX_get0_chain_certs(ctx, &chain) != 1) return NULL;
+    return chain;
+}
+static inline int lb_sk_X509_num(const STACK_OF(X509) *sk) { return sk == NULL ? 0 : sk_X509_num(sk); }
+static inline X509 *lb_sk_X509_value(const STACK_OF(X509) *sk, int i) { return sk_X509_value(sk, i); }
+static inline void lb_sk_X509_pop_free(STACK_OF(X509) *sk) { sk_X509_pop_free(sk, X509_free); }
+
+/// The first OCSP responder URL of a certificate's Authority Information Access extension,
+/// copied into `buf`; 0 when it has none (nginx takes the first one too).
+static inline int lb_X509_first_ocsp_url(X509 *x, char *buf, size_t len) {
+    STACK_OF(OPENSSL_STRING) *aia = X509_get1_ocsp(x);
+    if (aia == NULL) return 0;
+    const char *s = sk_OPENSSL_STRING_value(aia, 0);
+    int ok = 0;
+    if (s != NULL && strlen(s) < len) {
+        strcpy(buf, s);
+        ok = 1;
+    }
+    X509_email_free(aia);
+    return ok;
+}
+
 #endif

@@ -360,6 +360,10 @@ extension Compiler {
         for (si, sb) in servers.enumerated() {
             var t = sb.settings.tls
             t.inherit(from: httpSettings.tls)
+            if t.stapling == true, t.staplingFile == nil, let r = serverSettings(si).resolver {
+                t.staplingResolver = r
+                t.staplingResolver?.timeoutMs = serverSettings(si).resolverTimeoutMs ?? 30_000
+            }
             let certs = t.certificates ?? []
             guard onTLSPort.contains(si) || !certs.isEmpty else { continue }
             if certs.isEmpty && t.rejectHandshake != true {
@@ -370,7 +374,7 @@ extension Compiler {
                 continue
             }
             contexts[si] = try TLSContext.shared(t, server: si, at: sb.location)
-            warnings += TLSContext.warnings(t, at: sb.location)
+            warnings += contexts[si]?.warnings ?? []
         }
         for i in listeners.indices {
             guard let at = listeners[i].sslLocation else { continue }

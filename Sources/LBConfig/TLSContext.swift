@@ -18,6 +18,11 @@ public final class TLSContext: @unchecked Sendable {
     private var ticketKeys: UnsafeMutableRawPointer?
     /// `ssl_stapling_file`: the DER OCSP response handed to clients that ask.
     private(set) var stapling: [UInt8]?
+    /// `ssl_stapling on` without a file: one staple per certificate that has an issuer and a
+    /// responder, fetched at run time.
+    public private(set) var staples: [OCSPStaple] = []
+    /// The `[warn]` lines of building this context (nginx's, which name no FILE:LINE).
+    public private(set) var warnings: [ConfigError] = []
 
     deinit {
         SSL_CTX_free(ctx)
@@ -37,9 +42,13 @@ public final class TLSContext: @unchecked Sendable {
         settings = s
         var ticketKeys: UnsafeMutableRawPointer? = nil
         var stapling: [UInt8]? = nil
+        var staples: [OCSPStaple] = []
+        var warnings: [ConfigError] = []
         defer {
             self.ticketKeys = ticketKeys
             self.stapling = stapling
+            self.staples = staples
+            self.warnings = warnings
         }
         var options = lb_server_options()
         let protocols = Set(s.effectiveProtocols)
@@ -55,11 +64,13 @@ public final class TLSContext: @unchecked Sendable {
 
         let certs = s.certificates ?? []
         let keys = s.keys ?? []
+        var loaded: [(x509: OpaquePointer, name: String)] = []
         for (i, cert) in certs.enumerated() {
             guard i < keys.count else {
                 throw ConfigError("no \"ssl_certificate_key\" is defined for certificate \"\(cert.path)\"", at: cert.location)
             }
             try TLSContext.useCertificate(ctx, cert, key: keys[i])
+            if let x509 = SSL_CTX_get0_certificate(ctx) { loaded.append((x509, cert.path)) }
         }
 
         if SSL_CTX_set_cipher_list(ctx, s.effectiveCiphers) != 1 {
@@ -122,6 +133,20 @@ public final class TLSContext: @unchecked Sendable {
             guard ok else { throw ConfigError("d2i_OCSP_RESPONSE(\"\(f.path)\") failed (\(TLSContext.queue()))", at: f.location) }
             stapling = der
             _ = lb_SSL_CTX_set_tlsext_status_cb(ctx, tlsStatusCallback)
+        } else if s.stapling == true {
+            if s.effectiveVerifyClient == .off, let t = s.trustedCertificate {
+                // nginx loads it whatever ssl_verify_client says; stapling finds issuers in it.
+                guard SSL_CTX_load_verify_locations(ctx, t.path, nil) == 1 else {
+                    throw ConfigError("SSL_CTX_load_verify_locations(\"\(t.path)\") failed (\(TLSContext.queue()))", at: t.location)
+                }
+            }
+            for (x509, name) in loaded {
+                switch TLSContext.staple(ctx, x509, name: name, s) {
+                case .success(let staple): staples.append(staple)
+                case .failure(let w): warnings.append(w)
+                }
+            }
+            _ = lb_SSL_CTX_set_tlsext_status_cb(ctx, tlsStatusCallback)
         }
 
         if let commands = s.confCommands, !commands.isEmpty {
@@ -130,14 +155,52 @@ public final class TLSContext: @unchecked Sendable {
         ERR_clear_error()
     }
 
-    /// The load-time warnings of a server's TLS settings (nginx's `[warn]` lines at load).
-    /// `ssl_stapling on` without `ssl_stapling_file`: nginx would fetch responses from the
-    /// certificate's OCSP responder (and warns, ignoring the directive, when it finds no issuer
-    /// or no responder URL); lb does not fetch, so it says the directive is ignored.
-    static func warnings(_ s: TLSSettings, at location: SourceLocation) -> [ConfigError] {
-        guard s.stapling == true, s.staplingFile == nil else { return [] }
-        return [ConfigError("\"ssl_stapling\" ignored, lb does not fetch OCSP responses (use \"ssl_stapling_file\")",
-                            at: s.staplingLocation ?? location)]
+    /// One certificate's staple in fetch mode (nginx's `ngx_ssl_stapling_certificate`): its
+    /// issuer, from the chain sent with it, else from the context's store
+    /// (`ssl_trusted_certificate`), and its responder, `ssl_stapling_responder` else the
+    /// certificate's OCSP URL. Without either, nginx's warning, and this certificate is not stapled.
+    static func staple(_ ctx: OpaquePointer, _ cert: OpaquePointer, name: String, _ s: TLSSettings,
+                       resolve: (String) -> [String] = SystemResolver().resolve) -> Result<OCSPStaple, ConfigError> {
+        func ignored(_ why: String) -> Result<OCSPStaple, ConfigError> { .failure(ConfigError("\"ssl_stapling\" ignored, \(why)")) }
+        ERR_clear_error()
+        defer { ERR_clear_error() }
+        guard let store = SSL_CTX_get_cert_store(ctx) else { return ignored("SSL_CTX_get_cert_store() failed") }
+        let chain = lb_SSL_CTX_chain_of(ctx, cert)
+        var issuer: OpaquePointer? = nil
+        for i in 0..<lb_sk_X509_num(chain) {
+            if let c = lb_sk_X509_value(chain, i), X509_check_issued(c, cert) == X509_V_OK {
+                _ = X509_up_ref(c)
+                issuer = c
+                break
+            }
+        }
+        if issuer == nil, let sctx = X509_STORE_CTX_new() {
+            defer { X509_STORE_CTX_free(sctx) }
+            if X509_STORE_CTX_init(sctx, store, nil, nil) == 1 {
+                var found: OpaquePointer? = nil
+                if X509_STORE_CTX_get1_issuer(&found, sctx, cert) == 1 { issuer = found }
+            }
+        }
+        guard let issuer else { return ignored("issuer certificate not found for certificate \"\(name)\"") }
+        var url: String
+        if let r = s.staplingResponder {
+            url = r
+        } else {
+            var buf = [CChar](repeating: 0, count: 2048)
+            guard lb_X509_first_ocsp_url(cert, &buf, buf.count) == 1 else {
+                X509_free(issuer)
+                return ignored("no OCSP responder URL in the certificate \"\(name)\"")
+            }
+            url = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        switch OCSPResponder.parse(url, resolve: resolve) {
+        case .failure(let why):
+            X509_free(issuer)
+            return ignored("\(why.message) in the certificate \"\(name)\"")
+        case .success(let responder):
+            return .success(OCSPStaple(cert: cert, issuer: issuer, chain: chain, store: store, name: name, responder: responder,
+                                       verify: s.staplingVerify ?? false, resolver: s.staplingResolver))
+        }
     }
 
     /// `ssl_conf_command` / `proxy_ssl_conf_command`: OpenSSL configuration commands on a context
@@ -449,14 +512,20 @@ let tlsServerNameCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<
 /// 400 later, as nginx does); the verdict stays in the connection for `$ssl_client_verify`.
 let tlsVerifyCallback: @convention(c) (Int32, OpaquePointer?) -> Int32 = { _, _ in 1 }
 
-/// OCSP stapling from `ssl_stapling_file`: the response goes to clients that ask for it.
+/// OCSP stapling: the response goes to clients that ask for it — the one from
+/// `ssl_stapling_file`, else the fetched one of the chosen certificate while it is valid (the
+/// first handshake to find it due queues a fetch, as in nginx).
 let tlsStatusCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32 = { ssl, _ in
     guard let ssl, let ctx = SSL_get_SSL_CTX(ssl), let p = SSL_get_ex_data(ssl, 0) else { return SSL_TLSEXT_ERR_NOACK }
     let listener = Unmanaged<TLSListener>.fromOpaque(p).takeUnretainedValue()
-    let owner = listener.contexts.first { $0?.ctx == ctx } ?? nil
-    guard let der = owner?.stapling ?? (listener.defaultContext.ctx == ctx ? listener.defaultContext.stapling : nil) else {
+    guard let owner = (listener.contexts.first { $0?.ctx == ctx } ?? nil) ?? (listener.defaultContext.ctx == ctx ? listener.defaultContext : nil) else {
         return SSL_TLSEXT_ERR_NOACK
     }
+    var fetched: [UInt8]? = nil
+    if owner.stapling == nil, let cert = SSL_get_certificate(ssl), let staple = owner.staples.first(where: { $0.cert == cert }) {
+        fetched = staple.response(now: time(nil))
+    }
+    guard let der = owner.stapling ?? fetched else { return SSL_TLSEXT_ERR_NOACK }
     // OpenSSL frees the copy it is given.
     guard let copy = OPENSSL_malloc_copy(der) else { return SSL_TLSEXT_ERR_NOACK }
     _ = lb_SSL_set_tlsext_status_ocsp_resp(ssl, copy, der.count)

@@ -49,6 +49,11 @@ public struct TLSSettings: Sendable {
     public var staplingLocation: SourceLocation?
     public var staplingFile: TLSFile?
     public var staplingVerify: Bool?
+    /// `ssl_stapling_responder`: overrides the certificates' OCSP URL.
+    public var staplingResponder: String?
+    /// The server's `resolver` (with its `resolver_timeout`), for responders named by host name;
+    /// set when the server's context is built, not by an ssl_* directive.
+    public var staplingResolver: ResolverSpec?
 
     public init() {}
 
@@ -76,6 +81,8 @@ public struct TLSSettings: Sendable {
         if stapling == nil { stapling = p.stapling; staplingLocation = p.staplingLocation }
         m(&staplingFile, p.staplingFile)
         m(&staplingVerify, p.staplingVerify)
+        m(&staplingResponder, p.staplingResponder)
+        m(&staplingResolver, p.staplingResolver)
     }
 
     // nginx's defaults.
@@ -153,14 +160,14 @@ extension Compiler {
         tlsFile("ssl_client_certificate", \.clientCertificate),
         tlsFile("ssl_trusted_certificate", \.trustedCertificate),
         tlsFile("ssl_crl", \.crl),
-        DirectiveSpec("ssl_stapling", .hs, .flag, default: "off", note: "with ssl_stapling_file; without it, ignored with a warning (lb does not fetch OCSP responses)") { c, d in
+        DirectiveSpec("ssl_stapling", .hs, .flag, default: "off", note: "responses from ssl_stapling_file, else fetched from the certificate's OCSP responder") { c, d in
             c.settings.tls.stapling = c.flag(d)
             c.settings.tls.staplingLocation = d.location
         },
         tlsFile("ssl_stapling_file", \.staplingFile),
-        // As in nginx, no effect on a response from ssl_stapling_file (docs/tls.md, OCSP stapling).
+        // As in nginx, checks fetched responses only, not one from ssl_stapling_file (docs/tls.md, OCSP stapling).
         tlsFlag("ssl_stapling_verify", default: "off", \.staplingVerify),
-        DirectiveSpec("ssl_stapling_responder", .hs, .exactly(1), note: "accepted; lb never fetches OCSP responses (use ssl_stapling_file)") { _, _ in },
+        tls("ssl_stapling_responder", .exactly(1), default: nil, \.staplingResponder) { _, d in d.args[0].text },
         DirectiveSpec("ssl_password_file", .hs, .exactly(1)) { _, d in
             throw ConfigError("\"ssl_password_file\" is not supported by lb; decrypt the key with the openssl command line", at: d.location)
         },

@@ -107,6 +107,7 @@ public final class Runtime: @unchecked Sendable {
         startCacheManager()
         startHealthChecks(current)
         startResolver()
+        startOCSPStapling()
         errorLog.log(.notice, "\(LBVersion.product) started, \(workers.count) worker thread(s), listening on \(listenerFDs.keys.map(\.description).sorted().joined(separator: ", "))")
         let status = signalLoop()
         supervisor?.stopAll()
@@ -305,6 +306,7 @@ public final class Runtime: @unchecked Sendable {
         generationBox.withLock { $0 = gen }
         startHealthChecks(gen)
         startResolver()
+        startOCSPStapling()
         errorLog.configure(table.main.errorLogs)
         for w in workers {
             let mine = listenerFDs(for: w.index, added)
