@@ -455,6 +455,8 @@ final class ClientConnection: Pollable {
     /// starts at the location's rewrite phase).
     func runPhases(named: Location? = nil) {
         if named == nil, let r = ex.server.serverReturn {
+            // The name's captures first: nginx takes them when it finds the server.
+            if !ex.server.capturingNames.isEmpty && ex.rewrite?.rewritten != true { captureServerName(ex.server.capturingNames) }
             ex.location = ex.server.fallback
             runReturn(r)
             return

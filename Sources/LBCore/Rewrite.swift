@@ -189,7 +189,7 @@ extension ClientConnection: RewriteHost {
 
     /// nginx's find-virtual-server: the regex name that chose the server captures from the Host
     /// (lowercased, without port or trailing dot).
-    private func captureServerName(_ names: [PCRE]) {
+    func captureServerName(_ names: [PCRE]) {
         guard req.absoluteHost != nil || req.host != nil else { return }
         let host = hostForServerLookup()
         for re in names {

@@ -88,3 +88,27 @@ struct DifferentialKeepaliveTests {
         }
     }
 }
+
+/// Named captures of a regex `server_name` in a server-level `return` (the usual "redirect every
+/// subdomain" block): nginx takes them when it finds the server, before any rewrite directive.
+@Suite(.serialized, .enabled(if: Differential.available, "needs Debian's nginx at /usr/sbin/nginx"))
+struct DifferentialServerNameTests {
+    @Test func aServerLevelReturnSeesTheServerNamesCaptures() throws {
+        let d = try Differential("""
+        server {
+            listen 127.0.0.1:{port};
+            server_name ~^(?<sub>\\w+)\\.regex\\.test$;
+            return 301 https://$sub.example.com$request_uri;
+        }
+        server {
+            listen 127.0.0.1:{port};
+            server_name ~^(\\w+)\\.numbered\\.test$;
+            return 200 "first=$1\\n";
+        }
+        """)
+        try d.compare([
+            .init(target: "/p?x=1", expect: 301, host: "foo.regex.test"),
+            .init(target: "/", expect: 200, host: "bar.numbered.test"),
+        ])
+    }
+}
