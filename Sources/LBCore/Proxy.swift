@@ -1020,9 +1020,20 @@ extension ClientConnection {
                     ex.attempt.relayable += payload
                     ex.attempt.upstreamBodyBytes += payload
                 } else {
-                    let n = try f.consume(region)
-                    ex.attempt.relayable += n
-                    ex.attempt.upstreamBodyBytes += n
+                    // Passed on chunked as it came, but for trailer fields: nginx's proxy drops
+                    // them (no `proxy_pass_trailers` before 1.27.2), so they are cut out here.
+                    var trailers: [Range<Int>] = []
+                    let n = try f.consume(region) { _ in } trailer: { trailers.append($0) }
+                    var dropped = 0
+                    let base = c.inBuf.base!
+                    for r in trailers { // in order; each moved left by what went before it
+                        let from = start + r.lowerBound - dropped
+                        memmove(base + from, base + from + r.count, c.inBuf.writeIndex - (from + r.count))
+                        c.inBuf.writeIndex -= r.count
+                        dropped += r.count
+                    }
+                    ex.attempt.relayable += n - dropped
+                    ex.attempt.upstreamBodyBytes += n - dropped
                 }
             } catch {
                 log(.error, "upstream sent invalid chunked response while reading upstream")

@@ -13,11 +13,17 @@ public struct ChunkedFramer: Sendable {
     public var isDone: Bool { state == .done }
 
     /// Consumes bytes of the body; returns how many belong to it (the rest is the next message)
-    /// and calls `data` with the payload ranges. Throws on malformed framing.
+    /// and calls `data` with the payload ranges and `trailer` with the ranges of trailer fields
+    /// (each line with its CRLF; a line split across calls is reported in pieces). Throws on
+    /// malformed framing.
     @inline(__always)
-    public mutating func consume(_ b: UnsafeRawBufferPointer, data: (Range<Int>) -> Void = { _ in }) throws(HTTPError) -> Int {
+    public mutating func consume(_ b: UnsafeRawBufferPointer, data: (Range<Int>) -> Void = { _ in },
+                                 trailer: (Range<Int>) -> Void = { _ in }) throws(HTTPError) -> Int {
         var i = 0
         let n = b.count
+        // A trailer line that began in an earlier call continues at the start of this one.
+        var trailerFrom: Int? = state == .trailer || state == .trailerLF ? 0 : nil
+        defer { if let s = trailerFrom, i > s { trailer(s..<i) } }
         while i < n {
             switch state {
             case .data:
@@ -60,12 +66,17 @@ public struct ChunkedFramer: Sendable {
                 guard c == 0x0A else { throw HTTPError(400, "invalid chunk data end") }
                 state = .size
             case .trailerStart:
-                if c == 0x0D { state = .finalLF } else if c == 0x0A || c == 0x20 || c == 0x09 { throw HTTPError(400, "invalid trailer") } else { state = .trailer }
+                if c == 0x0D { state = .finalLF } else if c == 0x0A || c == 0x20 || c == 0x09 { throw HTTPError(400, "invalid trailer") } else {
+                    state = .trailer
+                    trailerFrom = i - 1
+                }
             case .trailer:
                 if c == 0x0D { state = .trailerLF } else if c == 0x0A { throw HTTPError(400, "invalid trailer") }
             case .trailerLF:
                 guard c == 0x0A else { throw HTTPError(400, "invalid trailer") }
                 state = .trailerStart
+                if let s = trailerFrom { trailer(s..<i) }
+                trailerFrom = nil
             case .finalLF:
                 guard c == 0x0A else { throw HTTPError(400, "invalid last chunk") }
                 state = .done

@@ -112,3 +112,33 @@ struct DifferentialServerNameTests {
         ])
     }
 }
+
+/// An upstream's chunked response with trailer fields reaches an HTTP/1.1 client without them,
+/// as nginx's proxy sends it (no `proxy_pass_trailers` in 1.22): the same bytes from both.
+@Suite(.serialized, .enabled(if: Differential.available, "needs Debian's nginx at /usr/sbin/nginx"))
+struct DifferentialTrailerTests {
+    @Test func upstreamTrailersAreNotPassedOn() throws {
+        let d = try Differential("""
+        server {
+            listen 127.0.0.1:{port};
+            location / { proxy_pass http://{backend}; proxy_http_version 1.1; }
+        }
+        """, backend: true)
+        func raw(_ port: Int) throws -> String {
+            let c = try RawClient(port: port)
+            try c.send("GET /chunked?parts=2&trailer=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            var all: [UInt8] = []
+            var buf = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = recv(c.fd, &buf, buf.count, 0)
+                if n <= 0 { break }
+                all += buf[0..<n]
+            }
+            let text = String(decoding: all, as: UTF8.self)
+            return String(text[text.range(of: "\r\n\r\n")!.upperBound...])
+        }
+        let fromNginx = try raw(d.nginxPort), fromLB = try raw(d.lb.port)
+        #expect(fromLB == fromNginx)
+        #expect(fromNginx.hasSuffix("0\r\n\r\n") && fromNginx.contains("part1;") && !fromNginx.contains("X-Checksum"), "\(fromNginx.debugDescription)")
+    }
+}

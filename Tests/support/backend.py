@@ -197,7 +197,10 @@ class Handler(BaseHTTPRequestHandler):
             for i in range(parts):
                 piece = f"part{i};".encode()
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-            self.wfile.write(b"0\r\n\r\n")
+            if "trailer" in q:
+                self.wfile.write(b"0\r\nX-Checksum: abc\r\nX-Second: two\r\n\r\n")
+            else:
+                self.wfile.write(b"0\r\n\r\n")
         elif u.path == "/ws":
             # An Upgrade handshake, then a raw echo of whatever arrives (a tunnel check).
             import base64
