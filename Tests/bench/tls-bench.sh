@@ -6,6 +6,7 @@
 #   LB=/path/to/lb bash Tests/bench/tls-bench.sh                 # that lb instead of building one
 #   SCENARIOS="ret hs" bash Tests/bench/tls-bench.sh             # a subset
 #   STRACE=1 bash Tests/bench/tls-bench.sh 0                     # only syscalls per request (strace -c)
+#   KEEPALIVE=32 bash Tests/bench/tls-bench.sh                   # lb's and nginx's upstream pool (default 64)
 #
 # Scenarios (each server alone on core 1 with one worker and no access log; wrk and the
 # backend on core 0; rounds interleaved lb nginx haproxy lb nginx haproxy ...):
@@ -63,7 +64,7 @@ NOSESS="ssl_session_cache off; ssl_session_tickets off;"
 # an upstream connection (connect, socket, close: a fifth of lb's CPU at 50 clients and 32).
 servers() { # base port
     cat <<CONF
-    upstream backend { server 127.0.0.1:19201; keepalive 64; }
+    upstream backend { server 127.0.0.1:19201; keepalive ${KEEPALIVE:-64}; }
     server { listen 127.0.0.1:${1}1 ssl; $TLS location / { return 200 "ok"; } }
     server { listen 127.0.0.1:${1}2 ssl; $TLS
              location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } }
