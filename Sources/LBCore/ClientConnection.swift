@@ -359,8 +359,9 @@ final class ClientConnection: Pollable {
         let alive = readClient(limit: limit)
         if inBuf.isEmpty {
             // Nothing arrived: an idle keep-alive connection holds no buffer (the pool makes the
-            // next acquire free of malloc).
+            // next acquire free of malloc), nor OpenSSL's on TLS.
             worker.recycle(&inBuf)
+            releaseIdleTLSBuffers()
         }
         // Cleartext HTTP/2 (`listen … http2` without ssl): the preface instead of a request line.
         if inBuf.readable > 0 && requestsOnConnection == 0 && table.listeners[listener].http2Cleartext && takeH2Preface(alive: alive) { return }

@@ -477,6 +477,9 @@ extension ClientConnection {
                 if outBuf.isEmpty {
                     worker.prepare(&outBuf)
                     outBuf.clear()
+                    // On TLS a file larger than a pool block (4 KiB) goes in full records (16 KiB
+                    // chunks): a quarter of the reads, records and sends.
+                    if case .tls = transport, ex.staticRemaining > outBuf.capacity { outBuf.reserve(16384) }
                     let n = pread(f, outBuf.writePointer, min(ex.staticRemaining, outBuf.writableTail), off_t(ex.staticOffset))
                     if n <= 0 {
                         ex.staticRemaining = 0 // file shrank

@@ -1,3 +1,4 @@
+import COpenSSL
 import Glibc
 import LBConfig
 import LBHTTP
@@ -51,6 +52,7 @@ extension ClientConnection {
             switch try s.handshake() {
             case .done:
                 if s.alpnIsH2 { return becomeH2() } // ALPN chose h2: an HTTP/2 session takes the socket
+                s.keepBuffersWhileBusy()
                 state = .head
                 readable = true
                 driveAgain = true
@@ -65,6 +67,14 @@ extension ClientConnection {
             }
             close()
         }
+    }
+
+    /// The connection waits for its next request with nothing buffered: OpenSSL's record buffers
+    /// (about 17 KB to read, as much to write) go back to the allocator, so an idle keep-alive
+    /// connection holds only its session and keys. The next read or write allocates them again.
+    @inline(__always)
+    func releaseIdleTLSBuffers() {
+        if case .tls(let s) = transport { s.releaseBuffers() }
     }
 
     /// What a request on a TLS address must be refused with before routing, as nginx does: 497
@@ -174,5 +184,23 @@ extension ClientConnection {
             }
         }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+extension TLSStream {
+    /// Keeps OpenSSL's record buffers from one read or write to the next while the connection is
+    /// busy (the contexts set `SSL_MODE_RELEASE_BUFFERS`, which frees the read buffer whenever it
+    /// empties and the write buffer after every write, and allocates them again for the next
+    /// call); `releaseBuffers` frees them when the connection goes idle instead.
+    func keepBuffersWhileBusy() {
+        _ = lb_SSL_clear_mode(ssl, Int(SSL_MODE_RELEASE_BUFFERS))
+    }
+
+    /// Frees the read and write record buffers (`SSL_free_buffers`). OpenSSL refuses, harmlessly
+    /// (false), while either holds bytes: a record read ahead or not yet consumed, a write not
+    /// yet sent.
+    @inline(__always) @discardableResult
+    func releaseBuffers() -> Bool {
+        SSL_free_buffers(ssl) == 1
     }
 }

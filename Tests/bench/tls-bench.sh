@@ -3,8 +3,10 @@
 #
 #   bash Tests/bench/tls-bench.sh [rounds] [seconds] [connections]
 #   LB_BASE=/path/to/older/lb bash Tests/bench/tls-bench.sh     # also an older lb, as "lb-base"
+#   LB=/path/to/lb bash Tests/bench/tls-bench.sh                 # that lb instead of building one
 #   SCENARIOS="ret hs" bash Tests/bench/tls-bench.sh             # a subset
 #   STRACE=1 bash Tests/bench/tls-bench.sh 0                     # only syscalls per request (strace -c)
+#   KEEPALIVE=32 bash Tests/bench/tls-bench.sh                   # lb's and nginx's upstream pool (default 64)
 #
 # Scenarios (each server alone on core 1 with one worker and no access log; wrk and the
 # backend on core 0; rounds interleaved lb nginx haproxy lb nginx haproxy ...):
@@ -26,8 +28,7 @@ SECS=${2:-6}
 CONNS=${3:-50}
 SCENARIOS=${SCENARIOS:-ret proxy hs plain}
 for t in nginx haproxy wrk taskset openssl; do command -v $t >/dev/null || { echo "missing $t: apt-get install nginx-light haproxy wrk"; exit 1; }; done
-swift build -c release --product lb >/dev/null
-LB=$PWD/.build/release/lb
+if [ -z "${LB:-}" ]; then swift build -c release --product lb >/dev/null; LB=$PWD/.build/release/lb; fi
 W=$(mktemp -d /tmp/lb-tls-bench.XXXXXX)
 mkdir -p "$W/logs" "$W/nginx-b" "$W/nginx-t" "$W/base/logs"
 chmod 755 "$W" "$W/nginx-b" # nginx workers (nobody) read the backend's body file
@@ -58,9 +59,12 @@ for i in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:19201/" && bre
 # Ports: lb 1840x, nginx 1841x, haproxy 1842x, lb-base 1843x; x = 1 ret, 2 proxy, 3 hs, 4 plain.
 TLS="ssl_certificate $CRT; ssl_certificate_key $KEY; ssl_protocols TLSv1.3;"
 NOSESS="ssl_session_cache off; ssl_session_tickets off;"
+# `keepalive 64`: more idle upstream connections than wrk has clients, as HAProxy's `http-reuse
+# always` keeps all of them; with fewer, every request past the pool's size opens and closes
+# an upstream connection (connect, socket, close: a fifth of lb's CPU at 50 clients and 32).
 servers() { # base port
     cat <<CONF
-    upstream backend { server 127.0.0.1:19201; keepalive 32; }
+    upstream backend { server 127.0.0.1:19201; keepalive ${KEEPALIVE:-64}; }
     server { listen 127.0.0.1:${1}1 ssl; $TLS location / { return 200 "ok"; } }
     server { listen 127.0.0.1:${1}2 ssl; $TLS
              location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } }

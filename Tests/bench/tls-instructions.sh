@@ -7,6 +7,7 @@
 #
 #   bash Tests/bench/tls-instructions.sh [requests] [handshakes]     # default 2000 and 200
 #   LB_BASE=/path/to/older/lb bash Tests/bench/tls-instructions.sh
+#   LB=/path/to/lb bash Tests/bench/tls-instructions.sh     # that lb instead of building one
 #
 # Each server runs under callgrind; after warm-up requests its counters are zeroed
 # (callgrind_control -z), curl sends REQUESTS requests, the counters are dumped (-d) and
@@ -20,8 +21,7 @@ cd "$(dirname "$0")/../.."
 N=${1:-2000}
 NHS=${2:-200}
 for t in valgrind callgrind_control nginx haproxy curl openssl; do command -v $t >/dev/null || { echo "missing $t"; exit 1; }; done
-swift build -c release --product lb >/dev/null
-LB=$PWD/.build/release/lb
+if [ -z "${LB:-}" ]; then swift build -c release --product lb >/dev/null; LB=$PWD/.build/release/lb; fi
 W=$(mktemp -d /tmp/lb-tls-instr.XXXXXX)
 chmod 755 "$W"
 PID=
