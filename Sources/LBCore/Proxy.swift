@@ -668,12 +668,9 @@ extension ClientConnection {
     /// The value of the upstream's `X-Accel-Redirect`, unless `proxy_ignore_headers` (or
     /// `fastcgi_`/`uwsgi_ignore_headers`) names it.
     func accelRedirectTarget(_ b: UnsafeRawBufferPointer) -> [UInt8]? {
-        for f in ex.attempt.response.headers where f.name.count == 16 && ASCII.equalsLower(b, f.name, "x-accel-redirect") {
-            if let ignored = settings.proxyIgnoreHeaders, ignored.contains(where: { $0.lowercased() == "x-accel-redirect" }) { return nil }
-            let v = Array(b[f.value])
-            return v.isEmpty ? nil : v
-        }
-        return nil
+        guard let r = ex.attempt.response.xAccelRedirect, !r.isEmpty else { return nil }
+        if let ignored = settings.proxyIgnoreHeaders, ignored.contains(where: { $0.lowercased() == "x-accel-redirect" }) { return nil }
+        return Array(b[r])
     }
 
     /// `X-Accel-Redirect` (nginx's `ngx_http_upstream_process_headers`): the upstream's answer is

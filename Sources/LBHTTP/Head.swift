@@ -88,6 +88,9 @@ public struct ResponseHead: Sendable {
     /// `Connection: close`, or HTTP/1.0 without keep-alive.
     public var close = false
     public var length = 0
+    /// The value of the (first) `X-Accel-Redirect` field, found while parsing so that a proxied
+    /// response without one costs nothing to check.
+    public var xAccelRedirect: Range<Int>? = nil
 
     public init() {}
 }

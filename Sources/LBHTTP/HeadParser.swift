@@ -313,6 +313,8 @@ public enum HeadParser {
             case 10 where ASCII.equalsLower(b, name, "connection"):
                 if ASCII.containsToken(b, value, "close") { h.close = true }
                 if ASCII.containsToken(b, value, "keep-alive") && h.versionMinor == 0 { h.close = false }
+            case 16 where h.xAccelRedirect == nil && ASCII.equalsLower(b, name, "x-accel-redirect"):
+                h.xAccelRedirect = value
             default:
                 break
             }
