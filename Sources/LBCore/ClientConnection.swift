@@ -179,8 +179,20 @@ final class ClientConnection: Pollable {
     /// else the connection's peer. Access rules, logs, `$remote_addr` and `ip_hash` use it.
     var clientAddress: PeerAddress { ex?.realClient ?? peer }
 
-    /// The listener's default server: its settings rule the connection between requests.
+    /// The listener's default server: its settings rule the connection until a TLS handshake
+    /// names another (`connectionServer`).
     var defaultServer: VirtualServer { table.servers[table.listeners[listener].defaultServer] }
+
+    /// The server whose settings rule reading request heads on this connection: after a TLS
+    /// handshake, the one the SNI name selects (nginx's `hc->conf_ctx`, set by
+    /// `ngx_http_ssl_servername`), else the default server.
+    var connectionServer: VirtualServer { H2Session.connectionServer(self) }
+
+    /// The head limits and header timeout of `connectionServer` (after the handshake named it).
+    func applyConnectionServerLimits() {
+        let large = connectionServer.settings.effectiveLargeClientHeaderBuffers
+        scanner = HeadScanner(maxFirstLine: large.size, maxHeaderLine: large.size, maxHead: large.count * large.size)
+    }
 
     /// Starts a fresh exchange for a request that has begun (or an error answered before one
     /// could be parsed), on the listener's default server until routing picks another.
@@ -399,7 +411,14 @@ final class ClientConnection: Pollable {
                 req = RequestHead()
                 head.clear()
                 log(.info, "client sent invalid request: \(error.reason)")
-                writeErrorAndClose(error.status)
+                if error.status == 431 {
+                    // nginx's 494: a header line or the head over large_client_header_buffers
+                    // is a 400 with its own page ("Request Header Or Cookie Too Large").
+                    closeAfterResponse = true
+                    respond(400, contentType: "text/html", body: Status.specialPage(494, serverTokens: settings.effectiveServerTokens))
+                } else {
+                    writeErrorAndClose(error.status)
+                }
             }
             return
         }
@@ -912,7 +931,7 @@ final class ClientConnection: Pollable {
             worker.recycle(&outBuf)
             worker.loop.setDeadline(self, afterMillis: keepaliveTimeout)
         } else {
-            worker.loop.setDeadline(self, afterMillis: defaultServer.settings.effectiveClientHeaderTimeoutMs)
+            worker.loop.setDeadline(self, afterMillis: connectionServer.settings.effectiveClientHeaderTimeoutMs)
         }
         readable = true
         drive()

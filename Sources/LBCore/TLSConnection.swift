@@ -53,6 +53,7 @@ extension ClientConnection {
             case .done:
                 if s.alpnIsH2 { return becomeH2() } // ALPN chose h2: an HTTP/2 session takes the socket
                 s.keepBuffersWhileBusy()
+                if s.serverName != nil { applyConnectionServerLimits() }
                 state = .head
                 readable = true
                 driveAgain = true
@@ -133,14 +134,7 @@ extension ClientConnection {
             respondError(code)
             return
         }
-        let reason = switch code {
-        case 495: "The SSL certificate error"
-        case 496: "No required SSL certificate was sent"
-        default: "The plain HTTP request was sent to HTTPS port"
-        }
-        let server = settings.effectiveServerTokens ? LBVersion.product : "lb"
-        let page = "<html>\r\n<head><title>400 \(reason)</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>\(reason)</center>\r\n<hr><center>\(server)</center>\r\n</body>\r\n</html>\r\n"
-        respond(400, contentType: "text/html", body: Array(page.utf8))
+        respond(400, contentType: "text/html", body: Status.specialPage(code == 495 || code == 496 ? code : 497, serverTokens: settings.effectiveServerTokens))
     }
 
     /// `$ssl_*`: empty on plain HTTP, as nginx.

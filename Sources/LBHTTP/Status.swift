@@ -44,6 +44,25 @@ public enum Status {
     }
 
     /// nginx's built-in error page body.
+    /// nginx's internal statuses that go out as 400 with a page of their own
+    /// (ngx_http_special_response.c): 494 a request header too large, 495–497 TLS refusals.
+    public static func specialReason(_ code: Int) -> String? {
+        switch code {
+        case 494: "Request Header Or Cookie Too Large"
+        case 495: "The SSL certificate error"
+        case 496: "No required SSL certificate was sent"
+        case 497: "The plain HTTP request was sent to HTTPS port"
+        default: nil
+        }
+    }
+
+    /// The 400 page of a special status (`specialReason`).
+    public static func specialPage(_ code: Int, serverTokens: Bool) -> [UInt8] {
+        let reason = specialReason(code) ?? reason(400)
+        let server = serverTokens ? LBVersion.product : "lb"
+        return Array("<html>\r\n<head><title>400 \(reason)</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>\(reason)</center>\r\n<hr><center>\(server)</center>\r\n</body>\r\n</html>\r\n".utf8)
+    }
+
     public static func page(_ code: Int, serverTokens: Bool) -> [UInt8] {
         // nginx's built-in 302 page says "Found" though its status line says "Moved Temporarily",
         // and its 401 page "Authorization Required" (ngx_http_special_response.c).
