@@ -1,4 +1,5 @@
 import LBConfig
+import LBHTTP
 
 /// What one request carries of the rewrite module (nginx keeps it in `ngx_http_request_t`):
 /// `set` variables and named captures, the captures of the last regex match, the arguments once a
@@ -276,13 +277,7 @@ enum URIEscape {
     /// decoded), a `%XX` is decoded when it stands for a character above `%` and below DEL and kept
     /// as written otherwise; a malformed escape loses its `%` (and a bad second digit, both bytes).
     static func unescapeRedirect(_ s: [UInt8]) -> [UInt8] {
-        func hexValue(_ c: UInt8) -> UInt8? {
-            switch c | 0x20 {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): (c | 0x20) - UInt8(ascii: "a") + 10
-            default: nil
-            }
-        }
+        func hexValue(_ c: UInt8) -> UInt8? { URI.hex(c).map(UInt8.init) }
         var out: [UInt8] = []
         out.reserveCapacity(s.count)
         var i = 0

@@ -173,13 +173,7 @@ public enum AccelRedirect {
     /// dropped (the byte kept), a `%X` before a non-hex byte is dropped with it, as is a `%` or
     /// `%X` at the end.
     static func unescape(_ s: [UInt8]) -> [UInt8] {
-        func hex(_ c: UInt8) -> UInt8? {
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"), UInt8(ascii: "A")...UInt8(ascii: "F"): (c | 0x20) - UInt8(ascii: "a") + 10
-            default: nil
-            }
-        }
+        func hex(_ c: UInt8) -> UInt8? { URI.hex(c).map(UInt8.init) }
         var out: [UInt8] = []
         out.reserveCapacity(s.count)
         var i = 0

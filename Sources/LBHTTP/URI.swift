@@ -91,8 +91,9 @@ public enum URI {
         return out
     }
 
+    /// The value of a hex digit (either case), nil for any other byte.
     @inline(__always)
-    static func hex(_ c: UInt8) -> Int? {
+    public static func hex(_ c: UInt8) -> Int? {
         switch c {
         case 0x30...0x39: Int(c - 0x30)
         case 0x41...0x46: Int(c - 0x41 + 10)

@@ -181,6 +181,10 @@ import LBConfig
     @Test func redirectUnescapingKeepsReservedAndControlBytesEncoded() {
         #expect(URIEscape.unescapeRedirect(Array("/a%41%20%25%2F?%41".utf8)) == Array("/aA%20%25/?%41".utf8))
         #expect(URIEscape.unescapeRedirect(Array("/%zz%4z%3f%41".utf8)) == Array("/zz?%41".utf8))
+        // A control byte after `%` is not a digit (0x10 | 0x20 looked like "0" and the
+        // subtraction trapped); nginx drops the `%` and keeps the byte.
+        #expect(URIEscape.unescapeRedirect([0x2F, 0x25, 0x10, 0x41]) == [0x2F, 0x10, 0x41])
+        #expect(URIEscape.unescapeRedirect([0x2F, 0x25, 0x34, 0x19]) == [0x2F])
         #expect(URIEscape.args(Array("a b&c+d?é".utf8)) == Array("a%20b%26c%2Bd%3F%C3%A9".utf8))
     }
 }
