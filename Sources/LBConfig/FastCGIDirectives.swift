@@ -53,6 +53,9 @@ public struct AppServerSettings: Sendable {
     public var hideHeaders: [String]?
     public var passHeaders: [String]?
     public var ignoreHeaders: [String]?
+    /// `fastcgi_catch_stderr`: strings that, found in what the application writes to stderr
+    /// before its response head, make the head invalid (next upstream, else 502), as nginx.
+    public var catchStderr: [String]?
     public var passRequestHeaders: Bool?
     public var passRequestBody: Bool?
     public var cache: String??
@@ -91,6 +94,7 @@ public struct AppServerSettings: Sendable {
         m(&hideHeaders, p.hideHeaders)
         m(&passHeaders, p.passHeaders)
         m(&ignoreHeaders, p.ignoreHeaders)
+        m(&catchStderr, p.catchStderr)
         m(&passRequestHeaders, p.passRequestHeaders)
         m(&passRequestBody, p.passRequestBody)
         if cache == nil { cache = p.cache }
@@ -252,7 +256,9 @@ extension Compiler {
                     let re = try compileRegex(d.args[0].text, caseless: false, at: d.args[0].location)
                     c.settings.s.fastcgi.splitPathInfo = SplitPathInfo(regex: re)
                 },
-                DirectiveSpec("fastcgi_catch_stderr", .hsl, .exactly(1), repeatable: true, note: "accepted for compatibility; no effect in lb") { _, _ in },
+                DirectiveSpec("fastcgi_catch_stderr", .hsl, .exactly(1), repeatable: true) { c, d in
+                    c.settings.s.fastcgi.catchStderr = (c.settings.s.fastcgi.catchStderr ?? []) + [d.args[0].text]
+                },
             ]
         } else {
             func modifier(_ name: String, _ f: WritableKeyPath<AppServerSettings, Int?>) -> DirectiveSpec {

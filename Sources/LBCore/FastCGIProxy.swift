@@ -17,6 +17,8 @@ final class FastCGIUpstream {
     /// Raw bytes read from the socket.
     var raw = [UInt8](repeating: 0, count: 16 * 1024)
     static let stderrLimit = 4096
+    /// `fastcgi_catch_stderr` matched before the response head: the head is invalid.
+    var caughtStderr = false
 
     init(maxHead: Int) { translator = CGIResponseTranslator(maxHead: maxHead) }
 }
@@ -177,6 +179,13 @@ extension ClientConnection {
                         case .stderr(let r, let last):
                             let room = FastCGIUpstream.stderrLimit - f.stderr.count
                             if room > 0 { f.stderr += input[r].prefix(room) }
+                            // nginx checks the patterns (case-sensitive) while the head is read.
+                            if !f.translator.headDone, let patterns = settings.fastcgi.catchStderr,
+                               patterns.contains(where: { p in !p.isEmpty && f.stderr.firstRange(of: Array(p.utf8)) != nil }) {
+                                f.caughtStderr = true
+                                logFastCGIStderr(f)
+                                throw FastCGIError("upstream sent invalid header")
+                            }
                             if last { logFastCGIStderr(f) }
                         case .end:
                             try f.translator.end(into: &f.out)
@@ -185,7 +194,10 @@ extension ClientConnection {
                 }
             } catch {
                 let message = (error as? FastCGIError)?.message ?? "\(error)"
-                log(.error, message + (f.translator.headDone ? " while reading upstream" : " while reading response header from upstream"))
+                // A caught stderr is reported by readResponseHead, as an invalid head.
+                if !f.caughtStderr {
+                    log(.error, message + (f.translator.headDone ? " while reading upstream" : " while reading response header from upstream"))
+                }
                 c.readable = false
                 c.peerClosed = true
                 appendTranslated(c, f)

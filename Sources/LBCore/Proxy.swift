@@ -560,7 +560,9 @@ extension ClientConnection {
                         // A FIN that came with the last bytes (EPOLLRDHUP) ends the head too: the
                         // short read drained the socket, and no other readiness edge will come.
                         if !alive || (c.peerClosed && !c.readable) {
-                            upstreamFailed(.error("upstream prematurely closed connection while reading response header from upstream"))
+                            upstreamFailed(c.fastcgi?.caughtStderr == true
+                                           ? .invalidHeader("upstream sent invalid header while reading response header from upstream")
+                                           : .error("upstream prematurely closed connection while reading response header from upstream"))
                         }
                         return
                     }
@@ -581,7 +583,9 @@ extension ClientConnection {
                 return
             }
             if !alive || (c.peerClosed && !c.readable) {
-                upstreamFailed(.error("upstream prematurely closed connection while reading response header from upstream"))
+                upstreamFailed(c.fastcgi?.caughtStderr == true
+                               ? .invalidHeader("upstream sent invalid header while reading response header from upstream")
+                               : .error("upstream prematurely closed connection while reading response header from upstream"))
             }
             return
         }

@@ -85,7 +85,7 @@ func md5sum(_ url: URL) -> String {
     if ($p === '/app/') { echo "script ", $_SERVER['X_SCRIPT'], " [", $_SERVER['X_INFO'], "]\n"; exit; }
     if (str_starts_with($p, '/missing')) { header('Status: 404 Not Found'); echo "nope\\n"; exit; }
     if ($p === '/go') { header('Location: /elsewhere'); exit; }
-    if ($p === '/err') { error_log("something bad happened"); echo "logged\\n"; exit; }
+    if (str_starts_with($p, '/err')) { error_log("something bad happened"); echo "logged\\n"; exit; }
     if ($p === '/big') { echo str_repeat("0123456789abcdef", 5 * 1024 * 1024 / 16); exit; }
     if ($p === '/form') { $a = $_POST['a'] ?? ''; echo strlen($a), " ", md5($a), " ", $_POST['b'] ?? '-', "\\n"; exit; }
     if ($p === '/upload') { $f = $_FILES['file']; echo $f['size'], " ", md5_file($f['tmp_name']), " ", $_POST['note'] ?? '-', "\\n"; exit; }
@@ -202,6 +202,15 @@ func md5sum(_ url: URL) -> String {
                     fastcgi_param X_SCRIPT $fastcgi_script_name;
                     fastcgi_param X_INFO $fastcgi_path_info;
                     fastcgi_pass php;
+                }
+                location ~ ^/err-(caught|other)$ {
+                    include \(examples)/fastcgi.conf;
+                    fastcgi_param SCRIPT_FILENAME $document_root/index.php;
+                    fastcgi_catch_stderr "nothing like it";
+                    fastcgi_catch_stderr "something bad";
+                    fastcgi_pass php;
+                    location ~ other { include \(examples)/fastcgi.conf; fastcgi_param SCRIPT_FILENAME $document_root/index.php;
+                                       fastcgi_catch_stderr "not in it"; fastcgi_pass php; }
                 }
                 location = /retry {
                     include \(examples)/fastcgi.conf;
@@ -343,6 +352,17 @@ func md5sum(_ url: URL) -> String {
         #expect(try curl([url(s, "/err")]).out == "logged\n")
         #expect(waitUntil { s.lb.errorLog.contains("[error]") && s.lb.errorLog.contains("FastCGI sent in stderr: \"PHP message: something bad happened\" while reading response header from upstream") })
         #expect(s.lb.errorLog.contains("upstream: \"fastcgi://127.0.0.1:\(s.fpm.port)\""))
+    }
+
+    /// `fastcgi_catch_stderr`: a string found in what PHP writes to stderr before its head makes
+    /// the head invalid — 502 (`invalid_header` is not in the default fastcgi_next_upstream), with
+    /// nginx's log lines; a string not found changes nothing.
+    @Test func catchStderrTurnsAMatchingMessageInto502() throws {
+        let s = try stack()
+        let caught = try curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", url(s, "/err-caught")])
+        #expect(caught.out == "502", "\(s.lb.errorLog.suffix(600))")
+        #expect(waitUntil { s.lb.errorLog.contains("upstream sent invalid header while reading response header from upstream") })
+        #expect(try curl([url(s, "/err-other")]).out == "logged\n")
     }
 
     @Test func keepConnReusesOneUpstreamConnection() throws {
