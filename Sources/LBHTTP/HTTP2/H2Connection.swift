@@ -130,6 +130,8 @@ public struct H2Connection: Sendable {
     var fields = HPACKHeaderList()
     var blockBuffer: [UInt8] = []
     var encodeBuffer: [UInt8] = []
+    /// Response fields already encoded (no dynamic table only).
+    var literals = HPACKLiteralCache()
     var output: [UInt8] = []
     var outputStart = 0
 
@@ -220,6 +222,7 @@ public struct H2Connection: Sendable {
         fields = HPACKHeaderList()
         blockBuffer = []
         encodeBuffer = []
+        literals = HPACKLiteralCache()
         if pendingOutputCount == 0 { output = [] ; outputStart = 0 }
     }
 
@@ -607,6 +610,17 @@ public struct H2Connection: Sendable {
             return
         default:
             break
+        }
+        if encoder.table.maxSize == 0 {
+            // No table: the representation is a function of the field; copied when cached.
+            if let i = literals.find(name, value) {
+                encodeBuffer.append(contentsOf: literals.entries[i].block)
+                return
+            }
+            let start = encodeBuffer.count
+            encoder.encode(name: name, value: value, indexing: .none, into: &encodeBuffer)
+            literals.store(name, value, block: encodeBuffer[start...])
+            return
         }
         // Large values would push useful entries out of the table.
         let indexing: HPACKIndexing = name.count + value.count + 32 <= encoder.table.maxSize / 4 ? .incremental : .none
