@@ -134,6 +134,10 @@ public struct H2Connection: Sendable {
     var literals = HPACKLiteralCache()
     var output: [UInt8] = []
     var outputStart = 0
+    /// The output's capacity when the connection last went idle (at most 64 KiB), reserved again
+    /// at the next response: a busy connection that pauses between bursts does not grow its
+    /// output from nothing, copy by copy, after each pause (an idle one still holds none).
+    var outputCapacityWhenBusy = 0
 
     // Peer settings.
     var peerInitialWindow = H2.defaultWindow
@@ -223,7 +227,11 @@ public struct H2Connection: Sendable {
         blockBuffer = []
         encodeBuffer = []
         literals = HPACKLiteralCache()
-        if pendingOutputCount == 0 { output = [] ; outputStart = 0 }
+        if pendingOutputCount == 0 {
+            if output.capacity > 0 { outputCapacityWhenBusy = min(output.capacity, 65_536) }
+            output = []
+            outputStart = 0
+        }
     }
 
     // MARK: Input
@@ -576,6 +584,7 @@ public struct H2Connection: Sendable {
     /// `endHeaders`. Returns false when the stream is gone or already answered.
     public mutating func beginHeaders(streamID sid: UInt32, status: Int) -> Bool {
         guard let s = streams[sid], !s.headersSent, canSend else { return false }
+        if output.capacity < outputCapacityWhenBusy { output.reserveCapacity(outputCapacityWhenBusy) }
         encodeBuffer.removeAll(keepingCapacity: true)
         encoder.beginBlock(into: &encodeBuffer)
         encoder.encodeStatus(status, into: &encodeBuffer)
