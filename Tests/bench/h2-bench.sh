@@ -59,7 +59,7 @@ for i in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:19301/" && bre
 TLS="ssl_certificate $CRT; ssl_certificate_key $KEY; ssl_protocols TLSv1.3;"
 servers() { # base port
     cat <<CONF
-    upstream backend { server 127.0.0.1:19301; keepalive 32; }
+    upstream backend { server 127.0.0.1:19301; keepalive 1024; }  # ≥ the 640 streams in flight: HAProxy keeps every idle server connection
     server { listen 127.0.0.1:${1}1 ssl http2; $TLS location / { return 200 "ok"; } }
     server { listen 127.0.0.1:${1}2 ssl http2; $TLS
              location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } }
