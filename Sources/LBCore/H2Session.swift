@@ -26,7 +26,7 @@ final class H2Session: Pollable {
     var inBuf = Buffer()
     var events: [H2Event] = []
     /// Open streams (those whose stream connection has not closed).
-    var streams: [UInt32: H2Stream] = [:]
+    var streams = H2StreamTable<H2Stream>()
     /// Streams whose writes wait for the output to drain (`outputHighWater`).
     var waitingForOutput: [H2Stream] = []
     /// Stream connections to start or wake once the frames read have been handled.

@@ -120,7 +120,7 @@ public struct H2Connection: Sendable {
     /// The connection's receive window size in force (never below the protocol's default).
     let connectionWindowTarget: Int
     var state: State = .preface
-    var streams: [UInt32: Stream] = [:]
+    var streams = H2StreamTable<Stream>()
     /// Highest stream id the client opened (GOAWAY's last stream id).
     public private(set) var lastClientStreamID: UInt32 = 0
     var decoder: HPACKDecoder
