@@ -143,9 +143,14 @@ final class ClientConnection: Pollable {
     /// HEAD sent upstream as GET (`proxy_cache_convert_head`): the body is read, stored, not sent.
     var headConverted: Bool { ex.cache != nil && req.method == .head && settings.proxyCacheConvertHead != false }
 
-    init(worker: Worker, fd: Int32, peer: SocketAddress, generation: Generation, listener: Int, number: Int) {
+    convenience init(worker: Worker, fd: Int32, peer: SocketAddress, generation: Generation, listener: Int, number: Int) {
+        self.init(worker: worker, fd: fd, peerAddress: PeerAddress(peer), generation: generation, listener: listener, number: number)
+    }
+
+    /// `peerAddress`: an HTTP/2 stream's connection takes its session's, made once.
+    init(worker: Worker, fd: Int32, peerAddress: PeerAddress, generation: Generation, listener: Int, number: Int) {
         self.worker = worker
-        self.peer = PeerAddress(peer)
+        self.peer = peerAddress
         self.generation = generation
         self.listener = listener
         self.number = number

@@ -26,7 +26,7 @@ final class H2Session: Pollable {
     var inBuf = Buffer()
     var events: [H2Event] = []
     /// Open streams (those whose stream connection has not closed).
-    var streams: [UInt32: H2Stream] = [:]
+    var streams = H2StreamTable<H2Stream>()
     /// Streams whose writes wait for the output to drain (`outputHighWater`).
     var waitingForOutput: [H2Stream] = []
     /// Stream connections to start or wake once the frames read have been handled.
@@ -48,8 +48,6 @@ final class H2Session: Pollable {
     let keepaliveTimeoutMs: Int
     let sendTimeoutMs: Int
     let recvBufferSize: Int
-    /// The peer's address as stream connections take it.
-    lazy var peerSocketAddress: SocketAddress = SocketAddress(ip: peer.ip, port: peer.port) ?? SocketAddress()
 
     /// A stream's write waits while this much output is not yet written to the socket.
     static let outputHighWater = 256 * 1024
@@ -258,12 +256,13 @@ final class H2Session: Pollable {
         }
         requests += 1
         let st = H2Stream(session: self, request: r)
-        let c = ClientConnection(worker: worker, fd: fd, peer: peerSocketAddress, generation: generation, listener: listener, number: number)
+        let c = ClientConnection(worker: worker, fd: fd, peerAddress: peer, generation: generation, listener: listener, number: number)
         // `$connection_requests`: the streams opened on the connection so far, this one
         // included, as nginx counts them (the stream connection adds its own request).
         c.requestsOnConnection = requests - 1
         c.transport = .h2(st)
         c.state = .head
+        c.readable = true
         st.conn = c
         streams[r.streamID] = st
         wakes.append((st, EventLoop.readable))
@@ -288,7 +287,12 @@ final class H2Session: Pollable {
             wakes.removeAll(keepingCapacity: true)
             for (st, bits) in batch {
                 guard let c = st.conn, c.state != .closed else { continue }
-                c.ready(bits)
+                if let r = st.request {
+                    st.request = nil
+                    c.beginH2Request(r, chunked: st.chunkedRequest)
+                } else {
+                    c.ready(bits)
+                }
             }
         }
         if !waitingForOutput.isEmpty && conn.pendingOutputCount < H2Session.outputHighWater / 2 {
@@ -443,7 +447,11 @@ final class H2Stream: StreamPipe {
     let chunkedRequest: Bool
 
     // Request side.
-    var input: [UInt8]
+    /// The request, until its stream connection begins it (`beginH2Request`): its head goes
+    /// to the exchange as parsed, never through `read`.
+    var request: H2Request?
+    /// Body octets for the stream connection to read (chunk-framed when `chunkedRequest`).
+    var input: [UInt8] = []
     var inputAt = 0
     /// Body octets given to the stream connection's buffer but not yet back to the client
     /// (WINDOW_UPDATE): the stream window bounds what waits here.
@@ -473,19 +481,16 @@ final class H2Stream: StreamPipe {
         didSet { if case .done = response { conn?.peerClosed = true } }
     }
     var headBytes: [UInt8] = []
+    /// How much of CR LF CR LF ends `headBytes`.
+    var headMatch = 0
     var waitingForOutput = false
 
     init(session: H2Session, request r: H2Request) {
         self.session = session
         id = r.streamID
         isHead = r.head.method == .head
-        var head = Array(r.bytes[0..<r.scheme.lowerBound])
         chunkedRequest = !r.endStream && r.head.contentLength == nil
-        if chunkedRequest {
-            // Before the blank line that ends the head.
-            head.insert(contentsOf: "transfer-encoding: chunked\r\n".utf8, at: head.count - 2)
-        }
-        input = head
+        request = r
         super.init()
     }
 
@@ -553,14 +558,35 @@ final class H2Stream: StreamPipe {
         while at < b.count {
             switch response {
             case .head:
-                while at < b.count {
-                    headBytes.append(b[at])
-                    at += 1
-                    let n = headBytes.count
-                    if n >= 4 && headBytes[n - 1] == 0x0A && headBytes[n - 2] == 0x0D && headBytes[n - 3] == 0x0A && headBytes[n - 4] == 0x0D {
-                        startResponse()
-                        break
+                // The blank line that ends the head (CR LF CR LF, perhaps across writes).
+                var m = headMatch
+                var i = at
+                while i < b.count && m < 4 {
+                    let c = b[i]
+                    i += 1
+                    if c == 0x0D {
+                        m = m == 2 ? 3 : 1
+                    } else if c == 0x0A && (m == 1 || m == 3) {
+                        m += 1
+                    } else {
+                        m = 0
                     }
+                }
+                let piece = UnsafeRawBufferPointer(rebasing: b[at..<i])
+                at = i
+                guard m == 4 else {
+                    headMatch = m
+                    headBytes.append(contentsOf: piece)
+                    break
+                }
+                headMatch = 0
+                if headBytes.isEmpty {
+                    startResponse(piece) // the whole head in this write: framed from it, not copied
+                } else {
+                    headBytes.append(contentsOf: piece)
+                    let h = headBytes
+                    headBytes = []
+                    h.withUnsafeBytes { startResponse($0) }
                 }
             case .length(let left):
                 let n = min(left, b.count - at)
@@ -639,9 +665,7 @@ final class H2Stream: StreamPipe {
     }
 
     /// The HTTP/1.1 head is complete: HEADERS, and how the body is delimited.
-    func startResponse() {
-        let h = headBytes
-        headBytes = []
+    func startResponse(_ h: UnsafeRawBufferPointer) {
         guard h.count >= 12, h[0] == UInt8(ascii: "H") else {
             session.conn.reset(streamID: id, code: .internalError)
             response = .done
@@ -659,7 +683,8 @@ final class H2Stream: StreamPipe {
         }
         var chunked = false
         var length: Int? = nil
-        h.withUnsafeBytes { b in
+        do {
+            let b = h
             var i = 0
             while i < b.count && b[i] != 0x0A { i += 1 }
             i += 1
@@ -738,6 +763,52 @@ extension ClientConnection {
         worker.recycle(&outBuf)
         releaseRequestHead()
         s.start()
+    }
+
+    /// An HTTP/2 stream's request begins (its first wake): the head `H2Request` made from the
+    /// decoded fields becomes the connection's request as `readHead` would have made it from
+    /// the same octets, without going through `read`, the scanner and (with the default
+    /// header-name rules) a second parse. Its version is HTTP/1.1, as the octets say: the
+    /// exchange answers an HTTP/2 stream as an HTTP/1.1 keep-alive request. The body, if any,
+    /// is read through the transport.
+    func beginH2Request(_ r: H2Request, chunked: Bool) {
+        guard state == .head else { return }
+        inDrive = true // as readHead runs: inside drive
+        driveAgain = false
+        headComplete()
+        let end = r.scheme.lowerBound
+        head.clear()
+        r.bytes.withUnsafeBytes { b in
+            if chunked {
+                // Before the blank line that ends the head.
+                head.append(UnsafeRawBufferPointer(rebasing: b[0..<(end - 2)]))
+                head.append("transfer-encoding: chunked\r\n\r\n")
+            } else {
+                head.append(UnsafeRawBufferPointer(rebasing: b[0..<end]))
+            }
+        }
+        let server = defaultServer
+        let names = HeaderNameRules(underscores: server.settings.underscoresInHeaders == true,
+                                    ignoreInvalid: server.settings.ignoreInvalidHeaders != false)
+        do {
+            if !chunked && names == HeaderNameRules() {
+                // H2RequestRules parsed these octets with these rules already.
+                req = r.head
+                req.versionMajor = 1
+                req.versionMinor = 1
+            } else {
+                try HeadParser.request(head.readableBytes, start: 0, end: head.readable, into: &req, names: names)
+            }
+            beginRequest()
+        } catch {
+            beginExchange()
+            req = RequestHead()
+            head.clear()
+            log(.info, "client sent invalid request: \(error.reason)")
+            writeErrorAndClose(error.status)
+        }
+        inDrive = false
+        if driveAgain && state != .closed { drive() }
     }
 
     /// Cleartext HTTP/2 with prior knowledge: true when the connection went to HTTP/2 (or

@@ -3,6 +3,7 @@
 #
 #   bash Tests/bench/h2-bench.sh [rounds] [seconds] [connections] [streams]
 #   SCENARIOS="ret" bash Tests/bench/h2-bench.sh       # a subset
+#   LB=/path/to/lb LB_BASE=/path/to/older/lb bash Tests/bench/h2-bench.sh   # no build; a 4th contender
 #
 # Scenarios (each server alone on core 1 with one worker and no access log; h2load and the
 # backend on core 0; rounds interleaved lb nginx haproxy lb nginx haproxy ...):
@@ -21,8 +22,10 @@ CONNS=${3:-64}
 STREAMS=${4:-10}
 SCENARIOS=${SCENARIOS:-ret proxy static}
 for t in nginx haproxy h2load taskset openssl curl; do command -v $t >/dev/null || { echo "missing $t: apt-get install nginx-light haproxy nghttp2-client"; exit 1; }; done
-swift build -c release --product lb >/dev/null
-LB=$PWD/.build/release/lb
+if [ -z "${LB:-}" ]; then
+    swift build -c release --product lb >/dev/null
+    LB=$PWD/.build/release/lb
+fi
 W=$(mktemp -d /tmp/lb-h2-bench.XXXXXX)
 mkdir -p "$W/logs" "$W/nginx-b" "$W/nginx-t" "$W/www"
 chmod 755 "$W" "$W/nginx-b" "$W/www"
@@ -56,7 +59,7 @@ for i in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:19301/" && bre
 TLS="ssl_certificate $CRT; ssl_certificate_key $KEY; ssl_protocols TLSv1.3;"
 servers() { # base port
     cat <<CONF
-    upstream backend { server 127.0.0.1:19301; keepalive 32; }
+    upstream backend { server 127.0.0.1:19301; keepalive 1024; }  # ≥ the 640 streams in flight: HAProxy keeps every idle server connection
     server { listen 127.0.0.1:${1}1 ssl http2; $TLS location / { return 200 "ok"; } }
     server { listen 127.0.0.1:${1}2 ssl http2; $TLS
              location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } }
@@ -103,6 +106,12 @@ taskset -c 1 "$LB" -p "$W" -c lb.conf 2>"$W/lb.err" & LBPID=$!; PIDS+=($LBPID)
 taskset -c 1 nginx -p "$W/nginx-t" -c "$W/nginx-t/nginx.conf" 2>/dev/null & NGPID=$!; PIDS+=($NGPID)
 taskset -c 1 haproxy -f "$W/haproxy.cfg" 2>"$W/haproxy.err" & HAPID=$!; PIDS+=($HAPID)
 CONTENDERS=("lb 1850 $LBPID" "nginx 1851 $NGPID" "haproxy 1852 $HAPID")
+if [ -n "${LB_BASE:-}" ]; then
+    mkdir -p "$W/base/logs"
+    printf 'worker_processes 1;\nevents { worker_connections 20000; }\nhttp { access_log off; keepalive_requests 1000000; http2_max_concurrent_streams 128;\n%s\n}\n' "$(servers 1853)" > "$W/base/lb.conf"
+    taskset -c 1 "$LB_BASE" -p "$W/base" -c lb.conf 2>"$W/base.err" & BPID=$!; PIDS+=($BPID)
+    CONTENDERS+=("base 1853 $BPID")
+fi
 for c in "${CONTENDERS[@]}"; do
     set -- $c
     for x in 1 2 3; do
@@ -112,7 +121,7 @@ done
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
-declare -A RESULTS
+declare -A RESULTS CPUS
 for r in $(seq 1 "$ROUNDS"); do
     for s in $SCENARIOS; do
         case $s in ret) x=1 ;; proxy) x=2 ;; static) x=3 ;; esac
@@ -128,15 +137,16 @@ for r in $(seq 1 "$ROUNDS"); do
             us=$(awk -v c=$((after - before)) -v n="${done_:-1}" -v hz="$HZ" 'BEGIN { printf "%.1f", c / hz * 1e6 / (n > 0 ? n : 1) }')
             printf '%-8s %-7s round %d: %10s req/s  %6s us CPU/request  (%s ok, %s failed)\n' "$name" "$s" "$r" "$rps" "$us" "$done_" "$failed"
             RESULTS[$name.$s]+="$rps "
+            CPUS[$name.$s]+="$us "
         done
     done
 done
 echo
-echo "medians (req/s):"
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "medians (req/s, us CPU/request):"
 for s in $SCENARIOS; do
     for c in "${CONTENDERS[@]}"; do
         set -- $c
-        m=$(echo "${RESULTS[$1.$s]}" | tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-        printf '  %-8s %-7s %10s\n' "$1" "$s" "$m"
+        printf '  %-8s %-7s %10s %6s\n' "$1" "$s" "$(echo "${RESULTS[$1.$s]}" | median)" "$(echo "${CPUS[$1.$s]}" | median)"
     done
 done

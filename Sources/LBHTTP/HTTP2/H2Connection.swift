@@ -120,7 +120,7 @@ public struct H2Connection: Sendable {
     /// The connection's receive window size in force (never below the protocol's default).
     let connectionWindowTarget: Int
     var state: State = .preface
-    var streams: [UInt32: Stream] = [:]
+    var streams = H2StreamTable<Stream>()
     /// Highest stream id the client opened (GOAWAY's last stream id).
     public private(set) var lastClientStreamID: UInt32 = 0
     var decoder: HPACKDecoder
@@ -130,8 +130,14 @@ public struct H2Connection: Sendable {
     var fields = HPACKHeaderList()
     var blockBuffer: [UInt8] = []
     var encodeBuffer: [UInt8] = []
+    /// Response fields already encoded (no dynamic table only).
+    var literals = HPACKLiteralCache()
     var output: [UInt8] = []
     var outputStart = 0
+    /// The output's capacity when the connection last went idle (at most 64 KiB), reserved again
+    /// at the next response: a busy connection that pauses between bursts does not grow its
+    /// output from nothing, copy by copy, after each pause (an idle one still holds none).
+    var outputCapacityWhenBusy = 0
 
     // Peer settings.
     var peerInitialWindow = H2.defaultWindow
@@ -220,7 +226,12 @@ public struct H2Connection: Sendable {
         fields = HPACKHeaderList()
         blockBuffer = []
         encodeBuffer = []
-        if pendingOutputCount == 0 { output = [] ; outputStart = 0 }
+        literals = HPACKLiteralCache()
+        if pendingOutputCount == 0 {
+            if output.capacity > 0 { outputCapacityWhenBusy = min(output.capacity, 65_536) }
+            output = []
+            outputStart = 0
+        }
     }
 
     // MARK: Input
@@ -573,6 +584,7 @@ public struct H2Connection: Sendable {
     /// `endHeaders`. Returns false when the stream is gone or already answered.
     public mutating func beginHeaders(streamID sid: UInt32, status: Int) -> Bool {
         guard let s = streams[sid], !s.headersSent, canSend else { return false }
+        if output.capacity < outputCapacityWhenBusy { output.reserveCapacity(outputCapacityWhenBusy) }
         encodeBuffer.removeAll(keepingCapacity: true)
         encoder.beginBlock(into: &encodeBuffer)
         encoder.encodeStatus(status, into: &encodeBuffer)
@@ -607,6 +619,17 @@ public struct H2Connection: Sendable {
             return
         default:
             break
+        }
+        if encoder.table.maxSize == 0 {
+            // No table: the representation is a function of the field; copied when cached.
+            if let i = literals.find(name, value) {
+                encodeBuffer.append(contentsOf: literals.entries[i].block)
+                return
+            }
+            let start = encodeBuffer.count
+            encoder.encode(name: name, value: value, indexing: .none, into: &encodeBuffer)
+            literals.store(name, value, block: encodeBuffer[start...])
+            return
         }
         // Large values would push useful entries out of the table.
         let indexing: HPACKIndexing = name.count + value.count + 32 <= encoder.table.maxSize / 4 ? .incremental : .none

@@ -1,3 +1,5 @@
+import Glibc
+
 /// A decoded header list: names and values as ranges into one byte buffer, in order. Reused
 /// from block to block (`removeAll` keeps the capacity), so decoding allocates nothing once warm.
 public struct HPACKHeaderList: Sendable {
@@ -118,7 +120,7 @@ public enum HPACKCoding {
             let coded = HPACKHuffman.encodedLength(s)
             if policy == .always || coded < s.count {
                 writeInteger(coded, prefixBits: 7, flags: 0x80, into: &out)
-                HPACKHuffman.encode(s, into: &out)
+                HPACKHuffman.encode(s, length: coded, into: &out)
                 return
             }
         }
@@ -352,6 +354,50 @@ public struct HPACKEncoder: Sendable {
             out.append(UInt8(0x30 + s / 100))
             out.append(UInt8(0x30 + (s / 10) % 10))
             out.append(UInt8(0x30 + s % 10))
+        }
+    }
+}
+
+/// Field representations an encoder without a dynamic table (`H2Config.responseTableSize` 0)
+/// has written, kept to be copied rather than encoded again: with no table, a field's
+/// representation depends on its name and value alone, and most responses repeat `server`,
+/// `date` (for a second), `content-type`, `etag`… A few entries, replaced in turn.
+struct HPACKLiteralCache: Sendable {
+    struct Entry: Sendable {
+        var nameCount: Int
+        /// The name, then the value.
+        var key: [UInt8]
+        /// The representation.
+        var block: [UInt8]
+    }
+    static let slots = 8
+    var entries: [Entry] = []
+    var next = 0
+
+    /// The representation of `name: value`, if cached.
+    func find(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Int? {
+        let total = name.count + value.count
+        for i in entries.indices where entries[i].nameCount == name.count && entries[i].key.count == total {
+            let same = entries[i].key.withUnsafeBytes { k in
+                (name.isEmpty || memcmp(k.baseAddress!, name.baseAddress!, name.count) == 0)
+                    && (value.isEmpty || memcmp(k.baseAddress! + name.count, value.baseAddress!, value.count) == 0)
+            }
+            if same { return i }
+        }
+        return nil
+    }
+
+    mutating func store(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, block: ArraySlice<UInt8>) {
+        var key = [UInt8]()
+        key.reserveCapacity(name.count + value.count)
+        key.append(contentsOf: name)
+        key.append(contentsOf: value)
+        let e = Entry(nameCount: name.count, key: key, block: Array(block))
+        if entries.count < HPACKLiteralCache.slots {
+            entries.append(e)
+        } else {
+            entries[next] = e
+            next = (next + 1) % HPACKLiteralCache.slots
         }
     }
 }

@@ -157,24 +157,37 @@ public enum HPACKHuffman {
 
     /// Appends `input` Huffman-coded, padded with the high bits of EOS (ones) to an octet.
     public static func encode(_ input: UnsafeRawBufferPointer, into out: inout [UInt8]) {
-        var acc: UInt64 = 0
-        var nbits = 0
-        codes.withUnsafeBufferPointer { c in
-            lengths.withUnsafeBufferPointer { l in
-                for byte in input {
-                    let len = Int(l[Int(byte)])
-                    acc = (acc << UInt64(len)) | UInt64(c[Int(byte)])
-                    nbits += len
-                    while nbits >= 8 {
-                        nbits -= 8
-                        out.append(UInt8(truncatingIfNeeded: acc >> UInt64(nbits)))
+        encode(input, length: encodedLength(input), into: &out)
+    }
+
+    /// `encode` when the caller has `encodedLength(input)` already: the code is written into
+    /// scratch space and appended at once (not an `append` per octet).
+    public static func encode(_ input: UnsafeRawBufferPointer, length: Int, into out: inout [UInt8]) {
+        guard length > 0 else { return }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: length) { o in
+            var w = 0
+            var acc: UInt64 = 0
+            var nbits = 0
+            codes.withUnsafeBufferPointer { c in
+                lengths.withUnsafeBufferPointer { l in
+                    for byte in input {
+                        let len = Int(l[Int(byte)])
+                        acc = (acc << UInt64(len)) | UInt64(c[Int(byte)])
+                        nbits += len
+                        while nbits >= 8 {
+                            nbits -= 8
+                            o[w] = UInt8(truncatingIfNeeded: acc >> UInt64(nbits))
+                            w += 1
+                        }
                     }
                 }
             }
-        }
-        if nbits > 0 {
-            let pad = 8 - nbits
-            out.append(UInt8(truncatingIfNeeded: (acc << UInt64(pad)) | ((1 << UInt64(pad)) - 1)))
+            if nbits > 0 {
+                let pad = 8 - nbits
+                o[w] = UInt8(truncatingIfNeeded: (acc << UInt64(pad)) | ((1 << UInt64(pad)) - 1))
+                w += 1
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: o[0..<w]))
         }
     }
 }
