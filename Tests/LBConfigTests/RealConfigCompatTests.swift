@@ -59,3 +59,14 @@ struct RealConfigCompatTests {
         #expect(loadError(server("location / { http2_max_requests 10; }")) == "\"http2_max_requests\" directive is not allowed here in t.conf:4")
     }
 }
+
+struct IgnoreClientAbortTests {
+    @Test func proxyIgnoreClientAbortOffIsLBsBehaviourAndLoads() {
+        #expect(loadError("http {\n proxy_ignore_client_abort off;\n server {\n listen 8080;\n location / { proxy_ignore_client_abort off; proxy_pass http://127.0.0.1:9000; }\n }\n}\n") == "no error")
+    }
+
+    @Test func proxyIgnoreClientAbortOnIsRefusedWithTheReason() {
+        #expect(loadError(server("proxy_ignore_client_abort on;")) == "\"proxy_ignore_client_abort on\" is not supported by lb: the upstream request ends when the client goes away in t.conf:4")
+        #expect(loadError(server("proxy_ignore_client_abort maybe;")) == "invalid value \"maybe\" in \"proxy_ignore_client_abort\" directive, it must be \"on\" or \"off\" in t.conf:4")
+    }
+}
