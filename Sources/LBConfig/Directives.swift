@@ -8,6 +8,11 @@ extension Compiler {
         for (name, ctx, args) in acceptedNoOps {
             rows.append(DirectiveSpec(name, ctx, args, repeatable: true, note: "accepted for compatibility; no effect in lb") { _, _ in })
         }
+        for (name, ctx, args, replacement) in obsoleteDirectives {
+            rows.append(DirectiveSpec(name, ctx, args, repeatable: true, note: "obsolete (as in nginx); ignored with a warning, use \"\(replacement)\"") { c, d in
+                c.warnings.append(ConfigError("the \"\(name)\" directive is obsolete, use the \"\(replacement)\" directive instead", at: d.location))
+            })
+        }
         var t: [String: [DirectiveSpec]] = [:]
         for r in rows { t[r.name, default: []].append(r) }
         return t
@@ -114,12 +119,21 @@ extension Compiler {
     // MARK: http-wide settings
 
     static let httpDirectives: [DirectiveSpec] = [
-        DirectiveSpec("types", .hsl, .none, block: true, default: "text/html html; image/gif gif; image/jpeg jpg;") { c, d in
-            var t: [String: String] = [:]
+        // Several `types` blocks at one level add up, as in nginx (`include mime.types;` followed by
+        // a `types { … }` of one's own); an extension named twice takes the later type, with a warning.
+        DirectiveSpec("types", .hsl, .none, block: true, repeatable: true,
+                      default: "text/html html; image/gif gif; image/jpeg jpg;") { c, d in
+            var t = c.settings.s.types ?? [:]
             for e in d.block! {
                 if e.block != nil { throw ConfigError("unexpected \"{\"", at: e.location) }
                 if e.args.isEmpty { throw ConfigError("invalid number of arguments in \"types\" directive", at: e.location) }
-                for ext in e.args { t[ext.text.lowercased()] = e.name }
+                for ext in e.args {
+                    let key = ext.text.lowercased()
+                    if let previous = t[key] {
+                        c.warnings.append(ConfigError("duplicate extension \"\(ext.text)\", content type: \"\(e.name)\", previous content type: \"\(previous)\"", at: ext.location))
+                    }
+                    t[key] = e.name
+                }
             }
             c.settings.s.types = t
         },

@@ -126,5 +126,15 @@ let acceptedNoOps: [(String, Contexts, ArgumentShape)] = [
     ("use", .events, .exactly(1)), ("multi_accept", .events, .flag), ("accept_mutex", .events, .flag),
     ("accept_mutex_delay", .events, .exactly(1)), ("worker_aio_requests", .events, .exactly(1)),
     ("gzip_buffers", .hsl, .exactly(2)),
-    ("server_tokens_header", .hsl, .exactly(1)),
+    ("server_tokens_header", .hsl, .exactly(1)), ("sendfile_max_chunk", .hsl, .exactly(1)),
+]
+
+/// Directives nginx (since 1.19.7) still reads but ignores, warning that they are obsolete; lb
+/// does the same. Name → the directive that replaced it.
+let obsoleteDirectives: [(String, Contexts, ArgumentShape, replacement: String)] = [
+    ("http2_idle_timeout", .hs, .exactly(1), "keepalive_timeout"),
+    ("http2_max_requests", .hs, .exactly(1), "keepalive_requests"),
+    ("http2_max_field_size", .hs, .exactly(1), "large_client_header_buffers"),
+    ("http2_max_header_size", .hs, .exactly(1), "large_client_header_buffers"),
+    ("http2_recv_timeout", .hs, .exactly(1), "client_header_timeout"),
 ]
