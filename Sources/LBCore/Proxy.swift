@@ -116,10 +116,10 @@ extension ClientConnection {
             return take
         case .chunked(var f):
             var failure: Error?
-            let take = try f.consume(avail) { r in
+            let take = try f.consume(avail, data: { r in
                 guard decoded, failure == nil else { return }
                 do { try sink(UnsafeRawBufferPointer(rebasing: avail[r])) } catch { failure = error }
-            }
+            })
             if let failure { throw failure }
             if !decoded { try sink(UnsafeRawBufferPointer(rebasing: avail[0..<take])) }
             if f.isDone { ex.requestBodyComplete = true }
@@ -1008,10 +1008,10 @@ extension ClientConnection {
                 if ex.attempt.dechunk {
                     var dst = start
                     let base = c.inBuf.base!
-                    let n = try f.consume(region) { r in
+                    let n = try f.consume(region, data: { r in
                         memmove(base + dst, base + start + r.lowerBound, r.count)
                         dst += r.count
-                    }
+                    })
                     let payload = dst - start
                     // Drop the framing bytes between the payload and the unconsumed rest.
                     let restStart = start + n
@@ -1024,7 +1024,7 @@ extension ClientConnection {
                     // Passed on chunked as it came, but for trailer fields: nginx's proxy drops
                     // them (no `proxy_pass_trailers` before 1.27.2), so they are cut out here.
                     var trailers: [Range<Int>] = []
-                    let n = try f.consume(region) { _ in } trailer: { trailers.append($0) }
+                    let n = try f.consume(region, trailer: { trailers.append($0) })
                     var dropped = 0
                     let base = c.inBuf.base!
                     for r in trailers { // in order; each moved left by what went before it

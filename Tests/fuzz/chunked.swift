@@ -18,11 +18,11 @@ func frame(_ b: UnsafeRawBufferPointer, pieces: [Range<Int>]) -> Framing {
         let view = UnsafeRawBufferPointer(rebasing: b[piece])
         var last = 0
         do {
-            let used = try f.consume(view) { r in
+            let used = try f.consume(view, data: { r in
                 check(r.lowerBound >= last && r.upperBound <= view.count && !r.isEmpty, "payload range \(r) after \(last) in \(view.count)")
                 last = r.upperBound
                 out.payload.append(contentsOf: view[r])
-            }
+            })
             check(used <= view.count && used >= last, "consumed \(used) of \(view.count), payload to \(last)")
             out.consumed += used
             if f.isDone {
