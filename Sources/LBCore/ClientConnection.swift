@@ -188,10 +188,16 @@ final class ClientConnection: Pollable {
     /// names another (`connectionServer`).
     var defaultServer: VirtualServer { table.servers[table.listeners[listener].defaultServer] }
 
-    /// The server whose settings rule reading request heads on this connection: after a TLS
-    /// handshake, the one the SNI name selects (nginx's `hc->conf_ctx`, set by
-    /// `ngx_http_ssl_servername`), else the default server.
-    var connectionServer: VirtualServer { H2Session.connectionServer(self) }
+    /// The server whose settings rule the connection: after a TLS handshake, the one the SNI
+    /// name selects (nginx's `hc->conf_ctx`, set by `ngx_http_ssl_servername`), else the
+    /// default server — HTTP/1.1 head limits and header timeout, and an HTTP/2 session's
+    /// SETTINGS, limits, keep-alive and send_timeout. Each request still picks its own server
+    /// by Host (`:authority`).
+    var connectionServer: VirtualServer {
+        guard var name = transport.tls?.serverName?.lowercased() else { return defaultServer }
+        while name.hasSuffix(".") { name.removeLast() }
+        return table.server(for: listener, host: name)
+    }
 
     /// The head limits and header timeout of `connectionServer` (after the handshake named it).
     func applyConnectionServerLimits() {

@@ -75,7 +75,7 @@ final class H2Session: Pollable {
         peer = c.peer
         number = c.number
         transport = c.transport
-        let s = H2Session.connectionServer(c).settings
+        let s = c.connectionServer.settings
         conn = H2Connection(config: H2Session.config(s))
         keepaliveRequests = s.effectiveKeepaliveRequests
         keepaliveTimeoutMs = s.effectiveKeepaliveTimeoutMs
@@ -86,16 +86,6 @@ final class H2Session: Pollable {
         swap(&inBuf, &c.inBuf)
     }
 
-    /// The server whose settings the connection takes (SETTINGS, the concurrency and header
-    /// limits, keepalive_timeout and keepalive_requests, send_timeout): on TLS, the one the SNI
-    /// name selected, as nginx's `ngx_http_v2_init` reads `hc->conf_ctx` after
-    /// `ngx_http_ssl_servername` set it; else the address's default server. Each stream's
-    /// request still picks its own server by `:authority`.
-    static func connectionServer(_ c: ClientConnection) -> VirtualServer {
-        guard var name = c.transport.tls?.serverName?.lowercased() else { return c.defaultServer }
-        while name.hasSuffix(".") { name.removeLast() }
-        return c.table.server(for: c.listener, host: name)
-    }
 
     func start() {
         worker.h2Sessions[number] = self

@@ -276,27 +276,5 @@ enum URIEscape {
     /// NGX_UNESCAPE_REDIRECT, byte for byte as `ngx_unescape_uri`: up to the first `?` (written or
     /// decoded), a `%XX` is decoded when it stands for a character above `%` and below DEL and kept
     /// as written otherwise; a malformed escape loses its `%` (and a bad second digit, both bytes).
-    static func unescapeRedirect(_ s: [UInt8]) -> [UInt8] {
-        func hexValue(_ c: UInt8) -> UInt8? { URI.hex(c).map(UInt8.init) }
-        var out: [UInt8] = []
-        out.reserveCapacity(s.count)
-        var i = 0
-        while i < s.count {
-            let c = s[i]
-            i += 1
-            if c == UInt8(ascii: "?") { out.append(c); break }
-            guard c == UInt8(ascii: "%") else { out.append(c); continue }
-            guard i < s.count else { break }
-            guard let high = hexValue(s[i]) else { out.append(s[i]); i += 1; continue }
-            i += 1
-            guard i < s.count else { break }
-            guard let low = hexValue(s[i]) else { i += 1; continue }
-            let ch = high << 4 | low
-            i += 1
-            if ch == UInt8(ascii: "?") && s[i - 1] > UInt8(ascii: "9") { out.append(ch); break }
-            if ch > UInt8(ascii: "%") && ch < 0x7F { out.append(ch) } else { out += s[(i - 3)..<i] }
-        }
-        if i < s.count { out += s[i...] }
-        return out
-    }
+    static func unescapeRedirect(_ s: [UInt8]) -> [UInt8] { URI.unescape(s, redirect: true) }
 }

@@ -169,25 +169,6 @@ public enum AccelRedirect {
         return true
     }
 
-    /// `ngx_unescape_uri` with no type flags: every `%XX` decoded; a `%` before a non-hex byte is
-    /// dropped (the byte kept), a `%X` before a non-hex byte is dropped with it, as is a `%` or
-    /// `%X` at the end.
-    static func unescape(_ s: [UInt8]) -> [UInt8] {
-        func hex(_ c: UInt8) -> UInt8? { URI.hex(c).map(UInt8.init) }
-        var out: [UInt8] = []
-        out.reserveCapacity(s.count)
-        var i = 0
-        while i < s.count {
-            let c = s[i]
-            i += 1
-            guard c == UInt8(ascii: "%") else { out.append(c); continue }
-            guard i < s.count else { break }
-            guard let high = hex(s[i]) else { out.append(s[i]); i += 1; continue }
-            i += 1
-            guard i < s.count else { break }
-            if let low = hex(s[i]) { out.append(high << 4 | low) }
-            i += 1
-        }
-        return out
-    }
+    /// `ngx_unescape_uri` with no type flags (`URI.unescape`).
+    static func unescape(_ s: [UInt8]) -> [UInt8] { URI.unescape(s, redirect: false) }
 }

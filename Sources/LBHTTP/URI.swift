@@ -102,6 +102,35 @@ public enum URI {
         }
     }
 
+    /// `ngx_unescape_uri`, byte for byte: every `%XX` decoded; a `%` before a non-hex byte is
+    /// dropped (the byte kept), a `%X` before a non-hex byte is dropped with it, as is a `%` or `%X`
+    /// at the end. `redirect` (NGX_UNESCAPE_REDIRECT): the first `?`, written or decoded from a
+    /// `%3f`/`%3F` with a letter digit, ends the decoding (the rest is kept as written), and a `%XX`
+    /// standing for a byte outside `%`…DEL (exclusive) is kept as written.
+    public static func unescape(_ s: [UInt8], redirect: Bool) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(s.count)
+        var i = 0
+        while i < s.count {
+            let c = s[i]
+            i += 1
+            if redirect && c == UInt8(ascii: "?") { out.append(c); break }
+            guard c == UInt8(ascii: "%") else { out.append(c); continue }
+            guard i < s.count else { break }
+            guard let high = hex(s[i]) else { out.append(s[i]); i += 1; continue }
+            i += 1
+            guard i < s.count else { break }
+            guard let low = hex(s[i]) else { i += 1; continue }
+            let ch = UInt8(high << 4 | low)
+            i += 1
+            guard redirect else { out.append(ch); continue }
+            if ch == UInt8(ascii: "?") && s[i - 1] > UInt8(ascii: "9") { out.append(ch); break }
+            if ch > UInt8(ascii: "%") && ch < 0x7F { out.append(ch) } else { out += s[(i - 3)..<i] }
+        }
+        if i < s.count { out += s[i...] }
+        return out
+    }
+
     /// Percent-encodes what a path may not carry raw (nginx's escape for proxy_pass URIs).
     public static func escapePath(_ p: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
