@@ -171,11 +171,14 @@ public final class UpstreamTLS: @unchecked Sendable, Hashable {
         guard let key = fingerprint(s) else { return try UpstreamTLS(s, at: location) }
         if let alive = registry.withLock({ $0[key]?.tls }) { return alive }
         let made = try UpstreamTLS(s, at: location)
-        registry.withLock { r in
+        // Two loads at once (tests load configurations in parallel) may both have built one:
+        // the first registered wins, so every holder of these settings shares one context.
+        return registry.withLock { r in
+            if let alive = r[key]?.tls { return alive }
             r = r.filter { $0.value.tls != nil }
             r[key] = Weak(tls: made)
+            return made
         }
-        return made
     }
 
     struct Weak: @unchecked Sendable { weak var tls: UpstreamTLS? }
