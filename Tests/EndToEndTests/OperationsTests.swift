@@ -146,8 +146,11 @@ import Testing
         // the other worker than the status request): wait for the last one to be counted.
         var s = try status(lb)
         for _ in 0..<50 {
+            // Workers count a request when its first bytes arrive; status classes when it is
+            // logged: wait for the classes too.
             let served = (s["workers"] as! [[String: Any]]).map { $0["requests"] as! Int }.reduce(0, +)
-            if served >= 28 { break }
+            let logged = ((s["servers"] as! [[String: Any]])[0]["requests"] as! [String: Int])["2xx"] ?? 0
+            if served >= 28 && logged >= 27 { break }
             usleep(20_000)
             s = try status(lb)
         }
