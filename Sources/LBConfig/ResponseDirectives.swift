@@ -30,12 +30,19 @@ extension Compiler {
         setting("sub_filter_types", .atLeast(1), default: "text/html", \.subFilterTypes) { _, d in d.values },
         flagSetting("sub_filter_last_modified", default: "off", \.subFilterLastModified),
         DirectiveSpec("mirror", .hsl, .exactly(1), repeatable: true, default: "off",
-                      note: "only `off`: lb makes no mirror subrequests, a URI is refused at load") { _, d in
-            guard d.args[0].text == "off" else {
-                throw ConfigError("\"mirror\" is not supported by lb: it makes no mirror subrequests (only \"mirror off\" is accepted)", at: d.location)
+                      note: "a background subrequest to the URI for each request (its response is discarded); several are made in order") { c, d in
+            // As nginx: `off` or URIs at one level, never both, and `off` once.
+            let current = c.settings.s.mirrors
+            if d.args[0].text == "off" {
+                if current != nil { throw ConfigError("\"mirror\" directive is duplicate", at: d.location) }
+                c.settings.s.mirrors = []
+                return
             }
+            if current == [] { throw ConfigError("\"mirror\" directive is duplicate", at: d.location) }
+            // The URI is taken as written (nginx expands no variables in it).
+            c.settings.s.mirrors = (current ?? []) + [Array(d.args[0].text.utf8)]
         },
-        DirectiveSpec("mirror_request_body", .hsl, .flag, default: "on", note: "accepted; no effect (see `mirror`)") { _, _ in },
+        flagSetting("mirror_request_body", default: "on", \.mirrorRequestBody),
     ]
 }
 

@@ -264,6 +264,12 @@ public enum Handler: Sendable {
     case api
     /// nginx's `stub_status`: the connection and request counters, in nginx's exact text.
     case stubStatus
+
+    /// A location's `return`: it answers in the rewrite phase, before try_files and mirrors.
+    public var isReturn: Bool {
+        if case .return = self { return true }
+        return false
+    }
 }
 
 /// A `proxy_pass` target.

@@ -198,6 +198,10 @@ public struct HTTPSettings: Sendable {
     public var subFilterOnce: Bool?
     public var subFilterTypes: [String]?
     public var subFilterLastModified: Bool?
+    /// `mirror`: the URIs of the mirror subrequests made for each request (`[]`: `mirror off`).
+    public var mirrors: [[UInt8]]?
+    /// `mirror_request_body`: the client's body is read first and goes to the mirrors too.
+    public var mirrorRequestBody: Bool?
     /// `client_body_in_file_only`: every buffered request body goes to a named file.
     public var clientBodyInFileOnly: BodyFileMode?
     public var clientMaxBodySize: Int?
@@ -348,6 +352,8 @@ public struct HTTPSettings: Sendable {
         m(&subFilterOnce, p.subFilterOnce)
         m(&subFilterTypes, p.subFilterTypes)
         m(&subFilterLastModified, p.subFilterLastModified)
+        m(&mirrors, p.mirrors)
+        m(&mirrorRequestBody, p.mirrorRequestBody)
         m(&clientBodyInFileOnly, p.clientBodyInFileOnly)
         m(&clientMaxBodySize, p.clientMaxBodySize)
         m(&clientBodyBufferSize, p.clientBodyBufferSize)

@@ -99,6 +99,8 @@ final class ClientConnection: Pollable {
         return h
     }
     var requestsOnConnection = 0
+    /// A mirror subrequest's connection (Mirror.swift): not logged, not counted.
+    var isMirror = false
     /// When the connection was accepted (loop milliseconds), for `keepalive_time`.
     var acceptedMillis: Int64 = 0
     var closeAfterResponse = false
@@ -115,7 +117,7 @@ final class ClientConnection: Pollable {
     var countedReading = false
 
     @inline(__always) func countWriting(_ now: Bool) {
-        if now != countedWriting {
+        if now != countedWriting && !isMirror {
             countedWriting = now
             worker.stats.adjust(worker.stats.writing, by: now ? 1 : -1)
         }
@@ -515,7 +517,9 @@ final class ClientConnection: Pollable {
             ex.realIPChecked = true
             applyRealIP(trusted)
         }
-        if ex.location.settings.accessPhase.active {
+        if isMirror {
+            // nginx's subrequests pass no access phase: the main request passed it.
+        } else if ex.location.settings.accessPhase.active {
             guard runAccessPhase() else { return } // limits, auth (LimitPhase.swift)
         } else if let rules = ex.location.settings.accessRules, !allowed(rules) {
             log(.error, "access forbidden by rule")
@@ -539,6 +543,18 @@ final class ClientConnection: Pollable {
             handlePurge(purge)
             return
         }
+        // nginx's precontent phase: try_files (the static handler's, before the mirrors), then
+        // the mirror subrequests. A location's `return` runs in the rewrite phase, before both.
+        switch ex.location.handler {
+        case .return: break
+        case .static where ex.location.tryFiles != nil || (ex.location === ex.server.fallback && ex.server.serverTryFiles != nil): break
+        default: guard runMirrors(resume: .content) else { return } // Mirror.swift
+        }
+        runContentHandler()
+    }
+
+    /// The content phase's handler.
+    func runContentHandler() {
         switch ex.location.handler {
         case .return(let r): runReturn(r)
         case .proxy(let t):
@@ -967,7 +983,7 @@ final class ClientConnection: Pollable {
             }
             closeStaticFile()
         }
-        if case .h2(let p) = transport { return closeH2Stream(p) } // an HTTP/2 stream: the socket is its session's
+        if case .stream(let p) = transport { return closeStream(p) } // an HTTP/2 stream or a mirror: the socket is not its own
         worker.loop.deregister(self)
         transport.tls?.shutdown() // close_notify
         Socket.close(fd)
@@ -978,11 +994,21 @@ final class ClientConnection: Pollable {
         worker.connectionClosed()
     }
 
+    /// A connection over a stream pipe closes (an HTTP/2 stream, a mirror subrequest): the
+    /// socket is not its own; only the stream ends.
+    func closeStream(_ p: StreamPipe) {
+        worker.loop.setDeadline(self, afterMillis: 0)
+        worker.recycle(&inBuf)
+        worker.recycle(&outBuf)
+        releaseRequestHead()
+        p.connectionClosed()
+    }
+
     func log(_ level: ErrorLog.Level, _ message: String) {
         let el = worker.runtime.errorLog
         guard el.enabled(level) else { return }
         var m = message + ", client: \(clientAddress.ip), server: \((ex?.server ?? defaultServer).names.first ?? ""), request: \"\(String(decoding: requestLine(), as: UTF8.self))\""
-        if let ex, ex.parentExchange != nil { m += ", subrequest: \"\(String(decoding: ex.uri, as: UTF8.self))\"" }
+        if let ex, ex.parentExchange != nil || isMirror { m += ", subrequest: \"\(String(decoding: ex.uri, as: UTF8.self))\"" }
         if let u = currentUpstreamText { m += ", upstream: \"\(u)\"" }
         if let h = req.host { m += ", host: \"\(String(decoding: head.readableBytes[h], as: UTF8.self))\"" }
         el.log(level, m, connection: number, worker: worker.index)
@@ -1001,7 +1027,7 @@ final class ClientConnection: Pollable {
         while e < b.count && b[e] != 0x0D && b[e] != 0x0A { e += 1 }
         var line = Array(b[0..<e])
         // An HTTP/2 stream's head was made in HTTP/1.1 form: logs say what the client spoke.
-        if case .h2 = transport, line.count >= 8 { line.replaceSubrange((line.count - 8)..., with: "HTTP/2.0".utf8) }
+        if case .stream(let p) = transport, p.isHTTP2, line.count >= 8 { line.replaceSubrange((line.count - 8)..., with: "HTTP/2.0".utf8) }
         return line
     }
 

@@ -42,6 +42,8 @@ final class Exchange {
     var bodyReceived = 0
     /// The whole body, when it is read before the upstream is contacted (`proxy_request_buffering`).
     var body: BufferedBody?
+    /// The body is being read for `mirror`: where the content phase goes on after it.
+    var mirrorResume: ClientConnection.MirrorResume?
 
     // Proxy (Proxy.swift): state of the whole proxied request; per-try state is in `attempt`.
     var phase: ClientConnection.Phase = .idle

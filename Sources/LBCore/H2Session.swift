@@ -6,7 +6,7 @@ import LBIO
 /// One HTTP/2 connection (docs/http2.md): owns the socket and its transport (TCP, or TLS after
 /// ALPN chose h2), the `H2Connection` state machine, and one stream connection per request.
 ///
-/// A stream connection is a `ClientConnection` whose transport is `.h2(H2Stream)`: it reads its
+/// A stream connection is a `ClientConnection` whose transport is `.stream(H2Stream)`: it reads its
 /// request as HTTP/1.1 octets made from the HTTP/2 request, and what it writes as an HTTP/1.1
 /// response is turned back into HEADERS and DATA frames on this session (Apache's mod_http2
 /// does the same). So proxying, the cache, static files, gzip, `return`, `error_page`, the
@@ -250,7 +250,7 @@ final class H2Session: Pollable {
         // `$connection_requests`: the streams opened on the connection so far, this one
         // included, as nginx counts them (the stream connection adds its own request).
         c.requestsOnConnection = requests - 1
-        c.transport = .h2(st)
+        c.transport = .stream(st)
         c.state = .head
         c.readable = true
         st.conn = c
@@ -421,7 +421,7 @@ final class H2Session: Pollable {
     deinit { inBuf.release() }
 }
 
-/// One HTTP/2 stream as its stream connection sees it through `Transport.h2`: reads give the
+/// One HTTP/2 stream as its stream connection sees it through `Transport.stream`: reads give the
 /// request as HTTP/1.1 octets (the head made by `H2Request`, then the DATA, with
 /// `Transfer-Encoding: chunked` when the client sent no `content-length`); writes take the
 /// HTTP/1.1 response the exchange writes and frame it: the head as HEADERS, the body (by
@@ -485,6 +485,8 @@ final class H2Stream: StreamPipe {
     }
 
     override var tls: TLSStream? { session.transport.tls }
+    override var isHTTP2: Bool { true }
+    override func connectionClosed() { session.streamClosed(self) }
 
     // MARK: request
 
@@ -813,16 +815,5 @@ extension ClientConnection {
         }
         becomeH2()
         return true
-    }
-
-    /// The stream connection of an HTTP/2 stream closes: the socket is the session's; only the
-    /// stream ends.
-    func closeH2Stream(_ p: StreamPipe) {
-        worker.loop.setDeadline(self, afterMillis: 0)
-        worker.recycle(&inBuf)
-        worker.recycle(&outBuf)
-        releaseRequestHead()
-        let st = unsafeDowncast(p, to: H2Stream.self)
-        st.session.streamClosed(st)
     }
 }

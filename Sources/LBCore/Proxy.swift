@@ -40,17 +40,12 @@ extension ClientConnection {
         buildUpstreamURI(t, into: &ex.upstreamURI)
         ex.firstTryMillis = worker.loop.now
         ex.requestBodyForwarded = 0
-        if req.expectContinue && req.hasBody && inBuf.readable == 0 && ex.parentExchange == nil {
-            outBuf.append("HTTP/1.1 100 Continue\r\n\r\n")
-            flushOut()
-        }
+        sendContinueIfExpected()
         let inFileOnly = (settings.clientBodyInFileOnly ?? .off) != .off && req.hasBody
-        if (!ex.requestBodyComplete || inFileOnly) && (settings.proxyRequestBuffering != false || !settings.passesClientBody || inFileOnly) {
+        if ex.body == nil && (!ex.requestBodyComplete || inFileOnly) && (settings.proxyRequestBuffering != false || !settings.passesClientBody || inFileOnly) {
             // nginx's default: the whole body first, then the upstream. A slow upload holds no
             // upstream connection, and every try can send the body again.
-            ex.body = BufferedBody(memoryLimit: settings.effectiveClientBodyBufferSize,
-                                   tempDirectory: joinPath(table.main.prefix, settings.clientBodyTempPath ?? "client_body_temp"),
-                                   expected: req.contentLength, named: settings.clientBodyInFileOnly ?? .off)
+            ex.body = makeBufferedBody()
             ex.phase = .readingBody
             worker.loop.setDeadline(self, afterMillis: settings.effectiveClientBodyTimeoutMs)
             readRequestBody()
@@ -59,8 +54,25 @@ extension ClientConnection {
         nextAttempt()
     }
 
+    /// `Expect: 100-continue` is answered before the body is read (not to subrequests, nor when
+    /// the body is here already).
+    func sendContinueIfExpected() {
+        if req.expectContinue && req.hasBody && !ex.requestBodyComplete && inBuf.readable == 0 && ex.parentExchange == nil {
+            outBuf.append("HTTP/1.1 100 Continue\r\n\r\n")
+            flushOut()
+        }
+    }
+
+    /// Where the request body is buffered: memory up to `client_body_buffer_size`, then a
+    /// temporary file (named and kept per `client_body_in_file_only`).
+    func makeBufferedBody() -> BufferedBody {
+        BufferedBody(memoryLimit: settings.effectiveClientBodyBufferSize,
+                     tempDirectory: joinPath(table.main.prefix, settings.clientBodyTempPath ?? "client_body_temp"),
+                     expected: req.contentLength, named: settings.clientBodyInFileOnly ?? .off)
+    }
+
     /// Reads the request body into `ex.body` (decoded when chunked) until it is complete, then
-    /// starts the first try.
+    /// starts the first try (or, read for `mirror`, goes on with the content phase).
     func readRequestBody() {
         guard let body = ex.body else { return }
         while !ex.requestBodyComplete {
@@ -99,6 +111,11 @@ extension ClientConnection {
         }
         worker.loop.setDeadline(self, afterMillis: 0)
         ex.phase = .idle
+        if let resume = ex.mirrorResume {
+            ex.mirrorResume = nil
+            mirrorBodyRead(resume) // Mirror.swift
+            return
+        }
         nextAttempt()
     }
 

@@ -110,6 +110,7 @@ extension ClientConnection {
         switch tryFilesChoice(entries) {
         case .file(let candidate, let directory):
             ex.uri = candidate
+            guard runMirrors(resume: .staticFile(candidate, allowIndex: directory)) else { return } // Mirror.swift
             serveStaticURI(candidate, allowIndex: directory)
         case .code(let code):
             respondError(code)

@@ -31,6 +31,8 @@ public final class Worker: @unchecked Sendable {
     var clients = 0
     /// Live client connections by number (graceful stop closes the idle ones).
     var live: [Int: ClientConnection] = [:]
+    /// Mirror subrequests in progress (Mirror.swift): each pipe holds its connection.
+    var mirrors: [ObjectIdentifier: MirrorPipe] = [:]
     var draining = false
     /// The newest generation, as this worker last heard (set at start and by every reload's
     /// message to the loop), so the request path reads it without the runtime's lock.

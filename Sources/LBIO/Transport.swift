@@ -12,17 +12,19 @@ public enum Transport {
     case tcp
     /// TLS records over the connection's socket (OpenSSL's record layer; `listen … ssl`).
     case tls(TLSStream)
-    /// One HTTP/2 stream of a connection whose socket another object owns: reads give the
-    /// stream's request as HTTP/1.1 octets, writes take an HTTP/1.1 response and frame it
-    /// (LBCore's `H2Stream`). The descriptor passed to the calls is not used.
-    case h2(StreamPipe)
+    /// A byte stream carried by something other than a socket of its own: one HTTP/2 stream of a
+    /// connection whose socket another object owns (reads give the stream's request as HTTP/1.1
+    /// octets, writes take an HTTP/1.1 response and frame it: LBCore's `H2Stream`), or a mirror
+    /// subrequest whose response nobody reads (`MirrorPipe`). The descriptor passed to the calls
+    /// is not used.
+    case stream(StreamPipe)
 
     /// The TLS stream, when the connection is TLS (an HTTP/2 stream's is its connection's).
     public var tls: TLSStream? {
         switch self {
         case .tcp: nil
         case .tls(let s): s
-        case .h2(let p): p.tls
+        case .stream(let p): p.tls
         }
     }
 
@@ -31,7 +33,7 @@ public enum Transport {
     public var canSendfile: Bool {
         switch self {
         case .tcp: true
-        case .tls, .h2: false
+        case .tls, .stream: false
         }
     }
 
@@ -41,7 +43,7 @@ public enum Transport {
         switch self {
         case .tcp: try Socket.read(fd, buf, count)
         case .tls(let s): try s.io { () throws(TLSError) in try s.read(buf, count) }
-        case .h2(let p): p.read(buf, count)
+        case .stream(let p): p.read(buf, count)
         }
     }
 
@@ -52,7 +54,7 @@ public enum Transport {
         switch self {
         case .tcp: more ? try Socket.writeMore(fd, buf, count) : try Socket.write(fd, buf, count)
         case .tls(let s): try s.io { () throws(TLSError) in try s.write(buf, count) }
-        case .h2(let p): p.write(buf, count)
+        case .stream(let p): p.write(buf, count)
         }
     }
 
@@ -62,7 +64,7 @@ public enum Transport {
         switch self {
         case .tcp: try Socket.writev(fd, a, b)
         case .tls(let s): try s.io { () throws(TLSError) in try s.writev(a, b) }
-        case .h2(let p): p.writev(a, b)
+        case .stream(let p): p.writev(a, b)
         }
     }
 
@@ -71,26 +73,32 @@ public enum Transport {
     public func sendfile(_ fd: Int32, _ file: Int32, offset: inout Int, count: Int) throws(IOError) -> IOResult<Int> {
         switch self {
         case .tcp: try Socket.sendfile(fd, file, offset: &offset, count: count)
-        case .tls, .h2: throw IOError("sendfile", errno: EINVAL) // callers check canSendfile
+        case .tls, .stream: throw IOError("sendfile", errno: EINVAL) // callers check canSendfile
         }
     }
 
     /// Holds partial segments until uncorked (TCP_CORK), around a head + sendfile body.
     public func cork(_ fd: Int32, _ on: Bool) {
-        if case .h2 = self { return } // the connection's socket is not the stream's to cork
+        if case .stream = self { return } // the connection's socket is not the stream's to cork
         // On TLS too: records written while corked leave in full segments.
         try? Socket.setOption(fd, 6 /* IPPROTO_TCP */, 3 /* TCP_CORK */, on ? 1 : 0)
     }
 }
 
-/// A byte stream carried inside a connection (an HTTP/2 stream): what `Transport.h2` reads and
-/// writes. A class with overridable methods (one vtable call), so that LBIO knows nothing of
+/// A byte stream carried inside a connection (an HTTP/2 stream, a mirror subrequest): what
+/// `Transport.stream` reads and writes. A class with overridable methods (one vtable call), so that LBIO knows nothing of
 /// HTTP/2; LBCore's `H2Stream` is the implementation.
 open class StreamPipe {
     public init() {}
 
     /// The TLS stream of the connection carrying this one, if any (`$ssl_*`, `$scheme`).
     open var tls: TLSStream? { nil }
+
+    /// Whether the client speaks HTTP/2 (`$server_protocol`, `$http2`, the logged request line).
+    open var isHTTP2: Bool { false }
+
+    /// The stream connection closed: the pipe's owner lets go of it.
+    open func connectionClosed() {}
 
     /// Request octets; `.done(0)` is the end (no more requests on this stream).
     open func read(_ buf: UnsafeMutableRawPointer, _ count: Int) -> IOResult<Int> { .done(0) }

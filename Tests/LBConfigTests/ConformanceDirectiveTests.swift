@@ -6,7 +6,10 @@ import Testing
 @Suite struct ConformanceDirectiveTests {
     @Test(arguments: [
         ("limit_rate $rate;", "variables in \"limit_rate\" are not supported by lb in t.conf:4"),
-        ("mirror /mirror;", "\"mirror\" is not supported by lb: it makes no mirror subrequests (only \"mirror off\" is accepted) in t.conf:4"),
+        ("mirror /m;\nmirror off;", "\"mirror\" directive is duplicate in t.conf:5"),
+        ("mirror off;\nmirror /m;", "\"mirror\" directive is duplicate in t.conf:5"),
+        ("mirror off;\nmirror off;", "\"mirror\" directive is duplicate in t.conf:5"),
+        ("mirror_request_body maybe;", "invalid value \"maybe\" in \"mirror_request_body\" directive, it must be \"on\" or \"off\" in t.conf:4"),
         ("source_charset koi8-r;", "\"source_charset\" is not supported by lb: it converts no charsets (\"charset\" only names one in Content-Type) in t.conf:4"),
         ("gzip_http_version 1.0;", "\"gzip_http_version 1.0\" is not supported by lb: only HTTP/1.1 responses are gzipped in t.conf:4"),
         ("gzip_http_version 2;", "invalid value \"2\" in \"gzip_http_version\" directive in t.conf:4"),
@@ -28,6 +31,28 @@ import Testing
         chunked_transfer_encoding on; underscores_in_headers off; ignore_invalid_headers on;
         log_not_found on; recursive_error_pages off; proxy_cookie_domain off; proxy_cookie_path off;
         """))
+    }
+
+    /// `mirror` URIs of one level replace the inherited list (several in order); `off` below
+    /// a level that mirrors turns them off, as nginx merges them.
+    @Test func mirrorsAreListedPerLevelAndInherited() throws {
+        let t = try load("""
+        http {
+         mirror /all;
+         server {
+          listen 8080;
+          mirror_request_body off;
+          location /a { }
+          location /b { mirror /one; mirror /two; }
+          location /c { mirror off; }
+         }
+        }
+        """)
+        let s = t.server(for: 0, host: "localhost")
+        let a = try #require(s.locations.find("/a")), b = try #require(s.locations.find("/b")), c = try #require(s.locations.find("/c"))
+        #expect(a.settings.mirrors == [Array("/all".utf8)] && a.settings.mirrorRequestBody == false)
+        #expect(b.settings.mirrors == [Array("/one".utf8), Array("/two".utf8)])
+        #expect(c.settings.mirrors == [])
     }
 
     @Test func settingsAreCompiledAndInherited() throws {

@@ -213,6 +213,15 @@ import LBConfig
              expected: ["access: allow/deny at t.conf:13: allow 10.0.0.0/8: client 10.1.2.3 is allowed"]),
         Case(name: "deny all refuses other clients", http: proxies, request: "GET http://h/private/", client: "192.168.1.1",
              expected: ["deny all: client 192.168.1.1 is denied (403)"]),
+        Case(name: "mirrors are listed before the handler, not for a return", http: [
+                "server {", "  listen 127.0.0.1:18080;", "  mirror /m1;",
+                "  location /p/ { mirror /m2; mirror /m3; mirror_request_body off; proxy_pass http://127.0.0.1:9000; }",
+                "  location /r/ { return 204; }", "}"],
+             request: "GET http://h/p/x",
+             expected: ["mirror at t.conf:6: /m2, /m3 (background subrequests with the request's arguments, answers discarded; request body not sent)"],
+             absent: ["/m1"]),
+        Case(name: "a return location makes no mirrors", http: ["server {", "  listen 127.0.0.1:18080;", "  mirror /m1;", "  location /r/ { return 204; }", "}"],
+             request: "GET http://h/r/x", expected: ["answer: 204"], absent: ["mirror"]),
     ]
 
     @Test(arguments: cases)

@@ -8,7 +8,9 @@ Routes: /headers (JSON of the request headers), /slow?ms=N, /status/N, /big?byte
 /chunked?parts=N, /stats (connections accepted, requests served), /gen… (cache tests: headers
 from the query — cc, xae, exp, etag, cookie, vary, ce, ct, status, ms, size, chunked — and a per-URL
 request count in the body), /counts (those counts as JSON), /upload (POST: byte count and
-sha256 of the body), anything else: "NAME PATH". Every response carries X-Backend: NAME.
+sha256 of the body), /record… (kept: method, target, body size and digest, the framing
+and X-* headers; answered 200), /records (the kept ones as JSON, then forgotten; `?path=P`
+only those whose target starts with P), anything else: "NAME PATH". Every response carries X-Backend: NAME.
 Prints "ready" once listening. Binds 127.0.0.1 (or HOST, another loopback address) only.
 """
 import hashlib
@@ -25,6 +27,7 @@ NAME = sys.argv[2]
 HOST = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
 stats = {"connections": 0, "requests": 0}
 paths = {}
+records = []
 lock = threading.Lock()
 
 
@@ -164,6 +167,24 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"0\r\n\r\n")
             else:
                 self.send(status, body, q.get("ct", ["text/plain"])[0], extra=extra)
+        elif u.path.startswith("/record/") or u.path == "/record":
+            data = self.body()
+            if data is None:
+                n, digest = self._upload
+            else:
+                n, digest = len(data), hashlib.sha256(data).hexdigest()
+            kept = {k.lower(): v for k, v in self.headers.items()
+                    if k.lower().startswith("x-") or k.lower() in ("content-length", "transfer-encoding", "host")}
+            with lock:
+                records.append({"method": self.command, "target": self.path, "bytes": n,
+                                "sha256": digest, "headers": kept})
+            self.send(200, b"recorded")
+        elif u.path == "/records":
+            prefix = q.get("path", [""])[0]
+            with lock:
+                mine = [r for r in records if r["target"].startswith(prefix)]
+                records[:] = [r for r in records if not r["target"].startswith(prefix)]
+            self.send(200, json.dumps(mine).encode(), "application/json")
         elif u.path == "/counts":
             with lock:
                 body = json.dumps(paths).encode()
