@@ -187,17 +187,15 @@ extension Compiler {
             (handler, s) = app
         } else if let pp = b.proxyPass {
             var target = try proxyTarget(pp.url, at: pp.location, for: b, groups: &groups, index: &index)
-            if target.variableURLIndex != nil, s.cacheZone != nil {
-                throw ConfigError("\"proxy_cache\" with variables in \"proxy_pass\" is not supported by lb", at: pp.location)
-            }
-            if pp.url.hasPrefix("https://") { target.tls = try UpstreamTLS.shared(s.proxySSL, at: pp.location) }
+            // With variables the scheme is known per request: the context is ready for https.
+            if pp.url.hasPrefix("https://") || target.variableURLIndex != nil { target.tls = try UpstreamTLS.shared(s.proxySSL, at: pp.location) }
             handler = .proxy(target)
             if case .prefix(let p) = b.match, p.hasSuffix("/"), p.count > 1 { autoRedirect = true }
             if case .prefixNoRegex(let p) = b.match, p.hasSuffix("/"), p.count > 1 { autoRedirect = true }
         }
         let program = try finishRewrite(b.rewrite, parent: s, parentHandler: handler) { ib, pp in
             var target = try proxyTarget(pp.url, at: pp.location, for: ib, groups: &groups, index: &index)
-            if pp.url.hasPrefix("https://") {
+            if pp.url.hasPrefix("https://") || target.variableURLIndex != nil {
                 var si = ib.settings.s
                 si.inherit(from: s)
                 target.tls = try UpstreamTLS.shared(si.proxySSL, at: pp.location)
@@ -212,13 +210,12 @@ extension Compiler {
     func proxyTarget(_ url: String, at loc: SourceLocation, for b: LocationBuilder, groups: inout [UpstreamGroup],
                              index: inout [String: Int]) throws -> ProxyTarget {
         let tls = url.hasPrefix("https://")
-        guard tls || url.hasPrefix("http://") else { throw ConfigError("invalid URL prefix in \"\(url)\"", at: loc) }
         if url.contains("$") {
-            if tls { throw ConfigError("variables in \"proxy_pass https://\" are not supported by lb", at: loc) }
             // Resolved per request (RewriteProxy.swift in LBCore); a URI part is allowed anywhere.
             variableProxyURLs.append(try Template(parsing: url))
             return ProxyTarget(upstream: -variableProxyURLs.count, hostHeader: "", port: 80, uri: nil)
         }
+        guard tls || url.hasPrefix("http://") else { throw ConfigError("invalid URL prefix in \"\(url)\"", at: loc) }
         let defaultPort = tls ? 443 : 80
         let rest = url.dropFirst(tls ? 8 : 7)
         // `http://unix:PATH` and `http://unix:PATH:/uri` (nginx's ngx_parse_unix_domain_url: the

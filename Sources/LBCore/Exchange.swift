@@ -174,6 +174,8 @@ final class Exchange {
         upstreamRuntime = e.upstreamRuntime
         upstreamURI = e.upstreamURI
         cache = e.cache
+        rewrite = e.rewrite // the same request: its variables and arguments
+        realClient = e.realClient
         inBackground = true
     }
 }

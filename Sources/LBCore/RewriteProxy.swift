@@ -44,12 +44,14 @@ extension ClientConnection {
         switch ProxyURL.parse(url) {
         case .invalid:
             return .failed(500, "invalid URL prefix in \"\(url)\"")
-        case .https:
-            return .failed(500, "\"proxy_pass https://\" with variables is not supported by lb: \"\(url)\"")
-        case .target(let hostPart, let hp, let uri):
+        case .target(let hostPart, let hp, let uri, let https):
             var resolved = t
+            // As nginx (`plcf->ssl` is set for every proxy_pass with variables): the location's
+            // upstream TLS context was made at load, used when the URL made says https.
+            if !https { resolved.tls = nil }
+            let defaultPort = https ? 443 : 80
             resolved.hostHeader = hostPart
-            resolved.port = hp.port ?? 80
+            resolved.port = hp.port ?? defaultPort
             resolved.uri = uri
             if uri != nil { rewriteState.proxyURIAsMade = true }
             if hp.port == nil, let i = table.upstreamIndex[hp.host], !table.upstreams[i].implicit {
@@ -57,7 +59,7 @@ extension ClientConnection {
                 resolved.hostHeader = hp.host
                 return .group(resolved)
             }
-            let port = hp.port ?? 80
+            let port = hp.port ?? defaultPort
             if let i = table.upstreamIndex["\(hp.host):\(port)"] {
                 resolved.upstream = i
                 return .group(resolved)
@@ -123,20 +125,19 @@ extension ClientConnection {
 
 /// The parts of a `proxy_pass` URL made at run time.
 enum ProxyURL: Equatable {
-    case target(hostPart: String, HostPort, uri: String?)
-    case https
+    case target(hostPart: String, HostPort, uri: String?, https: Bool)
     case invalid
 
     static func parse(_ url: String) -> ProxyURL {
-        if url.hasPrefix("https://") { return .https }
-        guard url.hasPrefix("http://") else { return .invalid }
-        let rest = url.dropFirst(7)
+        let https = url.hasPrefix("https://")
+        guard https || url.hasPrefix("http://") else { return .invalid }
+        let rest = url.dropFirst(https ? 8 : 7)
         let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" })
         let hostPart = String(slash.map { rest[..<$0] } ?? rest)
         guard let hp = HostPort.parse(hostPart, portOnlyAllowed: false), !hp.host.isEmpty, hp.host != "*" else { return .invalid }
         var uri = slash.map { String(rest[$0...]) }
         if uri?.hasPrefix("?") == true { uri = "/" + uri! }
-        return .target(hostPart: hostPart, hp, uri: uri)
+        return .target(hostPart: hostPart, hp, uri: uri, https: https)
     }
 }
 

@@ -53,6 +53,36 @@ struct DifferentialVariableTests {
         #expect(fromNginx.count == 4 && !fromNginx[0].hasPrefix("R=- ") && !fromNginx[2].hasPrefix("R=- "), "\(fromNginx)")
         #expect(fromNginx.last == "R=- B=name=lb&x=1+2 U=/up", "\(fromNginx)")
     }
+
+    /// `proxy_cache` in front of a `proxy_pass` with variables: the key's `$proxy_host` is the
+    /// host the URL made names (a group, an address), a second request is a HIT, and a bypass
+    /// still goes where the variables say.
+    @Test func proxyCacheWithVariablesInProxyPass() throws {
+        let d = try Differential("""
+        upstream pool { server {backend}; }
+        map $arg_to $dest { default pool; direct {backend}; }
+        proxy_cache_path {root}/../cache-{port} keys_zone=cv:1m;
+        server {
+            listen 127.0.0.1:{port};
+            location /cv/ {
+                proxy_pass http://$dest;
+                proxy_cache cv;
+                proxy_cache_valid 200 1m;
+                proxy_cache_bypass $arg_nocache;
+                add_header X-Cache $upstream_cache_status;
+                add_header X-Proxy-Host $proxy_host;
+            }
+        }
+        """, backend: true)
+        try d.compare([
+            Differential.Request(target: "/cv/a?k=1", expect: 200), Differential.Request(target: "/cv/a?k=1", expect: 200),
+            Differential.Request(target: "/cv/a?k=1&to=direct", expect: 200), Differential.Request(target: "/cv/a?k=1&to=direct", expect: 200),
+            Differential.Request(target: "/cv/a?k=1&nocache=1", expect: 200),
+        ], headers: ["X-Cache", "X-Backend"])
+        // The made host is in the key: the address form is its own entry.
+        let r = try RawClient(port: d.lb.port).get("/cv/a?k=1&to=direct")
+        #expect(r.header("X-Cache") == "HIT" && r.header("X-Proxy-Host") == "127.0.0.1:\(d.backend!.port)")
+    }
 }
 
 /// Keep-alive decided by the location, as nginx's ngx_http_update_location_config: a location's

@@ -74,6 +74,38 @@ final class HTTPSBackend {
         #expect(r.seen?.sni == nil) // proxy_ssl_server_name is off by default, as nginx
     }
 
+    /// `proxy_pass` with variables: the scheme made per request picks TLS (nginx prepares every
+    /// such location for https); `$proxy_host` is the made host (the SNI name); with
+    /// `proxy_cache` the key sees it and a second request is a HIT.
+    @Test func aSchemeMadeByVariablesReachesTLSAndPlainUpstreams() throws {
+        let tls = try HTTPSBackend("tls")
+        let plain = try Backend(name: "plain")
+        let lb = try LB(config("""
+            location / {
+                proxy_pass $arg_s://$arg_h;
+                proxy_ssl_server_name on;
+                proxy_cache c;
+                proxy_cache_valid 200 1m;
+                proxy_cache_key $scheme://$proxy_host$uri;
+                add_header X-Cache $upstream_cache_status always;
+                add_header X-Key "$proxy_host";
+            }
+            """, http: "proxy_cache_path cache keys_zone=c:1m; upstream secure { server 127.0.0.1:\(tls.port); }"))
+        let viaTLS = try RawClient(port: lb.port).get("/x?s=https&h=secure")
+        #expect(viaTLS.status == 200 && viaTLS.header("X-Cache") == "MISS", "\(viaTLS.status) \(viaTLS.text) \(lb.errorLog.suffix(800))")
+        let seen = try? JSONDecoder().decode(Seen.self, from: Data(viaTLS.body))
+        #expect(seen?.name == "tls" && seen?.sni == "secure", "\(viaTLS.text)")
+        #expect(viaTLS.header("X-Key") == "secure")
+        let again = try RawClient(port: lb.port).get("/x?s=https&h=secure")
+        #expect(again.header("X-Cache") == "HIT" && again.text == viaTLS.text)
+        let viaPlain = try RawClient(port: lb.port).get("/x?s=http&h=127.0.0.1:\(plain.port)")
+        #expect(viaPlain.status == 200 && viaPlain.text == "plain /x?s=http&h=127.0.0.1:\(plain.port)" && viaPlain.header("X-Cache") == "MISS",
+                "\(viaPlain.status) \(viaPlain.text)")
+        // A scheme that is neither: nginx's 500 with its words.
+        #expect(try RawClient(port: lb.port).get("/x?s=ftp&h=127.0.0.1:1").status == 500)
+        #expect(lb.errorLog.contains("invalid URL prefix in \"ftp://127.0.0.1:1\""))
+    }
+
     @Test func verifiedUpstreamWithSNIAndName() throws {
         let b = try HTTPSBackend("one")
         let lb = try LB(config("""

@@ -113,7 +113,10 @@ import Testing
         let t = try load(server("location ~ ^/(.*)$ { proxy_pass http://$host/$1; }"))
         guard case .proxy(let target) = t.servers[0].locations.find("/x")!.handler else { Issue.record("handler"); return }
         #expect(target.variableURLIndex == 0 && t.variableProxyURLs.map(\.source) == ["http://$host/$1"])
-        #expect(loadError(server("location / { proxy_pass https://$host; }")) == "variables in \"proxy_pass https://\" are not supported by lb in t.conf:4")
+        // The scheme too is made per request: the location's upstream TLS context is ready.
+        let s = try load(server("location / { proxy_pass $arg_scheme://$host; proxy_cache_key $proxy_host$uri; }"))
+        guard case .proxy(let v) = s.servers[0].locations.find("/")!.handler else { Issue.record("handler"); return }
+        #expect(v.variableURLIndex == 0 && v.tls != nil)
         #expect(loadError(server("location / { proxy_pass http://$nope; }")) == "unknown \"nope\" variable in t.conf:4")
     }
 

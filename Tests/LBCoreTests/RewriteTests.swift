@@ -170,10 +170,12 @@ import LBConfig
     }
 
     @Test func proxyURLsMadeAtRunTimeSplitIntoHostAndURI() {
-        #expect(ProxyURL.parse("http://pool") == .target(hostPart: "pool", HostPort(host: "pool", port: nil), uri: nil))
-        #expect(ProxyURL.parse("http://10.0.0.1:81/a?b") == .target(hostPart: "10.0.0.1:81", HostPort(host: "10.0.0.1", port: 81), uri: "/a?b"))
-        #expect(ProxyURL.parse("http://h?x=1") == .target(hostPart: "h", HostPort(host: "h", port: nil), uri: "/?x=1"))
-        #expect(ProxyURL.parse("https://h") == .https)
+        #expect(ProxyURL.parse("http://pool") == .target(hostPart: "pool", HostPort(host: "pool", port: nil), uri: nil, https: false))
+        #expect(ProxyURL.parse("http://10.0.0.1:81/a?b") == .target(hostPart: "10.0.0.1:81", HostPort(host: "10.0.0.1", port: 81), uri: "/a?b", https: false))
+        #expect(ProxyURL.parse("http://h?x=1") == .target(hostPart: "h", HostPort(host: "h", port: nil), uri: "/?x=1", https: false))
+        #expect(ProxyURL.parse("https://h") == .target(hostPart: "h", HostPort(host: "h", port: nil), uri: nil, https: true))
+        #expect(ProxyURL.parse("https://h:8443/x") == .target(hostPart: "h:8443", HostPort(host: "h", port: 8443), uri: "/x", https: true))
+        #expect(ProxyURL.parse("ftp://h") == .invalid)
         #expect(ProxyURL.parse("http://") == .invalid)
         #expect(ProxyURL.parse("ftp://h") == .invalid)
     }

@@ -31,6 +31,18 @@ extension ClientConnection {
     func startCachedProxy(_ t: ProxyTarget, zone: CacheZoneRuntime) {
         let loc = ex.location
         ex.target = t
+        if t.variableURLIndex != nil {
+            // proxy_pass with variables: the URL is made first (nginx evaluates it before the
+            // cache), so the key's `$proxy_host` is the host it names; a miss proxies by it.
+            switch resolveVariableTarget(t) { // RewriteProxy.swift
+            case .none: return
+            case .failed(let status, let message):
+                log(.error, message)
+                return respondError(status)
+            case .group(let r), .address(let r, _, _), .name(let r, _, _, _):
+                ex.target = r
+            }
+        }
         // GET and HEAD are always cacheable methods; others only when proxy_cache_methods says so.
         if req.method != .get && req.method != .head {
             let methodName = String(decoding: head.readableBytes[req.methodRange], as: UTF8.self)
@@ -505,7 +517,8 @@ extension ClientConnection {
         ex = Exchange(backgroundUpdateOf: ex)
         ex.cacheStatus = ClientConnection.statusExpired
         ex.cache!.revalidating = settings.proxyCacheRevalidate == true && (ex.cache!.entry?.etag != nil || ex.cache!.entry?.lastModified != nil)
-        startProxy(t)
+        // A `proxy_pass` with variables goes where the response came from (its runtime kept).
+        startProxy(t, runtime: t.variableURLIndex != nil ? ex.upstreamRuntime : nil)
     }
 
     /// The background update ended (stored, refused or failed): carry on with the connection.
