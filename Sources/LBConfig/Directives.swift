@@ -288,8 +288,12 @@ extension Compiler {
         DirectiveSpec("charset", .hsl, .exactly(1), default: "off",
                       note: "adds `; charset=NAME` to Content-Type of text/html, text/xml, text/plain, text/vnd.wap.wml, application/javascript and application/rss+xml responses that name none") { c, d in
             let v = d.args[0].text
-            if v.contains("$") { throw ConfigError("variables in \"charset\" are not supported by lb", at: d.args[0].location) }
-            c.settings.s.charset = .some(v == "off" ? nil : v)
+            if v.hasPrefix("$") {
+                // As nginx: one variable, whose value names the charset per response.
+                c.settings.s.charset = .some(.variable(try c.template(d.args[0])))
+                return
+            }
+            c.settings.s.charset = .some(v == "off" ? nil : .name(v))
         },
         setting("charset_types", .atLeast(1), default: "text/html text/xml text/plain text/vnd.wap.wml application/javascript application/rss+xml", \.charsetTypes) { _, d in
             Set(d.args.map { $0.text.lowercased() })

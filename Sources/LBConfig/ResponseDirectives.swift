@@ -1,11 +1,15 @@
+/// A `limit_rate` / `limit_rate_after` value: a size, or variables whose value is read as a size
+/// once per request (nginx's `ngx_http_complex_value_size`).
+public enum RateSize: Sendable {
+    case bytes(Int)
+    case variable(Template)
+}
+
 /// Directives that shape what goes back to the client: `limit_rate`, `limit_rate_after`.
 extension Compiler {
-    /// A `limit_rate` / `limit_rate_after` size. nginx takes variables here too; lb takes constants.
-    func rateSize(_ d: Directive) throws -> Int {
-        if d.args[0].text.contains("$") {
-            throw ConfigError("variables in \"\(d.name)\" are not supported by lb", at: d.args[0].location)
-        }
-        return try size(d)
+    func rateSize(_ d: Directive) throws -> RateSize {
+        if d.args[0].text.contains("$") { return .variable(try template(d.args[0])) }
+        return .bytes(try size(d))
     }
 }
 

@@ -190,8 +190,8 @@ public struct HTTPSettings: Sendable {
     public var keepaliveTimeMs: Int?
     public var sendTimeoutMs: Int?
     /// `limit_rate` (bytes per second, 0 = none) and `limit_rate_after` (bytes sent unthrottled).
-    public var limitRate: Int?
-    public var limitRateAfter: Int?
+    public var limitRate: RateSize?
+    public var limitRateAfter: RateSize?
     /// `sub_filter` pairs (a level's own list replaces the inherited one), `sub_filter_once`,
     /// `sub_filter_types` (besides text/html), `sub_filter_last_modified`.
     public var subFilters: [SubFilterPair]?
@@ -313,7 +313,7 @@ public struct HTTPSettings: Sendable {
     /// Request headers with invalid names are dropped (on) or kept (off).
     public var ignoreInvalidHeaders: Bool?
     /// `charset NAME`: appended to Content-Type of the charset types lacking one; `.some(nil)` is off.
-    public var charset: String??
+    public var charset: CharsetName??
     /// `charset_types`: the MIME types (lowercased) the charset is added to, besides text/html.
     public var charsetTypes: Set<String>?
     /// `gzip_disable`: User-Agent regexes (and the `msie6` mask) for which gzip is off.
@@ -504,4 +504,10 @@ enum Defaults {
     static let cacheMethods = ["GET", "HEAD"]
     static let gzipTypes = ["text/html"]
     static let keepaliveDisable: Set<String> = ["msie6"]
+}
+
+/// `charset NAME` or `charset $variable` (its value read per response).
+public enum CharsetName: Sendable {
+    case name(String)
+    case variable(Template)
 }

@@ -701,7 +701,16 @@ final class ClientConnection: Pollable {
 
     /// `charset NAME` applied to a Content-Type (nginx's charset filter, without conversion).
     func withCharset(_ contentType: String) -> String {
-        guard case .some(.some(let name)) = settings.charset else { return contentType }
+        guard case .some(.some(let c)) = settings.charset else { return contentType }
+        // As nginx: none on a 301 or 302 (old browsers took the redirect's charset for the page's).
+        if ex.status == 301 || ex.status == 302 { return contentType }
+        let name: String
+        switch c {
+        case .name(let n): name = n
+        case .variable(let t):
+            name = String(decoding: evaluate(t), as: UTF8.self)
+            if name.isEmpty { return contentType } // nginx writes no `; charset=` for an empty name
+        }
         return HeaderRewrites.contentTypeWithCharset(contentType, charset: name, types: settings.charsetTypes) ?? contentType
     }
 

@@ -65,10 +65,27 @@ extension ClientConnection {
     /// the response is limited.
     func resolveRate() -> Bool {
         let s = ex.location
-        ex.rate.limit = s.settings.limitRate ?? 0
-        ex.rate.after = s.settings.limitRateAfter ?? 0
+        ex.rate.limit = rateValue(s.settings.limitRate)
+        ex.rate.after = rateValue(s.settings.limitRateAfter)
         responseLimited = ex.rate.limit > 0
         return ex.rate.limit > 0
+    }
+
+    /// A `limit_rate`/`limit_rate_after` value for this request: with variables, their value
+    /// read as a size (an invalid one is logged, and no limit applies, as nginx).
+    func rateValue(_ v: RateSize?) -> Int {
+        switch v {
+        case nil: return 0
+        case .bytes(let n): return n
+        case .variable(let t):
+            let text = String(decoding: evaluate(t), as: UTF8.self)
+            if ex.variableFailed { return 0 }
+            guard let n = Values.size(text) else {
+                log(.error, "invalid size \"\(text)\"")
+                return 0
+            }
+            return n
+        }
     }
 
     /// Counts `n` bytes written while limited and pauses as nginx does after a send.
@@ -129,7 +146,7 @@ extension ClientConnection {
             guard c >= 0x30 && c <= 0x39, n < Int.max / 100 else { return }
             n = n * 10 + Int(c - 0x30)
         }
-        if responseLimited == nil { ex.rate.after = settings.limitRateAfter ?? 0 }
+        if responseLimited == nil { ex.rate.after = rateValue(settings.limitRateAfter) }
         ex.rate.limit = n
         responseLimited = n > 0
     }

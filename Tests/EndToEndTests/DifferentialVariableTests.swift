@@ -54,6 +54,26 @@ struct DifferentialVariableTests {
         #expect(fromNginx.last == "R=- B=name=lb&x=1+2 U=/up", "\(fromNginx)")
     }
 
+    /// `charset $variable`: the value names the charset of each response (empty: none added).
+    @Test func charsetFromAVariable() throws {
+        let d = try Differential("""
+        map $arg_cs $cs { default utf-8; latin koi8-r; none ""; }
+        server {
+            listen 127.0.0.1:{port};
+            root {root};
+            charset $cs;
+            location /r { default_type text/plain; return 200 "r\\n"; }
+            location /redir { return 302 /elsewhere; }
+        }
+        """, files: ["page.html": "<p>page</p>\n", "data.bin": "bin\n"])
+        try d.compare([
+            Differential.Request(target: "/page.html", expect: 200), Differential.Request(target: "/page.html?cs=latin", expect: 200),
+            Differential.Request(target: "/page.html?cs=none", expect: 200), Differential.Request(target: "/r?cs=latin", expect: 200),
+            Differential.Request(target: "/data.bin", expect: 200), Differential.Request(target: "/redir", expect: 302),
+            Differential.Request(target: "/missing", expect: 404),
+        ], headers: ["Content-Type"])
+    }
+
     /// `proxy_cache` in front of a `proxy_pass` with variables: the key's `$proxy_host` is the
     /// host the URL made names (a group, an address), a second request is a HIT, and a bypass
     /// still goes where the variables say.

@@ -24,6 +24,7 @@ import Testing
                 root \(root);
                 location /files/ { alias \(root)/; limit_rate \(rate); limit_rate_after \(after); }
                 location /proxied { proxy_pass http://127.0.0.1:\(backend)/big?bytes=1048576; limit_rate \(rate); limit_rate_after \(after); }
+                location /var/ { alias \(root)/; limit_rate $arg_rate; limit_rate_after $arg_after; }
                 location /origin/ { alias \(root)/; add_header X-Accel-Limit-Rate 204800; }
                 location /accel/ { proxy_pass http://127.0.0.1:{port}/origin/; }
                 location /accel-ignored/ { proxy_pass http://127.0.0.1:{port}/origin/; proxy_ignore_headers X-Accel-Limit-Rate; }
@@ -63,6 +64,22 @@ import Testing
             #expect(seconds >= 3.5, "\(path) took \(seconds) s")
             print("limit_rate 200k after 100k: lb \(path) \(seconds) s")
         }
+    }
+
+    /// With variables (nginx ≥ 1.17): the values are read as sizes per request; an invalid one is
+    /// logged with nginx's words and no limit applies.
+    @Test func limitRateWithVariablesIsReadPerRequest() throws {
+        let root = try Self.documentRoot()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let backend = try Backend(name: "b1")
+        let lb = try LB("error_log stderr info;\n" + Self.rateConfig(root: root.path, backend: backend.port))
+        let limited = try Self.timedDownload("http://127.0.0.1:\(lb.port)/var/big?rate=200k&after=100k")
+        #expect(limited.bytes == 1 << 20)
+        #expect(limited.seconds >= 3.5, "took \(limited.seconds) s")
+        let invalid = try Self.timedDownload("http://127.0.0.1:\(lb.port)/var/big?rate=fast")
+        #expect(invalid.bytes == 1 << 20)
+        #expect(lb.errorLog.contains("invalid size \"fast\""), "\(lb.errorLog.suffix(600))")
+        print("limit_rate $arg_rate (200k after 100k): lb \(limited.seconds) s")
     }
 
     @Test func limitRateZeroIsUnlimited() throws {

@@ -5,7 +5,7 @@ import Testing
 /// reason; their defaults (what stock configs write) still load.
 @Suite struct ConformanceDirectiveTests {
     @Test(arguments: [
-        ("limit_rate $rate;", "variables in \"limit_rate\" are not supported by lb in t.conf:4"),
+        ("limit_rate $nosuch;", "unknown \"nosuch\" variable in t.conf:4"),
         ("mirror /m;\nmirror off;", "\"mirror\" directive is duplicate in t.conf:5"),
         ("mirror off;\nmirror /m;", "\"mirror\" directive is duplicate in t.conf:5"),
         ("mirror off;\nmirror off;", "\"mirror\" directive is duplicate in t.conf:5"),
@@ -13,7 +13,6 @@ import Testing
         ("source_charset koi8-r;", "\"source_charset\" is not supported by lb: it converts no charsets (\"charset\" only names one in Content-Type) in t.conf:4"),
         ("gzip_http_version 1.0;", "\"gzip_http_version 1.0\" is not supported by lb: only HTTP/1.1 responses are gzipped in t.conf:4"),
         ("gzip_http_version 2;", "invalid value \"2\" in \"gzip_http_version\" directive in t.conf:4"),
-        ("charset $cs;", "variables in \"charset\" are not supported by lb in t.conf:4"),
         ("proxy_cookie_domain ~^(.*)$ x;", "regular expressions in \"proxy_cookie_domain\" are not supported by lb in t.conf:4"),
         ("proxy_cookie_path off;\nproxy_cookie_path /a /b;", "\"proxy_cookie_path\" directive is duplicate in t.conf:5"),
         ("proxy_cookie_path on;", "invalid parameter \"on\" in t.conf:4"),
@@ -76,8 +75,8 @@ import Testing
         let a = try #require(s.locations.find("/a"))
         #expect(a.settings.absoluteRedirect == false && a.settings.portInRedirect == false)
         #expect(a.settings.recursiveErrorPages == true && a.settings.chunkedTransferEncoding == false)
-        #expect(a.settings.charset == .some(nil))
-        #expect(s.settings.charset == .some("utf-8"))
+        #expect({ if case .some(nil) = a.settings.charset { true } else { false } }())
+        #expect({ if case .some(.name("utf-8")) = s.settings.charset { true } else { false } }())
         #expect(a.settings.effectiveKeepaliveDisable == ["safari"])
         let g = try #require(a.settings.gzipDisable)
         #expect(g.msie6 && g.regexes.count == 1 && g.regexes[0].matches("Curl/8") && !g.regexes[0].matches("Mozilla"))
