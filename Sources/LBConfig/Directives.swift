@@ -253,10 +253,10 @@ extension Compiler {
             }
             return g
         },
-        DirectiveSpec("gzip_http_version", .hsl, .exactly(1), default: "1.1", note: "only 1.1: lb gzips for HTTP/1.1 clients only") { _, d in
+        setting("gzip_http_version", .exactly(1), default: "1.1", \.gzipHTTP10) { _, d in
             switch d.args[0].text {
-            case "1.1": return
-            case "1.0": throw ConfigError("\"gzip_http_version 1.0\" is not supported by lb: only HTTP/1.1 responses are gzipped", at: d.location)
+            case "1.1": return false
+            case "1.0": return true
             default: throw ConfigError("invalid value \"\(d.args[0].text)\" in \"gzip_http_version\" directive", at: d.args[0].location)
             }
         },

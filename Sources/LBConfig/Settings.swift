@@ -242,6 +242,9 @@ public struct HTTPSettings: Sendable {
     public var gzipVary: Bool?
     public var gzipProxied: [String]?
     public var gzipStatic: Bool?
+    /// `gzip_http_version 1.0`: HTTP/1.0 requests are gzipped too (their proxied bodies then end
+    /// with the connection's close).
+    public var gzipHTTP10: Bool?
     public var proxySetHeaders: [(name: String, value: Template)]?
     public var proxyHideHeaders: [String]?
     public var proxyPassHeaders: [String]?
@@ -386,6 +389,7 @@ public struct HTTPSettings: Sendable {
         m(&gzipVary, p.gzipVary)
         m(&gzipProxied, p.gzipProxied)
         m(&gzipStatic, p.gzipStatic)
+        m(&gzipHTTP10, p.gzipHTTP10)
         m(&proxyHideHeaders, p.proxyHideHeaders)
         m(&proxyPassHeaders, p.proxyPassHeaders)
         m(&proxyHTTPVersion, p.proxyHTTPVersion)

@@ -128,7 +128,8 @@ extension ClientConnection {
             for re in off.regexes where ua.withUnsafeBytes({ re.matches($0) }) { return false }
         }
         return GzipPolicy.requestAccepts(acceptEncoding: headerValue("accept-encoding").map { String(decoding: $0, as: UTF8.self) },
-                                  http11: req.versionMinor >= 1, head: req.method == .head, range: range)
+                                  http11: req.versionMinor >= 1 || (settings.gzipHTTP10 == true && !req.isHTTP09),
+                                  head: req.method == .head, range: range)
     }
 
     /// `gzip_proxied` for this request and a response with these headers.
@@ -163,7 +164,8 @@ extension ClientConnection {
     /// bytes with `chunked_transfer_encoding off` (the end is then the connection's close); the
     /// last chunk when `finishing`.
     func appendTransformedBody(_ out: [UInt8], finishing: Bool) {
-        let chunked = settings.chunkedTransferEncoding != false
+        // As the relay plan decided: no chunks for an HTTP/1.0 client (the close ends the body).
+        let chunked = settings.chunkedTransferEncoding != false && req.versionMinor >= 1 && !req.isHTTP09
         if !out.isEmpty {
             if outBuf.base == nil { worker.prepare(&outBuf) }
             if chunked {

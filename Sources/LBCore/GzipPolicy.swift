@@ -29,8 +29,9 @@ public enum GzipPolicy {
         return fraction < 10 ? "\(whole).0\(fraction)" : "\(whole).\(fraction)"
     }
 
-    /// The request's side: `Accept-Encoding` names gzip (or `*`) with a non-zero q, HTTP/1.1
-    /// (nginx's `gzip_http_version 1.1`), not HEAD, no Range.
+    /// The request's side: `Accept-Encoding` names gzip (or `*`) with a non-zero q, a version
+    /// `gzip_http_version` allows (`http11`: HTTP/1.1, or 1.0 with `gzip_http_version 1.0`), not
+    /// HEAD, no Range.
     public static func requestAccepts(acceptEncoding: String?, http11: Bool, head: Bool, range: Bool) -> Bool {
         guard http11, !head, !range, let ae = acceptEncoding else { return false }
         for part in ae.split(separator: ",") {
@@ -53,6 +54,8 @@ public enum GzipPolicy {
         guard status == 200 || status == 403 || status == 404 else { return false }
         if let ce = contentEncoding, !ce.trimmed.isEmpty, ce.trimmed.lowercased() != "identity" { return false }
         if let n = contentLength, n < minLength { return false }
+        // `*` passes every response, one without a Content-Type too (nginx's empty types hash).
+        if types.contains("*") { return true }
         guard let ct = contentType else { return false }
         let bare = (ct.split(separator: ";").first.map { $0.trimmed.lowercased() }) ?? ""
         return bare == "text/html" || types.contains("*") || types.contains { $0.lowercased() == bare }
