@@ -337,14 +337,28 @@ extension Compiler {
                 }
             }
             let o = e.options
+            // `ssl on;` in the default server makes the address TLS (nginx 1.22's `sscf->enable`
+            // of the connection's default server).
+            var ssl = e.ssl
+            if ssl == nil {
+                let t = serverTLS(e.defaultServer ?? e.servers[0])
+                if t.enabled == true { ssl = t.enabledLocation }
+            }
             out.append(Listener(address: e.address, reuseport: o?.reuseport ?? false, backlog: o?.backlog ?? 511,
                                 ipv6only: o?.ipv6only ?? true, defaultServer: e.defaultServer ?? e.servers[0], names: names,
-                                serverCount: e.servers.count, sslLocation: e.ssl, servers: e.servers,
+                                serverCount: e.servers.count, sslLocation: ssl, servers: e.servers,
                                 http2: e.http2,
-                                http2Cleartext: e.ssl == nil && (e.http2 || serverSettings(e.defaultServer ?? e.servers[0]).http2 == true),
+                                http2Cleartext: ssl == nil && (e.http2 || serverSettings(e.defaultServer ?? e.servers[0]).http2 == true),
                                 proxyProtocol: e.proxyProtocol))
         }
         return out
+    }
+
+    /// A server's TLS settings with the http level's.
+    private func serverTLS(_ si: Int) -> TLSSettings {
+        var t = servers[si].settings.tls
+        t.inherit(from: httpSettings.tls)
+        return t
     }
 
     /// Builds a TLS context for every server on a `listen … ssl` address and every server with
@@ -355,8 +369,10 @@ extension Compiler {
         for l in listeners where l.sslLocation != nil { onTLSPort.formUnion(l.servers) }
         var contexts: [TLSContext?] = Array(repeating: nil, count: servers.count)
         for (si, sb) in servers.enumerated() {
-            var t = sb.settings.tls
-            t.inherit(from: httpSettings.tls)
+            var t = serverTLS(si)
+            if t.enabled == true && (t.certificates ?? []).isEmpty, let at = t.enabledLocation {
+                throw ConfigError("no \"ssl_certificate\" is defined for the \"ssl\" directive", at: at)
+            }
             if t.stapling == true, t.staplingFile == nil, let r = serverSettings(si).resolver {
                 t.staplingResolver = r
                 t.staplingResolver?.timeoutMs = serverSettings(si).resolverTimeoutMs ?? 30_000

@@ -15,6 +15,8 @@ public struct ProxySSLSettings: Sendable {
     public var crl: TLSFile?
     public var certificate: TLSFile?
     public var certificateKey: TLSFile?
+    /// `proxy_ssl_password_file`: passphrases for an encrypted `proxy_ssl_certificate_key`.
+    public var passwordFile: TLSFile?
     public var protocols: [String]?
     public var ciphers: String?
     public var sessionReuse: Bool?
@@ -32,6 +34,7 @@ public struct ProxySSLSettings: Sendable {
         m(&crl, p.crl)
         m(&certificate, p.certificate)
         m(&certificateKey, p.certificateKey)
+        m(&passwordFile, p.passwordFile)
         m(&protocols, p.protocols)
         m(&ciphers, p.ciphers)
         m(&sessionReuse, p.sessionReuse)
@@ -105,7 +108,8 @@ public final class UpstreamTLS: @unchecked Sendable, Hashable {
             guard let key = s.certificateKey else {
                 throw ConfigError("no \"proxy_ssl_certificate_key\" is defined for certificate \"\(cert.path)\"", at: cert.location)
             }
-            try TLSContext.useCertificate(ctx, cert, key: key)
+            let passwords = try s.passwordFile.map { f throws(ConfigError) in try TLSContext.readPasswords(f) }
+            try TLSContext.useCertificate(ctx, cert, key: key, passwords: passwords)
         }
         if verify {
             guard let t = s.trustedCertificate else {
@@ -302,8 +306,6 @@ extension Compiler {
         DirectiveSpec("proxy_ssl_conf_command", .hsl, .exactly(2), repeatable: true, note: "OpenSSL SSL_CONF_cmd for upstream connections, applied last") { c, d in
             c.settings.s.proxySSL.confCommands = (c.settings.s.proxySSL.confCommands ?? []) + [(d.args[0].text, d.args[1].text, d.location)]
         },
-        DirectiveSpec("proxy_ssl_password_file", .hsl, .exactly(1)) { _, d in
-            throw ConfigError("\"proxy_ssl_password_file\" is not supported by lb; decrypt the key with the openssl command line", at: d.location)
-        },
+        proxySSLFile("proxy_ssl_password_file", \.passwordFile),
     ]
 }

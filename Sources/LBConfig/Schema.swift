@@ -99,7 +99,6 @@ let unsupportedDirectives: [String: String] = [
     "grpc_pass": "\"grpc_pass\" is not supported by lb; only HTTP/1.x upstreams are",
     "stream": "the \"stream\" module is not supported by lb",
     "mail": "the \"mail\" module is not supported by lb",
-    "ssl": "the \"ssl\" directive is not supported by lb, use the \"listen ... ssl\" directive instead",
 ]
 
 /// Directives accepted for compatibility that change nothing in lb (documented in configuration.md).

@@ -65,11 +65,12 @@ public final class TLSContext: @unchecked Sendable {
         let certs = s.certificates ?? []
         let keys = s.keys ?? []
         var loaded: [(x509: OpaquePointer, name: String)] = []
+        let passwords = try s.passwordFile.map { f throws(ConfigError) in try TLSContext.readPasswords(f) }
         for (i, cert) in certs.enumerated() {
             guard i < keys.count else {
                 throw ConfigError("no \"ssl_certificate_key\" is defined for certificate \"\(cert.path)\"", at: cert.location)
             }
-            try TLSContext.useCertificate(ctx, cert, key: keys[i])
+            try TLSContext.useCertificate(ctx, cert, key: keys[i], passwords: passwords)
             if let x509 = SSL_CTX_get0_certificate(ctx) { loaded.append((x509, cert.path)) }
         }
 
@@ -223,7 +224,37 @@ public final class TLSContext: @unchecked Sendable {
     /// Loads one certificate (with the chain after it in the file) and its key, in nginx's steps
     /// and words. A key that does not match its certificate is refused here (nginx would only
     /// notice when a client picks that certificate).
-    static func useCertificate(_ ctx: OpaquePointer, _ cert: TLSFile, key: TLSFile) throws(ConfigError) {
+    /// `ssl_password_file` as nginx reads it (`ngx_ssl_read_password_file`): one passphrase per
+    /// line (a CR before the LF dropped, empty lines skipped; none at all: one empty passphrase).
+    static func readPasswords(_ f: TLSFile) throws(ConfigError) -> [[UInt8]] {
+        guard let bytes = readWholeFile(f.path) else {
+            throw ConfigError("open() \"\(f.path)\" failed (\(errno): \(String(cString: strerror(errno))))", at: f.location)
+        }
+        var out: [[UInt8]] = []
+        for var line in bytes.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            if line.count >= 4096 { throw ConfigError("too long line in \"\(f.path)\"", at: f.location) }
+            if line.last == 0x0D { line = line.dropLast() }
+            if !line.isEmpty { out.append(Array(line)) }
+        }
+        return out.isEmpty ? [[]] : out
+    }
+
+    /// The private key of `bio`: with each passphrase in turn, else with none (an encrypted key
+    /// then fails here instead of OpenSSL asking a terminal for one).
+    static func readPrivateKey(_ bio: OpaquePointer, passwords: [[UInt8]]?) -> OpaquePointer? {
+        let tries = passwords ?? [[]]
+        for (i, p) in tries.enumerated() {
+            let pkey = (p + [0]).withUnsafeBufferPointer { b in
+                PEM_read_bio_PrivateKey(bio, nil, nil, UnsafeMutableRawPointer(mutating: b.baseAddress))
+            }
+            if pkey != nil || i == tries.count - 1 { return pkey }
+            ERR_clear_error()
+            _ = BIO_ctrl(bio, BIO_CTRL_RESET, 0, nil)
+        }
+        return nil
+    }
+
+    static func useCertificate(_ ctx: OpaquePointer, _ cert: TLSFile, key: TLSFile, passwords: [[UInt8]]? = nil) throws(ConfigError) {
         ERR_clear_error()
         guard let bio = BIO_new_file(cert.path, "r") else {
             throw ConfigError("cannot load certificate \"\(cert.path)\": BIO_new_file() failed (\(queue()))", at: cert.location)
@@ -255,7 +286,7 @@ public final class TLSContext: @unchecked Sendable {
             throw ConfigError("cannot load certificate key \"\(key.path)\": BIO_new_file() failed (\(queue()))", at: key.location)
         }
         defer { BIO_free(kbio) }
-        guard let pkey = PEM_read_bio_PrivateKey(kbio, nil, nil, nil) else {
+        guard let pkey = readPrivateKey(kbio, passwords: passwords) else {
             throw ConfigError("cannot load certificate key \"\(key.path)\": PEM_read_bio_PrivateKey() failed (\(queue()))", at: key.location)
         }
         defer { EVP_PKEY_free(pkey) }

@@ -54,6 +54,12 @@ public struct TLSSettings: Sendable {
     /// The server's `resolver` (with its `resolver_timeout`), for responders named by host name;
     /// set when the server's context is built, not by an ssl_* directive.
     public var staplingResolver: ResolverSpec?
+    /// The deprecated `ssl on;` (nginx ≤ 1.25.0), and where it was written: a listener whose
+    /// default server has it speaks TLS, as `listen … ssl`.
+    public var enabled: Bool?
+    public var enabledLocation: SourceLocation?
+    /// `ssl_password_file`: passphrases for encrypted keys, one per line, tried in turn.
+    public var passwordFile: TLSFile?
 
     public init() {}
 
@@ -83,6 +89,8 @@ public struct TLSSettings: Sendable {
         m(&staplingVerify, p.staplingVerify)
         m(&staplingResponder, p.staplingResponder)
         m(&staplingResolver, p.staplingResolver)
+        if enabled == nil { enabled = p.enabled; enabledLocation = p.enabledLocation }
+        m(&passwordFile, p.passwordFile)
     }
 
     // nginx's defaults.
@@ -120,6 +128,12 @@ extension Compiler {
     }
 
     static let tlsDirectives: [DirectiveSpec] = [
+        DirectiveSpec("ssl", .hs, .flag, default: "off",
+                      note: "deprecated, as in nginx 1.22 (a warning): a listener whose default server has `ssl on` speaks TLS") { c, d in
+            c.warnings.append(ConfigError("the \"ssl\" directive is deprecated, use the \"listen ... ssl\" directive instead", at: d.location))
+            c.settings.tls.enabled = c.flag(d)
+            c.settings.tls.enabledLocation = d.location
+        },
         DirectiveSpec("ssl_certificate", .hs, .exactly(1), repeatable: true, note: "several per server (ECDSA and RSA side by side); the client's signature algorithms choose") { c, d in
             c.settings.tls.certificates = (c.settings.tls.certificates ?? []) + [try c.tlsFile(d.args[0])]
         },
@@ -168,9 +182,7 @@ extension Compiler {
         // As in nginx, checks fetched responses only, not one from ssl_stapling_file (docs/tls.md, OCSP stapling).
         tlsFlag("ssl_stapling_verify", default: "off", \.staplingVerify),
         tls("ssl_stapling_responder", .exactly(1), default: nil, \.staplingResponder) { _, d in d.args[0].text },
-        DirectiveSpec("ssl_password_file", .hs, .exactly(1)) { _, d in
-            throw ConfigError("\"ssl_password_file\" is not supported by lb; decrypt the key with the openssl command line", at: d.location)
-        },
+        tlsFile("ssl_password_file", \.passwordFile),
         DirectiveSpec("ssl_early_data", .hs, .flag, default: "off") { _, d in
             if d.args[0].text == "on" { throw ConfigError("TLS 1.3 early data (\"ssl_early_data on\") is not supported by lb", at: d.location) }
         },

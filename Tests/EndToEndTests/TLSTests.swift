@@ -408,7 +408,7 @@ func sClient(_ port: Int, _ extra: [String], path: String = "/v", host: String =
          "lb: [emerg] SSL_CTX_use_PrivateKey(\"b-ec.key\") failed (SSL: error:05800074:x509 certificate routines::key values mismatch) in t.conf:1"),
         ("ssl_certificate CERT;", "lb: [emerg] no \"ssl_certificate_key\" is defined for certificate \"a-ec.crt\" in t.conf:1"),
         ("", "lb: [emerg] no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in t.conf:1"),
-        ("ssl on;", "lb: [emerg] the \"ssl\" directive is not supported by lb, use the \"listen ... ssl\" directive instead in t.conf:1"),
+        ("ssl on;", "lb: [emerg] no \"ssl_certificate\" is defined for the \"ssl\" directive in t.conf:1"),
         ("ssl_certificate CERT; ssl_certificate_key KEY; ssl_ciphers FOO;",
          "lb: [emerg] SSL_CTX_set_cipher_list(\"FOO\") failed (SSL: error:0A0000B9:SSL routines::no cipher match) in t.conf:1"),
         ("ssl_certificate CERT; ssl_certificate_key KEY; ssl_protocols TLSv1.4;", "lb: [emerg] invalid value \"TLSv1.4\" in t.conf:1"),
@@ -424,6 +424,55 @@ func sClient(_ port: Int, _ extra: [String], path: String = "/v", host: String =
         let r = try test("events {} http { server { listen 127.0.0.1:1 ssl; \(text) } }\n")
         #expect(r.status == 1)
         #expect(r.stderr.split(separator: "\n").first.map(String.init) == expected)
+    }
+
+    /// The deprecated `ssl on;` (nginx 1.22 still takes it, with a warning): the address of a
+    /// default server that has it speaks TLS; `-t` warns as nginx does.
+    @Test func sslOnMakesTheDefaultServersAddressTLS() throws {
+        let conf = """
+        error_log stderr notice;
+        events {}
+        http {
+            access_log off;
+            server { listen 127.0.0.1:{port}; server_name a.test; ssl on; \(TestCerts.pair("a-ec")) location / { return 200 "tls $https\\n"; } }
+        }
+        """
+        let lb = try LB(conf)
+        let r = try https(lb, "a.test", "/")
+        #expect(r.status == 0 && r.out == "tls on\n", "\(r.err)")
+        let plain = try? RawClient(port: lb.port).get("/")
+        #expect(plain?.status == 400, "plain HTTP to a TLS address: nginx's 400 \"plain HTTP request was sent to HTTPS port\"")
+        let t = try test("events {} http { server { listen 127.0.0.1:1; ssl on; \(TestCerts.pair("a-ec")) } }\n")
+        #expect(t.status == 0 && t.stderr.contains("[warn] the \"ssl\" directive is deprecated, use the \"listen ... ssl\" directive instead in t.conf:1"), "\(t.stderr)")
+    }
+
+    /// `ssl_password_file`: an encrypted key is opened with the passphrases in turn (a wrong one
+    /// first); without the right one, nginx's error.
+    @Test func anEncryptedKeyOpensWithThePasswordFile() throws {
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let key = dir.appendingPathComponent("enc.key").path
+        let made = try runTool(["openssl", "pkey", "-in", TestCerts.path("a-ec.key"), "-aes256", "-passout", "pass:s3cret", "-out", key])
+        #expect(made.status == 0, "\(made.out)")
+        try "wrong\r\n\ns3cret\n".write(toFile: dir.appendingPathComponent("pw").path, atomically: true, encoding: .utf8)
+        try "nope\n".write(toFile: dir.appendingPathComponent("bad").path, atomically: true, encoding: .utf8)
+        let site = { (pw: String?) in
+            """
+            events {}
+            http {
+                access_log off;
+                server { listen 127.0.0.1:{port} ssl; server_name a.test; ssl_certificate \(TestCerts.path("a-ec.crt")); ssl_certificate_key \(key);
+                         \(pw.map { "ssl_password_file \(dir.appendingPathComponent($0).path);" } ?? "") location / { return 200 "ok\\n"; } }
+            }
+            """
+        }
+        let lb = try LB(site("pw"))
+        let r = try https(lb, "a.test", "/")
+        #expect(r.status == 0 && r.out == "ok\n", "\(r.err)")
+        let bad = try test(site("bad").replacingOccurrences(of: "{port}", with: "1"))
+        #expect(bad.status == 1 && bad.stderr.contains("cannot load certificate key \"\(key)\": PEM_read_bio_PrivateKey() failed"), "\(bad.stderr)")
+        let none = try test(site(nil).replacingOccurrences(of: "{port}", with: "1"))
+        #expect(none.status == 1 && none.stderr.contains("PEM_read_bio_PrivateKey() failed"), "\(none.stderr)")
     }
 
     @Test func aGoodConfigurationPassesTest() throws {

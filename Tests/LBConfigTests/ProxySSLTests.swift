@@ -29,7 +29,7 @@ struct ProxySSLTests {
               proxy_ssl_server_name on; proxy_ssl_name up.test; proxy_ssl_verify_depth 3;
               proxy_ssl_trusted_certificate /ca.crt; proxy_ssl_crl /crl.pem; proxy_ssl_certificate /c.crt;
               proxy_ssl_certificate_key /c.key; proxy_ssl_protocols TLSv1.3; proxy_ssl_ciphers HIGH;
-              proxy_ssl_session_reuse off; proxy_ssl_conf_command Options -SessionTicket;
+              proxy_ssl_session_reuse off; proxy_ssl_conf_command Options -SessionTicket; proxy_ssl_password_file /pw;
               server { listen 8080; proxy_ssl_verify off;
                        location / { proxy_ssl_verify_depth 2; return 200; } }
             }
