@@ -348,7 +348,9 @@ extension Compiler {
         var def = Template(literal: "")
         var exact: [String: Template] = [:]
         var regexes: [(PCRE, Template)] = []
-        var hostnames = false
+        var hostnames = false, hasDefault = false
+        // Entries of included files are here too, each at its own FILE:LINE (the parser reads
+        // `include FILE` inside `map` as nginx's map handler does).
         for e in d.block! {
             if e.block != nil { throw ConfigError("unexpected \"{\"", at: e.location) }
             if e.args.isEmpty {
@@ -362,8 +364,9 @@ extension Compiler {
             var valTok = e.args[0]
             valTok.location = e.location
             let value = try template(valTok)
-            if e.name == "include" { throw ConfigError("include inside map is not supported", at: e.location) }
             if e.name == "default" {
+                if hasDefault { throw ConfigError("duplicate default map parameter", at: e.location) }
+                hasDefault = true
                 def = value
             } else if e.name.hasPrefix("~") {
                 let caseless = e.name.hasPrefix("~*")
@@ -372,7 +375,7 @@ extension Compiler {
                 regexes.append((re, value))
             } else {
                 let key = e.name.hasPrefix("\\") ? String(e.name.dropFirst()) : e.name
-                if exact[key] != nil { throw ConfigError("duplicate parameter \"\(key)\"", at: e.location) }
+                if exact[key] != nil { throw ConfigError("conflicting parameter \"\(key)\"", at: e.location) }
                 exact[key] = value
             }
         }
