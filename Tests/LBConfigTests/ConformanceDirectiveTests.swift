@@ -14,7 +14,6 @@ import Testing
         ("gzip_http_version 1.0;", "\"gzip_http_version 1.0\" is not supported by lb: only HTTP/1.1 responses are gzipped in t.conf:4"),
         ("gzip_http_version 2;", "invalid value \"2\" in \"gzip_http_version\" directive in t.conf:4"),
         ("charset $cs;", "variables in \"charset\" are not supported by lb in t.conf:4"),
-        ("proxy_cookie_domain ~^(.*)$ x;", "regular expressions in \"proxy_cookie_domain\" are not supported by lb in t.conf:4"),
         ("proxy_cookie_path off;\nproxy_cookie_path /a /b;", "\"proxy_cookie_path\" directive is duplicate in t.conf:5"),
         ("proxy_cookie_path on;", "invalid parameter \"on\" in t.conf:4"),
         ("keepalive_disable opera;", "invalid value \"opera\" in t.conf:4"),
