@@ -374,7 +374,10 @@ extension Compiler {
                 defineNamedCaptures(re)
                 regexes.append((re, value))
             } else {
-                let key = e.name.hasPrefix("\\") ? String(e.name.dropFirst()) : e.name
+                // nginx matches strings without (ASCII) case: keys are kept lowercased.
+                let key = String(decoding: (e.name.hasPrefix("\\") ? e.name.dropFirst() : e.name[...]).utf8.map {
+                    $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0
+                }, as: UTF8.self)
                 if exact[key] != nil { throw ConfigError("conflicting parameter \"\(key)\"", at: e.location) }
                 exact[key] = value
             }
