@@ -14,10 +14,11 @@ import Testing
     }
 
     @Test func anIncludedFilesLinesAreEntriesOfTheMap() throws {
-        let m = try map("default no;\ninclude bots.map;\nwget wget;", files: ["/p/bots.map": bots])
+        let m = try map("default no;\ninclude bots.map;\nWget wget;", files: ["/p/bots.map": bots])
         #expect(m.defaultValue.literalBytes == Array("no".utf8))
         #expect(m.regexes.map { $0.0.pattern } == ["googlebot", "bingbot"])
         #expect(m.regexes.allSatisfy { $0.0.caseless })
+        // Strings match without case, as nginx's map hash: keys are kept lowercased.
         #expect(m.exact.keys.sorted() == ["curl", "wget"])
     }
 
@@ -44,6 +45,7 @@ import Testing
         // A bad entry inside the included file: that file's own line.
         ("include bots.map;", "a b c;", "invalid number of the map parameters in /p/bots.map:1"),
         ("include bots.map;", "a 1;\nb 2;\na 3;", "conflicting parameter \"a\" in /p/bots.map:3"),
+        ("curl 1;\ninclude bots.map;", "CURL 2;", "conflicting parameter \"curl\" in /p/bots.map:1"),
         ("default x;\ninclude bots.map;", "default y;", "duplicate default map parameter in /p/bots.map:1"),
         ("include bots.map;", "a b", "unexpected end of file, expecting \";\" or \"}\" in /p/bots.map:1"),
         ("include bots.map;", "a b; }", "unexpected \"}\" in /p/bots.map:1"),
