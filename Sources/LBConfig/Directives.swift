@@ -352,7 +352,9 @@ extension Compiler {
         var def = Template(literal: "")
         var exact: [String: Template] = [:]
         var regexes: [(PCRE, Template)] = []
-        var hostnames = false
+        var hostnames = false, hasDefault = false
+        // Entries of included files are here too, each at its own FILE:LINE (the parser reads
+        // `include FILE` inside `map` as nginx's map handler does).
         for e in d.block! {
             if e.block != nil { throw ConfigError("unexpected \"{\"", at: e.location) }
             if e.args.isEmpty {
@@ -366,8 +368,9 @@ extension Compiler {
             var valTok = e.args[0]
             valTok.location = e.location
             let value = try template(valTok)
-            if e.name == "include" { throw ConfigError("include inside map is not supported", at: e.location) }
             if e.name == "default" {
+                if hasDefault { throw ConfigError("duplicate default map parameter", at: e.location) }
+                hasDefault = true
                 def = value
             } else if e.name.hasPrefix("~") {
                 let caseless = e.name.hasPrefix("~*")
@@ -375,8 +378,11 @@ extension Compiler {
                 defineNamedCaptures(re)
                 regexes.append((re, value))
             } else {
-                let key = e.name.hasPrefix("\\") ? String(e.name.dropFirst()) : e.name
-                if exact[key] != nil { throw ConfigError("duplicate parameter \"\(key)\"", at: e.location) }
+                // nginx matches strings without (ASCII) case: keys are kept lowercased.
+                let key = String(decoding: (e.name.hasPrefix("\\") ? e.name.dropFirst() : e.name[...]).utf8.map {
+                    $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0
+                }, as: UTF8.self)
+                if exact[key] != nil { throw ConfigError("conflicting parameter \"\(key)\"", at: e.location) }
                 exact[key] = value
             }
         }

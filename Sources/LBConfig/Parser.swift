@@ -265,7 +265,7 @@ public struct Parser {
                 guard let name = args.first else { throw ConfigError("unexpected \";\"", at: t.location) }
                 let rest = Array(args.dropFirst())
                 args.removeAll(keepingCapacity: true)
-                if name.text == "include" && !name.quoted {
+                if name.text == "include" && Parser.expandsInclude(in: tree.blocks.last?.name.text, arguments: rest.count) {
                     guard rest.count == 1 else {
                         throw ConfigError("invalid number of arguments in \"include\" directive", at: name.location)
                     }
@@ -307,6 +307,20 @@ public struct Parser {
                     sources.append(source)
                 }
             }
+        }
+    }
+
+    /// Whether `include` (quoted or not: nginx compares the word) reads a file in this block.
+    /// Most blocks are read by nginx's parser, which includes anywhere. The lines of `map`,
+    /// `types` and `split_clients` go to the block's own handler instead: `map` includes only
+    /// `include FILE` (any other shape is a bad entry: `invalid number of the map parameters`),
+    /// `split_clients` never (`invalid percent value "include"`), `types` as the parser does.
+    /// An included file's lines are then entries of the block, errors at their own FILE:LINE.
+    static func expandsInclude(in block: String?, arguments: Int) -> Bool {
+        switch block {
+        case "split_clients": return false
+        case "map": return arguments == 1
+        default: return true
         }
     }
 

@@ -1,7 +1,14 @@
 /// proxy_*, proxy_cache_*, upstream and lb's stack directives.
 extension Compiler {
-    /// `proxy_cookie_domain|path off` or `FROM TO` (a leading `.` of a domain pair is dropped, as
-    /// nginx); regex forms are refused.
+    /// `proxy_cookie_domain|path off` or `FROM TO`, as nginx's proxy module reads them:
+    /// - literal FROM (variables allowed): a domain equals the Domain value without its leading
+    ///   dot (no case; the dot is kept), a path is a prefix of the Path value (with case); a leading
+    ///   `.` of a domain pair is dropped;
+    /// - `~REGEX`: searched in the whole attribute value, leading dot included; a match replaces
+    ///   the whole value by TO, where its captures (`$1`, named ones) may appear. Domains always
+    ///   match without case (nginx drops the `~` only, so `~*` is a bad pattern there); paths: `~`
+    ///   with case, `~*` without.
+    /// The first rule that matches an attribute rewrites it.
     func cookieRewrite(_ d: Directive, _ current: [CookieRewrite]?, domain: Bool) throws -> [CookieRewrite] {
         if d.args.count == 1 {
             guard d.args[0].text == "off" else { throw ConfigError("invalid parameter \"\(d.args[0].text)\"", at: d.args[0].location) }
@@ -9,10 +16,18 @@ extension Compiler {
             return []
         }
         if let current, current.isEmpty { throw ConfigError("\"\(d.name)\" directive is duplicate", at: d.location) }
-        if d.args[0].text.hasPrefix("~") {
-            throw ConfigError("regular expressions in \"\(d.name)\" are not supported by lb", at: d.args[0].location)
-        }
         var from = d.args[0], to = d.args[1]
+        if from.text.hasPrefix("~") {
+            var pattern = from.text.dropFirst()
+            var caseless = domain
+            if !domain && pattern.hasPrefix("*") {
+                pattern = pattern.dropFirst()
+                caseless = true
+            }
+            let re = try compileRegex(String(pattern), caseless: caseless, at: from.location)
+            defineNamedCaptures(re)
+            return (current ?? []) + [CookieRewrite(from: Template(literal: from.text), regex: re, to: try template(to))]
+        }
         if domain && from.text.hasPrefix(".") { from.text.removeFirst() }
         if domain && to.text.hasPrefix(".") { to.text.removeFirst() }
         return (current ?? []) + [CookieRewrite(from: try template(from), to: try template(to))]

@@ -118,9 +118,11 @@ public struct GzipDisable: Sendable {
     public var msie6: Bool
 }
 
-/// One `proxy_cookie_domain` or `proxy_cookie_path` pair (literal or with variables).
+/// One `proxy_cookie_domain` or `proxy_cookie_path` rule: `from` (variables allowed) or, for
+/// `~`/`~*`, `regex` (its captures usable in `to`); how each matches: `cookieRewrite`.
 public struct CookieRewrite: Sendable {
     public var from: Template
+    public var regex: PCRE? = nil
     public var to: Template
 }
 

@@ -868,10 +868,7 @@ extension ClientConnection {
     func rewrittenCookie(_ value: Slice<UnsafeRawBufferPointer>) -> String? {
         let domains = settings.proxyCookieDomains ?? [], paths = settings.proxyCookiePaths ?? []
         if domains.isEmpty && paths.isEmpty { return nil }
-        func text(_ t: Template) -> String { String(decoding: evaluate(t), as: UTF8.self) }
-        return HeaderRewrites.rewriteSetCookie(String(decoding: value, as: UTF8.self),
-                                               domains: domains.map { (text($0.from), text($0.to)) },
-                                               paths: paths.map { (text($0.from), text($0.to)) })
+        return CookieRewriting.rewrite(String(decoding: value, as: UTF8.self), domains: domains, paths: paths, host: self)
     }
 
     /// `proxy_redirect`: explicit pairs, or nginx's `default` — the proxy_pass URL (with its URI

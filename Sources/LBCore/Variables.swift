@@ -253,9 +253,13 @@ extension ClientConnection {
     func evaluateMap(_ m: MapBlock) -> [UInt8] {
         let src = evaluate(m.source)
         if let split = m.splitClients { return split.value(for: src) }
-        let key = String(decoding: src, as: UTF8.self)
-        if let v = m.exact[key] ?? (m.hostnames ? m.exact[key.lowercased()] : nil) { return evaluate(v) }
-        for (re, v) in m.regexes where src.withUnsafeBytes({ re.matches($0) }) { return evaluate(v) }
+        // Strings match without (ASCII) case, as nginx's map hash (keys are stored lowercased).
+        if let v = m.exact[String(decoding: src.map(ASCII.lower), as: UTF8.self)] { return evaluate(v) }
+        for (re, v) in m.regexes where src.withUnsafeBytes({ re.matches($0) }) {
+            // nginx's ngx_http_regex_exec: the match's captures ($1, named ones) become the request's.
+            if let caps = src.withUnsafeBytes({ re.captures($0) }) { rewriteState.setCaptures(src, caps, names: re.names) }
+            return evaluate(v)
+        }
         return evaluate(m.defaultValue)
     }
 

@@ -83,12 +83,15 @@ public enum HeaderRewrites {
         return contentType + "; charset=" + charset
     }
 
-    /// `proxy_cookie_domain` / `proxy_cookie_path` on one Set-Cookie value, as nginx: the cookie
-    /// is split at `;` into trimmed attributes; the first Domain (case-insensitive, ignoring a
-    /// leading dot, which is kept) and Path (a case-sensitive prefix) rule that matches rewrites
-    /// the attribute. Nothing rewritten: nil (the header goes out unchanged); else the attributes
-    /// joined again with `; `.
-    public static func rewriteSetCookie(_ value: String, domains: [(from: String, to: String)], paths: [(from: String, to: String)]) -> String? {
+    /// The Set-Cookie attributes `proxy_cookie_domain` and `proxy_cookie_path` rewrite.
+    public enum CookieAttribute: Sendable { case domain, path }
+
+    /// nginx's `ngx_http_proxy_rewrite_cookie` around its rules: the cookie is split at `;` into
+    /// attributes trimmed of spaces; every Domain and Path attribute with a value (names without
+    /// case) goes to `rewrite`, which returns the new value or nil to keep it. Nothing rewritten:
+    /// nil (the header goes out unchanged); else the attributes joined again with `; `. A cookie
+    /// whose first part has no `=` is left alone.
+    public static func rewriteSetCookie(_ value: String, rewrite: (CookieAttribute, Substring) -> String?) -> String? {
         var attrs: [(key: Substring, value: Substring?)] = value.split(separator: ";", omittingEmptySubsequences: false).map { a in
             if let eq = a.firstIndex(of: "=") {
                 return (a[..<eq].trimmingSpaces, a[a.index(after: eq)...].trimmingSpaces)
@@ -100,18 +103,15 @@ public enum HeaderRewrites {
         for i in attrs.indices.dropFirst() {
             guard let v = attrs[i].value else { continue }
             let key = attrs[i].key.lowercased()
-            if key == "domain" {
-                let dot = v.hasPrefix(".")
-                let name = dot ? v.dropFirst() : v
-                if let r = domains.first(where: { $0.from.lowercased() == name.lowercased() }) {
-                    attrs[i].value = Substring((dot ? "." : "") + r.to)
-                    changed = true
-                }
-            } else if key == "path" {
-                if let r = paths.first(where: { v.hasPrefix($0.from) }) {
-                    attrs[i].value = Substring(r.to + v.dropFirst(r.from.count))
-                    changed = true
-                }
+            let attribute: CookieAttribute
+            switch key {
+            case "domain": attribute = .domain
+            case "path": attribute = .path
+            default: continue
+            }
+            if let new = rewrite(attribute, v) {
+                attrs[i].value = Substring(new)
+                changed = true
             }
         }
         guard changed else { return nil }
@@ -122,6 +122,34 @@ public enum HeaderRewrites {
             if let v = a.value { out += "=" + v }
         }
         return out
+    }
+
+    /// A literal `proxy_cookie_domain FROM TO` on one Domain value (nginx's domain handler): the
+    /// value without its leading dot equals FROM, compared without ASCII case; the dot is kept.
+    public static func cookieDomain(_ value: Substring, from: [UInt8], to: [UInt8]) -> String? {
+        var v = Array(value.utf8)
+        let dot = v.first == UInt8(ascii: ".")
+        if dot { v.removeFirst() }
+        guard v.count == from.count, zip(v, from).allSatisfy({ ASCII.lower($0) == ASCII.lower($1) }) else { return nil }
+        return String(decoding: (dot ? [UInt8(ascii: ".")] : []) + to, as: UTF8.self)
+    }
+
+    /// A literal `proxy_cookie_path FROM TO` on one Path value (nginx's complex handler): FROM is
+    /// a case-sensitive prefix, replaced by TO.
+    public static func cookiePath(_ value: Substring, from: [UInt8], to: [UInt8]) -> String? {
+        let v = Array(value.utf8)
+        guard v.count >= from.count, v[..<from.count].elementsEqual(from) else { return nil }
+        return String(decoding: to + v[from.count...], as: UTF8.self)
+    }
+
+    /// `rewriteSetCookie` with literal rules (the first that matches an attribute wins).
+    public static func rewriteSetCookie(_ value: String, domains: [(from: String, to: String)], paths: [(from: String, to: String)]) -> String? {
+        rewriteSetCookie(value) { attribute, v in
+            switch attribute {
+            case .domain: domains.lazy.compactMap { cookieDomain(v, from: Array($0.from.utf8), to: Array($0.to.utf8)) }.first
+            case .path: paths.lazy.compactMap { cookiePath(v, from: Array($0.from.utf8), to: Array($0.to.utf8)) }.first
+            }
+        }
     }
 }
 

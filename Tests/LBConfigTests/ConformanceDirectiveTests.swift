@@ -12,7 +12,6 @@ import Testing
         ("mirror_request_body maybe;", "invalid value \"maybe\" in \"mirror_request_body\" directive, it must be \"on\" or \"off\" in t.conf:4"),
         ("source_charset koi8-r;", "\"source_charset\" is not supported by lb: it converts no charsets (\"charset\" only names one in Content-Type) in t.conf:4"),
         ("gzip_http_version 2;", "invalid value \"2\" in \"gzip_http_version\" directive in t.conf:4"),
-        ("proxy_cookie_domain ~^(.*)$ x;", "regular expressions in \"proxy_cookie_domain\" are not supported by lb in t.conf:4"),
         ("proxy_cookie_path off;\nproxy_cookie_path /a /b;", "\"proxy_cookie_path\" directive is duplicate in t.conf:5"),
         ("proxy_cookie_path on;", "invalid parameter \"on\" in t.conf:4"),
         ("keepalive_disable opera;", "invalid value \"opera\" in t.conf:4"),

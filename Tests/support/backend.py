@@ -5,7 +5,7 @@ http.server), so lb is never tested only against itself.
     backend.py PORT NAME [HOST]
 
 Routes: /headers (JSON of the request headers), /slow?ms=N, /status/N, /big?bytes=N (streamed),
-/chunked?parts=N, /stats (connections accepted, requests served), /gen… (cache tests: headers
+/chunked?parts=N, /setcookie?c=V&c=… (a Set-Cookie field per c), /stats (connections accepted, requests served), /gen… (cache tests: headers
 from the query — cc, xae, exp, etag, cookie, vary, ce, ct, status, ms, size, chunked — and a per-URL
 request count in the body), /counts (those counts as JSON), /upload (POST: byte count and
 sha256 of the body), /record… (kept: method, target, body size and digest, the framing
@@ -49,7 +49,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Backend", NAME)
-        for k, v in (extra or {}).items():
+        for k, v in (extra.items() if isinstance(extra, dict) else extra or []):
             self.send_header(k, v)
         # Head and body in one write: a backend killed by a test (SIGKILL) loses whole responses,
         # never half of one (a response cut after its head cannot be retried, by lb or nginx).
@@ -108,6 +108,10 @@ class Handler(BaseHTTPRequestHandler):
             if "rate" in q:
                 extra["X-Accel-Limit-Rate"] = q["rate"][0]
             self.send(200, b"app body, not for the client", q.get("ct", ["application/x-app"])[0], extra=extra)
+            return
+        if u.path == "/setcookie":
+            # One Set-Cookie field per `c` in the query, in order, as given (proxy_cookie_* tests).
+            self.send(200, b"cookies", extra=[("Set-Cookie", c) for c in q.get("c", [])])
             return
         if u.path == "/bighead":
             self.send(200, b"big head", extra={"X-Big": "b" * int(q.get("bytes", ["6000"])[0])})
