@@ -969,7 +969,11 @@ final class ClientConnection: Pollable {
         } else {
             worker.loop.setDeadline(self, afterMillis: connectionServer.settings.effectiveClientHeaderTimeoutMs)
         }
-        readable = true
+        // A plain TCP socket whose last read came up short (or heard EAGAIN) has nothing more
+        // until its next readiness event, which sets `readable` again: a read now would only hear
+        // EAGAIN (nginx's `rev->ready`). TLS may hold decrypted bytes already read from the
+        // socket, and a stream pipe learns its end by reading: those read once more.
+        if case .tcp = transport {} else { readable = true }
         drive()
     }
 
