@@ -170,10 +170,8 @@ extension Compiler {
             DirectiveSpec("\(p)_pass", [.location], .exactly(1)) { c, d in
                 guard let l = c.locationStack.last else { throw ConfigError("\"\(d.name)\" directive is not allowed here", at: d.location) }
                 if l.proxyPass != nil { throw ConfigError("\"\(d.name)\" directive is duplicate", at: d.location) }
-                if d.args[0].text.contains("$") {
-                    throw ConfigError("variables in \"\(d.name)\" are not supported by lb; name an upstream instead", at: d.args[0].location)
-                }
                 l.proxyPass = ("\(kind.scheme)://\(d.args[0].text)", d.args[0].location)
+                if d.args[0].text.contains("$") { _ = try c.template(d.args[0]) } // variables checked as everywhere
             },
             DirectiveSpec("\(p)_param", .hsl, .between(2, 3), repeatable: true) { c, d in
                 if d.args.count == 3 && d.args[2].text != "if_not_empty" {
@@ -294,6 +292,7 @@ extension Compiler {
         } else {
             return nil
         }
+        if pp.url.contains("$") { return try appServerVariableTarget(pp, kind: kind, settings: s) }
         if !addr.hasPrefix("unix:"), let hp = HostPort.parse(addr, portOnlyAllowed: false), hp.port == nil {
             if let i = index[hp.host], !groups[i].implicit {} else {
                 throw ConfigError("no port in upstream \"\(addr)\"", at: pp.location)
@@ -302,6 +301,22 @@ extension Compiler {
         // The address goes through proxy_pass's parser (an upstream name, host:port, or
         // unix:PATH); the connection itself is the same for all three.
         var target = try proxyTarget("http://" + addr, at: pp.location, for: b, groups: &groups, index: &index)
+        target.kind = kind
+        let module = kind == .fastcgi ? s.fastcgi : s.uwsgi
+        if case .some(.some) = module.cache, module.cacheKey == nil {
+            throw ConfigError("no \"\(kind.scheme)_cache_key\" for \"\(kind.scheme)_cache\"", at: pp.location)
+        }
+        return (.proxy(target), module.applied(to: s))
+    }
+
+    /// `fastcgi_pass` / `uwsgi_pass` with variables (nginx's `fastcgi_lengths`): the address is
+    /// made per request and read as nginx's `ngx_http_fastcgi_eval` reads it (LBCore's
+    /// AppServerVariablePass.swift); the text as written, a `uwsgi://` prefix included, is the template.
+    private func appServerVariableTarget(_ pp: (url: String, location: SourceLocation), kind: UpstreamKind,
+                                         settings s: HTTPSettings) throws -> (Handler, HTTPSettings) {
+        let written = String(pp.url.dropFirst(kind.scheme.count + 3))
+        variableProxyURLs.append(try Template(parsing: written))
+        var target = ProxyTarget(upstream: -variableProxyURLs.count, hostHeader: "", port: 0, uri: nil)
         target.kind = kind
         let module = kind == .fastcgi ? s.fastcgi : s.uwsgi
         if case .some(.some) = module.cache, module.cacheKey == nil {
