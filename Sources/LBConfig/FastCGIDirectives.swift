@@ -47,6 +47,7 @@ public struct AppServerSettings: Sendable {
     public var bufferSize: Int?
     public var buffering: Bool?
     public var interceptErrors: Bool?
+    public var ignoreClientAbort: Bool?
     public var nextUpstream: UpstreamConditions?
     public var nextUpstreamTries: Int?
     public var nextUpstreamTimeoutMs: Int?
@@ -88,6 +89,7 @@ public struct AppServerSettings: Sendable {
         m(&bufferSize, p.bufferSize)
         m(&buffering, p.buffering)
         m(&interceptErrors, p.interceptErrors)
+        m(&ignoreClientAbort, p.ignoreClientAbort)
         m(&nextUpstream, p.nextUpstream)
         m(&nextUpstreamTries, p.nextUpstreamTries)
         m(&nextUpstreamTimeoutMs, p.nextUpstreamTimeoutMs)
@@ -124,6 +126,7 @@ public struct AppServerSettings: Sendable {
         // The body is always read first: FastCGI frames it in STDIN records, uwsgi needs its length.
         o.proxyRequestBuffering = true
         o.proxyInterceptErrors = interceptErrors
+        o.proxyIgnoreClientAbort = ignoreClientAbort
         o.proxyNextUpstream = nextUpstream
         o.proxyNextUpstreamTries = nextUpstreamTries
         o.proxyNextUpstreamTimeoutMs = nextUpstreamTimeoutMs
@@ -188,6 +191,7 @@ extension Compiler {
             sizeSetting("\(p)_buffer_size", default: "4k", field(\.bufferSize)),
             flagSetting("\(p)_buffering", default: "on", field(\.buffering)),
             flagSetting("\(p)_intercept_errors", default: "off", field(\.interceptErrors)),
+            flagSetting("\(p)_ignore_client_abort", default: "off", field(\.ignoreClientAbort)),
             flagSetting("\(p)_pass_request_headers", default: "on", field(\.passRequestHeaders)),
             flagSetting("\(p)_pass_request_body", default: "on", field(\.passRequestBody)),
             setting("\(p)_next_upstream", .atLeast(1), default: "error timeout", field(\.nextUpstream)) { _, d in
