@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Testing
 
 /// `proxy_ignore_client_abort on` through lb and Debian's nginx side by side (see `Differential`):
@@ -33,13 +34,14 @@ struct DifferentialClientAbortTests {
             let text = (try? String(contentsOf: d.dir.appendingPathComponent("access-\(port).log"), encoding: .utf8)) ?? ""
             return text.split(separator: "\n").map { $0.replacingOccurrences(of: "who=\(port)", with: "who=PORT") }
         }
-        /// Sends the request, closes at once, and waits until the server has logged it.
+        /// Sends the request, closes at once, and waits until the server has logged it (its own
+        /// line: the request before may be logged later than its response arrived).
         func abandon(_ port: Int, _ target: String) throws {
-            let before = logLines(port).count
+            let mine = target.replacingOccurrences(of: "who=\(port)", with: "who=PORT") + " "
             let c = try RawClient(port: port)
             try c.send("GET \(target) HTTP/1.1\r\nHost: localhost\r\n\r\n")
             c.close()
-            #expect(waitUntil(timeout: 20) { logLines(port).count > before }, "port \(port): \(target) was not logged")
+            #expect(waitUntil(timeout: 20) { logLines(port).contains { $0.hasPrefix(mine) } }, "port \(port): \(target) was not logged")
         }
         func count(_ path: String) throws -> Int {
             let r = try RawClient(port: backend.port).get("/counts")
@@ -83,5 +85,70 @@ struct DifferentialClientAbortTests {
         #expect(fromLB == fromNginx)
         #expect(fromNginx.first == "/on/slow?ms=300&who=PORT 200 cache=-", "\(fromNginx)")
         #expect(fromNginx.contains("/con/gen?ms=300&size=4000000&cc=max-age=60&who=PORT 200 cache=MISS"), "\(fromNginx)")
+    }
+
+    /// A client that only half-closes (shuts down its sending side) still gets the response:
+    /// with `on`, nginx does not watch the client while it waits for the upstream.
+    @Test func aHalfClosedClientStillGetsTheResponse() throws {
+        let d = try Differential("""
+        server {
+            listen 127.0.0.1:{port};
+            location / { proxy_ignore_client_abort on; proxy_pass http://{backend}; }
+        }
+        """, backend: true)
+        for port in [d.nginxPort, d.lb.port] {
+            let c = try RawClient(port: port)
+            try c.send("GET /slow?ms=200 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            shutdown(c.fd, Int32(SHUT_WR))
+            let r = try c.readResponse()
+            #expect(r.status == 200 && r.text == "bk slow", "port \(port): \(r.status) \(r.text)")
+        }
+    }
+
+    /// `fastcgi_ignore_client_abort on` with `fastcgi_cache`, against php-fpm: a large response
+    /// whose client left is still read to its end and stored.
+    @Test func fastCGIIgnoreClientAbortStoresTheResponse() throws {
+        let fpm = try PHPFPM()
+        let scripts = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: scripts) }
+        chmod(scripts.path, 0o755)
+        try "<?php usleep(300000); header('Content-Type: text/plain'); echo str_repeat('x', 4000000);\n"
+            .write(to: scripts.appendingPathComponent("big.php"), atomically: true, encoding: .utf8)
+        chmod(scripts.appendingPathComponent("big.php").path, 0o644)
+        let examples = Harness.repositoryRoot.appendingPathComponent("examples").path
+        let d = try Differential("""
+        log_format t '$request_uri $status cache=$upstream_cache_status';
+        fastcgi_cache_path {root}/../cache-{port} keys_zone=f:1m;
+        server {
+            listen 127.0.0.1:{port};
+            access_log {root}/../access-{port}.log t;
+            include \(examples)/fastcgi.conf;
+            fastcgi_param SCRIPT_FILENAME \(scripts.path)/big.php;
+            fastcgi_cache f;
+            fastcgi_cache_key $request_uri;
+            fastcgi_cache_valid 200 1m;
+            add_header X-Cache $upstream_cache_status;
+            location /on/ { fastcgi_ignore_client_abort on; fastcgi_pass 127.0.0.1:\(fpm.port); }
+            location /off/ { fastcgi_pass 127.0.0.1:\(fpm.port); }
+        }
+        """)
+        /// Lines logged for `path` (each request waits for its own: the one before may be logged
+        /// later than its response arrived).
+        func logged(_ port: Int, _ path: String) -> Int {
+            ((try? String(contentsOf: d.dir.appendingPathComponent("access-\(port).log"), encoding: .utf8)) ?? "")
+                .split(separator: "\n").filter { $0.hasPrefix(path + " ") }.count
+        }
+        for port in [d.nginxPort, d.lb.port] {
+            for (path, expected) in [("/on/", "HIT"), ("/off/", "MISS")] {
+                let before = logged(port, path)
+                let c = try RawClient(port: port)
+                try c.send("GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                c.close()
+                #expect(waitUntil(timeout: 20) { logged(port, path) > before }, "port \(port): \(path) was not logged")
+                let r = try d.fetch(R(target: path), port: port)
+                #expect(r.status == 200 && r.header("X-Cache") == expected && r.body.count == 4_000_000,
+                        "port \(port) \(path): \(r.status) \(r.header("X-Cache") ?? "-") \(r.body.count) bytes")
+            }
+        }
     }
 }
