@@ -30,6 +30,15 @@ extension ClientConnection {
         return true
     }
 
+    /// A response that ended early (its client gone, its upstream closed or timed out mid-body)
+    /// still shows its try in `$upstream_status`, `$upstream_addr` and the rest, as nginx keeps
+    /// `u->state` from the response head on (lb released the peer, which took it off the list).
+    func recordAttemptCutShort() {
+        guard ex.upstreamRuntime != nil, ex.attempt.headerDone > 0, !ex.attempt.recorded, !ex.attempt.peerText.isEmpty else { return }
+        ex.upstreamLog.append(currentUpstreamAttempt(status: ex.attempt.response.status))
+        ex.attempt.recorded = true
+    }
+
     /// Reads the upstream response to its end into the cache entry, writing nothing to the
     /// client; then the request completes as any other (logged, the upstream connection pooled
     /// when it may be). A premature end, an invalid body or an entry given up closes the

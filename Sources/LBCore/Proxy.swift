@@ -1205,6 +1205,7 @@ extension ClientConnection {
             ex.up = nil
         }
         releasePeer(failed: false)
+        recordAttemptCutShort() // IgnoreClientAbort.swift
         if ex.status == 0 { ex.status = 499 }
         finishLog()
         close()
