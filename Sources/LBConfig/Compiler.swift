@@ -43,7 +43,7 @@ public final class Compiler {
     var definedVariables: Set<String> = []
     /// Variables assigned by `set` (read before any `set` ran, they warn as nginx).
     var setVariables: Set<String> = []
-    /// URLs of `proxy_pass` with variables, in the order met.
+    /// URLs of `proxy_pass` with variables (and `fastcgi_pass`/`uwsgi_pass` addresses), in the order met.
     var variableProxyURLs: [Template] = []
     /// Whether any template reads `$sent_http_*` or `$upstream_http_*` (the runtime then keeps
     /// copies of response heads for the log).

@@ -47,6 +47,7 @@ public struct AppServerSettings: Sendable {
     public var bufferSize: Int?
     public var buffering: Bool?
     public var interceptErrors: Bool?
+    public var ignoreClientAbort: Bool?
     public var nextUpstream: UpstreamConditions?
     public var nextUpstreamTries: Int?
     public var nextUpstreamTimeoutMs: Int?
@@ -88,6 +89,7 @@ public struct AppServerSettings: Sendable {
         m(&bufferSize, p.bufferSize)
         m(&buffering, p.buffering)
         m(&interceptErrors, p.interceptErrors)
+        m(&ignoreClientAbort, p.ignoreClientAbort)
         m(&nextUpstream, p.nextUpstream)
         m(&nextUpstreamTries, p.nextUpstreamTries)
         m(&nextUpstreamTimeoutMs, p.nextUpstreamTimeoutMs)
@@ -124,6 +126,7 @@ public struct AppServerSettings: Sendable {
         // The body is always read first: FastCGI frames it in STDIN records, uwsgi needs its length.
         o.proxyRequestBuffering = true
         o.proxyInterceptErrors = interceptErrors
+        o.proxyIgnoreClientAbort = ignoreClientAbort
         o.proxyNextUpstream = nextUpstream
         o.proxyNextUpstreamTries = nextUpstreamTries
         o.proxyNextUpstreamTimeoutMs = nextUpstreamTimeoutMs
@@ -170,10 +173,8 @@ extension Compiler {
             DirectiveSpec("\(p)_pass", [.location], .exactly(1)) { c, d in
                 guard let l = c.locationStack.last else { throw ConfigError("\"\(d.name)\" directive is not allowed here", at: d.location) }
                 if l.proxyPass != nil { throw ConfigError("\"\(d.name)\" directive is duplicate", at: d.location) }
-                if d.args[0].text.contains("$") {
-                    throw ConfigError("variables in \"\(d.name)\" are not supported by lb; name an upstream instead", at: d.args[0].location)
-                }
                 l.proxyPass = ("\(kind.scheme)://\(d.args[0].text)", d.args[0].location)
+                if d.args[0].text.contains("$") { _ = try c.template(d.args[0]) } // variables checked as everywhere
             },
             DirectiveSpec("\(p)_param", .hsl, .between(2, 3), repeatable: true) { c, d in
                 if d.args.count == 3 && d.args[2].text != "if_not_empty" {
@@ -190,6 +191,7 @@ extension Compiler {
             sizeSetting("\(p)_buffer_size", default: "4k", field(\.bufferSize)),
             flagSetting("\(p)_buffering", default: "on", field(\.buffering)),
             flagSetting("\(p)_intercept_errors", default: "off", field(\.interceptErrors)),
+            flagSetting("\(p)_ignore_client_abort", default: "off", field(\.ignoreClientAbort)),
             flagSetting("\(p)_pass_request_headers", default: "on", field(\.passRequestHeaders)),
             flagSetting("\(p)_pass_request_body", default: "on", field(\.passRequestBody)),
             setting("\(p)_next_upstream", .atLeast(1), default: "error timeout", field(\.nextUpstream)) { _, d in
@@ -294,6 +296,7 @@ extension Compiler {
         } else {
             return nil
         }
+        if pp.url.contains("$") { return try appServerVariableTarget(pp, kind: kind, settings: s) }
         if !addr.hasPrefix("unix:"), let hp = HostPort.parse(addr, portOnlyAllowed: false), hp.port == nil {
             if let i = index[hp.host], !groups[i].implicit {} else {
                 throw ConfigError("no port in upstream \"\(addr)\"", at: pp.location)
@@ -302,6 +305,22 @@ extension Compiler {
         // The address goes through proxy_pass's parser (an upstream name, host:port, or
         // unix:PATH); the connection itself is the same for all three.
         var target = try proxyTarget("http://" + addr, at: pp.location, for: b, groups: &groups, index: &index)
+        target.kind = kind
+        let module = kind == .fastcgi ? s.fastcgi : s.uwsgi
+        if case .some(.some) = module.cache, module.cacheKey == nil {
+            throw ConfigError("no \"\(kind.scheme)_cache_key\" for \"\(kind.scheme)_cache\"", at: pp.location)
+        }
+        return (.proxy(target), module.applied(to: s))
+    }
+
+    /// `fastcgi_pass` / `uwsgi_pass` with variables (nginx's `fastcgi_lengths`): the address is
+    /// made per request and read as nginx's `ngx_http_fastcgi_eval` reads it (LBCore's
+    /// AppServerVariablePass.swift); the text as written, a `uwsgi://` prefix included, is the template.
+    private func appServerVariableTarget(_ pp: (url: String, location: SourceLocation), kind: UpstreamKind,
+                                         settings s: HTTPSettings) throws -> (Handler, HTTPSettings) {
+        let written = String(pp.url.dropFirst(kind.scheme.count + 3))
+        variableProxyURLs.append(try Template(parsing: written))
+        var target = ProxyTarget(upstream: -variableProxyURLs.count, hostHeader: "", port: 0, uri: nil)
         target.kind = kind
         let module = kind == .fastcgi ? s.fastcgi : s.uwsgi
         if case .some(.some) = module.cache, module.cacheKey == nil {

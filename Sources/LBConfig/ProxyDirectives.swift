@@ -37,13 +37,8 @@ extension Compiler {
                                                 "http_504", "http_403", "http_404", "http_429", "non_idempotent", "denied"]
 
     static let proxyDirectives: [DirectiveSpec] = [
-        // lb closes the upstream connection when the client goes away before the response is
-        // complete (status 499), which is nginx's default; keeping the exchange going is not built.
-        DirectiveSpec("proxy_ignore_client_abort", .hsl, .flag, default: "off", note: "only \"off\" (lb's behaviour)") { c, d in
-            if c.flag(d) {
-                throw ConfigError("\"proxy_ignore_client_abort on\" is not supported by lb: the upstream request ends when the client goes away", at: d.args[0].location)
-            }
-        },
+        // Whether a client that goes away ends the upstream request (LBCore's IgnoreClientAbort.swift).
+        flagSetting("proxy_ignore_client_abort", default: "off", \.proxyIgnoreClientAbort),
         DirectiveSpec("proxy_pass", [.location, .limitExcept], .exactly(1)) { c, d in
             guard let l = c.locationStack.last else { throw ConfigError("\"proxy_pass\" directive is not allowed here", at: d.location) }
             l.proxyPass = (d.args[0].text, d.args[0].location)

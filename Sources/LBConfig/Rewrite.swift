@@ -94,7 +94,7 @@ extension UpstreamGroup {
     /// to such an address directly, with the defaults of an implicit upstream).
     /// Several addresses (a name resolved at request time) are peers of one group, tried in turn.
     public static func adHoc(_ addresses: [HostPort], name: String) -> UpstreamGroup {
-        UpstreamGroup(name: addresses.count == 1 ? "\(addresses[0].host):\(addresses[0].port ?? 80)" : name,
+        UpstreamGroup(name: addresses.count == 1 ? (addresses[0].isUnix ? addresses[0].host : "\(addresses[0].host):\(addresses[0].port ?? 80)") : name,
                       peers: addresses.map {
                           Peer(address: $0, name: name, weight: 1, maxFails: 1, failTimeoutMs: 10_000, maxConns: 0, backup: false, down: false)
                       },

@@ -21,7 +21,8 @@ public final class RoutingTable: Sendable {
     public let files: [ConfigFile]
     /// Variables that `set` assigns somewhere (unset, they read empty with a warning).
     public let setVariables: Set<String>
-    /// The URLs of `proxy_pass` directives with variables (see `ProxyTarget.variableURLIndex`).
+    /// The URLs of `proxy_pass` directives with variables, and the addresses of `fastcgi_pass` /
+    /// `uwsgi_pass` with variables as written (see `ProxyTarget.variableURLIndex`).
     public let variableProxyURLs: [Template]
     /// TLS contexts by server index (nil: the server has no certificate).
     public let tls: [TLSContext?]
@@ -285,7 +286,7 @@ public struct ProxyTarget: Sendable, Hashable {
     public var tls: UpstreamTLS? = nil
     /// HTTP, FastCGI (`fastcgi_pass`) or uwsgi (`uwsgi_pass`).
     public var kind: UpstreamKind = .http
-    /// `proxy_pass` with variables: `upstream` is then `-(k + 1)` for the URL
+    /// A pass with variables: `upstream` is then `-(k + 1)` for the URL (or app-server address)
     /// `RoutingTable.variableProxyURLs[k]`, made per request (kept out of this struct, which every
     /// proxied request copies).
     public var variableURLIndex: Int? { upstream < 0 ? -upstream - 1 : nil }

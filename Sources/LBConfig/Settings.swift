@@ -261,6 +261,8 @@ public struct HTTPSettings: Sendable {
     public var proxyBufferSize: Int?
     public var proxyRequestBuffering: Bool?
     public var proxyInterceptErrors: Bool?
+    /// `proxy_ignore_client_abort` (and the fastcgi_/uwsgi_ ones, through `applied(to:)`).
+    public var proxyIgnoreClientAbort: Bool?
     public var proxyPassRequestHeaders: Bool?
     public var proxyPassRequestBody: Bool?
     /// `proxy_protocol on`: each new upstream connection starts with a PROXY protocol v1 header
@@ -405,6 +407,7 @@ public struct HTTPSettings: Sendable {
         m(&proxyBufferSize, p.proxyBufferSize)
         m(&proxyRequestBuffering, p.proxyRequestBuffering)
         m(&proxyInterceptErrors, p.proxyInterceptErrors)
+        m(&proxyIgnoreClientAbort, p.proxyIgnoreClientAbort)
         m(&proxyPassRequestHeaders, p.proxyPassRequestHeaders)
         m(&proxyPassRequestBody, p.proxyPassRequestBody)
         m(&proxyProtocol, p.proxyProtocol)

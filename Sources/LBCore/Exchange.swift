@@ -76,6 +76,9 @@ final class Exchange {
     var backgroundUpdatePending = false
     /// Fetching a background update: nothing is written to the client, nothing logged.
     var inBackground = false
+    /// The client went away while the response was relayed and `proxy_ignore_client_abort` keeps
+    /// the upstream request going: the rest is read for the cache only (IgnoreClientAbort.swift).
+    var clientGone = false
 
     // Static files (StaticFiles.swift).
     var staticFile: Int32?

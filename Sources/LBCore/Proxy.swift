@@ -384,7 +384,7 @@ extension ClientConnection {
             relay()
         case .waitingHead, .connecting, .idle, .cacheWait:
             // Note a client that went away; the upstream side drives progress.
-            if peerClosed && !readable && !ex.inBackground { abortProxy() }
+            if peerClosed && !readable && !ex.inBackground && !ignoresClientAbort { abortProxy() } // IgnoreClientAbort.swift
         }
     }
 
@@ -895,6 +895,7 @@ extension ClientConnection {
     /// Moves body bytes upstream → client until done, the client stops taking them, or the upstream runs dry.
     func relay() {
         guard let c = ex.up else { return }
+        if ex.clientGone { return readForCacheOnly(c) } // IgnoreClientAbort.swift
         while true {
             // 1. Validate newly read bytes against the framing (and copy them into the cache entry).
             let before = ex.attempt.relayable
@@ -946,6 +947,7 @@ extension ClientConnection {
                     }
                 } catch {
                     log(.info, "\(error) while sending to client")
+                    if keepReadingForCache(c) { return } // IgnoreClientAbort.swift
                     releasePeer(failed: false)
                     abortProxy()
                     return
@@ -1217,6 +1219,7 @@ extension ClientConnection {
             ex.up = nil
         }
         releasePeer(failed: false)
+        recordAttemptCutShort() // IgnoreClientAbort.swift
         if ex.status == 0 { ex.status = 499 }
         finishLog()
         close()

@@ -41,6 +41,7 @@ extension ClientConnection {
         guard let k = t.variableURLIndex, k < table.variableProxyURLs.count else { return .none }
         let template = table.variableProxyURLs[k]
         let url = String(decoding: evaluate(template), as: UTF8.self)
+        if t.kind != .http { return appServerVariableTarget(t, value: url) } // AppServerVariablePass.swift
         switch ProxyURL.parse(url) {
         case .invalid:
             return .failed(500, "invalid URL prefix in \"\(url)\"")

@@ -70,6 +70,19 @@ struct FastCGIConfigTests {
         #expect(loadError(server("location / { fastcgi_pass unix:; }")).hasPrefix("no path in the unix domain socket"))
     }
 
+    @Test func passWithVariablesKeepsTheTextAsWrittenForEachRequest() throws {
+        let t = try load(server("location / { fastcgi_pass $arg_b; } location /u/ { uwsgi_pass uwsgi://$host:3031; }"))
+        let f = try target(t), u = try target(t, "/u/")
+        #expect(f.kind == .fastcgi && f.variableURLIndex == 0 && u.kind == .uwsgi && u.variableURLIndex == 1)
+        #expect(t.variableProxyURLs.map(\.source) == ["$arg_b", "uwsgi://$host:3031"])
+        #expect(loadError(server("location / { fastcgi_pass 127.0.0.1:$nope; }")) == "unknown \"nope\" variable in t.conf:4")
+        #expect(loadError(server("location / { uwsgi_pass suwsgi://$host; }")).contains("not supported"))
+        // The cache with a key of its own, as nginx requires one.
+        #expect(loadError("http { fastcgi_cache_path /c keys_zone=z:1m; server { listen 8080; location / { fastcgi_cache z; fastcgi_cache_key $uri; fastcgi_pass $arg_b; } } }") == "no error")
+        #expect(loadError("http { fastcgi_cache_path /c keys_zone=z:1m; server { listen 8080; location / { fastcgi_cache z; fastcgi_pass $arg_b; } } }")
+            .hasPrefix("no \"fastcgi_cache_key\" for \"fastcgi_cache\""))
+    }
+
     @Test func cacheThroughTheSharedZones() throws {
         let t = try load("http { fastcgi_cache_path /c keys_zone=z:1m; server { listen 8080; location / { fastcgi_cache z; fastcgi_cache_key $uri; fastcgi_cache_valid 200 1m; fastcgi_pass 127.0.0.1:9000; } location /p { proxy_pass http://127.0.0.1:80; } } }")
         let s = try location(t).settings

@@ -61,12 +61,24 @@ struct RealConfigCompatTests {
 }
 
 struct IgnoreClientAbortTests {
-    @Test func proxyIgnoreClientAbortOffIsLBsBehaviourAndLoads() {
+    @Test func proxyIgnoreClientAbortOffIsTheDefaultAndLoads() throws {
         #expect(loadError("http {\n proxy_ignore_client_abort off;\n server {\n listen 8080;\n location / { proxy_ignore_client_abort off; proxy_pass http://127.0.0.1:9000; }\n }\n}\n") == "no error")
+        let t = try load(server("location / { proxy_pass http://127.0.0.1:9000; }"))
+        #expect(t.servers[0].locations.find("/")?.settings.proxyIgnoreClientAbort != true)
     }
 
-    @Test func proxyIgnoreClientAbortOnIsRefusedWithTheReason() {
-        #expect(loadError(server("proxy_ignore_client_abort on;")) == "\"proxy_ignore_client_abort on\" is not supported by lb: the upstream request ends when the client goes away in t.conf:4")
+    @Test func ignoreClientAbortOnIsInheritedAndEachModuleHasItsOwn() throws {
+        let t = try load(server("""
+            proxy_ignore_client_abort on; fastcgi_ignore_client_abort off;
+            location /p/ { proxy_pass http://127.0.0.1:9000; }
+            location /f/ { fastcgi_pass 127.0.0.1:9000; }
+            location /u/ { uwsgi_ignore_client_abort on; uwsgi_pass 127.0.0.1:9000; }
+            """))
+        let s = t.servers[0].locations
+        #expect(s.find("/p/")?.settings.proxyIgnoreClientAbort == true)
+        // A FastCGI location reads fastcgi_ignore_client_abort, never proxy_ignore_client_abort.
+        #expect(s.find("/f/")?.settings.proxyIgnoreClientAbort == false)
+        #expect(s.find("/u/")?.settings.proxyIgnoreClientAbort == true)
         #expect(loadError(server("proxy_ignore_client_abort maybe;")) == "invalid value \"maybe\" in \"proxy_ignore_client_abort\" directive, it must be \"on\" or \"off\" in t.conf:4")
     }
 }

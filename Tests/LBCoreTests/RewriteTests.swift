@@ -180,6 +180,39 @@ import LBConfig
         #expect(ProxyURL.parse("ftp://h") == .invalid)
     }
 
+    /// What `fastcgi_pass` / `uwsgi_pass` with variables make of a value, as nginx's ngx_parse_url
+    /// (no URI part, no default port); reasons in nginx's words.
+    @Test(arguments: [
+        ("127.0.0.1:9000", AppServerAddress.inet(host: "127.0.0.1", port: 9000)),
+        ("php", .inet(host: "php", port: nil)),
+        ("[::1]:9000", .inet(host: "::1", port: 9000)),
+        ("unix:/run/php.sock", .unix(HostPort(host: "unix:/run/php.sock", port: nil))),
+        ("UNIX:/a:b", .unix(HostPort(host: "unix:/a:b", port: nil))),
+        ("", .invalid(reason: "no host", text: "")),
+        (":9000", .invalid(reason: "no host", text: ":9000")),
+        ("h:", .invalid(reason: "invalid port", text: "h:")),
+        ("h:0", .invalid(reason: "invalid port", text: "h:0")),
+        ("h:65536", .invalid(reason: "invalid port", text: "h:65536")),
+        ("a:b:c", .invalid(reason: "invalid port", text: "a:b:c")),
+        ("h:1/x", .invalid(reason: "invalid host", text: "h:1/x")),
+        ("h?x", .invalid(reason: "invalid host", text: "h?x")),
+        ("[::1", .invalid(reason: "invalid host", text: "[::1")),
+        ("[name]:1", .invalid(reason: "invalid IPv6 address", text: "[name]:1")),
+        ("unix:", .invalid(reason: "no path in the unix domain socket", text: "unix:")),
+    ])
+    func appServerAddressesParseAsNginx(_ value: String, _ expected: AppServerAddress) {
+        #expect(AppServerAddress.parse(value, kind: .fastcgi) == expected)
+    }
+
+    @Test func uwsgiAddressesMayCarryTheirScheme() {
+        #expect(AppServerAddress.parse("uwsgi://127.0.0.1:3031", kind: .uwsgi) == .inet(host: "127.0.0.1", port: 3031))
+        #expect(AppServerAddress.parse("UWSGI://h:1", kind: .uwsgi) == .inet(host: "h", port: 1))
+        // Only with something after it (nginx: longer than the prefix), and only for uwsgi.
+        #expect(AppServerAddress.parse("uwsgi://", kind: .uwsgi) == .invalid(reason: "invalid host", text: "uwsgi://"))
+        #expect(AppServerAddress.parse("uwsgi://h:1", kind: .fastcgi) == .invalid(reason: "invalid host", text: "uwsgi://h:1"))
+        if case .unsupported = AppServerAddress.parse("suwsgi://h:1", kind: .uwsgi) {} else { Issue.record("suwsgi") }
+    }
+
     @Test func redirectUnescapingKeepsReservedAndControlBytesEncoded() {
         #expect(URIEscape.unescapeRedirect(Array("/a%41%20%25%2F?%41".utf8)) == Array("/aA%20%25/?%41".utf8))
         #expect(URIEscape.unescapeRedirect(Array("/%zz%4z%3f%41".utf8)) == Array("/zz?%41".utf8))

@@ -1,0 +1,85 @@
+import LBConfig
+
+/// `proxy_ignore_client_abort on` (and `fastcgi_`/`uwsgi_ignore_client_abort`), as nginx: a
+/// client that closes its connection does not end the upstream request. nginx then does not
+/// watch the client at all while it waits for the upstream (no `…check_broken_connection`): the
+/// response head and body are written as usual, so a client that only half-closed still gets
+/// them, and the request is logged with the upstream's status. Only a write that fails shows the
+/// client is gone; then, as nginx's `ngx_http_upstream_process_request`, a response being stored
+/// in the cache is read to its end (nothing more is written; the entry is published, the
+/// upstream connection may go back to its pool), and any other response ends there, its upstream
+/// connection closed. With `off`, a client that goes away while lb waits ends the request (499).
+extension ClientConnection {
+    /// The location keeps the upstream request going when the client goes away (never for a
+    /// background cache update or an auth subrequest, which have no client of their own).
+    var ignoresClientAbort: Bool {
+        settings.proxyIgnoreClientAbort == true && !ex.inBackground && ex.parentExchange == nil
+    }
+
+    /// A write to the client failed while relaying: true when the rest of the response is read
+    /// for the cache (`proxy_ignore_client_abort on` and an entry being written), false when the
+    /// caller ends the request.
+    func keepReadingForCache(_ c: UpstreamConnection) -> Bool {
+        guard ignoresClientAbort, ex.cacheWriter != nil else { return false }
+        ex.clientGone = true
+        closeAfterResponse = true
+        outBuf.clear()
+        // Only the upstream is timed now (proxy_read_timeout), never the client.
+        worker.loop.setDeadline(self, afterMillis: 0)
+        readForCacheOnly(c)
+        return true
+    }
+
+    /// A response that ended early (its client gone, its upstream closed or timed out mid-body)
+    /// still shows its try in `$upstream_status`, `$upstream_addr` and the rest, as nginx keeps
+    /// `u->state` from the response head on (lb released the peer, which took it off the list).
+    func recordAttemptCutShort() {
+        guard ex.upstreamRuntime != nil, ex.attempt.headerDone > 0, !ex.attempt.recorded, !ex.attempt.peerText.isEmpty else { return }
+        ex.upstreamLog.append(currentUpstreamAttempt(status: ex.attempt.response.status))
+        ex.attempt.recorded = true
+    }
+
+    /// Reads the upstream response to its end into the cache entry, writing nothing to the
+    /// client; then the request completes as any other (logged, the upstream connection pooled
+    /// when it may be). A premature end, an invalid body or an entry given up closes the
+    /// upstream connection, as a failed relay does.
+    func readForCacheOnly(_ c: UpstreamConnection) {
+        while true {
+            let before = ex.attempt.relayable
+            validateRelayable(c)
+            guard ex.up != nil else { return } // an invalid chunked body ended the request
+            teeToCache(c, from: before)
+            guard ex.cacheWriter != nil else {
+                // The entry was given up (a write error): nothing is left to read for.
+                releasePeer(failed: false)
+                abortProxy()
+                return
+            }
+            // Consumed, sent nowhere.
+            c.inBuf.readIndex += ex.attempt.relayable
+            ex.attempt.relayable = 0
+            if ex.attempt.responseComplete {
+                completeProxy()
+                return
+            }
+            if c.readable {
+                let alive = readUpstream(c, limit: ClientConnection.relayBuffer)
+                worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs)
+                if c.inBuf.readable > 0 { continue }
+                if alive && !c.peerClosed { continue }
+            }
+            if c.peerClosed && c.inBuf.readable == 0 {
+                if case .untilClose = ex.attempt.responseFraming {
+                    ex.attempt.responseComplete = true
+                    continue
+                }
+                log(.error, "upstream prematurely closed connection while reading upstream")
+                releasePeer(failed: false)
+                abortProxy()
+                return
+            }
+            if c.deadline == 0 { worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs) }
+            return
+        }
+    }
+}

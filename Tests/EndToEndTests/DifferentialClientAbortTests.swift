@@ -1,0 +1,159 @@
+import Foundation
+import Glibc
+import Testing
+
+/// `proxy_ignore_client_abort on` through lb and Debian's nginx side by side (see `Differential`):
+/// a client sends its request to a slow upstream and closes at once. The upstream request goes
+/// on; the response is written as usual and the request logged with the upstream's status. A
+/// small response completes (its upstream connection goes back to the pool); a large one fails
+/// on its next write: stored in the cache, it is still read to its end (the next request is a
+/// HIT and the upstream saw one request), otherwise its upstream connection is closed. With
+/// `off` the response is not stored.
+@Suite(.serialized, .enabled(if: Differential.available, "needs Debian's nginx at /usr/sbin/nginx"))
+struct DifferentialClientAbortTests {
+    typealias R = Differential.Request
+
+    @Test func ignoreClientAbortReadsTheUpstreamResponseAsNginxDoes() throws {
+        let d = try Differential("""
+        log_format t '$request_uri $status cache=$upstream_cache_status up=$upstream_status';
+        proxy_cache_path {root}/../cache-{port} keys_zone=z:1m;
+        upstream be { server {backend}; keepalive 4; }
+        server {
+            listen 127.0.0.1:{port};
+            access_log {root}/../access-{port}.log t;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            add_header X-Cache $upstream_cache_status;
+            location /on/ { proxy_ignore_client_abort on; proxy_pass http://be/; }
+            location /con/ { proxy_ignore_client_abort on; proxy_cache z; proxy_pass http://be/; }
+            location /coff/ { proxy_cache z; proxy_pass http://be/; }
+        }
+        """, backend: true)
+        let backend = d.backend!
+        func logLines(_ port: Int) -> [String] {
+            let text = (try? String(contentsOf: d.dir.appendingPathComponent("access-\(port).log"), encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").map { $0.replacingOccurrences(of: "who=\(port)", with: "who=PORT") }
+        }
+        /// Sends the request, closes at once, and waits until the server has logged it (its own
+        /// line: the request before may be logged later than its response arrived).
+        func abandon(_ port: Int, _ target: String) throws {
+            let mine = target.replacingOccurrences(of: "who=\(port)", with: "who=PORT") + " "
+            let c = try RawClient(port: port)
+            try c.send("GET \(target) HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            c.close()
+            #expect(waitUntil(timeout: 20) { logLines(port).contains { $0.hasPrefix(mine) } }, "port \(port): \(target) was not logged")
+        }
+        func count(_ path: String) throws -> Int {
+            let r = try RawClient(port: backend.port).get("/counts")
+            let obj = try JSONSerialization.jsonObject(with: Data(r.body)) as! [String: Int]
+            return obj[path] ?? 0
+        }
+        /// Upstream connections opened since `since` (the backend's count less its own /stats ones).
+        func opened(since: Int) throws -> (Int, Int) {
+            let now = try backend.stats().connections
+            return (now - since - 1, now)
+        }
+        func run(_ port: Int) throws -> [String] {
+            let who = "who=\(port)"
+            // A small response: written, logged 200, and its upstream connection is kept.
+            var mark = try backend.stats().connections
+            try abandon(port, "/on/slow?ms=300&\(who)")
+            #expect(try d.fetch(R(target: "/on/slow?ms=1&\(who)"), port: port).status == 200)
+            var new: Int
+            (new, mark) = try opened(since: mark)
+            #expect(new == 1, "port \(port): \(new) upstream connections for two requests, the pooled one not reused")
+            // A large one not cached: the failed write ends it, and its connection is closed.
+            try abandon(port, "/on/gen?ms=300&size=4000000&\(who)")
+            #expect(try d.fetch(R(target: "/on/slow?ms=1&again&\(who)"), port: port).status == 200)
+            (new, mark) = try opened(since: mark)
+            #expect(new == 1, "port \(port): \(new) upstream connections opened, expected one after a closed one")
+            // A large one being cached: read to its end and stored.
+            let cached = "/gen?ms=300&size=4000000&cc=max-age=60&\(who)"
+            try abandon(port, "/con" + cached)
+            let hit = try d.fetch(R(target: "/con" + cached), port: port)
+            #expect(hit.status == 200 && hit.header("X-Cache") == "HIT" && hit.body.count == 4_000_000,
+                    "port \(port): \(hit.status) \(hit.header("X-Cache") ?? "-") \(hit.body.count) bytes")
+            #expect(try count(cached) == 1)
+            // Without the directive: not stored.
+            let notCached = "/gen?ms=300&size=4000000&cc=max-age=60&off&\(who)"
+            try abandon(port, "/coff" + notCached)
+            #expect(try d.fetch(R(target: "/coff" + notCached), port: port).header("X-Cache") == "MISS")
+            #expect(try count(notCached) == 2)
+            return logLines(port)
+        }
+        // Compared without the `off` lines: lb notices a client that closed before the head only
+        // when its FIN came with the request (499 at once), nginx always; neither stores the entry.
+        let fromNginx = try run(d.nginxPort).filter { !$0.hasPrefix("/coff") }, fromLB = try run(d.lb.port).filter { !$0.hasPrefix("/coff") }
+        #expect(fromLB.count == fromNginx.count, "lb \(fromLB)\nnginx \(fromNginx)")
+        for (l, n) in zip(fromLB, fromNginx) { #expect(l == n, "log lines differ") }
+        #expect(fromNginx.first == "/on/slow?ms=300&who=PORT 200 cache=- up=200", "\(fromNginx)")
+        // Cut short by the failed write, the try is still logged.
+        #expect(fromNginx.contains("/on/gen?ms=300&size=4000000&who=PORT 200 cache=- up=200"), "\(fromNginx)")
+        #expect(fromNginx.contains("/con/gen?ms=300&size=4000000&cc=max-age=60&who=PORT 200 cache=MISS up=200"), "\(fromNginx)")
+    }
+
+    /// A client that only half-closes (shuts down its sending side) still gets the response:
+    /// with `on`, nginx does not watch the client while it waits for the upstream.
+    @Test func aHalfClosedClientStillGetsTheResponse() throws {
+        let d = try Differential("""
+        server {
+            listen 127.0.0.1:{port};
+            location / { proxy_ignore_client_abort on; proxy_pass http://{backend}; }
+        }
+        """, backend: true)
+        for port in [d.nginxPort, d.lb.port] {
+            let c = try RawClient(port: port)
+            try c.send("GET /slow?ms=200 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            shutdown(c.fd, Int32(SHUT_WR))
+            let r = try c.readResponse()
+            #expect(r.status == 200 && r.text == "bk slow", "port \(port): \(r.status) \(r.text)")
+        }
+    }
+
+    /// `fastcgi_ignore_client_abort on` with `fastcgi_cache`, against php-fpm: a large response
+    /// whose client left is still read to its end and stored.
+    @Test func fastCGIIgnoreClientAbortStoresTheResponse() throws {
+        let fpm = try PHPFPM()
+        let scripts = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: scripts) }
+        chmod(scripts.path, 0o755)
+        try "<?php usleep(300000); header('Content-Type: text/plain'); echo str_repeat('x', 4000000);\n"
+            .write(to: scripts.appendingPathComponent("big.php"), atomically: true, encoding: .utf8)
+        chmod(scripts.appendingPathComponent("big.php").path, 0o644)
+        let examples = Harness.repositoryRoot.appendingPathComponent("examples").path
+        let d = try Differential("""
+        log_format t '$request_uri $status cache=$upstream_cache_status';
+        fastcgi_cache_path {root}/../cache-{port} keys_zone=f:1m;
+        server {
+            listen 127.0.0.1:{port};
+            access_log {root}/../access-{port}.log t;
+            include \(examples)/fastcgi.conf;
+            fastcgi_param SCRIPT_FILENAME \(scripts.path)/big.php;
+            fastcgi_cache f;
+            fastcgi_cache_key $request_uri;
+            fastcgi_cache_valid 200 1m;
+            add_header X-Cache $upstream_cache_status;
+            location /on/ { fastcgi_ignore_client_abort on; fastcgi_pass 127.0.0.1:\(fpm.port); }
+            location /off/ { fastcgi_pass 127.0.0.1:\(fpm.port); }
+        }
+        """)
+        /// Lines logged for `path` (each request waits for its own: the one before may be logged
+        /// later than its response arrived).
+        func logged(_ port: Int, _ path: String) -> Int {
+            ((try? String(contentsOf: d.dir.appendingPathComponent("access-\(port).log"), encoding: .utf8)) ?? "")
+                .split(separator: "\n").filter { $0.hasPrefix(path + " ") }.count
+        }
+        for port in [d.nginxPort, d.lb.port] {
+            for (path, expected) in [("/on/", "HIT"), ("/off/", "MISS")] {
+                let before = logged(port, path)
+                let c = try RawClient(port: port)
+                try c.send("GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                c.close()
+                #expect(waitUntil(timeout: 20) { logged(port, path) > before }, "port \(port): \(path) was not logged")
+                let r = try d.fetch(R(target: path), port: port)
+                #expect(r.status == 200 && r.header("X-Cache") == expected && r.body.count == 4_000_000,
+                        "port \(port) \(path): \(r.status) \(r.header("X-Cache") ?? "-") \(r.body.count) bytes")
+            }
+        }
+    }
+}
