@@ -44,6 +44,8 @@ final class Exchange {
     var body: BufferedBody?
     /// The body is being read for `mirror`: where the content phase goes on after it.
     var mirrorResume: ClientConnection.MirrorResume?
+    /// The client's close was noted while a response for the cache is fetched (logged once).
+    var clientCloseNoted = false
 
     // Proxy (Proxy.swift): state of the whole proxied request; per-try state is in `attempt`.
     var phase: ClientConnection.Phase = .idle

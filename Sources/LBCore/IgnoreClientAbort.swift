@@ -16,6 +16,21 @@ extension ClientConnection {
         settings.proxyIgnoreClientAbort == true && !ex.inBackground && ex.parentExchange == nil
     }
 
+    /// The client closed (or half-closed) its side while the upstream request is under way and
+    /// nothing of the response was written: nginx's `ngx_http_upstream_check_broken_connection`
+    /// (with EPOLLRDHUP) ends the request with 499 and closes the upstream connection — unless
+    /// the response is for the cache, which is still fetched and stored (only noted in the log).
+    func clientClosedWhileWaiting() {
+        guard !ex.clientCloseNoted, !ex.headerStarted else { return }
+        if ex.cache != nil && ex.up != nil {
+            ex.clientCloseNoted = true
+            log(.info, "epoll_wait() reported that client prematurely closed connection")
+            return
+        }
+        log(.info, "epoll_wait() reported that client prematurely closed connection" + (ex.up != nil ? ", so upstream connection is closed too" : ""))
+        abortProxy()
+    }
+
     /// A write to the client failed while relaying: true when the rest of the response is read
     /// for the cache (`proxy_ignore_client_abort on` and an entry being written), false when the
     /// caller ends the request.

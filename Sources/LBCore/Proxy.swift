@@ -379,12 +379,16 @@ extension ClientConnection {
         case .readingBody:
             readRequestBody()
         case .sending:
-            if readable && !ex.requestBodyComplete { upstreamEvent() }
+            if readable && !ex.requestBodyComplete {
+                upstreamEvent()
+            } else if peerClosed && !ex.inBackground && !ignoresClientAbort {
+                clientClosedWhileWaiting()
+            }
         case .relaying:
             relay()
         case .waitingHead, .connecting, .idle, .cacheWait:
             // Note a client that went away; the upstream side drives progress.
-            if peerClosed && !readable && !ex.inBackground && !ignoresClientAbort { abortProxy() } // IgnoreClientAbort.swift
+            if peerClosed && !ex.inBackground && !ignoresClientAbort { clientClosedWhileWaiting() } // IgnoreClientAbort.swift
         }
     }
 

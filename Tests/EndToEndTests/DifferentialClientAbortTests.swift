@@ -92,6 +92,42 @@ struct DifferentialClientAbortTests {
         #expect(fromNginx.contains("/con/gen?ms=300&size=4000000&cc=max-age=60&who=PORT 200 cache=MISS up=200"), "\(fromNginx)")
     }
 
+    /// With `off` (the default), a client that closes — or only half-closes — while the upstream
+    /// is slow to answer ends the request at once: no response, 499 in the log, the upstream
+    /// connection closed (nginx's check of a broken connection, with EPOLLRDHUP).
+    @Test func aClientThatClosesWhileWaitingEndsTheRequest() throws {
+        let d = try Differential("""
+        log_format t '$request_uri $status';
+        server {
+            listen 127.0.0.1:{port};
+            access_log {root}/../access-{port}.log t;
+            location / { proxy_pass http://{backend}; }
+        }
+        """, backend: true)
+        for port in [d.nginxPort, d.lb.port] {
+            for how in ["half", "full"] {
+                let c = try RawClient(port: port)
+                let start = Date()
+                try c.send("GET /slow?ms=3000&\(how) HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                usleep(100_000)
+                if how == "half" {
+                    shutdown(c.fd, Int32(SHUT_WR))
+                    #expect(c.isClosedByPeer(), "port \(port): the connection stays open")
+                    #expect(Date().timeIntervalSince(start) < 2.5, "port \(port): closed only after the upstream answered")
+                } else {
+                    c.close()
+                }
+            }
+            let log = d.dir.appendingPathComponent("access-\(port).log")
+            #expect(waitUntil(timeout: 10) {
+                let lines = ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n")
+                return lines.count == 2
+            }, "port \(port)")
+            let lines = ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init).sorted()
+            #expect(lines == ["/slow?ms=3000&full 499", "/slow?ms=3000&half 499"], "port \(port): \(lines)")
+        }
+    }
+
     /// A client that only half-closes (shuts down its sending side) still gets the response:
     /// with `on`, nginx does not watch the client while it waits for the upstream.
     @Test func aHalfClosedClientStillGetsTheResponse() throws {
