@@ -55,6 +55,13 @@ extension ClientConnection {
             resolved.port = hp.port ?? defaultPort
             resolved.uri = uri
             if uri != nil { rewriteState.proxyURIAsMade = true }
+            if hp.isUnix {
+                // A unix-domain socket: connected directly (as an upstream of that path if one
+                // has it), Host `localhost` as nginx sends for unix upstreams.
+                resolved.hostHeader = "localhost"
+                if let i = table.upstreamIndex[hp.host] { resolved.upstream = i; return .group(resolved) }
+                return .address(resolved, hp, hostPart: hostPart)
+            }
             if hp.port == nil, let i = table.upstreamIndex[hp.host], !table.upstreams[i].implicit {
                 resolved.upstream = i
                 resolved.hostHeader = hp.host
@@ -133,6 +140,15 @@ enum ProxyURL: Equatable {
         let https = url.hasPrefix("https://")
         guard https || url.hasPrefix("http://") else { return .invalid }
         let rest = url.dropFirst(https ? 8 : 7)
+        if rest.utf8.count >= 5 && rest.prefix(5).lowercased() == "unix:" {
+            // `http://unix:PATH` and `http://unix:PATH:/uri`: the path ends at the next colon
+            // (nginx's ngx_parse_unix_domain_url).
+            let afterScheme = rest.dropFirst(5)
+            let end = afterScheme.firstIndex(of: ":") ?? afterScheme.endIndex
+            guard let hp = HostPort.unix(afterScheme[..<end]) else { return .invalid }
+            let uri = end == afterScheme.endIndex ? nil : String(afterScheme[afterScheme.index(after: end)...])
+            return .target(hostPart: "unix:" + afterScheme[..<end], hp, uri: uri.flatMap { $0.isEmpty ? nil : $0 }, https: https)
+        }
         let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" })
         let hostPart = String(slash.map { rest[..<$0] } ?? rest)
         guard let hp = HostPort.parse(hostPart, portOnlyAllowed: false), !hp.host.isEmpty, hp.host != "*" else { return .invalid }

@@ -192,11 +192,17 @@ import Testing
                 listen 127.0.0.1:{port};
                 location /with/ { proxy_pass http://unix:\(app):/inner/; }
                 location /plain/ { proxy_pass http://unix:\(app); }
+                location /var/ { set $sock \(app); proxy_pass http://unix:$sock:/v$uri$is_args$args; }
+                location /varplain/ { proxy_pass http://unix:$arg_s; }
             }
         }
         """)
         #expect(try curl(["http://127.0.0.1:\(lb.port)/with/x?q=1"]).out == "uri=/inner/x?q=1 host=localhost\n")
         #expect(try curl(["http://127.0.0.1:\(lb.port)/plain/y"]).out == "uri=/plain/y host=localhost\n")
+        // With variables too, as nginx: the path up to the next colon, Host `localhost`.
+        #expect(try curl(["http://127.0.0.1:\(lb.port)/var/z?k=2"]).out == "uri=/v/var/z?k=2 host=localhost\n")
+        #expect(try curl(["http://127.0.0.1:\(lb.port)/varplain/w?s=\(app)"]).out == "uri=/varplain/w?s=\(app) host=localhost\n")
+        #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(lb.port)/varplain/w?s="]).out == "500")
     }
 
     /// The stack's app instances on unix-domain sockets (`socket PATH` with `$instance`, as

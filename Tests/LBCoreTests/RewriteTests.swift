@@ -176,6 +176,9 @@ import LBConfig
         #expect(ProxyURL.parse("https://h") == .target(hostPart: "h", HostPort(host: "h", port: nil), uri: nil, https: true))
         #expect(ProxyURL.parse("https://h:8443/x") == .target(hostPart: "h:8443", HostPort(host: "h", port: 8443), uri: "/x", https: true))
         #expect(ProxyURL.parse("ftp://h") == .invalid)
+        #expect(ProxyURL.parse("http://unix:/run/a.sock") == .target(hostPart: "unix:/run/a.sock", HostPort(host: "unix:/run/a.sock", port: nil), uri: nil, https: false))
+        #expect(ProxyURL.parse("http://unix:/run/a.sock:/x?y") == .target(hostPart: "unix:/run/a.sock", HostPort(host: "unix:/run/a.sock", port: nil), uri: "/x?y", https: false))
+        #expect(ProxyURL.parse("http://unix:") == .invalid)
         #expect(ProxyURL.parse("http://") == .invalid)
         #expect(ProxyURL.parse("ftp://h") == .invalid)
     }
