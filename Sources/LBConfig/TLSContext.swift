@@ -23,6 +23,10 @@ public final class TLSContext: @unchecked Sendable {
     public private(set) var staples: [OCSPStaple] = []
     /// The `[warn]` lines of building this context (nginx's, which name no FILE:LINE).
     public private(set) var warnings: [ConfigError] = []
+    /// Certificates whose paths name `$ssl_server_name`: loaded at each handshake (nginx's
+    /// certificate callback), with `ssl_password_file`'s passphrases.
+    private(set) var perHandshake: [(cert: CertificatePath, key: CertificatePath)] = []
+    private(set) var passwords: [[UInt8]]?
 
     deinit {
         SSL_CTX_free(ctx)
@@ -66,9 +70,17 @@ public final class TLSContext: @unchecked Sendable {
         let keys = s.keys ?? []
         var loaded: [(x509: OpaquePointer, name: String)] = []
         let passwords = try s.passwordFile.map { f throws(ConfigError) in try TLSContext.readPasswords(f) }
+        self.passwords = passwords
+        let variable = certs.contains { $0.perHandshake != nil } || keys.contains { $0.perHandshake != nil }
         for (i, cert) in certs.enumerated() {
             guard i < keys.count else {
                 throw ConfigError("no \"ssl_certificate_key\" is defined for certificate \"\(cert.path)\"", at: cert.location)
+            }
+            if variable {
+                // As nginx: with variables in any of them, every pair is loaded per handshake.
+                let fixed = { (f: TLSFile) in f.perHandshake ?? CertificatePath(parts: [.literal(f.path)]) }
+                perHandshake.append((fixed(cert), fixed(keys[i])))
+                continue
             }
             try TLSContext.useCertificate(ctx, cert, key: keys[i], passwords: passwords)
             if let x509 = SSL_CTX_get0_certificate(ctx) { loaded.append((x509, cert.path)) }
@@ -118,6 +130,10 @@ public final class TLSContext: @unchecked Sendable {
         _ = lb_SSL_CTX_set_max_send_fragment(ctx, min(16384, max(512, s.effectiveBufferSize)))
         SSL_CTX_set_alpn_select_cb(ctx, tlsALPNCallback, nil)
         _ = lb_SSL_CTX_set_tlsext_servername_callback(ctx, tlsServerNameCallback)
+        if !perHandshake.isEmpty {
+            // The context outlives every SSL made from it: unretained is enough.
+            SSL_CTX_set_cert_cb(ctx, tlsCertificateCallback, Unmanaged.passUnretained(self).toOpaque())
+        }
 
         try TLSContext.setUpClientVerification(ctx, s, at: location)
 
@@ -582,5 +598,55 @@ func readWholeFile(_ path: String) -> [UInt8]? {
         if n == 0 { return out }
         out += buf[0..<n]
         if out.count > 1 << 20 { errno = EFBIG; return nil }
+    }
+}
+
+/// Certificates named with `$ssl_server_name` (nginx's `ngx_http_ssl_certificate`): at each
+/// handshake, the paths are made from the SNI name — validated as nginx validates a host
+/// (lowercased; refused with `/`, `\\`, NUL or `..`) — and the certificate chain and key read
+/// from disk (`ssl_password_file` applies). A file that cannot be read fails the handshake, with
+/// OpenSSL's words in the connection's log line.
+let tlsCertificateCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?) -> Int32 = { ssl, arg in
+    guard let ssl, let arg else { return 0 }
+    let context = Unmanaged<TLSContext>.fromOpaque(arg).takeUnretainedValue()
+    let raw = SSL_get_servername(ssl, Int32(TLSEXT_NAMETYPE_host_name)).map { String(cString: $0) } ?? ""
+    guard let name = TLSContext.validatedServerName(raw) else { return 0 }
+    for pair in context.perHandshake {
+        guard TLSContext.useConnectionCertificate(ssl, cert: pair.cert.path(serverName: name), key: pair.key.path(serverName: name),
+                                                  passwords: context.passwords) else { return 0 }
+    }
+    return 1
+}
+
+extension TLSContext {
+    /// An SNI name as nginx's `ngx_http_validate_host` accepts it for `$ssl_server_name`:
+    /// lowercased, a trailing dot dropped; nil when it holds `/`, `\\`, NUL or two dots in a row.
+    static func validatedServerName(_ s: String) -> String? {
+        var out = s.lowercased()
+        if out.contains("/") || out.contains("\\") || out.contains("\0") || out.contains("..") { return nil }
+        while out.hasSuffix(".") { out.removeLast() }
+        return out
+    }
+
+    /// One certificate (with the chain after it in its file) and its key, for this connection.
+    static func useConnectionCertificate(_ ssl: OpaquePointer, cert: String, key: String, passwords: [[UInt8]]?) -> Bool {
+        guard let bio = BIO_new_file(cert, "r") else { return false }
+        defer { BIO_free(bio) }
+        guard let x509 = PEM_read_bio_X509_AUX(bio, nil, nil, nil) else { return false }
+        defer { X509_free(x509) }
+        guard SSL_use_certificate(ssl, x509) == 1 else { return false }
+        while let extra = PEM_read_bio_X509(bio, nil, nil, nil) {
+            // SSL_add0_chain_cert: the connection takes this reference.
+            guard SSL_ctrl(ssl, SSL_CTRL_CHAIN_CERT, 0, UnsafeMutableRawPointer(extra)) == 1 else {
+                X509_free(extra)
+                return false
+            }
+        }
+        ERR_clear_error() // the end of the chain is a "no start line"
+        guard let kbio = BIO_new_file(key, "r") else { return false }
+        defer { BIO_free(kbio) }
+        guard let pkey = readPrivateKey(kbio, passwords: passwords) else { return false }
+        defer { EVP_PKEY_free(pkey) }
+        return SSL_use_PrivateKey(ssl, pkey) == 1
     }
 }

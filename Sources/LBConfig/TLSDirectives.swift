@@ -2,6 +2,25 @@
 public struct TLSFile: Sendable, Hashable {
     public var path: String
     public var location: SourceLocation
+    /// A certificate or key path with `$ssl_server_name`: made per handshake (`path` is the
+    /// text as written, relative ones under the configuration's directory).
+    public var perHandshake: CertificatePath?
+}
+
+/// An `ssl_certificate`/`ssl_certificate_key` path with variables, made at each handshake from
+/// the connection (nginx's certificate callback). lb takes `$ssl_server_name` there, the
+/// variable such configurations use; the name is the SNI one as validated (lowercased, no `/`,
+/// `\\` or `..`), empty without SNI.
+public struct CertificatePath: Sendable, Hashable {
+    public enum Part: Sendable, Hashable {
+        case literal(String)
+        case serverName
+    }
+    public var parts: [Part]
+
+    public func path(serverName: String) -> String {
+        parts.map { if case .literal(let s) = $0 { s } else { serverName } }.joined()
+    }
 }
 
 /// `ssl_session_cache`.
@@ -135,10 +154,10 @@ extension Compiler {
             c.settings.tls.enabledLocation = d.location
         },
         DirectiveSpec("ssl_certificate", .hs, .exactly(1), repeatable: true, note: "several per server (ECDSA and RSA side by side); the client's signature algorithms choose") { c, d in
-            c.settings.tls.certificates = (c.settings.tls.certificates ?? []) + [try c.tlsFile(d.args[0])]
+            c.settings.tls.certificates = (c.settings.tls.certificates ?? []) + [try c.tlsFile(d.args[0], perHandshake: true)]
         },
         DirectiveSpec("ssl_certificate_key", .hs, .exactly(1), repeatable: true) { c, d in
-            c.settings.tls.keys = (c.settings.tls.keys ?? []) + [try c.tlsFile(d.args[0])]
+            c.settings.tls.keys = (c.settings.tls.keys ?? []) + [try c.tlsFile(d.args[0], perHandshake: true)]
         },
         tls("ssl_protocols", .atLeast(1), default: "TLSv1.2 TLSv1.3", \.protocols) { _, d in
             var out: [String] = []
@@ -192,10 +211,27 @@ extension Compiler {
     ]
 
     /// A file argument: relative paths name files under the configuration's directory, as
-    /// nginx's conf prefix does; variables (nginx's per-SNI certificate loading) are refused.
-    func tlsFile(_ t: Token) throws -> TLSFile {
+    /// nginx's conf prefix does. Variables only where nginx loads the file per handshake
+    /// (`perHandshake`: ssl_certificate and ssl_certificate_key).
+    func tlsFile(_ t: Token, perHandshake: Bool = false) throws -> TLSFile {
         if t.text.contains("$") {
-            throw ConfigError("variables in \"\(t.text)\" are not supported by lb; name each certificate in its server", at: t.location)
+            guard perHandshake else {
+                throw ConfigError("variables in \"\(t.text)\" are not supported by lb", at: t.location)
+            }
+            let tpl = try template(t)
+            var parts: [CertificatePath.Part] = []
+            if !t.text.hasPrefix("/") { parts.append(.literal(confPrefix.hasSuffix("/") ? confPrefix : confPrefix + "/")) }
+            for p in tpl.parts {
+                switch p {
+                case .literal(let b): parts.append(.literal(String(decoding: b, as: UTF8.self)))
+                case .variable(let v):
+                    guard case .sslServerName = v else {
+                        throw ConfigError("only $ssl_server_name may name a certificate per handshake in lb (\"\(t.text)\")", at: t.location)
+                    }
+                    parts.append(.serverName)
+                }
+            }
+            return TLSFile(path: t.text, location: t.location, perHandshake: CertificatePath(parts: parts))
         }
         let path = t.text.hasPrefix("/") ? t.text : joinPath(confPrefix, t.text)
         return TLSFile(path: path, location: t.location)

@@ -475,6 +475,50 @@ func sClient(_ port: Int, _ extra: [String], path: String = "/v", host: String =
         #expect(none.status == 1 && none.stderr.contains("PEM_read_bio_PrivateKey() failed"), "\(none.stderr)")
     }
 
+    /// `ssl_certificate $ssl_server_name.crt;` (nginx ≥ 1.15.9): the certificate and key are
+    /// read at each handshake for the name the client sent; a name without files, a name that
+    /// is no valid host (`..`), and no name at all fail the handshake; `-t` reads none of them.
+    @Test func certificatesNamedPerHandshakeBySNI() throws {
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fm = FileManager.default
+        for (name, pair) in [("a.test", "a-ec"), ("b.test", "b-chain")] {
+            try fm.copyItem(atPath: TestCerts.path("\(pair).crt"), toPath: dir.appendingPathComponent("\(name).crt").path)
+            try fm.copyItem(atPath: TestCerts.path("\(pair == "b-chain" ? "b-ec" : pair).key"), toPath: dir.appendingPathComponent("\(name).key").path)
+        }
+        let conf = """
+        error_log stderr info;
+        events {}
+        http {
+            access_log off;
+            server {
+                listen 127.0.0.1:{port} ssl;
+                ssl_certificate \(dir.path)/$ssl_server_name.crt;
+                ssl_certificate_key \(dir.path)/${ssl_server_name}.key;
+                location / { return 200 "$ssl_server_name\\n"; }
+            }
+        }
+        """
+        let lb = try LB(conf)
+        let a = try https(lb, "a.test", "/")
+        #expect(a.status == 0 && a.out == "a.test\n", "\(a.err)")
+        let b = try https(lb, "b.test", "/")
+        #expect(b.status == 0 && b.out == "b.test\n", "\(b.err)")
+        // A certificate added after the start is found at its first handshake.
+        try fm.copyItem(atPath: TestCerts.path("a-ec.crt"), toPath: dir.appendingPathComponent("c.test.crt").path)
+        try fm.copyItem(atPath: TestCerts.path("a-ec.key"), toPath: dir.appendingPathComponent("c.test.key").path)
+        let c = try https(lb, "c.test", "/", ["-k"])
+        #expect(c.status == 0 && c.out == "c.test\n", "\(c.err)")
+        #expect(try https(lb, "none.test", "/", ["-k"]).status != 0)
+        let traversal = try runTool(["openssl", "s_client", "-connect", "127.0.0.1:\(lb.port)", "-servername", "..", "-brief"], input: "")
+        #expect(!traversal.out.contains("CONNECTION ESTABLISHED"), "\(traversal.out)")
+        // The files are not read at load: `-t` passes while none exists yet for a name.
+        let t = try test(conf.replacingOccurrences(of: "{port}", with: "1"))
+        #expect(t.status == 0, "\(t.stderr)")
+        let refused = try test("events {} http { server { listen 127.0.0.1:1 ssl; ssl_certificate /c/$host.crt; ssl_certificate_key /c/k.key; } }\n")
+        #expect(refused.status == 1 && refused.stderr.contains("only $ssl_server_name may name a certificate per handshake in lb"), "\(refused.stderr)")
+    }
+
     @Test func aGoodConfigurationPassesTest() throws {
         let r = try test("events {} http { ssl_session_cache shared:SSL:10m; ssl_session_ticket_key \(TestCerts.path("ticket48.key")); server { listen 127.0.0.1:1 ssl; \(TestCerts.pair("a-ec")) ssl_ecdh_curve X25519:prime256v1; ssl_conf_command Options PrioritizeChaCha; } }\n")
         #expect(r.status == 0, "\(r.stderr)")
