@@ -384,11 +384,11 @@ public enum RouteExplainer {
         }
     }
 
-    static func describeTryFiles(_ entries: [String], conn: ClientConnection, table: RoutingTable, index: DirectiveIndex, say: (String) -> Void, depth: Int) {
+    static func describeTryFiles(_ tf: TryFiles, conn: ClientConnection, table: RoutingTable, index: DirectiveIndex, say: (String) -> Void, depth: Int) {
         let ex = conn.ex!
-        say("  try_files \(entries.joined(separator: " "))\(index.at(["try_files"], from: block(conn))):")
+        say("  try_files \(tf.entries.joined(separator: " "))\(index.at(["try_files"], from: block(conn))):")
         let trace = RouteRecorder()
-        let choice = conn.tryFilesChoice(entries, trace: trace)
+        let choice = conn.tryFilesChoice(tf, trace: trace)
         for case .note(let n) in trace.events { say("    \(n)") }
         switch choice {
         case .file(let candidate, let directory):
@@ -416,7 +416,7 @@ public enum RouteExplainer {
             describe(search, uri: ex.uri, server: ex.server, say: say)
             ex.location = found ?? ex.server.fallback
             guard depth < 3 else { return }
-            if case .static = ex.location.handler, let tf = ex.location.tryFiles, tf == entries {
+            if case .static = ex.location.handler, ex.location.tryFiles == tf {
                 say("handler: static files, in \(describe(ex.location))")
                 describeStaticURI(ex.uri, allowIndex: true, conn: conn, index: index, say: say)
                 return

@@ -80,34 +80,33 @@ extension ClientConnection {
 
     /// The first entry that exists as it asks, else the last entry. `trace` (`lb --explain`)
     /// hears each candidate and whether it exists.
-    func tryFilesChoice(_ entries: [String], trace: RouteRecorder? = nil) -> TryFilesChoice {
-        for e in entries.dropLast() {
-            guard let tpl = try? Template(parsing: e) else { continue }
-            let candidate = evaluate(tpl)
+    func tryFilesChoice(_ tf: TryFiles, trace: RouteRecorder? = nil) -> TryFilesChoice {
+        for e in tf.candidates {
+            let candidate = evaluate(e.uri)
             guard let path = filePath(for: candidate) else {
-                trace?.record(.note("try_files \"\(e)\": \"\(String(decoding: candidate, as: UTF8.self))\" has no file path (alias with ..)"))
+                trace?.record(.note("try_files \"\(e.source)\": \"\(String(decoding: candidate, as: UTF8.self))\" has no file path (alias with ..)"))
                 continue
             }
             var st = stat()
             let isDir = candidate.last == UInt8(ascii: "/")
             let exists = statPath(path, &st)
             let kind = !exists ? "not found" : (st.st_mode & S_IFMT) == S_IFDIR ? "a directory" : (st.st_mode & S_IFMT) == S_IFREG ? "a file" : "not a file"
-            trace?.record(.note("try_files \"\(e)\": \(String(decoding: path, as: UTF8.self)) is \(kind)"))
+            trace?.record(.note("try_files \"\(e.source)\": \(String(decoding: path, as: UTF8.self)) is \(kind)"))
             if exists {
                 let dir = (st.st_mode & S_IFMT) == S_IFDIR
                 if isDir && dir { return .file(candidate, directory: true) }
                 if !isDir && (st.st_mode & S_IFMT) == S_IFREG { return .file(candidate, directory: false) }
             }
         }
-        let last = entries.last!
-        if last.hasPrefix("=") { return .code(Int(last.dropFirst()) ?? 404) }
-        if last.hasPrefix("@") { return .named(String(last.dropFirst())) }
-        guard let tpl = try? Template(parsing: last) else { return .code(500) }
-        return .uri(evaluate(tpl))
+        switch tf.fallback {
+        case .code(let code): return .code(code)
+        case .named(let name): return .named(name)
+        case .uri(let tpl): return .uri(evaluate(tpl))
+        }
     }
 
-    func runTryFiles(_ entries: [String]) {
-        switch tryFilesChoice(entries) {
+    func runTryFiles(_ tf: TryFiles) {
+        switch tryFilesChoice(tf) {
         case .file(let candidate, let directory):
             ex.uri = candidate
             serveStaticURI(candidate, allowIndex: directory)

@@ -322,6 +322,6 @@ import Testing
         let t = loaded.table
         #expect(t.listeners.map(\.address.description) == ["0.0.0.0:80", "[::]:80"])
         #expect(t.servers[0].settings.effectiveIndex.map(\.source) == ["index.html", "index.htm", "index.nginx-debian.html"])
-        #expect(t.servers[0].locations.find("/x")?.tryFiles == ["$uri", "$uri/", "=404"])
+        #expect(t.servers[0].locations.find("/x")?.tryFiles?.entries == ["$uri", "$uri/", "=404"])
     }
 }
