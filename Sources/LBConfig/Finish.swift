@@ -187,7 +187,7 @@ extension Compiler {
             (handler, s) = app
         } else if let pp = b.proxyPass {
             var target = try proxyTarget(pp.url, at: pp.location, for: b, groups: &groups, index: &index)
-            if target.variableURLIndex != nil, s.cacheZone != nil {
+            if target.variableURLIndex != nil, (s.proxyCache ?? nil) != nil {
                 throw ConfigError("\"proxy_cache\" with variables in \"proxy_pass\" is not supported by lb", at: pp.location)
             }
             if pp.url.hasPrefix("https://") { target.tls = try UpstreamTLS.shared(s.proxySSL, at: pp.location) }

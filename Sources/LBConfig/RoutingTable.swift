@@ -143,6 +143,8 @@ public final class VirtualServer: Sendable {
         self.index = index
         self.names = names
         self.location = location
+        var settings = settings
+        settings.resolve()
         self.settings = settings
         self.serverReturn = serverReturn
         self.serverTryFiles = serverTryFiles
@@ -207,6 +209,8 @@ public final class Location: Sendable {
         self.match = match
         self.regex = regex
         self.handler = handler
+        var settings = settings
+        settings.resolve()
         self.settings = settings
         self.tryFiles = tryFiles
         self.internalOnly = internalOnly

@@ -321,6 +321,10 @@ public struct HTTPSettings: Sendable {
     /// `keepalive_disable`: the browser classes (`msie6`, `safari`) whose keep-alive is turned off.
     public var keepaliveDisable: Set<String>?
 
+    /// The fields above with nginx's defaults applied, for the request path: filled by
+    /// `resolve()` once the merge is done (ResolvedSettings.swift).
+    public internal(set) var resolved = ResolvedSettings()
+
     public init() {}
 
     /// Fills every unset field from `parent` (nginx's merge of a location with its server and http).
@@ -449,49 +453,7 @@ public enum DocRoot: Sendable, Hashable {
     case alias(Template)
 }
 
-/// Effective values with nginx's defaults, read by the runtime.
-extension HTTPSettings {
-    public var effectiveIndex: [Template] { index ?? Defaults.index }
-    public var effectiveDefaultType: String { defaultType ?? "text/plain" }
-    public var effectiveKeepaliveTimeoutMs: Int { keepaliveTimeoutMs ?? 75_000 }
-    public var effectiveKeepaliveRequests: Int { keepaliveRequests ?? 1000 }
-    public var effectiveSendTimeoutMs: Int { sendTimeoutMs ?? 60_000 }
-    public var effectiveClientMaxBodySize: Int { clientMaxBodySize ?? 1024 * 1024 }
-    public var effectiveClientBodyBufferSize: Int { clientBodyBufferSize ?? 16 * 1024 }
-    public var effectiveClientBodyTimeoutMs: Int { clientBodyTimeoutMs ?? 60_000 }
-    public var effectiveClientHeaderTimeoutMs: Int { clientHeaderTimeoutMs ?? 60_000 }
-    public var effectiveClientHeaderBufferSize: Int { clientHeaderBufferSize ?? 1024 }
-    public var effectiveLargeClientHeaderBuffers: (count: Int, size: Int) { largeClientHeaderBuffers ?? (4, 8192) }
-    public var effectiveServerTokens: Bool { serverTokens ?? true }
-    public var effectiveSendfile: Bool { sendfile ?? false }
-    public var effectiveProxyHTTPVersion: String { proxyHTTPVersion ?? "1.0" }
-    public var effectiveProxyConnectTimeoutMs: Int { proxyConnectTimeoutMs ?? 60_000 }
-    public var effectiveProxyReadTimeoutMs: Int { proxyReadTimeoutMs ?? 60_000 }
-    public var effectiveProxySendTimeoutMs: Int { proxySendTimeoutMs ?? 60_000 }
-    /// Inlinable: called through another module's non-inlined getter, the whole struct is copied
-    /// (every reference in it retained) for each read; measured on the proxy path.
-    @inlinable public var effectiveProxyNextUpstream: UpstreamConditions { proxyNextUpstream ?? [.error, .timeout] }
-    public var effectiveProxyNextUpstreamTries: Int { proxyNextUpstreamTries ?? 0 }
-    public var effectiveProxyNextUpstreamTimeoutMs: Int { proxyNextUpstreamTimeoutMs ?? 0 }
-    public var effectiveProxyBuffering: Bool { proxyBuffering ?? true }
-    public var effectiveProxyBufferSize: Int { proxyBufferSize ?? 4096 }
-    public var effectiveProxyCacheKey: Template { proxyCacheKey ?? Defaults.cacheKey }
-    /// Whether the client's request body goes upstream (not with `proxy_pass_request_body off`,
-    /// nor with `proxy_set_body`, whose body replaces it).
-    public var passesClientBody: Bool { proxyPassRequestBody != false && proxySetBody == nil }
-    public var effectiveProxyCacheMethods: [String] { proxyCacheMethods ?? Defaults.cacheMethods }
-    public var effectiveProxyCacheLockTimeoutMs: Int { proxyCacheLockTimeoutMs ?? 5000 }
-    public var effectiveProxyCacheLockAgeMs: Int { proxyCacheLockAgeMs ?? 5000 }
-    public var effectiveGzipTypes: [String] { gzipTypes ?? Defaults.gzipTypes }
-    public var effectiveGzipMinLength: Int { gzipMinLength ?? 20 }
-    public var effectiveGzipCompLevel: Int { gzipCompLevel ?? 1 }
-    public var effectiveEtag: Bool { etag ?? true }
-    public var effectiveKeepaliveDisable: Set<String> { keepaliveDisable ?? Defaults.keepaliveDisable }
-    /// Cache zone name, or nil when caching is off.
-    public var cacheZone: String? { proxyCache ?? nil }
-}
-
-/// Default values built once (a literal in an accessor would be rebuilt on every request).
+/// Default values built once (a literal as a property's default would be rebuilt for every settings value).
 enum Defaults {
     static let index = [Template(literal: "index.html")]
     static let cacheKey = try! Template(parsing: "$scheme$proxy_host$request_uri")

@@ -141,7 +141,7 @@ final class ClientConnection: Pollable {
     }
 
     /// HEAD sent upstream as GET (`proxy_cache_convert_head`): the body is read, stored, not sent.
-    var headConverted: Bool { ex.cache != nil && req.method == .head && settings.proxyCacheConvertHead != false }
+    var headConverted: Bool { ex.cache != nil && req.method == .head && settings.resolved.proxyCacheConvertHead }
 
     convenience init(worker: Worker, fd: Int32, peer: SocketAddress, generation: Generation, listener: Int, number: Int) {
         self.init(worker: worker, fd: fd, peerAddress: PeerAddress(peer), generation: generation, listener: listener, number: number)
@@ -156,7 +156,7 @@ final class ClientConnection: Pollable {
         self.number = number
         super.init()
         self.fd = fd
-        let large = defaultServer.settings.effectiveLargeClientHeaderBuffers
+        let large = defaultServer.settings.resolved.largeClientHeaderBuffers
         scanner = HeadScanner(maxFirstLine: large.size, maxHeaderLine: large.size, maxHead: large.count * large.size)
     }
 
@@ -201,7 +201,7 @@ final class ClientConnection: Pollable {
 
     /// The head limits and header timeout of `connectionServer` (after the handshake named it).
     func applyConnectionServerLimits() {
-        let large = connectionServer.settings.effectiveLargeClientHeaderBuffers
+        let large = connectionServer.settings.resolved.largeClientHeaderBuffers
         scanner = HeadScanner(maxFirstLine: large.size, maxHeaderLine: large.size, maxHead: large.count * large.size)
     }
 
@@ -232,7 +232,7 @@ final class ClientConnection: Pollable {
             worker.connectionClosed()
             return
         }
-        worker.loop.setDeadline(self, afterMillis: defaultServer.settings.effectiveClientHeaderTimeoutMs)
+        worker.loop.setDeadline(self, afterMillis: defaultServer.settings.resolved.clientHeaderTimeoutMs)
         readable = true // data may already be waiting
         drive()
     }
@@ -412,8 +412,8 @@ final class ClientConnection: Pollable {
                 // Field by field: a copy of the whole settings struct costs ~1,500 instructions.
                 let server = defaultServer
                 try HeadParser.request(head.readableBytes, start: 0, end: head.readable, into: &req,
-                                       names: HeaderNameRules(underscores: server.settings.underscoresInHeaders == true,
-                                                              ignoreInvalid: server.settings.ignoreInvalidHeaders != false))
+                                       names: HeaderNameRules(underscores: server.settings.resolved.underscoresInHeaders,
+                                                              ignoreInvalid: server.settings.resolved.ignoreInvalidHeaders))
                 beginRequest()
             } catch {
                 // Both the scanner and the parser throw only HTTPError (typed throws).
@@ -426,7 +426,7 @@ final class ClientConnection: Pollable {
                     // nginx's 494: a header line or the head over large_client_header_buffers
                     // is a 400 with its own page ("Request Header Or Cookie Too Large").
                     closeAfterResponse = true
-                    respond(400, contentType: "text/html", body: Status.specialPage(494, serverTokens: settings.effectiveServerTokens))
+                    respond(400, contentType: "text/html", body: Status.specialPage(494, serverTokens: settings.resolved.serverTokens))
                 } else {
                     writeErrorAndClose(error.status)
                 }
@@ -462,10 +462,10 @@ final class ClientConnection: Pollable {
             return
         }
         // Keep-alive accounting.
-        if !req.keepAlive || requestsOnConnection >= ex.server.settings.effectiveKeepaliveRequests || generation !== worker.generation || worker.draining {
+        if !req.keepAlive || requestsOnConnection >= ex.server.settings.resolved.keepaliveRequests || generation !== worker.generation || worker.draining {
             closeAfterResponse = true
         }
-        guard URI.normalize(UnsafeRawBufferPointer(rebasing: hb[req.pathRange]), into: &ex.uri, mergeSlashes: defaultServer.settings.mergeSlashes != false) else {
+        guard URI.normalize(UnsafeRawBufferPointer(rebasing: hb[req.pathRange]), into: &ex.uri, mergeSlashes: defaultServer.settings.resolved.mergeSlashes) else {
             log(.info, "client sent invalid request URI")
             writeErrorAndClose(400)
             return
@@ -527,7 +527,7 @@ final class ClientConnection: Pollable {
 
     /// What follows the access phase: the body size check, then the location's handler.
     func runContentPhase() {
-        let maxBody = ex.location.settings.effectiveClientMaxBodySize
+        let maxBody = ex.location.settings.resolved.clientMaxBodySize
         if maxBody > 0, let cl = req.contentLength, cl > maxBody {
             log(.error, "client intended to send too large body: \(cl) bytes")
             closeAfterResponse = true
@@ -542,7 +542,7 @@ final class ClientConnection: Pollable {
         switch ex.location.handler {
         case .return(let r): runReturn(r)
         case .proxy(let t):
-            if let name = ex.location.settings.cacheZone {
+            if let name = ex.location.settings.resolved.cacheZone {
                 if let v = ex.location.settings.proxyCacheValue { return startProxyWithCacheNamed(by: v, t) } // ProxyCache.swift
                 if let zone = generation.cacheZones[name] { return startCachedProxy(t, zone: zone) }
             }
@@ -560,12 +560,12 @@ final class ClientConnection: Pollable {
     func locationKeepaliveChecks() {
         // nginx's ngx_http_update_location_config: the location's keepalive_timeout 0 and
         // keepalive_requests end keep-alive for this response (`Connection: close`).
-        if !closeAfterResponse && (ex.location.settings.effectiveKeepaliveTimeoutMs == 0
-                                   || requestsOnConnection >= ex.location.settings.effectiveKeepaliveRequests) {
+        if !closeAfterResponse && (ex.location.settings.resolved.keepaliveTimeoutMs == 0
+                                   || requestsOnConnection >= ex.location.settings.resolved.keepaliveRequests) {
             closeAfterResponse = true
         }
         if !closeAfterResponse && keepaliveDisabledForUserAgent() { closeAfterResponse = true }
-        if !closeAfterResponse && worker.loop.now - acceptedMillis > Int64(ex.location.settings.keepaliveTimeMs ?? 3_600_000) {
+        if !closeAfterResponse && worker.loop.now - acceptedMillis > Int64(ex.location.settings.resolved.keepaliveTimeMs) {
             closeAfterResponse = true
         }
     }
@@ -577,7 +577,7 @@ final class ClientConnection: Pollable {
     func keepaliveDisabledForUserAgent() -> Bool {
         let configured = ex.location.settings.keepaliveDisable
         if configured == nil && req.method != .post { return false }
-        let off = configured ?? ex.location.settings.effectiveKeepaliveDisable
+        let off = configured ?? ex.location.settings.resolved.keepaliveDisable
         if off.isEmpty { return false }
         if req.method != .post && off.count == 1 && off.first == "msie6" { return false }
         guard let ua = headerValue("user-agent") else { return false }
@@ -591,7 +591,7 @@ final class ClientConnection: Pollable {
             ex.realClient = RealIP.resolve(connectionBytes: peer.ipBytes, trusted: trusted, proxyProtocol: proxyProtocol).map(PeerAddress.init)
             return
         }
-        let name = Array((settings.realIPHeader ?? "x-real-ip").utf8)
+        let name = Array(settings.resolved.realIPHeader.utf8)
         let hb = head.readableBytes
         // Every field of that name, in order, as one list (nginx joins X-Forwarded-For fields).
         var value: [UInt8] = []
@@ -601,7 +601,7 @@ final class ClientConnection: Pollable {
         }
         guard !value.isEmpty else { return }
         ex.realClient = RealIP.resolve(connectionBytes: peer.ipBytes, trusted: trusted, value: value,
-                                       recursive: settings.realIPRecursive == true).map(PeerAddress.init)
+                                       recursive: settings.resolved.realIPRecursive).map(PeerAddress.init)
     }
 
     func allowed(_ rules: [AccessRule]) -> Bool {
@@ -647,7 +647,7 @@ final class ClientConnection: Pollable {
     /// The host of an absolute redirect, as nginx's header filter: the server's first name with
     /// `server_name_in_redirect`, else the Host header (lowercased, no port), else the local address.
     func hostForRedirect() -> [UInt8] {
-        if settings.serverNameInRedirect == true { return Array((ex.server.names.first ?? "").utf8) }
+        if settings.resolved.serverNameInRedirect { return Array((ex.server.names.first ?? "").utf8) }
         if let h = req.absoluteHost ?? req.host {
             let host = HeaderRewrites.hostWithoutPort(head.readableBytes[h])
             if !host.isEmpty { return host }
@@ -658,9 +658,9 @@ final class ClientConnection: Pollable {
     /// A Location that starts with `/` made absolute (`absolute_redirect`), with the listening
     /// port unless it is 80 or `port_in_redirect` is off; any other value as it is.
     func absoluteLocation(_ location: [UInt8]) -> [UInt8] {
-        guard location.first == UInt8(ascii: "/"), settings.absoluteRedirect != false else { return location }
+        guard location.first == UInt8(ascii: "/"), settings.resolved.absoluteRedirect else { return location }
         return HeaderRewrites.absoluteLocation(location, host: hostForRedirect(), port: table.listeners[listener].address.port ?? 80,
-                                               portInRedirect: settings.portInRedirect != false, https: transport.tls != nil)
+                                               portInRedirect: settings.resolved.portInRedirect, https: transport.tls != nil)
     }
 
     func redirect(_ code: Int, to url: String) {
@@ -668,7 +668,7 @@ final class ClientConnection: Pollable {
         extra.append("Location: ")
         extra.append(absoluteLocation(Array(url.utf8)))
         extra.append("\r\n")
-        respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.effectiveServerTokens), extraHeaders: extra.readableBytes)
+        respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.resolved.serverTokens), extraHeaders: extra.readableBytes)
         extra.release()
     }
 
@@ -677,7 +677,7 @@ final class ClientConnection: Pollable {
             let ext = String(decoding: ex.uri[(dot + 1)...].map { ASCII.lower($0) }, as: UTF8.self)
             if let t = settings.types?[ext] ?? ClientConnection.builtinTypes[ext] { return t }
         }
-        return settings.effectiveDefaultType
+        return settings.resolved.defaultType
     }
 
     /// The Server line with the version (`server_tokens on`), made once.
@@ -702,7 +702,7 @@ final class ClientConnection: Pollable {
         // With recursive_error_pages, the target's own error_page may apply again (until the URI
         // changes run out).
         if !ex.errorPageUsed, ex.uriChangesLeft > 0, let pages = settings.errorPages, let page = pages.first(where: { $0.codes.contains(code) }) {
-            if settings.recursiveErrorPages != true { ex.errorPageUsed = true }
+            if !settings.resolved.recursiveErrorPages { ex.errorPageUsed = true }
             let dest = evaluate(page.target)
             if dest.first == UInt8(ascii: "@") || dest.first == UInt8(ascii: "/") {
                 switch page.override {
@@ -715,7 +715,7 @@ final class ClientConnection: Pollable {
                 guard let named = ex.server.named[String(decoding: dest.dropFirst(), as: UTF8.self)] else {
                     log(.error, "could not find named location \"\(String(decoding: dest, as: UTF8.self))\"")
                     ex.overrideStatus = nil
-                    respond(500, contentType: "text/html", body: Status.page(500, serverTokens: settings.effectiveServerTokens))
+                    respond(500, contentType: "text/html", body: Status.page(500, serverTokens: settings.resolved.serverTokens))
                     return
                 }
                 guard internalRedirect(to: dest) else { return }
@@ -734,7 +734,7 @@ final class ClientConnection: Pollable {
                 return
             }
         }
-        respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.effectiveServerTokens))
+        respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.resolved.serverTokens))
     }
 
     /// nginx's internal redirects to a URI by `error_page` and `X-Accel-Redirect`: a request other
@@ -763,7 +763,7 @@ final class ClientConnection: Pollable {
 
     func writeErrorAndClose(_ code: Int) {
         closeAfterResponse = true
-        respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.effectiveServerTokens))
+        respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.resolved.serverTokens))
     }
 
     /// Starts the response head: status line, Server, Date, Content-Type, Content-Length, Connection.
@@ -776,7 +776,7 @@ final class ClientConnection: Pollable {
         outBuf.append(decimal: code)
         outBuf.append(byte: 0x20)
         if let reason { outBuf.append(reason) } else { outBuf.append(string: Status.reason(code)) }
-        if settings.effectiveServerTokens { outBuf.append(ClientConnection.serverWithVersion) } else { outBuf.append("\r\nServer: lb\r\nDate: ") }
+        if settings.resolved.serverTokens { outBuf.append(ClientConnection.serverWithVersion) } else { outBuf.append("\r\nServer: lb\r\nDate: ") }
         outBuf.append(worker.dates.httpDate)
         outBuf.append("\r\n")
     }
@@ -889,7 +889,7 @@ final class ClientConnection: Pollable {
         if responseLimited != false, responseLimited == true || resolveRate() { return flushOutLimited(more: more) }
         while !outBuf.isEmpty {
             guard writable else {
-                worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
+                worker.loop.setDeadline(self, afterMillis: settings.resolved.sendTimeoutMs)
                 return false
             }
             do {
@@ -932,7 +932,7 @@ final class ClientConnection: Pollable {
             return
         }
         // Ready for the next request (pipelined bytes may already be here); the exchange ends.
-        let keepaliveTimeout = settings.effectiveKeepaliveTimeoutMs
+        let keepaliveTimeout = settings.resolved.keepaliveTimeoutMs
         endExchange()
         state = .head
         if inBuf.isEmpty {
@@ -942,7 +942,7 @@ final class ClientConnection: Pollable {
             worker.recycle(&outBuf)
             worker.loop.setDeadline(self, afterMillis: keepaliveTimeout)
         } else {
-            worker.loop.setDeadline(self, afterMillis: connectionServer.settings.effectiveClientHeaderTimeoutMs)
+            worker.loop.setDeadline(self, afterMillis: connectionServer.settings.resolved.clientHeaderTimeoutMs)
         }
         readable = true
         drive()

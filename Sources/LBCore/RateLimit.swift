@@ -65,8 +65,8 @@ extension ClientConnection {
     /// the response is limited.
     func resolveRate() -> Bool {
         let s = ex.location
-        ex.rate.limit = s.settings.limitRate ?? 0
-        ex.rate.after = s.settings.limitRateAfter ?? 0
+        ex.rate.limit = s.settings.resolved.limitRate
+        ex.rate.after = s.settings.resolved.limitRateAfter
         responseLimited = ex.rate.limit > 0
         return ex.rate.limit > 0
     }
@@ -99,7 +99,7 @@ extension ClientConnection {
         while !outBuf.isEmpty {
             guard let cap = rateAllowance() else { return false }
             guard writable else {
-                worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
+                worker.loop.setDeadline(self, afterMillis: settings.resolved.sendTimeoutMs)
                 return false
             }
             let count = min(outBuf.readable, cap)
@@ -129,7 +129,7 @@ extension ClientConnection {
             guard c >= 0x30 && c <= 0x39, n < Int.max / 100 else { return }
             n = n * 10 + Int(c - 0x30)
         }
-        if responseLimited == nil { ex.rate.after = settings.limitRateAfter ?? 0 }
+        if responseLimited == nil { ex.rate.after = settings.resolved.limitRateAfter }
         ex.rate.limit = n
         responseLimited = n > 0
     }

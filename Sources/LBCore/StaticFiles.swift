@@ -142,7 +142,7 @@ extension ClientConnection {
         // index that exists — an absolute one untested, even for a directory that is not there —
         // is an internal redirect, with the arguments, so that its own location answers it.
         if allowIndex && u.last == UInt8(ascii: "/") {
-            for idx in settings.effectiveIndex {
+            for idx in settings.resolved.index {
                 let name = evaluate(idx)
                 if ex.variableFailed { respondError(500); return }
                 var ist = stat()
@@ -158,7 +158,7 @@ extension ClientConnection {
         guard statPath(path, &st) else {
             let e = errno
             if e == EACCES { respondError(403) } else {
-                if (e == ENOENT || e == ENOTDIR) && settings.logNotFound != false { log(.error, "open() \"\(String(decoding: path, as: UTF8.self))\" failed (2: No such file or directory)") }
+                if (e == ENOENT || e == ENOTDIR) && settings.resolved.logNotFound { log(.error, "open() \"\(String(decoding: path, as: UTF8.self))\" failed (2: No such file or directory)") }
                 respondError(404)
             }
             return
@@ -169,7 +169,7 @@ extension ClientConnection {
                 return
             }
             guard allowIndex else { respondError(404); return }
-            if settings.autoindex == true && req.method != .post {
+            if settings.resolved.autoindex && req.method != .post {
                 autoindex(path, uri: u)
                 return
             }
@@ -189,7 +189,7 @@ extension ClientConnection {
     /// `from=$document_root`, else the whole path); any symlink (or one owned by someone else than
     /// its target, for `if_not_owner`) refuses the request.
     func symlinkRefused(_ path: [UInt8]) -> Bool {
-        let policy = settings.disableSymlinks ?? .off
+        let policy = settings.resolved.disableSymlinks
         var from: String?
         var ownerOnly = false
         switch policy {
@@ -237,7 +237,7 @@ extension ClientConnection {
         var path = requestedPath
         var st = requestedStat
         var gzipped = false
-        if settings.gzipStatic == true {
+        if settings.resolved.gzipStatic {
             let accepts = headerValue("accept-encoding").map { String(decoding: $0, as: UTF8.self).contains("gzip") } ?? false
             var gst = stat()
             if accepts, statPath(path + Array(".gz".utf8), &gst), (gst.st_mode & S_IFMT) == S_IFREG {
@@ -266,7 +266,7 @@ extension ClientConnection {
         let finalStatus = ex.overrideStatus ?? 200
         let filtering = hasConditionalHeaders
         let conditions = filtering ? conditionalHeaders() : ConditionalHeaders()
-        let validators = Validators(lastModified: mtime, etag: settings.effectiveEtag ? Array(etag.utf8) : nil)
+        let validators = Validators(lastModified: mtime, etag: settings.resolved.etag ? Array(etag.utf8) : nil)
         if !ex.requestBodyComplete { closeAfterResponse = true }
         outBuf.clear()
         if filtering {
@@ -275,7 +275,7 @@ extension ClientConnection {
                 break
             case .preconditionFailed:
                 Glibc.close(fd)
-                respond(412, contentType: "text/html", body: Status.page(412, serverTokens: settings.effectiveServerTokens))
+                respond(412, contentType: "text/html", body: Status.page(412, serverTokens: settings.resolved.serverTokens))
                 return
             case .notModified:
                 Glibc.close(fd)
@@ -288,7 +288,7 @@ extension ClientConnection {
             }
         }
         if !gzipped, settings.subFilters != nil,
-           sendStaticSubFiltered(fd: fd, size: size, contentType: type, lastModified: meta.lastModified, etag: settings.effectiveEtag ? etag : nil) { return }
+           sendStaticSubFiltered(fd: fd, size: size, contentType: type, lastModified: meta.lastModified, etag: settings.resolved.etag ? etag : nil) { return }
         // gzip: a qualifying file is compressed whole in memory (never a range, never twice).
         if !gzipped, let packed = gzipWholeBody(status: ex.overrideStatus ?? 200, contentType: baseType, length: size,
                                                read: { ClientConnection.readFile(fd, offset: 0, length: size) }) {
@@ -301,11 +301,11 @@ extension ClientConnection {
             outBuf.append("\r\nContent-Length: ")
             outBuf.append(decimal: packed.count)
             outBuf.append("\r\nContent-Encoding: gzip\r\n")
-            if settings.gzipVary == true { outBuf.append("Vary: Accept-Encoding\r\n") }
+            if settings.resolved.gzipVary { outBuf.append("Vary: Accept-Encoding\r\n") }
             outBuf.append("Last-Modified: ")
             outBuf.append(meta.lastModified)
             outBuf.append("\r\n")
-            if settings.effectiveEtag {
+            if settings.resolved.etag {
                 outBuf.append("ETag: ")
                 outBuf.append(string: GzipPolicy.weakened(etag))
                 outBuf.append("\r\n")
@@ -330,7 +330,7 @@ extension ClientConnection {
                 Glibc.close(fd)
                 var extra = Buffer()
                 extra.append(string: "Content-Range: bytes */\(size)\r\n")
-                respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.effectiveServerTokens), extraHeaders: extra.readableBytes)
+                respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.resolved.serverTokens), extraHeaders: extra.readableBytes)
                 extra.release()
                 return
             }
@@ -351,7 +351,7 @@ extension ClientConnection {
         if gzipped {
             outBuf.append("\r\nContent-Encoding: gzip")
         }
-        if settings.gzipVary == true && settings.gzipStatic == true {
+        if settings.resolved.gzipVary && settings.resolved.gzipStatic {
             outBuf.append("\r\nVary: Accept-Encoding")
         }
         outBuf.append("\r\n")
@@ -377,7 +377,7 @@ extension ClientConnection {
             ex.staticRemaining = length
         }
         // tcp_nopush: cork the socket so the head and the file go out in full segments (nginx).
-        if settings.tcpNopush == true && settings.effectiveSendfile && transport.canSendfile {
+        if settings.resolved.tcpNopush && settings.resolved.sendfile && transport.canSendfile {
             transport.cork(self.fd, true) // self.fd: the socket; `fd` here is the file
             corked = true
         }
@@ -436,7 +436,7 @@ extension ClientConnection {
         outBuf.append("Last-Modified: ")
         outBuf.append(meta.lastModified)
         outBuf.append("\r\n")
-        if settings.effectiveEtag {
+        if settings.resolved.etag {
             outBuf.append("ETag: ")
             outBuf.append(string: meta.etag)
             outBuf.append("\r\n")
@@ -467,7 +467,7 @@ extension ClientConnection {
                 continue
             }
             guard writable else {
-                worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
+                worker.loop.setDeadline(self, afterMillis: settings.resolved.sendTimeoutMs)
                 return
             }
             if !transport.canSendfile {

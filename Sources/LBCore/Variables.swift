@@ -154,7 +154,7 @@ extension ClientConnection {
             if let v = ex.rewrite?.vars[name] { out += v; break }
             guard let m = table.maps.first(where: { $0.variable == name }) else {
                 if appendAuthRequestVariable(name, to: &out) { break }
-                if table.setVariables.contains(name), settings.uninitializedVariableWarn != false {
+                if table.setVariables.contains(name), settings.resolved.uninitializedVariableWarn {
                     log(.warn, "using uninitialized \"\(name)\" variable")
                 }
                 break

@@ -38,4 +38,95 @@ struct CompiledSettingsTests {
         #expect(loadError(server("location / {\ntry_files $uri =99; }")) == "invalid code \"=99\" in t.conf:5")
         #expect(loadError(server("location / {\ntry_files $uri =4x4; }")) == "invalid code \"=4x4\" in t.conf:5")
     }
+
+    /// Every field of `ResolvedSettings` with the value nginx documents as its default (as
+    /// `String(describing:)` prints it). A field added without an entry here fails the test.
+    static let documentedDefaults: [String: String] = [
+        "index": "[index.html]", "defaultType": "text/plain", "keepaliveTimeoutMs": "75000",
+        "keepaliveRequests": "1000", "keepaliveTimeMs": "3600000", "sendTimeoutMs": "60000",
+        "clientMaxBodySize": "1048576", "clientBodyBufferSize": "16384", "clientBodyTimeoutMs": "60000",
+        "clientBodyInFileOnly": "off", "clientBodyTempPath": "client_body_temp", "clientHeaderTimeoutMs": "60000",
+        "clientHeaderBufferSize": "1024", "largeClientHeaderBuffers": "(count: 4, size: 8192)", "serverTokens": "true",
+        "sendfile": "false", "tcpNopush": "false", "tcpNodelay": "true", "limitRate": "0", "limitRateAfter": "0",
+        "etag": "true", "ifModifiedSince": "exact", "disableSymlinks": "off", "autoindex": "false",
+        "logNotFound": "true", "keepaliveDisable": "[\"msie6\"]", "chunkedTransferEncoding": "true",
+        "absoluteRedirect": "true", "portInRedirect": "true", "serverNameInRedirect": "false",
+        "recursiveErrorPages": "false", "mergeSlashes": "true", "underscoresInHeaders": "false",
+        "ignoreInvalidHeaders": "true", "rewriteLog": "false", "uninitializedVariableWarn": "true",
+        "realIPHeader": "x-real-ip", "realIPRecursive": "false", "resolverTimeoutMs": "30000",
+        "gzip": "false", "gzipTypes": "[\"text/html\"]", "gzipMinLength": "20", "gzipCompLevel": "1",
+        "gzipVary": "false", "gzipProxied": "[]", "gzipStatic": "false", "subFilterTypes": "[]",
+        "subFilterOnce": "true", "subFilterLastModified": "false",
+        "proxyHTTPVersion": "1.0", "proxyConnectTimeoutMs": "60000", "proxyReadTimeoutMs": "60000",
+        "proxySendTimeoutMs": "60000", "proxyNextUpstream": "UpstreamConditions(rawValue: 3)",
+        "proxyNextUpstreamTries": "0", "proxyNextUpstreamTimeoutMs": "0", "proxyBuffering": "true",
+        "proxyBufferSize": "4096", "proxyRequestBuffering": "true", "proxyInterceptErrors": "false",
+        "proxyPassRequestHeaders": "true", "proxyPassRequestBody": "true", "passesClientBody": "true",
+        "proxyProtocol": "false", "proxyRedirectOff": "false", "proxyHideHeaders": "[]", "proxyPassHeaders": "[]",
+        "proxyIgnoreHeaders": "[]", "proxyCookieDomains": "[]", "proxyCookiePaths": "[]", "cacheZone": "nil",
+        "proxyCacheKey": "$scheme$proxy_host$request_uri", "proxyCacheMethods": "[\"GET\", \"HEAD\"]",
+        "proxyCacheValid": "[]", "proxyCacheUseStale": "UpstreamConditions(rawValue: 0)", "proxyCacheLock": "false",
+        "proxyCacheLockTimeoutMs": "5000", "proxyCacheLockAgeMs": "5000", "proxyCacheRevalidate": "false",
+        "proxyCacheBackgroundUpdate": "false", "proxyCacheConvertHead": "true",
+        "limitReqStatus": "503", "limitConnStatus": "503", "limitReqLogLevel": "error",
+        "limitReqDelayLogLevel": "warn", "limitConnLogLevel": "error", "authRequestSet": "[]",
+    ]
+
+    /// Directives (set at the http level) giving every resolved field a value other than its default.
+    static let everyDirectiveSet = """
+        index a.html; default_type text/x; keepalive_timeout 10s; keepalive_requests 5; keepalive_time 10m;
+        send_timeout 5s; client_max_body_size 5m; client_body_buffer_size 32k; client_body_timeout 5s;
+        client_body_in_file_only on; client_body_temp_path /tmp/cb; client_header_timeout 5s;
+        client_header_buffer_size 2k; large_client_header_buffers 8 16k; server_tokens off; sendfile on;
+        tcp_nopush on; tcp_nodelay off; limit_rate 10k; limit_rate_after 1m; etag off; if_modified_since before;
+        disable_symlinks on; autoindex on; log_not_found off; keepalive_disable safari; chunked_transfer_encoding off;
+        absolute_redirect off; port_in_redirect off; server_name_in_redirect on; recursive_error_pages on;
+        merge_slashes off; underscores_in_headers on; ignore_invalid_headers off; rewrite_log on;
+        uninitialized_variable_warn off; real_ip_header X-Forwarded-For; real_ip_recursive on; resolver_timeout 5s;
+        gzip on; gzip_types text/css; gzip_min_length 100; gzip_comp_level 5; gzip_vary on; gzip_proxied any;
+        gzip_static on; sub_filter_types text/css; sub_filter_once off; sub_filter_last_modified on;
+        proxy_http_version 1.1; proxy_connect_timeout 5s; proxy_read_timeout 6s; proxy_send_timeout 7s;
+        proxy_next_upstream error http_502; proxy_next_upstream_tries 3; proxy_next_upstream_timeout 10s;
+        proxy_buffering off; proxy_buffer_size 8k; proxy_request_buffering off; proxy_intercept_errors on;
+        proxy_pass_request_headers off; proxy_pass_request_body off; proxy_protocol on; proxy_redirect off;
+        proxy_hide_header X-A; proxy_pass_header X-B; proxy_ignore_headers Expires;
+        proxy_cookie_domain a.example b.example; proxy_cookie_path /a /b;
+        proxy_cache_path /c keys_zone=z:1m; proxy_cache z; proxy_cache_key $uri; proxy_cache_methods POST;
+        proxy_cache_valid 200 1m; proxy_cache_use_stale error; proxy_cache_lock on; proxy_cache_lock_timeout 1s;
+        proxy_cache_lock_age 2s; proxy_cache_revalidate on; proxy_cache_background_update on;
+        proxy_cache_convert_head off; limit_req_status 429; limit_conn_status 429; limit_req_log_level info;
+        limit_conn_log_level warn; auth_request_set $who $upstream_http_x_user;
+        """
+
+    static func fields(_ r: ResolvedSettings) -> [(String, String)] {
+        Mirror(reflecting: r).children.map { ($0.label!, String(describing: $0.value)) }
+    }
+
+    @Test func anEmptyConfigResolvesToTheDocumentedDefaults() throws {
+        let loc = try #require(load(server("location / { }")).servers[0].locations.find("/"))
+        let fields = Self.fields(loc.settings.resolved)
+        for (name, value) in fields {
+            #expect(Self.documentedDefaults[name] == value, "\(name)")
+        }
+        #expect(Set(fields.map(\.0)) == Set(Self.documentedDefaults.keys))
+        // The server level (connection settings, requests no location matches) is resolved too.
+        #expect(Self.fields(try load(server("")).servers[0].settings.resolved).map(\.1) == fields.map(\.1))
+    }
+
+    @Test func everyResolvedFieldIsFilledFromTheMergedSettings() throws {
+        let text = "http {\n\(Self.everyDirectiveSet)\nserver { listen 8080; location / { } }\n}\n"
+        let table = try load(text)
+        let defaults = Dictionary(uniqueKeysWithValues: Self.fields(ResolvedSettings()))
+        for r in [try #require(table.servers[0].locations.find("/")).settings.resolved, table.servers[0].settings.resolved] {
+            let unchanged = Self.fields(r).filter { defaults[$0.0] == $0.1 }.map(\.0)
+            #expect(unchanged.isEmpty, "resolved fields not taken from the merged settings: \(unchanged)")
+            #expect(r.keepaliveTimeoutMs == 10_000 && r.largeClientHeaderBuffers == (8, 16 * 1024) && r.cacheZone == "z")
+            #expect(r.proxyNextUpstream == [.error, .http502] && r.limitReqDelayLogLevel == .info && !r.passesClientBody)
+        }
+    }
+
+    @Test func proxySetBodyAloneStopsTheClientBody() throws {
+        let loc = try #require(load(server("location / { proxy_set_body x; proxy_pass http://127.0.0.1:9; }")).servers[0].locations.find("/"))
+        #expect(!loc.settings.resolved.passesClientBody && loc.settings.resolved.proxyPassRequestBody)
+    }
 }
