@@ -261,7 +261,7 @@ extension Compiler {
             }
         },
         setting("gzip_proxied", .atLeast(1), default: "off", \.gzipProxied) { _, d in
-            Array(try wordSet(d, allowed: ["off", "expired", "no-cache", "no-store", "private", "no_last_modified", "no_etag", "auth", "any"]))
+            try keywords(d, GzipProxied.words)
         },
         setting("gzip_static", .exactly(1), default: "off", \.gzipStatic) { _, d in
             guard ["on", "off", "always"].contains(d.args[0].text) else { throw ConfigError("invalid value \"\(d.args[0].text)\"", at: d.args[0].location) }
@@ -300,7 +300,7 @@ extension Compiler {
         setting("limit_rate", .exactly(1), default: "0", \.limitRate) { c, d in try c.rateSize(d) },
         setting("limit_rate_after", .exactly(1), default: "0", \.limitRateAfter) { c, d in try c.rateSize(d) },
         setting("keepalive_disable", .atLeast(1), default: "msie6", \.keepaliveDisable) { _, d in
-            try wordSet(d, allowed: ["none", "msie6", "safari"]).subtracting(["none"])
+            try keywords(d, KeepaliveDisable.words)
         },
         setting("open_file_cache", .between(1, 2), default: "off", \.openFileCache) { _, d in d.args[0].text != "off" },
         setting("disable_symlinks", .between(1, 2), default: "off", \.disableSymlinks) { _, d in

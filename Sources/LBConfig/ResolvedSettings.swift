@@ -34,7 +34,7 @@ public struct ResolvedSettings: Sendable {
     public private(set) var disableSymlinks = SymlinkPolicy.off
     public private(set) var autoindex = false
     public private(set) var logNotFound = true
-    public private(set) var keepaliveDisable = Defaults.keepaliveDisable
+    public private(set) var keepaliveDisable = KeepaliveDisable.msie6
     public private(set) var chunkedTransferEncoding = true
     public private(set) var absoluteRedirect = true
     public private(set) var portInRedirect = true
@@ -54,7 +54,7 @@ public struct ResolvedSettings: Sendable {
     public private(set) var gzipMinLength = 20
     public private(set) var gzipCompLevel = 1
     public private(set) var gzipVary = false
-    public private(set) var gzipProxied: [String] = []
+    public private(set) var gzipProxied: GzipProxied = []
     public private(set) var gzipStatic = false
     public private(set) var subFilterTypes: [String] = []
     public private(set) var subFilterOnce = true
@@ -78,15 +78,16 @@ public struct ResolvedSettings: Sendable {
     public private(set) var passesClientBody = true
     public private(set) var proxyProtocol = false
     public private(set) var proxyRedirectOff = false
-    public private(set) var proxyHideHeaders: [String] = []
-    public private(set) var proxyPassHeaders: [String] = []
-    public private(set) var proxyIgnoreHeaders: [String] = []
+    /// `proxy_hide_header` / `proxy_pass_header` names (lowercased at load).
+    public private(set) var proxyHideHeaders = HeaderNames([])
+    public private(set) var proxyPassHeaders = HeaderNames([])
+    public private(set) var proxyIgnoreHeaders: IgnoredHeaders = []
     public private(set) var proxyCookieDomains: [CookieRewrite] = []
     public private(set) var proxyCookiePaths: [CookieRewrite] = []
     /// Cache zone name, or nil when caching is off.
     public private(set) var cacheZone: String? = nil
     public private(set) var proxyCacheKey = Defaults.cacheKey
-    public private(set) var proxyCacheMethods = Defaults.cacheMethods
+    public private(set) var proxyCacheMethods: CacheMethods = [.get, .head]
     public private(set) var proxyCacheValid: [CacheValid] = []
     public private(set) var proxyCacheUseStale: UpstreamConditions = []
     public private(set) var proxyCacheLock = false
@@ -177,8 +178,8 @@ public struct ResolvedSettings: Sendable {
         passesClientBody = proxyPassRequestBody && s.proxySetBody == nil
         v(&proxyProtocol, s.proxyProtocol)
         v(&proxyRedirectOff, s.proxyRedirectOff)
-        v(&proxyHideHeaders, s.proxyHideHeaders)
-        v(&proxyPassHeaders, s.proxyPassHeaders)
+        if let h = s.proxyHideHeaders { proxyHideHeaders = HeaderNames(h) }
+        if let h = s.proxyPassHeaders { proxyPassHeaders = HeaderNames(h) }
         v(&proxyIgnoreHeaders, s.proxyIgnoreHeaders)
         v(&proxyCookieDomains, s.proxyCookieDomains)
         v(&proxyCookiePaths, s.proxyCookiePaths)

@@ -1,8 +1,19 @@
 /// `add_header NAME VALUE [always]`.
 public struct AddHeader: Sendable, Hashable {
-    public var name: String
+    public var name: String {
+        didSet { nameBytes = Array(name.utf8) }
+    }
+    /// `name` as the response head writes it, prepared once.
+    public private(set) var nameBytes: [UInt8]
     public var value: Template
     public var always: Bool
+
+    public init(name: String, value: Template, always: Bool) {
+        self.name = name
+        nameBytes = Array(name.utf8)
+        self.value = value
+        self.always = always
+    }
 }
 
 /// `error_page CODE… [=[RESPONSE]] URI`.
@@ -236,7 +247,7 @@ public struct HTTPSettings: Sendable {
     public var gzipMinLength: Int?
     public var gzipCompLevel: Int?
     public var gzipVary: Bool?
-    public var gzipProxied: [String]?
+    public var gzipProxied: GzipProxied?
     public var gzipStatic: Bool?
     public var proxySetHeaders: [(name: String, value: Template)]?
     public var proxyHideHeaders: [String]?
@@ -264,7 +275,7 @@ public struct HTTPSettings: Sendable {
     public var proxyRedirectOff: Bool?
     /// Explicit `proxy_redirect FROM TO` pairs (replacing the default rule when present).
     public var proxyRedirects: [(from: String, to: String)]?
-    public var proxyIgnoreHeaders: [String]?
+    public var proxyIgnoreHeaders: IgnoredHeaders?
     public var proxyCache: String??
     /// `proxy_cache $var`: the zone named per request (`proxyCache` then holds the value's
     /// source); inherited together with `proxyCache`.
@@ -276,7 +287,7 @@ public struct HTTPSettings: Sendable {
     public var resolverTimeoutMs: Int?
     public var proxyCacheKey: Template?
     public var proxyCacheValid: [CacheValid]?
-    public var proxyCacheMethods: [String]?
+    public var proxyCacheMethods: CacheMethods?
     public var proxyCacheMinUses: Int?
     public var proxyCacheBypass: [Template]?
     public var proxyNoCache: [Template]?
@@ -319,7 +330,7 @@ public struct HTTPSettings: Sendable {
     public var proxyCookieDomains: [CookieRewrite]?
     public var proxyCookiePaths: [CookieRewrite]?
     /// `keepalive_disable`: the browser classes (`msie6`, `safari`) whose keep-alive is turned off.
-    public var keepaliveDisable: Set<String>?
+    public var keepaliveDisable: KeepaliveDisable?
 
     /// The fields above with nginx's defaults applied, for the request path: filled by
     /// `resolve()` once the merge is done (ResolvedSettings.swift).
@@ -457,7 +468,5 @@ public enum DocRoot: Sendable, Hashable {
 enum Defaults {
     static let index = [Template(literal: "index.html")]
     static let cacheKey = try! Template(parsing: "$scheme$proxy_host$request_uri")
-    static let cacheMethods = ["GET", "HEAD"]
     static let gzipTypes = ["text/html"]
-    static let keepaliveDisable: Set<String> = ["msie6"]
 }

@@ -59,19 +59,19 @@ public enum GzipPolicy {
     }
 
     /// `gzip_proxied` for a request that came through a proxy (has `Via`); without `Via`, true.
-    public static func proxiedAllows(requestHasVia: Bool, requestHasAuthorization: Bool, rules: [String],
+    public static func proxiedAllows(requestHasVia: Bool, requestHasAuthorization: Bool, rules: GzipProxied,
                                      expires: String?, cacheControl: String?, lastModified: Bool, etag: Bool, now: Int) -> Bool {
         guard requestHasVia else { return true }
-        if rules.isEmpty || rules.contains("off") { return false }
-        if rules.contains("any") { return true }
+        if rules.isEmpty { return false }
+        if rules.contains(.any) { return true }
         let cc = CachePolicy.directives(cacheControl ?? "")
-        if rules.contains("expired"), let e = expires, let t = DateCache.parse(e.trimmed), t <= now { return true }
-        if rules.contains("no-cache") && cc["no-cache"] != nil { return true }
-        if rules.contains("no-store") && cc["no-store"] != nil { return true }
-        if rules.contains("private") && cc["private"] != nil { return true }
-        if rules.contains("no_last_modified") && !lastModified { return true }
-        if rules.contains("no_etag") && !etag { return true }
-        if rules.contains("auth") && requestHasAuthorization { return true }
+        if rules.contains(.expired), let e = expires, let t = DateCache.parse(e.trimmed), t <= now { return true }
+        if rules.contains(.noCache) && cc["no-cache"] != nil { return true }
+        if rules.contains(.noStore) && cc["no-store"] != nil { return true }
+        if rules.contains(.private) && cc["private"] != nil { return true }
+        if rules.contains(.noLastModified) && !lastModified { return true }
+        if rules.contains(.noEtag) && !etag { return true }
+        if rules.contains(.auth) && requestHasAuthorization { return true }
         return false
     }
 

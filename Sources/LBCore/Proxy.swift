@@ -673,7 +673,7 @@ extension ClientConnection {
     /// `fastcgi_`/`uwsgi_ignore_headers`) names it.
     func accelRedirectTarget(_ b: UnsafeRawBufferPointer) -> [UInt8]? {
         guard let r = ex.attempt.response.xAccelRedirect, !r.isEmpty else { return nil }
-        if let ignored = settings.proxyIgnoreHeaders, ignored.contains(where: { $0.lowercased() == "x-accel-redirect" }) { return nil }
+        if settings.resolved.proxyIgnoreHeaders.contains(.xAccelRedirect) { return nil }
         return Array(b[r])
     }
 
@@ -757,9 +757,9 @@ extension ClientConnection {
             let n = f.name
             switch n.count {
             case 4 where ASCII.equalsLower(b, n, "date"):
-                if !pass.contains("date") { continue }
+                if !pass.contains(lowercased: "date") { continue }
             case 6 where ASCII.equalsLower(b, n, "server"):
-                if !pass.contains("server") { continue }
+                if !pass.contains(lowercased: "server") { continue }
             case 10 where ASCII.equalsLower(b, n, "connection"), 10 where ASCII.equalsLower(b, n, "keep-alive"): continue
             case 17 where ASCII.equalsLower(b, n, "transfer-encoding"): continue
             case 14 where ASCII.equalsLower(b, n, "content-length"):
@@ -803,10 +803,7 @@ extension ClientConnection {
             default:
                 if n.count > 8 && ASCII.equalsLower(b, n.lowerBound..<(n.lowerBound + 8), "x-accel-") { continue }
             }
-            if !hide.isEmpty {
-                let lname = String(decoding: b[n].map { ASCII.lower($0) }, as: UTF8.self)
-                if hide.contains(lname) { continue }
-            }
+            if !hide.isEmpty && hide.contains(b, n) { continue }
             if n.count == 8, ASCII.equalsLower(b, n, "location"), let rewritten = redirectedLocation(Array(b[f.value])) {
                 outBuf.append("Location: ")
                 outBuf.append(absoluteLocation(rewritten)) // a rewritten `/…` goes through absolute_redirect, as nginx

@@ -49,13 +49,13 @@ struct CompiledSettingsTests {
         "clientHeaderBufferSize": "1024", "largeClientHeaderBuffers": "(count: 4, size: 8192)", "serverTokens": "true",
         "sendfile": "false", "tcpNopush": "false", "tcpNodelay": "true", "limitRate": "0", "limitRateAfter": "0",
         "etag": "true", "ifModifiedSince": "exact", "disableSymlinks": "off", "autoindex": "false",
-        "logNotFound": "true", "keepaliveDisable": "[\"msie6\"]", "chunkedTransferEncoding": "true",
+        "logNotFound": "true", "keepaliveDisable": "KeepaliveDisable(rawValue: 1)", "chunkedTransferEncoding": "true",
         "absoluteRedirect": "true", "portInRedirect": "true", "serverNameInRedirect": "false",
         "recursiveErrorPages": "false", "mergeSlashes": "true", "underscoresInHeaders": "false",
         "ignoreInvalidHeaders": "true", "rewriteLog": "false", "uninitializedVariableWarn": "true",
         "realIPHeader": "x-real-ip", "realIPRecursive": "false", "resolverTimeoutMs": "30000",
         "gzip": "false", "gzipTypes": "[\"text/html\"]", "gzipMinLength": "20", "gzipCompLevel": "1",
-        "gzipVary": "false", "gzipProxied": "[]", "gzipStatic": "false", "subFilterTypes": "[]",
+        "gzipVary": "false", "gzipProxied": "GzipProxied(rawValue: 0)", "gzipStatic": "false", "subFilterTypes": "[]",
         "subFilterOnce": "true", "subFilterLastModified": "false",
         "proxyHTTPVersion": "1.0", "proxyConnectTimeoutMs": "60000", "proxyReadTimeoutMs": "60000",
         "proxySendTimeoutMs": "60000", "proxyNextUpstream": "UpstreamConditions(rawValue: 3)",
@@ -63,8 +63,8 @@ struct CompiledSettingsTests {
         "proxyBufferSize": "4096", "proxyRequestBuffering": "true", "proxyInterceptErrors": "false",
         "proxyPassRequestHeaders": "true", "proxyPassRequestBody": "true", "passesClientBody": "true",
         "proxyProtocol": "false", "proxyRedirectOff": "false", "proxyHideHeaders": "[]", "proxyPassHeaders": "[]",
-        "proxyIgnoreHeaders": "[]", "proxyCookieDomains": "[]", "proxyCookiePaths": "[]", "cacheZone": "nil",
-        "proxyCacheKey": "$scheme$proxy_host$request_uri", "proxyCacheMethods": "[\"GET\", \"HEAD\"]",
+        "proxyIgnoreHeaders": "IgnoredHeaders(rawValue: 0)", "proxyCookieDomains": "[]", "proxyCookiePaths": "[]", "cacheZone": "nil",
+        "proxyCacheKey": "$scheme$proxy_host$request_uri", "proxyCacheMethods": "CacheMethods(rawValue: 3)",
         "proxyCacheValid": "[]", "proxyCacheUseStale": "UpstreamConditions(rawValue: 0)", "proxyCacheLock": "false",
         "proxyCacheLockTimeoutMs": "5000", "proxyCacheLockAgeMs": "5000", "proxyCacheRevalidate": "false",
         "proxyCacheBackgroundUpdate": "false", "proxyCacheConvertHead": "true",
@@ -128,5 +128,44 @@ struct CompiledSettingsTests {
     @Test func proxySetBodyAloneStopsTheClientBody() throws {
         let loc = try #require(load(server("location / { proxy_set_body x; proxy_pass http://127.0.0.1:9; }")).servers[0].locations.find("/"))
         #expect(!loc.settings.resolved.passesClientBody && loc.settings.resolved.proxyPassRequestBody)
+    }
+
+    @Test func keywordListsAreBitSets() throws {
+        let t = try load("""
+            http { gzip_proxied no-cache auth; keepalive_disable msie6 safari;
+            server { listen 8080;
+            location / { proxy_ignore_headers Expires Vary; proxy_cache_methods POST; }
+            location /n { keepalive_disable none; gzip_proxied off; fastcgi_ignore_headers X-Accel-Redirect; fastcgi_cache_methods HEAD; fastcgi_pass 127.0.0.1:9000; }
+            } }
+            """)
+        let r = try #require(t.servers[0].locations.find("/")).settings.resolved
+        #expect(r.proxyIgnoreHeaders == [.expires, .vary])
+        #expect(r.proxyCacheMethods == [.get, .head, .post])
+        #expect(r.keepaliveDisable == [.msie6, .safari])
+        #expect(r.gzipProxied == [.noCache, .auth])
+        let n = try #require(t.servers[0].locations.find("/n")).settings.resolved
+        #expect(n.keepaliveDisable.isEmpty && n.gzipProxied.isEmpty)
+        #expect(n.proxyIgnoreHeaders == .xAccelRedirect && n.proxyCacheMethods == [.get, .head])
+        #expect(loadError(server("location / {\nproxy_ignore_headers Expires X-Foo; }")) == "invalid value \"X-Foo\" in t.conf:5")
+        #expect(loadError(server("location / {\nproxy_cache_methods GET PUT; }")) == "invalid value \"PUT\" in t.conf:5")
+        #expect(loadError(server("location / {\ngzip_proxied off any; }")) == "invalid value \"off\" in t.conf:5")
+        #expect(loadError(server("location / {\nkeepalive_disable opera; }")) == "invalid value \"opera\" in t.conf:5")
+    }
+
+    @Test func headerNamesArePreparedAtLoad() throws {
+        let t = try load(server("""
+            location / { proxy_hide_header X-Secret; proxy_pass_header Server; add_header X-Served-By lb; proxy_set_header X-Real-IP $remote_addr; }
+            """))
+        let loc = try #require(t.servers[0].locations.find("/"))
+        let r = loc.settings.resolved
+        let raw = Array("x: 1\r\nX-SECRET".utf8)
+        raw.withUnsafeBytes { b in
+            #expect(r.proxyHideHeaders.contains(b, 6..<14))
+            #expect(!r.proxyHideHeaders.contains(b, 0..<1))
+        }
+        #expect(r.proxyHideHeaders.names == [Array("x-secret".utf8)])
+        #expect(r.proxyPassHeaders.contains(lowercased: "server") && !r.proxyPassHeaders.contains(lowercased: "date"))
+        #expect(loc.settings.addHeaders?.first?.nameBytes == Array("X-Served-By".utf8))
+        #expect(loc.proxyHeaders.first?.lowerName == Array("x-real-ip".utf8) && loc.proxyHeaders.first?.name == Array("X-Real-IP".utf8))
     }
 }

@@ -53,7 +53,7 @@ import Testing
         #expect(a.settings.recursiveErrorPages == true && a.settings.chunkedTransferEncoding == false)
         #expect(a.settings.charset == .some(nil))
         #expect(s.settings.charset == .some("utf-8"))
-        #expect(a.settings.resolved.keepaliveDisable == ["safari"])
+        #expect(a.settings.resolved.keepaliveDisable == .safari)
         let g = try #require(a.settings.gzipDisable)
         #expect(g.msie6 && g.regexes.count == 1 && g.regexes[0].matches("Curl/8") && !g.regexes[0].matches("Mozilla"))
         let cookie = try #require(a.settings.proxyCookieDomains?.first)

@@ -33,8 +33,7 @@ extension ClientConnection {
         ex.target = t
         // GET and HEAD are always cacheable methods; others only when proxy_cache_methods says so.
         if req.method != .get && req.method != .head {
-            let methodName = String(decoding: head.readableBytes[req.methodRange], as: UTF8.self)
-            guard loc.settings.resolved.proxyCacheMethods.contains(methodName) else {
+            guard req.method == .post && loc.settings.resolved.proxyCacheMethods.contains(.post) else {
                 startProxy(t)
                 return
             }
@@ -57,8 +56,7 @@ extension ClientConnection {
     /// the zone; empty or `off` proxies without the cache, an unknown name is logged and a 500.
     func startProxyWithCacheNamed(by value: Template, _ t: ProxyTarget) {
         if req.method != .get && req.method != .head {
-            let methodName = String(decoding: head.readableBytes[req.methodRange], as: UTF8.self)
-            guard settings.resolved.proxyCacheMethods.contains(methodName) else { return startProxy(t) }
+            guard req.method == .post && settings.resolved.proxyCacheMethods.contains(.post) else { return startProxy(t) }
         }
         let name = String(decoding: evaluate(value), as: UTF8.self)
         if ex.variableFailed { return respondError(500) }
@@ -374,7 +372,7 @@ extension ClientConnection {
         stored += [0x0D, 0x0A]
         var hash = cr.primary
         var names: [String] = []
-        if let v = info.vary, !settings.resolved.proxyIgnoreHeaders.contains(where: { $0.lowercased() == "vary" }) {
+        if let v = info.vary, !settings.resolved.proxyIgnoreHeaders.contains(.vary) {
             names = CachePolicy.varyHeaderNames(v)
             if !names.isEmpty { hash = CacheFile.variantHash(key: cr.key, names: names) { headerValue($0) ?? [] } }
         }
