@@ -45,11 +45,13 @@ public struct ResolvedSettings: Sendable {
     public private(set) var ignoreInvalidHeaders = true
     public private(set) var rewriteLog = false
     public private(set) var uninitializedVariableWarn = true
-    public private(set) var realIPHeader = "x-real-ip"
+    /// `real_ip_header` as a lowercased name (`proxy_protocol` is read from the unresolved field).
+    public private(set) var realIPHeader = HeaderNames(["x-real-ip"])
     public private(set) var realIPRecursive = false
     public private(set) var resolverTimeoutMs = 30_000
 
     public private(set) var gzip = false
+    /// `gzip_types` and `sub_filter_types`, lowercased at load.
     public private(set) var gzipTypes = Defaults.gzipTypes
     public private(set) var gzipMinLength = 20
     public private(set) var gzipCompLevel = 1
@@ -147,18 +149,18 @@ public struct ResolvedSettings: Sendable {
         v(&ignoreInvalidHeaders, s.ignoreInvalidHeaders)
         v(&rewriteLog, s.rewriteLog)
         v(&uninitializedVariableWarn, s.uninitializedVariableWarn)
-        v(&realIPHeader, s.realIPHeader)
+        if let h = s.realIPHeader { realIPHeader = HeaderNames([h]) }
         v(&realIPRecursive, s.realIPRecursive)
         v(&resolverTimeoutMs, s.resolverTimeoutMs)
 
         v(&gzip, s.gzip)
-        v(&gzipTypes, s.gzipTypes)
+        if let t = s.gzipTypes { gzipTypes = t.map { $0.lowercased() } }
         v(&gzipMinLength, s.gzipMinLength)
         v(&gzipCompLevel, s.gzipCompLevel)
         v(&gzipVary, s.gzipVary)
         v(&gzipProxied, s.gzipProxied)
         v(&gzipStatic, s.gzipStatic)
-        v(&subFilterTypes, s.subFilterTypes)
+        if let t = s.subFilterTypes { subFilterTypes = t.map { $0.lowercased() } }
         v(&subFilterOnce, s.subFilterOnce)
         v(&subFilterLastModified, s.subFilterLastModified)
 

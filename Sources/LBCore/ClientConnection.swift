@@ -587,11 +587,11 @@ final class ClientConnection: Pollable {
             ex.realClient = RealIP.resolve(connectionBytes: peer.ipBytes, trusted: trusted, proxyProtocol: proxyProtocol).map(PeerAddress.init)
             return
         }
-        let name = Array(settings.resolved.realIPHeader.utf8)
+        let name = settings.resolved.realIPHeader
         let hb = head.readableBytes
         // Every field of that name, in order, as one list (nginx joins X-Forwarded-For fields).
         var value: [UInt8] = []
-        for f in req.headers where f.name.count == name.count && hb[f.name].map(ASCII.lower).elementsEqual(name) {
+        for f in req.headers where name.contains(hb, f.name) {
             if !value.isEmpty { value.append(UInt8(ascii: ",")) }
             value += hb[f.value]
         }

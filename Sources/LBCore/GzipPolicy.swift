@@ -47,7 +47,8 @@ public enum GzipPolicy {
     }
 
     /// The response's side: status 200/403/404, not already encoded, the type listed (`text/html`
-    /// always; `*` for all), and at least `gzip_min_length` bytes when the length is known.
+    /// always; `*` for all; `types` lowercased, as resolved at load), and at least
+    /// `gzip_min_length` bytes when the length is known.
     public static func responseQualifies(status: Int, contentEncoding: String?, contentType: String?, contentLength: Int?,
                                          types: [String], minLength: Int) -> Bool {
         guard status == 200 || status == 403 || status == 404 else { return false }
@@ -55,7 +56,7 @@ public enum GzipPolicy {
         if let n = contentLength, n < minLength { return false }
         guard let ct = contentType else { return false }
         let bare = (ct.split(separator: ";").first.map { $0.trimmed.lowercased() }) ?? ""
-        return bare == "text/html" || types.contains("*") || types.contains { $0.lowercased() == bare }
+        return bare == "text/html" || types.contains("*") || types.contains(bare)
     }
 
     /// `gzip_proxied` for a request that came through a proxy (has `Via`); without `Via`, true.

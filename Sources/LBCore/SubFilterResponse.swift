@@ -19,7 +19,7 @@ func subFilterTypeQualifies(_ contentType: String?, types: [String]) -> Bool {
     while bare.first == " " || bare.first == "\t" { bare = bare.dropFirst() }
     while bare.last == " " || bare.last == "\t" { bare = bare.dropLast() }
     let t = bare.lowercased()
-    return t == "text/html" || types.contains { $0.lowercased() == t }
+    return t == "text/html" || types.contains(t) // `types` lowercased at load
 }
 
 extension ClientConnection {

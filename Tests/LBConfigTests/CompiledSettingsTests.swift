@@ -53,7 +53,7 @@ struct CompiledSettingsTests {
         "absoluteRedirect": "true", "portInRedirect": "true", "serverNameInRedirect": "false",
         "recursiveErrorPages": "false", "mergeSlashes": "true", "underscoresInHeaders": "false",
         "ignoreInvalidHeaders": "true", "rewriteLog": "false", "uninitializedVariableWarn": "true",
-        "realIPHeader": "x-real-ip", "realIPRecursive": "false", "resolverTimeoutMs": "30000",
+        "realIPHeader": "[\"x-real-ip\"]", "realIPRecursive": "false", "resolverTimeoutMs": "30000",
         "gzip": "false", "gzipTypes": "[\"text/html\"]", "gzipMinLength": "20", "gzipCompLevel": "1",
         "gzipVary": "false", "gzipProxied": "GzipProxied(rawValue: 0)", "gzipStatic": "false", "subFilterTypes": "[]",
         "subFilterOnce": "true", "subFilterLastModified": "false",
@@ -154,7 +154,8 @@ struct CompiledSettingsTests {
 
     @Test func headerNamesArePreparedAtLoad() throws {
         let t = try load(server("""
-            location / { proxy_hide_header X-Secret; proxy_pass_header Server; add_header X-Served-By lb; proxy_set_header X-Real-IP $remote_addr; }
+            location / { proxy_hide_header X-Secret; proxy_pass_header Server; add_header X-Served-By lb; proxy_set_header X-Real-IP $remote_addr;
+                         gzip_types Text/CSS; sub_filter_types Text/XML; real_ip_header X-Forwarded-For; }
             """))
         let loc = try #require(t.servers[0].locations.find("/"))
         let r = loc.settings.resolved
@@ -166,6 +167,8 @@ struct CompiledSettingsTests {
         #expect(r.proxyHideHeaders.names == [Array("x-secret".utf8)])
         #expect(r.proxyPassHeaders.contains(lowercased: "server") && !r.proxyPassHeaders.contains(lowercased: "date"))
         #expect(loc.settings.addHeaders?.first?.nameBytes == Array("X-Served-By".utf8))
+        #expect(r.gzipTypes == ["text/css"] && r.subFilterTypes == ["text/xml"])
+        #expect(r.realIPHeader.names == [Array("x-forwarded-for".utf8)])
         #expect(loc.proxyHeaders.first?.lowerName == Array("x-real-ip".utf8) && loc.proxyHeaders.first?.name == Array("X-Real-IP".utf8))
     }
 }
