@@ -46,7 +46,7 @@ public struct ResolvedSettings: Sendable {
     public private(set) var rewriteLog = false
     public private(set) var uninitializedVariableWarn = true
     /// `real_ip_header` as a lowercased name (`proxy_protocol` is read from the unresolved field).
-    public private(set) var realIPHeader = HeaderNames(["x-real-ip"])
+    public private(set) var realIPHeader = Defaults.realIPHeader
     public private(set) var realIPRecursive = false
     public private(set) var resolverTimeoutMs = 30_000
 

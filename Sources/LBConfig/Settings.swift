@@ -1,12 +1,10 @@
 /// `add_header NAME VALUE [always]`.
 public struct AddHeader: Sendable, Hashable {
-    public var name: String {
-        didSet { nameBytes = Array(name.utf8) }
-    }
+    public let name: String
     /// `name` as the response head writes it, prepared once.
-    public private(set) var nameBytes: [UInt8]
-    public var value: Template
-    public var always: Bool
+    public let nameBytes: [UInt8]
+    public let value: Template
+    public let always: Bool
 
     public init(name: String, value: Template, always: Bool) {
         self.name = name
@@ -469,4 +467,5 @@ enum Defaults {
     static let index = [Template(literal: "index.html")]
     static let cacheKey = try! Template(parsing: "$scheme$proxy_host$request_uri")
     static let gzipTypes = ["text/html"]
+    static let realIPHeader = HeaderNames(["x-real-ip"])
 }

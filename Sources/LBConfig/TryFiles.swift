@@ -1,7 +1,8 @@
 /// `try_files FILE… LAST`, compiled at load: every candidate's template parsed once, the last
 /// entry classified once (`=CODE`, `@name` or a URI), so the runtime only evaluates and stats
 /// (nginx's `ngx_http_try_files_handler` reads its compiled `try_files` array the same way).
-public struct TryFiles: Sendable, Equatable {
+/// A class: a location without try_files pays one nil test, and one with it one retain.
+public final class TryFiles: Sendable, Equatable {
     /// One candidate: a URI (a directory when it ends in `/` once evaluated).
     public struct Candidate: Sendable {
         /// The entry as written (for `lb --explain`).
