@@ -49,6 +49,11 @@ public struct ResolvedSettings: Sendable {
     public private(set) var realIPHeader = Defaults.realIPHeader
     public private(set) var realIPRecursive = false
     public private(set) var resolverTimeoutMs = 30_000
+    /// The `http2_*` limits (read per connection, from the server that owns it).
+    public private(set) var http2MaxConcurrentStreams = 128
+    public private(set) var http2RecvBufferSize = 256 * 1024
+    public private(set) var http2ChunkSize = 8192
+    public private(set) var http2BodyPrereadSize = 65_536
 
     public private(set) var gzip = false
     /// `gzip_types` and `sub_filter_types`, lowercased at load.
@@ -152,6 +157,10 @@ public struct ResolvedSettings: Sendable {
         if let h = s.realIPHeader { realIPHeader = HeaderNames([h]) }
         v(&realIPRecursive, s.realIPRecursive)
         v(&resolverTimeoutMs, s.resolverTimeoutMs)
+        v(&http2MaxConcurrentStreams, s.http2MaxConcurrentStreams)
+        v(&http2RecvBufferSize, s.http2RecvBufferSize)
+        v(&http2ChunkSize, s.http2ChunkSize)
+        v(&http2BodyPrereadSize, s.http2BodyPrereadSize)
 
         v(&gzip, s.gzip)
         if let t = s.gzipTypes { gzipTypes = t.map { $0.lowercased() } }

@@ -56,9 +56,9 @@ final class H2Session: Pollable {
     /// as the state machine's limits.
     static func config(_ s: HTTPSettings) -> H2Config {
         var c = H2Config()
-        c.maxConcurrentStreams = max(1, s.http2MaxConcurrentStreams ?? 128)
-        c.initialWindowSize = min(max(0, s.http2BodyPrereadSize ?? 65_536), H2.maxWindow)
-        c.chunkSize = max(1, s.http2ChunkSize ?? 8192)
+        c.maxConcurrentStreams = max(1, s.resolved.http2MaxConcurrentStreams)
+        c.initialWindowSize = min(max(0, s.resolved.http2BodyPrereadSize), H2.maxWindow)
+        c.chunkSize = max(1, s.resolved.http2ChunkSize)
         let large = s.resolved.largeClientHeaderBuffers
         c.maxHeaderListSize = large.count * large.size
         c.maxHeaderBlockSize = large.count * large.size
@@ -80,7 +80,7 @@ final class H2Session: Pollable {
         keepaliveRequests = s.resolved.keepaliveRequests
         keepaliveTimeoutMs = s.resolved.keepaliveTimeoutMs
         sendTimeoutMs = s.resolved.sendTimeoutMs
-        recvBufferSize = max(s.http2RecvBufferSize ?? 256 * 1024, H2.frameHeaderSize + H2.defaultMaxFrameSize + 4096)
+        recvBufferSize = max(s.resolved.http2RecvBufferSize, H2.frameHeaderSize + H2.defaultMaxFrameSize + 4096)
         super.init()
         fd = c.fd
         swap(&inBuf, &c.inBuf)

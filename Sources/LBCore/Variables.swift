@@ -265,7 +265,7 @@ extension ClientConnection {
     func finishLog() {
         generation.serverStats[ex.server.index].count(ex.status)
         if settings.accessLogOff == true { return }
-        let logs = settings.accessLogs ?? [AccessLog(path: worker.runtime.defaultAccessLog, format: "combined")]
+        let logs = settings.accessLogs ?? worker.runtime.defaultAccessLogs
         for l in logs {
             if let cond = l.condition {
                 let v = evaluate(cond)

@@ -54,6 +54,7 @@ struct CompiledSettingsTests {
         "recursiveErrorPages": "false", "mergeSlashes": "true", "underscoresInHeaders": "false",
         "ignoreInvalidHeaders": "true", "rewriteLog": "false", "uninitializedVariableWarn": "true",
         "realIPHeader": "[\"x-real-ip\"]", "realIPRecursive": "false", "resolverTimeoutMs": "30000",
+        "http2MaxConcurrentStreams": "128", "http2RecvBufferSize": "262144", "http2ChunkSize": "8192", "http2BodyPrereadSize": "65536",
         "gzip": "false", "gzipTypes": "[\"text/html\"]", "gzipMinLength": "20", "gzipCompLevel": "1",
         "gzipVary": "false", "gzipProxied": "GzipProxied(rawValue: 0)", "gzipStatic": "false", "subFilterTypes": "[]",
         "subFilterOnce": "true", "subFilterLastModified": "false",
@@ -83,6 +84,7 @@ struct CompiledSettingsTests {
         absolute_redirect off; port_in_redirect off; server_name_in_redirect on; recursive_error_pages on;
         merge_slashes off; underscores_in_headers on; ignore_invalid_headers off; rewrite_log on;
         uninitialized_variable_warn off; real_ip_header X-Forwarded-For; real_ip_recursive on; resolver_timeout 5s;
+        http2_max_concurrent_streams 64; http2_recv_buffer_size 512k; http2_chunk_size 16k; http2_body_preread_size 32k;
         gzip on; gzip_types text/css; gzip_min_length 100; gzip_comp_level 5; gzip_vary on; gzip_proxied any;
         gzip_static on; sub_filter_types text/css; sub_filter_once off; sub_filter_last_modified on;
         proxy_http_version 1.1; proxy_connect_timeout 5s; proxy_read_timeout 6s; proxy_send_timeout 7s;
