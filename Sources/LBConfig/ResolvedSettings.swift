@@ -9,6 +9,9 @@
 public struct ResolvedSettings: Sendable {
     public private(set) var index: [Template] = Defaults.index
     public private(set) var defaultType = "text/plain"
+    /// Extension (lowercased) to MIME type: the `types` in force over the built-in ones (html,
+    /// gif, jpg), which still answer for an extension that `types` does not name.
+    public private(set) var types = Defaults.builtinTypes
     public private(set) var keepaliveTimeoutMs = 75_000
     public private(set) var keepaliveRequests = 1000
     /// `keepalive_time`: how long one client connection may serve requests.
@@ -67,7 +70,8 @@ public struct ResolvedSettings: Sendable {
     public private(set) var subFilterOnce = true
     public private(set) var subFilterLastModified = false
 
-    public private(set) var proxyHTTPVersion = "1.0"
+    /// `proxy_http_version 1.1` (else 1.0).
+    public private(set) var proxyHTTP11 = false
     public private(set) var proxyConnectTimeoutMs = 60_000
     public private(set) var proxyReadTimeoutMs = 60_000
     public private(set) var proxySendTimeoutMs = 60_000
@@ -120,6 +124,7 @@ public struct ResolvedSettings: Sendable {
         @inline(__always) func v<T>(_ field: inout T, _ value: T?) { if let value { field = value } }
         v(&index, s.index)
         v(&defaultType, s.defaultType)
+        if let t = s.types { types = Defaults.builtinTypes.merging(t) { _, configured in configured } }
         v(&keepaliveTimeoutMs, s.keepaliveTimeoutMs)
         v(&keepaliveRequests, s.keepaliveRequests)
         v(&keepaliveTimeMs, s.keepaliveTimeMs)
@@ -173,7 +178,7 @@ public struct ResolvedSettings: Sendable {
         v(&subFilterOnce, s.subFilterOnce)
         v(&subFilterLastModified, s.subFilterLastModified)
 
-        v(&proxyHTTPVersion, s.proxyHTTPVersion)
+        if let v = s.proxyHTTPVersion { proxyHTTP11 = v == "1.1" }
         v(&proxyConnectTimeoutMs, s.proxyConnectTimeoutMs)
         v(&proxyReadTimeoutMs, s.proxyReadTimeoutMs)
         v(&proxySendTimeoutMs, s.proxySendTimeoutMs)

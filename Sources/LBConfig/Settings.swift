@@ -467,5 +467,6 @@ enum Defaults {
     static let index = [Template(literal: "index.html")]
     static let cacheKey = try! Template(parsing: "$scheme$proxy_host$request_uri")
     static let gzipTypes = ["text/html"]
+    static let builtinTypes = ["html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"]
     static let realIPHeader = HeaderNames(["x-real-ip"])
 }

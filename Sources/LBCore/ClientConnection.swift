@@ -671,7 +671,7 @@ final class ClientConnection: Pollable {
     func contentTypeForURI() -> String {
         if let dot = ex.uri.lastIndex(of: UInt8(ascii: ".")), !ex.uri[dot...].contains(UInt8(ascii: "/")) {
             let ext = String(decoding: ex.uri[(dot + 1)...].map { ASCII.lower($0) }, as: UTF8.self)
-            if let t = settings.types?[ext] ?? ClientConnection.builtinTypes[ext] { return t }
+            if let t = settings.resolved.types[ext] { return t }
         }
         return settings.resolved.defaultType
     }
@@ -684,8 +684,6 @@ final class ClientConnection: Pollable {
         guard case .some(.some(let name)) = settings.charset else { return contentType }
         return HeaderRewrites.contentTypeWithCharset(contentType, charset: name, types: settings.charsetTypes) ?? contentType
     }
-
-    static let builtinTypes = ["html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"]
 
     /// Answers with an error status: `error_page` if configured, else nginx's built-in page.
     /// As `ngx_http_special_response_handler`: the status becomes this error's (an earlier

@@ -235,7 +235,7 @@ extension ClientConnection {
         if ex.target!.kind != .http { buildAppServerRequest(c); return }
         c.fastcgi = nil
         let hb = head.readableBytes
-        let http11 = settings.resolved.proxyHTTPVersion == "1.1" || req.chunked
+        let http11 = settings.resolved.proxyHTTP11 || req.chunked
         var o = Buffer()
         swap(&o, &c.outBuf)
         o.clear()

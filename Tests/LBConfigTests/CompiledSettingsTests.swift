@@ -42,7 +42,7 @@ struct CompiledSettingsTests {
     /// Every field of `ResolvedSettings` with the value nginx documents as its default (as
     /// `String(describing:)` prints it). A field added without an entry here fails the test.
     static let documentedDefaults: [String: String] = [
-        "index": "[index.html]", "defaultType": "text/plain", "keepaliveTimeoutMs": "75000",
+        "index": "[index.html]", "defaultType": "text/plain", "types": "\(Defaults.builtinTypes)", "keepaliveTimeoutMs": "75000",
         "keepaliveRequests": "1000", "keepaliveTimeMs": "3600000", "sendTimeoutMs": "60000",
         "clientMaxBodySize": "1048576", "clientBodyBufferSize": "16384", "clientBodyTimeoutMs": "60000",
         "clientBodyInFileOnly": "off", "clientBodyTempPath": "client_body_temp", "clientHeaderTimeoutMs": "60000",
@@ -58,7 +58,7 @@ struct CompiledSettingsTests {
         "gzip": "false", "gzipTypes": "[\"text/html\"]", "gzipMinLength": "20", "gzipCompLevel": "1",
         "gzipVary": "false", "gzipProxied": "GzipProxied(rawValue: 0)", "gzipStatic": "false", "subFilterTypes": "[]",
         "subFilterOnce": "true", "subFilterLastModified": "false",
-        "proxyHTTPVersion": "1.0", "proxyConnectTimeoutMs": "60000", "proxyReadTimeoutMs": "60000",
+        "proxyHTTP11": "false", "proxyConnectTimeoutMs": "60000", "proxyReadTimeoutMs": "60000",
         "proxySendTimeoutMs": "60000", "proxyNextUpstream": "UpstreamConditions(rawValue: 3)",
         "proxyNextUpstreamTries": "0", "proxyNextUpstreamTimeoutMs": "0", "proxyBuffering": "true",
         "proxyBufferSize": "4096", "proxyRequestBuffering": "true", "proxyInterceptErrors": "false",
@@ -75,7 +75,7 @@ struct CompiledSettingsTests {
 
     /// Directives (set at the http level) giving every resolved field a value other than its default.
     static let everyDirectiveSet = """
-        index a.html; default_type text/x; keepalive_timeout 10s; keepalive_requests 5; keepalive_time 10m;
+        index a.html; default_type text/x; types { text/x-lb lb; } keepalive_timeout 10s; keepalive_requests 5; keepalive_time 10m;
         send_timeout 5s; client_max_body_size 5m; client_body_buffer_size 32k; client_body_timeout 5s;
         client_body_in_file_only on; client_body_temp_path /tmp/cb; client_header_timeout 5s;
         client_header_buffer_size 2k; large_client_header_buffers 8 16k; server_tokens off; sendfile on;
@@ -111,6 +111,7 @@ struct CompiledSettingsTests {
             #expect(Self.documentedDefaults[name] == value, "\(name)")
         }
         #expect(Set(fields.map(\.0)) == Set(Self.documentedDefaults.keys))
+        #expect(loc.settings.resolved.types == ["html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"])
         // The server level (connection settings, requests no location matches) is resolved too.
         #expect(Self.fields(try load(server("")).servers[0].settings.resolved).map(\.1) == fields.map(\.1))
     }
@@ -172,5 +173,10 @@ struct CompiledSettingsTests {
         #expect(r.gzipTypes == ["text/css"] && r.subFilterTypes == ["text/xml"])
         #expect(r.realIPHeader.names == [Array("x-forwarded-for".utf8)])
         #expect(loc.proxyHeaders.first?.lowerName == Array("x-real-ip".utf8) && loc.proxyHeaders.first?.name == Array("X-Real-IP".utf8))
+    }
+
+    @Test func configuredTypesWinOverTheBuiltInOnesWhichStillAnswerTheRest() throws {
+        let loc = try #require(load(server("location / { types { image/png html; text/x-lb lb; } }")).servers[0].locations.find("/"))
+        #expect(loc.settings.resolved.types == ["html": "image/png", "lb": "text/x-lb", "gif": "image/gif", "jpg": "image/jpeg"])
     }
 }
