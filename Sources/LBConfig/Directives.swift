@@ -186,13 +186,13 @@ extension Compiler {
                     throw ConfigError("invalid parameter \"\(a.text)\"", at: a.location)
                 }
             }
-            guard c.logFormats[format] != nil else { throw ConfigError("unknown log format \"\(format)\"", at: d.args[1].location) }
+            guard let logFormat = c.logFormats[format] else { throw ConfigError("unknown log format \"\(format)\"", at: d.args[1].location) }
             let p = d.args[0].text
             if !(p == "stderr" || p == "/dev/stdout" || p.hasPrefix("syslog:") || p.contains("$")) {
                 c.logFiles.append((c.fullPath(p), d.args[0].location))
             }
             let log = AccessLog(path: p == "stderr" || p == "/dev/stdout" || p.hasPrefix("syslog:") ? p : c.fullPath(p),
-                                format: format, bufferSize: buffer, flushMs: flush, condition: cond)
+                                format: format, logFormat: logFormat, bufferSize: buffer, flushMs: flush, condition: cond)
             if c.settings.s.accessLogOff == true { c.settings.s.accessLogOff = nil; c.settings.s.accessLogs = [] }
             c.settings.s.accessLogs = (c.settings.s.accessLogs ?? []) + [log]
         },

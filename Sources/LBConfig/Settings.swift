@@ -26,14 +26,18 @@ public struct ErrorPage: Sendable, Hashable {
 /// `access_log PATH [FORMAT] [buffer=] [flush=] [if=]` or `access_log off`.
 public struct AccessLog: Sendable, Hashable {
     public var path: String
+    /// The format's name, and the format itself (found at load: `log_format` comes first).
     public var format: String
+    public var logFormat: LogFormat
     public var bufferSize: Int?
     public var flushMs: Int?
     public var condition: Template?
 
-    public init(path: String, format: String, bufferSize: Int? = nil, flushMs: Int? = nil, condition: Template? = nil) {
+    public init(path: String, format: String, logFormat: LogFormat = .combined, bufferSize: Int? = nil, flushMs: Int? = nil,
+                condition: Template? = nil) {
         self.path = path
         self.format = format
+        self.logFormat = logFormat
         self.bufferSize = bufferSize
         self.flushMs = flushMs
         self.condition = condition

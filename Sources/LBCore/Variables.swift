@@ -271,7 +271,7 @@ extension ClientConnection {
                 let v = evaluate(cond)
                 if v.isEmpty || v == [UInt8(ascii: "0")] { continue }
             }
-            guard let fmt = table.logFormats[l.format] else { continue }
+            let fmt = l.logFormat
             let f = worker.accessLog(l.path)
             if let size = l.bufferSize { f.bufferLimit = size }
             if let ms = l.flushMs { f.flushEveryMs = Int64(ms) }

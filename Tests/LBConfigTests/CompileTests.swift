@@ -101,7 +101,7 @@ import Testing
         let s = t.server(for: 0, host: "localhost")
         #expect(s.settings.types?["css"] == "text/css")
         #expect(s.settings.sendfile == true)
-        #expect(s.settings.accessLogs?.first?.format == "main")
+        #expect(s.settings.accessLogs?.first?.format == "main" && s.settings.accessLogs?.first?.logFormat.name == "main")
 
         let root = try #require(s.locations.find("/anything"))
         guard case .proxy(let target) = root.handler else { Issue.record("not proxy"); return }
