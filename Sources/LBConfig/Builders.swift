@@ -12,7 +12,7 @@ final class ServerBuilder {
     var names: [String] = []
     let settings = SettingsBox()
     var returnAction: ReturnAction?
-    var tryFiles: [String]?
+    var tryFiles: TryFiles?
     /// rewrite, return, set, break, if of the server level.
     var rewrite: RewriteBuilder?
     var locations: [LocationBuilder] = []
@@ -46,7 +46,7 @@ final class LocationBuilder {
     let settings = SettingsBox()
     var proxyPass: (url: String, location: SourceLocation)?
     var returnAction: ReturnAction?
-    var tryFiles: [String]?
+    var tryFiles: TryFiles?
     var internalOnly = false
     /// rewrite, return, set, break, if of this location (shared with its `if` blocks).
     var rewrite: RewriteBuilder?

@@ -186,13 +186,13 @@ extension Compiler {
                     throw ConfigError("invalid parameter \"\(a.text)\"", at: a.location)
                 }
             }
-            guard c.logFormats[format] != nil else { throw ConfigError("unknown log format \"\(format)\"", at: d.args[1].location) }
+            guard let logFormat = c.logFormats[format] else { throw ConfigError("unknown log format \"\(format)\"", at: d.args[1].location) }
             let p = d.args[0].text
             if !(p == "stderr" || p == "/dev/stdout" || p.hasPrefix("syslog:") || p.contains("$")) {
                 c.logFiles.append((c.fullPath(p), d.args[0].location))
             }
             let log = AccessLog(path: p == "stderr" || p == "/dev/stdout" || p.hasPrefix("syslog:") ? p : c.fullPath(p),
-                                format: format, bufferSize: buffer, flushMs: flush, condition: cond)
+                                format: format, logFormat: logFormat, bufferSize: buffer, flushMs: flush, condition: cond)
             if c.settings.s.accessLogOff == true { c.settings.s.accessLogOff = nil; c.settings.s.accessLogs = [] }
             c.settings.s.accessLogs = (c.settings.s.accessLogs ?? []) + [log]
         },
@@ -261,7 +261,7 @@ extension Compiler {
             }
         },
         setting("gzip_proxied", .atLeast(1), default: "off", \.gzipProxied) { _, d in
-            Array(try wordSet(d, allowed: ["off", "expired", "no-cache", "no-store", "private", "no_last_modified", "no_etag", "auth", "any"]))
+            try keywords(d, GzipProxied.words)
         },
         setting("gzip_static", .exactly(1), default: "off", \.gzipStatic) { _, d in
             guard ["on", "off", "always"].contains(d.args[0].text) else { throw ConfigError("invalid value \"\(d.args[0].text)\"", at: d.args[0].location) }
@@ -304,7 +304,7 @@ extension Compiler {
         setting("limit_rate", .exactly(1), default: "0", \.limitRate) { c, d in try c.rateSize(d) },
         setting("limit_rate_after", .exactly(1), default: "0", \.limitRateAfter) { c, d in try c.rateSize(d) },
         setting("keepalive_disable", .atLeast(1), default: "msie6", \.keepaliveDisable) { _, d in
-            try wordSet(d, allowed: ["none", "msie6", "safari"]).subtracting(["none"])
+            try keywords(d, KeepaliveDisable.words)
         },
         setting("open_file_cache", .between(1, 2), default: "off", \.openFileCache) { _, d in d.args[0].text != "off" },
         setting("disable_symlinks", .between(1, 2), default: "off", \.disableSymlinks) { _, d in

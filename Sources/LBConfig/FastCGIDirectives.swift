@@ -53,7 +53,7 @@ public struct AppServerSettings: Sendable {
     public var nextUpstreamTimeoutMs: Int?
     public var hideHeaders: [String]?
     public var passHeaders: [String]?
-    public var ignoreHeaders: [String]?
+    public var ignoreHeaders: IgnoredHeaders?
     /// `fastcgi_catch_stderr`: strings that, found in what the application writes to stderr
     /// before its response head, make the head invalid (next upstream, else 502), as nginx.
     public var catchStderr: [String]?
@@ -62,7 +62,7 @@ public struct AppServerSettings: Sendable {
     public var cache: String??
     public var cacheKey: Template?
     public var cacheValid: [CacheValid]?
-    public var cacheMethods: [String]?
+    public var cacheMethods: CacheMethods?
     public var cacheMinUses: Int?
     public var cacheBypass: [Template]?
     public var noCache: [Template]?
@@ -206,8 +206,7 @@ extension Compiler {
                 c.settings.s[keyPath: kp].passHeaders = (c.settings.s[keyPath: kp].passHeaders ?? []) + [d.args[0].text.lowercased()]
             },
             setting("\(p)_ignore_headers", .atLeast(1), default: nil, field(\.ignoreHeaders)) { _, d in
-                Array(try wordSet(d, allowed: ["X-Accel-Redirect", "X-Accel-Expires", "X-Accel-Limit-Rate", "X-Accel-Buffering",
-                                               "X-Accel-Charset", "Expires", "Cache-Control", "Set-Cookie", "Vary"]))
+                try keywords(d, IgnoredHeaders.words)
             },
             // The cache, through the same zones as proxy_cache (`fastcgi_cache_path` declares one too).
             DirectiveSpec("\(p)_cache_path", .http, .atLeast(2), repeatable: true) { c, d in try c.compileCachePath(d) },
@@ -223,9 +222,7 @@ extension Compiler {
                 c.settings.s[keyPath: kp].cacheValid = (c.settings.s[keyPath: kp].cacheValid ?? []) + [try c.cacheValid(d)]
             },
             setting("\(p)_cache_methods", .atLeast(1), default: "GET HEAD", field(\.cacheMethods)) { _, d in
-                var m = Array(try wordSet(d, allowed: ["GET", "HEAD", "POST"]))
-                for x in ["GET", "HEAD"] where !m.contains(x) { m.append(x) }
-                return m.sorted()
+                try keywords(d, CacheMethods.words).union([.get, .head])
             },
             numberSetting("\(p)_cache_min_uses", default: "1", field(\.cacheMinUses)),
             DirectiveSpec("\(p)_cache_bypass", .hsl, .atLeast(1), repeatable: true) { c, d in

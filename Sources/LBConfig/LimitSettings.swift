@@ -94,14 +94,4 @@ public struct AccessPhaseSettings: Sendable {
         if case .some(.some) = authRequest { return true }
         return false
     }
-
-    public var effectiveLimitReqStatus: Int { limitReqStatus ?? 503 }
-    public var effectiveLimitConnStatus: Int { limitConnStatus ?? 503 }
-    public var effectiveLimitReqLogLevel: ErrorLog.Level { limitReqLogLevel ?? .error }
-    /// nginx logs delays one level below rejections (`info` stays `info`).
-    public var effectiveLimitReqDelayLogLevel: ErrorLog.Level {
-        let l = effectiveLimitReqLogLevel
-        return l == .info ? .info : ErrorLog.Level(rawValue: l.rawValue + 1) ?? .info
-    }
-    public var effectiveLimitConnLogLevel: ErrorLog.Level { limitConnLogLevel ?? .error }
 }

@@ -90,8 +90,7 @@ extension Compiler {
         setting("proxy_method", .exactly(1), default: "the client's method", \.proxyMethod) { c, d in try c.template(d.args[0]) },
         setting("proxy_set_body", .exactly(1), default: "the client's body", \.proxySetBody) { c, d in try c.template(d.args[0]) },
         setting("proxy_ignore_headers", .atLeast(1), default: "none", \.proxyIgnoreHeaders) { _, d in
-            Array(try wordSet(d, allowed: ["X-Accel-Redirect", "X-Accel-Expires", "X-Accel-Limit-Rate", "X-Accel-Buffering",
-                                           "X-Accel-Charset", "Expires", "Cache-Control", "Set-Cookie", "Vary"]))
+            try keywords(d, IgnoredHeaders.words)
         },
     ]
 
@@ -115,9 +114,7 @@ extension Compiler {
             c.appendArray(\.proxyCacheValid, try c.cacheValid(d))
         },
         setting("proxy_cache_methods", .atLeast(1), default: "GET HEAD", \.proxyCacheMethods) { _, d in
-            var m = Array(try wordSet(d, allowed: ["GET", "HEAD", "POST"]))
-            for x in ["GET", "HEAD"] where !m.contains(x) { m.append(x) }
-            return m.sorted()
+            try keywords(d, CacheMethods.words).union([.get, .head])
         },
         numberSetting("proxy_cache_min_uses", default: "1", \.proxyCacheMinUses),
         DirectiveSpec("proxy_cache_bypass", .hsl, .atLeast(1), repeatable: true) { c, d in

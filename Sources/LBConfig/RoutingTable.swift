@@ -117,7 +117,7 @@ public final class VirtualServer: Sendable {
     public let settings: HTTPSettings
     /// A server-level `return` (runs before location matching, as nginx's rewrite phase does).
     public let serverReturn: ReturnAction?
-    public let serverTryFiles: [String]?
+    public let serverTryFiles: TryFiles?
     public let locations: LocationTree
     /// Named locations (`@name`) of this server.
     public let named: [String: Location]
@@ -132,7 +132,7 @@ public final class VirtualServer: Sendable {
     /// server is chosen, their captures (`$1`, named ones) become the request's.
     public let capturingNames: [PCRE]
 
-    init(index: Int, names: [String], location: SourceLocation, settings: HTTPSettings, serverReturn: ReturnAction?, serverTryFiles: [String]?, locations: LocationTree, named: [String: Location], fallback: Location,
+    init(index: Int, names: [String], location: SourceLocation, settings: HTTPSettings, serverReturn: ReturnAction?, serverTryFiles: TryFiles?, locations: LocationTree, named: [String: Location], fallback: Location,
          rewrite: RewriteProgram? = nil) {
         self.rewrite = rewrite
         capturingNames = names.compactMap { n in
@@ -144,6 +144,8 @@ public final class VirtualServer: Sendable {
         self.index = index
         self.names = names
         self.location = location
+        var settings = settings
+        settings.resolve()
         self.settings = settings
         self.serverReturn = serverReturn
         self.serverTryFiles = serverTryFiles
@@ -179,7 +181,7 @@ public final class Location: Sendable {
     public let regex: PCRE?
     public let handler: Handler
     public let settings: HTTPSettings
-    public let tryFiles: [String]?
+    public let tryFiles: TryFiles?
     public let internalOnly: Bool
     /// A `var` only so that `deinit` can free deep nesting level by level; never changed otherwise
     /// (so no exclusivity checks on the request path).
@@ -202,12 +204,14 @@ public final class Location: Sendable {
         }
     }
 
-    init(match: Match, regex: PCRE?, handler: Handler, settings: HTTPSettings, tryFiles: [String]?, internalOnly: Bool, nested: LocationTree, location: SourceLocation, autoRedirect: Bool, id: Int,
+    init(match: Match, regex: PCRE?, handler: Handler, settings: HTTPSettings, tryFiles: TryFiles?, internalOnly: Bool, nested: LocationTree, location: SourceLocation, autoRedirect: Bool, id: Int,
          rewrite: RewriteProgram? = nil) {
         self.rewrite = rewrite
         self.match = match
         self.regex = regex
         self.handler = handler
+        var settings = settings
+        settings.resolve()
         self.settings = settings
         self.tryFiles = tryFiles
         self.internalOnly = internalOnly

@@ -39,14 +39,8 @@ extension Compiler {
             }
         },
         DirectiveSpec("try_files", .sl, .atLeast(2)) { c, d in
-            let last = d.args.last!.text
-            if last.hasPrefix("=") {
-                guard let code = Values.number(String(last.dropFirst())), (100...599).contains(code) else {
-                    throw ConfigError("invalid code \"\(last)\"", at: d.args.last!.location)
-                }
-            }
-            for a in d.args { _ = try c.template(a) }
-            if let l = c.locationStack.last { l.tryFiles = d.values } else { c.server!.tryFiles = d.values }
+            let tf = try TryFiles(d.args, template: c.template)
+            if let l = c.locationStack.last { l.tryFiles = tf } else { c.server!.tryFiles = tf }
         },
         DirectiveSpec("error_page", .hsl, .atLeast(2), repeatable: true) { c, d in
             var args = d.args

@@ -1,8 +1,17 @@
 /// `add_header NAME VALUE [always]`.
 public struct AddHeader: Sendable, Hashable {
-    public var name: String
-    public var value: Template
-    public var always: Bool
+    public let name: String
+    /// `name` as the response head writes it, prepared once.
+    public let nameBytes: [UInt8]
+    public let value: Template
+    public let always: Bool
+
+    public init(name: String, value: Template, always: Bool) {
+        self.name = name
+        nameBytes = Array(name.utf8)
+        self.value = value
+        self.always = always
+    }
 }
 
 /// `error_page CODE… [=[RESPONSE]] URI`.
@@ -17,14 +26,18 @@ public struct ErrorPage: Sendable, Hashable {
 /// `access_log PATH [FORMAT] [buffer=] [flush=] [if=]` or `access_log off`.
 public struct AccessLog: Sendable, Hashable {
     public var path: String
+    /// The format's name, and the format itself (found at load: `log_format` comes first).
     public var format: String
+    public var logFormat: LogFormat
     public var bufferSize: Int?
     public var flushMs: Int?
     public var condition: Template?
 
-    public init(path: String, format: String, bufferSize: Int? = nil, flushMs: Int? = nil, condition: Template? = nil) {
+    public init(path: String, format: String, logFormat: LogFormat = .combined, bufferSize: Int? = nil, flushMs: Int? = nil,
+                condition: Template? = nil) {
         self.path = path
         self.format = format
+        self.logFormat = logFormat
         self.bufferSize = bufferSize
         self.flushMs = flushMs
         self.condition = condition
@@ -242,7 +255,7 @@ public struct HTTPSettings: Sendable {
     public var gzipMinLength: Int?
     public var gzipCompLevel: Int?
     public var gzipVary: Bool?
-    public var gzipProxied: [String]?
+    public var gzipProxied: GzipProxied?
     public var gzipStatic: Bool?
     /// `gzip_http_version 1.0`: HTTP/1.0 requests are gzipped too (their proxied bodies then end
     /// with the connection's close).
@@ -275,7 +288,7 @@ public struct HTTPSettings: Sendable {
     public var proxyRedirectOff: Bool?
     /// Explicit `proxy_redirect FROM TO` pairs (replacing the default rule when present).
     public var proxyRedirects: [(from: String, to: String)]?
-    public var proxyIgnoreHeaders: [String]?
+    public var proxyIgnoreHeaders: IgnoredHeaders?
     public var proxyCache: String??
     /// `proxy_cache $var`: the zone named per request (`proxyCache` then holds the value's
     /// source); inherited together with `proxyCache`.
@@ -287,7 +300,7 @@ public struct HTTPSettings: Sendable {
     public var resolverTimeoutMs: Int?
     public var proxyCacheKey: Template?
     public var proxyCacheValid: [CacheValid]?
-    public var proxyCacheMethods: [String]?
+    public var proxyCacheMethods: CacheMethods?
     public var proxyCacheMinUses: Int?
     public var proxyCacheBypass: [Template]?
     public var proxyNoCache: [Template]?
@@ -330,7 +343,11 @@ public struct HTTPSettings: Sendable {
     public var proxyCookieDomains: [CookieRewrite]?
     public var proxyCookiePaths: [CookieRewrite]?
     /// `keepalive_disable`: the browser classes (`msie6`, `safari`) whose keep-alive is turned off.
-    public var keepaliveDisable: Set<String>?
+    public var keepaliveDisable: KeepaliveDisable?
+
+    /// The fields above with nginx's defaults applied, for the request path: filled by
+    /// `resolve()` once the merge is done (ResolvedSettings.swift).
+    public internal(set) var resolved = ResolvedSettings()
 
     public init() {}
 
@@ -464,55 +481,13 @@ public enum DocRoot: Sendable, Hashable {
     case alias(Template)
 }
 
-/// Effective values with nginx's defaults, read by the runtime.
-extension HTTPSettings {
-    public var effectiveIndex: [Template] { index ?? Defaults.index }
-    public var effectiveDefaultType: String { defaultType ?? "text/plain" }
-    public var effectiveKeepaliveTimeoutMs: Int { keepaliveTimeoutMs ?? 75_000 }
-    public var effectiveKeepaliveRequests: Int { keepaliveRequests ?? 1000 }
-    public var effectiveSendTimeoutMs: Int { sendTimeoutMs ?? 60_000 }
-    public var effectiveClientMaxBodySize: Int { clientMaxBodySize ?? 1024 * 1024 }
-    public var effectiveClientBodyBufferSize: Int { clientBodyBufferSize ?? 16 * 1024 }
-    public var effectiveClientBodyTimeoutMs: Int { clientBodyTimeoutMs ?? 60_000 }
-    public var effectiveClientHeaderTimeoutMs: Int { clientHeaderTimeoutMs ?? 60_000 }
-    public var effectiveClientHeaderBufferSize: Int { clientHeaderBufferSize ?? 1024 }
-    public var effectiveLargeClientHeaderBuffers: (count: Int, size: Int) { largeClientHeaderBuffers ?? (4, 8192) }
-    public var effectiveServerTokens: Bool { serverTokens ?? true }
-    public var effectiveSendfile: Bool { sendfile ?? false }
-    public var effectiveProxyHTTPVersion: String { proxyHTTPVersion ?? "1.0" }
-    public var effectiveProxyConnectTimeoutMs: Int { proxyConnectTimeoutMs ?? 60_000 }
-    public var effectiveProxyReadTimeoutMs: Int { proxyReadTimeoutMs ?? 60_000 }
-    public var effectiveProxySendTimeoutMs: Int { proxySendTimeoutMs ?? 60_000 }
-    /// Inlinable: called through another module's non-inlined getter, the whole struct is copied
-    /// (every reference in it retained) for each read; measured on the proxy path.
-    @inlinable public var effectiveProxyNextUpstream: UpstreamConditions { proxyNextUpstream ?? [.error, .timeout] }
-    public var effectiveProxyNextUpstreamTries: Int { proxyNextUpstreamTries ?? 0 }
-    public var effectiveProxyNextUpstreamTimeoutMs: Int { proxyNextUpstreamTimeoutMs ?? 0 }
-    public var effectiveProxyBuffering: Bool { proxyBuffering ?? true }
-    public var effectiveProxyBufferSize: Int { proxyBufferSize ?? 4096 }
-    public var effectiveProxyCacheKey: Template { proxyCacheKey ?? Defaults.cacheKey }
-    /// Whether the client's request body goes upstream (not with `proxy_pass_request_body off`,
-    /// nor with `proxy_set_body`, whose body replaces it).
-    public var passesClientBody: Bool { proxyPassRequestBody != false && proxySetBody == nil }
-    public var effectiveProxyCacheMethods: [String] { proxyCacheMethods ?? Defaults.cacheMethods }
-    public var effectiveProxyCacheLockTimeoutMs: Int { proxyCacheLockTimeoutMs ?? 5000 }
-    public var effectiveProxyCacheLockAgeMs: Int { proxyCacheLockAgeMs ?? 5000 }
-    public var effectiveGzipTypes: [String] { gzipTypes ?? Defaults.gzipTypes }
-    public var effectiveGzipMinLength: Int { gzipMinLength ?? 20 }
-    public var effectiveGzipCompLevel: Int { gzipCompLevel ?? 1 }
-    public var effectiveEtag: Bool { etag ?? true }
-    public var effectiveKeepaliveDisable: Set<String> { keepaliveDisable ?? Defaults.keepaliveDisable }
-    /// Cache zone name, or nil when caching is off.
-    public var cacheZone: String? { proxyCache ?? nil }
-}
-
-/// Default values built once (a literal in an accessor would be rebuilt on every request).
+/// Default values built once (a literal as a property's default would be rebuilt for every settings value).
 enum Defaults {
     static let index = [Template(literal: "index.html")]
     static let cacheKey = try! Template(parsing: "$scheme$proxy_host$request_uri")
-    static let cacheMethods = ["GET", "HEAD"]
     static let gzipTypes = ["text/html"]
-    static let keepaliveDisable: Set<String> = ["msie6"]
+    static let builtinTypes = ["html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"]
+    static let realIPHeader = HeaderNames(["x-real-ip"])
 }
 
 /// `charset NAME` or `charset $variable` (its value read per response).

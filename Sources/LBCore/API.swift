@@ -99,7 +99,7 @@ extension ClientConnection {
             guard cl <= ClientConnection.apiMaxBody else { closeAfterResponse = true; apiReply(413, error: "the body is larger than 64 KiB"); return }
             if inBuf.readable < cl {
                 state = .apiBody
-                worker.loop.setDeadline(self, afterMillis: settings.effectiveClientBodyTimeoutMs)
+                worker.loop.setDeadline(self, afterMillis: settings.resolved.clientBodyTimeoutMs)
                 readAPIBody()
                 return
             }

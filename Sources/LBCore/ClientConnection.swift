@@ -143,7 +143,7 @@ final class ClientConnection: Pollable {
     }
 
     /// HEAD sent upstream as GET (`proxy_cache_convert_head`): the body is read, stored, not sent.
-    var headConverted: Bool { ex.cache != nil && req.method == .head && settings.proxyCacheConvertHead != false }
+    var headConverted: Bool { ex.cache != nil && req.method == .head && settings.resolved.proxyCacheConvertHead }
 
     convenience init(worker: Worker, fd: Int32, peer: SocketAddress, generation: Generation, listener: Int, number: Int) {
         self.init(worker: worker, fd: fd, peerAddress: PeerAddress(peer), generation: generation, listener: listener, number: number)
@@ -158,7 +158,7 @@ final class ClientConnection: Pollable {
         self.number = number
         super.init()
         self.fd = fd
-        let large = defaultServer.settings.effectiveLargeClientHeaderBuffers
+        let large = defaultServer.settings.resolved.largeClientHeaderBuffers
         scanner = HeadScanner(maxFirstLine: large.size, maxHeaderLine: large.size, maxHead: large.count * large.size)
     }
 
@@ -203,7 +203,7 @@ final class ClientConnection: Pollable {
 
     /// The head limits and header timeout of `connectionServer` (after the handshake named it).
     func applyConnectionServerLimits() {
-        let large = connectionServer.settings.effectiveLargeClientHeaderBuffers
+        let large = connectionServer.settings.resolved.largeClientHeaderBuffers
         scanner = HeadScanner(maxFirstLine: large.size, maxHeaderLine: large.size, maxHead: large.count * large.size)
     }
 
@@ -234,7 +234,7 @@ final class ClientConnection: Pollable {
             worker.connectionClosed()
             return
         }
-        worker.loop.setDeadline(self, afterMillis: defaultServer.settings.effectiveClientHeaderTimeoutMs)
+        worker.loop.setDeadline(self, afterMillis: defaultServer.settings.resolved.clientHeaderTimeoutMs)
         readable = true // data may already be waiting
         drive()
     }
@@ -414,8 +414,8 @@ final class ClientConnection: Pollable {
                 // Field by field: a copy of the whole settings struct costs ~1,500 instructions.
                 let server = defaultServer
                 try HeadParser.request(head.readableBytes, start: 0, end: head.readable, into: &req,
-                                       names: HeaderNameRules(underscores: server.settings.underscoresInHeaders == true,
-                                                              ignoreInvalid: server.settings.ignoreInvalidHeaders != false))
+                                       names: HeaderNameRules(underscores: server.settings.resolved.underscoresInHeaders,
+                                                              ignoreInvalid: server.settings.resolved.ignoreInvalidHeaders))
                 beginRequest()
             } catch {
                 // Both the scanner and the parser throw only HTTPError (typed throws).
@@ -428,7 +428,7 @@ final class ClientConnection: Pollable {
                     // nginx's 494: a header line or the head over large_client_header_buffers
                     // is a 400 with its own page ("Request Header Or Cookie Too Large").
                     closeAfterResponse = true
-                    respond(400, contentType: "text/html", body: Status.specialPage(494, serverTokens: settings.effectiveServerTokens))
+                    respond(400, contentType: "text/html", body: Status.specialPage(494, serverTokens: settings.resolved.serverTokens))
                 } else {
                     writeErrorAndClose(error.status)
                 }
@@ -464,10 +464,10 @@ final class ClientConnection: Pollable {
             return
         }
         // Keep-alive accounting.
-        if !req.keepAlive || requestsOnConnection >= ex.server.settings.effectiveKeepaliveRequests || generation !== worker.generation || worker.draining {
+        if !req.keepAlive || requestsOnConnection >= ex.server.settings.resolved.keepaliveRequests || generation !== worker.generation || worker.draining {
             closeAfterResponse = true
         }
-        guard URI.normalize(UnsafeRawBufferPointer(rebasing: hb[req.pathRange]), into: &ex.uri, mergeSlashes: defaultServer.settings.mergeSlashes != false) else {
+        guard URI.normalize(UnsafeRawBufferPointer(rebasing: hb[req.pathRange]), into: &ex.uri, mergeSlashes: defaultServer.settings.resolved.mergeSlashes) else {
             log(.info, "client sent invalid request URI")
             writeErrorAndClose(400)
             return
@@ -531,7 +531,7 @@ final class ClientConnection: Pollable {
 
     /// What follows the access phase: the body size check, then the location's handler.
     func runContentPhase() {
-        let maxBody = ex.location.settings.effectiveClientMaxBodySize
+        let maxBody = ex.location.settings.resolved.clientMaxBodySize
         if maxBody > 0, let cl = req.contentLength, cl > maxBody {
             log(.error, "client intended to send too large body: \(cl) bytes")
             closeAfterResponse = true
@@ -558,7 +558,7 @@ final class ClientConnection: Pollable {
         switch ex.location.handler {
         case .return(let r): runReturn(r)
         case .proxy(let t):
-            if let name = ex.location.settings.cacheZone {
+            if let name = ex.location.settings.resolved.cacheZone {
                 if let v = ex.location.settings.proxyCacheValue { return startProxyWithCacheNamed(by: v, t) } // ProxyCache.swift
                 if let zone = generation.cacheZones[name] { return startCachedProxy(t, zone: zone) }
             }
@@ -576,29 +576,25 @@ final class ClientConnection: Pollable {
     func locationKeepaliveChecks() {
         // nginx's ngx_http_update_location_config: the location's keepalive_timeout 0 and
         // keepalive_requests end keep-alive for this response (`Connection: close`).
-        if !closeAfterResponse && (ex.location.settings.effectiveKeepaliveTimeoutMs == 0
-                                   || requestsOnConnection >= ex.location.settings.effectiveKeepaliveRequests) {
+        if !closeAfterResponse && (ex.location.settings.resolved.keepaliveTimeoutMs == 0
+                                   || requestsOnConnection >= ex.location.settings.resolved.keepaliveRequests) {
             closeAfterResponse = true
         }
         if !closeAfterResponse && keepaliveDisabledForUserAgent() { closeAfterResponse = true }
-        if !closeAfterResponse && worker.loop.now - acceptedMillis > Int64(ex.location.settings.keepaliveTimeMs ?? 3_600_000) {
+        if !closeAfterResponse && worker.loop.now - acceptedMillis > Int64(ex.location.settings.resolved.keepaliveTimeMs) {
             closeAfterResponse = true
         }
     }
 
     /// `keepalive_disable`: no keep-alive after POSTs from MSIE 4–6, or for Safari, as nginx.
     /// The default (`msie6`) concerns POSTs only: other requests return before the User-Agent is
-    /// looked for, and before the settings are copied (`effectiveKeepaliveDisable` on them copies
-    /// the whole struct: measured, about 1,400 instructions a request).
+    /// looked for.
     func keepaliveDisabledForUserAgent() -> Bool {
-        let configured = ex.location.settings.keepaliveDisable
-        if configured == nil && req.method != .post { return false }
-        let off = configured ?? ex.location.settings.effectiveKeepaliveDisable
-        if off.isEmpty { return false }
-        if req.method != .post && off.count == 1 && off.first == "msie6" { return false }
+        let off = ex.location.settings.resolved.keepaliveDisable
+        if off.isEmpty || (req.method != .post && !off.contains(.safari)) { return false }
         guard let ua = headerValue("user-agent") else { return false }
         let c = UserAgentClass(ua)
-        return (c.msie6 && req.method == .post && off.contains("msie6")) || (c.safari && off.contains("safari"))
+        return (c.msie6 && req.method == .post && off.contains(.msie6)) || (c.safari && off.contains(.safari))
     }
 
     /// realip: the client address from the configured header, when the peer is trusted.
@@ -607,17 +603,17 @@ final class ClientConnection: Pollable {
             ex.realClient = RealIP.resolve(connectionBytes: peer.ipBytes, trusted: trusted, proxyProtocol: proxyProtocol).map(PeerAddress.init)
             return
         }
-        let name = Array((settings.realIPHeader ?? "x-real-ip").utf8)
+        let name = settings.resolved.realIPHeader
         let hb = head.readableBytes
         // Every field of that name, in order, as one list (nginx joins X-Forwarded-For fields).
         var value: [UInt8] = []
-        for f in req.headers where f.name.count == name.count && hb[f.name].map(ASCII.lower).elementsEqual(name) {
+        for f in req.headers where name.contains(hb, f.name) {
             if !value.isEmpty { value.append(UInt8(ascii: ",")) }
             value += hb[f.value]
         }
         guard !value.isEmpty else { return }
         ex.realClient = RealIP.resolve(connectionBytes: peer.ipBytes, trusted: trusted, value: value,
-                                       recursive: settings.realIPRecursive == true).map(PeerAddress.init)
+                                       recursive: settings.resolved.realIPRecursive).map(PeerAddress.init)
     }
 
     func allowed(_ rules: [AccessRule]) -> Bool {
@@ -663,7 +659,7 @@ final class ClientConnection: Pollable {
     /// The host of an absolute redirect, as nginx's header filter: the server's first name with
     /// `server_name_in_redirect`, else the Host header (lowercased, no port), else the local address.
     func hostForRedirect() -> [UInt8] {
-        if settings.serverNameInRedirect == true { return Array((ex.server.names.first ?? "").utf8) }
+        if settings.resolved.serverNameInRedirect { return Array((ex.server.names.first ?? "").utf8) }
         if let h = req.absoluteHost ?? req.host {
             let host = HeaderRewrites.hostWithoutPort(head.readableBytes[h])
             if !host.isEmpty { return host }
@@ -674,9 +670,9 @@ final class ClientConnection: Pollable {
     /// A Location that starts with `/` made absolute (`absolute_redirect`), with the listening
     /// port unless it is 80 or `port_in_redirect` is off; any other value as it is.
     func absoluteLocation(_ location: [UInt8]) -> [UInt8] {
-        guard location.first == UInt8(ascii: "/"), settings.absoluteRedirect != false else { return location }
+        guard location.first == UInt8(ascii: "/"), settings.resolved.absoluteRedirect else { return location }
         return HeaderRewrites.absoluteLocation(location, host: hostForRedirect(), port: table.listeners[listener].address.port ?? 80,
-                                               portInRedirect: settings.portInRedirect != false, https: transport.tls != nil)
+                                               portInRedirect: settings.resolved.portInRedirect, https: transport.tls != nil)
     }
 
     func redirect(_ code: Int, to url: String) {
@@ -684,16 +680,16 @@ final class ClientConnection: Pollable {
         extra.append("Location: ")
         extra.append(absoluteLocation(Array(url.utf8)))
         extra.append("\r\n")
-        respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.effectiveServerTokens), extraHeaders: extra.readableBytes)
+        respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.resolved.serverTokens), extraHeaders: extra.readableBytes)
         extra.release()
     }
 
     func contentTypeForURI() -> String {
         if let dot = ex.uri.lastIndex(of: UInt8(ascii: ".")), !ex.uri[dot...].contains(UInt8(ascii: "/")) {
             let ext = String(decoding: ex.uri[(dot + 1)...].map { ASCII.lower($0) }, as: UTF8.self)
-            if let t = settings.types?[ext] ?? ClientConnection.builtinTypes[ext] { return t }
+            if let t = settings.resolved.types[ext] { return t }
         }
-        return settings.effectiveDefaultType
+        return settings.resolved.defaultType
     }
 
     /// The Server line with the version (`server_tokens on`), made once.
@@ -714,8 +710,6 @@ final class ClientConnection: Pollable {
         return HeaderRewrites.contentTypeWithCharset(contentType, charset: name, types: settings.charsetTypes) ?? contentType
     }
 
-    static let builtinTypes = ["html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"]
-
     /// Answers with an error status: `error_page` if configured, else nginx's built-in page.
     /// As `ngx_http_special_response_handler`: the status becomes this error's (an earlier
     /// error_page's status no longer holds), and an error_page target is an internal redirect
@@ -727,7 +721,7 @@ final class ClientConnection: Pollable {
         // With recursive_error_pages, the target's own error_page may apply again (until the URI
         // changes run out).
         if !ex.errorPageUsed, ex.uriChangesLeft > 0, let pages = settings.errorPages, let page = pages.first(where: { $0.codes.contains(code) }) {
-            if settings.recursiveErrorPages != true { ex.errorPageUsed = true }
+            if !settings.resolved.recursiveErrorPages { ex.errorPageUsed = true }
             let dest = evaluate(page.target)
             if dest.first == UInt8(ascii: "@") || dest.first == UInt8(ascii: "/") {
                 switch page.override {
@@ -740,7 +734,7 @@ final class ClientConnection: Pollable {
                 guard let named = ex.server.named[String(decoding: dest.dropFirst(), as: UTF8.self)] else {
                     log(.error, "could not find named location \"\(String(decoding: dest, as: UTF8.self))\"")
                     ex.overrideStatus = nil
-                    respond(500, contentType: "text/html", body: Status.page(500, serverTokens: settings.effectiveServerTokens))
+                    respond(500, contentType: "text/html", body: Status.page(500, serverTokens: settings.resolved.serverTokens))
                     return
                 }
                 guard internalRedirect(to: dest) else { return }
@@ -759,7 +753,7 @@ final class ClientConnection: Pollable {
                 return
             }
         }
-        respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.effectiveServerTokens))
+        respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.resolved.serverTokens))
     }
 
     /// nginx's internal redirects to a URI by `error_page` and `X-Accel-Redirect`: a request other
@@ -788,7 +782,7 @@ final class ClientConnection: Pollable {
 
     func writeErrorAndClose(_ code: Int) {
         closeAfterResponse = true
-        respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.effectiveServerTokens))
+        respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.resolved.serverTokens))
     }
 
     /// Starts the response head: status line, Server, Date, Content-Type, Content-Length, Connection.
@@ -801,7 +795,7 @@ final class ClientConnection: Pollable {
         outBuf.append(decimal: code)
         outBuf.append(byte: 0x20)
         if let reason { outBuf.append(reason) } else { outBuf.append(string: Status.reason(code)) }
-        if settings.effectiveServerTokens { outBuf.append(ClientConnection.serverWithVersion) } else { outBuf.append("\r\nServer: lb\r\nDate: ") }
+        if settings.resolved.serverTokens { outBuf.append(ClientConnection.serverWithVersion) } else { outBuf.append("\r\nServer: lb\r\nDate: ") }
         outBuf.append(worker.dates.httpDate)
         outBuf.append("\r\n")
     }
@@ -868,7 +862,7 @@ final class ClientConnection: Pollable {
         for h in adds where always || h.always {
             let v = evaluate(h.value)
             if v.isEmpty { continue }
-            outBuf.append(string: h.name)
+            outBuf.append(h.nameBytes)
             outBuf.append(": ")
             outBuf.append(v)
             outBuf.append("\r\n")
@@ -914,7 +908,7 @@ final class ClientConnection: Pollable {
         if responseLimited != false, responseLimited == true || resolveRate() { return flushOutLimited(more: more) }
         while !outBuf.isEmpty {
             guard writable else {
-                worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
+                worker.loop.setDeadline(self, afterMillis: settings.resolved.sendTimeoutMs)
                 return false
             }
             do {
@@ -957,7 +951,7 @@ final class ClientConnection: Pollable {
             return
         }
         // Ready for the next request (pipelined bytes may already be here); the exchange ends.
-        let keepaliveTimeout = settings.effectiveKeepaliveTimeoutMs
+        let keepaliveTimeout = settings.resolved.keepaliveTimeoutMs
         endExchange()
         state = .head
         if inBuf.isEmpty {
@@ -967,7 +961,7 @@ final class ClientConnection: Pollable {
             worker.recycle(&outBuf)
             worker.loop.setDeadline(self, afterMillis: keepaliveTimeout)
         } else {
-            worker.loop.setDeadline(self, afterMillis: connectionServer.settings.effectiveClientHeaderTimeoutMs)
+            worker.loop.setDeadline(self, afterMillis: connectionServer.settings.resolved.clientHeaderTimeoutMs)
         }
         // A plain TCP socket whose last read came up short (or heard EAGAIN) has nothing more
         // until its next readiness event, which sets `readable` again: a read now would only hear

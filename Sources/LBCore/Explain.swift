@@ -115,8 +115,8 @@ public enum RouteExplainer {
         let defaultServer = table.servers[listener.defaultServer]
         do {
             try HeadParser.request(conn.head.readableBytes, start: 0, end: conn.head.readable, into: &conn.req,
-                                   names: HeaderNameRules(underscores: defaultServer.settings.underscoresInHeaders == true,
-                                                          ignoreInvalid: defaultServer.settings.ignoreInvalidHeaders != false))
+                                   names: HeaderNameRules(underscores: defaultServer.settings.resolved.underscoresInHeaders,
+                                                          ignoreInvalid: defaultServer.settings.resolved.ignoreInvalidHeaders))
         } catch {
             throw ExplainError("invalid request: \(error.reason) (lb would answer \(error.status))")
         }
@@ -157,7 +157,7 @@ public enum RouteExplainer {
         ex.location = ex.server.fallback
 
         guard URI.normalize(UnsafeRawBufferPointer(rebasing: conn.head.readableBytes[conn.req.pathRange]), into: &ex.uri,
-                            mergeSlashes: defaultServer.settings.mergeSlashes != false) else {
+                            mergeSlashes: defaultServer.settings.resolved.mergeSlashes) else {
             say("answer: 400 (the URI does not normalize: \"..\" above the root, or an invalid escape)")
             return out.joined(separator: "\n") + "\n"
         }
@@ -387,11 +387,11 @@ public enum RouteExplainer {
         }
     }
 
-    static func describeTryFiles(_ entries: [String], conn: ClientConnection, table: RoutingTable, index: DirectiveIndex, say: (String) -> Void, depth: Int) {
+    static func describeTryFiles(_ tf: TryFiles, conn: ClientConnection, table: RoutingTable, index: DirectiveIndex, say: (String) -> Void, depth: Int) {
         let ex = conn.ex!
-        say("  try_files \(entries.joined(separator: " "))\(index.at(["try_files"], from: block(conn))):")
+        say("  try_files \(tf.entries.joined(separator: " "))\(index.at(["try_files"], from: block(conn))):")
         let trace = RouteRecorder()
-        let choice = conn.tryFilesChoice(entries, trace: trace)
+        let choice = conn.tryFilesChoice(tf, trace: trace)
         for case .note(let n) in trace.events { say("    \(n)") }
         switch choice {
         case .file(let candidate, let directory):
@@ -419,7 +419,7 @@ public enum RouteExplainer {
             describe(search, uri: ex.uri, server: ex.server, say: say)
             ex.location = found ?? ex.server.fallback
             guard depth < 3 else { return }
-            if case .static = ex.location.handler, let tf = ex.location.tryFiles, tf == entries {
+            if case .static = ex.location.handler, ex.location.tryFiles == tf {
                 say("handler: static files, in \(describe(ex.location))")
                 describeStaticURI(ex.uri, allowIndex: true, conn: conn, index: index, say: say)
                 return
@@ -446,14 +446,14 @@ public enum RouteExplainer {
                 return
             }
             guard allowIndex else { say("  \(text(path)): a directory: answer 404"); return }
-            for idx in conn.settings.effectiveIndex {
+            for idx in conn.settings.resolved.index {
                 let name = conn.evaluate(idx)
                 var ist = stat()
                 let found = conn.statPath(path + name, &ist) && (ist.st_mode & S_IFMT) == S_IFREG
                 say("  index \(text(path + name))\(index.at(["index"], from: block(conn), fallback: " (default)")): \(found ? "exists: served" : "not found")")
                 if found { return }
             }
-            say(conn.settings.autoindex == true ? "  no index file: autoindex lists the directory" : "  no index file: answer 403")
+            say(conn.settings.resolved.autoindex ? "  no index file: autoindex lists the directory" : "  no index file: answer 403")
             return
         }
         say("  file \(text(path)): " + ((st.st_mode & S_IFMT) == S_IFREG ? "exists: served" : "not a regular file: answer 404"))
@@ -468,11 +468,11 @@ public enum RouteExplainer {
             say("  request sent: \(conn.req.method == .get ? "GET" : String(decoding: conn.head.readableBytes[conn.req.methodRange], as: UTF8.self)) \(text(uri))"
                 + (t.uri == nil ? " (proxy_pass without a URI: the request's own)" : " (the URI part \(t.uri!) replaces the location's match)"))
         }
-        if let name = ex.location.settings.cacheZone {
+        if let name = ex.location.settings.resolved.cacheZone {
             let zone = table.cacheZones.first { $0.name == name }
-            let key = conn.evaluate(ex.location.settings.effectiveProxyCacheKey)
+            let key = conn.evaluate(ex.location.settings.resolved.proxyCacheKey)
             say("  cache: proxy_cache\(index.at(["proxy_cache"], from: blk)) zone \"\(name)\"" + (zone.map { " (\($0.location), \($0.path))" } ?? "")
-                + ", key \"\(text(key))\" (proxy_cache_key \(ex.location.settings.effectiveProxyCacheKey.source)\(index.at(["proxy_cache_key"], from: blk, fallback: ", the default")))")
+                + ", key \"\(text(key))\" (proxy_cache_key \(ex.location.settings.resolved.proxyCacheKey.source)\(index.at(["proxy_cache_key"], from: blk, fallback: ", the default")))")
         }
     }
 

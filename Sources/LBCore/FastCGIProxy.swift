@@ -64,7 +64,7 @@ extension ClientConnection {
             if p.ifNotEmpty && v.isEmpty { continue }
             add(p.name, v)
         }
-        if settings.proxyPassRequestHeaders ?? true {
+        if settings.resolved.proxyPassRequestHeaders {
             let hb = head.readableBytes
             // Each header once as HTTP_NAME (same-named headers joined, as nginx 1.23+), unless a
             // param of that name was set (`fastcgi_param HTTP_PROXY ""` hides the client's Proxy).
@@ -101,12 +101,12 @@ extension ClientConnection {
             FastCGI.appendStream(.params, pairs, into: &o)
             FastCGI.appendHeader(.params, contentLength: 0, into: &o)
             // No body: the empty STDIN record ends the request now; else after the body.
-            if bodyLength ?? 0 == 0 || settings.proxyPassRequestBody == false {
+            if bodyLength ?? 0 == 0 || !settings.resolved.proxyPassRequestBody {
                 FastCGI.appendHeader(.stdin, contentLength: 0, into: &o)
                 ex.attempt.bodyOffset = bodyLength ?? 0
             }
             ex.sentConnectionClose = !keepConn
-            c.fastcgi = FastCGIUpstream(maxHead: settings.effectiveProxyBufferSize)
+            c.fastcgi = FastCGIUpstream(maxHead: settings.resolved.proxyBufferSize)
         case .uwsgi:
             guard !tooLong, let h = Uwsgi.header(varsSize: pairs.count, modifier1: UInt8(clamping: module.modifier1 ?? 0),
                                                  modifier2: UInt8(clamping: module.modifier2 ?? 0)) else {

@@ -116,7 +116,7 @@ extension ClientConnection {
             }
         }
         guard GzipPolicy.responseQualifies(status: ex.attempt.response.status, contentEncoding: ce, contentType: ct, contentLength: ex.attempt.response.contentLength,
-                                           types: settings.effectiveGzipTypes, minLength: settings.effectiveGzipMinLength) else { return false }
+                                           types: settings.resolved.gzipTypes, minLength: settings.resolved.gzipMinLength) else { return false }
         return proxiedAllowsGzip(expires: exp, cacheControl: cc, lastModified: lm, etag: etag)
     }
 
@@ -135,7 +135,7 @@ extension ClientConnection {
     /// `gzip_proxied` for this request and a response with these headers.
     func proxiedAllowsGzip(expires: String?, cacheControl: String?, lastModified: Bool, etag: Bool) -> Bool {
         GzipPolicy.proxiedAllows(requestHasVia: headerValue("via") != nil, requestHasAuthorization: headerValue("authorization") != nil,
-                                 rules: settings.gzipProxied ?? [], expires: expires, cacheControl: cacheControl,
+                                 rules: settings.resolved.gzipProxied, expires: expires, cacheControl: cacheControl,
                                  lastModified: lastModified, etag: etag, now: wallClock().seconds)
     }
 
@@ -165,7 +165,7 @@ extension ClientConnection {
     /// last chunk when `finishing`.
     func appendTransformedBody(_ out: [UInt8], finishing: Bool) {
         // As the relay plan decided: no chunks for an HTTP/1.0 client (the close ends the body).
-        let chunked = settings.chunkedTransferEncoding != false && req.versionMinor >= 1 && !req.isHTTP09
+        let chunked = settings.resolved.chunkedTransferEncoding && req.versionMinor >= 1 && !req.isHTTP09
         if !out.isEmpty {
             if outBuf.base == nil { worker.prepare(&outBuf) }
             if chunked {
@@ -183,11 +183,11 @@ extension ClientConnection {
     /// For a body lb has whole (a static file, a cache entry): the compressed bytes when gzip
     /// applies, else nil. `read` is called only then, and only for bodies up to `maxInMemory`.
     func gzipWholeBody(status code: Int, contentType: String, length: Int, read: () -> [UInt8]?) -> [UInt8]? {
-        guard settings.gzip == true, length <= GzipPolicy.maxInMemory, requestAcceptsGzip(range: req.range != nil),
+        guard settings.resolved.gzip, length <= GzipPolicy.maxInMemory, requestAcceptsGzip(range: req.range != nil),
               GzipPolicy.responseQualifies(status: code, contentEncoding: nil, contentType: contentType, contentLength: length,
-                                           types: settings.effectiveGzipTypes, minLength: settings.effectiveGzipMinLength),
+                                           types: settings.resolved.gzipTypes, minLength: settings.resolved.gzipMinLength),
               proxiedAllowsGzip(expires: nil, cacheControl: nil, lastModified: true, etag: true),
-              let body = read(), let z = GzipStream.compress(body, level: settings.effectiveGzipCompLevel) else { return nil }
+              let body = read(), let z = GzipStream.compress(body, level: settings.resolved.gzipCompLevel) else { return nil }
         ex.gzipSizes = (body.count, z.count)
         return z
     }

@@ -48,7 +48,8 @@ public enum GzipPolicy {
     }
 
     /// The response's side: status 200/403/404, not already encoded, the type listed (`text/html`
-    /// always; `*` for all), and at least `gzip_min_length` bytes when the length is known.
+    /// always; `*` for all; `types` lowercased, as resolved at load), and at least
+    /// `gzip_min_length` bytes when the length is known.
     public static func responseQualifies(status: Int, contentEncoding: String?, contentType: String?, contentLength: Int?,
                                          types: [String], minLength: Int) -> Bool {
         guard status == 200 || status == 403 || status == 404 else { return false }
@@ -58,23 +59,23 @@ public enum GzipPolicy {
         if types.contains("*") { return true }
         guard let ct = contentType else { return false }
         let bare = (ct.split(separator: ";").first.map { $0.trimmed.lowercased() }) ?? ""
-        return bare == "text/html" || types.contains("*") || types.contains { $0.lowercased() == bare }
+        return bare == "text/html" || types.contains("*") || types.contains(bare)
     }
 
     /// `gzip_proxied` for a request that came through a proxy (has `Via`); without `Via`, true.
-    public static func proxiedAllows(requestHasVia: Bool, requestHasAuthorization: Bool, rules: [String],
+    public static func proxiedAllows(requestHasVia: Bool, requestHasAuthorization: Bool, rules: GzipProxied,
                                      expires: String?, cacheControl: String?, lastModified: Bool, etag: Bool, now: Int) -> Bool {
         guard requestHasVia else { return true }
-        if rules.isEmpty || rules.contains("off") { return false }
-        if rules.contains("any") { return true }
+        if rules.isEmpty { return false }
+        if rules.contains(.any) { return true }
         let cc = CachePolicy.directives(cacheControl ?? "")
-        if rules.contains("expired"), let e = expires, let t = DateCache.parse(e.trimmed), t <= now { return true }
-        if rules.contains("no-cache") && cc["no-cache"] != nil { return true }
-        if rules.contains("no-store") && cc["no-store"] != nil { return true }
-        if rules.contains("private") && cc["private"] != nil { return true }
-        if rules.contains("no_last_modified") && !lastModified { return true }
-        if rules.contains("no_etag") && !etag { return true }
-        if rules.contains("auth") && requestHasAuthorization { return true }
+        if rules.contains(.expired), let e = expires, let t = DateCache.parse(e.trimmed), t <= now { return true }
+        if rules.contains(.noCache) && cc["no-cache"] != nil { return true }
+        if rules.contains(.noStore) && cc["no-store"] != nil { return true }
+        if rules.contains(.private) && cc["private"] != nil { return true }
+        if rules.contains(.noLastModified) && !lastModified { return true }
+        if rules.contains(.noEtag) && !etag { return true }
+        if rules.contains(.auth) && requestHasAuthorization { return true }
         return false
     }
 

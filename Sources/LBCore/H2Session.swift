@@ -56,10 +56,10 @@ final class H2Session: Pollable {
     /// as the state machine's limits.
     static func config(_ s: HTTPSettings) -> H2Config {
         var c = H2Config()
-        c.maxConcurrentStreams = max(1, s.http2MaxConcurrentStreams ?? 128)
-        c.initialWindowSize = min(max(0, s.http2BodyPrereadSize ?? 65_536), H2.maxWindow)
-        c.chunkSize = max(1, s.http2ChunkSize ?? 8192)
-        let large = s.effectiveLargeClientHeaderBuffers
+        c.maxConcurrentStreams = max(1, s.resolved.http2MaxConcurrentStreams)
+        c.initialWindowSize = min(max(0, s.resolved.http2BodyPrereadSize), H2.maxWindow)
+        c.chunkSize = max(1, s.resolved.http2ChunkSize)
+        let large = s.resolved.largeClientHeaderBuffers
         c.maxHeaderListSize = large.count * large.size
         c.maxHeaderBlockSize = large.count * large.size
         c.maxFieldSize = large.size
@@ -77,10 +77,10 @@ final class H2Session: Pollable {
         transport = c.transport
         let s = c.connectionServer.settings
         conn = H2Connection(config: H2Session.config(s))
-        keepaliveRequests = s.effectiveKeepaliveRequests
-        keepaliveTimeoutMs = s.effectiveKeepaliveTimeoutMs
-        sendTimeoutMs = s.effectiveSendTimeoutMs
-        recvBufferSize = max(s.http2RecvBufferSize ?? 256 * 1024, H2.frameHeaderSize + H2.defaultMaxFrameSize + 4096)
+        keepaliveRequests = s.resolved.keepaliveRequests
+        keepaliveTimeoutMs = s.resolved.keepaliveTimeoutMs
+        sendTimeoutMs = s.resolved.sendTimeoutMs
+        recvBufferSize = max(s.resolved.http2RecvBufferSize, H2.frameHeaderSize + H2.defaultMaxFrameSize + 4096)
         super.init()
         fd = c.fd
         swap(&inBuf, &c.inBuf)
@@ -780,8 +780,8 @@ extension ClientConnection {
             }
         }
         let server = defaultServer
-        let names = HeaderNameRules(underscores: server.settings.underscoresInHeaders == true,
-                                    ignoreInvalid: server.settings.ignoreInvalidHeaders != false)
+        let names = HeaderNameRules(underscores: server.settings.resolved.underscoresInHeaders,
+                                    ignoreInvalid: server.settings.resolved.ignoreInvalidHeaders)
         do {
             if !chunked && names == HeaderNameRules() {
                 // H2RequestRules parsed these octets with these rules already.

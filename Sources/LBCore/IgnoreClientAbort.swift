@@ -79,7 +79,7 @@ extension ClientConnection {
             }
             if c.readable {
                 let alive = readUpstream(c, limit: ClientConnection.relayBuffer)
-                worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs)
+                worker.loop.setDeadline(c, afterMillis: settings.resolved.proxyReadTimeoutMs)
                 if c.inBuf.readable > 0 { continue }
                 if alive && !c.peerClosed { continue }
             }
@@ -93,7 +93,7 @@ extension ClientConnection {
                 abortProxy()
                 return
             }
-            if c.deadline == 0 { worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs) }
+            if c.deadline == 0 { worker.loop.setDeadline(c, afterMillis: settings.resolved.proxyReadTimeoutMs) }
             return
         }
     }

@@ -71,21 +71,21 @@ extension ClientConnection {
         case .passed:
             state.limitReqStatus = .passed
         case .rejected(let excess, let limit):
-            log(p.effectiveLimitReqLogLevel, "limiting requests\(dryText), excess: \(ClientConnection.thousandths(excess)) by zone \"\(inputs[limit].zone.zone.name)\"")
+            log(settings.resolved.limitReqLogLevel, "limiting requests\(dryText), excess: \(ClientConnection.thousandths(excess)) by zone \"\(inputs[limit].zone.zone.name)\"")
             state.limitReqStatus = dry ? .rejectedDryRun : .rejected
             if !dry {
-                respondError(p.effectiveLimitReqStatus)
+                respondError(settings.resolved.limitReqStatus)
                 return false
             }
         case .noMemory(let limit):
             log(.alert, "could not allocate node in limit_req zone \"\(inputs[limit].zone.zone.name)\"")
             state.limitReqStatus = dry ? .rejectedDryRun : .rejected
             if !dry {
-                respondError(p.effectiveLimitReqStatus)
+                respondError(settings.resolved.limitReqStatus)
                 return false
             }
         case .delayed(let ms, let excess, let limit):
-            log(p.effectiveLimitReqDelayLogLevel, "delaying request\(dryText), excess: \(ClientConnection.thousandths(excess)), by zone \"\(inputs[limit].zone.zone.name)\"")
+            log(settings.resolved.limitReqDelayLogLevel, "delaying request\(dryText), excess: \(ClientConnection.thousandths(excess)), by zone \"\(inputs[limit].zone.zone.name)\"")
             state.limitReqStatus = dry ? .delayedDryRun : .delayed
             if !dry {
                 // The request waits on the loop's timer (clientTimedOut → limitDelayElapsed);
@@ -144,14 +144,14 @@ extension ClientConnection {
                     continue
                 }
                 if outcome == .rejected {
-                    log(p.effectiveLimitConnLogLevel, "limiting connections\(dry ? ", dry run," : "") by zone \"\(z.zone.name)\"")
+                    log(settings.resolved.limitConnLogLevel, "limiting connections\(dry ? ", dry run," : "") by zone \"\(z.zone.name)\"")
                 } else {
                     log(.crit, "ngx_slab_alloc() failed: no memory in limit_conn zone \"\(z.zone.name)\"")
                 }
                 state.release()
                 state.limitConnStatus = dry ? .rejectedDryRun : .rejected
                 if dry { break }
-                respondError(p.effectiveLimitConnStatus)
+                respondError(settings.resolved.limitConnStatus)
                 return false
             }
         }

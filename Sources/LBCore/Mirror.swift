@@ -68,7 +68,7 @@ extension ClientConnection {
             state = .proxy
             ex.body = makeBufferedBody()
             ex.phase = .readingBody
-            worker.loop.setDeadline(self, afterMillis: settings.effectiveClientBodyTimeoutMs)
+            worker.loop.setDeadline(self, afterMillis: settings.resolved.clientBodyTimeoutMs)
             readRequestBody() // Proxy.swift; ends in `mirrorBodyRead`
             return false
         }

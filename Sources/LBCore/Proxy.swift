@@ -23,7 +23,7 @@ extension ClientConnection {
               head.status >= 200 else { return false }
         if !ex.requestBodyComplete { closeAfterResponse = true }
         ex.phase = .waitingHead
-        worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs)
+        worker.loop.setDeadline(c, afterMillis: settings.resolved.proxyReadTimeoutMs)
         worker.loop.setDeadline(self, afterMillis: 0)
         readResponseHead(c)
         return true
@@ -41,13 +41,13 @@ extension ClientConnection {
         ex.firstTryMillis = worker.loop.now
         ex.requestBodyForwarded = 0
         sendContinueIfExpected()
-        let inFileOnly = (settings.clientBodyInFileOnly ?? .off) != .off && req.hasBody
-        if ex.body == nil && (!ex.requestBodyComplete || inFileOnly) && (settings.proxyRequestBuffering != false || !settings.passesClientBody || inFileOnly) {
+        let inFileOnly = settings.resolved.clientBodyInFileOnly != .off && req.hasBody
+        if ex.body == nil && (!ex.requestBodyComplete || inFileOnly) && (settings.resolved.proxyRequestBuffering || !settings.resolved.passesClientBody || inFileOnly) {
             // nginx's default: the whole body first, then the upstream. A slow upload holds no
             // upstream connection, and every try can send the body again.
             ex.body = makeBufferedBody()
             ex.phase = .readingBody
-            worker.loop.setDeadline(self, afterMillis: settings.effectiveClientBodyTimeoutMs)
+            worker.loop.setDeadline(self, afterMillis: settings.resolved.clientBodyTimeoutMs)
             readRequestBody()
             return
         }
@@ -66,9 +66,9 @@ extension ClientConnection {
     /// Where the request body is buffered: memory up to `client_body_buffer_size`, then a
     /// temporary file (named and kept per `client_body_in_file_only`).
     func makeBufferedBody() -> BufferedBody {
-        BufferedBody(memoryLimit: settings.effectiveClientBodyBufferSize,
-                     tempDirectory: joinPath(table.main.prefix, settings.clientBodyTempPath ?? "client_body_temp"),
-                     expected: req.contentLength, named: settings.clientBodyInFileOnly ?? .off)
+        BufferedBody(memoryLimit: settings.resolved.clientBodyBufferSize,
+                     tempDirectory: joinPath(table.main.prefix, settings.resolved.clientBodyTempPath),
+                     expected: req.contentLength, named: settings.resolved.clientBodyInFileOnly)
     }
 
     /// Reads the request body into `ex.body` (decoded when chunked) until it is complete, then
@@ -78,7 +78,7 @@ extension ClientConnection {
         while !ex.requestBodyComplete {
             if inBuf.isEmpty {
                 if !readable {
-                    worker.loop.setDeadline(self, afterMillis: settings.effectiveClientBodyTimeoutMs)
+                    worker.loop.setDeadline(self, afterMillis: settings.resolved.clientBodyTimeoutMs)
                     return
                 }
                 if !readClient(limit: ClientConnection.relayBuffer) && inBuf.isEmpty {
@@ -204,7 +204,7 @@ extension ClientConnection {
         }
         ex.tried = walk
         ex.tries += 1
-        ex.attempt.restart(peer: p, text: text, start: monotonicMicros(), headLimit: settings.effectiveProxyBufferSize)
+        ex.attempt.restart(peer: p, text: text, start: monotonicMicros(), headLimit: settings.resolved.proxyBufferSize)
         // A pooled keep-alive connection first.
         if rt.group.keepalive != nil, let c = worker.takeIdle(upstream: rt.id, peer: p), c.suits(ex.target!) {
             c.pooled = false
@@ -215,7 +215,7 @@ extension ClientConnection {
             ex.phase = .sending
             buildUpstreamRequest(c)
             if ex.variableFailed { upstreamFailedFatal(500); return }
-            worker.loop.setDeadline(c, afterMillis: settings.effectiveProxySendTimeoutMs)
+            worker.loop.setDeadline(c, afterMillis: settings.resolved.proxySendTimeoutMs)
             upstreamEvent()
             return
         }
@@ -238,7 +238,7 @@ extension ClientConnection {
             if immediate { c.writable = true }
             buildUpstreamRequest(c)
             if ex.variableFailed { upstreamFailedFatal(500); return }
-            worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyConnectTimeoutMs)
+            worker.loop.setDeadline(c, afterMillis: settings.resolved.proxyConnectTimeoutMs)
             if immediate { upstreamEvent() }
         } catch {
             ex.up?.close()
@@ -252,12 +252,12 @@ extension ClientConnection {
         if ex.target!.kind != .http { buildAppServerRequest(c); return }
         c.fastcgi = nil
         let hb = head.readableBytes
-        let http11 = settings.effectiveProxyHTTPVersion == "1.1" || req.chunked
+        let http11 = settings.resolved.proxyHTTP11 || req.chunked
         var o = Buffer()
         swap(&o, &c.outBuf)
         o.clear()
         o.reserve(512 + head.readable)
-        if settings.proxyProtocol == true && c.requests == 1 {
+        if settings.resolved.proxyProtocol && c.requests == 1 {
             // A new connection: the PROXY protocol header first, naming the client (after realip)
             // and the address it reached.
             let local = Socket.localAddress(fd), client = clientAddress
@@ -307,7 +307,7 @@ extension ClientConnection {
             if let tag = e.etag { o.append("If-None-Match: "); o.append(tag); o.append("\r\n") }
             if let lm = e.lastModified { o.append("If-Modified-Since: "); o.append(lm); o.append("\r\n") }
         }
-        if settings.proxyPassRequestHeaders ?? true {
+        if settings.resolved.proxyPassRequestHeaders {
             for f in req.headers {
                 let n = f.name
                 if caching {
@@ -354,7 +354,7 @@ extension ClientConnection {
             swap(&o, &c.outBuf)
             o.release()
             return
-        } else if !settings.passesClientBody || ex.parentExchange != nil {
+        } else if !settings.resolved.passesClientBody || ex.parentExchange != nil {
             // No body upstream, so no framing header either.
         } else if let body = ex.body {
             o.append("Content-Length: ")
@@ -412,7 +412,7 @@ extension ClientConnection {
             if c.upstreamTLS != nil && !driveUpstreamHandshake(c) { return }
             ex.attempt.connectDone = monotonicMicros()
             ex.phase = .sending
-            worker.loop.setDeadline(c, afterMillis: settings.effectiveProxySendTimeoutMs)
+            worker.loop.setDeadline(c, afterMillis: settings.resolved.proxySendTimeoutMs)
             fallthrough
         case .sending:
             sendRequest(c)
@@ -455,10 +455,10 @@ extension ClientConnection {
                         c.outBuf.readIndex += n
                         ex.attempt.upstreamBytesSent += n
                         ex.attempt.requestSent = true
-                        worker.loop.setDeadline(c, afterMillis: settings.effectiveProxySendTimeoutMs)
+                        worker.loop.setDeadline(c, afterMillis: settings.resolved.proxySendTimeoutMs)
                     case .wouldBlock:
                         c.writable = false
-                        worker.loop.setDeadline(c, afterMillis: settings.effectiveProxySendTimeoutMs)
+                        worker.loop.setDeadline(c, afterMillis: settings.resolved.proxySendTimeoutMs)
                         return
                     }
                 } catch {
@@ -473,7 +473,7 @@ extension ClientConnection {
             }
             // A buffered body: from memory or its file, a bounded chunk at a time, from the start
             // on every try.
-            if let body = ex.body, settings.passesClientBody, ex.attempt.bodyOffset < body.length {
+            if let body = ex.body, settings.resolved.passesClientBody, ex.attempt.bodyOffset < body.length {
                 if ex.target!.kind == .fastcgi {
                     guard fillFastCGIStdin(c, body) else {
                         log(.crit, "the buffered request body could not be read back")
@@ -500,7 +500,7 @@ extension ClientConnection {
                 if !readable {
                     // Waiting on the client's body: only the client is timed (client_body_timeout);
                     // a slow upload is never blamed on the upstream.
-                    worker.loop.setDeadline(self, afterMillis: settings.effectiveClientBodyTimeoutMs)
+                    worker.loop.setDeadline(self, afterMillis: settings.resolved.clientBodyTimeoutMs)
                     worker.loop.setDeadline(c, afterMillis: 0)
                     return
                 }
@@ -534,7 +534,7 @@ extension ClientConnection {
         }
         ex.phase = .waitingHead
         ex.attempt.requestComplete = true
-        worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs)
+        worker.loop.setDeadline(c, afterMillis: settings.resolved.proxyReadTimeoutMs)
         if c.readable { readResponseHead(c) }
     }
 
@@ -572,7 +572,7 @@ extension ClientConnection {
     func readResponseHead(_ c: UpstreamConnection) {
         // The head must fit proxy_buffer_size (the scanner's limits); read at least one byte more
         // than that, so a head too big is seen at once instead of waiting for more.
-        let limit = max(ClientConnection.relayBuffer, settings.effectiveProxyBufferSize + 1)
+        let limit = max(ClientConnection.relayBuffer, settings.resolved.proxyBufferSize + 1)
         while true {
             let alive = readUpstream(c, limit: limit)
             if c.inBuf.readable > 0 {
@@ -618,7 +618,7 @@ extension ClientConnection {
         let loc: Location = ex.location
         let code = ex.attempt.response.status
         // proxy_next_upstream http_XXX: only while another try is possible, else the response passes.
-        let next = loc.settings.effectiveProxyNextUpstream
+        let next = loc.settings.resolved.proxyNextUpstream
         let statusCondition = UpstreamConditions.status(code)
         if !statusCondition.isEmpty, next.contains(statusCondition), canRetry() {
             c.inBuf.readIndex += headLength
@@ -627,7 +627,7 @@ extension ClientConnection {
         }
         // proxy_intercept_errors: a status of 300 or more that an error_page names is answered by
         // that error_page instead of the upstream's response (nginx's intercept_errors).
-        if code >= 300, loc.settings.proxyInterceptErrors == true, let pages = loc.settings.errorPages, pages.contains(where: { $0.codes.contains(code) }) {
+        if code >= 300, loc.settings.resolved.proxyInterceptErrors, let pages = loc.settings.errorPages, pages.contains(where: { $0.codes.contains(code) }) {
             c.inBuf.readIndex += headLength
             recordUpstream(status: code)
             releasePeer(failed: false)
@@ -657,10 +657,10 @@ extension ClientConnection {
         }
         // chunked_transfer_encoding off: a body of unknown length goes out unframed, then the
         // connection closes (gzip output included), as nginx.
-        let chunking = loc.settings.chunkedTransferEncoding != false
+        let chunking = loc.settings.resolved.chunkedTransferEncoding
         // gzip: the body is compressed as it passes and sent chunked (HTTP/1.1 clients only).
-        let gzipping = !noBody && !ex.inBackground && loc.settings.gzip == true && shouldGzipProxied(UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
-        if gzipping, let g = GzipStream(level: loc.settings.effectiveGzipCompLevel, contentLength: ex.attempt.response.contentLength) {
+        let gzipping = !noBody && !ex.inBackground && loc.settings.resolved.gzip && shouldGzipProxied(UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
+        if gzipping, let g = GzipStream(level: loc.settings.resolved.gzipCompLevel, contentLength: ex.attempt.response.contentLength) {
             ex.gz = g
             ex.gzFinished = false
         }
@@ -686,7 +686,7 @@ extension ClientConnection {
         if noBody { ex.attempt.responseFraming = .none }
         ex.phase = .relaying
         ex.attempt.relayable = 0
-        worker.loop.setDeadline(c, afterMillis: loc.settings.effectiveProxyReadTimeoutMs)
+        worker.loop.setDeadline(c, afterMillis: loc.settings.resolved.proxyReadTimeoutMs)
         relay()
     }
 
@@ -694,7 +694,7 @@ extension ClientConnection {
     /// `fastcgi_`/`uwsgi_ignore_headers`) names it.
     func accelRedirectTarget(_ b: UnsafeRawBufferPointer) -> [UInt8]? {
         guard let r = ex.attempt.response.xAccelRedirect, !r.isEmpty else { return nil }
-        if let ignored = settings.proxyIgnoreHeaders, ignored.contains(where: { $0.lowercased() == "x-accel-redirect" }) { return nil }
+        if settings.resolved.proxyIgnoreHeaders.contains(.xAccelRedirect) { return nil }
         return Array(b[r])
     }
 
@@ -772,15 +772,15 @@ extension ClientConnection {
         }
         _ = resolveExpires(upstreamHead: UnsafeRawBufferPointer(rebasing: b[0..<headLength])) // `expires $var`, before its headers go
 
-        let hide = settings.proxyHideHeaders ?? []
-        let pass = settings.proxyPassHeaders ?? []
+        let hide = settings.resolved.proxyHideHeaders
+        let pass = settings.resolved.proxyPassHeaders
         for f in ex.attempt.response.headers {
             let n = f.name
             switch n.count {
             case 4 where ASCII.equalsLower(b, n, "date"):
-                if !pass.contains("date") { continue }
+                if !pass.contains(lowercased: "date") { continue }
             case 6 where ASCII.equalsLower(b, n, "server"):
-                if !pass.contains("server") { continue }
+                if !pass.contains(lowercased: "server") { continue }
             case 10 where ASCII.equalsLower(b, n, "connection"), 10 where ASCII.equalsLower(b, n, "keep-alive"): continue
             case 17 where ASCII.equalsLower(b, n, "transfer-encoding"): continue
             case 14 where ASCII.equalsLower(b, n, "content-length"):
@@ -824,10 +824,7 @@ extension ClientConnection {
             default:
                 if n.count > 8 && ASCII.equalsLower(b, n.lowerBound..<(n.lowerBound + 8), "x-accel-") { continue }
             }
-            if !hide.isEmpty {
-                let lname = String(decoding: b[n].map { ASCII.lower($0) }, as: UTF8.self)
-                if hide.contains(lname) { continue }
-            }
+            if !hide.isEmpty && hide.contains(b, n) { continue }
             if n.count == 8, ASCII.equalsLower(b, n, "location"), let rewritten = redirectedLocation(Array(b[f.value])) {
                 outBuf.append("Location: ")
                 outBuf.append(absoluteLocation(rewritten)) // a rewritten `/…` goes through absolute_redirect, as nginx
@@ -846,7 +843,7 @@ extension ClientConnection {
         if chunkedOut { outBuf.append("Transfer-Encoding: chunked\r\n") }
         if gzipped {
             outBuf.append("Content-Encoding: gzip\r\n")
-            if settings.gzipVary == true { outBuf.append("Vary: Accept-Encoding\r\n") }
+            if settings.resolved.gzipVary { outBuf.append("Vary: Accept-Encoding\r\n") }
         }
         if let n = contentLength {
             outBuf.append("Content-Length: ")
@@ -870,7 +867,7 @@ extension ClientConnection {
 
     /// `proxy_cookie_domain` / `proxy_cookie_path` on one upstream Set-Cookie value; nil leaves it.
     func rewrittenCookie(_ value: Slice<UnsafeRawBufferPointer>) -> String? {
-        let domains = settings.proxyCookieDomains ?? [], paths = settings.proxyCookiePaths ?? []
+        let domains = settings.resolved.proxyCookieDomains, paths = settings.resolved.proxyCookiePaths
         if domains.isEmpty && paths.isEmpty { return nil }
         return CookieRewriting.rewrite(String(decoding: value, as: UTF8.self), domains: domains, paths: paths, host: self)
     }
@@ -878,7 +875,7 @@ extension ClientConnection {
     /// `proxy_redirect`: explicit pairs, or nginx's `default` — the proxy_pass URL (with its URI
     /// part, or `/`) replaced by the location's prefix. nil leaves the header as it is.
     func redirectedLocation(_ value: [UInt8]) -> [UInt8]? {
-        if settings.proxyRedirectOff == true { return nil }
+        if settings.resolved.proxyRedirectOff { return nil }
         let text = String(decoding: value, as: UTF8.self)
         if let pairs = settings.proxyRedirects {
             for (from, to) in pairs where text.hasPrefix(from) { return Array((to + text.dropFirst(from.count)).utf8) }
@@ -965,7 +962,7 @@ extension ClientConnection {
             // 3. Read more from the upstream when the buffer has drained.
             if c.readable {
                 let alive = readUpstream(c, limit: ClientConnection.relayBuffer)
-                worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs)
+                worker.loop.setDeadline(c, afterMillis: settings.resolved.proxyReadTimeoutMs)
                 if !alive && c.inBuf.readable == 0 {
                     if case .untilClose = ex.attempt.responseFraming {
                         ex.attempt.responseComplete = true
@@ -991,7 +988,7 @@ extension ClientConnection {
                 }
             }
             // Waiting for the upstream: now it is timed (proxy_read_timeout), the client is not.
-            if c.deadline == 0 { worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs) }
+            if c.deadline == 0 { worker.loop.setDeadline(c, afterMillis: settings.resolved.proxyReadTimeoutMs) }
             return
         }
     }
@@ -1000,7 +997,7 @@ extension ClientConnection {
     /// times the upstream only while it waits for the upstream; a slow reader never makes a
     /// healthy peer look timed out.
     func waitForClient(_ c: UpstreamConnection) {
-        worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
+        worker.loop.setDeadline(self, afterMillis: settings.resolved.sendTimeoutMs)
         worker.loop.setDeadline(c, afterMillis: 0)
     }
 
@@ -1082,7 +1079,7 @@ extension ClientConnection {
         // served enough closes instead of going back to the pool.
         // A connection that began with one client's PROXY protocol header serves no other client.
         if reusable && ex.attempt.relayable == 0 && c.fastcgi?.decoder.ended != false && c.requests < rt.group.keepaliveRequests
-            && settings.proxyProtocol != true
+            && !settings.resolved.proxyProtocol
             && worker.loop.now - c.createdMillis < Int64(rt.group.keepaliveTimeMs) {
             c.inBuf.clear()
             c.outBuf.clear()
@@ -1141,8 +1138,8 @@ extension ClientConnection {
                                            tries: ex.tries, elapsedMs: worker.loop.now - ex.firstTryMillis,
                                            requestSent: ex.attempt.requestSent, idempotent: req.method.isIdempotent,
                                            bodyReplayable: replayable)
-        let limits = ProxyPolicy.RetryLimits(conditions: settings.effectiveProxyNextUpstream, maxTries: settings.effectiveProxyNextUpstreamTries,
-                                             timeoutMs: settings.effectiveProxyNextUpstreamTimeoutMs)
+        let limits = ProxyPolicy.RetryLimits(conditions: settings.resolved.proxyNextUpstream, maxTries: settings.resolved.proxyNextUpstreamTries,
+                                             timeoutMs: settings.resolved.proxyNextUpstreamTimeoutMs)
         guard failure == nil ? ProxyPolicy.canTryAgain(facts, limits) : ProxyPolicy.mayRetry(facts, limits) else { return false }
         if ex.attempt.requestSent && ex.requestBodyForwarded > 0 { _ = replayBody() }
         return true
@@ -1234,7 +1231,7 @@ extension ClientConnection {
     func startTunnel(_ c: UpstreamConnection) {
         state = .tunnel
         ex.phase = .relaying
-        worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs)
+        worker.loop.setDeadline(c, afterMillis: settings.resolved.proxyReadTimeoutMs)
         worker.loop.setDeadline(self, afterMillis: 0)
         // Any client bytes after the head belong to the new protocol.
         if !inBuf.isEmpty {
@@ -1287,7 +1284,7 @@ extension ClientConnection {
             abortTunnel()
             return
         }
-        worker.loop.setDeadline(c, afterMillis: settings.effectiveProxyReadTimeoutMs)
+        worker.loop.setDeadline(c, afterMillis: settings.resolved.proxyReadTimeoutMs)
     }
 
     func flushOutTunnel() -> Bool {

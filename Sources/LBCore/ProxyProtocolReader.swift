@@ -34,7 +34,7 @@ final class ProxyProtocolReader: Pollable {
             return
         }
         let server = generation.table.servers[generation.table.listeners[listener].defaultServer]
-        worker.loop.setDeadline(self, afterMillis: server.settings.effectiveClientHeaderTimeoutMs)
+        worker.loop.setDeadline(self, afterMillis: server.settings.resolved.clientHeaderTimeoutMs)
         read(hangup: false)
     }
 

@@ -116,7 +116,7 @@ extension ClientConnection {
         while !outBuf.isEmpty {
             guard let cap = rateAllowance() else { return false }
             guard writable else {
-                worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
+                worker.loop.setDeadline(self, afterMillis: settings.resolved.sendTimeoutMs)
                 return false
             }
             let count = min(outBuf.readable, cap)
@@ -139,7 +139,7 @@ extension ClientConnection {
 
     /// `X-Accel-Limit-Rate: N` from the upstream (bytes per second), unless ignored.
     func acceptAccelLimitRate(_ value: UnsafeRawBufferPointer.SubSequence) {
-        if let ignored = settings.proxyIgnoreHeaders, ignored.contains(where: { $0.lowercased() == "x-accel-limit-rate" }) { return }
+        if settings.resolved.proxyIgnoreHeaders.contains(.xAccelLimitRate) { return }
         var n = 0
         guard !value.isEmpty else { return }
         for c in value {

@@ -20,7 +20,7 @@ extension ClientConnection {
     }
 
     var ifModifiedSinceMode: IfModifiedSinceMode {
-        switch settings.ifModifiedSince ?? .exact {
+        switch settings.resolved.ifModifiedSince {
         case .off: .off
         case .exact: .exact
         case .before: .before

@@ -27,7 +27,7 @@ extension ClientConnection: RewriteHost {
         head.readableBytes[req.pathRange].contains { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }
     }
 
-    var rewriteLogEnabled: Bool { settings.rewriteLog == true }
+    var rewriteLogEnabled: Bool { settings.resolved.rewriteLog }
 
     func evaluateTemplate(_ t: Template) -> [UInt8] { evaluate(t) }
 
@@ -136,7 +136,7 @@ extension ClientConnection: RewriteHost {
             if ex.location.internalOnly && ex.rewrite?.rewritten != true { return .internalOnly }
             guard let p = found?.rewrite else { return .found }
             locationKeepaliveChecks()
-            let maxBody = ex.location.settings.effectiveClientMaxBodySize
+            let maxBody = ex.location.settings.resolved.clientMaxBodySize
             if maxBody > 0, let cl = req.contentLength, cl > maxBody { return .bodyTooLarge(cl) }
             trace?.record(.rewritePhase(location: found))
             let outcome = RewriteEngine.run(p, host: self, trace: trace) { [unowned self] in ex.location = $0 }

@@ -87,7 +87,7 @@ extension ClientConnection {
             respondError(502)
             return
         }
-        spec.timeoutMs = settings.resolverTimeoutMs ?? 30_000
+        spec.timeoutMs = settings.resolved.resolverTimeoutMs
         if let ips = ProxyNameResolver.shared.cached(host, spec: spec) {
             startProxy(t, runtime: AdHocUpstreams.runtime(ips.map { HostPort(host: $0, port: port) }, name: hostPart))
             return

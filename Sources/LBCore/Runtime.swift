@@ -26,6 +26,8 @@ public final class Runtime: @unchecked Sendable {
     private var workerCount = 1
     private let finishedWorkers = Atomic<Int>(0)
     let defaultAccessLog: String
+    /// Where requests log without an `access_log` in force (made once, not per request).
+    let defaultAccessLogs: [AccessLog]
     private var pidPath: String
     /// The processes of the `stack { }` block, when the config has one.
     private var supervisor: Supervisor?
@@ -47,6 +49,7 @@ public final class Runtime: @unchecked Sendable {
         generationBox = Mutex(Generation(id: 1, table: table, previous: nil, nextUpstreamID: &next))
         nextUpstreamID = next
         defaultAccessLog = joinPath(table.main.prefix, "logs/access.log")
+        defaultAccessLogs = [AccessLog(path: defaultAccessLog, format: "combined")]
         pidPath = Runtime.pidPath(table)
     }
 

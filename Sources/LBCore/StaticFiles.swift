@@ -80,34 +80,33 @@ extension ClientConnection {
 
     /// The first entry that exists as it asks, else the last entry. `trace` (`lb --explain`)
     /// hears each candidate and whether it exists.
-    func tryFilesChoice(_ entries: [String], trace: RouteRecorder? = nil) -> TryFilesChoice {
-        for e in entries.dropLast() {
-            guard let tpl = try? Template(parsing: e) else { continue }
-            let candidate = evaluate(tpl)
+    func tryFilesChoice(_ tf: TryFiles, trace: RouteRecorder? = nil) -> TryFilesChoice {
+        for e in tf.candidates {
+            let candidate = evaluate(e.uri)
             guard let path = filePath(for: candidate) else {
-                trace?.record(.note("try_files \"\(e)\": \"\(String(decoding: candidate, as: UTF8.self))\" has no file path (alias with ..)"))
+                trace?.record(.note("try_files \"\(e.source)\": \"\(String(decoding: candidate, as: UTF8.self))\" has no file path (alias with ..)"))
                 continue
             }
             var st = stat()
             let isDir = candidate.last == UInt8(ascii: "/")
             let exists = statPath(path, &st)
             let kind = !exists ? "not found" : (st.st_mode & S_IFMT) == S_IFDIR ? "a directory" : (st.st_mode & S_IFMT) == S_IFREG ? "a file" : "not a file"
-            trace?.record(.note("try_files \"\(e)\": \(String(decoding: path, as: UTF8.self)) is \(kind)"))
+            trace?.record(.note("try_files \"\(e.source)\": \(String(decoding: path, as: UTF8.self)) is \(kind)"))
             if exists {
                 let dir = (st.st_mode & S_IFMT) == S_IFDIR
                 if isDir && dir { return .file(candidate, directory: true) }
                 if !isDir && (st.st_mode & S_IFMT) == S_IFREG { return .file(candidate, directory: false) }
             }
         }
-        let last = entries.last!
-        if last.hasPrefix("=") { return .code(Int(last.dropFirst()) ?? 404) }
-        if last.hasPrefix("@") { return .named(String(last.dropFirst())) }
-        guard let tpl = try? Template(parsing: last) else { return .code(500) }
-        return .uri(evaluate(tpl))
+        switch tf.fallback {
+        case .code(let code): return .code(code)
+        case .named(let name): return .named(name)
+        case .uri(let tpl): return .uri(evaluate(tpl))
+        }
     }
 
-    func runTryFiles(_ entries: [String]) {
-        switch tryFilesChoice(entries) {
+    func runTryFiles(_ tf: TryFiles) {
+        switch tryFilesChoice(tf) {
         case .file(let candidate, let directory):
             ex.uri = candidate
             guard runMirrors(resume: .staticFile(candidate, allowIndex: directory)) else { return } // Mirror.swift
@@ -144,7 +143,7 @@ extension ClientConnection {
         // index that exists — an absolute one untested, even for a directory that is not there —
         // is an internal redirect, with the arguments, so that its own location answers it.
         if allowIndex && u.last == UInt8(ascii: "/") {
-            for idx in settings.effectiveIndex {
+            for idx in settings.resolved.index {
                 let name = evaluate(idx)
                 if ex.variableFailed { respondError(500); return }
                 var ist = stat()
@@ -160,7 +159,7 @@ extension ClientConnection {
         guard statPath(path, &st) else {
             let e = errno
             if e == EACCES { respondError(403) } else {
-                if (e == ENOENT || e == ENOTDIR) && settings.logNotFound != false { log(.error, "open() \"\(String(decoding: path, as: UTF8.self))\" failed (2: No such file or directory)") }
+                if (e == ENOENT || e == ENOTDIR) && settings.resolved.logNotFound { log(.error, "open() \"\(String(decoding: path, as: UTF8.self))\" failed (2: No such file or directory)") }
                 respondError(404)
             }
             return
@@ -171,7 +170,7 @@ extension ClientConnection {
                 return
             }
             guard allowIndex else { respondError(404); return }
-            if settings.autoindex == true && req.method != .post {
+            if settings.resolved.autoindex && req.method != .post {
                 autoindex(path, uri: u)
                 return
             }
@@ -191,7 +190,7 @@ extension ClientConnection {
     /// `from=$document_root`, else the whole path); any symlink (or one owned by someone else than
     /// its target, for `if_not_owner`) refuses the request.
     func symlinkRefused(_ path: [UInt8]) -> Bool {
-        let policy = settings.disableSymlinks ?? .off
+        let policy = settings.resolved.disableSymlinks
         var from: String?
         var ownerOnly = false
         switch policy {
@@ -239,7 +238,7 @@ extension ClientConnection {
         var path = requestedPath
         var st = requestedStat
         var gzipped = false
-        if settings.gzipStatic == true {
+        if settings.resolved.gzipStatic {
             let accepts = headerValue("accept-encoding").map { String(decoding: $0, as: UTF8.self).contains("gzip") } ?? false
             var gst = stat()
             if accepts, statPath(path + Array(".gz".utf8), &gst), (gst.st_mode & S_IFMT) == S_IFREG {
@@ -268,7 +267,7 @@ extension ClientConnection {
         let finalStatus = ex.overrideStatus ?? 200
         let filtering = hasConditionalHeaders
         let conditions = filtering ? conditionalHeaders() : ConditionalHeaders()
-        let validators = Validators(lastModified: mtime, etag: settings.effectiveEtag ? Array(etag.utf8) : nil)
+        let validators = Validators(lastModified: mtime, etag: settings.resolved.etag ? Array(etag.utf8) : nil)
         if !ex.requestBodyComplete { closeAfterResponse = true }
         outBuf.clear()
         if filtering {
@@ -277,7 +276,7 @@ extension ClientConnection {
                 break
             case .preconditionFailed:
                 Glibc.close(fd)
-                respond(412, contentType: "text/html", body: Status.page(412, serverTokens: settings.effectiveServerTokens))
+                respond(412, contentType: "text/html", body: Status.page(412, serverTokens: settings.resolved.serverTokens))
                 return
             case .notModified:
                 Glibc.close(fd)
@@ -290,7 +289,7 @@ extension ClientConnection {
             }
         }
         if !gzipped, settings.subFilters != nil,
-           sendStaticSubFiltered(fd: fd, size: size, contentType: type, lastModified: meta.lastModified, etag: settings.effectiveEtag ? etag : nil) { return }
+           sendStaticSubFiltered(fd: fd, size: size, contentType: type, lastModified: meta.lastModified, etag: settings.resolved.etag ? etag : nil) { return }
         // gzip: a qualifying file is compressed whole in memory (never a range, never twice).
         if !gzipped, let packed = gzipWholeBody(status: ex.overrideStatus ?? 200, contentType: baseType, length: size,
                                                read: { ClientConnection.readFile(fd, offset: 0, length: size) }) {
@@ -303,11 +302,11 @@ extension ClientConnection {
             outBuf.append("\r\nContent-Length: ")
             outBuf.append(decimal: packed.count)
             outBuf.append("\r\nContent-Encoding: gzip\r\n")
-            if settings.gzipVary == true { outBuf.append("Vary: Accept-Encoding\r\n") }
+            if settings.resolved.gzipVary { outBuf.append("Vary: Accept-Encoding\r\n") }
             outBuf.append("Last-Modified: ")
             outBuf.append(meta.lastModified)
             outBuf.append("\r\n")
-            if settings.effectiveEtag {
+            if settings.resolved.etag {
                 outBuf.append("ETag: ")
                 outBuf.append(string: GzipPolicy.weakened(etag))
                 outBuf.append("\r\n")
@@ -332,7 +331,7 @@ extension ClientConnection {
                 Glibc.close(fd)
                 var extra = Buffer()
                 extra.append(string: "Content-Range: bytes */\(size)\r\n")
-                respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.effectiveServerTokens), extraHeaders: extra.readableBytes)
+                respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.resolved.serverTokens), extraHeaders: extra.readableBytes)
                 extra.release()
                 return
             }
@@ -353,7 +352,7 @@ extension ClientConnection {
         if gzipped {
             outBuf.append("\r\nContent-Encoding: gzip")
         }
-        if settings.gzipVary == true && settings.gzipStatic == true {
+        if settings.resolved.gzipVary && settings.resolved.gzipStatic {
             outBuf.append("\r\nVary: Accept-Encoding")
         }
         outBuf.append("\r\n")
@@ -379,7 +378,7 @@ extension ClientConnection {
             ex.staticRemaining = length
         }
         // tcp_nopush: cork the socket so the head and the file go out in full segments (nginx).
-        if settings.tcpNopush == true && settings.effectiveSendfile && transport.canSendfile {
+        if settings.resolved.tcpNopush && settings.resolved.sendfile && transport.canSendfile {
             transport.cork(self.fd, true) // self.fd: the socket; `fd` here is the file
             corked = true
         }
@@ -438,7 +437,7 @@ extension ClientConnection {
         outBuf.append("Last-Modified: ")
         outBuf.append(meta.lastModified)
         outBuf.append("\r\n")
-        if settings.effectiveEtag {
+        if settings.resolved.etag {
             outBuf.append("ETag: ")
             outBuf.append(string: meta.etag)
             outBuf.append("\r\n")
@@ -469,7 +468,7 @@ extension ClientConnection {
                 continue
             }
             guard writable else {
-                worker.loop.setDeadline(self, afterMillis: settings.effectiveSendTimeoutMs)
+                worker.loop.setDeadline(self, afterMillis: settings.resolved.sendTimeoutMs)
                 return
             }
             if !transport.canSendfile {

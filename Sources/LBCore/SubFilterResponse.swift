@@ -19,7 +19,7 @@ func subFilterTypeQualifies(_ contentType: String?, types: [String]) -> Bool {
     while bare.first == " " || bare.first == "\t" { bare = bare.dropFirst() }
     while bare.last == " " || bare.last == "\t" { bare = bare.dropLast() }
     let t = bare.lowercased()
-    return t == "text/html" || types.contains { $0.lowercased() == t }
+    return t == "text/html" || types.contains(t) // `types` lowercased at load
 }
 
 extension ClientConnection {
@@ -27,7 +27,7 @@ extension ClientConnection {
     /// here, an empty body, or a type not listed). Match strings and replacements are evaluated now.
     func subFilterFor(contentType: String?, contentLength: Int?) -> SubFilterState? {
         guard let pairs = settings.subFilters, contentLength != 0,
-              subFilterTypeQualifies(contentType, types: settings.subFilterTypes ?? []) else { return nil }
+              subFilterTypeQualifies(contentType, types: settings.resolved.subFilterTypes) else { return nil }
         var patterns: [[UInt8]] = []
         var replacements: [[UInt8]] = []
         for p in pairs {
@@ -37,12 +37,12 @@ extension ClientConnection {
             replacements.append(evaluate(p.replacement))
         }
         guard !patterns.isEmpty else { return nil }
-        return SubFilterState(SubFilterMatcher(patterns: patterns, replacements: replacements, once: settings.subFilterOnce ?? true))
+        return SubFilterState(SubFilterMatcher(patterns: patterns, replacements: replacements, once: settings.resolved.subFilterOnce))
     }
 
     /// `sub_filter_last_modified off` (the default) drops Last-Modified and ETag; `on` keeps
     /// Last-Modified and weakens ETag.
-    var subFilterKeepsValidators: Bool { settings.subFilterLastModified == true }
+    var subFilterKeepsValidators: Bool { settings.resolved.subFilterLastModified }
 
     /// Filters the validated upstream bytes into `outBuf` as one chunk (then through gzip when it
     /// also applies), and ends the stream after the last byte. The proxied twin of `gzipRelayable`.
@@ -88,7 +88,7 @@ extension ClientConnection {
         s.matcher.finish(into: &out)
         let code = ex.overrideStatus ?? 200
         ex.overrideStatus = nil
-        let chunked = req.versionMinor >= 1 && !req.isHTTP09 && settings.chunkedTransferEncoding != false
+        let chunked = req.versionMinor >= 1 && !req.isHTTP09 && settings.resolved.chunkedTransferEncoding
         if !chunked { closeAfterResponse = true }
         writeHeadStart(code)
         outBuf.append("Content-Type: ")

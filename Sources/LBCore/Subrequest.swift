@@ -122,7 +122,7 @@ extension ClientConnection {
     func endSubrequest(status: Int, challenges: [[UInt8]]) {
         guard let main = ex.parentExchange else { return }
         var result = SubrequestResult(status: status, challenges: challenges, assignments: [], failed: false)
-        for a in main.location.settings.accessPhase.authRequestSet ?? [] {
+        for a in main.location.settings.resolved.authRequestSet {
             result.assignments.append((a.name, evaluate(a.value)))
         }
         result.failed = ex.variableFailed

@@ -134,7 +134,7 @@ extension ClientConnection {
             respondError(code)
             return
         }
-        respond(400, contentType: "text/html", body: Status.specialPage(code, serverTokens: settings.effectiveServerTokens))
+        respond(400, contentType: "text/html", body: Status.specialPage(code, serverTokens: settings.resolved.serverTokens))
     }
 
     /// `$ssl_*`: empty on plain HTTP, as nginx.

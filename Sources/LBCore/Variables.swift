@@ -154,7 +154,7 @@ extension ClientConnection {
             if let v = ex.rewrite?.vars[name] { out += v; break }
             guard let m = table.maps.first(where: { $0.variable == name }) else {
                 if appendAuthRequestVariable(name, to: &out) { break }
-                if table.setVariables.contains(name), settings.uninitializedVariableWarn != false {
+                if table.setVariables.contains(name), settings.resolved.uninitializedVariableWarn {
                     log(.warn, "using uninitialized \"\(name)\" variable")
                 }
                 break
@@ -270,13 +270,13 @@ extension ClientConnection {
         if isMirror { return } // as nginx's subrequests (log_subrequest off)
         generation.serverStats[ex.server.index].count(ex.status)
         if settings.accessLogOff == true { return }
-        let logs = settings.accessLogs ?? [AccessLog(path: worker.runtime.defaultAccessLog, format: "combined")]
+        let logs = settings.accessLogs ?? worker.runtime.defaultAccessLogs
         for l in logs {
             if let cond = l.condition {
                 let v = evaluate(cond)
                 if v.isEmpty || v == [UInt8(ascii: "0")] { continue }
             }
-            guard let fmt = table.logFormats[l.format] else { continue }
+            let fmt = l.logFormat
             let f = worker.accessLog(l.path)
             if let size = l.bufferSize { f.bufferLimit = size }
             if let ms = l.flushMs { f.flushEveryMs = Int64(ms) }

@@ -246,7 +246,7 @@ public final class Worker: @unchecked Sendable {
             return
         }
         // tcp_nodelay (on by default, as nginx): small responses leave without Nagle's delay.
-        if gen.table.servers[gen.table.listeners[li].defaultServer].settings.tcpNodelay != false && !peer.isUnix {
+        if gen.table.servers[gen.table.listeners[li].defaultServer].settings.resolved.tcpNodelay && !peer.isUnix {
             try? Socket.setOption(fd, 6 /* IPPROTO_TCP */, 1 /* TCP_NODELAY */, 1)
         }
         let number = nextConnection * runtime.workers.count + index

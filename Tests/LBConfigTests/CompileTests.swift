@@ -101,7 +101,7 @@ import Testing
         let s = t.server(for: 0, host: "localhost")
         #expect(s.settings.types?["css"] == "text/css")
         #expect(s.settings.sendfile == true)
-        #expect(s.settings.accessLogs?.first?.format == "main")
+        #expect(s.settings.accessLogs?.first?.format == "main" && s.settings.accessLogs?.first?.logFormat.name == "main")
 
         let root = try #require(s.locations.find("/anything"))
         guard case .proxy(let target) = root.handler else { Issue.record("not proxy"); return }
@@ -109,7 +109,7 @@ import Testing
         #expect(root.settings.proxySetHeaders?.map(\.name) == ["Host", "X-Real-IP", "X-Forwarded-For"])
 
         let cache = try #require(s.locations.find("/cache-me"))
-        #expect(cache.settings.cacheZone == "my_cache")
+        #expect(cache.settings.resolved.cacheZone == "my_cache")
         #expect(cache.settings.proxyCacheLock == true)
         #expect(cache.settings.proxyCacheValid == [CacheValid(codes: [200], ms: 10_000)])
         #expect(cache.settings.proxyCacheUseStale == [.updating])
@@ -149,11 +149,11 @@ import Testing
     @Test func scalarSettingsInheritDownAndDefaultsApply() throws {
         let t = try load(server("client_max_body_size 5m;\nlocation /a { proxy_read_timeout 3s; }\nlocation /b { client_max_body_size 0; }"))
         let s = t.servers[0]
-        #expect(s.locations.find("/a")?.settings.effectiveClientMaxBodySize == 5 << 20)
-        #expect(s.locations.find("/a")?.settings.effectiveProxyReadTimeoutMs == 3000)
-        #expect(s.locations.find("/b")?.settings.effectiveClientMaxBodySize == 0)
-        #expect(s.fallback.settings.effectiveProxyReadTimeoutMs == 60_000)
-        #expect(s.fallback.settings.effectiveKeepaliveTimeoutMs == 75_000)
+        #expect(s.locations.find("/a")?.settings.resolved.clientMaxBodySize == 5 << 20)
+        #expect(s.locations.find("/a")?.settings.resolved.proxyReadTimeoutMs == 3000)
+        #expect(s.locations.find("/b")?.settings.resolved.clientMaxBodySize == 0)
+        #expect(s.fallback.settings.resolved.proxyReadTimeoutMs == 60_000)
+        #expect(s.fallback.settings.resolved.keepaliveTimeoutMs == 75_000)
     }
 
     @Test func upstreamPeersPoliciesAndHostnames() throws {
@@ -321,7 +321,7 @@ import Testing
         #expect(loaded.warnings.map(\.message) == ["module \"modules/ngx_http_echo_module.so\" is not loaded: lb has no dynamic modules"])
         let t = loaded.table
         #expect(t.listeners.map(\.address.description) == ["0.0.0.0:80", "[::]:80"])
-        #expect(t.servers[0].settings.effectiveIndex.map(\.source) == ["index.html", "index.htm", "index.nginx-debian.html"])
-        #expect(t.servers[0].locations.find("/x")?.tryFiles == ["$uri", "$uri/", "=404"])
+        #expect(t.servers[0].settings.resolved.index.map(\.source) == ["index.html", "index.htm", "index.nginx-debian.html"])
+        #expect(t.servers[0].locations.find("/x")?.tryFiles?.entries == ["$uri", "$uri/", "=404"])
     }
 }

@@ -75,7 +75,7 @@ import Testing
         #expect(a.settings.recursiveErrorPages == true && a.settings.chunkedTransferEncoding == false)
         #expect({ if case .some(nil) = a.settings.charset { true } else { false } }())
         #expect({ if case .some(.name("utf-8")) = s.settings.charset { true } else { false } }())
-        #expect(a.settings.effectiveKeepaliveDisable == ["safari"])
+        #expect(a.settings.resolved.keepaliveDisable == .safari)
         let g = try #require(a.settings.gzipDisable)
         #expect(g.msie6 && g.regexes.count == 1 && g.regexes[0].matches("Curl/8") && !g.regexes[0].matches("Mozilla"))
         let cookie = try #require(a.settings.proxyCookieDomains?.first)

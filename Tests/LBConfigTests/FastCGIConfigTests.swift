@@ -30,10 +30,10 @@ struct FastCGIConfigTests {
             location /p/ { proxy_pass http://127.0.0.1:80; }
             """))
         let f = try location(t).settings
-        #expect(f.effectiveProxyReadTimeoutMs == 7000 && f.effectiveProxyBufferSize == 4096)
+        #expect(f.resolved.proxyReadTimeoutMs == 7000 && f.resolved.proxyBufferSize == 4096)
         #expect(f.proxyInterceptErrors == nil && f.proxySetHeaders == nil && f.proxyRedirectOff == true)
         let p = try location(t, "/p/").settings
-        #expect(p.effectiveProxyReadTimeoutMs == 5000 && p.effectiveProxyBufferSize == 65536 && p.proxyInterceptErrors == true)
+        #expect(p.resolved.proxyReadTimeoutMs == 5000 && p.resolved.proxyBufferSize == 65536 && p.proxyInterceptErrors == true)
     }
 
     @Test func aLevelWithAnyParamReplacesTheParentsList() throws {
@@ -86,9 +86,9 @@ struct FastCGIConfigTests {
     @Test func cacheThroughTheSharedZones() throws {
         let t = try load("http { fastcgi_cache_path /c keys_zone=z:1m; server { listen 8080; location / { fastcgi_cache z; fastcgi_cache_key $uri; fastcgi_cache_valid 200 1m; fastcgi_pass 127.0.0.1:9000; } location /p { proxy_pass http://127.0.0.1:80; } } }")
         let s = try location(t).settings
-        #expect(s.cacheZone == "z" && s.proxyCacheValid?.first?.ms == 60_000)
+        #expect(s.resolved.cacheZone == "z" && s.proxyCacheValid?.first?.ms == 60_000)
         // fastcgi_cache does not turn on the proxy cache elsewhere.
-        #expect(try location(t, "/p").settings.cacheZone == nil)
+        #expect(try location(t, "/p").settings.resolved.cacheZone == nil)
     }
 
     @Test func splitPathInfoAndIndexAreKept() throws {

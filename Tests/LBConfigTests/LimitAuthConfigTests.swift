@@ -25,8 +25,9 @@ struct LimitAuthConfigTests {
         let p = t.servers[0].locations.find("/")!.settings.accessPhase
         #expect(p.limitReq == [LimitReqRule(zone: 0, burst: 5000, delay: Int.max / 1000 * 1000), LimitReqRule(zone: 1, burst: 2000, delay: 1000)])
         #expect(p.limitConn == [LimitConnRule(zone: 2, limit: 3)])
-        #expect(p.effectiveLimitReqStatus == 429 && p.effectiveLimitConnStatus == 503 && p.limitConnDryRun == true)
-        #expect(p.effectiveLimitReqLogLevel == .warn && p.effectiveLimitReqDelayLogLevel == .notice)
+        let r = t.servers[0].locations.find("/")!.settings.resolved
+        #expect(r.limitReqStatus == 429 && r.limitConnStatus == 503 && p.limitConnDryRun == true)
+        #expect(r.limitReqLogLevel == .warn && r.limitReqDelayLogLevel == .notice)
         #expect(p.active)
     }
 

@@ -58,19 +58,18 @@ public enum CachePolicy {
     }
 
     /// The lifetime of a response, or nil when it must not be stored.
-    public static func freshness(_ r: ResponseInfo, now: Int, valid: [CacheValid], ignore: [String]) -> Freshness? {
-        func ignored(_ h: String) -> Bool { ignore.contains { $0.lowercased() == h } }
+    public static func freshness(_ r: ResponseInfo, now: Int, valid: [CacheValid], ignore: IgnoredHeaders) -> Freshness? {
         if r.status < 200 || r.status == 206 { return nil }
-        if r.setCookie && !ignored("set-cookie") { return nil }
+        if r.setCookie && !ignore.contains(.setCookie) { return nil }
         var varyNames: [String] = []
-        if let v = r.vary, !ignored("vary") {
+        if let v = r.vary, !ignore.contains(.vary) {
             varyNames = varyHeaderNames(v)
             if varyNames.contains("*") { return nil }
         }
         var result = Freshness(validUntil: 0)
         var decided = false
         // X-Accel-Expires: seconds, `@epoch`, 0 = do not cache.
-        if let x = r.xAccelExpires?.trimmed, !x.isEmpty, !ignored("x-accel-expires") {
+        if let x = r.xAccelExpires?.trimmed, !x.isEmpty, !ignore.contains(.xAccelExpires) {
             if x.hasPrefix("@") {
                 guard let t = Int(x.dropFirst()) else { return nil }
                 if t <= now { return nil }
@@ -82,7 +81,7 @@ public enum CachePolicy {
                 decided = true
             }
         }
-        if let cc = r.cacheControl, !ignored("cache-control") {
+        if let cc = r.cacheControl, !ignore.contains(.cacheControl) {
             let d = directives(cc)
             if !decided {
                 if d["no-cache"] != nil || d["no-store"] != nil || d["private"] != nil { return nil }
@@ -99,7 +98,7 @@ public enum CachePolicy {
             }
             if let s = d["stale-if-error"], let n = Int(s ?? ""), n > 0 { result.staleIfError = n }
         }
-        if !decided, let e = r.expires, !ignored("expires") {
+        if !decided, let e = r.expires, !ignore.contains(.expires) {
             guard let t = DateCache.parse(e.trimmed), t > now else { return nil }
             result.validUntil = t
             decided = true

@@ -45,13 +45,12 @@ extension ClientConnection {
         }
         // GET and HEAD are always cacheable methods; others only when proxy_cache_methods says so.
         if req.method != .get && req.method != .head {
-            let methodName = String(decoding: head.readableBytes[req.methodRange], as: UTF8.self)
-            guard loc.settings.effectiveProxyCacheMethods.contains(methodName) else {
+            guard req.method == .post && loc.settings.resolved.proxyCacheMethods.contains(.post) else {
                 startProxy(t)
                 return
             }
         }
-        let key = evaluate(loc.settings.effectiveProxyCacheKey)
+        let key = evaluate(loc.settings.resolved.proxyCacheKey)
         let primary = CacheHash(key: key)
         var cr = CacheRequest(zone: zone, key: key, primary: primary, hash: primary)
         if let nc = loc.settings.proxyNoCache, nc.contains(where: { truthy(evaluate($0)) }) { cr.noStore = true }
@@ -69,8 +68,7 @@ extension ClientConnection {
     /// the zone; empty or `off` proxies without the cache, an unknown name is logged and a 500.
     func startProxyWithCacheNamed(by value: Template, _ t: ProxyTarget) {
         if req.method != .get && req.method != .head {
-            let methodName = String(decoding: head.readableBytes[req.methodRange], as: UTF8.self)
-            guard settings.effectiveProxyCacheMethods.contains(methodName) else { return startProxy(t) }
+            guard req.method == .post && settings.resolved.proxyCacheMethods.contains(.post) else { return startProxy(t) }
         }
         let name = String(decoding: evaluate(value), as: UTF8.self)
         if ex.variableFailed { return respondError(500) }
@@ -120,8 +118,8 @@ extension ClientConnection {
         let now = worker.loop.now
         let nowSec = wallClock().seconds
         let entry = lookupCacheEntry()
-        let lockOn = s.settings.proxyCacheLock == true
-        let lockAge = Int64(s.settings.effectiveProxyCacheLockAgeMs)
+        let lockOn = s.settings.resolved.proxyCacheLock
+        let lockAge = Int64(s.settings.resolved.proxyCacheLockAgeMs)
         let hash = ex.cache!.hash
         if let e = entry {
             if e.validUntil > nowSec {
@@ -129,7 +127,7 @@ extension ClientConnection {
                 return lookupAndDispatch(firstTime: firstTime) // the file vanished: look again
             }
             // Expired. Another request updating it: serve stale if allowed.
-            let useStale = s.settings.proxyCacheUseStale ?? []
+            let useStale = s.settings.resolved.proxyCacheUseStale
             let staleUpdating = useStale.contains(.updating) || nowSec < e.validUntil + e.staleWhileRevalidate
             let locked = zone.index.withLock { $0.tryLock(hash, now: now, maxAgeMs: lockAge) }
             if !locked {
@@ -138,7 +136,7 @@ extension ClientConnection {
                 if lockOn && now < ex.cache!.waitUntil { return waitForCache() }
             } else {
                 ex.cache!.lockHash = hash
-                if s.settings.proxyCacheBackgroundUpdate == true && staleUpdating && !req.hasBody {
+                if s.settings.resolved.proxyCacheBackgroundUpdate && staleUpdating && !req.hasBody {
                     // The client gets the stale entry now; this connection fetches the update after it.
                     ex.backgroundUpdatePending = true
                     if serveCached(e, status: ClientConnection.statusStale) { zone.stale.add(1, ordering: .relaxed); return }
@@ -147,7 +145,7 @@ extension ClientConnection {
             }
             ex.cacheStatus = ClientConnection.statusExpired
             zone.expired.add(1, ordering: .relaxed)
-            ex.cache!.revalidating = s.settings.proxyCacheRevalidate == true && (e.etag != nil || e.lastModified != nil)
+            ex.cache!.revalidating = s.settings.resolved.proxyCacheRevalidate && (e.etag != nil || e.lastModified != nil)
             startProxy(t)
             return
         }
@@ -174,7 +172,7 @@ extension ClientConnection {
     func waitForCache() {
         state = .proxy
         ex.phase = .cacheWait
-        if ex.cache!.waitUntil == 0 { ex.cache!.waitUntil = worker.loop.now + Int64(settings.effectiveProxyCacheLockTimeoutMs) }
+        if ex.cache!.waitUntil == 0 { ex.cache!.waitUntil = worker.loop.now + Int64(settings.resolved.proxyCacheLockTimeoutMs) }
         worker.loop.setDeadline(self, afterMillis: 10)
     }
 
@@ -260,7 +258,7 @@ extension ClientConnection {
                     closeStaticFile()
                     var extra = Buffer()
                     extra.append(string: "Content-Range: bytes */\(length)\r\n")
-                    respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.effectiveServerTokens), extraHeaders: extra.readableBytes)
+                    respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.resolved.serverTokens), extraHeaders: extra.readableBytes)
                     extra.release()
                     return true
                 }
@@ -312,7 +310,7 @@ extension ClientConnection {
         let nowSec = wallClock().seconds
         // stale-if-error covers errors, timeouts, invalid heads and 5xx (RFC 5861).
         let staleIfError: UpstreamConditions = [.error, .timeout, .invalidHeader, .http500, .http502, .http503, .http504]
-        let allowed = (settings.proxyCacheUseStale ?? []).contains(condition)
+        let allowed = settings.resolved.proxyCacheUseStale.contains(condition)
             || (nowSec < e.validUntil + e.staleIfError && staleIfError.contains(condition))
         guard allowed else { return false }
         if serveCached(e, status: ClientConnection.statusStale) {
@@ -334,8 +332,8 @@ extension ClientConnection {
         if ex.attempt.response.status == 304, cr.revalidating, var e = cr.entry {
             let fresh = CachePolicy.freshness(CachePolicy.ResponseInfo(status: 200, xAccelExpires: info.xAccelExpires,
                                                                        cacheControl: info.cacheControl, expires: info.expires),
-                                              now: nowSec, valid: settings.proxyCacheValid ?? [], ignore: settings.proxyIgnoreHeaders ?? [])
-                ?? CachePolicy.Freshness(validUntil: nowSec + (CachePolicy.validSeconds(e.status, settings.proxyCacheValid ?? []) ?? 0))
+                                              now: nowSec, valid: settings.resolved.proxyCacheValid, ignore: settings.resolved.proxyIgnoreHeaders)
+                ?? CachePolicy.Freshness(validUntil: nowSec + (CachePolicy.validSeconds(e.status, settings.resolved.proxyCacheValid) ?? 0))
             e.validUntil = fresh.validUntil
             e.staleWhileRevalidate = fresh.staleWhileRevalidate
             e.staleIfError = fresh.staleIfError
@@ -350,7 +348,7 @@ extension ClientConnection {
             return true
         }
         let statusCondition = UpstreamConditions.status(ex.attempt.response.status)
-        if let e = cr.entry, !statusCondition.isEmpty && (settings.proxyCacheUseStale ?? []).contains(statusCondition) || (ex.attempt.response.status >= 500 && nowSec < e.validUntil + e.staleIfError && [500, 502, 503, 504].contains(ex.attempt.response.status)) {
+        if let e = cr.entry, !statusCondition.isEmpty && settings.resolved.proxyCacheUseStale.contains(statusCondition) || (ex.attempt.response.status >= 500 && nowSec < e.validUntil + e.staleIfError && [500, 502, 503, 504].contains(ex.attempt.response.status)) {
             c.inBuf.readIndex += headLength
             recordUpstream(status: ex.attempt.response.status)
             releasePeer(failed: false)
@@ -362,7 +360,7 @@ extension ClientConnection {
             return true
         }
         guard !cr.noStore, ex.attempt.response.status != 304,
-              let fresh = CachePolicy.freshness(info, now: nowSec, valid: settings.proxyCacheValid ?? [], ignore: settings.proxyIgnoreHeaders ?? []) else {
+              let fresh = CachePolicy.freshness(info, now: nowSec, valid: settings.resolved.proxyCacheValid, ignore: settings.resolved.proxyIgnoreHeaders) else {
             return false
         }
         // The head as stored: the upstream's, without framing and hop-by-hop headers.
@@ -386,7 +384,7 @@ extension ClientConnection {
         stored += [0x0D, 0x0A]
         var hash = cr.primary
         var names: [String] = []
-        if let v = info.vary, !(settings.proxyIgnoreHeaders ?? []).contains(where: { $0.lowercased() == "vary" }) {
+        if let v = info.vary, !settings.resolved.proxyIgnoreHeaders.contains(.vary) {
             names = CachePolicy.varyHeaderNames(v)
             if !names.isEmpty { hash = CacheFile.variantHash(key: cr.key, names: names) { headerValue($0) ?? [] } }
         }
@@ -516,7 +514,7 @@ extension ClientConnection {
         guard let t = ex.target, ex.cache != nil else { return }
         ex = Exchange(backgroundUpdateOf: ex)
         ex.cacheStatus = ClientConnection.statusExpired
-        ex.cache!.revalidating = settings.proxyCacheRevalidate == true && (ex.cache!.entry?.etag != nil || ex.cache!.entry?.lastModified != nil)
+        ex.cache!.revalidating = settings.resolved.proxyCacheRevalidate && (ex.cache!.entry?.etag != nil || ex.cache!.entry?.lastModified != nil)
         // A `proxy_pass` with variables goes where the response came from (its runtime kept).
         startProxy(t, runtime: t.variableURLIndex != nil ? ex.upstreamRuntime : nil)
     }
@@ -548,14 +546,14 @@ extension ClientConnection {
             respondError(403)
             return
         }
-        var zoneName = settings.cacheZone
+        var zoneName = settings.resolved.cacheZone
         if let v = settings.proxyCacheValue { zoneName = String(decoding: evaluate(v), as: UTF8.self) } // `proxy_cache $var`
         guard let name = zoneName, let zone = generation.cacheZones[name] else {
             respondError(404)
             return
         }
         if case .proxy(let t) = ex.location.handler { ex.target = t }
-        var key = evaluate(settings.effectiveProxyCacheKey)
+        var key = evaluate(settings.resolved.proxyCacheKey)
         var n = 0
         if key.last == UInt8(ascii: "*") {
             key.removeLast()
