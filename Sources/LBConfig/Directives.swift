@@ -4,7 +4,7 @@ extension Compiler {
         var rows: [DirectiveSpec] = mainDirectives + httpDirectives + serverDirectives + proxyDirectives
             + cacheDirectives + upstreamDirectives + stackDirectives + operationsDirectives + tlsDirectives + resolverDirectives
             + proxySSLDirectives + limitDirectives + authDirectives + fastcgiDirectives + uwsgiDirectives + rewriteDirectives
-            + responseDirectives + requestBodyDirectives
+            + responseDirectives + requestBodyDirectives + cookieFlagsDirectives
         for (name, ctx, args) in acceptedNoOps {
             rows.append(DirectiveSpec(name, ctx, args, repeatable: true, note: "accepted for compatibility; no effect in lb") { _, _ in })
         }
