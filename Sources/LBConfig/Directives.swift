@@ -346,9 +346,7 @@ extension Compiler {
         var v = d.args[1].text
         guard v.hasPrefix("$"), v.count > 1 else { throw ConfigError("invalid variable name \"\(v)\"", at: d.args[1].location) }
         v.removeFirst()
-        if definedVariables.contains(v) && maps.contains(where: { $0.variable == v }) {
-            throw ConfigError("duplicate map variable \"$\(v)\"", at: d.args[1].location)
-        }
+        try checkDefinable(v, at: d.location)
         definedVariables.insert(v)
         var def = Template(literal: "")
         var exact: [String: Template] = [:]
@@ -398,6 +396,8 @@ extension Compiler {
                 exact[key] = value
             }
         }
+        // A later map (or geo, split_clients) of the same variable replaces the earlier, as in nginx.
+        maps.removeAll { $0.variable == v }
         maps.append(MapBlock(source: source, variable: v, defaultValue: def, exact: exact, regexes: regexes, hostnames: hostnames,
                              wildcards: wildcards.isEmpty ? nil : wildcards, volatile: volatile))
     }

@@ -312,6 +312,18 @@ public struct GeoRanges: Sendable {
 }
 
 extension Compiler {
+    /// Built-in variables nginx lets a map, geo or split_clients define again (its changeable ones).
+    static let changeableBuiltins: Set<String> = ["args", "limit_rate", "proxy_host", "proxy_port"]
+
+    /// nginx's `ngx_http_add_variable` for a map-like block's variable: a built-in one that is
+    /// not changeable is `the duplicate "NAME" variable` (prefixed ones, `$http_…`, are not built-in
+    /// names there).
+    func checkDefinable(_ name: String, at location: SourceLocation) throws {
+        if Variable.simple[name] != nil && !Compiler.changeableBuiltins.contains(name) && !name.hasPrefix("ssl_") {
+            throw ConfigError("the duplicate \"\(name)\" variable", at: location)
+        }
+    }
+
     /// `geo [$address] $variable { … }`, entry by entry as nginx's `ngx_http_geo` reads them
     /// (included files' entries arrive inline, each at its own FILE:LINE).
     func compileGeo(_ d: Directive) throws {
@@ -324,7 +336,7 @@ extension Compiler {
         }
         nameTok.text.removeFirst()
         let v = nameTok.text
-        if case .named = Variable.resolve(v) {} else { throw ConfigError("the duplicate \"\(v)\" variable", at: d.location) }
+        try checkDefinable(v, at: d.location)
         definedVariables.insert(v)
 
         var networks: GeoNetworks? = nil

@@ -170,6 +170,25 @@ struct DifferentialGeoTests {
         #expect(try d.fetch(Differential.Request(target: "/args?k=v"), port: d.lb.port).text == "[k=v] [k=v] after=[k=v] [changed]\n")
     }
 
+    /// Blocks defining the same variable: the last one defines it, whatever its kind.
+    @Test func theLastBlockOfAVariableDefinesItAsNginx() throws {
+        let d = try Differential("""
+        map $host $a { default map1; }
+        geo $a { default geo; }
+        geo $b { default geo; }
+        map $host $b { default map2; }
+        split_clients $host $c { * split; }
+        map $host $c { default map3; }
+        geo $c { default geo3; }
+        server {
+            listen 127.0.0.1:{port};
+            location / { return 200 "a=$a b=$b c=$c\n"; }
+        }
+        """)
+        try d.compare([Differential.Request(target: "/", expect: 200)])
+        #expect(try d.fetch(Differential.Request(target: "/"), port: d.lb.port).text == "a=geo b=map2 c=geo3\n")
+    }
+
     /// `nginx -t` and `lb -t` on the same files: each `[warn]` and the `[emerg]`, in order.
     /// (lb names the place of an unknown variable, nginx does not: not compared here.)
     func check(_ files: [String: String]) throws -> (nginx: [String], lb: [String]) {
@@ -208,6 +227,8 @@ struct DifferentialGeoTests {
             ("geo $a $b $c { }", [:]),
             ("map $host $m {\n hostnames;\n .example.com a;\n example.com b;\n}", [:]),
             ("map $host $m {\n hostnames;\n www.*.com a;\n}", [:]),
+            ("map $host $uri {\n default x;\n}", [:]),
+            ("split_clients $host $remote_addr {\n * x;\n}", [:]),
         ]
         for (block, files) in cases {
             var all = files

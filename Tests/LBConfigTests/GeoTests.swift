@@ -149,8 +149,15 @@ struct GeoTests {
         ("geo $a b { }", "invalid variable name \"b\" in t.conf:3"),
         ("geo $a $b $c { }", "invalid number of arguments in \"geo\" directive in t.conf:3"),
         ("geo $remote_addr { }", "the duplicate \"remote_addr\" variable in t.conf:3"),
+        ("geo $pid { }", "the duplicate \"pid\" variable in t.conf:3"),
+        ("map $host $server_port { }", "the duplicate \"server_port\" variable in t.conf:3"),
+        ("map $host $uri { }", "the duplicate \"uri\" variable in t.conf:3"),
+        ("split_clients $host $remote_addr { * a; }", "the duplicate \"remote_addr\" variable in t.conf:3"),
+        ("map $host $args { } geo $limit_rate { } geo $http_x { }", "no error"),
+        ("map $host $a { } map $host $a { } geo $a { } split_clients $host $a { * x; } map $host $a { }", "no error"),
     ])
     func loadErrorsAreNginxs(_ block: String, _ nginx: String) {
+        // Each case's words checked with nginx -t 1.22.1.
         #expect(loadError("events {}\nhttp {\n\(block)\nserver { listen 80; }\n}\n") == nginx)
     }
 
@@ -174,6 +181,9 @@ struct GeoTests {
         let (t, _) = try Self.loaded("geo $arg_ip $v { default first; }\ngeo $arg_ip $v { default second; }")
         #expect(t.maps.filter { $0.variable == "v" }.count == 1)
         #expect(Self.value(try Self.geo(t, "v"), "1.2.3.4") == "second")
+        // A map after a geo of the same variable, as nginx: the last block defines it.
+        let (t2, _) = try Self.loaded("geo $v { default g; }\nmap $host $v { default m; }")
+        #expect(t2.maps.filter { $0.variable == "v" }.count == 1 && t2.maps.first { $0.variable == "v" }?.geo == nil)
     }
 
     @Test(arguments: [
