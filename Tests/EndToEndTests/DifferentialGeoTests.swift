@@ -47,6 +47,7 @@ struct DifferentialGeoTests {
     }
     geo $plain { default d; 127.0.0.0/8 loop; }
     geo $unproxied { proxy 10.0.0.0/8; default d; 127.0.0.1 lo; 1.1.1.1 one; }
+    geo $real { default d; 10.0.0.0/8 ten; 127.0.0.1 lo; }
     """
 
     static let nets = "10.0.0.0/8 ten;\n10.1.0.0/16 ten-one;\n10.1.2.0/24 ten-one-two;\n"
@@ -81,7 +82,9 @@ struct DifferentialGeoTests {
         \(Self.geoBlocks)
         server {
             listen 127.0.0.1:{port};
-            location / { return 200 "xff=$xff xffr=$xffr unproxied=$unproxied\\n"; }
+            set_real_ip_from 127.0.0.1;
+            real_ip_header X-Real-IP;
+            location / { return 200 "xff=$xff xffr=$xffr unproxied=$unproxied real=$real\\n"; }
         }
         """, files: ["nets.conf": Self.nets])
         let values = ["1.1.1.1", "10.5.1.1", "1.1.1.1, 10.5.1.1", "1.1.1.1, 10.9.9.9", "10.5.5.5, 10.9.9.9", "junk",
@@ -89,9 +92,14 @@ struct DifferentialGeoTests {
         var requests = values.map { Differential.Request(target: "/", headers: ["X-Forwarded-For: \($0)"], expect: 200) }
         requests.append(Differential.Request(target: "/", expect: 200))
         requests.append(Differential.Request(target: "/", headers: ["X-Forwarded-For: 1.1.1.1", "X-Forwarded-For: 10.2.2.2"], expect: 200))
+        // The connection's address is the one realip chose (server level, before the rewrite phase).
+        requests += [["X-Real-IP: 10.1.1.1"], ["X-Real-IP: 10.5.0.1", "X-Forwarded-For: 1.1.1.1"],
+                     ["X-Real-IP: 1.1.1.1", "X-Forwarded-For: 10.5.0.1"]].map { Differential.Request(target: "/", headers: $0, expect: 200) }
         try d.compare(requests)
         let r = try d.fetch(Differential.Request(target: "/", headers: ["X-Forwarded-For: 1.1.1.1, 10.5.1.1"]), port: d.lb.port)
-        #expect(r.text == "xff=ten5 xffr=one unproxied=lo\n")
+        #expect(r.text == "xff=ten5 xffr=one unproxied=lo real=lo\n")
+        let real = try d.fetch(Differential.Request(target: "/", headers: ["X-Real-IP: 10.5.0.1", "X-Forwarded-For: 1.1.1.1"]), port: d.lb.port)
+        #expect(real.text == "xff=one xffr=one unproxied=one real=ten\n")
     }
 
     /// `hostnames`: exact keys, then the longest leading wildcard (`*.x` not matching x itself,
