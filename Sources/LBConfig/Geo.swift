@@ -144,8 +144,11 @@ public struct GeoNetworks: Sendable {
 
     var v4: [Key: [UInt8]] = [:]
     var v6: [Key: [UInt8]] = [:]
+    /// The prefix lengths present, longest first, and how many networks each has.
     var v4Prefixes: [Int] = []
     var v6Prefixes: [Int] = []
+    var v4Counts: [Int: Int] = [:]
+    var v6Counts: [Int: Int] = [:]
 
     public init() {}
 
@@ -165,7 +168,9 @@ public struct GeoNetworks: Sendable {
     public mutating func insert(_ n: GeoBlock.Network, _ value: [UInt8]) -> [UInt8]? {
         let k = GeoNetworks.key(n)
         let old = n.v6 ? v6.updateValue(value, forKey: k) : v4.updateValue(value, forKey: k)
-        if old == nil { n.v6 ? GeoNetworks.add(n.prefix, to: &v6Prefixes) : GeoNetworks.add(n.prefix, to: &v4Prefixes) }
+        if old == nil {
+            if n.v6 { GeoNetworks.count(n.prefix, +1, &v6Counts, &v6Prefixes) } else { GeoNetworks.count(n.prefix, +1, &v4Counts, &v4Prefixes) }
+        }
         return old
     }
 
@@ -174,18 +179,18 @@ public struct GeoNetworks: Sendable {
         let k = GeoNetworks.key(n)
         if n.v6 {
             guard v6.removeValue(forKey: k) != nil else { return false }
-            if !v6.keys.contains(where: { $0.prefix == n.prefix }) { v6Prefixes.removeAll { $0 == n.prefix } }
+            GeoNetworks.count(n.prefix, -1, &v6Counts, &v6Prefixes)
         } else {
             guard v4.removeValue(forKey: k) != nil else { return false }
-            if !v4.keys.contains(where: { $0.prefix == n.prefix }) { v4Prefixes.removeAll { $0 == n.prefix } }
+            GeoNetworks.count(n.prefix, -1, &v4Counts, &v4Prefixes)
         }
         return true
     }
 
-    static func add(_ p: Int, to list: inout [Int]) {
-        guard !list.contains(p) else { return }
-        list.append(p)
-        list.sort(by: >)
+    static func count(_ p: Int, _ delta: Int, _ counts: inout [Int: Int], _ list: inout [Int]) {
+        let c = counts[p, default: 0] + delta
+        counts[p] = c
+        if c == 0 { list.removeAll { $0 == p } } else if c == 1 && delta > 0 { list.append(p); list.sort(by: >) }
     }
 
     /// The value of the longest prefix holding the address (16 bytes, IPv4 v4-mapped; nil for
@@ -239,44 +244,49 @@ public struct GeoRanges: Sendable {
         var n = start
         while true {
             let h = UInt16(n >> 16)
-            var s = n == start ? UInt16(n & 0xFFFF) : 0
-            var e: UInt16 = (n | 0xFFFF) > end ? UInt16(end & 0xFFFF) : 0xFFFF
-            var a = buckets[h] ?? []
-            var i = a.count
-            var placed = false
-            while i > 0 {
-                i -= 1
-                if e < a[i].start { continue }
-                if s > a[i].end {
-                    a.insert(Piece(start: s, end: e, value: value), at: i + 1)
-                } else if s == a[i].start && e == a[i].end {
-                    replaced.append(a[i].value)
-                    a[i].value = value
-                } else if s > a[i].start && e < a[i].end {
-                    let old = a[i]
-                    a[i].end = s - 1
-                    a.insert(contentsOf: [Piece(start: s, end: e, value: value), Piece(start: e + 1, end: old.end, value: old.value)], at: i + 1)
-                } else if s == a[i].start && e < a[i].end {
-                    a[i].start = e + 1
-                    a.insert(Piece(start: s, end: e, value: value), at: i)
-                } else if s > a[i].start && e == a[i].end {
-                    a[i].end = s - 1
-                    a.insert(Piece(start: s, end: e, value: value), at: i + 1)
-                } else {
-                    s = a[i].start
-                    e = a[i].end
-                    return .overlaps("\(h >> 8).\(h & 0xFF).\(s >> 8).\(s & 0xFF)-\(h >> 8).\(h & 0xFF).\(e >> 8).\(e & 0xFF)")
-                }
-                placed = true
-                break
-            }
-            if !placed { a.insert(Piece(start: s, end: e, value: value), at: 0) }
-            buckets[h] = a
+            let s = n == start ? UInt16(n & 0xFFFF) : 0
+            let e: UInt16 = (n | 0xFFFF) > end ? UInt16(end & 0xFFFF) : 0xFFFF
+            if let overlap = GeoRanges.add(s, e, h, value, to: &buckets[h, default: []], replaced: &replaced) { return .overlaps(overlap) }
             if h == 0xFFFF { break }
             n = (n &+ 0x10000) & 0xFFFF_0000
             if n > end || n == 0 { break }
         }
         return .added(replaced: replaced)
+    }
+
+    /// One /16's part of `add`, on its pieces in place; the crossed piece when it overlaps one.
+    static func add(_ start: UInt16, _ end: UInt16, _ h: UInt16, _ value: [UInt8], to a: inout [Piece], replaced: inout [[UInt8]]) -> String? {
+        var s = start, e = end
+        var i = a.count
+        var placed = false
+        while i > 0 {
+            i -= 1
+            if e < a[i].start { continue }
+            if s > a[i].end {
+                a.insert(Piece(start: s, end: e, value: value), at: i + 1)
+            } else if s == a[i].start && e == a[i].end {
+                replaced.append(a[i].value)
+                a[i].value = value
+            } else if s > a[i].start && e < a[i].end {
+                let old = a[i]
+                a[i].end = s - 1
+                a.insert(contentsOf: [Piece(start: s, end: e, value: value), Piece(start: e + 1, end: old.end, value: old.value)], at: i + 1)
+            } else if s == a[i].start && e < a[i].end {
+                a[i].start = e + 1
+                a.insert(Piece(start: s, end: e, value: value), at: i)
+            } else if s > a[i].start && e == a[i].end {
+                a[i].end = s - 1
+                a.insert(Piece(start: s, end: e, value: value), at: i + 1)
+            } else {
+                s = a[i].start
+                e = a[i].end
+                return "\(h >> 8).\(h & 0xFF).\(s >> 8).\(s & 0xFF)-\(h >> 8).\(h & 0xFF).\(e >> 8).\(e & 0xFF)"
+            }
+            placed = true
+            break
+        }
+        if !placed { a.insert(Piece(start: s, end: e, value: value), at: 0) }
+        return nil
     }
 
     /// Deletes `start...end` as nginx's `ngx_http_geo_delete_range`: in each /16 the piece with
@@ -288,9 +298,8 @@ public struct GeoRanges: Sendable {
             let h = UInt16(n >> 16)
             let s = n == start ? UInt16(n & 0xFFFF) : 0
             let e: UInt16 = (n | 0xFFFF) > end ? UInt16(end & 0xFFFF) : 0xFFFF
-            if var a = buckets[h], let i = a.firstIndex(where: { $0.start == s && $0.end == e }) {
-                a.remove(at: i)
-                buckets[h] = a
+            if let i = buckets[h]?.firstIndex(where: { $0.start == s && $0.end == e }) {
+                buckets[h]!.remove(at: i)
             } else {
                 found = false
             }
@@ -339,8 +348,9 @@ extension Compiler {
         try checkDefinable(v, at: d.location)
         definedVariables.insert(v)
 
-        var networks: GeoNetworks? = nil
-        var ranges: GeoRanges? = nil
+        // Mutated in place (entries may be hundreds of thousands): no copies per entry.
+        var networks = GeoNetworks(), sawNetwork = false
+        var ranges = GeoRanges(), rangesMode = false
         var proxies: [CIDR] = []
         var recursive = false
         func warn(_ m: String, _ e: Directive) { warnings.append(ConfigError(m, at: e.location)) }
@@ -352,10 +362,11 @@ extension Compiler {
         for e in d.block! {
             if e.block != nil { throw ConfigError("unexpected \"{\"", at: e.location) }
             if e.args.isEmpty && e.name == "ranges" {
-                if networks != nil {
+                // nginx: any network entry (default and delete too) has made its radix tree.
+                if sawNetwork {
                     throw ConfigError("the \"ranges\" directive must be the first directive inside \"geo\" block", at: e.location)
                 }
-                if ranges == nil { ranges = GeoRanges() }
+                rangesMode = true
                 continue
             }
             if e.args.isEmpty && e.name == "proxy_recursive" { recursive = true; continue }
@@ -365,29 +376,28 @@ extension Compiler {
                 proxies.append(try network(arg, e).cidr(arg))
                 continue
             }
-            if ranges != nil {
-                try addRange(e, to: &ranges!, warn: warn)
+            if rangesMode {
+                try addRange(e, to: &ranges, warn: warn)
                 continue
             }
-            var n = networks ?? GeoNetworks()
-            defer { networks = n }
+            sawNetwork = true
             if e.name == "default" {
                 let value = Array(arg.utf8)
                 for v6 in [false, true] {
-                    if let old = n.insert(GeoBlock.Network(v6: v6, hi: 0, lo: 0, prefix: 0), value) {
+                    if let old = networks.insert(GeoBlock.Network(v6: v6, hi: 0, lo: 0, prefix: 0), value) {
                         warn("duplicate network \"default\", value: \"\(arg)\", old value: \"\(String(decoding: old, as: UTF8.self))\"", e)
                     }
                 }
             } else if e.name == "delete" {
-                if !n.delete(try network(arg, e)) { warn("no network \"\(arg)\" to delete", e) }
+                if !networks.delete(try network(arg, e)) { warn("no network \"\(arg)\" to delete", e) }
             } else {
                 let net = try network(e.name, e)
-                if let old = n.insert(net, Array(arg.utf8)) {
+                if let old = networks.insert(net, Array(arg.utf8)) {
                     warn("duplicate network \"\(e.name)\", value: \"\(arg)\", old value: \"\(String(decoding: old, as: UTF8.self))\"", e)
                 }
             }
         }
-        let table: GeoBlock.Table = ranges.map { .ranges($0) } ?? .networks(networks ?? GeoNetworks())
+        let table: GeoBlock.Table = rangesMode ? .ranges(ranges) : .networks(networks)
         let geo = GeoBlock(addressFromVariable: d.args.count == 2, proxies: proxies, proxyRecursive: recursive, table: table)
         // A later block for the same variable replaces an earlier one, as in nginx.
         maps.removeAll { $0.variable == v }

@@ -74,6 +74,87 @@ struct DifferentialGeoTests {
         #expect(try d.fetch(Differential.Request(target: "/?ip=2001:db8:1::5"), port: d.lb.port).text == "net=doc1 rng=rdef plain=loop\n")
     }
 
+    /// SplitMix64, so that the random tables are the same at every run.
+    struct Seeded: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    static func ip(_ a: UInt32) -> String { "\(a >> 24).\(a >> 16 & 255).\(a >> 8 & 255).\(a & 255)" }
+
+    /// Many random networks (nested, repeated, deleted; IPv4 and IPv6) and nested ranges across
+    /// /16 boundaries (some deleted after being split): hundreds of random addresses answer as in
+    /// nginx, whose radix trees and range pieces are the reference.
+    @Test func randomTablesAnswerAsNginx() throws {
+        var g = Seeded(state: 15)
+        var nets: [String] = [], added: [String] = []
+        for i in 0..<1500 {
+            if i % 12 == 11, let victim = added.randomElement(using: &g) { nets.append("delete \(victim);"); continue }
+            if i % 5 == 0 {
+                let len = Int.random(in: 32...128, using: &g)
+                var groups = (0..<8).map { _ in UInt16.random(in: 0...UInt16.max, using: &g) }
+                groups[0] = 0x2001
+                groups[1] = 0x0db8
+                for k in 0..<8 {
+                    let keep = max(0, min(16, len - 16 * k))
+                    groups[k] &= keep == 0 ? 0 : UInt16.max << UInt16(16 - keep)
+                }
+                let net = groups.map { String($0, radix: 16) }.joined(separator: ":") + "/\(len)"
+                nets.append("\(net) v6-\(i);")
+                added.append(net)
+                continue
+            }
+            let len = Int.random(in: 14...32, using: &g)
+            let a = (10 << 24 | UInt32.random(in: 0..<(1 << 18), using: &g)) & (len == 0 ? 0 : UInt32.max << UInt32(32 - len))
+            let net = Self.ip(a) + "/\(len)"
+            nets.append("\(net) n\(i);")
+            added.append(net)
+        }
+        // Ranges: a laminar family (each inside an earlier one or apart from all), parents first.
+        var ranges: [String] = [], kept: [String] = []
+        func fill(_ lo: UInt32, _ hi: UInt32, depth: Int) {
+            guard depth < 4, hi > lo + 4 else { return }
+            var cursor = lo
+            for _ in 0..<Int.random(in: 1...4, using: &g) {
+                guard cursor < hi else { break }
+                let s = UInt32.random(in: cursor...min(hi, cursor + (hi - lo) / 3), using: &g)
+                let e = UInt32.random(in: s...min(hi, s + (hi - lo) / 2), using: &g)
+                let r = Self.ip(s) + "-" + Self.ip(e)
+                ranges.append("\(r) r\(ranges.count);")
+                kept.append(r)
+                if Bool.random(using: &g) { fill(s, e, depth: depth + 1) }
+                cursor = e &+ 1
+            }
+            if Int.random(in: 0..<4, using: &g) == 0, let victim = kept.randomElement(using: &g) { ranges.append("delete \(victim);") }
+        }
+        fill(10 << 24, 10 << 24 | 0x3_FFFF, depth: 0)
+        let d = try Differential("""
+        geo $arg_ip $net { default none; include {root}/random.geo; }
+        geo $arg_ip $rng { ranges; default none; include {root}/random-ranges.geo; }
+        server {
+            listen 127.0.0.1:{port};
+            location / { return 200 "net=$net rng=$rng\\n"; }
+        }
+        """, files: ["random.geo": nets.joined(separator: "\n") + "\n", "random-ranges.geo": ranges.joined(separator: "\n") + "\n"])
+        var ips = (0..<300).map { _ in Self.ip(10 << 24 | UInt32.random(in: 0..<(1 << 18), using: &g)) }
+        ips += (0..<60).map { _ in "2001:db8:" + (0..<6).map { _ in String(UInt16.random(in: 0...UInt16.max, using: &g), radix: 16) }.joined(separator: ":") }
+        try d.compare(ips.map { Differential.Request(target: "/?ip=\($0)", expect: 200) })
+        // Not vacuous: most answers come from entries, not the default.
+        var netHits = 0, rangeHits = 0
+        for ip in ips.prefix(40) {
+            let text = try d.fetch(Differential.Request(target: "/?ip=\(ip)"), port: d.lb.port).text
+            if !text.hasPrefix("net=none") { netHits += 1 }
+            if !text.contains("rng=none") { rangeHits += 1 }
+        }
+        #expect(netHits > 20 && rangeHits > 10, "\(netHits) \(rangeHits); \(ranges.count) range lines")
+    }
+
     /// From a `proxy` address the client is X-Forwarded-For's last address, or with
     /// `proxy_recursive` the last one that is not itself a proxy; a bad item keeps the
     /// connection's address; a geo without our address as proxy ignores the header.
