@@ -4,7 +4,7 @@ extension Compiler {
         var rows: [DirectiveSpec] = mainDirectives + httpDirectives + serverDirectives + proxyDirectives
             + cacheDirectives + upstreamDirectives + stackDirectives + operationsDirectives + tlsDirectives + resolverDirectives
             + proxySSLDirectives + limitDirectives + authDirectives + fastcgiDirectives + uwsgiDirectives + rewriteDirectives
-            + responseDirectives + requestBodyDirectives
+            + responseDirectives + requestBodyDirectives + cookieFlagsDirectives
         for (name, ctx, args) in acceptedNoOps {
             rows.append(DirectiveSpec(name, ctx, args, repeatable: true, note: "accepted for compatibility; no effect in lb") { _, _ in })
         }
@@ -319,6 +319,7 @@ extension Compiler {
             }
         },
         DirectiveSpec("map", .http, .exactly(2), block: true, repeatable: true) { c, d in try c.compileMap(d) },
+        DirectiveSpec("geo", .http, .between(1, 2), block: true, repeatable: true) { c, d in try c.compileGeo(d) },
         DirectiveSpec("split_clients", .http, .exactly(2), block: true, repeatable: true) { c, d in try c.compileSplitClients(d) },
         DirectiveSpec("upstream", .http, .exactly(1), block: true, repeatable: true) { c, d in
             let name = d.args[0].text
@@ -345,14 +346,13 @@ extension Compiler {
         var v = d.args[1].text
         guard v.hasPrefix("$"), v.count > 1 else { throw ConfigError("invalid variable name \"\(v)\"", at: d.args[1].location) }
         v.removeFirst()
-        if definedVariables.contains(v) && maps.contains(where: { $0.variable == v }) {
-            throw ConfigError("duplicate map variable \"$\(v)\"", at: d.args[1].location)
-        }
+        try checkDefinable(v, at: d.location)
         definedVariables.insert(v)
         var def = Template(literal: "")
         var exact: [String: Template] = [:]
         var regexes: [(PCRE, Template)] = []
-        var hostnames = false, hasDefault = false
+        var hostnames = false, hasDefault = false, volatile = false
+        var wildcards = HostnameWildcards()
         // Entries of included files are here too, each at its own FILE:LINE (the parser reads
         // `include FILE` inside `map` as nginx's map handler does).
         for e in d.block! {
@@ -360,7 +360,7 @@ extension Compiler {
             if e.args.isEmpty {
                 switch e.name {
                 case "hostnames": hostnames = true; continue
-                case "volatile": continue
+                case "volatile": volatile = true; continue
                 default: throw ConfigError("invalid number of the map parameters", at: e.location)
                 }
             }
@@ -378,14 +378,27 @@ extension Compiler {
                 defineNamedCaptures(re)
                 regexes.append((re, value))
             } else {
+                let raw = e.name.hasPrefix("\\") ? String(e.name.dropFirst()) : e.name
                 // nginx matches strings without (ASCII) case: keys are kept lowercased.
-                let key = String(decoding: (e.name.hasPrefix("\\") ? e.name.dropFirst() : e.name[...]).utf8.map {
-                    $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0
-                }, as: UTF8.self)
-                if exact[key] != nil { throw ConfigError("conflicting parameter \"\(key)\"", at: e.location) }
+                var key = String(decoding: raw.utf8.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
+                if hostnames {
+                    // Keys after `hostnames` may be wildcards (HostnameWildcards.swift).
+                    switch wildcards.add(raw, value, exact: exact) {
+                    case .added: continue
+                    case .invalid: throw ConfigError("invalid hostname or wildcard \"\(raw)\"", at: e.location)
+                    case .conflict(let k): throw ConfigError("conflicting parameter \"\(k)\"", at: e.location)
+                    case .exact(let k): key = k
+                    }
+                }
+                if exact[key] != nil || wildcards.conflicts(exact: key) {
+                    throw ConfigError("conflicting parameter \"\(key)\"", at: e.location)
+                }
                 exact[key] = value
             }
         }
-        maps.append(MapBlock(source: source, variable: v, defaultValue: def, exact: exact, regexes: regexes, hostnames: hostnames))
+        // A later map (or geo, split_clients) of the same variable replaces the earlier, as in nginx.
+        maps.removeAll { $0.variable == v }
+        maps.append(MapBlock(source: source, variable: v, defaultValue: def, exact: exact, regexes: regexes, hostnames: hostnames,
+                             wildcards: wildcards.isEmpty ? nil : wildcards, volatile: volatile))
     }
 }

@@ -142,6 +142,7 @@ public struct AppServerSettings: Sendable {
         o.proxyRedirects = nil
         o.proxyCookieDomains = nil
         o.proxyCookiePaths = nil
+        o.proxyCookieFlags = nil
         o.proxyCache = cache ?? .some(nil)
         o.proxyCacheValue = nil
         o.proxyCacheKey = cacheKey

@@ -314,12 +314,13 @@ public struct Parser {
     /// Most blocks are read by nginx's parser, which includes anywhere. The lines of `map`,
     /// `types` and `split_clients` go to the block's own handler instead: `map` includes only
     /// `include FILE` (any other shape is a bad entry: `invalid number of the map parameters`),
-    /// `split_clients` never (`invalid percent value "include"`), `types` as the parser does.
+    /// `split_clients` never (`invalid percent value "include"`), `types` as the parser does;
+    /// `geo` as `map` (nginx 1.22 reads no glob there: lb does, as later nginx).
     /// An included file's lines are then entries of the block, errors at their own FILE:LINE.
     static func expandsInclude(in block: String?, arguments: Int) -> Bool {
         switch block {
         case "split_clients": return false
-        case "map": return arguments == 1
+        case "map", "geo": return arguments == 1
         default: return true
         }
     }

@@ -392,6 +392,12 @@ public struct MapBlock: Sendable {
     public var hostnames: Bool
     /// Set for a `split_clients` block (SplitClients.swift): the hash of `source` picks the value.
     public var splitClients: SplitClients? = nil
+    /// Set for a `geo` block (Geo.swift): the client's address (or `source`'s) picks the value.
+    public var geo: GeoBlock? = nil
+    /// `hostnames` keys with wildcards (HostnameWildcards.swift), tried after `exact`.
+    public var wildcards: HostnameWildcards? = nil
+    /// `volatile`: evaluated at each use; otherwise once per request, as nginx caches variables.
+    public var volatile = false
 }
 
 /// The lb-specific `stack { service NAME { … } }` block.

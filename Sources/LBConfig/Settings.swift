@@ -342,6 +342,8 @@ public struct HTTPSettings: Sendable {
     /// empty when `off`.
     public var proxyCookieDomains: [CookieRewrite]?
     public var proxyCookiePaths: [CookieRewrite]?
+    /// `proxy_cookie_flags` rules (CookieFlags.swift); empty when `off`.
+    public var proxyCookieFlags: [CookieFlagsRule]?
     /// `keepalive_disable`: the browser classes (`msie6`, `safari`) whose keep-alive is turned off.
     public var keepaliveDisable: KeepaliveDisable?
 
@@ -355,6 +357,7 @@ public struct HTTPSettings: Sendable {
     public mutating func inherit(from p: HTTPSettings) {
         @inline(__always) func m<T>(_ a: inout T?, _ b: T?) { if a == nil { a = b } }
         m(&docRoot, p.docRoot)
+        m(&proxyCookieFlags, p.proxyCookieFlags)
         proxySSL.inherit(from: p.proxySSL)
         fastcgi.inherit(from: p.fastcgi)
         uwsgi.inherit(from: p.uwsgi)

@@ -90,6 +90,7 @@ extension Compiler {
         var v = d.args[1].text
         guard v.hasPrefix("$"), v.count > 1 else { throw ConfigError("invalid variable name \"\(v)\"", at: d.args[1].location) }
         v.removeFirst()
+        try checkDefinable(v, at: d.location)
         definedVariables.insert(v)
         var shares: [Int] = []
         var values: [[UInt8]] = []

@@ -121,6 +121,8 @@ final class Exchange {
 
     /// Maps being evaluated (cycle detection), and whether a variable could not be evaluated.
     var mapsInProgress: [String] = []
+    /// Values of map-like variables (map, geo, split_clients) already evaluated in this request.
+    var variableCache: [String: [UInt8]] = [:]
     var variableFailed = false
 
     /// Copies of the response heads (client-facing and upstream's), kept only when a template

@@ -865,11 +865,12 @@ extension ClientConnection {
         keepSentHead()
     }
 
-    /// `proxy_cookie_domain` / `proxy_cookie_path` on one upstream Set-Cookie value; nil leaves it.
+    /// `proxy_cookie_domain` / `proxy_cookie_path` / `proxy_cookie_flags` on one upstream Set-Cookie value; nil leaves it.
     func rewrittenCookie(_ value: Slice<UnsafeRawBufferPointer>) -> String? {
         let domains = settings.resolved.proxyCookieDomains, paths = settings.resolved.proxyCookiePaths
-        if domains.isEmpty && paths.isEmpty { return nil }
-        return CookieRewriting.rewrite(String(decoding: value, as: UTF8.self), domains: domains, paths: paths, host: self)
+        let flags = settings.proxyCookieFlags ?? []
+        if domains.isEmpty && paths.isEmpty && flags.isEmpty { return nil }
+        return CookieRewriting.rewrite(String(decoding: value, as: UTF8.self), domains: domains, paths: paths, flags: flags, host: self)
     }
 
     /// `proxy_redirect`: explicit pairs, or nginx's `default` — the proxy_pass URL (with its URI

@@ -37,20 +37,20 @@ enum RealIP {
         return SocketAddress(ip: pp.sourceAddress, port: pp.sourcePort)
     }
 
-    /// `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]:80` (nginx's `ngx_parse_addr_port`); port 0 when none.
+    /// `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]:80` (nginx's `ngx_parse_addr_port`: a port is 1-65535,
+    /// `[::1]` without one is not an address); port 0 when none.
     static func parse(_ item: ArraySlice<UInt8>) -> SocketAddress? {
         let text = String(decoding: item, as: UTF8.self)
         if let a = SocketAddress(ip: text, port: 0) { return a }
         if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
             let host = String(text[text.index(after: text.startIndex)..<close])
             let rest = text[text.index(after: close)...]
-            guard rest.isEmpty || rest.hasPrefix(":") else { return nil }
-            let port = rest.isEmpty ? 0 : Int(rest.dropFirst()) ?? -1
-            guard (0...65535).contains(port) else { return nil }
+            // As ngx_parse_addr_port: brackets only around an address followed by a port.
+            guard rest.hasPrefix(":"), let port = Int(rest.dropFirst()), (1...65535).contains(port) else { return nil }
             return SocketAddress(ip: host, port: port)
         }
         if let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":"),
-           let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) {
+           let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) {
             return SocketAddress(ip: String(text[..<colon]), port: port)
         }
         return nil

@@ -166,9 +166,14 @@ extension ClientConnection {
                 ex.variableFailed = true
                 break
             }
+            // Evaluated once per request (nginx caches a variable's value in the request) unless
+            // the map is `volatile`: a second use neither re-evaluates nor re-sets captures.
+            if !m.volatile, let cached = ex.variableCache[name] { out += cached; break }
             ex.mapsInProgress.append(name)
-            out += evaluateMap(m)
+            let value = evaluateMap(m)
             ex.mapsInProgress.removeLast()
+            if !m.volatile && !ex.variableFailed { ex.variableCache[name] = value }
+            out += value
         }
     }
 
@@ -251,10 +256,15 @@ extension ClientConnection {
     }
 
     func evaluateMap(_ m: MapBlock) -> [UInt8] {
-        let src = evaluate(m.source)
+        if let geo = m.geo { return evaluateGeo(geo, source: m.source) }
+        var src = evaluate(m.source)
         if let split = m.splitClients { return split.value(for: src) }
+        // A `hostnames` map looks the name up without one trailing dot.
+        if m.hostnames && src.last == UInt8(ascii: ".") { src.removeLast() }
         // Strings match without (ASCII) case, as nginx's map hash (keys are stored lowercased).
-        if let v = m.exact[String(decoding: src.map(ASCII.lower), as: UTF8.self)] { return evaluate(v) }
+        let low = String(decoding: src.map(ASCII.lower), as: UTF8.self)
+        if let v = m.exact[low] { return evaluate(v) }
+        if let w = m.wildcards, let v = w.find(low[...]) { return evaluate(v) }
         for (re, v) in m.regexes where src.withUnsafeBytes({ re.matches($0) }) {
             // nginx's ngx_http_regex_exec: the match's captures ($1, named ones) become the request's.
             if let caps = src.withUnsafeBytes({ re.captures($0) }) { rewriteState.setCaptures(src, caps, names: re.names) }

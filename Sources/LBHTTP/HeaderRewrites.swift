@@ -91,7 +91,11 @@ public enum HeaderRewrites {
     /// case) goes to `rewrite`, which returns the new value or nil to keep it. Nothing rewritten:
     /// nil (the header goes out unchanged); else the attributes joined again with `; `. A cookie
     /// whose first part has no `=` is left alone.
-    public static func rewriteSetCookie(_ value: String, rewrite: (CookieAttribute, Substring) -> String?) -> String? {
+    /// `flags` (`proxy_cookie_flags`, after the attribute rules, as nginx): given the cookie's
+    /// name, the flags to apply; a non-empty set edits the attributes (`CookieFlagSet.edit`) and
+    /// the cookie is joined again even when they already were as wanted, as nginx does.
+    public static func rewriteSetCookie(_ value: String, rewrite: (CookieAttribute, Substring) -> String?,
+                                        flags: ((Substring) -> CookieFlagSet)? = nil) -> String? {
         var attrs: [(key: Substring, value: Substring?)] = value.split(separator: ";", omittingEmptySubsequences: false).map { a in
             if let eq = a.firstIndex(of: "=") {
                 return (a[..<eq].trimmingSpaces, a[a.index(after: eq)...].trimmingSpaces)
@@ -114,9 +118,15 @@ public enum HeaderRewrites {
                 changed = true
             }
         }
+        var edited: [(key: Substring, value: Substring?)?] = attrs
+        if let flags, case let f = flags(attrs[0].key), !f.isEmpty {
+            f.edit(&edited)
+            changed = true
+        }
         guard changed else { return nil }
         var out = ""
-        for (i, a) in attrs.enumerated() {
+        for (i, a) in edited.enumerated() {
+            guard let a else { continue }
             if i > 0 { out += "; " }
             out += a.key
             if let v = a.value { out += "=" + v }

@@ -44,3 +44,28 @@ import Testing
         #expect(loadError(server("location / { \(directives) }")) == expected)
     }
 }
+
+/// `proxy_cookie_flags` as nginx 1.22's `-t` reads it.
+struct CookieFlagsConfigTests {
+    @Test(arguments: [
+        ("proxy_cookie_flags one;", "invalid parameter \"one\" in t.conf:3"),
+        ("proxy_cookie_flags off; proxy_cookie_flags a secure;", "\"proxy_cookie_flags\" directive is duplicate in t.conf:3"),
+        ("proxy_cookie_flags a secure; proxy_cookie_flags off;", "\"proxy_cookie_flags\" directive is duplicate in t.conf:3"),
+        ("proxy_cookie_flags off; proxy_cookie_flags off;", "\"proxy_cookie_flags\" directive is duplicate in t.conf:3"),
+        ("proxy_cookie_flags a 1 2 3 4;", "invalid number of arguments in \"proxy_cookie_flags\" directive in t.conf:3"),
+        ("proxy_cookie_flags;", "invalid number of arguments in \"proxy_cookie_flags\" directive in t.conf:3"),
+        ("proxy_cookie_flags one foo;", "no error"),
+        ("proxy_cookie_flags ~^s(?<n>.) secure; proxy_cookie_flags $host httponly nosamesite;", "no error"),
+    ])
+    func directiveErrorsAreNginxs(_ line: String, _ nginx: String) {
+        #expect(loadError("events {}\nhttp {\n\(line)\nserver { listen 80; }\n}\n") == nginx)
+    }
+
+    @Test func rulesAccumulateAndLocationsInheritThem() throws {
+        let t = try load("events {}\nhttp {\nproxy_cookie_flags a secure;\nproxy_cookie_flags ~^b httponly;\nserver { listen 80; location / { } location /off/ { proxy_cookie_flags off; } }\n}\n")
+        let s = t.server(for: 0, host: "localhost")
+        let rules = try #require(s.locations.find("/x")?.settings.proxyCookieFlags)
+        #expect(rules.count == 2 && rules[0].regex == nil && rules[1].regex != nil)
+        #expect(s.locations.find("/off/")?.settings.proxyCookieFlags?.isEmpty == true)
+    }
+}
