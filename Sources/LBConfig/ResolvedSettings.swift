@@ -93,6 +93,13 @@ public struct ResolvedSettings: Sendable {
     public private(set) var proxyIgnoreHeaders: IgnoredHeaders = []
     public private(set) var proxyCookieDomains: [CookieRewrite] = []
     public private(set) var proxyCookiePaths: [CookieRewrite] = []
+    public private(set) var proxyCookieFlags: [CookieFlagsRule] = []
+    /// `proxy_ignore_client_abort` (also the fastcgi_/uwsgi_ forms, copied here by their location).
+    public private(set) var proxyIgnoreClientAbort = false
+    /// `mirror_request_body`.
+    public private(set) var mirrorRequestBody = true
+    /// `gzip_http_version 1.0`.
+    public private(set) var gzipHTTP10 = false
     /// Cache zone name, or nil when caching is off.
     public private(set) var cacheZone: String? = nil
     public private(set) var proxyCacheKey = Defaults.cacheKey
@@ -195,6 +202,10 @@ public struct ResolvedSettings: Sendable {
         v(&proxyIgnoreHeaders, s.proxyIgnoreHeaders)
         v(&proxyCookieDomains, s.proxyCookieDomains)
         v(&proxyCookiePaths, s.proxyCookiePaths)
+        v(&proxyCookieFlags, s.proxyCookieFlags)
+        v(&proxyIgnoreClientAbort, s.proxyIgnoreClientAbort)
+        v(&mirrorRequestBody, s.mirrorRequestBody)
+        v(&gzipHTTP10, s.gzipHTTP10)
         cacheZone = s.proxyCache ?? nil
         v(&proxyCacheKey, s.proxyCacheKey)
         v(&proxyCacheMethods, s.proxyCacheMethods)

@@ -324,7 +324,7 @@ public enum RouteExplainer {
         let loc = ex.location
         let here = loc === ex.server.fallback ? "the server's own settings (\(ex.server.location))" : describe(loc)
         if let mirrors = loc.settings.mirrors, !mirrors.isEmpty, !loc.handler.isReturn {
-            say("mirror\(index.at(["mirror"], from: blk)): \(mirrors.map(text).joined(separator: ", ")) (background subrequests with the request's arguments, answers discarded; request body \(loc.settings.mirrorRequestBody == false ? "not sent" : "read first and sent"))")
+            say("mirror\(index.at(["mirror"], from: blk)): \(mirrors.map(text).joined(separator: ", ")) (background subrequests with the request's arguments, answers discarded; request body \(!loc.settings.resolved.mirrorRequestBody ? "not sent" : "read first and sent"))")
         }
         switch loc.handler {
         case .return(let r):

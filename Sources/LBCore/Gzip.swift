@@ -128,7 +128,7 @@ extension ClientConnection {
             for re in off.regexes where ua.withUnsafeBytes({ re.matches($0) }) { return false }
         }
         return GzipPolicy.requestAccepts(acceptEncoding: headerValue("accept-encoding").map { String(decoding: $0, as: UTF8.self) },
-                                  http11: req.versionMinor >= 1 || (settings.gzipHTTP10 == true && !req.isHTTP09),
+                                  http11: req.versionMinor >= 1 || (settings.resolved.gzipHTTP10 && !req.isHTTP09),
                                   head: req.method == .head, range: range)
     }
 

@@ -13,7 +13,7 @@ extension ClientConnection {
     /// The location keeps the upstream request going when the client goes away (never for a
     /// background cache update or an auth subrequest, which have no client of their own).
     var ignoresClientAbort: Bool {
-        settings.proxyIgnoreClientAbort == true && !ex.inBackground && ex.parentExchange == nil
+        settings.resolved.proxyIgnoreClientAbort && !ex.inBackground && ex.parentExchange == nil
     }
 
     /// The client closed (or half-closed) its side while the upstream request is under way and

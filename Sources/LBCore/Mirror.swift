@@ -60,7 +60,7 @@ extension ClientConnection {
     func runMirrors(resume: MirrorResume) -> Bool {
         guard let uris = ex.location.settings.mirrors, !uris.isEmpty,
               !isMirror, ex.parentExchange == nil, !ex.inBackground else { return true }
-        let withBody = ex.location.settings.mirrorRequestBody != false
+        let withBody = ex.location.settings.resolved.mirrorRequestBody
         if withBody && !ex.requestBodyComplete {
             // As nginx: the whole body is read before the mirrors and the handler start.
             ex.mirrorResume = resume

@@ -868,7 +868,7 @@ extension ClientConnection {
     /// `proxy_cookie_domain` / `proxy_cookie_path` / `proxy_cookie_flags` on one upstream Set-Cookie value; nil leaves it.
     func rewrittenCookie(_ value: Slice<UnsafeRawBufferPointer>) -> String? {
         let domains = settings.resolved.proxyCookieDomains, paths = settings.resolved.proxyCookiePaths
-        let flags = settings.proxyCookieFlags ?? []
+        let flags = settings.resolved.proxyCookieFlags
         if domains.isEmpty && paths.isEmpty && flags.isEmpty { return nil }
         return CookieRewriting.rewrite(String(decoding: value, as: UTF8.self), domains: domains, paths: paths, flags: flags, host: self)
     }

@@ -64,7 +64,8 @@ struct CompiledSettingsTests {
         "proxyBufferSize": "4096", "proxyRequestBuffering": "true", "proxyInterceptErrors": "false",
         "proxyPassRequestHeaders": "true", "proxyPassRequestBody": "true", "passesClientBody": "true",
         "proxyProtocol": "false", "proxyRedirectOff": "false", "proxyHideHeaders": "[]", "proxyPassHeaders": "[]",
-        "proxyIgnoreHeaders": "IgnoredHeaders(rawValue: 0)", "proxyCookieDomains": "[]", "proxyCookiePaths": "[]", "cacheZone": "nil",
+        "proxyIgnoreHeaders": "IgnoredHeaders(rawValue: 0)", "proxyCookieDomains": "[]", "proxyCookiePaths": "[]", "proxyCookieFlags": "[]",
+        "proxyIgnoreClientAbort": "false", "mirrorRequestBody": "true", "gzipHTTP10": "false", "cacheZone": "nil",
         "proxyCacheKey": "$scheme$proxy_host$request_uri", "proxyCacheMethods": "CacheMethods(rawValue: 3)",
         "proxyCacheValid": "[]", "proxyCacheUseStale": "UpstreamConditions(rawValue: 0)", "proxyCacheLock": "false",
         "proxyCacheLockTimeoutMs": "5000", "proxyCacheLockAgeMs": "5000", "proxyCacheRevalidate": "false",
@@ -92,7 +93,8 @@ struct CompiledSettingsTests {
         proxy_buffering off; proxy_buffer_size 8k; proxy_request_buffering off; proxy_intercept_errors on;
         proxy_pass_request_headers off; proxy_pass_request_body off; proxy_protocol on; proxy_redirect off;
         proxy_hide_header X-A; proxy_pass_header X-B; proxy_ignore_headers Expires;
-        proxy_cookie_domain a.example b.example; proxy_cookie_path /a /b;
+        proxy_cookie_domain a.example b.example; proxy_cookie_path /a /b; proxy_cookie_flags one secure;
+        proxy_ignore_client_abort on; mirror_request_body off; gzip_http_version 1.0;
         proxy_cache_path /c keys_zone=z:1m; proxy_cache z; proxy_cache_key $uri; proxy_cache_methods POST;
         proxy_cache_valid 200 1m; proxy_cache_use_stale error; proxy_cache_lock on; proxy_cache_lock_timeout 1s;
         proxy_cache_lock_age 2s; proxy_cache_revalidate on; proxy_cache_background_update on;
