@@ -84,13 +84,7 @@ extension ClientConnection {
                 if alive && !c.peerClosed { continue }
             }
             if c.peerClosed && c.inBuf.readable == 0 {
-                if case .untilClose = ex.attempt.responseFraming {
-                    ex.attempt.responseComplete = true
-                    continue
-                }
-                log(.error, "upstream prematurely closed connection while reading upstream")
-                releasePeer(failed: false)
-                abortProxy()
+                if upstreamClosedWithNothingLeft() { continue }
                 return
             }
             if c.deadline == 0 { worker.loop.setDeadline(c, afterMillis: settings.resolved.proxyReadTimeoutMs) }

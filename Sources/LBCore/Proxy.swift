@@ -965,13 +965,7 @@ extension ClientConnection {
                 let alive = readUpstream(c, limit: ClientConnection.relayBuffer)
                 worker.loop.setDeadline(c, afterMillis: settings.resolved.proxyReadTimeoutMs)
                 if !alive && c.inBuf.readable == 0 {
-                    if case .untilClose = ex.attempt.responseFraming {
-                        ex.attempt.responseComplete = true
-                        continue
-                    }
-                    log(.error, "upstream prematurely closed connection while reading upstream")
-                    releasePeer(failed: false)
-                    abortProxy()
+                    if upstreamClosedWithNothingLeft() { continue }
                     return
                 }
                 if c.inBuf.readable > ex.attempt.relayable { continue }
@@ -1198,6 +1192,20 @@ extension ClientConnection {
         ex.up = nil
         closeAfterResponse = true
         if ex.headerStarted { close() } else { respondError(code) }
+    }
+
+    /// The upstream closed with nothing left to relay: the end of a body delimited by the close
+    /// (true: the response is complete, relaying goes on), else nginx's premature-close error and
+    /// the request ends (false).
+    func upstreamClosedWithNothingLeft() -> Bool {
+        if case .untilClose = ex.attempt.responseFraming {
+            ex.attempt.responseComplete = true
+            return true
+        }
+        log(.error, "upstream prematurely closed connection while reading upstream")
+        releasePeer(failed: false)
+        abortProxy()
+        return false
     }
 
     func proxyError(_ code: Int) {
