@@ -19,11 +19,16 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible, Equatable {
     public var message: String
     /// Where it happened, when the error belongs to a place in a file.
     public var location: SourceLocation?
+    /// The `[warn]` lines of the load up to this error: nginx prints them before the `[emerg]`.
+    public var earlierWarnings: [ConfigError] = []
 
     public init(_ message: String, at location: SourceLocation? = nil) {
         self.message = message
         self.location = location
     }
+
+    /// The same error: message and place (the warnings before it are not part of it).
+    public static func == (a: ConfigError, b: ConfigError) -> Bool { a.message == b.message && a.location == b.location }
 
     /// `message in file:line`, the form nginx prints after `[emerg]`.
     public var description: String {

@@ -64,10 +64,13 @@ public struct ConfigLoader {
             }
             let table = try c.finish()
             return Loaded(table: table, warnings: c.warnings)
-        } catch let e as ConfigError {
+        } catch var e as ConfigError {
+            e.earlierWarnings = c.warnings
             throw e
         } catch {
-            throw ConfigError("\(error)")
+            var e = ConfigError("\(error)")
+            e.earlierWarnings = c.warnings
+            throw e
         }
     }
 }

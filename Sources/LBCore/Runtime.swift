@@ -268,10 +268,13 @@ public final class Runtime: @unchecked Sendable {
         do {
             loaded = try loader.load(path: configPath)
         } catch {
+            for w in error.earlierWarnings { errorLog.log(.warn, "\(w)") }
             errorLog.log(.emerg, "\(error)")
             errorLog.log(.alert, "reload failed, the previous configuration keeps serving")
             return []
         }
+        // As nginx, a reload's warnings go to the error log (at start they went to stderr).
+        for w in loaded.warnings { errorLog.log(.warn, "\(w)") }
         let table = loaded.table
         if table.stack != nil || supervisor != nil {
             if supervisor == nil {

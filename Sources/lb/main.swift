@@ -89,6 +89,7 @@ let loaded: ConfigLoader.Loaded
 do {
     loaded = try loader.load(path: configPath)
 } catch {
+    for w in error.earlierWarnings { printErr("lb: [warn] \(w)") }
     printErr("lb: [emerg] \(error)")
     if case .test = options.action { printErr("lb: configuration file \(displayPath) test failed") }
     if case .testAndDump = options.action { printErr("lb: configuration file \(displayPath) test failed") }

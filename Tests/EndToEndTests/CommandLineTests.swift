@@ -43,6 +43,37 @@ import Testing
         """)
     }
 
+    /// As `nginx -t`: the warnings met before the error are printed before its `[emerg]`.
+    @Test func warningsBeforeAnErrorArePrintedFirst() throws {
+        let dir = try Harness.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let conf = dir.appendingPathComponent("bad.conf")
+        try "events {}\nhttp {\n  types { text/html html; text/plain html; }\n  server { listen 8080; bogus on; }\n}\n".write(to: conf, atomically: true, encoding: .utf8)
+        let r = try Harness.run("lb", ["-t", "-c", conf.path])
+        #expect(r.status == 1)
+        #expect(r.stderr == """
+        lb: [warn] duplicate extension "html", content type: "text/plain", previous content type: "text/html" in \(conf.path):3
+        lb: [emerg] unknown directive "bogus" in \(conf.path):4
+        lb: configuration file \(conf.path) test failed
+
+        """)
+    }
+
+    /// A reload's warnings go to the error log, as nginx writes them there.
+    @Test func aReloadLogsItsWarnings() throws {
+        let config = """
+        events {}
+        error_log stderr notice;
+        http { access_log off; server { listen 127.0.0.1:{port}; location / { return 200 "v1\\n"; } } }
+        """
+        let lb = try LB(config)
+        try lb.rewrite(config.replacingOccurrences(of: "access_log off;", with: "access_log off; types { text/html html; text/plain html; }")
+                             .replacingOccurrences(of: "v1", with: "v2"))
+        lb.reloadAndWait()
+        #expect(try RawClient(port: lb.port).get("/").text == "v2\n")
+        #expect(lb.errorLog.contains("[warn]") && lb.errorLog.contains("duplicate extension \"html\""), "\(lb.errorLog.suffix(800))")
+    }
+
     /// As `nginx -t`: a configuration file without an `events` block is refused.
     @Test func aFileWithoutEventsIsRefused() throws {
         let dir = try Harness.tempDirectory()
