@@ -18,7 +18,9 @@ final class HealthProbe: Pollable {
     let runtime: UpstreamRuntime
     let peer: Int
     let spec: HealthCheck
-    let match: MatchBlock?
+    /// The `match` block as the newest configuration has it: a reload that keeps the upstream
+    /// (same peers, same `health_check` line) keeps its probes, while the block may have changed.
+    var match: MatchBlock? { spec.match.flatMap { worker.generation.table.matches[$0] } }
     let address: SocketAddress
     let text: String
     let request: [UInt8]
@@ -38,12 +40,11 @@ final class HealthProbe: Pollable {
     let addressText: String
     static let maxResponse = 64 * 1024
 
-    init(worker: Worker, runtime: UpstreamRuntime, peer: Int, spec: HealthCheck, match: MatchBlock?) {
+    init(worker: Worker, runtime: UpstreamRuntime, peer: Int, spec: HealthCheck) {
         self.worker = worker
         self.runtime = runtime
         self.peer = peer
         self.spec = spec
-        self.match = match
         let (addr, p, text) = runtime.balancer.withLock { ($0.peers[peer].address, $0.peers[peer].config, $0.peers[peer].text) }
         var a = addr
         self.text = text
@@ -359,10 +360,9 @@ extension Runtime {
             core.peers[p].probed = true
             return true
         }) else { return }
-        let match = spec.match.flatMap { table.matches[$0] }
         let w = workers[(rt.id + p) % workers.count]
         w.loop.execute { [w] in
-            HealthProbe(worker: w, runtime: rt, peer: p, spec: spec, match: match).start(offsetMs: offsetMs)
+            HealthProbe(worker: w, runtime: rt, peer: p, spec: spec).start(offsetMs: offsetMs)
         }
     }
 }

@@ -116,6 +116,20 @@ import Testing
         #expect(peers(s)[0]["state"] as? String == "down")
     }
 
+    /// A reload that changes only a `match` block keeps the upstream (and its probes) but judges
+    /// by the new block: a peer passing `status 200` goes down under `status 404`.
+    @Test func aReloadedMatchBlockJudgesTheNextProbes() throws {
+        let b1 = try Backend(name: "b1")
+        let config = Self.config([b1], healthCheck: "health_check uri=/hc interval=200ms fails=1 passes=1 match=hello;")
+        let lb = try LB(config)
+        #expect(waitFor("up", timeout: 5) { (try? RawClient(port: lb.port).get("/").status) == 200 } != nil)
+        try lb.rewrite(config.replacingOccurrences(of: "match hello { status 200;", with: "match hello { status 404;"))
+        lb.reloadAndWait()
+        #expect(waitFor("down", timeout: 5) { lb.errorLog.contains("is down") && lb.errorLog.contains("status 200") } != nil,
+                "\(lb.errorLog.suffix(1000))")
+        #expect(try RawClient(port: lb.port).get("/").status == 502)
+    }
+
     @Test func mandatoryChecksKeepNewPeersOutUntilTheirFirstPass() throws {
         let b1 = try Backend(name: "b1")
         // The check takes 700 ms to answer: until it passes, the peer is "checking" and gets nothing.
