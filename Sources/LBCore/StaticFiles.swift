@@ -570,11 +570,26 @@ enum ExpiresHeaders {
             at = (fromModification ? mtime : now) + t
             maxAge = at - now
         case .timeOfDay(let ms):
-            var next = now - now % 86400 + ms / 1000
-            if next <= now { next += 86400 }
-            at = next
+            at = nextLocalTime(ofDay: ms / 1000, after: now)
             maxAge = at - now
         }
         return (DateCache.httpDate(at), negative || maxAge < 0 ? "no-cache" : "max-age=\(maxAge)")
+    }
+
+    /// The next moment the local clock shows `seconds` past midnight, after `now` (nginx's
+    /// `ngx_next_time`: today's if still ahead, else tomorrow's, through mktime so that daylight
+    /// saving changes count).
+    static func nextLocalTime(ofDay seconds: Int, after now: Int) -> Int {
+        var t = time_t(now)
+        var tm = Glibc.tm()
+        localtime_r(&t, &tm)
+        tm.tm_hour = Int32(seconds / 3600)
+        tm.tm_min = Int32(seconds % 3600 / 60)
+        tm.tm_sec = Int32(seconds % 60)
+        let today = Int(mktime(&tm))
+        if today != -1 && today > now { return today }
+        tm.tm_mday += 1
+        let tomorrow = Int(mktime(&tm))
+        return tomorrow != -1 ? tomorrow : now - now % 86400 + seconds + 86400
     }
 }
