@@ -331,6 +331,14 @@ extension Compiler {
         if Variable.simple[name] != nil && !Compiler.changeableBuiltins.contains(name) && !name.hasPrefix("ssl_") {
             throw ConfigError("the duplicate \"\(name)\" variable", at: location)
         }
+        // nginx lets such a block replace a changeable built-in (`$args`, `$ssl_…`) or define a
+        // name of a prefixed family (`$http_x`, `$arg_x`, `$cookie_x`…); lb reads those itself,
+        // so it refuses rather than answer with the built-in value.
+        let builtin: Bool
+        if case .named = Variable.resolve(name) { builtin = false } else { builtin = true }
+        if builtin {
+            throw ConfigError("defining the built-in variable \"$\(name)\" in a map, geo or split_clients block is not supported by lb", at: location)
+        }
     }
 
     /// `geo [$address] $variable { … }`, entry by entry as nginx's `ngx_http_geo` reads them
