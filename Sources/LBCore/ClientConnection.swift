@@ -101,6 +101,8 @@ final class ClientConnection: Pollable {
     var requestsOnConnection = 0
     /// A mirror subrequest's connection (Mirror.swift): not logged, not counted.
     var isMirror = false
+    /// The mirrors this connection's requests have in progress (Mirror.swift); nil until one.
+    var mirrorCount: MirrorCount?
     /// When the connection was accepted (loop milliseconds), for `keepalive_time`.
     var acceptedMillis: Int64 = 0
     var closeAfterResponse = false

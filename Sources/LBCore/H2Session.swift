@@ -13,6 +13,8 @@ import LBIO
 /// status page and the API work over HTTP/2 without a second implementation. A stream
 /// connection never touches the socket: it ends after one response.
 final class H2Session: Pollable {
+    /// The mirror subrequests this connection's streams have in progress (Mirror.swift).
+    let mirrorCount = MirrorCount()
     /// The worker outlives every connection it owns.
     unowned(unsafe) let worker: Worker
     let generation: Generation
@@ -247,6 +249,7 @@ final class H2Session: Pollable {
         requests += 1
         let st = H2Stream(session: self, request: r)
         let c = ClientConnection(worker: worker, fd: fd, peerAddress: peer, generation: generation, listener: listener, number: number)
+        c.mirrorCount = mirrorCount // the mirror bound is per client connection, across its streams
         // `$connection_requests`: the streams opened on the connection so far, this one
         // included, as nginx counts them (the stream connection adds its own request).
         c.requestsOnConnection = requests - 1

@@ -20,11 +20,15 @@ final class MirrorPipe: StreamPipe {
     let http2: Bool
     /// The mirror's connection, held here (the pipe is held by the worker) until it closes.
     var conn: ClientConnection?
+    /// The mirrors in progress for the client connection this one came from.
+    let siblings: MirrorCount
 
-    init(worker: Worker, tls: TLSStream?, http2: Bool) {
+    init(worker: Worker, tls: TLSStream?, http2: Bool, siblings: MirrorCount) {
         self.worker = worker
         mainTLS = tls
         self.http2 = http2
+        self.siblings = siblings
+        siblings.inFlight += 1
         super.init()
     }
 
@@ -41,8 +45,18 @@ final class MirrorPipe: StreamPipe {
 
     override func connectionClosed() {
         conn = nil
+        siblings.inFlight -= 1
         worker.mirrors.removeValue(forKey: ObjectIdentifier(self))
     }
+}
+
+/// How many mirror subrequests one client connection has in progress. The main request does not
+/// wait for its mirrors, so without a bound one keep-alive client could start them faster than
+/// a slow mirror target ends them; nginx's bound is that the connection's next request waits.
+final class MirrorCount {
+    var inFlight = 0
+    /// Per client connection; further mirrors are skipped (logged) until some end.
+    static let perConnection = 32
 }
 
 extension ClientConnection {
@@ -92,11 +106,19 @@ extension ClientConnection {
 
     /// One mirror subrequest to `uri`.
     func startMirror(_ uri: [UInt8], body: BufferedBody?) {
-        guard worker.mirrors.count < worker.workerConnections else {
-            log(.error, "mirror subrequest to \"\(String(decoding: uri, as: UTF8.self))\" not made: \(worker.mirrors.count) mirror subrequests are in progress (worker_connections)")
+        let siblings = mirrorCount ?? MirrorCount()
+        mirrorCount = siblings
+        // Bounded per connection and per worker (half of worker_connections: the rest stays for
+        // clients and their upstreams), so that mirrors can never starve the requests they copy.
+        guard siblings.inFlight < MirrorCount.perConnection, worker.mirrors.count < max(1, worker.workerConnections / 2) else {
+            let why = siblings.inFlight >= MirrorCount.perConnection
+                ? "\(siblings.inFlight) mirror subrequests of this connection are in progress"
+                : "\(worker.mirrors.count) mirror subrequests are in progress (half of worker_connections)"
+            log(.error, "mirror subrequest to \"\(String(decoding: uri, as: UTF8.self))\" not made: \(why)")
             return
         }
-        let pipe = MirrorPipe(worker: worker, tls: transport.tls, http2: { if case .stream(let p) = transport { p.isHTTP2 } else { false } }())
+        let pipe = MirrorPipe(worker: worker, tls: transport.tls, http2: { if case .stream(let p) = transport { p.isHTTP2 } else { false } }(),
+                              siblings: siblings)
         let c = ClientConnection(worker: worker, fd: fd, peerAddress: peer, generation: generation, listener: listener, number: number)
         c.isMirror = true
         c.transport = .stream(pipe)
