@@ -408,7 +408,8 @@ func sClient(_ port: Int, _ extra: [String], path: String = "/v", host: String =
          "lb: [emerg] SSL_CTX_use_PrivateKey(\"b-ec.key\") failed (SSL: error:05800074:x509 certificate routines::key values mismatch) in t.conf:1"),
         ("ssl_certificate CERT;", "lb: [emerg] no \"ssl_certificate_key\" is defined for certificate \"a-ec.crt\" in t.conf:1"),
         ("", "lb: [emerg] no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in t.conf:1"),
-        ("ssl on;", "lb: [emerg] no \"ssl_certificate\" is defined for the \"ssl\" directive in t.conf:1"),
+        // As nginx: the deprecation warning first, then the error (checked below the table).
+        ("ssl on;", "lb: [warn] the \"ssl\" directive is deprecated, use the \"listen ... ssl\" directive instead in t.conf:1"),
         ("ssl_certificate CERT; ssl_certificate_key KEY; ssl_ciphers FOO;",
          "lb: [emerg] SSL_CTX_set_cipher_list(\"FOO\") failed (SSL: error:0A0000B9:SSL routines::no cipher match) in t.conf:1"),
         ("ssl_certificate CERT; ssl_certificate_key KEY; ssl_protocols TLSv1.4;", "lb: [emerg] invalid value \"TLSv1.4\" in t.conf:1"),
@@ -424,6 +425,9 @@ func sClient(_ port: Int, _ extra: [String], path: String = "/v", host: String =
         let r = try test("events {} http { server { listen 127.0.0.1:1 ssl; \(text) } }\n")
         #expect(r.status == 1)
         #expect(r.stderr.split(separator: "\n").first.map(String.init) == expected)
+        if directives == "ssl on;" {
+            #expect(r.stderr.contains("lb: [emerg] no \"ssl_certificate\" is defined for the \"ssl\" directive in t.conf:1"), "\(r.stderr)")
+        }
     }
 
     /// The deprecated `ssl on;` (nginx 1.22 still takes it, with a warning): the address of a
