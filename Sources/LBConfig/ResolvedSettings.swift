@@ -100,6 +100,12 @@ public struct ResolvedSettings: Sendable {
     public private(set) var mirrorRequestBody = true
     /// `gzip_http_version 1.0`.
     public private(set) var gzipHTTP10 = false
+    /// Whether `mirror` names URIs here (one byte for the request path to test).
+    public private(set) var mirrors = false
+    /// `limit_rate` / `limit_rate_after` when written as sizes (0: none); -1 when the value has
+    /// variables, read per request from the settings.
+    public private(set) var limitRate = 0
+    public private(set) var limitRateAfter = 0
     /// Cache zone name, or nil when caching is off.
     public private(set) var cacheZone: String? = nil
     public private(set) var proxyCacheKey = Defaults.cacheKey
@@ -206,6 +212,14 @@ public struct ResolvedSettings: Sendable {
         v(&proxyIgnoreClientAbort, s.proxyIgnoreClientAbort)
         v(&mirrorRequestBody, s.mirrorRequestBody)
         v(&gzipHTTP10, s.gzipHTTP10)
+        mirrors = !(s.mirrors ?? []).isEmpty
+        for (field, value) in [(\ResolvedSettings.limitRate, s.limitRate), (\ResolvedSettings.limitRateAfter, s.limitRateAfter)] {
+            switch value {
+            case .bytes(let n)?: self[keyPath: field] = n
+            case .variable?: self[keyPath: field] = -1
+            case nil: break
+            }
+        }
         cacheZone = s.proxyCache ?? nil
         v(&proxyCacheKey, s.proxyCacheKey)
         v(&proxyCacheMethods, s.proxyCacheMethods)

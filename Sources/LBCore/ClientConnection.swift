@@ -550,7 +550,7 @@ final class ClientConnection: Pollable {
         switch ex.location.handler {
         case .return: break
         case .static where ex.location.tryFiles != nil || (ex.location === ex.server.fallback && ex.server.serverTryFiles != nil): break
-        default: guard runMirrors(resume: .content) else { return } // Mirror.swift
+        default: if ex.location.settings.resolved.mirrors { guard runMirrors(resume: .content) else { return } } // Mirror.swift
         }
         runContentHandler()
     }

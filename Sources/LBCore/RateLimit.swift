@@ -65,8 +65,9 @@ extension ClientConnection {
     /// the response is limited.
     func resolveRate() -> Bool {
         let s = ex.location
-        ex.rate.limit = rateValue(s.settings.limitRate)
-        ex.rate.after = rateValue(s.settings.limitRateAfter)
+        let r = s.settings.resolved
+        ex.rate.limit = r.limitRate >= 0 ? r.limitRate : rateValue(s.settings.limitRate)
+        ex.rate.after = r.limitRateAfter >= 0 ? r.limitRateAfter : rateValue(s.settings.limitRateAfter)
         responseLimited = ex.rate.limit > 0
         return ex.rate.limit > 0
     }
@@ -146,7 +147,10 @@ extension ClientConnection {
             guard c >= 0x30 && c <= 0x39, n < Int.max / 100 else { return }
             n = n * 10 + Int(c - 0x30)
         }
-        if responseLimited == nil { ex.rate.after = rateValue(settings.limitRateAfter) }
+        if responseLimited == nil {
+            let after = settings.resolved.limitRateAfter
+            ex.rate.after = after >= 0 ? after : rateValue(settings.limitRateAfter)
+        }
         ex.rate.limit = n
         responseLimited = n > 0
     }

@@ -109,7 +109,7 @@ extension ClientConnection {
         switch tryFilesChoice(tf) {
         case .file(let candidate, let directory):
             ex.uri = candidate
-            guard runMirrors(resume: .staticFile(candidate, allowIndex: directory)) else { return } // Mirror.swift
+            if ex.location.settings.resolved.mirrors { guard runMirrors(resume: .staticFile(candidate, allowIndex: directory)) else { return } } // Mirror.swift
             serveStaticURI(candidate, allowIndex: directory)
         case .code(let code):
             respondError(code)

@@ -65,7 +65,7 @@ struct CompiledSettingsTests {
         "proxyPassRequestHeaders": "true", "proxyPassRequestBody": "true", "passesClientBody": "true",
         "proxyProtocol": "false", "proxyRedirectOff": "false", "proxyHideHeaders": "[]", "proxyPassHeaders": "[]",
         "proxyIgnoreHeaders": "IgnoredHeaders(rawValue: 0)", "proxyCookieDomains": "[]", "proxyCookiePaths": "[]", "proxyCookieFlags": "[]",
-        "proxyIgnoreClientAbort": "false", "mirrorRequestBody": "true", "gzipHTTP10": "false", "cacheZone": "nil",
+        "proxyIgnoreClientAbort": "false", "mirrorRequestBody": "true", "gzipHTTP10": "false", "mirrors": "false", "limitRate": "0", "limitRateAfter": "0", "cacheZone": "nil",
         "proxyCacheKey": "$scheme$proxy_host$request_uri", "proxyCacheMethods": "CacheMethods(rawValue: 3)",
         "proxyCacheValid": "[]", "proxyCacheUseStale": "UpstreamConditions(rawValue: 0)", "proxyCacheLock": "false",
         "proxyCacheLockTimeoutMs": "5000", "proxyCacheLockAgeMs": "5000", "proxyCacheRevalidate": "false",
@@ -80,7 +80,7 @@ struct CompiledSettingsTests {
         send_timeout 5s; client_max_body_size 5m; client_body_buffer_size 32k; client_body_timeout 5s;
         client_body_in_file_only on; client_body_temp_path /tmp/cb; client_header_timeout 5s;
         client_header_buffer_size 2k; large_client_header_buffers 8 16k; server_tokens off; sendfile on;
-        tcp_nopush on; tcp_nodelay off; limit_rate 10k; limit_rate_after 1m; etag off; if_modified_since before;
+        tcp_nopush on; tcp_nodelay off; limit_rate $arg_rate; limit_rate_after 1m; etag off; if_modified_since before;
         disable_symlinks on; autoindex on; log_not_found off; keepalive_disable safari; chunked_transfer_encoding off;
         absolute_redirect off; port_in_redirect off; server_name_in_redirect on; recursive_error_pages on;
         merge_slashes off; underscores_in_headers on; ignore_invalid_headers off; rewrite_log on;
@@ -94,7 +94,8 @@ struct CompiledSettingsTests {
         proxy_pass_request_headers off; proxy_pass_request_body off; proxy_protocol on; proxy_redirect off;
         proxy_hide_header X-A; proxy_pass_header X-B; proxy_ignore_headers Expires;
         proxy_cookie_domain a.example b.example; proxy_cookie_path /a /b; proxy_cookie_flags one secure;
-        proxy_ignore_client_abort on; mirror_request_body off; gzip_http_version 1.0;
+        proxy_ignore_client_abort on; mirror_request_body off; gzip_http_version 1.0; mirror /m;
+
         proxy_cache_path /c keys_zone=z:1m; proxy_cache z; proxy_cache_key $uri; proxy_cache_methods POST;
         proxy_cache_valid 200 1m; proxy_cache_use_stale error; proxy_cache_lock on; proxy_cache_lock_timeout 1s;
         proxy_cache_lock_age 2s; proxy_cache_revalidate on; proxy_cache_background_update on;
