@@ -153,6 +153,12 @@ public final class VirtualServer: Sendable {
         self.named = named
         self.fallback = fallback
     }
+
+    /// The try_files in force in `location`: its own, or the server's for the server's own
+    /// settings (a request no location matched).
+    public func tryFiles(for location: Location) -> TryFiles? {
+        location.tryFiles ?? (location === fallback ? serverTryFiles : nil)
+    }
 }
 
 /// `return CODE [TEXT|URL]` or `return URL`.

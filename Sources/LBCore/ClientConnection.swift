@@ -547,10 +547,12 @@ final class ClientConnection: Pollable {
         }
         // nginx's precontent phase: try_files (the static handler's, before the mirrors), then
         // the mirror subrequests. A location's `return` runs in the rewrite phase, before both.
-        switch ex.location.handler {
-        case .return: break
-        case .static where ex.location.tryFiles != nil || (ex.location === ex.server.fallback && ex.server.serverTryFiles != nil): break
-        default: if ex.location.settings.resolved.mirrors { guard runMirrors(resume: .content) else { return } } // Mirror.swift
+        if ex.location.settings.resolved.mirrors {
+            switch ex.location.handler {
+            case .return: break
+            case .static where ex.server.tryFiles(for: ex.location) != nil: break
+            default: guard runMirrors(resume: .content) else { return } // Mirror.swift
+            }
         }
         runContentHandler()
     }
@@ -1036,7 +1038,7 @@ final class ClientConnection: Pollable {
         while e < b.count && b[e] != 0x0D && b[e] != 0x0A { e += 1 }
         var line = Array(b[0..<e])
         // An HTTP/2 stream's head was made in HTTP/1.1 form: logs say what the client spoke.
-        if case .stream(let p) = transport, p.isHTTP2, line.count >= 8 { line.replaceSubrange((line.count - 8)..., with: "HTTP/2.0".utf8) }
+        if transport.isHTTP2, line.count >= 8 { line.replaceSubrange((line.count - 8)..., with: "HTTP/2.0".utf8) }
         return line
     }
 

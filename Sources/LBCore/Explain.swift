@@ -375,7 +375,7 @@ public enum RouteExplainer {
             case nil: "root html (the default, under the prefix)"
             }
             say("handler: static files, in \(here), \(rootText)")
-            if let tf = loc.tryFiles ?? (loc === ex.server.fallback ? ex.server.serverTryFiles : nil) {
+            if let tf = ex.server.tryFiles(for: loc) {
                 describeTryFiles(tf, conn: conn, table: table, index: index, say: say, depth: depth)
                 return
             }

@@ -80,10 +80,7 @@ extension ClientConnection {
             ex.mirrorResume = resume
             sendContinueIfExpected()
             state = .proxy
-            ex.body = makeBufferedBody()
-            ex.phase = .readingBody
-            worker.loop.setDeadline(self, afterMillis: settings.resolved.clientBodyTimeoutMs)
-            readRequestBody() // Proxy.swift; ends in `mirrorBodyRead`
+            startReadingBody() // Proxy.swift; ends in `mirrorBodyRead`
             return false
         }
         // A body streamed to an upstream already (proxy_request_buffering off, then an internal
@@ -117,7 +114,7 @@ extension ClientConnection {
             log(.error, "mirror subrequest to \"\(String(decoding: uri, as: UTF8.self))\" not made: \(why)")
             return
         }
-        let pipe = MirrorPipe(worker: worker, tls: transport.tls, http2: { if case .stream(let p) = transport { p.isHTTP2 } else { false } }(),
+        let pipe = MirrorPipe(worker: worker, tls: transport.tls, http2: transport.isHTTP2,
                               siblings: siblings)
         let c = ClientConnection(worker: worker, fd: fd, peerAddress: peer, generation: generation, listener: listener, number: number)
         c.isMirror = true

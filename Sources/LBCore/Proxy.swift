@@ -45,13 +45,19 @@ extension ClientConnection {
         if ex.body == nil && (!ex.requestBodyComplete || inFileOnly) && (settings.resolved.proxyRequestBuffering || !settings.resolved.passesClientBody || inFileOnly) {
             // nginx's default: the whole body first, then the upstream. A slow upload holds no
             // upstream connection, and every try can send the body again.
-            ex.body = makeBufferedBody()
-            ex.phase = .readingBody
-            worker.loop.setDeadline(self, afterMillis: settings.resolved.clientBodyTimeoutMs)
-            readRequestBody()
+            startReadingBody()
             return
         }
         nextAttempt()
+    }
+
+    /// Reads the whole request body into a fresh `BufferedBody` before going on (the first try,
+    /// or the content phase for `mirror`), timed by `client_body_timeout`.
+    func startReadingBody() {
+        ex.body = makeBufferedBody()
+        ex.phase = .readingBody
+        worker.loop.setDeadline(self, afterMillis: settings.resolved.clientBodyTimeoutMs)
+        readRequestBody()
     }
 
     /// `Expect: 100-continue` is answered before the body is read (not to subrequests, nor when
@@ -569,6 +575,14 @@ extension ClientConnection {
         return true
     }
 
+    /// The upstream closed before its whole response head: nginx's premature close, or, when
+    /// `fastcgi_catch_stderr` caught the application's stderr, an invalid header.
+    func headClosedFailure(_ c: UpstreamConnection) -> UpstreamFailure {
+        c.fastcgi?.caughtStderr == true
+            ? .invalidHeader("upstream sent invalid header while reading response header from upstream")
+            : .error("upstream prematurely closed connection while reading response header from upstream")
+    }
+
     func readResponseHead(_ c: UpstreamConnection) {
         // The head must fit proxy_buffer_size (the scanner's limits); read at least one byte more
         // than that, so a head too big is seen at once instead of waiting for more.
@@ -581,9 +595,7 @@ extension ClientConnection {
                         // A FIN that came with the last bytes (EPOLLRDHUP) ends the head too: the
                         // short read drained the socket, and no other readiness edge will come.
                         if !alive || (c.peerClosed && !c.readable) {
-                            upstreamFailed(c.fastcgi?.caughtStderr == true
-                                           ? .invalidHeader("upstream sent invalid header while reading response header from upstream")
-                                           : .error("upstream prematurely closed connection while reading response header from upstream"))
+                            upstreamFailed(headClosedFailure(c))
                         }
                         return
                     }
@@ -604,9 +616,7 @@ extension ClientConnection {
                 return
             }
             if !alive || (c.peerClosed && !c.readable) {
-                upstreamFailed(c.fastcgi?.caughtStderr == true
-                               ? .invalidHeader("upstream sent invalid header while reading response header from upstream")
-                               : .error("upstream prematurely closed connection while reading response header from upstream"))
+                upstreamFailed(headClosedFailure(c))
             }
             return
         }
@@ -971,16 +981,9 @@ extension ClientConnection {
                 if c.inBuf.readable > ex.attempt.relayable { continue }
             }
             if c.peerClosed && c.inBuf.readable == ex.attempt.relayable {
-                if case .untilClose = ex.attempt.responseFraming {
-                    ex.attempt.responseComplete = true
-                    continue
-                }
-                if !ex.attempt.responseComplete {
-                    log(.error, "upstream prematurely closed connection while reading upstream")
-                    releasePeer(failed: false)
-                    abortProxy()
-                    return
-                }
+                // (A complete response returned above.)
+                if upstreamClosedWithNothingLeft() { continue }
+                return
             }
             // Waiting for the upstream: now it is timed (proxy_read_timeout), the client is not.
             if c.deadline == 0 { worker.loop.setDeadline(c, afterMillis: settings.resolved.proxyReadTimeoutMs) }

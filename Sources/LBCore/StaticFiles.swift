@@ -8,7 +8,7 @@ extension ClientConnection {
     func serveStatic() {
         // try_files runs first (a POST may end in a FastCGI front controller); only a file
         // served here refuses other methods, as nginx's static module.
-        if let tf = ex.location.tryFiles ?? (ex.location === ex.server.fallback ? ex.server.serverTryFiles : nil) {
+        if let tf = ex.server.tryFiles(for: ex.location) {
             runTryFiles(tf)
             return
         }

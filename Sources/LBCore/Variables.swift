@@ -74,8 +74,8 @@ extension ClientConnection {
         case .serverPort: if let p = table.listeners[listener].address.port { out += Array("\(p)".utf8) } // none on unix:
         case .serverAddr: out += Array(Socket.localAddress(fd).ip.utf8)
         case .serverProtocol:
-            if case .stream(let p) = transport, p.isHTTP2 { out += Array("HTTP/2.0".utf8) } else { out += Array("HTTP/\(req.versionMajor).\(req.versionMinor)".utf8) }
-        case .http2: if case .stream(let p) = transport, p.isHTTP2 { out += Array((p.tls == nil ? "h2c" : "h2").utf8) }
+            if transport.isHTTP2 { out += Array("HTTP/2.0".utf8) } else { out += Array("HTTP/\(req.versionMajor).\(req.versionMinor)".utf8) }
+        case .http2: if transport.isHTTP2 { out += Array((transport.tls == nil ? "h2c" : "h2").utf8) }
         case .hostname: out += Array(Runtime.hostname.utf8)
         case .connectionsActive: out += Array(String(stubStatusCounters().active).utf8)
         case .connectionsReading: out += Array(String(stubStatusCounters().reading).utf8)

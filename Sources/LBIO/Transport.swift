@@ -28,6 +28,12 @@ public enum Transport {
         }
     }
 
+    /// Whether the client speaks HTTP/2 (a stream of an HTTP/2 connection, or a mirror of one).
+    public var isHTTP2: Bool {
+        if case .stream(let p) = self { return p.isHTTP2 }
+        return false
+    }
+
     /// Whether file bytes may go straight from the page cache to the socket (`sendfile`): not
     /// through a record layer that has to encrypt them, nor into HTTP/2 frames.
     public var canSendfile: Bool {
