@@ -789,9 +789,30 @@ final class ClientConnection: Pollable {
         respond(code, contentType: "text/html", body: Status.page(code, serverTokens: settings.resolved.serverTokens))
     }
 
-    /// Starts the response head: status line, Server, Date, Content-Type, Content-Length, Connection.
-    func writeHeadStart(_ code: Int, reason: UnsafeRawBufferPointer? = nil) {
+    /// The response-head stage (`ResponseHeadStage`, pure) for this request: the request's
+    /// conditional headers, keep-alive and protocol, the location's policy, and — asked only when
+    /// the response qualifies for gzip — whether the client takes gzip.
+    func decideHead(_ r: HeadStageResponse, gzipFacts: GzipResponseFacts = GzipResponseFacts()) -> HeadDecision {
+        let q = HeadStageRequest(conditions: hasConditionalHeaders ? conditionalHeaders() : nil, http10OrLater: req.versionMajor >= 1,
+                                 keepAlive: !closeAfterResponse, http2: transport.isHTTP2)
+        let e = settings.expires
+        let p = HeadStagePolicy(ifModifiedSince: ifModifiedSinceMode, maxRanges: settings.maxRanges, gzipVary: settings.resolved.gzipVary,
+                                expires: e != nil && e != .off)
+        return ResponseHeadStage.decide(r, q, p, clientTakesGzip: { clientTakesGzip(gzipFacts) })
+    }
+
+    /// Whether a response qualifies for gzip (`gzip on`, status, type, not encoded, min length).
+    func gzipQualifies(status: Int, contentEncoding: String?, contentType: String?, contentLength: Int?) -> Bool {
+        settings.resolved.gzip && GzipPolicy.responseQualifies(status: status, contentEncoding: contentEncoding, contentType: contentType,
+                                                               contentLength: contentLength, types: settings.resolved.gzipTypes,
+                                                               minLength: settings.resolved.gzipMinLength)
+    }
+
+    /// Starts the response head the stage decided: status line, Server, Date.
+    func writeHeadStart(_ d: HeadDecision, reason: UnsafeRawBufferPointer? = nil) {
+        let code = d.status
         ex.status = code
+        ex.head = d
         ex.headerStarted = true
         worker.prepare(&outBuf)
         worker.dates.update(wallClock().seconds)
@@ -804,9 +825,20 @@ final class ClientConnection: Pollable {
         outBuf.append("\r\n")
     }
 
-    func writeHeadEnd(keepAlive: Bool) {
+    /// `Vary: Accept-Encoding` when the stage (or gzip_static) says so.
+    func appendVary(_ due: Bool) {
+        if due { outBuf.append("Vary: Accept-Encoding\r\n") }
+    }
+
+    /// Ends the head: the configured headers and the connection field the stage decided.
+    func writeHeadEnd() {
         addConfiguredHeaders()
-        if !keepAlive { outBuf.append("Connection: close\r\n") } else if req.versionMinor == 0 { outBuf.append("Connection: keep-alive\r\n") } else { outBuf.append("Connection: keep-alive\r\n") }
+        switch ex.head.connection {
+        case .keepAlive: outBuf.append("Connection: keep-alive\r\n")
+        case .close: outBuf.append("Connection: close\r\n")
+        case .upgrade: outBuf.append("Connection: upgrade\r\n")
+        case .omitted: break
+        }
         outBuf.append("\r\n")
         if req.isHTTP09 { outBuf.clear() } // an HTTP/0.9 response is the body alone
         ex.responseHeadBytes = outBuf.readable
@@ -820,26 +852,18 @@ final class ClientConnection: Pollable {
         ex.sentHead.append(contentsOf: outBuf.readableBytes)
     }
 
-    /// Statuses that `add_header` (without `always`) and `expires` apply to, as nginx.
-    static func isHeaderFilterStatus(_ s: Int) -> Bool {
-        switch s {
-        case 200, 201, 204, 206, 301, 302, 303, 304, 307, 308: true
-        default: false
-        }
-    }
-
     /// Whether `expires` adds its headers to this response (then the upstream's are dropped).
     var expiresApplies: Bool { responseExpires != nil }
 
-    /// The `expires` of this response, nil when none applies: the configured one, or the value
-    /// of one with variables, evaluated once per response as the head is made (nginx's headers
-    /// filter): `$sent_http_*` then reads the head so far. A value nginx would refuse, or
-    /// `off`, adds nothing and keeps an upstream's own headers.
+    /// The `expires` of this response, nil when none applies (the stage decided by status): the
+    /// configured one, or the value of one with variables, evaluated once per response as the
+    /// head is made (nginx's headers filter): `$sent_http_*` then reads the head so far. A value
+    /// nginx would refuse, or `off`, adds nothing and keeps an upstream's own headers.
     var responseExpires: Expires? { resolveExpires(upstreamHead: nil) }
 
     /// `responseExpires`, for a proxied response: `$sent_http_*` reads the upstream's head.
     func resolveExpires(upstreamHead: UnsafeRawBufferPointer?) -> Expires? {
-        guard let e = settings.expires, e != .off, ClientConnection.isHeaderFilterStatus(ex.status) else { return nil }
+        guard ex.head.expires, let e = settings.expires, e != .off else { return nil }
         guard case .variable(let t, let modified) = e else { return e }
         if let done = ex.expiresEvaluated { return done }
         if table.usesResponseHeaderVariables {
@@ -862,8 +886,8 @@ final class ClientConnection: Pollable {
         guard let adds = settings.addHeaders else { return }
         // `$sent_http_*` in a value reads the head made so far, as nginx's headers filter does.
         if table.usesResponseHeaderVariables { keepSentHead() }
-        let always = ClientConnection.isHeaderFilterStatus(ex.status)
-        for h in adds where always || h.always {
+        let all = ex.head.addHeaders
+        for h in adds where all || h.always {
             let v = evaluate(h.value)
             if v.isEmpty { continue }
             outBuf.append(h.nameBytes)
@@ -874,7 +898,7 @@ final class ClientConnection: Pollable {
     }
 
     func respond(_ code: Int, contentType: String, body: [UInt8], extraHeaders: UnsafeRawBufferPointer? = nil) {
-        let body = settings.subFilters == nil ? body : subFilteredLocalBody(body, contentType: contentType) ?? body
+        var body = settings.subFilters == nil ? body : subFilteredLocalBody(body, contentType: contentType) ?? body
         let code = ex.overrideStatus ?? code
         ex.overrideStatus = nil
         // A request body that has not fully arrived cannot be skipped cheaply: close after answering.
@@ -886,20 +910,38 @@ final class ClientConnection: Pollable {
                 closeAfterResponse = true
             }
         }
-        outBuf.clear()
-        writeHeadStart(code)
         // 204 has no body (RFC 9110 §15.3.5): as nginx, no Content-Type, no Content-Length and
         // no body, whatever text `return 204 "…"` names.
         let noContent = code == 204
+        let d = decideHead(HeadStageResponse(status: code, source: .local, contentLength: body.count,
+                                             gzipQualifies: !noContent && gzipQualifies(status: code, contentEncoding: nil, contentType: contentType, contentLength: body.count),
+                                             gzipPossible: body.count <= GzipPolicy.maxInMemory))
+        // gzip, as nginx's filter does for `return` and error pages; a HEAD says so without a length.
+        var gzipped = false
+        if d.gzip {
+            if req.method == .head {
+                gzipped = true
+            } else if let z = GzipStream.compress(body, level: settings.resolved.gzipCompLevel) {
+                ex.gzipSizes = (body.count, z.count)
+                body = z
+                gzipped = true
+            }
+        }
+        outBuf.clear()
+        writeHeadStart(d)
         if !noContent {
             outBuf.append("Content-Type: ")
             outBuf.append(string: withCharset(contentType))
-            outBuf.append("\r\nContent-Length: ")
-            outBuf.append(decimal: body.count)
+            if !gzipped || req.method != .head {
+                outBuf.append("\r\nContent-Length: ")
+                outBuf.append(decimal: body.count)
+            }
             outBuf.append("\r\n")
         }
+        if gzipped { outBuf.append("Content-Encoding: gzip\r\n") }
+        appendVary(d.vary)
         if let e = extraHeaders { outBuf.append(e) }
-        writeHeadEnd(keepAlive: !closeAfterResponse)
+        writeHeadEnd()
         if req.method != .head && !noContent { outBuf.append(body) }
         ex.bodyBytesSent = req.method == .head || noContent ? 0 : body.count
         state = .local

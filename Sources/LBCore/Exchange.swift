@@ -32,6 +32,8 @@ final class Exchange {
     var rate = ResponseRate()
     var responseHeadBytes = 0
     var headerStarted = false
+    /// What the response-head stage decided for the head being written (ResponseHeadStage).
+    var head = HeadDecision(status: 0)
 
     // The request body.
     var requestBody: BodyFraming = .none

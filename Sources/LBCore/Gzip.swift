@@ -97,31 +97,47 @@ extension GzipStream {
     }
 }
 
+/// What `gzip_proxied` reads of a response: a proxied response's headers; a file or cache
+/// entry of lb's own counts as having both validators and no expiry headers.
+struct GzipResponseFacts {
+    var expires: String? = nil
+    var cacheControl: String? = nil
+    var lastModified = true
+    var etag = true
+}
+
 extension ClientConnection {
-    /// Whether the proxied response whose head is `b` (parsed in `response`) is gzipped.
-    func shouldGzipProxied(_ b: UnsafeRawBufferPointer) -> Bool {
-        guard requestAcceptsGzip(range: false) else { return false }
-        var ce: String?, ct: String?, cc: String?, exp: String?, lm = false, etag = false
-        for f in ex.attempt.response.headers {
-            let n = f.name
-            func v() -> String { String(decoding: b[f.value], as: UTF8.self) }
+    /// gzip's view of a proxied response whose head is `b` (parsed in `response`): whether it
+    /// qualifies, and what `gzip_proxied` reads of it.
+    func proxiedGzipFacts(_ b: UnsafeRawBufferPointer) -> (qualifies: Bool, facts: GzipResponseFacts) {
+        var ce: String?, ct: String?, f = GzipResponseFacts(lastModified: false, etag: false)
+        for h in ex.attempt.response.headers {
+            let n = h.name
+            func v() -> String { String(decoding: b[h.value], as: UTF8.self) }
             switch n.count {
             case 16 where ASCII.equalsLower(b, n, "content-encoding"): ce = v()
             case 12 where ASCII.equalsLower(b, n, "content-type"): ct = v()
-            case 13 where ASCII.equalsLower(b, n, "cache-control"): cc = v()
-            case 7 where ASCII.equalsLower(b, n, "expires"): exp = v()
-            case 13 where ASCII.equalsLower(b, n, "last-modified"): lm = true
-            case 4 where ASCII.equalsLower(b, n, "etag"): etag = true
+            case 13 where ASCII.equalsLower(b, n, "cache-control"): f.cacheControl = v()
+            case 7 where ASCII.equalsLower(b, n, "expires"): f.expires = v()
+            case 13 where ASCII.equalsLower(b, n, "last-modified"): f.lastModified = true
+            case 4 where ASCII.equalsLower(b, n, "etag"): f.etag = true
             default: break
             }
         }
-        guard GzipPolicy.responseQualifies(status: ex.attempt.response.status, contentEncoding: ce, contentType: ct, contentLength: ex.attempt.response.contentLength,
-                                           types: settings.resolved.gzipTypes, minLength: settings.resolved.gzipMinLength) else { return false }
-        return proxiedAllowsGzip(expires: exp, cacheControl: cc, lastModified: lm, etag: etag)
+        let q = gzipQualifies(status: ex.attempt.response.status, contentEncoding: ce, contentType: ct, contentLength: ex.attempt.response.contentLength)
+        return (q, f)
     }
 
-    /// The request's side of gzip (Accept-Encoding, HTTP/1.1, not HEAD, no Range when `range`).
-    func requestAcceptsGzip(range: Bool) -> Bool {
+    /// The client's side of gzip for a response that qualifies: Accept-Encoding, the version
+    /// `gzip_http_version` allows, `gzip_disable`, and `gzip_proxied` for a request through a proxy.
+    func clientTakesGzip(_ f: GzipResponseFacts) -> Bool {
+        requestAcceptsGzip() && proxiedAllowsGzip(expires: f.expires, cacheControl: f.cacheControl, lastModified: f.lastModified, etag: f.etag)
+    }
+
+    /// The request's side of gzip (Accept-Encoding, the HTTP version, gzip_disable). A HEAD and
+    /// a range request are answered as nginx does: gzip's headers on the HEAD, the whole body
+    /// compressed instead of the range.
+    func requestAcceptsGzip() -> Bool {
         if let off = settings.gzipDisable, let ua = headerValue("user-agent") {
             // gzip_disable: the msie6 mask, or any regex matching User-Agent.
             if off.msie6 && UserAgentClass(ua).msie6 { return false }
@@ -129,7 +145,7 @@ extension ClientConnection {
         }
         return GzipPolicy.requestAccepts(acceptEncoding: headerValue("accept-encoding").map { String(decoding: $0, as: UTF8.self) },
                                   http11: req.versionMinor >= 1 || (settings.resolved.gzipHTTP10 && !req.isHTTP09),
-                                  head: req.method == .head, range: range)
+                                  head: false, range: false)
     }
 
     /// `gzip_proxied` for this request and a response with these headers.
@@ -180,14 +196,10 @@ extension ClientConnection {
 }
 
 extension ClientConnection {
-    /// For a body lb has whole (a static file, a cache entry): the compressed bytes when gzip
-    /// applies, else nil. `read` is called only then, and only for bodies up to `maxInMemory`.
-    func gzipWholeBody(status code: Int, contentType: String, length: Int, read: () -> [UInt8]?) -> [UInt8]? {
-        guard settings.resolved.gzip, length <= GzipPolicy.maxInMemory, requestAcceptsGzip(range: req.range != nil),
-              GzipPolicy.responseQualifies(status: code, contentEncoding: nil, contentType: contentType, contentLength: length,
-                                           types: settings.resolved.gzipTypes, minLength: settings.resolved.gzipMinLength),
-              proxiedAllowsGzip(expires: nil, cacheControl: nil, lastModified: true, etag: true),
-              let body = read(), let z = GzipStream.compress(body, level: settings.resolved.gzipCompLevel) else { return nil }
+    /// A body lb has whole (a static file, a cache entry), compressed when the stage decided
+    /// gzip; nil when it cannot be read or compressed (it then goes as it is).
+    func compressWholeBody(read: () -> [UInt8]?) -> [UInt8]? {
+        guard let body = read(), let z = GzipStream.compress(body, level: settings.resolved.gzipCompLevel) else { return nil }
         ex.gzipSizes = (body.count, z.count)
         return z
     }

@@ -655,9 +655,14 @@ extension ClientConnection {
         if ex.cache != nil && cacheResponseHead(c, headLength: headLength) { return }
         let b = c.inBuf.readableBytes
         let noBody = (req.method == .head && !headConverted) || code == 204 || code == 304 || (code >= 100 && code < 200)
+        // An error_page redirect's status (nginx's `r->err_status`) replaces the upstream's.
+        let status = ex.overrideStatus ?? code
+        let overridden = ex.overrideStatus != nil
+        ex.overrideStatus = nil
         if code == 101 {
             if req.upgrade {
-                writeResponseHead(b, headLength: headLength, chunkedOut: false, keepAlive: true, upgrade: true)
+                let d = decideHead(HeadStageResponse(status: status, source: .proxied, upgrade: true))
+                writeResponseHead(b, headLength: headLength, d, chunkedOut: false, upgrade: true, reasonOverride: overridden)
                 c.inBuf.readIndex += headLength
                 startTunnel(c)
                 return
@@ -668,9 +673,15 @@ extension ClientConnection {
         // chunked_transfer_encoding off: a body of unknown length goes out unframed, then the
         // connection closes (gzip output included), as nginx.
         let chunking = loc.settings.resolved.chunkedTransferEncoding
-        // gzip: the body is compressed as it passes and sent chunked (HTTP/1.1 clients only).
-        let gzipping = !noBody && !ex.inBackground && loc.settings.resolved.gzip && shouldGzipProxied(UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
-        if gzipping, let g = GzipStream(level: loc.settings.resolved.gzipCompLevel, contentLength: ex.attempt.response.contentLength) {
+        // The response-head stage: gzip (the body compressed as it passes, sent chunked to
+        // HTTP/1.1 clients), Vary, expires, add_header, Connection.
+        // A HEAD is answered with the head a GET would have (gzip's fields, no length), as nginx.
+        let headOnly = req.method == .head && !headConverted
+        let gz = (!noBody || headOnly) && !ex.inBackground && loc.settings.resolved.gzip
+            ? proxiedGzipFacts(UnsafeRawBufferPointer(rebasing: b[0..<headLength])) : (qualifies: false, facts: GzipResponseFacts())
+        var d = decideHead(HeadStageResponse(status: status, source: .proxied, contentLength: ex.attempt.response.contentLength,
+                                             gzipQualifies: gz.qualifies, gzipPossible: true), gzipFacts: gz.facts)
+        if d.gzip, !noBody, let g = GzipStream(level: loc.settings.resolved.gzipCompLevel, contentLength: ex.attempt.response.contentLength) {
             ex.gz = g
             ex.gzFinished = false
         }
@@ -689,9 +700,12 @@ extension ClientConnection {
         case .untilClose: ex.attempt.responseFraming = .untilClose
         }
         ex.attempt.dechunk = plan.dechunk
-        if !plan.keepAlive { closeAfterResponse = true }
-        writeResponseHead(b, headLength: headLength, chunkedOut: plan.chunkedOut, keepAlive: plan.keepAlive, upgrade: false,
-                          gzipped: ex.gz != nil)
+        if !plan.keepAlive {
+            closeAfterResponse = true
+            d.bodyEndsWithClose()
+        }
+        writeResponseHead(b, headLength: headLength, d, chunkedOut: plan.chunkedOut, upgrade: false, reasonOverride: overridden,
+                          gzipped: ex.gz != nil || (d.gzip && noBody))
         c.inBuf.readIndex += headLength
         if noBody { ex.attempt.responseFraming = .none }
         ex.phase = .relaying
@@ -763,7 +777,7 @@ extension ClientConnection {
 
     /// The client's response head from the upstream's: nginx hides Server, Date, Connection,
     /// Keep-Alive, X-Accel-*, and what `proxy_hide_header` names; adds its own Server and Date.
-    func writeResponseHead(_ b: UnsafeRawBufferPointer, headLength: Int, chunkedOut: Bool, keepAlive: Bool, upgrade: Bool,
+    func writeResponseHead(_ b: UnsafeRawBufferPointer, headLength: Int, _ d: HeadDecision, chunkedOut: Bool, upgrade: Bool,
                            contentLength: Int? = nil, extra: String? = nil, reasonOverride: Bool = false, gzipped: Bool = false,
                            contentType: String? = nil) {
         // Kept before add_header is evaluated: `$upstream_http_*` and `$upstream_cookie_*` there
@@ -773,13 +787,7 @@ extension ClientConnection {
             ex.upstreamHead.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[0..<headLength]))
         }
         outBuf.clear()
-        // An error_page redirect's status (nginx's `r->err_status`) replaces the upstream's.
-        if let code = ex.overrideStatus {
-            ex.overrideStatus = nil
-            writeHeadStart(code)
-        } else {
-            writeHeadStart(ex.attempt.response.status, reason: reasonOverride ? nil : UnsafeRawBufferPointer(rebasing: b[ex.attempt.response.reasonRange]))
-        }
+        writeHeadStart(d, reason: reasonOverride ? nil : UnsafeRawBufferPointer(rebasing: b[ex.attempt.response.reasonRange]))
         _ = resolveExpires(upstreamHead: UnsafeRawBufferPointer(rebasing: b[0..<headLength])) // `expires $var`, before its headers go
 
         let hide = settings.resolved.proxyHideHeaders
@@ -851,28 +859,15 @@ extension ClientConnection {
             outBuf.append("\r\n")
         }
         if chunkedOut { outBuf.append("Transfer-Encoding: chunked\r\n") }
-        if gzipped {
-            outBuf.append("Content-Encoding: gzip\r\n")
-            if settings.resolved.gzipVary { outBuf.append("Vary: Accept-Encoding\r\n") }
-        }
+        if gzipped { outBuf.append("Content-Encoding: gzip\r\n") }
+        appendVary(d.vary)
         if let n = contentLength {
             outBuf.append("Content-Length: ")
             outBuf.append(decimal: n)
             outBuf.append("\r\n")
         }
         if let e = extra { outBuf.append(string: e) }
-        addConfiguredHeaders()
-        if upgrade {
-            outBuf.append("Connection: upgrade\r\n")
-        } else if !keepAlive {
-            outBuf.append("Connection: close\r\n")
-        } else {
-            outBuf.append("Connection: keep-alive\r\n")
-        }
-        outBuf.append("\r\n")
-        if req.isHTTP09 { outBuf.clear() } // an HTTP/0.9 response is the body alone
-        ex.responseHeadBytes = outBuf.readable
-        keepSentHead()
+        writeHeadEnd()
     }
 
     /// `proxy_cookie_domain` / `proxy_cookie_path` / `proxy_cookie_flags` on one upstream Set-Cookie value; nil leaves it.

@@ -263,85 +263,87 @@ extension ClientConnection {
         // header is copied before the redirect, and the static module keeps a type already set).
         let baseType = ex.contentTypeOverride ?? meta.type
         let type = withCharset(baseType)
-        // The not-modified filter: 304 or 412, only for what would be a 200 (never an error page).
-        let finalStatus = ex.overrideStatus ?? 200
-        let filtering = hasConditionalHeaders
-        let conditions = filtering ? conditionalHeaders() : ConditionalHeaders()
-        let validators = Validators(lastModified: mtime, etag: settings.resolved.etag ? Array(etag.utf8) : nil)
         if !ex.requestBodyComplete { closeAfterResponse = true }
+        // Under sub_filter the file is rewritten whole: no ranges, no length (SubFilterResponse.swift).
+        let sub = !gzipped && settings.subFilters != nil && size <= GzipPolicy.maxInMemory ? subFilterFor(contentType: type, contentLength: size) : nil
+        // The response-head stage: 304/412 (only for what would be a 200, never an error page),
+        // the headers filter, gzip (a qualifying file is compressed whole in memory), ranges.
+        let validators = Validators(lastModified: mtime, etag: settings.resolved.etag ? Array(etag.utf8) : nil)
+        let status = ex.overrideStatus ?? 200
+        ex.overrideStatus = nil
+        let d = decideHead(HeadStageResponse(status: status, source: .file, validators: validators, contentLength: size,
+                                             gzipQualifies: !gzipped && gzipQualifies(status: status, contentEncoding: nil, contentType: baseType, contentLength: size),
+                                             gzipPossible: sub == nil && size <= GzipPolicy.maxInMemory, rangesPossible: !gzipped && sub == nil))
+        switch d.outcome {
+        case .send: break
+        case .preconditionFailed:
+            Glibc.close(fd)
+            respond(412, contentType: "text/html", body: Status.page(412, serverTokens: settings.resolved.serverTokens))
+            return
+        case .rangeNotSatisfiable:
+            Glibc.close(fd)
+            var extra = Buffer()
+            extra.append(string: "Content-Range: bytes */\(size)\r\n")
+            if d.vary { extra.append("Vary: Accept-Encoding\r\n") } // gzip's filter ran before the range filter refused
+            respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.resolved.serverTokens), extraHeaders: extra.readableBytes)
+            extra.release()
+            return
+        }
         outBuf.clear()
-        if filtering {
-            switch NotModifiedFilter.evaluate(status: finalStatus, validators: validators, request: conditions, mode: ifModifiedSinceMode) {
-            case .pass:
-                break
-            case .preconditionFailed:
+        // gzip_static tells caches the file has a compressed form, whatever this client took.
+        let vary = d.vary || (settings.resolved.gzipVary && settings.resolved.gzipStatic)
+        if d.status == 304 {
+            Glibc.close(fd)
+            writeHeadStart(d)
+            appendValidators(meta)
+            writeHeadEnd()
+            state = .local
+            flushLocal()
+            return
+        }
+        if let sub, sendStaticSubFiltered(fd: fd, size: size, sub, d, contentType: type, lastModified: meta.lastModified,
+                                          etag: settings.resolved.etag ? etag : nil) { return }
+        if d.gzip {
+            // A HEAD says gzip without a length (as nginx): nothing is read or compressed.
+            let packed = req.method == .head ? [] : compressWholeBody(read: { ClientConnection.readFile(fd, offset: 0, length: size) })
+            if let packed {
                 Glibc.close(fd)
-                respond(412, contentType: "text/html", body: Status.page(412, serverTokens: settings.resolved.serverTokens))
-                return
-            case .notModified:
-                Glibc.close(fd)
-                writeHeadStart(304)
-                appendValidators(meta)
-                writeHeadEnd(keepAlive: !closeAfterResponse)
+                writeHeadStart(d)
+                outBuf.append("Content-Type: ")
+                outBuf.append(string: type)
+                if req.method != .head {
+                    outBuf.append("\r\nContent-Length: ")
+                    outBuf.append(decimal: packed.count)
+                }
+                outBuf.append("\r\nContent-Encoding: gzip\r\n")
+                appendVary(vary)
+                outBuf.append("Last-Modified: ")
+                outBuf.append(meta.lastModified)
+                outBuf.append("\r\n")
+                if settings.resolved.etag {
+                    outBuf.append("ETag: ")
+                    outBuf.append(string: GzipPolicy.weakened(etag))
+                    outBuf.append("\r\n")
+                }
+                ex.expiresMtime = mtime
+                writeHeadEnd()
+                outBuf.append(packed)
+                ex.bodyBytesSent = packed.count
                 state = .local
                 flushLocal()
                 return
             }
         }
-        if !gzipped, settings.subFilters != nil,
-           sendStaticSubFiltered(fd: fd, size: size, contentType: type, lastModified: meta.lastModified, etag: settings.resolved.etag ? etag : nil) { return }
-        // gzip: a qualifying file is compressed whole in memory (never a range, never twice).
-        if !gzipped, let packed = gzipWholeBody(status: ex.overrideStatus ?? 200, contentType: baseType, length: size,
-                                               read: { ClientConnection.readFile(fd, offset: 0, length: size) }) {
-            Glibc.close(fd)
-            let code = ex.overrideStatus ?? 200
-            ex.overrideStatus = nil
-            writeHeadStart(code)
-            outBuf.append("Content-Type: ")
-            outBuf.append(string: type)
-            outBuf.append("\r\nContent-Length: ")
-            outBuf.append(decimal: packed.count)
-            outBuf.append("\r\nContent-Encoding: gzip\r\n")
-            if settings.resolved.gzipVary { outBuf.append("Vary: Accept-Encoding\r\n") }
-            outBuf.append("Last-Modified: ")
-            outBuf.append(meta.lastModified)
-            outBuf.append("\r\n")
-            if settings.resolved.etag {
-                outBuf.append("ETag: ")
-                outBuf.append(string: GzipPolicy.weakened(etag))
-                outBuf.append("\r\n")
-            }
-            ex.expiresMtime = mtime
-            writeHeadEnd(keepAlive: !closeAfterResponse)
-            outBuf.append(packed)
-            ex.bodyBytesSent = packed.count
-            state = .local
-            flushLocal()
-            return
-        }
-        // The range filter: one range, several as multipart/byteranges, or 416.
         var ranges: [Range<Int>] = []
-        if filtering, !gzipped {
-            switch RangeFilter.evaluate(status: finalStatus, http10OrLater: req.versionMajor >= 1, contentLength: size,
-                                        validators: validators, request: conditions, maxRanges: settings.maxRanges) {
-            case .whole: break
-            case .single(let r): ranges = [r]
-            case .multipart(let rs): ranges = rs
-            case .unsatisfiable:
-                Glibc.close(fd)
-                var extra = Buffer()
-                extra.append(string: "Content-Range: bytes */\(size)\r\n")
-                respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.resolved.serverTokens), extraHeaders: extra.readableBytes)
-                extra.release()
-                return
-            }
+        switch d.body {
+        case .single(let r): ranges = [r]
+        case .multipart(let rs): ranges = rs
+        case .whole, .none: break
         }
         let range: (start: Int, end: Int)? = ranges.count == 1 ? (ranges[0].lowerBound, ranges[0].upperBound - 1) : nil
         let multipart = ranges.count > 1 ? RangeFilter.Multipart(boundary: ClientConnection.nextBoundary(), contentType: type, total: size) : nil
-        let code = !ranges.isEmpty ? 206 : (ex.overrideStatus ?? 200)
-        ex.overrideStatus = nil
         let length = multipart?.contentLength(ranges) ?? range.map { $0.end - $0.start + 1 } ?? size
-        writeHeadStart(code)
+        writeHeadStart(d)
         outBuf.append("Content-Type: ")
         outBuf.append(string: multipart?.headerValue ?? type)
         outBuf.append("\r\nContent-Length: ")
@@ -352,14 +354,12 @@ extension ClientConnection {
         if gzipped {
             outBuf.append("\r\nContent-Encoding: gzip")
         }
-        if settings.resolved.gzipVary && settings.resolved.gzipStatic {
-            outBuf.append("\r\nVary: Accept-Encoding")
-        }
         outBuf.append("\r\n")
+        appendVary(vary)
         appendValidators(meta)
-        if code == 200 { outBuf.append("Accept-Ranges: bytes\r\n") } // nginx's range filter, on 200s only
+        if d.acceptRanges { outBuf.append("Accept-Ranges: bytes\r\n") } // nginx's range filter, on 200s only
         ex.expiresMtime = mtime // `expires` is added with the other configured headers
-        writeHeadEnd(keepAlive: !closeAfterResponse)
+        writeHeadEnd()
         state = .local
         if req.method == .head || length == 0 {
             Glibc.close(fd)

@@ -77,20 +77,21 @@ extension ClientConnection {
     }
 
     /// A static file under sub_filter: read whole (up to gzip's in-memory bound), filtered, sent
-    /// chunked with no Content-Length. Returns false when sub_filter does not apply.
-    func sendStaticSubFiltered(fd: Int32, size: Int, contentType: String, lastModified: [UInt8], etag: String?) -> Bool {
-        guard settings.subFilters != nil, size <= GzipPolicy.maxInMemory,
-              let s = subFilterFor(contentType: contentType, contentLength: size),
-              let body = ClientConnection.readFile(fd, offset: 0, length: size) else { return false }
+    /// chunked with no Content-Length, with the head the stage decided (`d`). Returns false when
+    /// the file cannot be read (it then goes as it is).
+    func sendStaticSubFiltered(fd: Int32, size: Int, _ s: SubFilterState, _ d: HeadDecision, contentType: String, lastModified: [UInt8], etag: String?) -> Bool {
+        guard let body = ClientConnection.readFile(fd, offset: 0, length: size) else { return false }
         Glibc.close(fd)
         var out: [UInt8] = []
         body.withUnsafeBytes { s.matcher.feed($0, into: &out) }
         s.matcher.finish(into: &out)
-        let code = ex.overrideStatus ?? 200
-        ex.overrideStatus = nil
+        var d = d
         let chunked = req.versionMinor >= 1 && !req.isHTTP09 && settings.resolved.chunkedTransferEncoding
-        if !chunked { closeAfterResponse = true }
-        writeHeadStart(code)
+        if !chunked {
+            closeAfterResponse = true
+            d.bodyEndsWithClose()
+        }
+        writeHeadStart(d)
         outBuf.append("Content-Type: ")
         outBuf.append(string: contentType)
         outBuf.append("\r\n")
@@ -105,7 +106,8 @@ extension ClientConnection {
                 outBuf.append("\r\n")
             }
         }
-        writeHeadEnd(keepAlive: !closeAfterResponse)
+        appendVary(d.vary)
+        writeHeadEnd()
         if req.method != .head {
             appendBody(out, chunked: chunked)
             ex.bodyBytesSent = out.count

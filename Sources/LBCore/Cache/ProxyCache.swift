@@ -219,68 +219,65 @@ extension ClientConnection {
         ex.cacheStatus = cs
         ex.attempt.response = e.parsed
         if !ex.requestBodyComplete { closeAfterResponse = true }
-        // Conditional requests and ranges are answered from the entry (nginx's filters; a cache
-        // hit allows several ranges).
+        // The response-head stage answers conditional requests and ranges from the entry (a
+        // cache hit allows several ranges), and decides gzip for a whole 200 entry (read back from
+        // its file; bounded in size).
         var length = e.bodyLength
         var offset = e.bodyOffset
-        var code = e.status
+        let validators = Validators(lastModified: e.lastModified.flatMap { DateCache.parse(String(decoding: $0, as: UTF8.self)) }, etag: e.etag)
+        let encoded = hasContentEncoding(e)
+        let d = decideHead(HeadStageResponse(status: e.status, source: .cacheHit, validators: validators, contentLength: length,
+                                             gzipQualifies: !encoded && gzipQualifies(status: e.status, contentEncoding: nil, contentType: entryContentType(e), contentLength: length),
+                                             gzipPossible: length <= GzipPolicy.maxInMemory, rangesPossible: true))
+        switch d.outcome {
+        case .send: break
+        case .preconditionFailed:
+            closeStaticFile()
+            respondError(412)
+            return true
+        case .rangeNotSatisfiable:
+            closeStaticFile()
+            var extra = Buffer()
+            extra.append(string: "Content-Range: bytes */\(length)\r\n")
+            if d.vary { extra.append("Vary: Accept-Encoding\r\n") } // gzip's filter ran before the range filter refused
+            respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.resolved.serverTokens), extraHeaders: extra.readableBytes)
+            extra.release()
+            return true
+        }
+        let code = d.status
         var contentRange: String?
         var ranges: [Range<Int>] = []
         var multipart: RangeFilter.Multipart?
-        if hasConditionalHeaders {
-            let conditions = conditionalHeaders()
-            let validators = Validators(lastModified: e.lastModified.flatMap { DateCache.parse(String(decoding: $0, as: UTF8.self)) },
-                                        etag: e.etag)
-            switch NotModifiedFilter.evaluate(status: code, validators: validators, request: conditions, mode: ifModifiedSinceMode) {
-            case .notModified:
-                code = 304
-            case .preconditionFailed:
-                closeStaticFile()
-                respondError(412)
-                return true
-            case .pass:
-                switch RangeFilter.evaluate(status: code, http10OrLater: req.versionMajor >= 1, contentLength: length,
-                                            validators: validators, request: conditions, maxRanges: settings.maxRanges) {
-                case .whole: break
-                case .single(let r):
-                    code = 206
-                    contentRange = "bytes \(r.lowerBound)-\(r.upperBound - 1)/\(length)"
-                    offset += r.lowerBound
-                    length = r.count
-                case .multipart(let rs):
-                    code = 206
-                    ranges = rs
-                    let m = RangeFilter.Multipart(boundary: ClientConnection.nextBoundary(),
-                                                  contentType: entryContentType(e), total: length)
-                    multipart = m
-                    length = m.contentLength(rs)
-                case .unsatisfiable:
-                    closeStaticFile()
-                    var extra = Buffer()
-                    extra.append(string: "Content-Range: bytes */\(length)\r\n")
-                    respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.resolved.serverTokens), extraHeaders: extra.readableBytes)
-                    extra.release()
-                    return true
-                }
-            }
+        switch d.body {
+        case .whole, .none: break
+        case .single(let r):
+            contentRange = "bytes \(r.lowerBound)-\(r.upperBound - 1)/\(length)"
+            offset += r.lowerBound
+            length = r.count
+        case .multipart(let rs):
+            ranges = rs
+            let m = RangeFilter.Multipart(boundary: ClientConnection.nextBoundary(), contentType: entryContentType(e), total: length)
+            multipart = m
+            length = m.contentLength(rs)
         }
         ex.attempt.response.status = code
-        // gzip for a whole 200 entry (read back from its file; bounded in size).
-        if code == 200, !hasContentEncoding(e),
-           let packed = gzipWholeBody(status: 200, contentType: entryContentType(e), length: length,
-                                      read: { ClientConnection.readFile(f, offset: offset, length: length) }) {
-            e.head.withUnsafeBytes { b in
-                writeResponseHead(b, headLength: b.count, chunkedOut: false, keepAlive: !closeAfterResponse, upgrade: false,
-                                  contentLength: packed.count, gzipped: true)
+        if d.gzip {
+            // A HEAD says gzip without a length (as nginx): nothing is read or compressed.
+            let packed = req.method == .head ? [] : compressWholeBody(read: { ClientConnection.readFile(f, offset: offset, length: length) })
+            if let packed {
+                e.head.withUnsafeBytes { b in
+                    writeResponseHead(b, headLength: b.count, d, chunkedOut: false, upgrade: false,
+                                      contentLength: req.method == .head ? nil : packed.count, gzipped: true)
+                }
+                closeStaticFile()
+                outBuf.append(packed)
+                ex.bodyBytesSent = packed.count
+                flushLocal()
+                return true
             }
-            closeStaticFile()
-            outBuf.append(packed)
-            ex.bodyBytesSent = packed.count
-            flushLocal()
-            return true
         }
         e.head.withUnsafeBytes { b in
-            writeResponseHead(b, headLength: b.count, chunkedOut: false, keepAlive: !closeAfterResponse, upgrade: false,
+            writeResponseHead(b, headLength: b.count, d, chunkedOut: false, upgrade: false,
                               contentLength: code == 304 ? nil : length, extra: contentRange.map { "Content-Range: " + $0 + "\r\n" },
                               reasonOverride: code != e.status, contentType: multipart?.headerValue)
         }
