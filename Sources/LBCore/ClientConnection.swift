@@ -322,6 +322,7 @@ final class ClientConnection: Pollable {
         handler()
         inDrive = false
         if driveAgain && state != .closed { drive() }
+        if case .stream(let p) = transport { p.turnEnded() }
     }
 
     /// Advances whatever the connection is doing as far as it can without blocking. Re-entrant
@@ -346,6 +347,7 @@ final class ClientConnection: Pollable {
             }
         } while driveAgain && state != .closed
         inDrive = false
+        if case .stream(let p) = transport { p.turnEnded() }
     }
 
     // MARK: reading requests
@@ -816,10 +818,12 @@ final class ClientConnection: Pollable {
         ex.headerStarted = true
         worker.prepare(&outBuf)
         worker.dates.update(wallClock().seconds)
+        ex.headAt = outBuf.readable
         outBuf.append("HTTP/1.1 ")
         outBuf.append(decimal: code)
         outBuf.append(byte: 0x20)
         if let reason { outBuf.append(reason) } else { outBuf.append(string: Status.reason(code)) }
+        ex.headFieldsAt = outBuf.readable + 2 // after the status line's CR LF
         if settings.resolved.serverTokens { outBuf.append(ClientConnection.serverWithVersion) } else { outBuf.append("\r\nServer: lb\r\nDate: ") }
         outBuf.append(worker.dates.httpDate)
         outBuf.append("\r\n")
@@ -830,7 +834,10 @@ final class ClientConnection: Pollable {
         if due { outBuf.append("Vary: Accept-Encoding\r\n") }
     }
 
-    /// Ends the head: the configured headers and the connection field the stage decided.
+    /// Ends the head: the configured headers and the connection field the stage decided. Then
+    /// the response writer takes it: an HTTP/1.1 connection sends the octets with the body that
+    /// follows; a pipe that takes heads whole (an HTTP/2 stream) gets the status and the fields,
+    /// and only the body goes through `write`.
     func writeHeadEnd() {
         addConfiguredHeaders()
         switch ex.head.connection {
@@ -838,6 +845,14 @@ final class ClientConnection: Pollable {
         case .close: outBuf.append("Connection: close\r\n")
         case .upgrade: outBuf.append("Connection: upgrade\r\n")
         case .omitted: break
+        }
+        if case .stream(let p) = transport, p.takesResponseHeads {
+            ex.responseHeadBytes = outBuf.readable - ex.headAt
+            keepSentHead()
+            let b = outBuf.readableBytes
+            p.responseHead(status: ex.status, fields: UnsafeRawBufferPointer(rebasing: b[ex.headFieldsAt..<b.count]), headOnly: req.method == .head)
+            outBuf.writeIndex = outBuf.readIndex + ex.headAt // the head went whole; what was before it stays
+            return
         }
         outBuf.append("\r\n")
         if req.isHTTP09 { outBuf.clear() } // an HTTP/0.9 response is the body alone

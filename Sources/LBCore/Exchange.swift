@@ -34,6 +34,10 @@ final class Exchange {
     var headerStarted = false
     /// What the response-head stage decided for the head being written (ResponseHeadStage).
     var head = HeadDecision(status: 0)
+    /// Where the head being written starts in the out buffer, and where its fields start (after
+    /// the status line): a pipe that takes heads whole gets the fields from there.
+    var headAt = 0
+    var headFieldsAt = 0
 
     // The request body.
     var requestBody: BodyFraming = .none

@@ -436,7 +436,6 @@ final class H2Stream: StreamPipe {
     let id: UInt32
     /// The stream connection; nil once it closed.
     var conn: ClientConnection?
-    let isHead: Bool
     let chunkedRequest: Bool
 
     // Request side.
@@ -452,7 +451,7 @@ final class H2Stream: StreamPipe {
 
     // Response side.
     enum Response {
-        /// Collecting the HTTP/1.1 head.
+        /// No head yet (`responseHead` starts the response).
         case head
         /// Content-Length: octets left.
         case length(Int)
@@ -473,15 +472,11 @@ final class H2Stream: StreamPipe {
         // HTTP/1.1 connection whose client left (not idle in keep-alive, holding a timer).
         didSet { if case .done = response { conn?.peerClosed = true } }
     }
-    var headBytes: [UInt8] = []
-    /// How much of CR LF CR LF ends `headBytes`.
-    var headMatch = 0
     var waitingForOutput = false
 
     init(session: H2Session, request r: H2Request) {
         self.session = session
         id = r.streamID
-        isHead = r.head.method == .head
         chunkedRequest = !r.endStream && r.head.contentLength == nil
         request = r
         super.init()
@@ -535,7 +530,10 @@ final class H2Stream: StreamPipe {
 
     override func write(_ buf: UnsafeRawPointer, _ count: Int) -> IOResult<Int> {
         let used = frame(UnsafeRawBufferPointer(start: buf, count: count))
-        if used > 0 { session.outputAdded() }
+        if used > 0 || headPending {
+            headPending = false
+            session.outputAdded()
+        }
         return used == 0 && count > 0 ? .wouldBlock : .done(used)
     }
 
@@ -543,7 +541,10 @@ final class H2Stream: StreamPipe {
     override func writev(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult<Int> {
         var used = frame(a)
         if used == a.count && !b.isEmpty { used += frame(b) }
-        if used > 0 { session.outputAdded() }
+        if used > 0 || headPending {
+            headPending = false
+            session.outputAdded()
+        }
         return used == 0 && a.count + b.count > 0 ? .wouldBlock : .done(used)
     }
 
@@ -553,36 +554,10 @@ final class H2Stream: StreamPipe {
         while at < b.count {
             switch response {
             case .head:
-                // The blank line that ends the head (CR LF CR LF, perhaps across writes).
-                var m = headMatch
-                var i = at
-                while i < b.count && m < 4 {
-                    let c = b[i]
-                    i += 1
-                    if c == 0x0D {
-                        m = m == 2 ? 3 : 1
-                    } else if c == 0x0A && (m == 1 || m == 3) {
-                        m += 1
-                    } else {
-                        m = 0
-                    }
-                }
-                let piece = UnsafeRawBufferPointer(rebasing: b[at..<i])
-                at = i
-                guard m == 4 else {
-                    headMatch = m
-                    headBytes.append(contentsOf: piece)
-                    break
-                }
-                headMatch = 0
-                if headBytes.isEmpty {
-                    startResponse(piece) // the whole head in this write: framed from it, not copied
-                } else {
-                    headBytes.append(contentsOf: piece)
-                    let h = headBytes
-                    headBytes = []
-                    h.withUnsafeBytes { startResponse($0) }
-                }
+                // Body octets before any head: the exchange broke the writer's contract.
+                session.conn.reset(streamID: id, code: .internalError)
+                response = .done
+                return b.count
             case .length(let left):
                 let n = min(left, b.count - at)
                 guard let sent = sendBody(b, at, n, endStream: n == left) else { return b.count }
@@ -659,67 +634,70 @@ final class H2Stream: StreamPipe {
         return sent
     }
 
-    /// The HTTP/1.1 head is complete: HEADERS, and how the body is delimited.
-    func startResponse(_ h: UnsafeRawBufferPointer) {
-        guard h.count >= 12, h[0] == UInt8(ascii: "H") else {
-            session.conn.reset(streamID: id, code: .internalError)
-            response = .done
-            return
-        }
-        var status = 0
-        for i in 9..<12 {
-            guard let d = H2Stream.hexDigit(h[i]), d < 10 else { break }
-            status = status * 10 + d
-        }
-        if status >= 100 && status < 200 { return } // interim (100 Continue): not relayed
+    override var takesResponseHeads: Bool { true }
+
+    /// The response head, whole (the response-writer seam): HEADERS from the status and the
+    /// fields, and how the body that follows through `write` is delimited. A head after the
+    /// response (a cache's background update) or an interim one is not sent.
+    override func responseHead(status: Int, fields b: UnsafeRawBufferPointer, headOnly: Bool) {
+        guard case .head = response, status >= 200 else { return }
         guard session.conn.beginHeaders(streamID: id, status: status) else {
             response = .done
             return
         }
         var chunked = false
         var length: Int? = nil
-        do {
-            let b = h
-            var i = 0
-            while i < b.count && b[i] != 0x0A { i += 1 }
-            i += 1
-            while i < b.count {
-                var e = i
-                while e < b.count && b[e] != 0x0A { e += 1 }
-                var lineEnd = e
-                if lineEnd > i && b[lineEnd - 1] == 0x0D { lineEnd -= 1 }
-                if lineEnd == i { break }
-                var colon = i
-                while colon < lineEnd && b[colon] != UInt8(ascii: ":") { colon += 1 }
-                if colon < lineEnd {
-                    var v = colon + 1
-                    while v < lineEnd && (b[v] == 0x20 || b[v] == 0x09) { v += 1 }
-                    var ve = lineEnd
-                    while ve > v && (b[ve - 1] == 0x20 || b[ve - 1] == 0x09) { ve -= 1 }
-                    let name = UnsafeRawBufferPointer(rebasing: b[i..<colon])
-                    let value = UnsafeRawBufferPointer(rebasing: b[v..<ve])
-                    if H2Stream.equalsLower(name, "transfer-encoding") {
-                        if value.count >= 7 && H2Stream.equalsLower(UnsafeRawBufferPointer(rebasing: value[(value.count - 7)...]), "chunked") { chunked = true }
-                    } else if H2Stream.equalsLower(name, "content-length") {
-                        var n = 0
-                        for c in value { if c >= 0x30 && c <= 0x39 { n = n * 10 + Int(c - 0x30) } }
-                        length = n
-                    }
-                    session.conn.addHeader(name: name, value: value)
+        var i = 0
+        while i < b.count {
+            var e = i
+            while e < b.count && b[e] != 0x0A { e += 1 }
+            var lineEnd = e
+            if lineEnd > i && b[lineEnd - 1] == 0x0D { lineEnd -= 1 }
+            var colon = i
+            while colon < lineEnd && b[colon] != UInt8(ascii: ":") { colon += 1 }
+            if colon < lineEnd {
+                var v = colon + 1
+                while v < lineEnd && (b[v] == 0x20 || b[v] == 0x09) { v += 1 }
+                var ve = lineEnd
+                while ve > v && (b[ve - 1] == 0x20 || b[ve - 1] == 0x09) { ve -= 1 }
+                let name = UnsafeRawBufferPointer(rebasing: b[i..<colon])
+                let value = UnsafeRawBufferPointer(rebasing: b[v..<ve])
+                if name.count == 17 && H2Stream.equalsLower(name, "transfer-encoding") {
+                    if value.count >= 7 && H2Stream.equalsLower(UnsafeRawBufferPointer(rebasing: value[(value.count - 7)...]), "chunked") { chunked = true }
+                } else if name.count == 14 && H2Stream.equalsLower(name, "content-length") {
+                    var n = 0
+                    for c in value { if c >= 0x30 && c <= 0x39 { n = n * 10 + Int(c - 0x30) } }
+                    length = n
                 }
-                i = e + 1
+                session.conn.addHeader(name: name, value: value)
             }
+            i = e + 1
         }
-        let noBody = isHead || status == 204 || status == 304 || (!chunked && length == 0)
+        let noBody = headOnly || status == 204 || status == 304 || (!chunked && length == 0)
         _ = session.conn.endHeaders(streamID: id, endStream: noBody)
         if noBody {
             response = .done
+            session.outputAdded()
+            return
         } else if chunked {
             response = .chunkSize(0, false)
         } else if let length {
             response = .length(length)
         } else {
             response = .untilClose
+        }
+        // The body's first octets usually follow in this turn: HEADERS go out with them, in one
+        // write; if none come, at the end of the turn (`turnEnded`).
+        headPending = true
+    }
+
+    /// HEADERS framed but not yet written (no body octets followed them yet).
+    var headPending = false
+
+    override func turnEnded() {
+        if headPending {
+            headPending = false
+            session.outputAdded()
         }
     }
 
@@ -804,6 +782,7 @@ extension ClientConnection {
         }
         inDrive = false
         if driveAgain && state != .closed { drive() }
+        if case .stream(let p) = transport { p.turnEnded() }
     }
 
     /// Cleartext HTTP/2 with prior knowledge: true when the connection went to HTTP/2 (or

@@ -38,6 +38,9 @@ final class MirrorPipe: StreamPipe {
     /// Nothing more to read: the head was handed over parsed, the body (if any) buffered.
     override func read(_ buf: UnsafeMutableRawPointer, _ count: Int) -> IOResult<Int> { .wouldBlock }
 
+    /// The response head is dropped whole, unmade into octets.
+    override var takesResponseHeads: Bool { true }
+
     /// The response is discarded as it is written.
     override func write(_ buf: UnsafeRawPointer, _ count: Int) -> IOResult<Int> { .done(count) }
 

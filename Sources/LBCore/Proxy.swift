@@ -63,7 +63,8 @@ extension ClientConnection {
     /// `Expect: 100-continue` is answered before the body is read (not to subrequests, nor when
     /// the body is here already).
     func sendContinueIfExpected() {
-        if req.expectContinue && req.hasBody && !ex.requestBodyComplete && inBuf.readable == 0 && ex.parentExchange == nil {
+        // An HTTP/2 stream's client gets no interim head (its DATA flows under flow control).
+        if req.expectContinue && req.hasBody && !ex.requestBodyComplete && inBuf.readable == 0 && ex.parentExchange == nil && !transport.takesResponseHeads {
             outBuf.append("HTTP/1.1 100 Continue\r\n\r\n")
             flushOut()
         }

@@ -34,6 +34,13 @@ public enum Transport {
         return false
     }
 
+    /// Whether a response head goes to the pipe whole (`StreamPipe.responseHead`) instead of as
+    /// HTTP/1.1 octets: an HTTP/2 stream, a mirror.
+    public var takesResponseHeads: Bool {
+        if case .stream(let p) = self { return p.takesResponseHeads }
+        return false
+    }
+
     /// Whether file bytes may go straight from the page cache to the socket (`sendfile`): not
     /// through a record layer that has to encrypt them, nor into HTTP/2 frames.
     public var canSendfile: Bool {
@@ -105,6 +112,22 @@ open class StreamPipe {
 
     /// The stream connection closed: the pipe's owner lets go of it.
     open func connectionClosed() {}
+
+    /// Whether the pipe takes each response head whole (`responseHead`) rather than as HTTP/1.1
+    /// octets through `write`: the response-writer side of the seam (an HTTP/2 stream makes
+    /// HEADERS of it; a mirror drops it).
+    open var takesResponseHeads: Bool { false }
+
+    /// A response head, when `takesResponseHeads`: its status and its fields as `Name: value`
+    /// CR LF lines (the connection-specific ones already left out by the head stage); `headOnly`:
+    /// the answer to a HEAD request (no body follows, whatever the fields say). The body's
+    /// octets follow through `write`, framed as the fields say (Content-Length, chunked, or
+    /// until the connection closes).
+    open func responseHead(status: Int, fields: UnsafeRawBufferPointer, headOnly: Bool) {}
+
+    /// The connection's turn (an event it handled) is over: output the pipe held back so that
+    /// it could leave with what followed goes now.
+    open func turnEnded() {}
 
     /// Request octets; `.done(0)` is the end (no more requests on this stream).
     open func read(_ buf: UnsafeMutableRawPointer, _ count: Int) -> IOResult<Int> { .done(0) }
