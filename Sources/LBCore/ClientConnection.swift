@@ -794,13 +794,13 @@ final class ClientConnection: Pollable {
     /// The response-head stage (`ResponseHeadStage`, pure) for this request: the request's
     /// conditional headers, keep-alive and protocol, the location's policy, and — asked only when
     /// the response qualifies for gzip — whether the client takes gzip.
-    func decideHead(_ r: HeadStageResponse, gzipFacts: GzipResponseFacts = GzipResponseFacts()) -> HeadDecision {
-        let q = HeadStageRequest(conditions: hasConditionalHeaders ? conditionalHeaders() : nil, http10OrLater: req.versionMajor >= 1,
-                                 keepAlive: !closeAfterResponse, http2: transport.isHTTP2)
-        let e = settings.expires
+    func decideHead(_ r: HeadStageResponse, gzipFacts: GzipResponseFacts = GzipResponseFacts(),
+                    validators: () -> Validators = { Validators(lastModified: nil, etag: nil) }) -> HeadDecision {
+        let q = HeadStageRequest(http10OrLater: req.versionMajor >= 1, keepAlive: !closeAfterResponse, http2: transport.isHTTP2)
         let p = HeadStagePolicy(ifModifiedSince: ifModifiedSinceMode, maxRanges: settings.maxRanges, gzipVary: settings.resolved.gzipVary,
-                                expires: e != nil && e != .off)
-        return ResponseHeadStage.decide(r, q, p, clientTakesGzip: { clientTakesGzip(gzipFacts) })
+                                expires: settings.expires != nil && settings.expires != .off)
+        return ResponseHeadStage.decide(r, q, p, conditions: hasConditionalHeaders ? conditionalHeaders() : nil, validators: validators,
+                                        clientTakesGzip: { clientTakesGzip(gzipFacts) })
     }
 
     /// Whether a response qualifies for gzip (`gzip on`, status, type, not encoded, min length).
@@ -814,7 +814,7 @@ final class ClientConnection: Pollable {
     func writeHeadStart(_ d: HeadDecision, reason: UnsafeRawBufferPointer? = nil) {
         let code = d.status
         ex.status = code
-        ex.head = d
+        ex.head = d.fields
         ex.headerStarted = true
         worker.prepare(&outBuf)
         worker.dates.update(wallClock().seconds)

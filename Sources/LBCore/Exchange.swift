@@ -33,7 +33,7 @@ final class Exchange {
     var responseHeadBytes = 0
     var headerStarted = false
     /// What the response-head stage decided for the head being written (ResponseHeadStage).
-    var head = HeadDecision(status: 0)
+    var head = HeadDecision.Fields()
     /// Where the head being written starts in the out buffer, and where its fields start (after
     /// the status line): a pipe that takes heads whole gets the fields from there.
     var headAt = 0

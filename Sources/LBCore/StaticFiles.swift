@@ -268,12 +268,12 @@ extension ClientConnection {
         let sub = !gzipped && settings.subFilters != nil && size <= GzipPolicy.maxInMemory ? subFilterFor(contentType: type, contentLength: size) : nil
         // The response-head stage: 304/412 (only for what would be a 200, never an error page),
         // the headers filter, gzip (a qualifying file is compressed whole in memory), ranges.
-        let validators = Validators(lastModified: mtime, etag: settings.resolved.etag ? Array(etag.utf8) : nil)
         let status = ex.overrideStatus ?? 200
         ex.overrideStatus = nil
-        let d = decideHead(HeadStageResponse(status: status, source: .file, validators: validators, contentLength: size,
+        let d = decideHead(HeadStageResponse(status: status, source: .file, contentLength: size,
                                              gzipQualifies: !gzipped && gzipQualifies(status: status, contentEncoding: nil, contentType: baseType, contentLength: size),
-                                             gzipPossible: sub == nil && size <= GzipPolicy.maxInMemory, rangesPossible: !gzipped && sub == nil))
+                                             gzipPossible: sub == nil && size <= GzipPolicy.maxInMemory, rangesPossible: !gzipped && sub == nil),
+                           validators: { Validators(lastModified: mtime, etag: self.settings.resolved.etag ? Array(etag.utf8) : nil) })
         switch d.outcome {
         case .send: break
         case .preconditionFailed:

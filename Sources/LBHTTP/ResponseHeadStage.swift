@@ -22,8 +22,6 @@ public enum ResponseSource: Sendable, Equatable {
 public struct HeadStageResponse: Sendable, Equatable {
     public var status: Int
     public var source: ResponseSource
-    /// Last-Modified and ETag, for the conditional and range filters.
-    public var validators: Validators
     /// The body's length, when known (the range filter needs it).
     public var contentLength: Int?
     /// The response passes gzip's own tests (`gzip on`, status, type, not encoded already,
@@ -38,12 +36,10 @@ public struct HeadStageResponse: Sendable, Equatable {
     /// A 101 switching protocols (the tunnel's head).
     public var upgrade: Bool
 
-    public init(status: Int, source: ResponseSource, validators: Validators = Validators(lastModified: nil, etag: nil),
-                contentLength: Int? = nil, gzipQualifies: Bool = false, gzipPossible: Bool = false,
+    public init(status: Int, source: ResponseSource, contentLength: Int? = nil, gzipQualifies: Bool = false, gzipPossible: Bool = false,
                 rangesPossible: Bool = false, upgrade: Bool = false) {
         self.status = status
         self.source = source
-        self.validators = validators
         self.contentLength = contentLength
         self.gzipQualifies = gzipQualifies
         self.gzipPossible = gzipPossible
@@ -52,18 +48,16 @@ public struct HeadStageResponse: Sendable, Equatable {
     }
 }
 
-/// The request's side of the stage.
+/// The request's side of the stage (its conditional and range headers are `decide`'s
+/// `conditions`, nil when the request has none of them, as most do not).
 public struct HeadStageRequest: Sendable, Equatable {
-    /// The conditional and range headers; nil when the request has none of them (most do not).
-    public var conditions: ConditionalHeaders?
     public var http10OrLater: Bool
     /// The connection stays open after this response (keep-alive decided by the connection).
     public var keepAlive: Bool
     /// The client speaks HTTP/2: no connection-specific fields.
     public var http2: Bool
 
-    public init(conditions: ConditionalHeaders? = nil, http10OrLater: Bool = true, keepAlive: Bool = true, http2: Bool = false) {
-        self.conditions = conditions
+    public init(http10OrLater: Bool = true, keepAlive: Bool = true, http2: Bool = false) {
         self.http10OrLater = http10OrLater
         self.keepAlive = keepAlive
         self.http2 = http2
@@ -113,20 +107,40 @@ public struct HeadDecision: Sendable, Equatable {
         case omitted
     }
 
+    /// What the connection's head writer needs after the stage: plain values, kept by the
+    /// exchange for the head being written.
+    public struct Fields: Sendable, Equatable {
+        /// `expires` adds Expires and Cache-Control (and replaces an upstream's).
+        public var expires = false
+        /// Every `add_header` applies; false: only those marked `always`.
+        public var addHeaders = false
+        public var connection: Connection = .keepAlive
+        public init() {}
+    }
+
     public var outcome: Outcome = .send
     public var status: Int
     public var body: Body = .whole
-    /// `expires` adds Expires and Cache-Control (and replaces an upstream's).
-    public var expires = false
-    /// Every `add_header` applies; false: only those marked `always`.
-    public var addHeaders = false
     /// The body is gzipped: Content-Encoding, a weak ETag, no length of the original.
     public var gzip = false
     /// `Vary: Accept-Encoding`.
     public var vary = false
     /// `Accept-Ranges: bytes`.
     public var acceptRanges = false
-    public var connection: Connection = .keepAlive
+    public var fields = Fields()
+
+    public var expires: Bool {
+        get { fields.expires }
+        set { fields.expires = newValue }
+    }
+    public var addHeaders: Bool {
+        get { fields.addHeaders }
+        set { fields.addHeaders = newValue }
+    }
+    public var connection: Connection {
+        get { fields.connection }
+        set { fields.connection = newValue }
+    }
 
     public init(status: Int) { self.status = status }
 
@@ -149,13 +163,17 @@ public enum ResponseHeadStage {
     /// Runs the filters on one response head. `clientTakesGzip` (Accept-Encoding, the HTTP
     /// version `gzip_http_version` allows, `gzip_disable`, `gzip_proxied` for a request through a
     /// proxy) is asked only when the response qualifies, so most requests never parse those headers.
+    /// `conditions`: the request's conditional and range headers (nil: none); `validators`: the
+    /// response's Last-Modified and ETag (asked only when there are conditions).
     public static func decide(_ r: HeadStageResponse, _ q: HeadStageRequest, _ p: HeadStagePolicy,
+                              conditions: ConditionalHeaders? = nil, validators: () -> Validators = { Validators(lastModified: nil, etag: nil) },
                               clientTakesGzip: () -> Bool) -> HeadDecision {
         var d = HeadDecision(status: r.status)
         let filtered = r.source == .file || r.source == .cacheHit
+        let v = filtered && conditions != nil ? validators() : Validators(lastModified: nil, etag: nil)
         // not_modified: only a 200, only for a response with its own validators.
-        if filtered, let c = q.conditions {
-            switch NotModifiedFilter.evaluate(status: r.status, validators: r.validators, request: c, mode: p.ifModifiedSince) {
+        if filtered, let c = conditions {
+            switch NotModifiedFilter.evaluate(status: r.status, validators: v, request: c, mode: p.ifModifiedSince) {
             case .pass: break
             case .notModified:
                 d.status = 304
@@ -178,9 +196,9 @@ public enum ResponseHeadStage {
         // range: after gzip (a compressed body has no length to take ranges of).
         if filtered && d.status == 200 && !d.gzip && r.rangesPossible {
             d.acceptRanges = r.source == .file
-            if let c = q.conditions, c.range != nil {
+            if let c = conditions, c.range != nil {
                 switch RangeFilter.evaluate(status: 200, http10OrLater: q.http10OrLater, contentLength: r.contentLength,
-                                            validators: r.validators, request: c, maxRanges: p.maxRanges) {
+                                            validators: v, request: c, maxRanges: p.maxRanges) {
                 case .whole: break
                 case .single(let range):
                     d.status = 206

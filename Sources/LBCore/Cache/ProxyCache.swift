@@ -224,11 +224,11 @@ extension ClientConnection {
         // its file; bounded in size).
         var length = e.bodyLength
         var offset = e.bodyOffset
-        let validators = Validators(lastModified: e.lastModified.flatMap { DateCache.parse(String(decoding: $0, as: UTF8.self)) }, etag: e.etag)
-        let encoded = hasContentEncoding(e)
-        let d = decideHead(HeadStageResponse(status: e.status, source: .cacheHit, validators: validators, contentLength: length,
-                                             gzipQualifies: !encoded && gzipQualifies(status: e.status, contentEncoding: nil, contentType: entryContentType(e), contentLength: length),
-                                             gzipPossible: length <= GzipPolicy.maxInMemory, rangesPossible: true))
+        let d = decideHead(HeadStageResponse(status: e.status, source: .cacheHit, contentLength: length,
+                                             gzipQualifies: settings.resolved.gzip && !hasContentEncoding(e)
+                                                 && gzipQualifies(status: e.status, contentEncoding: nil, contentType: entryContentType(e), contentLength: length),
+                                             gzipPossible: length <= GzipPolicy.maxInMemory, rangesPossible: true),
+                           validators: { Validators(lastModified: e.lastModified.flatMap { DateCache.parse(String(decoding: $0, as: UTF8.self)) }, etag: e.etag) })
         switch d.outcome {
         case .send: break
         case .preconditionFailed:
