@@ -47,8 +47,12 @@ final class Exchange {
     /// The client's close was noted while a response for the cache is fetched (logged once).
     var clientCloseNoted = false
 
+    /// What answers the request now, with the state only it has (`Responder`).
+    var responder: Responder = .routing
+
     // Proxy (Proxy.swift): state of the whole proxied request; per-try state is in `attempt`.
-    var phase: ClientConnection.Phase = .idle
+    // These outlive the proxy responder (the log's `$upstream_*`, the cache entry, an
+    // error_page after a failed try, the background update), so they stay here.
     var target: ProxyTarget?
     var upstreamRuntime: UpstreamRuntime?
     var up: UpstreamConnection?
@@ -82,15 +86,7 @@ final class Exchange {
     /// the upstream request going: the rest is read for the cache only (IgnoreClientAbort.swift).
     var clientGone = false
 
-    // Static files (StaticFiles.swift).
-    var staticFile: Int32?
-    /// Set when `staticFile` belongs to the worker's shared cache-file table (not closed here).
-    var staticShared: SharedFile?
-    var staticOffset = 0
-    var staticRemaining = 0
-    /// multipart/byteranges: the parts still to send (head bytes, file range) and the trailer.
-    var staticParts: [([UInt8], Range<Int>)] = []
-    var staticTrailer: [UInt8] = []
+    // Static files (StaticFiles.swift): the body being sent is the `.file` responder's.
     /// The file's modification time for `expires modified …` (static responses only).
     var expiresMtime: Int?
     /// The value of an `expires` with variables, once evaluated for this response (`.some(nil)`:
@@ -184,6 +180,93 @@ final class Exchange {
         rewrite = e.rewrite // the same request: its variables and arguments
         realClient = e.realClient
         inBackground = true
+    }
+}
+
+/// What answers a request, and the state only that answer has (nginx's content handler with
+/// its `r->ctx`; as SwiftNIO's state machines, an enum whose cases carry their data, so the data
+/// of one cannot be read in another). An exchange starts `routing` and each handler sets its
+/// case; the connection's `drive()` and timeouts dispatch on it.
+enum Responder {
+    /// The phases run (rewrite, access, content): no handler has taken the request yet.
+    case routing
+    /// limit_req holds the request on a timer, or an auth_basic hash is computed off the loop
+    /// (LimitPhase.swift).
+    case delayed
+    /// A `proxy_pass` with variables waits for its host's addresses (RewriteProxy.swift).
+    case resolving
+    /// A response made in `outBuf` (return, error page, API, status, compressed file) being flushed.
+    case local
+    /// A static file or a cache hit's body going out after the head in `outBuf`.
+    case file(FileBody)
+    /// Proxied (Proxy.swift); per-try state is the exchange's `attempt`, replaced whole by every try.
+    case proxy(ProxyPhase)
+    /// An upgraded connection (WebSocket) relayed both ways with `ex.up`.
+    case tunnel
+    /// The API reads a request body of `length` bytes (API.swift).
+    case apiBody(length: Int)
+
+    /// Where a proxied request is.
+    enum ProxyPhase {
+        /// Between steps (the body read, a try being chosen, a cache lookup polled).
+        case idle
+        /// The whole request body is read before the first try (`proxy_request_buffering`), or
+        /// for `mirror`.
+        case readingBody
+        case connecting
+        case sending
+        case waitingHead
+        case relaying
+        /// Polling a cache lock another request holds (`proxy_cache_lock`).
+        case cacheWait
+    }
+
+    /// The phase of a proxied request; nil when the request is not proxied.
+    var proxyPhase: ProxyPhase? {
+        if case .proxy(let p) = self { return p }
+        return nil
+    }
+}
+
+/// The body of a static file or cache hit: its descriptor, where it stands, and for
+/// multipart/byteranges the parts still to send. A small value: the static path allocates
+/// nothing for it (the parts only for a multipart answer).
+struct FileBody {
+    /// The file; nil while a cache hit's head is made (its shared handle is held already).
+    var fd: Int32?
+    /// Set when `fd` belongs to the worker's shared cache-file table (released, not closed).
+    var shared: SharedFile?
+    var offset = 0
+    var remaining = 0
+    /// multipart/byteranges: the parts still to send and the trailer.
+    var multipart: MultipartBody?
+
+    /// Parts of a multipart body are still to send.
+    var hasParts: Bool { multipart.map { !$0.parts.isEmpty } ?? false }
+
+    /// A cache hit's file, held while its head is made.
+    init(shared: SharedFile) {
+        self.shared = shared
+    }
+
+    init(fd: Int32, shared: SharedFile?, offset: Int, remaining: Int, multipart: MultipartBody?) {
+        self.fd = fd
+        self.shared = shared
+        self.offset = offset
+        self.remaining = remaining
+        self.multipart = multipart
+    }
+}
+
+/// The parts of a multipart/byteranges body still to send (head bytes, file range), and the
+/// closing boundary.
+final class MultipartBody {
+    var parts: [([UInt8], Range<Int>)]
+    var trailer: [UInt8]
+
+    init(parts: [([UInt8], Range<Int>)], trailer: [UInt8]) {
+        self.parts = parts
+        self.trailer = trailer
     }
 }
 
