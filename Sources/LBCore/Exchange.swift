@@ -229,32 +229,36 @@ enum Responder {
 }
 
 /// The body of a static file or cache hit: its descriptor, where it stands, and for
-/// multipart/byteranges the parts still to send. A small value: the static path allocates
-/// nothing for it (the parts only for a multipart answer).
+/// multipart/byteranges the parts still to send. A plain value, so that `Responder` is one too
+/// (setting or matching a case is a few stores, never a retain, release or outlined copy on a
+/// request's path): the shared handle and the parts are held unmanaged and, as the descriptor,
+/// released together by `closeStaticFile`, the only way out of `.file`.
 struct FileBody {
     /// The file; nil while a cache hit's head is made (its shared handle is held already).
     var fd: Int32?
-    /// Set when `fd` belongs to the worker's shared cache-file table (released, not closed).
-    var shared: SharedFile?
+    /// Set when `fd` belongs to the worker's shared cache-file table (released, not closed);
+    /// one reference held.
+    var shared: Unmanaged<SharedFile>?
     var offset = 0
     var remaining = 0
-    /// multipart/byteranges: the parts still to send and the trailer.
-    var multipart: MultipartBody?
+    /// multipart/byteranges: the parts still to send and the trailer; one reference held.
+    var multipart: Unmanaged<MultipartBody>?
 
     /// Parts of a multipart body are still to send.
-    var hasParts: Bool { multipart.map { !$0.parts.isEmpty } ?? false }
+    var hasParts: Bool { multipart.map { !$0.takeUnretainedValue().parts.isEmpty } ?? false }
 
     /// A cache hit's file, held while its head is made.
     init(shared: SharedFile) {
-        self.shared = shared
+        self.shared = .passRetained(shared)
     }
 
-    init(fd: Int32, shared: SharedFile?, offset: Int, remaining: Int, multipart: MultipartBody?) {
+    /// A file being sent; `shared` is the hit's handle taken over from `init(shared:)`.
+    init(fd: Int32, shared: Unmanaged<SharedFile>?, offset: Int, remaining: Int, multipart: MultipartBody?) {
         self.fd = fd
         self.shared = shared
         self.offset = offset
         self.remaining = remaining
-        self.multipart = multipart
+        self.multipart = multipart.map { .passRetained($0) }
     }
 }
 

@@ -443,7 +443,8 @@ extension ClientConnection {
 
     /// Sends the `.file` responder's body after the head in `outBuf`: the file by sendfile (or
     /// through `outBuf` on TLS), a multipart body part by part. Works on a copy of the body's
-    /// state, stored back before anything that may close the connection (which closes the file).
+    /// state (a plain value), stored back before anything that may close the connection (which
+    /// closes the file) and before it returns to wait.
     func sendStaticBody() {
         guard case .file(var b) = ex.responder else {
             assertionFailure("sendStaticBody without a file responder")
@@ -453,8 +454,9 @@ extension ClientConnection {
         guard flushOut(more: (b.remaining > 0 || b.hasParts) && !corked) else { return }
         guard let f = b.fd else { closeStaticFile(); finishRequest(); return }
         while b.remaining > 0 || b.multipart != nil {
-            if b.remaining == 0, let m = b.multipart {
+            if b.remaining == 0, let held = b.multipart {
                 // multipart/byteranges: the next part's head, or the closing boundary.
+                let m = held.takeUnretainedValue()
                 worker.prepare(&outBuf)
                 if !m.parts.isEmpty {
                     let (partHead, r) = m.parts.removeFirst()
@@ -466,6 +468,7 @@ extension ClientConnection {
                     outBuf.append(m.trailer)
                     ex.bodyBytesSent += m.trailer.count
                     b.multipart = nil
+                    held.release()
                 }
                 ex.responder = .file(b)
                 guard flushOut(more: b.remaining > 0 && !corked) else { return }
@@ -540,8 +543,9 @@ extension ClientConnection {
     func closeStaticFile() {
         guard case .file(let b) = ex.responder else { return }
         ex.responder = .local
+        b.multipart?.release()
         if let shared = b.shared {
-            worker.releaseSharedFile(shared)
+            worker.releaseSharedFile(shared.takeRetainedValue())
         } else if let f = b.fd {
             Glibc.close(f)
         }

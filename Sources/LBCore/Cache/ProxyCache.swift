@@ -287,12 +287,13 @@ extension ClientConnection {
             return true
         }
         ex.bodyBytesSent = 0
+        guard case .file(let held) = ex.responder else { preconditionFailure("a cache hit's file is held") }
         if let m = multipart {
             let parts = ranges.map { (m.partHead($0), (e.bodyOffset + $0.lowerBound)..<(e.bodyOffset + $0.upperBound)) }
-            ex.responder = .file(FileBody(fd: f, shared: file, offset: 0, remaining: 0,
+            ex.responder = .file(FileBody(fd: f, shared: held.shared, offset: 0, remaining: 0,
                                           multipart: MultipartBody(parts: parts, trailer: m.trailer)))
         } else {
-            ex.responder = .file(FileBody(fd: f, shared: file, offset: offset, remaining: length, multipart: nil))
+            ex.responder = .file(FileBody(fd: f, shared: held.shared, offset: offset, remaining: length, multipart: nil))
         }
         sendStaticBody()
         return true
