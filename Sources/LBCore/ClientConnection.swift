@@ -286,6 +286,7 @@ final class ClientConnection: Pollable {
     /// The connection's deadline passed while a request is in progress: what it means depends on
     /// what answers it.
     func exchangeTimedOut() {
+        guard let ex else { close(); return }
         switch ex.responder {
         case .proxy(.cacheWait):
             cacheWaitTick()

@@ -48,7 +48,19 @@ final class Exchange {
     var clientCloseNoted = false
 
     /// What answers the request now, with the state only it has (`Responder`).
+    #if DEBUG
+    var responder: Responder = .routing {
+        didSet {
+            // A file's descriptor, shared handle and parts are released only by `closeStaticFile`,
+            // which empties the body before it leaves `.file`.
+            guard case .file(let old) = oldValue, old.holdsResources else { return }
+            if case .file = responder { return } // the body's state stored back
+            assertionFailure("the .file responder was left without closeStaticFile: its file leaks")
+        }
+    }
+    #else
     var responder: Responder = .routing
+    #endif
 
     // Proxy (Proxy.swift): state of the whole proxied request; per-try state is in `attempt`.
     // These outlive the proxy responder (the log's `$upstream_*`, the cache entry, an
@@ -246,6 +258,12 @@ struct FileBody {
 
     /// Parts of a multipart body are still to send.
     var hasParts: Bool { multipart.map { !$0.takeUnretainedValue().parts.isEmpty } ?? false }
+
+    /// Whether it holds a descriptor or a reference that `closeStaticFile` must release.
+    var holdsResources: Bool { fd != nil || shared != nil || multipart != nil }
+
+    /// A body that holds nothing (released).
+    init() {}
 
     /// A cache hit's file, held while its head is made.
     init(shared: SharedFile) {

@@ -542,6 +542,9 @@ extension ClientConnection {
     /// a local one (what `outBuf` holds).
     func closeStaticFile() {
         guard case .file(let b) = ex.responder else { return }
+        #if DEBUG
+        ex.responder = .file(FileBody()) // released below (the debug check of `Exchange.responder`)
+        #endif
         ex.responder = .local
         b.multipart?.release()
         if let shared = b.shared {
