@@ -98,20 +98,20 @@ extension ClientConnection {
             guard let cl = req.contentLength, !req.chunked else { apiReply(411, error: "a Content-Length is required"); return }
             guard cl <= ClientConnection.apiMaxBody else { closeAfterResponse = true; apiReply(413, error: "the body is larger than 64 KiB"); return }
             if inBuf.readable < cl {
-                state = .apiBody
+                ex.responder = .apiBody(length: cl)
                 worker.loop.setDeadline(self, afterMillis: settings.resolved.clientBodyTimeoutMs)
-                readAPIBody()
+                readAPIBody(cl)
                 return
             }
         }
         takeBodyAndHandle()
     }
 
-    func readAPIBody() {
-        let cl = req.contentLength ?? 0
+    /// Reads the API request's body of `cl` bytes (its Content-Length), then handles the request.
+    func readAPIBody(_ cl: Int) {
         let alive = readClient(limit: cl)
         if inBuf.readable >= cl {
-            state = .local
+            ex.responder = .routing
             takeBodyAndHandle()
         } else if !alive {
             close()

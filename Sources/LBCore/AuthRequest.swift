@@ -87,7 +87,7 @@ extension ClientConnection {
     func authSubrequestDone(_ r: SubrequestResult) {
         guard let accessState = ex.accessState, let pending = accessState.pendingAccess else { return }
         accessState.pendingAccess = nil
-        state = .head
+        ex.responder = .routing
         if r.failed {
             respondError(500)
             return

@@ -52,10 +52,9 @@ struct UpstreamAttempt {
 /// One client connection: reads requests, routes them, answers locally or proxies, logs, and keeps
 /// the connection alive. Every step is driven from epoll readiness (edge-triggered); nothing blocks.
 final class ClientConnection: Pollable {
-    /// `delayed`: limit_req holds the request on a timer (LimitPhase.swift).
-    /// `resolving`: a `proxy_pass` with variables waits for its host's addresses (RewriteProxy.swift).
-    enum State { case handshake, head, local, proxy, tunnel, apiBody, delayed, resolving, closed }
-    enum Phase { case idle, readingBody, connecting, sending, waitingHead, relaying, cacheWait }
+    /// The connection's lifetime: the TLS handshake, waiting for (or reading) a request head, a
+    /// request in progress (what answers it is the exchange's `responder`), closed.
+    enum State { case handshake, head, exchange, closed }
 
     /// The worker outlives every connection it owns: no reference counting on this hot field.
     unowned(unsafe) let worker: Worker
@@ -213,6 +212,7 @@ final class ClientConnection: Pollable {
     /// could be parsed), on the listener's default server until routing picks another.
     func beginExchange() {
         ex = Exchange(server: defaultServer, startMicros: monotonicMicros())
+        state = .exchange
         responseLimited = nil
         if var storage = worker.spareExchangeStorage.popLast() { ex.adopt(&storage) }
     }
@@ -266,10 +266,6 @@ final class ClientConnection: Pollable {
     func clientTimedOut() {
         if rateTimerFired() { return }
         if let ex, ex.inBackground { return } // the upstream side has its own deadlines
-        if state == .proxy && ex.phase == .cacheWait {
-            cacheWaitTick()
-            return
-        }
         switch state {
         case .head:
             if inBuf.readable > 0 {
@@ -280,23 +276,37 @@ final class ClientConnection: Pollable {
             } else {
                 close()
             }
-        case .proxy:
-            if ex.phase == .readingBody || (ex.phase == .sending && !ex.requestBodyComplete && writable && (ex.up?.outBuf.isEmpty ?? true)) {
+        case .exchange:
+            exchangeTimedOut()
+        case .handshake, .closed:
+            close()
+        }
+    }
+
+    /// The connection's deadline passed while a request is in progress: what it means depends on
+    /// what answers it.
+    func exchangeTimedOut() {
+        guard let ex else { close(); return }
+        switch ex.responder {
+        case .proxy(.cacheWait):
+            cacheWaitTick()
+        case .proxy(let phase):
+            if phase == .readingBody || (phase == .sending && !ex.requestBodyComplete && writable && (ex.up?.outBuf.isEmpty ?? true)) {
                 log(.info, "client timed out (110: Connection timed out) while reading client request body")
                 if !ex.headerStarted { writeErrorAndClose(408) } else { close() }
             } else {
                 log(.info, "client timed out (110: Connection timed out) while sending response to client")
                 abortProxy() // logged, as nginx logs a response ended by send_timeout
             }
-        case .local:
+        case .local, .file:
             log(.info, "client timed out (110: Connection timed out) while sending response to client")
-            if let ex, ex.headerStarted { finishLog() }
+            if ex.headerStarted { finishLog() }
             close()
         case .delayed:
             limitDelayElapsed()
         case .resolving:
             resolvingTimedOut()
-        default:
+        case .routing, .tunnel, .apiBody:
             close()
         }
     }
@@ -339,11 +349,16 @@ final class ClientConnection: Pollable {
             switch state {
             case .handshake: driveHandshake()
             case .head: readHead()
-            case .local: flushLocal()
-            case .proxy: proxyClientEvent()
-            case .tunnel: pumpTunnel()
-            case .apiBody: readAPIBody()
-            case .delayed, .resolving, .closed: break
+            case .exchange:
+                switch ex.responder {
+                case .local: flushLocal()
+                case .file: sendStaticBody()
+                case .proxy(let phase): proxyClientEvent(phase)
+                case .tunnel: pumpTunnel()
+                case .apiBody(let length): readAPIBody(length)
+                case .routing, .delayed, .resolving: break
+                }
+            case .closed: break
             }
         } while driveAgain && state != .closed
         inDrive = false
@@ -959,7 +974,7 @@ final class ClientConnection: Pollable {
         writeHeadEnd()
         if req.method != .head && !noContent { outBuf.append(body) }
         ex.bodyBytesSent = req.method == .head || noContent ? 0 : body.count
-        state = .local
+        ex.responder = .local
         flushLocal()
     }
 
@@ -989,7 +1004,7 @@ final class ClientConnection: Pollable {
     }
 
     func flushLocal() {
-        if ex.staticFile != nil {
+        if case .file = ex.responder {
             sendStaticBody()
             return
         }

@@ -53,8 +53,24 @@ final class Exchange {
     /// The client's close was noted while a response for the cache is fetched (logged once).
     var clientCloseNoted = false
 
+    /// What answers the request now, with the state only it has (`Responder`).
+    #if DEBUG
+    var responder: Responder = .routing {
+        didSet {
+            // A file's descriptor, shared handle and parts are released only by `closeStaticFile`,
+            // which empties the body before it leaves `.file`.
+            guard case .file(let old) = oldValue, old.holdsResources else { return }
+            if case .file = responder { return } // the body's state stored back
+            assertionFailure("the .file responder was left without closeStaticFile: its file leaks")
+        }
+    }
+    #else
+    var responder: Responder = .routing
+    #endif
+
     // Proxy (Proxy.swift): state of the whole proxied request; per-try state is in `attempt`.
-    var phase: ClientConnection.Phase = .idle
+    // These outlive the proxy responder (the log's `$upstream_*`, the cache entry, an
+    // error_page after a failed try, the background update), so they stay here.
     var target: ProxyTarget?
     var upstreamRuntime: UpstreamRuntime?
     var up: UpstreamConnection?
@@ -88,15 +104,7 @@ final class Exchange {
     /// the upstream request going: the rest is read for the cache only (IgnoreClientAbort.swift).
     var clientGone = false
 
-    // Static files (StaticFiles.swift).
-    var staticFile: Int32?
-    /// Set when `staticFile` belongs to the worker's shared cache-file table (not closed here).
-    var staticShared: SharedFile?
-    var staticOffset = 0
-    var staticRemaining = 0
-    /// multipart/byteranges: the parts still to send (head bytes, file range) and the trailer.
-    var staticParts: [([UInt8], Range<Int>)] = []
-    var staticTrailer: [UInt8] = []
+    // Static files (StaticFiles.swift): the body being sent is the `.file` responder's.
     /// The file's modification time for `expires modified …` (static responses only).
     var expiresMtime: Int?
     /// The value of an `expires` with variables, once evaluated for this response (`.some(nil)`:
@@ -190,6 +198,103 @@ final class Exchange {
         rewrite = e.rewrite // the same request: its variables and arguments
         realClient = e.realClient
         inBackground = true
+    }
+}
+
+/// What answers a request, and the state only that answer has (nginx's content handler with
+/// its `r->ctx`; as SwiftNIO's state machines, an enum whose cases carry their data, so the data
+/// of one cannot be read in another). An exchange starts `routing` and each handler sets its
+/// case; the connection's `drive()` and timeouts dispatch on it.
+enum Responder {
+    /// The phases run (rewrite, access, content): no handler has taken the request yet.
+    case routing
+    /// limit_req holds the request on a timer, or an auth_basic hash is computed off the loop
+    /// (LimitPhase.swift).
+    case delayed
+    /// A `proxy_pass` with variables waits for its host's addresses (RewriteProxy.swift).
+    case resolving
+    /// A response made in `outBuf` (return, error page, API, status, compressed file) being flushed.
+    case local
+    /// A static file or a cache hit's body going out after the head in `outBuf`.
+    case file(FileBody)
+    /// Proxied (Proxy.swift); per-try state is the exchange's `attempt`, replaced whole by every try.
+    case proxy(ProxyPhase)
+    /// An upgraded connection (WebSocket) relayed both ways with `ex.up`.
+    case tunnel
+    /// The API reads a request body of `length` bytes (API.swift).
+    case apiBody(length: Int)
+
+    /// Where a proxied request is.
+    enum ProxyPhase {
+        /// Between steps (the body read, a try being chosen, a cache lookup polled).
+        case idle
+        /// The whole request body is read before the first try (`proxy_request_buffering`), or
+        /// for `mirror`.
+        case readingBody
+        case connecting
+        case sending
+        case waitingHead
+        case relaying
+        /// Polling a cache lock another request holds (`proxy_cache_lock`).
+        case cacheWait
+    }
+
+    /// The phase of a proxied request; nil when the request is not proxied.
+    var proxyPhase: ProxyPhase? {
+        if case .proxy(let p) = self { return p }
+        return nil
+    }
+}
+
+/// The body of a static file or cache hit: its descriptor, where it stands, and for
+/// multipart/byteranges the parts still to send. A plain value, so that `Responder` is one too
+/// (setting or matching a case is a few stores, never a retain, release or outlined copy on a
+/// request's path): the shared handle and the parts are held unmanaged and, as the descriptor,
+/// released together by `closeStaticFile`, the only way out of `.file`.
+struct FileBody {
+    /// The file; nil while a cache hit's head is made (its shared handle is held already).
+    var fd: Int32?
+    /// Set when `fd` belongs to the worker's shared cache-file table (released, not closed);
+    /// one reference held.
+    var shared: Unmanaged<SharedFile>?
+    var offset = 0
+    var remaining = 0
+    /// multipart/byteranges: the parts still to send and the trailer; one reference held.
+    var multipart: Unmanaged<MultipartBody>?
+
+    /// Parts of a multipart body are still to send.
+    var hasParts: Bool { multipart.map { !$0.takeUnretainedValue().parts.isEmpty } ?? false }
+
+    /// Whether it holds a descriptor or a reference that `closeStaticFile` must release.
+    var holdsResources: Bool { fd != nil || shared != nil || multipart != nil }
+
+    /// A body that holds nothing (released).
+    init() {}
+
+    /// A cache hit's file, held while its head is made.
+    init(shared: SharedFile) {
+        self.shared = .passRetained(shared)
+    }
+
+    /// A file being sent; `shared` is the hit's handle taken over from `init(shared:)`.
+    init(fd: Int32, shared: Unmanaged<SharedFile>?, offset: Int, remaining: Int, multipart: MultipartBody?) {
+        self.fd = fd
+        self.shared = shared
+        self.offset = offset
+        self.remaining = remaining
+        self.multipart = multipart.map { .passRetained($0) }
+    }
+}
+
+/// The parts of a multipart/byteranges body still to send (head bytes, file range), and the
+/// closing boundary.
+final class MultipartBody {
+    var parts: [([UInt8], Range<Int>)]
+    var trailer: [UInt8]
+
+    init(parts: [([UInt8], Range<Int>)], trailer: [UInt8]) {
+        self.parts = parts
+        self.trailer = trailer
     }
 }
 

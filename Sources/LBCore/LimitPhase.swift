@@ -90,7 +90,7 @@ extension ClientConnection {
             if !dry {
                 // The request waits on the loop's timer (clientTimedOut → limitDelayElapsed);
                 // reads wait too, as nginx's test_reading does not consume them.
-                self.state = .delayed
+                ex.responder = .delayed
                 worker.loop.setDeadline(self, afterMillis: ms)
                 return false
             }
@@ -110,7 +110,7 @@ extension ClientConnection {
             close()
             return
         }
-        state = .head
+        ex.responder = .routing
         if runLimitConnAndAccess() { runContentPhase() }
     }
 
@@ -176,7 +176,7 @@ extension ClientConnection {
             }
             state.pendingAccess = (code, any)
             state.hashing = true
-            self.state = .delayed
+            ex.responder = .delayed
             let loop = worker.loop
             let me = ConnectionReference(self)
             let token = ObjectIdentifier(state)
@@ -190,9 +190,10 @@ extension ClientConnection {
 
     /// A hash computed off the loop is back: the access phase ends as it would have inline.
     func authHashed(_ job: AuthBasicJob, ok: Bool?, token: ObjectIdentifier) {
-        guard state == .delayed, let s = ex?.accessState, ObjectIdentifier(s) == token, s.hashing, let pending = s.pendingAccess else { return }
+        guard state == .exchange, let ex, case .delayed = ex.responder, let s = ex.accessState, ObjectIdentifier(s) == token, s.hashing,
+              let pending = s.pendingAccess else { return }
         s.hashing = false
-        state = .head
+        ex.responder = .routing
         if finishAccess(authBasicVerdict(job, ok: ok), code: pending.code, any: pending.any) { resumeAfterAccess() }
     }
 

@@ -82,7 +82,7 @@ extension ClientConnection {
             // As nginx: the whole body is read before the mirrors and the handler start.
             ex.mirrorResume = resume
             sendContinueIfExpected()
-            state = .proxy
+            ex.responder = .proxy(.idle)
             startReadingBody() // Proxy.swift; ends in `mirrorBodyRead`
             return false
         }
@@ -95,8 +95,7 @@ extension ClientConnection {
 
     /// The body is read: the mirrors start and the content phase goes on.
     func mirrorBodyRead(_ resume: MirrorResume) {
-        ex.phase = .idle
-        state = .local
+        ex.responder = .routing // the content phase goes on
         guard runMirrors(resume: resume) else { return }
         switch resume {
         case .content: runContentHandler()
@@ -183,7 +182,6 @@ extension ClientConnection {
         ex.requestBody = .none
         ex.requestBodyComplete = true
         if let vars { rewriteState.vars = vars } // nginx's subrequests share the main request's variables
-        state = .local
         redirectInternally(to: uri, args: args) // Rewrite.swift: every phase from the server's rewrites on
         inDrive = false
         if driveAgain && state != .closed { drive() }

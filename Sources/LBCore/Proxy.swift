@@ -22,7 +22,7 @@ extension ClientConnection {
               let head = try? HeadParser.response(c.inBuf.readableBytes, start: 0, end: end),
               head.status >= 200 else { return false }
         if !ex.requestBodyComplete { closeAfterResponse = true }
-        ex.phase = .waitingHead
+        ex.responder = .proxy(.waitingHead)
         worker.loop.setDeadline(c, afterMillis: settings.resolved.proxyReadTimeoutMs)
         worker.loop.setDeadline(self, afterMillis: 0)
         readResponseHead(c)
@@ -31,7 +31,7 @@ extension ClientConnection {
 
     func startProxy(_ t: ProxyTarget, runtime: UpstreamRuntime? = nil) {
         if t.upstream < 0 && runtime == nil { startVariableProxy(t); return } // RewriteProxy.swift
-        state = .proxy
+        ex.responder = .proxy(.idle)
         ex.target = t
         ex.upstreamRuntime = runtime ?? generation.upstreams[t.upstream]
         // A new upstream (after an internal redirect too): its peers are all untried.
@@ -55,7 +55,7 @@ extension ClientConnection {
     /// or the content phase for `mirror`), timed by `client_body_timeout`.
     func startReadingBody() {
         ex.body = makeBufferedBody()
-        ex.phase = .readingBody
+        ex.responder = .proxy(.readingBody)
         worker.loop.setDeadline(self, afterMillis: settings.resolved.clientBodyTimeoutMs)
         readRequestBody()
     }
@@ -117,7 +117,7 @@ extension ClientConnection {
             }
         }
         worker.loop.setDeadline(self, afterMillis: 0)
-        ex.phase = .idle
+        ex.responder = .proxy(.idle)
         if let resume = ex.mirrorResume {
             ex.mirrorResume = nil
             mirrorBodyRead(resume) // Mirror.swift
@@ -219,7 +219,7 @@ extension ClientConnection {
             c.requests += 1
             ex.up = c
             ex.attempt.connectDone = ex.attempt.attemptStart
-            ex.phase = .sending
+            ex.responder = .proxy(.sending)
             buildUpstreamRequest(c)
             if ex.variableFailed { upstreamFailedFatal(500); return }
             worker.loop.setDeadline(c, afterMillis: settings.resolved.proxySendTimeoutMs)
@@ -240,7 +240,7 @@ extension ClientConnection {
             c.createdMillis = worker.loop.now
             ex.up = c
             try worker.loop.register(c, events: EventLoop.readable | EventLoop.writable | EventLoop.edge | EventLoop.hangup)
-            ex.phase = .connecting
+            ex.responder = .proxy(.connecting)
             if !startUpstreamTLS(c, ex.target!) { return }
             if immediate { c.writable = true }
             buildUpstreamRequest(c)
@@ -381,8 +381,8 @@ extension ClientConnection {
 
     // MARK: events from either side
 
-    func proxyClientEvent() {
-        switch ex.phase {
+    func proxyClientEvent(_ phase: Responder.ProxyPhase) {
+        switch phase {
         case .readingBody:
             readRequestBody()
         case .sending:
@@ -400,12 +400,14 @@ extension ClientConnection {
     }
 
     func upstreamEvent() {
-        if state == .tunnel {
-            pumpTunnel()
-            return
+        let phase: Responder.ProxyPhase
+        switch ex.responder {
+        case .proxy(let p): phase = p
+        case .tunnel: pumpTunnel(); return
+        default: return
         }
         guard let c = ex.up else { return }
-        switch ex.phase {
+        switch phase {
         case .connecting:
             if !c.connected {
                 guard c.writable || c.peerClosed else { return }
@@ -418,7 +420,7 @@ extension ClientConnection {
             }
             if c.upstreamTLS != nil && !driveUpstreamHandshake(c) { return }
             ex.attempt.connectDone = monotonicMicros()
-            ex.phase = .sending
+            ex.responder = .proxy(.sending)
             worker.loop.setDeadline(c, afterMillis: settings.resolved.proxySendTimeoutMs)
             fallthrough
         case .sending:
@@ -433,7 +435,13 @@ extension ClientConnection {
     }
 
     func upstreamTimedOut() {
-        switch ex.phase {
+        let phase: Responder.ProxyPhase
+        switch ex.responder {
+        case .proxy(let p): phase = p
+        case .tunnel: phase = .relaying // as a relayed body: nginx's "while reading upstream"
+        default: return
+        }
+        switch phase {
         case .connecting:
             upstreamFailed(.timeout("upstream timed out (110: Connection timed out) while \(ex.up?.connected == true ? "SSL handshaking" : "connecting") to upstream"))
         case .sending:
@@ -539,7 +547,7 @@ extension ClientConnection {
             ex.requestBodyForwarded += take
             worker.loop.setDeadline(self, afterMillis: 0)
         }
-        ex.phase = .waitingHead
+        ex.responder = .proxy(.waitingHead)
         ex.attempt.requestComplete = true
         worker.loop.setDeadline(c, afterMillis: settings.resolved.proxyReadTimeoutMs)
         if c.readable { readResponseHead(c) }
@@ -644,7 +652,7 @@ extension ClientConnection {
             releasePeer(failed: false)
             c.close()
             ex.up = nil
-            ex.phase = .idle
+            ex.responder = .proxy(.idle)
             respondError(code)
             return
         }
@@ -709,7 +717,7 @@ extension ClientConnection {
                           gzipped: ex.gz != nil || (d.gzip && noBody))
         c.inBuf.readIndex += headLength
         if noBody { ex.attempt.responseFraming = .none }
-        ex.phase = .relaying
+        ex.responder = .proxy(.relaying)
         ex.attempt.relayable = 0
         worker.loop.setDeadline(c, afterMillis: loc.settings.resolved.proxyReadTimeoutMs)
         relay()
@@ -754,7 +762,7 @@ extension ClientConnection {
         releasePeer(failed: false)
         c.close()
         ex.up = nil
-        ex.phase = .idle
+        ex.responder = .proxy(.idle)
         ex.keptHeaders += kept
         if value.first == UInt8(ascii: "@") {
             guard let named = ex.server.named[String(decoding: value.dropFirst(), as: UTF8.self)] else {
@@ -1081,7 +1089,7 @@ extension ClientConnection {
         } else {
             c.close()
         }
-        ex.phase = .idle
+        ex.responder = .proxy(.idle)
         if ex.cacheWriter != nil { commitCacheWriter() }
         if let g = ex.gz {
             ex.bodyBytesSent = g.bytesOut
@@ -1210,7 +1218,7 @@ extension ClientConnection {
     func proxyError(_ code: Int) {
         if ex.inBackground { endBackground(); return }
         if ex.parentExchange != nil { subrequestFailed(code); return }
-        ex.phase = .idle
+        ex.responder = .proxy(.idle)
         if ex.headerStarted {
             close()
             return
@@ -1237,8 +1245,7 @@ extension ClientConnection {
     // MARK: Upgrade tunnels (WebSocket)
 
     func startTunnel(_ c: UpstreamConnection) {
-        state = .tunnel
-        ex.phase = .relaying
+        ex.responder = .tunnel
         worker.loop.setDeadline(c, afterMillis: settings.resolved.proxyReadTimeoutMs)
         worker.loop.setDeadline(self, afterMillis: 0)
         // Any client bytes after the head belong to the new protocol.

@@ -92,7 +92,7 @@ extension ClientConnection {
             startProxy(t, runtime: AdHocUpstreams.runtime(ips.map { HostPort(host: $0, port: port) }, name: hostPart))
             return
         }
-        state = .resolving
+        ex.responder = .resolving
         worker.loop.setDeadline(self, afterMillis: spec.timeoutMs + 1000)
         let me = ConnectionReference(self)
         let loop = worker.loop
@@ -107,8 +107,8 @@ extension ClientConnection {
     /// The resolver answered for the request waiting on it (if it still is).
     func nameResolved(_ answer: ProxyNameResolver.Answer, token: ObjectIdentifier, _ t: ProxyTarget, host: String, port: Int,
                       hostPart: String) {
-        guard state == .resolving, let ex, ObjectIdentifier(ex) == token else { return }
-        state = .head
+        guard state == .exchange, let ex, case .resolving = ex.responder, ObjectIdentifier(ex) == token else { return }
+        ex.responder = .routing
         switch answer {
         case .success(let ips):
             startProxy(t, runtime: AdHocUpstreams.runtime(ips.map { HostPort(host: $0, port: port) }, name: hostPart))
@@ -125,7 +125,7 @@ extension ClientConnection {
 
     /// `resolver_timeout` passed with no answer (the lookup queued behind others): as nginx, 502.
     func resolvingTimedOut() {
-        state = .head
+        ex.responder = .routing
         log(.error, "name could not be resolved (110: Operation timed out)")
         respondError(502)
     }

@@ -297,7 +297,7 @@ extension ClientConnection {
             writeHeadStart(d)
             appendValidators(meta)
             writeHeadEnd()
-            state = .local
+            ex.responder = .local
             flushLocal()
             return
         }
@@ -329,7 +329,7 @@ extension ClientConnection {
                 writeHeadEnd()
                 outBuf.append(packed)
                 ex.bodyBytesSent = packed.count
-                state = .local
+                ex.responder = .local
                 flushLocal()
                 return
             }
@@ -360,22 +360,19 @@ extension ClientConnection {
         if d.acceptRanges { outBuf.append("Accept-Ranges: bytes\r\n") } // nginx's range filter, on 200s only
         ex.expiresMtime = mtime // `expires` is added with the other configured headers
         writeHeadEnd()
-        state = .local
+        ex.responder = .local
         if req.method == .head || length == 0 {
             Glibc.close(fd)
             flushLocal()
             return
         }
-        ex.staticFile = fd
         ex.bodyBytesSent = 0
         if let m = multipart {
             // Each part: its head from memory, then its bytes from the file; the trailer last.
-            ex.staticParts = ranges.map { (m.partHead($0), $0) }
-            ex.staticTrailer = m.trailer
-            ex.staticRemaining = 0
+            ex.responder = .file(FileBody(fd: fd, shared: nil, offset: 0, remaining: 0,
+                                          multipart: MultipartBody(parts: ranges.map { (m.partHead($0), $0) }, trailer: m.trailer)))
         } else {
-            ex.staticOffset = range?.start ?? 0
-            ex.staticRemaining = length
+            ex.responder = .file(FileBody(fd: fd, shared: nil, offset: range?.start ?? 0, remaining: length, multipart: nil))
         }
         // tcp_nopush: cork the socket so the head and the file go out in full segments (nginx).
         if settings.resolved.tcpNopush && settings.resolved.sendfile && transport.canSendfile {
@@ -444,30 +441,41 @@ extension ClientConnection {
         }
     }
 
+    /// Sends the `.file` responder's body after the head in `outBuf`: the file by sendfile (or
+    /// through `outBuf` on TLS), a multipart body part by part. Works on a copy of the body's
+    /// state (a plain value), stored back before anything that may close the connection (which
+    /// closes the file) and before it returns to wait.
     func sendStaticBody() {
+        guard case .file(var b) = ex.responder else {
+            assertionFailure("sendStaticBody without a file responder")
+            return
+        }
         // The head goes with MSG_MORE: it leaves in the same segment as the first file bytes.
-        guard flushOut(more: (ex.staticRemaining > 0 || !ex.staticParts.isEmpty) && !corked) else { return }
-        guard let f = ex.staticFile else { finishRequest(); return }
-        while ex.staticRemaining > 0 || !ex.staticParts.isEmpty || !ex.staticTrailer.isEmpty {
-            if ex.staticRemaining == 0 {
+        guard flushOut(more: (b.remaining > 0 || b.hasParts) && !corked) else { return }
+        guard let f = b.fd else { closeStaticFile(); finishRequest(); return }
+        while b.remaining > 0 || b.multipart != nil {
+            if b.remaining == 0, let held = b.multipart {
                 // multipart/byteranges: the next part's head, or the closing boundary.
-                if !ex.staticParts.isEmpty {
-                    let (partHead, r) = ex.staticParts.removeFirst()
-                    worker.prepare(&outBuf)
+                let m = held.takeUnretainedValue()
+                worker.prepare(&outBuf)
+                if !m.parts.isEmpty {
+                    let (partHead, r) = m.parts.removeFirst()
                     outBuf.append(partHead)
                     ex.bodyBytesSent += partHead.count
-                    ex.staticOffset = r.lowerBound
-                    ex.staticRemaining = r.count
+                    b.offset = r.lowerBound
+                    b.remaining = r.count
                 } else {
-                    worker.prepare(&outBuf)
-                    outBuf.append(ex.staticTrailer)
-                    ex.bodyBytesSent += ex.staticTrailer.count
-                    ex.staticTrailer = []
+                    outBuf.append(m.trailer)
+                    ex.bodyBytesSent += m.trailer.count
+                    b.multipart = nil
+                    held.release()
                 }
-                guard flushOut(more: ex.staticRemaining > 0 && !corked) else { return }
+                ex.responder = .file(b)
+                guard flushOut(more: b.remaining > 0 && !corked) else { return }
                 continue
             }
             guard writable else {
+                ex.responder = .file(b)
                 worker.loop.setDeadline(self, afterMillis: settings.resolved.sendTimeoutMs)
                 return
             }
@@ -479,33 +487,37 @@ extension ClientConnection {
                     outBuf.clear()
                     // On TLS a file larger than a pool block (4 KiB) goes in full records (16 KiB
                     // chunks): a quarter of the reads, records and sends.
-                    if case .tls = transport, ex.staticRemaining > outBuf.capacity { outBuf.reserve(16384) }
-                    let n = pread(f, outBuf.writePointer, min(ex.staticRemaining, outBuf.writableTail), off_t(ex.staticOffset))
+                    if case .tls = transport, b.remaining > outBuf.capacity { outBuf.reserve(16384) }
+                    let n = pread(f, outBuf.writePointer, min(b.remaining, outBuf.writableTail), off_t(b.offset))
                     if n <= 0 {
-                        ex.staticRemaining = 0 // file shrank
+                        b.remaining = 0 // file shrank
                         closeAfterResponse = true
                         break
                     }
                     outBuf.writeIndex += n
-                    ex.staticOffset += n
-                    ex.staticRemaining -= n
+                    b.offset += n
+                    b.remaining -= n
                     ex.bodyBytesSent += n
                 }
+                ex.responder = .file(b)
                 guard flushOut() else { return }
                 continue
             }
             var cap = 1 << 20
             if responseLimited != false {
-                guard let allowed = rateAllowance() else { return }
+                guard let allowed = rateAllowance() else {
+                    ex.responder = .file(b)
+                    return
+                }
                 cap = min(cap, allowed)
             }
             do {
-                switch try transport.sendfile(fd, f, offset: &ex.staticOffset, count: min(ex.staticRemaining, cap)) {
+                switch try transport.sendfile(fd, f, offset: &b.offset, count: min(b.remaining, cap)) {
                 case .done(0):
-                    ex.staticRemaining = 0 // file shrank
+                    b.remaining = 0 // file shrank
                     closeAfterResponse = true
                 case .done(let n):
-                    ex.staticRemaining -= n
+                    b.remaining -= n
                     ex.bodyBytesSent += n
                     if responseLimited == true { rateSent(n) }
                 case .wouldBlock:
@@ -526,16 +538,19 @@ extension ClientConnection {
         finishRequest()
     }
 
+    /// Closes (or, a cache file, releases) the `.file` responder's file; the response goes on as
+    /// a local one (what `outBuf` holds).
     func closeStaticFile() {
-        if let shared = ex.staticShared {
-            worker.releaseSharedFile(shared)
-            ex.staticShared = nil
-            ex.staticFile = nil
-            return
-        }
-        if let f = ex.staticFile {
+        guard case .file(let b) = ex.responder else { return }
+        #if DEBUG
+        ex.responder = .file(FileBody()) // released below (the debug check of `Exchange.responder`)
+        #endif
+        ex.responder = .local
+        b.multipart?.release()
+        if let shared = b.shared {
+            worker.releaseSharedFile(shared.takeRetainedValue())
+        } else if let f = b.fd {
             Glibc.close(f)
-            ex.staticFile = nil
         }
     }
 }

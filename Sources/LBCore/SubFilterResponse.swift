@@ -112,7 +112,7 @@ extension ClientConnection {
             appendBody(out, chunked: chunked)
             ex.bodyBytesSent = out.count
         }
-        state = .local
+        ex.responder = .local
         flushLocal()
         return true
     }

@@ -88,7 +88,7 @@ extension ClientConnection {
         } else {
             c.close()
         }
-        ex.phase = .idle
+        ex.responder = .proxy(.idle)
         endSubrequest(status: status, challenges: challenges)
     }
 
@@ -100,7 +100,7 @@ extension ClientConnection {
             ex.up = nil
         }
         releasePeer(failed: false)
-        ex.phase = .idle
+        ex.responder = .proxy(.idle)
         endSubrequest(status: code, challenges: [])
     }
 

@@ -170,14 +170,13 @@ extension ClientConnection {
 
     /// Waits for the request holding the lock (polled: the holder may be on another worker).
     func waitForCache() {
-        state = .proxy
-        ex.phase = .cacheWait
+        ex.responder = .proxy(.cacheWait)
         if ex.cache!.waitUntil == 0 { ex.cache!.waitUntil = worker.loop.now + Int64(settings.resolved.proxyCacheLockTimeoutMs) }
         worker.loop.setDeadline(self, afterMillis: 10)
     }
 
     func cacheWaitTick() {
-        ex.phase = .idle
+        ex.responder = .proxy(.idle)
         lookupAndDispatch(firstTime: false)
     }
 
@@ -207,15 +206,13 @@ extension ClientConnection {
             return false
         }
         file.users += 1
-        ex.staticShared = file
         let f = file.fd
         if let u = ex.up {
             u.close()
             ex.up = nil
         }
         releasePeer(failed: false)
-        ex.phase = .idle
-        state = .local
+        ex.responder = .file(FileBody(shared: file)) // held while the head is made
         ex.cacheStatus = cs
         ex.attempt.response = e.parsed
         if !ex.requestBodyComplete { closeAfterResponse = true }
@@ -286,15 +283,14 @@ extension ClientConnection {
             flushLocal()
             return true
         }
-        ex.staticFile = f
         ex.bodyBytesSent = 0
+        guard case .file(let held) = ex.responder else { preconditionFailure("a cache hit's file is held") }
         if let m = multipart {
-            ex.staticParts = ranges.map { (m.partHead($0), (e.bodyOffset + $0.lowerBound)..<(e.bodyOffset + $0.upperBound)) }
-            ex.staticTrailer = m.trailer
-            ex.staticRemaining = 0
+            let parts = ranges.map { (m.partHead($0), (e.bodyOffset + $0.lowerBound)..<(e.bodyOffset + $0.upperBound)) }
+            ex.responder = .file(FileBody(fd: f, shared: held.shared, offset: 0, remaining: 0,
+                                          multipart: MultipartBody(parts: parts, trailer: m.trailer)))
         } else {
-            ex.staticOffset = offset
-            ex.staticRemaining = length
+            ex.responder = .file(FileBody(fd: f, shared: held.shared, offset: offset, remaining: length, multipart: nil))
         }
         sendStaticBody()
         return true
@@ -523,7 +519,7 @@ extension ClientConnection {
             ex.up = nil
         }
         releasePeer(failed: false)
-        ex.phase = .idle
+        ex.responder = .proxy(.idle)
         outBuf.clear()
         finishRequest()
     }
