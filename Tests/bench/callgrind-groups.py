@@ -26,7 +26,7 @@ GROUPS = [
     ("HPACK encode", r"HPACKEncoder|HPACKLiteralCache|HPACKHuffman\.(encode|encodedLength)|HPACKStaticTable\.(nameIndex|fullIndex)|HPACKCoding\.write|H2Connection\.(beginHeaders|addHeader|addLowerHeader|endHeaders|sendHeaders)"),
     ("HPACK decode", r"HPACKDecoder|HPACKHuffman|HPACKDynamicTable|HPACKStaticTable|HPACK\w*\."),
     ("H2 request rules (H2Request -> HTTP/1.1 head, parse)", r"H2RequestRules|H2Request\b|initializeWithCopy for H2Request|destroy for H2Request|outlined .*H2Request"),
-    ("H2Stream.frame/startResponse (response head scan)", r"H2Stream\.(frame|startResponse|equalsLower|hexDigit)"),
+    ("H2Stream response head (frame, startResponse or responseHead scan)", r"H2Stream\.(frame|startResponse|responseHead|equalsLower|hexDigit)"),
     ("H2Stream other (read/write/sendBody/appendBody)", r"H2Stream"),
     ("H2 frames / state machine (H2Connection, H2Frame*)", r"H2Connection|H2Frame|H2StreamTable|H2Event|initializeWithCopy for H2|destroy for H2|H2\."),
     ("H2Session (drive/read/flush/wakes/streams)", r"H2Session|beginH2Request|takeH2Preface|becomeH2"),
