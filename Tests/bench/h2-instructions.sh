@@ -4,6 +4,8 @@
 #
 #   bash Tests/bench/h2-instructions.sh LB_BINARY [LB_BINARY ...]
 #   REQS=5000 CASES="ret proxy4k static4k" PROTOS="h2c h2" bash Tests/bench/h2-instructions.sh ...
+#   PROTOS="h1 h1s h2c h2" TOOL=strace bash Tests/bench/h2-instructions.sh ...   # syscalls instead
+#   python3 Tests/bench/callgrind-groups.py /tmp/lb-h2-instr/measured.1.h2c.ret 5000   # where they went
 #
 # For every binary, protocol and case: lb (one worker, access log off) runs under
 # `valgrind --tool=callgrind`; h2load sends 500 warm-up requests, the counters are zeroed
@@ -11,7 +13,16 @@
 # every response checked 2xx), the counters are dumped and the dump's total Ir is divided by REQS.
 # Protocols: h2c (cleartext, prior knowledge: no OpenSSL in the count) and h2 (TLS 1.3, ALPN,
 # ECDSA P-256; h2load opens new connections for the measured run, so CONNS full handshakes are
-# in the count, spread over REQS).
+# in the count, spread over REQS); h1 and h1s are HTTP/1.1 on the same servers and cases, cleartext
+# and over TLS (ALPN http/1.1), sent by `h2load --h1` with one request at a time per connection
+# (-c CONNS -m 1), the HTTP/1.1 baseline that shows what HTTP/2 adds.
+# HANDSHAKES=0 leaves the TLS handshakes out of the count (callgrind --toggle-collect=SSL_do_handshake):
+# the per-request cost of a long run, where CONNS handshakes are spread over far more requests.
+# TOOL=callgrind (default) counts instructions as above. TOOL=strace runs lb natively on core 1
+# (h2load on core 0), attaches `strace -c -f` after the warm-up and prints system calls per
+# request (total and the largest). TOOL=cpu runs lb natively the same way and prints the user and
+# system CPU microseconds per request from /proc/PID/stat (noisy on a shared machine; the split
+# is what it is for).
 # Cases: ret `return 200 "ok"`; proxy4k a 4 KiB response from a kept-alive nginx upstream;
 # static4k a 4 KiB file. Dumps stay in OUT (default /tmp/lb-h2-instr) for callgrind_annotate.
 # Needs: valgrind, nginx, h2load (nghttp2-client), curl. Loopback only.
@@ -23,8 +34,12 @@ CONNS=${CONNS:-16}
 STREAMS=${STREAMS:-10}
 CASES=${CASES:-"ret proxy4k static4k"}
 PROTOS=${PROTOS:-"h2c h2"}
+TOOL=${TOOL:-callgrind}
 OUT=${OUT:-/tmp/lb-h2-instr}
-for t in nginx valgrind callgrind_control h2load curl; do command -v $t >/dev/null || { echo "missing $t"; exit 1; }; done
+[ "${HANDSHAKES:-1}" = 0 ] && toggle="--toggle-collect=SSL_do_handshake --collect-atstart=yes"
+case $TOOL in callgrind) need="valgrind callgrind_control" ;; strace) need="strace taskset" ;; cpu) need=taskset ;;
+              *) echo "TOOL is callgrind, strace or cpu"; exit 1 ;; esac
+for t in nginx h2load curl $need; do command -v $t >/dev/null || { echo "missing $t"; exit 1; }; done
 mkdir -p "$OUT"
 W=$(mktemp -d /tmp/lb-h2-instr.XXXXXX)
 PIDS=()
@@ -52,7 +67,7 @@ cat > "$W/lb.conf" <<CONF
 worker_processes 1;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000; http2_max_concurrent_streams 128;
-       upstream app { server 127.0.0.1:29301; keepalive 64; }
+       upstream app { server 127.0.0.1:29301; keepalive 1024; }  # ≥ CONNS × STREAMS in flight: no upstream connection churn
        server { listen 127.0.0.1:28511 http2; location / { return 200 "ok"; } }
        server { listen 127.0.0.1:28512 http2;
                 location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
@@ -64,31 +79,64 @@ http { access_log off; keepalive_requests 1000000; http2_max_concurrent_streams 
 CONF
 url() { # proto case -> url
     local p=1 s=http
-    [ "$1" = h2 ] && p=2 s=https
+    case $1 in h2|h1s) p=2 s=https ;; esac
     case $2 in
         ret) echo "$s://127.0.0.1:285${p}1/s4k" ;; proxy4k) echo "$s://127.0.0.1:285${p}2/s4k" ;;
         static4k) echo "$s://127.0.0.1:285${p}3/s4k" ;; *) echo "unknown case $2" >&2; exit 1 ;;
     esac
 }
 run_h2load() { # url n
-    local out ok
-    out=$(h2load -c "$CONNS" -m "$STREAMS" -n "$2" "$1" 2>&1)
+    local out ok pin= opts="-c $CONNS -m $STREAMS"
+    case $proto in h1|h1s) opts="--h1 -c $CONNS -m 1" ;; esac
+    [ "$TOOL" = callgrind ] || pin="taskset -c 0"
+    out=$($pin h2load $opts -n "$2" "$1" 2>&1)
     ok=$(echo "$out" | sed -n 's/^status codes: \([0-9]*\) 2xx.*/\1/p')
     [ "$ok" = "$2" ] || { echo "h2load: $ok of $2 answered 2xx" >&2; echo "$out" >&2; exit 1; }
 }
 total_ir() { awk '/^summary:/ {print $2}' "$1"; }
-echo "binary proto case requests Ir Ir_per_request"
+wait_up() { # url
+    for _ in $(seq 1 300); do curl -skf --http2-prior-knowledge -o /dev/null "${1/https:/http:}" 2>/dev/null && return
+                              curl -skf --http2 -o /dev/null "$1" 2>/dev/null && return; sleep 0.2; done
+}
+cpu() { awk '{print $14, $15}' "/proc/$1/stat"; }
+case $TOOL in
+    callgrind) echo "binary proto case requests Ir Ir_per_request" ;;
+    strace) echo "binary proto case requests syscalls_per_request (the largest calls per request)" ;;
+    cpu) echo "binary proto case requests user_us_per_request sys_us_per_request" ;;
+esac
 n=0
 for bin in "$@"; do
     n=$((n + 1))
     for proto in $PROTOS; do
         for c in $CASES; do
             u=$(url "$proto" "$c")
+            if [ "$TOOL" != callgrind ]; then
+                taskset -c 1 "$bin" -p "$W" -c lb.conf 2>"$W/lb.err" & lb=$!; PIDS+=($lb)
+                wait_up "$u"
+                run_h2load "$u" 500
+                if [ "$TOOL" = strace ]; then
+                    strace -c -f -p "$lb" -o "$W/strace.out" 2>/dev/null & st=$!
+                    until [ "$(awk '/^TracerPid/ {print $2}' "/proc/$lb/status")" != 0 ]; do sleep 0.05; done
+                    run_h2load "$u" "$REQS"
+                    kill -INT "$st"; wait "$st" 2>/dev/null || true
+                    total=$(awk '$NF == "total" {print $4}' "$W/strace.out")
+                    top=$(awk -v n="$REQS" 'NF >= 5 && $NF != "total" && $1 ~ /^[0-9.]+$/ {printf "%s=%.2f\n", $NF, $4 / n}' "$W/strace.out" | sort -t= -k2 -rn | head -7 | tr '\n' ' ')
+                    echo "$bin $proto $c $REQS $(awk -v t="$total" -v n="$REQS" 'BEGIN {printf "%.2f", t / n}') ($top)"
+                    cp "$W/strace.out" "$OUT/strace.$n.$proto.$c"
+                else
+                    hz=$(getconf CLK_TCK)
+                    set -- $(cpu "$lb"); u0=$1 s0=$2
+                    run_h2load "$u" "$REQS"
+                    set -- $(cpu "$lb")
+                    echo "$bin $proto $c $REQS $(awk -v u=$(($1 - u0)) -v s=$(($2 - s0)) -v n="$REQS" -v hz="$hz" 'BEGIN {printf "%.2f %.2f", u / hz * 1e6 / n, s / hz * 1e6 / n}')"
+                fi
+                kill "$lb"; wait "$lb" 2>/dev/null || true
+                continue
+            fi
             f="$OUT/callgrind.$n.$proto.$c"
             rm -f "$f" "$f".*
-            valgrind --tool=callgrind --callgrind-out-file="$f" "$bin" -p "$W" -c lb.conf 2>"$W/vg.err" & vg=$!; PIDS+=($vg)
-            for _ in $(seq 1 300); do curl -skf --http2-prior-knowledge -o /dev/null "${u/https:/http:}" 2>/dev/null && break
-                                      curl -skf --http2 -o /dev/null "$u" 2>/dev/null && break; sleep 0.2; done
+            valgrind --tool=callgrind ${toggle:-} --callgrind-out-file="$f" "$bin" -p "$W" -c lb.conf 2>"$W/vg.err" & vg=$!; PIDS+=($vg)
+            wait_up "$u"
             run_h2load "$u" 500
             callgrind_control --zero "$vg" >/dev/null 2>&1
             run_h2load "$u" "$REQS"
