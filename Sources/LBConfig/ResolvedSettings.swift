@@ -62,6 +62,9 @@ public struct ResolvedSettings: Sendable {
     public private(set) var gzipMinLength = 20
     public private(set) var gzipCompLevel = 1
     public private(set) var gzipVary = false
+    /// An `expires` other than `off` is configured (the head stage reads it per response; the
+    /// value itself, perhaps with variables, only when it applies).
+    public private(set) var expires = false
     public private(set) var gzipProxied: GzipProxied = []
     public private(set) var gzipStatic = false
     public private(set) var subFilterTypes: [String] = []
@@ -181,6 +184,7 @@ public struct ResolvedSettings: Sendable {
         v(&gzipMinLength, s.gzipMinLength)
         v(&gzipCompLevel, s.gzipCompLevel)
         v(&gzipVary, s.gzipVary)
+        if let e = s.expires { expires = e != .off }
         v(&gzipProxied, s.gzipProxied)
         v(&gzipStatic, s.gzipStatic)
         if let t = s.subFilterTypes { subFilterTypes = t.map { $0.lowercased() } }

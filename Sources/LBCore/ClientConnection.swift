@@ -813,7 +813,7 @@ final class ClientConnection: Pollable {
                     validators: () -> Validators = { Validators(lastModified: nil, etag: nil) }) -> HeadDecision {
         let q = HeadStageRequest(http10OrLater: req.versionMajor >= 1, keepAlive: !closeAfterResponse, http2: transport.isHTTP2)
         let p = HeadStagePolicy(ifModifiedSince: ifModifiedSinceMode, maxRanges: settings.maxRanges, gzipVary: settings.resolved.gzipVary,
-                                expires: settings.expires != nil && settings.expires != .off)
+                                expires: settings.resolved.expires)
         return ResponseHeadStage.decide(r, q, p, conditions: hasConditionalHeaders ? conditionalHeaders() : nil, validators: validators,
                                         clientTakesGzip: { clientTakesGzip(gzipFacts) })
     }

@@ -128,17 +128,13 @@ public enum ASCII {
         return false
     }
 
-    /// tchar of RFC 9110.
-    static let tokenTable: [Bool] = {
-        var t = [Bool](repeating: false, count: 256)
-        for c in UInt8(ascii: "a")...UInt8(ascii: "z") { t[Int(c)] = true }
-        for c in UInt8(ascii: "A")...UInt8(ascii: "Z") { t[Int(c)] = true }
-        for c in UInt8(ascii: "0")...UInt8(ascii: "9") { t[Int(c)] = true }
-        for c in "!#$%&'*+-.^_`|~".utf8 { t[Int(c)] = true }
-        return t
-    }()
-
-    @inline(__always) public static func isToken(_ c: UInt8) -> Bool { tokenTable[Int(c)] }
+    /// tchar of RFC 9110, as two 64-bit masks (bytes 0–63, 64–127): no table to load or
+    /// initialize lazily on the parsers' inner loops.
+    @inline(__always) public static func isToken(_ c: UInt8) -> Bool {
+        if c < 64 { return (0x03ff6cfa00000000 as UInt64) >> UInt64(c) & 1 != 0 }
+        if c < 128 { return (0x57ffffffc7fffffe as UInt64) >> UInt64(c - 64) & 1 != 0 }
+        return false
+    }
 
     @inline(__always) public static func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
 

@@ -36,7 +36,7 @@ public struct HeadStageResponse: Sendable, Equatable {
     /// A 101 switching protocols (the tunnel's head).
     public var upgrade: Bool
 
-    public init(status: Int, source: ResponseSource, contentLength: Int? = nil, gzipQualifies: Bool = false, gzipPossible: Bool = false,
+    @inlinable public init(status: Int, source: ResponseSource, contentLength: Int? = nil, gzipQualifies: Bool = false, gzipPossible: Bool = false,
                 rangesPossible: Bool = false, upgrade: Bool = false) {
         self.status = status
         self.source = source
@@ -57,7 +57,7 @@ public struct HeadStageRequest: Sendable, Equatable {
     /// The client speaks HTTP/2: no connection-specific fields.
     public var http2: Bool
 
-    public init(http10OrLater: Bool = true, keepAlive: Bool = true, http2: Bool = false) {
+    @inlinable public init(http10OrLater: Bool = true, keepAlive: Bool = true, http2: Bool = false) {
         self.http10OrLater = http10OrLater
         self.keepAlive = keepAlive
         self.http2 = http2
@@ -72,7 +72,7 @@ public struct HeadStagePolicy: Sendable, Equatable {
     /// An `expires` other than `off` is configured.
     public var expires: Bool
 
-    public init(ifModifiedSince: IfModifiedSinceMode = .exact, maxRanges: Int? = nil, gzipVary: Bool = false, expires: Bool = false) {
+    @inlinable public init(ifModifiedSince: IfModifiedSinceMode = .exact, maxRanges: Int? = nil, gzipVary: Bool = false, expires: Bool = false) {
         self.ifModifiedSince = ifModifiedSince
         self.maxRanges = maxRanges
         self.gzipVary = gzipVary
@@ -115,7 +115,7 @@ public struct HeadDecision: Sendable, Equatable {
         /// Every `add_header` applies; false: only those marked `always`.
         public var addHeaders = false
         public var connection: Connection = .keepAlive
-        public init() {}
+        @inlinable public init() {}
     }
 
     public var outcome: Outcome = .send
@@ -130,29 +130,29 @@ public struct HeadDecision: Sendable, Equatable {
     public var fields = Fields()
 
     public var expires: Bool {
-        get { fields.expires }
-        set { fields.expires = newValue }
+        @inlinable get { fields.expires }
+        @inlinable set { fields.expires = newValue }
     }
     public var addHeaders: Bool {
-        get { fields.addHeaders }
-        set { fields.addHeaders = newValue }
+        @inlinable get { fields.addHeaders }
+        @inlinable set { fields.addHeaders = newValue }
     }
     public var connection: Connection {
-        get { fields.connection }
-        set { fields.connection = newValue }
+        @inlinable get { fields.connection }
+        @inlinable set { fields.connection = newValue }
     }
 
-    public init(status: Int) { self.status = status }
+    @inlinable public init(status: Int) { self.status = status }
 
     /// The body's framing (decided after the stage, from the gzip decision) ends it with the
     /// connection's close: the head says `Connection: close` (HTTP/2 has no such field).
-    public mutating func bodyEndsWithClose() {
+    @inlinable public mutating func bodyEndsWithClose() {
         if connection == .keepAlive { connection = .close }
     }
 }
 
 /// Statuses nginx's headers filter (`expires`, `add_header` without `always`) acts on.
-public func isHeaderFilterStatus(_ s: Int) -> Bool {
+@inlinable public func isHeaderFilterStatus(_ s: Int) -> Bool {
     switch s {
     case 200, 201, 204, 206, 301, 302, 303, 304, 307, 308: true
     default: false
@@ -165,7 +165,7 @@ public enum ResponseHeadStage {
     /// proxy) is asked only when the response qualifies, so most requests never parse those headers.
     /// `conditions`: the request's conditional and range headers (nil: none); `validators`: the
     /// response's Last-Modified and ETag (asked only when there are conditions).
-    public static func decide(_ r: HeadStageResponse, _ q: HeadStageRequest, _ p: HeadStagePolicy,
+    @inlinable public static func decide(_ r: HeadStageResponse, _ q: HeadStageRequest, _ p: HeadStagePolicy,
                               conditions: ConditionalHeaders? = nil, validators: () -> Validators = { Validators(lastModified: nil, etag: nil) },
                               clientTakesGzip: () -> Bool) -> HeadDecision {
         var d = HeadDecision(status: r.status)

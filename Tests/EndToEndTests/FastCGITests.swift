@@ -318,7 +318,7 @@ func md5sum(_ url: URL) -> String {
         // fastcgi_read_timeout (1s) applies, not the location's proxy_read_timeout (60s).
         #expect(try curl(["-o", "/dev/null", "-w", "%{http_code}", url(s, "/wait.php?marker=\(marker.path)")]).out == "504")
         #expect(waitUntil { s.lb.errorLog.contains("upstream timed out (110: Connection timed out) while reading response header from upstream") })
-        FileManager.default.createFile(atPath: marker.path, contents: nil) // lets the PHP worker go
+        _ = FileManager.default.createFile(atPath: marker.path, contents: nil) // lets the PHP worker go
     }
 
     @Test func largeResponseArrivesWhole() throws {

@@ -56,7 +56,7 @@ struct CompiledSettingsTests {
         "realIPHeader": "[\"x-real-ip\"]", "realIPRecursive": "false", "resolverTimeoutMs": "30000",
         "http2MaxConcurrentStreams": "128", "http2RecvBufferSize": "262144", "http2ChunkSize": "8192", "http2BodyPrereadSize": "65536",
         "gzip": "false", "gzipTypes": "[\"text/html\"]", "gzipMinLength": "20", "gzipCompLevel": "1",
-        "gzipVary": "false", "gzipProxied": "GzipProxied(rawValue: 0)", "gzipStatic": "false", "subFilterTypes": "[]",
+        "gzipVary": "false", "expires": "false", "gzipProxied": "GzipProxied(rawValue: 0)", "gzipStatic": "false", "subFilterTypes": "[]",
         "subFilterOnce": "true", "subFilterLastModified": "false",
         "proxyHTTP11": "false", "proxyConnectTimeoutMs": "60000", "proxyReadTimeoutMs": "60000",
         "proxySendTimeoutMs": "60000", "proxyNextUpstream": "UpstreamConditions(rawValue: 3)",
@@ -94,7 +94,7 @@ struct CompiledSettingsTests {
         proxy_pass_request_headers off; proxy_pass_request_body off; proxy_protocol on; proxy_redirect off;
         proxy_hide_header X-A; proxy_pass_header X-B; proxy_ignore_headers Expires;
         proxy_cookie_domain a.example b.example; proxy_cookie_path /a /b; proxy_cookie_flags one secure;
-        proxy_ignore_client_abort on; mirror_request_body off; gzip_http_version 1.0; mirror /m;
+        proxy_ignore_client_abort on; mirror_request_body off; gzip_http_version 1.0; mirror /m; expires 1h;
 
         proxy_cache_path /c keys_zone=z:1m; proxy_cache z; proxy_cache_key $uri; proxy_cache_methods POST;
         proxy_cache_valid 200 1m; proxy_cache_use_stale error; proxy_cache_lock on; proxy_cache_lock_timeout 1s;
