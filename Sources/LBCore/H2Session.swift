@@ -647,14 +647,14 @@ final class H2Stream: StreamPipe {
         }
         var chunked = false
         var length: Int? = nil
+        guard let base = b.baseAddress else { return }
         var i = 0
         while i < b.count {
-            var e = i
-            while e < b.count && b[e] != 0x0A { e += 1 }
+            // memchr for the line's end and its colon: the block is lb's own, a line per field.
+            let e = memchr(base + i, 0x0A, b.count - i).map { UnsafeRawPointer($0) - base } ?? b.count
             var lineEnd = e
             if lineEnd > i && b[lineEnd - 1] == 0x0D { lineEnd -= 1 }
-            var colon = i
-            while colon < lineEnd && b[colon] != UInt8(ascii: ":") { colon += 1 }
+            let colon = memchr(base + i, 0x3A, lineEnd - i).map { UnsafeRawPointer($0) - base } ?? lineEnd
             if colon < lineEnd {
                 var v = colon + 1
                 while v < lineEnd && (b[v] == 0x20 || b[v] == 0x09) { v += 1 }
