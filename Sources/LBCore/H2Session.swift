@@ -440,7 +440,7 @@ final class H2Stream: StreamPipe {
 
     // Request side.
     /// The request, until its stream connection begins it (`beginH2Request`): its head goes
-    /// to the exchange as parsed, never through `read`.
+    /// to the exchange as laid out, with its `RequestHead`, never through `read` nor a parse.
     var request: H2Request?
     /// Body octets for the stream connection to read (chunk-framed when `chunkedRequest`).
     var input: [UInt8] = []
