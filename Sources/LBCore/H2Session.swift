@@ -751,12 +751,12 @@ extension ClientConnection {
         driveAgain = false
         headComplete()
         head.clear()
-        r.bytes.withUnsafeBytes { b in head.append(UnsafeRawBufferPointer(rebasing: b[0..<r.scheme.lowerBound])) }
+        r.withUnsafeBytes { b in head.append(UnsafeRawBufferPointer(rebasing: b[0..<r.scheme.lowerBound])) }
         let server = defaultServer
         r.applyNameRules(HeaderNameRules(underscores: server.settings.resolved.underscoresInHeaders,
                                          ignoreInvalid: server.settings.resolved.ignoreInvalidHeaders))
         // Moved, not copied: the request keeps the connection's empty head, freed with it.
-        swap(&req, &r.head)
+        r.moveHead(into: &req)
         req.versionMajor = 1
         req.versionMinor = 1
         beginRequest()

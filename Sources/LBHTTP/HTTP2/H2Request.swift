@@ -11,31 +11,45 @@
 public final class H2Request: @unchecked Sendable {
     /// The stream the request came on.
     public let streamID: UInt32
-    /// The head, ranges into `bytes`, as `HeadParser.request` gives it for those octets with
-    /// every header kept whatever its name (`ignore_invalid_headers off`); `applyNameRules`
-    /// drops what a server's rules refuse. `head.length` octets from 0 are the head.
-    public var head: RequestHead
-    /// The HTTP/1.1-form head (and `:scheme` after it).
-    public let bytes: [UInt8]
+    /// The head, ranges into the octets, as `HeadParser.request` gives it for them with every
+    /// header kept whatever its name (`ignore_invalid_headers off`); `applyNameRules` drops what
+    /// a server's rules refuse. `head.length` octets from 0 are the head.
+    public var head = RequestHead()
     /// `:scheme`'s value (`http` or `https`), as a range of `bytes` after the head.
-    public let scheme: Range<Int>
+    public internal(set) var scheme = 0..<0
     /// The request has no body (END_STREAM on its HEADERS).
     public let endStream: Bool
     /// Some header name has an octet other than `a`–`z`, `0`–`9` and `-`, which a server's
     /// header-name rules may refuse: only then has `applyNameRules` anything to do.
-    let unusualNames: Bool
+    var unusualNames = false
+    /// The HTTP/1.1-form head, then `:scheme`: `count` octets laid out of `capacity`.
+    let octets: UnsafeMutablePointer<UInt8>
+    var count = 0
 
-    init(streamID: UInt32, head: RequestHead, bytes: [UInt8], scheme: Range<Int>, endStream: Bool, unusualNames: Bool) {
+    /// A request of at most `capacity` octets, to lay out.
+    init(streamID: UInt32, endStream: Bool, capacity: Int) {
         self.streamID = streamID
-        self.head = head
-        self.bytes = bytes
-        self.scheme = scheme
         self.endStream = endStream
-        self.unusualNames = unusualNames
+        octets = .allocate(capacity: capacity)
     }
+
+    deinit { octets.deallocate() }
 
     /// The request's body comes chunk-framed (`transfer-encoding: chunked` was added).
     public var chunked: Bool { head.chunked }
+
+    /// The HTTP/1.1-form head (and `:scheme` after it), for as long as `body` runs.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: octets, count: count))
+    }
+
+    /// A copy of the octets (tests, logs).
+    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+
+    /// Moves the head out, leaving `head` in its place: no copy of the header list.
+    public func moveHead(into head: inout RequestHead) {
+        swap(&head, &self.head)
+    }
 
     /// Drops from `head.headers` the fields whose names `rules` refuse, as `HeadParser.request`
     /// does with them (`ignore_invalid_headers on`: a name of octets other than letters, digits,
@@ -43,14 +57,13 @@ public final class H2Request: @unchecked Sendable {
     /// names there is nothing to do.
     public func applyNameRules(_ rules: HeaderNameRules) {
         guard unusualNames && rules.ignoreInvalid else { return }
-        bytes.withUnsafeBytes { b in
-            head.headers.removeAll { f in
-                for i in f.name {
-                    let c = b[i]
-                    if !(ASCII.isLetter(c) || ASCII.isDigit(c) || c == UInt8(ascii: "-") || (c == UInt8(ascii: "_") && rules.underscores)) { return true }
-                }
-                return false
+        let b = UnsafeRawBufferPointer(start: octets, count: count)
+        head.headers.removeAll { f in
+            for i in f.name {
+                let c = b[i]
+                if !(ASCII.isLetter(c) || ASCII.isDigit(c) || c == UInt8(ascii: "-") || (c == UInt8(ascii: "_") && rules.underscores)) { return true }
             }
+            return false
         }
     }
 }
@@ -154,12 +167,12 @@ enum H2RequestRules {
         var failure: HTTPError? = nil
         var unusualNames = odd
         var headEnd = 0
-        var schemeRange = 0..<0
         // At most: every name and value once, 4 octets per field (": ", CR LF; a joined cookie
         // needs less), the request line's 12, `host: ` and CR LF, the chunked line and the blank line.
         let bound = src.count + 4 * fields.count + 50
-        let bytes = [UInt8](unsafeUninitializedCapacity: bound) { buf, count in
-            var w = Writer(p: buf.baseAddress!, src: src.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        let request = H2Request(streamID: streamID, endStream: endStream, capacity: bound)
+        do {
+            var w = Writer(p: request.octets, src: src.baseAddress!.assumingMemoryBound(to: UInt8.self))
             var out: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: w.p, count: w.n) }
             func fail(_ e: HTTPError) { if failure == nil { failure = e } }
 
@@ -269,9 +282,9 @@ enum H2RequestRules {
             w.put("\r\n")
             headEnd = w.n
             w.put(scheme)
-            schemeRange = headEnd..<w.n
+            request.scheme = headEnd..<w.n
             assert(w.n <= bound)
-            count = w.n
+            request.count = w.n
 
             if odd {
                 do throws(HTTPError) {
@@ -290,12 +303,16 @@ enum H2RequestRules {
                 }
                 if h.method == .trace { fail(HTTPError(405, "TRACE method")) }
             }
+            if failure == nil {
+                h.versionMajor = 2
+                h.versionMinor = 0
+                h.keepAlive = true
+                request.unusualNames = unusualNames
+                swap(&request.head, &h)
+            }
         }
         if let failure { return .failure(failure) }
-        h.versionMajor = 2
-        h.versionMinor = 0
-        h.keepAlive = true
-        return .success(H2Request(streamID: streamID, head: h, bytes: bytes, scheme: schemeRange, endStream: endStream, unusualNames: unusualNames))
+        return .success(request)
     }
 
     /// Lays octets out in the head being built.
