@@ -282,7 +282,7 @@ final class H2Session: Pollable {
                 guard let c = st.conn, c.state != .closed else { continue }
                 if let r = st.request {
                     st.request = nil
-                    c.beginH2Request(r, chunked: st.chunkedRequest)
+                    c.beginH2Request(r)
                 } else {
                     c.ready(bits)
                 }
@@ -440,7 +440,7 @@ final class H2Stream: StreamPipe {
 
     // Request side.
     /// The request, until its stream connection begins it (`beginH2Request`): its head goes
-    /// to the exchange as parsed, never through `read`.
+    /// to the exchange as laid out, with its `RequestHead`, never through `read` nor a parse.
     var request: H2Request?
     /// Body octets for the stream connection to read (chunk-framed when `chunkedRequest`).
     var input: [UInt8] = []
@@ -477,7 +477,7 @@ final class H2Stream: StreamPipe {
     init(session: H2Session, request r: H2Request) {
         self.session = session
         id = r.streamID
-        chunkedRequest = !r.endStream && r.head.contentLength == nil
+        chunkedRequest = r.chunked
         request = r
         super.init()
     }
@@ -738,48 +738,28 @@ extension ClientConnection {
         s.start()
     }
 
-    /// An HTTP/2 stream's request begins (its first wake): the head `H2Request` made from the
-    /// decoded fields becomes the connection's request as `readHead` would have made it from
-    /// the same octets, without going through `read`, the scanner and (with the default
-    /// header-name rules) a second parse. Its version is HTTP/1.1, as the octets say: the
-    /// exchange answers an HTTP/2 stream as an HTTP/1.1 keep-alive request. The body, if any,
-    /// is read through the transport.
-    func beginH2Request(_ r: H2Request, chunked: Bool) {
+    /// An HTTP/2 stream's request begins (its first wake): the head `H2Request` laid out from
+    /// the decoded fields, with the `RequestHead` made while it was laid out, becomes the
+    /// connection's request as `readHead` would have made it from the same octets, without going
+    /// through `read`, the scanner or a parse; the server's header-name rules
+    /// (`underscores_in_headers`, `ignore_invalid_headers`) drop what they refuse. Its version
+    /// is HTTP/1.1, as the octets say: the exchange answers an HTTP/2 stream as an HTTP/1.1
+    /// keep-alive request. The body, if any, is read through the transport.
+    func beginH2Request(_ r: H2Request) {
         guard state == .head else { return }
         inDrive = true // as readHead runs: inside drive
         driveAgain = false
         headComplete()
-        let end = r.scheme.lowerBound
         head.clear()
-        r.bytes.withUnsafeBytes { b in
-            if chunked {
-                // Before the blank line that ends the head.
-                head.append(UnsafeRawBufferPointer(rebasing: b[0..<(end - 2)]))
-                head.append("transfer-encoding: chunked\r\n\r\n")
-            } else {
-                head.append(UnsafeRawBufferPointer(rebasing: b[0..<end]))
-            }
-        }
+        r.withUnsafeBytes { b in head.append(UnsafeRawBufferPointer(rebasing: b[0..<r.scheme.lowerBound])) }
         let server = defaultServer
-        let names = HeaderNameRules(underscores: server.settings.resolved.underscoresInHeaders,
-                                    ignoreInvalid: server.settings.resolved.ignoreInvalidHeaders)
-        do {
-            if !chunked && names == HeaderNameRules() {
-                // H2RequestRules parsed these octets with these rules already.
-                req = r.head
-                req.versionMajor = 1
-                req.versionMinor = 1
-            } else {
-                try HeadParser.request(head.readableBytes, start: 0, end: head.readable, into: &req, names: names)
-            }
-            beginRequest()
-        } catch {
-            beginExchange()
-            req = RequestHead()
-            head.clear()
-            log(.info, "client sent invalid request: \(error.reason)")
-            writeErrorAndClose(error.status)
-        }
+        r.applyNameRules(HeaderNameRules(underscores: server.settings.resolved.underscoresInHeaders,
+                                         ignoreInvalid: server.settings.resolved.ignoreInvalidHeaders))
+        // Moved, not copied: the request keeps the connection's empty head, freed with it.
+        r.moveHead(into: &req)
+        req.versionMajor = 1
+        req.versionMinor = 1
+        beginRequest()
         inDrive = false
         if driveAgain && state != .closed { drive() }
         if case .stream(let p) = transport { p.turnEnded() }

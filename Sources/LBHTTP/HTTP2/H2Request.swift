@@ -1,19 +1,71 @@
-/// A request received on an HTTP/2 stream, in the form the HTTP/1 runtime already handles: a
-/// `RequestHead` whose ranges index `bytes`, an HTTP/1.1-form head built from the fields
-/// (`GET /path?q HTTP/1.1`, `host:` from `:authority`, the other fields in order, cookies
-/// joined into one `cookie:` line with `"; "` as RFC 9113 §8.2.3 says). `head.versionMajor`
-/// is 2 and `head.versionMinor` 0.
-public struct H2Request: Sendable {
+/// A request received on an HTTP/2 stream, in the form the HTTP/1 runtime already handles: an
+/// HTTP/1.1-form head in `bytes` (`GET /path?q HTTP/1.1`, `host:` from `:authority`, the other
+/// fields in order, cookies joined into one `cookie:` line with `"; "` as RFC 9113 §8.2.3 says,
+/// and `transfer-encoding: chunked` when a body comes without `content-length`), and `head`,
+/// the `RequestHead` `HeadParser.request` makes of those octets, built while they are laid out
+/// (no parse). `head.versionMajor` is 2 and `head.versionMinor` 0.
+///
+/// A class: made once per stream, it goes from the connection's event to the stream and on to
+/// the stream connection by reference, never copied. It is only ever touched by the thread
+/// that runs its connection.
+public final class H2Request: @unchecked Sendable {
     /// The stream the request came on.
-    public var streamID: UInt32
-    /// The head, parsed by `HeadParser.request` from `bytes`.
-    public var head: RequestHead
-    /// The HTTP/1.1-form head (and `:scheme` after it).
-    public var bytes: [UInt8]
+    public let streamID: UInt32
+    /// The head, ranges into the octets, as `HeadParser.request` gives it for them with every
+    /// header kept whatever its name (`ignore_invalid_headers off`); `applyNameRules` drops what
+    /// a server's rules refuse. `head.length` octets from 0 are the head.
+    public var head = RequestHead()
     /// `:scheme`'s value (`http` or `https`), as a range of `bytes` after the head.
-    public var scheme: Range<Int>
+    public internal(set) var scheme = 0..<0
     /// The request has no body (END_STREAM on its HEADERS).
-    public var endStream: Bool
+    public let endStream: Bool
+    /// Some header name has an octet other than `a`–`z`, `0`–`9` and `-`, which a server's
+    /// header-name rules may refuse: only then has `applyNameRules` anything to do.
+    var unusualNames = false
+    /// The HTTP/1.1-form head, then `:scheme`: `count` octets laid out of `capacity`.
+    let octets: UnsafeMutablePointer<UInt8>
+    var count = 0
+
+    /// A request of at most `capacity` octets, to lay out.
+    init(streamID: UInt32, endStream: Bool, capacity: Int) {
+        self.streamID = streamID
+        self.endStream = endStream
+        octets = .allocate(capacity: capacity)
+    }
+
+    deinit { octets.deallocate() }
+
+    /// The request's body comes chunk-framed (`transfer-encoding: chunked` was added).
+    public var chunked: Bool { head.chunked }
+
+    /// The HTTP/1.1-form head (and `:scheme` after it), for as long as `body` runs.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: octets, count: count))
+    }
+
+    /// A copy of the octets (tests, logs).
+    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+
+    /// Moves the head out, leaving `head` in its place: no copy of the header list.
+    public func moveHead(into head: inout RequestHead) {
+        swap(&head, &self.head)
+    }
+
+    /// Drops from `head.headers` the fields whose names `rules` refuse, as `HeadParser.request`
+    /// does with them (`ignore_invalid_headers on`: a name of octets other than letters, digits,
+    /// `-` and, with `underscores_in_headers on`, `_`). With nginx's default rules and ordinary
+    /// names there is nothing to do.
+    public func applyNameRules(_ rules: HeaderNameRules) {
+        guard unusualNames && rules.ignoreInvalid else { return }
+        let b = UnsafeRawBufferPointer(start: octets, count: count)
+        head.headers.removeAll { f in
+            for i in f.name {
+                let c = b[i]
+                if !(ASCII.isLetter(c) || ASCII.isDigit(c) || c == UInt8(ascii: "-") || (c == UInt8(ascii: "_") && rules.underscores)) { return true }
+            }
+            return false
+        }
+    }
 }
 
 /// Fields received after the body (RFC 9113 §8.1), already checked: no pseudo-headers, no
@@ -86,58 +138,203 @@ enum H2RequestRules {
         }
         if endStream, let cl = contentLength, cl != 0 { throw malformed("content-length without a body") }
 
-        // The HTTP/1.1-form head.
-        var out: [UInt8] = []
-        out.reserveCapacity(list.bytes.count + 8 * list.fields.count + 32)
-        out.append(contentsOf: list.bytes[method])
-        out.append(0x20)
-        out.append(contentsOf: list.bytes[path])
-        out.append(contentsOf: " HTTP/1.1\r\n".utf8)
-        if let authority {
-            out.append(contentsOf: "host: ".utf8)
-            out.append(contentsOf: list.bytes[authority])
-            out.append(contentsOf: "\r\n".utf8)
+        let chunked = !endStream && contentLength == nil
+        return list.bytes.withUnsafeBytes { src in
+            layout(src, list.fields, streamID: streamID, endStream: endStream, method: method, path: path, authority: authority,
+                   scheme: scheme, cookieCount: cookieCount, contentLength: contentLength, chunked: chunked)
         }
-        var firstCookie = true
-        list.bytes.withUnsafeBytes { b in
-            for f in list.fields {
-                if b[f.name.lowerBound] == UInt8(ascii: ":") { continue }
-                if authority != nil && equals(b, f.name, "host") { continue }
-                if cookieCount > 1 && equals(b, f.name, "cookie") {
+    }
+
+    /// How `HeadParser.request` reads a header name when every header is kept: the fields' names
+    /// are judged later, by the server's rules (`H2Request.applyNameRules`).
+    static let keepAllNames = HeaderNameRules(underscores: true, ignoreInvalid: false)
+
+    /// Lays out the HTTP/1.1-form head and makes, at the same time, the `RequestHead`
+    /// `HeadParser.request` would make of it: the same ranges, known headers and refusals (the
+    /// first in the parser's order). Only a request line or `:authority` the parser would split
+    /// differently from the fields (white space, control octets, a method of other octets than
+    /// `A`–`Z`, `_`, `-`) is parsed instead, once, from the laid-out octets.
+    static func layout(_ src: UnsafeRawBufferPointer, _ fields: [HeaderField], streamID: UInt32, endStream: Bool,
+                       method: Range<Int>, path: Range<Int>, authority: Range<Int>?, scheme: Range<Int>,
+                       cookieCount: Int, contentLength: Int?, chunked: Bool) -> Result<H2Request, HTTPError> {
+        var odd = method.isEmpty
+        for i in method where !HeadParser.isMethodByte(src[i]) { odd = true; break }
+        for i in path where src[i] <= 0x20 || src[i] == 0x7F { odd = true; break }
+        if let authority { for i in authority where src[i] <= 0x20 || src[i] == 0x7F { odd = true; break } }
+
+        var h = RequestHead()
+        h.headers.reserveCapacity(fields.count + 1)
+        var failure: HTTPError? = nil
+        var unusualNames = odd
+        var headEnd = 0
+        // At most: every name and value once, 4 octets per field (": ", CR LF; a joined cookie
+        // needs less), the request line's 12, `host: ` and CR LF, the chunked line and the blank line.
+        let bound = src.count + 4 * fields.count + 50
+        let request = H2Request(streamID: streamID, endStream: endStream, capacity: bound)
+        do {
+            var w = Writer(p: request.octets, src: src.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            var out: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: w.p, count: w.n) }
+            func fail(_ e: HTTPError) { if failure == nil { failure = e } }
+
+            // Request line.
+            w.put(method)
+            h.methodRange = 0..<w.n
+            w.put(0x20)
+            let t0 = w.n
+            w.put(path)
+            h.targetRange = t0..<w.n
+            w.put(" HTTP/1.1\r\n")
+            if !odd {
+                h.method = HeadParser.method(out, h.methodRange)
+                do throws(HTTPError) { try HeadParser.splitTarget(out, &h) } catch { fail(error) }
+            }
+
+            /// One header line laid out: what the parser does with it.
+            func line(_ name: Range<Int>, _ value: Range<Int>) {
+                guard !odd else { return }
+                let b = out
+                var v0 = value.lowerBound, v1 = value.upperBound
+                while v0 < v1 && (b[v0] == 0x20 || b[v0] == 0x09) { v0 += 1 }
+                while v1 > v0 && (b[v1 - 1] == 0x20 || b[v1 - 1] == 0x09) { v1 -= 1 }
+                let value = v0..<v1
+                for i in value {
+                    let c = b[i]
+                    if (c < 0x20 && c != 0x09) || c == 0x7F { fail(HTTPError(400, "invalid header value")) }
+                }
+                h.headers.append(HeaderField(nameStart: Int32(name.lowerBound), nameEnd: Int32(name.upperBound),
+                                             valueStart: Int32(v0), valueEnd: Int32(v1)))
+                switch name.count {
+                case 4 where equals(b, name, "host"):
+                    if h.host != nil { fail(HTTPError(400, "duplicate Host header")) }
+                    h.host = value
+                case 6 where equals(b, name, "expect"):
+                    if ASCII.equalsLower(b, value, "100-continue") { h.expectContinue = true }
+                case 17 where equals(b, name, "if-modified-since"):
+                    if h.ifModifiedSince == nil { h.ifModifiedSince = value }
+                case 19 where equals(b, name, "if-unmodified-since"):
+                    if h.ifUnmodifiedSince == nil { h.ifUnmodifiedSince = value }
+                case 13 where equals(b, name, "if-none-match"):
+                    if h.ifNoneMatch == nil { h.ifNoneMatch = value }
+                case 8 where equals(b, name, "if-match"):
+                    if h.ifMatch == nil { h.ifMatch = value }
+                case 5 where equals(b, name, "range"):
+                    if h.range == nil { h.range = value }
+                case 8 where equals(b, name, "if-range"):
+                    if h.ifRange == nil { h.ifRange = value }
+                default:
+                    break
+                }
+            }
+
+            if let authority {
+                let n0 = w.n
+                w.put("host: ")
+                let v0 = w.n
+                w.put(authority)
+                line(n0..<(n0 + 4), v0..<w.n)
+                w.put("\r\n")
+            }
+            var firstCookie = true
+            for f in fields {
+                let name = f.name
+                if src[name.lowerBound] == UInt8(ascii: ":") { continue }
+                if authority != nil && equals(src, name, "host") { continue }
+                if cookieCount > 1 && equals(src, name, "cookie") {
                     if firstCookie {
-                        out.append(contentsOf: "cookie: ".utf8)
                         firstCookie = false
+                        let n0 = w.n
+                        w.put("cookie: ")
+                        let v0 = w.n
                         var k = 0
-                        for c in list.fields where equals(b, c.name, "cookie") {
-                            if k > 0 { out.append(0x3B); out.append(0x20) }
-                            out.append(contentsOf: list.bytes[c.value])
+                        for c in fields where equals(src, c.name, "cookie") {
+                            if k > 0 { w.put("; ") }
+                            w.put(c.value)
                             k += 1
                         }
-                        out.append(contentsOf: "\r\n".utf8)
+                        line(n0..<(n0 + 6), v0..<w.n)
+                        w.put("\r\n")
                     }
                     continue
                 }
-                out.append(contentsOf: list.bytes[f.name])
-                out.append(0x3A)
-                out.append(0x20)
-                out.append(contentsOf: list.bytes[f.value])
-                out.append(0x0D)
-                out.append(0x0A)
+                if !unusualNames {
+                    for i in name {
+                        let c = src[i]
+                        if !((c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: "-")) { unusualNames = true; break }
+                    }
+                }
+                let n0 = w.n
+                w.put(name)
+                let n1 = w.n
+                w.put(": ")
+                let v0 = w.n
+                w.put(f.value)
+                line(n0..<n1, v0..<w.n)
+                w.put("\r\n")
+            }
+            if chunked {
+                // The body comes chunk-framed (H2Stream.appendBody): as an HTTP/1.1 client says it.
+                let n0 = w.n
+                w.put("transfer-encoding: chunked")
+                h.headers.append(HeaderField(nameStart: Int32(n0), nameEnd: Int32(n0 + 17), valueStart: Int32(n0 + 19), valueEnd: Int32(w.n)))
+                h.chunked = true
+                w.put("\r\n")
+            }
+            w.put("\r\n")
+            headEnd = w.n
+            w.put(scheme)
+            request.scheme = headEnd..<w.n
+            assert(w.n <= bound)
+            request.count = w.n
+
+            if odd {
+                do throws(HTTPError) {
+                    try HeadParser.request(UnsafeRawBufferPointer(start: w.p, count: headEnd), start: 0, end: headEnd, into: &h, names: keepAllNames)
+                } catch {
+                    fail(error)
+                }
+            } else {
+                h.length = headEnd
+                h.contentLength = contentLength
+                // After the header lines, in the parser's order.
+                if h.host == nil {
+                    fail(HTTPError(400, "HTTP/1.1 request without \"Host\" header"))
+                } else if let host = h.host, !HeadParser.validHost(out, host) {
+                    fail(HTTPError(400, "invalid host"))
+                }
+                if h.method == .trace { fail(HTTPError(405, "TRACE method")) }
+            }
+            if failure == nil {
+                h.versionMajor = 2
+                h.versionMinor = 0
+                h.keepAlive = true
+                request.unusualNames = unusualNames
+                swap(&request.head, &h)
             }
         }
-        out.append(0x0D)
-        out.append(0x0A)
-        let headEnd = out.count
-        out.append(contentsOf: list.bytes[scheme])
-        let schemeRange = headEnd..<out.count
-        do {
-            var head = try out.withBytes { (b) throws(HTTPError) in try HeadParser.request(b, start: 0, end: headEnd) }
-            head.versionMajor = 2
-            head.versionMinor = 0
-            head.keepAlive = true
-            return .success(H2Request(streamID: streamID, head: head, bytes: out, scheme: schemeRange, endStream: endStream))
-        } catch {
-            return .failure(error)
+        if let failure { return .failure(failure) }
+        return .success(request)
+    }
+
+    /// Lays octets out in the head being built.
+    struct Writer {
+        let p: UnsafeMutablePointer<UInt8>
+        /// The decoded fields' octets.
+        let src: UnsafePointer<UInt8>
+        var n = 0
+
+        @inline(__always) mutating func put(_ r: Range<Int>) {
+            (p + n).initialize(from: src + r.lowerBound, count: r.count)
+            n += r.count
+        }
+
+        @inline(__always) mutating func put(_ s: StaticString) {
+            (p + n).initialize(from: s.utf8Start, count: s.utf8CodeUnitCount)
+            n += s.utf8CodeUnitCount
+        }
+
+        @inline(__always) mutating func put(_ c: UInt8) {
+            p[n] = c
+            n += 1
         }
     }
 
