@@ -46,6 +46,12 @@ final class H2Session: Pollable {
     /// it closes, so that our last frames are not destroyed by a reset (nginx's lingering close).
     var lingering = false
     var requests = 0
+    /// In the worker's end-of-turn list (`Worker.h2EndOfTurn`): output framed or a stream
+    /// closed outside the session's drive, written and settled once the loop turn ends.
+    var turnQueued = false
+    /// When the connection last had no stream open (the loop's clock): the keepalive timer
+    /// counts from here, and the buffers grown by requests are freed `idleMemoryDelayMs` after it.
+    var idleSince: Int64 = 0
     let keepaliveRequests: Int
     let keepaliveTimeoutMs: Int
     let sendTimeoutMs: Int
@@ -53,6 +59,14 @@ final class H2Session: Pollable {
 
     /// A stream's write waits while this much output is not yet written to the socket.
     static let outputHighWater = 256 * 1024
+    /// Output framed outside the session's drive is written at the end of the loop turn, or at
+    /// once when this much is pending: below the high-water mark, so that a stream waits only
+    /// for a socket that refused output (whose writable event wakes it), never for the turn's end.
+    static let writeAtOnce = 64 * 1024
+    /// A connection without streams keeps the buffers grown by its requests (the HPACK literal
+    /// cache, the encode and output buffers, the event arrays) this long, so that a busy one
+    /// does not free and regrow them between bursts; then frees them (`releaseIdleMemory`).
+    static let idleMemoryDelayMs = 100
 
     /// nginx's `http2_*` directives (of the server that owns the connection: `connectionServer`)
     /// as the state machine's limits.
@@ -125,6 +139,13 @@ final class H2Session: Pollable {
             return
         }
         if streams.isEmpty {
+            let idle = Int(worker.loop.now - idleSince)
+            if idle < keepaliveTimeoutMs {
+                // Idle for `idleMemoryDelayMs`: the request buffers go; keepalive_timeout runs on.
+                releaseIdleMemory()
+                worker.loop.setDeadline(self, afterMillis: keepaliveTimeoutMs - idle)
+                return
+            }
             // keepalive_timeout on an idle connection: GOAWAY, then close.
             conn.goAway()
             drive()
@@ -329,9 +350,35 @@ final class H2Session: Pollable {
         if failed { writeFailed = true }
     }
 
-    /// A stream framed output: written now, or by the drive loop that is running.
+    /// A stream framed output: written by the drive loop that is running, or at the end of the
+    /// loop turn (`endOfTurn`) together with what the turn's other responses framed (an upstream's
+    /// readiness, a timer); at once when `writeAtOnce` octets are pending.
     func outputAdded() {
-        if !inDrive { flush() }
+        if conn.pendingOutputCount >= H2Session.writeAtOnce { flush() }
+        if !inDrive { queueForEndOfTurn() }
+    }
+
+    /// Puts the session in the worker's end-of-turn list, once.
+    func queueForEndOfTurn() {
+        guard !turnQueued else { return }
+        turnQueued = true
+        worker.h2EndOfTurn.append(self)
+    }
+
+    /// The loop turn ended (`Worker.endOfTurn`) with output or a stream's close since the
+    /// session's last drive: writes, closes or arms the timer (`settle`). Streams waiting for the
+    /// output to drain are woken when the write took it below half the high-water mark.
+    func endOfTurn() {
+        turnQueued = false
+        guard !closed, !lingering else { return }
+        if !waitingForOutput.isEmpty {
+            flush()
+            if writable && conn.pendingOutputCount < H2Session.outputHighWater / 2 {
+                drive() // wakes them (runWakes), writes, settles
+                return
+            }
+        }
+        settle()
     }
 
     /// A stream's write found the output above the high-water mark: it is woken when it drains.
@@ -348,11 +395,11 @@ final class H2Session: Pollable {
         streams[st.id] = nil
         st.conn = nil
         st.finishOnClose()
-        if !inDrive && !closed { settle() }
+        if !inDrive && !closed { queueForEndOfTurn() }
     }
 
-    /// After a drive or a stream's close: writes, closes when nothing is left to do, arms the
-    /// right timer.
+    /// After a drive, or at the end of a turn with a stream's output or close: writes, closes
+    /// when nothing is left to do, arms the right timer.
     func settle() {
         flush()
         if writeFailed {
@@ -371,16 +418,25 @@ final class H2Session: Pollable {
         if conn.pendingOutputCount > 0 && !writable {
             worker.loop.setDeadline(self, afterMillis: sendTimeoutMs)
         } else if streams.isEmpty {
-            if conn.pendingOutputCount == 0 {
-                // An idle connection keeps its HPACK tables and windows, not the arrays grown by requests.
-                conn.releaseIdleMemory()
-                events = []
-                wakes = []
+            // keepalive_timeout counts from here; a connection that stays idle frees its request
+            // buffers first (timedOut), one with a next burst right behind keeps them.
+            idleSince = worker.loop.now
+            if conn.pendingOutputCount > 0 || keepaliveTimeoutMs <= H2Session.idleMemoryDelayMs {
+                if conn.pendingOutputCount == 0 { releaseIdleMemory() }
+                worker.loop.setDeadline(self, afterMillis: keepaliveTimeoutMs)
+            } else {
+                worker.loop.setDeadline(self, afterMillis: H2Session.idleMemoryDelayMs)
             }
-            worker.loop.setDeadline(self, afterMillis: keepaliveTimeoutMs)
         } else {
             worker.loop.setDeadline(self, afterMillis: 0)
         }
+    }
+
+    /// An idle connection keeps its HPACK tables and windows, not the arrays grown by requests.
+    func releaseIdleMemory() {
+        conn.releaseIdleMemory()
+        events = []
+        wakes = []
     }
 
     /// Everything is written: shut our side and drop what the client still sends, for at most
