@@ -45,13 +45,23 @@ final class H2Session: Pollable {
     /// GOAWAY written, write side shut: reading and dropping what the client still sends until
     /// it closes, so that our last frames are not destroyed by a reset (nginx's lingering close).
     var lingering = false
+    /// The end-of-turn and idle-memory state, in the byte the flags above leave free (an idle
+    /// connection's size is the point of the idle-memory rules).
+    struct Marks: OptionSet {
+        let rawValue: UInt8
+        /// In the worker's end-of-turn list (`Worker.h2EndOfTurn`): output framed or a stream
+        /// closed outside the session's drive, written and settled once the loop turn ends.
+        static let turnQueued = Marks(rawValue: 1)
+        /// The connection had a moment without streams before. The first one frees the buffers
+        /// grown by requests at once (a client that made its requests and went quiet, the idle
+        /// case, holds nothing); from the second burst on, the connection is taken as busy and
+        /// frees them only after `idleMemoryDelayMs` without streams.
+        static let wasIdle = Marks(rawValue: 2)
+        /// The timer armed is the idle-memory one (`idleMemoryDelayMs`), not keepalive_timeout.
+        static let idleMemoryTimer = Marks(rawValue: 4)
+    }
+    var marks: Marks = []
     var requests = 0
-    /// In the worker's end-of-turn list (`Worker.h2EndOfTurn`): output framed or a stream
-    /// closed outside the session's drive, written and settled once the loop turn ends.
-    var turnQueued = false
-    /// When the connection last had no stream open (the loop's clock): the keepalive timer
-    /// counts from here, and the buffers grown by requests are freed `idleMemoryDelayMs` after it.
-    var idleSince: Int64 = 0
     let keepaliveRequests: Int
     let keepaliveTimeoutMs: Int
     let sendTimeoutMs: Int
@@ -139,11 +149,12 @@ final class H2Session: Pollable {
             return
         }
         if streams.isEmpty {
-            let idle = Int(worker.loop.now - idleSince)
-            if idle < keepaliveTimeoutMs {
-                // Idle for `idleMemoryDelayMs`: the request buffers go; keepalive_timeout runs on.
+            if marks.contains(.idleMemoryTimer) {
+                // Idle for `idleMemoryDelayMs`: the request buffers go; keepalive_timeout runs on
+                // (from the start of the idle time).
+                marks.remove(.idleMemoryTimer)
                 releaseIdleMemory()
-                worker.loop.setDeadline(self, afterMillis: keepaliveTimeoutMs - idle)
+                worker.loop.setDeadline(self, afterMillis: keepaliveTimeoutMs - H2Session.idleMemoryDelayMs)
                 return
             }
             // keepalive_timeout on an idle connection: GOAWAY, then close.
@@ -360,8 +371,8 @@ final class H2Session: Pollable {
 
     /// Puts the session in the worker's end-of-turn list, once.
     func queueForEndOfTurn() {
-        guard !turnQueued else { return }
-        turnQueued = true
+        guard !marks.contains(.turnQueued) else { return }
+        marks.insert(.turnQueued)
         worker.h2EndOfTurn.append(self)
     }
 
@@ -369,7 +380,7 @@ final class H2Session: Pollable {
     /// session's last drive: writes, closes or arms the timer (`settle`). Streams waiting for the
     /// output to drain are woken when the write took it below half the high-water mark.
     func endOfTurn() {
-        turnQueued = false
+        marks.remove(.turnQueued)
         guard !closed, !lingering else { return }
         if !waitingForOutput.isEmpty {
             flush()
@@ -415,16 +426,22 @@ final class H2Session: Pollable {
             startLingering()
             return
         }
+        marks.remove(.idleMemoryTimer)
         if conn.pendingOutputCount > 0 && !writable {
             worker.loop.setDeadline(self, afterMillis: sendTimeoutMs)
         } else if streams.isEmpty {
             // keepalive_timeout counts from here; a connection that stays idle frees its request
-            // buffers first (timedOut), one with a next burst right behind keeps them.
-            idleSince = worker.loop.now
-            if conn.pendingOutputCount > 0 || keepaliveTimeoutMs <= H2Session.idleMemoryDelayMs {
-                if conn.pendingOutputCount == 0 { releaseIdleMemory() }
+            // buffers first (timedOut), one with a next burst right behind keeps them (after its
+            // first burst, when they go at once: `Marks.wasIdle`).
+            let first = !marks.contains(.wasIdle)
+            marks.insert(.wasIdle)
+            if conn.pendingOutputCount > 0 {
+                worker.loop.setDeadline(self, afterMillis: keepaliveTimeoutMs)
+            } else if first || keepaliveTimeoutMs <= H2Session.idleMemoryDelayMs {
+                releaseIdleMemory()
                 worker.loop.setDeadline(self, afterMillis: keepaliveTimeoutMs)
             } else {
+                marks.insert(.idleMemoryTimer)
                 worker.loop.setDeadline(self, afterMillis: H2Session.idleMemoryDelayMs)
             }
         } else {
