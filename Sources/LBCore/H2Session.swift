@@ -45,6 +45,22 @@ final class H2Session: Pollable {
     /// GOAWAY written, write side shut: reading and dropping what the client still sends until
     /// it closes, so that our last frames are not destroyed by a reset (nginx's lingering close).
     var lingering = false
+    /// The end-of-turn and idle-memory state, in the byte the flags above leave free (an idle
+    /// connection's size is the point of the idle-memory rules).
+    struct Marks: OptionSet {
+        let rawValue: UInt8
+        /// In the worker's end-of-turn list (`Worker.h2EndOfTurn`): output framed or a stream
+        /// closed outside the session's drive, written and settled once the loop turn ends.
+        static let turnQueued = Marks(rawValue: 1)
+        /// The connection had a moment without streams before. The first one frees the buffers
+        /// grown by requests at once (a client that made its requests and went quiet, the idle
+        /// case, holds nothing); from the second burst on, the connection is taken as busy and
+        /// frees them only after `idleMemoryDelayMs` without streams.
+        static let wasIdle = Marks(rawValue: 2)
+        /// The timer armed is the idle-memory one (`idleMemoryDelayMs`), not keepalive_timeout.
+        static let idleMemoryTimer = Marks(rawValue: 4)
+    }
+    var marks: Marks = []
     var requests = 0
     let keepaliveRequests: Int
     let keepaliveTimeoutMs: Int
@@ -53,6 +69,14 @@ final class H2Session: Pollable {
 
     /// A stream's write waits while this much output is not yet written to the socket.
     static let outputHighWater = 256 * 1024
+    /// Output framed outside the session's drive is written at the end of the loop turn, or at
+    /// once when this much is pending: below the high-water mark, so that a stream waits only
+    /// for a socket that refused output (whose writable event wakes it), never for the turn's end.
+    static let writeAtOnce = 64 * 1024
+    /// A connection without streams keeps the buffers grown by its requests (the HPACK literal
+    /// cache, the encode and output buffers, the event arrays) this long, so that a busy one
+    /// does not free and regrow them between bursts; then frees them (`releaseIdleMemory`).
+    static let idleMemoryDelayMs = 100
 
     /// nginx's `http2_*` directives (of the server that owns the connection: `connectionServer`)
     /// as the state machine's limits.
@@ -125,6 +149,14 @@ final class H2Session: Pollable {
             return
         }
         if streams.isEmpty {
+            if marks.contains(.idleMemoryTimer) {
+                // Idle for `idleMemoryDelayMs`: the request buffers go; keepalive_timeout runs on
+                // (from the start of the idle time).
+                marks.remove(.idleMemoryTimer)
+                releaseIdleMemory()
+                worker.loop.setDeadline(self, afterMillis: keepaliveTimeoutMs - H2Session.idleMemoryDelayMs)
+                return
+            }
             // keepalive_timeout on an idle connection: GOAWAY, then close.
             conn.goAway()
             drive()
@@ -329,9 +361,35 @@ final class H2Session: Pollable {
         if failed { writeFailed = true }
     }
 
-    /// A stream framed output: written now, or by the drive loop that is running.
+    /// A stream framed output: written by the drive loop that is running, or at the end of the
+    /// loop turn (`endOfTurn`) together with what the turn's other responses framed (an upstream's
+    /// readiness, a timer); at once when `writeAtOnce` octets are pending.
     func outputAdded() {
-        if !inDrive { flush() }
+        if conn.pendingOutputCount >= H2Session.writeAtOnce { flush() }
+        if !inDrive { queueForEndOfTurn() }
+    }
+
+    /// Puts the session in the worker's end-of-turn list, once.
+    func queueForEndOfTurn() {
+        guard !marks.contains(.turnQueued) else { return }
+        marks.insert(.turnQueued)
+        worker.h2EndOfTurn.append(self)
+    }
+
+    /// The loop turn ended (`Worker.endOfTurn`) with output or a stream's close since the
+    /// session's last drive: writes, closes or arms the timer (`settle`). Streams waiting for the
+    /// output to drain are woken when the write took it below half the high-water mark.
+    func endOfTurn() {
+        marks.remove(.turnQueued)
+        guard !closed, !lingering else { return }
+        if !waitingForOutput.isEmpty {
+            flush()
+            if writable && conn.pendingOutputCount < H2Session.outputHighWater / 2 {
+                drive() // wakes them (runWakes), writes, settles
+                return
+            }
+        }
+        settle()
     }
 
     /// A stream's write found the output above the high-water mark: it is woken when it drains.
@@ -348,11 +406,11 @@ final class H2Session: Pollable {
         streams[st.id] = nil
         st.conn = nil
         st.finishOnClose()
-        if !inDrive && !closed { settle() }
+        if !inDrive && !closed { queueForEndOfTurn() }
     }
 
-    /// After a drive or a stream's close: writes, closes when nothing is left to do, arms the
-    /// right timer.
+    /// After a drive, or at the end of a turn with a stream's output or close: writes, closes
+    /// when nothing is left to do, arms the right timer.
     func settle() {
         flush()
         if writeFailed {
@@ -368,19 +426,34 @@ final class H2Session: Pollable {
             startLingering()
             return
         }
+        marks.remove(.idleMemoryTimer)
         if conn.pendingOutputCount > 0 && !writable {
             worker.loop.setDeadline(self, afterMillis: sendTimeoutMs)
         } else if streams.isEmpty {
-            if conn.pendingOutputCount == 0 {
-                // An idle connection keeps its HPACK tables and windows, not the arrays grown by requests.
-                conn.releaseIdleMemory()
-                events = []
-                wakes = []
+            // keepalive_timeout counts from here; a connection that stays idle frees its request
+            // buffers first (timedOut), one with a next burst right behind keeps them (after its
+            // first burst, when they go at once: `Marks.wasIdle`).
+            let first = !marks.contains(.wasIdle)
+            marks.insert(.wasIdle)
+            if conn.pendingOutputCount > 0 {
+                worker.loop.setDeadline(self, afterMillis: keepaliveTimeoutMs)
+            } else if first || keepaliveTimeoutMs <= H2Session.idleMemoryDelayMs {
+                releaseIdleMemory()
+                worker.loop.setDeadline(self, afterMillis: keepaliveTimeoutMs)
+            } else {
+                marks.insert(.idleMemoryTimer)
+                worker.loop.setDeadline(self, afterMillis: H2Session.idleMemoryDelayMs)
             }
-            worker.loop.setDeadline(self, afterMillis: keepaliveTimeoutMs)
         } else {
             worker.loop.setDeadline(self, afterMillis: 0)
         }
+    }
+
+    /// An idle connection keeps its HPACK tables and windows, not the arrays grown by requests.
+    func releaseIdleMemory() {
+        conn.releaseIdleMemory()
+        events = []
+        wakes = []
     }
 
     /// Everything is written: shut our side and drop what the client still sends, for at most

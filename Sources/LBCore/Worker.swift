@@ -42,6 +42,13 @@ public final class Worker: @unchecked Sendable {
     }
     /// Live HTTP/2 connections by number (reload and graceful stop send them GOAWAY).
     var h2Sessions: [Int: H2Session] = [:]
+    /// HTTP/2 connections whose streams framed output (or closed) outside the connection's own
+    /// drive in this loop turn: an upstream's readiness, a timer. Written at the end of the turn
+    /// (`endOfTurn`), so the responses of one epoll batch share one write. A session is here at
+    /// most once (`H2Session.turnQueued`): bounded by the connections; both arrays keep their
+    /// capacity, nothing is allocated per response.
+    var h2EndOfTurn: [H2Session] = []
+    private var h2EndOfTurnRunning: [H2Session] = []
     var nextConnection = 0
     public private(set) var accepted = 0
     /// Counters other threads read (status page, metrics).
@@ -456,6 +463,13 @@ public final class Worker: @unchecked Sendable {
     }
 
     private func endOfTurn() {
+        // Until none is left: a session's settle can queue it again (the streams a connection
+        // error closes) or, through a stream, another one.
+        while !h2EndOfTurn.isEmpty {
+            swap(&h2EndOfTurn, &h2EndOfTurnRunning)
+            for s in h2EndOfTurnRunning { s.endOfTurn() }
+            h2EndOfTurnRunning.removeAll(keepingCapacity: true)
+        }
         for (_, f) in accessLogs where !f.isEmpty { f.flushIfDue(now: loop.now) }
     }
 }

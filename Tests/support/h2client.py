@@ -17,6 +17,10 @@ Cases (each prints one result line; every socket read is bounded by a timeout):
   many N PATH             N streams at once: "ok=K goaway=LAST/CODE closed"
   zero-window PATH        a GET that allows no DATA: "reset CODE after Ns" (send_timeout)
   idle                    waits for the server to end an idle connection: "goaway CODE closed|timeout"
+  bursts N PAUSE PATH     N GETs one after the other on one connection, the last after PAUSE seconds
+                          idle; then waits for the server to end the connection:
+                          "STATUS/CONTENT-TYPE/LENGTH ... goaway CODE after SECONDS closed|timeout"
+                          (seconds from the last response)
   hpack-bomb PATH SIZE REFS  one request whose block adds a SIZE-octet field to the HPACK table and
                           refers to it REFS times (HEADERS + CONTINUATION): "STATUS" or "goaway CODE"
   bodies N PATH           N streams at once: each stream's body, "SID BODY" per line, by stream id
@@ -236,6 +240,54 @@ def case_idle():
     print("goaway", goaway, ENDED)
 
 
+def case_bursts(n, pause, path):
+    s, c = lib_connect()
+    results = []
+    for i in range(int(n)):
+        if i == int(n) - 1:
+            time.sleep(float(pause))  # the idle time under test: no readiness to wait for
+        sid = c.get_next_available_stream_id()
+        c.send_headers(sid, request_headers(path), end_stream=True)
+        s.sendall(c.data_to_send())
+        fields, body, done = {}, bytearray(), False
+        while not done:
+            d = s.recv(65536)
+            if not d:
+                break
+            for e in c.receive_data(d):
+                if isinstance(e, h2.events.ResponseReceived):
+                    fields = dict(e.headers)
+                elif isinstance(e, h2.events.DataReceived):
+                    body += e.data
+                    c.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+                elif isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    done = True
+            s.sendall(c.data_to_send())
+        results.append("%s/%s/%d" % (fields.get(":status"), fields.get("content-type"), len(body)))
+    idle_from = time.time()
+    goaway, after, ended = None, 0.0, "timeout"
+    s.settimeout(20)
+    while True:
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            break
+        except ConnectionResetError:
+            ended = "reset"
+            break
+        if not d:
+            ended = "closed"
+            break
+        for e in c.receive_data(d):
+            if isinstance(e, h2.events.ConnectionTerminated):
+                goaway, after = int(e.error_code), time.time() - idle_from
+        try:
+            s.sendall(c.data_to_send())
+        except OSError:
+            pass
+    print(" ".join(results), "goaway", goaway, "after %.2f" % after, ended)
+
+
 def case_zero_window(path):
     # SETTINGS_INITIAL_WINDOW_SIZE 0: the response can never be sent; send_timeout must end it.
     s = socket.create_connection(("127.0.0.1", PORT), timeout=10)
@@ -439,5 +491,5 @@ cases = {"hpack-bomb": case_hpack_bomb, "bodies": case_bodies, "trailers": case_
          "closed-data-flood": case_closed_data_flood, "tls-settings": case_tls_settings,
          "zero-window": case_zero_window, "many": case_many, "get": case_get, "rapid-reset": case_rapid_reset, "continuation-flood": case_continuation_flood,
          "control-flood": case_control_flood,
-         "refuse": case_refuse, "reload-inflight": case_reload_inflight, "idle": case_idle}
+         "refuse": case_refuse, "reload-inflight": case_reload_inflight, "idle": case_idle, "bursts": case_bursts}
 cases[sys.argv[1]](*sys.argv[3:])
