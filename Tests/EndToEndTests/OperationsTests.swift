@@ -384,8 +384,14 @@ import Testing
         // No Accept-Encoding, or q=0: identity.
         #expect(c.get2("/gen?size=5000", []).header("Content-Encoding") == nil)
         #expect(c.get2("/gen?size=5000", ["Accept-Encoding: gzip;q=0"]).header("Content-Encoding") == nil)
-        // A range is never compressed: 206 with the plain bytes.
-        let r = c.get2("/www/big.css", ae + ["Range: bytes=0-99"])
+        // A range of a compressed body is never served: as nginx (its gzip filter runs before the
+        // range filter, DifferentialHeadStageTests), a client that takes gzip gets the whole body
+        // compressed; one that does not gets its range, plain.
+        let whole = c.get2("/www/big.css", ae + ["Range: bytes=0-99"])
+        #expect(whole.status == 200)
+        #expect(whole.header("Content-Encoding") == "gzip")
+        #expect(whole.header("Content-Range") == nil)
+        let r = c.get2("/www/big.css", ["Range: bytes=0-99"])
         #expect(r.status == 206)
         #expect(r.header("Content-Encoding") == nil)
         #expect(r.body.count == 100)

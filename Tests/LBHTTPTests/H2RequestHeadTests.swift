@@ -121,4 +121,17 @@ struct H2RequestHeadTests {
         }
         #expect(post.head.chunked && post.head.headers.count == 2)
     }
+
+    @Test(arguments: [":path", ":method", ":authority", ":scheme"])
+    func aPseudoHeaderWithCRLFOrNULIsMalformed(_ name: String) {
+        for bad in ["\r\nx-smuggled: 1", "a\nb", "a\u{0}b"] {
+            var pairs = TestClient.get()
+            pairs = pairs.map { $0.0 == name ? ($0.0, $0.1 + bad) : $0 }
+            #expect(throws: H2Error.self, "\(name) with \(bad.debugDescription)") {
+                _ = try H2RequestRules.request(Self.list(pairs), streamID: 1, endStream: true)
+            }
+        }
+        // The same request without the bad octets is accepted (the case is not vacuous).
+        #expect(throws: Never.self) { _ = try H2RequestRules.request(Self.list(TestClient.get()), streamID: 1, endStream: true) }
+    }
 }

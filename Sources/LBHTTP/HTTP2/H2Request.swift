@@ -94,6 +94,11 @@ enum H2RequestRules {
                 let name = f.name, value = f.value
                 if !name.isEmpty && b[name.lowerBound] == UInt8(ascii: ":") {
                     if sawRegular { throw malformed("pseudo-header after a regular field") }
+                    // RFC 9113 §8.2.1, as nginx: no NUL, CR or LF in any value — a pseudo-header
+                    // must not smuggle lines into the request head.
+                    for i in value where b[i] == 0 || b[i] == 0x0A || b[i] == 0x0D {
+                        throw malformed("NUL, CR or LF in a pseudo-header value")
+                    }
                     switch name.count {
                     case 5 where equals(b, name, ":path"):
                         if path != nil { throw malformed("duplicate :path") }
