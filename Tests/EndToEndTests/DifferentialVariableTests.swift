@@ -84,27 +84,11 @@ struct DifferentialVariableTests {
             // A static file is compressed whole, with a Content-Length, where nginx streams it
             // (docs/configuration.md, Differences): compared for the proxied body only.
             if target == "/up/x" { #expect(l.header("Content-Length") == nil && n.header("Content-Length") == nil) }
-            let nb = n.header("Content-Encoding") == "gzip" ? try gunzip(n.body) : n.body
-            let lbb = l.header("Content-Encoding") == "gzip" ? try gunzip(l.body) : l.body
+            let nb = n.header("Content-Encoding") == "gzip" ? try gzipDecoded(n.body) : n.body
+            let lbb = l.header("Content-Encoding") == "gzip" ? try gzipDecoded(l.body) : l.body
             #expect(lbb == nb && !nb.isEmpty, "\(target): bodies differ (\(lbb.count) and \(nb.count) bytes decoded)")
         }
         #expect(try fetch(d.nginxPort, "/big.txt").header("Content-Encoding") == "gzip") // the case is not vacuous
-    }
-
-    /// `gzip -dc`, as an independent decoder.
-    func gunzip(_ bytes: [UInt8]) throws -> [UInt8] {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/gzip")
-        p.arguments = ["-dc"]
-        let input = Pipe(), output = Pipe()
-        p.standardInput = input
-        p.standardOutput = output
-        try p.run()
-        let writer = Thread { input.fileHandleForWriting.write(Data(bytes)); try? input.fileHandleForWriting.close() }
-        writer.start()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return [UInt8](out)
     }
 
     /// `charset $variable`: the value names the charset of each response (empty: none added).

@@ -106,22 +106,27 @@ def case_get(path, window="65535"):
     sid = c.get_next_available_stream_id()
     c.send_headers(sid, request_headers(path), end_stream=True)
     s.sendall(c.data_to_send())
-    status, body, done = None, bytearray(), False
-    deadline = time.time() + 30
-    while not done and time.time() < deadline:
+    fields, body = read_response(s, c, time.time() + 30)
+    print(fields.get(":status"), len(body), hashlib.sha256(body).hexdigest())
+
+
+def read_response(s, c, deadline=None):
+    """Reads one stream's response (fields, body) until it ends, is reset, or the deadline."""
+    fields, body, done = {}, bytearray(), False
+    while not done and (deadline is None or time.time() < deadline):
         d = s.recv(65536)
         if not d:
             break
         for e in c.receive_data(d):
             if isinstance(e, h2.events.ResponseReceived):
-                status = dict(e.headers).get(":status")
+                fields = dict(e.headers)
             elif isinstance(e, h2.events.DataReceived):
                 body += e.data
                 c.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
             elif isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)):
                 done = True
         s.sendall(c.data_to_send())
-    print(status, len(body), hashlib.sha256(body).hexdigest())
+    return fields, body
 
 
 def case_rapid_reset(n, path):
@@ -249,20 +254,7 @@ def case_bursts(n, pause, path):
         sid = c.get_next_available_stream_id()
         c.send_headers(sid, request_headers(path), end_stream=True)
         s.sendall(c.data_to_send())
-        fields, body, done = {}, bytearray(), False
-        while not done:
-            d = s.recv(65536)
-            if not d:
-                break
-            for e in c.receive_data(d):
-                if isinstance(e, h2.events.ResponseReceived):
-                    fields = dict(e.headers)
-                elif isinstance(e, h2.events.DataReceived):
-                    body += e.data
-                    c.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
-                elif isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)):
-                    done = True
-            s.sendall(c.data_to_send())
+        fields, body = read_response(s, c)
         results.append("%s/%s/%d" % (fields.get(":status"), fields.get("content-type"), len(body)))
     idle_from = time.time()
     goaway, after, ended = None, 0.0, "timeout"
