@@ -165,7 +165,9 @@ extension HPACKCoding {
         } else {
             writeInteger(s.count, prefixBits: 7, flags: 0, into: &out)
         }
-        if !s.isEmpty { out.append(contentsOf: s) }
+        // As typed octets: Array copies a contiguous buffer with one memcpy (a raw buffer, as a
+        // plain Sequence, costs ≈100 instructions more).
+        if !s.isEmpty { s.withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) } }
     }
 }
 
