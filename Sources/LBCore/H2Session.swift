@@ -735,14 +735,16 @@ final class H2Stream: StreamPipe {
                 while ve > v && (b[ve - 1] == 0x20 || b[ve - 1] == 0x09) { ve -= 1 }
                 let name = UnsafeRawBufferPointer(rebasing: b[i..<colon])
                 let value = UnsafeRawBufferPointer(rebasing: b[v..<ve])
-                if name.count == 17 && H2Stream.equalsLower(name, "transfer-encoding") {
+                // One name lookup serves the framing below and the encoder.
+                let index = HPACKStaticTable.responseNameIndex(name)
+                if index == 57 { // transfer-encoding
                     if value.count >= 7 && H2Stream.equalsLower(UnsafeRawBufferPointer(rebasing: value[(value.count - 7)...]), "chunked") { chunked = true }
-                } else if name.count == 14 && H2Stream.equalsLower(name, "content-length") {
+                } else if index == 28 { // content-length
                     var n = 0
                     for c in value { if c >= 0x30 && c <= 0x39 { n = n * 10 + Int(c - 0x30) } }
                     length = n
                 }
-                session.conn.addHeader(name: name, value: value)
+                session.conn.addHeader(staticIndex: index, name: name, value: value)
             }
             i = e + 1
         }

@@ -130,8 +130,6 @@ public struct H2Connection: Sendable {
     var fields = HPACKHeaderList()
     var blockBuffer: [UInt8] = []
     var encodeBuffer: [UInt8] = []
-    /// Response fields already encoded (no dynamic table only).
-    var literals = HPACKLiteralCache()
     var output: [UInt8] = []
     var outputStart = 0
     /// The output's capacity when the connection last went idle (at most 64 KiB), reserved again
@@ -226,7 +224,6 @@ public struct H2Connection: Sendable {
         fields = HPACKHeaderList()
         blockBuffer = []
         encodeBuffer = []
-        literals = HPACKLiteralCache()
         if pendingOutputCount == 0 {
             if output.capacity > 0 { outputCapacityWhenBusy = min(output.capacity, 65_536) }
             output = []
@@ -586,6 +583,7 @@ public struct H2Connection: Sendable {
         guard let s = streams[sid], !s.headersSent, canSend else { return false }
         if output.capacity < outputCapacityWhenBusy { output.reserveCapacity(outputCapacityWhenBusy) }
         encodeBuffer.removeAll(keepingCapacity: true)
+        if encodeBuffer.capacity < 1024 { encodeBuffer.reserveCapacity(1024) }
         encoder.beginBlock(into: &encodeBuffer)
         encoder.encodeStatus(status, into: &encodeBuffer)
         return true
@@ -593,6 +591,37 @@ public struct H2Connection: Sendable {
 
     /// One response field (any case; lower-cased here). Connection-specific fields are dropped.
     public mutating func addHeader(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        addHeader(staticIndex: HPACKStaticTable.responseNameIndex(name), name: name, value: value)
+    }
+
+    /// `addHeader` when the caller has looked the name up already: `staticIndex` is
+    /// `HPACKStaticTable.responseNameIndex(name)`.
+    ///
+    /// With no dynamic table (`H2Config.responseTableSize` 0, the default) every field is a
+    /// literal without indexing, its value raw: a static name costs its index, any other name
+    /// is written lower-cased, and nothing is looked up again or Huffman-coded (a value's
+    /// Huffman form saves a few octets but costs a pass to size it and one to code it, on every
+    /// response for `content-length`, every second for `date`).
+    public mutating func addHeader(staticIndex index: Int, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        if index < 0 || index == 57 { return } // connection-specific (57: transfer-encoding)
+        guard encoder.table.maxSize == 0 else {
+            addIndexedHeader(name: name, value: value)
+            return
+        }
+        if index > 0 {
+            // accept-encoding: gzip, deflate is entry 16 whole.
+            if index == 16 && H2RequestRules.equals(value, 0..<value.count, "gzip, deflate") {
+                encodeBuffer.append(0x90)
+                return
+            }
+            HPACKCoding.writeLiteral(nameIndex: index, rawValue: value, into: &encodeBuffer)
+        } else {
+            HPACKCoding.writeLiteral(lowerCasing: name, rawValue: value, into: &encodeBuffer)
+        }
+    }
+
+    /// A field for the encoder with a dynamic table: its name lower-cased, then `addLowerHeader`.
+    mutating func addIndexedHeader(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         var lower = (0 as UInt64, 0 as UInt64, 0 as UInt64, 0 as UInt64) // 32 octets on the stack
         let n = name.count
         if n <= 32 {
@@ -606,29 +635,12 @@ public struct H2Connection: Sendable {
         }
     }
 
+    /// A connection-specific-free field with a lower-case name, for the encoder with a dynamic
+    /// table.
     mutating func addLowerHeader(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
-        switch name.count {
-        case 7 where H2RequestRules.equals(name, 0..<7, "upgrade"),
-             10 where H2RequestRules.equals(name, 0..<10, "connection") || H2RequestRules.equals(name, 0..<10, "keep-alive"),
-             16 where H2RequestRules.equals(name, 0..<16, "proxy-connection"),
-             17 where H2RequestRules.equals(name, 0..<17, "transfer-encoding"):
-            return
-        case 14 where H2RequestRules.equals(name, 0..<14, "content-length"):
+        if name.count == 14 && H2RequestRules.equals(name, 0..<14, "content-length") {
             // Different on every response: not worth table room.
             encoder.encode(name: name, value: value, indexing: .none, into: &encodeBuffer)
-            return
-        default:
-            break
-        }
-        if encoder.table.maxSize == 0 {
-            // No table: the representation is a function of the field; copied when cached.
-            if let i = literals.find(name, value) {
-                encodeBuffer.append(contentsOf: literals.entries[i].block)
-                return
-            }
-            let start = encodeBuffer.count
-            encoder.encode(name: name, value: value, indexing: .none, into: &encodeBuffer)
-            literals.store(name, value, block: encodeBuffer[start...])
             return
         }
         // Large values would push useful entries out of the table.

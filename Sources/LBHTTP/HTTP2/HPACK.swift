@@ -129,6 +129,48 @@ public enum HPACKCoding {
     }
 }
 
+extension HPACKCoding {
+    /// Appends a literal field without indexing (§6.2.2) whose name is static entry `index`
+    /// (1–61), its value as is: no Huffman coding (§5.2 leaves it to the encoder; HAProxy sends
+    /// values raw too), so no pass over the value but the copy.
+    @inline(__always)
+    public static func writeLiteral(nameIndex index: Int, rawValue value: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        if index < 15 {
+            out.append(UInt8(truncatingIfNeeded: index))
+        } else {
+            out.append(0x0F)
+            out.append(UInt8(truncatingIfNeeded: index - 15))
+        }
+        writeRawString(value, into: &out)
+    }
+
+    /// Appends a literal field without indexing with a new name: `name` lower-cased (RFC 9113
+    /// §8.2.1), then `value`, both raw.
+    public static func writeLiteral(lowerCasing name: UnsafeRawBufferPointer, rawValue value: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        out.append(0x00)
+        writeRawString(name, into: &out)
+        let end = out.count
+        let first = end - name.count
+        out.withUnsafeMutableBufferPointer { p in
+            for k in first..<end where p[k] >= 0x41 && p[k] <= 0x5A { p[k] |= 0x20 }
+        }
+        writeRawString(value, into: &out)
+    }
+
+    /// Appends a string literal (§5.2) without Huffman coding.
+    @inline(__always)
+    public static func writeRawString(_ s: UnsafeRawBufferPointer, into out: inout [UInt8]) {
+        if s.count < 127 {
+            out.append(UInt8(truncatingIfNeeded: s.count))
+        } else {
+            writeInteger(s.count, prefixBits: 7, flags: 0, into: &out)
+        }
+        // As typed octets: Array copies a contiguous buffer with one memcpy (a raw buffer, as a
+        // plain Sequence, costs ≈100 instructions more).
+        if !s.isEmpty { s.withMemoryRebound(to: UInt8.self) { out.append(contentsOf: $0) } }
+    }
+}
+
 /// Decodes header blocks (RFC 7541 §3) with its own dynamic table: one per connection, for the
 /// blocks the peer sends.
 public struct HPACKDecoder: Sendable {
@@ -354,50 +396,6 @@ public struct HPACKEncoder: Sendable {
             out.append(UInt8(0x30 + s / 100))
             out.append(UInt8(0x30 + (s / 10) % 10))
             out.append(UInt8(0x30 + s % 10))
-        }
-    }
-}
-
-/// Field representations an encoder without a dynamic table (`H2Config.responseTableSize` 0)
-/// has written, kept to be copied rather than encoded again: with no table, a field's
-/// representation depends on its name and value alone, and most responses repeat `server`,
-/// `date` (for a second), `content-type`, `etag`… A few entries, replaced in turn.
-struct HPACKLiteralCache: Sendable {
-    struct Entry: Sendable {
-        var nameCount: Int
-        /// The name, then the value.
-        var key: [UInt8]
-        /// The representation.
-        var block: [UInt8]
-    }
-    static let slots = 8
-    var entries: [Entry] = []
-    var next = 0
-
-    /// The representation of `name: value`, if cached.
-    func find(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Int? {
-        let total = name.count + value.count
-        for i in entries.indices where entries[i].nameCount == name.count && entries[i].key.count == total {
-            let same = entries[i].key.withUnsafeBytes { k in
-                (name.isEmpty || memcmp(k.baseAddress!, name.baseAddress!, name.count) == 0)
-                    && (value.isEmpty || memcmp(k.baseAddress! + name.count, value.baseAddress!, value.count) == 0)
-            }
-            if same { return i }
-        }
-        return nil
-    }
-
-    mutating func store(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, block: ArraySlice<UInt8>) {
-        var key = [UInt8]()
-        key.reserveCapacity(name.count + value.count)
-        key.append(contentsOf: name)
-        key.append(contentsOf: value)
-        let e = Entry(nameCount: name.count, key: key, block: Array(block))
-        if entries.count < HPACKLiteralCache.slots {
-            entries.append(e)
-        } else {
-            entries[next] = e
-            next = (next + 1) % HPACKLiteralCache.slots
         }
     }
 }

@@ -129,6 +129,69 @@ public enum HPACKStaticTable {
         return 0
     }
 
+    /// `nameIndex` for a response field's name in any case, without hashing or a lower-case
+    /// copy: a switch on the length, then case-insensitive compares with the few static names of
+    /// that length. The static index of the first entry named so (15–61: pseudo-header names
+    /// never come here), -1 for the HTTP/1 connection-specific names RFC 9113 §8.2.2 drops that
+    /// the table lacks (`connection`, `keep-alive`, `proxy-connection`, `upgrade`; the fifth,
+    /// `transfer-encoding`, is entry 57), 0 for any other name.
+    public static func responseNameIndex(_ n: UnsafeRawBufferPointer) -> Int {
+        switch n.count {
+        case 3: return named(n, "age") ? 21 : named(n, "via") ? 60 : 0
+        case 4: return named(n, "date") ? 33 : named(n, "etag") ? 34 : named(n, "vary") ? 59 : named(n, "link") ? 45
+            : named(n, "host") ? 38 : named(n, "from") ? 37 : 0
+        case 5: return named(n, "allow") ? 22 : named(n, "range") ? 50 : 0
+        case 6: return named(n, "server") ? 54 : named(n, "accept") ? 19 : named(n, "cookie") ? 32 : named(n, "expect") ? 35 : 0
+        case 7: return named(n, "expires") ? 36 : named(n, "upgrade") ? -1 : named(n, "referer") ? 51 : named(n, "refresh") ? 52 : 0
+        case 8: return named(n, "location") ? 46 : named(n, "if-match") ? 39 : named(n, "if-range") ? 42 : 0
+        case 10: return named(n, "connection") ? -1 : named(n, "keep-alive") ? -1 : named(n, "set-cookie") ? 55 : named(n, "user-agent") ? 58 : 0
+        case 11: return named(n, "retry-after") ? 53 : 0
+        case 12: return named(n, "content-type") ? 31 : named(n, "max-forwards") ? 47 : 0
+        case 13: return named(n, "last-modified") ? 44 : named(n, "accept-ranges") ? 18 : named(n, "cache-control") ? 24
+            : named(n, "content-range") ? 30 : named(n, "if-none-match") ? 41 : named(n, "authorization") ? 23 : 0
+        case 14: return named(n, "content-length") ? 28 : named(n, "accept-charset") ? 15 : 0
+        case 15: return named(n, "accept-encoding") ? 16 : named(n, "accept-language") ? 17 : 0
+        case 16: return named(n, "content-encoding") ? 26 : named(n, "proxy-connection") ? -1 : named(n, "content-language") ? 27
+            : named(n, "content-location") ? 29 : named(n, "www-authenticate") ? 61 : 0
+        case 17: return named(n, "transfer-encoding") ? 57 : named(n, "if-modified-since") ? 40 : 0
+        case 18: return named(n, "proxy-authenticate") ? 48 : 0
+        case 19: return named(n, "content-disposition") ? 25 : named(n, "if-unmodified-since") ? 43 : named(n, "proxy-authorization") ? 49 : 0
+        case 25: return named(n, "strict-transport-security") ? 56 : 0
+        case 27: return named(n, "access-control-allow-origin") ? 20 : 0
+        default: return 0
+        }
+    }
+
+    /// Whether `n` is `lower` (same length, lower-case letters, digits and `-`) in any case:
+    /// eight octets at a time, each letter's 0x20 bit forced on on both sides.
+    @inline(__always)
+    static func named(_ n: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
+        let count = n.count
+        assert(count == lower.utf8CodeUnitCount)
+        let a = n.baseAddress!, b = UnsafeRawPointer(lower.utf8Start)
+        var i = 0
+        while i + 8 <= count {
+            let x = a.loadUnaligned(fromByteOffset: i, as: UInt64.self), y = b.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            if x | letterBits(y) != y { return false }
+            i += 8
+        }
+        while i < count {
+            let y = b.load(fromByteOffset: i, as: UInt8.self)
+            let x = a.load(fromByteOffset: i, as: UInt8.self)
+            if x != y && (y < 0x61 || x | 0x20 != y) { return false }
+            i += 1
+        }
+        return true
+    }
+
+    /// 0x20 in each octet of `y` that is a lower-case letter (`y` holds letters, digits and `-`,
+    /// all below 0x7B: an octet ≥ 0x61 is a letter).
+    @inline(__always)
+    static func letterBits(_ y: UInt64) -> UInt64 {
+        // An octet is ≥ 0x61 iff adding 0x1F sets its 0x80 bit (no octet exceeds 0x7A, so no carry).
+        ((y &+ 0x1F1F_1F1F_1F1F_1F1F) & 0x8080_8080_8080_8080) >> 2
+    }
+
     @inline(__always)
     static func memeq(_ bytes: [UInt8], _ at: Int, _ other: UnsafeRawBufferPointer) -> Bool {
         bytes.withUnsafeBufferPointer { b in
