@@ -33,6 +33,13 @@ final class H2Session: Pollable {
     var waitingForOutput: [H2Stream] = []
     /// Stream connections to start or wake once the frames read have been handled.
     var wakes: [(H2Stream, UInt32)] = []
+    /// The batch `runWakes` is running (swapped with `wakes`: neither array is copied).
+    var wakesRunning: [(H2Stream, UInt32)] = []
+    /// Streams that ended, for this connection's next streams (`startStream`): one is taken only
+    /// when nothing else holds it (its stream connection is gone) and is then reset whole
+    /// (`H2Stream.begin`). Emptied when the connection goes idle (`releaseIdleMemory`) or closes.
+    var spareStreams: [H2Stream] = []
+    static let maxSpareStreams = 8
 
     var readable = true
     var writable = true
@@ -187,6 +194,7 @@ final class H2Session: Pollable {
                 let input = inBuf.readableBytes
                 let used = conn.receive(input, events: &events)
                 for e in events { handle(e, input) }
+                events.removeAll(keepingCapacity: true) // no request held here: recycled once begun
                 inBuf.readIndex += used
                 if used > 0 { progress = true }
             }
@@ -279,7 +287,13 @@ final class H2Session: Pollable {
             return
         }
         requests += 1
-        let st = H2Stream(session: self, request: r)
+        let st: H2Stream
+        if var s = spareStreams.popLast(), isKnownUniquelyReferenced(&s) {
+            s.begin(r)
+            st = s
+        } else {
+            st = H2Stream(session: self, request: r)
+        }
         let c = ClientConnection(worker: worker, fd: fd, peerAddress: peer, generation: generation, listener: listener, number: number)
         c.mirrorCount = mirrorCount // the mirror bound is per client connection, across its streams
         // `$connection_requests`: the streams opened on the connection so far, this one
@@ -308,17 +322,18 @@ final class H2Session: Pollable {
     /// Starts and wakes the stream connections the frames asked for.
     func runWakes() {
         while !wakes.isEmpty {
-            let batch = wakes
-            wakes.removeAll(keepingCapacity: true)
-            for (st, bits) in batch {
+            swap(&wakes, &wakesRunning)
+            for (st, bits) in wakesRunning {
                 guard let c = st.conn, c.state != .closed else { continue }
                 if let r = st.request {
                     st.request = nil
                     c.beginH2Request(r)
+                    conn.recycle(r) // its head went to the stream connection
                 } else {
                     c.ready(bits)
                 }
             }
+            wakesRunning.removeAll(keepingCapacity: true)
         }
         if !waitingForOutput.isEmpty && conn.pendingOutputCount < H2Session.outputHighWater / 2 {
             let waiting = waitingForOutput
@@ -406,6 +421,7 @@ final class H2Session: Pollable {
         streams[st.id] = nil
         st.conn = nil
         st.finishOnClose()
+        if !closed && spareStreams.count < H2Session.maxSpareStreams { spareStreams.append(st) }
         if !inDrive && !closed { queueForEndOfTurn() }
     }
 
@@ -454,6 +470,8 @@ final class H2Session: Pollable {
         conn.releaseIdleMemory()
         events = []
         wakes = []
+        wakesRunning = []
+        spareStreams = []
     }
 
     /// Everything is written: shut our side and drop what the client still sends, for at most
@@ -486,6 +504,7 @@ final class H2Session: Pollable {
         streams.removeAll()
         waitingForOutput.removeAll()
         wakes.removeAll()
+        spareStreams.removeAll() // they hold the session
         worker.loop.deregister(self)
         if !lingering { transport.tls?.shutdown() }
         Socket.close(fd)
@@ -504,12 +523,16 @@ final class H2Session: Pollable {
 /// Content-Length, dechunked, or until the stream connection closes) as DATA within the flow
 /// control windows. A write that cannot be framed now returns `.wouldBlock`; the stream
 /// connection is woken by `.windowOpened` or when the session's output drains.
+///
+/// A session reuses the object of a stream that ended for a later stream of the same connection
+/// (`H2Session.spareStreams`), only once nothing else holds it; `begin` then sets every field
+/// below as for a new object.
 final class H2Stream: StreamPipe {
     let session: H2Session
-    let id: UInt32
+    private(set) var id: UInt32 = 0
     /// The stream connection; nil once it closed.
     var conn: ClientConnection?
-    let chunkedRequest: Bool
+    private(set) var chunkedRequest = false
 
     // Request side.
     /// The request, until its stream connection begins it (`beginH2Request`): its head goes
@@ -549,10 +572,24 @@ final class H2Stream: StreamPipe {
 
     init(session: H2Session, request r: H2Request) {
         self.session = session
+        super.init()
+        begin(r)
+    }
+
+    /// The stream's state for the request `r`, as a new object has it: every field that is not
+    /// the session is set here (a reused object keeps nothing of its last stream; the capacity
+    /// of its body array neither).
+    func begin(_ r: H2Request) {
         id = r.streamID
         chunkedRequest = r.chunked
+        conn = nil
         request = r
-        super.init()
+        input = []
+        inputAt = 0
+        uncredited = 0
+        response = .head
+        waitingForOutput = false
+        headPending = false
     }
 
     override var tls: TLSStream? { session.transport.tls }
