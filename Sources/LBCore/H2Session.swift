@@ -33,8 +33,6 @@ final class H2Session: Pollable {
     var waitingForOutput: [H2Stream] = []
     /// Stream connections to start or wake once the frames read have been handled.
     var wakes: [(H2Stream, UInt32)] = []
-    /// The batch `runWakes` is running (swapped with `wakes`: neither array is copied).
-    var wakesRunning: [(H2Stream, UInt32)] = []
     /// Streams that ended, for this connection's next streams (`startStream`): one is taken only
     /// when nothing else holds it (its stream connection is gone) and is then reset whole
     /// (`H2Stream.begin`). Emptied when the connection goes idle (`releaseIdleMemory`) or closes.
@@ -69,10 +67,16 @@ final class H2Session: Pollable {
     }
     var marks: Marks = []
     var requests = 0
-    let keepaliveRequests: Int
-    let keepaliveTimeoutMs: Int
-    let sendTimeoutMs: Int
-    let recvBufferSize: Int
+    // Stored in 32 bits, two to a word: an idle connection is no larger for `spareStreams`
+    // and `H2Connection.spareRequests`.
+    private let keepaliveRequests32: Int32
+    private let recvBufferSize32: Int32
+    private let keepaliveTimeout32: Int32
+    private let sendTimeout32: Int32
+    var keepaliveRequests: Int { Int(keepaliveRequests32) }
+    var recvBufferSize: Int { Int(recvBufferSize32) }
+    var keepaliveTimeoutMs: Int { Int(keepaliveTimeout32) }
+    var sendTimeoutMs: Int { Int(sendTimeout32) }
 
     /// A stream's write waits while this much output is not yet written to the socket.
     static let outputHighWater = 256 * 1024
@@ -110,10 +114,11 @@ final class H2Session: Pollable {
         transport = c.transport
         let s = c.connectionServer.settings
         conn = H2Connection(config: H2Session.config(s))
-        keepaliveRequests = s.resolved.keepaliveRequests
-        keepaliveTimeoutMs = s.resolved.keepaliveTimeoutMs
-        sendTimeoutMs = s.resolved.sendTimeoutMs
-        recvBufferSize = max(s.resolved.http2RecvBufferSize, H2.frameHeaderSize + H2.defaultMaxFrameSize + 4096)
+        func clamped(_ v: Int) -> Int32 { Int32(clamping: v) }
+        keepaliveRequests32 = clamped(s.resolved.keepaliveRequests)
+        keepaliveTimeout32 = clamped(s.resolved.keepaliveTimeoutMs)
+        sendTimeout32 = clamped(s.resolved.sendTimeoutMs)
+        recvBufferSize32 = clamped(max(s.resolved.http2RecvBufferSize, H2.frameHeaderSize + H2.defaultMaxFrameSize + 4096))
         super.init()
         fd = c.fd
         swap(&inBuf, &c.inBuf)
@@ -322,8 +327,10 @@ final class H2Session: Pollable {
     /// Starts and wakes the stream connections the frames asked for.
     func runWakes() {
         while !wakes.isEmpty {
-            swap(&wakes, &wakesRunning)
-            for (st, bits) in wakesRunning {
+            // The batch is swapped out, not copied; its capacity comes back when no wake was added.
+            var batch: [(H2Stream, UInt32)] = []
+            swap(&batch, &wakes)
+            for (st, bits) in batch {
                 guard let c = st.conn, c.state != .closed else { continue }
                 if let r = st.request {
                     st.request = nil
@@ -333,7 +340,8 @@ final class H2Session: Pollable {
                     c.ready(bits)
                 }
             }
-            wakesRunning.removeAll(keepingCapacity: true)
+            batch.removeAll(keepingCapacity: true)
+            if wakes.isEmpty { swap(&batch, &wakes) }
         }
         if !waitingForOutput.isEmpty && conn.pendingOutputCount < H2Session.outputHighWater / 2 {
             let waiting = waitingForOutput
@@ -470,7 +478,6 @@ final class H2Session: Pollable {
         conn.releaseIdleMemory()
         events = []
         wakes = []
-        wakesRunning = []
         spareStreams = []
     }
 
