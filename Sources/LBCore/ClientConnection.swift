@@ -1024,6 +1024,9 @@ final class ClientConnection: Pollable {
         if ex.cache != nil { endCacheRequest() }
         if closeAfterResponse || peerClosed || worker.draining {
             close()
+            // The exchange ends as at a keep-alive: its arrays' capacity goes back to the worker
+            // (every HTTP/2 stream's connection ends here, after its one response).
+            endExchange()
             return
         }
         // Ready for the next request (pipelined bytes may already be here); the exchange ends.

@@ -33,6 +33,11 @@ final class H2Session: Pollable {
     var waitingForOutput: [H2Stream] = []
     /// Stream connections to start or wake once the frames read have been handled.
     var wakes: [(H2Stream, UInt32)] = []
+    /// Streams that ended, for this connection's next streams (`startStream`): one is taken only
+    /// when nothing else holds it (its stream connection is gone) and is then reset whole
+    /// (`H2Stream.begin`). Emptied when the connection goes idle (`releaseIdleMemory`) or closes.
+    var spareStreams: [H2Stream] = []
+    static let maxSpareStreams = 8
 
     var readable = true
     var writable = true
@@ -62,10 +67,16 @@ final class H2Session: Pollable {
     }
     var marks: Marks = []
     var requests = 0
-    let keepaliveRequests: Int
-    let keepaliveTimeoutMs: Int
-    let sendTimeoutMs: Int
-    let recvBufferSize: Int
+    // Stored in 32 bits, two to a word: an idle connection is no larger for `spareStreams`
+    // and `H2Connection.spareRequests`.
+    private let keepaliveRequests32: Int32
+    private let recvBufferSize32: Int32
+    private let keepaliveTimeout32: Int32
+    private let sendTimeout32: Int32
+    var keepaliveRequests: Int { Int(keepaliveRequests32) }
+    var recvBufferSize: Int { Int(recvBufferSize32) }
+    var keepaliveTimeoutMs: Int { Int(keepaliveTimeout32) }
+    var sendTimeoutMs: Int { Int(sendTimeout32) }
 
     /// A stream's write waits while this much output is not yet written to the socket.
     static let outputHighWater = 256 * 1024
@@ -103,10 +114,11 @@ final class H2Session: Pollable {
         transport = c.transport
         let s = c.connectionServer.settings
         conn = H2Connection(config: H2Session.config(s))
-        keepaliveRequests = s.resolved.keepaliveRequests
-        keepaliveTimeoutMs = s.resolved.keepaliveTimeoutMs
-        sendTimeoutMs = s.resolved.sendTimeoutMs
-        recvBufferSize = max(s.resolved.http2RecvBufferSize, H2.frameHeaderSize + H2.defaultMaxFrameSize + 4096)
+        func clamped(_ v: Int) -> Int32 { Int32(clamping: v) }
+        keepaliveRequests32 = clamped(s.resolved.keepaliveRequests)
+        keepaliveTimeout32 = clamped(s.resolved.keepaliveTimeoutMs)
+        sendTimeout32 = clamped(s.resolved.sendTimeoutMs)
+        recvBufferSize32 = clamped(max(s.resolved.http2RecvBufferSize, H2.frameHeaderSize + H2.defaultMaxFrameSize + 4096))
         super.init()
         fd = c.fd
         swap(&inBuf, &c.inBuf)
@@ -187,6 +199,7 @@ final class H2Session: Pollable {
                 let input = inBuf.readableBytes
                 let used = conn.receive(input, events: &events)
                 for e in events { handle(e, input) }
+                events.removeAll(keepingCapacity: true) // no request held here: recycled once begun
                 inBuf.readIndex += used
                 if used > 0 { progress = true }
             }
@@ -279,7 +292,13 @@ final class H2Session: Pollable {
             return
         }
         requests += 1
-        let st = H2Stream(session: self, request: r)
+        let st: H2Stream
+        if var s = spareStreams.popLast(), isKnownUniquelyReferenced(&s) {
+            s.begin(r)
+            st = s
+        } else {
+            st = H2Stream(session: self, request: r)
+        }
         let c = ClientConnection(worker: worker, fd: fd, peerAddress: peer, generation: generation, listener: listener, number: number)
         c.mirrorCount = mirrorCount // the mirror bound is per client connection, across its streams
         // `$connection_requests`: the streams opened on the connection so far, this one
@@ -308,17 +327,21 @@ final class H2Session: Pollable {
     /// Starts and wakes the stream connections the frames asked for.
     func runWakes() {
         while !wakes.isEmpty {
-            let batch = wakes
-            wakes.removeAll(keepingCapacity: true)
+            // The batch is swapped out, not copied; its capacity comes back when no wake was added.
+            var batch: [(H2Stream, UInt32)] = []
+            swap(&batch, &wakes)
             for (st, bits) in batch {
                 guard let c = st.conn, c.state != .closed else { continue }
                 if let r = st.request {
                     st.request = nil
                     c.beginH2Request(r)
+                    conn.recycle(r) // its head went to the stream connection
                 } else {
                     c.ready(bits)
                 }
             }
+            batch.removeAll(keepingCapacity: true)
+            if wakes.isEmpty { swap(&batch, &wakes) }
         }
         if !waitingForOutput.isEmpty && conn.pendingOutputCount < H2Session.outputHighWater / 2 {
             let waiting = waitingForOutput
@@ -406,6 +429,7 @@ final class H2Session: Pollable {
         streams[st.id] = nil
         st.conn = nil
         st.finishOnClose()
+        if !closed && spareStreams.count < H2Session.maxSpareStreams { spareStreams.append(st) }
         if !inDrive && !closed { queueForEndOfTurn() }
     }
 
@@ -454,6 +478,7 @@ final class H2Session: Pollable {
         conn.releaseIdleMemory()
         events = []
         wakes = []
+        spareStreams = []
     }
 
     /// Everything is written: shut our side and drop what the client still sends, for at most
@@ -486,6 +511,7 @@ final class H2Session: Pollable {
         streams.removeAll()
         waitingForOutput.removeAll()
         wakes.removeAll()
+        spareStreams.removeAll() // they hold the session
         worker.loop.deregister(self)
         if !lingering { transport.tls?.shutdown() }
         Socket.close(fd)
@@ -504,12 +530,16 @@ final class H2Session: Pollable {
 /// Content-Length, dechunked, or until the stream connection closes) as DATA within the flow
 /// control windows. A write that cannot be framed now returns `.wouldBlock`; the stream
 /// connection is woken by `.windowOpened` or when the session's output drains.
+///
+/// A session reuses the object of a stream that ended for a later stream of the same connection
+/// (`H2Session.spareStreams`), only once nothing else holds it; `begin` then sets every field
+/// below as for a new object.
 final class H2Stream: StreamPipe {
     let session: H2Session
-    let id: UInt32
+    private(set) var id: UInt32 = 0
     /// The stream connection; nil once it closed.
     var conn: ClientConnection?
-    let chunkedRequest: Bool
+    private(set) var chunkedRequest = false
 
     // Request side.
     /// The request, until its stream connection begins it (`beginH2Request`): its head goes
@@ -549,10 +579,24 @@ final class H2Stream: StreamPipe {
 
     init(session: H2Session, request r: H2Request) {
         self.session = session
+        super.init()
+        begin(r)
+    }
+
+    /// The stream's state for the request `r`, as a new object has it: every field that is not
+    /// the session is set here (a reused object keeps nothing of its last stream; the capacity
+    /// of its body array neither).
+    func begin(_ r: H2Request) {
         id = r.streamID
         chunkedRequest = r.chunked
+        conn = nil
         request = r
-        super.init()
+        input = []
+        inputAt = 0
+        uncredited = 0
+        response = .head
+        waitingForOutput = false
+        headPending = false
     }
 
     override var tls: TLSStream? { session.transport.tls }

@@ -28,10 +28,15 @@ Cases (each prints one result line; every socket read is bounded by a timeout):
   get-trailers PATH       a GET: "STATUS LENGTH trailers=NAME:VALUE,..."
   closed-data-flood N PATH  40 streams answered in full, then N empty DATA frames spread over them:
                           "goaway CODE rst=R" or "no goaway ENDED rst=R"
+  reuse N                 N rounds, one stream at a time on one connection: a POST of a body to
+                          /p/upload without content-length, a GET of /p/upload, a GET of /v:
+                          "STATUS:BYTES:TRANSFER-ENCODING:same|other" per upload answer (same: the
+                          sha256 the backend saw is this stream's body's) and "STATUS:BODY" for /v
   tls-settings SNI CA     TLS with ALPN h2 and the SNI name SNI (CA: the file to verify with): the
                           server's first SETTINGS, "NAME=VALUE ..." by setting id
 """
 import hashlib
+import json
 import socket
 import struct
 import sys
@@ -459,6 +464,44 @@ def case_closed_data_flood(count, path):
     print("no goaway", ENDED, "rst=%d" % rst)
 
 
+def case_reuse(n):
+    s, c = lib_connect()
+    out = []
+
+    def exchange(method, path, body=None):
+        sid = c.get_next_available_stream_id()
+        c.send_headers(sid, request_headers(path, method), end_stream=body is None)
+        if body is not None:
+            c.send_data(sid, body, end_stream=True)
+        s.sendall(c.data_to_send())
+        status, got, done = None, bytearray(), False
+        while not done:
+            d = s.recv(65536)
+            if not d:
+                break
+            for e in c.receive_data(d):
+                if isinstance(e, h2.events.ResponseReceived) and e.stream_id == sid:
+                    status = dict(e.headers).get(":status")
+                elif isinstance(e, h2.events.DataReceived):
+                    got += e.data
+                    c.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+                elif isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)) and e.stream_id == sid:
+                    done = True
+            s.sendall(c.data_to_send())
+        return status, bytes(got)
+
+    for i in range(int(n)):
+        body = bytes([0x61 + i % 26]) * (7 * i + 3)
+        for method, b in (("POST", body), ("GET", None)):
+            status, got = exchange(method, "/p/upload", b)
+            j = json.loads(got)
+            mine = hashlib.sha256(b or b"").hexdigest()
+            out.append("%s:%s:%s:%s" % (status, j["bytes"], j["transfer_encoding"], "same" if j["sha256"] == mine else "other"))
+        status, got = exchange("GET", "/v")
+        out.append("%s:%s" % (status, got.decode().strip()))
+    print(" ".join(out))
+
+
 def case_tls_settings(sni, ca):
     import ssl
     ctx = ssl.create_default_context(cafile=ca)
@@ -483,5 +526,6 @@ cases = {"hpack-bomb": case_hpack_bomb, "bodies": case_bodies, "trailers": case_
          "closed-data-flood": case_closed_data_flood, "tls-settings": case_tls_settings,
          "zero-window": case_zero_window, "many": case_many, "get": case_get, "rapid-reset": case_rapid_reset, "continuation-flood": case_continuation_flood,
          "control-flood": case_control_flood,
-         "refuse": case_refuse, "reload-inflight": case_reload_inflight, "idle": case_idle, "bursts": case_bursts}
+         "refuse": case_refuse, "reload-inflight": case_reload_inflight, "idle": case_idle, "bursts": case_bursts,
+         "reuse": case_reuse}
 cases[sys.argv[1]](*sys.argv[3:])

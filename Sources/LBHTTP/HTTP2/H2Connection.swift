@@ -130,6 +130,12 @@ public struct H2Connection: Sendable {
     var fields = HPACKHeaderList()
     var blockBuffer: [UInt8] = []
     var encodeBuffer: [UInt8] = []
+    /// Requests the runtime is done with (`recycle`), for the next requests' layout: one is taken
+    /// only when nothing else holds it.
+    var spareRequests: [H2Request] = []
+    static let maxSpareRequests = 8
+    /// A spare request's octets at most this large (a large head's storage is not kept).
+    static let maxSpareRequestCapacity = 8192
     var output: [UInt8] = []
     var outputStart = 0
     /// The output's capacity when the connection last went idle (at most 64 KiB), reserved again
@@ -218,12 +224,20 @@ public struct H2Connection: Sendable {
     /// block in progress does not stop our output).
     var canSend: Bool { !isClosed }
 
+    /// The runtime is done with `r` (its head was taken): a later request may be laid out in it.
+    public mutating func recycle(_ r: H2Request) {
+        if spareRequests.count < H2Connection.maxSpareRequests && r.capacity <= H2Connection.maxSpareRequestCapacity {
+            spareRequests.append(r)
+        }
+    }
+
     /// Frees buffers grown by earlier requests while no stream is active (idle connections).
     public mutating func releaseIdleMemory() {
         guard streams.isEmpty, case .frames = state else { return }
         fields = HPACKHeaderList()
         blockBuffer = []
         encodeBuffer = []
+        spareRequests = []
         if pendingOutputCount == 0 {
             if output.capacity > 0 { outputCapacityWhenBusy = min(output.capacity, 65_536) }
             output = []
@@ -428,7 +442,9 @@ public struct H2Connection: Sendable {
         if goingAway { return }
         if block.selfDependent { throw .stream(sid, .protocolError, reason: "stream depends on itself") }
         if streams.count >= config.maxConcurrentStreams { throw .stream(sid, .refusedStream, reason: "concurrent streams exceeded") }
-        let result = try H2RequestRules.request(fields, streamID: sid, endStream: block.endStream)
+        var spare = spareRequests.popLast()
+        if !isKnownUniquelyReferenced(&spare) { spare = nil }
+        let result = try H2RequestRules.request(fields, streamID: sid, endStream: block.endStream, reusing: spare)
         let initialRecv = settingsAcked ? config.initialWindowSize : H2.defaultWindow
         var s = Stream(remoteClosed: block.endStream, sendWindow: peerInitialWindow, recvWindow: initialRecv)
         switch result {

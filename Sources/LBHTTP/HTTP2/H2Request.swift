@@ -7,10 +7,12 @@
 ///
 /// A class: made once per stream, it goes from the connection's event to the stream and on to
 /// the stream connection by reference, never copied. It is only ever touched by the thread
-/// that runs its connection.
+/// that runs its connection. Once the runtime is done with it (`H2Connection.recycle`), its
+/// connection may lay a later request out in the same object (`reuse`: every field set anew;
+/// only the octets' storage and the header list's capacity are kept).
 public final class H2Request: @unchecked Sendable {
     /// The stream the request came on.
-    public let streamID: UInt32
+    public private(set) var streamID: UInt32
     /// The head, ranges into the octets, as `HeadParser.request` gives it for them with every
     /// header kept whatever its name (`ignore_invalid_headers off`); `applyNameRules` drops what
     /// a server's rules refuse. `head.length` octets from 0 are the head.
@@ -18,12 +20,13 @@ public final class H2Request: @unchecked Sendable {
     /// `:scheme`'s value (`http` or `https`), as a range of `bytes` after the head.
     public internal(set) var scheme = 0..<0
     /// The request has no body (END_STREAM on its HEADERS).
-    public let endStream: Bool
+    public private(set) var endStream: Bool
     /// Some header name has an octet other than `a`–`z`, `0`–`9` and `-`, which a server's
     /// header-name rules may refuse: only then has `applyNameRules` anything to do.
     var unusualNames = false
     /// The HTTP/1.1-form head, then `:scheme`: `count` octets laid out of `capacity`.
-    let octets: UnsafeMutablePointer<UInt8>
+    private(set) var octets: UnsafeMutablePointer<UInt8>
+    private(set) var capacity: Int
     var count = 0
 
     /// A request of at most `capacity` octets, to lay out.
@@ -31,6 +34,27 @@ public final class H2Request: @unchecked Sendable {
         self.streamID = streamID
         self.endStream = endStream
         octets = .allocate(capacity: capacity)
+        self.capacity = capacity
+    }
+
+    /// This object, for a new request of at most `capacity` octets to lay out: every field as
+    /// `init` sets it. What is kept of the last request is storage, never content: the octets'
+    /// allocation (when large enough) and the header list's capacity, emptied.
+    func reuse(streamID: UInt32, endStream: Bool, capacity: Int) {
+        self.streamID = streamID
+        self.endStream = endStream
+        if capacity > self.capacity {
+            octets.deallocate()
+            octets = .allocate(capacity: capacity)
+            self.capacity = capacity
+        }
+        count = 0
+        scheme = 0..<0
+        unusualNames = false
+        var fresh = RequestHead()
+        swap(&fresh.headers, &head.headers)
+        fresh.headers.removeAll(keepingCapacity: true)
+        head = fresh
     }
 
     deinit { octets.deallocate() }
@@ -83,7 +107,9 @@ enum H2RequestRules {
     /// (PROTOCOL_ERROR) for what RFC 9113 calls malformed; returns `.failure` with the status
     /// nginx answers for what its HTTP/1 parser refuses (bad host, TRACE, CONNECT, …), so that
     /// the runtime answers it on the stream.
-    static func request(_ list: HPACKHeaderList, streamID: UInt32, endStream: Bool) throws(H2Error) -> Result<H2Request, HTTPError> {
+    /// `spare`: a request the runtime is done with, laid out anew (`H2Request.reuse`) instead of
+    /// a new object.
+    static func request(_ list: HPACKHeaderList, streamID: UInt32, endStream: Bool, reusing spare: H2Request? = nil) throws(H2Error) -> Result<H2Request, HTTPError> {
         let malformed = { (reason: StaticString) -> H2Error in .stream(streamID, .protocolError, reason: reason) }
         var method: Range<Int>? = nil, scheme: Range<Int>? = nil, path: Range<Int>? = nil, authority: Range<Int>? = nil
         var sawRegular = false
@@ -146,7 +172,7 @@ enum H2RequestRules {
         let chunked = !endStream && contentLength == nil
         return list.bytes.withUnsafeBytes { src in
             layout(src, list.fields, streamID: streamID, endStream: endStream, method: method, path: path, authority: authority,
-                   scheme: scheme, cookieCount: cookieCount, contentLength: contentLength, chunked: chunked)
+                   scheme: scheme, cookieCount: cookieCount, contentLength: contentLength, chunked: chunked, reusing: spare)
         }
     }
 
@@ -161,21 +187,28 @@ enum H2RequestRules {
     /// `A`–`Z`, `_`, `-`) is parsed instead, once, from the laid-out octets.
     static func layout(_ src: UnsafeRawBufferPointer, _ fields: [HeaderField], streamID: UInt32, endStream: Bool,
                        method: Range<Int>, path: Range<Int>, authority: Range<Int>?, scheme: Range<Int>,
-                       cookieCount: Int, contentLength: Int?, chunked: Bool) -> Result<H2Request, HTTPError> {
+                       cookieCount: Int, contentLength: Int?, chunked: Bool, reusing spare: H2Request? = nil) -> Result<H2Request, HTTPError> {
         var odd = method.isEmpty
         for i in method where !HeadParser.isMethodByte(src[i]) { odd = true; break }
         for i in path where src[i] <= 0x20 || src[i] == 0x7F { odd = true; break }
         if let authority { for i in authority where src[i] <= 0x20 || src[i] == 0x7F { odd = true; break } }
 
-        var h = RequestHead()
-        h.headers.reserveCapacity(fields.count + 1)
         var failure: HTTPError? = nil
         var unusualNames = odd
         var headEnd = 0
         // At most: every name and value once, 4 octets per field (": ", CR LF; a joined cookie
         // needs less), the request line's 12, `host: ` and CR LF, the chunked line and the blank line.
         let bound = src.count + 4 * fields.count + 50
-        let request = H2Request(streamID: streamID, endStream: endStream, capacity: bound)
+        let request: H2Request
+        if let spare {
+            spare.reuse(streamID: streamID, endStream: endStream, capacity: bound)
+            request = spare
+        } else {
+            request = H2Request(streamID: streamID, endStream: endStream, capacity: bound)
+        }
+        var h = RequestHead()
+        swap(&h.headers, &request.head.headers) // empty; the capacity of a reused request's list
+        h.headers.reserveCapacity(fields.count + 1)
         do {
             var w = Writer(p: request.octets, src: src.baseAddress!.assumingMemoryBound(to: UInt8.self))
             var out: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: w.p, count: w.n) }
