@@ -323,7 +323,7 @@ extension Compiler {
         DirectiveSpec("split_clients", .http, .exactly(2), block: true, repeatable: true) { c, d in try c.compileSplitClients(d) },
         DirectiveSpec("upstream", .http, .exactly(1), block: true, repeatable: true) { c, d in
             let name = d.args[0].text
-            if c.upstreams.contains(where: { $0.name == name }) { throw ConfigError("duplicate upstream \"\(name)\"", at: d.location) }
+            if c.upstreams.contains(where: { $0.name.lowercased() == name.lowercased() }) { throw ConfigError("duplicate upstream \"\(name)\"", at: d.location) }
             let u = UpstreamBuilder(name: name, location: d.location)
             c.upstreams.append(u)
             c.upstream = u

@@ -296,7 +296,7 @@ extension Compiler {
         }
         if pp.url.contains("$") { return try appServerVariableTarget(pp, kind: kind, settings: s) }
         if !addr.hasPrefix("unix:"), let hp = HostPort.parse(addr, portOnlyAllowed: false), hp.port == nil {
-            if let i = index[hp.host], !groups[i].implicit {} else {
+            if let i = index[hp.host.lowercased()], !groups[i].implicit {} else {
                 throw ConfigError("no port in upstream \"\(addr)\"", at: pp.location)
             }
         }

@@ -17,7 +17,8 @@ extension Compiler {
         let stack = try buildStack()
         var groups = try buildUpstreams(stack)
         var groupIndex: [String: Int] = [:]
-        for (i, g) in groups.enumerated() { groupIndex[g.name] = i }
+        // Keyed by the lower-cased name: nginx matches upstream names without regard to case.
+        for (i, g) in groups.enumerated() { groupIndex[RoutingTable.upstreamKey(g.name)] = i }
 
         var nextID = 0
         var vservers: [VirtualServer] = []
@@ -241,13 +242,13 @@ extension Compiler {
         guard let hp = HostPort.parse(hostPart, portOnlyAllowed: false), hp.host != "*" else {
             throw ConfigError("invalid host in \"\(url)\"", at: loc)
         }
-        if hp.port == nil, let i = index[hp.host], !groups[i].implicit {
+        if hp.port == nil, let i = index[hp.host.lowercased()], !groups[i].implicit {
             return ProxyTarget(upstream: i, hostHeader: hp.host, port: defaultPort, uri: uri)
         }
         let port = hp.port ?? defaultPort
         let key = "\(hp.host):\(port)"
         let header = port == defaultPort ? hp.description : HostPort(host: hp.host, port: port).description
-        if let i = index[key] { return ProxyTarget(upstream: i, hostHeader: header, port: port, uri: uri) }
+        if let i = index[key.lowercased()] { return ProxyTarget(upstream: i, hostHeader: header, port: port, uri: uri) }
         let addrs = isIPLiteral(hp.host) ? [hp.host] : resolver.resolve(hp.host)
         guard !addrs.isEmpty else { throw ConfigError("host not found in upstream \"\(hostPart)\"", at: loc) }
         let peers = addrs.map {
@@ -256,7 +257,7 @@ extension Compiler {
         }
         groups.append(UpstreamGroup(name: key, peers: peers, policy: .roundRobin, keepalive: nil, keepaliveTimeoutMs: 60_000,
                                     keepaliveRequests: 1000, location: loc, implicit: true, service: nil))
-        index[key] = groups.count - 1
+        index[key.lowercased()] = groups.count - 1
         return ProxyTarget(upstream: groups.count - 1, hostHeader: header, port: port, uri: uri)
     }
 

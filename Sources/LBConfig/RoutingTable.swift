@@ -42,7 +42,7 @@ public final class RoutingTable: Sendable {
         self.servers = servers
         self.upstreams = upstreams
         var idx: [String: Int] = [:]
-        for (i, u) in upstreams.enumerated() { idx[u.name] = i }
+        for (i, u) in upstreams.enumerated() { idx[RoutingTable.upstreamKey(u.name)] = i }
         self.upstreamIndex = idx
         self.cacheZones = cacheZones
         self.logFormats = logFormats
@@ -52,7 +52,13 @@ public final class RoutingTable: Sendable {
     }
 
     public func upstream(named name: String) -> UpstreamGroup? {
-        upstreamIndex[name].map { upstreams[$0] }
+        upstreamIndex[RoutingTable.upstreamKey(name)].map { upstreams[$0] }
+    }
+
+    /// The key an upstream name is found by: upstream names match without regard to case, as
+    /// nginx's (`ngx_http_upstream_add`); a unix-domain socket's path keeps its case.
+    public static func upstreamKey(_ name: String) -> String {
+        name.hasPrefix("unix:") ? name : name.lowercased()
     }
 
     /// Chooses the virtual server for a request that arrived on `listener` with `host` (lowercased,

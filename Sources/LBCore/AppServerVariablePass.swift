@@ -88,7 +88,7 @@ extension ClientConnection {
             return .address(resolved, hp, hostPart: hp.host)
         case .inet(let host, let port):
             guard let port else {
-                if let i = table.upstreamIndex[host], !table.upstreams[i].implicit {
+                if let i = table.upstreamIndex[host.lowercased()], !table.upstreams[i].implicit {
                     resolved.upstream = i
                     return .group(resolved)
                 }
@@ -96,7 +96,7 @@ extension ClientConnection {
             }
             resolved.port = port
             let hp = HostPort(host: host, port: port)
-            if let i = table.upstreamIndex["\(host):\(port)"] {
+            if let i = table.upstreamIndex["\(host):\(port)".lowercased()] {
                 resolved.upstream = i
                 return .group(resolved)
             }

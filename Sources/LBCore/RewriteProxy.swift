@@ -62,13 +62,13 @@ extension ClientConnection {
                 if let i = table.upstreamIndex[hp.host] { resolved.upstream = i; return .group(resolved) }
                 return .address(resolved, hp, hostPart: hostPart)
             }
-            if hp.port == nil, let i = table.upstreamIndex[hp.host], !table.upstreams[i].implicit {
+            if hp.port == nil, let i = table.upstreamIndex[hp.host.lowercased()], !table.upstreams[i].implicit {
                 resolved.upstream = i
                 resolved.hostHeader = hp.host
                 return .group(resolved)
             }
             let port = hp.port ?? defaultPort
-            if let i = table.upstreamIndex["\(hp.host):\(port)"] {
+            if let i = table.upstreamIndex["\(hp.host):\(port)".lowercased()] {
                 resolved.upstream = i
                 return .group(resolved)
             }

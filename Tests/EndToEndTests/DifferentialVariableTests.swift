@@ -91,6 +91,20 @@ struct DifferentialVariableTests {
         #expect(try fetch(d.nginxPort, "/big.txt").header("Content-Encoding") == "gzip") // the case is not vacuous
     }
 
+    /// Upstream names match without regard to case (nginx's `ngx_strncasecmp`), for a literal
+    /// `proxy_pass` and for one made by variables at request time.
+    @Test func upstreamNamesMatchWithoutRegardToCase() throws {
+        let d = try Differential("""
+        upstream Apps { server {backend}; }
+        server {
+            listen 127.0.0.1:{port};
+            location /lit/ { proxy_pass http://apps; }
+            location /var/ { set $u APPS; proxy_pass http://$u; }
+        }
+        """, backend: true)
+        try d.compare([Differential.Request(target: "/lit/a", expect: 200), Differential.Request(target: "/var/b?x=1", expect: 200)])
+    }
+
     /// `charset $variable`: the value names the charset of each response (empty: none added).
     @Test func charsetFromAVariable() throws {
         let d = try Differential("""

@@ -20,6 +20,7 @@ import Testing
         ("http {\n sendfile on { }\n}", "directive \"sendfile\" is not terminated by \";\" in t.conf:2"),
         // duplicates
         ("http {\n upstream pool { server 127.0.0.1:1; }\n\n upstream pool { server 127.0.0.1:2; }\n}", "duplicate upstream \"pool\" in t.conf:4"),
+        ("http {\n upstream Pool { server 127.0.0.1:1; }\n upstream pOOL { server 127.0.0.1:2; }\n}", "duplicate upstream \"pOOL\" in t.conf:3"),
         ("http {\n server {\n  location /a { }\n  location /a { }\n }\n}", "duplicate location \"/a\" in t.conf:4"),
         ("http {\n server {\n  location /a { }\n  location ^~ /a { }\n }\n}", "duplicate location \"/a\" in t.conf:4"),
         ("http {\n server {\n  location @x { }\n  location @x { }\n }\n}", "duplicate location \"@x\" in t.conf:4"),
