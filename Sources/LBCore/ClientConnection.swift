@@ -948,14 +948,9 @@ final class ClientConnection: Pollable {
                                              gzipPossible: body.count <= GzipPolicy.maxInMemory))
         // gzip, as nginx's filter does for `return` and error pages; a HEAD says so without a length.
         var gzipped = false
-        if d.gzip {
-            if req.method == .head {
-                gzipped = true
-            } else if let z = GzipStream.compress(body, level: settings.resolved.gzipCompLevel) {
-                ex.gzipSizes = (body.count, z.count)
-                body = z
-                gzipped = true
-            }
+        if d.gzip, let z = compressWholeBody(read: { body }) {
+            body = z
+            gzipped = true
         }
         outBuf.clear()
         writeHeadStart(d)

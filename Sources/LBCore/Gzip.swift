@@ -197,11 +197,24 @@ extension ClientConnection {
 
 extension ClientConnection {
     /// A body lb has whole (a static file, a cache entry), compressed when the stage decided
-    /// gzip; nil when it cannot be read or compressed (it then goes as it is).
+    /// gzip; nil when it cannot be read or compressed (it then goes as it is). A HEAD says gzip
+    /// without a length (as nginx): nothing is read or compressed, the result is empty.
     func compressWholeBody(read: () -> [UInt8]?) -> [UInt8]? {
+        if req.method == .head { return [] }
         guard let body = read(), let z = GzipStream.compress(body, level: settings.resolved.gzipCompLevel) else { return nil }
         ex.gzipSizes = (body.count, z.count)
         return z
+    }
+
+    /// 416 for a range past the end of a `total`-byte body (a file, a cache entry), as an error
+    /// the location's error_page may take: `Content-Range: bytes */TOTAL`, and the Vary gzip's
+    /// filter set before the range filter refused (`vary`).
+    func respondRangeNotSatisfiable(total: Int, vary: Bool) {
+        var extra = Buffer()
+        extra.append(string: "Content-Range: bytes */\(total)\r\n")
+        if vary { extra.append("Vary: Accept-Encoding\r\n") }
+        respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.resolved.serverTokens), extraHeaders: extra.readableBytes)
+        extra.release()
     }
 
     /// Reads `length` bytes at `offset` of a file (bounded by `GzipPolicy.maxInMemory`).

@@ -282,11 +282,7 @@ extension ClientConnection {
             return
         case .rangeNotSatisfiable:
             Glibc.close(fd)
-            var extra = Buffer()
-            extra.append(string: "Content-Range: bytes */\(size)\r\n")
-            if d.vary { extra.append("Vary: Accept-Encoding\r\n") } // gzip's filter ran before the range filter refused
-            respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.resolved.serverTokens), extraHeaders: extra.readableBytes)
-            extra.release()
+            respondRangeNotSatisfiable(total: size, vary: d.vary)
             return
         }
         outBuf.clear()
@@ -304,9 +300,7 @@ extension ClientConnection {
         if let sub, sendStaticSubFiltered(fd: fd, size: size, sub, d, contentType: type, lastModified: meta.lastModified,
                                           etag: settings.resolved.etag ? etag : nil) { return }
         if d.gzip {
-            // A HEAD says gzip without a length (as nginx): nothing is read or compressed.
-            let packed = req.method == .head ? [] : compressWholeBody(read: { ClientConnection.readFile(fd, offset: 0, length: size) })
-            if let packed {
+            if let packed = compressWholeBody(read: { ClientConnection.readFile(fd, offset: 0, length: size) }) {
                 Glibc.close(fd)
                 writeHeadStart(d)
                 outBuf.append("Content-Type: ")

@@ -234,11 +234,7 @@ extension ClientConnection {
             return true
         case .rangeNotSatisfiable:
             closeStaticFile()
-            var extra = Buffer()
-            extra.append(string: "Content-Range: bytes */\(length)\r\n")
-            if d.vary { extra.append("Vary: Accept-Encoding\r\n") } // gzip's filter ran before the range filter refused
-            respond(416, contentType: "text/html", body: Status.page(416, serverTokens: settings.resolved.serverTokens), extraHeaders: extra.readableBytes)
-            extra.release()
+            respondRangeNotSatisfiable(total: length, vary: d.vary)
             return true
         }
         let code = d.status
@@ -259,9 +255,7 @@ extension ClientConnection {
         }
         ex.attempt.response.status = code
         if d.gzip {
-            // A HEAD says gzip without a length (as nginx): nothing is read or compressed.
-            let packed = req.method == .head ? [] : compressWholeBody(read: { ClientConnection.readFile(f, offset: offset, length: length) })
-            if let packed {
+            if let packed = compressWholeBody(read: { ClientConnection.readFile(f, offset: offset, length: length) }) {
                 e.head.withUnsafeBytes { b in
                     writeResponseHead(b, headLength: b.count, d, chunkedOut: false, upgrade: false,
                                       contentLength: req.method == .head ? nil : packed.count, gzipped: true)
