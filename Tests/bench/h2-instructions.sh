@@ -23,6 +23,8 @@
 # request (total and the largest). TOOL=cpu runs lb natively the same way and prints the user and
 # system CPU microseconds per request from /proc/PID/stat (noisy on a shared machine; the split
 # is what it is for).
+# CALLGRIND_OPTS: more callgrind options, e.g. CALLGRIND_OPTS=--separate-callers=6 for
+# Tests/bench/callgrind-allocs.py (allocations per request by caller).
 # Cases: ret `return 200 "ok"`; proxy4k a 4 KiB response from a kept-alive nginx upstream;
 # static4k a 4 KiB file. Dumps stay in OUT (default /tmp/lb-h2-instr) for callgrind_annotate.
 # Needs: valgrind, nginx, h2load (nghttp2-client), curl. Loopback only.
@@ -135,7 +137,7 @@ for bin in "$@"; do
             fi
             f="$OUT/callgrind.$n.$proto.$c"
             rm -f "$f" "$f".*
-            valgrind --tool=callgrind ${toggle:-} --callgrind-out-file="$f" "$bin" -p "$W" -c lb.conf 2>"$W/vg.err" & vg=$!; PIDS+=($vg)
+            valgrind --tool=callgrind ${toggle:-} ${CALLGRIND_OPTS:-} --callgrind-out-file="$f" "$bin" -p "$W" -c lb.conf 2>"$W/vg.err" & vg=$!; PIDS+=($vg)
             wait_up "$u"
             run_h2load "$u" 500
             callgrind_control --zero "$vg" >/dev/null 2>&1
