@@ -130,7 +130,7 @@ final class Differential {
 
 /// `gzip -dc`, as an independent decoder of a compressed body.
 func gzipDecoded(_ bytes: [UInt8]) throws -> [UInt8] {
-    let p = Process()
+    let p = Harness.process()
     p.executableURL = URL(fileURLWithPath: "/bin/gzip")
     p.arguments = ["-dc"]
     let input = Pipe(), output = Pipe()

@@ -8,10 +8,11 @@ enum Harness {
     /// that test, not a signal that ends the whole test run.
     static let ignoreSIGPIPE: Void = { signal(SIGPIPE, SIG_IGN) }()
 
-    /// A `Process` for a test's child (with SIGPIPE ignored first).
-    static func process() -> Process {
+    /// A test's child process (with SIGPIPE ignored first): `ChildProcess`, not Foundation's
+    /// `Process` (see ChildProcess.swift).
+    static func process() -> ChildProcess {
         _ = ignoreSIGPIPE
-        return Process()
+        return ChildProcess()
     }
 
     /// The directory holding the built products (beside the test bundle).

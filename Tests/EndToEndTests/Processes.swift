@@ -56,7 +56,7 @@ func waitForPort(_ port: Int, timeout: TimeInterval = 10) -> Bool {
 
 /// A process the test started; stopped by PID when the test ends.
 final class Started {
-    let process: Process
+    let process: ChildProcess
     let stderrURL: URL
     let stdoutURL: URL
 
@@ -90,8 +90,7 @@ final class Started {
         return !process.isRunning
     }
 
-    /// SIGTERM, then SIGKILL after a grace period. (The test runner may start children with
-    /// SIGTERM blocked; programs that do not manage their own signal mask then ignore it.)
+    /// SIGTERM, then SIGKILL after a grace period.
     func stop(grace: TimeInterval = 2) {
         guard process.isRunning else { return }
         kill(pid, SIGTERM)
