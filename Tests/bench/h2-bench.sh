@@ -10,6 +10,8 @@
 #   ret     `return 200 "ok"`
 #   proxy   a 4 KiB response proxied from a plain-HTTP/1.1 backend (kept-alive)
 #   static  a 4 KiB file (HAProxy: `http-request return file`, read once at start)
+#   cached  the same file with `open_file_cache max=1000;` on lb and nginx (descriptor and
+#           metadata kept per worker: the tuned static setup; HAProxy as in `static`)
 # h2load -c CONNECTIONS (64) -m STREAMS (10) for SECONDS (6) after a 1-second warm-up.
 # CPU per request is the server's utime+stime from /proc/PID/stat over the run, divided by the
 # requests h2load completed. Medians per server at the end.
@@ -20,7 +22,7 @@ ROUNDS=${1:-3}
 SECS=${2:-6}
 CONNS=${3:-64}
 STREAMS=${4:-10}
-SCENARIOS=${SCENARIOS:-ret proxy static}
+SCENARIOS=${SCENARIOS:-ret proxy static cached}
 for t in nginx haproxy h2load taskset openssl curl; do command -v $t >/dev/null || { echo "missing $t: apt-get install nginx-light haproxy nghttp2-client"; exit 1; }; done
 if [ -z "${LB:-}" ]; then
     swift build -c release --product lb >/dev/null
@@ -55,7 +57,7 @@ CONF
 taskset -c 0 nginx -p "$W/nginx-b" -c "$W/nginx-b/nginx.conf" 2>/dev/null & PIDS+=($!)
 for i in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:19301/" && break; sleep 0.1; done
 
-# Ports: lb 1850x, nginx 1851x, haproxy 1852x; x = 1 ret, 2 proxy, 3 static.
+# Ports: lb 1850x, nginx 1851x, haproxy 1852x; x = 1 ret, 2 proxy, 3 static, 4 cached.
 TLS="ssl_certificate $CRT; ssl_certificate_key $KEY; ssl_protocols TLSv1.3;"
 servers() { # base port
     cat <<CONF
@@ -64,6 +66,8 @@ servers() { # base port
     server { listen 127.0.0.1:${1}2 ssl http2; $TLS
              location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } }
     server { listen 127.0.0.1:${1}3 ssl http2; $TLS root $W/www; location / { default_type text/plain; } }
+    server { listen 127.0.0.1:${1}4 ssl http2; $TLS root $W/www; open_file_cache max=1000;
+             location / { default_type text/plain; } }
 CONF
 }
 printf 'worker_processes 1;\nevents { worker_connections 20000; }\nhttp { access_log off; keepalive_requests 1000000; http2_max_concurrent_streams 128;\n%s\n}\n' "$(servers 1850)" > "$W/lb.conf"
@@ -98,6 +102,9 @@ frontend proxy
 frontend static
     bind 127.0.0.1:18523 ssl crt $W/certs/a-ec.pem alpn h2,http/1.1
     http-request return status 200 content-type text/plain file $W/www/body
+frontend cached
+    bind 127.0.0.1:18524 ssl crt $W/certs/a-ec.pem alpn h2,http/1.1
+    http-request return status 200 content-type text/plain file $W/www/body
 backend b
     server s1 127.0.0.1:19301
 CONF
@@ -114,7 +121,7 @@ if [ -n "${LB_BASE:-}" ]; then
 fi
 for c in "${CONTENDERS[@]}"; do
     set -- $c
-    for x in 1 2 3; do
+    for x in 1 2 3 4; do
         for i in $(seq 1 100); do curl -skf --http2 -o /dev/null "https://127.0.0.1:$2$x/body" && break; sleep 0.1; done
     done
 done
@@ -124,7 +131,7 @@ HZ=$(getconf CLK_TCK)
 declare -A RESULTS CPUS
 for r in $(seq 1 "$ROUNDS"); do
     for s in $SCENARIOS; do
-        case $s in ret) x=1 ;; proxy) x=2 ;; static) x=3 ;; esac
+        case $s in ret) x=1 ;; proxy) x=2 ;; static) x=3 ;; cached) x=4 ;; esac
         for c in "${CONTENDERS[@]}"; do
             set -- $c
             name=$1 port=$2$x pid=$3
