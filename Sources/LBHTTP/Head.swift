@@ -104,13 +104,62 @@ public enum ASCII {
     public static func equalsLower(_ bytes: UnsafeRawBufferPointer, _ r: Range<Int>, _ lit: StaticString) -> Bool {
         let n = lit.utf8CodeUnitCount
         guard r.count == n else { return false }
-        let p = lit.utf8Start
-        var i = 0
-        while i < n {
-            if lower(bytes[r.lowerBound + i]) != p[i] { return false }
-            i += 1
+        guard n > 0 else { return true }
+        precondition(r.lowerBound >= 0 && r.upperBound <= bytes.count, "range outside the buffer")
+        // Eight (or four) octets at a time, lowered together; the last word overlaps the one
+        // before it rather than falling back to single octets.
+        let a = UnsafeRawPointer(bytes.baseAddress!) + r.lowerBound
+        let p = UnsafeRawPointer(lit.utf8Start)
+        if n >= 8 {
+            var i = 0
+            while i + 8 < n {
+                if lowered(a.loadUnaligned(fromByteOffset: i, as: UInt64.self)) != p.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+                i += 8
+            }
+            return lowered(a.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)) == p.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
         }
+        if n >= 4 {
+            return lowered(UInt64(a.loadUnaligned(as: UInt32.self))) == UInt64(p.loadUnaligned(as: UInt32.self))
+                && lowered(UInt64(a.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self))) == UInt64(p.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self))
+        }
+        for i in 0..<n where lower(a.load(fromByteOffset: i, as: UInt8.self)) != p.load(fromByteOffset: i, as: UInt8.self) { return false }
         return true
+    }
+
+    /// `lower` applied to each of the eight octets of `w` (A–Z get 0x20; nothing else changes,
+    /// octets from 0x80 on included): within each octet, the low seven bits plus 0x3F carry into
+    /// the high bit from `A` on, plus 0x25 from `[` on; no sum crosses into the next octet.
+    @inline(__always) public static func lowered(_ w: UInt64) -> UInt64 {
+        let low7 = w & 0x7F7F_7F7F_7F7F_7F7F
+        let fromA = low7 &+ 0x3F3F_3F3F_3F3F_3F3F
+        let pastZ = low7 &+ 0x2525_2525_2525_2525
+        let upper = fromA & ~pastZ & ~w & 0x8080_8080_8080_8080
+        return w | (upper >> 2)
+    }
+
+    /// Whether each of the eight octets of `w` is a letter, a digit or `-` (the octets of
+    /// nearly every header name, valid under any name rule): per octet, range checks on the low
+    /// seven bits whose sums stay within the octet, and nothing from 0x80 on.
+    @inline(__always) public static func allNameOctets(_ w: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, high: UInt64 = 0x8080_8080_8080_8080
+        let x = w & 0x7F7F_7F7F_7F7F_7F7F
+        @inline(__always) func within(_ v: UInt64, _ lo: UInt64, _ hi: UInt64) -> UInt64 {
+            (v &+ (0x80 - lo) &* ones) & ~(v &+ (0x7F - hi) &* ones)
+        }
+        let letter = within(x | 0x2020_2020_2020_2020, 0x61, 0x7A)
+        let digit = within(x, 0x30, 0x39)
+        let dash = within(x, 0x2D, 0x2D)
+        return (letter | digit | dash) & ~w & high == high
+    }
+
+    /// Whether any of the eight octets of `w` is a control octet of a header value's kind —
+    /// below 0x20 (TAB, CR and LF too) or 0x7F: then the caller looks at them one by one.
+    @inline(__always) public static func hasControl(_ w: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, high: UInt64 = 0x8080_8080_8080_8080
+        let below20 = (w &- 0x20 &* ones) & ~w & high
+        let del = w ^ (0x7F &* ones)
+        let is7F = (del &- ones) & ~del & high
+        return below20 | is7F != 0
     }
 
     /// Whether a comma-separated header value contains `token` (case-insensitive).

@@ -414,6 +414,10 @@ public enum HeadParser {
                            names: HeaderNameRules?, invalidName: inout Bool) throws(HTTPError) -> HeaderField {
         if b[i] == 0x20 || b[i] == 0x09 { throw HTTPError(status, "obsolete line folding") }
         let n0 = i
+        // Eight octets at a time while all are letters, digits or `-` (valid whatever the rules).
+        if let base = b.baseAddress, end <= b.count {
+            while i + 8 <= end && ASCII.allNameOctets(base.loadUnaligned(fromByteOffset: i, as: UInt64.self)) { i += 8 }
+        }
         if let names {
             while i < end && b[i] != UInt8(ascii: ":") {
                 let c = b[i]
@@ -431,6 +435,10 @@ public enum HeadParser {
         i += 1
         while i < end && (b[i] == 0x20 || b[i] == 0x09) { i += 1 }
         let v0 = i
+        // Eight octets at a time while none is a control octet (the line's end is one).
+        if let base = b.baseAddress, end <= b.count {
+            while i + 8 <= end && !ASCII.hasControl(base.loadUnaligned(fromByteOffset: i, as: UInt64.self)) { i += 8 }
+        }
         while i < end {
             let c = b[i]
             if c == 0x0D || c == 0x0A { break }
