@@ -83,6 +83,19 @@ private func systemFstat(_ fd: Int32) -> Result<FileInfo, FileError> {
     return fstat(fd, &st) == 0 ? .success(FileInfo(st)) : .failure(FileError(errno))
 }
 
+/// A path as a dictionary key, hashed as one run of bytes (an array of bytes hashes byte by byte).
+struct PathKey: Hashable {
+    let bytes: [UInt8]
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    func hash(into h: inout Hasher) {
+        bytes.withUnsafeBytes { h.combine(bytes: $0) }
+    }
+
+    static func == (a: PathKey, b: PathKey) -> Bool { a.bytes == b.bytes }
+}
+
 /// An errno from a file system call.
 struct FileError: Error, Equatable {
     var code: Int32
@@ -128,7 +141,11 @@ final class OpenFileCache {
     let calls: FileSystemCalls
     private var slots: [Entry] = []
     private var freeSlots: [Int] = []
-    private var index: [[UInt8]: Int] = [:]
+    private var index: [PathKey: Int] = [:]
+    /// The slot of the last lookup: the static handler looks a path up twice in a row (its
+    /// stat, then its descriptor), the second time without hashing. A freed slot's path is
+    /// empty, so it never matches.
+    private var lastSlot = -1
     /// Ends of the least-recently-used list.
     private var newest = -1
     private var oldest = -1
@@ -151,7 +168,9 @@ final class OpenFileCache {
     /// Only descriptor lookups count towards `minUses`.
     func lookup(_ path: [UInt8], now: Int64, validMs: Int, minUses: Int, errors: Bool, descriptor: Bool) -> FileLookup {
         expire(now: now, atMost: 2)
-        guard let i = index[path] else {
+        let found: Int?
+        if lastSlot >= 0 && !path.isEmpty && slots[lastSlot].path == path { found = lastSlot } else { found = index[PathKey(path)] }
+        guard let i = found else {
             let r = fetch(path, descriptor: descriptor)
             switch r {
             case .failure(let e):
@@ -164,6 +183,7 @@ final class OpenFileCache {
                 return .found(info, fd.map { attach($0, info: info, slot: n, minUses: minUses, now: now) })
             }
         }
+        lastSlot = i
         touch(i, now: now)
         if descriptor { slots[i].uses += 1 }
         if now - slots[i].validated < Int64(validMs) {
@@ -294,8 +314,9 @@ final class OpenFileCache {
             slots.append(e)
             i = slots.count - 1
         }
-        index[e.path] = i
+        index[PathKey(e.path)] = i
         link(i)
+        lastSlot = i
         return i
     }
 
@@ -311,7 +332,7 @@ final class OpenFileCache {
     private func remove(_ i: Int) {
         retire(i)
         unlink(i)
-        index[slots[i].path] = nil
+        index[PathKey(slots[i].path)] = nil
         slots[i].path = []
         slots[i].info = nil
         freeSlots.append(i)

@@ -420,10 +420,18 @@ public final class Worker: @unchecked Sendable {
     var openFileCaches: [ObjectIdentifier: (zone: OpenFileCacheZone, cache: OpenFileCache)] = [:]
     var openFileCacheSweep = false
 
+    /// The last cache asked for (most requests of a worker use one): no hashing then.
+    private var lastOpenFileCache: (zone: OpenFileCacheZone, cache: OpenFileCache)?
+
     func openFileCache(_ zone: OpenFileCacheZone) -> OpenFileCache {
-        if let c = openFileCaches[ObjectIdentifier(zone)] { return c.cache }
+        if let last = lastOpenFileCache, last.zone === zone { return last.cache }
+        if let c = openFileCaches[ObjectIdentifier(zone)] {
+            lastOpenFileCache = c
+            return c.cache
+        }
         let c = OpenFileCache(max: zone.max, inactiveMs: zone.inactiveMs)
         openFileCaches[ObjectIdentifier(zone)] = (zone, c)
+        lastOpenFileCache = (zone, c)
         scheduleOpenFileCacheSweep()
         return c
     }
@@ -437,7 +445,10 @@ public final class Worker: @unchecked Sendable {
         loop.schedule(afterMillis: Int(min(5000, max(1000, shortest)))) { [unowned self] in
             self.openFileCacheSweep = false
             let now = self.loop.now
-            for (k, c) in self.openFileCaches where !c.cache.sweep(now: now) { self.openFileCaches[k] = nil }
+            for (k, c) in self.openFileCaches where !c.cache.sweep(now: now) {
+                self.openFileCaches[k] = nil
+                if self.lastOpenFileCache?.cache === c.cache { self.lastOpenFileCache = nil }
+            }
             self.scheduleOpenFileCacheSweep()
         }
     }
@@ -447,6 +458,7 @@ public final class Worker: @unchecked Sendable {
     func dropOpenFileCaches() {
         for c in openFileCaches.values { c.cache.removeAll() }
         openFileCaches.removeAll()
+        lastOpenFileCache = nil
     }
 
     /// A request head for a connection whose request begins (from the pool when one is there).

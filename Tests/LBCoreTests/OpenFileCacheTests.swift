@@ -301,4 +301,16 @@ final class FakeFileSystem {
         let (info, g, _) = send(c, "/a", at: 1000)
         #expect(info?.kind == .directory && g == nil && fs.open.isEmpty)
     }
+
+    @Test func theLastLookupsSlotIsReusedOnlyForTheSamePath() {
+        let c = cache(max: 1)
+        fs.write("/a", size: 1)
+        fs.write("/b", size: 2)
+        _ = probe(c, "/a", at: 0)
+        #expect(send(c, "/a", at: 0).0?.size == 1)
+        // /b takes /a's slot (max 1); a lookup of /a must not find /b there.
+        #expect(send(c, "/b", at: 1).0?.size == 2)
+        #expect(send(c, "/a", at: 2).0?.size == 1)
+        #expect(c.count == 1)
+    }
 }
