@@ -143,4 +143,51 @@ import Testing
         #expect(try get(lb.port, "/f.txt") == (200, "v2"), "the new generation's cache is empty")
         #expect(Self.descriptors(of: lb.started.pid, under: root.path) == 1, "the old generation's descriptor was closed")
     }
+
+    /// Every way the static handler ends a response (whole, ranges, multipart, HEAD, 304, 412,
+    /// gzip_static, sub_filter, index, try_files, 404, 301) answers as nginx's with the cache on,
+    /// on a miss and on hits; afterwards lb still holds exactly one descriptor per file sent (a
+    /// response that gave its shared descriptor back twice, or never, would show here).
+    @Test func everyStaticAnswerMatchesNginxWithTheCacheOn() throws {
+        guard Differential.available else { return }
+        let d = try Differential("""
+            open_file_cache max=100;
+            server {
+                listen 127.0.0.1:{port};
+                root {root};
+                location /gz/ { gzip_static on; }
+                location /sf/ { sub_filter needle pin; sub_filter_types text/plain; }
+                location /spa/ { try_files $uri $uri/ /index.html; }
+            }
+            """, files: ["index.html": "home", "a.txt": "0123456789", "sub/index.html": "sub index",
+                         "gz/t.txt": "plain", "gz/t.txt.gz": "not really gzip", "sf/h.txt": "a needle here"])
+        let first = try d.fetch(.init(target: "/a.txt"), port: d.nginxPort)
+        let etag = try #require(first.header("ETag"))
+        let requests: [Differential.Request] = [
+            .init(target: "/a.txt", expect: 200),
+            .init(target: "/a.txt", headers: ["Range: bytes=2-4"], expect: 206),
+            .init(target: "/a.txt", headers: ["Range: bytes=0-0,5-6"], expect: 206),
+            .init(target: "/a.txt", method: "HEAD", expect: 200),
+            .init(target: "/a.txt", headers: ["If-None-Match: \(etag)"], expect: 304),
+            .init(target: "/a.txt", headers: ["If-Match: \"other\""], expect: 412),
+            .init(target: "/a.txt", headers: ["Range: bytes=50-"], expect: 416),
+            .init(target: "/gz/t.txt", headers: ["Accept-Encoding: gzip"], expect: 200),
+            .init(target: "/gz/t.txt", expect: 200),
+            .init(target: "/sf/h.txt", expect: 200),
+            .init(target: "/", expect: 200),
+            .init(target: "/sub/", expect: 200),
+            .init(target: "/sub", expect: 301),
+            .init(target: "/spa/deep", expect: 200),
+            .init(target: "/nope.txt", expect: 404),
+        ]
+        for _ in 0..<3 {
+            // Built-in error pages name the server (their lengths differ): headers of files only.
+            try d.compare(requests.filter { $0.expect! < 300 }, headers: ["Content-Type", "Content-Length", "Content-Range", "Content-Encoding", "ETag"])
+            try d.compare(requests.filter { $0.expect! >= 300 }, headers: ["Content-Type", "Content-Range"])
+        }
+        // a.txt, gz/t.txt.gz, gz/t.txt, sf/h.txt, index.html, sub/index.html: one kept descriptor each.
+        let root = d.dir.appendingPathComponent("root").path + "/"
+        #expect(Self.descriptors(of: d.lb.started.pid, under: root) == 6)
+        #expect(Self.children(of: d.nginx.pid).map { Self.descriptors(of: $0, under: root) } == [6])
+    }
 }
