@@ -115,7 +115,7 @@ let acceptedNoOps: [(String, Contexts, ArgumentShape)] = [
     ("proxy_temp_file_write_size", .hsl, .exactly(1)), ("output_buffers", .hsl, .exactly(2)),
     ("postpone_output", .hsl, .exactly(1)), ("reset_timedout_connection", .hsl, .flag),
     ("lingering_close", .hsl, .exactly(1)), ("lingering_time", .hsl, .exactly(1)), ("lingering_timeout", .hsl, .exactly(1)),
-    ("log_subrequest", .hsl, .flag),
+    ("open_file_cache_events", .hsl, .flag), ("log_subrequest", .hsl, .flag),
     ("msie_padding", .hsl, .flag), ("aio", .hsl, .exactly(1)), ("directio", .hsl, .exactly(1)),
     ("send_lowat", .hsl, .exactly(1)), ("proxy_cache_lock_age_ignored", .hsl, .exactly(1)),
     ("pcre_jit", .main, .flag), ("lock_file", .main, .exactly(1)), ("timer_resolution", .main, .exactly(1)),

@@ -72,7 +72,7 @@ struct OpenFileCacheConfigTests {
 
     @Test func whatNginxAcceptsLoads() throws {
         for d in ["open_file_cache max=10 inactive=1;", "open_file_cache inactive=0 max=1;", "open_file_cache max=5 max=6;",
-                  "open_file_cache_valid 2;", "open_file_cache_min_uses 0;"] {
+                  "open_file_cache_valid 2;", "open_file_cache_min_uses 0;", "open_file_cache_events on;"] {
             #expect(loadError(server(d)) == "no error", "\(d)")
         }
     }
