@@ -62,6 +62,35 @@ extension Compiler {
         return out.contains("off") ? [] : out
     }
 
+    /// `open_file_cache off | max=N [inactive=TIME]` as nginx reads it: parameters in any order,
+    /// `off` anywhere wins (after every parameter was checked), `max` is required otherwise.
+    static func openFileCacheZone(_ d: Directive) throws -> OpenFileCacheZone? {
+        var max = 0
+        var inactiveMs = 60_000
+        var off = false
+        for a in d.args {
+            let t = a.text
+            if t.hasPrefix("max=") {
+                let v = t.dropFirst(4)
+                if !v.isEmpty, v.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(v), n > 0 { max = n; continue }
+            } else if t.hasPrefix("inactive=") {
+                if let ms = seconds(String(t.dropFirst(9))) { inactiveMs = ms; continue }
+            } else if t == "off" {
+                off = true
+                continue
+            }
+            throw ConfigError("invalid \"open_file_cache\" parameter \"\(t)\"", at: d.location)
+        }
+        if off { return nil }
+        guard max > 0 else { throw ConfigError("\"open_file_cache\" must have the \"max\" parameter", at: d.location) }
+        return OpenFileCacheZone(max: max, inactiveMs: inactiveMs)
+    }
+
+    /// A time in whole seconds (nginx's `ngx_parse_time` for seconds: no `ms`), in milliseconds.
+    static func seconds(_ s: String) -> Int? {
+        s.contains("ms") ? nil : Values.milliseconds(s)
+    }
+
     // MARK: main and events
 
     static let mainDirectives: [DirectiveSpec] = [
@@ -306,7 +335,18 @@ extension Compiler {
         setting("keepalive_disable", .atLeast(1), default: "msie6", \.keepaliveDisable) { _, d in
             try keywords(d, KeepaliveDisable.words)
         },
-        setting("open_file_cache", .between(1, 2), default: "off", \.openFileCache) { _, d in d.args[0].text != "off" },
+        setting("open_file_cache", .between(1, 2), default: "off", \.openFileCache) { _, d in try openFileCacheZone(d) },
+        setting("open_file_cache_valid", .exactly(1), default: "60s", \.openFileCacheValidMs) { c, d in
+            guard let ms = seconds(d.args[0].text) else { throw c.invalidValue(d) }
+            return ms
+        },
+        setting("open_file_cache_min_uses", .exactly(1), default: "1", \.openFileCacheMinUses) { _, d in
+            guard let n = Int(d.args[0].text), n >= 0, d.args[0].text.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+                throw ConfigError("\"\(d.name)\" directive invalid number", at: d.location)
+            }
+            return n
+        },
+        flagSetting("open_file_cache_errors", default: "off", \.openFileCacheErrors),
         setting("disable_symlinks", .between(1, 2), default: "off", \.disableSymlinks) { _, d in
             guard ["on", "off", "if_not_owner"].contains(d.args[0].text) else { throw ConfigError("invalid value \"\(d.args[0].text)\"", at: d.args[0].location) }
             if d.args.count == 2 {

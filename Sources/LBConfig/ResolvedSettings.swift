@@ -33,6 +33,8 @@ public struct ResolvedSettings: Sendable {
     public private(set) var etag = true
     public private(set) var ifModifiedSince = IfModifiedSinceSetting.exact
     public private(set) var disableSymlinks = SymlinkPolicy.off
+    /// `open_file_cache` and its lookup settings; nil when off.
+    public private(set) var openFileCache: OpenFileCacheSettings? = nil
     public private(set) var autoindex = false
     public private(set) var logNotFound = true
     public private(set) var keepaliveDisable = KeepaliveDisable.msie6
@@ -158,6 +160,10 @@ public struct ResolvedSettings: Sendable {
         v(&etag, s.etag)
         v(&ifModifiedSince, s.ifModifiedSince)
         v(&disableSymlinks, s.disableSymlinks)
+        if case let zone?? = s.openFileCache {
+            openFileCache = OpenFileCacheSettings(zone: zone, validMs: s.openFileCacheValidMs ?? 60_000,
+                                                  minUses: s.openFileCacheMinUses ?? 1, errors: s.openFileCacheErrors ?? false)
+        }
         v(&autoindex, s.autoindex)
         v(&logNotFound, s.logNotFound)
         v(&keepaliveDisable, s.keepaliveDisable)

@@ -117,6 +117,43 @@ public struct ExpiresError: Error, Equatable {
 public enum IfModifiedSinceSetting: Sendable, Equatable { case off, exact, before }
 
 /// `disable_symlinks`: whether a path with a symbolic link in it may be served.
+/// One `open_file_cache max=N inactive=TIME` occurrence: each worker keeps one cache for it
+/// (its identity is the cache's; a reload makes new ones, so a reload starts with empty caches).
+public final class OpenFileCacheZone: Sendable, CustomStringConvertible {
+    /// Entries kept at most; the least recently used one goes first.
+    public let max: Int
+    /// Entries not looked up for this long are dropped.
+    public let inactiveMs: Int
+
+    public init(max: Int, inactiveMs: Int) {
+        self.max = max
+        self.inactiveMs = inactiveMs
+    }
+
+    public var description: String { "max=\(max) inactive=\(inactiveMs)ms" }
+}
+
+/// The open file cache in force for a location and how it looks files up there (nginx's
+/// `ngx_open_file_info_t` valid, min_uses and errors).
+public struct OpenFileCacheSettings: Sendable, CustomStringConvertible {
+    public let zone: OpenFileCacheZone
+    /// Information younger than this is used without a system call (`open_file_cache_valid`).
+    public let validMs: Int
+    /// Lookups of a file before its descriptor is kept open (`open_file_cache_min_uses`).
+    public let minUses: Int
+    /// Failed lookups are cached too (`open_file_cache_errors`).
+    public let errors: Bool
+
+    public init(zone: OpenFileCacheZone, validMs: Int = 60_000, minUses: Int = 1, errors: Bool = false) {
+        self.zone = zone
+        self.validMs = validMs
+        self.minUses = minUses
+        self.errors = errors
+    }
+
+    public var description: String { "\(zone) valid=\(validMs)ms min_uses=\(minUses) errors=\(errors)" }
+}
+
 public enum SymlinkPolicy: Sendable, Hashable {
     case off
     /// Refuse if any component (after `from`, when given) is a symlink.
@@ -313,7 +350,14 @@ public struct HTTPSettings: Sendable {
     public var proxyCacheConvertHead: Bool?
     /// Clients allowed to PURGE (empty: PURGE is not handled, it is proxied like any method).
     public var proxyCachePurge: [AccessRule]?
-    public var openFileCache: Bool?
+    /// `open_file_cache max=N [inactive=TIME]`: the cache of that occurrence (locations that
+    /// inherit it share it, as nginx's pointer); `.some(nil)` for `open_file_cache off`.
+    public var openFileCache: OpenFileCacheZone??
+    /// `open_file_cache_valid`, `open_file_cache_min_uses`, `open_file_cache_errors`: how this
+    /// location looks files up in the cache in force (merged each on its own, as nginx).
+    public var openFileCacheValidMs: Int?
+    public var openFileCacheMinUses: Int?
+    public var openFileCacheErrors: Bool?
     public var disableSymlinks: SymlinkPolicy?
     /// Location headers of lb's own redirects (nginx's header filter): made absolute, with the
     /// listening port, and with the server's first name instead of the Host header.
@@ -451,6 +495,9 @@ public struct HTTPSettings: Sendable {
         m(&proxyCacheConvertHead, p.proxyCacheConvertHead)
         m(&proxyCachePurge, p.proxyCachePurge)
         m(&openFileCache, p.openFileCache)
+        m(&openFileCacheValidMs, p.openFileCacheValidMs)
+        m(&openFileCacheMinUses, p.openFileCacheMinUses)
+        m(&openFileCacheErrors, p.openFileCacheErrors)
         m(&disableSymlinks, p.disableSymlinks)
         m(&ifModifiedSince, p.ifModifiedSince)
         m(&maxRanges, p.maxRanges)

@@ -87,15 +87,15 @@ extension ClientConnection {
                 trace?.record(.note("try_files \"\(e.source)\": \"\(String(decoding: candidate, as: UTF8.self))\" has no file path (alias with ..)"))
                 continue
             }
-            var st = stat()
             let isDir = candidate.last == UInt8(ascii: "/")
-            let exists = statPath(path, &st)
-            let kind = !exists ? "not found" : (st.st_mode & S_IFMT) == S_IFDIR ? "a directory" : (st.st_mode & S_IFMT) == S_IFREG ? "a file" : "not a file"
-            trace?.record(.note("try_files \"\(e.source)\": \(String(decoding: path, as: UTF8.self)) is \(kind)"))
-            if exists {
-                let dir = (st.st_mode & S_IFMT) == S_IFDIR
-                if isDir && dir { return .file(candidate, directory: true) }
-                if !isDir && (st.st_mode & S_IFMT) == S_IFREG { return .file(candidate, directory: false) }
+            let info = probeFile(path).info
+            if let trace {
+                let kind = info == nil ? "not found" : info?.kind == .directory ? "a directory" : info?.kind == .file ? "a file" : "not a file"
+                trace.record(.note("try_files \"\(e.source)\": \(String(decoding: path, as: UTF8.self)) is \(kind)"))
+            }
+            if let info {
+                if isDir && info.kind == .directory { return .file(candidate, directory: true) }
+                if !isDir && info.kind == .file { return .file(candidate, directory: false) }
             }
         }
         switch tf.fallback {
@@ -137,6 +137,24 @@ extension ClientConnection {
         }
     }
 
+    /// The open file cache of this location and how it looks files up here; nil when
+    /// `open_file_cache` is off, and under `disable_symlinks`, whose checks every open makes
+    /// (the cache is bypassed then).
+    var openFileCacheHere: (cache: OpenFileCache, settings: OpenFileCacheSettings)? {
+        guard let s = settings.resolved.openFileCache, case .off = settings.resolved.disableSymlinks else { return nil }
+        return (worker.openFileCache(s.zone), s)
+    }
+
+    /// A path's information (an index, try_files or gzip_static probe, the static handler's
+    /// stat): through the open file cache when one is on, else one stat(2).
+    func probeFile(_ path: [UInt8]) -> FileLookup {
+        if let (cache, s) = openFileCacheHere {
+            return cache.lookup(path, now: worker.loop.now, validMs: s.validMs, minUses: s.minUses, errors: s.errors, descriptor: false)
+        }
+        var st = stat()
+        return statPath(path, &st) ? .found(FileInfo(st), nil) : .failed(errno)
+    }
+
     func serveURI(_ u: [UInt8], allowIndex: Bool) {
         guard let path = filePath(for: u) else { respondError(404); return }
         // nginx's index module runs before the static one, for a URI ending in `/`: the first
@@ -146,8 +164,7 @@ extension ClientConnection {
             for idx in settings.resolved.index {
                 let name = evaluate(idx)
                 if ex.variableFailed { respondError(500); return }
-                var ist = stat()
-                if name.first == UInt8(ascii: "/") || statPath(path + name, &ist) {
+                if name.first == UInt8(ascii: "/") || probeFile(path + name).info != nil {
                     let dest = name.first == UInt8(ascii: "/") ? name : u + name
                     guard internalRedirect(to: dest) else { return }
                     redirectInternally(to: dest, args: currentArgs) // Rewrite.swift
@@ -155,16 +172,17 @@ extension ClientConnection {
                 }
             }
         }
-        var st = stat()
-        guard statPath(path, &st) else {
-            let e = errno
+        let info: FileInfo
+        switch probeFile(path) {
+        case .found(let i, _): info = i
+        case .failed(let e):
             if e == EACCES { respondError(403) } else {
                 if (e == ENOENT || e == ENOTDIR) && settings.resolved.logNotFound { log(.error, "open() \"\(String(decoding: path, as: UTF8.self))\" failed (2: No such file or directory)") }
                 respondError(404)
             }
             return
         }
-        if (st.st_mode & S_IFMT) == S_IFDIR {
+        if info.kind == .directory {
             if u.last != UInt8(ascii: "/") {
                 redirect(301, to: String(decoding: u, as: UTF8.self) + "/" + queryString())
                 return
@@ -178,12 +196,12 @@ extension ClientConnection {
             respondError(403)
             return
         }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { respondError(404); return }
+        guard info.kind == .file else { respondError(404); return }
         if req.method == .post {
             respondError(405)
             return
         }
-        sendFile(path, st)
+        sendFile(path, info)
     }
 
     /// nginx's `disable_symlinks`: lstat every component below `from` (the document root when
@@ -229,33 +247,55 @@ extension ClientConnection {
         return false
     }
 
-    func sendFile(_ requestedPath: [UInt8], _ requestedStat: stat) {
+    func sendFile(_ requestedPath: [UInt8], _ requestedInfo: FileInfo) {
         if symlinkRefused(requestedPath) {
             log(.error, "\"\(String(decoding: requestedPath, as: UTF8.self))\" has a symbolic link (disable_symlinks)")
             respondError(403)
             return
         }
         var path = requestedPath
-        var st = requestedStat
+        var info = requestedInfo
         var gzipped = false
         if settings.resolved.gzipStatic {
             let accepts = headerValue("accept-encoding").map { String(decoding: $0, as: UTF8.self).contains("gzip") } ?? false
-            var gst = stat()
-            if accepts, statPath(path + Array(".gz".utf8), &gst), (gst.st_mode & S_IFMT) == S_IFREG {
+            if accepts, let g = probeFile(path + Array(".gz".utf8)).info, g.kind == .file {
                 path += Array(".gz".utf8)
-                st = gst
+                info = g
                 gzipped = true
             }
         }
-        let fd = (path + [0]).withUnsafeBufferPointer { p in
-            p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
+        // The file: a descriptor from the open file cache (shared, released when the response
+        // is done; its information is the descriptor's own), else open(2) as it comes.
+        let fd: Int32
+        var shared: SharedFile?
+        if let (cache, s) = openFileCacheHere {
+            switch cache.lookup(path, now: worker.loop.now, validMs: s.validMs, minUses: s.minUses, errors: s.errors, descriptor: true) {
+            case .found(let i, let f?):
+                fd = f.fd
+                shared = f
+                info = i
+            case .found:
+                respondError(404) // no longer a regular file
+                return
+            case .failed(let e):
+                respondError(e == EACCES ? 403 : 404)
+                return
+            }
+        } else {
+            fd = (path + [0]).withUnsafeBufferPointer { p in
+                p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
+            }
+            guard fd >= 0 else {
+                respondError(errno == EACCES ? 403 : 404)
+                return
+            }
         }
-        guard fd >= 0 else {
-            respondError(errno == EACCES ? 403 : 404)
-            return
+        /// Closes the file, or gives a shared one back (a response that ends before its body).
+        func closeFile() {
+            if let shared { worker.releaseSharedFile(shared) } else { Glibc.close(fd) }
         }
-        let size = Int(st.st_size)
-        let mtime = Int(st.st_mtim.tv_sec)
+        let size = info.size
+        let mtime = info.mtime
         // Formatted validators and type, cached per worker for an unchanged (path, mtime, size).
         let meta = worker.fileMeta(path: path, mtime: mtime, size: size, type: { self.contentTypeForURI() })
         let etag = meta.etag
@@ -277,11 +317,11 @@ extension ClientConnection {
         switch d.outcome {
         case .send: break
         case .preconditionFailed:
-            Glibc.close(fd)
+            closeFile()
             respond(412, contentType: "text/html", body: Status.page(412, serverTokens: settings.resolved.serverTokens))
             return
         case .rangeNotSatisfiable:
-            Glibc.close(fd)
+            closeFile()
             respondRangeNotSatisfiable(total: size, vary: d.vary)
             return
         }
@@ -289,7 +329,7 @@ extension ClientConnection {
         // gzip_static tells caches the file has a compressed form, whatever this client took.
         let vary = d.vary || (settings.resolved.gzipVary && settings.resolved.gzipStatic)
         if d.status == 304 {
-            Glibc.close(fd)
+            closeFile()
             writeHeadStart(d)
             appendValidators(meta)
             writeHeadEnd()
@@ -298,10 +338,13 @@ extension ClientConnection {
             return
         }
         if let sub, sendStaticSubFiltered(fd: fd, size: size, sub, d, contentType: type, lastModified: meta.lastModified,
-                                          etag: settings.resolved.etag ? etag : nil) { return }
+                                          etag: settings.resolved.etag ? etag : nil) {
+            closeFile()
+            return
+        }
         if d.gzip {
             if let packed = compressWholeBody(read: { ClientConnection.readFile(fd, offset: 0, length: size) }) {
-                Glibc.close(fd)
+                closeFile()
                 writeHeadStart(d)
                 outBuf.append("Content-Type: ")
                 outBuf.append(string: type)
@@ -356,17 +399,17 @@ extension ClientConnection {
         writeHeadEnd()
         ex.responder = .local
         if req.method == .head || length == 0 {
-            Glibc.close(fd)
+            closeFile()
             flushLocal()
             return
         }
         ex.bodyBytesSent = 0
         if let m = multipart {
             // Each part: its head from memory, then its bytes from the file; the trailer last.
-            ex.responder = .file(FileBody(fd: fd, shared: nil, offset: 0, remaining: 0,
+            ex.responder = .file(FileBody(fd: fd, shared: shared.map { .passRetained($0) }, offset: 0, remaining: 0,
                                           multipart: MultipartBody(parts: ranges.map { (m.partHead($0), $0) }, trailer: m.trailer)))
         } else {
-            ex.responder = .file(FileBody(fd: fd, shared: nil, offset: range?.start ?? 0, remaining: length, multipart: nil))
+            ex.responder = .file(FileBody(fd: fd, shared: shared.map { .passRetained($0) }, offset: range?.start ?? 0, remaining: length, multipart: nil))
         }
         // tcp_nopush: cork the socket so the head and the file go out in full segments (nginx).
         if settings.resolved.tcpNopush && settings.resolved.sendfile && transport.canSendfile {

@@ -78,10 +78,9 @@ extension ClientConnection {
 
     /// A static file under sub_filter: read whole (up to gzip's in-memory bound), filtered, sent
     /// chunked with no Content-Length, with the head the stage decided (`d`). Returns false when
-    /// the file cannot be read (it then goes as it is).
+    /// the file cannot be read (it then goes as it is). The caller closes the file.
     func sendStaticSubFiltered(fd: Int32, size: Int, _ s: SubFilterState, _ d: HeadDecision, contentType: String, lastModified: [UInt8], etag: String?) -> Bool {
         guard let body = ClientConnection.readFile(fd, offset: 0, length: size) else { return false }
-        Glibc.close(fd)
         var out: [UInt8] = []
         body.withUnsafeBytes { s.matcher.feed($0, into: &out) }
         s.matcher.finish(into: &out)

@@ -38,7 +38,10 @@ public final class Worker: @unchecked Sendable {
     /// message to the loop), so the request path reads it without the runtime's lock.
     var generation: Generation {
         // A reload: HTTP/2 connections of older generations say GOAWAY, finish their streams, close.
-        didSet { for s in h2Sessions.values where s.generation !== generation { s.goAway() } }
+        didSet {
+            for s in h2Sessions.values where s.generation !== generation { s.goAway() }
+            if generation !== oldValue { dropOpenFileCaches() }
+        }
     }
     /// Live HTTP/2 connections by number (reload and graceful stop send them GOAWAY).
     var h2Sessions: [Int: H2Session] = [:]
@@ -385,14 +388,14 @@ public final class Worker: @unchecked Sendable {
         if let f = sharedFiles.removeValue(forKey: key) { retire(f) }
     }
 
+    /// A response is done with a shared file (a cache hit's, or one of an open file cache):
+    /// closed when it was retired and this was its last user.
     func releaseSharedFile(_ f: SharedFile) {
-        f.users -= 1
-        if f.retired && f.users == 0 { Glibc.close(f.fd) }
+        if f.release() { Glibc.close(f.fd) }
     }
 
     private func retire(_ f: SharedFile) {
-        f.retired = true
-        if f.users == 0 { Glibc.close(f.fd) }
+        if f.retire() { Glibc.close(f.fd) }
     }
 
     /// Closes files unused for 5 s (an evicted or purged entry's disk space is freed soon).
@@ -407,6 +410,55 @@ public final class Worker: @unchecked Sendable {
         } else {
             loop.schedule(afterMillis: 5000) { [unowned self] in self.sweepSharedFiles() }
         }
+    }
+
+    // MARK: open file caches (open_file_cache)
+
+    /// This worker's cache of each `open_file_cache` occurrence in use (nginx's caches are per
+    /// worker process and per directive). Keyed by the zone's identity; the cache holds the
+    /// zone, so the key stays unique while it is here.
+    var openFileCaches: [ObjectIdentifier: (zone: OpenFileCacheZone, cache: OpenFileCache)] = [:]
+    var openFileCacheSweep = false
+
+    /// The last cache asked for (most requests of a worker use one): no hashing then.
+    private var lastOpenFileCache: (zone: OpenFileCacheZone, cache: OpenFileCache)?
+
+    func openFileCache(_ zone: OpenFileCacheZone) -> OpenFileCache {
+        if let last = lastOpenFileCache, last.zone === zone { return last.cache }
+        if let c = openFileCaches[ObjectIdentifier(zone)] {
+            lastOpenFileCache = c
+            return c.cache
+        }
+        let c = OpenFileCache(max: zone.max, inactiveMs: zone.inactiveMs)
+        openFileCaches[ObjectIdentifier(zone)] = (zone, c)
+        lastOpenFileCache = (zone, c)
+        scheduleOpenFileCacheSweep()
+        return c
+    }
+
+    /// One timer for all caches: entries idle for their `inactive` are dropped (their
+    /// descriptors closed) even when nothing is looked up; an emptied cache goes.
+    private func scheduleOpenFileCacheSweep() {
+        guard !openFileCacheSweep, !openFileCaches.isEmpty else { return }
+        openFileCacheSweep = true
+        let shortest = openFileCaches.values.map { $0.cache.inactiveMs }.min() ?? 5000
+        loop.schedule(afterMillis: Int(min(5000, max(1000, shortest)))) { [unowned self] in
+            self.openFileCacheSweep = false
+            let now = self.loop.now
+            for (k, c) in self.openFileCaches where !c.cache.sweep(now: now) {
+                self.openFileCaches[k] = nil
+                if self.lastOpenFileCache?.cache === c.cache { self.lastOpenFileCache = nil }
+            }
+            self.scheduleOpenFileCacheSweep()
+        }
+    }
+
+    /// A reload: the new generation's locations name new zones; the old caches close their
+    /// descriptors now (those in use when their responses end).
+    func dropOpenFileCaches() {
+        for c in openFileCaches.values { c.cache.removeAll() }
+        openFileCaches.removeAll()
+        lastOpenFileCache = nil
     }
 
     /// A request head for a connection whose request begins (from the pool when one is there).
@@ -611,7 +663,9 @@ enum RequestHeadStorage {
     }
 }
 
-/// An open cache entry file shared by the responses of one worker.
+/// An open file shared by the responses of one worker: a proxy_cache entry's, or one kept by an
+/// open file cache. Its table holds it without counting; each response using it is one of
+/// `users`. Once `retired` (out of its table) it is closed by whoever drops the last use.
 final class SharedFile {
     let fd: Int32
     let inode: UInt64
@@ -623,6 +677,19 @@ final class SharedFile {
         self.fd = fd
         self.inode = inode
         lastUse = now
+    }
+
+    /// Its table lets it go; true when no response uses it (the caller closes it now).
+    func retire() -> Bool {
+        retired = true
+        return users == 0
+    }
+
+    /// A response is done with it; true when it was retired and that was the last use (the
+    /// caller closes it now).
+    func release() -> Bool {
+        users -= 1
+        return retired && users == 0
     }
 }
 

@@ -48,7 +48,7 @@ struct CompiledSettingsTests {
         "clientBodyInFileOnly": "off", "clientBodyTempPath": "client_body_temp", "clientHeaderTimeoutMs": "60000",
         "clientHeaderBufferSize": "1024", "largeClientHeaderBuffers": "(count: 4, size: 8192)", "serverTokens": "true",
         "sendfile": "false", "tcpNopush": "false", "tcpNodelay": "true",
-        "etag": "true", "ifModifiedSince": "exact", "disableSymlinks": "off", "autoindex": "false",
+        "etag": "true", "ifModifiedSince": "exact", "disableSymlinks": "off", "openFileCache": "nil", "autoindex": "false",
         "logNotFound": "true", "keepaliveDisable": "KeepaliveDisable(rawValue: 1)", "chunkedTransferEncoding": "true",
         "absoluteRedirect": "true", "portInRedirect": "true", "serverNameInRedirect": "false",
         "recursiveErrorPages": "false", "mergeSlashes": "true", "underscoresInHeaders": "false",
@@ -81,7 +81,7 @@ struct CompiledSettingsTests {
         client_body_in_file_only on; client_body_temp_path /tmp/cb; client_header_timeout 5s;
         client_header_buffer_size 2k; large_client_header_buffers 8 16k; server_tokens off; sendfile on;
         tcp_nopush on; tcp_nodelay off; limit_rate $arg_rate; limit_rate_after 1m; etag off; if_modified_since before;
-        disable_symlinks on; autoindex on; log_not_found off; keepalive_disable safari; chunked_transfer_encoding off;
+        disable_symlinks on; open_file_cache max=10; open_file_cache_valid 5s; autoindex on; log_not_found off; keepalive_disable safari; chunked_transfer_encoding off;
         absolute_redirect off; port_in_redirect off; server_name_in_redirect on; recursive_error_pages on;
         merge_slashes off; underscores_in_headers on; ignore_invalid_headers off; rewrite_log on;
         uninitialized_variable_warn off; real_ip_header X-Forwarded-For; real_ip_recursive on; resolver_timeout 5s;

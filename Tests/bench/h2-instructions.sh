@@ -27,6 +27,7 @@
 # Tests/bench/callgrind-allocs.py (allocations per request by caller).
 # Cases: ret `return 200 "ok"`; proxy4k a 4 KiB response from a kept-alive nginx upstream;
 # static4k a 4 KiB file. Dumps stay in OUT (default /tmp/lb-h2-instr) for callgrind_annotate.
+# STATIC_EXTRA: directives added to lb's static4k servers, e.g. STATIC_EXTRA="open_file_cache max=1000;".
 # Needs: valgrind, nginx, h2load (nghttp2-client), curl. Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -73,11 +74,11 @@ http { access_log off; keepalive_requests 1000000; http2_max_concurrent_streams 
        server { listen 127.0.0.1:28511 http2; location / { return 200 "ok"; } }
        server { listen 127.0.0.1:28512 http2;
                 location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-       server { listen 127.0.0.1:28513 http2; default_type text/plain; root $W/www; }
+       server { listen 127.0.0.1:28513 http2; default_type text/plain; root $W/www; ${STATIC_EXTRA:-} }
        server { listen 127.0.0.1:28521 ssl http2; $TLS location / { return 200 "ok"; } }
        server { listen 127.0.0.1:28522 ssl http2; $TLS
                 location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } }
-       server { listen 127.0.0.1:28523 ssl http2; $TLS default_type text/plain; root $W/www; } }
+       server { listen 127.0.0.1:28523 ssl http2; $TLS default_type text/plain; root $W/www; ${STATIC_EXTRA:-} } }
 CONF
 url() { # proto case -> url
     local p=1 s=http
