@@ -334,14 +334,15 @@ public final class Worker: @unchecked Sendable {
 
     /// Per-worker cache of formatted validators, keyed by file path and checked against the
     /// `stat` the request does anyway (so a changed file is never served with stale validators).
-    var fileMetaCache: [[UInt8]: FileMeta] = [:]
+    var fileMetaCache: [PathKey: FileMeta] = [:] // PathKey: the path hashed as one run of bytes
 
     func fileMeta(path: [UInt8], mtime: Int, size: Int, type: () -> String) -> FileMeta {
-        if let m = fileMetaCache[path], m.mtime == mtime, m.size == size { return m }
+        let key = PathKey(path)
+        if let m = fileMetaCache[key], m.mtime == mtime, m.size == size { return m }
         if fileMetaCache.count >= 4096 { fileMetaCache.removeAll(keepingCapacity: true) }
         let m = FileMeta(mtime: mtime, size: size, etag: "\"\(String(mtime, radix: 16))-\(String(size, radix: 16))\"",
                          lastModified: Array(DateCache.httpDate(mtime).utf8), type: type())
-        fileMetaCache[path] = m
+        fileMetaCache[key] = m
         return m
     }
 
