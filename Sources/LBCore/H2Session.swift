@@ -268,8 +268,14 @@ final class H2Session: Pollable {
                 wakes.append((st, EventLoop.readable))
             }
         case .reset(let sid, _):
-            // The client gave the stream up: so does its exchange (and its upstream request).
-            if let st = streams[sid] { st.conn?.close() }
+            // The client gave the stream up: nginx's client abort. The stream connection decides
+            // what ends (`ClientConnection.clientReset`); under `proxy_ignore_client_abort on`
+            // its upstream request goes on, the stream sending nothing more and counted among
+            // the open ones until it ends.
+            // A stream reset before it began (its HEADERS came in the same read) is dropped
+            // unrun — nginx would have run it — so that a rapid-reset flood reaches no upstream.
+            guard let st = streams[sid] else { break }
+            if st.request != nil { st.conn?.close() } else { st.resetByPeer() }
         case .windowOpened(let sid):
             if let st = streams[sid] { wakes.append((st, EventLoop.writable)) }
         case .goaway(let code, let reason):
@@ -288,6 +294,12 @@ final class H2Session: Pollable {
         if requests >= keepaliveRequests {
             // Beyond keepalive_requests (streams that came in the same read as the last one):
             // refused, so the client retries them on a new connection.
+            conn.reset(streamID: r.streamID, code: .refusedStream)
+            return
+        }
+        if streams.count >= conn.config.maxConcurrentStreams {
+            // Streams the client reset whose exchange goes on (proxy_ignore_client_abort) still
+            // count, as nginx's do: the frame layer no longer sees them.
             conn.reset(streamID: r.streamID, code: .refusedStream)
             return
         }
@@ -597,6 +609,17 @@ final class H2Stream: StreamPipe {
         response = .head
         waitingForOutput = false
         headPending = false
+        broken = false
+    }
+
+    /// The client reset the stream (RST_STREAM): nothing more is sent on it, its writes fail
+    /// (the exchange ends as after a failed write), and its stream connection decides what else
+    /// ends.
+    func resetByPeer() {
+        broken = true
+        headPending = false
+        response = .done
+        conn?.clientReset()
     }
 
     override var tls: TLSStream? { session.transport.tls }

@@ -31,11 +31,48 @@ extension ClientConnection {
         abortProxy()
     }
 
+    /// An HTTP/2 client reset the stream (RST_STREAM, a browser's navigation away): nginx's
+    /// client abort (`c->error`, then the request's read handler). A request waiting for its
+    /// upstream goes on under `proxy_ignore_client_abort on` — its response head then fails to go
+    /// out and the request ends there, logged with the upstream's status and nothing stored, as
+    /// nginx's HTTP/2 header filter fails on a closed stream — and with `off` ends now (499)
+    /// unless its response is for the cache (`clientClosedWhileWaiting`). A response under way
+    /// ends now; a request not yet answered is logged 499 (nginx logs every request).
+    func clientReset() {
+        guard state != .closed, let ex else { return }
+        if case .proxy(let phase) = ex.responder {
+            switch phase {
+            case .connecting, .sending, .waitingHead, .cacheWait:
+                if ignoresClientAbort { return }
+                clientClosedWhileWaiting()
+                if state != .closed && (ex.clientCloseNoted || ex.headerStarted) { return }
+                if state != .closed { abortProxy() }
+            case .idle, .readingBody, .relaying:
+                abortProxy()
+            }
+            return
+        }
+        switch ex.responder {
+        case .local, .file:
+            if ex.headerStarted { finishLog() }
+        case .routing, .delayed, .resolving:
+            if !ex.inBackground && ex.parentExchange == nil {
+                if ex.status == 0 { ex.status = 499 }
+                finishLog()
+            }
+        case .proxy, .tunnel, .apiBody:
+            break
+        }
+        close()
+    }
+
     /// A write to the client failed while relaying: true when the rest of the response is read
     /// for the cache (`proxy_ignore_client_abort on` and an entry being written), false when the
-    /// caller ends the request.
+    /// caller ends the request. Never for an HTTP/2 stream its client reset: nginx's header filter
+    /// fails there first, and the entry is not stored.
     func keepReadingForCache(_ c: UpstreamConnection) -> Bool {
         guard ignoresClientAbort, ex.cacheWriter != nil else { return false }
+        if case .stream(let p) = transport, p.broken { return false }
         ex.clientGone = true
         closeAfterResponse = true
         outBuf.clear()

@@ -65,9 +65,11 @@ public enum Transport {
     @inline(__always)
     public func write(_ fd: Int32, _ buf: UnsafeRawPointer, _ count: Int, more: Bool = false) throws(IOError) -> IOResult<Int> {
         switch self {
-        case .tcp: more ? try Socket.writeMore(fd, buf, count) : try Socket.write(fd, buf, count)
-        case .tls(let s): try s.io { () throws(TLSError) in try s.write(buf, count) }
-        case .stream(let p): p.write(buf, count)
+        case .tcp: return more ? try Socket.writeMore(fd, buf, count) : try Socket.write(fd, buf, count)
+        case .tls(let s): return try s.io { () throws(TLSError) in try s.write(buf, count) }
+        case .stream(let p):
+            if p.broken { throw IOError("write", errno: EPIPE) }
+            return p.write(buf, count)
         }
     }
 
@@ -75,9 +77,11 @@ public enum Transport {
     @inline(__always)
     public func writev(_ fd: Int32, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) throws(IOError) -> IOResult<Int> {
         switch self {
-        case .tcp: try Socket.writev(fd, a, b)
-        case .tls(let s): try s.io { () throws(TLSError) in try s.writev(a, b) }
-        case .stream(let p): p.writev(a, b)
+        case .tcp: return try Socket.writev(fd, a, b)
+        case .tls(let s): return try s.io { () throws(TLSError) in try s.writev(a, b) }
+        case .stream(let p):
+            if p.broken { throw IOError("writev", errno: EPIPE) }
+            return p.writev(a, b)
         }
     }
 
@@ -103,6 +107,10 @@ public enum Transport {
 /// HTTP/2; LBCore's `H2Stream` is the implementation.
 open class StreamPipe {
     public init() {}
+
+    /// The client gave the stream up (HTTP/2 RST_STREAM): writes fail from now on (EPIPE), as a
+    /// socket's do once its peer has gone, and the exchange ends the way a failed write ends it.
+    public final var broken = false
 
     /// The TLS stream of the connection carrying this one, if any (`$ssl_*`, `$scheme`).
     open var tls: TLSStream? { nil }

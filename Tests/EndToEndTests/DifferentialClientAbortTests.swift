@@ -92,6 +92,74 @@ struct DifferentialClientAbortTests {
         #expect(fromNginx.contains("/con/gen?ms=300&size=4000000&cc=max-age=60&who=PORT 200 cache=MISS up=200"), "\(fromNginx)")
     }
 
+    /// Over HTTP/2 a client gives a request up with RST_STREAM (a browser does so on every
+    /// navigation away), not by closing its connection. As nginx: with `proxy_ignore_client_abort
+    /// on` the upstream request goes on and the request is logged with the upstream's status;
+    /// its head then cannot go out on the closed stream, so the request ends there and a
+    /// response for the cache is not stored. With `off` the reset ends the request at once
+    /// (499), unless its response is for the cache, which nginx lets go on to the head too. lb
+    /// dropped such a request unlogged, and ended its upstream request whatever the setting.
+    @Test func anHTTP2StreamResetByItsClientIsAClientAbort() throws {
+        let d = try Differential("""
+        log_format t '$request_uri $status cache=$upstream_cache_status up=$upstream_status';
+        proxy_cache_path {root}/../cache-{port} keys_zone=z:1m;
+        upstream be { server {backend}; keepalive 4; }
+        server {
+            listen 127.0.0.1:{port} http2;
+            access_log {root}/../access-{port}.log t;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            location /on/ { proxy_ignore_client_abort on; proxy_pass http://be/; }
+            location /off/ { proxy_pass http://be/; }
+            location /con/ { proxy_ignore_client_abort on; proxy_cache z; proxy_pass http://be/; }
+            location /coff/ { proxy_cache z; proxy_pass http://be/; }
+        }
+        """, backend: true)
+        let backend = d.backend!
+        let client = Harness.repositoryRoot.appendingPathComponent("Tests/support/h2client.py").path
+        func logLines(_ port: Int) -> [String] {
+            let text = (try? String(contentsOf: d.dir.appendingPathComponent("access-\(port).log"), encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").map { $0.replacingOccurrences(of: "who=\(port)", with: "who=PORT") }
+        }
+        func logged(_ port: Int, _ target: String) -> Bool {
+            let mine = target.replacingOccurrences(of: "who=\(port)", with: "who=PORT") + " "
+            return waitUntil(timeout: 20) { logLines(port).contains { $0.hasPrefix(mine) } }
+        }
+        func cancel(_ port: Int, _ target: String) throws {
+            let out = try runTool(["/usr/bin/python3", client, "cancel", "\(port)", target, "0.5"]).out
+            #expect(out.contains("cancelled"), "port \(port): \(out)")
+            #expect(logged(port, target), "port \(port): \(target) was not logged")
+        }
+        func get(_ port: Int, _ target: String) throws {
+            let out = try runTool(["/usr/bin/python3", client, "get", "\(port)", target]).out
+            #expect(out.hasPrefix("200 "), "port \(port): \(target): \(out)")
+            #expect(logged(port, target), "port \(port): \(target) was not logged")
+        }
+        func count(_ path: String) throws -> Int {
+            let r = try RawClient(port: backend.port).get("/counts")
+            let obj = try JSONSerialization.jsonObject(with: Data(r.body)) as! [String: Int]
+            return obj[path] ?? 0
+        }
+        func run(_ port: Int) throws -> [String] {
+            let who = "who=\(port)"
+            try cancel(port, "/on/slow?ms=300&\(who)")
+            try cancel(port, "/off/slow?ms=300&\(who)")
+            let cached = "/gen?ms=300&size=100000&cc=max-age=60&\(who)"
+            try cancel(port, "/con" + cached)
+            try get(port, "/con" + cached)
+            #expect(try count(cached) == 2, "port \(port): stored though its head never went out")
+            let notCached = "/gen?ms=300&size=100000&cc=max-age=60&off&\(who)"
+            try cancel(port, "/coff" + notCached)
+            try get(port, "/coff" + notCached)
+            #expect(try count(notCached) == 2, "port \(port): stored though the client reset the stream (off)")
+            return logLines(port)
+        }
+        let fromNginx = try run(d.nginxPort), fromLB = try run(d.lb.port)
+        #expect(fromLB == fromNginx, "lb \(fromLB)\nnginx \(fromNginx)")
+        #expect(fromNginx.first == "/on/slow?ms=300&who=PORT 200 cache=- up=200", "\(fromNginx)")
+        #expect(fromNginx.contains { $0.hasPrefix("/off/slow?ms=300&who=PORT 499 ") }, "\(fromNginx)")
+    }
+
     /// With `off` (the default), a client that closes — or only half-closes — while the upstream
     /// is slow to answer ends the request at once: no response, 499 in the log, the upstream
     /// connection closed (nginx's check of a broken connection, with EPOLLRDHUP).

@@ -202,6 +202,16 @@ import Testing
         #expect(try h2client(["refuse", "\(lb.port)", "6", "/p/slow?ms=300"]) == "ok=4 refused=2")
     }
 
+    /// Streams the client reset whose upstream requests go on (`proxy_ignore_client_abort on`)
+    /// still count toward the limit, as nginx's: resetting is no way around it.
+    @Test func streamsResetButStillRunningCountTowardTheConcurrencyLimit() throws {
+        let (lb, backend, _) = try Http2Tests.start(server: "http2_max_concurrent_streams 4; proxy_ignore_client_abort on;")
+        defer { withExtendedLifetime(backend) {} }
+        #expect(try h2client(["reset-then-more", "\(lb.port)", "4", "/p/slow?ms=2000"]) == "ok=0 refused=4")
+        // Once they end, the connection's streams are free again: another client is served at once.
+        #expect(try curl(["--http2-prior-knowledge", "http://127.0.0.1:\(lb.port)/v"]).out == "http HTTP/2.0 h2c \n")
+    }
+
     @Test func reloadSendsGoAwayAndFinishesTheStreamInFlight() throws {
         let (lb, backend, _) = try Http2Tests.start()
         var client: Started?

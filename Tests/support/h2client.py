@@ -32,6 +32,10 @@ Cases (each prints one result line; every socket read is bounded by a timeout):
                           /p/upload without content-length, a GET of /p/upload, a GET of /v:
                           "STATUS:BYTES:TRANSFER-ENCODING:same|other" per upload answer (same: the
                           sha256 the backend saw is this stream's body's) and "STATUS:BODY" for /v
+  reset-then-more N PATH  N streams, all reset 0.3 s later, then N more: "ok=K refused=R" for the
+                          second N (RST_STREAM REFUSED_STREAM)
+  cancel PATH HOLD        a GET, then RST_STREAM CANCEL 0.1 s later; the connection is held HOLD seconds
+                          (frames read and dropped), then closed: "cancelled"
   tls-settings SNI CA     TLS with ALPN h2 and the SNI name SNI (CA: the file to verify with): the
                           server's first SETTINGS, "NAME=VALUE ..." by setting id
 """
@@ -215,6 +219,29 @@ def case_refuse(n, path):
         if t == 3 and int.from_bytes(p[0:4], "big") == 7:
             refused += 1
         if ok + refused == int(n):
+            break
+    print("ok=%d refused=%d" % (ok, refused))
+
+
+def case_reset_then_more(n, path):
+    s = raw_connect()
+    enc = hpack.Encoder()
+    n = int(n)
+    s.sendall(b"".join(frame(1, 0x5, 1 + 2 * i, enc.encode(request_headers(path))) for i in range(n)))
+    time.sleep(0.3)
+    s.sendall(b"".join(frame(3, 0, 1 + 2 * i, struct.pack(">I", 8)) for i in range(n)))
+    second = range(1 + 2 * n, 1 + 4 * n, 2)
+    s.sendall(b"".join(frame(1, 0x5, sid, enc.encode(request_headers(path))) for sid in second))
+    ok = refused = 0
+    for t, fl, sid, p in raw_frames(s, timeout=20):
+        if t == 4 and not fl & 1:
+            s.sendall(frame(4, 1, 0))
+        if sid in second:
+            if t == 1:
+                ok += 1
+            if t == 3 and int.from_bytes(p[0:4], "big") == 7:
+                refused += 1
+        if ok + refused == n:
             break
     print("ok=%d refused=%d" % (ok, refused))
 
@@ -502,6 +529,32 @@ def case_reuse(n):
     print(" ".join(out))
 
 
+def case_cancel(path, hold):
+    s, c = lib_connect()
+    sid = c.get_next_available_stream_id()
+    c.send_headers(sid, request_headers(path), end_stream=True)
+    s.sendall(c.data_to_send())
+    time.sleep(0.1)  # begun by the server (a reset in the same read as HEADERS drops it unrun)
+    c.reset_stream(sid, error_code=8)  # CANCEL
+    s.sendall(c.data_to_send())
+    deadline = time.time() + float(hold)
+    s.settimeout(0.2)
+    while time.time() < deadline:
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            continue
+        if not d:
+            break
+        try:
+            c.receive_data(d)
+        except Exception:
+            pass  # frames for the reset stream: nothing of ours
+        s.sendall(c.data_to_send())
+    s.close()
+    print("cancelled")
+
+
 def case_tls_settings(sni, ca):
     import ssl
     ctx = ssl.create_default_context(cafile=ca)
@@ -527,5 +580,6 @@ cases = {"hpack-bomb": case_hpack_bomb, "bodies": case_bodies, "trailers": case_
          "zero-window": case_zero_window, "many": case_many, "get": case_get, "rapid-reset": case_rapid_reset, "continuation-flood": case_continuation_flood,
          "control-flood": case_control_flood,
          "refuse": case_refuse, "reload-inflight": case_reload_inflight, "idle": case_idle, "bursts": case_bursts,
-         "reuse": case_reuse}
+         "reuse": case_reuse, "cancel": case_cancel,
+         "reset-then-more": case_reset_then_more}
 cases[sys.argv[1]](*sys.argv[3:])
