@@ -4,6 +4,7 @@
 #
 #   bash Tests/bench/static-bench.sh [rounds] [seconds]
 #   LB=path/to/lb LB_BASE=path/to/other/lb bash Tests/bench/static-bench.sh ...
+#   EXTRA="open_file_cache max=1000;" bash Tests/bench/static-bench.sh   # the same directives in every server
 #
 # LB: the lb binary (default: this tree's release build). LB_BASE: a second lb binary measured in
 # the same rounds as "base" (same-round lb/base ratio). Each server's CPU time per request
@@ -26,7 +27,7 @@ cat > "$W/lb.conf" <<CONF
 worker_processes 1;
 events { worker_connections 4096; }
 http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;
-       server { listen 127.0.0.1:18301; root $W/www; } }
+       server { listen 127.0.0.1:18301; root $W/www; ${EXTRA:-} } }
 CONF
 cat > "$W/ng/nginx.conf" <<CONF
 worker_processes 1;
@@ -36,7 +37,7 @@ pid $W/ng/pid;
 error_log $W/ng/error.log;
 events { worker_connections 4096; }
 http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000;
-       server { listen 127.0.0.1:18302; root $W/www; } }
+       server { listen 127.0.0.1:18302; root $W/www; ${EXTRA:-} } }
 CONF
 taskset -c 1 "$LB" -p "$W" -c lb.conf & LBPID=$!; PIDS+=($LBPID)
 taskset -c 1 nginx -p "$W/ng" -c "$W/ng/nginx.conf" 2>/dev/null & NGPID=$!; PIDS+=($NGPID)
