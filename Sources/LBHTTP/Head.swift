@@ -152,6 +152,16 @@ public enum ASCII {
         return (letter | digit | dash) & ~w & high == high
     }
 
+    /// Whether any of the eight octets of `w` may not stand in a Host (nginx: `/`, `\\`,
+    /// controls and space, DEL; octets from 0x80 on may).
+    @inline(__always) public static func hasNonHostOctet(_ w: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, high: UInt64 = 0x8080_8080_8080_8080
+        let x = w & 0x7F7F_7F7F_7F7F_7F7F
+        @inline(__always) func equal(_ c: UInt64) -> UInt64 { (x &+ (0x80 - c) &* ones) & ~(x &+ (0x7F - c) &* ones) }
+        let below21 = ~(x &+ (0x80 - 0x21) &* ones)
+        return (below21 | equal(0x2F) | equal(0x5C) | equal(0x7F)) & ~w & high != 0
+    }
+
     /// Whether any of the eight octets of `w` is a control octet of a header value's kind —
     /// below 0x20 (TAB, CR and LF too) or 0x7F: then the caller looks at them one by one.
     @inline(__always) public static func hasControl(_ w: UInt64) -> Bool {

@@ -508,7 +508,14 @@ public enum HeadParser {
     }
 
     static func validHost(_ b: UnsafeRawBufferPointer, _ r: Range<Int>) -> Bool {
-        for i in r {
+        var start = r.lowerBound
+        if let base = b.baseAddress, r.lowerBound >= 0, r.upperBound <= b.count {
+            while start + 8 <= r.upperBound {
+                if ASCII.hasNonHostOctet(base.loadUnaligned(fromByteOffset: start, as: UInt64.self)) { return false }
+                start += 8
+            }
+        }
+        for i in start..<r.upperBound {
             let c = b[i]
             if c == UInt8(ascii: "/") || c == UInt8(ascii: "\\") || c < 0x21 || c == 0x7F { return false }
         }

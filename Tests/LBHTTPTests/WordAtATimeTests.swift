@@ -90,6 +90,31 @@ import Testing
         }
     }
 
+    @Test func hasNonHostOctetFindsSlashesControlsSpaceAndDEL() {
+        var rng = SystemRandomNumberGenerator()
+        let bad: (UInt8) -> Bool = { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "\\") || $0 < 0x21 || $0 == 0x7F }
+        for c in 0...255 {
+            for position in 0..<8 {
+                var octets = (0..<8).map { _ in UInt8.random(in: 0x21...0xFF, using: &rng) }
+                octets = octets.map { bad($0) ? UInt8(ascii: "a") : $0 }
+                octets[position] = UInt8(c)
+                #expect(ASCII.hasNonHostOctet(Self.word(octets)) == octets.contains(where: bad), "octets \(octets)")
+            }
+        }
+        // validHost: any length, the bad octet anywhere.
+        for length in 1..<30 {
+            for position in 0..<length {
+                for c: UInt8 in [0x00, 0x20, 0x21, 0x2E, 0x2F, 0x3A, 0x5B, 0x5C, 0x5D, 0x7E, 0x7F, 0x80, 0xFF] {
+                    var host = Array(repeating: UInt8(ascii: "h"), count: length)
+                    host[position] = c
+                    let buffer = [UInt8(ascii: "x")] + host + [UInt8(ascii: "/")]
+                    let got = buffer.withUnsafeBytes { HeadParser.validHost($0, 1..<(1 + length)) }
+                    #expect(got == !host.contains(where: bad), "host \(host)")
+                }
+            }
+        }
+    }
+
     static let literals: [StaticString] = ["a", "te", "etag", "date", "range", "server", "upgrade", "location", "x-accel-",
                                             "keep-alive", "connection", "set-cookie", "content-type", "cache-control",
                                             "last-modified", "content-length", "transfer-encoding", "x-accel-limit-rate", "100-continue"]
