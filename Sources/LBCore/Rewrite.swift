@@ -2,12 +2,33 @@ import Glibc
 import LBConfig
 import LBHTTP
 
+extension RewriteState {
+    /// As `init()` makes a new one (an exchange's state kept for its next request,
+    /// `Exchange.reset`); the capacity of its arrays is kept, never a content.
+    func reset() {
+        if !vars.isEmpty { vars.removeAll() }
+        captureSubject.removeAll(keepingCapacity: true)
+        captures.removeAll(keepingCapacity: true)
+        args = nil
+        uriChanged = false
+        rewritten = false
+        validLocation = true
+        proxyURIAsMade = false
+    }
+}
+
 /// The rewrite module on a request: nginx's server-rewrite, find-config, rewrite and post-rewrite
 /// phases (`ngx_http_core_module.c`), for servers that use it (`routesWithRewrites`).
 extension ClientConnection: RewriteHost {
     var rewriteState: RewriteState {
         if let s = ex.rewrite { return s }
-        let s = RewriteState()
+        let s: RewriteState
+        if let spare = ex.spareRewrite {
+            ex.spareRewrite = nil
+            s = spare
+        } else {
+            s = RewriteState()
+        }
         ex.rewrite = s
         return s
     }

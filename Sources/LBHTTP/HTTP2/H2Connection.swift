@@ -133,7 +133,7 @@ public struct H2Connection: Sendable {
     /// Requests the runtime is done with (`recycle`), for the next requests' layout: one is taken
     /// only when nothing else holds it.
     var spareRequests: [H2Request] = []
-    static let maxSpareRequests = 8
+    static let maxSpareRequests = 32
     /// A spare request's octets at most this large (a large head's storage is not kept).
     static let maxSpareRequestCapacity = 8192
     var output: [UInt8] = []
