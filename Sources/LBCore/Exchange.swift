@@ -187,7 +187,7 @@ final class Exchange {
         responder = .routing
         // Large optional values: looked at before they are replaced (a `return` or a static
         // answer never set them; the replacement copies and destroys them whole).
-        if target != nil { target = nil }
+        if case .some = target { target = nil }
         upstreamRuntime = nil
         up = nil
         tried = TriedSet()
@@ -206,7 +206,7 @@ final class Exchange {
         gzipSizes = nil
         sub = nil
         if !cacheStatus.isEmpty { cacheStatus = [] }
-        if cache != nil { cache = nil }
+        if case .some = cache { cache = nil }
         cacheWriter = nil
         backgroundUpdatePending = false
         inBackground = false

@@ -7,9 +7,9 @@ extension RewriteState {
     /// `Exchange.reset`); the capacity of its arrays is kept, never a content.
     func reset() {
         if !vars.isEmpty { vars.removeAll() }
-        captureSubject.removeAll(keepingCapacity: true)
-        captures.removeAll(keepingCapacity: true)
-        args = nil
+        if !captureSubject.isEmpty { captureSubject.removeAll(keepingCapacity: true) }
+        if !captures.isEmpty { captures.removeAll(keepingCapacity: true) }
+        if args != nil { args = nil }
         uriChanged = false
         rewritten = false
         validLocation = true

@@ -129,7 +129,13 @@ public struct H2Connection: Sendable {
     /// Reused: the decoded header list, the header block being collected, the block being encoded.
     var fields = HPACKHeaderList()
     var blockBuffer: [UInt8] = []
+    /// The response header block being encoded (`beginHeaders` … `endHeaders`): its first
+    /// `encodeCount` octets. Its count is its room: fields are written in place (one
+    /// uniqueness check and one copy each, no growth), not appended.
     var encodeBuffer: [UInt8] = []
+    var encodeCount = 0
+    /// The dynamic-table encoder's output for one field, copied into the block.
+    var encodeScratch: [UInt8] = []
     /// Requests the runtime is done with (`recycle`), for the next requests' layout: one is taken
     /// only when nothing else holds it.
     var spareRequests: [H2Request] = []
@@ -237,6 +243,8 @@ public struct H2Connection: Sendable {
         fields = HPACKHeaderList()
         blockBuffer = []
         encodeBuffer = []
+        encodeCount = 0
+        encodeScratch = []
         spareRequests = []
         if pendingOutputCount == 0 {
             if output.capacity > 0 { outputCapacityWhenBusy = min(output.capacity, 65_536) }
@@ -598,11 +606,38 @@ public struct H2Connection: Sendable {
     public mutating func beginHeaders(streamID sid: UInt32, status: Int) -> Bool {
         guard let s = streams[sid], !s.headersSent, canSend else { return false }
         if output.capacity < outputCapacityWhenBusy { output.reserveCapacity(outputCapacityWhenBusy) }
-        encodeBuffer.removeAll(keepingCapacity: true)
-        if encodeBuffer.capacity < 1024 { encodeBuffer.reserveCapacity(1024) }
-        encoder.beginBlock(into: &encodeBuffer)
-        encoder.encodeStatus(status, into: &encodeBuffer)
+        encodeCount = 0
+        blockRoom(1024)
+        if encoder.nothingToSignal, let octet = HPACKEncoder.indexedStatus(status) {
+            encodeBuffer[0] = octet
+            encodeCount = 1
+        } else {
+            encodeScratch.removeAll(keepingCapacity: true)
+            encoder.beginBlock(into: &encodeScratch)
+            encoder.encodeStatus(status, into: &encodeScratch)
+            putBlock(encodeScratch)
+        }
         return true
+    }
+
+    /// Room for `n` more octets in the block being encoded.
+    @inline(__always)
+    mutating func blockRoom(_ n: Int) {
+        let need = encodeCount + n
+        if need > encodeBuffer.count {
+            encodeBuffer.append(contentsOf: repeatElement(0, count: max(need, 2 * encodeBuffer.count) - encodeBuffer.count))
+        }
+    }
+
+    /// Octets made elsewhere, added to the block being encoded.
+    mutating func putBlock(_ b: [UInt8]) {
+        guard !b.isEmpty else { return }
+        blockRoom(b.count)
+        let at = encodeCount
+        encodeBuffer.withUnsafeMutableBytes { p in
+            b.withUnsafeBytes { (p.baseAddress! + at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        }
+        encodeCount += b.count
     }
 
     /// One response field (any case; lower-cased here). Connection-specific fields are dropped.
@@ -624,15 +659,19 @@ public struct H2Connection: Sendable {
             addIndexedHeader(name: name, value: value)
             return
         }
-        if index > 0 {
-            // accept-encoding: gzip, deflate is entry 16 whole.
-            if index == 16 && H2RequestRules.equals(value, 0..<value.count, "gzip, deflate") {
-                encodeBuffer.append(0x90)
-                return
+        blockRoom(name.count + value.count + HPACKCoding.literalOverhead)
+        let at = encodeCount
+        encodeCount += encodeBuffer.withUnsafeMutableBufferPointer { b -> Int in
+            let p = b.baseAddress! + at
+            if index > 0 {
+                // accept-encoding: gzip, deflate is entry 16 whole.
+                if index == 16 && H2RequestRules.equals(value, 0..<value.count, "gzip, deflate") {
+                    p[0] = 0x90
+                    return 1
+                }
+                return HPACKCoding.writeLiteral(nameIndex: index, rawValue: value, to: p)
             }
-            HPACKCoding.writeLiteral(nameIndex: index, rawValue: value, into: &encodeBuffer)
-        } else {
-            HPACKCoding.writeLiteral(lowerCasing: name, rawValue: value, into: &encodeBuffer)
+            return HPACKCoding.writeLiteral(lowerCasing: name, rawValue: value, to: p)
         }
     }
 
@@ -654,14 +693,16 @@ public struct H2Connection: Sendable {
     /// A connection-specific-free field with a lower-case name, for the encoder with a dynamic
     /// table.
     mutating func addLowerHeader(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
+        encodeScratch.removeAll(keepingCapacity: true)
         if name.count == 14 && H2RequestRules.equals(name, 0..<14, "content-length") {
             // Different on every response: not worth table room.
-            encoder.encode(name: name, value: value, indexing: .none, into: &encodeBuffer)
-            return
+            encoder.encode(name: name, value: value, indexing: .none, into: &encodeScratch)
+        } else {
+            // Large values would push useful entries out of the table.
+            let indexing: HPACKIndexing = name.count + value.count + 32 <= encoder.table.maxSize / 4 ? .incremental : .none
+            encoder.encode(name: name, value: value, indexing: indexing, into: &encodeScratch)
         }
-        // Large values would push useful entries out of the table.
-        let indexing: HPACKIndexing = name.count + value.count + 32 <= encoder.table.maxSize / 4 ? .incremental : .none
-        encoder.encode(name: name, value: value, indexing: indexing, into: &encodeBuffer)
+        putBlock(encodeScratch)
     }
 
     /// Frames the block begun by `beginHeaders`.
@@ -670,8 +711,9 @@ public struct H2Connection: Sendable {
         s.headersSent = true
         streams[sid] = s
         let maxFrame = peerMaxFrameSize
+        let count = encodeCount
         encodeBuffer.withUnsafeBytes { block in
-            H2FrameWriter.headers(sid, block: block, endStream: endStream, maxFrameSize: maxFrame, into: &output)
+            H2FrameWriter.headers(sid, block: UnsafeRawBufferPointer(rebasing: block[0..<count]), endStream: endStream, maxFrameSize: maxFrame, into: &output)
         }
         creditControlFrame()
         if endStream { finishSending(sid) }
