@@ -181,15 +181,15 @@ final class Exchange {
         requestBodyComplete = true
         bodyLimit = 0
         bodyReceived = 0
-        body = nil
-        mirrorResume = nil
+        if body != nil { body = nil }
+        if mirrorResume != nil { mirrorResume = nil }
         clientCloseNoted = false
         responder = .routing
         // Large optional values: looked at before they are replaced (a `return` or a static
         // answer never set them; the replacement copies and destroys them whole).
         if case .some = target { target = nil }
-        upstreamRuntime = nil
-        up = nil
+        if upstreamRuntime != nil { upstreamRuntime = nil }
+        if up != nil { up = nil }
         tried = TriedSet()
         tries = 0
         firstTryMillis = 0
@@ -201,13 +201,13 @@ final class Exchange {
         headers.removeAll(keepingCapacity: true)
         attempt = Attempt()
         swap(&headers, &attempt.response.headers)
-        gz = nil
+        if gz != nil { gz = nil }
         gzFinished = false
         gzipSizes = nil
-        sub = nil
+        if sub != nil { sub = nil }
         if !cacheStatus.isEmpty { cacheStatus = [] }
         if case .some = cache { cache = nil }
-        cacheWriter = nil
+        if cacheWriter != nil { cacheWriter = nil }
         backgroundUpdatePending = false
         inBackground = false
         clientGone = false
@@ -215,10 +215,10 @@ final class Exchange {
         expiresEvaluated = nil
         realClient = nil
         realIPChecked = false
-        accessState = nil
-        parentExchange = nil
+        if accessState != nil { accessState = nil }
+        if parentExchange != nil { parentExchange = nil }
         if !authVariables.isEmpty { authVariables = [] }
-        contentTypeOverride = nil
+        if contentTypeOverride != nil { contentTypeOverride = nil }
         if !keptHeaders.isEmpty { keptHeaders = [] }
         if var r = rewrite {
             rewrite = nil

@@ -119,6 +119,9 @@ extension ClientConnection: RewriteHost {
     /// The decisions of `routeWithRewrites`, without answering: `ex.location`, `ex.uri` and the
     /// rewrite state are left as the request would have them. `trace` (`lb --explain`) hears each step.
     func resolveRoute(named: Location? = nil, trace: RouteRecorder?) -> RouteDecision {
+        // Held once for the whole search (no exchange ends inside it), not loaded and counted
+        // at every use of `ex`.
+        let ex: Exchange = self.ex
         let server = ex.server
         if named == nil {
             // Once per request: an internal redirect keeps the captures the name gave.
@@ -160,7 +163,8 @@ extension ClientConnection: RewriteHost {
             let maxBody = ex.location.settings.resolved.clientMaxBodySize
             if maxBody > 0, let cl = req.contentLength, cl > maxBody { return .bodyTooLarge(cl) }
             trace?.record(.rewritePhase(location: found))
-            let outcome = RewriteEngine.run(p, host: self, trace: trace) { [unowned self] in ex.location = $0 }
+            // Not escaping: no capture list (an unowned one costs a reference count on each use).
+            let outcome = RewriteEngine.run(p, host: self, trace: trace) { self.ex.location = $0 }
             switch outcome {
             case .stop:
                 return .found

@@ -414,7 +414,7 @@ public struct H2Connection: Sendable {
         if blockBuffer.count + r.count > config.maxHeaderBlockSize {
             throw .connection(.enhanceYourCalm, reason: "header block larger than the limit")
         }
-        blockBuffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[r]))
+        blockBuffer.appendRaw(UnsafeRawBufferPointer(rebasing: b[r]))
     }
 
     /// A complete header block: a new request, or trailers.

@@ -108,7 +108,7 @@ public enum HPACKCoding {
             try HPACKHuffman.decode(raw, into: &out, limit: limit)
         } else {
             guard len <= limit else { throw .stringTooLong }
-            out.append(contentsOf: raw)
+            out.appendRaw(raw)
         }
         return out.count - before
     }
@@ -304,7 +304,7 @@ public struct HPACKDecoder: Sendable {
         if index >= 1 && index <= HPACKStaticTable.count {
             let r = HPACKStaticTable.raw
             // Static entries are small: the list's cap is checked by add().
-            list.bytes.append(contentsOf: UnsafeRawBufferPointer(start: r.bytes + r.offsets[index], count: r.names[index] + r.values[index]))
+            list.bytes.appendRaw(UnsafeRawBufferPointer(start: r.bytes + r.offsets[index], count: r.names[index] + r.values[index]))
             nameEnd = start + r.names[index]
         } else {
             let d = index - HPACKStaticTable.count
@@ -313,8 +313,8 @@ public struct HPACKDecoder: Sendable {
             let len = table.lengths(d)
             if list.size + len.name + len.value + HPACKDynamicTable.entryOverhead > maxHeaderListSize { throw .headerListTooLarge }
             table.withEntry(d) { name, value in
-                list.bytes.append(contentsOf: name)
-                list.bytes.append(contentsOf: value)
+                // An entry's name and value are one run of the table's storage: one copy.
+                list.bytes.appendRaw(UnsafeRawBufferPointer(start: name.baseAddress, count: name.count + value.count))
             }
             nameEnd = start + len.name
         }
@@ -324,11 +324,11 @@ public struct HPACKDecoder: Sendable {
     mutating func appendName(_ index: Int, into out: inout [UInt8]) throws(HPACKError) {
         if index >= 1 && index <= HPACKStaticTable.count {
             let r = HPACKStaticTable.raw
-            out.append(contentsOf: UnsafeRawBufferPointer(start: r.bytes + r.offsets[index], count: r.names[index]))
+            out.appendRaw(UnsafeRawBufferPointer(start: r.bytes + r.offsets[index], count: r.names[index]))
         } else {
             let d = index - HPACKStaticTable.count
             guard d >= 1 && d <= table.count else { throw .invalidIndex }
-            table.withEntry(d) { name, _ in out.append(contentsOf: name) }
+            table.withEntry(d) { name, _ in out.appendRaw(name) }
         }
     }
 }
