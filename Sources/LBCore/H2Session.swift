@@ -441,8 +441,13 @@ final class H2Session: Pollable {
     /// A stream connection closed: its stream ends (RST_STREAM unless its response was
     /// complete), and the session may be done.
     func streamClosed(_ st: H2Stream) {
-        guard streams[st.id] === st else { return }
-        streams[st.id] = nil
+        // One table operation on the usual path: the entry is taken out (and put back if it is
+        // not this stream's).
+        guard let entry = streams.removeValue(forKey: st.id) else { return }
+        guard entry === st else {
+            streams[st.id] = entry
+            return
+        }
         let c = st.conn
         st.conn = nil
         st.finishOnClose()

@@ -707,6 +707,7 @@ public struct H2Connection: Sendable {
 
     /// Frames the block begun by `beginHeaders`.
     public mutating func endHeaders(streamID sid: UInt32, endStream: Bool) -> Bool {
+        // A read and a write: the table's modify accessor on an optional costs more (measured).
         guard var s = streams[sid], !s.headersSent else { return false }
         s.headersSent = true
         streams[sid] = s
@@ -739,11 +740,14 @@ public struct H2Connection: Sendable {
             creditControlFrame()
             sent += n
         }
-        s.sendWindow -= sent
         connectionSendWindow -= sent
-        s.blocked = sent < bytes.count
-        streams[sid] = s
-        if endStream && sent == bytes.count { finishSending(sid) }
+        if endStream && sent == bytes.count {
+            finishSending(sid) // the stream goes: its windows need no update
+        } else {
+            s.sendWindow -= sent
+            s.blocked = sent < bytes.count
+            streams[sid] = s
+        }
         return sent
     }
 
