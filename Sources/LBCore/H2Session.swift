@@ -800,36 +800,9 @@ final class H2Stream: StreamPipe {
             response = .done
             return
         }
-        var chunked = false
-        var length: Int? = nil
-        guard let base = b.baseAddress else { return }
-        var i = 0
-        while i < b.count {
-            // memchr for the line's end and its colon: the block is lb's own, a line per field.
-            let e = memchr(base + i, 0x0A, b.count - i).map { UnsafeRawPointer($0) - base } ?? b.count
-            var lineEnd = e
-            if lineEnd > i && b[lineEnd - 1] == 0x0D { lineEnd -= 1 }
-            let colon = memchr(base + i, 0x3A, lineEnd - i).map { UnsafeRawPointer($0) - base } ?? lineEnd
-            if colon < lineEnd {
-                var v = colon + 1
-                while v < lineEnd && (b[v] == 0x20 || b[v] == 0x09) { v += 1 }
-                var ve = lineEnd
-                while ve > v && (b[ve - 1] == 0x20 || b[ve - 1] == 0x09) { ve -= 1 }
-                let name = UnsafeRawBufferPointer(rebasing: b[i..<colon])
-                let value = UnsafeRawBufferPointer(rebasing: b[v..<ve])
-                // One name lookup serves the framing below and the encoder.
-                let index = HPACKStaticTable.responseNameIndex(name)
-                if index == 57 { // transfer-encoding
-                    if value.count >= 7 && H2Stream.equalsLower(UnsafeRawBufferPointer(rebasing: value[(value.count - 7)...]), "chunked") { chunked = true }
-                } else if index == 28 { // content-length
-                    var n = 0
-                    for c in value { if c >= 0x30 && c <= 0x39 { n = n * 10 + Int(c - 0x30) } }
-                    length = n
-                }
-                session.conn.addHeader(staticIndex: index, name: name, value: value)
-            }
-            i = e + 1
-        }
+        // The block is lb's own, a line per field: encoded and read for the framing in one pass.
+        let framing = session.conn.addHeaderLines(b)
+        let chunked = framing.chunked, length = framing.contentLength
         let noBody = headOnly || status == 204 || status == 304 || (!chunked && length == 0)
         _ = session.conn.endHeaders(streamID: id, endStream: noBody)
         if noBody {
@@ -856,13 +829,6 @@ final class H2Stream: StreamPipe {
             headPending = false
             session.outputAdded()
         }
-    }
-
-    static func equalsLower(_ b: UnsafeRawBufferPointer, _ s: StaticString) -> Bool {
-        guard b.count == s.utf8CodeUnitCount else { return false }
-        let p = s.utf8Start
-        for i in 0..<b.count where ASCII.lower(b[i]) != p[i] { return false }
-        return true
     }
 
     /// The stream connection closed: a body delimited by the close ends here; a response cut

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Limits and settings of one server-side HTTP/2 connection (nginx's `http2_*` directives).
 public struct H2Config: Sendable {
     /// `http2_max_concurrent_streams`: SETTINGS_MAX_CONCURRENT_STREAMS; more → REFUSED_STREAM.
@@ -672,6 +674,100 @@ public struct H2Connection: Sendable {
                 return HPACKCoding.writeLiteral(nameIndex: index, rawValue: value, to: p)
             }
             return HPACKCoding.writeLiteral(lowerCasing: name, rawValue: value, to: p)
+        }
+    }
+
+    /// How the body after a response head is delimited, as its fields say.
+    public struct BodyFields: Sendable, Equatable {
+        /// `Transfer-Encoding` ends in `chunked`.
+        public var chunked = false
+        /// `Content-Length`'s digits (the last such field), if any.
+        public var contentLength: Int? = nil
+    }
+
+    /// The fields of a head in HTTP/1.1 form, `Name: value` lines ending in LF (CR LF), as the
+    /// runtime writes them (no folding; a line without a colon is skipped; white space around a
+    /// value is not part of it), each added as by `addHeader`; what `Content-Length` and
+    /// `Transfer-Encoding` say is returned for the body's framing. Without a dynamic table the
+    /// lines are encoded in place, several at a time, not through one call per field.
+    public mutating func addHeaderLines(_ b: UnsafeRawBufferPointer) -> BodyFields {
+        var framing = BodyFields()
+        guard let base = b.baseAddress, !b.isEmpty else { return framing }
+        var i = 0
+        while i < b.count {
+            if encoder.table.maxSize != 0 {
+                i = H2Connection.nextLine(base, b.count, from: i) { name, value, index in
+                    H2Connection.noteFraming(index, value, &framing)
+                    addHeader(staticIndex: index, name: name, value: value)
+                    return true
+                }
+                continue
+            }
+            // Room for the lines left and 32 literals' overhead: the next line always fits (a
+            // line takes at most its length and one overhead); more passes when many short
+            // lines need more.
+            blockRoom(b.count - i + 32 * HPACKCoding.literalOverhead)
+            let room = encodeBuffer.count
+            var at = encodeCount
+            encodeBuffer.withUnsafeMutableBufferPointer { out in
+                let p = out.baseAddress!
+                while i < b.count {
+                    let next = H2Connection.nextLine(base, b.count, from: i) { name, value, index in
+                        guard at + name.count + value.count + HPACKCoding.literalOverhead <= room else { return false }
+                        H2Connection.noteFraming(index, value, &framing)
+                        if index < 0 || index == 57 { return true } // connection-specific (57: transfer-encoding)
+                        if index > 0 {
+                            if index == 16 && H2RequestRules.equals(value, 0..<value.count, "gzip, deflate") {
+                                p[at] = 0x90 // accept-encoding: gzip, deflate is entry 16 whole
+                                at += 1
+                            } else {
+                                at += HPACKCoding.writeLiteral(nameIndex: index, rawValue: value, to: p + at)
+                            }
+                        } else {
+                            at += HPACKCoding.writeLiteral(lowerCasing: name, rawValue: value, to: p + at)
+                        }
+                        return true
+                    }
+                    if next == i { break } // no room for this line: more is made
+                    i = next
+                }
+            }
+            encodeCount = at
+        }
+        return framing
+    }
+
+    /// The line of `b` (`count` octets) at `i`: calls `field` with its name, its value and the
+    /// name's `HPACKStaticTable.responseNameIndex`, and returns where the next line starts, or
+    /// `i` when `field` declined it. A line without a colon is skipped.
+    @inline(__always)
+    static func nextLine(_ base: UnsafeRawPointer, _ count: Int, from i: Int,
+                         _ field: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, Int) -> Bool) -> Int {
+        let e = memchr(base + i, 0x0A, count - i).map { UnsafeRawPointer($0) - base } ?? count
+        var lineEnd = e
+        if lineEnd > i && base.load(fromByteOffset: lineEnd - 1, as: UInt8.self) == 0x0D { lineEnd -= 1 }
+        if let c = memchr(base + i, 0x3A, lineEnd - i) {
+            let colon = UnsafeRawPointer(c) - base
+            var v = colon + 1
+            while v < lineEnd, case let o = base.load(fromByteOffset: v, as: UInt8.self), o == 0x20 || o == 0x09 { v += 1 }
+            var ve = lineEnd
+            while ve > v, case let o = base.load(fromByteOffset: ve - 1, as: UInt8.self), o == 0x20 || o == 0x09 { ve -= 1 }
+            let name = UnsafeRawBufferPointer(start: base + i, count: colon - i)
+            let value = UnsafeRawBufferPointer(start: base + v, count: ve - v)
+            if !field(name, value, HPACKStaticTable.responseNameIndex(name)) { return i }
+        }
+        return e + 1
+    }
+
+    /// What a `Transfer-Encoding` (57) or `Content-Length` (28) field says of the body.
+    @inline(__always)
+    static func noteFraming(_ index: Int, _ value: UnsafeRawBufferPointer, _ framing: inout BodyFields) {
+        if index == 57 {
+            if value.count >= 7 && ASCII.equalsLower(value, (value.count - 7)..<value.count, "chunked") { framing.chunked = true }
+        } else if index == 28 {
+            var n = 0
+            for c in value where c >= 0x30 && c <= 0x39 { n = n &* 10 &+ Int(c - 0x30) }
+            framing.contentLength = n
         }
     }
 
