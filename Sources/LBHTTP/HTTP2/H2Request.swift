@@ -38,8 +38,9 @@ public final class H2Request: @unchecked Sendable {
     }
 
     /// This object, for a new request of at most `capacity` octets to lay out: every field as
-    /// `init` sets it. What is kept of the last request is storage, never content: the octets'
-    /// allocation (when large enough) and the header list's capacity, emptied.
+    /// `init` sets it, but `head`, which `layout` replaces whole (it takes the header list's
+    /// capacity, emptied). What is kept of the last request is storage, never content: the
+    /// octets' allocation (when large enough) and the header list's capacity.
     func reuse(streamID: UInt32, endStream: Bool, capacity: Int) {
         self.streamID = streamID
         self.endStream = endStream
@@ -51,10 +52,6 @@ public final class H2Request: @unchecked Sendable {
         count = 0
         scheme = 0..<0
         unusualNames = false
-        var fresh = RequestHead()
-        swap(&fresh.headers, &head.headers)
-        fresh.headers.removeAll(keepingCapacity: true)
-        head = fresh
     }
 
     deinit { octets.deallocate() }
@@ -212,7 +209,8 @@ enum H2RequestRules {
             request = H2Request(streamID: streamID, endStream: endStream, capacity: bound)
         }
         var h = RequestHead()
-        swap(&h.headers, &request.head.headers) // empty; the capacity of a reused request's list
+        swap(&h.headers, &request.head.headers) // the capacity of a reused request's list
+        if !h.headers.isEmpty { h.headers.removeAll(keepingCapacity: true) }
         h.headers.reserveCapacity(fields.count + 1)
         do {
             var w = Writer(p: request.octets, src: src.baseAddress!.assumingMemoryBound(to: UInt8.self))
