@@ -161,8 +161,10 @@ final class Exchange {
     /// to the class is added here too (ExchangeResetTests compares a reset exchange with a new
     /// one, field by field, and lists the fields).
     func reset(server: VirtualServer, startMicros: Int64) {
-        self.server = server
-        location = server.fallback
+        // Looked at before they are replaced, as the large values below: a store of the same
+        // object, or an empty array's truncation, still costs its reference counting.
+        if self.server !== server { self.server = server }
+        if location !== server.fallback { location = server.fallback }
         uri.removeAll(keepingCapacity: true)
         uriChangesLeft = Exchange.maxURIChanges
         errorPageUsed = false
@@ -176,7 +178,7 @@ final class Exchange {
         head = HeadDecision.Fields()
         headAt = 0
         headFieldsAt = 0
-        requestBody = .none
+        if case .none = requestBody {} else { requestBody = .none }
         requestBodyForwarded = 0
         requestBodyComplete = true
         bodyLimit = 0
@@ -193,9 +195,9 @@ final class Exchange {
         tried = TriedSet()
         tries = 0
         firstTryMillis = 0
-        upstreamURI.removeAll(keepingCapacity: true)
+        if !upstreamURI.isEmpty { upstreamURI.removeAll(keepingCapacity: true) }
         sentConnectionClose = true
-        upstreamLog.removeAll(keepingCapacity: true)
+        if !upstreamLog.isEmpty { upstreamLog.removeAll(keepingCapacity: true) }
         var headers: [HeaderField] = []
         swap(&headers, &attempt.response.headers)
         headers.removeAll(keepingCapacity: true)
