@@ -113,6 +113,9 @@ final class ClientConnection: Pollable {
     var ex: Exchange! {
         didSet { countWriting(ex != nil && state != .closed) }
     }
+    /// A stream connection's finished exchange, held by nothing else, for its next request
+    /// (`endExchange`, `beginExchange`); always nil on an HTTP/1.1 connection.
+    var keptExchange: Exchange?
     /// Whether this connection is counted in its worker's stub_status "Writing" / "Reading".
     var countedWriting = false
     var countedReading = false
@@ -211,17 +214,28 @@ final class ClientConnection: Pollable {
     /// Starts a fresh exchange for a request that has begun (or an error answered before one
     /// could be parsed), on the listener's default server until routing picks another.
     func beginExchange() {
-        ex = Exchange(server: defaultServer, startMicros: monotonicMicros())
+        if let kept = keptExchange {
+            keptExchange = nil
+            kept.reset(server: defaultServer, startMicros: monotonicMicros())
+            ex = kept
+        } else {
+            ex = Exchange(server: defaultServer, startMicros: monotonicMicros())
+            if var storage = worker.spareExchangeStorage.popLast() { ex.adopt(&storage) }
+        }
         state = .exchange
         responseLimited = nil
-        if var storage = worker.spareExchangeStorage.popLast() { ex.adopt(&storage) }
     }
 
     /// Ends the exchange; its arrays' capacity goes back to the worker (never their contents).
+    /// A stream connection (HTTP/2) keeps the object itself, for the next stream it may serve
+    /// (`H2Session.startStream`): `beginExchange` resets it whole.
     func endExchange() {
         guard var done = ex else { return }
         ex = nil
-        if isKnownUniquelyReferenced(&done) && worker.spareExchangeStorage.count < Worker.maxSpareBuffers {
+        guard isKnownUniquelyReferenced(&done) else { return }
+        if case .stream = transport {
+            keptExchange = done
+        } else if worker.spareExchangeStorage.count < Worker.maxSpareBuffers {
             worker.spareExchangeStorage.append(done.takeStorage())
         }
     }

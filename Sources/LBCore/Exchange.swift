@@ -6,7 +6,9 @@ import LBIO
 /// stream): the chosen server and location, the URI and its internal redirects, the status and
 /// counters for the log, and the state of whichever responder answers it (proxy, cache, static
 /// file). A connection creates a fresh one for every request and drops it when the request is
-/// logged, so nothing of one request can leak into the next: there is nothing to reset.
+/// logged, so nothing of one request can leak into the next. An HTTP/2 stream connection keeps
+/// its finished one for the next stream its object serves (`ClientConnection.keptExchange`),
+/// which `reset` first makes as a new one: every field below is set there.
 ///
 /// The request head itself (`RequestHead` and the bytes it indexes) stays with the HTTP/1.1
 /// connection that parsed it, as nginx keeps `header_in` in the connection's buffer.
@@ -23,7 +25,7 @@ final class Exchange {
     var uriChangesLeft = Exchange.maxURIChanges
     /// An `error_page` was applied: nginx applies one per request.
     var errorPageUsed = false
-    let startMicros: Int64
+    private(set) var startMicros: Int64
     var status = 0
     /// The status an `error_page` redirect keeps (or sets with `=CODE`) for the page it serves.
     var overrideStatus: Int?
@@ -132,6 +134,9 @@ final class Exchange {
     /// The rewrite module's state (set variables, captures, changed arguments); nil until a
     /// rewrite program or a capture needs it.
     var rewrite: RewriteState?
+    /// The state a finished request of this (reset) exchange left, reset, for the next request's
+    /// `rewriteState` instead of a new object.
+    var spareRewrite: RewriteState?
 
     /// Maps being evaluated (cycle detection), and whether a variable could not be evaluated.
     var mapsInProgress: [String] = []
@@ -148,6 +153,87 @@ final class Exchange {
         self.server = server
         self.location = server.fallback
         self.startMicros = startMicros
+    }
+
+    /// This exchange, finished and held by nothing else, as `init(server:startMicros:)` makes a
+    /// new one with the storage of an earlier exchange adopted (`adopt`): every field set anew;
+    /// what is kept is the capacity of `ExchangeStorage`'s arrays, never a content. A field added
+    /// to the class is added here too (ExchangeResetTests compares a reset exchange with a new
+    /// one, field by field, and lists the fields).
+    func reset(server: VirtualServer, startMicros: Int64) {
+        // Looked at before they are replaced, as the large values below: a store of the same
+        // object, or an empty array's truncation, still costs its reference counting.
+        if self.server !== server { self.server = server }
+        if location !== server.fallback { location = server.fallback }
+        uri.removeAll(keepingCapacity: true)
+        uriChangesLeft = Exchange.maxURIChanges
+        errorPageUsed = false
+        self.startMicros = startMicros
+        status = 0
+        overrideStatus = nil
+        bodyBytesSent = 0
+        rate = ResponseRate()
+        responseHeadBytes = 0
+        headerStarted = false
+        head = HeadDecision.Fields()
+        headAt = 0
+        headFieldsAt = 0
+        if case .none = requestBody {} else { requestBody = .none }
+        requestBodyForwarded = 0
+        requestBodyComplete = true
+        bodyLimit = 0
+        bodyReceived = 0
+        if body != nil { body = nil }
+        if mirrorResume != nil { mirrorResume = nil }
+        clientCloseNoted = false
+        responder = .routing
+        // Large optional values: looked at before they are replaced (a `return` or a static
+        // answer never set them; the replacement copies and destroys them whole).
+        if case .some = target { target = nil }
+        if upstreamRuntime != nil { upstreamRuntime = nil }
+        if up != nil { up = nil }
+        tried = TriedSet()
+        tries = 0
+        firstTryMillis = 0
+        if !upstreamURI.isEmpty { upstreamURI.removeAll(keepingCapacity: true) }
+        sentConnectionClose = true
+        if !upstreamLog.isEmpty { upstreamLog.removeAll(keepingCapacity: true) }
+        var headers: [HeaderField] = []
+        swap(&headers, &attempt.response.headers)
+        headers.removeAll(keepingCapacity: true)
+        attempt = Attempt()
+        swap(&headers, &attempt.response.headers)
+        if gz != nil { gz = nil }
+        gzFinished = false
+        gzipSizes = nil
+        if sub != nil { sub = nil }
+        if !cacheStatus.isEmpty { cacheStatus = [] }
+        if case .some = cache { cache = nil }
+        if cacheWriter != nil { cacheWriter = nil }
+        backgroundUpdatePending = false
+        inBackground = false
+        clientGone = false
+        expiresMtime = nil
+        expiresEvaluated = nil
+        realClient = nil
+        realIPChecked = false
+        if accessState != nil { accessState = nil }
+        if parentExchange != nil { parentExchange = nil }
+        if !authVariables.isEmpty { authVariables = [] }
+        if contentTypeOverride != nil { contentTypeOverride = nil }
+        if !keptHeaders.isEmpty { keptHeaders = [] }
+        if var r = rewrite {
+            rewrite = nil
+            if isKnownUniquelyReferenced(&r) {
+                r.reset()
+                spareRewrite = r
+            }
+        }
+        if !mapsInProgress.isEmpty { mapsInProgress = [] }
+        if !variableCache.isEmpty { variableCache = [:] }
+        variableFailed = false
+        if !sentHead.isEmpty { sentHead = [] }
+        if !upstreamHead.isEmpty { upstreamHead = [] }
     }
 
     /// Takes the emptied arrays of an earlier exchange (capacity only), so a request allocates

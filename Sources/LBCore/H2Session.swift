@@ -35,9 +35,11 @@ final class H2Session: Pollable {
     var wakes: [(H2Stream, UInt32)] = []
     /// Streams that ended, for this connection's next streams (`startStream`): one is taken only
     /// when nothing else holds it (its stream connection is gone) and is then reset whole
-    /// (`H2Stream.begin`). Emptied when the connection goes idle (`releaseIdleMemory`) or closes.
+    /// (`H2Stream.begin`). Each keeps its last stream connection (`H2Stream.parked`), taken
+    /// again on the same terms and reset whole too (`ClientConnection.reuseForStream`). Emptied
+    /// when the connection goes idle (`releaseIdleMemory`) or closes (`dropSpareStreams`).
     var spareStreams: [H2Stream] = []
-    static let maxSpareStreams = 8
+    static let maxSpareStreams = 32
 
     var readable = true
     var writable = true
@@ -305,13 +307,27 @@ final class H2Session: Pollable {
         }
         requests += 1
         let st: H2Stream
-        if var s = spareStreams.popLast(), isKnownUniquelyReferenced(&s) {
-            s.begin(r)
-            st = s
+        var spareConnection: ClientConnection? = nil
+        if var s = spareStreams.popLast() {
+            // The last stream connection of this object, unless anything still holds it (a
+            // timer, an upstream connection): then it is left to them, and so is the stream.
+            if var p = s.parked {
+                s.parked = nil
+                if isKnownUniquelyReferenced(&p) {
+                    p.reuseForStream() // lets go of the stream object
+                    spareConnection = p
+                }
+            }
+            if isKnownUniquelyReferenced(&s) {
+                s.begin(r)
+                st = s
+            } else {
+                st = H2Stream(session: self, request: r)
+            }
         } else {
             st = H2Stream(session: self, request: r)
         }
-        let c = ClientConnection(worker: worker, fd: fd, peerAddress: peer, generation: generation, listener: listener, number: number)
+        let c = spareConnection ?? ClientConnection(worker: worker, fd: fd, peerAddress: peer, generation: generation, listener: listener, number: number)
         c.mirrorCount = mirrorCount // the mirror bound is per client connection, across its streams
         // `$connection_requests`: the streams opened on the connection so far, this one
         // included, as nginx counts them (the stream connection adds its own request).
@@ -437,11 +453,22 @@ final class H2Session: Pollable {
     /// A stream connection closed: its stream ends (RST_STREAM unless its response was
     /// complete), and the session may be done.
     func streamClosed(_ st: H2Stream) {
-        guard streams[st.id] === st else { return }
-        streams[st.id] = nil
+        // One table operation on the usual path: the entry is taken out (and put back if it is
+        // not this stream's).
+        guard let entry = streams.removeValue(forKey: st.id) else { return }
+        guard entry === st else {
+            streams[st.id] = entry
+            return
+        }
+        let c = st.conn
         st.conn = nil
         st.finishOnClose()
-        if !closed && spareStreams.count < H2Session.maxSpareStreams { spareStreams.append(st) }
+        if !closed && spareStreams.count < H2Session.maxSpareStreams {
+            // The two hold each other (the connection's transport is the stream) until
+            // `startStream` takes them or `dropSpareStreams` lets them go.
+            st.parked = c
+            spareStreams.append(st)
+        }
         if !inDrive && !closed { queueForEndOfTurn() }
     }
 
@@ -490,6 +517,13 @@ final class H2Session: Pollable {
         conn.releaseIdleMemory()
         events = []
         wakes = []
+        dropSpareStreams()
+    }
+
+    /// Lets go of the spare streams and their stream connections (breaking the cycle between each
+    /// pair).
+    func dropSpareStreams() {
+        for st in spareStreams { st.parked = nil }
         spareStreams = []
     }
 
@@ -523,7 +557,7 @@ final class H2Session: Pollable {
         streams.removeAll()
         waitingForOutput.removeAll()
         wakes.removeAll()
-        spareStreams.removeAll() // they hold the session
+        dropSpareStreams() // they hold the session
         worker.loop.deregister(self)
         if !lingering { transport.tls?.shutdown() }
         Socket.close(fd)
@@ -551,6 +585,9 @@ final class H2Stream: StreamPipe {
     private(set) var id: UInt32 = 0
     /// The stream connection; nil once it closed.
     var conn: ClientConnection?
+    /// While the object is spare (`H2Session.spareStreams`): its last stream connection, closed,
+    /// for the next stream (`H2Session.startStream`).
+    var parked: ClientConnection?
     private(set) var chunkedRequest = false
 
     // Request side.
@@ -602,6 +639,7 @@ final class H2Stream: StreamPipe {
         id = r.streamID
         chunkedRequest = r.chunked
         conn = nil
+        parked = nil
         request = r
         input = []
         inputAt = 0
@@ -785,36 +823,9 @@ final class H2Stream: StreamPipe {
             response = .done
             return
         }
-        var chunked = false
-        var length: Int? = nil
-        guard let base = b.baseAddress else { return }
-        var i = 0
-        while i < b.count {
-            // memchr for the line's end and its colon: the block is lb's own, a line per field.
-            let e = memchr(base + i, 0x0A, b.count - i).map { UnsafeRawPointer($0) - base } ?? b.count
-            var lineEnd = e
-            if lineEnd > i && b[lineEnd - 1] == 0x0D { lineEnd -= 1 }
-            let colon = memchr(base + i, 0x3A, lineEnd - i).map { UnsafeRawPointer($0) - base } ?? lineEnd
-            if colon < lineEnd {
-                var v = colon + 1
-                while v < lineEnd && (b[v] == 0x20 || b[v] == 0x09) { v += 1 }
-                var ve = lineEnd
-                while ve > v && (b[ve - 1] == 0x20 || b[ve - 1] == 0x09) { ve -= 1 }
-                let name = UnsafeRawBufferPointer(rebasing: b[i..<colon])
-                let value = UnsafeRawBufferPointer(rebasing: b[v..<ve])
-                // One name lookup serves the framing below and the encoder.
-                let index = HPACKStaticTable.responseNameIndex(name)
-                if index == 57 { // transfer-encoding
-                    if value.count >= 7 && H2Stream.equalsLower(UnsafeRawBufferPointer(rebasing: value[(value.count - 7)...]), "chunked") { chunked = true }
-                } else if index == 28 { // content-length
-                    var n = 0
-                    for c in value { if c >= 0x30 && c <= 0x39 { n = n * 10 + Int(c - 0x30) } }
-                    length = n
-                }
-                session.conn.addHeader(staticIndex: index, name: name, value: value)
-            }
-            i = e + 1
-        }
+        // The block is lb's own, a line per field: encoded and read for the framing in one pass.
+        let framing = session.conn.addHeaderLines(b)
+        let chunked = framing.chunked, length = framing.contentLength
         let noBody = headOnly || status == 204 || status == 304 || (!chunked && length == 0)
         _ = session.conn.endHeaders(streamID: id, endStream: noBody)
         if noBody {
@@ -843,13 +854,6 @@ final class H2Stream: StreamPipe {
         }
     }
 
-    static func equalsLower(_ b: UnsafeRawBufferPointer, _ s: StaticString) -> Bool {
-        guard b.count == s.utf8CodeUnitCount else { return false }
-        let p = s.utf8Start
-        for i in 0..<b.count where ASCII.lower(b[i]) != p[i] { return false }
-        return true
-    }
-
     /// The stream connection closed: a body delimited by the close ends here; a response cut
     /// short (an upstream that failed mid-body, a timeout) resets the stream.
     func finishOnClose() {
@@ -866,6 +870,41 @@ final class H2Stream: StreamPipe {
 }
 
 extension ClientConnection {
+    /// A stream connection that closed and that nothing else holds, for a next stream of its
+    /// session: every field as `init` and `H2Session.startStream` leave a new one, but for the
+    /// session's own values (worker, generation, listener, peer, number, socket), which are the
+    /// same, and the finished exchange (`keptExchange`), which `beginExchange` resets whole.
+    /// It lets go of its stream object.
+    func reuseForStream() {
+        assert(state == .closed)
+        // A stream the client reset, or a session closing, closed its connection in the middle of
+        // its exchange (`close`, not `finishRequest`): that exchange ends here.
+        endExchange()
+        deadline = 0
+        countReading(false)
+        countWriting(false)
+        proxyProtocol = nil
+        state = .head
+        transport = .tcp
+        readable = false
+        writable = true
+        peerClosed = false
+        if inBuf.base != nil { worker.recycle(&inBuf) }
+        if outBuf.base != nil { worker.recycle(&outBuf) }
+        inBuf.clear()
+        outBuf.clear()
+        scanner.reset()
+        releaseRequestHead()
+        requestsOnConnection = 0
+        isMirror = false
+        acceptedMillis = 0
+        closeAfterResponse = false
+        responseLimited = nil
+        inDrive = false
+        driveAgain = false
+        corked = false
+    }
+
     /// Hands the connection to an HTTP/2 session (ALPN chose h2, or the cleartext preface came):
     /// the session takes the socket, the transport and the octets read; this object ends
     /// without closing anything.

@@ -2,12 +2,33 @@ import Glibc
 import LBConfig
 import LBHTTP
 
+extension RewriteState {
+    /// As `init()` makes a new one (an exchange's state kept for its next request,
+    /// `Exchange.reset`); the capacity of its arrays is kept, never a content.
+    func reset() {
+        if !vars.isEmpty { vars.removeAll() }
+        if !captureSubject.isEmpty { captureSubject.removeAll(keepingCapacity: true) }
+        if !captures.isEmpty { captures.removeAll(keepingCapacity: true) }
+        if args != nil { args = nil }
+        uriChanged = false
+        rewritten = false
+        validLocation = true
+        proxyURIAsMade = false
+    }
+}
+
 /// The rewrite module on a request: nginx's server-rewrite, find-config, rewrite and post-rewrite
 /// phases (`ngx_http_core_module.c`), for servers that use it (`routesWithRewrites`).
 extension ClientConnection: RewriteHost {
     var rewriteState: RewriteState {
         if let s = ex.rewrite { return s }
-        let s = RewriteState()
+        let s: RewriteState
+        if let spare = ex.spareRewrite {
+            ex.spareRewrite = nil
+            s = spare
+        } else {
+            s = RewriteState()
+        }
         ex.rewrite = s
         return s
     }
@@ -98,6 +119,9 @@ extension ClientConnection: RewriteHost {
     /// The decisions of `routeWithRewrites`, without answering: `ex.location`, `ex.uri` and the
     /// rewrite state are left as the request would have them. `trace` (`lb --explain`) hears each step.
     func resolveRoute(named: Location? = nil, trace: RouteRecorder?) -> RouteDecision {
+        // Held once for the whole search (no exchange ends inside it), not loaded and counted
+        // at every use of `ex`.
+        let ex: Exchange = self.ex
         let server = ex.server
         if named == nil {
             // Once per request: an internal redirect keeps the captures the name gave.
@@ -139,7 +163,8 @@ extension ClientConnection: RewriteHost {
             let maxBody = ex.location.settings.resolved.clientMaxBodySize
             if maxBody > 0, let cl = req.contentLength, cl > maxBody { return .bodyTooLarge(cl) }
             trace?.record(.rewritePhase(location: found))
-            let outcome = RewriteEngine.run(p, host: self, trace: trace) { [unowned self] in ex.location = $0 }
+            // Not escaping: no capture list (an unowned one costs a reference count on each use).
+            let outcome = RewriteEngine.run(p, host: self, trace: trace) { self.ex.location = $0 }
             switch outcome {
             case .stop:
                 return .found

@@ -7,6 +7,9 @@ import LBIO
 /// from the request's bytes.
 extension ClientConnection {
     func evaluate(_ t: Template) -> [UInt8] {
+        // A text without variables (`return 200 "ok"`, most add_header values) is the config's
+        // own array, shared: no copy.
+        if t.parts.count == 1, case .literal(let b) = t.parts[0] { return b }
         var out: [UInt8] = []
         for p in t.parts {
             switch p {

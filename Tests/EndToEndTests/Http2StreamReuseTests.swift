@@ -22,3 +22,33 @@ extension Http2Tests {
         #expect(out == expected.joined(separator: " "), "\(out)")
     }
 }
+
+extension Http2Tests {
+    /// A session reuses an ended stream's connection and its exchange for a later stream
+    /// (`H2Stream.parked`, `ClientConnection.keptExchange`, `Exchange.reset`): one stream at a
+    /// time on one connection, each request leaving state behind that the next must not see —
+    /// a `set` variable and an added header, a real client address, rewritten arguments, a
+    /// request field, an error_page's status — and the next showing its own.
+    @Test func aReusedStreamConnectionKeepsNothingOfTheRequestBeforeIt() throws {
+        let (lb, backend, _) = try Http2Tests.start(server: """
+            location /set { set $v "leak"; add_header x-one one; return 200 "v=$v"; }
+            location /get { return 200 "v=[$v] a=[$http_x_a] ra=[$remote_addr] args=[$args] uri=[$uri]"; }
+            set_real_ip_from 127.0.0.1;
+            real_ip_header x-real;
+            location /rip { return 200 "ra=[$remote_addr]"; }
+            location /rw { rewrite ^ /get?changed=1 last; }
+            location /err { error_page 404 =299 /get; return 404; }
+            """)
+        defer { withExtendedLifetime(backend) {} }
+        let out = try h2client(["sequence", "\(lb.port)", "/set", "/get", "/rip|x-real:10.9.9.9", "/get", "/rw", "/get",
+                                "/get|x-a:1", "/get", "/err", "/get"])
+        let clean = "200 v=[] a=[] ra=[127.0.0.1] args=[] uri=[/get] []"
+        #expect(out.components(separatedBy: " ; ") == [
+            "200 v=leak [x-one:one]", clean,
+            "200 ra=[10.9.9.9] []", clean,
+            "200 v=[] a=[] ra=[127.0.0.1] args=[changed=1] uri=[/get] []", clean,
+            "200 v=[] a=[1] ra=[127.0.0.1] args=[] uri=[/get] []", clean,
+            "299 v=[] a=[] ra=[127.0.0.1] args=[] uri=[/get] []", clean,
+        ], "\(out)")
+    }
+}

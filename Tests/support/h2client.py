@@ -32,6 +32,9 @@ Cases (each prints one result line; every socket read is bounded by a timeout):
                           /p/upload without content-length, a GET of /p/upload, a GET of /v:
                           "STATUS:BYTES:TRANSFER-ENCODING:same|other" per upload answer (same: the
                           sha256 the backend saw is this stream's body's) and "STATUS:BODY" for /v
+  sequence SPEC...        one stream at a time on one connection, a GET per SPEC ("PATH" or
+                          "PATH|name:value|..." with request fields): "STATUS BODY [x-fields]" per
+                          stream (the response's x- fields), joined by " ; "
   reset-then-more N PATH  N streams, all reset 0.3 s later, then N more: "ok=K refused=R" for the
                           second N (RST_STREAM REFUSED_STREAM)
   cancel PATH HOLD        a GET, then RST_STREAM CANCEL 0.1 s later; the connection is held HOLD seconds
@@ -529,6 +532,20 @@ def case_reuse(n):
     print(" ".join(out))
 
 
+def case_sequence(*specs):
+    s, c = lib_connect()
+    out = []
+    for spec in specs:
+        path, *extra = spec.split("|")
+        sid = c.get_next_available_stream_id()
+        c.send_headers(sid, request_headers(path) + [tuple(f.split(":", 1)) for f in extra], end_stream=True)
+        s.sendall(c.data_to_send())
+        fields, body = read_response(s, c, time.time() + 30)
+        xs = ",".join("%s:%s" % (k, v) for k, v in fields.items() if k.startswith("x-"))
+        out.append("%s %s [%s]" % (fields.get(":status"), body.decode().strip(), xs))
+    print(" ; ".join(out))
+
+
 def case_cancel(path, hold):
     s, c = lib_connect()
     sid = c.get_next_available_stream_id()
@@ -580,6 +597,6 @@ cases = {"hpack-bomb": case_hpack_bomb, "bodies": case_bodies, "trailers": case_
          "zero-window": case_zero_window, "many": case_many, "get": case_get, "rapid-reset": case_rapid_reset, "continuation-flood": case_continuation_flood,
          "control-flood": case_control_flood,
          "refuse": case_refuse, "reload-inflight": case_reload_inflight, "idle": case_idle, "bursts": case_bursts,
-         "reuse": case_reuse, "cancel": case_cancel,
+         "reuse": case_reuse, "sequence": case_sequence, "cancel": case_cancel,
          "reset-then-more": case_reset_then_more}
 cases[sys.argv[1]](*sys.argv[3:])

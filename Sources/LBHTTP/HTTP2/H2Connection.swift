@@ -1,3 +1,5 @@
+import Glibc
+
 /// Limits and settings of one server-side HTTP/2 connection (nginx's `http2_*` directives).
 public struct H2Config: Sendable {
     /// `http2_max_concurrent_streams`: SETTINGS_MAX_CONCURRENT_STREAMS; more → REFUSED_STREAM.
@@ -129,11 +131,17 @@ public struct H2Connection: Sendable {
     /// Reused: the decoded header list, the header block being collected, the block being encoded.
     var fields = HPACKHeaderList()
     var blockBuffer: [UInt8] = []
+    /// The response header block being encoded (`beginHeaders` … `endHeaders`): its first
+    /// `encodeCount` octets. Its count is its room: fields are written in place (one
+    /// uniqueness check and one copy each, no growth), not appended.
     var encodeBuffer: [UInt8] = []
+    var encodeCount = 0
+    /// The dynamic-table encoder's output for one field, copied into the block.
+    var encodeScratch: [UInt8] = []
     /// Requests the runtime is done with (`recycle`), for the next requests' layout: one is taken
     /// only when nothing else holds it.
     var spareRequests: [H2Request] = []
-    static let maxSpareRequests = 8
+    static let maxSpareRequests = 32
     /// A spare request's octets at most this large (a large head's storage is not kept).
     static let maxSpareRequestCapacity = 8192
     var output: [UInt8] = []
@@ -237,6 +245,8 @@ public struct H2Connection: Sendable {
         fields = HPACKHeaderList()
         blockBuffer = []
         encodeBuffer = []
+        encodeCount = 0
+        encodeScratch = []
         spareRequests = []
         if pendingOutputCount == 0 {
             if output.capacity > 0 { outputCapacityWhenBusy = min(output.capacity, 65_536) }
@@ -406,7 +416,7 @@ public struct H2Connection: Sendable {
         if blockBuffer.count + r.count > config.maxHeaderBlockSize {
             throw .connection(.enhanceYourCalm, reason: "header block larger than the limit")
         }
-        blockBuffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: b[r]))
+        blockBuffer.appendRaw(UnsafeRawBufferPointer(rebasing: b[r]))
     }
 
     /// A complete header block: a new request, or trailers.
@@ -598,11 +608,38 @@ public struct H2Connection: Sendable {
     public mutating func beginHeaders(streamID sid: UInt32, status: Int) -> Bool {
         guard let s = streams[sid], !s.headersSent, canSend else { return false }
         if output.capacity < outputCapacityWhenBusy { output.reserveCapacity(outputCapacityWhenBusy) }
-        encodeBuffer.removeAll(keepingCapacity: true)
-        if encodeBuffer.capacity < 1024 { encodeBuffer.reserveCapacity(1024) }
-        encoder.beginBlock(into: &encodeBuffer)
-        encoder.encodeStatus(status, into: &encodeBuffer)
+        encodeCount = 0
+        blockRoom(1024)
+        if encoder.nothingToSignal, let octet = HPACKEncoder.indexedStatus(status) {
+            encodeBuffer[0] = octet
+            encodeCount = 1
+        } else {
+            encodeScratch.removeAll(keepingCapacity: true)
+            encoder.beginBlock(into: &encodeScratch)
+            encoder.encodeStatus(status, into: &encodeScratch)
+            putBlock(encodeScratch)
+        }
         return true
+    }
+
+    /// Room for `n` more octets in the block being encoded.
+    @inline(__always)
+    mutating func blockRoom(_ n: Int) {
+        let need = encodeCount + n
+        if need > encodeBuffer.count {
+            encodeBuffer.append(contentsOf: repeatElement(0, count: max(need, 2 * encodeBuffer.count) - encodeBuffer.count))
+        }
+    }
+
+    /// Octets made elsewhere, added to the block being encoded.
+    mutating func putBlock(_ b: [UInt8]) {
+        guard !b.isEmpty else { return }
+        blockRoom(b.count)
+        let at = encodeCount
+        encodeBuffer.withUnsafeMutableBytes { p in
+            b.withUnsafeBytes { (p.baseAddress! + at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        }
+        encodeCount += b.count
     }
 
     /// One response field (any case; lower-cased here). Connection-specific fields are dropped.
@@ -624,15 +661,113 @@ public struct H2Connection: Sendable {
             addIndexedHeader(name: name, value: value)
             return
         }
-        if index > 0 {
-            // accept-encoding: gzip, deflate is entry 16 whole.
-            if index == 16 && H2RequestRules.equals(value, 0..<value.count, "gzip, deflate") {
-                encodeBuffer.append(0x90)
-                return
+        blockRoom(name.count + value.count + HPACKCoding.literalOverhead)
+        let at = encodeCount
+        encodeCount += encodeBuffer.withUnsafeMutableBufferPointer { b -> Int in
+            let p = b.baseAddress! + at
+            if index > 0 {
+                // accept-encoding: gzip, deflate is entry 16 whole.
+                if index == 16 && H2RequestRules.equals(value, 0..<value.count, "gzip, deflate") {
+                    p[0] = 0x90
+                    return 1
+                }
+                return HPACKCoding.writeLiteral(nameIndex: index, rawValue: value, to: p)
             }
-            HPACKCoding.writeLiteral(nameIndex: index, rawValue: value, into: &encodeBuffer)
-        } else {
-            HPACKCoding.writeLiteral(lowerCasing: name, rawValue: value, into: &encodeBuffer)
+            return HPACKCoding.writeLiteral(lowerCasing: name, rawValue: value, to: p)
+        }
+    }
+
+    /// How the body after a response head is delimited, as its fields say.
+    public struct BodyFields: Sendable, Equatable {
+        /// `Transfer-Encoding` ends in `chunked`.
+        public var chunked = false
+        /// `Content-Length`'s digits (the last such field), if any.
+        public var contentLength: Int? = nil
+    }
+
+    /// The fields of a head in HTTP/1.1 form, `Name: value` lines ending in LF (CR LF), as the
+    /// runtime writes them (no folding; a line without a colon is skipped; white space around a
+    /// value is not part of it), each added as by `addHeader`; what `Content-Length` and
+    /// `Transfer-Encoding` say is returned for the body's framing. Without a dynamic table the
+    /// lines are encoded in place, several at a time, not through one call per field.
+    public mutating func addHeaderLines(_ b: UnsafeRawBufferPointer) -> BodyFields {
+        var framing = BodyFields()
+        guard let base = b.baseAddress, !b.isEmpty else { return framing }
+        var i = 0
+        while i < b.count {
+            if encoder.table.maxSize != 0 {
+                i = H2Connection.nextLine(base, b.count, from: i) { name, value, index in
+                    H2Connection.noteFraming(index, value, &framing)
+                    addHeader(staticIndex: index, name: name, value: value)
+                    return true
+                }
+                continue
+            }
+            // Room for the lines left and 32 literals' overhead: the next line always fits (a
+            // line takes at most its length and one overhead); more passes when many short
+            // lines need more.
+            blockRoom(b.count - i + 32 * HPACKCoding.literalOverhead)
+            let room = encodeBuffer.count
+            var at = encodeCount
+            encodeBuffer.withUnsafeMutableBufferPointer { out in
+                let p = out.baseAddress!
+                while i < b.count {
+                    let next = H2Connection.nextLine(base, b.count, from: i) { name, value, index in
+                        guard at + name.count + value.count + HPACKCoding.literalOverhead <= room else { return false }
+                        H2Connection.noteFraming(index, value, &framing)
+                        if index < 0 || index == 57 { return true } // connection-specific (57: transfer-encoding)
+                        if index > 0 {
+                            if index == 16 && H2RequestRules.equals(value, 0..<value.count, "gzip, deflate") {
+                                p[at] = 0x90 // accept-encoding: gzip, deflate is entry 16 whole
+                                at += 1
+                            } else {
+                                at += HPACKCoding.writeLiteral(nameIndex: index, rawValue: value, to: p + at)
+                            }
+                        } else {
+                            at += HPACKCoding.writeLiteral(lowerCasing: name, rawValue: value, to: p + at)
+                        }
+                        return true
+                    }
+                    if next == i { break } // no room for this line: more is made
+                    i = next
+                }
+            }
+            encodeCount = at
+        }
+        return framing
+    }
+
+    /// The line of `b` (`count` octets) at `i`: calls `field` with its name, its value and the
+    /// name's `HPACKStaticTable.responseNameIndex`, and returns where the next line starts, or
+    /// `i` when `field` declined it. A line without a colon is skipped.
+    @inline(__always)
+    static func nextLine(_ base: UnsafeRawPointer, _ count: Int, from i: Int,
+                         _ field: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, Int) -> Bool) -> Int {
+        let e = memchr(base + i, 0x0A, count - i).map { UnsafeRawPointer($0) - base } ?? count
+        var lineEnd = e
+        if lineEnd > i && base.load(fromByteOffset: lineEnd - 1, as: UInt8.self) == 0x0D { lineEnd -= 1 }
+        if let c = memchr(base + i, 0x3A, lineEnd - i) {
+            let colon = UnsafeRawPointer(c) - base
+            var v = colon + 1
+            while v < lineEnd, case let o = base.load(fromByteOffset: v, as: UInt8.self), o == 0x20 || o == 0x09 { v += 1 }
+            var ve = lineEnd
+            while ve > v, case let o = base.load(fromByteOffset: ve - 1, as: UInt8.self), o == 0x20 || o == 0x09 { ve -= 1 }
+            let name = UnsafeRawBufferPointer(start: base + i, count: colon - i)
+            let value = UnsafeRawBufferPointer(start: base + v, count: ve - v)
+            if !field(name, value, HPACKStaticTable.responseNameIndex(name)) { return i }
+        }
+        return e + 1
+    }
+
+    /// What a `Transfer-Encoding` (57) or `Content-Length` (28) field says of the body.
+    @inline(__always)
+    static func noteFraming(_ index: Int, _ value: UnsafeRawBufferPointer, _ framing: inout BodyFields) {
+        if index == 57 {
+            if value.count >= 7 && ASCII.equalsLower(value, (value.count - 7)..<value.count, "chunked") { framing.chunked = true }
+        } else if index == 28 {
+            var n = 0
+            for c in value where c >= 0x30 && c <= 0x39 { n = n &* 10 &+ Int(c - 0x30) }
+            framing.contentLength = n
         }
     }
 
@@ -654,24 +789,28 @@ public struct H2Connection: Sendable {
     /// A connection-specific-free field with a lower-case name, for the encoder with a dynamic
     /// table.
     mutating func addLowerHeader(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) {
+        encodeScratch.removeAll(keepingCapacity: true)
         if name.count == 14 && H2RequestRules.equals(name, 0..<14, "content-length") {
             // Different on every response: not worth table room.
-            encoder.encode(name: name, value: value, indexing: .none, into: &encodeBuffer)
-            return
+            encoder.encode(name: name, value: value, indexing: .none, into: &encodeScratch)
+        } else {
+            // Large values would push useful entries out of the table.
+            let indexing: HPACKIndexing = name.count + value.count + 32 <= encoder.table.maxSize / 4 ? .incremental : .none
+            encoder.encode(name: name, value: value, indexing: indexing, into: &encodeScratch)
         }
-        // Large values would push useful entries out of the table.
-        let indexing: HPACKIndexing = name.count + value.count + 32 <= encoder.table.maxSize / 4 ? .incremental : .none
-        encoder.encode(name: name, value: value, indexing: indexing, into: &encodeBuffer)
+        putBlock(encodeScratch)
     }
 
     /// Frames the block begun by `beginHeaders`.
     public mutating func endHeaders(streamID sid: UInt32, endStream: Bool) -> Bool {
+        // A read and a write: the table's modify accessor on an optional costs more (measured).
         guard var s = streams[sid], !s.headersSent else { return false }
         s.headersSent = true
         streams[sid] = s
         let maxFrame = peerMaxFrameSize
+        let count = encodeCount
         encodeBuffer.withUnsafeBytes { block in
-            H2FrameWriter.headers(sid, block: block, endStream: endStream, maxFrameSize: maxFrame, into: &output)
+            H2FrameWriter.headers(sid, block: UnsafeRawBufferPointer(rebasing: block[0..<count]), endStream: endStream, maxFrameSize: maxFrame, into: &output)
         }
         creditControlFrame()
         if endStream { finishSending(sid) }
@@ -697,11 +836,14 @@ public struct H2Connection: Sendable {
             creditControlFrame()
             sent += n
         }
-        s.sendWindow -= sent
         connectionSendWindow -= sent
-        s.blocked = sent < bytes.count
-        streams[sid] = s
-        if endStream && sent == bytes.count { finishSending(sid) }
+        if endStream && sent == bytes.count {
+            finishSending(sid) // the stream goes: its windows need no update
+        } else {
+            s.sendWindow -= sent
+            s.blocked = sent < bytes.count
+            streams[sid] = s
+        }
         return sent
     }
 

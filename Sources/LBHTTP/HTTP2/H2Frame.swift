@@ -292,12 +292,13 @@ public struct H2FrameParser: Sendable {
 public enum H2FrameWriter {
     @inline(__always)
     public static func header(_ length: Int, _ type: H2FrameType, _ flags: UInt8, _ streamID: UInt32, into out: inout [UInt8]) {
-        out.append(UInt8(truncatingIfNeeded: length >> 16))
-        out.append(UInt8(truncatingIfNeeded: length >> 8))
-        out.append(UInt8(truncatingIfNeeded: length))
-        out.append(type.rawValue)
-        out.append(flags)
-        appendUInt32(streamID & 0x7FFF_FFFF, into: &out)
+        // Made on the stack and appended at once (nine single appends cost nine uniqueness checks).
+        let id = streamID & 0x7FFF_FFFF
+        let h: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (
+            UInt8(truncatingIfNeeded: length >> 16), UInt8(truncatingIfNeeded: length >> 8), UInt8(truncatingIfNeeded: length),
+            type.rawValue, flags,
+            UInt8(truncatingIfNeeded: id >> 24), UInt8(truncatingIfNeeded: id >> 16), UInt8(truncatingIfNeeded: id >> 8), UInt8(truncatingIfNeeded: id))
+        withUnsafeBytes(of: h) { out.appendRaw($0) }
     }
 
     @inline(__always)
@@ -351,7 +352,7 @@ public enum H2FrameWriter {
     /// One DATA frame carrying `data` (which must fit the peer's frame size).
     public static func data(_ streamID: UInt32, _ data: UnsafeRawBufferPointer, endStream: Bool, into out: inout [UInt8]) {
         header(data.count, .data, endStream ? H2Flags.endStream : 0, streamID, into: &out)
-        out.append(contentsOf: data)
+        out.appendRaw(data)
     }
 
     /// A header block split into HEADERS and CONTINUATION frames of at most `maxFrameSize`.
@@ -364,7 +365,7 @@ public enum H2FrameWriter {
             var flags: UInt8 = last ? H2Flags.endHeaders : 0
             if first && endStream { flags |= H2Flags.endStream }
             header(n, first ? .headers : .continuation, flags, streamID, into: &out)
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: block[i..<i + n]))
+            out.appendRaw(UnsafeRawBufferPointer(rebasing: block[i..<i + n]))
             i += n
             first = false
         } while i < block.count
@@ -372,6 +373,13 @@ public enum H2FrameWriter {
 }
 
 extension Array where Element == UInt8 {
+    /// Appends raw octets as typed ones: one copy (a raw buffer, as a plain Sequence, costs
+    /// ≈100 instructions more per call).
+    @inline(__always)
+    mutating func appendRaw(_ b: UnsafeRawBufferPointer) {
+        if !b.isEmpty { b.withMemoryRebound(to: UInt8.self) { append(contentsOf: $0) } }
+    }
+
     /// `withUnsafeBytes` that keeps a typed error (`withUnsafeBufferPointer` does, the other
     /// does not).
     @inline(__always)

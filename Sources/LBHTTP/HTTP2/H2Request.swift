@@ -38,8 +38,9 @@ public final class H2Request: @unchecked Sendable {
     }
 
     /// This object, for a new request of at most `capacity` octets to lay out: every field as
-    /// `init` sets it. What is kept of the last request is storage, never content: the octets'
-    /// allocation (when large enough) and the header list's capacity, emptied.
+    /// `init` sets it, but `head`, which `layout` replaces whole (it takes the header list's
+    /// capacity, emptied). What is kept of the last request is storage, never content: the
+    /// octets' allocation (when large enough) and the header list's capacity.
     func reuse(streamID: UInt32, endStream: Bool, capacity: Int) {
         self.streamID = streamID
         self.endStream = endStream
@@ -51,10 +52,6 @@ public final class H2Request: @unchecked Sendable {
         count = 0
         scheme = 0..<0
         unusualNames = false
-        var fresh = RequestHead()
-        swap(&fresh.headers, &head.headers)
-        fresh.headers.removeAll(keepingCapacity: true)
-        head = fresh
     }
 
     deinit { octets.deallocate() }
@@ -115,6 +112,9 @@ enum H2RequestRules {
         var sawRegular = false
         var cookieCount = 0
         var contentLength: Int? = nil
+        // Some regular value has a control octet (other than HT) or DEL, which the HTTP/1 rules
+        // refuse: only then does `layout` look at each value's octets again.
+        var controlInValues = false
         try list.bytes.withBytes { (b) throws(H2Error) in
             for f in list.fields {
                 let name = f.name, value = f.value
@@ -144,7 +144,7 @@ enum H2RequestRules {
                     continue
                 }
                 sawRegular = true
-                try checkRegular(b, f, streamID)
+                if try checkRegular(b, f, streamID) { controlInValues = true }
                 switch name.count {
                 case 6 where equals(b, name, "cookie"): cookieCount += 1
                 case 14 where equals(b, name, "content-length"):
@@ -172,7 +172,8 @@ enum H2RequestRules {
         let chunked = !endStream && contentLength == nil
         return list.bytes.withUnsafeBytes { src in
             layout(src, list.fields, streamID: streamID, endStream: endStream, method: method, path: path, authority: authority,
-                   scheme: scheme, cookieCount: cookieCount, contentLength: contentLength, chunked: chunked, reusing: spare)
+                   scheme: scheme, cookieCount: cookieCount, contentLength: contentLength, chunked: chunked,
+                   controlInValues: controlInValues, reusing: spare)
         }
     }
 
@@ -187,7 +188,8 @@ enum H2RequestRules {
     /// `A`–`Z`, `_`, `-`) is parsed instead, once, from the laid-out octets.
     static func layout(_ src: UnsafeRawBufferPointer, _ fields: [HeaderField], streamID: UInt32, endStream: Bool,
                        method: Range<Int>, path: Range<Int>, authority: Range<Int>?, scheme: Range<Int>,
-                       cookieCount: Int, contentLength: Int?, chunked: Bool, reusing spare: H2Request? = nil) -> Result<H2Request, HTTPError> {
+                       cookieCount: Int, contentLength: Int?, chunked: Bool, controlInValues: Bool = true,
+                       reusing spare: H2Request? = nil) -> Result<H2Request, HTTPError> {
         var odd = method.isEmpty
         for i in method where !HeadParser.isMethodByte(src[i]) { odd = true; break }
         for i in path where src[i] <= 0x20 || src[i] == 0x7F { odd = true; break }
@@ -207,7 +209,8 @@ enum H2RequestRules {
             request = H2Request(streamID: streamID, endStream: endStream, capacity: bound)
         }
         var h = RequestHead()
-        swap(&h.headers, &request.head.headers) // empty; the capacity of a reused request's list
+        swap(&h.headers, &request.head.headers) // the capacity of a reused request's list
+        if !h.headers.isEmpty { h.headers.removeAll(keepingCapacity: true) }
         h.headers.reserveCapacity(fields.count + 1)
         do {
             var w = Writer(p: request.octets, src: src.baseAddress!.assumingMemoryBound(to: UInt8.self))
@@ -235,9 +238,11 @@ enum H2RequestRules {
                 while v0 < v1 && (b[v0] == 0x20 || b[v0] == 0x09) { v0 += 1 }
                 while v1 > v0 && (b[v1 - 1] == 0x20 || b[v1 - 1] == 0x09) { v1 -= 1 }
                 let value = v0..<v1
-                for i in value {
-                    let c = b[i]
-                    if (c < 0x20 && c != 0x09) || c == 0x7F { fail(HTTPError(400, "invalid header value")) }
+                if controlInValues {
+                    for i in value {
+                        let c = b[i]
+                        if (c < 0x20 && c != 0x09) || c == 0x7F { fail(HTTPError(400, "invalid header value")) }
+                    }
                 }
                 h.headers.append(HeaderField(nameStart: Int32(name.lowerBound), nameEnd: Int32(name.upperBound),
                                              valueStart: Int32(v0), valueEnd: Int32(v1)))
@@ -383,16 +388,17 @@ enum H2RequestRules {
                 if !f.name.isEmpty && b[f.name.lowerBound] == UInt8(ascii: ":") {
                     throw .stream(streamID, .protocolError, reason: "pseudo-header in trailers")
                 }
-                try checkRegular(b, f, streamID)
+                _ = try checkRegular(b, f, streamID)
             }
         }
     }
 
     /// RFC 9113 §8.2.1–8.2.2: a name of lower-case visible octets other than `:`, a value
     /// without NUL, CR or LF and without white space at its ends, and no connection-specific
-    /// field (`te` only as `trailers`).
+    /// field (`te` only as `trailers`). Returns whether the value has a control octet other than
+    /// HT (allowed here, refused by the HTTP/1 rules) or DEL.
     @inline(__always)
-    static func checkRegular(_ b: UnsafeRawBufferPointer, _ f: HeaderField, _ streamID: UInt32) throws(H2Error) {
+    static func checkRegular(_ b: UnsafeRawBufferPointer, _ f: HeaderField, _ streamID: UInt32) throws(H2Error) -> Bool {
         let name = f.name, value = f.value
         if name.isEmpty { throw .stream(streamID, .protocolError, reason: "empty field name") }
         for i in name {
@@ -401,9 +407,13 @@ enum H2RequestRules {
                 throw .stream(streamID, .protocolError, reason: "invalid or upper-case field name")
             }
         }
+        var control = false
         for i in value {
             let c = b[i]
-            if c == 0 || c == 0x0A || c == 0x0D { throw .stream(streamID, .protocolError, reason: "NUL, CR or LF in a field value") }
+            if c < 0x20 || c == 0x7F {
+                if c == 0 || c == 0x0A || c == 0x0D { throw .stream(streamID, .protocolError, reason: "NUL, CR or LF in a field value") }
+                if c != 0x09 { control = true }
+            }
         }
         if !value.isEmpty {
             let first = b[value.lowerBound], last = b[value.upperBound - 1]
@@ -421,6 +431,7 @@ enum H2RequestRules {
             throw .stream(streamID, .protocolError, reason: "connection-specific field")
         default: break
         }
+        return control
     }
 
     @inline(__always)

@@ -108,7 +108,7 @@ public enum HPACKCoding {
             try HPACKHuffman.decode(raw, into: &out, limit: limit)
         } else {
             guard len <= limit else { throw .stringTooLong }
-            out.append(contentsOf: raw)
+            out.appendRaw(raw)
         }
         return out.count - before
     }
@@ -130,31 +130,78 @@ public enum HPACKCoding {
 }
 
 extension HPACKCoding {
+    /// The most octets `writeLiteral` adds to a name's and a value's: the name's index or its
+    /// literal's first octet (2), and two string lengths (6 each).
+    public static let literalOverhead = 14
+
     /// Appends a literal field without indexing (§6.2.2) whose name is static entry `index`
     /// (1–61), its value as is: no Huffman coding (§5.2 leaves it to the encoder; HAProxy sends
     /// values raw too), so no pass over the value but the copy.
-    @inline(__always)
     public static func writeLiteral(nameIndex index: Int, rawValue value: UnsafeRawBufferPointer, into out: inout [UInt8]) {
-        if index < 15 {
-            out.append(UInt8(truncatingIfNeeded: index))
-        } else {
-            out.append(0x0F)
-            out.append(UInt8(truncatingIfNeeded: index - 15))
-        }
-        writeRawString(value, into: &out)
+        var tmp = [UInt8](repeating: 0, count: value.count + literalOverhead)
+        let n = tmp.withUnsafeMutableBufferPointer { writeLiteral(nameIndex: index, rawValue: value, to: $0.baseAddress!) }
+        out.append(contentsOf: tmp[0..<n])
     }
 
     /// Appends a literal field without indexing with a new name: `name` lower-cased (RFC 9113
     /// §8.2.1), then `value`, both raw.
     public static func writeLiteral(lowerCasing name: UnsafeRawBufferPointer, rawValue value: UnsafeRawBufferPointer, into out: inout [UInt8]) {
-        out.append(0x00)
-        writeRawString(name, into: &out)
-        let end = out.count
-        let first = end - name.count
-        out.withUnsafeMutableBufferPointer { p in
-            for k in first..<end where p[k] >= 0x41 && p[k] <= 0x5A { p[k] |= 0x20 }
+        var tmp = [UInt8](repeating: 0, count: name.count + value.count + literalOverhead)
+        let n = tmp.withUnsafeMutableBufferPointer { writeLiteral(lowerCasing: name, rawValue: value, to: $0.baseAddress!) }
+        out.append(contentsOf: tmp[0..<n])
+    }
+
+    /// `writeLiteral(nameIndex:rawValue:into:)` at `p`, which has room for the value and
+    /// `literalOverhead`: returns the octets written.
+    @inline(__always)
+    public static func writeLiteral(nameIndex index: Int, rawValue value: UnsafeRawBufferPointer, to p: UnsafeMutablePointer<UInt8>) -> Int {
+        var n: Int
+        if index < 15 {
+            p[0] = UInt8(truncatingIfNeeded: index)
+            n = 1
+        } else {
+            p[0] = 0x0F
+            p[1] = UInt8(truncatingIfNeeded: index - 15)
+            n = 2
         }
-        writeRawString(value, into: &out)
+        n += writeRawString(value, to: p + n)
+        return n
+    }
+
+    /// `writeLiteral(lowerCasing:rawValue:into:)` at `p`, which has room for the name, the
+    /// value and `literalOverhead`: returns the octets written.
+    @inline(__always)
+    public static func writeLiteral(lowerCasing name: UnsafeRawBufferPointer, rawValue value: UnsafeRawBufferPointer, to p: UnsafeMutablePointer<UInt8>) -> Int {
+        p[0] = 0x00
+        var n = 1
+        n += writeRawString(name, to: p + n)
+        for k in (n - name.count)..<n where p[k] >= 0x41 && p[k] <= 0x5A { p[k] |= 0x20 }
+        n += writeRawString(value, to: p + n)
+        return n
+    }
+
+    /// A string literal (§5.2) without Huffman coding at `p` (room for its octets and 6):
+    /// returns the octets written.
+    @inline(__always)
+    public static func writeRawString(_ s: UnsafeRawBufferPointer, to p: UnsafeMutablePointer<UInt8>) -> Int {
+        var n: Int
+        if s.count < 127 {
+            p[0] = UInt8(truncatingIfNeeded: s.count)
+            n = 1
+        } else {
+            p[0] = 0x7F
+            n = 1
+            var v = s.count - 127
+            while v >= 128 {
+                p[n] = UInt8(v & 0x7F) | 0x80
+                n += 1
+                v >>= 7
+            }
+            p[n] = UInt8(v)
+            n += 1
+        }
+        if let b = s.baseAddress, !s.isEmpty { UnsafeMutableRawPointer(p + n).copyMemory(from: b, byteCount: s.count) }
+        return n + s.count
     }
 
     /// Appends a string literal (§5.2) without Huffman coding.
@@ -257,7 +304,7 @@ public struct HPACKDecoder: Sendable {
         if index >= 1 && index <= HPACKStaticTable.count {
             let r = HPACKStaticTable.raw
             // Static entries are small: the list's cap is checked by add().
-            list.bytes.append(contentsOf: UnsafeRawBufferPointer(start: r.bytes + r.offsets[index], count: r.names[index] + r.values[index]))
+            list.bytes.appendRaw(UnsafeRawBufferPointer(start: r.bytes + r.offsets[index], count: r.names[index] + r.values[index]))
             nameEnd = start + r.names[index]
         } else {
             let d = index - HPACKStaticTable.count
@@ -266,8 +313,8 @@ public struct HPACKDecoder: Sendable {
             let len = table.lengths(d)
             if list.size + len.name + len.value + HPACKDynamicTable.entryOverhead > maxHeaderListSize { throw .headerListTooLarge }
             table.withEntry(d) { name, value in
-                list.bytes.append(contentsOf: name)
-                list.bytes.append(contentsOf: value)
+                // An entry's name and value are one run of the table's storage: one copy.
+                list.bytes.appendRaw(UnsafeRawBufferPointer(start: name.baseAddress, count: name.count + value.count))
             }
             nameEnd = start + len.name
         }
@@ -277,17 +324,35 @@ public struct HPACKDecoder: Sendable {
     mutating func appendName(_ index: Int, into out: inout [UInt8]) throws(HPACKError) {
         if index >= 1 && index <= HPACKStaticTable.count {
             let r = HPACKStaticTable.raw
-            out.append(contentsOf: UnsafeRawBufferPointer(start: r.bytes + r.offsets[index], count: r.names[index]))
+            out.appendRaw(UnsafeRawBufferPointer(start: r.bytes + r.offsets[index], count: r.names[index]))
         } else {
             let d = index - HPACKStaticTable.count
             guard d >= 1 && d <= table.count else { throw .invalidIndex }
-            table.withEntry(d) { name, _ in out.append(contentsOf: name) }
+            table.withEntry(d) { name, _ in out.appendRaw(name) }
         }
     }
 }
 
 /// Encodes header blocks with its own dynamic table (the peer's decoder mirrors it).
 public struct HPACKEncoder: Sendable {
+    /// The one octet of `:status` for the seven statuses of the static table, else nil.
+    @inline(__always)
+    public static func indexedStatus(_ status: Int) -> UInt8? {
+        switch status {
+        case 200: 0x88
+        case 204: 0x89
+        case 206: 0x8A
+        case 304: 0x8B
+        case 400: 0x8C
+        case 404: 0x8D
+        case 500: 0x8E
+        default: nil
+        }
+    }
+
+    /// No dynamic table size update is due at the next block (`beginBlock` writes nothing).
+    var nothingToSignal: Bool { pendingFinal == nil }
+
     /// Our entries, as the peer's decoder has them.
     public private(set) var table: HPACKDynamicTable
     /// Smallest and last table size to signal at the next block (§4.2: both are signalled).
@@ -380,14 +445,11 @@ public struct HPACKEncoder: Sendable {
     /// Appends `:status`: one octet for the seven statuses of the static table, else a literal
     /// with the static name, not indexed (statuses vary too much to be worth table room).
     public mutating func encodeStatus(_ status: Int, into out: inout [UInt8]) {
+        if let octet = HPACKEncoder.indexedStatus(status) {
+            out.append(octet)
+            return
+        }
         switch status {
-        case 200: out.append(0x88)
-        case 204: out.append(0x89)
-        case 206: out.append(0x8A)
-        case 304: out.append(0x8B)
-        case 400: out.append(0x8C)
-        case 404: out.append(0x8D)
-        case 500: out.append(0x8E)
         default:
             // Literal without indexing, name index 8 (:status), raw three digits.
             out.append(0x08)

@@ -109,38 +109,36 @@ public enum HPACKHuffman {
     /// longer than 7 bits or not made of ones (RFC 7541 §5.2), or when the output would exceed
     /// `limit` octets.
     public static func decode(_ input: UnsafeRawBufferPointer, into out: inout [UInt8], limit: Int = Int.max) throws(HPACKError) {
-        // At most 8/5 octets out per octet in (the shortest code has 5 bits): room is made
-        // first, written through a pointer, and the excess dropped.
+        // At most 8/5 octets out per octet in (the shortest code has 5 bits): decoded into
+        // scratch space of that size, appended at once.
         let natural = input.count * 8 / 5 + 1
         let bound = limit < natural ? limit + 1 : natural
-        let base = out.count
-        out.append(contentsOf: repeatElement(0, count: bound))
         let t = decoder.table
         var state = 0
         var accept = true
         var w = 0
         var failed = false
-        out.withUnsafeMutableBufferPointer { o in
-            let p = o.baseAddress! + base
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bound) { o in
+            let p = o.baseAddress!
             for byte in input {
                 var e = t[state &* 16 &+ Int(byte >> 4)]
                 if e & 0x30000 != 0 {
-                    if e & 0x20000 != 0 || w == bound { failed = true; return }  // EOS, or past the limit
+                    if e & 0x20000 != 0 || w == bound { failed = true; break }  // EOS, or past the limit
                     p[w] = UInt8(truncatingIfNeeded: e >> 8)
                     w &+= 1
                 }
                 state = Int(e & 0xFF)
                 e = t[state &* 16 &+ Int(byte & 0x0F)]
                 if e & 0x30000 != 0 {
-                    if e & 0x20000 != 0 || w == bound { failed = true; return }  // EOS, or past the limit
+                    if e & 0x20000 != 0 || w == bound { failed = true; break }  // EOS, or past the limit
                     p[w] = UInt8(truncatingIfNeeded: e >> 8)
                     w &+= 1
                 }
                 state = Int(e & 0xFF)
                 accept = e & 0x40000 != 0
             }
+            if !failed && w <= limit && accept && w > 0 { out.append(contentsOf: UnsafeBufferPointer(rebasing: o[0..<w])) }
         }
-        out.removeLast(bound - w)
         if failed { throw w == bound && w > limit ? .stringTooLong : .invalidHuffman }
         if w > limit { throw .stringTooLong }
         if !accept { throw .invalidHuffman }
