@@ -340,8 +340,8 @@ enum Responder {
 struct FileBody {
     /// The file; nil while a cache hit's head is made (its shared handle is held already).
     var fd: Int32?
-    /// Set when `fd` belongs to the worker's shared cache-file table (released, not closed);
-    /// one reference held.
+    /// Set when `fd` is a worker's shared file — a proxy_cache entry's or one kept by an open
+    /// file cache (released, not closed); one reference held.
     var shared: Unmanaged<SharedFile>?
     var offset = 0
     var remaining = 0

@@ -43,10 +43,7 @@ extension ClientConnection {
         if case .proxy(let phase) = ex.responder {
             switch phase {
             case .connecting, .sending, .waitingHead, .cacheWait:
-                if ignoresClientAbort { return }
-                clientClosedWhileWaiting()
-                if state != .closed && (ex.clientCloseNoted || ex.headerStarted) { return }
-                if state != .closed { abortProxy() }
+                if !ignoresClientAbort { clientClosedWhileWaiting() } // 499, or goes on for the cache
             case .idle, .readingBody, .relaying:
                 abortProxy()
             }

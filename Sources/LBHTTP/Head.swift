@@ -141,25 +141,25 @@ public enum ASCII {
     /// nearly every header name, valid under any name rule): per octet, range checks on the low
     /// seven bits whose sums stay within the octet, and nothing from 0x80 on.
     @inline(__always) public static func allNameOctets(_ w: UInt64) -> Bool {
-        let ones: UInt64 = 0x0101_0101_0101_0101, high: UInt64 = 0x8080_8080_8080_8080
         let x = w & 0x7F7F_7F7F_7F7F_7F7F
-        @inline(__always) func within(_ v: UInt64, _ lo: UInt64, _ hi: UInt64) -> UInt64 {
-            (v &+ (0x80 - lo) &* ones) & ~(v &+ (0x7F - hi) &* ones)
-        }
-        let letter = within(x | 0x2020_2020_2020_2020, 0x61, 0x7A)
-        let digit = within(x, 0x30, 0x39)
-        let dash = within(x, 0x2D, 0x2D)
-        return (letter | digit | dash) & ~w & high == high
+        let letter = octetsWithin(x | 0x2020_2020_2020_2020, 0x61, 0x7A)
+        let named = letter | octetsWithin(x, 0x30, 0x39) | octetsWithin(x, 0x2D, 0x2D)
+        return named & ~w & 0x8080_8080_8080_8080 == 0x8080_8080_8080_8080
     }
 
     /// Whether any of the eight octets of `w` may not stand in a Host (nginx: `/`, `\\`,
     /// controls and space, DEL; octets from 0x80 on may).
     @inline(__always) public static func hasNonHostOctet(_ w: UInt64) -> Bool {
-        let ones: UInt64 = 0x0101_0101_0101_0101, high: UInt64 = 0x8080_8080_8080_8080
         let x = w & 0x7F7F_7F7F_7F7F_7F7F
-        @inline(__always) func equal(_ c: UInt64) -> UInt64 { (x &+ (0x80 - c) &* ones) & ~(x &+ (0x7F - c) &* ones) }
-        let below21 = ~(x &+ (0x80 - 0x21) &* ones)
-        return (below21 | equal(0x2F) | equal(0x5C) | equal(0x7F)) & ~w & high != 0
+        let bad = octetsWithin(x, 0x00, 0x20) | octetsWithin(x, 0x2F, 0x2F) | octetsWithin(x, 0x5C, 0x5C) | octetsWithin(x, 0x7F, 0x7F)
+        return bad & ~w & 0x8080_8080_8080_8080 != 0
+    }
+
+    /// The high bit of each octet of `x` (seven-bit octets) set when it lies in `lo...hi`: the
+    /// sums stay within each octet, so no octet's answer depends on another's.
+    @inline(__always) static func octetsWithin(_ x: UInt64, _ lo: UInt64, _ hi: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        return (x &+ (0x80 - lo) &* ones) & ~(x &+ (0x7F - hi) &* ones)
     }
 
     /// Whether any of the eight octets of `w` is a control octet of a header value's kind —

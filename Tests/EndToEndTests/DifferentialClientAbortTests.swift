@@ -13,6 +13,19 @@ import Testing
 struct DifferentialClientAbortTests {
     typealias R = Differential.Request
 
+    /// A server's access log (`access-PORT.log`), its port written as PORT.
+    static func logLines(_ d: Differential, _ port: Int) -> [String] {
+        let text = (try? String(contentsOf: d.dir.appendingPathComponent("access-\(port).log"), encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map { $0.replacingOccurrences(of: "who=\(port)", with: "who=PORT") }
+    }
+
+    /// How many times the backend was asked for `path`.
+    static func upstreamCount(_ backend: Backend, _ path: String) throws -> Int {
+        let r = try RawClient(port: backend.port).get("/counts")
+        let obj = try JSONSerialization.jsonObject(with: Data(r.body)) as! [String: Int]
+        return obj[path] ?? 0
+    }
+
     @Test func ignoreClientAbortReadsTheUpstreamResponseAsNginxDoes() throws {
         let d = try Differential("""
         log_format t '$request_uri $status cache=$upstream_cache_status up=$upstream_status';
@@ -30,10 +43,7 @@ struct DifferentialClientAbortTests {
         }
         """, backend: true)
         let backend = d.backend!
-        func logLines(_ port: Int) -> [String] {
-            let text = (try? String(contentsOf: d.dir.appendingPathComponent("access-\(port).log"), encoding: .utf8)) ?? ""
-            return text.split(separator: "\n").map { $0.replacingOccurrences(of: "who=\(port)", with: "who=PORT") }
-        }
+        func logLines(_ port: Int) -> [String] { Self.logLines(d, port) }
         /// Sends the request, closes at once, and waits until the server has logged it (its own
         /// line: the request before may be logged later than its response arrived).
         func abandon(_ port: Int, _ target: String) throws {
@@ -43,11 +53,7 @@ struct DifferentialClientAbortTests {
             c.close()
             #expect(waitUntil(timeout: 20) { logLines(port).contains { $0.hasPrefix(mine) } }, "port \(port): \(target) was not logged")
         }
-        func count(_ path: String) throws -> Int {
-            let r = try RawClient(port: backend.port).get("/counts")
-            let obj = try JSONSerialization.jsonObject(with: Data(r.body)) as! [String: Int]
-            return obj[path] ?? 0
-        }
+        func count(_ path: String) throws -> Int { try Self.upstreamCount(backend, path) }
         /// Upstream connections opened since `since` (the backend's count less its own /stats ones).
         func opened(since: Int) throws -> (Int, Int) {
             let now = try backend.stats().connections
@@ -117,10 +123,7 @@ struct DifferentialClientAbortTests {
         """, backend: true)
         let backend = d.backend!
         let client = Harness.repositoryRoot.appendingPathComponent("Tests/support/h2client.py").path
-        func logLines(_ port: Int) -> [String] {
-            let text = (try? String(contentsOf: d.dir.appendingPathComponent("access-\(port).log"), encoding: .utf8)) ?? ""
-            return text.split(separator: "\n").map { $0.replacingOccurrences(of: "who=\(port)", with: "who=PORT") }
-        }
+        func logLines(_ port: Int) -> [String] { Self.logLines(d, port) }
         func logged(_ port: Int, _ target: String) -> Bool {
             let mine = target.replacingOccurrences(of: "who=\(port)", with: "who=PORT") + " "
             return waitUntil(timeout: 20) { logLines(port).contains { $0.hasPrefix(mine) } }
@@ -135,11 +138,7 @@ struct DifferentialClientAbortTests {
             #expect(out.hasPrefix("200 "), "port \(port): \(target): \(out)")
             #expect(logged(port, target), "port \(port): \(target) was not logged")
         }
-        func count(_ path: String) throws -> Int {
-            let r = try RawClient(port: backend.port).get("/counts")
-            let obj = try JSONSerialization.jsonObject(with: Data(r.body)) as! [String: Int]
-            return obj[path] ?? 0
-        }
+        func count(_ path: String) throws -> Int { try Self.upstreamCount(backend, path) }
         func run(_ port: Int) throws -> [String] {
             let who = "who=\(port)"
             try cancel(port, "/on/slow?ms=300&\(who)")
