@@ -25,7 +25,7 @@ extension Compiler {
         for (si, sb) in servers.enumerated() {
             var ss = sb.settings.s
             ss.inherit(from: httpSettings.s)
-            var tree = LocationTree()
+            let tree = LocationTree()
             var named: [String: Location] = [:]
             for lb in sb.locations {
                 let loc = try buildLocation(lb, parent: ss, groups: &groups, index: &groupIndex, nextID: &nextID)
@@ -165,7 +165,7 @@ extension Compiler {
                 stack.append(start(child, inheriting: stack[top].settings))
                 continue
             }
-            var p = stack.removeLast()
+            let p = stack.removeLast()
             p.nested.freeze()
             let loc = try finishLocation(p.builder, settings: p.settings, nested: p.nested, id: p.id, groups: &groups, index: &index)
             if stack.isEmpty { return loc }

@@ -144,23 +144,29 @@ public struct PrefixTrie: Sendable {
 /// The locations of one level (a server, or the nested locations of a location), searched in
 /// nginx's order: exact match; else the longest prefix (searching its nested locations); unless
 /// that prefix is `^~`, the regexes in config order (first match wins, with its nested search).
-public struct LocationTree: Sendable {
-    public var locations: [Location] = []
-    var exact: [[UInt8]: Int] = [:]
-    var prefixes = PrefixTrie()
-    var regexes: [Int] = []
+///
+/// A class: filled while the configuration is built (`add`, `freeze`), then only read, by every
+/// worker. As a struct it was copied (its four storages retained and released) at each use
+/// through a `Location` or `VirtualServer`: ≈30 reference counts per request.
+public final class LocationTree: @unchecked Sendable {
+    // Written only while the configuration is built (and by `Location.deinit`): no dynamic
+    // exclusivity checks on the request path.
+    @exclusivity(unchecked) public internal(set) var locations: [Location] = []
+    @exclusivity(unchecked) var exact: [[UInt8]: Int] = [:]
+    @exclusivity(unchecked) var prefixes = PrefixTrie()
+    @exclusivity(unchecked) var regexes: [Int] = []
     /// Whether any location here redirects its slashless form (skip the check otherwise).
-    var hasAutoRedirect = false
+    @exclusivity(unchecked) var hasAutoRedirect = false
 
     public init() {}
 
     public var isEmpty: Bool { locations.isEmpty }
 
     /// Prepares the prefix trie for lookups; call after the last `add`.
-    mutating func freeze() { prefixes.freeze() }
+    func freeze() { prefixes.freeze() }
 
     /// Adds a location; returns false if the same exact or prefix location already exists.
-    mutating func add(_ loc: Location) -> Bool {
+    func add(_ loc: Location) -> Bool {
         let i = locations.count
         switch loc.match {
         case .exact(let s):

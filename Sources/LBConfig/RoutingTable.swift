@@ -195,9 +195,8 @@ public final class Location: Sendable {
     public let settings: HTTPSettings
     public let tryFiles: TryFiles?
     public let internalOnly: Bool
-    /// A `var` only so that `deinit` can free deep nesting level by level; never changed otherwise
-    /// (so no exclusivity checks on the request path).
-    @exclusivity(unchecked) public nonisolated(unsafe) private(set) var nested: LocationTree
+    /// The nested locations (`deinit` empties the tree to free deep nesting level by level).
+    public let nested: LocationTree
     public let location: SourceLocation
     /// nginx's auto redirect: a prefix ending in `/` with proxy_pass answers the slashless URI with 301.
     public let autoRedirect: Bool
@@ -209,6 +208,9 @@ public final class Location: Sendable {
     public let proxySetsConnection: Bool
     /// The location's rewrite directives, run after it is found; nil when it has none.
     public let rewrite: RewriteProgram?
+    /// `settings.accessPhase.active`, computed once (reading it through `settings` copies the
+    /// access phase's settings on every request).
+    public let accessPhaseActive: Bool
 
     public var pattern: String {
         switch match {
@@ -225,6 +227,7 @@ public final class Location: Sendable {
         var settings = settings
         settings.resolve()
         self.settings = settings
+        accessPhaseActive = settings.accessPhase.active
         self.tryFiles = tryFiles
         self.internalOnly = internalOnly
         self.nested = nested

@@ -476,41 +476,48 @@ final class ClientConnection: Pollable {
     func beginRequest() {
         requestsOnConnection += 1
         beginExchange()
-        // Server by Host (absolute-form target wins), lowercased, port stripped.
-        let hb = head.readableBytes
-        var hostBytes: [UInt8] = []
-        if table.listeners[listener].serverCount > 1, let r = req.absoluteHost ?? req.host {
-            var end = r.upperBound
-            if hb[r.lowerBound] != UInt8(ascii: "[") {
-                var k = r.lowerBound
-                while k < r.upperBound && hb[k] != UInt8(ascii: ":") { k += 1 }
-                end = k
+        do {
+            // Held once in this block, not loaded and counted at each use (an answer given here
+            // ends the exchange while it is held: it is then not kept for the next stream).
+            let ex: Exchange = self.ex
+            // Server by Host (absolute-form target wins), lowercased, port stripped.
+            let hb = head.readableBytes
+            var hostBytes: [UInt8] = []
+            let table = self.table
+            if table.listeners[listener].serverCount > 1, let r = req.absoluteHost ?? req.host {
+                var end = r.upperBound
+                if hb[r.lowerBound] != UInt8(ascii: "[") {
+                    var k = r.lowerBound
+                    while k < r.upperBound && hb[k] != UInt8(ascii: ":") { k += 1 }
+                    end = k
+                }
+                hostBytes = hb[r.lowerBound..<end].map { ASCII.lower($0) }
+                while hostBytes.last == UInt8(ascii: ".") { hostBytes.removeLast() }
             }
-            hostBytes = hb[r.lowerBound..<end].map { ASCII.lower($0) }
-            while hostBytes.last == UInt8(ascii: ".") { hostBytes.removeLast() }
-        }
-        ex.server = hostBytes.isEmpty ? table.servers[table.listeners[listener].defaultServer]
-            : table.server(for: listener, host: String(decoding: hostBytes, as: UTF8.self))
-        ex.location = ex.server.fallback
-        if table.listeners[listener].tls != nil, let refusal = tlsRequestRefusal() {
-            respondTLSRefusal(refusal)
-            return
-        }
-        // Keep-alive accounting.
-        if !req.keepAlive || requestsOnConnection >= ex.server.settings.resolved.keepaliveRequests || generation !== worker.generation || worker.draining {
-            closeAfterResponse = true
-        }
-        guard URI.normalize(UnsafeRawBufferPointer(rebasing: hb[req.pathRange]), into: &ex.uri, mergeSlashes: defaultServer.settings.resolved.mergeSlashes) else {
-            log(.info, "client sent invalid request URI")
-            writeErrorAndClose(400)
-            return
-        }
-        ex.requestBody = req.chunked ? .chunked(ChunkedFramer()) : (req.contentLength ?? 0) > 0 ? .length(req.contentLength!) : .none
-        ex.requestBodyComplete = !req.hasBody
-        if let trusted = ex.server.fallback.settings.realIPFrom {
-            // nginx's post-read phase: realip with the server's settings, before any rewrite.
-            ex.realIPChecked = true
-            applyRealIP(trusted)
+            let server = hostBytes.isEmpty ? table.servers[table.listeners[listener].defaultServer]
+                : table.server(for: listener, host: String(decoding: hostBytes, as: UTF8.self))
+            ex.server = server
+            ex.location = server.fallback
+            if table.listeners[listener].tls != nil, let refusal = tlsRequestRefusal() {
+                respondTLSRefusal(refusal)
+                return
+            }
+            // Keep-alive accounting.
+            if !req.keepAlive || requestsOnConnection >= server.settings.resolved.keepaliveRequests || generation !== worker.generation || worker.draining {
+                closeAfterResponse = true
+            }
+            guard URI.normalize(UnsafeRawBufferPointer(rebasing: hb[req.pathRange]), into: &ex.uri, mergeSlashes: defaultServer.settings.resolved.mergeSlashes) else {
+                log(.info, "client sent invalid request URI")
+                writeErrorAndClose(400)
+                return
+            }
+            ex.requestBody = req.chunked ? .chunked(ChunkedFramer()) : (req.contentLength ?? 0) > 0 ? .length(req.contentLength!) : .none
+            ex.requestBodyComplete = !req.hasBody
+            if let trusted = server.fallback.settings.realIPFrom {
+                // nginx's post-read phase: realip with the server's settings, before any rewrite.
+                ex.realIPChecked = true
+                applyRealIP(trusted)
+            }
         }
         runPhases()
     }
@@ -552,7 +559,7 @@ final class ClientConnection: Pollable {
         }
         if isMirror {
             // nginx's subrequests pass no access phase: the main request passed it.
-        } else if ex.location.settings.accessPhase.active {
+        } else if ex.location.accessPhaseActive {
             guard runAccessPhase() else { return } // limits, auth (LimitPhase.swift)
         } else if let rules = ex.location.settings.accessRules, !allowed(rules) {
             log(.error, "access forbidden by rule")
@@ -841,6 +848,7 @@ final class ClientConnection: Pollable {
 
     /// Starts the response head the stage decided: status line, Server, Date.
     func writeHeadStart(_ d: HeadDecision, reason: UnsafeRawBufferPointer? = nil) {
+        let ex: Exchange = self.ex // held once here, not loaded and counted at each use
         let code = d.status
         ex.status = code
         ex.head = d.fields
@@ -869,6 +877,7 @@ final class ClientConnection: Pollable {
     /// and only the body goes through `write`.
     func writeHeadEnd() {
         addConfiguredHeaders()
+        let ex: Exchange = self.ex
         switch ex.head.connection {
         case .keepAlive: outBuf.append("Connection: keep-alive\r\n")
         case .close: outBuf.append("Connection: close\r\n")
@@ -1023,14 +1032,20 @@ final class ClientConnection: Pollable {
     // MARK: finishing
 
     func finishRequest() {
-        if !ex.inBackground { finishLog() }
-        ex.accessState?.release()
-        if ex.backgroundUpdatePending {
-            ex.backgroundUpdatePending = false
-            startBackgroundUpdate()
-            return
+        do {
+            // Held once in this block, not loaded and counted at each use; not past it, where
+            // `endExchange` keeps the object for reuse only if nothing else holds it.
+            let ex: Exchange = self.ex
+            if !ex.inBackground { finishLog() }
+            ex.accessState?.release()
+            if ex.backgroundUpdatePending {
+                ex.backgroundUpdatePending = false
+                startBackgroundUpdate()
+                return
+            }
+            if ex.cache != nil { endCacheRequest() }
         }
-        if ex.cache != nil { endCacheRequest() }
+        let keepaliveTimeout = settings.resolved.keepaliveTimeoutMs
         if closeAfterResponse || peerClosed || worker.draining {
             close()
             // The exchange ends as at a keep-alive: its arrays' capacity goes back to the worker
@@ -1039,7 +1054,6 @@ final class ClientConnection: Pollable {
             return
         }
         // Ready for the next request (pipelined bytes may already be here); the exchange ends.
-        let keepaliveTimeout = settings.resolved.keepaliveTimeoutMs
         endExchange()
         state = .head
         if inBuf.isEmpty {

@@ -64,14 +64,16 @@ extension ClientConnection {
     /// Takes the location's `limit_rate` at the request's first write, as nginx does; true when
     /// the response is limited.
     func resolveRate() -> Bool {
+        let ex: Exchange = self.ex // held once, not loaded and counted at each use
         let s = ex.location
         // Read field by field: a `let` of `resolved` copied the whole struct (≈640 instructions
         // per response in the HTTP/2 profile).
         let limit = s.settings.resolved.limitRate, after = s.settings.resolved.limitRateAfter
-        ex.rate.limit = limit >= 0 ? limit : rateValue(s.settings.limitRate)
+        let rateLimit = limit >= 0 ? limit : rateValue(s.settings.limitRate)
+        ex.rate.limit = rateLimit
         ex.rate.after = after >= 0 ? after : rateValue(s.settings.limitRateAfter)
-        responseLimited = ex.rate.limit > 0
-        return ex.rate.limit > 0
+        responseLimited = rateLimit > 0
+        return rateLimit > 0
     }
 
     /// A `limit_rate`/`limit_rate_after` value for this request: with variables, their value
