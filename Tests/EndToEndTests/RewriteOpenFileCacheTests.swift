@@ -154,9 +154,10 @@ import Testing
                 location /st/ { alias {root}/w/; disable_symlinks on; open_file_cache off; try_files $uri /w-fallback; }
                 location = /w-fallback { return 200 "fallback"; }
             }
-            """, files: ["w/real.txt": "real", "w/swap.txt": "old", "sf/real.txt": "", "sn/real.txt": ""])
+            """, files: ["w/real.txt": "real", "w/swap.txt": "old", "w/sub/in.txt": "in", "sf/real.txt": "", "sn/real.txt": ""])
         let w = d.dir.appendingPathComponent("root/w").path
         for dir in ["w", "sf", "sn"] { #expect(symlink("real.txt", d.dir.path + "/root/\(dir)/link.txt") == 0) }
+        #expect(symlink("sub", w + "/dlink") == 0)
         let servers = [("nginx", d.nginxPort), ("lb", d.lb.port)]
         let start = Date()
         for (name, port) in servers {
@@ -167,6 +168,8 @@ import Testing
             #expect(try get(port, "/sn/link.txt") == (200, "none"), "\(name): without the cache too")
             #expect(try get(port, "/sn/real.txt") == (200, "file"), "\(name)")
             #expect(try get(port, "/st/link.txt") == (200, "fallback"), "\(name): try_files passes a refused symlink by")
+            #expect(try get(port, "/a/dlink/in.txt") == (200, "in"), "\(name)")
+            #expect(try get(port, "/s/dlink/in.txt").0 == 404, "\(name): a symlinked directory on the way (O_NOFOLLOW|O_DIRECTORY: ENOTDIR)")
             #expect(try get(port, "/s/swap.txt") == (200, "old"), "\(name)")
         }
         // swap.txt becomes a symlink: the entry opened and checked under /s/ stays valid.
