@@ -61,13 +61,15 @@ extension ClientConnection: RewriteHost {
     /// (true negated), logged at `crit` unless the path is simply not there.
     func fileTest(_ path: [UInt8], _ test: FileTest) -> Bool {
         let found: FileLookup
-        if let (cache, s) = openFileCacheHere {
+        let check = symlinkCheck(path)
+        let cache = openFileCacheHere
+        if let (cache, s) = cache {
             // As nginx's: an open (that counts as a use, and keeps the descriptor from
             // `min_uses` on), not a probe; the descriptor is given back at once.
-            found = cache.lookup(path, now: worker.loop.now, validMs: s.validMs, minUses: s.minUses, errors: s.errors, descriptor: true, symlinks: symlinkCheck(path))
+            found = cache.lookup(path, now: worker.loop.now, validMs: s.validMs, minUses: s.minUses, errors: s.errors, descriptor: true, symlinks: check)
             if case .found(_, let f?) = found { worker.releaseSharedFile(f) }
         } else {
-            switch FileSystemCalls.system.stat(path, symlinkCheck(path)) {
+            switch FileSystemCalls.system.stat(path, check) {
             case .success(let i): found = .found(i, nil)
             case .failure(let e): found = .failed(e.code)
             }
@@ -77,7 +79,8 @@ extension ClientConnection: RewriteHost {
         case .found(let i, _): info = i
         case .failed(let e):
             if e != ENOENT && e != ENOTDIR && e != ENAMETOOLONG {
-                log(.crit, "stat() \"\(String(decoding: path, as: UTF8.self))\" failed (\(e): \(String(cString: strerror(e))))")
+                let call = check.mode != .off ? "openat()" : cache != nil ? "open()" : "stat()"
+                log(.crit, "\(call) \"\(String(decoding: path, as: UTF8.self))\" failed (\(e): \(String(cString: strerror(e))))")
             }
             return false
         }

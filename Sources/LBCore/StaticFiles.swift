@@ -186,12 +186,16 @@ extension ClientConnection {
             for idx in settings.resolved.index {
                 let name = evaluate(idx)
                 if ex.variableFailed { respondError(500); return }
-                if name.first == UInt8(ascii: "/") || probeFile(path + name).info != nil {
-                    let dest = name.first == UInt8(ascii: "/") ? name : u + name
-                    guard internalRedirect(to: dest) else { return }
-                    redirectInternally(to: dest, args: currentArgs) // Rewrite.swift
-                    return
+                if name.first != UInt8(ascii: "/"), case .failed(let e) = probeFile(path + name) {
+                    // As nginx's index module: an index refused by disable_symlinks is a 403;
+                    // otherwise the next index, then the directory's own lookup.
+                    if e == ELOOP || e == EMLINK { respondError(403); return }
+                    continue
                 }
+                let dest = name.first == UInt8(ascii: "/") ? name : u + name
+                guard internalRedirect(to: dest) else { return }
+                redirectInternally(to: dest, args: currentArgs) // Rewrite.swift
+                return
             }
         }
         let info: FileInfo

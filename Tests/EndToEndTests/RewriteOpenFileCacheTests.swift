@@ -26,8 +26,9 @@ import Testing
                 location /d/ { \(Self.cached) if (-d $request_filename) { return 200 "dir"; } return 200 "none"; }
                 location /e/ { \(Self.cached) open_file_cache_errors on; if (-e $request_filename) { return 200 "exists"; } return 200 "none"; }
                 location /n/ { if (-f $request_filename) { return 200 "file"; } return 200 "none"; }
+                location /m/ { \(Self.cached) open_file_cache_min_uses 2; if (-f $request_filename) { return 200 "file"; } return 200 "none"; }
             }
-            """, files: ["f/a.txt": "served", "t/b.txt": "b", "d/sub/x": "x", "e/.keep": "", "n/c.txt": "c"])
+            """, files: ["f/a.txt": "served", "t/b.txt": "b", "d/sub/x": "x", "e/.keep": "", "n/c.txt": "c", "m/once.txt": "o"])
         let root = d.dir.appendingPathComponent("root").path
         let servers = [("nginx", d.nginxPort), ("lb", d.lb.port)]
         let start = Date()
@@ -37,8 +38,9 @@ import Testing
             #expect(try get(port, "/d/sub") == (200, "dir"), "\(name)")
             #expect(try get(port, "/e/late") == (200, "none"), "\(name)")
             #expect(try get(port, "/n/c.txt") == (200, "file"), "\(name)")
+            #expect(try get(port, "/m/once.txt") == (200, "file"), "\(name)")
         }
-        for f in ["f/a.txt", "t/b.txt", "d/sub/x", "n/c.txt"] { #expect(unlink(root + "/" + f) == 0) }
+        for f in ["f/a.txt", "t/b.txt", "d/sub/x", "n/c.txt", "m/once.txt"] { #expect(unlink(root + "/" + f) == 0) }
         #expect(rmdir(root + "/d/sub") == 0)
         try "late".write(toFile: root + "/e/late", atomically: true, encoding: .utf8)
 
@@ -49,6 +51,7 @@ import Testing
             #expect(try get(port, "/d/sub") == (200, "dir"), "\(name): a removed directory is still one")
             #expect(try get(port, "/e/late") == (200, "none"), "\(name): errors on: not there is remembered")
             #expect(try get(port, "/n/c.txt") == (200, "none"), "\(name): without the cache a deletion shows at once")
+            #expect(try get(port, "/m/once.txt") == (200, "none"), "\(name): used fewer than min_uses times, a file is opened again each time")
         }
         #expect(Date().timeIntervalSince(start) < 1, "the checks within valid ran late; they prove nothing")
 
@@ -153,11 +156,13 @@ import Testing
                 location /sn/ { disable_symlinks on; open_file_cache off; if (-f $request_filename) { return 200 "file"; } return 200 "none"; }
                 location /st/ { alias {root}/w/; disable_symlinks on; open_file_cache off; try_files $uri /w-fallback; }
                 location = /w-fallback { return 200 "fallback"; }
+                location /si/ { disable_symlinks on; autoindex on; }
             }
-            """, files: ["w/real.txt": "real", "w/swap.txt": "old", "w/sub/in.txt": "in", "sf/real.txt": "", "sn/real.txt": ""])
+            """, files: ["w/real.txt": "real", "w/swap.txt": "old", "w/sub/in.txt": "in", "sf/real.txt": "", "sn/real.txt": "", "si/real.html": ""])
         let w = d.dir.appendingPathComponent("root/w").path
         for dir in ["w", "sf", "sn"] { #expect(symlink("real.txt", d.dir.path + "/root/\(dir)/link.txt") == 0) }
         #expect(symlink("sub", w + "/dlink") == 0)
+        #expect(symlink("real.html", d.dir.path + "/root/si/index.html") == 0)
         let servers = [("nginx", d.nginxPort), ("lb", d.lb.port)]
         let start = Date()
         for (name, port) in servers {
@@ -167,6 +172,7 @@ import Testing
             #expect(try get(port, "/sf/real.txt") == (200, "file"), "\(name)")
             #expect(try get(port, "/sn/link.txt") == (200, "none"), "\(name): without the cache too")
             #expect(try get(port, "/sn/real.txt") == (200, "file"), "\(name)")
+            #expect(try get(port, "/si/").0 == 403, "\(name): a refused index is a 403, not the next index or a listing")
             #expect(try get(port, "/st/link.txt") == (200, "fallback"), "\(name): try_files passes a refused symlink by")
             #expect(try get(port, "/a/dlink/in.txt") == (200, "in"), "\(name)")
             #expect(try get(port, "/s/dlink/in.txt").0 == 404, "\(name): a symlinked directory on the way (O_NOFOLLOW|O_DIRECTORY: ENOTDIR)")
@@ -186,5 +192,11 @@ import Testing
             return settled.count == servers.count
         }
         #expect(done, "the symlink was never refused: \(settled)")
+        // The file test's refusal is logged at crit, as nginx logs it.
+        let refused = "[crit]"
+        let line = "openat() \"\(d.dir.path)/root/sf/link.txt\" failed (40: Too many levels of symbolic links)"
+        for (name, log) in [("nginx", d.nginxErrorLog), ("lb", d.lbErrorLog)] {
+            #expect(log.split(separator: "\n").contains { $0.contains(refused) && $0.contains(line) }, "\(name): \(log)")
+        }
     }
 }
