@@ -195,6 +195,7 @@ private func openChecked(_ path: [UInt8], _ check: SymlinkCheck) -> Result<Int32
     let fd = p >= path.count ? openat(at, ".", readFlags) : component(at, path[p...], readFlags)
     return fd >= 0 ? .success(fd) : .failure(FileError(errno))
 }
+
 /// A path as a dictionary key, hashed as one run of bytes (an array of bytes hashes byte by byte).
 struct PathKey: Hashable {
     let bytes: [UInt8]
