@@ -14,12 +14,15 @@ struct FileInfo: Equatable {
     /// Modification time, seconds.
     var mtime: Int
     var inode: UInt64
+    /// The owner may execute it (nginx's `ngx_is_exec`, directories too): the rewrite module's `-x`.
+    var executable: Bool
 
-    init(kind: Kind, size: Int, mtime: Int, inode: UInt64) {
+    init(kind: Kind, size: Int, mtime: Int, inode: UInt64, executable: Bool = false) {
         self.kind = kind
         self.size = size
         self.mtime = mtime
         self.inode = inode
+        self.executable = executable
     }
 
     init(_ st: stat) {
@@ -31,6 +34,7 @@ struct FileInfo: Equatable {
         size = Int(st.st_size)
         mtime = Int(st.st_mtim.tv_sec)
         inode = UInt64(st.st_ino)
+        executable = st.st_mode & S_IXUSR != 0
     }
 }
 
@@ -48,13 +52,53 @@ enum FileLookup {
     }
 }
 
+/// How `disable_symlinks` applies to one path: nginx's `of.disable_symlinks` and
+/// `of.disable_symlinks_from`, as `ngx_http_set_disable_symlinks` sets them. A cache entry
+/// remembers the check it was opened under and is not used under another one.
+struct SymlinkCheck: Equatable {
+    enum Mode: Equatable {
+        case off
+        /// Any symlink refuses (`on`).
+        case on
+        /// A symlink whose owner differs from its target's refuses (`if_not_owner`).
+        case ifNotOwner
+    }
+
+    var mode: Mode
+    /// The bytes of the path opened as they are (symlinks there followed) before the checks
+    /// start, always before a `/`; 0: every component is checked.
+    var from: Int
+
+    init(mode: Mode, from: Int = 0) {
+        self.mode = mode
+        self.from = from
+    }
+
+    static let off = SymlinkCheck(mode: .off)
+
+    /// The check for `path` under `mode` with `from=` evaluated to `from` (nil: no `from=`): a
+    /// `from` that is not a prefix of the path, or is empty, checks the whole path; one equal
+    /// to the path checks nothing; otherwise the checks start at the `/` at its end or after it.
+    static func forPath(_ path: [UInt8], mode: Mode, from: [UInt8]?) -> SymlinkCheck {
+        guard mode != .off, let from, !from.isEmpty, from.count <= path.count, path.starts(with: from) else {
+            return SymlinkCheck(mode: mode)
+        }
+        if from.count == path.count { return .off }
+        if path[from.count] == UInt8(ascii: "/") { return SymlinkCheck(mode: mode, from: from.count) }
+        if path[from.count - 1] == UInt8(ascii: "/") { return SymlinkCheck(mode: mode, from: from.count - 1) }
+        return SymlinkCheck(mode: mode)
+    }
+}
+
 /// The system calls an `OpenFileCache` makes, injected so that its policy is tested on a fake
 /// file system and a fake clock.
 struct FileSystemCalls {
-    /// stat(2): the information, or the errno.
-    var stat: ([UInt8]) -> Result<FileInfo, FileError>
-    /// open(2) read-only: the descriptor, or the errno.
-    var open: ([UInt8]) -> Result<Int32, FileError>
+    /// stat(2) (under a symlink check: the checked open, fstat and close): the information, or
+    /// the errno.
+    var stat: ([UInt8], SymlinkCheck) -> Result<FileInfo, FileError>
+    /// open(2) read-only (under a symlink check, component by component): the descriptor, or
+    /// the errno.
+    var open: ([UInt8], SymlinkCheck) -> Result<Int32, FileError>
     /// fstat(2) of an open descriptor.
     var fstat: (Int32) -> Result<FileInfo, FileError>
     var close: (Int32) -> Void
@@ -63,7 +107,15 @@ struct FileSystemCalls {
     static var system: FileSystemCalls { FileSystemCalls(stat: systemStat, open: systemOpen, fstat: systemFstat, close: { fd in _ = Glibc.close(fd) }) }
 }
 
-private func systemStat(_ path: [UInt8]) -> Result<FileInfo, FileError> {
+private func systemStat(_ path: [UInt8], _ check: SymlinkCheck) -> Result<FileInfo, FileError> {
+    if check.mode != .off {
+        switch systemOpen(path, check) {
+        case .failure(let e): return .failure(e)
+        case .success(let fd):
+            defer { _ = close(fd) }
+            return systemFstat(fd)
+        }
+    }
     var st = stat()
     let ok = (path + [0]).withUnsafeBufferPointer { p in
         p.withMemoryRebound(to: CChar.self) { stat($0.baseAddress!, &st) == 0 }
@@ -71,9 +123,12 @@ private func systemStat(_ path: [UInt8]) -> Result<FileInfo, FileError> {
     return ok ? .success(FileInfo(st)) : .failure(FileError(errno))
 }
 
-private func systemOpen(_ path: [UInt8]) -> Result<Int32, FileError> {
+private let readFlags = O_RDONLY | O_CLOEXEC | O_NONBLOCK
+
+private func systemOpen(_ path: [UInt8], _ check: SymlinkCheck) -> Result<Int32, FileError> {
+    if check.mode != .off { return openChecked(path, check) }
     let fd = (path + [0]).withUnsafeBufferPointer { p in
-        p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_RDONLY | O_CLOEXEC | O_NONBLOCK) }
+        p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, readFlags) }
     }
     return fd >= 0 ? .success(fd) : .failure(FileError(errno))
 }
@@ -81,6 +136,64 @@ private func systemOpen(_ path: [UInt8]) -> Result<Int32, FileError> {
 private func systemFstat(_ fd: Int32) -> Result<FileInfo, FileError> {
     var st = stat()
     return fstat(fd, &st) == 0 ? .success(FileInfo(st)) : .failure(FileError(errno))
+}
+
+/// Linux's O_PATH: a descriptor that only names a directory to walk from.
+private let oPath: Int32 = 0o10000000
+private let searchFlags = oPath | O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK
+
+/// open(2) under `disable_symlinks`, as nginx's ngx_open_file_wrapper does it: the first
+/// `check.from` bytes opened as they are, then each component with openat(2) from the last,
+/// refusing a symlink (O_NOFOLLOW: ELOOP for the last component, ENOTDIR for one that must be a
+/// directory) or, for `if_not_owner`, a component whose owner differs from what it opened (ELOOP).
+/// A path ending in `/` opens its last directory (`.`).
+private func openChecked(_ path: [UInt8], _ check: SymlinkCheck) -> Result<Int32, FileError> {
+    func cString<T>(_ bytes: ArraySlice<UInt8>, _ body: (UnsafePointer<CChar>) -> T) -> T {
+        (Array(bytes) + [0]).withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { body($0.baseAddress!) } }
+    }
+    /// One component from `at`, checked.
+    func component(_ at: Int32, _ name: ArraySlice<UInt8>, _ flags: Int32) -> Int32 {
+        cString(name) { n in
+            if check.mode == .on { return openat(at, n, flags | O_NOFOLLOW) }
+            let fd = openat(at, n, flags)
+            guard fd >= 0 else { return -1 }
+            var link = stat(), target = stat()
+            var e: Int32 = 0
+            if fstatat(at, n, &link, AT_SYMLINK_NOFOLLOW) != 0 || fstat(fd, &target) != 0 {
+                e = errno
+            } else if link.st_uid != target.st_uid {
+                e = ELOOP
+            }
+            if e == 0 { return fd }
+            _ = close(fd)
+            errno = e
+            return -1
+        }
+    }
+    var at = AT_FDCWD
+    var p = 0
+    if check.from > 0 {
+        at = cString(path[..<check.from]) { open($0, searchFlags) }
+        p = check.from + 1
+    } else if path.first == UInt8(ascii: "/") {
+        at = open("/", searchFlags)
+        p = 1
+    }
+    if at == -1 { return .failure(FileError(errno)) }
+    defer { if at != AT_FDCWD { _ = close(at) } }
+    while let slash = path[p...].firstIndex(of: UInt8(ascii: "/")) {
+        if slash == p {
+            p += 1
+            continue
+        }
+        let fd = component(at, path[p..<slash], searchFlags)
+        if fd < 0 { return .failure(FileError(errno)) }
+        if at != AT_FDCWD { _ = close(at) }
+        at = fd
+        p = slash + 1
+    }
+    let fd = p >= path.count ? openat(at, ".", readFlags) : component(at, path[p...], readFlags)
+    return fd >= 0 ? .success(fd) : .failure(FileError(errno))
 }
 
 /// A path as a dictionary key, hashed as one run of bytes (an array of bytes hashes byte by byte).
@@ -106,9 +219,11 @@ struct FileError: Error, Equatable {
 /// occurrence: by full path, a file's stat information and, for a regular file looked up for
 /// sending `min_uses` times, a descriptor kept open and shared by the responses that send it
 /// (they read with explicit offsets). Directories are cached as information, failed lookups
-/// (not found, not a directory, no access) only when `open_file_cache_errors` is on.
+/// (any errno of the open or stat, as nginx) only when `open_file_cache_errors` is on.
 ///
-/// - Information younger than `valid` is used without any system call.
+/// - Information younger than `valid` is used without any system call, when it was taken under
+///   the same `disable_symlinks` check as the lookup's (else it is taken again, under the
+///   lookup's: a path opened where symlinks are allowed is not served where they are not).
 /// - Older information is checked again: a kept descriptor is kept while `stat` shows the same
 ///   inode (size and mtime refreshed); another inode, or none, retires it.
 /// - Entries not looked up for `inactive` are dropped, a few at each lookup and all at each
@@ -123,6 +238,8 @@ final class OpenFileCache {
         var path: [UInt8]
         var info: FileInfo?
         var error: Int32 = 0
+        /// The `disable_symlinks` check it was taken under.
+        var symlinks = SymlinkCheck.off
         /// The kept descriptor of a regular file.
         var file: SharedFile?
         /// Lookups that asked for a descriptor (nginx's `uses`).
@@ -165,28 +282,29 @@ final class OpenFileCache {
     /// Looks `path` up. With `descriptor`, a regular file comes with an open `SharedFile` (one
     /// use held for the caller, who gives it back with `release` or the worker's
     /// `releaseSharedFile`); without, it is a probe (stat only: index, try_files, gzip_static).
-    /// Only descriptor lookups count towards `minUses`.
-    func lookup(_ path: [UInt8], now: Int64, validMs: Int, minUses: Int, errors: Bool, descriptor: Bool) -> FileLookup {
+    /// Only descriptor lookups count towards `minUses`. `symlinks`: the `disable_symlinks` check
+    /// the path is opened under.
+    func lookup(_ path: [UInt8], now: Int64, validMs: Int, minUses: Int, errors: Bool, descriptor: Bool, symlinks: SymlinkCheck = .off) -> FileLookup {
         expire(now: now, atMost: 2)
         let found: Int?
         if lastSlot >= 0 && !path.isEmpty && slots[lastSlot].path == path { found = lastSlot } else { found = index[PathKey(path)] }
         guard let i = found else {
-            let r = fetch(path, descriptor: descriptor)
+            let r = fetch(path, descriptor: descriptor, symlinks: symlinks)
             switch r {
             case .failure(let e):
-                if errors && OpenFileCache.cacheable(e.code) {
-                    _ = insert(Entry(path: path, info: nil, error: e.code, validated: now, accessed: now))
+                if errors {
+                    _ = insert(Entry(path: path, info: nil, error: e.code, symlinks: symlinks, validated: now, accessed: now))
                 }
                 return .failed(e.code)
             case .success(let (info, fd)):
-                let n = insert(Entry(path: path, info: info, uses: descriptor ? 1 : 0, validated: now, accessed: now))
+                let n = insert(Entry(path: path, info: info, symlinks: symlinks, uses: descriptor ? 1 : 0, validated: now, accessed: now))
                 return .found(info, fd.map { attach($0, info: info, slot: n, minUses: minUses, now: now) })
             }
         }
         lastSlot = i
         touch(i, now: now)
         if descriptor { slots[i].uses += 1 }
-        if now - slots[i].validated < Int64(validMs) {
+        if now - slots[i].validated < Int64(validMs) && slots[i].symlinks == symlinks {
             guard let info = slots[i].info else { return .failed(slots[i].error) }
             if !descriptor || info.kind != .file { return .found(info, nil) }
             if let f = slots[i].file {
@@ -195,7 +313,7 @@ final class OpenFileCache {
             }
             // Known, but no descriptor kept (a probe found it, or it was used too few times).
         }
-        return revalidate(i, now: now, minUses: minUses, errors: errors, descriptor: descriptor)
+        return revalidate(i, now: now, minUses: minUses, errors: errors, descriptor: descriptor, symlinks: symlinks)
     }
 
     /// Gives back a descriptor `lookup` handed out; closes it when it was retired and this was
@@ -211,6 +329,16 @@ final class OpenFileCache {
         return !index.isEmpty
     }
 
+    /// The static module's answer to a failed open (`ngx_http_static_handler`): not found,
+    /// forbidden (refused by `disable_symlinks` too), else an internal error.
+    static func status(openError e: Int32) -> Int {
+        switch e {
+        case ENOENT, ENOTDIR, ENAMETOOLONG: return 404
+        case EACCES, EMLINK, ELOOP: return 403
+        default: return 500
+        }
+    }
+
     /// Drops every entry (a reload: the next generation starts with its own caches).
     func removeAll() {
         while oldest >= 0 { remove(oldest) }
@@ -218,15 +346,12 @@ final class OpenFileCache {
 
     // MARK: policy
 
-    /// Errors worth caching: those that stay until someone changes the file system.
-    static func cacheable(_ e: Int32) -> Bool { e == ENOENT || e == ENOTDIR || e == EACCES }
-
     /// The information (and, for a regular file looked up for a descriptor, an open one) from
     /// the file system: open + fstat as nginx (the descriptor and the information agree), or
     /// stat alone for a probe.
-    private func fetch(_ path: [UInt8], descriptor: Bool) -> Result<(FileInfo, Int32?), FileError> {
-        guard descriptor else { return calls.stat(path).map { ($0, nil) } }
-        switch calls.open(path) {
+    private func fetch(_ path: [UInt8], descriptor: Bool, symlinks: SymlinkCheck) -> Result<(FileInfo, Int32?), FileError> {
+        guard descriptor else { return calls.stat(path, symlinks).map { ($0, nil) } }
+        switch calls.open(path, symlinks) {
         case .failure(let e): return .failure(e)
         case .success(let fd):
             switch calls.fstat(fd) {
@@ -242,10 +367,12 @@ final class OpenFileCache {
     }
 
     /// Information older than `valid`, or a descriptor wanted that is not kept: ask the file
-    /// system again. A kept descriptor survives while the path still names its inode.
-    private func revalidate(_ i: Int, now: Int64, minUses: Int, errors: Bool, descriptor: Bool) -> FileLookup {
+    /// system again. A kept descriptor survives while the path still names its inode (under
+    /// the lookup's symlink check, which the entry takes).
+    private func revalidate(_ i: Int, now: Int64, minUses: Int, errors: Bool, descriptor: Bool, symlinks: SymlinkCheck) -> FileLookup {
+        slots[i].symlinks = symlinks
         if let kept = slots[i].file {
-            switch calls.stat(slots[i].path) {
+            switch calls.stat(slots[i].path, symlinks) {
             case .failure(let e):
                 return failed(i, e.code, errors: errors, now: now)
             case .success(let info) where info.kind == .file && info.inode == kept.inode:
@@ -264,7 +391,7 @@ final class OpenFileCache {
                 }
             }
         }
-        switch fetch(slots[i].path, descriptor: descriptor) {
+        switch fetch(slots[i].path, descriptor: descriptor, symlinks: symlinks) {
         case .failure(let e):
             return failed(i, e.code, errors: errors, now: now)
         case .success(let (info, fd)):
@@ -275,9 +402,10 @@ final class OpenFileCache {
         }
     }
 
-    /// A lookup that failed with `e`: cached when errors are, else the entry goes.
+    /// A lookup that failed with `e`: cached when errors are (whatever the errno, as nginx),
+    /// else the entry goes.
     private func failed(_ i: Int, _ e: Int32, errors: Bool, now: Int64) -> FileLookup {
-        if errors && OpenFileCache.cacheable(e) {
+        if errors {
             retire(i)
             slots[i].info = nil
             slots[i].error = e

@@ -52,19 +52,43 @@ extension ClientConnection: RewriteHost {
 
     func evaluateTemplate(_ t: Template) -> [UInt8] { evaluate(t) }
 
+    /// `-f`, `-d`, `-e`, `-x` (`ngx_http_script_file_code`): the path looked up as the static
+    /// handler looks files up here — through the location's open file cache when it is on (a
+    /// deleted file still tests as one while `open_file_cache_valid` lasts; errors are cached
+    /// per `open_file_cache_errors`), under its `disable_symlinks` check (a refused symlink
+    /// does not exist). Only regular files and directories exist (not a FIFO, socket or
+    /// device); `-x` is the owner's execute bit, directories too. A failed lookup is false
+    /// (true negated), logged at `crit` unless the path is simply not there.
     func fileTest(_ path: [UInt8], _ test: FileTest) -> Bool {
-        var st = stat()
-        let found = path.withUnsafeBufferPointer { b -> Bool in
-            var z = Array(b)
-            z.append(0)
-            return z.withUnsafeBufferPointer { stat(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), &st) == 0 }
+        let found: FileLookup
+        let check = symlinkCheck(path)
+        let cache = openFileCacheHere
+        if let (cache, s) = cache {
+            // As nginx's: an open (that counts as a use, and keeps the descriptor from
+            // `min_uses` on), not a probe; the descriptor is given back at once.
+            found = cache.lookup(path, now: worker.loop.now, validMs: s.validMs, minUses: s.minUses, errors: s.errors, descriptor: true, symlinks: check)
+            if case .found(_, let f?) = found { worker.releaseSharedFile(f) }
+        } else {
+            switch FileSystemCalls.system.stat(path, check) {
+            case .success(let i): found = .found(i, nil)
+            case .failure(let e): found = .failed(e.code)
+            }
         }
-        guard found else { return false }
+        let info: FileInfo
+        switch found {
+        case .found(let i, _): info = i
+        case .failed(let e):
+            if e != ENOENT && e != ENOTDIR && e != ENAMETOOLONG {
+                let call = check.mode != .off ? "openat()" : cache != nil ? "open()" : "stat()"
+                log(.crit, "\(call) \"\(String(decoding: path, as: UTF8.self))\" failed (\(e): \(String(cString: strerror(e))))")
+            }
+            return false
+        }
         switch test {
-        case .plain: return st.st_mode & S_IFMT == S_IFREG
-        case .directory: return st.st_mode & S_IFMT == S_IFDIR
-        case .exists: return true
-        case .executable: return st.st_mode & S_IXUSR != 0 // nginx's ngx_is_exec (directories too)
+        case .plain: return info.kind == .file
+        case .directory: return info.kind == .directory
+        case .exists: return info.kind != .other
+        case .executable: return info.executable
         }
     }
 

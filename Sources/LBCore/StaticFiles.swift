@@ -138,21 +138,43 @@ extension ClientConnection {
     }
 
     /// The open file cache of this location and how it looks files up here; nil when
-    /// `open_file_cache` is off, and under `disable_symlinks`, whose checks every open makes
-    /// (the cache is bypassed then).
+    /// `open_file_cache` is off. Under `disable_symlinks` its entries remember the check they
+    /// were opened under (`symlinkCheck`), as nginx's.
     var openFileCacheHere: (cache: OpenFileCache, settings: OpenFileCacheSettings)? {
-        guard let s = settings.resolved.openFileCache, case .off = settings.resolved.disableSymlinks else { return nil }
+        guard let s = settings.resolved.openFileCache else { return nil }
         return (worker.openFileCache(s.zone), s)
     }
 
+    /// How `disable_symlinks` applies to `path` here (`ngx_http_set_disable_symlinks`).
+    func symlinkCheck(_ path: [UInt8]) -> SymlinkCheck {
+        switch settings.resolved.disableSymlinks {
+        case .off: return .off
+        case .on(let f): return SymlinkCheck.forPath(path, mode: .on, from: f.map(disableSymlinksFrom))
+        case .ifNotOwner(let f): return SymlinkCheck.forPath(path, mode: .ifNotOwner, from: f.map(disableSymlinksFrom))
+        }
+    }
+
+    /// The value of `disable_symlinks from=`: the document root for `$document_root` and
+    /// `$realpath_root`, else the text.
+    func disableSymlinksFrom(_ f: String) -> [UInt8] {
+        guard f == "$document_root" || f == "$realpath_root" else { return Array(f.utf8) }
+        switch settings.docRoot {
+        case .root(let t)?, .alias(let t)?: return evaluate(t)
+        case nil: return []
+        }
+    }
+
     /// A path's information (an index, try_files or gzip_static probe, the static handler's
-    /// stat): through the open file cache when one is on, else one stat(2).
+    /// stat): through the open file cache when one is on, else one stat(2) (under
+    /// `disable_symlinks`, the checked open, fstat and close).
     func probeFile(_ path: [UInt8]) -> FileLookup {
         if let (cache, s) = openFileCacheHere {
-            return cache.lookup(path, now: worker.loop.now, validMs: s.validMs, minUses: s.minUses, errors: s.errors, descriptor: false)
+            return cache.lookup(path, now: worker.loop.now, validMs: s.validMs, minUses: s.minUses, errors: s.errors, descriptor: false, symlinks: symlinkCheck(path))
         }
-        var st = stat()
-        return statPath(path, &st) ? .found(FileInfo(st), nil) : .failed(errno)
+        switch FileSystemCalls.system.stat(path, symlinkCheck(path)) {
+        case .success(let info): return .found(info, nil)
+        case .failure(let e): return .failed(e.code)
+        }
     }
 
     func serveURI(_ u: [UInt8], allowIndex: Bool) {
@@ -164,22 +186,25 @@ extension ClientConnection {
             for idx in settings.resolved.index {
                 let name = evaluate(idx)
                 if ex.variableFailed { respondError(500); return }
-                if name.first == UInt8(ascii: "/") || probeFile(path + name).info != nil {
-                    let dest = name.first == UInt8(ascii: "/") ? name : u + name
-                    guard internalRedirect(to: dest) else { return }
-                    redirectInternally(to: dest, args: currentArgs) // Rewrite.swift
-                    return
+                if name.first != UInt8(ascii: "/"), case .failed(let e) = probeFile(path + name) {
+                    // As nginx's index module: an index refused by disable_symlinks is a 403;
+                    // otherwise the next index, then the directory's own lookup.
+                    if e == ELOOP || e == EMLINK { respondError(403); return }
+                    continue
                 }
+                let dest = name.first == UInt8(ascii: "/") ? name : u + name
+                guard internalRedirect(to: dest) else { return }
+                redirectInternally(to: dest, args: currentArgs) // Rewrite.swift
+                return
             }
         }
         let info: FileInfo
         switch probeFile(path) {
         case .found(let i, _): info = i
         case .failed(let e):
-            if e == EACCES { respondError(403) } else {
-                if (e == ENOENT || e == ENOTDIR) && settings.resolved.logNotFound { log(.error, "open() \"\(String(decoding: path, as: UTF8.self))\" failed (2: No such file or directory)") }
-                respondError(404)
-            }
+            let status = OpenFileCache.status(openError: e)
+            if status == 404 && settings.resolved.logNotFound { log(.error, "open() \"\(String(decoding: path, as: UTF8.self))\" failed (\(e): \(String(cString: strerror(e))))") }
+            respondError(status)
             return
         }
         if info.kind == .directory {
@@ -218,13 +243,7 @@ extension ClientConnection {
         }
         var start = 1
         if let f = from {
-            var rootBytes: [UInt8] = []
-            if f == "$document_root" || f == "$realpath_root" {
-                if case .root(let t)? = settings.docRoot { rootBytes = evaluate(t) }
-                if case .alias(let t)? = settings.docRoot { rootBytes = evaluate(t) }
-            } else {
-                rootBytes = Array(f.utf8)
-            }
+            let rootBytes = disableSymlinksFrom(f)
             if path.starts(with: rootBytes) { start = rootBytes.count }
         }
         var i = start
@@ -248,7 +267,9 @@ extension ClientConnection {
     }
 
     func sendFile(_ requestedPath: [UInt8], _ requestedInfo: FileInfo) {
-        if symlinkRefused(requestedPath) {
+        // With the open file cache, its checked opens refuse (and a cached entry is served
+        // unchecked while valid, as nginx's).
+        if openFileCacheHere == nil && symlinkRefused(requestedPath) {
             log(.error, "\"\(String(decoding: requestedPath, as: UTF8.self))\" has a symbolic link (disable_symlinks)")
             respondError(403)
             return
@@ -269,7 +290,7 @@ extension ClientConnection {
         let fd: Int32
         var shared: SharedFile?
         if let (cache, s) = openFileCacheHere {
-            switch cache.lookup(path, now: worker.loop.now, validMs: s.validMs, minUses: s.minUses, errors: s.errors, descriptor: true) {
+            switch cache.lookup(path, now: worker.loop.now, validMs: s.validMs, minUses: s.minUses, errors: s.errors, descriptor: true, symlinks: symlinkCheck(path)) {
             case .found(let i, let f?):
                 fd = f.fd
                 shared = f
@@ -278,7 +299,7 @@ extension ClientConnection {
                 respondError(404) // no longer a regular file
                 return
             case .failed(let e):
-                respondError(e == EACCES ? 403 : 404)
+                respondError(OpenFileCache.status(openError: e))
                 return
             }
         } else {
@@ -419,10 +440,15 @@ extension ClientConnection {
         sendStaticBody()
     }
 
-    /// nginx-style directory listing for `autoindex on`.
+    /// nginx-style directory listing for `autoindex on`. As nginx's autoindex module, the
+    /// directory is read as it is now, never through the open file cache (which may still
+    /// hold it as a directory: gone since, it is a 404).
     func autoindex(_ dirPath: [UInt8], uri u: [UInt8]) {
         guard let d = (dirPath + [0]).withUnsafeBufferPointer({ p in p.withMemoryRebound(to: CChar.self) { opendir($0.baseAddress!) } }) else {
-            respondError(403)
+            let e = errno
+            let status = e == ENOENT || e == ENOTDIR || e == ENAMETOOLONG ? 404 : e == EACCES ? 403 : 500
+            log(status == 500 ? .crit : .error, "opendir() \"\(String(decoding: dirPath, as: UTF8.self))\" failed (\(e): \(String(cString: strerror(e))))")
+            respondError(status)
             return
         }
         var entries: [(name: String, dir: Bool, size: Int, mtime: Int)] = []

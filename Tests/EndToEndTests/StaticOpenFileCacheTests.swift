@@ -117,8 +117,9 @@ import Testing
         #expect(workers.count == 1)
         #expect(workers.map { Self.descriptors(of: $0, under: m) } == [3], "nginx keeps max=3")
         #expect(Self.descriptors(of: d.lb.started.pid, under: m) == 3, "lb keeps max=3 (the three most recent)")
-        // lb bypasses the cache under disable_symlinks (nginx keeps its checked descriptor).
-        #expect(Self.descriptors(of: d.lb.started.pid, under: s) == 0)
+        // Under disable_symlinks too, the checked descriptor is kept.
+        #expect(workers.map { Self.descriptors(of: $0, under: s) } == [1])
+        #expect(Self.descriptors(of: d.lb.started.pid, under: s) == 1)
     }
 
     @Test func aReloadStartsWithEmptyCaches() throws {

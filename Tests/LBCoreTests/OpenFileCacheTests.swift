@@ -8,6 +8,8 @@ final class FakeFileSystem {
     var nodes: [String: FileInfo] = [:]
     /// Paths whose lookups fail with this errno instead of ENOENT.
     var errors: [String: Int32] = [:]
+    /// Paths that are symlinks: refused (ELOOP) under any `disable_symlinks` check.
+    var links: Set<String> = []
     var open: [Int32: String] = [:]
     var nextFD: Int32 = 100
     var nextInode: UInt64 = 1
@@ -37,16 +39,18 @@ final class FakeFileSystem {
 
     var calls: FileSystemCalls {
         FileSystemCalls(
-            stat: { [unowned self] p in
+            stat: { [unowned self] p, check in
                 stats += 1
                 let k = String(decoding: p, as: UTF8.self)
                 if let e = errors[k] { return .failure(FileError(e)) }
+                if check.mode != .off && links.contains(k) { return .failure(FileError(ELOOP)) }
                 return nodes[k].map { .success($0) } ?? .failure(FileError(ENOENT))
             },
-            open: { [unowned self] p in
+            open: { [unowned self] p, check in
                 opens += 1
                 let k = String(decoding: p, as: UTF8.self)
                 if let e = errors[k] { return .failure(FileError(e)) }
+                if check.mode != .off && links.contains(k) { return .failure(FileError(ELOOP)) }
                 guard let info = nodes[k] else { return .failure(FileError(ENOENT)) }
                 let fd = nextFD
                 nextFD += 1
@@ -252,13 +256,21 @@ final class FakeFileSystem {
         on.release(g!)
     }
 
-    @Test func onlyLastingErrorsAreCached() {
+    @Test func everyErrorIsCachedWhenErrorsAreOnAsInNginx() {
+        // ngx_open_cached_file keeps any errno of the open (`of->err`) when `of->errors` is set.
         let c = cache()
         fs.errors["/denied"] = EACCES
         fs.errors["/full"] = EMFILE
+        fs.errors["/long"] = ENAMETOOLONG
         #expect(send(c, "/denied", at: 0, errors: true).2 == EACCES)
         #expect(send(c, "/full", at: 0, errors: true).2 == EMFILE)
-        #expect(c.count == 1, "EACCES is cached, running out of descriptors is not")
+        guard case .failed(ENAMETOOLONG) = probe(c, "/long", at: 0, errors: true) else { Issue.record("not ENAMETOOLONG"); return }
+        #expect(c.count == 3)
+        fs.errors = [:]
+        for p in ["/denied", "/full", "/long"] { fs.write(p) }
+        let calls = fs.syscalls
+        #expect(send(c, "/full", at: 999, errors: true).2 == EMFILE, "within valid: the error")
+        #expect(fs.syscalls == calls)
     }
 
     @Test func aDescriptorIsClosedOnlyAfterItsLastUserReleasesIt() {
