@@ -206,7 +206,15 @@ struct PathKey: Hashable {
         bytes.withUnsafeBytes { h.combine(bytes: $0) }
     }
 
-    static func == (a: PathKey, b: PathKey) -> Bool { a.bytes == b.bytes }
+    static func == (a: PathKey, b: PathKey) -> Bool { PathKey.same(a.bytes, b.bytes) }
+
+    /// Whether two paths have the same octets: one `memcmp` (the generic `==` of two arrays
+    /// compares element by element, ≈230 instructions for a short path).
+    @inline(__always)
+    static func same(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        return a.withUnsafeBytes { x in b.withUnsafeBytes { y in x.count == 0 || Glibc.memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 } }
+    }
 }
 
 /// An errno from a file system call.
@@ -287,7 +295,7 @@ final class OpenFileCache {
     func lookup(_ path: [UInt8], now: Int64, validMs: Int, minUses: Int, errors: Bool, descriptor: Bool, symlinks: SymlinkCheck = .off) -> FileLookup {
         expire(now: now, atMost: 2)
         let found: Int?
-        if lastSlot >= 0 && !path.isEmpty && slots[lastSlot].path == path { found = lastSlot } else { found = index[PathKey(path)] }
+        if lastSlot >= 0 && !path.isEmpty && PathKey.same(slots[lastSlot].path, path) { found = lastSlot } else { found = index[PathKey(path)] }
         guard let i = found else {
             let r = fetch(path, descriptor: descriptor, symlinks: symlinks)
             switch r {
