@@ -31,15 +31,21 @@ extension ClientConnection {
         abortProxy()
     }
 
-    /// An HTTP/2 client reset the stream (RST_STREAM, a browser's navigation away): nginx's
-    /// client abort (`c->error`, then the request's read handler). A request waiting for its
-    /// upstream goes on under `proxy_ignore_client_abort on` — its response head then fails to go
-    /// out and the request ends there, logged with the upstream's status and nothing stored, as
-    /// nginx's HTTP/2 header filter fails on a closed stream — and with `off` ends now (499)
-    /// unless its response is for the cache (`clientClosedWhileWaiting`). A response under way
-    /// ends now; a request not yet answered is logged 499 (nginx logs every request).
+    /// An HTTP/2 client reset the stream (RST_STREAM, a browser's navigation away), or its whole
+    /// connection went (closed by the client, failed, or ended by a connection error:
+    /// `H2Session.abortStreams`): nginx's client abort (`c->error`, then the request's read
+    /// handler). A request waiting for its upstream goes on under `proxy_ignore_client_abort on`
+    /// — its response head then fails to go out and the request ends there, logged with the
+    /// upstream's status and nothing stored, as nginx's HTTP/2 header filter fails on a closed
+    /// stream — and with `off` ends now (499) unless its response is for the cache
+    /// (`clientClosedWhileWaiting`). A response under way ends now; a request not yet answered is
+    /// logged 499 (nginx logs every request). A connection with no request under way ends.
     func clientReset() {
-        guard state != .closed, let ex else { return }
+        guard state != .closed else { return }
+        guard let ex else {
+            close()
+            return
+        }
         if case .proxy(let phase) = ex.responder {
             switch phase {
             case .connecting, .sending, .waitingHead, .cacheWait:

@@ -39,6 +39,11 @@ Cases (each prints one result line; every socket read is bounded by a timeout):
                           second N (RST_STREAM REFUSED_STREAM)
   cancel PATH HOLD        a GET, then RST_STREAM CANCEL 0.1 s later; the connection is held HOLD seconds
                           (frames read and dropped), then closed: "cancelled"
+  close PATH...           a GET per PATH, all on one connection, then the socket closed 0.1 s later
+                          (no RST_STREAM, no GOAWAY): "closed"
+  error PATH...           the server's SETTINGS acknowledged, a GET per PATH, all on one connection, then
+                          0.1 s later a connection error of ours (a PING of 7 octets: FRAME_SIZE_ERROR);
+                          frames are read until the server closes: "goaway CODE closed|timeout|reset"
   tls-settings SNI CA     TLS with ALPN h2 and the SNI name SNI (CA: the file to verify with): the
                           server's first SETTINGS, "NAME=VALUE ..." by setting id
 """
@@ -572,6 +577,35 @@ def case_cancel(path, hold):
     print("cancelled")
 
 
+def case_close(*paths):
+    s = raw_connect()
+    enc = hpack.Encoder()
+    s.sendall(b"".join(frame(1, 0x5, 1 + 2 * i, enc.encode(request_headers(p))) for i, p in enumerate(paths)))
+    time.sleep(0.1)  # begun by the server (its upstream requests sent), then the whole connection goes
+    s.close()
+    print("closed")
+
+
+def case_error(*paths):
+    s = raw_connect()
+    frames = raw_frames(s, timeout=20)
+    # The server's SETTINGS acknowledged first: after the error, nothing of ours is left unread
+    # (a server that closes on unread octets resets the connection).
+    for t, fl, sid, p in frames:
+        if t == 4 and not fl & 1:
+            s.sendall(frame(4, 1, 0))
+            break
+    enc = hpack.Encoder()
+    s.sendall(b"".join(frame(1, 0x5, 1 + 2 * i, enc.encode(request_headers(p))) for i, p in enumerate(paths)))
+    time.sleep(0.1)
+    s.sendall(frame(6, 0, 0, b"\0" * 7))  # PING must be 8 octets: a connection error (FRAME_SIZE_ERROR)
+    goaway = None
+    for t, fl, sid, p in frames:
+        if t == 7:
+            goaway = int.from_bytes(p[4:8], "big")
+    print("goaway", goaway, ENDED)
+
+
 def case_tls_settings(sni, ca):
     import ssl
     ctx = ssl.create_default_context(cafile=ca)
@@ -597,6 +631,6 @@ cases = {"hpack-bomb": case_hpack_bomb, "bodies": case_bodies, "trailers": case_
          "zero-window": case_zero_window, "many": case_many, "get": case_get, "rapid-reset": case_rapid_reset, "continuation-flood": case_continuation_flood,
          "control-flood": case_control_flood,
          "refuse": case_refuse, "reload-inflight": case_reload_inflight, "idle": case_idle, "bursts": case_bursts,
-         "reuse": case_reuse, "sequence": case_sequence, "cancel": case_cancel,
+         "reuse": case_reuse, "sequence": case_sequence, "cancel": case_cancel, "close": case_close, "error": case_error,
          "reset-then-more": case_reset_then_more}
 cases[sys.argv[1]](*sys.argv[3:])
