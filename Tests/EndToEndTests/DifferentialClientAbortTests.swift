@@ -104,7 +104,9 @@ struct DifferentialClientAbortTests {
     /// its head then cannot go out on the closed stream, so the request ends there and a
     /// response for the cache is not stored. With `off` the reset ends the request at once
     /// (499), unless its response is for the cache, which nginx lets go on to the head too. lb
-    /// dropped such a request unlogged, and ended its upstream request whatever the setting.
+    /// dropped such a request unlogged, and ended its upstream request whatever the setting. A
+    /// stream reset after its head went out, its response being stored, is read to its end and
+    /// stored, with `on` or `off` (lb dropped the entry).
     @Test func anHTTP2StreamResetByItsClientIsAClientAbort() throws {
         let d = try Differential("""
         log_format t '$request_uri $status cache=$upstream_cache_status up=$upstream_status';
@@ -151,6 +153,16 @@ struct DifferentialClientAbortTests {
             try cancel(port, "/coff" + notCached)
             try get(port, "/coff" + notCached)
             #expect(try count(notCached) == 2, "port \(port): stored though the client reset the stream (off)")
+            // Reset mid-body (the head went out, the stream window holds the rest): a response
+            // being stored is read to its end and stored, with `on` or `off`.
+            for mode in ["con", "coff"] {
+                let midBody = "/gen?size=3000000&cc=max-age=60&mid&\(mode)&\(who)"
+                let out = try runTool(["/usr/bin/python3", client, "abort-after-head", "\(port)", "reset", "/" + mode + midBody]).out
+                #expect(out.hasPrefix("aborted 200"), "port \(port): \(out)")
+                #expect(logged(port, "/" + mode + midBody), "port \(port): \(mode) was not logged")
+                try get(port, "/" + mode + midBody)
+                #expect(try count(midBody) == 1, "port \(port): \(mode): not stored though its head went out")
+            }
             return logLines(port)
         }
         let fromNginx = try run(d.nginxPort), fromLB = try run(d.lb.port)
@@ -165,7 +177,9 @@ struct DifferentialClientAbortTests {
     /// reset of that stream. With `proxy_ignore_client_abort on` each upstream request runs to
     /// its end and is logged with the upstream's status (nothing stored for the cache: the head
     /// cannot go out); with `off` each ends at once, logged 499, unless its response is for the
-    /// cache. lb closed every stream's exchange at once, unlogged, whatever the setting.
+    /// cache. lb closed every stream's exchange at once, unlogged, whatever the setting. A
+    /// response being stored whose head went out is read to its end and stored, with `on` or
+    /// `off`, as after a reset.
     @Test func anHTTP2ConnectionThatGoesIsAClientAbortOnEachOfItsStreams() throws {
         let d = try Differential("""
         log_format t '$request_uri $status cache=$upstream_cache_status up=$upstream_status';
@@ -184,6 +198,7 @@ struct DifferentialClientAbortTests {
         """, backend: true)
         let backend = d.backend!
         let client = Harness.repositoryRoot.appendingPathComponent("Tests/support/h2client.py").path
+        func server(_ port: Int) -> String { port == d.lb.port ? "lb" : "nginx" }
         func logLines(_ port: Int) -> [String] { Self.logLines(d, port) }
         func logged(_ port: Int, _ target: String) -> Bool {
             let mine = target.replacingOccurrences(of: "who=\(port)", with: "who=PORT") + " "
@@ -193,13 +208,13 @@ struct DifferentialClientAbortTests {
         /// connection; returns once each target is logged.
         func abandon(_ port: Int, _ how: String, _ targets: [String]) throws {
             let out = try runTool(["/usr/bin/python3", client, how, "\(port)"] + targets).out
-            #expect(out.hasPrefix(how == "close" ? "closed" : "goaway 6 closed"), "port \(port): \(how): \(out)")
-            for t in targets { #expect(logged(port, t), "port \(port): \(t) was not logged") }
+            #expect(out.hasPrefix(how == "close" ? "closed" : "goaway 6 closed"), "\(server(port)): \(how): \(out)")
+            for t in targets { #expect(logged(port, t), "\(server(port)): \(t) was not logged") }
         }
         func get(_ port: Int, _ target: String) throws {
             let out = try runTool(["/usr/bin/python3", client, "get", "\(port)", target]).out
-            #expect(out.hasPrefix("200 "), "port \(port): \(target): \(out)")
-            #expect(logged(port, target), "port \(port): \(target) was not logged")
+            #expect(out.hasPrefix("200 "), "\(server(port)): \(target): \(out)")
+            #expect(logged(port, target), "\(server(port)): \(target) was not logged")
         }
         func count(_ path: String) throws -> Int { try Self.upstreamCount(backend, path) }
         /// The log lines, and how many times the backend was asked for each slow path.
@@ -218,11 +233,21 @@ struct DifferentialClientAbortTests {
             let cached = "/gen?ms=300&size=100000&cc=max-age=60&\(who)"
             try abandon(port, "close", ["/con" + cached])
             try get(port, "/con" + cached)
-            #expect(try count(cached) == 2, "port \(port): stored though its head never went out")
+            #expect(try count(cached) == 2, "\(server(port)): stored though its head never went out")
             let notCached = "/gen?ms=300&size=100000&cc=max-age=60&off&\(who)"
             try abandon(port, "close", ["/coff" + notCached])
             try get(port, "/coff" + notCached)
-            #expect(try count(notCached) == 2, "port \(port): stored though the client closed the connection (off)")
+            #expect(try count(notCached) == 2, "\(server(port)): stored though the client closed the connection (off)")
+            // Closed mid-body (the head went out, the stream window holds the rest): a response
+            // being stored is read to its end and stored, with `on` or `off`.
+            for mode in ["con", "coff"] {
+                let midBody = "/gen?size=3000000&cc=max-age=60&mid&\(mode)&\(who)"
+                let out = try runTool(["/usr/bin/python3", client, "abort-after-head", "\(port)", "close", "/" + mode + midBody]).out
+                #expect(out.hasPrefix("aborted 200"), "\(server(port)): \(out)")
+                #expect(logged(port, "/" + mode + midBody), "\(server(port)): \(mode) was not logged")
+                try get(port, "/" + mode + midBody)
+                #expect(try count(midBody) == 1, "\(server(port)): \(mode): not stored though its head went out")
+            }
             return (logLines(port), try slow.map { try count($0) })
         }
         let (fromNginx, nginxCounts) = try run(d.nginxPort), (fromLB, lbCounts) = try run(d.lb.port)
