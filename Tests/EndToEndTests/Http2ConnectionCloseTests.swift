@@ -70,6 +70,25 @@ import Testing
         #expect(!lb.errorLog.contains("Bad file descriptor"), "\(lb.errorLog)")
     }
 
+    /// A reload while the stream of a connection its client closed still waits for its upstream
+    /// (`proxy_ignore_client_abort on`): the stream runs to its end and is logged, its socket is
+    /// then closed, and the new configuration serves.
+    @Test func aReloadLeavesTheStreamsOfAConnectionItsClientClosedRunning() throws {
+        let (lb, backend) = try Self.start()
+        let pid = lb.started.pid
+        #expect(try Self.h2client(["get", "\(lb.port)", "/on/slow?ms=1"]).hasPrefix("200 "))
+        #expect(waitUntil { Self.accessLog(lb).count == 1 })
+        let baseline = Self.openFiles(pid)
+        var out = ""
+        try waitForArrival(at: [backend]) { out = try Self.h2client(["close", "\(lb.port)", "/on/slow?ms=800"]) }
+        #expect(out == "closed")
+        #expect(lb.reloadAndWait())
+        #expect(waitUntil(timeout: 10) { Self.accessLog(lb).count == 2 }, "\(Self.accessLog(lb))")
+        #expect(Self.accessLog(lb).last == "/on/slow?ms=800 200 up=200", "\(Self.accessLog(lb))")
+        #expect(waitUntil(timeout: 10) { Self.openFiles(pid) == baseline }, "\(Self.openFiles(pid)) descriptors open, \(baseline) before")
+        #expect(try Self.h2client(["get", "\(lb.port)", "/v"]).hasPrefix("200 "))
+    }
+
     /// A graceful stop (SIGQUIT) while the stream of a connection its client closed still waits
     /// for its upstream (`proxy_ignore_client_abort on`): the stream runs to its end and is
     /// logged, then the worker exits.
