@@ -44,7 +44,12 @@ final class H2Session: Pollable {
     var readable = true
     var writable = true
     var peerClosed = false
+    /// The client connection is over (`close`): nothing more is read or written, the session is
+    /// out of the loop and has no timer. Its socket stays open until its last stream ends
+    /// (`released`).
     var closed = false
+    /// The socket is closed and the session has left the worker (`releaseWhenDone`).
+    var released = false
     var inDrive = false
     /// A write to the socket failed: the session closes at the next chance (never inside a
     /// stream's write, whose caller goes on with it).
@@ -432,7 +437,11 @@ final class H2Session: Pollable {
     /// output to drain are woken when the write took it below half the high-water mark.
     func endOfTurn() {
         marks.remove(.turnQueued)
-        guard !closed, !lingering else { return }
+        if closed {
+            releaseWhenDone()
+            return
+        }
+        guard !lingering else { return }
         if !waitingForOutput.isEmpty {
             flush()
             if writable && conn.pendingOutputCount < H2Session.outputHighWater / 2 {
@@ -469,7 +478,20 @@ final class H2Session: Pollable {
             st.parked = c
             spareStreams.append(st)
         }
-        if !inDrive && !closed { queueForEndOfTurn() }
+        // After `close`, the last stream to end releases the socket at the end of the turn (not
+        // here, inside its stream connection's close).
+        if closed || !inDrive { queueForEndOfTurn() }
+    }
+
+    /// Every open stream ends as if its client had reset it (`H2Stream.resetByPeer`): nothing
+    /// more is sent on it, and its stream connection decides what else ends
+    /// (`ClientConnection.clientReset`), as nginx's `fc->error` on each stream when the whole
+    /// connection goes. A stream already reset is left as it is; one whose request has not begun
+    /// (its HEADERS came in the same read) is dropped unrun, as a reset one is.
+    func abortStreams() {
+        for st in Array(streams.values) where !st.broken {
+            if st.request != nil { st.conn?.close() } else { st.resetByPeer() }
+        }
     }
 
     /// After a drive, or at the end of a turn with a stream's output or close: writes, closes
@@ -481,8 +503,9 @@ final class H2Session: Pollable {
             return
         }
         if conn.isClosed && !streams.isEmpty {
-            // Connection error: GOAWAY is out; the streams end here.
-            for st in Array(streams.values) { st.conn?.close() }
+            // Connection error: GOAWAY is out; each stream ends as its client's reset would end
+            // it, and the socket goes once they are done (nginx's `ngx_http_v2_finalize_connection`).
+            abortStreams()
         }
         let ending = conn.isClosed || conn.goingAway || conn.peerWentAway
         if ending && streams.isEmpty && conn.pendingOutputCount == 0 {
@@ -550,16 +573,35 @@ final class H2Session: Pollable {
         }
     }
 
+    /// The client connection is over: the client closed it or its socket failed, send_timeout
+    /// passed with output unread, or a lingering close ended. Nothing more is read or written;
+    /// each stream still open ends as if its client had reset it (`abortStreams`), as nginx's
+    /// `ngx_http_v2_finalize_connection` treats every stream as a client abort: under
+    /// `proxy_ignore_client_abort on` its upstream request runs to its end and is logged with the
+    /// upstream's status, with `off` it ends now (499). The socket stays open, out of the loop,
+    /// until the last of them ends (`releaseWhenDone`), as nginx keeps its connection while
+    /// streams are processing: their stream connections still read its addresses, and its
+    /// number cannot go to another connection meanwhile. The worker counts the connection until
+    /// then, so a graceful stop waits for those streams.
     func close() {
         guard !closed else { return }
         closed = true
-        for st in Array(streams.values) { st.conn?.close() }
-        streams.removeAll()
+        worker.loop.deregister(self) // no more events
+        worker.loop.setDeadline(self, afterMillis: 0)
         waitingForOutput.removeAll()
         wakes.removeAll()
         dropSpareStreams() // they hold the session
-        worker.loop.deregister(self)
         if !lingering { transport.tls?.shutdown() }
+        abortStreams()
+        releaseWhenDone()
+    }
+
+    /// After `close`, once no stream is left: the socket is closed (here only, once) and the
+    /// session leaves the worker.
+    func releaseWhenDone() {
+        guard closed, !released, streams.isEmpty else { return }
+        released = true
+        dropSpareStreams() // streams that ended since `close` are not kept, but to be sure
         Socket.close(fd)
         worker.recycle(&inBuf)
         worker.h2Sessions[number] = nil

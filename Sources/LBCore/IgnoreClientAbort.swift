@@ -31,20 +31,37 @@ extension ClientConnection {
         abortProxy()
     }
 
-    /// An HTTP/2 client reset the stream (RST_STREAM, a browser's navigation away): nginx's
-    /// client abort (`c->error`, then the request's read handler). A request waiting for its
-    /// upstream goes on under `proxy_ignore_client_abort on` — its response head then fails to go
-    /// out and the request ends there, logged with the upstream's status and nothing stored, as
-    /// nginx's HTTP/2 header filter fails on a closed stream — and with `off` ends now (499)
-    /// unless its response is for the cache (`clientClosedWhileWaiting`). A response under way
-    /// ends now; a request not yet answered is logged 499 (nginx logs every request).
+    /// An HTTP/2 client reset the stream (RST_STREAM, a browser's navigation away), or its whole
+    /// connection went (closed by the client, failed, or ended by a connection error:
+    /// `H2Session.abortStreams`): nginx's client abort (`c->error`, then the request's read
+    /// handler). A request waiting for its upstream goes on under `proxy_ignore_client_abort on`
+    /// — its response head then fails to go out and the request ends there, logged with the
+    /// upstream's status and nothing stored, as nginx's HTTP/2 header filter fails on a closed
+    /// stream — and with `off` ends now (499) unless its response is for the cache
+    /// (`clientClosedWhileWaiting`). A response under way ends now, unless it is being stored in
+    /// the cache, which is read to its end (with `on` or `off`, as nginx); a request not yet
+    /// answered is logged 499 (nginx logs every request). A connection with no request under way
+    /// ends.
     func clientReset() {
-        guard state != .closed, let ex else { return }
+        guard state != .closed else { return }
+        guard let ex else {
+            close()
+            return
+        }
         if case .proxy(let phase) = ex.responder {
             switch phase {
             case .connecting, .sending, .waitingHead, .cacheWait:
                 if !ignoresClientAbort { clientClosedWhileWaiting() } // 499, or goes on for the cache
-            case .idle, .readingBody, .relaying:
+            case .relaying:
+                // The head went out: as nginx's event pipe after a failed write
+                // (`downstream_error`), a response being stored is read to its end and stored,
+                // whatever proxy_ignore_client_abort says; any other ends now.
+                if ex.cacheWriter != nil, let c = ex.up, !ex.inBackground, ex.parentExchange == nil {
+                    readRestForCache(c)
+                } else {
+                    abortProxy()
+                }
+            case .idle, .readingBody:
                 abortProxy()
             }
             return
@@ -65,18 +82,25 @@ extension ClientConnection {
 
     /// A write to the client failed while relaying: true when the rest of the response is read
     /// for the cache (`proxy_ignore_client_abort on` and an entry being written), false when the
-    /// caller ends the request. Never for an HTTP/2 stream its client reset: nginx's header filter
-    /// fails there first, and the entry is not stored.
+    /// caller ends the request. Never for an HTTP/2 stream its client reset before the head went
+    /// out: nginx's header filter fails there first, and the entry is not stored (one reset after
+    /// it is `clientReset`'s).
     func keepReadingForCache(_ c: UpstreamConnection) -> Bool {
         guard ignoresClientAbort, ex.cacheWriter != nil else { return false }
         if case .stream(let p) = transport, p.broken { return false }
+        readRestForCache(c)
+        return true
+    }
+
+    /// The client is gone and the response is being stored: the rest is read into the entry,
+    /// nothing more is written, and the request then completes as any other.
+    func readRestForCache(_ c: UpstreamConnection) {
         ex.clientGone = true
         closeAfterResponse = true
         outBuf.clear()
         // Only the upstream is timed now (proxy_read_timeout), never the client.
         worker.loop.setDeadline(self, afterMillis: 0)
         readForCacheOnly(c)
-        return true
     }
 
     /// A response that ended early (its client gone, its upstream closed or timed out mid-body)

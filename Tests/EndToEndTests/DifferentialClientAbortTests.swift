@@ -104,7 +104,9 @@ struct DifferentialClientAbortTests {
     /// its head then cannot go out on the closed stream, so the request ends there and a
     /// response for the cache is not stored. With `off` the reset ends the request at once
     /// (499), unless its response is for the cache, which nginx lets go on to the head too. lb
-    /// dropped such a request unlogged, and ended its upstream request whatever the setting.
+    /// dropped such a request unlogged, and ended its upstream request whatever the setting. A
+    /// stream reset after its head went out, its response being stored, is read to its end and
+    /// stored, with `on` or `off` (lb dropped the entry).
     @Test func anHTTP2StreamResetByItsClientIsAClientAbort() throws {
         let d = try Differential("""
         log_format t '$request_uri $status cache=$upstream_cache_status up=$upstream_status';
@@ -151,12 +153,112 @@ struct DifferentialClientAbortTests {
             try cancel(port, "/coff" + notCached)
             try get(port, "/coff" + notCached)
             #expect(try count(notCached) == 2, "port \(port): stored though the client reset the stream (off)")
+            // Reset mid-body (the head went out, the stream window holds the rest): a response
+            // being stored is read to its end and stored, with `on` or `off`.
+            for mode in ["con", "coff"] {
+                let midBody = "/gen?size=3000000&cc=max-age=60&mid&\(mode)&\(who)"
+                let out = try runTool(["/usr/bin/python3", client, "abort-after-head", "\(port)", "reset", "/" + mode + midBody]).out
+                #expect(out.hasPrefix("aborted 200"), "port \(port): \(out)")
+                #expect(logged(port, "/" + mode + midBody), "port \(port): \(mode) was not logged")
+                try get(port, "/" + mode + midBody)
+                #expect(try count(midBody) == 1, "port \(port): \(mode): not stored though its head went out")
+            }
             return logLines(port)
         }
         let fromNginx = try run(d.nginxPort), fromLB = try run(d.lb.port)
         #expect(fromLB == fromNginx, "lb \(fromLB)\nnginx \(fromNginx)")
         #expect(fromNginx.first == "/on/slow?ms=300&who=PORT 200 cache=- up=200", "\(fromNginx)")
         #expect(fromNginx.contains { $0.hasPrefix("/off/slow?ms=300&who=PORT 499 ") }, "\(fromNginx)")
+    }
+
+    /// A whole HTTP/2 connection that goes while its streams wait for a slow upstream (the client
+    /// closes its socket, or makes a connection error that has the server send GOAWAY): nginx
+    /// treats every stream as a client abort (`ngx_http_v2_finalize_connection`), exactly as a
+    /// reset of that stream. With `proxy_ignore_client_abort on` each upstream request runs to
+    /// its end and is logged with the upstream's status (nothing stored for the cache: the head
+    /// cannot go out); with `off` each ends at once, logged 499, unless its response is for the
+    /// cache. lb closed every stream's exchange at once, unlogged, whatever the setting. A
+    /// response being stored whose head went out is read to its end and stored, with `on` or
+    /// `off`, as after a reset.
+    @Test func anHTTP2ConnectionThatGoesIsAClientAbortOnEachOfItsStreams() throws {
+        let d = try Differential("""
+        log_format t '$request_uri $status cache=$upstream_cache_status up=$upstream_status';
+        proxy_cache_path {root}/../cache-{port} keys_zone=z:1m;
+        upstream be { server {backend}; keepalive 4; }
+        server {
+            listen 127.0.0.1:{port} http2;
+            access_log {root}/../access-{port}.log t;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            location /on/ { proxy_ignore_client_abort on; proxy_pass http://be/; }
+            location /off/ { proxy_pass http://be/; }
+            location /con/ { proxy_ignore_client_abort on; proxy_cache z; proxy_pass http://be/; }
+            location /coff/ { proxy_cache z; proxy_pass http://be/; }
+        }
+        """, backend: true)
+        let backend = d.backend!
+        let client = Harness.repositoryRoot.appendingPathComponent("Tests/support/h2client.py").path
+        func server(_ port: Int) -> String { port == d.lb.port ? "lb" : "nginx" }
+        func logLines(_ port: Int) -> [String] { Self.logLines(d, port) }
+        func logged(_ port: Int, _ target: String) -> Bool {
+            let mine = target.replacingOccurrences(of: "who=\(port)", with: "who=PORT") + " "
+            return waitUntil(timeout: 20) { logLines(port).contains { $0.hasPrefix(mine) } }
+        }
+        /// The client's `how` ("close" or "error") with one stream per target, all on one
+        /// connection; returns once each target is logged.
+        func abandon(_ port: Int, _ how: String, _ targets: [String]) throws {
+            let out = try runTool(["/usr/bin/python3", client, how, "\(port)"] + targets).out
+            #expect(out.hasPrefix(how == "close" ? "closed" : "goaway 6 closed"), "\(server(port)): \(how): \(out)")
+            for t in targets { #expect(logged(port, t), "\(server(port)): \(t) was not logged") }
+        }
+        func get(_ port: Int, _ target: String) throws {
+            let out = try runTool(["/usr/bin/python3", client, "get", "\(port)", target]).out
+            #expect(out.hasPrefix("200 "), "\(server(port)): \(target): \(out)")
+            #expect(logged(port, target), "\(server(port)): \(target) was not logged")
+        }
+        func count(_ path: String) throws -> Int { try Self.upstreamCount(backend, path) }
+        /// The log lines, and how many times the backend was asked for each slow path.
+        func run(_ port: Int) throws -> ([String], [Int]) {
+            let who = "who=\(port)"
+            // Two streams on one connection each time, ending one after the other (the log's
+            // order); their upstream paths (the location's prefix dropped) tell them apart.
+            var slow: [String] = []
+            for (how, tags) in [("close", ["a", "b"]), ("error", ["e", "f"])] {
+                for mode in ["on", "off"] {
+                    let paths = zip(tags, [300, 600]).map { "/gen?ms=\($1)&size=10&\(mode)&\($0)&\(who)" }
+                    try abandon(port, how, paths.map { "/" + mode + $0 })
+                    slow += paths
+                }
+            }
+            let cached = "/gen?ms=300&size=100000&cc=max-age=60&\(who)"
+            try abandon(port, "close", ["/con" + cached])
+            try get(port, "/con" + cached)
+            #expect(try count(cached) == 2, "\(server(port)): stored though its head never went out")
+            let notCached = "/gen?ms=300&size=100000&cc=max-age=60&off&\(who)"
+            try abandon(port, "close", ["/coff" + notCached])
+            try get(port, "/coff" + notCached)
+            #expect(try count(notCached) == 2, "\(server(port)): stored though the client closed the connection (off)")
+            // Closed mid-body (the head went out, the stream window holds the rest): a response
+            // being stored is read to its end and stored, with `on` or `off`.
+            for mode in ["con", "coff"] {
+                let midBody = "/gen?size=3000000&cc=max-age=60&mid&\(mode)&\(who)"
+                let out = try runTool(["/usr/bin/python3", client, "abort-after-head", "\(port)", "close", "/" + mode + midBody]).out
+                #expect(out.hasPrefix("aborted 200"), "\(server(port)): \(out)")
+                #expect(logged(port, "/" + mode + midBody), "\(server(port)): \(mode) was not logged")
+                try get(port, "/" + mode + midBody)
+                #expect(try count(midBody) == 1, "\(server(port)): \(mode): not stored though its head went out")
+            }
+            return (logLines(port), try slow.map { try count($0) })
+        }
+        let (fromNginx, nginxCounts) = try run(d.nginxPort), (fromLB, lbCounts) = try run(d.lb.port)
+        // Sorted: the two `off` streams of a connection end together, in each server's own order.
+        #expect(fromLB.sorted() == fromNginx.sorted(), "lb \(fromLB)\nnginx \(fromNginx)")
+        // Every stream's upstream request was made, once.
+        #expect(lbCounts == nginxCounts && nginxCounts == Array(repeating: 1, count: 8), "lb \(lbCounts) nginx \(nginxCounts)")
+        for s in ["a", "b", "e", "f"] {
+            #expect(fromNginx.contains { $0.hasPrefix("/on/gen?") && $0.hasSuffix("&on&\(s)&who=PORT 200 cache=- up=200") }, "\(s): \(fromNginx)")
+            #expect(fromNginx.contains { $0.hasPrefix("/off/gen?") && $0.contains("&off&\(s)&who=PORT 499 ") }, "\(s): \(fromNginx)")
+        }
     }
 
     /// With `off` (the default), a client that closes — or only half-closes — while the upstream

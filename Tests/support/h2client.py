@@ -39,6 +39,14 @@ Cases (each prints one result line; every socket read is bounded by a timeout):
                           second N (RST_STREAM REFUSED_STREAM)
   cancel PATH HOLD        a GET, then RST_STREAM CANCEL 0.1 s later; the connection is held HOLD seconds
                           (frames read and dropped), then closed: "cancelled"
+  close PATH...           a GET per PATH, all on one connection, then the socket closed 0.1 s later
+                          (no RST_STREAM, no GOAWAY): "closed"
+  abort-after-head close|reset PATH  a GET whose response head is read, its body not (no WINDOW_UPDATE);
+                          then the socket closed, or RST_STREAM CANCEL and the socket held 0.5 s:
+                          "aborted STATUS"
+  error PATH...           the server's SETTINGS acknowledged, a GET per PATH, all on one connection, then
+                          0.1 s later a connection error of ours (a PING of 7 octets: FRAME_SIZE_ERROR);
+                          frames are read until the server closes: "goaway CODE closed|timeout|reset"
   tls-settings SNI CA     TLS with ALPN h2 and the SNI name SNI (CA: the file to verify with): the
                           server's first SETTINGS, "NAME=VALUE ..." by setting id
 """
@@ -572,6 +580,65 @@ def case_cancel(path, hold):
     print("cancelled")
 
 
+def case_close(*paths):
+    s = raw_connect()
+    enc = hpack.Encoder()
+    s.sendall(b"".join(frame(1, 0x5, 1 + 2 * i, enc.encode(request_headers(p))) for i, p in enumerate(paths)))
+    time.sleep(0.1)  # begun by the server (its upstream requests sent), then the whole connection goes
+    s.close()
+    print("closed")
+
+
+def case_abort_after_head(how, path):
+    # Mid-body: the response head is read first (a readiness wait, not a sleep); the rest waits
+    # for a window we never open.
+    s = raw_connect()
+    s.sendall(frame(1, 0x5, 1, hpack.Encoder().encode(request_headers(path))))
+    dec = hpack.Decoder()
+    status = None
+    frames = raw_frames(s, timeout=20)
+    for t, fl, sid, p in frames:
+        if t == 4 and not fl & 1:
+            s.sendall(frame(4, 1, 0))
+        if t == 1 and sid == 1:
+            status = dict(dec.decode(p)).get(":status")
+            break
+    if how == "reset":
+        s.sendall(frame(3, 0, 1, struct.pack(">I", 8)))  # RST_STREAM CANCEL
+        deadline = time.time() + 0.5
+        s.settimeout(0.1)
+        while time.time() < deadline:  # read and dropped while the server takes the reset in
+            try:
+                if not s.recv(65536):
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+    s.close()
+    print("aborted", status)
+
+
+def case_error(*paths):
+    s = raw_connect()
+    frames = raw_frames(s, timeout=20)
+    # The server's SETTINGS acknowledged first: after the error, nothing of ours is left unread
+    # (a server that closes on unread octets resets the connection).
+    for t, fl, sid, p in frames:
+        if t == 4 and not fl & 1:
+            s.sendall(frame(4, 1, 0))
+            break
+    enc = hpack.Encoder()
+    s.sendall(b"".join(frame(1, 0x5, 1 + 2 * i, enc.encode(request_headers(p))) for i, p in enumerate(paths)))
+    time.sleep(0.1)
+    s.sendall(frame(6, 0, 0, b"\0" * 7))  # PING must be 8 octets: a connection error (FRAME_SIZE_ERROR)
+    goaway = None
+    for t, fl, sid, p in frames:
+        if t == 7:
+            goaway = int.from_bytes(p[4:8], "big")
+    print("goaway", goaway, ENDED)
+
+
 def case_tls_settings(sni, ca):
     import ssl
     ctx = ssl.create_default_context(cafile=ca)
@@ -597,6 +664,6 @@ cases = {"hpack-bomb": case_hpack_bomb, "bodies": case_bodies, "trailers": case_
          "zero-window": case_zero_window, "many": case_many, "get": case_get, "rapid-reset": case_rapid_reset, "continuation-flood": case_continuation_flood,
          "control-flood": case_control_flood,
          "refuse": case_refuse, "reload-inflight": case_reload_inflight, "idle": case_idle, "bursts": case_bursts,
-         "reuse": case_reuse, "sequence": case_sequence, "cancel": case_cancel,
+         "reuse": case_reuse, "sequence": case_sequence, "cancel": case_cancel, "close": case_close, "abort-after-head": case_abort_after_head, "error": case_error,
          "reset-then-more": case_reset_then_more}
 cases[sys.argv[1]](*sys.argv[3:])
