@@ -120,6 +120,8 @@ import Testing
         ("non-method", H2Octets.hasNonMethodOctet, { !HeadParser.isMethodByte($0) }),
         ("space-or-control", H2Octets.hasSpaceOrControl, { $0 <= 0x20 || $0 == 0x7F }),
         ("at", H2Octets.hasAt, { $0 == 0x40 }),
+        // `HeadParser.validHost`'s octets, as `layout` scans a Host with it.
+        ("non-host", ASCII.hasNonHostOctet, { $0 == 0x2F || $0 == 0x5C || $0 < 0x21 || $0 == 0x7F }),
     ]
 
     @Test func eachWordTestFindsItsOctetsAnywhereAndNothingElse() {
@@ -186,7 +188,7 @@ import Testing
 
     @Test func copyCopiesExactlyTheOctetsAsked() {
         var rng = SplitMix(state: 0xC0B1)
-        for n in 0...40 {
+        for n in 0...70 {
             let src = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             var dst = [UInt8](repeating: 0xEE, count: n + 16)
             src.withUnsafeBufferPointer { s in

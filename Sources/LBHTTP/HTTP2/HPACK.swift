@@ -333,6 +333,8 @@ public struct HPACKDecoder: Sendable {
     /// Cap on one string literal as sent (its encoded length, before Huffman decoding), as
     /// nginx checks each against one of `large_client_header_buffers`.
     public var maxFieldSize: Int
+    /// `HPACKStaticTable.raw`, held here: no lazy-global check on each indexed field.
+    let staticTable = HPACKStaticTable.raw
 
     /// - Parameters:
     ///   - maxTableSize: our SETTINGS_HEADER_TABLE_SIZE (at most `HPACKDynamicTable.maxCapacity`).
@@ -409,11 +411,10 @@ public struct HPACKDecoder: Sendable {
         let nameLength: Int, valueLength: Int
         if index >= 1 && index <= HPACKStaticTable.count {
             // Static entries are small: the list's cap is checked by add().
-            let r = HPACKStaticTable.raw
+            let r = staticTable
             nameLength = r.names[index]
             valueLength = r.values[index]
-            let p = list.room(nameLength + valueLength)
-            p.initialize(from: r.bytes + r.offsets[index], count: nameLength + valueLength)
+            H2Octets.copy(r.bytes + r.offsets[index], to: list.room(nameLength + valueLength), count: nameLength + valueLength)
         } else {
             let d = index - HPACKStaticTable.count
             guard d >= 1 && d <= table.count else { throw .invalidIndex }
@@ -434,9 +435,9 @@ public struct HPACKDecoder: Sendable {
     func appendName(_ index: Int, into list: inout HPACKHeaderList) throws(HPACKError) {
         let n: Int
         if index >= 1 && index <= HPACKStaticTable.count {
-            let r = HPACKStaticTable.raw
+            let r = staticTable
             n = r.names[index]
-            list.room(n).initialize(from: r.bytes + r.offsets[index], count: n)
+            H2Octets.copy(r.bytes + r.offsets[index], to: list.room(n), count: n)
         } else {
             let d = index - HPACKStaticTable.count
             guard d >= 1 && d <= table.count else { throw .invalidIndex }
@@ -467,7 +468,7 @@ extension HPACKCoding {
             list.byteCount += n
         } else {
             guard len <= limit else { throw .stringTooLong }
-            if len > 0 { UnsafeMutableRawPointer(list.room(len)).copyMemory(from: raw.baseAddress!, byteCount: len) }
+            H2Octets.copy(raw.baseAddress!.assumingMemoryBound(to: UInt8.self), to: list.room(len), count: len)
             list.byteCount += len
         }
     }

@@ -293,9 +293,9 @@ public struct HPACKDynamicTable: Sendable {
     func copyEntry(_ e: Entry, to p: UnsafeMutablePointer<UInt8>) {
         let n = Int(e.nameLength) + Int(e.valueLength)
         guard n > 0 else { return }
-        storage.withUnsafeBytes { b in
+        storage.withUnsafeBufferPointer { b in
             precondition(Int(e.start) + n <= b.count)
-            UnsafeMutableRawPointer(p).copyMemory(from: b.baseAddress! + Int(e.start), byteCount: n)
+            H2Octets.copy(b.baseAddress! + Int(e.start), to: p, count: n)
         }
     }
 
