@@ -220,7 +220,6 @@ enum H2RequestRules {
             || H2Octets.anyWord(src, path, H2Octets.hasSpaceOrControl)
         if let authority, H2Octets.anyWord(src, authority, H2Octets.hasSpaceOrControl) { odd = true }
 
-        var failure: HTTPError? = nil
         // At most: every name and value once, 4 octets per field (": ", CR LF; a joined cookie
         // needs less), the request line's 12, `host: ` and CR LF, the chunked line and the blank line.
         let bound = src.count + 4 * fields.count + 50
@@ -231,10 +230,29 @@ enum H2RequestRules {
         } else {
             request = H2Request(streamID: streamID, endStream: endStream, capacity: bound)
         }
-        var h = RequestHead()
-        swap(&h.headers, &request.head.headers) // the capacity of a reused request's list
-        if !h.headers.isEmpty { h.headers.removeAll(keepingCapacity: true) }
-        h.headers.reserveCapacity(fields.count - regularFrom + 2)
+        // The head is made in the request's own (no copy of it when done), from a new one that
+        // keeps only the capacity of the reused request's header list.
+        var headers: [HeaderField] = []
+        swap(&headers, &request.head.headers)
+        request.head = RequestHead()
+        if !headers.isEmpty { headers.removeAll(keepingCapacity: true) }
+        headers.reserveCapacity(fields.count - regularFrom + 2)
+        swap(&headers, &request.head.headers)
+        if let failure = layOut(&request.head, request, src, fields, regularFrom: regularFrom, method: method, path: path,
+                                authority: authority, scheme: scheme, cookieCount: cookieCount, contentLength: contentLength,
+                                chunked: chunked, controlInValues: controlInValues, odd: odd, bound: bound) {
+            return .failure(failure)
+        }
+        request.unusualNames = odd || unusualNames
+        return .success(request)
+    }
+
+    /// `layout`'s octets and head, laid out in `request` (its head is `h`): the first refusal, or nil.
+    @inline(__always)
+    static func layOut(_ h: inout RequestHead, _ request: H2Request, _ src: UnsafeRawBufferPointer, _ fields: UnsafeBufferPointer<HeaderField>,
+                       regularFrom: Int, method: Range<Int>, path: Range<Int>, authority: Range<Int>?, scheme: Range<Int>,
+                       cookieCount: Int, contentLength: Int?, chunked: Bool, controlInValues: Bool, odd: Bool, bound: Int) -> HTTPError? {
+        var failure: HTTPError? = nil
         var w = Writer(p: request.octets, src: src.baseAddress!.assumingMemoryBound(to: UInt8.self))
         let out = UnsafeRawBufferPointer(start: w.p, count: bound)
 
@@ -325,13 +343,12 @@ enum H2RequestRules {
             }
             if h.method == .trace && failure == nil { failure = HTTPError(405, "TRACE method") }
         }
-        if let failure { return .failure(failure) }
-        h.versionMajor = 2
-        h.versionMinor = 0
-        h.keepAlive = true
-        request.unusualNames = odd || unusualNames
-        swap(&request.head, &h)
-        return .success(request)
+        if failure == nil {
+            h.versionMajor = 2
+            h.versionMinor = 0
+            h.keepAlive = true
+        }
+        return failure
     }
 
     /// `value` without the spaces and tabs at its ends, as the HTTP/1 parser takes a value.
