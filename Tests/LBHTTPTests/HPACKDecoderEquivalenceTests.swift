@@ -65,6 +65,39 @@ import Testing
         #expect(decoded > 400 && refused > 400, "\(decoded) decoded, \(refused) refused")
     }
 
+    /// Every block of every sequence under a list cap at, just below and just above each size
+    /// the list passes through field by field, and under each field-size cap up to 70: the
+    /// refusals come where they came.
+    @Test func capsAtEveryBoundaryRefuseAsBefore() {
+        var refused = 0, decoded = 0
+        for sequence in Self.sequences {
+            var probe = HPACKDecoderReference(maxTableSize: 4096, maxHeaderListSize: 1 << 20)
+            var probed = ReferenceList()
+            var cuts: Set<Int> = []
+            for block in sequence {
+                _ = Self.decodeOld(&probe, &probed, block)
+                var size = 0
+                for f in probed.fields {
+                    size += f.value.upperBound - f.name.lowerBound + HPACKDynamicTable.entryOverhead
+                    cuts.formUnion([size - 1, size, size + 1])
+                }
+            }
+            let caps = cuts.sorted().map { (list: $0, field: Int.max) } + (0...70).map { (list: 1 << 20, field: $0) }
+            for cap in caps {
+                var new = HPACKDecoder(maxTableSize: 4096, maxHeaderListSize: cap.list, maxFieldSize: cap.field)
+                var old = HPACKDecoderReference(maxTableSize: 4096, maxHeaderListSize: cap.list, maxFieldSize: cap.field)
+                var newList = HPACKHeaderList(), oldList = ReferenceList()
+                for (step, block) in sequence.enumerated() {
+                    let a = Self.decodeNew(&new, &newList, block), b = Self.decodeOld(&old, &oldList, block)
+                    #expect(a.error == b.error && a.fields == b.fields && a.size == b.size, "cap \(cap) step \(step)")
+                    guard a.error == nil, b.error == nil else { refused += 1; break }
+                    decoded += 1
+                }
+            }
+        }
+        #expect(refused > 100 && decoded > 100, "\(decoded) decoded, \(refused) refused")
+    }
+
     @Test func aCopyOfAListKeepsItsFieldsWhileTheOriginalDecodesOn() throws {
         var d = HPACKDecoder()
         var e = HPACKEncoder()
