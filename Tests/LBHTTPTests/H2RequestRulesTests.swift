@@ -186,6 +186,29 @@ import Testing
         }
     }
 
+    /// `moveHead` exchanges the two heads whole, header lists included (each still counted
+    /// once: both live on and are changed after).
+    @Test func moveHeadExchangesTheHeads() throws {
+        let pairs = TestClient.get("/x?y") + [("if-range", "\"e\""), ("accept", "*/*")]
+        var list = HPACKHeaderList()
+        for (n, v) in Self.octets(pairs) { list.append(name: n, value: v) }
+        guard case .success(let r) = try H2RequestRules.request(list, streamID: 1, endStream: true) else {
+            Issue.record("refused")
+            return
+        }
+        let before = String(reflecting: r.head)
+        var other = RequestHead()
+        other.headers = [HeaderField(nameStart: 1, nameEnd: 2, valueStart: 3, valueEnd: 4)]
+        other.host = 5..<9
+        other.method = .post
+        let otherBefore = String(reflecting: other)
+        r.moveHead(into: &other)
+        #expect(String(reflecting: other) == before && String(reflecting: r.head) == otherBefore)
+        other.headers.append(HeaderField(nameStart: 0, nameEnd: 0, valueStart: 0, valueEnd: 0))
+        r.head.headers.removeAll()
+        #expect(other.headers.count == 4 && r.head.headers.isEmpty)
+    }
+
     @Test func copyCopiesExactlyTheOctetsAsked() {
         var rng = SplitMix(state: 0xC0B1)
         for n in 0...70 {

@@ -67,9 +67,13 @@ public final class H2Request: @unchecked Sendable {
     /// A copy of the octets (tests, logs).
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 
-    /// Moves the head out, leaving `head` in its place: no copy of the header list.
+    /// Moves the head out, leaving `head` in its place: no copy of the header list. The two
+    /// are exchanged sixteen octets at a time (`H2Octets.exchange`), not by `swap`'s three
+    /// whole copies through a temporary.
     public func moveHead(into head: inout RequestHead) {
-        swap(&head, &self.head)
+        withUnsafeMutablePointer(to: &head) { a in
+            withUnsafeMutablePointer(to: &self.head) { b in H2Octets.exchange(a, b) }
+        }
     }
 
     /// Drops from `head.headers` the fields whose names `rules` refuse, as `HeadParser.request`
@@ -567,6 +571,29 @@ enum H2Octets {
     @inline(__always) static func hasAt(_ w: UInt64) -> Bool {
         let x = w ^ (0x40 &* ones)
         return (x &- ones) & ~x & high != 0
+    }
+
+    /// Exchanges the values at `a` and `b` (the same or disjoint) octet for octet, sixteen at a
+    /// time: for a type whose values move with their octets (bitwise-takable: a reference
+    /// inside goes along, counted once on each side as before), the `swap` of its values.
+    @inline(__always)
+    static func exchange<T>(_ a: UnsafeMutablePointer<T>, _ b: UnsafeMutablePointer<T>) {
+        precondition(_isBitwiseTakable(T.self), "values that do not move with their octets")
+        let x = UnsafeMutableRawPointer(a), y = UnsafeMutableRawPointer(b)
+        let n = MemoryLayout<T>.size
+        var i = 0
+        while i + 16 <= n {
+            let u = x.loadUnaligned(fromByteOffset: i, as: SIMD2<UInt64>.self), v = y.loadUnaligned(fromByteOffset: i, as: SIMD2<UInt64>.self)
+            x.storeBytes(of: v, toByteOffset: i, as: SIMD2<UInt64>.self)
+            y.storeBytes(of: u, toByteOffset: i, as: SIMD2<UInt64>.self)
+            i += 16
+        }
+        while i < n {
+            let u = x.load(fromByteOffset: i, as: UInt8.self), v = y.load(fromByteOffset: i, as: UInt8.self)
+            x.storeBytes(of: v, toByteOffset: i, as: UInt8.self)
+            y.storeBytes(of: u, toByteOffset: i, as: UInt8.self)
+            i += 1
+        }
     }
 
     /// Copies `count` octets: up to 32 with overlapping loads and stores of words (the first
