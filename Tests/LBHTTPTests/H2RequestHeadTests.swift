@@ -12,13 +12,7 @@ struct H2RequestHeadTests {
     /// A decoded header list as the HPACK decoder gives it.
     static func list(_ pairs: [(String, String)]) -> HPACKHeaderList {
         var l = HPACKHeaderList()
-        for (name, value) in pairs {
-            let n0 = l.bytes.count
-            l.bytes += Array(name.utf8)
-            let v0 = l.bytes.count
-            l.bytes += Array(value.utf8)
-            l.fields.append(HeaderField(nameStart: Int32(n0), nameEnd: Int32(v0), valueStart: Int32(v0), valueEnd: Int32(l.bytes.count)))
-        }
+        for (name, value) in pairs { l.append(name: Array(name.utf8), value: Array(value.utf8)) }
         return l
     }
 

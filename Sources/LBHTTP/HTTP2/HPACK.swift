@@ -1,32 +1,134 @@
 import Glibc
 
-/// A decoded header list: names and values as ranges into one byte buffer, in order. Reused
-/// from block to block (`removeAll` keeps the capacity), so decoding allocates nothing once warm.
+/// A decoded header list: names and values as ranges into one run of octets, in order. Reused
+/// from block to block (`removeAll` keeps the storage), so decoding allocates nothing once warm.
+///
+/// The octets and the ranges live in storage of its own (not two arrays): the decoder writes
+/// each field in place after one uniqueness check per block, where an array costs a uniqueness
+/// and capacity check and a generic copy per append. A copy of the list (trailers in an event)
+/// shares the storage until either is changed, as an array would.
 public struct HPACKHeaderList: Sendable {
-    /// Names and values, back to back.
-    public var bytes: [UInt8] = []
-    /// Each field's name and value as ranges of `bytes`.
-    public var fields: [HeaderField] = []
+    /// The octets, then the field ranges, with room to grow; shared by copies until a change.
+    final class Storage: @unchecked Sendable {
+        let octets: UnsafeMutablePointer<UInt8>
+        let octetCapacity: Int
+        let fields: UnsafeMutablePointer<HeaderField>
+        let fieldCapacity: Int
+
+        init(octetCapacity: Int, fieldCapacity: Int) {
+            octets = .allocate(capacity: octetCapacity)
+            self.octetCapacity = octetCapacity
+            fields = .allocate(capacity: fieldCapacity)
+            self.fieldCapacity = fieldCapacity
+        }
+
+        deinit {
+            octets.deallocate()
+            fields.deallocate()
+        }
+
+        /// An empty list's storage: never written (it has no room), so it may be shared.
+        static let empty = Storage(octetCapacity: 0, fieldCapacity: 0)
+    }
+
+    var storage = Storage.empty
+    /// Octets used, from the start of the storage.
+    public fileprivate(set) var byteCount = 0
+    /// Number of fields.
+    public fileprivate(set) var count = 0
     /// The list's size as RFC 9113 §6.5.2 counts it (name + value + 32 per field).
     public var size = 0
 
     /// An empty list.
     public init() {}
 
-    /// Empties the list, keeping its capacity.
+    /// Empties the list, keeping its storage.
+    @inline(__always)
     public mutating func removeAll() {
-        bytes.removeAll(keepingCapacity: true)
-        fields.removeAll(keepingCapacity: true)
+        byteCount = 0
+        count = 0
         size = 0
     }
 
-    /// Number of fields.
-    public var count: Int { fields.count }
+    /// The list's octets (names and values, back to back), for as long as `body` runs.
+    @inline(__always)
+    public func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeRawBufferPointer(start: storage.octets, count: byteCount))
+    }
+
+    /// The fields' ranges of `withBytes`' octets, for as long as `body` runs.
+    @inline(__always)
+    public func withFields<R, E: Error>(_ body: (UnsafeBufferPointer<HeaderField>) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeBufferPointer(start: storage.fields, count: count))
+    }
+
+    /// A copy of the octets (tests, logs, not the hot path).
+    public var bytes: [UInt8] { withBytes { Array($0) } }
+
+    /// A copy of the ranges (tests, logs, not the hot path).
+    public var fields: [HeaderField] { withFields { Array($0) } }
+
+    /// The range of field `i`.
+    public subscript(i: Int) -> HeaderField {
+        precondition(i >= 0 && i < count, "field index out of range")
+        return storage.fields[i]
+    }
 
     /// The name and value of field `i`, as text (for tests and logs, not the hot path).
     public func text(_ i: Int) -> (name: String, value: String) {
-        let f = fields[i]
-        return (String(decoding: bytes[f.name], as: UTF8.self), String(decoding: bytes[f.value], as: UTF8.self))
+        let f = self[i]
+        return withBytes { b in
+            (String(decoding: UnsafeRawBufferPointer(rebasing: b[f.name]), as: UTF8.self),
+             String(decoding: UnsafeRawBufferPointer(rebasing: b[f.value]), as: UTF8.self))
+        }
+    }
+
+    /// Appends a field (tests; the decoder writes in place). `size` counts it.
+    public mutating func append(name: [UInt8], value: [UInt8]) {
+        makeUnique()
+        let n0 = byteCount
+        let p = room(name.count + value.count)
+        p.update(from: name, count: name.count)
+        (p + name.count).update(from: value, count: value.count)
+        byteCount += name.count + value.count
+        appendField(n0, n0 + name.count, byteCount)
+        size += name.count + value.count + HPACKDynamicTable.entryOverhead
+    }
+
+    /// Makes the storage this list's alone (a copy shares it): before writing in it.
+    @inline(__always)
+    mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&storage) { grow(octets: 0, fields: 0) }
+    }
+
+    /// Room for `n` more octets after `byteCount` (the storage unique): where they go.
+    @inline(__always)
+    mutating func room(_ n: Int) -> UnsafeMutablePointer<UInt8> {
+        if n > storage.octetCapacity - byteCount { grow(octets: n, fields: 0) }
+        return storage.octets + byteCount
+    }
+
+    /// Appends the ranges of a field whose name is `nameStart..<nameEnd` and value
+    /// `nameEnd..<valueEnd` (the storage unique).
+    @inline(__always)
+    mutating func appendField(_ nameStart: Int, _ nameEnd: Int, _ valueEnd: Int) {
+        if count == storage.fieldCapacity { grow(octets: 0, fields: 1) }
+        storage.fields[count] = HeaderField(nameStart: Int32(truncatingIfNeeded: nameStart), nameEnd: Int32(truncatingIfNeeded: nameEnd),
+                                            valueStart: Int32(truncatingIfNeeded: nameEnd), valueEnd: Int32(truncatingIfNeeded: valueEnd))
+        count += 1
+    }
+
+    /// New storage with room for `octets` and `fields` more (at least doubled when it grows),
+    /// holding what the list has.
+    @inline(never)
+    mutating func grow(octets: Int, fields: Int) {
+        let old = storage
+        let octetCapacity = octets == 0 ? max(old.octetCapacity, 256) : max(old.octetCapacity * 2, byteCount + octets, 256)
+        let fieldCapacity = fields == 0 ? max(old.fieldCapacity, 16) : max(old.fieldCapacity * 2, count + fields, 16)
+        let new = Storage(octetCapacity: octetCapacity, fieldCapacity: fieldCapacity)
+        new.octets.initialize(from: old.octets, count: byteCount)
+        new.fields.initialize(from: old.fields, count: count)
+        storage = new
     }
 }
 
@@ -231,6 +333,8 @@ public struct HPACKDecoder: Sendable {
     /// Cap on one string literal as sent (its encoded length, before Huffman decoding), as
     /// nginx checks each against one of `large_client_header_buffers`.
     public var maxFieldSize: Int
+    /// `HPACKStaticTable.raw`, held here: no lazy-global check on each indexed field.
+    let staticTable = HPACKStaticTable.raw
 
     /// - Parameters:
     ///   - maxTableSize: our SETTINGS_HEADER_TABLE_SIZE (at most `HPACKDynamicTable.maxCapacity`).
@@ -247,6 +351,7 @@ public struct HPACKDecoder: Sendable {
     /// Any error leaves the dynamic table out of step with the peer's: the connection must end.
     public mutating func decode(_ b: UnsafeRawBufferPointer, into list: inout HPACKHeaderList) throws(HPACKError) {
         list.removeAll()
+        list.makeUnique()
         var i = 0
         var sawField = false
         while i < b.count {
@@ -266,22 +371,22 @@ public struct HPACKDecoder: Sendable {
                 // Literal (§6.2): with incremental indexing (01), without (0000) or never indexed (0001).
                 let incremental = c & 0xC0 == 0x40
                 let index = try HPACKCoding.readInteger(b, &i, prefixBits: incremental ? 6 : 4)
-                let nameStart = list.bytes.count
+                let nameStart = list.byteCount
                 let room = maxHeaderListSize - list.size - HPACKDynamicTable.entryOverhead
                 guard room >= 0 else { throw .headerListTooLarge }
                 if index == 0 {
-                    _ = try HPACKCoding.readString(b, &i, into: &list.bytes, limit: room, maxEncoded: maxFieldSize)
+                    try HPACKCoding.readString(b, &i, into: &list, limit: room, maxEncoded: maxFieldSize)
                 } else {
-                    try appendName(index, into: &list.bytes)
+                    try appendName(index, into: &list)
                 }
-                let nameEnd = list.bytes.count
+                let nameEnd = list.byteCount
                 let valueRoom = room - (nameEnd - nameStart)
                 guard valueRoom >= 0 else { throw .headerListTooLarge }
-                _ = try HPACKCoding.readString(b, &i, into: &list.bytes, limit: valueRoom, maxEncoded: maxFieldSize)
-                let valueEnd = list.bytes.count
+                try HPACKCoding.readString(b, &i, into: &list, limit: valueRoom, maxEncoded: maxFieldSize)
+                let valueEnd = list.byteCount
                 try add(&list, nameStart, nameEnd, valueEnd)
                 if incremental {
-                    list.bytes.withUnsafeBytes { lb in
+                    list.withBytes { lb in
                         table.insert(name: UnsafeRawBufferPointer(rebasing: lb[nameStart..<nameEnd]),
                                      value: UnsafeRawBufferPointer(rebasing: lb[nameEnd..<valueEnd]))
                     }
@@ -291,44 +396,80 @@ public struct HPACKDecoder: Sendable {
         }
     }
 
+    /// Counts the field whose octets were just written and appends its ranges.
     @inline(__always)
-    mutating func add(_ list: inout HPACKHeaderList, _ nameStart: Int, _ nameEnd: Int, _ valueEnd: Int) throws(HPACKError) {
+    func add(_ list: inout HPACKHeaderList, _ nameStart: Int, _ nameEnd: Int, _ valueEnd: Int) throws(HPACKError) {
         list.size += valueEnd - nameStart + HPACKDynamicTable.entryOverhead
         if list.size > maxHeaderListSize { throw .headerListTooLarge }
-        list.fields.append(HeaderField(nameStart: Int32(nameStart), nameEnd: Int32(nameEnd), valueStart: Int32(nameEnd), valueEnd: Int32(valueEnd)))
+        list.appendField(nameStart, nameEnd, valueEnd)
     }
 
-    mutating func appendIndexed(_ index: Int, into list: inout HPACKHeaderList) throws(HPACKError) {
-        let start = list.bytes.count
-        let nameEnd: Int
+    /// An indexed field (§6.1): the entry's name and value copied into the list, in one run.
+    @inline(__always)
+    func appendIndexed(_ index: Int, into list: inout HPACKHeaderList) throws(HPACKError) {
+        let start = list.byteCount
+        let nameLength: Int, valueLength: Int
         if index >= 1 && index <= HPACKStaticTable.count {
-            let r = HPACKStaticTable.raw
             // Static entries are small: the list's cap is checked by add().
-            list.bytes.appendRaw(UnsafeRawBufferPointer(start: r.bytes + r.offsets[index], count: r.names[index] + r.values[index]))
-            nameEnd = start + r.names[index]
+            let r = staticTable
+            nameLength = r.names[index]
+            valueLength = r.values[index]
+            H2Octets.copy(r.bytes + r.offsets[index], to: list.room(nameLength + valueLength), count: nameLength + valueLength)
         } else {
             let d = index - HPACKStaticTable.count
             guard d >= 1 && d <= table.count else { throw .invalidIndex }
+            let e = table.entry(d)
+            nameLength = Int(e.nameLength)
+            valueLength = Int(e.valueLength)
             // Checked before copying, so that a bomb costs no memory.
-            let len = table.lengths(d)
-            if list.size + len.name + len.value + HPACKDynamicTable.entryOverhead > maxHeaderListSize { throw .headerListTooLarge }
-            table.withEntry(d) { name, value in
-                // An entry's name and value are one run of the table's storage: one copy.
-                list.bytes.appendRaw(UnsafeRawBufferPointer(start: name.baseAddress, count: name.count + value.count))
-            }
-            nameEnd = start + len.name
+            if list.size + nameLength + valueLength + HPACKDynamicTable.entryOverhead > maxHeaderListSize { throw .headerListTooLarge }
+            let p = list.room(nameLength + valueLength)
+            // An entry's name and value are one run of the table's storage: one copy.
+            table.copyEntry(e, to: p)
         }
-        try add(&list, start, nameEnd, list.bytes.count)
+        list.byteCount += nameLength + valueLength
+        try add(&list, start, start + nameLength, list.byteCount)
     }
 
-    mutating func appendName(_ index: Int, into out: inout [UInt8]) throws(HPACKError) {
+    /// A literal's indexed name (§6.2), copied into the list.
+    func appendName(_ index: Int, into list: inout HPACKHeaderList) throws(HPACKError) {
+        let n: Int
         if index >= 1 && index <= HPACKStaticTable.count {
-            let r = HPACKStaticTable.raw
-            out.appendRaw(UnsafeRawBufferPointer(start: r.bytes + r.offsets[index], count: r.names[index]))
+            let r = staticTable
+            n = r.names[index]
+            H2Octets.copy(r.bytes + r.offsets[index], to: list.room(n), count: n)
         } else {
             let d = index - HPACKStaticTable.count
             guard d >= 1 && d <= table.count else { throw .invalidIndex }
-            table.withEntry(d) { name, _ in out.appendRaw(name) }
+            let e = table.entry(d)
+            n = Int(e.nameLength)
+            table.copyEntry(HPACKDynamicTable.Entry(start: e.start, nameLength: e.nameLength, valueLength: 0), to: list.room(n))
+        }
+        list.byteCount += n
+    }
+}
+
+extension HPACKCoding {
+    /// `readString` into a header list being decoded (its storage unique): the octets are
+    /// written in place after `list.byteCount`, which grows by their number.
+    @inline(__always)
+    static func readString(_ b: UnsafeRawBufferPointer, _ i: inout Int, into list: inout HPACKHeaderList, limit: Int,
+                           maxEncoded: Int) throws(HPACKError) {
+        guard i < b.count else { throw .truncated }
+        let huffman = b[i] & 0x80 != 0
+        let len = try readInteger(b, &i, prefixBits: 7)
+        guard len <= maxEncoded else { throw .fieldTooLong }
+        guard len <= b.count - i else { throw .truncated }
+        let raw = UnsafeRawBufferPointer(start: b.baseAddress! + i, count: len)
+        i += len
+        if huffman {
+            let bound = HPACKHuffman.decodeBound(len, limit: limit)
+            let n = try HPACKHuffman.decode(raw, to: list.room(bound), bound: bound, limit: limit)
+            list.byteCount += n
+        } else {
+            guard len <= limit else { throw .stringTooLong }
+            H2Octets.copy(raw.baseAddress!.assumingMemoryBound(to: UInt8.self), to: list.room(len), count: len)
+            list.byteCount += len
         }
     }
 }

@@ -109,39 +109,59 @@ public enum HPACKHuffman {
     /// longer than 7 bits or not made of ones (RFC 7541 §5.2), or when the output would exceed
     /// `limit` octets.
     public static func decode(_ input: UnsafeRawBufferPointer, into out: inout [UInt8], limit: Int = Int.max) throws(HPACKError) {
-        // At most 8/5 octets out per octet in (the shortest code has 5 bits): decoded into
-        // scratch space of that size, appended at once.
-        let natural = input.count * 8 / 5 + 1
-        let bound = limit < natural ? limit + 1 : natural
+        // Decoded into scratch space of the largest size it can take, appended at once.
+        let bound = decodeBound(input.count, limit: limit)
+        var failure: HPACKError? = nil
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bound) { o in
+            do throws(HPACKError) {
+                let n = try decode(input, to: o.baseAddress!, bound: bound, limit: limit)
+                if n > 0 { out.append(contentsOf: UnsafeBufferPointer(rebasing: o[0..<n])) }
+            } catch {
+                failure = error
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    /// The room `decode(_:to:bound:limit:)` needs for `count` coded octets: at most 8/5
+    /// octets out per octet in (the shortest code has 5 bits), or one past `limit` (where a
+    /// longer string is known to be too long).
+    @inline(__always)
+    static func decodeBound(_ count: Int, limit: Int) -> Int {
+        let natural = count * 8 / 5 + 1
+        return limit < natural ? limit + 1 : natural
+    }
+
+    /// Decodes `input` to `p`, which has room for `bound` (`decodeBound`) octets; returns how
+    /// many it wrote. The errors of `decode(_:into:limit:)`.
+    @inline(__always)
+    static func decode(_ input: UnsafeRawBufferPointer, to p: UnsafeMutablePointer<UInt8>, bound: Int, limit: Int) throws(HPACKError) -> Int {
         let t = decoder.table
         var state = 0
         var accept = true
         var w = 0
         var failed = false
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bound) { o in
-            let p = o.baseAddress!
-            for byte in input {
-                var e = t[state &* 16 &+ Int(byte >> 4)]
-                if e & 0x30000 != 0 {
-                    if e & 0x20000 != 0 || w == bound { failed = true; break }  // EOS, or past the limit
-                    p[w] = UInt8(truncatingIfNeeded: e >> 8)
-                    w &+= 1
-                }
-                state = Int(e & 0xFF)
-                e = t[state &* 16 &+ Int(byte & 0x0F)]
-                if e & 0x30000 != 0 {
-                    if e & 0x20000 != 0 || w == bound { failed = true; break }  // EOS, or past the limit
-                    p[w] = UInt8(truncatingIfNeeded: e >> 8)
-                    w &+= 1
-                }
-                state = Int(e & 0xFF)
-                accept = e & 0x40000 != 0
+        for byte in input {
+            var e = t[state &* 16 &+ Int(byte >> 4)]
+            if e & 0x30000 != 0 {
+                if e & 0x20000 != 0 || w == bound { failed = true; break }  // EOS, or past the limit
+                p[w] = UInt8(truncatingIfNeeded: e >> 8)
+                w &+= 1
             }
-            if !failed && w <= limit && accept && w > 0 { out.append(contentsOf: UnsafeBufferPointer(rebasing: o[0..<w])) }
+            state = Int(e & 0xFF)
+            e = t[state &* 16 &+ Int(byte & 0x0F)]
+            if e & 0x30000 != 0 {
+                if e & 0x20000 != 0 || w == bound { failed = true; break }  // EOS, or past the limit
+                p[w] = UInt8(truncatingIfNeeded: e >> 8)
+                w &+= 1
+            }
+            state = Int(e & 0xFF)
+            accept = e & 0x40000 != 0
         }
         if failed { throw w == bound && w > limit ? .stringTooLong : .invalidHuffman }
         if w > limit { throw .stringTooLong }
         if !accept { throw .invalidHuffman }
+        return w
     }
 
     /// The length in octets of `input` once Huffman-coded, padding included.

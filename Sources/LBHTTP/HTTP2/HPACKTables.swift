@@ -280,6 +280,25 @@ public struct HPACKDynamicTable: Sendable {
         }
     }
 
+    /// Where entry `i` (1 = newest; 1 ≤ i ≤ count) lies in the store.
+    @inline(__always)
+    func entry(_ i: Int) -> Entry {
+        var k = ringHead + count - i
+        if k >= ring.count { k -= ring.count }
+        return ring[k]
+    }
+
+    /// Copies an entry's name and value (one run of the store) to `p`.
+    @inline(__always)
+    func copyEntry(_ e: Entry, to p: UnsafeMutablePointer<UInt8>) {
+        let n = Int(e.nameLength) + Int(e.valueLength)
+        guard n > 0 else { return }
+        storage.withUnsafeBufferPointer { b in
+            precondition(Int(e.start) + n <= b.count)
+            H2Octets.copy(b.baseAddress! + Int(e.start), to: p, count: n)
+        }
+    }
+
     /// Adds an entry, evicting the oldest ones first. An entry larger than `maxSize` empties the
     /// table and is not added (RFC 7541 §4.4). The bytes must not point into this table.
     public mutating func insert(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
