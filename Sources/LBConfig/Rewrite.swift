@@ -2,14 +2,17 @@
 /// one server or location as a flat list of operations, run in order by the engine in LBCore
 /// (`RewriteEngine`). As in nginx (`ngx_http_rewrite_module.c`), the directives inside an `if`
 /// block belong to the enclosing list; a false condition jumps past them.
-public struct RewriteProgram: Sendable {
-    public var ops: [RewriteOp]
+///
+/// A class, made once at load: as a struct (three storages) it was copied, three references
+/// counted up and down, at each request that ran it.
+public final class RewriteProgram: Sendable {
+    public let ops: [RewriteOp]
     /// The implicit locations of the `if` blocks of a location (nginx's "noname" locations): when
     /// a condition holds, the request takes that block's configuration. Referenced by index from
     /// `RewriteOp.ifBlock`.
-    public var ifLocations: [Location]
+    public let ifLocations: [Location]
     /// Where each op was written, by op index (read only by `lb --explain`).
-    public var origins: [RewriteOrigin]
+    public let origins: [RewriteOrigin]
 
     public init(ops: [RewriteOp], ifLocations: [Location] = [], origins: [RewriteOrigin] = []) {
         self.ops = ops
