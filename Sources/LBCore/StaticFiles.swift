@@ -39,17 +39,13 @@ extension ClientConnection {
     }
 
     /// nginx's ngx_http_map_uri_to_path (also `$request_filename`): the document root and the
-    /// URI; under an alias, the URI without its location's prefix, and in a regex location the
-    /// alias alone. nil for a URI shorter than the alias's location (rewritten).
+    /// URI; under an alias, the URI without the prefix of the location that holds it (a nested
+    /// location's too, as nginx's inherited `clcf->alias`), and in a regex location the alias
+    /// alone. nil for a URI shorter than the alias's location (rewritten).
     func mapURIToPath(_ u: [UInt8]) -> [UInt8]? {
         let root = documentRoot()
-        guard case .alias? = settings.docRoot else { return root + u }
-        var prefixLen = 0
-        switch ex.location.match {
-        case .regex: return root
-        case .prefix(let p), .prefixNoRegex(let p), .exact(let p): prefixLen = p.utf8.count
-        case .named: break
-        }
+        guard case .alias(_, let length)? = settings.docRoot else { return root + u }
+        guard let prefixLen = length else { return root }
         guard u.count >= prefixLen else { return nil }
         return root + u[prefixLen...]
     }
@@ -62,7 +58,7 @@ extension ClientConnection {
         let t: Template
         switch settings.docRoot {
         case .root(let r)?: t = r
-        case .alias(let a)?: t = a
+        case .alias(let a, _)?: t = a
         case nil: return Array(joinPath(table.main.prefix, "html").utf8)
         }
         var r = evaluate(t)
