@@ -30,7 +30,11 @@ extension Compiler {
             }
             var t = d.args[0]
             if !t.text.hasPrefix("/") && !t.text.hasPrefix("$") { t.text = c.fullPath(t.text) }
-            c.settings.s.docRoot = .alias(try c.template(t))
+            let length: Int? = switch c.locationStack.last!.match {
+            case .prefix(let p), .prefixNoRegex(let p), .exact(let p): p.utf8.count
+            case .regex, .named: nil
+            }
+            c.settings.s.docRoot = .alias(try c.template(t), locationLength: length)
         },
         setting("index", .atLeast(1), default: "index.html", \.index) { c, d in
             try d.args.map { a in

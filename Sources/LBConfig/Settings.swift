@@ -528,7 +528,10 @@ public struct HTTPSettings: Sendable {
 /// `root` or `alias` (they inherit together).
 public enum DocRoot: Sendable, Hashable {
     case root(Template)
-    case alias(Template)
+    /// `locationLength`: the length of the prefix or exact location that holds the alias, which
+    /// the alias replaces in the URI, in its nested locations too (nginx's `clcf->alias`); nil
+    /// in a regex location, where the alias is the whole path.
+    case alias(Template, locationLength: Int?)
 }
 
 /// Default values built once (a literal as a property's default would be rebuilt for every settings value).

@@ -371,7 +371,7 @@ public enum RouteExplainer {
             let s = loc.settings
             let rootText: String = switch s.docRoot {
             case .root(let t)?: "root \(String(decoding: conn.evaluate(t), as: UTF8.self))\(index.at(["root", "alias"], from: blk))"
-            case .alias(let t)?: "alias \(String(decoding: conn.evaluate(t), as: UTF8.self))\(index.at(["root", "alias"], from: blk))"
+            case .alias(let t, _)?: "alias \(String(decoding: conn.evaluate(t), as: UTF8.self))\(index.at(["root", "alias"], from: blk))"
             case nil: "root html (the default, under the prefix)"
             }
             say("handler: static files, in \(here), \(rootText)")

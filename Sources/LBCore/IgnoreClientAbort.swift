@@ -8,7 +8,9 @@ import LBConfig
 /// client is gone; then, as nginx's `ngx_http_upstream_process_request`, a response being stored
 /// in the cache is read to its end (nothing more is written; the entry is published, the
 /// upstream connection may go back to its pool), and any other response ends there, its upstream
-/// connection closed. With `off`, a client that goes away while lb waits ends the request (499).
+/// connection closed. With `off`, a client that goes away while lb waits ends the request (499);
+/// one that goes once the head is out ends it too, unless the response is being stored, which is
+/// read to its end as with `on` (`storesAfterClientAbort`).
 extension ClientConnection {
     /// The location keeps the upstream request going when the client goes away (never for a
     /// background cache update or an auth subrequest, which have no client of their own).
@@ -29,6 +31,17 @@ extension ClientConnection {
         }
         log(.info, "epoll_wait() reported that client prematurely closed connection" + (ex.up != nil ? ", so upstream connection is closed too" : ""))
         abortProxy()
+    }
+
+    /// The upstream's head arrived for an HTTP/1 client already seen closed while lb waited,
+    /// with no event since to report it (its FIN came with the request, or was read with other
+    /// bytes): nginx, told by EPOLLRDHUP, has already taken it as `clientClosedWhileWaiting`
+    /// (499, or for the cache, the response fetched but its head failing, nothing stored).
+    /// True when the request ended here.
+    func clientGoneBeforeHead() -> Bool {
+        guard peerClosed, !transport.isHTTP2, !ignoresClientAbort, !ex.clientCloseNoted, !ex.headerStarted else { return false }
+        clientClosedWhileWaiting()
+        return state == .closed
     }
 
     /// An HTTP/2 client reset the stream (RST_STREAM, a browser's navigation away), or its whole
@@ -56,7 +69,7 @@ extension ClientConnection {
                 // The head went out: as nginx's event pipe after a failed write
                 // (`downstream_error`), a response being stored is read to its end and stored,
                 // whatever proxy_ignore_client_abort says; any other ends now.
-                if ex.cacheWriter != nil, let c = ex.up, !ex.inBackground, ex.parentExchange == nil {
+                if storesAfterClientAbort, let c = ex.up {
                     readRestForCache(c)
                 } else {
                     abortProxy()
@@ -80,13 +93,24 @@ extension ClientConnection {
         close()
     }
 
+    /// The client went away once the response head was out and the response is being stored in
+    /// the cache (not for a background update or a subrequest, which have no client of their
+    /// own): the rest is read for the entry, with proxy_ignore_client_abort on or off, as nginx's
+    /// `u->cacheable` keeps both its check of a broken connection and its event pipe's failed
+    /// write from ending the request.
+    var storesAfterClientAbort: Bool {
+        ex.cacheWriter != nil && !ex.inBackground && ex.parentExchange == nil
+    }
+
     /// A write to the client failed while relaying: true when the rest of the response is read
-    /// for the cache (`proxy_ignore_client_abort on` and an entry being written), false when the
-    /// caller ends the request. Never for an HTTP/2 stream its client reset before the head went
-    /// out: nginx's header filter fails there first, and the entry is not stored (one reset after
-    /// it is `clientReset`'s).
+    /// for the cache (`storesAfterClientAbort`), false when the caller ends the request. Never
+    /// for an HTTP/2 stream its client reset before the head went out: nginx's header filter
+    /// fails there first, and the entry is not stored (one reset after it is `clientReset`'s).
+    /// Nor for a client whose close was seen while lb waited for the head (`off`,
+    /// `clientClosedWhileWaiting`): nginx marks that connection failed (`c->error`), so sending
+    /// the head fails and the entry is not stored.
     func keepReadingForCache(_ c: UpstreamConnection) -> Bool {
-        guard ignoresClientAbort, ex.cacheWriter != nil else { return false }
+        guard storesAfterClientAbort, !ex.clientCloseNoted else { return false }
         if case .stream(let p) = transport, p.broken { return false }
         readRestForCache(c)
         return true

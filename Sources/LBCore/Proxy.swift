@@ -632,6 +632,7 @@ extension ClientConnection {
     }
 
     func handleResponseHead(_ c: UpstreamConnection, headLength: Int) {
+        if clientGoneBeforeHead() { return } // IgnoreClientAbort.swift
         // Fields read through the location, not a copy of its settings (a copy retains every
         // reference in the struct: about 1,000 instructions a request, measured).
         let loc: Location = ex.location

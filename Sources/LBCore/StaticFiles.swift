@@ -28,26 +28,45 @@ extension ClientConnection {
         serveURI(u, allowIndex: allowIndex)
     }
 
-    /// The file system path for a URI in the current location (root, or alias with the prefix replaced).
+    /// The file system path for a URI in the current location (root, or alias with the prefix
+    /// replaced: `mapURIToPath`), nil for an alias spliced into a dot segment.
     func filePath(for u: [UInt8]) -> [UInt8]? {
+        guard let path = mapURIToPath(u) else { return nil }
+        // `location /i { alias /data/w/; }` with `/i../x` would splice `..` into the path: the
+        // URI was normalized, so any dot segment here comes from the splice. Refuse it.
+        if case .alias? = settings.docRoot, ClientConnection.hasDotSegment(path) { return nil }
+        return path
+    }
+
+    /// nginx's ngx_http_map_uri_to_path (also `$request_filename`): the document root and the
+    /// URI; under an alias, the URI without the prefix of the location that holds it (a nested
+    /// location's too, as nginx's inherited `clcf->alias`), and in a regex location the alias
+    /// alone. nil for a URI shorter than the alias's location (rewritten).
+    func mapURIToPath(_ u: [UInt8]) -> [UInt8]? {
+        let root = documentRoot()
+        guard case .alias(_, let length)? = settings.docRoot else { return root + u }
+        guard let prefixLen = length else { return root }
+        guard u.count >= prefixLen else { return nil }
+        return root + u[prefixLen...]
+    }
+
+    /// The document root here, as nginx's `$document_root`: the root without a trailing `/`
+    /// (nginx drops it when reading `root`), or the alias as written; a relative one made by
+    /// variables is under the prefix (ngx_get_full_name); with neither anywhere, `html` under
+    /// the prefix.
+    func documentRoot() -> [UInt8] {
+        let t: Template
         switch settings.docRoot {
-        case .alias(let t)?:
-            let alias = evaluate(t)
-            if case .regex = ex.location.match { return alias }
-            var prefixLen = 0
-            if case .prefix(let p) = ex.location.match { prefixLen = p.utf8.count }
-            if case .prefixNoRegex(let p) = ex.location.match { prefixLen = p.utf8.count }
-            if case .exact(let p) = ex.location.match { prefixLen = p.utf8.count }
-            guard u.count >= prefixLen else { return nil }
-            let path = alias + u[prefixLen...]
-            // `location /i { alias /data/w/; }` with `/i../x` would splice `..` into the path:
-            // the URI was normalized, so any dot segment here comes from the splice. Refuse it.
-            return ClientConnection.hasDotSegment(path) ? nil : path
-        case .root(let t)?:
-            return evaluate(t) + u
-        case nil:
-            return Array((table.main.prefix + "/html").utf8) + u
+        case .root(let r)?: t = r
+        case .alias(let a, _)?: t = a
+        case nil: return Array(joinPath(table.main.prefix, "html").utf8)
         }
+        var r = evaluate(t)
+        if case .root? = settings.docRoot, case .literal(let l)? = t.parts.last, l.last == UInt8(ascii: "/"), r.last == UInt8(ascii: "/") {
+            r.removeLast()
+        }
+        if case .variable? = t.parts.first, r.first != UInt8(ascii: "/") { r = Array(joinPath(table.main.prefix, String(decoding: r, as: UTF8.self)).utf8) }
+        return r
     }
 
     static func hasDotSegment(_ p: [UInt8]) -> Bool {
@@ -158,10 +177,7 @@ extension ClientConnection {
     /// `$realpath_root`, else the text.
     func disableSymlinksFrom(_ f: String) -> [UInt8] {
         guard f == "$document_root" || f == "$realpath_root" else { return Array(f.utf8) }
-        switch settings.docRoot {
-        case .root(let t)?, .alias(let t)?: return evaluate(t)
-        case nil: return []
-        }
+        return documentRoot()
     }
 
     /// A path's information (an index, try_files or gzip_static probe, the static handler's

@@ -105,10 +105,11 @@ extension ClientConnection {
         case .bytesSent: out += Array("\(ex.bodyBytesSent + ex.responseHeadBytes)".utf8)
         case .contentLength: if let r = req.contentLength { out += Array("\(r)".utf8) }
         case .contentType: if let v = headerValue("content-type") { out += v }
-        case .documentRoot, .realpathRoot:
-            if case .root(let t)? = settings.docRoot { out += evaluate(t) }
-        case .requestFilename:
-            if case .root(let t)? = settings.docRoot { out += evaluate(t) + ex.uri }
+        // As nginx's: the root or alias (StaticFiles.swift), resolved by realpath(3) for
+        // $realpath_root, and the path the static handler would open for $request_filename.
+        case .documentRoot: out += documentRoot()
+        case .realpathRoot: appendRealpathRoot(to: &out)
+        case .requestFilename: if let p = mapURIToPath(ex.uri) { out += p }
         case .pipe: out.append(UInt8(ascii: "."))
         case .proxyAddXForwardedFor:
             if let x = headerValue("x-forwarded-for") { out += x + Array(", ".utf8) }
@@ -178,6 +179,24 @@ extension ClientConnection {
             if !m.volatile && !ex.variableFailed { ex.variableCache[name] = value }
             out += value
         }
+    }
+
+    /// `$realpath_root`: the document root with its symbolic links resolved (realpath(3)). A root
+    /// that cannot be resolved is logged at crit and the value is empty, as nginx's. (nginx hands
+    /// realpath the root as written, so `root /;`, whose document root is empty, resolves `/`.)
+    func appendRealpathRoot(to out: inout [UInt8]) {
+        var root = documentRoot()
+        if root.isEmpty { root = [UInt8(ascii: "/")] }
+        let resolved: UnsafeMutablePointer<CChar>? = (root + [0]).withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: CChar.self) { realpath($0.baseAddress!, nil) }
+        }
+        guard let resolved else {
+            let e = errno
+            log(.crit, "realpath() \"\(String(decoding: root, as: UTF8.self))\" failed (\(e): \(String(cString: strerror(e))))")
+            return
+        }
+        out += UnsafeRawBufferPointer(start: resolved, count: strlen(resolved))
+        free(resolved)
     }
 
     /// The value of cookie `name` (case-sensitive) set by a raw response head's Set-Cookie fields,

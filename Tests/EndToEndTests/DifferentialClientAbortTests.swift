@@ -87,15 +87,64 @@ struct DifferentialClientAbortTests {
             #expect(try count(notCached) == 2)
             return logLines(port)
         }
-        // Compared without the `off` lines: lb notices a client that closed before the head only
-        // when its FIN came with the request (499 at once), nginx always; neither stores the entry.
-        let fromNginx = try run(d.nginxPort).filter { !$0.hasPrefix("/coff") }, fromLB = try run(d.lb.port).filter { !$0.hasPrefix("/coff") }
+        // The `off` line too: a client seen closed before the head ends the request, or for the
+        // cache only its head (nothing stored), whether its FIN came with the request or later.
+        let fromNginx = try run(d.nginxPort), fromLB = try run(d.lb.port)
         #expect(fromLB.count == fromNginx.count, "lb \(fromLB)\nnginx \(fromNginx)")
+        #expect(fromNginx.filter { $0.hasPrefix("/coff/gen?ms=300&size=4000000&cc=max-age=60&off&who=PORT 200 cache=MISS up=200") }.count == 2, "\(fromNginx)")
         for (l, n) in zip(fromLB, fromNginx) { #expect(l == n, "log lines differ") }
         #expect(fromNginx.first == "/on/slow?ms=300&who=PORT 200 cache=- up=200", "\(fromNginx)")
         // Cut short by the failed write, the try is still logged.
         #expect(fromNginx.contains("/on/gen?ms=300&size=4000000&who=PORT 200 cache=- up=200"), "\(fromNginx)")
         #expect(fromNginx.contains("/con/gen?ms=300&size=4000000&cc=max-age=60&who=PORT 200 cache=MISS up=200"), "\(fromNginx)")
+    }
+
+    /// An HTTP/1.1 client that closes once it has the response head, while a slow upstream still
+    /// sends the body: a response being stored in the cache is read to its end and stored, with
+    /// `proxy_ignore_client_abort on` or `off` (nginx's `u->cacheable`: its check of a broken
+    /// connection and its event pipe's failed write both go on for the cache). The next request
+    /// is a HIT and the upstream was asked once. lb dropped the entry with `off`.
+    @Test func anHTTP11ClientThatLeavesMidBodyLeavesTheResponseStored() throws {
+        let d = try Differential("""
+        log_format t '$request_uri $status cache=$upstream_cache_status up=$upstream_status';
+        proxy_cache_path {root}/../cache-{port} keys_zone=z:1m;
+        upstream be { server {backend}; keepalive 4; }
+        server {
+            listen 127.0.0.1:{port};
+            access_log {root}/../access-{port}.log t;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            add_header X-Cache $upstream_cache_status;
+            location /con/ { proxy_ignore_client_abort on; proxy_cache z; proxy_pass http://be/; }
+            location /coff/ { proxy_cache z; proxy_pass http://be/; }
+        }
+        """, backend: true)
+        let backend = d.backend!
+        func server(_ port: Int) -> String { port == d.lb.port ? "lb" : "nginx" }
+        func run(_ port: Int) throws -> [String] {
+            for mode in ["con", "coff"] {
+                // 400 KB in four writes 150 ms apart: the client is gone before the second.
+                let path = "/gen?size=400000&gap=150&cc=max-age=60&\(mode)&who=\(port)"
+                let c = try RawClient(port: port)
+                try c.send("GET /\(mode)\(path) HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                while !c.buffer.starts(with: Array("HTTP/1.1 200".utf8)) || c.buffer.firstRange(of: Array("\r\n\r\n".utf8)) == nil {
+                    guard c.fill() else { break }
+                }
+                let head = String(decoding: c.buffer.prefix(12), as: UTF8.self)
+                #expect(head == "HTTP/1.1 200", "\(server(port)) \(mode): \(head)")
+                c.close()
+                let mine = "/\(mode)\(path.replacingOccurrences(of: "who=\(port)", with: "who=PORT")) "
+                #expect(waitUntil(timeout: 20) { Self.logLines(d, port).contains { $0.hasPrefix(mine) } }, "\(server(port)) \(mode): not logged")
+                let again = try d.fetch(R(target: "/\(mode)\(path)"), port: port)
+                #expect(again.status == 200 && again.header("X-Cache") == "HIT" && again.body.count == 400_000,
+                        "\(server(port)) \(mode): \(again.status) \(again.header("X-Cache") ?? "-") \(again.body.count) bytes")
+                #expect(try Self.upstreamCount(backend, path) == 1, "\(server(port)) \(mode): the upstream was asked again")
+            }
+            return Self.logLines(d, port)
+        }
+        let fromNginx = try run(d.nginxPort), fromLB = try run(d.lb.port)
+        #expect(fromLB == fromNginx, "lb \(fromLB)\nnginx \(fromNginx)")
+        #expect(fromNginx.count == 4, "\(fromNginx)")
     }
 
     /// Over HTTP/2 a client gives a request up with RST_STREAM (a browser does so on every
@@ -357,7 +406,7 @@ struct DifferentialClientAbortTests {
                 #expect(waitUntil(timeout: 20) { logged(port, path) > before }, "port \(port): \(path) was not logged")
                 let r = try d.fetch(R(target: path), port: port)
                 #expect(r.status == 200 && r.header("X-Cache") == expected && r.body.count == 4_000_000,
-                        "port \(port) \(path): \(r.status) \(r.header("X-Cache") ?? "-") \(r.body.count) bytes")
+                        "\(port == d.lb.port ? "lb" : "nginx") \(path): \(r.status) \(r.header("X-Cache") ?? "-") \(r.body.count) bytes")
             }
         }
     }

@@ -6,7 +6,7 @@ http.server), so lb is never tested only against itself.
 
 Routes: /headers (JSON of the request headers), /slow?ms=N, /status/N, /big?bytes=N (streamed),
 /chunked?parts=N, /setcookie?c=V&c=… (a Set-Cookie field per c), /stats (connections accepted, requests served), /gen… (cache tests: headers
-from the query — cc, xae, exp, etag, cookie, vary, ce, ct, status, ms, size, chunked — and a per-URL
+from the query — cc, xae, exp, etag, cookie, vary, ce, ct, status, ms, size, chunked, gap and pieces — and a per-URL
 request count in the body), /counts (those counts as JSON), /upload (POST: byte count and
 sha256 of the body), /record… (kept: method, target, body size and digest, the framing
 and X-* headers; answered 200), /records (the kept ones as JSON, then forgotten; `?path=P`
@@ -169,6 +169,22 @@ class Handler(BaseHTTPRequestHandler):
                     piece = body[i:i + 1000]
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                 self.wfile.write(b"0\r\n\r\n")
+            elif "gap" in q:
+                # In `pieces` writes (4 by default), `gap` ms apart after the head and the first:
+                # a slow upstream whose client can leave mid-body.
+                pieces = int(q.get("pieces", ["4"])[0])
+                step = -(-len(body) // pieces)
+                self.send_response(status)
+                self.send_header("Content-Type", q.get("ct", ["text/plain"])[0])
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("X-Backend", NAME)
+                for k, v in extra.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                for i in range(0, len(body), step):
+                    if i:
+                        time.sleep(int(q["gap"][0]) / 1000)
+                    self.wfile.write(body[i:i + step])
             else:
                 self.send(status, body, q.get("ct", ["text/plain"])[0], extra=extra)
         elif u.path.startswith("/record/") or u.path == "/record":
