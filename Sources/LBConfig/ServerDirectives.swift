@@ -19,6 +19,9 @@ extension Compiler {
             }
             var t = d.args[0]
             if !t.text.hasPrefix("/") && !t.text.hasPrefix("$") { t.text = c.fullPath(t.text) }
+            // nginx drops a root's trailing `/` as it reads it (`root /srv/www/;` is `/srv/www`,
+            // `$document_root` too); the URI brings its own.
+            if t.text.hasSuffix("/") { t.text.removeLast() }
             c.settings.s.docRoot = .root(try c.template(t))
         },
         DirectiveSpec("alias", .location, .exactly(1)) { c, d in

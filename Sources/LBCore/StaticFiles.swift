@@ -31,11 +31,12 @@ extension ClientConnection {
     /// The file system path for a URI in the current location (root, or alias with the prefix
     /// replaced: `mapURIToPath`), nil for an alias spliced into a dot segment.
     func filePath(for u: [UInt8]) -> [UInt8]? {
-        guard let path = mapURIToPath(u) else { return nil }
+        let (root, mapping) = documentRootMapping()
+        guard let path = ClientConnection.mapURIToPath(u, root: root, mapping) else { return nil }
         // `location /i { alias /data/w/; }` with `/i../x` would splice `..` into the path: the
         // URI was normalized, so any dot segment here comes from the splice. Refuse it.
-        if case .alias? = settings.docRoot, ClientConnection.hasDotSegment(path) { return nil }
-        return path
+        if case .root = mapping { return path }
+        return ClientConnection.hasDotSegment(path) ? nil : path
     }
 
     /// nginx's ngx_http_map_uri_to_path (also `$request_filename`): the document root and the
@@ -43,30 +44,53 @@ extension ClientConnection {
     /// location's too, as nginx's inherited `clcf->alias`), and in a regex location the alias
     /// alone. nil for a URI shorter than the alias's location (rewritten).
     func mapURIToPath(_ u: [UInt8]) -> [UInt8]? {
-        let root = documentRoot()
-        guard case .alias(_, let length)? = settings.docRoot else { return root + u }
-        guard let prefixLen = length else { return root }
-        guard u.count >= prefixLen else { return nil }
-        return root + u[prefixLen...]
+        let (root, mapping) = documentRootMapping()
+        return ClientConnection.mapURIToPath(u, root: root, mapping)
     }
 
-    /// The document root here, as nginx's `$document_root`: the root without a trailing `/`
-    /// (nginx drops it when reading `root`), or the alias as written; a relative one made by
+    /// How the URI goes under the document root: appended whole (`root`), without the first
+    /// `n` octets (`alias` of a prefix or exact location), or not at all (`alias` of a regex
+    /// location: the alias is the whole path).
+    enum URIMapping { case root, cut(Int), whole }
+
+    static func mapURIToPath(_ u: [UInt8], root: [UInt8], _ mapping: URIMapping) -> [UInt8]? {
+        let from: Int
+        switch mapping {
+        case .root: from = 0
+        case .cut(let n): guard u.count >= n else { return nil }; from = n
+        case .whole: return root
+        }
+        // One allocation of the exact size (`root + u[from...]` grew the array and went through
+        // the generic append twice).
+        let n = u.count - from
+        return [UInt8](unsafeUninitializedCapacity: root.count + n) { out, count in
+            let base = out.baseAddress!
+            root.withUnsafeBufferPointer { base.update(from: $0.baseAddress!, count: $0.count) }
+            if n > 0 { u.withUnsafeBufferPointer { (base + root.count).update(from: $0.baseAddress! + from, count: n) } }
+            count = root.count + n
+        }
+    }
+
+    /// The document root here, as nginx's `$document_root`: the root (its trailing `/` dropped
+    /// when the config was read, as nginx's), or the alias as written; a relative one made by
     /// variables is under the prefix (ngx_get_full_name); with neither anywhere, `html` under
     /// the prefix.
-    func documentRoot() -> [UInt8] {
+    func documentRoot() -> [UInt8] { documentRootMapping().0 }
+
+    /// The document root and how the URI maps under it, the location's `docRoot` read once.
+    func documentRootMapping() -> ([UInt8], URIMapping) {
         let t: Template
+        let mapping: URIMapping
         switch settings.docRoot {
-        case .root(let r)?: t = r
-        case .alias(let a, _)?: t = a
-        case nil: return Array(joinPath(table.main.prefix, "html").utf8)
+        case .root(let r)?: t = r; mapping = .root
+        case .alias(let a, let length)?: t = a; mapping = length.map { .cut($0) } ?? .whole
+        case nil: return (Array(joinPath(table.main.prefix, "html").utf8), .root)
         }
+        // A text without variables is the config's own array (made absolute when read).
+        if t.parts.count == 1, case .literal(let b) = t.parts[0] { return (b, mapping) }
         var r = evaluate(t)
-        if case .root? = settings.docRoot, case .literal(let l)? = t.parts.last, l.last == UInt8(ascii: "/"), r.last == UInt8(ascii: "/") {
-            r.removeLast()
-        }
         if case .variable? = t.parts.first, r.first != UInt8(ascii: "/") { r = Array(joinPath(table.main.prefix, String(decoding: r, as: UTF8.self)).utf8) }
-        return r
+        return (r, mapping)
     }
 
     static func hasDotSegment(_ p: [UInt8]) -> Bool {

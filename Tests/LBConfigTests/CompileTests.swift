@@ -246,6 +246,22 @@ import Testing
         #expect(t.servers[0].settings.accessLogs?.first?.path == "/srv/lb/logs/a.log")
     }
 
+    /// nginx drops a root's trailing `/` as it reads it (ngx_http_core_root), before making it
+    /// absolute; an alias keeps its own.
+    @Test func rootDropsItsTrailingSlash() throws {
+        let t = try ConfigLoader(prefix: "/srv/lb", fileSystem: MemoryFS(files: [:]), resolver: FixedResolver()).load(text: """
+        http { server { listen 80; root /srv/www/;
+            location /a/ { root www/; } location /b/ { root /; } location /c/ { root $host/; } location /d/ { alias /srv/d/; } } }
+        """).table
+        let s = t.servers[0]
+        #expect(s.settings.docRoot == .root(Template(literal: "/srv/www")))
+        func root(_ p: String) -> DocRoot? { s.locations.all.first { $0.match == .prefix(p) }?.settings.docRoot }
+        #expect(root("/a/") == .root(Template(literal: "/srv/lb/www")))
+        #expect(root("/b/") == .root(Template(literal: "")))
+        #expect(root("/c/") == .root(try Template(parsing: "$host")))
+        #expect(root("/d/") == .alias(Template(literal: "/srv/d/"), locationLength: 3))
+    }
+
     @Test func stackBlockAndServiceUpstream() throws {
         let t = try load("""
         stack {
