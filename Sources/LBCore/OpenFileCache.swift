@@ -102,9 +102,38 @@ struct FileSystemCalls {
     /// fstat(2) of an open descriptor.
     var fstat: (Int32) -> Result<FileInfo, FileError>
     var close: (Int32) -> Void
+    /// Starts watching an open file for changes of its content (the worker's `FileWatcher`):
+    /// the watch's number, nil when none can be had (then no copy of the file is held).
+    var watch: (Int32) -> Int32? = { _ in nil }
+    /// Ends a watch `watch` started.
+    var unwatch: (Int32) -> Void = { _ in }
+    /// The whole content of an open file of `size` bytes, nil unless exactly that many were read.
+    var read: (Int32, Int) -> [UInt8]? = systemRead
 
-    /// The real ones.
+    /// The real ones (without watches: no copies held).
     static var system: FileSystemCalls { FileSystemCalls(stat: systemStat, open: systemOpen, fstat: systemFstat, close: { fd in _ = Glibc.close(fd) }) }
+}
+
+private func systemRead(_ fd: Int32, _ size: Int) -> [UInt8]? {
+    var ok = false
+    let bytes = [UInt8](unsafeUninitializedCapacity: size) { p, count in
+        var done = 0
+        while done < size {
+            let n = pread(fd, p.baseAddress! + done, size - done, off_t(done))
+            if n > 0 {
+                done += n
+            } else if n < 0 && errno == EINTR {
+                continue
+            } else {
+                break
+            }
+        }
+        // One byte more means the file grew since its fstat: not a copy of what was measured.
+        var extra: UInt8 = 0
+        ok = done == size && pread(fd, &extra, 1, off_t(size)) == 0
+        count = done
+    }
+    return ok ? bytes : nil
 }
 
 private func systemStat(_ path: [UInt8], _ check: SymlinkCheck) -> Result<FileInfo, FileError> {
@@ -238,6 +267,13 @@ struct FileError: Error, Equatable {
 ///   `sweep` (one periodic timer per worker); at `max` entries the least recently used goes.
 /// - A descriptor leaves the cache by being retired (`SharedFile.retire`): it is closed when
 ///   the last response using it releases it, never under one.
+/// - A kept file of at most `contentLimit` bytes is also held in memory (`SharedFile.content`:
+///   responses that must see the bytes, TLS and HTTP/2, copy them from there instead of reading
+///   the file each time) while the worker watches it (inotify): a change of its content retires
+///   the descriptor and the copy at once and makes the next lookup take the information again,
+///   so an edit in place is served whole with its new size and validators (nginx reads the new
+///   bytes through the kept descriptor but keeps the old size and validators until `valid`).
+///   Without a watch (inotify unavailable or out of watches) nothing is held in memory.
 ///
 /// Times are milliseconds of an injected clock (the caller passes `now`).
 final class OpenFileCache {
@@ -260,6 +296,9 @@ final class OpenFileCache {
         var newer = -1
         var older = -1
     }
+
+    /// The largest file held in memory besides its descriptor.
+    static let contentLimit = 16384
 
     let max: Int
     let inactiveMs: Int64
@@ -383,14 +422,18 @@ final class OpenFileCache {
             switch calls.stat(slots[i].path, symlinks) {
             case .failure(let e):
                 return failed(i, e.code, errors: errors, now: now)
-            case .success(let info) where info.kind == .file && info.inode == kept.inode:
+            case .success(let info) where info.kind == .file && info.inode == kept.inode
+                && (kept.content == nil || (info.size == slots[i].info?.size && info.mtime == slots[i].info?.mtime)):
+                // (A copy in memory is kept only while the file is unchanged, should its
+                // watch's news be still on the way.)
                 slots[i].info = info
                 slots[i].validated = now
                 guard descriptor else { return .found(info, nil) }
                 kept.users += 1
                 return .found(info, kept)
             case .success(let info):
-                // Another file (renamed over) or no longer a file: the old descriptor retires.
+                // Another file (renamed over), no longer a file, or a copy in memory that is
+                // no longer the file's: the old descriptor retires.
                 retire(i)
                 if !descriptor || info.kind != .file {
                     slots[i].info = info
@@ -432,11 +475,38 @@ final class OpenFileCache {
         if slots[i].uses >= minUses {
             retire(i)
             slots[i].file = f
+            hold(f, size: info.size)
         } else {
             f.retired = true
         }
         return f
     }
+
+    /// Holds a small kept file in memory, watched first so that no change after the read
+    /// goes unnoticed.
+    private func hold(_ f: SharedFile, size: Int) {
+        guard size > 0, size <= OpenFileCache.contentLimit, let wd = calls.watch(f.fd) else { return }
+        guard let bytes = calls.read(f.fd, size) else {
+            calls.unwatch(wd)
+            return
+        }
+        f.content = bytes
+        f.watch = wd
+    }
+
+    /// The content of the files of watch `wd` changed (nil: of any held file; the watcher lost
+    /// news): their descriptors and copies retire (responses sending a copy finish with it), and
+    /// their information is taken again at the next lookup.
+    func contentChanged(watch wd: Int32?) {
+        for i in slots.indices where !slots[i].path.isEmpty {
+            guard let f = slots[i].file, f.watch >= 0, wd == nil || f.watch == wd else { continue }
+            retire(i)
+            slots[i].validated = Int64.min / 2
+        }
+    }
+
+    /// Files held in memory now.
+    var contentsHeld: Int { index.values.reduce(0) { $0 + (slots[$1].file?.content == nil ? 0 : 1) } }
 
     // MARK: entries and the least-recently-used list
 
@@ -478,6 +548,10 @@ final class OpenFileCache {
     private func retire(_ i: Int) {
         guard let f = slots[i].file else { return }
         slots[i].file = nil
+        if f.watch >= 0 {
+            calls.unwatch(f.watch)
+            f.watch = -1
+        }
         if f.retire() { calls.close(f.fd) }
     }
 

@@ -591,7 +591,15 @@ extension ClientConnection {
                     // On TLS a file larger than a pool block (4 KiB) goes in full records (16 KiB
                     // chunks): a quarter of the reads, records and sends.
                     if case .tls = transport, b.remaining > outBuf.capacity { outBuf.reserve(16384) }
-                    let n = pread(f, outBuf.writePointer, min(b.remaining, outBuf.writableTail), off_t(b.offset))
+                    let want = min(b.remaining, outBuf.writableTail)
+                    let n: Int
+                    if let held = b.shared, let content = held.takeUnretainedValue().content {
+                        // An open file cache's copy in memory (the file as its head says).
+                        n = min(want, content.count - b.offset)
+                        if n > 0 { content.withUnsafeBytes { outBuf.writePointer.copyMemory(from: $0.baseAddress! + b.offset, byteCount: n) } }
+                    } else {
+                        n = pread(f, outBuf.writePointer, want, off_t(b.offset))
+                    }
                     if n <= 0 {
                         b.remaining = 0 // file shrank
                         closeAfterResponse = true

@@ -420,6 +420,9 @@ public final class Worker: @unchecked Sendable {
     /// zone, so the key stays unique while it is here.
     var openFileCaches: [ObjectIdentifier: (zone: OpenFileCacheZone, cache: OpenFileCache)] = [:]
     var openFileCacheSweep = false
+    /// Watches the files the caches hold in memory (made with the first cache; nil if the
+    /// system has no inotify instance to give).
+    var fileWatcher: FileWatcher?
 
     /// The last cache asked for (most requests of a worker use one): no hashing then.
     private var lastOpenFileCache: (zone: OpenFileCacheZone, cache: OpenFileCache)?
@@ -430,7 +433,13 @@ public final class Worker: @unchecked Sendable {
             lastOpenFileCache = c
             return c.cache
         }
-        let c = OpenFileCache(max: zone.max, inactiveMs: zone.inactiveMs)
+        var calls = FileSystemCalls.system
+        if fileWatcher == nil { fileWatcher = FileWatcher(worker: self) }
+        if let w = fileWatcher {
+            calls.watch = { [unowned w] file in w.watch(file) }
+            calls.unwatch = { [unowned w] wd in w.unwatch(wd) }
+        }
+        let c = OpenFileCache(max: zone.max, inactiveMs: zone.inactiveMs, calls: calls)
         openFileCaches[ObjectIdentifier(zone)] = (zone, c)
         lastOpenFileCache = (zone, c)
         scheduleOpenFileCacheSweep()
@@ -673,6 +682,11 @@ final class SharedFile {
     var users = 0
     var retired = false
     var lastUse: Int64
+    /// The whole file, for an open file cache's small file (`OpenFileCache.hold`); unchanged
+    /// while `watch` is on (responses still sending it after that finish with this copy).
+    var content: [UInt8]?
+    /// The worker's watch of the file's content; -1: none.
+    var watch: Int32 = -1
 
     init(fd: Int32, inode: UInt64, now: Int64) {
         self.fd = fd

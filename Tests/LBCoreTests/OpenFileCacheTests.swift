@@ -13,8 +13,16 @@ final class FakeFileSystem {
     var open: [Int32: String] = [:]
     var nextFD: Int32 = 100
     var nextInode: UInt64 = 1
-    var stats = 0, opens = 0, fstats = 0, closes = 0
+    var stats = 0, opens = 0, fstats = 0, closes = 0, reads = 0
     private var inodeOfFD: [Int32: FileInfo] = [:]
+    /// Watches can be had (inotify); the watches on, by inode: number and uses.
+    var watchesAvailable = true
+    var watches: [UInt64: (wd: Int32, uses: Int)] = [:]
+    private var nextWatch: Int32 = 1
+    /// A file's content: its inode's number repeated, as many bytes as its size now.
+    func content(_ info: FileInfo) -> [UInt8] { [UInt8](repeating: UInt8(truncatingIfNeeded: info.inode), count: info.size) }
+    /// The watch on a path's inode.
+    func watch(of path: String) -> Int32? { nodes[path].flatMap { watches[$0.inode]?.wd } }
 
     var syscalls: Int { stats + opens + fstats + closes }
 
@@ -68,6 +76,26 @@ final class FakeFileSystem {
             close: { [unowned self] fd in
                 closes += 1
                 precondition(open.removeValue(forKey: fd) != nil, "closed twice: \(fd)")
+            },
+            watch: { [unowned self] fd in
+                guard watchesAvailable, let info = inodeOfFD[fd] else { return nil }
+                if let w = watches[info.inode] {
+                    watches[info.inode] = (w.wd, w.uses + 1)
+                    return w.wd
+                }
+                nextWatch += 1
+                watches[info.inode] = (nextWatch, 1)
+                return nextWatch
+            },
+            unwatch: { [unowned self] wd in
+                let (inode, w) = watches.first { $0.value.wd == wd }!
+                watches[inode] = w.uses > 1 ? (wd, w.uses - 1) : nil
+            },
+            read: { [unowned self] fd, size in
+                reads += 1
+                let info = inodeOfFD[fd]!
+                let now = open[fd].flatMap { nodes[$0] }.flatMap { $0.inode == info.inode ? $0 : nil } ?? info
+                return now.size == size ? content(now) : nil
             })
     }
 }
@@ -119,6 +147,8 @@ final class FakeFileSystem {
     @Test func afterValidTheSameInodeKeepsTheDescriptorAndRefreshesSizeAndTime() {
         let c = cache()
         fs.write("/a", size: 10, mtime: 1000)
+        // (A file held in memory is not kept through a change: aCopyIsDropped… below.)
+        fs.watchesAvailable = false
         let (_, f1, _) = send(c, "/a", at: 0)
         c.release(f1!)
         fs.modify("/a", size: 20, mtime: 2000)
@@ -324,5 +354,138 @@ final class FakeFileSystem {
         #expect(send(c, "/b", at: 1).0?.size == 2)
         #expect(send(c, "/a", at: 2).0?.size == 1)
         #expect(c.count == 1)
+    }
+
+    // MARK: small files held in memory
+
+    @Test func aSmallKeptFileIsHeldInMemoryWhileWatched() {
+        let c = cache()
+        let info = fs.write("/a", size: 100)
+        let (_, f, _) = send(c, "/a", at: 0)
+        #expect(f?.content == fs.content(info) && f?.watch == fs.watch(of: "/a"))
+        #expect(fs.reads == 1 && c.contentsHeld == 1)
+        c.release(f!)
+        // Served from the copy after that: no read, no system call.
+        let before = fs.syscalls + fs.reads
+        let (_, g, _) = send(c, "/a", at: 10)
+        #expect(g === f && g?.content?.count == 100)
+        #expect(fs.syscalls + fs.reads == before)
+        c.release(g!)
+    }
+
+    @Test func nothingIsHeldForALargeFileAnEmptyOneOrWithoutWatches() {
+        let c = cache()
+        fs.write("/big", size: OpenFileCache.contentLimit + 1)
+        fs.write("/edge", size: OpenFileCache.contentLimit)
+        fs.write("/empty", size: 0)
+        for p in ["/big", "/edge", "/empty"] { c.release(send(c, p, at: 0).1!) }
+        #expect(c.contentsHeld == 1 && fs.watches.count == 1 && fs.watch(of: "/edge") != nil)
+        fs.watchesAvailable = false
+        fs.write("/b", size: 10)
+        let (_, f, _) = send(c, "/b", at: 0)
+        #expect(f != nil && f?.content == nil && fs.reads == 1, "no copy without a watch")
+        c.release(f!)
+    }
+
+    @Test func aFileNotYetKeptIsNotHeld() {
+        let c = cache()
+        fs.write("/a", size: 10)
+        let (_, f, _) = send(c, "/a", at: 0, minUses: 2)
+        #expect(f?.content == nil && fs.watches.isEmpty)
+        c.release(f!)
+        let (_, g, _) = send(c, "/a", at: 1, minUses: 2)
+        #expect(g?.content != nil && fs.watches.count == 1)
+        c.release(g!)
+    }
+
+    @Test func aChangeOfContentRetiresTheCopyAndTheNextLookupTakesTheFileAgain() {
+        let c = cache()
+        fs.write("/a", size: 10, mtime: 1000)
+        let (_, f, _) = send(c, "/a", at: 0)
+        let wd = f!.watch
+        // Written in place: same inode, new size and time; the watch tells at once.
+        fs.modify("/a", size: 20, mtime: 1001)
+        c.contentChanged(watch: wd)
+        #expect(fs.watches.isEmpty, "the retired copy's watch ends")
+        #expect(f?.content?.count == 10, "a response still sending the old copy finishes with it")
+        #expect(fs.open[f!.fd] != nil, "its descriptor stays open while that response uses it")
+        // Well within `valid`, the new file with its new information.
+        let (info, g, _) = send(c, "/a", at: 1)
+        #expect(info?.size == 20 && info?.mtime == 1001 && g !== f && g?.content?.count == 20)
+        c.release(f!)
+        #expect(fs.open[f!.fd] == nil)
+        c.release(g!)
+        #expect(fs.open.count == 1 && fs.watches.count == 1)
+    }
+
+    @Test func aChangeOfAnotherWatchLeavesTheCopy() {
+        let c = cache()
+        fs.write("/a", size: 10)
+        fs.write("/b", size: 10)
+        let (_, a, _) = send(c, "/a", at: 0)
+        let (_, b, _) = send(c, "/b", at: 0)
+        c.release(a!)
+        c.release(b!)
+        c.contentChanged(watch: b!.watch)
+        let opens = fs.opens
+        #expect(send(c, "/a", at: 1).1 === a)
+        #expect(fs.opens == opens && c.contentsHeld == 1)
+        c.release(a!)
+        // Lost news (the watcher's queue overflowed): every copy goes.
+        c.contentChanged(watch: nil)
+        #expect(c.contentsHeld == 0 && fs.watches.isEmpty)
+    }
+
+    @Test func twoPathsOfOneInodeShareTheWatchUntilBothGo() {
+        let c = cache()
+        let info = fs.write("/a", size: 10)
+        fs.nodes["/hard"] = info
+        c.release(send(c, "/a", at: 0).1!)
+        c.release(send(c, "/hard", at: 0).1!)
+        #expect(fs.watches[info.inode]?.uses == 2 && c.contentsHeld == 2)
+        c.contentChanged(watch: fs.watches[info.inode]!.wd)
+        #expect(fs.watches.isEmpty && c.contentsHeld == 0)
+        #expect(fs.open.isEmpty)
+    }
+
+    @Test func aCopyIsDroppedWhenRevalidationSeesTheFileChangedBeforeItsNews() {
+        let c = cache()
+        fs.write("/a", size: 10, mtime: 1000)
+        let (_, f, _) = send(c, "/a", at: 0)
+        c.release(f!)
+        fs.modify("/a", size: 10, mtime: 1005)
+        let (info, g, _) = send(c, "/a", at: 2000)
+        #expect(info?.mtime == 1005 && g !== f && g?.content != nil && fs.open[f!.fd] == nil)
+        c.release(g!)
+        // Unchanged at the next revalidation: the same descriptor and copy.
+        let (_, h, _) = send(c, "/a", at: 4000)
+        #expect(h === g)
+        c.release(h!)
+    }
+
+    @Test func aFileThatGrewBetweenFstatAndReadIsNotHeld() {
+        fs.write("/a", size: 10)
+        // The fake reads what the path names now: a file grown after the fstat.
+        var calls = fs.calls
+        let read = calls.read
+        calls.read = { [fs] fd, size in
+            fs.modify("/a", size: 11, mtime: 1000)
+            return read(fd, size)
+        }
+        let c2 = OpenFileCache(max: 10, inactiveMs: 60_000, calls: calls)
+        let (_, f, _) = send(c2, "/a", at: 0)
+        #expect(f != nil && f?.content == nil && fs.watches.isEmpty)
+        c2.release(f!)
+    }
+
+    @Test func removeAllEndsEveryWatch() {
+        let c = cache()
+        fs.write("/a", size: 10)
+        fs.write("/b", size: 10)
+        c.release(send(c, "/a", at: 0).1!)
+        c.release(send(c, "/b", at: 0).1!)
+        #expect(fs.watches.count == 2)
+        c.removeAll()
+        #expect(fs.watches.isEmpty && fs.open.isEmpty)
     }
 }
