@@ -218,6 +218,9 @@ final class ClientConnection: Pollable {
             keptExchange = nil
             kept.reset(server: defaultServer, startMicros: monotonicMicros())
             ex = kept
+        } else if let spare = worker.spareExchanges.popLast() {
+            spare.begin(server: defaultServer, startMicros: monotonicMicros())
+            ex = spare
         } else {
             ex = Exchange(server: defaultServer, startMicros: monotonicMicros())
             if var storage = worker.spareExchangeStorage.popLast() { ex.adopt(&storage) }
@@ -226,15 +229,22 @@ final class ClientConnection: Pollable {
         responseLimited = nil
     }
 
-    /// Ends the exchange; its arrays' capacity goes back to the worker (never their contents).
-    /// A stream connection (HTTP/2) keeps the object itself, for the next stream it may serve
-    /// (`H2Session.startStream`): `beginExchange` resets it whole.
+    /// Ends the exchange. Held by nothing else, it is kept for a next request: a stream
+    /// connection (HTTP/2) keeps it itself, for the next stream its object serves
+    /// (`H2Session.startStream`; `beginExchange` resets it whole); an HTTP/1.1 connection's is
+    /// reset at once (what it holds of the request goes) and kept by the worker for the next
+    /// request of any connection, the last one finished first (still in the processor's caches).
+    /// Beyond the worker's bound, or from a connection of an older configuration (whose objects
+    /// it would keep), its arrays' capacity goes back (never their contents).
     func endExchange() {
         guard var done = ex else { return }
         ex = nil
         guard isKnownUniquelyReferenced(&done) else { return }
         if case .stream = transport {
             keptExchange = done
+        } else if worker.spareExchanges.count < Worker.maxSpareExchanges && generation === worker.generation {
+            done.reset(server: done.server, startMicros: 0)
+            worker.spareExchanges.append(done)
         } else if worker.spareExchangeStorage.count < Worker.maxSpareBuffers {
             worker.spareExchangeStorage.append(done.takeStorage())
         }

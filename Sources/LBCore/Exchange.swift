@@ -6,9 +6,10 @@ import LBIO
 /// stream): the chosen server and location, the URI and its internal redirects, the status and
 /// counters for the log, and the state of whichever responder answers it (proxy, cache, static
 /// file). A connection creates a fresh one for every request and drops it when the request is
-/// logged, so nothing of one request can leak into the next. An HTTP/2 stream connection keeps
-/// its finished one for the next stream its object serves (`ClientConnection.keptExchange`),
-/// which `reset` first makes as a new one: every field below is set there.
+/// logged, so nothing of one request can leak into the next. A finished one is made as a new
+/// one by `reset` (every field below is set there) and used again: by the same HTTP/2 stream
+/// connection for its next stream (`ClientConnection.keptExchange`), or, from an HTTP/1.1
+/// connection, by the worker for the next request of any connection (`begin`).
 ///
 /// The request head itself (`RequestHead` and the bytes it indexes) stays with the HTTP/1.1
 /// connection that parsed it, as nginx keeps `header_in` in the connection's buffer.
@@ -160,6 +161,16 @@ final class Exchange {
     /// what is kept is the capacity of `ExchangeStorage`'s arrays, never a content. A field added
     /// to the class is added here too (ExchangeResetTests compares a reset exchange with a new
     /// one, field by field, and lists the fields).
+    /// A reset exchange taken for a new request: its server (and so its location) and start.
+    @inline(__always)
+    func begin(server: VirtualServer, startMicros: Int64) {
+        if self.server !== server {
+            self.server = server
+            location = server.fallback
+        }
+        self.startMicros = startMicros
+    }
+
     func reset(server: VirtualServer, startMicros: Int64) {
         // Looked at before they are replaced, as the large values below: a store of the same
         // object, or an empty array's truncation, still costs its reference counting.

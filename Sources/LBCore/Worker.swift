@@ -21,6 +21,10 @@ public final class Worker: @unchecked Sendable {
     static let maxSpareBuffers = 256
     /// Emptied arrays of finished exchanges, for the next ones (ClientConnection.beginExchange).
     var spareExchangeStorage: [ExchangeStorage] = []
+    /// Finished exchanges of HTTP/1.1 connections, reset, for the next requests of any
+    /// connection, the last one finished first (ClientConnection.endExchange, beginExchange).
+    var spareExchanges: [Exchange] = []
+    static let maxSpareExchanges = 256
     /// Request heads of connections that went idle, kept for the next request that arrives (on any
     /// connection): a keep-alive request after an idle wait takes one without allocating.
     var spareRequestHeads: [RequestHeadStorage.Pointer] = []
@@ -40,7 +44,10 @@ public final class Worker: @unchecked Sendable {
         // A reload: HTTP/2 connections of older generations say GOAWAY, finish their streams, close.
         didSet {
             for s in h2Sessions.values where s.generation !== generation { s.goAway() }
-            if generation !== oldValue { dropOpenFileCaches() }
+            if generation !== oldValue {
+                dropOpenFileCaches()
+                spareExchanges.removeAll() // (they refer to the old configuration's servers)
+            }
         }
     }
     /// Live HTTP/2 connections by number (reload and graceful stop send them GOAWAY).

@@ -4,8 +4,9 @@
 import LBIO
 import Testing
 
-/// An HTTP/2 stream connection keeps its finished exchange for the next stream it serves
-/// (`ClientConnection.keptExchange`); `Exchange.reset` must make it a new one, field by field.
+/// A finished exchange is kept for a next request (an HTTP/2 stream connection's for its next
+/// stream, an HTTP/1.1 connection's by the worker for any connection: `ClientConnection.endExchange`);
+/// `Exchange.reset` must make it a new one, field by field.
 @Suite struct ExchangeResetTests {
     static let server: VirtualServer = {
         let text = "events {} http { server { listen 127.0.0.1:1; location / { return 200; } location /b { return 204; } } }"
@@ -114,6 +115,20 @@ import Testing
         let runtimeObjects: Set = ["server", "spareRewrite", "body", "target", "upstreamRuntime", "up", "gz", "sub", "cache", "cacheWriter", "accessState"]
         for (d, f) in zip(dirty, fresh) where !runtimeObjects.contains(d.0) { #expect(d.1 != f.1, "used() leaves \(d.0) as a new exchange has it") }
         #expect(e.uri.capacity >= uriCapacity && e.attempt.response.headers.capacity >= headersCapacity)
+    }
+
+    /// A reset exchange the worker kept, taken by a connection of another server (`begin`): a
+    /// new exchange of that server, its location that server's.
+    @Test func aKeptExchangeBegunForAnotherServerIsANewOneOfIt() {
+        let other = try! ConfigLoader(prefix: "/tmp").load(text: "events {} http { server { listen 127.0.0.1:2; location / { return 200; } } }").table.servers[0]
+        let e = Self.used()
+        e.reset(server: Self.server, startMicros: 0)
+        e.begin(server: other, startMicros: 7)
+        let fresh = Self.fields(Exchange(server: other, startMicros: 7))
+        for (r, f) in zip(Self.fields(e), fresh) where r.0 != "spareRewrite" { #expect(r.1 == f.1, "\(r.0) after begin: \(r.1), new: \(f.1)") }
+        e.reset(server: other, startMicros: 0)
+        e.begin(server: Self.server, startMicros: 8)
+        #expect(e.server === Self.server && e.location === Self.server.fallback && e.startMicros == 8)
     }
 
     /// The fields `reset` sets. A field added to `Exchange` fails this test until `reset` (and
