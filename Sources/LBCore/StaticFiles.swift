@@ -553,6 +553,21 @@ extension ClientConnection {
             assertionFailure("sendStaticBody without a file responder")
             return
         }
+        // A body held in memory (an open file cache's small file, whole or one range) goes with
+        // the head: one write for both (on TLS one record), no read. Where sendfile works, only
+        // when it fits beside the head as the buffer is (a larger one is sent from the page
+        // cache: measured, the copy and the grown buffer cost more than the call they save).
+        if b.remaining > 0, b.multipart == nil, let held = b.shared, let content = held.takeUnretainedValue().content,
+           b.offset + b.remaining <= content.count, !transport.canSendfile || outBuf.writableTail >= b.remaining {
+            let n = b.remaining
+            if outBuf.writableTail < n { outBuf.reserve(outBuf.writeIndex + n) }
+            content.withUnsafeBytes { outBuf.writePointer.copyMemory(from: $0.baseAddress! + b.offset, byteCount: n) }
+            outBuf.writeIndex += n
+            b.offset += n
+            b.remaining = 0
+            ex.bodyBytesSent += n
+            ex.responder = .file(b)
+        }
         // The head goes with MSG_MORE: it leaves in the same segment as the first file bytes.
         guard flushOut(more: (b.remaining > 0 || b.hasParts) && !corked) else { return }
         guard let f = b.fd else { closeStaticFile(); finishRequest(); return }

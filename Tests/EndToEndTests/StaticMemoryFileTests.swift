@@ -93,6 +93,29 @@ import Testing
         }
     }
 
+    /// A held file sent from memory (with its head, in one write): a range, two ranges
+    /// (multipart, from the descriptor), HEAD and a conditional GET, over each protocol.
+    @Test func rangesHeadAndConditionalsFromMemory() throws {
+        let (lb, tls, files) = try Self.start()
+        try "0123456789abcdef".write(to: files.appendingPathComponent("r.txt"), atomically: false, encoding: .utf8)
+        for proto in ["plain", "h1", "h2", "h2c"] {
+            let base: [String] = proto == "plain" ? ["--http1.1"] : proto == "h2c" ? ["--http2-prior-knowledge"]
+                : ["--cacert", TestCerts.path("ca.crt"), "--resolve", "a.test:\(tls):127.0.0.1", proto == "h2" ? "--http2" : "--http1.1"]
+            let url = proto == "plain" || proto == "h2c" ? "http://127.0.0.1:\(lb.port)/m/r.txt" : "https://a.test:\(tls)/m/r.txt"
+            #expect(try curl(base + ["-s", url]).out == "0123456789abcdef", "\(proto)")
+            let one = try curl(base + ["-s", "-r", "2-5", "-w", "|%{http_code}", url])
+            #expect(one.out == "2345|206", "\(proto): \(one)")
+            let two = try curl(base + ["-s", "-r", "0-1,14-15", "-w", "|%{http_code}", url])
+            #expect(two.out.contains("\r\n\r\n01\r\n") && two.out.contains("\r\n\r\nef\r\n") && two.out.hasSuffix("|206"), "\(proto): \(two)")
+            let head = try curl(base + ["-s", "-I", url])
+            #expect(head.out.lowercased().contains("content-length: 16"), "\(proto): \(head)")
+            let etag = head.out.split(separator: "\r\n").first { $0.lowercased().hasPrefix("etag:") }.map { String($0.dropFirst(5)).trimmingCharacters(in: .whitespaces) } ?? ""
+            let cond = try curl(base + ["-s", "-H", "If-None-Match: \(etag)", "-w", "|%{http_code}", url])
+            #expect(cond.out == "|304", "\(proto): \(cond)")
+        }
+        #expect(Self.watches(of: lb.started.pid) == 1)
+    }
+
     @Test func onlySmallFilesAreHeld() throws {
         let (lb, tls, files) = try Self.start()
         var big = [UInt8](repeating: 0, count: 16384 + 1)
