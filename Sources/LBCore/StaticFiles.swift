@@ -558,15 +558,42 @@ extension ClientConnection {
         // when it fits beside the head as the buffer is (a larger one is sent from the page
         // cache: measured, the copy and the grown buffer cost more than the call they save).
         if b.remaining > 0, b.multipart == nil, let held = b.shared, let content = held.takeUnretainedValue().content,
-           b.offset + b.remaining <= content.count, !transport.canSendfile || outBuf.writableTail >= b.remaining {
-            let n = b.remaining
-            if outBuf.writableTail < n { outBuf.reserve(outBuf.writeIndex + n) }
-            content.withUnsafeBytes { outBuf.writePointer.copyMemory(from: $0.baseAddress! + b.offset, byteCount: n) }
-            outBuf.writeIndex += n
-            b.offset += n
-            b.remaining = 0
-            ex.bodyBytesSent += n
-            ex.responder = .file(b)
+           b.offset + b.remaining <= content.count {
+            if !transport.canSendfile || outBuf.writableTail >= b.remaining {
+                let n = b.remaining
+                if outBuf.writableTail < n { outBuf.reserve(outBuf.writeIndex + n) }
+                content.withUnsafeBytes { outBuf.writePointer.copyMemory(from: $0.baseAddress! + b.offset, byteCount: n) }
+                outBuf.writeIndex += n
+                b.offset += n
+                b.remaining = 0
+                ex.bodyBytesSent += n
+                ex.responder = .file(b)
+            } else if writable && !outBuf.isEmpty && (responseLimited == false || (responseLimited == nil && !resolveRate())) {
+                // Larger than the room beside the head, on a socket sendfile works on, with no
+                // limit_rate: head and body leave in one writev, without a copy; what the socket
+                // did not take goes on below (the head's rest, then the file by sendfile).
+                do {
+                    let r = try content.withUnsafeBytes { c throws(IOError) in
+                        try transport.writev(fd, UnsafeRawBufferPointer(start: outBuf.readPointer, count: outBuf.readable),
+                                             UnsafeRawBufferPointer(rebasing: c[b.offset..<(b.offset + b.remaining)]))
+                    }
+                    switch r {
+                    case .done(let n):
+                        let head = min(n, outBuf.readable)
+                        outBuf.readIndex += head
+                        b.offset += n - head
+                        b.remaining -= n - head
+                        ex.bodyBytesSent += n - head
+                    case .wouldBlock:
+                        writable = false
+                    }
+                } catch {
+                    closeStaticFile()
+                    close()
+                    return
+                }
+                ex.responder = .file(b)
+            }
         }
         // The head goes with MSG_MORE: it leaves in the same segment as the first file bytes.
         guard flushOut(more: (b.remaining > 0 || b.hasParts) && !corked) else { return }

@@ -118,7 +118,8 @@ import Testing
     }
 
     /// `limit_rate` holds for a body sent from memory with its head: 12,000 octets at 4k a
-    /// second take two seconds (the first 4k at once, as nginx), over HTTPS/1.1 and h2.
+    /// second take two seconds (the first 4k at once, as nginx), over HTTPS/1.1, h2 and
+    /// cleartext HTTP/1.1 (there not in one writev: sendfile, limited).
     @Test func limitRateHoldsForAFileSentFromMemory() throws {
         let (lb, tls, files) = try Self.start()
         let dir = files.deletingLastPathComponent().appendingPathComponent("rl")
@@ -126,11 +127,12 @@ import Testing
         var bytes = [UInt8](repeating: 0, count: 12000)
         for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 7 >> 2) }
         try Data(bytes).write(to: dir.appendingPathComponent("f.bin"))
-        for proto in ["--http1.1", "--http2"] {
+        for proto in ["--http1.1", "--http2", "plain"] {
             let out = lb.dir.appendingPathComponent("rl.bin").path
             let start = Date()
-            let r = try curl(["-s", "--cacert", TestCerts.path("ca.crt"), "--resolve", "a.test:\(tls):127.0.0.1", proto,
-                              "-o", out, "https://a.test:\(tls)/rl/f.bin"])
+            let r = proto == "plain" ? try curl(["-s", "--http1.1", "-o", out, "http://127.0.0.1:\(lb.port)/rl/f.bin"])
+                : try curl(["-s", "--cacert", TestCerts.path("ca.crt"), "--resolve", "a.test:\(tls):127.0.0.1", proto,
+                            "-o", out, "https://a.test:\(tls)/rl/f.bin"])
             let took = Date().timeIntervalSince(start)
             #expect(r.status == 0 && (try? Data(contentsOf: URL(fileURLWithPath: out))) == Data(bytes), "\(proto): \(r.err)")
             #expect(took >= 1.5, "\(proto): 12,000 octets at 4k a second took \(took) s")
@@ -152,6 +154,13 @@ import Testing
         #expect(try Data(contentsOf: lb.dir.appendingPathComponent("big.bin")) == Data(big))
         #expect(try Data(contentsOf: lb.dir.appendingPathComponent("edge.bin")) == Data(big[..<16384]))
         #expect(Self.watches(of: lb.started.pid) == 1, "16 KiB is held, one byte more is not")
+        // Cleartext HTTP/1.1 sends a held file larger than the room beside the head with it in one
+        // writev: whole, and one range of it.
+        let plain = lb.dir.appendingPathComponent("plain.bin").path
+        #expect(try curl(["-s", "--http1.1", "-o", plain, "http://127.0.0.1:\(lb.port)/m/edge.bin"]).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: plain)) == Data(big[..<16384]))
+        #expect(try curl(["-s", "--http1.1", "-r", "1000-9999", "-o", plain, "http://127.0.0.1:\(lb.port)/m/edge.bin"]).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: plain)) == Data(big[1000...9999]))
         writeInPlace(files.appendingPathComponent("edge.bin"), "x", truncate: true)
         #expect(try waitUntil(timeout: 5, interval: 0.05) { try fetch(lb, tls: tls, "/m/edge.bin", "h2") == ("x", 1) })
     }
