@@ -554,9 +554,9 @@ extension ClientConnection {
             return
         }
         // A body held in memory (an open file cache's small file, whole or one range) goes with
-        // the head: one write for both (on TLS one record), no read. Where sendfile works, only
-        // when it fits beside the head as the buffer is (a larger one is sent from the page
-        // cache: measured, the copy and the grown buffer cost more than the call they save).
+        // the head: one write for both (on TLS one record), no read. Where sendfile works it is
+        // copied only when it fits beside the head as the buffer is (measured: copying 4 KiB
+        // into a grown buffer cost more than the call it saved); a larger one goes by writev.
         if b.remaining > 0, b.multipart == nil, let held = b.shared, let content = held.takeUnretainedValue().content,
            b.offset + b.remaining <= content.count {
             if !transport.canSendfile || outBuf.writableTail >= b.remaining {
