@@ -223,14 +223,38 @@ extension ClientConnection {
         // index that exists — an absolute one untested, even for a directory that is not there —
         // is an internal redirect, with the arguments, so that its own location answers it.
         if allowIndex && u.last == UInt8(ascii: "/") {
+            var dirTested = false
             for idx in settings.resolved.index {
                 let name = evaluate(idx)
                 if ex.variableFailed { respondError(500); return }
                 if name.first != UInt8(ascii: "/"), case .failed(let e) = probeFile(path + name) {
-                    // As nginx's index module: an index refused by disable_symlinks is a 403;
-                    // otherwise the next index, then the directory's own lookup.
+                    // As nginx's index module (ngx_http_index_handler): an index refused by
+                    // disable_symlinks is a 403; one under a path that is not a directory, too
+                    // long or not accessible answers at once; on the first one not there the
+                    // directory is tested (not there: a 404 naming the index); then the next.
                     if e == ELOOP || e == EMLINK { respondError(403); return }
-                    continue
+                    if e == ENOTDIR || e == ENAMETOOLONG || e == EACCES {
+                        indexError(path + name, e)
+                        return
+                    }
+                    if !dirTested {
+                        if case .failed(let d) = probeFile(path) {
+                            if d == ENOENT {
+                                indexError(path + name, d)
+                                return
+                            }
+                            if d != EACCES {
+                                log(.crit, "stat() \"\(String(decoding: path, as: UTF8.self))\" failed (\(d): \(String(cString: strerror(d))))")
+                                respondError(500)
+                                return
+                            }
+                        }
+                        dirTested = true
+                    }
+                    if e == ENOENT { continue }
+                    log(.crit, "open() \"\(String(decoding: path + name, as: UTF8.self))\" failed (\(e): \(String(cString: strerror(e))))")
+                    respondError(500)
+                    return
                 }
                 let dest = name.first == UInt8(ascii: "/") ? name : u + name
                 guard internalRedirect(to: dest) else { return }
@@ -267,6 +291,19 @@ extension ClientConnection {
             return
         }
         sendFile(path, info)
+    }
+
+    /// nginx's `ngx_http_index_error`: an index not accessible is a 403 (`"…" is forbidden`),
+    /// else a 404 (`"…" is not found`, unless `log_not_found off`), naming the index's path.
+    func indexError(_ file: [UInt8], _ e: Int32) {
+        let text = "\"\(String(decoding: file, as: UTF8.self))\" is \(e == EACCES ? "forbidden" : "not found") (\(e): \(String(cString: strerror(e))))"
+        if e == EACCES {
+            log(.error, text)
+            respondError(403)
+            return
+        }
+        if settings.resolved.logNotFound { log(.error, text) }
+        respondError(404)
     }
 
     /// nginx's `disable_symlinks`: lstat every component below `from` (the document root when
