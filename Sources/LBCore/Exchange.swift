@@ -5,9 +5,9 @@ import LBIO
 /// One request, from its head to its last logged byte (nginx's `ngx_http_request_t`, HAProxy's
 /// stream): the chosen server and location, the URI and its internal redirects, the status and
 /// counters for the log, and the state of whichever responder answers it (proxy, cache, static
-/// file). A connection creates a fresh one for every request and drops it when the request is
-/// logged, so nothing of one request can leak into the next. A finished one is made as a new
-/// one by `reset` (every field below is set there) and used again: by the same HTTP/2 stream
+/// file). A connection takes one for every request and lets it go when the request is logged;
+/// nothing of one request leaks into the next because a finished one is made as a new one by
+/// `reset` (every field below is set there) before it is used again: by the same HTTP/2 stream
 /// connection for its next stream (`ClientConnection.keptExchange`), or, from an HTTP/1.1
 /// connection, by the worker for the next request of any connection (`begin`).
 ///
@@ -156,11 +156,6 @@ final class Exchange {
         self.startMicros = startMicros
     }
 
-    /// This exchange, finished and held by nothing else, as `init(server:startMicros:)` makes a
-    /// new one with the storage of an earlier exchange adopted (`adopt`): every field set anew;
-    /// what is kept is the capacity of `ExchangeStorage`'s arrays, never a content. A field added
-    /// to the class is added here too (ExchangeResetTests compares a reset exchange with a new
-    /// one, field by field, and lists the fields).
     /// A reset exchange taken for a new request: its server (and so its location) and start.
     @inline(__always)
     func begin(server: VirtualServer, startMicros: Int64) {
@@ -171,6 +166,11 @@ final class Exchange {
         self.startMicros = startMicros
     }
 
+    /// This exchange, finished and held by nothing else, as `init(server:startMicros:)` makes a
+    /// new one with the storage of an earlier exchange adopted (`adopt`): every field set anew;
+    /// what is kept is the capacity of `ExchangeStorage`'s arrays, never a content. A field added
+    /// to the class is added here too (ExchangeResetTests compares a reset exchange with a new
+    /// one, field by field, and lists the fields).
     func reset(server: VirtualServer, startMicros: Int64) {
         // Looked at before they are replaced, as the large values below: a store of the same
         // object, or an empty array's truncation, still costs its reference counting.

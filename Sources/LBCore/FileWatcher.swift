@@ -47,9 +47,6 @@ final class FileWatcher: Pollable {
         }
     }
 
-    /// Watches in use (tests, status).
-    var count: Int { uses.count }
-
     override func ready(_ events: UInt32) {
         let size = 4096
         let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)

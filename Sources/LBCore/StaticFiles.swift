@@ -219,11 +219,12 @@ extension ClientConnection {
 
     func serveURI(_ u: [UInt8], allowIndex: Bool) {
         guard let path = filePath(for: u) else { respondError(404); return }
+        // The directory's lookup when the index module made it (not made twice).
+        var dirLookup: FileLookup?
         // nginx's index module runs before the static one, for a URI ending in `/`: the first
         // index that exists — an absolute one untested, even for a directory that is not there —
         // is an internal redirect, with the arguments, so that its own location answers it.
         if allowIndex && u.last == UInt8(ascii: "/") {
-            var dirTested = false
             for idx in settings.resolved.index {
                 let name = evaluate(idx)
                 if ex.variableFailed { respondError(500); return }
@@ -237,8 +238,9 @@ extension ClientConnection {
                         indexError(path + name, e)
                         return
                     }
-                    if !dirTested {
-                        if case .failed(let d) = probeFile(path) {
+                    if dirLookup == nil {
+                        let lookup = probeFile(path)
+                        if case .failed(let d) = lookup {
                             if d == ENOENT {
                                 indexError(path + name, d)
                                 return
@@ -249,7 +251,7 @@ extension ClientConnection {
                                 return
                             }
                         }
-                        dirTested = true
+                        dirLookup = lookup
                     }
                     if e == ENOENT { continue }
                     log(.crit, "open() \"\(String(decoding: path + name, as: UTF8.self))\" failed (\(e): \(String(cString: strerror(e))))")
@@ -263,7 +265,7 @@ extension ClientConnection {
             }
         }
         let info: FileInfo
-        switch probeFile(path) {
+        switch dirLookup ?? probeFile(path) {
         case .found(let i, _): info = i
         case .failed(let e):
             let status = OpenFileCache.status(openError: e)
@@ -598,9 +600,7 @@ extension ClientConnection {
            b.offset + b.remaining <= content.count {
             if !transport.canSendfile || outBuf.writableTail >= b.remaining {
                 let n = b.remaining
-                if outBuf.writableTail < n { outBuf.reserve(outBuf.writeIndex + n) }
-                content.withUnsafeBytes { outBuf.writePointer.copyMemory(from: $0.baseAddress! + b.offset, byteCount: n) }
-                outBuf.writeIndex += n
+                content.withUnsafeBytes { outBuf.append(UnsafeRawBufferPointer(rebasing: $0[b.offset..<(b.offset + n)])) }
                 b.offset += n
                 b.remaining = 0
                 ex.bodyBytesSent += n
