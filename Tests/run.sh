@@ -55,8 +55,14 @@ swift build --build-tests
 # EndToEndTests, then EndToEndTests. `--skip` and `--filter` match the same test IDs
 # (`Module.Suite/test()`), so together they run every test exactly once. Both run even if the
 # first fails; the script fails if either does, and its closing line is a failing summary then.
+# Every temporary file and directory of the run (the tests create them under $TMPDIR) goes in one
+# directory, removed at the end, so that runs leave nothing behind in /tmp. Others may traverse
+# it: dnsmasq and php-fpm's workers drop to unprivileged users and read files the tests put there.
+run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/lb-tests.XXXXXX")
+chmod 755 "$run_tmp"
+trap 'rm -rf "$run_tmp"' EXIT
+export TMPDIR="$run_tmp"
 unit_log=$(mktemp)
-trap 'rm -f "$unit_log"' EXIT
 unit=0
 swift test --skip-build --skip '^EndToEndTests\.' | tee "$unit_log" || unit=$?
 # A short run of every libFuzzer target (docs/fuzzing.md); unoptimized fuzz builds take a third

@@ -268,6 +268,13 @@ final class HostDNS {
                     "--log-facility=-"]
         started = try host.start("/usr/bin/env", ["python3", "-c", dnsmasqKeeper, "/usr/sbin/dnsmasq"] + args)
         guard waitForPort(53, host: host.address) else { throw HarnessError("dnsmasq did not start: \(started.stderr)") }
+        // Ready when it answers from the hosts file, not merely when it listens.
+        if let name = hosts.split(separator: "\n").first?.split(separator: " ").last.map(String.init) {
+            let address = host.address
+            guard waitUntil(timeout: 5, interval: 0.05, { !resolveA(name, server: address, timeoutMs: 200).isEmpty }) else {
+                throw HarnessError("dnsmasq does not answer for \(name): \(started.stderr)")
+            }
+        }
     }
 
     func change(_ hosts: String) throws {

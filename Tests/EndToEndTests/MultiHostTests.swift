@@ -210,7 +210,9 @@ struct MultiHostTests {
         let lb1 = try HostLB(on: l1, lbConfig(upstream: upstream, extra: "add_header X-LB lb1;"))
         let lb2 = try HostLB(on: l2, lbConfig(upstream: upstream, extra: "add_header X-LB lb2;"))
         _ = lb2
-        _ = try HostDNS(on: dnsHost, hosts: "\(l1.address) lb.test\n\(l2.address) lb.test\n")
+        // Held to the end: its deinit deletes the hosts file, which dnsmasq may not have read yet.
+        let dns = try HostDNS(on: dnsHost, hosts: "\(l1.address) lb.test\n\(l2.address) lb.test\n")
+        defer { withExtendedLifetime(dns) {} }
         let dnsAddress = dnsHost.address
         #expect(Set(resolveA("lb.test", server: dnsAddress)) == [l1.address, l2.address])
 
