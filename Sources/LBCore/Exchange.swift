@@ -7,9 +7,8 @@ import LBIO
 /// counters for the log, and the state of whichever responder answers it (proxy, cache, static
 /// file). A connection takes one for every request and lets it go when the request is logged;
 /// nothing of one request leaks into the next because a finished one is made as a new one by
-/// `reset` (every field below is set there) before it is used again: by the same HTTP/2 stream
-/// connection for its next stream (`ClientConnection.keptExchange`), or, from an HTTP/1.1
-/// connection, by the worker for the next request of any connection (`begin`).
+/// `reset` (every field below is set there) before the worker gives it to the next request of
+/// any connection or HTTP/2 stream (`ClientConnection.endExchange`, `begin`).
 ///
 /// The request head itself (`RequestHead` and the bytes it indexes) stays with the HTTP/1.1
 /// connection that parsed it, as nginx keeps `header_in` in the connection's buffer.

@@ -915,7 +915,7 @@ extension ClientConnection {
     /// A stream connection that closed and that nothing else holds, for a next stream of its
     /// session: every field as `init` and `H2Session.startStream` leave a new one, but for the
     /// session's own values (worker, generation, listener, peer, number, socket), which are the
-    /// same, and the finished exchange (`keptExchange`), which `beginExchange` resets whole.
+    /// same. Its exchange, if a reset stream left one, goes back to the worker (`endExchange`).
     /// It lets go of its stream object.
     func reuseForStream() {
         assert(state == .closed)

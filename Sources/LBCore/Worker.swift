@@ -21,8 +21,8 @@ public final class Worker: @unchecked Sendable {
     static let maxSpareBuffers = 256
     /// Emptied arrays of finished exchanges, for the next ones (ClientConnection.beginExchange).
     var spareExchangeStorage: [ExchangeStorage] = []
-    /// Finished exchanges of HTTP/1.1 connections, reset, for the next requests of any
-    /// connection, the last one finished first (ClientConnection.endExchange, beginExchange).
+    /// Finished exchanges, reset, for the next requests of any connection or HTTP/2 stream, the
+    /// last one finished first (ClientConnection.endExchange, beginExchange).
     var spareExchanges: [Exchange] = []
     static let maxSpareExchanges = 256
     /// Request heads of connections that went idle, kept for the next request that arrives (on any

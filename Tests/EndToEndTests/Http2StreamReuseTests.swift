@@ -25,7 +25,7 @@ extension Http2Tests {
 
 extension Http2Tests {
     /// A session reuses an ended stream's connection and its exchange for a later stream
-    /// (`H2Stream.parked`, `ClientConnection.keptExchange`, `Exchange.reset`): one stream at a
+    /// (`H2Stream.parked`, the worker's `spareExchanges`, `Exchange.reset`): one stream at a
     /// time on one connection, each request leaving state behind that the next must not see —
     /// a `set` variable and an added header, a real client address, rewritten arguments, a
     /// request field, an error_page's status — and the next showing its own.

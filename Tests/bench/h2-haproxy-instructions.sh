@@ -61,7 +61,7 @@ for proto in $PROTOS; do
     case $c in ret) x=1;; proxy4k) x=2;; static4k) x=3;; esac
     if [ $proto = h2 ]; then u="https://127.0.0.1:2862$x/s4k"; else u="http://127.0.0.1:2861$x/s4k"; fi
     f=$OUT/callgrind.$proto.$c; rm -f $f $f.*
-    valgrind --tool=callgrind --toggle-collect=SSL_do_handshake --collect-atstart=yes --callgrind-out-file=$f haproxy -f $W/haproxy.cfg 2>$W/vg.err & vg=$!; PIDS+=($vg)
+    valgrind --tool=callgrind ${CALLGRIND_OPTS:-} --toggle-collect=SSL_do_handshake --collect-atstart=yes --callgrind-out-file=$f haproxy -f $W/haproxy.cfg 2>$W/vg.err & vg=$!; PIDS+=($vg)
     for _ in $(seq 1 300); do h2load -n 1 -c 1 "$u" 2>/dev/null | grep -q "1 succeeded" && break; sleep 0.2; done
     h2load -c $CONNS -m $STREAMS -n 500 "$u" >/dev/null 2>&1
     callgrind_control --zero $vg >/dev/null 2>&1
