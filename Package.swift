@@ -2,11 +2,19 @@
 // lb — an nginx-compatible load balancer. Toolchain only: no package dependencies.
 import PackageDescription
 
+// Release builds of the libraries the request path runs through offer their function bodies to
+// the modules that call them (`-cross-module-optimization`), so that LBCore inlines and
+// specializes LBHTTP's and LBIO's small functions as it does its own. Measured under callgrind
+// (h2load -c 64 -m 10 over h2, docs/performance.md): 2.4% fewer instructions and 11% fewer
+// instruction-cache misses per `return 200` request, 1.2% and 1.0% fewer instructions per
+// proxied and static 4 KiB response.
+let crossModule: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+
 // The runtime's hot paths skip dynamic exclusivity checks in release builds (measured: ~4% of
 // CPU per proxied request went to swift_beginAccess and its thread-local bookkeeping; session 4,
 // with a per-request Exchange: 58% more user-space instructions per proxied request without it,
 // docs/performance.md). Debug builds, where the tests run, keep them.
-let hotPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+let hotPath: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))] + crossModule
 
 let package = Package(
     name: "lb",
@@ -24,7 +32,7 @@ let package = Package(
         .systemLibrary(name: "CCrypt", pkgConfig: "libxcrypt", providers: [.apt(["libcrypt-dev"])]),
         // The config language: lexer, parser, schema table, validator, routing table. No I/O but file
         // reads; TLS contexts (certificates, keys) are built and checked here, at load, as regexes are compiled.
-        .target(name: "LBConfig", dependencies: ["CLBShim", "COpenSSL"]),
+        .target(name: "LBConfig", dependencies: ["CLBShim", "COpenSSL"], swiftSettings: crossModule),
         // epoll event loops, sockets, timers, buffers. Knows nothing of HTTP.
         .target(name: "LBIO", dependencies: ["CLBShim", "COpenSSL"], swiftSettings: hotPath),
         // HTTP/1.1 heads, chunked framing, URIs: pure byte logic, no I/O.
@@ -37,7 +45,7 @@ let package = Package(
         // The example app server of the stack.
         .executableTarget(name: "lb-app", dependencies: ["LBIO", "LBHTTP"]),
         // Process supervision for the `stack { }` block.
-        .target(name: "LBStack", dependencies: ["LBConfig", "LBIO", "CLBShim"]),
+        .target(name: "LBStack", dependencies: ["LBConfig", "LBIO", "CLBShim"], swiftSettings: crossModule),
         .executableTarget(name: "lb", dependencies: ["LBConfig", "LBCore", "LBHTTP", "LBStack"]),
         // In-process micro-benchmarks (docs/performance.md).
         .executableTarget(name: "lb-bench", dependencies: ["LBConfig"]),
