@@ -13,8 +13,11 @@
 #   cached  the same file with `open_file_cache max=1000;` on lb and nginx (descriptor and
 #           metadata kept per worker: the tuned static setup; HAProxy as in `static`)
 # h2load -c CONNECTIONS (64) -m STREAMS (10) for SECONDS (6) after a 1-second warm-up.
-# CPU per request is the server's utime+stime from /proc/PID/stat over the run, divided by the
-# requests h2load completed. Medians per server at the end.
+# CPU per request is the server's utime+stime from /proc/PID/stat over the measured seconds (read
+# when the warm-up second ends and when h2load ends), divided by the requests h2load completed:
+# when h2load on its core is the limit, both servers reach about the same rate, and the CPU
+# each spent per request says which would go further. (Before session 13 the warm-up second and
+# the TLS handshakes were in the CPU figure too, about 7/6 of it.) Medians per server at the end.
 # Needs: nginx, haproxy, h2load (apt-get install nginx-light haproxy nghttp2-client). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -135,9 +138,12 @@ for r in $(seq 1 "$ROUNDS"); do
         for c in "${CONTENDERS[@]}"; do
             set -- $c
             name=$1 port=$2$x pid=$3
-            before=$(cpu "$pid")
+            # CPU over the measured seconds: sampled when the warm-up second ends, and at the end.
+            ( sleep 1; cpu "$pid" > "$W/cpu-before" ) & sampler=$!
             out=$(taskset -c 0 h2load -c "$CONNS" -m "$STREAMS" -D "$SECS" --warm-up-time=1 "https://127.0.0.1:$port/body" 2>&1)
             after=$(cpu "$pid")
+            wait "$sampler"
+            before=$(cat "$W/cpu-before")
             rps=$(echo "$out" | sed -n 's/.*finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p')
             done_=$(echo "$out" | sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p')
             failed=$(echo "$out" | sed -n 's/^requests: .* \([0-9]*\) failed.*/\1/p')
