@@ -6,7 +6,8 @@
 #   LB=/path/to/lb LB_BASE=/path/to/older/lb bash Tests/bench/h2-bench.sh   # no build; a 4th contender
 #
 # Scenarios (each server alone on core 1 with one worker and no access log; h2load and the
-# backend on core 0; rounds interleaved lb nginx haproxy lb nginx haproxy ...):
+# backend on core 0; rounds interleaved, each starting one server further on: lb nginx haproxy,
+# nginx haproxy lb, ...):
 #   ret     `return 200 "ok"`
 #   proxy   a 4 KiB response proxied from a plain-HTTP/1.1 backend (kept-alive)
 #   static  a 4 KiB file (HAProxy: `http-request return file`, read once at start)
@@ -135,7 +136,11 @@ declare -A RESULTS CPUS
 for r in $(seq 1 "$ROUNDS"); do
     for s in $SCENARIOS; do
         case $s in ret) x=1 ;; proxy) x=2 ;; static) x=3 ;; cached) x=4 ;; esac
-        for c in "${CONTENDERS[@]}"; do
+        # Each round starts one contender further on (lb nginx haproxy, then nginx haproxy lb,
+        # ...): a slot's own advantage (the one after HAProxy ran faster in session 13) is shared.
+        n=${#CONTENDERS[@]}
+        for k in $(seq 0 $((n - 1))); do
+            c=${CONTENDERS[$(((k + r - 1) % n))]}
             set -- $c
             name=$1 port=$2$x pid=$3
             # CPU over the measured seconds: sampled when the warm-up second ends, and at the end.

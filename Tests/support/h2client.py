@@ -554,6 +554,23 @@ def case_sequence(*specs):
     print(" ; ".join(out))
 
 
+def case_alternate(*specs):
+    """As `sequence`, but over two connections in turn: the first spec on one, the second on
+    the other, and so on (a finished request's state must not reach another connection's)."""
+    conns = [lib_connect(), lib_connect()]
+    out = []
+    for i, spec in enumerate(specs):
+        s, c = conns[i % 2]
+        path, *extra = spec.split("|")
+        sid = c.get_next_available_stream_id()
+        c.send_headers(sid, request_headers(path) + [tuple(f.split(":", 1)) for f in extra], end_stream=True)
+        s.sendall(c.data_to_send())
+        fields, body = read_response(s, c, time.time() + 30)
+        xs = ",".join("%s:%s" % (k, v) for k, v in fields.items() if k.startswith("x-"))
+        out.append("%s %s [%s]" % (fields.get(":status"), body.decode().strip(), xs))
+    print(" ; ".join(out))
+
+
 def case_cancel(path, hold):
     s, c = lib_connect()
     sid = c.get_next_available_stream_id()
@@ -664,6 +681,6 @@ cases = {"hpack-bomb": case_hpack_bomb, "bodies": case_bodies, "trailers": case_
          "zero-window": case_zero_window, "many": case_many, "get": case_get, "rapid-reset": case_rapid_reset, "continuation-flood": case_continuation_flood,
          "control-flood": case_control_flood,
          "refuse": case_refuse, "reload-inflight": case_reload_inflight, "idle": case_idle, "bursts": case_bursts,
-         "reuse": case_reuse, "sequence": case_sequence, "cancel": case_cancel, "close": case_close, "abort-after-head": case_abort_after_head, "error": case_error,
+         "reuse": case_reuse, "sequence": case_sequence, "alternate": case_alternate, "cancel": case_cancel, "close": case_close, "abort-after-head": case_abort_after_head, "error": case_error,
          "reset-then-more": case_reset_then_more}
 cases[sys.argv[1]](*sys.argv[3:])
