@@ -540,35 +540,28 @@ def case_reuse(n):
     print(" ".join(out))
 
 
+def one_request(s, c, spec):
+    """One request of `sequence`/`alternate`: `PATH|name:value|...`, answered as
+    `STATUS BODY [x-headers]`."""
+    path, *extra = spec.split("|")
+    sid = c.get_next_available_stream_id()
+    c.send_headers(sid, request_headers(path) + [tuple(f.split(":", 1)) for f in extra], end_stream=True)
+    s.sendall(c.data_to_send())
+    fields, body = read_response(s, c, time.time() + 30)
+    xs = ",".join("%s:%s" % (k, v) for k, v in fields.items() if k.startswith("x-"))
+    return "%s %s [%s]" % (fields.get(":status"), body.decode().strip(), xs)
+
+
 def case_sequence(*specs):
     s, c = lib_connect()
-    out = []
-    for spec in specs:
-        path, *extra = spec.split("|")
-        sid = c.get_next_available_stream_id()
-        c.send_headers(sid, request_headers(path) + [tuple(f.split(":", 1)) for f in extra], end_stream=True)
-        s.sendall(c.data_to_send())
-        fields, body = read_response(s, c, time.time() + 30)
-        xs = ",".join("%s:%s" % (k, v) for k, v in fields.items() if k.startswith("x-"))
-        out.append("%s %s [%s]" % (fields.get(":status"), body.decode().strip(), xs))
-    print(" ; ".join(out))
+    print(" ; ".join(one_request(s, c, spec) for spec in specs))
 
 
 def case_alternate(*specs):
     """As `sequence`, but over two connections in turn: the first spec on one, the second on
     the other, and so on (a finished request's state must not reach another connection's)."""
     conns = [lib_connect(), lib_connect()]
-    out = []
-    for i, spec in enumerate(specs):
-        s, c = conns[i % 2]
-        path, *extra = spec.split("|")
-        sid = c.get_next_available_stream_id()
-        c.send_headers(sid, request_headers(path) + [tuple(f.split(":", 1)) for f in extra], end_stream=True)
-        s.sendall(c.data_to_send())
-        fields, body = read_response(s, c, time.time() + 30)
-        xs = ",".join("%s:%s" % (k, v) for k, v in fields.items() if k.startswith("x-"))
-        out.append("%s %s [%s]" % (fields.get(":status"), body.decode().strip(), xs))
-    print(" ; ".join(out))
+    print(" ; ".join(one_request(*conns[i % 2], spec) for i, spec in enumerate(specs)))
 
 
 def case_cancel(path, hold):
