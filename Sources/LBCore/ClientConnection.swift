@@ -109,10 +109,10 @@ final class ClientConnection: Pollable {
     /// first write. Kept here, one byte, so an unlimited write pays a single compare.
     var responseLimited: Bool?
 
-    /// The request in progress; nil between requests (an idle connection holds none).
-    var ex: Exchange! {
-        didSet { countWriting(ex != nil && state != .closed) }
-    }
+    /// The request in progress; nil between requests (an idle connection holds none). Whoever
+    /// sets it says whether the connection now counts as writing (`countWriting`): a property
+    /// observer made every assignment a copy, and `endExchange`'s move impossible.
+    var ex: Exchange!
     /// Whether this connection is counted in its worker's stub_status "Writing" / "Reading".
     var countedWriting = false
     var countedReading = false
@@ -218,6 +218,7 @@ final class ClientConnection: Pollable {
             ex = Exchange(server: defaultServer, startMicros: monotonicMicros())
             if var storage = worker.spareExchangeStorage.popLast() { ex.adopt(&storage) }
         }
+        countWriting(state != .closed)
         state = .exchange
         responseLimited = nil
     }
@@ -231,9 +232,12 @@ final class ClientConnection: Pollable {
     /// older configuration (whose objects it would keep), its arrays' capacity goes back
     /// (never their contents).
     func endExchange() {
-        guard var done = ex else { return }
-        ex = nil
-        guard isKnownUniquelyReferenced(&done) else { return }
+        // Moved out, not copied and cleared.
+        var taken: Exchange? = nil
+        swap(&taken, &ex)
+        guard taken != nil else { return }
+        countWriting(false)
+        guard isKnownUniquelyReferenced(&taken), let done = taken.take() else { return }
         if worker.spareExchanges.count < Worker.maxSpareExchanges && generation === worker.generation {
             done.reset(server: done.server, startMicros: 0)
             worker.spareExchanges.append(done)

@@ -316,12 +316,12 @@ final class H2Session: Pollable {
         if var s = spareStreams.popLast() {
             // The last stream connection of this object, unless anything still holds it (a
             // timer, an upstream connection): then it is left to them, and so is the stream.
-            if var p = s.parked {
-                s.parked = nil
-                if isKnownUniquelyReferenced(&p) {
-                    p.reuseForStream() // lets go of the stream object
-                    spareConnection = p
-                }
+            // Moved, not copied and cleared: no reference counting.
+            var parked: ClientConnection? = nil
+            swap(&parked, &s.parked)
+            if isKnownUniquelyReferenced(&parked) {
+                swap(&spareConnection, &parked)
+                spareConnection.unsafelyUnwrapped.reuseForStream() // lets go of the stream object
             }
             if isKnownUniquelyReferenced(&s) {
                 s.begin(r)
@@ -703,6 +703,7 @@ final class H2Stream: StreamPipe {
     }
 
     override var tls: TLSStream? { session.transport.tls }
+    override var hasTLS: Bool { session.transport.hasTLS }
     override var isHTTP2: Bool { true }
     override func connectionClosed() { session.streamClosed(self) }
 

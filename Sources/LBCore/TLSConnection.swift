@@ -83,11 +83,14 @@ extension ClientConnection {
     /// (the client certificate failed verification), 496 (`ssl_verify_client on` and none was
     /// sent). Nil: go on.
     func tlsRequestRefusal() -> Int? {
-        guard let s = transport.tls else {
+        guard transport.hasTLS else {
             log(.info, "client sent plain HTTP request to HTTPS port")
             return 497
         }
-        guard ex.server.index < table.tls.count, let ctx = table.tls[ex.server.index], ctx.verifyClient != .off else { return nil }
+        // The usual case, a server that does not verify clients, without taking the TLS stream.
+        let index = ex.server.index
+        let contexts = table.tls
+        guard index < contexts.count, let ctx = contexts[index], ctx.verifyClient != .off, let s = transport.tls else { return nil }
         // A Host other than the SNI name must not reach a server that verifies clients: its
         // verification happened (or not) under another server's settings.
         if let sni = s.serverName, let h = req.host {

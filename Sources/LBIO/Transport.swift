@@ -28,6 +28,15 @@ public enum Transport {
         }
     }
 
+    /// Whether the connection is TLS, without taking the stream (a reference count).
+    public var hasTLS: Bool {
+        switch self {
+        case .tcp: false
+        case .tls: true
+        case .stream(let p): p.hasTLS
+        }
+    }
+
     /// Whether the client speaks HTTP/2 (a stream of an HTTP/2 connection, or a mirror of one).
     public var isHTTP2: Bool {
         if case .stream(let p) = self { return p.isHTTP2 }
@@ -114,6 +123,8 @@ open class StreamPipe {
 
     /// The TLS stream of the connection carrying this one, if any (`$ssl_*`, `$scheme`).
     open var tls: TLSStream? { nil }
+    /// Whether `tls` is there, without taking it.
+    open var hasTLS: Bool { tls != nil }
 
     /// Whether the client speaks HTTP/2 (`$server_protocol`, `$http2`, the logged request line).
     open var isHTTP2: Bool { false }
