@@ -109,9 +109,11 @@ final class ClientConnection: Pollable {
     /// first write. Kept here, one byte, so an unlimited write pays a single compare.
     var responseLimited: Bool?
 
-    /// The request in progress; nil between requests (an idle connection holds none). Whoever
-    /// sets it says whether the connection now counts as writing (`countWriting`): a property
-    /// observer made every assignment a copy, and `endExchange`'s move impossible.
+    /// The request in progress; nil between requests (an idle connection holds none). The
+    /// connection counts as writing from `beginExchange` to `endExchange` or `close`, which say
+    /// so (`countWriting`); swapping one exchange for another in between (a subrequest and back,
+    /// a cache background update) changes nothing counted. No property observer: it made every
+    /// assignment a copy, and `endExchange`'s move impossible.
     var ex: Exchange!
     /// Whether this connection is counted in its worker's stub_status "Writing" / "Reading".
     var countedWriting = false

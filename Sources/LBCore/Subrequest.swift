@@ -32,19 +32,16 @@ extension ClientConnection {
         switch loc.handler {
         case .proxy(let t) where t.kind == .http:
             ex = sub
-            countWriting(state != .closed)
             // The main request waits on the subrequest's upstream deadlines (its proxy timeouts).
             worker.loop.setDeadline(self, afterMillis: 0)
             startProxy(t)
         case .return(let r):
             // A location that only returns (`return 204;`): its status is the answer.
             ex = sub
-            countWriting(state != .closed)
             endSubrequest(status: r.code, challenges: [])
         default:
             log(.error, "auth request to \"\(String(decoding: uri, as: UTF8.self))\" is not proxied: lb's subrequests are answered by proxy_pass or return")
             ex = sub
-            countWriting(state != .closed)
             endSubrequest(status: 0, challenges: [])
         }
     }
@@ -115,7 +112,6 @@ extension ClientConnection {
         }
         releasePeer(failed: false)
         ex = ex.parentExchange
-        countWriting(state != .closed)
         if ex.status == 0 { ex.status = 499 }
         finishLog()
         close()
@@ -131,7 +127,6 @@ extension ClientConnection {
         }
         result.failed = ex.variableFailed
         ex = main
-        countWriting(state != .closed)
         authSubrequestDone(result)
     }
 }

@@ -500,7 +500,6 @@ extension ClientConnection {
     func startBackgroundUpdate() {
         guard let t = ex.target, ex.cache != nil else { return }
         ex = Exchange(backgroundUpdateOf: ex)
-        countWriting(state != .closed)
         ex.cacheStatus = ClientConnection.statusExpired
         ex.cache!.revalidating = settings.resolved.proxyCacheRevalidate && (ex.cache!.entry?.etag != nil || ex.cache!.entry?.lastModified != nil)
         // A `proxy_pass` with variables goes where the response came from (its runtime kept).
